@@ -1,0 +1,14 @@
+//! gantry-core: the rules of a Gantry deployment, with no AWS SDK and no network.
+//!
+//! - [`appspec`]: parse and validate `appspec.yml`.
+//! - [`bundle`]: unpack revision archives safely and check what the appspec names.
+//! - [`lifecycle`]: the lifecycle events and their order.
+//! - [`config`]: deployment configurations and the minimum-healthy-hosts rules.
+//! - [`planner`]: target selection, ordering and Availability Zone striping.
+//! - [`deployment`]: the deployment state machine, a pure function from events to effects.
+//! - [`wire`]: the messages between the control plane and the host agent.
+#![forbid(unsafe_code)]
+
+pub mod appspec;
+pub mod bundle;
+pub mod lifecycle;
