@@ -11,4 +11,7 @@
 
 pub mod appspec;
 pub mod bundle;
+pub mod config;
 pub mod lifecycle;
+pub mod planner;
+pub mod wire;

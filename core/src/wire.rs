@@ -1,0 +1,566 @@
+//! The messages between the control plane and the host agent.
+//!
+//! A [`Command`] travels on a host's command queue and tells the agent what to deploy.
+//! A [`Report`] travels on the reports queue and tells the control plane how one
+//! lifecycle event went. Both carry a schema version, are parsed strictly (unknown
+//! fields are refused) and validated; a message that does not parse is an error value
+//! naming the field, never a panic.
+
+use crate::appspec::FileExistsBehavior;
+use crate::bundle::BundleType;
+use crate::lifecycle::LifecycleEvent;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The schema version this build writes and the newest it reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Most bytes of script output a report carries.
+pub const LOG_TAIL_MAX_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("message is not valid JSON for this schema: {0}")]
+    Malformed(String),
+    #[error(
+        "schemaVersion {found} is newer than this build understands ({SCHEMA_VERSION}); upgrade it"
+    )]
+    UnsupportedVersion { found: u32 },
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> WireError {
+    WireError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Location {
+    pub bucket: String,
+    pub key: String,
+    pub bundle_type: BundleType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitHubLocation {
+    /// `owner/name`.
+    pub repository: String,
+    pub commit_id: String,
+}
+
+/// Where a revision lives, in CodeDeploy's `RevisionLocation` shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "revisionType")]
+pub enum RevisionLocation {
+    #[serde(rename = "S3", rename_all = "camelCase")]
+    S3 { s3_location: S3Location },
+    #[serde(rename = "GitHub", rename_all = "camelCase")]
+    GitHub { git_hub_location: GitHubLocation },
+}
+
+impl RevisionLocation {
+    fn validate(&self) -> Result<(), WireError> {
+        match self {
+            Self::S3 { s3_location } => {
+                if s3_location.bucket.is_empty() {
+                    return Err(invalid("revision.s3Location.bucket", "must not be empty"));
+                }
+                if s3_location.key.is_empty() {
+                    return Err(invalid("revision.s3Location.key", "must not be empty"));
+                }
+            }
+            Self::GitHub { git_hub_location } => {
+                let parts: Vec<&str> = git_hub_location.repository.split('/').collect();
+                if parts.len() != 2 || parts.iter().any(|part| part.is_empty()) {
+                    return Err(invalid(
+                        "revision.gitHubLocation.repository",
+                        "must be owner/name",
+                    ));
+                }
+                let commit = &git_hub_location.commit_id;
+                if commit.len() < 7 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(invalid(
+                        "revision.gitHubLocation.commitId",
+                        "must be a commit SHA (at least 7 hexadecimal digits)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Who started a deployment, as CodeDeploy's `creator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Creator {
+    User,
+    Autoscaling,
+    CodeDeployRollback,
+    CodeDeploy,
+    CodeDeployAutoUpdate,
+}
+
+/// Deploy a revision to one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Command {
+    pub schema_version: u32,
+    pub deployment_id: String,
+    pub deployment_group_id: String,
+    pub deployment_group_name: String,
+    pub application_name: String,
+    pub instance_id: String,
+    pub revision: RevisionLocation,
+    /// The events the agent runs, in order; events the control plane performs
+    /// (BlockTraffic, AllowTraffic) are not in the list.
+    pub lifecycle_events: Vec<LifecycleEvent>,
+    pub file_exists_behavior: FileExistsBehavior,
+    pub ignore_application_stop_failures: bool,
+    pub creator: Creator,
+}
+
+impl Command {
+    pub fn from_json(text: &str) -> Result<Self, WireError> {
+        check_version(text)?;
+        let command: Command =
+            serde_json::from_str(text).map_err(|error| WireError::Malformed(error.to_string()))?;
+        command.validate()?;
+        Ok(command)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a command always serializes")
+    }
+
+    pub fn validate(&self) -> Result<(), WireError> {
+        check_deployment_id(&self.deployment_id)?;
+        require("deploymentGroupId", &self.deployment_group_id)?;
+        require("deploymentGroupName", &self.deployment_group_name)?;
+        require("applicationName", &self.application_name)?;
+        require("instanceId", &self.instance_id)?;
+        self.revision.validate()?;
+        if self.lifecycle_events.is_empty() {
+            return Err(invalid("lifecycleEvents", "must list at least one event"));
+        }
+        let mut seen = BTreeSet::new();
+        for event in &self.lifecycle_events {
+            if !seen.insert(*event) {
+                return Err(invalid("lifecycleEvents", format!("lists {event} twice")));
+            }
+            if event.performer() == crate::lifecycle::Performer::ControlPlane {
+                return Err(invalid(
+                    "lifecycleEvents",
+                    format!("{event} is performed by the control plane, not the agent"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The status a report gives a lifecycle event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventStatus {
+    Pending,
+    InProgress,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl EventStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Skipped)
+    }
+}
+
+/// CodeDeploy's `Diagnostics.errorCode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    Success,
+    ScriptMissing,
+    ScriptNotExecutable,
+    ScriptTimedOut,
+    ScriptFailed,
+    UnknownError,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Diagnostics {
+    pub error_code: ErrorCode,
+    #[serde(default)]
+    pub script_name: String,
+    #[serde(default)]
+    pub message: String,
+    /// The end of the script's output, at most [`LOG_TAIL_MAX_BYTES`].
+    #[serde(default)]
+    pub log_tail: String,
+}
+
+/// How one lifecycle event went on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Report {
+    pub schema_version: u32,
+    pub deployment_id: String,
+    pub instance_id: String,
+    pub lifecycle_event: LifecycleEvent,
+    pub status: EventStatus,
+    /// Milliseconds since the Unix epoch.
+    pub start_time: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<Diagnostics>,
+}
+
+impl Report {
+    pub fn from_json(text: &str) -> Result<Self, WireError> {
+        check_version(text)?;
+        let report: Report =
+            serde_json::from_str(text).map_err(|error| WireError::Malformed(error.to_string()))?;
+        report.validate()?;
+        Ok(report)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a report always serializes")
+    }
+
+    pub fn validate(&self) -> Result<(), WireError> {
+        check_deployment_id(&self.deployment_id)?;
+        require("instanceId", &self.instance_id)?;
+        if self.status == EventStatus::Pending {
+            return Err(invalid(
+                "status",
+                "must be InProgress, Succeeded, Failed or Skipped",
+            ));
+        }
+        match (self.status.is_terminal(), self.end_time) {
+            (true, None) => return Err(invalid("endTime", "is required when the event has ended")),
+            (false, Some(_)) => {
+                return Err(invalid(
+                    "endTime",
+                    "must be absent while the event is in progress",
+                ));
+            }
+            (true, Some(end)) if end < self.start_time => {
+                return Err(invalid("endTime", "must not be before startTime"));
+            }
+            _ => {}
+        }
+        if let Some(diagnostics) = &self.diagnostics {
+            if diagnostics.log_tail.len() > LOG_TAIL_MAX_BYTES {
+                return Err(invalid(
+                    "diagnostics.logTail",
+                    format!("must be at most {LOG_TAIL_MAX_BYTES} bytes"),
+                ));
+            }
+            let failed = self.status == EventStatus::Failed;
+            let success_code = diagnostics.error_code == ErrorCode::Success;
+            if failed == success_code {
+                return Err(invalid(
+                    "diagnostics.errorCode",
+                    "must be Success exactly when the event did not fail",
+                ));
+            }
+        } else if self.status == EventStatus::Failed {
+            return Err(invalid("diagnostics", "is required when the event failed"));
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the last [`LOG_TAIL_MAX_BYTES`] of `output`, cut on a character boundary.
+pub fn log_tail(output: &str) -> &str {
+    if output.len() <= LOG_TAIL_MAX_BYTES {
+        return output;
+    }
+    let mut start = output.len() - LOG_TAIL_MAX_BYTES;
+    while !output.is_char_boundary(start) {
+        start += 1;
+    }
+    &output[start..]
+}
+
+/// Refuses a newer schema before strict parsing, so the error says "upgrade" rather
+/// than "unknown field".
+fn check_version(text: &str) -> Result<(), WireError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Versioned {
+        schema_version: Option<u32>,
+    }
+    let versioned: Versioned =
+        serde_json::from_str(text).map_err(|error| WireError::Malformed(error.to_string()))?;
+    match versioned.schema_version {
+        None => Err(invalid("schemaVersion", "is required")),
+        Some(0) => Err(invalid("schemaVersion", "must be at least 1")),
+        Some(found) if found > SCHEMA_VERSION => Err(WireError::UnsupportedVersion { found }),
+        Some(_) => Ok(()),
+    }
+}
+
+fn require(field: &'static str, value: &str) -> Result<(), WireError> {
+    if value.trim().is_empty() {
+        Err(invalid(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Deployment ids look like CodeDeploy's: `d-` then nine characters of `A-Z0-9`.
+pub fn check_deployment_id(id: &str) -> Result<(), WireError> {
+    let valid = id.len() == 11
+        && id.starts_with("d-")
+        && id[2..]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(
+            "deploymentId",
+            format!("{id:?} is not a deployment id (d- followed by 9 of A-Z, 0-9)"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn command() -> Command {
+        Command {
+            schema_version: SCHEMA_VERSION,
+            deployment_id: "d-ABCDEF123".into(),
+            deployment_group_id: "g-1".into(),
+            deployment_group_name: "web".into(),
+            application_name: "shop".into(),
+            instance_id: "host-1".into(),
+            revision: RevisionLocation::S3 {
+                s3_location: S3Location {
+                    bucket: "bundles".into(),
+                    key: "shop.zip".into(),
+                    bundle_type: BundleType::Zip,
+                    version: Some("v1".into()),
+                    e_tag: Some("\"abc\"".into()),
+                },
+            },
+            lifecycle_events: crate::lifecycle::in_place(false),
+            file_exists_behavior: FileExistsBehavior::Disallow,
+            ignore_application_stop_failures: false,
+            creator: Creator::User,
+        }
+    }
+
+    fn report(status: EventStatus) -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            deployment_id: "d-ABCDEF123".into(),
+            instance_id: "host-1".into(),
+            lifecycle_event: LifecycleEvent::AfterInstall,
+            status,
+            start_time: 1_000,
+            end_time: status.is_terminal().then_some(2_000),
+            diagnostics: (status == EventStatus::Failed).then(|| Diagnostics {
+                error_code: ErrorCode::ScriptFailed,
+                script_name: "scripts/configure.sh".into(),
+                message: "exited with 3".into(),
+                log_tail: "boom".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn command_round_trips_in_codedeploy_shape() {
+        let json = command().to_json();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["revision"]["revisionType"], "S3");
+        assert_eq!(value["revision"]["s3Location"]["bundleType"], "zip");
+        assert_eq!(value["revision"]["s3Location"]["eTag"], "\"abc\"");
+        assert_eq!(value["lifecycleEvents"][0], "ApplicationStop");
+        assert_eq!(value["fileExistsBehavior"], "DISALLOW");
+        assert_eq!(value["creator"], "user");
+        assert_eq!(Command::from_json(&json).unwrap(), command());
+    }
+
+    #[test]
+    fn github_revisions_round_trip_and_are_checked() {
+        let mut cmd = command();
+        cmd.revision = RevisionLocation::GitHub {
+            git_hub_location: GitHubLocation {
+                repository: "acme/shop".into(),
+                commit_id: "0123456789abcdef0123456789abcdef01234567".into(),
+            },
+        };
+        let json = cmd.to_json();
+        assert!(json.contains("\"gitHubLocation\""));
+        assert_eq!(Command::from_json(&json).unwrap(), cmd);
+        cmd.revision = RevisionLocation::GitHub {
+            git_hub_location: GitHubLocation {
+                repository: "shop".into(),
+                commit_id: "0123456".into(),
+            },
+        };
+        assert!(matches!(
+            Command::from_json(&cmd.to_json()),
+            Err(WireError::Invalid {
+                field: "revision.gitHubLocation.repository",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn commands_are_validated() {
+        let mut cmd = command();
+        cmd.deployment_id = "12".into();
+        assert!(matches!(
+            cmd.validate(),
+            Err(WireError::Invalid {
+                field: "deploymentId",
+                ..
+            })
+        ));
+        let mut cmd = command();
+        cmd.lifecycle_events.push(LifecycleEvent::Install);
+        assert!(matches!(
+            cmd.validate(),
+            Err(WireError::Invalid {
+                field: "lifecycleEvents",
+                ..
+            })
+        ));
+        let mut cmd = command();
+        cmd.lifecycle_events = vec![LifecycleEvent::AllowTraffic];
+        assert!(cmd.validate().is_err());
+        let mut cmd = command();
+        cmd.instance_id = " ".into();
+        assert!(matches!(
+            cmd.validate(),
+            Err(WireError::Invalid {
+                field: "instanceId",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unknown_fields_and_newer_versions_are_refused() {
+        let mut value: serde_json::Value = serde_json::from_str(&command().to_json()).unwrap();
+        value["surprise"] = serde_json::json!(1);
+        assert!(matches!(
+            Command::from_json(&value.to_string()),
+            Err(WireError::Malformed(_))
+        ));
+        value["schemaVersion"] = serde_json::json!(2);
+        assert_eq!(
+            Command::from_json(&value.to_string()),
+            Err(WireError::UnsupportedVersion { found: 2 })
+        );
+        let text = command().to_json().replace("\"schemaVersion\":1,", "");
+        assert!(matches!(
+            Command::from_json(&text),
+            Err(WireError::Invalid {
+                field: "schemaVersion",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn reports_round_trip_and_are_validated() {
+        for status in [
+            EventStatus::InProgress,
+            EventStatus::Succeeded,
+            EventStatus::Failed,
+            EventStatus::Skipped,
+        ] {
+            let json = report(status).to_json();
+            assert_eq!(Report::from_json(&json).unwrap(), report(status), "{json}");
+        }
+        let mut bad = report(EventStatus::Succeeded);
+        bad.end_time = None;
+        assert!(matches!(
+            bad.validate(),
+            Err(WireError::Invalid {
+                field: "endTime",
+                ..
+            })
+        ));
+        let mut bad = report(EventStatus::Succeeded);
+        bad.end_time = Some(10);
+        assert!(bad.validate().is_err());
+        let mut bad = report(EventStatus::Failed);
+        bad.diagnostics = None;
+        assert!(matches!(
+            bad.validate(),
+            Err(WireError::Invalid {
+                field: "diagnostics",
+                ..
+            })
+        ));
+        let mut bad = report(EventStatus::Failed);
+        bad.diagnostics.as_mut().unwrap().log_tail = "x".repeat(LOG_TAIL_MAX_BYTES + 1);
+        assert!(matches!(
+            bad.validate(),
+            Err(WireError::Invalid {
+                field: "diagnostics.logTail",
+                ..
+            })
+        ));
+        let mut bad = report(EventStatus::Failed);
+        bad.diagnostics.as_mut().unwrap().error_code = ErrorCode::Success;
+        assert!(bad.validate().is_err());
+        assert!(report(EventStatus::Pending).validate().is_err());
+    }
+
+    #[test]
+    fn log_tail_keeps_the_end_on_a_char_boundary() {
+        assert_eq!(log_tail("short"), "short");
+        let long = format!("{}{}", "é".repeat(3000), "end");
+        let tail = log_tail(&long);
+        assert!(tail.len() <= LOG_TAIL_MAX_BYTES);
+        assert!(tail.ends_with("end"));
+        assert!(tail.len() >= LOG_TAIL_MAX_BYTES - 1);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in ".*") {
+            let _ = Command::from_json(&text);
+            let _ = Report::from_json(&text);
+        }
+
+        #[test]
+        fn arbitrary_json_objects_never_panic(
+            keys in proptest::collection::vec("[a-zA-Z]{1,12}", 0..6),
+            numbers in proptest::collection::vec(any::<i64>(), 0..6),
+        ) {
+            let mut object = serde_json::Map::new();
+            for (key, number) in keys.iter().zip(numbers.iter()) {
+                object.insert(key.clone(), serde_json::json!(number));
+            }
+            object.insert("schemaVersion".into(), serde_json::json!(1));
+            let text = serde_json::Value::Object(object).to_string();
+            prop_assert!(Command::from_json(&text).is_err());
+            prop_assert!(Report::from_json(&text).is_err());
+        }
+    }
+}
