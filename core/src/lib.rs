@@ -12,6 +12,7 @@
 pub mod appspec;
 pub mod bundle;
 pub mod config;
+pub mod deployment;
 pub mod lifecycle;
 pub mod planner;
 pub mod wire;
