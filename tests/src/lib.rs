@@ -1,1 +1,30 @@
+//! Support for Gantry's end-to-end tests: a real moto server, and archives built byte by
+//! byte (including the malicious ones no well-behaved tool would write).
 
+pub mod archive;
+pub mod moto;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The workspace root, where `.venv/` and `examples/` live.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_owned()
+}
+
+/// Polls `condition` until it holds or `timeout` passes; tests wait on conditions, not sleeps.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}

@@ -1,0 +1,167 @@
+//! A moto server for tests: started on a free loopback port from the project's `.venv`,
+//! stopped by pid when dropped. When `AWS_ENDPOINT_URL` is set, that endpoint is used
+//! instead and nothing is started.
+
+use anyhow::{Context, bail};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long moto may take to answer after it starts (it imports a lot of Python).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Moto {
+    endpoint: String,
+    child: Option<Child>,
+    log: Option<tempfile::NamedTempFile>,
+}
+
+impl Moto {
+    /// Starts moto (or adopts `AWS_ENDPOINT_URL`) and waits until it answers HTTP.
+    pub fn start() -> anyhow::Result<Self> {
+        if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL")
+            && !endpoint.is_empty()
+        {
+            let mut moto = Self {
+                endpoint,
+                child: None,
+                log: None,
+            };
+            moto.wait_until_answering()?;
+            return Ok(moto);
+        }
+        let binary = moto_server_path();
+        if !binary.exists() {
+            bail!(
+                "moto_server not found at {}; run `make test` (it creates .venv) or set MOTO_SERVER",
+                binary.display()
+            );
+        }
+        // Another process may take the port between probe and bind; try a few.
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let log = tempfile::NamedTempFile::new().context("creating moto's log file")?;
+            let child = Command::new(&binary)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(log.reopen()?)
+                .stderr(log.reopen()?)
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?;
+            let mut moto = Self {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                child: Some(child),
+                log: Some(log),
+            };
+            match moto.wait_until_answering() {
+                Ok(()) => return Ok(moto),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("at least one attempt"))
+    }
+
+    /// The endpoint to give the SDK (`AWS_ENDPOINT_URL`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The process id of the server this fixture started, if it started one.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Environment for a child process that should reach this server through the SDK's
+    /// standard variables.
+    pub fn sdk_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ]
+    }
+
+    /// Wipes every resource (moto's `POST /moto-api/reset`).
+    pub fn reset(&self) -> anyhow::Result<()> {
+        let status = http(&self.endpoint, "POST", "/moto-api/reset")?;
+        if status != 200 {
+            bail!("moto reset answered HTTP {status}");
+        }
+        Ok(())
+    }
+
+    fn wait_until_answering(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if http(&self.endpoint, "GET", "/moto-api/").is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = &mut self.child
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("moto_server exited with {status} before answering:\n{}", self.log_text());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "moto_server did not answer on {} within {:?}:\n{}",
+                    self.endpoint,
+                    STARTUP_TIMEOUT,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log.path()).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill(); // SIGKILL to the pid we started
+            let _ = child.wait();
+        }
+    }
+}
+
+fn moto_server_path() -> PathBuf {
+    std::env::var_os("MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join(".venv/bin/moto_server"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A minimal HTTP/1.0 request, enough to ask moto whether it is up. Returns the status.
+fn http(endpoint: &str, method: &str, path: &str) -> anyhow::Result<u16> {
+    let authority = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let mut stream = TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("not an HTTP response: {response:.80}"))?;
+    Ok(status)
+}
