@@ -51,11 +51,13 @@ pub fn run(path: &Path) -> ExitCode {
 }
 
 fn check(path: &Path) -> Result<Outcome, String> {
-    let meta = std::fs::metadata(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
     if meta.is_dir() {
         return Ok(outcome(bundle::check_revision(path)));
     }
-    let bundle_type = BundleType::detect(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let bundle_type = BundleType::detect(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
     match bundle_type {
         None => {
             let text = std::fs::read_to_string(path)
@@ -63,12 +65,16 @@ fn check(path: &Path) -> Result<Outcome, String> {
             Ok(outcome(AppSpec::parse(&text)))
         }
         Some(bundle_type) => {
-            let scratch = tempfile::tempdir().map_err(|error| format!("cannot create a scratch directory: {error}"))?;
+            let scratch = tempfile::tempdir()
+                .map_err(|error| format!("cannot create a scratch directory: {error}"))?;
             let target = scratch.path().join("revision");
             match bundle::unpack(path, bundle_type, &target, &Limits::default()) {
                 Ok(_) => Ok(outcome(bundle::check_revision(&target))),
                 Err(BundleError::Io { context, source }) => Err(format!("{context}: {source}")),
-                Err(refused) => Ok(Outcome::Invalid(vec![Problem::new("bundle", refused.to_string())])),
+                Err(refused) => Ok(Outcome::Invalid(vec![Problem::new(
+                    "bundle",
+                    refused.to_string(),
+                )])),
             }
         }
     }

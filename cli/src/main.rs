@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "gantry", version, about = "Deploy application revisions to EC2 and on-premises fleets")]
+#[command(
+    name = "gantry",
+    version,
+    about = "Deploy application revisions to EC2 and on-premises fleets"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -88,7 +88,8 @@ pub fn tar(entries: &[Entry]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for entry in entries {
         let mut header = tar::Header::new_ustar();
-        let (kind, data, mode, link): (tar::EntryType, &[u8], u32, Option<&str>) = match &entry.kind {
+        let (kind, data, mode, link): (tar::EntryType, &[u8], u32, Option<&str>) = match &entry.kind
+        {
             Kind::File { data, mode } => (tar::EntryType::Regular, data, *mode, None),
             Kind::Dir => (tar::EntryType::Directory, &[], 0o755, None),
             Kind::Symlink(to) => (tar::EntryType::Symlink, &[], 0o777, Some(to)),
@@ -110,7 +111,10 @@ pub fn tar(entries: &[Entry]) -> Vec<u8> {
 }
 
 fn write_field(field: &mut [u8], value: &str) {
-    assert!(value.len() <= field.len(), "{value:?} is too long for a ustar header field");
+    assert!(
+        value.len() <= field.len(),
+        "{value:?} is too long for a ustar header field"
+    );
     field.fill(0);
     field[..value.len()].copy_from_slice(value.as_bytes());
 }
@@ -128,7 +132,10 @@ pub fn zip(entries: &[Entry]) -> Vec<u8> {
         match &entry.kind {
             Kind::File { data, mode } => {
                 writer
-                    .start_file(entry.name.as_str(), SimpleFileOptions::default().unix_permissions(*mode))
+                    .start_file(
+                        entry.name.as_str(),
+                        SimpleFileOptions::default().unix_permissions(*mode),
+                    )
                     .expect("writing to memory");
                 writer.write_all(data).expect("writing to memory");
             }
@@ -136,7 +143,11 @@ pub fn zip(entries: &[Entry]) -> Vec<u8> {
                 .add_directory(entry.name.as_str(), SimpleFileOptions::default())
                 .expect("writing to memory"),
             Kind::Symlink(to) => writer
-                .add_symlink(entry.name.as_str(), to.as_str(), SimpleFileOptions::default())
+                .add_symlink(
+                    entry.name.as_str(),
+                    to.as_str(),
+                    SimpleFileOptions::default(),
+                )
                 .expect("writing to memory"),
             Kind::HardLink(_) => panic!("zip has no hard links"),
         }

@@ -103,7 +103,10 @@ impl Moto {
             if let Some(child) = &mut self.child
                 && let Some(status) = child.try_wait()?
             {
-                bail!("moto_server exited with {status} before answering:\n{}", self.log_text());
+                bail!(
+                    "moto_server exited with {status} before answering:\n{}",
+                    self.log_text()
+                );
             }
             if Instant::now() >= deadline {
                 bail!(
@@ -147,9 +150,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// A minimal HTTP/1.0 request, enough to ask moto whether it is up. Returns the status.
 fn http(endpoint: &str, method: &str, path: &str) -> anyhow::Result<u16> {
-    let authority = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
+    let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(authority)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
