@@ -244,9 +244,7 @@ impl Checker {
     }
 
     fn document(&mut self, document: &Value) -> Option<AppSpec> {
-        let Some(top) = self.mapping(document, "appspec") else {
-            return None;
-        };
+        let top = self.mapping(document, "appspec")?;
         for (key, _) in &top {
             if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
                 self.warnings.push(Problem::new(

@@ -528,7 +528,7 @@ fn run(s: &Scenario, mut d: Deployment, shuffle: bool) -> Result<Deployment, Tes
         }
         step += 1;
         prop_assert!(step < 10_000, "deployment does not end");
-        let report = if shuffle && !delivered.is_empty() && choices.next().unwrap() % 4 == 0 {
+        let report = if shuffle && !delivered.is_empty() && choices.next().unwrap().is_multiple_of(4) {
             // Deliver an old report again.
             delivered[*choices.next().unwrap() as usize % delivered.len()].clone()
         } else {
