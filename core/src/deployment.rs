@@ -638,10 +638,9 @@ impl Deployment {
     }
 
     /// When the next tick matters: the earliest host deadline or the end of a zone wait.
+    /// Hosts still deploying after the deployment ended (it failed or was stopped while
+    /// they ran) keep their deadlines, so that none is left InProgress forever.
     pub fn next_wakeup(&self) -> Option<Millis> {
-        if self.status.is_terminal() {
-            return None;
-        }
         self.targets
             .iter()
             .filter_map(|t| t.deadline)

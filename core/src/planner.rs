@@ -381,6 +381,20 @@ mod tests {
             prop_assert_eq!(zonal, expected);
         }
 
+        /// Static batches cut at the config's batch size never take more instances
+        /// offline than the minimum of healthy instances allows.
+        #[test]
+        fn no_batch_breaks_the_health_minimum(targets in arbitrary_targets(), percent in 0u32..100) {
+            use crate::config::{DeploymentConfig, MinimumHealthyHosts};
+            let fleet = targets.len() as u32;
+            let config = DeploymentConfig::custom("p", MinimumHealthyHosts::FleetPercent(percent), None).unwrap();
+            let Ok(plan) = config.health_plan(fleet) else { return Ok(()) };
+            let ordered = order(targets);
+            for batch in batches(&ordered, plan.batch_size as usize) {
+                prop_assert!(fleet - batch.len() as u32 >= plan.minimum_healthy);
+            }
+        }
+
         #[test]
         fn standings_come_in_order(targets in arbitrary_targets()) {
             let ordered = order(targets);

@@ -345,6 +345,18 @@ fn stop_skips_pending_hosts_and_may_roll_back() {
         .unwrap()
         .is_empty()
     );
+    // The host that was deploying when the stop came still gets its deadline.
+    let wake = d.next_wakeup().expect("the running host has a deadline");
+    let effects = d.apply(Input::Tick { now: wake }).unwrap();
+    assert!(has(
+        &effects,
+        &Effect::HostTimedOut {
+            instance_id: "i-000".into()
+        }
+    ));
+    assert!(d.targets.iter().all(|t| t.status.is_terminal()));
+    assert_eq!(d.status, DeploymentStatus::Stopped);
+    assert_eq!(d.next_wakeup(), None);
 }
 
 #[test]
@@ -528,12 +540,13 @@ fn run(s: &Scenario, mut d: Deployment, shuffle: bool) -> Result<Deployment, Tes
         }
         step += 1;
         prop_assert!(step < 10_000, "deployment does not end");
-        let report = if shuffle && !delivered.is_empty() && choices.next().unwrap().is_multiple_of(4) {
-            // Deliver an old report again.
-            delivered[*choices.next().unwrap() as usize % delivered.len()].clone()
-        } else {
-            outbox.remove(0)
-        };
+        let report =
+            if shuffle && !delivered.is_empty() && choices.next().unwrap().is_multiple_of(4) {
+                // Deliver an old report again.
+                delivered[*choices.next().unwrap() as usize % delivered.len()].clone()
+            } else {
+                outbox.remove(0)
+            };
         delivered.push(report.clone());
         let before = d.clone();
         effects = d.apply(Input::Report { report, now: 1 }).unwrap();
