@@ -360,38 +360,19 @@ impl Deployment {
         if target.status != TargetStatus::InProgress {
             return Ok(());
         }
-        let instance_id = target.target.instance_id.clone();
         if report.status == EventStatus::Failed {
             for later in &mut target.events[index + 1..] {
                 if later.status == EventStatus::Pending {
                     later.status = EventStatus::Skipped;
                 }
             }
-            target.status = TargetStatus::Failed;
-            target.deadline = None;
-            effects.push(notify(
-                NotificationEvent::InstanceFailure,
-                Some(&instance_id),
-            ));
-            effects.push(Effect::RecordHealth {
-                instance_id,
-                healthy: false,
-            });
+            finish_target(target, TargetStatus::Failed, effects);
         } else if target
             .events
             .iter()
             .all(|record| record.status.is_terminal())
         {
-            target.status = TargetStatus::Succeeded;
-            target.deadline = None;
-            effects.push(notify(
-                NotificationEvent::InstanceSuccess,
-                Some(&instance_id),
-            ));
-            effects.push(Effect::RecordHealth {
-                instance_id,
-                healthy: true,
-            });
+            finish_target(target, TargetStatus::Succeeded, effects);
         } else {
             target.deadline = Some(next_deadline(target, &deadlines));
         }
@@ -429,19 +410,10 @@ impl Deployment {
                     _ => {}
                 }
             }
-            target.status = TargetStatus::Failed;
-            target.deadline = None;
             effects.push(Effect::HostTimedOut {
                 instance_id: instance_id.clone(),
             });
-            effects.push(notify(
-                NotificationEvent::InstanceFailure,
-                Some(&instance_id),
-            ));
-            effects.push(Effect::RecordHealth {
-                instance_id,
-                healthy: false,
-            });
+            finish_target(target, TargetStatus::Failed, effects);
         }
     }
 
@@ -663,6 +635,24 @@ pub struct Counts {
     pub succeeded: u32,
     pub failed: u32,
     pub skipped: u32,
+}
+
+/// Ends one host's deployment: its notification and its health in the group.
+fn finish_target(target: &mut TargetState, status: TargetStatus, effects: &mut Vec<Effect>) {
+    let succeeded = status == TargetStatus::Succeeded;
+    target.status = status;
+    target.deadline = None;
+    let instance_id = target.target.instance_id.clone();
+    let event = if succeeded {
+        NotificationEvent::InstanceSuccess
+    } else {
+        NotificationEvent::InstanceFailure
+    };
+    effects.push(notify(event, Some(&instance_id)));
+    effects.push(Effect::RecordHealth {
+        instance_id,
+        healthy: succeeded,
+    });
 }
 
 fn notify(event: NotificationEvent, instance_id: Option<&str>) -> Effect {
