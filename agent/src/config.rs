@@ -1,0 +1,281 @@
+//! The agent's configuration file (`/etc/gantry/agent.yml` by default).
+//!
+//! A bad file stops the agent at start with a message that names the key.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/gantry/agent.yml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// How the agent knows which host it is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "IdentityKeys")]
+pub enum Identity {
+    /// A registered on-premises instance name.
+    OnPremisesName(String),
+    /// An EC2 instance: the id comes from the instance metadata service (IMDSv2).
+    Ec2 { metadata_endpoint: String },
+}
+
+/// The `identity` section as written: exactly one of its keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityKeys {
+    on_premises_name: Option<String>,
+    ec2: Option<Ec2Keys>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ec2Keys {
+    #[serde(default = "default_metadata_endpoint")]
+    metadata_endpoint: String,
+}
+
+impl TryFrom<IdentityKeys> for Identity {
+    type Error = String;
+
+    fn try_from(keys: IdentityKeys) -> Result<Self, String> {
+        match (keys.on_premises_name, keys.ec2) {
+            (Some(name), None) => Ok(Self::OnPremisesName(name)),
+            (None, Some(ec2)) => Ok(Self::Ec2 {
+                metadata_endpoint: ec2.metadata_endpoint,
+            }),
+            _ => Err("identity: set exactly one of on_premises_name or ec2".to_owned()),
+        }
+    }
+}
+
+fn default_metadata_endpoint() -> String {
+    "http://169.254.169.254".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    /// Proxy for HTTPS requests to AWS, as `http://host:port`.
+    pub https: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub identity: Identity,
+    pub region: String,
+    /// Command queues are named this prefix plus the instance id.
+    pub queue_prefix: String,
+    /// Name of the queue reports go to.
+    pub reports_queue: String,
+    #[serde(default = "default_root_dir")]
+    pub root_dir: PathBuf,
+    #[serde(default = "default_log_dir")]
+    pub log_dir: PathBuf,
+    #[serde(default = "default_max_revisions")]
+    pub max_revisions: u32,
+    /// Every appspec destination is resolved under this directory.
+    #[serde(default = "default_install_root")]
+    pub install_root: PathBuf,
+    #[serde(default = "default_poll_wait_seconds")]
+    pub poll_wait_seconds: u32,
+    #[serde(default)]
+    pub proxy: Option<Proxy>,
+}
+
+fn default_root_dir() -> PathBuf {
+    PathBuf::from("/opt/gantry-agent/deployment-root")
+}
+fn default_log_dir() -> PathBuf {
+    PathBuf::from("/var/log/gantry-agent")
+}
+fn default_max_revisions() -> u32 {
+    5
+}
+fn default_install_root() -> PathBuf {
+    PathBuf::from("/")
+}
+fn default_poll_wait_seconds() -> u32 {
+    20
+}
+
+/// SQS queue names: at most 80 characters of letters, digits, `-` and `_`.
+const MAX_QUEUE_NAME: usize = 80;
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses and checks a configuration; the error names the key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = serde_norway::from_str(text).map_err(|error| error.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Identity::OnPremisesName(name) = &self.identity {
+            check_queue_part("identity.on_premises_name", name)?;
+        }
+        if self.region.trim().is_empty() {
+            return Err("region: must name an AWS region, such as us-east-1".to_owned());
+        }
+        check_queue_part("queue_prefix", &self.queue_prefix)?;
+        check_queue_part("reports_queue", &self.reports_queue)?;
+        for (key, path) in [
+            ("root_dir", &self.root_dir),
+            ("log_dir", &self.log_dir),
+            ("install_root", &self.install_root),
+        ] {
+            if !path.is_absolute() {
+                return Err(format!(
+                    "{key}: must be an absolute path, found {}",
+                    path.display()
+                ));
+            }
+        }
+        if self.max_revisions == 0 {
+            return Err("max_revisions: must be at least 1".to_owned());
+        }
+        if !(1..=20).contains(&self.poll_wait_seconds) {
+            return Err(format!(
+                "poll_wait_seconds: must be 1 to 20 (SQS long polling), found {}",
+                self.poll_wait_seconds
+            ));
+        }
+        if let Some(proxy) = &self.proxy
+            && !(proxy.https.starts_with("http://") || proxy.https.starts_with("https://"))
+        {
+            return Err(format!(
+                "proxy.https: must be a URL such as http://proxy:3128, found {:?}",
+                proxy.https
+            ));
+        }
+        Ok(())
+    }
+
+    /// The command queue of the instance with this id.
+    pub fn command_queue(&self, instance_id: &str) -> Result<String, String> {
+        let name = format!("{}{}", self.queue_prefix, instance_id);
+        if name.len() > MAX_QUEUE_NAME {
+            return Err(format!(
+                "queue_prefix: with instance id {instance_id:?} the queue name is {} characters; SQS allows {MAX_QUEUE_NAME}",
+                name.len()
+            ));
+        }
+        check_queue_part("instance id", instance_id)?;
+        Ok(name)
+    }
+}
+
+fn check_queue_part(key: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{key}: must not be empty"));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(format!(
+            "{key}: {value:?} has {bad:?}; queue names allow letters, digits, '-' and '_'"
+        ));
+    }
+    if value.len() > MAX_QUEUE_NAME {
+        return Err(format!(
+            "{key}: must be at most {MAX_QUEUE_NAME} characters"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "identity:\n  on_premises_name: web-1\nregion: eu-west-1\nqueue_prefix: gantry-cmd-\nreports_queue: gantry-reports\n";
+
+    #[test]
+    fn defaults_fill_the_rest() {
+        let config = AgentConfig::parse(MINIMAL).unwrap();
+        assert_eq!(config.identity, Identity::OnPremisesName("web-1".into()));
+        assert_eq!(
+            config.root_dir,
+            PathBuf::from("/opt/gantry-agent/deployment-root")
+        );
+        assert_eq!(config.max_revisions, 5);
+        assert_eq!(config.install_root, PathBuf::from("/"));
+        assert_eq!(config.poll_wait_seconds, 20);
+        assert_eq!(config.command_queue("web-1").unwrap(), "gantry-cmd-web-1");
+    }
+
+    #[test]
+    fn ec2_identity_uses_the_metadata_service() {
+        let text = MINIMAL.replace("  on_premises_name: web-1\n", "  ec2: {}\n");
+        let config = AgentConfig::parse(&text).unwrap();
+        assert_eq!(
+            config.identity,
+            Identity::Ec2 {
+                metadata_endpoint: "http://169.254.169.254".into()
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (format!("{MINIMAL}max_revisions: 0\n"), "max_revisions"),
+            (
+                format!("{MINIMAL}poll_wait_seconds: 30\n"),
+                "poll_wait_seconds",
+            ),
+            (format!("{MINIMAL}root_dir: relative/dir\n"), "root_dir"),
+            (format!("{MINIMAL}install_root: here\n"), "install_root"),
+            (
+                format!("{MINIMAL}proxy:\n  https: proxy:3128\n"),
+                "proxy.https",
+            ),
+            (format!("{MINIMAL}max_revisons: 3\n"), "max_revisons"),
+            (MINIMAL.replace("gantry-cmd-", "gantry cmd"), "queue_prefix"),
+            (MINIMAL.replace("region: eu-west-1\n", ""), "region"),
+            (
+                MINIMAL.replace("web-1", "web/1"),
+                "identity.on_premises_name",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = AgentConfig::parse(&text).unwrap_err();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn long_queue_names_are_refused() {
+        let config = AgentConfig::parse(MINIMAL).unwrap();
+        let error = config.command_queue(&"x".repeat(80)).unwrap_err();
+        assert!(error.starts_with("queue_prefix"), "{error}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let error = AgentConfig::load(Path::new("/nonexistent/agent.yml")).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/agent.yml"));
+    }
+}
