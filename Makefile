@@ -1,5 +1,6 @@
 # Gantry: `make test` sets up everything it needs on a fresh machine and runs every test.
 
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
@@ -19,8 +20,15 @@ $(VENV)/.installed: requirements-dev.txt
 build:
 	$(CARGO) build --workspace --all-targets
 
+TEST_LOG := $(or $(CARGO_TARGET_DIR),target)/gantry-test.log
+
+# Ends with one "N passed, N failed" line over every test binary, so a reader (or CI)
+# sees the whole count rather than the last crate's doc-tests.
 test: venv build
-	$(CARGO) test --workspace
+	@mkdir -p $(dir $(TEST_LOG))
+	@$(CARGO) test --workspace 2>&1 | tee $(TEST_LOG); status=$${PIPESTATUS[0]}; \
+	awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' $(TEST_LOG); \
+	exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check
