@@ -9,3 +9,4 @@
 pub mod config;
 pub mod hooks;
 pub mod install;
+pub mod runner;

@@ -1,0 +1,701 @@
+//! Carrying out one command: every lifecycle event in order, each reported when it starts
+//! and when it ends.
+//!
+//! The runner is synchronous: hooks are processes and installs are file copies. It
+//! reaches the outside world only through two small ports, [`RevisionSource`] (fetch a
+//! bundle) and [`ReportSink`] (send a report), so the queue loop can wire it to S3 and
+//! SQS and tests can wire it to files.
+//!
+//! Layout under `root_dir`, as CodeDeploy's agent lays it out:
+//! `<group-id>/<deployment-id>/bundle` and `.../deployment-archive` for each revision, and
+//! `deployment-instructions/` for the cleanup list, the last successful install and the
+//! final reports of finished commands (so a redelivered command re-sends them and runs
+//! nothing again).
+
+use crate::hooks::{self, ScriptRun};
+use crate::install::{self, Install};
+use gantry_core::appspec::AppSpec;
+use gantry_core::bundle::{self, Limits};
+use gantry_core::lifecycle::{LifecycleEvent, Performer};
+use gantry_core::wire::{
+    Command, Diagnostics, ErrorCode, EventStatus, Report, RevisionLocation, SCHEMA_VERSION,
+};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Fetches a revision's bundle to a local file.
+pub trait RevisionSource {
+    fn fetch(&self, revision: &RevisionLocation, destination: &Path) -> Result<(), String>;
+}
+
+/// Sends a report to the control plane.
+pub trait ReportSink {
+    fn send(&self, report: &Report) -> Result<(), String>;
+}
+
+/// Where the agent keeps its state, and how it runs scripts.
+pub struct Host<'a> {
+    pub instance_id: &'a str,
+    pub root_dir: &'a Path,
+    pub install_root: &'a Path,
+    pub log_dir: &'a Path,
+    pub max_revisions: usize,
+    pub term_grace: Duration,
+}
+
+impl Host<'_> {
+    fn instructions(&self) -> PathBuf {
+        self.root_dir.join("deployment-instructions")
+    }
+
+    fn deployment_dir(&self, command: &Command) -> PathBuf {
+        self.root_dir
+            .join(&command.deployment_group_id)
+            .join(&command.deployment_id)
+    }
+
+    fn finished_file(&self, command: &Command) -> PathBuf {
+        self.instructions().join(format!(
+            "{}-{}.reports",
+            command.deployment_id, self.instance_id
+        ))
+    }
+
+    fn last_successful_file(&self, group_id: &str) -> PathBuf {
+        self.instructions()
+            .join(format!("{group_id}-last-successful-install"))
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// The command was for another host; nothing ran.
+    Refused,
+    /// The command had run before: its final reports were sent again.
+    AlreadyDone,
+}
+
+/// Runs a command to its end and reports every event. Errors are only failures to
+/// report or to record; a failing deployment is an `Outcome`, not an error.
+pub fn run(
+    host: &Host<'_>,
+    command: &Command,
+    source: &dyn RevisionSource,
+    reports: &dyn ReportSink,
+) -> Result<Outcome, String> {
+    let span = tracing::info_span!(
+        "command",
+        deployment_id = %command.deployment_id,
+        instance_id = %command.instance_id
+    );
+    let _entered = span.enter();
+    if command.instance_id != host.instance_id {
+        // Say so on the reports queue: the control plane learns of the mix-up at once.
+        let event = command.lifecycle_events[0];
+        let report = ended(
+            command,
+            event,
+            now_ms(),
+            Err(Diagnostics {
+                error_code: ErrorCode::UnknownError,
+                script_name: String::new(),
+                message: format!(
+                    "command for instance {} reached instance {}; nothing was run",
+                    command.instance_id, host.instance_id
+                ),
+                log_tail: String::new(),
+            }),
+        );
+        reports.send(&report)?;
+        return Ok(Outcome::Refused);
+    }
+    if let Ok(text) = fs::read_to_string(host.finished_file(command)) {
+        for line in text.lines() {
+            let report = Report::from_json(line).map_err(|error| error.to_string())?;
+            reports.send(&report)?;
+        }
+        return Ok(Outcome::AlreadyDone);
+    }
+
+    let deployment_dir = host.deployment_dir(command);
+    let archive = deployment_dir.join("deployment-archive");
+    let mut spec: Option<AppSpec> = None;
+    let mut sent: Vec<Report> = Vec::new();
+    let mut outcome = Outcome::Succeeded;
+    for &event in &command.lifecycle_events {
+        if event.performer() == Performer::ControlPlane {
+            continue;
+        }
+        let started = now_ms();
+        let mut in_progress = ended(command, event, started, Ok(()));
+        in_progress.status = EventStatus::InProgress;
+        in_progress.end_time = None;
+        in_progress.diagnostics = None;
+        reports.send(&in_progress)?;
+
+        let result = run_event(
+            host,
+            command,
+            event,
+            &deployment_dir,
+            &archive,
+            &mut spec,
+            source,
+        );
+        let result = match result {
+            Err(diagnostics)
+                if event == LifecycleEvent::ApplicationStop
+                    && command.ignore_application_stop_failures =>
+            {
+                tracing::warn!(message = %diagnostics.message, "ApplicationStop failed; ignored as the deployment asks");
+                Ok(())
+            }
+            other => other,
+        };
+        let failed = result.is_err();
+        let report = ended(command, event, started, result);
+        reports.send(&report)?;
+        sent.push(report);
+        if failed {
+            outcome = Outcome::Failed;
+            break;
+        }
+    }
+    if outcome == Outcome::Succeeded {
+        record_last_successful(host, &command.deployment_group_id, &archive)?;
+    }
+    prune_revisions(host, &command.deployment_group_id, &deployment_dir);
+    let finished: String = sent.iter().map(|r| r.to_json() + "\n").collect();
+    write_atomically(&host.finished_file(command), &finished)?;
+    Ok(outcome)
+}
+
+fn run_event(
+    host: &Host<'_>,
+    command: &Command,
+    event: LifecycleEvent,
+    deployment_dir: &Path,
+    archive: &Path,
+    spec: &mut Option<AppSpec>,
+    source: &dyn RevisionSource,
+) -> Result<(), Diagnostics> {
+    match event {
+        LifecycleEvent::DownloadBundle => {
+            *spec = Some(download(command, deployment_dir, archive, source)?);
+            Ok(())
+        }
+        LifecycleEvent::Install => {
+            let spec = current_spec(spec, archive)?;
+            install::install(&Install {
+                spec: &spec,
+                revision: archive,
+                install_root: host.install_root,
+                file_exists_behavior: command.file_exists_behavior,
+                cleanup_file: &host
+                    .instructions()
+                    .join(format!("{}-cleanup", command.deployment_group_id)),
+            })
+            .map(|_| ())
+            .map_err(|error| agent_failure(error.to_string()))
+        }
+        event if event.uses_last_successful_revision() => {
+            // Scripts that stop what runs now come from the revision that runs now.
+            let Ok(previous) =
+                fs::read_to_string(host.last_successful_file(&command.deployment_group_id))
+            else {
+                return Ok(()); // first deployment to this host: nothing to stop
+            };
+            let previous = PathBuf::from(previous.trim());
+            match bundle::check_revision(&previous) {
+                Ok(previous_spec) => run_scripts(host, command, event, &previous_spec, &previous),
+                // The old revision was pruned or damaged: there is nothing it can stop.
+                Err(_) => Ok(()),
+            }
+        }
+        event => {
+            let spec = current_spec(spec, archive)?;
+            run_scripts(host, command, event, &spec, archive)
+        }
+    }
+}
+
+/// The appspec of the revision being deployed; read from disk when DownloadBundle ran in
+/// an earlier command (events split across commands).
+fn current_spec(spec: &Option<AppSpec>, archive: &Path) -> Result<AppSpec, Diagnostics> {
+    match spec {
+        Some(spec) => Ok(spec.clone()),
+        None => {
+            bundle::check_revision(archive).map_err(|problems| agent_failure(problems.to_string()))
+        }
+    }
+}
+
+fn download(
+    command: &Command,
+    deployment_dir: &Path,
+    archive: &Path,
+    source: &dyn RevisionSource,
+) -> Result<AppSpec, Diagnostics> {
+    // A retried command starts from a clean directory.
+    let _ = fs::remove_dir_all(deployment_dir);
+    fs::create_dir_all(deployment_dir).map_err(|error| {
+        agent_failure(format!("creating {}: {error}", deployment_dir.display()))
+    })?;
+    let bundle_file = deployment_dir.join("bundle");
+    source
+        .fetch(&command.revision, &bundle_file)
+        .map_err(agent_failure)?;
+    let bundle_type = match &command.revision {
+        RevisionLocation::S3 { s3_location } => s3_location.bundle_type,
+        // GitHub serves tarballs.
+        RevisionLocation::GitHub { .. } => bundle::BundleType::Tgz,
+    };
+    bundle::unpack(&bundle_file, bundle_type, archive, &Limits::default())
+        .map_err(|error| agent_failure(error.to_string()))?;
+    bundle::check_revision(archive).map_err(|problems| agent_failure(problems.to_string()))
+}
+
+fn run_scripts(
+    host: &Host<'_>,
+    command: &Command,
+    event: LifecycleEvent,
+    spec: &AppSpec,
+    revision: &Path,
+) -> Result<(), Diagnostics> {
+    let env = environment(command, event);
+    let log = host.log_dir.join("scripts.log");
+    for script in spec.scripts(event) {
+        let Some(relative) = gantry_core::appspec::revision_relative(&script.location) else {
+            return Err(agent_failure(format!(
+                "{} leaves the revision",
+                script.location
+            )));
+        };
+        let outcome = hooks::run_script(&ScriptRun {
+            path: &revision.join(relative),
+            script_name: &script.location,
+            event: event.name(),
+            timeout: Duration::from_secs(script.timeout_secs),
+            term_grace: host.term_grace,
+            runas: script.runas.as_deref(),
+            env: &env,
+            working_dir: revision,
+            log: &log,
+        });
+        if outcome.error_code != ErrorCode::Success {
+            return Err(Diagnostics {
+                error_code: outcome.error_code,
+                script_name: script.location.clone(),
+                message: outcome.message,
+                log_tail: outcome.log_tail,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The variables CodeDeploy's agent gives every hook.
+fn environment(command: &Command, event: LifecycleEvent) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("LIFECYCLE_EVENT".to_owned(), event.name().to_owned()),
+        ("DEPLOYMENT_ID".to_owned(), command.deployment_id.clone()),
+        (
+            "APPLICATION_NAME".to_owned(),
+            command.application_name.clone(),
+        ),
+        (
+            "DEPLOYMENT_GROUP_NAME".to_owned(),
+            command.deployment_group_name.clone(),
+        ),
+        (
+            "DEPLOYMENT_GROUP_ID".to_owned(),
+            command.deployment_group_id.clone(),
+        ),
+    ];
+    match &command.revision {
+        RevisionLocation::S3 { s3_location } => {
+            env.push(("BUNDLE_BUCKET".to_owned(), s3_location.bucket.clone()));
+            env.push(("BUNDLE_KEY".to_owned(), s3_location.key.clone()));
+            env.push((
+                "BUNDLE_VERSION".to_owned(),
+                s3_location.version.clone().unwrap_or_default(),
+            ));
+            env.push((
+                "BUNDLE_ETAG".to_owned(),
+                s3_location.e_tag.clone().unwrap_or_default(),
+            ));
+        }
+        RevisionLocation::GitHub { git_hub_location } => {
+            env.push((
+                "BUNDLE_COMMIT".to_owned(),
+                git_hub_location.commit_id.clone(),
+            ));
+        }
+    }
+    env
+}
+
+fn agent_failure(message: String) -> Diagnostics {
+    Diagnostics {
+        error_code: ErrorCode::UnknownError,
+        script_name: String::new(),
+        message,
+        log_tail: String::new(),
+    }
+}
+
+fn ended(
+    command: &Command,
+    event: LifecycleEvent,
+    started: u64,
+    result: Result<(), Diagnostics>,
+) -> Report {
+    let (status, diagnostics) = match result {
+        Ok(()) => (
+            EventStatus::Succeeded,
+            Diagnostics {
+                error_code: ErrorCode::Success,
+                script_name: String::new(),
+                message: "Succeeded".to_owned(),
+                log_tail: String::new(),
+            },
+        ),
+        Err(diagnostics) => (EventStatus::Failed, diagnostics),
+    };
+    Report {
+        schema_version: SCHEMA_VERSION,
+        deployment_id: command.deployment_id.clone(),
+        instance_id: command.instance_id.clone(),
+        lifecycle_event: event,
+        status,
+        start_time: started,
+        end_time: Some(now_ms().max(started)),
+        diagnostics: Some(diagnostics),
+    }
+}
+
+fn record_last_successful(host: &Host<'_>, group_id: &str, archive: &Path) -> Result<(), String> {
+    write_atomically(
+        &host.last_successful_file(group_id),
+        &format!("{}\n", archive.display()),
+    )
+}
+
+/// Keeps `max_revisions` deployments of the group: the current one and the newest
+/// others, and always the last successful one, whose scripts the next ApplicationStop runs.
+fn prune_revisions(host: &Host<'_>, group_id: &str, current: &Path) {
+    let group_dir = host.root_dir.join(group_id);
+    let last_successful = fs::read_to_string(host.last_successful_file(group_id))
+        .ok()
+        .map(|path| PathBuf::from(path.trim()));
+    let Ok(entries) = fs::read_dir(&group_dir) else {
+        return;
+    };
+    let mut others: Vec<(SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path() != current)
+        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+        .collect();
+    others.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, dir) in others
+        .into_iter()
+        .skip(host.max_revisions.saturating_sub(1))
+    {
+        let is_last_successful = last_successful
+            .as_ref()
+            .is_some_and(|kept| kept.starts_with(&dir));
+        if !is_last_successful {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|error| format!("creating {}: {error}", dir.display()))?;
+    }
+    let partial = path.with_extension("partial");
+    fs::write(&partial, text).map_err(|error| format!("writing {}: {error}", partial.display()))?;
+    fs::rename(&partial, path).map_err(|error| format!("writing {}: {error}", path.display()))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_core::appspec::FileExistsBehavior;
+    use gantry_core::bundle::BundleType;
+    use gantry_core::lifecycle;
+    use gantry_core::wire::{Creator, S3Location};
+    use gantry_tests::archive::{self, Entry};
+    use std::cell::RefCell;
+
+    /// Serves bundles from a local directory, keyed by S3 key: a real file copy.
+    struct LocalBundles(PathBuf);
+
+    impl RevisionSource for LocalBundles {
+        fn fetch(&self, revision: &RevisionLocation, destination: &Path) -> Result<(), String> {
+            let RevisionLocation::S3 { s3_location } = revision else {
+                return Err("only S3 revisions here".to_owned());
+            };
+            fs::copy(self.0.join(&s3_location.key), destination)
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        }
+    }
+
+    #[derive(Default)]
+    struct Collected(RefCell<Vec<Report>>);
+
+    impl ReportSink for Collected {
+        fn send(&self, report: &Report) -> Result<(), String> {
+            report.validate().map_err(|error| error.to_string())?;
+            self.0.borrow_mut().push(report.clone());
+            Ok(())
+        }
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    const APPSPEC: &str = "version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/app\nhooks:\n  ApplicationStop:\n    - location: stop.sh\n  AfterInstall:\n    - location: after.sh\n  ValidateService:\n    - location: validate.sh\n";
+
+    impl Fixture {
+        fn new() -> Self {
+            let fixture = Self {
+                dir: tempfile::tempdir().unwrap(),
+            };
+            fs::create_dir_all(fixture.path("bundles")).unwrap();
+            fs::create_dir_all(fixture.path("host")).unwrap();
+            fixture
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        /// A revision whose hooks leave traces in `<dir>/marks`.
+        fn bundle(&self, key: &str, version: &str, validate_exit: u8) -> String {
+            let marks = self.path("marks");
+            let entries = vec![
+                Entry::file("appspec.yml", APPSPEC.as_bytes()),
+                Entry::file("site/index.html", version.as_bytes()),
+                Entry::file_with_mode("stop.sh", format!("#!/bin/sh\necho \"stop {version} for $DEPLOYMENT_ID\" >> {}\n", marks.display()).as_bytes(), 0o755),
+                Entry::file_with_mode("after.sh", format!("#!/bin/sh\necho \"after $LIFECYCLE_EVENT $APPLICATION_NAME $BUNDLE_KEY\" >> {}\n", marks.display()).as_bytes(), 0o755),
+                Entry::file_with_mode("validate.sh", format!("#!/bin/sh\necho checking {version}\nexit {validate_exit}\n").as_bytes(), 0o755),
+            ];
+            fs::write(self.path("bundles").join(key), archive::tgz(&entries)).unwrap();
+            key.to_owned()
+        }
+
+        fn command(&self, deployment_id: &str, key: &str) -> Command {
+            Command {
+                schema_version: SCHEMA_VERSION,
+                deployment_id: deployment_id.to_owned(),
+                deployment_group_id: "g-1".to_owned(),
+                deployment_group_name: "web".to_owned(),
+                application_name: "shop".to_owned(),
+                instance_id: "host-1".to_owned(),
+                revision: RevisionLocation::S3 {
+                    s3_location: S3Location {
+                        bucket: "bundles".to_owned(),
+                        key: key.to_owned(),
+                        bundle_type: BundleType::Tgz,
+                        version: None,
+                        e_tag: None,
+                    },
+                },
+                lifecycle_events: lifecycle::in_place(false),
+                file_exists_behavior: FileExistsBehavior::Disallow,
+                ignore_application_stop_failures: false,
+                creator: Creator::User,
+            }
+        }
+
+        fn run(&self, command: &Command, max_revisions: usize) -> (Outcome, Vec<Report>) {
+            let host = Host {
+                instance_id: "host-1",
+                root_dir: &self.path("host/root"),
+                install_root: &self.path("host/fs"),
+                log_dir: &self.path("host/logs"),
+                max_revisions,
+                term_grace: Duration::from_millis(200),
+            };
+            let sink = Collected::default();
+            let outcome = run(&host, command, &LocalBundles(self.path("bundles")), &sink).unwrap();
+            (outcome, sink.0.into_inner())
+        }
+
+        fn marks(&self) -> String {
+            fs::read_to_string(self.path("marks")).unwrap_or_default()
+        }
+    }
+
+    fn statuses(reports: &[Report]) -> Vec<(LifecycleEvent, EventStatus)> {
+        reports
+            .iter()
+            .map(|r| (r.lifecycle_event, r.status))
+            .collect()
+    }
+
+    #[test]
+    fn a_first_deployment_runs_every_event_and_reports_each_twice() {
+        let fixture = Fixture::new();
+        let key = fixture.bundle("v1.tgz", "v1", 0);
+        let (outcome, reports) = fixture.run(&fixture.command("d-AAAAAAAA1", &key), 5);
+        assert_eq!(outcome, Outcome::Succeeded);
+        assert_eq!(reports.len(), 14);
+        for (pair, event) in reports.chunks(2).zip(lifecycle::in_place(false)) {
+            assert_eq!(
+                statuses(pair),
+                vec![
+                    (event, EventStatus::InProgress),
+                    (event, EventStatus::Succeeded)
+                ]
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(fixture.path("host/fs/srv/app/index.html")).unwrap(),
+            "v1"
+        );
+        assert_eq!(
+            fixture.marks(),
+            "after AfterInstall shop v1.tgz\n",
+            "no ApplicationStop on a first deployment"
+        );
+        let log = fs::read_to_string(fixture.path("host/logs/scripts.log")).unwrap();
+        assert!(log.contains("checking v1"), "{log}");
+    }
+
+    #[test]
+    fn application_stop_runs_the_last_successful_revisions_script() {
+        let fixture = Fixture::new();
+        let v1 = fixture.bundle("v1.tgz", "v1", 0);
+        let v2 = fixture.bundle("v2.tgz", "v2", 0);
+        fixture.run(&fixture.command("d-AAAAAAAA1", &v1), 5);
+        let (outcome, _) = fixture.run(&fixture.command("d-AAAAAAAA2", &v2), 5);
+        assert_eq!(outcome, Outcome::Succeeded);
+        assert!(
+            fixture.marks().contains("stop v1 for d-AAAAAAAA2"),
+            "{}",
+            fixture.marks()
+        );
+        assert_eq!(
+            fs::read_to_string(fixture.path("host/fs/srv/app/index.html")).unwrap(),
+            "v2"
+        );
+    }
+
+    #[test]
+    fn a_failing_hook_ends_the_run_with_its_diagnostics() {
+        let fixture = Fixture::new();
+        let key = fixture.bundle("bad.tgz", "bad", 7);
+        let (outcome, reports) = fixture.run(&fixture.command("d-AAAAAAAA1", &key), 5);
+        assert_eq!(outcome, Outcome::Failed);
+        let last = reports.last().unwrap();
+        assert_eq!(
+            (last.lifecycle_event, last.status),
+            (LifecycleEvent::ValidateService, EventStatus::Failed)
+        );
+        let diagnostics = last.diagnostics.as_ref().unwrap();
+        assert_eq!(diagnostics.error_code, ErrorCode::ScriptFailed);
+        assert_eq!(diagnostics.script_name, "validate.sh");
+        assert!(diagnostics.message.contains("exit code 7"));
+        assert_eq!(diagnostics.log_tail, "checking bad\n");
+        assert!(
+            !fixture
+                .path("host/root/deployment-instructions/g-1-last-successful-install")
+                .exists()
+        );
+    }
+
+    #[test]
+    fn a_redelivered_command_resends_its_final_reports_and_runs_nothing() {
+        let fixture = Fixture::new();
+        let key = fixture.bundle("v1.tgz", "v1", 0);
+        let command = fixture.command("d-AAAAAAAA1", &key);
+        let (_, first) = fixture.run(&command, 5);
+        let marks = fixture.marks();
+        let (outcome, again) = fixture.run(&command, 5);
+        assert_eq!(outcome, Outcome::AlreadyDone);
+        let finals: Vec<Report> = first
+            .into_iter()
+            .filter(|r| r.status != EventStatus::InProgress)
+            .collect();
+        assert_eq!(again, finals);
+        assert_eq!(fixture.marks(), marks, "no hook ran again");
+    }
+
+    #[test]
+    fn a_command_for_another_host_is_refused_and_reported() {
+        let fixture = Fixture::new();
+        let key = fixture.bundle("v1.tgz", "v1", 0);
+        let mut command = fixture.command("d-AAAAAAAA1", &key);
+        command.instance_id = "host-2".to_owned();
+        let (outcome, reports) = fixture.run(&command, 5);
+        assert_eq!(outcome, Outcome::Refused);
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].status, EventStatus::Failed);
+        assert!(
+            reports[0]
+                .diagnostics
+                .as_ref()
+                .unwrap()
+                .message
+                .contains("reached instance host-1")
+        );
+        assert!(
+            !fixture.path("host/root/g-1").exists(),
+            "nothing was downloaded"
+        );
+    }
+
+    #[test]
+    fn ignored_application_stop_failures_let_the_deployment_go_on() {
+        let fixture = Fixture::new();
+        let v1 = fixture.bundle("v1.tgz", "v1", 0);
+        fixture.run(&fixture.command("d-AAAAAAAA1", &v1), 5);
+        // Break the installed revision's stop script.
+        let archive = fixture.path("host/root/g-1/d-AAAAAAAA1/deployment-archive");
+        fs::write(archive.join("stop.sh"), "#!/bin/sh\nexit 1\n").unwrap();
+        let v2 = fixture.bundle("v2.tgz", "v2", 0);
+        let (outcome, _) = fixture.run(&fixture.command("d-AAAAAAAA2", &v2), 5);
+        assert_eq!(outcome, Outcome::Failed);
+        let mut command = fixture.command("d-AAAAAAAA3", &v2);
+        command.ignore_application_stop_failures = true;
+        let (outcome, reports) = fixture.run(&command, 5);
+        assert_eq!(outcome, Outcome::Succeeded);
+        assert_eq!(reports[1].status, EventStatus::Succeeded);
+    }
+
+    #[test]
+    fn old_revisions_are_pruned_but_the_last_successful_is_kept() {
+        let fixture = Fixture::new();
+        let good = fixture.bundle("good.tgz", "good", 0);
+        let bad = fixture.bundle("bad.tgz", "bad", 1);
+        fixture.run(&fixture.command("d-AAAAAAAA1", &good), 1);
+        fixture.run(&fixture.command("d-AAAAAAAA2", &bad), 1);
+        fixture.run(&fixture.command("d-AAAAAAAA3", &bad), 1);
+        let group = fixture.path("host/root/g-1");
+        assert!(
+            group.join("d-AAAAAAAA1").exists(),
+            "the last successful revision stays"
+        );
+        assert!(
+            !group.join("d-AAAAAAAA2").exists(),
+            "older failed revisions go"
+        );
+        assert!(group.join("d-AAAAAAAA3").exists());
+    }
+}
