@@ -62,6 +62,12 @@ impl Host<'_> {
         ))
     }
 
+    /// The event in progress, kept so that a restart can report it failed.
+    fn running_file(&self, deployment_id: &str) -> PathBuf {
+        self.instructions()
+            .join(format!("{deployment_id}-{}.running", self.instance_id))
+    }
+
     fn last_successful_file(&self, group_id: &str) -> PathBuf {
         self.instructions()
             .join(format!("{group_id}-last-successful-install"))
@@ -135,6 +141,10 @@ pub fn run(
         in_progress.status = EventStatus::InProgress;
         in_progress.end_time = None;
         in_progress.diagnostics = None;
+        write_atomically(
+            &host.running_file(&command.deployment_id),
+            &in_progress.to_json(),
+        )?;
         reports.send(&in_progress)?;
 
         let result = run_event(
@@ -171,7 +181,60 @@ pub fn run(
     prune_revisions(host, &command.deployment_group_id, &deployment_dir);
     let finished: String = sent.iter().map(|r| r.to_json() + "\n").collect();
     write_atomically(&host.finished_file(command), &finished)?;
+    let _ = fs::remove_file(host.running_file(&command.deployment_id));
     Ok(outcome)
+}
+
+/// After a restart: every command that was running when the agent stopped gets its
+/// interrupted event reported as failed, so no deployment waits on it. Returns the
+/// deployment ids it reported on. When the command is delivered again, [`run`] re-sends
+/// that final report and runs nothing.
+pub fn recover(host: &Host<'_>, reports: &dyn ReportSink) -> Result<Vec<String>, String> {
+    let suffix = format!("-{}.running", host.instance_id);
+    let Ok(entries) = fs::read_dir(host.instructions()) else {
+        return Ok(Vec::new());
+    };
+    let mut recovered = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(&suffix) {
+            continue;
+        }
+        let running_file = entry.path();
+        let text = fs::read_to_string(&running_file)
+            .map_err(|error| format!("reading {name}: {error}"))?;
+        let Ok(interrupted) = Report::from_json(&text) else {
+            // Unreadable state cannot name a deployment to report on.
+            tracing::warn!(file = %name, "ignoring an unreadable running-event record");
+            let _ = fs::remove_file(&running_file);
+            continue;
+        };
+        let finished_file = host.instructions().join(format!(
+            "{}-{}.reports",
+            interrupted.deployment_id, host.instance_id
+        ));
+        if !finished_file.exists() {
+            let failed = Report {
+                status: EventStatus::Failed,
+                end_time: Some(now_ms().max(interrupted.start_time)),
+                diagnostics: Some(Diagnostics {
+                    error_code: ErrorCode::UnknownError,
+                    script_name: String::new(),
+                    message: format!(
+                        "the agent stopped while {} was running (restart or crash); the event did not complete",
+                        interrupted.lifecycle_event
+                    ),
+                    log_tail: String::new(),
+                }),
+                ..interrupted.clone()
+            };
+            reports.send(&failed)?;
+            write_atomically(&finished_file, &(failed.to_json() + "\n"))?;
+        }
+        let _ = fs::remove_file(&running_file);
+        recovered.push(interrupted.deployment_id);
+    }
+    Ok(recovered)
 }
 
 fn run_event(
@@ -576,6 +639,9 @@ mod tests {
         );
         let log = fs::read_to_string(fixture.path("host/logs/scripts.log")).unwrap();
         assert!(log.contains("checking v1"), "{log}");
+        let instructions = fixture.path("host/root/deployment-instructions");
+        assert!(!instructions.join("d-AAAAAAAA1-host-1.running").exists());
+        assert!(instructions.join("d-AAAAAAAA1-host-1.reports").exists());
     }
 
     #[test]
@@ -677,6 +743,60 @@ mod tests {
         let (outcome, reports) = fixture.run(&command, 5);
         assert_eq!(outcome, Outcome::Succeeded);
         assert_eq!(reports[1].status, EventStatus::Succeeded);
+    }
+
+    #[test]
+    fn a_restart_reports_the_interrupted_event_failed_once() {
+        let fixture = Fixture::new();
+        let key = fixture.bundle("v1.tgz", "v1", 0);
+        let command = fixture.command("d-AAAAAAAA1", &key);
+        // As the agent leaves things when it dies during AfterInstall.
+        let instructions = fixture.path("host/root/deployment-instructions");
+        fs::create_dir_all(&instructions).unwrap();
+        let mut interrupted = ended(&command, LifecycleEvent::AfterInstall, 1_000, Ok(()));
+        interrupted.status = EventStatus::InProgress;
+        interrupted.end_time = None;
+        interrupted.diagnostics = None;
+        fs::write(
+            instructions.join("d-AAAAAAAA1-host-1.running"),
+            interrupted.to_json(),
+        )
+        .unwrap();
+
+        let host = Host {
+            instance_id: "host-1",
+            root_dir: &fixture.path("host/root"),
+            install_root: &fixture.path("host/fs"),
+            log_dir: &fixture.path("host/logs"),
+            max_revisions: 5,
+            term_grace: Duration::from_millis(200),
+        };
+        let sink = Collected::default();
+        assert_eq!(
+            recover(&host, &sink).unwrap(),
+            vec!["d-AAAAAAAA1".to_owned()]
+        );
+        let sent = sink.0.into_inner();
+        assert_eq!(
+            statuses(&sent),
+            vec![(LifecycleEvent::AfterInstall, EventStatus::Failed)]
+        );
+        assert!(
+            sent[0]
+                .diagnostics
+                .as_ref()
+                .unwrap()
+                .message
+                .contains("agent stopped")
+        );
+        let again = Collected::default();
+        assert!(recover(&host, &again).unwrap().is_empty(), "reported once");
+
+        // The redelivered command re-sends that final report and runs nothing.
+        let (outcome, resent) = fixture.run(&command, 5);
+        assert_eq!(outcome, Outcome::AlreadyDone);
+        assert_eq!(resent, sent);
+        assert_eq!(fixture.marks(), "");
     }
 
     #[test]
