@@ -6,6 +6,7 @@
 //! The queue loop, download and install arrive with the rest of the host-agent issue;
 //! until then this crate ships no binary.
 
+pub mod aws;
 pub mod config;
 pub mod hooks;
 pub mod install;

@@ -1,0 +1,243 @@
+//! `gantry-agent`: long-polls this host's command queue and carries out each command.
+
+use anyhow::{Context, bail};
+use aws_config::{BehaviorVersion, Region};
+use clap::Parser;
+use gantry_agent::aws::{S3Revisions, SqsReports};
+use gantry_agent::config::{self, AgentConfig, Identity};
+use gantry_agent::runner::{self, Host};
+use gantry_core::wire::Command;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// How long a received command stays invisible to other receivers; extended while the
+/// command runs, so a long hook never lets the command be delivered twice.
+const VISIBILITY_SECS: i32 = 120;
+
+#[derive(Parser)]
+#[command(name = "gantry-agent", version, about = "The Gantry host agent")]
+struct Args {
+    /// The agent's configuration file.
+    #[arg(long, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gantry-agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Agent {
+    config: AgentConfig,
+    instance_id: String,
+    sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
+    command_queue_url: String,
+    reports_queue_url: String,
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = AgentConfig::load(&args.config)?;
+    if config.proxy.is_some() {
+        bail!(
+            "{}: proxy: this agent does not support proxies yet; remove the key",
+            args.config.display()
+        );
+    }
+    // AWS_ENDPOINT_URL and credentials come from the SDK's standard configuration.
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(config.region.clone()))
+        .load()
+        .await;
+    let instance_id = match &config.identity {
+        Identity::OnPremisesName(name) => name.clone(),
+        Identity::Ec2 { metadata_endpoint } => ec2_instance_id(metadata_endpoint).await?,
+    };
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let command_queue = config
+        .command_queue(&instance_id)
+        .map_err(anyhow::Error::msg)?;
+    let command_queue_url = queue_url(&sqs, &command_queue).await?;
+    let reports_queue_url = queue_url(&sqs, &config.reports_queue).await?;
+    let agent = Agent {
+        s3: aws_sdk_s3::Client::new(&sdk),
+        config,
+        instance_id,
+        sqs,
+        command_queue_url,
+        reports_queue_url,
+    };
+    tracing::info!(instance_id = %agent.instance_id, queue = %command_queue, "agent started");
+
+    let recovered = agent
+        .blocking(|host, _, reports| runner::recover(host, reports))
+        .await?;
+    for deployment_id in recovered {
+        tracing::warn!(%deployment_id, "reported the event interrupted by the last stop as failed");
+    }
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    loop {
+        let received = tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            received = agent
+                .sqs
+                .receive_message()
+                .queue_url(&agent.command_queue_url)
+                .wait_time_seconds(agent.config.poll_wait_seconds as i32)
+                .max_number_of_messages(1)
+                .visibility_timeout(VISIBILITY_SECS)
+                .send() => received,
+        };
+        let messages = match received {
+            Ok(output) => output.messages.unwrap_or_default(),
+            Err(error) => {
+                tracing::error!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "receiving commands failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        for message in messages {
+            agent.handle(message).await;
+        }
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+impl Agent {
+    /// Runs blocking work (the runner) with this agent's host and adapters.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Host<'_>, &S3Revisions, &SqsReports) -> Result<T, String> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let config = self.config.clone();
+        let instance_id = self.instance_id.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let source = S3Revisions {
+            client: self.s3.clone(),
+            runtime: runtime.clone(),
+        };
+        let reports = SqsReports {
+            client: self.sqs.clone(),
+            queue_url: self.reports_queue_url.clone(),
+            runtime,
+        };
+        tokio::task::spawn_blocking(move || {
+            let log_dir = config.log_dir.clone();
+            let host = Host {
+                instance_id: &instance_id,
+                root_dir: &config.root_dir,
+                install_root: &config.install_root,
+                log_dir: &log_dir,
+                max_revisions: config.max_revisions as usize,
+                term_grace: Duration::from_secs(5),
+            };
+            work(&host, &source, &reports)
+        })
+        .await
+        .context("the runner thread panicked")?
+        .map_err(anyhow::Error::msg)
+    }
+
+    async fn handle(&self, message: aws_sdk_sqs::types::Message) {
+        let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
+            return;
+        };
+        let command = match Command::from_json(message.body().unwrap_or_default()) {
+            Ok(command) => command,
+            Err(error) => {
+                // Left on the queue: its redrive policy moves it to the dead-letter queue.
+                tracing::error!(message_id = message.message_id().unwrap_or_default(), %error, "refusing a malformed command");
+                return;
+            }
+        };
+        let span = tracing::info_span!("command", deployment_id = %command.deployment_id);
+        let _entered = span.enter();
+        let work = self
+            .blocking(move |host, source, reports| runner::run(host, &command, source, reports));
+        tokio::pin!(work);
+        let mut keep_alive = tokio::time::interval(Duration::from_secs(VISIBILITY_SECS as u64 / 3));
+        keep_alive.tick().await;
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result,
+                _ = keep_alive.tick() => {
+                    if let Err(error) = self.sqs.change_message_visibility()
+                        .queue_url(&self.command_queue_url)
+                        .receipt_handle(&receipt)
+                        .visibility_timeout(VISIBILITY_SECS)
+                        .send()
+                        .await
+                    {
+                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "extending the command's visibility failed");
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(outcome) => {
+                tracing::info!(?outcome, "command done");
+                // A refused command was reported to the control plane; keeping it would
+                // only deliver it to this wrong host again.
+                self.delete(&receipt).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "command interrupted; it stays on the queue to be retried")
+            }
+        }
+    }
+
+    async fn delete(&self, receipt: &str) {
+        if let Err(error) = self
+            .sqs
+            .delete_message()
+            .queue_url(&self.command_queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "deleting a finished command failed; a redelivery re-sends its reports");
+        }
+    }
+}
+
+async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<String> {
+    sqs.get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(|error| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(error)))
+        .with_context(|| format!("finding queue {name}"))?
+        .queue_url
+        .with_context(|| format!("queue {name} has no URL"))
+}
+
+async fn ec2_instance_id(endpoint: &str) -> anyhow::Result<String> {
+    let client = aws_config::imds::Client::builder()
+        .endpoint(endpoint)
+        .map_err(|error| anyhow::anyhow!("identity.ec2.metadata_endpoint: {error}"))?
+        .build();
+    let id = client
+        .get("/latest/meta-data/instance-id")
+        .await
+        .with_context(|| format!("reading the instance id from {endpoint} (IMDSv2)"))?;
+    Ok(id.as_ref().to_owned())
+}

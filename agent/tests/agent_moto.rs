@@ -1,0 +1,243 @@
+//! The agent binary against a real moto server: commands from its SQS queue, bundles
+//! from S3, reports back on the reports queue.
+
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::config::{Credentials, Region};
+use gantry_core::appspec::FileExistsBehavior;
+use gantry_core::bundle::BundleType;
+use gantry_core::lifecycle;
+use gantry_core::wire::{
+    Command, Creator, EventStatus, Report, RevisionLocation, S3Location, SCHEMA_VERSION,
+};
+use gantry_tests::archive::{self, Entry};
+use gantry_tests::moto::Moto;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// The agent process, killed by pid when the test ends.
+struct AgentProcess(Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Stack {
+    moto: Moto,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    commands: String,
+    reports: String,
+}
+
+async fn stack() -> Stack {
+    let moto = Moto::start().expect("moto starts");
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto.endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    s3.create_bucket().bucket("bundles").send().await.unwrap();
+    let queue = |name: &'static str| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.create_queue()
+                .queue_name(name)
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap()
+        }
+    };
+    let commands = queue("gantry-cmd-host-1").await;
+    let reports = queue("gantry-reports").await;
+    Stack {
+        moto,
+        s3,
+        sqs,
+        commands,
+        reports,
+    }
+}
+
+fn start_agent(stack: &Stack, dir: &Path) -> AgentProcess {
+    let config = dir.join("agent.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "identity:\n  on_premises_name: host-1\nregion: us-east-1\nqueue_prefix: gantry-cmd-\nreports_queue: gantry-reports\nroot_dir: {0}/root\nlog_dir: {0}/logs\ninstall_root: {0}/fs\npoll_wait_seconds: 1\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let stderr = std::fs::File::create(dir.join("agent.stderr")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gantry-agent"))
+        .arg("--config")
+        .arg(&config)
+        .envs(stack.moto.sdk_env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("the agent starts");
+    AgentProcess(child)
+}
+
+fn command(deployment_id: &str, e_tag: &str) -> Command {
+    Command {
+        schema_version: SCHEMA_VERSION,
+        deployment_id: deployment_id.to_owned(),
+        deployment_group_id: "g-1".to_owned(),
+        deployment_group_name: "web".to_owned(),
+        application_name: "shop".to_owned(),
+        instance_id: "host-1".to_owned(),
+        revision: RevisionLocation::S3 {
+            s3_location: S3Location {
+                bucket: "bundles".to_owned(),
+                key: "shop.tgz".to_owned(),
+                bundle_type: BundleType::Tgz,
+                version: None,
+                e_tag: Some(e_tag.to_owned()),
+            },
+        },
+        lifecycle_events: lifecycle::in_place(false),
+        file_exists_behavior: FileExistsBehavior::Disallow,
+        ignore_application_stop_failures: false,
+        creator: Creator::User,
+    }
+}
+
+/// Reports for one deployment, until its last event ends or the deadline passes.
+async fn reports_until_done(stack: &Stack, deployment_id: &str, deadline: Duration) -> Vec<Report> {
+    let until = Instant::now() + deadline;
+    let mut reports = Vec::new();
+    while Instant::now() < until {
+        let received = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.reports)
+            .wait_time_seconds(1)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for message in received.messages() {
+            let report =
+                Report::from_json(message.body().unwrap()).expect("the agent sends valid reports");
+            stack
+                .sqs
+                .delete_message()
+                .queue_url(&stack.reports)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+            if report.deployment_id == deployment_id {
+                reports.push(report);
+            }
+        }
+        let ended = reports.iter().any(|r| {
+            r.status == EventStatus::Failed
+                || (r.lifecycle_event == lifecycle::LifecycleEvent::ValidateService
+                    && r.status == EventStatus::Succeeded)
+        });
+        if ended {
+            break;
+        }
+    }
+    reports.sort_by_key(|r| (r.start_time, r.status != EventStatus::InProgress));
+    reports
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_deploys_from_its_queue_survives_poison_and_checks_etags() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    let bundle = archive::tgz(&[
+        Entry::file(
+            "appspec.yml",
+            b"version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/shop\nhooks:\n  AfterInstall:\n    - location: after.sh\n",
+        ),
+        Entry::file("site/index.html", b"shop v1"),
+        Entry::file_with_mode(
+            "after.sh",
+            format!("#!/bin/sh\necho \"$DEPLOYMENT_ID $BUNDLE_BUCKET $BUNDLE_KEY\" >> {}\n", marks.display()).as_bytes(),
+            0o755,
+        ),
+    ]);
+    let e_tag = stack
+        .s3
+        .put_object()
+        .bucket("bundles")
+        .key("shop.tgz")
+        .body(ByteStream::from(bundle))
+        .send()
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap();
+
+    let mut agent = start_agent(&stack, dir.path());
+    let send = |body: String| {
+        let sqs = stack.sqs.clone();
+        let url = stack.commands.clone();
+        async move {
+            sqs.send_message()
+                .queue_url(url)
+                .message_body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    send("this is not a command".to_owned()).await;
+    send(command("d-AGENT0001", &e_tag).to_json()).await;
+
+    let reports = reports_until_done(&stack, "d-AGENT0001", Duration::from_secs(90)).await;
+    let stderr = std::fs::read_to_string(dir.path().join("agent.stderr")).unwrap_or_default();
+    assert_eq!(reports.len(), 14, "{reports:#?}\nagent said:\n{stderr}");
+    assert!(
+        reports.iter().all(|r| r.status != EventStatus::Failed),
+        "{reports:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("fs/srv/shop/index.html")).unwrap(),
+        "shop v1"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        "d-AGENT0001 bundles shop.tgz\n"
+    );
+    assert!(stderr.contains("refusing a malformed command"), "{stderr}");
+    assert!(
+        agent.0.try_wait().unwrap().is_none(),
+        "the agent survives a poison message"
+    );
+
+    // A bundle changed after it was registered is refused at DownloadBundle.
+    send(command("d-AGENT0002", "\"0123456789abcdef\"").to_json()).await;
+    let reports = reports_until_done(&stack, "d-AGENT0002", Duration::from_secs(60)).await;
+    let failed = reports
+        .iter()
+        .find(|r| r.status == EventStatus::Failed)
+        .expect("a failed event");
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::DownloadBundle
+    );
+    let message = &failed.diagnostics.as_ref().unwrap().message;
+    assert!(message.contains("changed after it was pushed"), "{message}");
+}
