@@ -20,26 +20,78 @@ const VISIBILITY_SECS: i32 = 120;
 #[command(name = "gantry-agent", version, about = "The Gantry host agent")]
 struct Args {
     /// The agent's configuration file.
-    #[arg(long, default_value = config::DEFAULT_PATH)]
+    #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Subcommand>,
+}
+
+#[derive(clap::Subcommand)]
+enum Subcommand {
+    /// Check the configuration file and exit: 0 when valid, 1 with the bad key named.
+    ValidateConfig,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Args::parse()).await {
+    let args = Args::parse();
+    let config = match AgentConfig::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("gantry-agent: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Subcommand::ValidateConfig) = args.command {
+        println!("{}: valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(error) = init_logging(&config) {
+        eprintln!(
+            "gantry-agent: log_dir: cannot write {}: {error}",
+            config.log_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            tracing::error!("{error:#}");
             eprintln!("gantry-agent: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Human-readable lines on stderr (the journal) and JSON lines, with the current
+/// deployment's span fields, in `<log_dir>/gantry-agent.log`.
+fn init_logging(config: &AgentConfig) -> std::io::Result<()> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, fmt};
+    std::fs::create_dir_all(&config.log_dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.log_dir.join("gantry-agent.log"))?;
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter()),
+        )
+        .with(
+            fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .with_filter(filter()),
+        )
+        .init();
+    Ok(())
 }
 
 struct Agent {
@@ -51,13 +103,9 @@ struct Agent {
     reports_queue_url: String,
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let config = AgentConfig::load(&args.config)?;
+async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if config.proxy.is_some() {
-        bail!(
-            "{}: proxy: this agent does not support proxies yet; remove the key",
-            args.config.display()
-        );
+        bail!("proxy: this agent does not support proxies yet; remove the key");
     }
     // AWS_ENDPOINT_URL and credentials come from the SDK's standard configuration.
     let sdk = aws_config::defaults(BehaviorVersion::latest())
@@ -169,7 +217,11 @@ impl Agent {
                 return;
             }
         };
-        let span = tracing::info_span!("command", deployment_id = %command.deployment_id);
+        let span = tracing::info_span!(
+            "command",
+            deployment_id = %command.deployment_id,
+            instance_id = %self.instance_id
+        );
         let _entered = span.enter();
         let work = self
             .blocking(move |host, source, reports| runner::run(host, &command, source, reports));

@@ -227,6 +227,16 @@ async fn the_agent_deploys_from_its_queue_survives_poison_and_checks_etags() {
         "the agent survives a poison message"
     );
 
+    // The agent's own log is JSON lines carrying the deployment and instance ids.
+    let log = std::fs::read_to_string(dir.path().join("logs/gantry-agent.log")).unwrap();
+    let done = log
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("JSON log lines"))
+        .find(|line| line["fields"]["message"] == "command done")
+        .expect("a 'command done' line");
+    assert_eq!(done["span"]["deployment_id"], "d-AGENT0001", "{done}");
+    assert_eq!(done["span"]["instance_id"], "host-1", "{done}");
+
     // A bundle changed after it was registered is refused at DownloadBundle.
     send(command("d-AGENT0002", "\"0123456789abcdef\"").to_json()).await;
     let reports = reports_until_done(&stack, "d-AGENT0002", Duration::from_secs(60)).await;
