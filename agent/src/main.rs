@@ -189,12 +189,10 @@ impl Agent {
             runtime,
         };
         tokio::task::spawn_blocking(move || {
-            let log_dir = config.log_dir.clone();
             let host = Host {
                 instance_id: &instance_id,
                 root_dir: &config.root_dir,
                 install_root: &config.install_root,
-                log_dir: &log_dir,
                 max_revisions: config.max_revisions as usize,
                 term_grace: Duration::from_secs(5),
             };

@@ -7,7 +7,8 @@
 //! SQS and tests can wire it to files.
 //!
 //! Layout under `root_dir`, as CodeDeploy's agent lays it out:
-//! `<group-id>/<deployment-id>/bundle` and `.../deployment-archive` for each revision, and
+//! `<group-id>/<deployment-id>/bundle`, `.../deployment-archive` and `.../logs/scripts.log`
+//! for each revision, and
 //! `deployment-instructions/` for the cleanup list, the last successful install and the
 //! final reports of finished commands (so a redelivered command re-sends them and runs
 //! nothing again).
@@ -39,7 +40,6 @@ pub struct Host<'a> {
     pub instance_id: &'a str,
     pub root_dir: &'a Path,
     pub install_root: &'a Path,
-    pub log_dir: &'a Path,
     pub max_revisions: usize,
     pub term_grace: Duration,
 }
@@ -303,8 +303,8 @@ fn download(
     archive: &Path,
     source: &dyn RevisionSource,
 ) -> Result<AppSpec, Diagnostics> {
-    // A retried command starts from a clean directory.
-    let _ = fs::remove_dir_all(deployment_dir);
+    // A retried command starts from a fresh download; the logs stay.
+    let _ = fs::remove_dir_all(archive);
     fs::create_dir_all(deployment_dir).map_err(|error| {
         agent_failure(format!("creating {}: {error}", deployment_dir.display()))
     })?;
@@ -330,7 +330,7 @@ fn run_scripts(
     revision: &Path,
 ) -> Result<(), Diagnostics> {
     let env = environment(command, event);
-    let log = host.log_dir.join("scripts.log");
+    let log = host.deployment_dir(command).join("logs/scripts.log");
     for script in spec.scripts(event) {
         let Some(relative) = gantry_core::appspec::revision_relative(&script.location) else {
             return Err(agent_failure(format!(
@@ -591,7 +591,6 @@ mod tests {
                 instance_id: "host-1",
                 root_dir: &self.path("host/root"),
                 install_root: &self.path("host/fs"),
-                log_dir: &self.path("host/logs"),
                 max_revisions,
                 term_grace: Duration::from_millis(200),
             };
@@ -637,7 +636,8 @@ mod tests {
             "after AfterInstall shop v1.tgz\n",
             "no ApplicationStop on a first deployment"
         );
-        let log = fs::read_to_string(fixture.path("host/logs/scripts.log")).unwrap();
+        let log =
+            fs::read_to_string(fixture.path("host/root/g-1/d-AAAAAAAA1/logs/scripts.log")).unwrap();
         assert!(log.contains("checking v1"), "{log}");
         let instructions = fixture.path("host/root/deployment-instructions");
         assert!(!instructions.join("d-AAAAAAAA1-host-1.running").exists());
@@ -767,7 +767,6 @@ mod tests {
             instance_id: "host-1",
             root_dir: &fixture.path("host/root"),
             install_root: &fixture.path("host/fs"),
-            log_dir: &fixture.path("host/logs"),
             max_revisions: 5,
             term_grace: Duration::from_millis(200),
         };
