@@ -1,9 +1,7 @@
 //! The agent binary against a real moto server: commands from its SQS queue, bundles
 //! from S3, reports back on the reports queue.
 
-use aws_config::BehaviorVersion;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_sqs::config::{Credentials, Region};
 use gantry_core::appspec::FileExistsBehavior;
 use gantry_core::bundle::BundleType;
 use gantry_core::lifecycle;
@@ -36,12 +34,7 @@ struct Stack {
 
 async fn stack() -> Stack {
     let moto = Moto::start().expect("moto starts");
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await;
+    let config = moto.sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(true)

@@ -1,8 +1,6 @@
 //! The DynamoDB store against a real moto server: conditional writes, group locks, and
 //! concurrent appliers that must not count a report twice.
 
-use aws_config::BehaviorVersion;
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use gantry_core::config::{ALL_AT_ONCE, DeploymentConfig};
 use gantry_core::deployment::{
     Deadlines, Deployment, DeploymentStatus, Effect, Input, NotificationEvent,
@@ -15,12 +13,7 @@ use gantry_tests::moto::Moto;
 use std::sync::Arc;
 
 async fn store(moto: &Moto) -> DynamoStore {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await;
+    let config = moto.sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), "gantry-test");
     store.create_table().await.expect("table");
     store

@@ -85,6 +85,18 @@ impl Moto {
         ]
     }
 
+    /// SDK configuration for this server, for tests that call AWS in-process. (Code under
+    /// test gets the same through `sdk_env` and the SDK's standard variables.)
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        use aws_config::{BehaviorVersion, Region};
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .test_credentials()
+            .load()
+            .await
+    }
+
     /// Wipes every resource (moto's `POST /moto-api/reset`).
     pub fn reset(&self) -> anyhow::Result<()> {
         let status = http(&self.endpoint, "POST", "/moto-api/reset")?;

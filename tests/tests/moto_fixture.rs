@@ -1,20 +1,12 @@
 //! The moto fixture starts a real server the SDK can use, and stops it by pid.
 
-use aws_config::BehaviorVersion;
-use aws_sdk_sqs::config::{Credentials, Region};
 use gantry_tests::moto::Moto;
 use gantry_tests::wait_until;
 use std::path::Path;
 use std::time::Duration;
 
 async fn sqs(moto: &Moto) -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
+    aws_sdk_sqs::Client::new(&moto.sdk_config().await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
