@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo clean
+.PHONY: all test lint venv build demo bench bench-agent clean
 
 all: test
 
@@ -33,6 +33,13 @@ test: venv build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks measure; they never run in `make test`. Results land in bench/results/.
+bench: bench-agent
+
+bench-agent: venv
+	$(CARGO) build --release -p gantry-agent
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/agent.py
 
 demo:
 	@echo "make demo is not built yet: it arrives with the CLI and demo issue." >&2

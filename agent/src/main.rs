@@ -32,7 +32,9 @@ enum Subcommand {
     ValidateConfig,
 }
 
-#[tokio::main]
+// One thread is enough: the agent waits on the network or on a hook (on a blocking
+// thread), and every idle thread costs resident memory on every host.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
     let config = match AgentConfig::load(&args.config) {
