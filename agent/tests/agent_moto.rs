@@ -89,6 +89,10 @@ fn start_agent(stack: &Stack, dir: &Path) -> AgentProcess {
 }
 
 fn command(deployment_id: &str, e_tag: &str) -> Command {
+    command_for(deployment_id, "shop.tgz", e_tag)
+}
+
+fn command_for(deployment_id: &str, key: &str, e_tag: &str) -> Command {
     Command {
         schema_version: SCHEMA_VERSION,
         deployment_id: deployment_id.to_owned(),
@@ -99,7 +103,7 @@ fn command(deployment_id: &str, e_tag: &str) -> Command {
         revision: RevisionLocation::S3 {
             s3_location: S3Location {
                 bucket: "bundles".to_owned(),
-                key: "shop.tgz".to_owned(),
+                key: key.to_owned(),
                 bundle_type: BundleType::Tgz,
                 version: None,
                 e_tag: Some(e_tag.to_owned()),
@@ -243,4 +247,137 @@ async fn the_agent_deploys_from_its_queue_survives_poison_and_checks_etags() {
     );
     let message = &failed.diagnostics.as_ref().unwrap().message;
     assert!(message.contains("changed after it was pushed"), "{message}");
+}
+
+async fn put_bundle(stack: &Stack, key: &str, entries: &[Entry]) -> String {
+    stack
+        .s3
+        .put_object()
+        .bucket("bundles")
+        .key(key)
+        .body(ByteStream::from(archive::tgz(entries)))
+        .send()
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap()
+}
+
+async fn send_command(stack: &Stack, command: &Command) {
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&stack.commands)
+        .message_body(command.to_json())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A second install replaces the first, a redelivered command runs nothing twice, and an
+/// unsafe bundle fails DownloadBundle with nothing written or installed.
+#[tokio::test(flavor = "multi_thread")]
+async fn redeliveries_reinstalls_and_unsafe_bundles() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    let appspec = Entry::file(
+        "appspec.yml",
+        b"version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/shop\nhooks:\n  AfterInstall:\n    - location: after.sh\n",
+    );
+    let hook = Entry::file_with_mode(
+        "after.sh",
+        format!(
+            "#!/bin/sh\necho \"$DEPLOYMENT_ID\" >> {}\n",
+            marks.display()
+        )
+        .as_bytes(),
+        0o755,
+    );
+    let v1 = put_bundle(
+        &stack,
+        "v1.tgz",
+        &[
+            appspec.clone(),
+            hook.clone(),
+            Entry::file("site/index.html", b"v1"),
+            Entry::file("site/old.html", b"old"),
+        ],
+    )
+    .await;
+    let v2 = put_bundle(
+        &stack,
+        "v2.tgz",
+        &[
+            appspec.clone(),
+            hook.clone(),
+            Entry::file("site/index.html", b"v2"),
+        ],
+    )
+    .await;
+    let evil = put_bundle(
+        &stack,
+        "evil.tgz",
+        &[
+            appspec,
+            hook,
+            Entry::file("site/index.html", b"evil"),
+            Entry::file("../../../escape.txt", b"x"),
+        ],
+    )
+    .await;
+    let _agent = start_agent(&stack, dir.path());
+    let installed =
+        |name: &str| std::fs::read_to_string(dir.path().join("fs/srv/shop").join(name)).ok();
+
+    let first = command_for("d-E2E000001", "v1.tgz", &v1);
+    send_command(&stack, &first).await;
+    let reports = reports_until_done(&stack, "d-E2E000001", Duration::from_secs(60)).await;
+    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_eq!(installed("old.html").as_deref(), Some("old"));
+
+    // The same command delivered again: its final reports again, and no hook runs.
+    send_command(&stack, &first).await;
+    let again = reports_until_done(&stack, "d-E2E000001", Duration::from_secs(60)).await;
+    assert_eq!(again.len(), 7, "{again:#?}");
+    assert!(again.iter().all(|r| r.status == EventStatus::Succeeded));
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "d-E2E000001\n");
+
+    send_command(&stack, &command_for("d-E2E000002", "v2.tgz", &v2)).await;
+    let reports = reports_until_done(&stack, "d-E2E000002", Duration::from_secs(60)).await;
+    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_eq!(installed("index.html").as_deref(), Some("v2"));
+    assert_eq!(
+        installed("old.html"),
+        None,
+        "the previous install's files are removed"
+    );
+
+    send_command(&stack, &command_for("d-E2E000003", "evil.tgz", &evil)).await;
+    let reports = reports_until_done(&stack, "d-E2E000003", Duration::from_secs(60)).await;
+    let failed = reports
+        .iter()
+        .find(|r| r.status == EventStatus::Failed)
+        .expect("DownloadBundle fails");
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::DownloadBundle
+    );
+    let message = &failed.diagnostics.as_ref().unwrap().message;
+    assert!(
+        message.contains("\"../../../escape.txt\" refused"),
+        "{message}"
+    );
+    assert_eq!(
+        installed("index.html").as_deref(),
+        Some("v2"),
+        "nothing installed"
+    );
+    for candidate in ["escape.txt", "root/escape.txt", "root/g-1/escape.txt"] {
+        assert!(
+            !dir.path().join(candidate).exists(),
+            "{candidate} was written"
+        );
+    }
+    assert!(!Path::new("/escape.txt").exists());
 }
