@@ -163,7 +163,10 @@ async fn the_agent_deploys_from_its_queue_survives_poison_and_checks_etags() {
     let stack = stack().await;
     let dir = tempfile::tempdir().unwrap();
     let marks = dir.path().join("marks");
-    let bundle = archive::tgz(&[
+    let e_tag = put_bundle(
+        &stack,
+        "shop.tgz",
+        &[
         Entry::file(
             "appspec.yml",
             b"version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/shop\nhooks:\n  AfterInstall:\n    - location: after.sh\n",
@@ -174,34 +177,13 @@ async fn the_agent_deploys_from_its_queue_survives_poison_and_checks_etags() {
             format!("#!/bin/sh\necho \"$DEPLOYMENT_ID $BUNDLE_BUCKET $BUNDLE_KEY\" >> {}\n", marks.display()).as_bytes(),
             0o755,
         ),
-    ]);
-    let e_tag = stack
-        .s3
-        .put_object()
-        .bucket("bundles")
-        .key("shop.tgz")
-        .body(ByteStream::from(bundle))
-        .send()
-        .await
-        .unwrap()
-        .e_tag
-        .unwrap();
+        ],
+    )
+    .await;
 
     let mut agent = start_agent(&stack, dir.path());
-    let send = |body: String| {
-        let sqs = stack.sqs.clone();
-        let url = stack.commands.clone();
-        async move {
-            sqs.send_message()
-                .queue_url(url)
-                .message_body(body)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    send("this is not a command".to_owned()).await;
-    send(command("d-AGENT0001", &e_tag).to_json()).await;
+    send_body(&stack, "this is not a command".to_owned()).await;
+    send_command(&stack, &command("d-AGENT0001", &e_tag)).await;
 
     let reports = reports_until_done(&stack, "d-AGENT0001", Duration::from_secs(90)).await;
     let stderr = std::fs::read_to_string(dir.path().join("agent.stderr")).unwrap_or_default();
@@ -235,7 +217,7 @@ async fn the_agent_deploys_from_its_queue_survives_poison_and_checks_etags() {
     assert_eq!(done["span"]["instance_id"], "host-1", "{done}");
 
     // A bundle changed after it was registered is refused at DownloadBundle.
-    send(command("d-AGENT0002", "\"0123456789abcdef\"").to_json()).await;
+    send_command(&stack, &command("d-AGENT0002", "\"0123456789abcdef\"")).await;
     let reports = reports_until_done(&stack, "d-AGENT0002", Duration::from_secs(60)).await;
     let failed = reports
         .iter()
@@ -264,11 +246,15 @@ async fn put_bundle(stack: &Stack, key: &str, entries: &[Entry]) -> String {
 }
 
 async fn send_command(stack: &Stack, command: &Command) {
+    send_body(stack, command.to_json()).await;
+}
+
+async fn send_body(stack: &Stack, body: String) {
     stack
         .sqs
         .send_message()
         .queue_url(&stack.commands)
-        .message_body(command.to_json())
+        .message_body(body)
         .send()
         .await
         .unwrap();
