@@ -1,7 +1,7 @@
 //! `gantry appspec lint`: the checks CodeDeploy only makes on the host, made before push.
 
 use gantry_core::appspec::{AppSpec, Problem, Problems};
-use gantry_core::bundle::{self, BundleError, BundleType, Limits};
+use gantry_core::bundle::{self, BundleType, Limits};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -67,14 +67,9 @@ fn check(path: &Path) -> Result<Outcome, String> {
         Some(bundle_type) => {
             let scratch = tempfile::tempdir()
                 .map_err(|error| format!("cannot create a scratch directory: {error}"))?;
-            let target = scratch.path().join("revision");
-            match bundle::unpack(path, bundle_type, &target, &Limits::default()) {
-                Ok(_) => Ok(outcome(bundle::check_revision(&target))),
-                Err(BundleError::Io { context, source }) => Err(format!("{context}: {source}")),
-                Err(refused) => Ok(Outcome::Invalid(vec![Problem::new(
-                    "bundle",
-                    refused.to_string(),
-                )])),
+            match bundle::check_archive(path, bundle_type, scratch.path(), &Limits::default()) {
+                Ok(result) => Ok(outcome(result)),
+                Err(error) => Err(error.to_string()),
             }
         }
     }

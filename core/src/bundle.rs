@@ -572,6 +572,26 @@ fn hoist_single_directory(target: &Path) -> Result<Option<String>, BundleError> 
     Ok(Some(name))
 }
 
+/// Unpacks an archive under `scratch` and checks the revision in it: the check that
+/// `gantry appspec lint` and push share. An unsafe archive or an invalid revision comes
+/// back as problems; only I/O failures are errors.
+pub fn check_archive(
+    archive: &Path,
+    bundle_type: BundleType,
+    scratch: &Path,
+    limits: &Limits,
+) -> Result<Result<AppSpec, Problems>, BundleError> {
+    let target = scratch.join("revision");
+    match unpack(archive, bundle_type, &target, limits) {
+        Ok(_) => Ok(check_revision(&target)),
+        Err(error @ BundleError::Io { .. }) => Err(error),
+        Err(refused) => Ok(Err(Problems(vec![Problem::new(
+            "bundle",
+            refused.to_string(),
+        )]))),
+    }
+}
+
 /// Reads and validates the appspec of an unpacked revision, and checks that every file
 /// and script it names exists in the revision. Returns every problem found.
 pub fn check_revision(root: &Path) -> Result<AppSpec, Problems> {

@@ -1,8 +1,14 @@
-//! Gantry's AWS adapters (DynamoDB, SQS, SNS, EC2/Auto Scaling/ELB) and its Lambda
-//! handlers: push, create-deployment, batch-advance, rollback, lifecycle and api.
+//! Gantry's control plane: AWS adapters (DynamoDB, SQS, SNS, S3, EC2/Auto Scaling) and
+//! the Lambda handlers push, create-deployment, batch-advance, rollback and api.
 //!
-//! Built so far: [`store`], the DynamoDB adapter for deployments and group locks, where
-//! every state transition is a conditional write. The handlers arrive with the
-//! control-plane issue; this crate ships no binary yet.
+//! [`api::invoke`] is the one entry point: a function name and its payload in, CodeDeploy-
+//! shaped JSON or a CodeDeploy-named error out. The Lambda binaries and gantry-local
+//! both call it, so there is one code path for AWS and for a laptop.
 
+pub mod adapters;
+pub mod api;
+pub mod control;
+pub mod error;
+pub mod model;
+pub mod notify;
 pub mod store;

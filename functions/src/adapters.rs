@@ -1,0 +1,446 @@
+//! Adapters for SQS (host command queues), SNS (trigger notifications), S3 (revision
+//! bundles) and the fleet (on-premises instances, EC2 tags, Auto Scaling groups).
+//! Each maps SDK errors to [`ApiError`]s that say what failed.
+
+use crate::error::ApiError;
+use crate::model::{OnPremisesInstance, RevisionRecord, ZONE_TAG, seconds};
+use crate::store::{DynamoStore, keys};
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use gantry_core::bundle::{self, BundleType, Limits};
+use gantry_core::lifecycle::LifecycleEvent;
+use gantry_core::planner::TagSet;
+use gantry_core::wire::{Command, RevisionLocation, S3Location};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::Mutex;
+
+fn aws_failure(service: &str, error: impl std::error::Error) -> ApiError {
+    ApiError::internal(format!("{service}: {}", DisplayErrorContext(error)))
+}
+
+/// One command queue per host, named `<prefix><instance id>`, created on first use.
+#[derive(Clone)]
+pub struct CommandQueues {
+    client: aws_sdk_sqs::Client,
+    prefix: String,
+    urls: std::sync::Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl CommandQueues {
+    pub fn new(client: aws_sdk_sqs::Client, prefix: impl Into<String>) -> Self {
+        Self {
+            client,
+            prefix: prefix.into(),
+            urls: Default::default(),
+        }
+    }
+
+    pub fn queue_name(&self, instance_id: &str) -> String {
+        format!("{}{instance_id}", self.prefix)
+    }
+
+    /// The queue's URL; CreateQueue returns the existing queue's URL when it exists, so
+    /// one call both finds and creates. URLs are cached for the life of the process.
+    pub async fn url(&self, instance_id: &str) -> Result<String, ApiError> {
+        if let Some(url) = self.urls.lock().expect("queue cache").get(instance_id) {
+            return Ok(url.clone());
+        }
+        let url = self
+            .client
+            .create_queue()
+            .queue_name(self.queue_name(instance_id))
+            .send()
+            .await
+            .map_err(|error| aws_failure("SQS CreateQueue", error))?
+            .queue_url
+            .ok_or_else(|| ApiError::internal("SQS CreateQueue returned no queue URL"))?;
+        self.urls
+            .lock()
+            .expect("queue cache")
+            .insert(instance_id.to_owned(), url.clone());
+        Ok(url)
+    }
+
+    /// Sends each command to its host's queue, concurrently.
+    pub async fn send_all(&self, commands: Vec<Command>) -> Result<(), ApiError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for command in commands {
+            let queues = self.clone();
+            tasks.spawn(async move {
+                let url = queues.url(&command.instance_id).await?;
+                queues
+                    .client
+                    .send_message()
+                    .queue_url(url)
+                    .message_body(command.to_json())
+                    .send()
+                    .await
+                    .map_err(|error| aws_failure("SQS SendMessage", error))?;
+                Ok::<(), ApiError>(())
+            });
+        }
+        let mut first_error = None;
+        while let Some(result) = tasks.join_next().await {
+            let outcome = result.map_err(|error| ApiError::internal(error.to_string()));
+            if let Err(error) = outcome.and_then(|sent| sent) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Publishes trigger messages to SNS topics.
+#[derive(Clone)]
+pub struct Notifier {
+    client: aws_sdk_sns::Client,
+}
+
+impl Notifier {
+    pub fn new(client: aws_sdk_sns::Client) -> Self {
+        Self { client }
+    }
+
+    pub async fn publish(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &str,
+    ) -> Result<(), ApiError> {
+        // SNS subjects are limited to 100 printable characters.
+        let subject: String = subject.chars().take(100).collect();
+        self.client
+            .publish()
+            .topic_arn(topic_arn)
+            .subject(subject)
+            .message(message)
+            .send()
+            .await
+            .map_err(|error| aws_failure("SNS Publish", error))?;
+        Ok(())
+    }
+}
+
+/// Reads revision bundles from S3 and validates them with gantry-core.
+#[derive(Clone)]
+pub struct Bundles {
+    client: aws_sdk_s3::Client,
+    limits: Limits,
+}
+
+fn invalid_revision(message: impl Into<String>) -> ApiError {
+    ApiError::new("InvalidRevisionException", message)
+}
+
+/// A stable key for a revision: the same object version always gets the same key.
+pub fn revision_key(location: &RevisionLocation) -> String {
+    match location {
+        RevisionLocation::S3 { s3_location } => format!(
+            "s3://{}/{}#{}#{}",
+            s3_location.bucket,
+            s3_location.key,
+            s3_location.version.as_deref().unwrap_or(""),
+            s3_location.e_tag.as_deref().unwrap_or("")
+        ),
+        RevisionLocation::GitHub { git_hub_location } => format!(
+            "github:{}@{}",
+            git_hub_location.repository, git_hub_location.commit_id
+        ),
+    }
+}
+
+impl Bundles {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self {
+            client,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Pins an S3 revision to the object as it is now: its ETag and version. A given
+    /// ETag or version must match. A missing object is RevisionDoesNotExistException.
+    pub async fn pin(&self, location: &S3Location) -> Result<(S3Location, i64), ApiError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&location.bucket)
+            .key(&location.key)
+            .set_version_id(location.version.clone())
+            .send()
+            .await
+            .map_err(|error| {
+                let missing = error.as_service_error().is_some_and(|e| e.is_not_found())
+                    || error
+                        .raw_response()
+                        .is_some_and(|r| r.status().as_u16() == 404 || r.status().as_u16() == 400);
+                if missing {
+                    ApiError::new(
+                        "RevisionDoesNotExistException",
+                        format!(
+                            "revision.s3Location: s3://{}/{}{} does not exist",
+                            location.bucket,
+                            location.key,
+                            location
+                                .version
+                                .as_deref()
+                                .map(|v| format!(" (version {v})"))
+                                .unwrap_or_default()
+                        ),
+                    )
+                } else {
+                    aws_failure("S3 HeadObject", error)
+                }
+            })?;
+        let etag = head.e_tag().map(|tag| tag.trim_matches('"').to_owned());
+        if let (Some(wanted), Some(found)) = (location.e_tag.as_deref(), etag.as_deref())
+            && wanted.trim_matches('"') != found
+        {
+            return Err(invalid_revision(format!(
+                "revision.s3Location.eTag: the object's ETag is {found}, not {wanted}; the object changed since that ETag was taken"
+            )));
+        }
+        let size = head.content_length().unwrap_or(0);
+        let pinned = S3Location {
+            bucket: location.bucket.clone(),
+            key: location.key.clone(),
+            bundle_type: location.bundle_type,
+            version: location
+                .version
+                .clone()
+                .or(head.version_id().map(str::to_owned)),
+            e_tag: etag,
+        };
+        Ok((pinned, size))
+    }
+
+    /// Downloads a pinned bundle and checks it as the agent would: a safe archive of the
+    /// declared type, a valid appspec, every referenced file present. Returns the hook
+    /// timeouts per event, or every problem found.
+    pub async fn validate(
+        &self,
+        location: &S3Location,
+        size: i64,
+    ) -> Result<BTreeMap<LifecycleEvent, u64>, ApiError> {
+        if size as u64 > self.limits.max_bytes {
+            return Err(invalid_revision(format!(
+                "revision.s3Location: the bundle is {size} bytes; the limit is {}",
+                self.limits.max_bytes
+            )));
+        }
+        let scratch = tempfile::tempdir().map_err(|error| {
+            ApiError::internal(format!("cannot create a scratch directory: {error}"))
+        })?;
+        let archive = scratch.path().join("bundle");
+        let mut object = self
+            .client
+            .get_object()
+            .bucket(&location.bucket)
+            .key(&location.key)
+            .set_version_id(location.version.clone())
+            .set_if_match(location.e_tag.as_ref().map(|tag| format!("\"{tag}\"")))
+            .send()
+            .await
+            .map_err(|error| aws_failure("S3 GetObject", error))?;
+        {
+            let mut file = std::fs::File::create(&archive)
+                .map_err(|error| ApiError::internal(format!("cannot write the bundle: {error}")))?;
+            while let Some(chunk) = object.body.next().await {
+                let chunk = chunk.map_err(|error| aws_failure("S3 GetObject body", error))?;
+                file.write_all(&chunk).map_err(|error| {
+                    ApiError::internal(format!("cannot write the bundle: {error}"))
+                })?;
+            }
+        }
+        let declared = location.bundle_type;
+        let limits = self.limits;
+        let root = scratch.path().to_owned();
+        let checked = tokio::task::spawn_blocking(move || {
+            let sniffed = BundleType::detect(&archive).ok().flatten();
+            if let Some(actual) = sniffed
+                && actual != declared
+                && !(actual == BundleType::Tar && declared == BundleType::Tgz)
+            {
+                return Ok(Err(format!(
+                    "revision.s3Location.bundleType: the object is a {} archive, not {}",
+                    actual.name(),
+                    declared.name()
+                )));
+            }
+            bundle::check_archive(&archive, declared, &root, &limits).map(|result| {
+                result.map_err(|problems| {
+                    problems
+                        .0
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+            })
+        })
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+        .map_err(|error| ApiError::internal(format!("checking the bundle: {error}")))?;
+        let spec = checked.map_err(|problems| {
+            invalid_revision(format!(
+                "s3://{}/{} is not a deployable revision: {problems}",
+                location.bucket, location.key
+            ))
+        })?;
+        Ok(spec
+            .hooks
+            .iter()
+            .map(|(event, scripts)| (*event, scripts.iter().map(|s| s.timeout_secs).sum()))
+            .collect())
+    }
+}
+
+/// A host a deployment can target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub instance_id: String,
+    pub zone: Option<String>,
+}
+
+/// Finds the instances a group's target selection matches.
+#[derive(Clone)]
+pub struct Fleet {
+    ec2: aws_sdk_ec2::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
+}
+
+impl Fleet {
+    pub fn new(ec2: aws_sdk_ec2::Client, autoscaling: aws_sdk_autoscaling::Client) -> Self {
+        Self { ec2, autoscaling }
+    }
+
+    /// Registered (not deregistered) on-premises instances whose tags match.
+    pub async fn on_premises(
+        &self,
+        store: &DynamoStore,
+        rule: &TagSet,
+    ) -> Result<Vec<Host>, ApiError> {
+        let instances: Vec<OnPremisesInstance> = store.list(keys::INSTANCES).await?;
+        Ok(instances
+            .into_iter()
+            .filter(|instance| instance.deregister_time.is_none())
+            .filter(|instance| {
+                let tags: Vec<(&str, &str)> = instance
+                    .tags
+                    .iter()
+                    .map(|tag| (tag.key.as_str(), tag.value.as_str()))
+                    .collect();
+                rule.matches(&tags)
+            })
+            .map(|instance| Host {
+                zone: instance
+                    .tags
+                    .iter()
+                    .find(|tag| tag.key == ZONE_TAG)
+                    .map(|tag| tag.value.clone()),
+                instance_id: instance.instance_name,
+            })
+            .collect())
+    }
+
+    /// Running EC2 instances whose tags match.
+    pub async fn ec2(&self, rule: &TagSet) -> Result<Vec<Host>, ApiError> {
+        let mut hosts = Vec::new();
+        let mut pages = self
+            .ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .values("running")
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| aws_failure("EC2 DescribeInstances", error))?;
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                let tags: Vec<(&str, &str)> = instance
+                    .tags()
+                    .iter()
+                    .map(|tag| (tag.key().unwrap_or(""), tag.value().unwrap_or("")))
+                    .collect();
+                if let Some(id) = instance.instance_id()
+                    && rule.matches(&tags)
+                {
+                    hosts.push(Host {
+                        instance_id: id.to_owned(),
+                        zone: instance
+                            .placement()
+                            .and_then(|p| p.availability_zone())
+                            .map(str::to_owned),
+                    });
+                }
+            }
+        }
+        Ok(hosts)
+    }
+
+    /// In-service instances of the named Auto Scaling groups.
+    pub async fn auto_scaling(&self, groups: &[String]) -> Result<Vec<Host>, ApiError> {
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .set_auto_scaling_group_names(Some(groups.to_vec()))
+            .send()
+            .await
+            .map_err(|error| aws_failure("Auto Scaling DescribeAutoScalingGroups", error))?;
+        let mut hosts = Vec::new();
+        for group in found.auto_scaling_groups() {
+            for instance in group.instances() {
+                let in_service = instance.lifecycle_state()
+                    == Some(&aws_sdk_autoscaling::types::LifecycleState::InService);
+                if in_service && let Some(id) = instance.instance_id() {
+                    hosts.push(Host {
+                        instance_id: id.to_owned(),
+                        zone: instance.availability_zone().map(str::to_owned),
+                    });
+                }
+            }
+        }
+        Ok(hosts)
+    }
+}
+
+/// Pins a revision for the record push keeps, after validating an S3 bundle.
+pub async fn register(
+    bundles: &Bundles,
+    store: &DynamoStore,
+    application: &str,
+    location: &RevisionLocation,
+    description: Option<String>,
+    now: gantry_core::deployment::Millis,
+) -> Result<RevisionRecord, ApiError> {
+    let RevisionLocation::S3 { s3_location } = location else {
+        return Err(invalid_revision(
+            "revision.revisionType: GitHub revisions cannot be fetched by Gantry yet; upload the bundle to S3 and use revisionType S3",
+        ));
+    };
+    let (pinned, size) = bundles.pin(s3_location).await?;
+    let event_timeouts = bundles.validate(&pinned, size).await?;
+    let record = RevisionRecord {
+        application_name: application.to_owned(),
+        revision_location: RevisionLocation::S3 {
+            s3_location: pinned,
+        },
+        description,
+        register_time: seconds(now),
+        event_timeouts,
+        size_bytes: Some(size),
+    };
+    store
+        .put(
+            &keys::revisions(application),
+            &revision_key(&record.revision_location),
+            &record,
+        )
+        .await?;
+    Ok(record)
+}

@@ -1,0 +1,1169 @@
+//! Request routing: the Lambda functions and the `api` function's operations.
+//!
+//! Request shape: each Lambda takes CodeDeploy's input JSON for its operation
+//! (`create-deployment` takes CreateDeployment's, `push` RegisterApplicationRevision's).
+//! The `api` function takes `{"operation": "<CodeDeploy operation name>", "input":
+//! {<its input>}}` and answers with that operation's output JSON. Errors are
+//! `{"errorType": "<CodeDeploy exception>", "errorMessage": "..."}`.
+
+use crate::control::{ControlPlane, CreateDeploymentInput, Origin};
+use crate::error::{ApiError, parse_input};
+use crate::model::{
+    ApplicationInfo, AutoRollbackConfiguration, DeploymentConfigInfo, DeploymentGroupSettings,
+    DeploymentSpec, OnPremisesInstance, RevisionRecord, TRIGGER_EVENTS, Tag, TargetSelection,
+    TriggerConfig, now_millis, seconds,
+};
+use crate::store::{DeploymentRecord, StoreError, keys};
+use gantry_core::config::{DeploymentConfig, MinimumHealthyHosts, ZonalConfig};
+use gantry_core::deployment::{Millis, TargetStatus};
+use gantry_core::wire::{Creator, RevisionLocation};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The Lambda functions, by the names the template and gantry-local give them.
+pub const FUNCTIONS: [&str; 5] = [
+    "push",
+    "create-deployment",
+    "batch-advance",
+    "rollback",
+    "api",
+];
+
+/// Runs one invocation of a function with its payload.
+pub async fn invoke(
+    control: &ControlPlane,
+    function: &str,
+    payload: Value,
+) -> Result<Value, ApiError> {
+    match function {
+        "push" => operation(control, "RegisterApplicationRevision", payload).await,
+        "create-deployment" => operation(control, "CreateDeployment", payload).await,
+        "batch-advance" => batch_advance(control, payload).await,
+        "rollback" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase", deny_unknown_fields)]
+            struct RollbackInput {
+                application_name: String,
+                deployment_group_name: String,
+            }
+            let input: RollbackInput = parse_input("rollback", payload)?;
+            control
+                .rollback(&input.application_name, &input.deployment_group_name)
+                .await
+        }
+        "api" => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Request {
+                operation: String,
+                #[serde(default)]
+                input: Value,
+            }
+            let request: Request = parse_input("api", payload)?;
+            let input = if request.input.is_null() {
+                json!({})
+            } else {
+                request.input
+            };
+            operation(control, &request.operation, input).await
+        }
+        other => Err(ApiError::new(
+            "ResourceNotFoundException",
+            format!(
+                "function {other:?} does not exist; the functions are {}",
+                FUNCTIONS.join(", ")
+            ),
+        )),
+    }
+}
+
+/// batch-advance: an SQS event of agent reports, or (any other payload) a schedule tick.
+async fn batch_advance(control: &ControlPlane, payload: Value) -> Result<Value, ApiError> {
+    if payload.get("Records").is_some() {
+        let event: aws_lambda_events::event::sqs::SqsEvent = parse_input("batch-advance", payload)?;
+        let messages = event
+            .records
+            .into_iter()
+            .map(|record| {
+                (
+                    record.message_id.unwrap_or_default(),
+                    record.body.unwrap_or_default(),
+                )
+            })
+            .collect();
+        let failed = control.handle_reports(messages).await;
+        let failures: Vec<Value> = failed
+            .into_iter()
+            .map(|id| json!({"itemIdentifier": id}))
+            .collect();
+        return Ok(json!({"batchItemFailures": failures}));
+    }
+    let checked = control.tick().await?;
+    Ok(json!({"deploymentsChecked": checked}))
+}
+
+fn name_field(input: &Value, field: &str, exception: &str) -> Result<String, ApiError> {
+    match input.get(field).and_then(Value::as_str) {
+        Some(value) if !value.is_empty() => Ok(value.to_owned()),
+        _ => Err(ApiError::new(exception, format!("{field}: is required"))),
+    }
+}
+
+fn names_field(input: &Value, field: &str) -> Result<Vec<String>, ApiError> {
+    match input.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|_| ApiError::invalid_input(format!("{field}: must be a list of strings"))),
+    }
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::invalid_input(format!(
+            "{field}: must be 1 to 100 characters, found {}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Instance names become SQS queue names (`<prefix><name>`), so they are limited to
+/// what SQS allows.
+fn check_instance_name(name: &str) -> Result<(), ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= 60
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            "InvalidInstanceNameException",
+            format!(
+                "instanceName: {name:?} must be 1 to 60 characters of A-Z, a-z, 0-9, - and _ (it names the host's command queue)"
+            ),
+        ))
+    }
+}
+
+/// Runs one CodeDeploy operation.
+pub async fn operation(
+    control: &ControlPlane,
+    name: &str,
+    input: Value,
+) -> Result<Value, ApiError> {
+    let store = &control.store;
+    match name {
+        "CreateApplication" => {
+            let application = name_field(
+                &input,
+                "applicationName",
+                "ApplicationNameRequiredException",
+            )?;
+            check_name("applicationName", &application)?;
+            if let Some(platform) = input.get("computePlatform").and_then(Value::as_str)
+                && platform != "Server"
+            {
+                return Err(ApiError::new(
+                    "InvalidComputePlatformException",
+                    format!(
+                        "computePlatform: {platform:?}; Gantry deploys to the Server platform (EC2 and on-premises)"
+                    ),
+                ));
+            }
+            let info = ApplicationInfo {
+                application_id: uuid::Uuid::new_v4().to_string(),
+                application_name: application.clone(),
+                create_time: seconds(now_millis()),
+                linked_to_git_hub: false,
+                compute_platform: "Server".into(),
+            };
+            store
+                .put_new(keys::APPLICATIONS, &application, &info, &[])
+                .await
+                .map_err(|error| match error {
+                    StoreError::Conflict(_) => ApiError::new(
+                        "ApplicationAlreadyExistsException",
+                        format!(
+                            "applicationName: an application named {application:?} already exists"
+                        ),
+                    ),
+                    other => other.into(),
+                })?;
+            Ok(json!({"applicationId": info.application_id}))
+        }
+        "GetApplication" => {
+            let application = name_field(
+                &input,
+                "applicationName",
+                "ApplicationNameRequiredException",
+            )?;
+            let info = get_application(control, &application).await?;
+            Ok(json!({"application": info}))
+        }
+        "BatchGetApplications" => {
+            let mut infos = Vec::new();
+            for application in names_field(&input, "applicationNames")? {
+                infos.push(get_application(control, &application).await?);
+            }
+            Ok(json!({"applicationsInfo": infos}))
+        }
+        "ListApplications" => {
+            let applications: Vec<ApplicationInfo> = store.list(keys::APPLICATIONS).await?;
+            let names: Vec<String> = applications
+                .into_iter()
+                .map(|a| a.application_name)
+                .collect();
+            Ok(json!({"applications": names}))
+        }
+        "DeleteApplication" => {
+            let application = name_field(
+                &input,
+                "applicationName",
+                "ApplicationNameRequiredException",
+            )?;
+            let groups: Vec<DeploymentGroupSettings> =
+                store.list(&keys::groups(&application)).await?;
+            for group in &groups {
+                store
+                    .delete(
+                        &keys::groups(&application),
+                        &group.deployment_group_name,
+                        Some("attribute_not_exists(activeDeploymentId)"),
+                    )
+                    .await
+                    .map_err(|_| {
+                        ApiError::new(
+                            "DeploymentAlreadyStartedException",
+                            format!(
+                                "deployment group {} has an active deployment; stop it first",
+                                group.deployment_group_name
+                            ),
+                        )
+                    })?;
+            }
+            store.delete(keys::APPLICATIONS, &application, None).await?;
+            Ok(json!({}))
+        }
+        "CreateDeploymentGroup" => {
+            let request: GroupInput = parse_input(name, input)?;
+            let application = request.application_name.clone();
+            get_application(control, &application).await?;
+            let group = request.deployment_group_name.clone().unwrap_or_default();
+            if group.is_empty() {
+                return Err(ApiError::new(
+                    "DeploymentGroupNameRequiredException",
+                    "deploymentGroupName: is required",
+                ));
+            }
+            check_name("deploymentGroupName", &group)?;
+            let settings = request.settings(control, None).await?;
+            store
+                .create_group(&application, &group, &settings)
+                .await
+                .map_err(|error| match error {
+                    StoreError::Conflict(_) => ApiError::new(
+                        "DeploymentGroupAlreadyExistsException",
+                        format!("deploymentGroupName: application {application:?} already has a group named {group:?}"),
+                    ),
+                    other => other.into(),
+                })?;
+            Ok(json!({"deploymentGroupId": settings.deployment_group_id}))
+        }
+        "GetDeploymentGroup" => {
+            let application = name_field(
+                &input,
+                "applicationName",
+                "ApplicationNameRequiredException",
+            )?;
+            let group = name_field(
+                &input,
+                "deploymentGroupName",
+                "DeploymentGroupNameRequiredException",
+            )?;
+            Ok(json!({"deploymentGroupInfo": group_info(control, &application, &group).await?}))
+        }
+        "BatchGetDeploymentGroups" => {
+            let application = name_field(
+                &input,
+                "applicationName",
+                "ApplicationNameRequiredException",
+            )?;
+            let mut infos = Vec::new();
+            for group in names_field(&input, "deploymentGroupNames")? {
+                infos.push(group_info(control, &application, &group).await?);
+            }
+            Ok(json!({"deploymentGroupsInfo": infos}))
+        }
+        "ListDeploymentGroups" => {
+            let application = name_field(
+                &input,
+                "applicationName",
+                "ApplicationNameRequiredException",
+            )?;
+            get_application(control, &application).await?;
+            let groups: Vec<DeploymentGroupSettings> =
+                store.list(&keys::groups(&application)).await?;
+            let names: Vec<String> = groups
+                .into_iter()
+                .map(|g| g.deployment_group_name)
+                .collect();
+            Ok(json!({"applicationName": application, "deploymentGroups": names}))
+        }
+        "UpdateDeploymentGroup" => {
+            let mut request: GroupInput = parse_input(name, input)?;
+            let application = request.application_name.clone();
+            let current = request
+                .current_deployment_group_name
+                .clone()
+                .unwrap_or_default();
+            if request
+                .new_deployment_group_name
+                .as_deref()
+                .is_some_and(|new| !new.is_empty() && new != current)
+            {
+                return Err(ApiError::invalid_input(
+                    "newDeploymentGroupName: renaming a deployment group is not supported; create a new group instead",
+                ));
+            }
+            let group = control.load_group(&application, &current).await?;
+            request.deployment_group_name = Some(current.clone());
+            let settings = request
+                .settings(control, Some(&group.settings.value))
+                .await?;
+            store
+                .update_body(
+                    &keys::groups(&application),
+                    &current,
+                    &settings,
+                    group.settings.version,
+                )
+                .await?;
+            Ok(json!({"hooksNotCleanedUp": []}))
+        }
+        "DeleteDeploymentGroup" => {
+            let application = name_field(
+                &input,
+                "applicationName",
+                "ApplicationNameRequiredException",
+            )?;
+            let group = name_field(
+                &input,
+                "deploymentGroupName",
+                "DeploymentGroupNameRequiredException",
+            )?;
+            control.load_group(&application, &group).await?;
+            store
+                .delete(
+                    &keys::groups(&application),
+                    &group,
+                    Some("attribute_not_exists(activeDeploymentId)"),
+                )
+                .await
+                .map_err(|error| match error {
+                    StoreError::Conflict(_) => ApiError::new(
+                        "DeploymentAlreadyStartedException",
+                        format!("deployment group {group} has an active deployment; stop it first"),
+                    ),
+                    other => other.into(),
+                })?;
+            Ok(json!({"hooksNotCleanedUp": []}))
+        }
+        "CreateDeploymentConfig" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase", deny_unknown_fields)]
+            struct ConfigInput {
+                deployment_config_name: String,
+                minimum_healthy_hosts: Option<MinimumHealthyHosts>,
+                #[serde(default)]
+                zonal_config: Option<ZonalConfig>,
+                #[serde(default)]
+                compute_platform: Option<String>,
+                #[serde(default)]
+                traffic_routing_config: Option<Value>,
+            }
+            let request: ConfigInput = parse_input(name, input)?;
+            if request
+                .traffic_routing_config
+                .as_ref()
+                .is_some_and(|v| !crate::control::is_blank(v))
+            {
+                return Err(ApiError::invalid_input(
+                    "trafficRoutingConfig: applies to Lambda and ECS deployments, not to the Server platform",
+                ));
+            }
+            if request
+                .compute_platform
+                .as_deref()
+                .is_some_and(|p| p != "Server")
+            {
+                return Err(ApiError::new(
+                    "InvalidComputePlatformException",
+                    "computePlatform: Gantry's deployment configurations are for the Server platform",
+                ));
+            }
+            let rule = request.minimum_healthy_hosts.ok_or_else(|| {
+                ApiError::new(
+                    "InvalidMinimumHealthyHostValueException",
+                    "minimumHealthyHosts: is required ({\"type\": \"HOST_COUNT\" or \"FLEET_PERCENT\", \"value\": n})",
+                )
+            })?;
+            let config = DeploymentConfig::custom(
+                &request.deployment_config_name,
+                rule,
+                request.zonal_config,
+            )
+            .map_err(|error| {
+                let code = match error {
+                    gantry_core::config::ConfigError::ReservedName(_)
+                    | gantry_core::config::ConfigError::NameLength(_) => {
+                        "InvalidDeploymentConfigNameException"
+                    }
+                    gantry_core::config::ConfigError::ZonePercentOutOfRange(_)
+                    | gantry_core::config::ConfigError::ZoneReservedType => {
+                        "InvalidZonalDeploymentConfigurationException"
+                    }
+                    _ => "InvalidMinimumHealthyHostValueException",
+                };
+                ApiError::new(code, error.to_string())
+            })?;
+            let info = DeploymentConfigInfo {
+                deployment_config_id: Some(uuid::Uuid::new_v4().to_string()),
+                deployment_config_name: config.name.clone(),
+                minimum_healthy_hosts: config.minimum_healthy_hosts,
+                zonal_config: config.zonal_config,
+                create_time: Some(seconds(now_millis())),
+                compute_platform: "Server".into(),
+            };
+            store
+                .put_new(keys::CONFIGS, &config.name, &info, &[])
+                .await
+                .map_err(|error| match error {
+                    StoreError::Conflict(_) => ApiError::new(
+                        "DeploymentConfigAlreadyExistsException",
+                        format!("deploymentConfigName: {:?} already exists", config.name),
+                    ),
+                    other => other.into(),
+                })?;
+            Ok(json!({"deploymentConfigId": info.deployment_config_id}))
+        }
+        "GetDeploymentConfig" => {
+            let config_name = name_field(
+                &input,
+                "deploymentConfigName",
+                "DeploymentConfigNameRequiredException",
+            )?;
+            let config = control.deployment_config(&config_name).await?;
+            let stored = store
+                .get::<DeploymentConfigInfo>(keys::CONFIGS, &config_name)
+                .await?;
+            let info = match stored {
+                Some(stored) => stored.value,
+                None => DeploymentConfigInfo {
+                    deployment_config_id: None,
+                    deployment_config_name: config.name,
+                    minimum_healthy_hosts: config.minimum_healthy_hosts,
+                    zonal_config: config.zonal_config,
+                    create_time: None,
+                    compute_platform: "Server".into(),
+                },
+            };
+            Ok(json!({"deploymentConfigInfo": info}))
+        }
+        "ListDeploymentConfigs" => {
+            let mut names: Vec<String> = DeploymentConfig::all_predefined()
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            let custom: Vec<DeploymentConfigInfo> = store.list(keys::CONFIGS).await?;
+            names.extend(custom.into_iter().map(|c| c.deployment_config_name));
+            Ok(json!({"deploymentConfigsList": names}))
+        }
+        "DeleteDeploymentConfig" => {
+            let config_name = name_field(
+                &input,
+                "deploymentConfigName",
+                "DeploymentConfigNameRequiredException",
+            )?;
+            if DeploymentConfig::predefined(&config_name).is_some() {
+                return Err(ApiError::new(
+                    "InvalidOperationException",
+                    format!(
+                        "deploymentConfigName: {config_name} is predefined and cannot be deleted"
+                    ),
+                ));
+            }
+            store.delete(keys::CONFIGS, &config_name, None).await?;
+            Ok(json!({}))
+        }
+        "RegisterOnPremisesInstance" => {
+            let instance = name_field(&input, "instanceName", "InstanceNameRequiredException")?;
+            check_instance_name(&instance)?;
+            let info = OnPremisesInstance {
+                instance_name: instance.clone(),
+                iam_session_arn: input
+                    .get("iamSessionArn")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                iam_user_arn: input
+                    .get("iamUserArn")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                instance_arn: format!(
+                    "arn:aws:codedeploy:{}:{}:instance/{instance}",
+                    control.settings.region, control.settings.account_id
+                ),
+                register_time: seconds(now_millis()),
+                deregister_time: None,
+                tags: Vec::new(),
+            };
+            store
+                .put_new(keys::INSTANCES, &instance, &info, &[])
+                .await
+                .map_err(|error| match error {
+                    StoreError::Conflict(_) => ApiError::new(
+                        "InstanceNameAlreadyRegisteredException",
+                        format!("instanceName: {instance:?} is already registered"),
+                    ),
+                    other => other.into(),
+                })?;
+            // The agent long-polls its queue from the start.
+            control.queues.url(&instance).await?;
+            Ok(json!({}))
+        }
+        "DeregisterOnPremisesInstance" => {
+            let instance = name_field(&input, "instanceName", "InstanceNameRequiredException")?;
+            update_instance(control, &instance, |info| {
+                info.deregister_time.get_or_insert(seconds(now_millis()));
+            })
+            .await?;
+            Ok(json!({}))
+        }
+        "AddTagsToOnPremisesInstances" | "RemoveTagsFromOnPremisesInstances" => {
+            let adding = name == "AddTagsToOnPremisesInstances";
+            let tags: Vec<Tag> = serde_json::from_value(
+                input.get("tags").cloned().unwrap_or(Value::Null),
+            )
+            .map_err(|_| {
+                ApiError::new(
+                    "TagRequiredException",
+                    "tags: a list of {\"Key\", \"Value\"} is required",
+                )
+            })?;
+            let instances = names_field(&input, "instanceNames")?;
+            if instances.is_empty() {
+                return Err(ApiError::new(
+                    "InstanceNameRequiredException",
+                    "instanceNames: is required",
+                ));
+            }
+            for instance in &instances {
+                update_instance(control, instance, |info| {
+                    for tag in &tags {
+                        info.tags.retain(|have| have.key != tag.key);
+                        if adding {
+                            info.tags.push(tag.clone());
+                        }
+                    }
+                })
+                .await?;
+            }
+            Ok(json!({}))
+        }
+        "GetOnPremisesInstance" => {
+            let instance = name_field(&input, "instanceName", "InstanceNameRequiredException")?;
+            Ok(json!({"instanceInfo": get_instance(control, &instance).await?}))
+        }
+        "BatchGetOnPremisesInstances" => {
+            let mut infos = Vec::new();
+            for instance in names_field(&input, "instanceNames")? {
+                infos.push(get_instance(control, &instance).await?);
+            }
+            Ok(json!({"instanceInfos": infos}))
+        }
+        "ListOnPremisesInstances" => {
+            let instances: Vec<OnPremisesInstance> = store.list(keys::INSTANCES).await?;
+            let status = input.get("registrationStatus").and_then(Value::as_str);
+            let filters: Vec<gantry_core::planner::TagFilter> =
+                serde_json::from_value(input.get("tagFilters").cloned().unwrap_or(json!([])))
+                    .map_err(|error| ApiError::invalid_input(format!("tagFilters: {error}")))?;
+            let names: Vec<String> = instances
+                .into_iter()
+                .filter(|info| match status {
+                    Some("Registered") => info.deregister_time.is_none(),
+                    Some("Deregistered") => info.deregister_time.is_some(),
+                    _ => true,
+                })
+                .filter(|info| {
+                    let tags: Vec<(&str, &str)> = info
+                        .tags
+                        .iter()
+                        .map(|t| (t.key.as_str(), t.value.as_str()))
+                        .collect();
+                    filters.is_empty() || gantry_core::planner::matches_any(&filters, &tags)
+                })
+                .map(|info| info.instance_name)
+                .collect();
+            Ok(json!({"instanceNames": names}))
+        }
+        "RegisterApplicationRevision" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase", deny_unknown_fields)]
+            struct RegisterInput {
+                application_name: String,
+                revision: RevisionLocation,
+                #[serde(default)]
+                description: Option<String>,
+            }
+            let request: RegisterInput = parse_input(name, input)?;
+            let record = control
+                .register_revision(
+                    &request.application_name,
+                    &request.revision,
+                    request.description,
+                )
+                .await?;
+            Ok(json!({"revision": record.revision_location}))
+        }
+        "GetApplicationRevision" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase", deny_unknown_fields)]
+            struct GetRevisionInput {
+                application_name: String,
+                revision: RevisionLocation,
+            }
+            let request: GetRevisionInput = parse_input(name, input)?;
+            get_application(control, &request.application_name).await?;
+            let revisions: Vec<RevisionRecord> = store
+                .list(&keys::revisions(&request.application_name))
+                .await?;
+            let wanted = &request.revision;
+            let found = revisions
+                .into_iter()
+                .filter(|record| same_revision(&record.revision_location, wanted))
+                .max_by(|a, b| a.register_time.total_cmp(&b.register_time))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        "RevisionDoesNotExistException",
+                        "revision: this application has no such registered revision",
+                    )
+                })?;
+            Ok(json!({
+                "applicationName": request.application_name,
+                "revision": found.revision_location,
+                "revisionInfo": {
+                    "description": found.description,
+                    "registerTime": found.register_time,
+                },
+            }))
+        }
+        "ListApplicationRevisions" => {
+            let application = name_field(
+                &input,
+                "applicationName",
+                "ApplicationNameRequiredException",
+            )?;
+            get_application(control, &application).await?;
+            let mut revisions: Vec<RevisionRecord> =
+                store.list(&keys::revisions(&application)).await?;
+            revisions.sort_by(|a, b| b.register_time.total_cmp(&a.register_time));
+            let locations: Vec<RevisionLocation> =
+                revisions.into_iter().map(|r| r.revision_location).collect();
+            Ok(json!({"revisions": locations}))
+        }
+        "CreateDeployment" => {
+            let request: CreateDeploymentInput = parse_input(name, input)?;
+            let id = control
+                .create_deployment(request, Creator::User, Origin::default())
+                .await?;
+            Ok(json!({"deploymentId": id}))
+        }
+        "GetDeployment" => {
+            let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
+            Ok(json!({"deploymentInfo": deployment_info(&load(control, &id).await?)}))
+        }
+        "BatchGetDeployments" => {
+            let mut infos = Vec::new();
+            for id in names_field(&input, "deploymentIds")? {
+                infos.push(deployment_info(&load(control, &id).await?));
+            }
+            Ok(json!({"deploymentsInfo": infos}))
+        }
+        "ListDeployments" => {
+            let application = name_field(
+                &input,
+                "applicationName",
+                "ApplicationNameRequiredException",
+            )?;
+            let group = name_field(
+                &input,
+                "deploymentGroupName",
+                "DeploymentGroupNameRequiredException",
+            )?;
+            control.load_group(&application, &group).await?;
+            let statuses = names_field(&input, "includeOnlyStatuses")?;
+            let mut ids = store.group_deployments(&application, &group).await?;
+            if !statuses.is_empty() {
+                let mut kept = Vec::new();
+                for id in ids {
+                    let record = load(control, &id).await?;
+                    if statuses.contains(&format!("{:?}", record.state.status)) {
+                        kept.push(id);
+                    }
+                }
+                ids = kept;
+            }
+            Ok(json!({"deployments": ids}))
+        }
+        "ListDeploymentTargets" | "ListDeploymentInstances" => {
+            let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
+            let record = load(control, &id).await?;
+            let ids: Vec<&str> = record
+                .state
+                .targets
+                .iter()
+                .map(|t| t.target.instance_id.as_str())
+                .collect();
+            if name == "ListDeploymentTargets" {
+                Ok(json!({"targetIds": ids}))
+            } else {
+                Ok(json!({"instancesList": ids}))
+            }
+        }
+        "BatchGetDeploymentTargets" => {
+            let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
+            let record = load(control, &id).await?;
+            let wanted = names_field(&input, "targetIds")?;
+            let mut targets = Vec::new();
+            for target_id in &wanted {
+                let target = record
+                    .state
+                    .targets
+                    .iter()
+                    .find(|t| &t.target.instance_id == target_id)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            "DeploymentTargetDoesNotExistException",
+                            format!("targetIds: {target_id} is not a target of {id}"),
+                        )
+                    })?;
+                targets.push(target_info(control, &record, target));
+            }
+            Ok(json!({"deploymentTargets": targets}))
+        }
+        "StopDeployment" => {
+            let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
+            let rollback = input.get("autoRollbackEnabled").and_then(Value::as_bool);
+            control.stop(&id, rollback).await
+        }
+        "ContinueDeployment" => Err(ApiError::new(
+            "DeploymentIsNotInReadyStateException",
+            "ContinueDeployment applies to blue/green deployments waiting for traffic rerouting; in-place deployments never wait",
+        )),
+        other => Err(ApiError::new(
+            "InvalidOperationException",
+            format!("operation: {other:?} is not an operation Gantry serves"),
+        )),
+    }
+}
+
+fn same_revision(stored: &RevisionLocation, wanted: &RevisionLocation) -> bool {
+    match (stored, wanted) {
+        (
+            RevisionLocation::S3 { s3_location: have },
+            RevisionLocation::S3 { s3_location: want },
+        ) => {
+            have.bucket == want.bucket
+                && have.key == want.key
+                && want
+                    .version
+                    .as_ref()
+                    .is_none_or(|v| have.version.as_ref() == Some(v))
+                && want
+                    .e_tag
+                    .as_ref()
+                    .is_none_or(|t| have.e_tag.as_ref() == Some(t))
+        }
+        (have, want) => have == want,
+    }
+}
+
+async fn get_application(control: &ControlPlane, name: &str) -> Result<ApplicationInfo, ApiError> {
+    Ok(control
+        .store
+        .get::<ApplicationInfo>(keys::APPLICATIONS, name)
+        .await?
+        .ok_or_else(|| ApiError::application_missing(name))?
+        .value)
+}
+
+async fn get_instance(control: &ControlPlane, name: &str) -> Result<OnPremisesInstance, ApiError> {
+    Ok(control
+        .store
+        .get::<OnPremisesInstance>(keys::INSTANCES, name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                "InstanceNotRegisteredException",
+                format!("instanceName: {name:?} is not registered"),
+            )
+        })?
+        .value)
+}
+
+/// Read-modify-write of an instance, conditional on its version; retried on a race.
+async fn update_instance(
+    control: &ControlPlane,
+    name: &str,
+    change: impl Fn(&mut OnPremisesInstance),
+) -> Result<(), ApiError> {
+    for _ in 0..8 {
+        let stored = control
+            .store
+            .get::<OnPremisesInstance>(keys::INSTANCES, name)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    "InstanceNotRegisteredException",
+                    format!("instanceNames: {name:?} is not registered"),
+                )
+            })?;
+        let mut info = stored.value;
+        change(&mut info);
+        match control
+            .store
+            .update_body(keys::INSTANCES, name, &info, stored.version)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(ApiError::new(
+        "ConcurrentModificationException",
+        format!("instance {name} kept changing; try again"),
+    ))
+}
+
+/// CreateDeploymentGroup's and UpdateDeploymentGroup's input.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GroupInput {
+    application_name: String,
+    #[serde(default)]
+    deployment_group_name: Option<String>,
+    #[serde(default)]
+    current_deployment_group_name: Option<String>,
+    #[serde(default)]
+    new_deployment_group_name: Option<String>,
+    #[serde(default)]
+    deployment_config_name: Option<String>,
+    #[serde(flatten)]
+    targets: TargetSelection,
+    #[serde(default)]
+    service_role_arn: Option<String>,
+    #[serde(default)]
+    trigger_configurations: Option<Vec<TriggerConfig>>,
+    #[serde(default)]
+    auto_rollback_configuration: Option<AutoRollbackConfiguration>,
+    #[serde(default)]
+    outdated_instances_strategy: Option<String>,
+    #[serde(default)]
+    deployment_style: Option<Value>,
+    #[serde(default)]
+    alarm_configuration: Option<Value>,
+    #[serde(default)]
+    blue_green_deployment_configuration: Option<Value>,
+    #[serde(default)]
+    load_balancer_info: Option<Value>,
+    #[serde(default)]
+    ecs_services: Option<Value>,
+    /// Accepted so CodeDeploy payloads work; Gantry keeps no resource tags yet.
+    #[serde(default, rename = "tags")]
+    _tags: Option<Value>,
+    /// Accepted so CodeDeploy payloads work; it matters for Auto Scaling termination hooks.
+    #[serde(default, rename = "terminationHookEnabled")]
+    _termination_hook_enabled: Option<bool>,
+}
+
+impl GroupInput {
+    /// Checks the input and merges it over `current` (for an update).
+    async fn settings(
+        &self,
+        control: &ControlPlane,
+        current: Option<&DeploymentGroupSettings>,
+    ) -> Result<DeploymentGroupSettings, ApiError> {
+        self.targets
+            .validate()
+            .map_err(|message| ApiError::new("InvalidTagException", message))?;
+        if let Some(style) = &self.deployment_style {
+            let option = style.get("deploymentOption").and_then(Value::as_str);
+            let kind = style.get("deploymentType").and_then(Value::as_str);
+            if option == Some("WITH_TRAFFIC_CONTROL") || kind == Some("BLUE_GREEN") {
+                return Err(ApiError::new(
+                    "InvalidDeploymentStyleException",
+                    "deploymentStyle: Gantry runs IN_PLACE deployments WITHOUT_TRAFFIC_CONTROL so far",
+                ));
+            }
+        }
+        let alarms_enabled = self
+            .alarm_configuration
+            .as_ref()
+            .and_then(|alarms| alarms.get("enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let alarms_named = self
+            .alarm_configuration
+            .as_ref()
+            .and_then(|alarms| alarms.get("alarms"))
+            .is_some_and(|alarms| !crate::control::is_blank(alarms));
+        if alarms_enabled && alarms_named {
+            return Err(ApiError::new(
+                "InvalidAlarmConfigException",
+                "alarmConfiguration: CloudWatch alarm monitoring is not supported yet; leave it disabled",
+            ));
+        }
+        for (field, value) in [
+            (
+                "blueGreenDeploymentConfiguration",
+                &self.blue_green_deployment_configuration,
+            ),
+            ("loadBalancerInfo", &self.load_balancer_info),
+            ("ecsServices", &self.ecs_services),
+        ] {
+            if value.as_ref().is_some_and(|v| !crate::control::is_blank(v)) {
+                return Err(ApiError::invalid_input(format!(
+                    "{field}: not supported yet; in-place deployments without a load balancer are"
+                )));
+            }
+        }
+        let config_name = self
+            .deployment_config_name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .or_else(|| current.map(|c| c.deployment_config_name.clone()))
+            .unwrap_or_else(|| gantry_core::config::ONE_AT_A_TIME.to_owned());
+        control.deployment_config(&config_name).await?;
+        let triggers = self
+            .trigger_configurations
+            .clone()
+            .or_else(|| current.map(|c| c.trigger_configurations.clone()))
+            .unwrap_or_default();
+        for (index, trigger) in triggers.iter().enumerate() {
+            if trigger.trigger_name.is_empty() || !trigger.trigger_target_arn.starts_with("arn:") {
+                return Err(ApiError::new(
+                    "InvalidTriggerConfigException",
+                    format!(
+                        "triggerConfigurations[{index}]: needs a triggerName and an SNS topic ARN as triggerTargetArn"
+                    ),
+                ));
+            }
+            for event in &trigger.trigger_events {
+                if !TRIGGER_EVENTS.contains(&event.as_str()) {
+                    return Err(ApiError::new(
+                        "InvalidTriggerConfigException",
+                        format!(
+                            "triggerConfigurations[{index}].triggerEvents: {event:?} is not one of {}",
+                            TRIGGER_EVENTS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let auto_rollback = self
+            .auto_rollback_configuration
+            .clone()
+            .or_else(|| current.map(|c| c.auto_rollback_configuration.clone()))
+            .unwrap_or_default();
+        auto_rollback
+            .validate()
+            .map_err(|message| ApiError::new("InvalidAutoRollbackConfigException", message))?;
+        let strategy = self
+            .outdated_instances_strategy
+            .clone()
+            .or_else(|| current.map(|c| c.outdated_instances_strategy.clone()))
+            .unwrap_or_else(|| "UPDATE".into());
+        if strategy != "UPDATE" && strategy != "IGNORE" {
+            return Err(ApiError::invalid_input(format!(
+                "outdatedInstancesStrategy: {strategy:?} is not UPDATE or IGNORE"
+            )));
+        }
+        let targets = match current {
+            Some(current) if self.targets.is_empty() => current.targets.clone(),
+            _ => self.targets.clone(),
+        };
+        Ok(DeploymentGroupSettings {
+            application_name: self.application_name.clone(),
+            deployment_group_id: current
+                .map(|c| c.deployment_group_id.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            deployment_group_name: self.deployment_group_name.clone().unwrap_or_default(),
+            deployment_config_name: config_name,
+            targets,
+            service_role_arn: self
+                .service_role_arn
+                .clone()
+                .or_else(|| current.and_then(|c| c.service_role_arn.clone())),
+            trigger_configurations: triggers,
+            auto_rollback_configuration: auto_rollback,
+            outdated_instances_strategy: strategy,
+        })
+    }
+}
+
+async fn group_info(
+    control: &ControlPlane,
+    application: &str,
+    group: &str,
+) -> Result<Value, ApiError> {
+    let record = control.load_group(application, group).await?;
+    let mut info = serde_json::to_value(&record.settings.value).expect("settings serialize");
+    info["computePlatform"] = json!("Server");
+    info["deploymentStyle"] =
+        json!({"deploymentType": "IN_PLACE", "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"});
+    info["autoScalingGroups"] = json!(
+        record
+            .settings
+            .value
+            .targets
+            .auto_scaling_groups
+            .iter()
+            .map(|name| json!({"name": name}))
+            .collect::<Vec<_>>()
+    );
+    if let Some(revision) = &record.target_revision {
+        info["targetRevision"] = json!(revision);
+    }
+    if let Some(last) = &record.last_successful {
+        info["lastSuccessfulDeployment"] = json!(last);
+    }
+    if let Some(last) = &record.last_attempted {
+        info["lastAttemptedDeployment"] = json!(last);
+    }
+    Ok(info)
+}
+
+async fn load(
+    control: &ControlPlane,
+    id: &str,
+) -> Result<DeploymentRecord<DeploymentSpec>, ApiError> {
+    control
+        .store
+        .load_deployment(id)
+        .await
+        .map_err(|error| match error {
+            StoreError::NotFound(_) => ApiError::deployment_missing(id),
+            other => other.into(),
+        })
+}
+
+fn time(millis: Option<Millis>) -> Value {
+    millis.map_or(Value::Null, |millis| json!(seconds(millis)))
+}
+
+/// GetDeployment's `deploymentInfo`.
+pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
+    let spec = &record.spec;
+    let state = &record.state;
+    let counts = state.counts();
+    let start_time = state.targets.iter().filter_map(|t| t.dispatched_at).min();
+    let mut rollback = record.rollback_info.clone();
+    if rollback.rollback_triggering_deployment_id.is_none() {
+        rollback.rollback_triggering_deployment_id = spec.rollback_triggering_deployment_id.clone();
+    }
+    let mut info = json!({
+        "applicationName": spec.application_name,
+        "deploymentGroupName": spec.deployment_group_name,
+        "deploymentConfigName": spec.deployment_config_name,
+        "deploymentId": spec.deployment_id,
+        "revision": spec.revision,
+        "status": format!("{:?}", state.status),
+        "createTime": seconds(state.create_time),
+        "startTime": time(start_time),
+        "completeTime": time(state.complete_time),
+        "deploymentOverview": {
+            "Pending": counts.pending,
+            "InProgress": counts.in_progress,
+            "Succeeded": counts.succeeded,
+            "Failed": counts.failed,
+            "Skipped": counts.skipped,
+            "Ready": 0,
+        },
+        "creator": spec.creator,
+        "ignoreApplicationStopFailures": spec.ignore_application_stop_failures,
+        "autoRollbackConfiguration": spec.auto_rollback_configuration,
+        "updateOutdatedInstancesOnly": spec.update_outdated_instances_only,
+        "deploymentStyle": {"deploymentType": "IN_PLACE", "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"},
+        "fileExistsBehavior": spec.file_exists_behavior,
+        "computePlatform": "Server",
+        "instanceTerminationWaitTimeStarted": false,
+    });
+    if let Some(previous) = &spec.previous_revision {
+        info["previousRevision"] = json!(previous);
+    }
+    if let Some(description) = &spec.description {
+        info["description"] = json!(description);
+    }
+    if let Some(error) = &state.error {
+        info["errorInformation"] = json!({"code": error.code, "message": error.message});
+    }
+    if rollback != Default::default() {
+        info["rollbackInfo"] = json!(rollback);
+    }
+    info
+}
+
+/// One `deploymentTargets` entry: the instance with its lifecycle events and diagnostics.
+fn target_info(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+    target: &gantry_core::deployment::TargetState,
+) -> Value {
+    let events: Vec<Value> = target
+        .events
+        .iter()
+        .map(|event| {
+            let mut value = json!({
+                "lifecycleEventName": event.event.name(),
+                "status": format!("{:?}", event.status),
+                "startTime": time(event.start_time),
+                "endTime": time(event.end_time),
+            });
+            if let Some(diagnostics) = &event.diagnostics {
+                value["diagnostics"] = json!(diagnostics);
+            }
+            value
+        })
+        .collect();
+    let last_updated = target
+        .events
+        .iter()
+        .filter_map(|e| e.end_time.or(e.start_time))
+        .max()
+        .or(target.dispatched_at);
+    let status = match target.status {
+        TargetStatus::Pending => "Pending",
+        TargetStatus::InProgress => "InProgress",
+        TargetStatus::Succeeded => "Succeeded",
+        TargetStatus::Failed => "Failed",
+        TargetStatus::Skipped => "Skipped",
+    };
+    let id = &target.target.instance_id;
+    json!({
+        "deploymentTargetType": "InstanceTarget",
+        "instanceTarget": {
+            "deploymentId": record.spec.deployment_id,
+            "targetId": id,
+            "targetArn": format!(
+                "arn:aws:codedeploy:{}:{}:instance/{id}",
+                control.settings.region, control.settings.account_id
+            ),
+            "status": status,
+            "lastUpdatedAt": time(last_updated),
+            "lifecycleEvents": events,
+            "instanceLabel": "Blue",
+        },
+    })
+}

@@ -1,0 +1,976 @@
+//! The control plane's deployment work: create a deployment, apply reports and ticks,
+//! stop, roll back, and carry out the state machine's effects.
+
+use crate::adapters::{Bundles, CommandQueues, Fleet, Host, Notifier, register, revision_key};
+use crate::error::ApiError;
+use crate::model::{
+    AutoRollbackConfiguration, DeploymentConfigInfo, DeploymentGroupSettings, DeploymentSpec,
+    LastDeploymentInfo, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST, RevisionRecord, RollbackInfo,
+    now_millis, seconds,
+};
+use crate::store::{
+    self, Applied, DeploymentRecord, DynamoStore, GroupRecord, InstanceHealth, OUTBOX_GRACE_MS,
+    StoreError, keys,
+};
+use gantry_core::appspec::FileExistsBehavior;
+use gantry_core::config::{DeploymentConfig, ONE_AT_A_TIME, StartError};
+use gantry_core::deployment::{
+    Deadlines, Deployment, DeploymentStatus, Effect, ErrorInformation, Input, Millis,
+    NotificationEvent,
+};
+use gantry_core::lifecycle::{self, LifecycleEvent, Performer};
+use gantry_core::planner::{self, Standing, Target};
+use gantry_core::wire::{Command, Creator, Report, RevisionLocation, SCHEMA_VERSION};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tracing::Instrument;
+
+/// How a deployment's lost races are retried before the caller is told to try again.
+const MAX_APPLY_ATTEMPTS: u32 = 12;
+
+/// What the control plane is configured with (from the environment in Lambda).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub table: String,
+    pub command_queue_prefix: String,
+    pub region: String,
+    pub account_id: String,
+    /// How long a host has to start after its command is sent (default 5 minutes).
+    pub host_start_timeout_ms: Millis,
+    /// Added to each event's hook timeouts before a silent host is failed.
+    pub event_slack_ms: Millis,
+    /// The limit for DownloadBundle and Install, which run no scripts.
+    pub agent_event_ms: Millis,
+}
+
+impl Settings {
+    /// Reads `GANTRY_TABLE`, `GANTRY_COMMAND_QUEUE_PREFIX`, `AWS_REGION`,
+    /// `GANTRY_ACCOUNT_ID`, and the optional `GANTRY_HOST_START_TIMEOUT_SECONDS` and
+    /// `GANTRY_EVENT_SLACK_SECONDS`.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let seconds = |name: &str, default: u64| -> Result<Millis, String> {
+            match var(name) {
+                None => Ok(default * 1000),
+                Some(raw) => raw.parse::<u64>().map(|secs| secs * 1000).map_err(|_| {
+                    format!("{name}: must be a whole number of seconds, found {raw:?}")
+                }),
+            }
+        };
+        Ok(Self {
+            table: var("GANTRY_TABLE").unwrap_or_else(|| "gantry".into()),
+            command_queue_prefix: var("GANTRY_COMMAND_QUEUE_PREFIX")
+                .unwrap_or_else(|| "gantry-commands-".into()),
+            region: var("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+            account_id: var("GANTRY_ACCOUNT_ID").unwrap_or_else(|| "000000000000".into()),
+            host_start_timeout_ms: seconds("GANTRY_HOST_START_TIMEOUT_SECONDS", 300)?,
+            event_slack_ms: seconds("GANTRY_EVENT_SLACK_SECONDS", 60)?,
+            agent_event_ms: seconds("GANTRY_AGENT_EVENT_SECONDS", 600)?,
+        })
+    }
+}
+
+/// Every AWS client the handlers use, built once per process.
+pub struct ControlPlane {
+    pub store: DynamoStore,
+    pub queues: CommandQueues,
+    pub notifier: Notifier,
+    pub bundles: Bundles,
+    pub fleet: Fleet,
+    pub settings: Settings,
+}
+
+/// CreateDeployment's input, in CodeDeploy's shape.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateDeploymentInput {
+    pub application_name: String,
+    #[serde(default)]
+    pub deployment_group_name: String,
+    #[serde(default)]
+    pub revision: Option<RevisionLocation>,
+    #[serde(default)]
+    pub deployment_config_name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub ignore_application_stop_failures: bool,
+    #[serde(default)]
+    pub target_instances: Option<serde_json::Value>,
+    #[serde(default)]
+    pub auto_rollback_configuration: Option<AutoRollbackConfiguration>,
+    #[serde(default)]
+    pub update_outdated_instances_only: bool,
+    #[serde(default)]
+    pub file_exists_behavior: Option<String>,
+    #[serde(default)]
+    pub override_alarm_configuration: Option<serde_json::Value>,
+}
+
+/// Who asked for a deployment, beyond the input: a user, or a rollback of another.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub rollback_of: Option<String>,
+    /// A fixed id (a rollback's, claimed before it is created).
+    pub deployment_id: Option<String>,
+}
+
+/// A new deployment id in CodeDeploy's form: `d-` and nine of `A-Z0-9`.
+pub fn new_deployment_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut value = uuid::Uuid::new_v4().as_u128();
+    let mut id = String::from("d-");
+    for _ in 0..9 {
+        id.push(ALPHABET[(value % 36) as usize] as char);
+        value /= 36;
+    }
+    id
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|value| !value.is_empty())
+}
+
+/// Where an instance stands for the group, from its recorded health.
+fn standing(health: Option<&InstanceHealth>, revision: &RevisionLocation) -> Standing {
+    match health {
+        None => Standing::Unknown,
+        Some(health) if !health.healthy => Standing::Unhealthy,
+        Some(health) if revision_key(&health.revision) == revision_key(revision) => {
+            Standing::Current
+        }
+        Some(_) => Standing::Old,
+    }
+}
+
+impl ControlPlane {
+    pub fn new(config: &aws_config::SdkConfig, settings: Settings) -> Self {
+        Self {
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(config), &settings.table),
+            queues: CommandQueues::new(
+                aws_sdk_sqs::Client::new(config),
+                &settings.command_queue_prefix,
+            ),
+            notifier: Notifier::new(aws_sdk_sns::Client::new(config)),
+            bundles: Bundles::new(aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(config)
+                    .force_path_style(true)
+                    .build(),
+            )),
+            fleet: Fleet::new(
+                aws_sdk_ec2::Client::new(config),
+                aws_sdk_autoscaling::Client::new(config),
+            ),
+            settings,
+        }
+    }
+
+    pub async fn load_group(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> Result<GroupRecord<DeploymentGroupSettings>, ApiError> {
+        if application.is_empty() {
+            return Err(ApiError::new(
+                "ApplicationNameRequiredException",
+                "applicationName: is required",
+            ));
+        }
+        if group.is_empty() {
+            return Err(ApiError::new(
+                "DeploymentGroupNameRequiredException",
+                "deploymentGroupName: is required",
+            ));
+        }
+        self.store
+            .get::<serde_json::Value>(keys::APPLICATIONS, application)
+            .await?
+            .ok_or_else(|| ApiError::application_missing(application))?;
+        self.store
+            .load_group(application, group)
+            .await?
+            .ok_or_else(|| ApiError::group_missing(application, group))
+    }
+
+    pub async fn deployment_config(&self, name: &str) -> Result<DeploymentConfig, ApiError> {
+        if let Some(config) = DeploymentConfig::predefined(name) {
+            return Ok(config);
+        }
+        let stored = self
+            .store
+            .get::<DeploymentConfigInfo>(keys::CONFIGS, name)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    "DeploymentConfigDoesNotExistException",
+                    format!("deploymentConfigName: no deployment configuration named {name:?}"),
+                )
+            })?
+            .value;
+        Ok(DeploymentConfig {
+            name: stored.deployment_config_name,
+            minimum_healthy_hosts: stored.minimum_healthy_hosts,
+            zonal_config: stored.zonal_config,
+        })
+    }
+
+    /// RegisterApplicationRevision: validates the bundle and records it.
+    pub async fn register_revision(
+        &self,
+        application: &str,
+        revision: &RevisionLocation,
+        description: Option<String>,
+    ) -> Result<RevisionRecord, ApiError> {
+        if application.is_empty() {
+            return Err(ApiError::new(
+                "ApplicationNameRequiredException",
+                "applicationName: is required",
+            ));
+        }
+        self.store
+            .get::<serde_json::Value>(keys::APPLICATIONS, application)
+            .await?
+            .ok_or_else(|| ApiError::application_missing(application))?;
+        register(
+            &self.bundles,
+            &self.store,
+            application,
+            revision,
+            description,
+            now_millis(),
+        )
+        .await
+    }
+
+    /// The registered record of a revision, registering (and validating) it first if it
+    /// was not, as CodeDeploy registers revisions deployed without a push.
+    async fn revision_record(
+        &self,
+        application: &str,
+        revision: &RevisionLocation,
+    ) -> Result<RevisionRecord, ApiError> {
+        let pinned = match revision {
+            RevisionLocation::S3 { s3_location } => RevisionLocation::S3 {
+                s3_location: self.bundles.pin(s3_location).await?.0,
+            },
+            other => other.clone(),
+        };
+        let known = self
+            .store
+            .get::<RevisionRecord>(&keys::revisions(application), &revision_key(&pinned))
+            .await?;
+        match known {
+            Some(record) => Ok(record.value),
+            None => self.register_revision(application, &pinned, None).await,
+        }
+    }
+
+    /// CreateDeployment. Validates everything before writing anything; then stores the
+    /// deployment and takes the group's lock in one transaction, and starts it.
+    pub async fn create_deployment(
+        &self,
+        input: CreateDeploymentInput,
+        creator: Creator,
+        origin: Origin,
+    ) -> Result<String, ApiError> {
+        let group = self
+            .load_group(&input.application_name, &input.deployment_group_name)
+            .await?;
+        let settings = &group.settings.value;
+        if let Some(targets) = &input.target_instances
+            && !is_blank(targets)
+        {
+            return Err(ApiError::new(
+                "InvalidTargetInstancesException",
+                "targetInstances: names the replacement environment of a blue/green deployment; this deployment group deploys in place, so leave it out",
+            ));
+        }
+        let file_exists_behavior = match non_empty(&input.file_exists_behavior) {
+            None => FileExistsBehavior::Disallow,
+            Some(name) => FileExistsBehavior::parse(name).ok_or_else(|| {
+                ApiError::new(
+                    "InvalidFileExistsBehaviorException",
+                    format!(
+                        "fileExistsBehavior: {name:?} is not one of {}",
+                        FileExistsBehavior::NAMES.join(", ")
+                    ),
+                )
+            })?,
+        };
+        let auto_rollback = input
+            .auto_rollback_configuration
+            .clone()
+            .unwrap_or_else(|| settings.auto_rollback_configuration.clone());
+        auto_rollback
+            .validate()
+            .map_err(|message| ApiError::new("InvalidAutoRollbackConfigException", message))?;
+        let config_name = non_empty(&input.deployment_config_name)
+            .unwrap_or(if settings.deployment_config_name.is_empty() {
+                ONE_AT_A_TIME
+            } else {
+                &settings.deployment_config_name
+            })
+            .to_owned();
+        let config = self.deployment_config(&config_name).await?;
+        let revision = input.revision.clone().ok_or_else(|| {
+            ApiError::new(
+                "RevisionRequiredException",
+                "revision: is required (revisionType S3 with s3Location {bucket, key, bundleType})",
+            )
+        })?;
+        let record = self
+            .revision_record(&input.application_name, &revision)
+            .await?;
+        let revision = record.revision_location.clone();
+
+        let hosts = self.resolve_hosts(settings).await?;
+        let mut targets: Vec<Target> = hosts
+            .into_iter()
+            .map(|host| Target {
+                standing: standing(group.health.get(&host.instance_id), &revision),
+                instance_id: host.instance_id,
+                zone: host.zone,
+            })
+            .collect();
+        if input.update_outdated_instances_only {
+            targets.retain(|target| target.standing != Standing::Current);
+        }
+        let ordered = if config.zonal_config.is_some() {
+            planner::order_by_zone(targets)
+        } else {
+            planner::order(targets)
+        };
+
+        let now = now_millis();
+        let deployment_id = origin
+            .deployment_id
+            .clone()
+            .unwrap_or_else(new_deployment_id);
+        let events = lifecycle::in_place(false);
+        let deadlines = self.deadlines(&record, &events);
+        let spec = DeploymentSpec {
+            deployment_id: deployment_id.clone(),
+            application_name: input.application_name.clone(),
+            deployment_group_name: input.deployment_group_name.clone(),
+            deployment_group_id: settings.deployment_group_id.clone(),
+            deployment_config_name: config.name.clone(),
+            revision: revision.clone(),
+            previous_revision: group.target_revision.clone(),
+            creator,
+            description: input.description.clone().filter(|d| !d.is_empty()),
+            ignore_application_stop_failures: input.ignore_application_stop_failures,
+            file_exists_behavior,
+            auto_rollback_configuration: auto_rollback.clone(),
+            update_outdated_instances_only: input.update_outdated_instances_only,
+            trigger_configurations: settings.trigger_configurations.clone(),
+            lifecycle_events: events.clone(),
+            rollback_triggering_deployment_id: origin.rollback_of.clone(),
+        };
+        let (state, effects, take_lock) = match config.health_plan(ordered.len() as u32) {
+            Ok(plan) => {
+                let mut state = Deployment::new(
+                    deployment_id.clone(),
+                    plan,
+                    config.zonal_config,
+                    deadlines,
+                    ordered,
+                    &events,
+                    auto_rollback.on(ROLLBACK_ON_FAILURE),
+                    auto_rollback.on(ROLLBACK_ON_REQUEST),
+                    now,
+                );
+                let effects = state.apply(Input::Start { now }).map_err(|error| {
+                    ApiError::internal(format!("starting {deployment_id}: {error}"))
+                })?;
+                (state, effects, true)
+            }
+            // CodeDeploy creates such a deployment and fails it at once; so does Gantry,
+            // so that `get-deployment` explains why.
+            Err(error) => (
+                refused_deployment(&deployment_id, &error, now),
+                vec![Effect::Notify {
+                    event: NotificationEvent::DeploymentFailure,
+                    instance_id: None,
+                }],
+                false,
+            ),
+        };
+        let span = tracing::info_span!("create_deployment", deployment_id = %deployment_id);
+        async {
+            self.store
+                .create_deployment(
+                    &spec.application_name,
+                    &spec.deployment_group_name,
+                    &spec,
+                    &state,
+                    &effects,
+                    take_lock,
+                    now,
+                )
+                .await
+                .map_err(|error| match error {
+                    StoreError::Conflict(_) => ApiError::new(
+                        "DeploymentLimitExceededException",
+                        format!(
+                            "deployment group {} already has an active deployment ({}); wait for it to finish or stop it",
+                            spec.deployment_group_name,
+                            group.active_deployment_id.as_deref().unwrap_or("another deployment")
+                        ),
+                    ),
+                    other => other.into(),
+                })?;
+            tracing::info!(hosts = state.targets.len(), config = %config.name, "deployment created");
+            let record = DeploymentRecord {
+                spec,
+                state,
+                version: 1,
+                outbox: BTreeMap::new(),
+                rollback_info: RollbackInfo::default(),
+            };
+            let last = LastDeploymentInfo {
+                deployment_id: deployment_id.clone(),
+                status: format!("{:?}", record.state.status),
+                end_time: record.state.complete_time.map(seconds),
+                create_time: seconds(now),
+            };
+            self.store
+                .record_attempt(&record.spec.application_name, &record.spec.deployment_group_name, &last)
+                .await?;
+            self.finish_effects(&record, &effects, (!effects.is_empty()).then_some(1))
+                .await;
+            Ok(deployment_id.clone())
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn deadlines(&self, record: &RevisionRecord, events: &[LifecycleEvent]) -> Deadlines {
+        let event_ms = events
+            .iter()
+            .filter(|event| event.performer() == Performer::Agent)
+            .map(|event| {
+                let limit = if event.accepts_hooks() {
+                    record.event_timeouts.get(event).copied().unwrap_or(0) * 1000
+                } else {
+                    self.settings.agent_event_ms
+                };
+                (*event, limit)
+            })
+            .collect();
+        Deadlines {
+            start_ms: self.settings.host_start_timeout_ms,
+            event_ms,
+            default_event_ms: self.settings.agent_event_ms,
+            slack_ms: self.settings.event_slack_ms,
+        }
+    }
+
+    async fn resolve_hosts(
+        &self,
+        settings: &DeploymentGroupSettings,
+    ) -> Result<Vec<Host>, ApiError> {
+        let selection = &settings.targets;
+        let mut hosts = Vec::new();
+        if let Some(rule) = selection.on_premises_rule() {
+            hosts.extend(self.fleet.on_premises(&self.store, &rule).await?);
+        }
+        if let Some(rule) = selection.ec2_rule() {
+            hosts.extend(self.fleet.ec2(&rule).await?);
+        }
+        hosts.extend(
+            self.fleet
+                .auto_scaling(&selection.auto_scaling_groups)
+                .await?,
+        );
+        // An instance matched twice (a tag and an Auto Scaling group) is one target.
+        let mut seen = std::collections::HashSet::new();
+        hosts.retain(|host| seen.insert(host.instance_id.clone()));
+        Ok(hosts)
+    }
+
+    /// Carries out effects, then marks their outbox entry done. A failure is logged
+    /// and left in the outbox, where the tick finds it.
+    async fn finish_effects(
+        &self,
+        record: &DeploymentRecord<DeploymentSpec>,
+        effects: &[Effect],
+        outbox_entry: Option<u64>,
+    ) {
+        match self.carry_out(record, effects).await {
+            Ok(()) => {
+                if let Some(entry) = outbox_entry
+                    && let Err(error) = self
+                        .store
+                        .clear_outbox(&record.state.deployment_id, entry)
+                        .await
+                {
+                    tracing::warn!(%error, entry, "could not clear an outbox entry; the tick will run it again");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "carrying out effects failed; the tick will retry them");
+            }
+        }
+    }
+
+    /// Executes the state machine's effects in order.
+    async fn carry_out(
+        &self,
+        record: &DeploymentRecord<DeploymentSpec>,
+        effects: &[Effect],
+    ) -> Result<(), ApiError> {
+        let spec = &record.spec;
+        for effect in effects {
+            match effect {
+                Effect::Dispatch { instance_ids } => {
+                    let commands = instance_ids
+                        .iter()
+                        .map(|instance_id| command(spec, instance_id))
+                        .collect();
+                    self.queues.send_all(commands).await?;
+                    tracing::info!(hosts = instance_ids.len(), "batch dispatched");
+                }
+                Effect::Notify { event, instance_id } => {
+                    crate::notify::publish(self, record, *event, instance_id.as_deref()).await?;
+                }
+                Effect::RecordHealth {
+                    instance_id,
+                    healthy,
+                } => {
+                    let health = InstanceHealth {
+                        healthy: *healthy,
+                        deployment_id: spec.deployment_id.clone(),
+                        revision: spec.revision.clone(),
+                    };
+                    self.store
+                        .record_health(
+                            &spec.application_name,
+                            &spec.deployment_group_name,
+                            instance_id,
+                            &health,
+                        )
+                        .await?;
+                }
+                Effect::HostTimedOut { instance_id } => {
+                    tracing::warn!(%instance_id, "host went silent past its deadline and was failed");
+                }
+                Effect::RecordLastSuccessful => {
+                    let last = last_info(&record.state);
+                    self.store
+                        .record_success(
+                            &spec.application_name,
+                            &spec.deployment_group_name,
+                            &last,
+                            &spec.revision,
+                        )
+                        .await?;
+                }
+                Effect::ReleaseLock => {
+                    self.store
+                        .record_attempt(
+                            &spec.application_name,
+                            &spec.deployment_group_name,
+                            &last_info(&record.state),
+                        )
+                        .await?;
+                    self.store
+                        .unlock_group(
+                            &spec.application_name,
+                            &spec.deployment_group_name,
+                            &spec.deployment_id,
+                        )
+                        .await?;
+                    tracing::info!(status = ?record.state.status, "deployment finished");
+                }
+                Effect::StartRollback => {
+                    self.start_rollback(record).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies inputs to one deployment and carries out what they caused.
+    pub async fn advance(
+        &self,
+        deployment_id: &str,
+        inputs: &[Input],
+    ) -> Result<(Applied<DeploymentSpec>, Vec<usize>), ApiError> {
+        let span = tracing::info_span!("advance", %deployment_id);
+        async {
+            let now = now_millis();
+            let (applied, refused) =
+                store::apply(&self.store, deployment_id, inputs, now, MAX_APPLY_ATTEMPTS).await?;
+            for (index, error) in &refused {
+                tracing::warn!(input = index, %error, "input refused by the state machine");
+            }
+            if !applied.effects.is_empty() {
+                self.finish_effects(&applied.record, &applied.effects, applied.outbox_entry)
+                    .await;
+            }
+            Ok((
+                applied,
+                refused.into_iter().map(|(index, _)| index).collect(),
+            ))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// batch-advance for agent reports: applies each deployment's reports in one write
+    /// and returns the ids of messages to retry (malformed, unknown, or not applied);
+    /// SQS dead-letters them after its receive limit.
+    pub async fn handle_reports(&self, messages: Vec<(String, String)>) -> Vec<String> {
+        let now = now_millis();
+        let mut failed = Vec::new();
+        let mut by_deployment: BTreeMap<String, Vec<(String, Input)>> = BTreeMap::new();
+        for (message_id, body) in messages {
+            match Report::from_json(&body) {
+                Ok(report) => by_deployment
+                    .entry(report.deployment_id.clone())
+                    .or_default()
+                    .push((message_id, Input::Report { report, now })),
+                Err(error) => {
+                    tracing::warn!(%message_id, %error, "malformed report; leaving it for the dead-letter queue");
+                    failed.push(message_id);
+                }
+            }
+        }
+        for (deployment_id, reports) in by_deployment {
+            let inputs: Vec<Input> = reports.iter().map(|(_, input)| input.clone()).collect();
+            match self.advance(&deployment_id, &inputs).await {
+                Ok((_, refused)) => {
+                    failed.extend(refused.into_iter().map(|index| reports[index].0.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(%deployment_id, %error, "reports not applied; they will be retried");
+                    failed.extend(reports.into_iter().map(|(id, _)| id));
+                }
+            }
+        }
+        failed
+    }
+
+    /// The schedule: fails silent hosts, opens the next zone, and runs outbox entries
+    /// whose writer did not finish them. Returns how many deployments it looked at.
+    pub async fn tick(&self) -> Result<usize, ApiError> {
+        let now = now_millis();
+        let due = self.store.due_deployments(now).await?;
+        for deployment_id in &due {
+            let result = self.tick_one(deployment_id, now).await;
+            if let Err(error) = result {
+                tracing::warn!(%deployment_id, %error, "tick failed; the next one retries");
+            }
+        }
+        Ok(due.len())
+    }
+
+    async fn tick_one(&self, deployment_id: &str, now: Millis) -> Result<(), ApiError> {
+        let (applied, _) = self.advance(deployment_id, &[Input::Tick { now }]).await?;
+        let record = &applied.record;
+        let mut leftover = false;
+        for (entry, pending) in &record.outbox {
+            if Some(*entry) == applied.outbox_entry {
+                continue;
+            }
+            if now.saturating_sub(pending.at) < OUTBOX_GRACE_MS {
+                leftover = true;
+                continue;
+            }
+            tracing::info!(%deployment_id, entry, "running effects left in the outbox");
+            self.finish_effects(record, &pending.effects, Some(*entry))
+                .await;
+        }
+        if applied.effects.is_empty() {
+            self.store
+                .reschedule(&record.state, record.version, leftover, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// StopDeployment. Returns CodeDeploy's `{status, statusMessage}`.
+    pub async fn stop(
+        &self,
+        deployment_id: &str,
+        auto_rollback_enabled: Option<bool>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let record: DeploymentRecord<DeploymentSpec> = self
+            .store
+            .load_deployment(deployment_id)
+            .await
+            .map_err(|error| match error {
+                StoreError::NotFound(_) => ApiError::deployment_missing(deployment_id),
+                other => other.into(),
+            })?;
+        if record.state.status.is_terminal() {
+            return Err(ApiError::new(
+                "DeploymentAlreadyCompletedException",
+                format!(
+                    "deployment {deployment_id} already ended with status {:?}",
+                    record.state.status
+                ),
+            ));
+        }
+        let rollback = auto_rollback_enabled.unwrap_or(false);
+        self.advance(
+            deployment_id,
+            &[Input::Stop {
+                now: now_millis(),
+                rollback,
+            }],
+        )
+        .await?;
+        Ok(serde_json::json!({
+            "status": "Succeeded",
+            "statusMessage": format!(
+                "Deployment {deployment_id} stopped{}",
+                if rollback { "; rolling back to the last successful revision" } else { "" }
+            ),
+        }))
+    }
+
+    /// Redeploys the group's last successful revision, replacing `record`'s deployment.
+    /// Safe to run twice: the first call claims the rollback's id on the original.
+    async fn start_rollback(
+        &self,
+        record: &DeploymentRecord<DeploymentSpec>,
+    ) -> Result<(), ApiError> {
+        let spec = &record.spec;
+        let original = &spec.deployment_id;
+        let group = self
+            .load_group(&spec.application_name, &spec.deployment_group_name)
+            .await?;
+        let target = group
+            .last_successful
+            .as_ref()
+            .zip(group.target_revision.clone());
+        let Some((last, revision)) = target.filter(|(last, _)| &last.deployment_id != original)
+        else {
+            let info = RollbackInfo {
+                rollback_message: Some(format!(
+                    "No rollback: deployment group {} has no earlier successful deployment to roll back to.",
+                    spec.deployment_group_name
+                )),
+                ..RollbackInfo::default()
+            };
+            self.store.link_rollback(original, &info).await?;
+            tracing::warn!("no successful deployment to roll back to");
+            return Ok(());
+        };
+        let claim = RollbackInfo {
+            rollback_deployment_id: Some(new_deployment_id()),
+            ..RollbackInfo::default()
+        };
+        self.store.link_rollback(original, &claim).await?;
+        // Whoever claimed first decides the rollback's id.
+        let stored: DeploymentRecord<DeploymentSpec> = self.store.load_deployment(original).await?;
+        let Some(rollback_id) = stored.rollback_info.rollback_deployment_id.clone() else {
+            return Ok(()); // an earlier call found nothing to roll back to
+        };
+        match self
+            .store
+            .load_deployment::<DeploymentSpec>(&rollback_id)
+            .await
+        {
+            Ok(_) => return Ok(()), // already created
+            Err(StoreError::NotFound(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+        let input = CreateDeploymentInput {
+            application_name: spec.application_name.clone(),
+            deployment_group_name: spec.deployment_group_name.clone(),
+            revision: Some(revision),
+            deployment_config_name: Some(spec.deployment_config_name.clone()),
+            description: Some(format!(
+                "Rollback of {original} to {} (the last successful deployment)",
+                last.deployment_id
+            )),
+            ignore_application_stop_failures: spec.ignore_application_stop_failures,
+            // A rollback never rolls itself back.
+            auto_rollback_configuration: Some(AutoRollbackConfiguration::default()),
+            file_exists_behavior: Some(
+                match spec.file_exists_behavior {
+                    FileExistsBehavior::Disallow => "DISALLOW",
+                    FileExistsBehavior::Overwrite => "OVERWRITE",
+                    FileExistsBehavior::Retain => "RETAIN",
+                }
+                .to_owned(),
+            ),
+            ..CreateDeploymentInput::default()
+        };
+        let origin = Origin {
+            rollback_of: Some(original.clone()),
+            deployment_id: Some(rollback_id.clone()),
+        };
+        // Boxed: creating a deployment can carry out effects that start a rollback.
+        let created = Box::pin(self.create_deployment(input, Creator::CodeDeployRollback, origin));
+        match created.await {
+            Ok(_) => {
+                crate::notify::publish(self, record, NotificationEvent::DeploymentRollback, None)
+                    .await?;
+                tracing::info!(%rollback_id, "rollback deployment created");
+                Ok(())
+            }
+            Err(error) if error.code == "DeploymentLimitExceededException" => {
+                tracing::warn!(%error, "rollback not started: another deployment took the group");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The `rollback` handler: stops the group's active deployment, if any, and
+    /// redeploys its last successful revision.
+    pub async fn rollback(
+        &self,
+        application: &str,
+        group_name: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let group = self.load_group(application, group_name).await?;
+        let latest = match &group.active_deployment_id {
+            Some(active) => {
+                let (applied, _) = self
+                    .advance(
+                        active,
+                        &[Input::Stop {
+                            now: now_millis(),
+                            rollback: true,
+                        }],
+                    )
+                    .await?;
+                applied.record
+            }
+            None => {
+                let last = group.last_attempted.as_ref().ok_or_else(|| {
+                    ApiError::new(
+                        "DeploymentDoesNotExistException",
+                        format!("deployment group {group_name} has no deployment to roll back"),
+                    )
+                })?;
+                let record = self.store.load_deployment(&last.deployment_id).await?;
+                self.start_rollback(&record).await?;
+                record
+            }
+        };
+        let record: DeploymentRecord<DeploymentSpec> = self
+            .store
+            .load_deployment(&latest.state.deployment_id)
+            .await?;
+        match (
+            record.rollback_info.rollback_deployment_id,
+            record.rollback_info.rollback_message,
+        ) {
+            (Some(id), _) => Ok(serde_json::json!({
+                "deploymentId": id,
+                "rollbackTriggeringDeploymentId": record.state.deployment_id,
+            })),
+            (None, message) => Err(ApiError::new(
+                "RevisionDoesNotExistException",
+                message.unwrap_or_else(|| {
+                    format!(
+                        "deployment {} was already rolled back or cannot be",
+                        record.state.deployment_id
+                    )
+                }),
+            )),
+        }
+    }
+}
+
+/// The command for one host.
+pub fn command(spec: &DeploymentSpec, instance_id: &str) -> Command {
+    Command {
+        schema_version: SCHEMA_VERSION,
+        deployment_id: spec.deployment_id.clone(),
+        deployment_group_id: spec.deployment_group_id.clone(),
+        deployment_group_name: spec.deployment_group_name.clone(),
+        application_name: spec.application_name.clone(),
+        instance_id: instance_id.to_owned(),
+        revision: spec.revision.clone(),
+        lifecycle_events: spec
+            .lifecycle_events
+            .iter()
+            .copied()
+            .filter(|event| event.performer() == Performer::Agent)
+            .collect(),
+        file_exists_behavior: spec.file_exists_behavior,
+        ignore_application_stop_failures: spec.ignore_application_stop_failures,
+        creator: spec.creator,
+    }
+}
+
+fn last_info(state: &Deployment) -> LastDeploymentInfo {
+    LastDeploymentInfo {
+        deployment_id: state.deployment_id.clone(),
+        status: format!("{:?}", state.status),
+        end_time: state.complete_time.map(seconds),
+        create_time: seconds(state.create_time),
+    }
+}
+
+/// A deployment that fails as it is created (no instances, impossible health rules).
+fn refused_deployment(id: &str, error: &StartError, now: Millis) -> Deployment {
+    let plan = gantry_core::config::HealthPlan {
+        fleet: 0,
+        minimum_healthy: 0,
+        batch_size: 0,
+        required_successes: 0,
+    };
+    let mut state = Deployment::new(
+        id.to_owned(),
+        plan,
+        None,
+        Deadlines::default(),
+        Vec::new(),
+        &[],
+        false,
+        false,
+        now,
+    );
+    state.status = DeploymentStatus::Failed;
+    state.complete_time = Some(now);
+    state.error = Some(ErrorInformation {
+        code: error.code().to_owned(),
+        message: error.to_string(),
+    });
+    state
+}
+
+/// The CLI skeleton fills fields with empty lists and strings; such a value is "absent".
+pub fn is_blank(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::String(text) => text.is_empty(),
+        serde_json::Value::Array(items) => items.iter().all(is_blank),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .all(|(key, value)| key == "Type" || is_blank(value)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_ids_look_like_codedeploys() {
+        for _ in 0..200 {
+            let id = new_deployment_id();
+            gantry_core::wire::check_deployment_id(&id).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_empty_skeleton_target_instances_is_absent() {
+        let skeleton = serde_json::json!({
+            "tagFilters": [{"Key": "", "Value": "", "Type": "KEY_ONLY"}],
+            "autoScalingGroups": [""],
+            "ec2TagSet": {"ec2TagSetList": [[{"Key": "", "Value": "", "Type": "KEY_ONLY"}]]}
+        });
+        assert!(is_blank(&skeleton));
+        let real = serde_json::json!({"autoScalingGroups": ["green"]});
+        assert!(!is_blank(&real));
+    }
+}

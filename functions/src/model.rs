@@ -1,0 +1,333 @@
+//! CodeDeploy's API shapes for the EC2/on-premises platform, as stored and as returned.
+//!
+//! Field names, enums and nesting follow CodeDeploy's JSON, so that a payload written for
+//! `aws deploy` works here and output parses where CodeDeploy's does. Times are epoch
+//! seconds as numbers, as the AWS CLI prints them.
+
+use gantry_core::config::{MinimumHealthyHosts, ZonalConfig};
+use gantry_core::deployment::Millis;
+use gantry_core::planner::{TagFilter, TagSet};
+use gantry_core::wire::RevisionLocation;
+use serde::{Deserialize, Serialize};
+
+/// CodeDeploy's timestamps: seconds since the epoch, with milliseconds.
+pub fn seconds(millis: Millis) -> f64 {
+    millis as f64 / 1000.0
+}
+
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationInfo {
+    pub application_id: String,
+    pub application_name: String,
+    pub create_time: f64,
+    pub linked_to_git_hub: bool,
+    pub compute_platform: String,
+}
+
+/// `{"Key": ..., "Value": ...}`, as on-premises instances carry tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    #[serde(rename = "Key")]
+    pub key: String,
+    #[serde(rename = "Value", default)]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerConfig {
+    pub trigger_name: String,
+    pub trigger_target_arn: String,
+    #[serde(default)]
+    pub trigger_events: Vec<String>,
+}
+
+/// The trigger event types CodeDeploy accepts; the `*Ready` ones belong to blue/green
+/// waits and are accepted for compatibility.
+pub const TRIGGER_EVENTS: [&str; 10] = [
+    "DeploymentStart",
+    "DeploymentSuccess",
+    "DeploymentFailure",
+    "DeploymentStop",
+    "DeploymentRollback",
+    "DeploymentReady",
+    "InstanceStart",
+    "InstanceSuccess",
+    "InstanceFailure",
+    "InstanceReady",
+];
+
+/// The events that start an automatic rollback.
+pub const ROLLBACK_ON_FAILURE: &str = "DEPLOYMENT_FAILURE";
+pub const ROLLBACK_ON_ALARM: &str = "DEPLOYMENT_STOP_ON_ALARM";
+pub const ROLLBACK_ON_REQUEST: &str = "DEPLOYMENT_STOP_ON_REQUEST";
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoRollbackConfiguration {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+impl AutoRollbackConfiguration {
+    pub fn on(&self, event: &str) -> bool {
+        self.enabled && self.events.iter().any(|listed| listed == event)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (index, event) in self.events.iter().enumerate() {
+            if ![ROLLBACK_ON_FAILURE, ROLLBACK_ON_ALARM, ROLLBACK_ON_REQUEST]
+                .contains(&event.as_str())
+            {
+                return Err(format!(
+                    "autoRollbackConfiguration.events[{index}]: {event:?} is not one of {ROLLBACK_ON_FAILURE}, {ROLLBACK_ON_ALARM}, {ROLLBACK_ON_REQUEST}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ec2TagSet {
+    #[serde(default)]
+    pub ec2_tag_set_list: Vec<Vec<TagFilter>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OnPremisesTagSet {
+    #[serde(default)]
+    pub on_premises_tag_set_list: Vec<Vec<TagFilter>>,
+}
+
+/// An Auto Scaling group as DeploymentGroupInfo lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoScalingGroup {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+}
+
+/// Which instances a group (or one deployment's `targetInstances`) deploys to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSelection {
+    #[serde(default)]
+    pub ec2_tag_filters: Vec<TagFilter>,
+    #[serde(default)]
+    pub ec2_tag_set: Option<Ec2TagSet>,
+    #[serde(default)]
+    pub on_premises_instance_tag_filters: Vec<TagFilter>,
+    #[serde(default)]
+    pub on_premises_tag_set: Option<OnPremisesTagSet>,
+    #[serde(default)]
+    pub auto_scaling_groups: Vec<String>,
+}
+
+impl TargetSelection {
+    /// The EC2 rule: the filter list (any filter) or the tag set (AND of ORs).
+    pub fn ec2_rule(&self) -> Option<TagSet> {
+        tag_rule(
+            &self.ec2_tag_filters,
+            self.ec2_tag_set.as_ref().map(|set| &set.ec2_tag_set_list),
+        )
+    }
+
+    pub fn on_premises_rule(&self) -> Option<TagSet> {
+        tag_rule(
+            &self.on_premises_instance_tag_filters,
+            self.on_premises_tag_set
+                .as_ref()
+                .map(|set| &set.on_premises_tag_set_list),
+        )
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.ec2_tag_filters.is_empty()
+            && self
+                .ec2_tag_set
+                .as_ref()
+                .is_some_and(|set| !set.ec2_tag_set_list.is_empty())
+        {
+            return Err("ec2TagFilters and ec2TagSet: use one or the other, not both".into());
+        }
+        if !self.on_premises_instance_tag_filters.is_empty()
+            && self
+                .on_premises_tag_set
+                .as_ref()
+                .is_some_and(|set| !set.on_premises_tag_set_list.is_empty())
+        {
+            return Err(
+                "onPremisesInstanceTagFilters and onPremisesTagSet: use one or the other, not both"
+                    .into(),
+            );
+        }
+        for (index, filter) in self.ec2_tag_filters.iter().enumerate() {
+            filter.validate(&format!("ec2TagFilters[{index}]"))?;
+        }
+        for (index, filter) in self.on_premises_instance_tag_filters.iter().enumerate() {
+            filter.validate(&format!("onPremisesInstanceTagFilters[{index}]"))?;
+        }
+        if let Some(set) = &self.ec2_tag_set {
+            TagSet(set.ec2_tag_set_list.clone()).validate("ec2TagSet.ec2TagSetList")?;
+        }
+        if let Some(set) = &self.on_premises_tag_set {
+            TagSet(set.on_premises_tag_set_list.clone())
+                .validate("onPremisesTagSet.onPremisesTagSetList")?;
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ec2_rule().is_none()
+            && self.on_premises_rule().is_none()
+            && self.auto_scaling_groups.is_empty()
+    }
+}
+
+fn tag_rule(filters: &[TagFilter], set: Option<&Vec<Vec<TagFilter>>>) -> Option<TagSet> {
+    if !filters.is_empty() {
+        return Some(TagSet(vec![filters.to_vec()]));
+    }
+    set.filter(|groups| !groups.is_empty())
+        .map(|groups| TagSet(groups.clone()))
+}
+
+/// A deployment group as stored: the user's settings. Lock, health and history live in
+/// other attributes of the same item (see [`crate::store`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentGroupSettings {
+    pub application_name: String,
+    pub deployment_group_id: String,
+    pub deployment_group_name: String,
+    pub deployment_config_name: String,
+    #[serde(flatten)]
+    pub targets: TargetSelection,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_role_arn: Option<String>,
+    #[serde(default)]
+    pub trigger_configurations: Vec<TriggerConfig>,
+    #[serde(default)]
+    pub auto_rollback_configuration: AutoRollbackConfiguration,
+    /// `UPDATE` or `IGNORE`, for instances launched during a deployment.
+    #[serde(default = "default_outdated_strategy")]
+    pub outdated_instances_strategy: String,
+}
+
+fn default_outdated_strategy() -> String {
+    "UPDATE".to_owned()
+}
+
+/// `lastSuccessfulDeployment` / `lastAttemptedDeployment`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastDeploymentInfo {
+    pub deployment_id: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<f64>,
+    pub create_time: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentConfigInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_config_id: Option<String>,
+    pub deployment_config_name: String,
+    pub minimum_healthy_hosts: MinimumHealthyHosts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zonal_config: Option<ZonalConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_time: Option<f64>,
+    pub compute_platform: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OnPremisesInstance {
+    pub instance_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam_session_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam_user_arn: Option<String>,
+    pub instance_arn: String,
+    pub register_time: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregister_time: Option<f64>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+/// The tag that gives an on-premises instance an Availability Zone for striping and
+/// zonal configurations (on-premises hosts have none of their own).
+pub const ZONE_TAG: &str = "gantry:availability-zone";
+
+/// What push learned about a revision; create-deployment uses the hook timeouts to set
+/// each event's deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionRecord {
+    pub application_name: String,
+    pub revision_location: RevisionLocation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub register_time: f64,
+    /// Seconds each event's scripts may run in total, from the appspec.
+    #[serde(default)]
+    pub event_timeouts: std::collections::BTreeMap<gantry_core::lifecycle::LifecycleEvent, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+}
+
+/// `rollbackInfo` of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_deployment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_triggering_deployment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_message: Option<String>,
+}
+
+/// What a deployment is, fixed when it is created (the state machine holds how it goes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSpec {
+    pub deployment_id: String,
+    pub application_name: String,
+    pub deployment_group_name: String,
+    pub deployment_group_id: String,
+    pub deployment_config_name: String,
+    pub revision: RevisionLocation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_revision: Option<RevisionLocation>,
+    pub creator: gantry_core::wire::Creator,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub ignore_application_stop_failures: bool,
+    pub file_exists_behavior: gantry_core::appspec::FileExistsBehavior,
+    pub auto_rollback_configuration: AutoRollbackConfiguration,
+    pub update_outdated_instances_only: bool,
+    #[serde(default)]
+    pub trigger_configurations: Vec<TriggerConfig>,
+    pub lifecycle_events: Vec<gantry_core::lifecycle::LifecycleEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_triggering_deployment_id: Option<String>,
+}

@@ -1,0 +1,159 @@
+//! CodeDeploy trigger messages: the JSON each subscribed SNS topic receives.
+//!
+//! Deployment events carry `deploymentOverview` and `status`; instance events carry
+//! `instanceId`, `instanceStatus` and `lifecycleEvents`. Times and counts are strings,
+//! as CodeDeploy sends them.
+
+use crate::control::ControlPlane;
+use crate::error::ApiError;
+use crate::model::{DeploymentSpec, seconds};
+use crate::store::DeploymentRecord;
+use gantry_core::deployment::{Deployment, Millis, NotificationEvent};
+use serde_json::{Value, json};
+
+fn time(millis: Option<Millis>) -> Value {
+    millis.map_or(Value::Null, |millis| {
+        Value::String(format!("{:.3}", seconds(millis)))
+    })
+}
+
+/// CodeDeploy's `status` word in trigger messages and subjects.
+fn status_word(event: NotificationEvent) -> &'static str {
+    match event {
+        NotificationEvent::DeploymentStart => "CREATED",
+        NotificationEvent::DeploymentSuccess => "SUCCEEDED",
+        NotificationEvent::DeploymentFailure => "FAILED",
+        NotificationEvent::DeploymentStop => "STOPPED",
+        NotificationEvent::DeploymentRollback => "ROLLBACK",
+        NotificationEvent::InstanceStart => "INSTANCE_START",
+        NotificationEvent::InstanceSuccess => "INSTANCE_SUCCEEDED",
+        NotificationEvent::InstanceFailure => "INSTANCE_FAILED",
+    }
+}
+
+/// The trigger message for one event.
+pub fn message(
+    region: &str,
+    account_id: &str,
+    trigger_name: &str,
+    spec: &DeploymentSpec,
+    state: &Deployment,
+    event: NotificationEvent,
+    instance_id: Option<&str>,
+) -> Value {
+    match instance_id {
+        Some(instance_id) => {
+            let target = state
+                .targets
+                .iter()
+                .find(|target| target.target.instance_id == instance_id);
+            let events: Vec<Value> = target
+                .map(|target| {
+                    target
+                        .events
+                        .iter()
+                        .map(|record| {
+                            json!({
+                                "LifecycleEvent": record.event.name(),
+                                "LifecycleEventStatus": format!("{:?}", record.status),
+                                "StartTime": time(record.start_time),
+                                "EndTime": time(record.end_time),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let last_updated = target
+                .and_then(|target| {
+                    target
+                        .events
+                        .iter()
+                        .filter_map(|record| record.end_time.or(record.start_time))
+                        .max()
+                        .or(target.dispatched_at)
+                })
+                .or(Some(state.create_time));
+            json!({
+                "region": region,
+                "accountId": account_id,
+                "eventTriggerName": trigger_name,
+                "applicationName": spec.application_name,
+                "deploymentGroupName": spec.deployment_group_name,
+                "deploymentId": spec.deployment_id,
+                "instanceId": instance_id,
+                "lastUpdatedAt": time(last_updated),
+                "instanceStatus": target.map(|t| format!("{:?}", t.status)).unwrap_or_default(),
+                "lifecycleEvents": events,
+            })
+        }
+        None => {
+            let counts = state.counts();
+            let mut message = json!({
+                "region": region,
+                "accountId": account_id,
+                "eventTriggerName": trigger_name,
+                "applicationName": spec.application_name,
+                "deploymentId": spec.deployment_id,
+                "deploymentGroupName": spec.deployment_group_name,
+                "createTime": time(Some(state.create_time)),
+                "completeTime": time(state.complete_time),
+                "deploymentOverview": {
+                    "Failed": counts.failed.to_string(),
+                    "InProgress": counts.in_progress.to_string(),
+                    "Pending": counts.pending.to_string(),
+                    "Skipped": counts.skipped.to_string(),
+                    "Succeeded": counts.succeeded.to_string(),
+                },
+                "status": status_word(event),
+            });
+            if let Some(error) = &state.error {
+                message["errorInformation"] = json!({
+                    "ErrorCode": error.code,
+                    "ErrorMessage": error.message,
+                });
+            }
+            message
+        }
+    }
+}
+
+/// Publishes the event to every trigger of the deployment's group that asks for it.
+pub async fn publish(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+    event: NotificationEvent,
+    instance_id: Option<&str>,
+) -> Result<(), ApiError> {
+    let event_name = format!("{event:?}");
+    let spec = &record.spec;
+    for trigger in &spec.trigger_configurations {
+        if !trigger
+            .trigger_events
+            .iter()
+            .any(|wanted| wanted == &event_name)
+        {
+            continue;
+        }
+        let body = message(
+            &control.settings.region,
+            &control.settings.account_id,
+            &trigger.trigger_name,
+            spec,
+            &record.state,
+            event,
+            instance_id,
+        );
+        let subject = format!(
+            "{}: Gantry {} in {} to {}",
+            status_word(event),
+            spec.deployment_id,
+            control.settings.region,
+            spec.application_name
+        );
+        control
+            .notifier
+            .publish(&trigger.trigger_target_arn, &subject, &body.to_string())
+            .await?;
+    }
+    Ok(())
+}
