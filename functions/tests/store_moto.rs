@@ -66,37 +66,65 @@ fn reports(deployment_id: &str, instance_id: &str) -> Vec<Report> {
         .collect()
 }
 
+type Spec = serde_json::Value;
+
+fn spec() -> Spec {
+    serde_json::json!({"what": "a deployment"})
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn deployments_are_versioned_and_writes_are_conditional() {
     let moto = Moto::start().unwrap();
     let store = store(&moto).await;
+    store
+        .create_group("app", "group", &serde_json::json!({}))
+        .await
+        .unwrap();
     let deployment = deployment("d-STORE0001", 2);
-    store.create_deployment(&deployment).await.unwrap();
+    store
+        .create_deployment("app", "group", &spec(), &deployment, &[], false, 0)
+        .await
+        .unwrap();
     assert!(matches!(
-        store.create_deployment(&deployment).await,
+        store
+            .create_deployment("app", "group", &spec(), &deployment, &[], false, 0)
+            .await,
         Err(StoreError::Conflict(_))
     ));
 
-    let loaded = store.load_deployment("d-STORE0001").await.unwrap();
+    let loaded = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
     assert_eq!(loaded.version, 1);
-    assert_eq!(loaded.value, deployment);
+    assert_eq!(loaded.state, deployment);
+    assert_eq!(loaded.spec, spec());
 
-    let mut changed = loaded.value.clone();
-    changed.apply(Input::Start { now: 1 }).unwrap();
-    assert_eq!(store.save_deployment(&changed, 1).await.unwrap(), 2);
-    let stale = store.save_deployment(&changed, 1).await;
-    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let mut changed = loaded.state.clone();
+    let effects = changed.apply(Input::Start { now: 1 }).unwrap();
     assert_eq!(
         store
-            .load_deployment("d-STORE0001")
+            .save_deployment(&changed, 1, &effects, false, 1)
+            .await
+            .unwrap(),
+        2
+    );
+    let stale = store.save_deployment(&changed, 1, &effects, false, 1).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let reloaded = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
+    assert_eq!(reloaded.state.status, DeploymentStatus::InProgress);
+    assert_eq!(
+        reloaded.outbox[&2].effects, effects,
+        "effects are written with the state"
+    );
+    store.clear_outbox("d-STORE0001", 2).await.unwrap();
+    assert!(
+        store
+            .load_deployment::<Spec>("d-STORE0001")
             .await
             .unwrap()
-            .value
-            .status,
-        DeploymentStatus::InProgress
+            .outbox
+            .is_empty()
     );
     assert!(matches!(
-        store.load_deployment("d-NOSUCH001").await,
+        store.load_deployment::<Spec>("d-NOSUCH001").await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -105,26 +133,60 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
 async fn one_active_deployment_per_group() {
     let moto = Moto::start().unwrap();
     let store = store(&moto).await;
-    store.lock_group("g-1", "d-LOCK00001").await.unwrap();
     store
-        .lock_group("g-1", "d-LOCK00001")
+        .create_group("app", "g-1", &serde_json::json!({}))
         .await
-        .expect("taking it again is idempotent");
-    let second = store.lock_group("g-1", "d-LOCK00002").await;
+        .unwrap();
+    let first = deployment("d-LOCK00001", 1);
+    let second = deployment("d-LOCK00002", 1);
+    store
+        .create_deployment("app", "g-1", &spec(), &first, &[], true, 0)
+        .await
+        .unwrap();
+    let refused = store
+        .create_deployment("app", "g-1", &spec(), &second, &[], true, 0)
+        .await;
     assert!(
-        matches!(&second, Err(StoreError::Conflict(message)) if message.contains("g-1")),
-        "{second:?}"
+        matches!(&refused, Err(StoreError::Conflict(message)) if message.contains("g-1")),
+        "{refused:?}"
     );
     assert!(
-        !store.unlock_group("g-1", "d-LOCK00002").await.unwrap(),
+        matches!(
+            store.load_deployment::<Spec>("d-LOCK00002").await,
+            Err(StoreError::NotFound(_))
+        ),
+        "a refused deployment writes nothing"
+    );
+    assert!(
+        !store
+            .unlock_group("app", "g-1", "d-LOCK00002")
+            .await
+            .unwrap(),
         "only the holder releases"
     );
-    assert!(store.unlock_group("g-1", "d-LOCK00001").await.unwrap());
     assert!(
-        !store.unlock_group("g-1", "d-LOCK00001").await.unwrap(),
+        store
+            .unlock_group("app", "g-1", "d-LOCK00001")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .unlock_group("app", "g-1", "d-LOCK00001")
+            .await
+            .unwrap(),
         "releasing twice is a no-op"
     );
-    store.lock_group("g-1", "d-LOCK00002").await.unwrap();
+    store
+        .create_deployment("app", "g-1", &spec(), &second, &[], true, 0)
+        .await
+        .unwrap();
+    let group = store
+        .load_group::<serde_json::Value>("app", "g-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(group.active_deployment_id.as_deref(), Some("d-LOCK00002"));
 }
 
 /// Eight appliers deliver every report of six hosts at once, each in its own order.
@@ -136,10 +198,18 @@ async fn concurrent_appliers_count_each_report_once() {
     let id = "d-RACE00001";
     let hosts = 6;
     store
-        .create_deployment(&deployment(id, hosts))
+        .create_deployment(
+            "app",
+            "group",
+            &spec(),
+            &deployment(id, hosts),
+            &[],
+            false,
+            0,
+        )
         .await
         .unwrap();
-    let started = store::apply(&store, id, Input::Start { now: 1 }, 10)
+    let (started, _) = store::apply::<Spec>(&store, id, &[Input::Start { now: 1 }], 1, 10)
         .await
         .unwrap();
     let dispatched: Vec<String> = started
@@ -166,9 +236,16 @@ async fn concurrent_appliers_count_each_report_once() {
         tasks.push(tokio::spawn(async move {
             let mut effects = Vec::new();
             for report in mine {
-                let applied = store::apply(&store, id, Input::Report { report, now: 200 }, 50)
-                    .await
-                    .expect("apply");
+                let (applied, refused) = store::apply::<Spec>(
+                    &store,
+                    id,
+                    &[Input::Report { report, now: 200 }],
+                    200,
+                    50,
+                )
+                .await
+                .expect("apply");
+                assert!(refused.is_empty());
                 effects.extend(applied.effects);
             }
             effects
@@ -194,7 +271,7 @@ async fn concurrent_appliers_count_each_report_once() {
     assert_eq!(count(&finished), 1);
     assert_eq!(count(&Effect::ReleaseLock), 1);
     assert_eq!(count(&Effect::RecordLastSuccessful), 1);
-    let stored = store.load_deployment(id).await.unwrap();
-    assert_eq!(stored.value.status, DeploymentStatus::Succeeded);
-    assert_eq!(stored.value.counts().succeeded, hosts as u32);
+    let stored = store.load_deployment::<Spec>(id).await.unwrap();
+    assert_eq!(stored.state.status, DeploymentStatus::Succeeded);
+    assert_eq!(stored.state.counts().succeeded, hosts as u32);
 }

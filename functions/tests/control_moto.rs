@@ -1,0 +1,948 @@
+//! The control plane against a real moto server: handlers invoked with CodeDeploy's JSON,
+//! commands read from the hosts' real SQS queues, and reports delivered as the SQS event
+//! source delivers them, shaped exactly as the agent sends them.
+
+use aws_sdk_s3::primitives::ByteStream;
+use gantry_core::lifecycle::{self, LifecycleEvent};
+use gantry_core::wire::{Command, Diagnostics, ErrorCode, EventStatus, Report, SCHEMA_VERSION};
+use gantry_functions::api;
+use gantry_functions::control::{ControlPlane, Settings};
+use gantry_functions::error::ApiError;
+use gantry_tests::archive::{self, Entry};
+use gantry_tests::moto::Moto;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const BUCKET: &str = "revisions";
+const APP: &str = "shop";
+
+struct Fixture {
+    _moto: Moto,
+    control: Arc<ControlPlane>,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+}
+
+static NEXT_MESSAGE: AtomicU64 = AtomicU64::new(1);
+
+fn settings(prefix: &str) -> Settings {
+    Settings {
+        table: "gantry".into(),
+        command_queue_prefix: prefix.into(),
+        region: "us-east-1".into(),
+        account_id: "123456789012".into(),
+        host_start_timeout_ms: 300_000,
+        event_slack_ms: 60_000,
+        agent_event_ms: 600_000,
+    }
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        Self::with_settings(|_| {}).await
+    }
+
+    async fn with_settings(change: impl FnOnce(&mut Settings)) -> Self {
+        let moto = Moto::start().expect("moto");
+        let config = moto.sdk_config().await;
+        let mut settings = settings("cmd-");
+        change(&mut settings);
+        let control = Arc::new(ControlPlane::new(&config, settings));
+        control.store.create_table().await.expect("table");
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("bucket");
+        let fixture = Self {
+            _moto: moto,
+            control,
+            s3,
+            sqs: aws_sdk_sqs::Client::new(&config),
+        };
+        fixture
+            .ok("CreateApplication", json!({"applicationName": APP}))
+            .await;
+        fixture
+    }
+
+    async fn call(&self, operation: &str, input: Value) -> Result<Value, ApiError> {
+        api::invoke(
+            &self.control,
+            "api",
+            json!({"operation": operation, "input": input}),
+        )
+        .await
+    }
+
+    async fn ok(&self, operation: &str, input: Value) -> Value {
+        match self.call(operation, input.clone()).await {
+            Ok(output) => output,
+            Err(error) => panic!("{operation} {input}: {error}"),
+        }
+    }
+
+    async fn upload(&self, key: &str, entries: &[Entry]) {
+        self.s3
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from(archive::tgz(entries)))
+            .send()
+            .await
+            .expect("upload");
+    }
+
+    async fn hosts(&self, names: &[&str]) {
+        for (index, name) in names.iter().enumerate() {
+            self.ok("RegisterOnPremisesInstance", json!({"instanceName": name, "iamSessionArn": "arn:aws:sts::123456789012:assumed-role/host/x"}))
+                .await;
+            self.ok(
+                "AddTagsToOnPremisesInstances",
+                json!({
+                    "instanceNames": [name],
+                    "tags": [
+                        {"Key": "role", "Value": "web"},
+                        {"Key": "gantry:availability-zone", "Value": format!("zone-{}", index % 2)},
+                    ],
+                }),
+            )
+            .await;
+        }
+    }
+
+    async fn group(&self, name: &str, config: &str, extra: Value) {
+        let mut input = json!({
+            "applicationName": APP,
+            "deploymentGroupName": name,
+            "deploymentConfigName": config,
+            "onPremisesInstanceTagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+        });
+        if let (Some(input), Some(extra)) = (input.as_object_mut(), extra.as_object()) {
+            input.extend(extra.clone());
+        }
+        self.ok("CreateDeploymentGroup", input).await;
+    }
+
+    async fn deploy(&self, group: &str, key: &str) -> Result<String, ApiError> {
+        api::invoke(
+            &self.control,
+            "create-deployment",
+            json!({
+                "applicationName": APP,
+                "deploymentGroupName": group,
+                "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": key, "bundleType": "tgz"}},
+            }),
+        )
+        .await
+        .map(|output| output["deploymentId"].as_str().unwrap().to_owned())
+    }
+
+    /// Commands waiting on a host's queue (received and deleted).
+    async fn take_commands(&self, host: &str) -> Vec<Command> {
+        let url = self.control.queues.url(host).await.unwrap();
+        let mut commands = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return commands;
+            }
+            for message in messages {
+                commands.push(Command::from_json(message.body().unwrap()).unwrap());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Which of `hosts` have a command waiting, after taking them.
+    async fn dispatched(&self, hosts: &[&str]) -> Vec<String> {
+        let mut sent = Vec::new();
+        for host in hosts {
+            if !self.take_commands(host).await.is_empty() {
+                sent.push((*host).to_owned());
+            }
+        }
+        sent
+    }
+
+    /// Delivers report bodies as one SQS event to batch-advance; returns the failed ids.
+    async fn deliver(&self, bodies: Vec<String>) -> Vec<String> {
+        let records: Vec<Value> = bodies
+            .into_iter()
+            .map(|body| {
+                let id = NEXT_MESSAGE.fetch_add(1, Ordering::SeqCst);
+                json!({"messageId": format!("m-{id}"), "receiptHandle": "h", "body": body, "eventSource": "aws:sqs"})
+            })
+            .collect();
+        let response = api::invoke(&self.control, "batch-advance", json!({"Records": records}))
+            .await
+            .unwrap();
+        response["batchItemFailures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["itemIdentifier"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// A host runs its command: every event succeeds, or `fail_at` fails.
+    async fn run_host(&self, deployment_id: &str, host: &str, fail_at: Option<LifecycleEvent>) {
+        let failed = self
+            .deliver(host_reports(deployment_id, host, fail_at))
+            .await;
+        assert!(failed.is_empty(), "reports refused: {failed:?}");
+    }
+
+    async fn deployment(&self, id: &str) -> Value {
+        self.ok("GetDeployment", json!({"deploymentId": id})).await["deploymentInfo"].clone()
+    }
+
+    async fn status(&self, id: &str) -> String {
+        self.deployment(id).await["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// The reports an agent sends for one host: InProgress then the outcome, per event.
+fn host_reports(deployment_id: &str, host: &str, fail_at: Option<LifecycleEvent>) -> Vec<String> {
+    let mut bodies = Vec::new();
+    let mut clock = 1_000u64;
+    for event in lifecycle::in_place(false) {
+        let failing = fail_at == Some(event);
+        let report = |status, end_time, diagnostics| Report {
+            schema_version: SCHEMA_VERSION,
+            deployment_id: deployment_id.to_owned(),
+            instance_id: host.to_owned(),
+            lifecycle_event: event,
+            status,
+            start_time: clock,
+            end_time,
+            diagnostics,
+        };
+        bodies.push(report(EventStatus::InProgress, None, None).to_json());
+        let diagnostics = Diagnostics {
+            error_code: if failing {
+                ErrorCode::ScriptFailed
+            } else {
+                ErrorCode::Success
+            },
+            script_name: if failing {
+                "scripts/validate.sh".into()
+            } else {
+                String::new()
+            },
+            message: if failing {
+                "Script at specified location: scripts/validate.sh run as user root failed with exit code 1".into()
+            } else {
+                String::new()
+            },
+            log_tail: if failing {
+                "curl: (7) Failed to connect\n".into()
+            } else {
+                String::new()
+            },
+        };
+        let status = if failing {
+            EventStatus::Failed
+        } else {
+            EventStatus::Succeeded
+        };
+        bodies.push(report(status, Some(clock + 5), Some(diagnostics)).to_json());
+        clock += 10;
+        if failing {
+            break;
+        }
+    }
+    bodies
+}
+
+fn good_bundle(version: &str) -> Vec<Entry> {
+    vec![
+        Entry::file(
+            "appspec.yml",
+            b"version: 0.0\nos: linux\nfiles:\n  - source: app/\n    destination: /srv/shop\nhooks:\n  ValidateService:\n    - location: scripts/validate.sh\n      timeout: 30\n",
+        ),
+        Entry::file("app/version.txt", version.as_bytes()),
+        Entry::file_with_mode("scripts/validate.sh", b"#!/bin/sh\nexit 0\n", 0o755),
+    ]
+}
+
+const HOSTS: [&str; 4] = ["web-1", "web-2", "web-3", "web-4"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_accepts_a_good_bundle_and_refuses_a_bad_one_recording_nothing() {
+    let fx = Fixture::start().await;
+    fx.upload("good.tgz", &good_bundle("1")).await;
+    let pushed = api::invoke(
+        &fx.control,
+        "push",
+        json!({"applicationName": APP, "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": "good.tgz", "bundleType": "tgz"}}}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        pushed["revision"]["s3Location"]["eTag"]
+            .as_str()
+            .is_some_and(|tag| !tag.is_empty()),
+        "the revision is pinned to the object's ETag: {pushed}"
+    );
+
+    fx.upload(
+        "bad.tgz",
+        &[Entry::file(
+            "appspec.yml",
+            b"version: 1.0\nos: solaris\nhooks:\n  AfterInstall:\n    - location: scripts/missing.sh\n      timeout: soon\n",
+        )],
+    )
+    .await;
+    let refused = api::invoke(
+        &fx.control,
+        "push",
+        json!({"applicationName": APP, "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": "bad.tgz", "bundleType": "tgz"}}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code, "InvalidRevisionException");
+    for problem in ["version", "os", "hooks.AfterInstall[0].timeout"] {
+        assert!(
+            refused.message.contains(problem),
+            "{problem} missing from: {}",
+            refused.message
+        );
+    }
+    let revisions = fx
+        .ok("ListApplicationRevisions", json!({"applicationName": APP}))
+        .await;
+    assert_eq!(
+        revisions["revisions"].as_array().unwrap().len(),
+        1,
+        "{revisions}"
+    );
+
+    let missing = api::invoke(
+        &fx.control,
+        "push",
+        json!({"applicationName": APP, "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": "nope.tgz", "bundleType": "tgz"}}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(missing.code, "RevisionDoesNotExistException", "{missing}");
+    let unknown_app = fx
+        .call("GetApplication", json!({"applicationName": "nope"}))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_app.code, "ApplicationDoesNotExistException");
+    let typo = api::invoke(
+        &fx.control,
+        "push",
+        json!({"applicationName": APP, "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": "good.tgz", "bundleType": "zap"}}}),
+    )
+    .await
+    .unwrap_err();
+    assert!(typo.message.contains("revision"), "{typo}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_configuration_dispatches_its_batches() {
+    let fx = Fixture::start().await;
+    fx.hosts(&HOSTS).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.ok(
+        "CreateDeploymentConfig",
+        json!({"deploymentConfigName": "three-healthy", "minimumHealthyHosts": {"type": "HOST_COUNT", "value": 3}}),
+    )
+    .await;
+    fx.ok(
+        "CreateDeploymentConfig",
+        json!({"deploymentConfigName": "quarter-healthy", "minimumHealthyHosts": {"type": "FLEET_PERCENT", "value": 25}}),
+    )
+    .await;
+    let cases = [
+        ("CodeDeployDefault.OneAtATime", vec![1, 1, 1, 1]),
+        ("CodeDeployDefault.HalfAtATime", vec![2, 2]),
+        ("CodeDeployDefault.AllAtOnce", vec![4]),
+        ("three-healthy", vec![1, 1, 1, 1]),
+        ("quarter-healthy", vec![3, 1]),
+    ];
+    for (index, (config, batches)) in cases.iter().enumerate() {
+        let group = format!("g{index}");
+        fx.group(&group, config, json!({})).await;
+        let id = fx.deploy(&group, "v1.tgz").await.unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let batch = fx.dispatched(&HOSTS).await;
+            if batch.is_empty() {
+                break;
+            }
+            seen.push(batch.len());
+            for host in &batch {
+                fx.run_host(&id, host, None).await;
+            }
+        }
+        assert_eq!(&seen, batches, "{config}");
+        assert_eq!(fx.status(&id).await, "Succeeded", "{config}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn success_and_failure_follow_the_documented_rules() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1", "web-2", "web-3"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+
+    // OneAtATime: the last instance may fail if every other one succeeded.
+    fx.group("one", "CodeDeployDefault.OneAtATime", json!({}))
+        .await;
+    let id = fx.deploy("one", "v1.tgz").await.unwrap();
+    for round in 0..3 {
+        let batch = fx.dispatched(&["web-1", "web-2", "web-3"]).await;
+        assert_eq!(batch.len(), 1);
+        let fail = (round == 2).then_some(LifecycleEvent::ValidateService);
+        fx.run_host(&id, &batch[0], fail).await;
+    }
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "Succeeded", "{info}");
+    assert_eq!(info["deploymentOverview"]["Failed"], 1);
+
+    // AllAtOnce: one success is enough.
+    fx.group("all", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let id = fx.deploy("all", "v1.tgz").await.unwrap();
+    let batch = fx.dispatched(&["web-1", "web-2", "web-3"]).await;
+    assert_eq!(batch.len(), 3);
+    fx.run_host(&id, &batch[0], Some(LifecycleEvent::BeforeInstall))
+        .await;
+    fx.run_host(&id, &batch[1], None).await;
+    fx.run_host(&id, &batch[2], Some(LifecycleEvent::ApplicationStart))
+        .await;
+    assert_eq!(fx.status(&id).await, "Succeeded");
+
+    // HalfAtATime over 3: at least 2 must succeed; the first failure leaves too few.
+    fx.group("half", "CodeDeployDefault.HalfAtATime", json!({}))
+        .await;
+    let id = fx.deploy("half", "v1.tgz").await.unwrap();
+    let batch = fx.dispatched(&["web-1", "web-2", "web-3"]).await;
+    assert_eq!(batch.len(), 1, "{batch:?}");
+    fx.run_host(&id, &batch[0], Some(LifecycleEvent::AfterInstall))
+        .await;
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "Failed", "{info}");
+    assert_eq!(info["errorInformation"]["code"], "HEALTH_CONSTRAINTS");
+
+    // The failed host's diagnostics are there for `gantry logs`.
+    let targets = fx
+        .ok(
+            "BatchGetDeploymentTargets",
+            json!({"deploymentId": id, "targetIds": [batch[0]]}),
+        )
+        .await;
+    let events = &targets["deploymentTargets"][0]["instanceTarget"]["lifecycleEvents"];
+    let failed = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["status"] == "Failed")
+        .unwrap();
+    assert_eq!(failed["lifecycleEventName"], "AfterInstall");
+    assert_eq!(failed["diagnostics"]["errorCode"], "ScriptFailed");
+    assert!(
+        failed["diagnostics"]["logTail"]
+            .as_str()
+            .unwrap()
+            .contains("Failed to connect")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_deployment_starts_with_unhealthy_hosts_and_the_lock_holds() {
+    let fx = Fixture::start().await;
+    fx.hosts(&HOSTS).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.upload("v2.tgz", &good_bundle("2")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let first = fx.deploy("web", "v1.tgz").await.unwrap();
+
+    let second = fx.deploy("web", "v2.tgz").await.unwrap_err();
+    assert_eq!(second.code, "DeploymentLimitExceededException");
+    assert!(second.message.contains(&first), "{second}");
+
+    let batch = fx.dispatched(&HOSTS).await;
+    assert_eq!(batch.len(), 4);
+    for host in &batch {
+        let fail = (host == "web-3").then_some(LifecycleEvent::ValidateService);
+        fx.run_host(&first, host, fail).await;
+    }
+    assert_eq!(fx.status(&first).await, "Succeeded");
+
+    fx.ok(
+        "UpdateDeploymentGroup",
+        json!({"applicationName": APP, "currentDeploymentGroupName": "web", "deploymentConfigName": "CodeDeployDefault.OneAtATime"}),
+    )
+    .await;
+    let next = fx.deploy("web", "v2.tgz").await.unwrap();
+    let batch = fx.dispatched(&HOSTS).await;
+    assert_eq!(
+        batch,
+        vec!["web-3".to_owned()],
+        "the unhealthy host goes first"
+    );
+    let info = fx.deployment(&next).await;
+    assert_eq!(info["previousRevision"]["s3Location"]["key"], "v1.tgz");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_ends_a_deployment_and_frees_the_group() {
+    let fx = Fixture::start().await;
+    fx.hosts(&HOSTS).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.OneAtATime", json!({}))
+        .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    let stopped = fx.ok("StopDeployment", json!({"deploymentId": id})).await;
+    assert_eq!(stopped["status"], "Succeeded");
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "Stopped");
+    assert_eq!(info["deploymentOverview"]["Skipped"], 3);
+    let again = fx
+        .call("StopDeployment", json!({"deploymentId": id}))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code, "DeploymentAlreadyCompletedException");
+    fx.deploy("web", "v1.tgz")
+        .await
+        .expect("the group is free again");
+    let unknown = fx
+        .call("StopDeployment", json!({"deploymentId": "d-NOSUCH123"}))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code, "DeploymentDoesNotExistException");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_deployment_rolls_back_and_triggers_reach_a_subscribed_queue() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topic = sns
+        .create_topic()
+        .name("deploys")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let inbox_url = fx
+        .sqs
+        .create_queue()
+        .queue_name("inbox")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint("arn:aws:sqs:us-east-1:123456789012:inbox")
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.upload("v2.tgz", &good_bundle("2")).await;
+    fx.group(
+        "web",
+        "CodeDeployDefault.AllAtOnce",
+        json!({
+            "autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]},
+            "triggerConfigurations": [{
+                "triggerName": "ops",
+                "triggerTargetArn": topic,
+                "triggerEvents": ["DeploymentStart", "DeploymentFailure", "DeploymentRollback", "InstanceFailure"],
+            }],
+        }),
+    )
+    .await;
+    let good = fx.deploy("web", "v1.tgz").await.unwrap();
+    for host in fx.dispatched(&["web-1", "web-2"]).await {
+        fx.run_host(&good, &host, None).await;
+    }
+    assert_eq!(fx.status(&good).await, "Succeeded");
+
+    let bad = fx.deploy("web", "v2.tgz").await.unwrap();
+    for host in fx.dispatched(&["web-1", "web-2"]).await {
+        fx.run_host(&bad, &host, Some(LifecycleEvent::ValidateService))
+            .await;
+    }
+    let info = fx.deployment(&bad).await;
+    assert_eq!(info["status"], "Failed", "{info}");
+    let rollback = info["rollbackInfo"]["rollbackDeploymentId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no rollback in {info}"))
+        .to_owned();
+    let rollback_info = fx.deployment(&rollback).await;
+    assert_eq!(rollback_info["creator"], "codeDeployRollback");
+    assert_eq!(
+        rollback_info["rollbackInfo"]["rollbackTriggeringDeploymentId"],
+        bad
+    );
+    assert_eq!(rollback_info["revision"]["s3Location"]["key"], "v1.tgz");
+    let commands: Vec<Command> = fx.take_commands("web-1").await;
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0].deployment_id, rollback);
+    assert_eq!(
+        commands[0].creator,
+        gantry_core::wire::Creator::CodeDeployRollback
+    );
+
+    // The trigger messages, as CodeDeploy documents them.
+    let mut messages: Vec<Value> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while messages.len() < 8 && std::time::Instant::now() < deadline {
+        let received = fx
+            .sqs
+            .receive_message()
+            .queue_url(&inbox_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for message in received.messages.unwrap_or_default() {
+            messages.push(serde_json::from_str(message.body().unwrap()).unwrap());
+        }
+    }
+    let failure = messages
+        .iter()
+        .find(|m| m["deploymentId"] == bad && m["status"] == "FAILED")
+        .unwrap_or_else(|| panic!("no DeploymentFailure in {messages:?}"));
+    for field in [
+        "region",
+        "accountId",
+        "eventTriggerName",
+        "applicationName",
+        "deploymentGroupName",
+        "createTime",
+        "completeTime",
+    ] {
+        assert!(
+            failure.get(field).is_some(),
+            "{field} missing from {failure}"
+        );
+    }
+    assert_eq!(failure["deploymentOverview"]["Failed"], "2");
+    assert_eq!(
+        failure["errorInformation"]["ErrorCode"],
+        "HEALTH_CONSTRAINTS"
+    );
+    let instance = messages
+        .iter()
+        .find(|m| m["deploymentId"] == bad && m["instanceStatus"] == "Failed")
+        .unwrap_or_else(|| panic!("no InstanceFailure in {messages:?}"));
+    assert!(
+        instance["lifecycleEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["LifecycleEvent"] == "ValidateService"
+                && e["LifecycleEventStatus"] == "Failed")
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["deploymentId"] == bad && m["status"] == "ROLLBACK"),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["deploymentId"] == rollback && m["status"] == "CREATED"),
+        "{messages:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_host_fails_after_its_deadline() {
+    let fx = Fixture::with_settings(|settings| {
+        settings.host_start_timeout_ms = 300;
+        settings.event_slack_ms = 0;
+    })
+    .await;
+    fx.hosts(&["web-1"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fx.status(&id).await == "InProgress" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host was never failed"
+        );
+        api::invoke(
+            &fx.control,
+            "batch-advance",
+            json!({"source": "aws.events"}),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "Failed", "{info}");
+    let targets = fx
+        .ok(
+            "BatchGetDeploymentTargets",
+            json!({"deploymentId": id, "targetIds": ["web-1"]}),
+        )
+        .await;
+    let first = &targets["deploymentTargets"][0]["instanceTarget"]["lifecycleEvents"][0];
+    assert_eq!(first["status"], "Failed");
+    assert!(
+        first["diagnostics"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no report from web-1"),
+        "{first}"
+    );
+}
+
+/// Final state with every report delivered once in order, and twice shuffled.
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicated_and_shuffled_reports_give_the_same_final_state() {
+    let fx = Fixture::start().await;
+    fx.hosts(&HOSTS).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let mut finals = Vec::new();
+    for (round, duplicate) in [false, true].into_iter().enumerate() {
+        let group = format!("g{round}");
+        fx.group(&group, "CodeDeployDefault.AllAtOnce", json!({}))
+            .await;
+        let id = fx.deploy(&group, "v1.tgz").await.unwrap();
+        assert_eq!(fx.dispatched(&HOSTS).await.len(), 4);
+        let mut bodies: Vec<String> = HOSTS
+            .iter()
+            .flat_map(|host| {
+                let fail = (*host == "web-2").then_some(LifecycleEvent::Install);
+                host_reports(&id, host, fail)
+            })
+            .collect();
+        if duplicate {
+            bodies.extend(bodies.clone());
+            // A fixed shuffle: reverse, then interleave halves.
+            bodies.reverse();
+            let (a, b) = bodies.split_at(bodies.len() / 2);
+            bodies = a
+                .iter()
+                .zip(b)
+                .flat_map(|(x, y)| [y.clone(), x.clone()])
+                .collect();
+        }
+        for chunk in bodies.chunks(10) {
+            assert!(fx.deliver(chunk.to_vec()).await.is_empty());
+        }
+        let info = fx.deployment(&id).await;
+        let targets = fx
+            .ok(
+                "BatchGetDeploymentTargets",
+                json!({"deploymentId": id, "targetIds": HOSTS}),
+            )
+            .await;
+        let per_host: BTreeMap<String, (Value, Vec<Value>)> = targets["deploymentTargets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|target| {
+                let target = &target["instanceTarget"];
+                let events = target["lifecycleEvents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|event| {
+                        json!([
+                            event["lifecycleEventName"],
+                            event["status"],
+                            event["startTime"],
+                            event["endTime"]
+                        ])
+                    })
+                    .collect();
+                (
+                    target["targetId"].as_str().unwrap().to_owned(),
+                    (target["status"].clone(), events),
+                )
+            })
+            .collect();
+        finals.push((
+            info["status"].clone(),
+            info["deploymentOverview"].clone(),
+            per_host,
+        ));
+    }
+    assert_eq!(finals[0], finals[1]);
+    assert_eq!(finals[0].0, "Succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_concurrent_workers_never_dispatch_a_batch_twice() {
+    let fx = Arc::new(Fixture::start().await);
+    let hosts: Vec<String> = (1..=6).map(|i| format!("web-{i}")).collect();
+    let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    fx.hosts(&names).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.HalfAtATime", json!({}))
+        .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    let mut commands: BTreeMap<String, usize> = BTreeMap::new();
+    loop {
+        let mut batch = Vec::new();
+        for host in &names {
+            let taken = fx.take_commands(host).await.len();
+            if taken > 0 {
+                *commands.entry((*host).to_owned()).or_default() += taken;
+                batch.push((*host).to_owned());
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        // Every report of the batch goes to each of four workers at once.
+        let bodies: Vec<String> = batch
+            .iter()
+            .flat_map(|host| host_reports(&id, host, None))
+            .collect();
+        let mut workers = Vec::new();
+        for worker in 0..4 {
+            let fx = Arc::clone(&fx);
+            let mut mine = bodies.clone();
+            let shift = worker * 3 % mine.len();
+            mine.rotate_left(shift);
+            workers.push(tokio::spawn(async move {
+                for chunk in mine.chunks(10) {
+                    let failed = fx.deliver(chunk.to_vec()).await;
+                    assert!(failed.is_empty(), "{failed:?}");
+                }
+            }));
+        }
+        for worker in workers {
+            worker.await.unwrap();
+        }
+    }
+    assert_eq!(fx.status(&id).await, "Succeeded");
+    assert_eq!(commands.len(), 6, "{commands:?}");
+    assert!(
+        commands.values().all(|&count| count == 1),
+        "a host got its command twice: {commands:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_report_is_failed_alone_and_the_rest_apply() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    let mut bodies = vec![
+        "not json at all".to_owned(),
+        json!({"schemaVersion": 1, "deploymentId": id}).to_string(),
+        host_reports("d-NOSUCH123", "web-1", None).remove(0),
+        host_reports(&id, "web-9", None).remove(0),
+    ];
+    let good = host_reports(&id, "web-1", None);
+    bodies.extend(good.iter().take(6).cloned());
+    let failed = fx.deliver(bodies).await;
+    assert_eq!(failed.len(), 4, "{failed:?}");
+    let targets = fx
+        .ok(
+            "BatchGetDeploymentTargets",
+            json!({"deploymentId": id, "targetIds": ["web-1"]}),
+        )
+        .await;
+    let events = targets["deploymentTargets"][0]["instanceTarget"]["lifecycleEvents"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(events[2]["status"], "Succeeded", "{events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_names_the_field() {
+    let fx = Fixture::start().await;
+    let cases = [
+        (
+            "CreateDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "g", "ec2TagFilters": [{"Type": "KEY_ONLY"}]}),
+            "ec2TagFilters[0].Key",
+        ),
+        (
+            "CreateDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "g", "deploymentConfigName": "nope"}),
+            "deploymentConfigName",
+        ),
+        (
+            "CreateDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "g", "autoRollbackConfiguration": {"enabled": true, "events": ["SOMETIMES"]}}),
+            "autoRollbackConfiguration.events[0]",
+        ),
+        (
+            "CreateDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "g", "deploymentGroupColour": "red"}),
+            "deploymentGroupColour",
+        ),
+        (
+            "CreateDeploymentConfig",
+            json!({"deploymentConfigName": "c", "minimumHealthyHosts": {"type": "FLEET_PERCENT", "value": 100}}),
+            "minimumHealthyHosts.value",
+        ),
+        (
+            "RegisterOnPremisesInstance",
+            json!({"instanceName": "bad name!"}),
+            "instanceName",
+        ),
+        (
+            "CreateDeployment",
+            json!({"applicationName": APP, "deploymentGroupName": "missing"}),
+            "deploymentGroupName",
+        ),
+    ];
+    for (operation, input, field) in cases {
+        let error = fx.call(operation, input.clone()).await.unwrap_err();
+        assert!(
+            error.message.contains(field),
+            "{operation} {input}: {error} does not name {field}"
+        );
+    }
+    let unknown = api::invoke(&fx.control, "deploy-everything", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code, "ResourceNotFoundException");
+}

@@ -1,0 +1,441 @@
+//! gantry-local: the whole Gantry control plane in one process, against whatever
+//! `AWS_ENDPOINT_URL` names (the moto server in tests and the demo).
+//!
+//! It creates the resources the SAM template would (table, reports queue and its
+//! dead-letter queue, topic, bucket), serves the Lambda Invoke API so the CLI, the SDK
+//! and `aws lambda invoke --endpoint-url` reach the same handlers as in AWS, and plays
+//! the event sources: it long-polls the reports queue into batch-advance (with partial
+//! batch failures, as Lambda's SQS event source) and fires the schedule tick.
+
+use anyhow::Context;
+use clap::Parser;
+use gantry_functions::api;
+use gantry_functions::control::{ControlPlane, Settings};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Parser)]
+#[command(name = "gantry-local", version, about)]
+struct Args {
+    /// Loopback port for the Lambda Invoke API (0 picks a free one).
+    #[arg(long, env = "GANTRY_LOCAL_PORT", default_value_t = 0)]
+    port: u16,
+    /// DynamoDB table.
+    #[arg(long, env = "GANTRY_TABLE", default_value = "gantry")]
+    table: String,
+    /// The queue agents send reports to.
+    #[arg(long, env = "GANTRY_REPORTS_QUEUE", default_value = "gantry-reports")]
+    reports_queue: String,
+    /// Where reports go after `max_receives` failed attempts.
+    #[arg(
+        long,
+        env = "GANTRY_DEAD_LETTER_QUEUE",
+        default_value = "gantry-reports-dlq"
+    )]
+    dead_letter_queue: String,
+    /// Command queues are `<prefix><instance name>`.
+    #[arg(
+        long,
+        env = "GANTRY_COMMAND_QUEUE_PREFIX",
+        default_value = "gantry-commands-"
+    )]
+    command_queue_prefix: String,
+    /// The SNS topic created for trigger notifications.
+    #[arg(long, env = "GANTRY_TOPIC", default_value = "gantry-notifications")]
+    topic: String,
+    /// The S3 bucket created for revisions.
+    #[arg(long, env = "GANTRY_BUCKET", default_value = "gantry-revisions")]
+    bucket: String,
+    /// How often the schedule tick fires, in milliseconds.
+    #[arg(long, env = "GANTRY_TICK_MS", default_value_t = 1000)]
+    tick_ms: u64,
+    /// Receives of a report before it is dead-lettered.
+    #[arg(long, env = "GANTRY_MAX_RECEIVES", default_value_t = 3)]
+    max_receives: u32,
+    /// How long a host has to start after its command is sent.
+    #[arg(long, env = "GANTRY_HOST_START_TIMEOUT_SECONDS", default_value_t = 300)]
+    host_start_timeout_seconds: u64,
+    /// Added to each event's hook timeouts before a silent host is failed.
+    #[arg(long, env = "GANTRY_EVENT_SLACK_SECONDS", default_value_t = 60)]
+    event_slack_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let mut settings = Settings::from_env().map_err(anyhow::Error::msg)?;
+    settings.table = args.table.clone();
+    settings.command_queue_prefix = args.command_queue_prefix.clone();
+    settings.host_start_timeout_ms = args.host_start_timeout_seconds * 1000;
+    settings.event_slack_ms = args.event_slack_seconds * 1000;
+    if let Some(region) = config.region() {
+        settings.region = region.to_string();
+    }
+    let control = Arc::new(ControlPlane::new(&config, settings));
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let reports_url = create_resources(&args, &config, &control, &sqs).await?;
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let address = listener.local_addr()?;
+    // Tests and the demo read this line to find the port.
+    println!("gantry-local listening on http://{address}");
+
+    let (stop_sender, stop) = watch::channel(false);
+    let server = tokio::spawn(serve(listener, Arc::clone(&control), stop.clone()));
+    let poller = tokio::spawn(poll_reports(
+        Arc::clone(&control),
+        sqs.clone(),
+        reports_url,
+        stop.clone(),
+    ));
+    let ticker = tokio::spawn(tick(Arc::clone(&control), args.tick_ms, stop.clone()));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_sender.send(true);
+    for task in [server, poller, ticker] {
+        let _ = tokio::time::timeout(Duration::from_secs(25), task).await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Creates what the template creates, if missing. Returns the reports queue URL.
+async fn create_resources(
+    args: &Args,
+    config: &aws_config::SdkConfig,
+    control: &ControlPlane,
+    sqs: &aws_sdk_sqs::Client,
+) -> anyhow::Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    control
+        .store
+        .create_table()
+        .await
+        .context("creating the table")?;
+    let dead_letter_url = sqs
+        .create_queue()
+        .queue_name(&args.dead_letter_queue)
+        .send()
+        .await
+        .context("creating the dead-letter queue")?
+        .queue_url
+        .context("no dead-letter queue URL")?;
+    let dead_letter_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dead_letter_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .context("reading the dead-letter queue's ARN")?
+        .attributes
+        .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
+        .context("no dead-letter queue ARN")?;
+    let redrive = json!({
+        "deadLetterTargetArn": dead_letter_arn,
+        "maxReceiveCount": args.max_receives.to_string(),
+    });
+    let reports_url = sqs
+        .create_queue()
+        .queue_name(&args.reports_queue)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .attributes(QueueAttributeName::VisibilityTimeout, "30")
+        .send()
+        .await
+        .context("creating the reports queue")?
+        .queue_url
+        .context("no reports queue URL")?;
+    aws_sdk_sns::Client::new(config)
+        .create_topic()
+        .name(&args.topic)
+        .send()
+        .await
+        .context("creating the topic")?;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    );
+    if s3.head_bucket().bucket(&args.bucket).send().await.is_err() {
+        s3.create_bucket()
+            .bucket(&args.bucket)
+            .send()
+            .await
+            .context("creating the bucket")?;
+    }
+    Ok(reports_url)
+}
+
+type Body = Full<Bytes>;
+
+fn json_response(status: StatusCode, body: &Value, error_type: Option<&str>) -> Response<Body> {
+    let mut response = Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    if let Some(error_type) = error_type {
+        response = response.header("x-amzn-errortype", error_type);
+    }
+    response
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+/// The Lambda Invoke API: `POST /2015-03-31/functions/{name}/invocations`. A handler
+/// error is HTTP 200 with `X-Amz-Function-Error: Unhandled`, as Lambda answers.
+async fn handle(control: Arc<ControlPlane>, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let function = path
+        .strip_prefix("/2015-03-31/functions/")
+        .and_then(|rest| rest.strip_suffix("/invocations"))
+        .map(|name| {
+            // Accept ARNs and `name:qualifier` as Lambda does.
+            let name = name.replace("%3A", ":").replace("%3a", ":");
+            let after = name
+                .rsplit_once("function:")
+                .map_or(name.as_str(), |(_, rest)| rest);
+            after.split(':').next().unwrap_or(after).to_owned()
+        });
+    let Some(function) = function.filter(|_| request.method() == Method::POST) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"message": format!("no route for {} {path}; invoke POST /2015-03-31/functions/<name>/invocations", request.method())}),
+            Some("ResourceNotFoundException"),
+        );
+    };
+    let function = resolve_function(&function);
+    if !api::FUNCTIONS.contains(&function.as_str()) {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({
+                "Type": "User",
+                "message": format!("Function not found: {function}; gantry-local serves {}", api::FUNCTIONS.join(", ")),
+            }),
+            Some("ResourceNotFoundException"),
+        );
+    }
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(error) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"message": format!("cannot read the request body: {error}")}),
+                Some("InvalidRequestContentException"),
+            );
+        }
+    };
+    let payload: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(payload) => payload,
+            Err(error) => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"Type": "User", "message": format!("Could not parse request body into json: {error}")}),
+                    Some("InvalidRequestContentException"),
+                );
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let result = api::invoke(&control, &function, payload).await;
+    tracing::info!(%function, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "invoked");
+    match result {
+        Ok(output) => json_response(StatusCode::OK, &output, None),
+        Err(error) => {
+            let body = serde_json::to_value(&error).expect("errors serialize");
+            let mut response = json_response(StatusCode::OK, &body, None);
+            response.headers_mut().insert(
+                "x-amz-function-error",
+                hyper::header::HeaderValue::from_static("Unhandled"),
+            );
+            response
+        }
+    }
+}
+
+/// Function names may carry the stack's prefix (`gantry-create-deployment`) as the
+/// template names them; both forms reach the same handler.
+fn resolve_function(name: &str) -> String {
+    let trimmed = name.strip_prefix("gantry-").unwrap_or(name);
+    trimmed.to_owned()
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    control: Arc<ControlPlane>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let control = Arc::clone(&control);
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let control = Arc::clone(&control);
+                        async move { Ok::<_, std::convert::Infallible>(handle(control, request).await) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    if let Err(error) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await
+                    {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    // Let invocations in flight finish.
+    while tokio::time::timeout(Duration::from_secs(20), connections.join_next())
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {}
+}
+
+/// Lambda's SQS event source: receive up to 10 reports, invoke batch-advance, delete
+/// what it processed. Failed messages come back after a short backoff and, after
+/// `max_receives` receives, SQS moves them to the dead-letter queue.
+async fn poll_reports(
+    control: Arc<ControlPlane>,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let received = tokio::select! {
+            _ = stop.changed() => return,
+            received = sqs
+                .receive_message()
+                .queue_url(&queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(5)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                .send() => received,
+        };
+        let messages = match received {
+            Ok(output) => output.messages.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "receiving reports failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|message| {
+                json!({
+                    "messageId": message.message_id(),
+                    "receiptHandle": message.receipt_handle(),
+                    "body": message.body(),
+                    "eventSource": "aws:sqs",
+                })
+            })
+            .collect();
+        let failed: Vec<String> =
+            match api::invoke(&control, "batch-advance", json!({"Records": records})).await {
+                Ok(response) => response["batchItemFailures"]
+                    .as_array()
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|item| item["itemIdentifier"].as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                Err(error) => {
+                    tracing::warn!(%error, "batch-advance failed; the whole batch will be retried");
+                    messages
+                        .iter()
+                        .filter_map(|m| m.message_id().map(str::to_owned))
+                        .collect()
+                }
+            };
+        let mut done = Vec::new();
+        for message in &messages {
+            let (Some(id), Some(handle)) = (message.message_id(), message.receipt_handle()) else {
+                continue;
+            };
+            if failed.iter().any(|failed| failed == id) {
+                // Back off briefly rather than a whole visibility timeout.
+                let backoff = sqs
+                    .change_message_visibility()
+                    .queue_url(&queue_url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(1)
+                    .send()
+                    .await;
+                if let Err(error) = backoff {
+                    tracing::warn!(message_id = id, error = %aws_sdk_sqs::error::DisplayErrorContext(error), "could not back off a failed report");
+                }
+            } else {
+                done.push(
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .receipt_handle(handle)
+                        .build()
+                        .expect("entry fields are set"),
+                );
+            }
+        }
+        if !done.is_empty() {
+            let deleted = sqs
+                .delete_message_batch()
+                .queue_url(&queue_url)
+                .set_entries(Some(done))
+                .send()
+                .await;
+            if let Err(error) = deleted {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "could not delete processed reports; they will be applied again, harmlessly");
+            }
+        }
+    }
+}
+
+/// The schedule: batch-advance's tick, every `period_ms`.
+async fn tick(control: Arc<ControlPlane>, period_ms: u64, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(period_ms.max(50)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = interval.tick() => {
+                if let Err(error) = api::invoke(&control, "batch-advance", json!({"source": "aws.events", "detail-type": "Scheduled Event"})).await {
+                    tracing::warn!(%error, "tick failed");
+                }
+            }
+        }
+    }
+}
