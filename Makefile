@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo bench bench-agent clean
+.PHONY: all test lint venv build demo bench bench-agent bench-control-plane clean
 
 all: test
 
@@ -35,11 +35,15 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks measure; they never run in `make test`. Results land in bench/results/.
-bench: bench-agent
+bench: bench-agent bench-control-plane
 
 bench-agent: venv
 	$(CARGO) build --release -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/agent.py
+
+bench-control-plane: venv
+	$(CARGO) build --release -p gantry-local
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/control_plane.py
 
 demo:
 	@echo "make demo is not built yet: it arrives with the CLI and demo issue." >&2

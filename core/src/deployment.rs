@@ -283,7 +283,7 @@ impl Deployment {
                 self.advance(now, &mut effects);
             }
             Input::Report { report, now } => {
-                self.apply_report(report, &mut effects)?;
+                self.apply_report(report, now, &mut effects)?;
                 if !effects.is_empty() {
                     self.advance(now, &mut effects);
                 }
@@ -322,6 +322,7 @@ impl Deployment {
     fn apply_report(
         &mut self,
         report: Report,
+        now: Millis,
         effects: &mut Vec<Effect>,
     ) -> Result<(), ApplyError> {
         if report.deployment_id != self.deployment_id {
@@ -374,7 +375,7 @@ impl Deployment {
         {
             finish_target(target, TargetStatus::Succeeded, effects);
         } else {
-            target.deadline = Some(next_deadline(target, &deadlines));
+            target.deadline = Some(next_deadline(target, &deadlines, now));
         }
         Ok(())
     }
@@ -671,31 +672,24 @@ fn rank(status: EventStatus) -> u8 {
     }
 }
 
-/// A deploying host's next deadline: the running event's limit, or the time to start
-/// the next event after the last one ended.
-fn next_deadline(target: &TargetState, deadlines: &Deadlines) -> Millis {
+/// A deploying host's next deadline, counted from `now`, when the control plane heard
+/// from it: the running event's limit, or the time to start the next event. The host's
+/// own clock (the report's times) is never used, so clock skew cannot fail a host.
+fn next_deadline(target: &TargetState, deadlines: &Deadlines, now: Millis) -> Millis {
     let running = target
         .events
         .iter()
         .filter(|record| record.status == EventStatus::InProgress)
-        .filter_map(|record| {
-            let limit = deadlines
+        .map(|record| {
+            deadlines
                 .event_ms
                 .get(&record.event)
                 .copied()
-                .unwrap_or(deadlines.default_event_ms);
-            record
-                .start_time
-                .map(|start| start + limit + deadlines.slack_ms)
+                .unwrap_or(deadlines.default_event_ms)
+                + deadlines.slack_ms
         })
         .max();
-    let last_heard = target
-        .events
-        .iter()
-        .filter_map(|record| record.end_time.or(record.start_time))
-        .max()
-        .unwrap_or(0);
-    running.unwrap_or(last_heard + deadlines.start_ms)
+    now + running.unwrap_or(deadlines.start_ms)
 }
 
 #[cfg(test)]

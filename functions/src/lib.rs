@@ -9,6 +9,7 @@ pub mod adapters;
 pub mod api;
 pub mod control;
 pub mod error;
+pub mod lambda;
 pub mod model;
 pub mod notify;
 pub mod store;

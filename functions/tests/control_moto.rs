@@ -3,13 +3,14 @@
 //! source delivers them, shaped exactly as the agent sends them.
 
 use aws_sdk_s3::primitives::ByteStream;
-use gantry_core::lifecycle::{self, LifecycleEvent};
-use gantry_core::wire::{Command, Diagnostics, ErrorCode, EventStatus, Report, SCHEMA_VERSION};
+use gantry_core::lifecycle::LifecycleEvent;
+use gantry_core::wire::Command;
 use gantry_functions::api;
 use gantry_functions::control::{ControlPlane, Settings};
 use gantry_functions::error::ApiError;
 use gantry_tests::archive::{self, Entry};
 use gantry_tests::moto::Moto;
+use gantry_tests::reports::host_reports;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -225,59 +226,6 @@ impl Fixture {
             .unwrap()
             .to_owned()
     }
-}
-
-/// The reports an agent sends for one host: InProgress then the outcome, per event.
-fn host_reports(deployment_id: &str, host: &str, fail_at: Option<LifecycleEvent>) -> Vec<String> {
-    let mut bodies = Vec::new();
-    let mut clock = 1_000u64;
-    for event in lifecycle::in_place(false) {
-        let failing = fail_at == Some(event);
-        let report = |status, end_time, diagnostics| Report {
-            schema_version: SCHEMA_VERSION,
-            deployment_id: deployment_id.to_owned(),
-            instance_id: host.to_owned(),
-            lifecycle_event: event,
-            status,
-            start_time: clock,
-            end_time,
-            diagnostics,
-        };
-        bodies.push(report(EventStatus::InProgress, None, None).to_json());
-        let diagnostics = Diagnostics {
-            error_code: if failing {
-                ErrorCode::ScriptFailed
-            } else {
-                ErrorCode::Success
-            },
-            script_name: if failing {
-                "scripts/validate.sh".into()
-            } else {
-                String::new()
-            },
-            message: if failing {
-                "Script at specified location: scripts/validate.sh run as user root failed with exit code 1".into()
-            } else {
-                String::new()
-            },
-            log_tail: if failing {
-                "curl: (7) Failed to connect\n".into()
-            } else {
-                String::new()
-            },
-        };
-        let status = if failing {
-            EventStatus::Failed
-        } else {
-            EventStatus::Succeeded
-        };
-        bodies.push(report(status, Some(clock + 5), Some(diagnostics)).to_json());
-        clock += 10;
-        if failing {
-            break;
-        }
-    }
-    bodies
 }
 
 fn good_bundle(version: &str) -> Vec<Entry> {
@@ -945,4 +893,130 @@ async fn bad_input_names_the_field() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code, "ResourceNotFoundException");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ec2_tag_sets_and_auto_scaling_groups_resolve_to_running_instances() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let image = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let launch = |zone: &str, tags: &[(&str, &str)]| {
+        let mut spec = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::Instance);
+        for (key, value) in tags {
+            spec = spec.tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(*key)
+                    .value(*value)
+                    .build(),
+            );
+        }
+        ec2.run_instances()
+            .image_id(&image)
+            .min_count(1)
+            .max_count(1)
+            .placement(
+                aws_sdk_ec2::types::Placement::builder()
+                    .availability_zone(zone)
+                    .build(),
+            )
+            .tag_specifications(spec.build())
+            .send()
+    };
+    let web_a = launch("us-east-1a", &[("role", "web"), ("env", "prod")])
+        .await
+        .unwrap();
+    let web_b = launch("us-east-1b", &[("role", "web"), ("env", "prod")])
+        .await
+        .unwrap();
+    let staging = launch("us-east-1a", &[("role", "web"), ("env", "staging")])
+        .await
+        .unwrap();
+    let stopped = launch("us-east-1b", &[("role", "web"), ("env", "prod")])
+        .await
+        .unwrap();
+    let id = |output: &aws_sdk_ec2::operation::run_instances::RunInstancesOutput| {
+        output.instances()[0].instance_id().unwrap().to_owned()
+    };
+    ec2.stop_instances()
+        .instance_ids(id(&stopped))
+        .send()
+        .await
+        .unwrap();
+
+    // role=web AND env=prod: the staging host and the stopped host are left out.
+    fx.ok(
+        "CreateDeploymentGroup",
+        json!({
+            "applicationName": APP,
+            "deploymentGroupName": "ec2",
+            "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+            "ec2TagSet": {"ec2TagSetList": [
+                [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+                [{"Key": "env", "Value": "prod", "Type": "KEY_AND_VALUE"}],
+            ]},
+        }),
+    )
+    .await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let deployment = fx.deploy("ec2", "v1.tgz").await.unwrap();
+    let candidates = [id(&web_a), id(&web_b), id(&staging), id(&stopped)];
+    let names: Vec<&str> = candidates.iter().map(String::as_str).collect();
+    let mut sent = fx.dispatched(&names).await;
+    sent.sort();
+    let mut expected = vec![id(&web_a), id(&web_b)];
+    expected.sort();
+    assert_eq!(sent, expected);
+    let info = fx.deployment(&deployment).await;
+    assert_eq!(info["deploymentOverview"]["InProgress"], 2);
+
+    // An Auto Scaling group's in-service instances.
+    let autoscaling = aws_sdk_autoscaling::Client::new(&config);
+    autoscaling
+        .create_launch_configuration()
+        .launch_configuration_name("web")
+        .image_id(&image)
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name("web-asg")
+        .launch_configuration_name("web")
+        .min_size(2)
+        .max_size(2)
+        .desired_capacity(2)
+        .availability_zones("us-east-1a")
+        .availability_zones("us-east-1b")
+        .send()
+        .await
+        .unwrap();
+    fx.ok(
+        "CreateDeploymentGroup",
+        json!({
+            "applicationName": APP,
+            "deploymentGroupName": "asg",
+            "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+            "autoScalingGroups": ["web-asg"],
+        }),
+    )
+    .await;
+    let deployment = fx.deploy("asg", "v1.tgz").await.unwrap();
+    let info = fx.deployment(&deployment).await;
+    assert_eq!(info["deploymentOverview"]["InProgress"], 2, "{info}");
+    let group = fx
+        .ok(
+            "GetDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "asg"}),
+        )
+        .await;
+    assert_eq!(
+        group["deploymentGroupInfo"]["autoScalingGroups"][0]["name"],
+        "web-asg"
+    );
 }

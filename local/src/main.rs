@@ -297,16 +297,24 @@ async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let control = Arc::clone(&control);
+                let mut stop = stop.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let control = Arc::clone(&control);
                         async move { Ok::<_, std::convert::Infallible>(handle(control, request).await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
-                    if let Err(error) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await
-                    {
+                    let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+                    tokio::pin!(connection);
+                    let result = tokio::select! {
+                        result = connection.as_mut() => result,
+                        _ = stop.changed() => {
+                            // Finish the request in flight, then close (idle keep-alives at once).
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    };
+                    if let Err(error) = result {
                         tracing::debug!(%error, "connection ended with an error");
                     }
                 });

@@ -2,7 +2,9 @@
 //! byte (including the malicious ones no well-behaved tool would write).
 
 pub mod archive;
+pub mod local;
 pub mod moto;
+pub mod reports;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -32,10 +32,10 @@ impl Moto {
             moto.wait_until_answering()?;
             return Ok(moto);
         }
-        let binary = moto_server_path();
+        let (binary, launcher) = moto_server_command();
         if !binary.exists() {
             bail!(
-                "moto_server not found at {}; run `make test` (it creates .venv) or set MOTO_SERVER",
+                "{} not found; run `make test` (it creates .venv) or set MOTO_SERVER",
                 binary.display()
             );
         }
@@ -45,6 +45,7 @@ impl Moto {
             let port = free_port()?;
             let log = tempfile::NamedTempFile::new().context("creating moto's log file")?;
             let child = Command::new(&binary)
+                .args(&launcher)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(log.reopen()?)
@@ -149,10 +150,19 @@ impl Drop for Moto {
     }
 }
 
-fn moto_server_path() -> PathBuf {
-    std::env::var_os("MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join(".venv/bin/moto_server"))
+/// `MOTO_SERVER` if set; otherwise the venv's Python running `tests/moto_server.py`, which
+/// makes moto's conditional writes atomic as DynamoDB's are (see that file).
+fn moto_server_command() -> (PathBuf, Vec<PathBuf>) {
+    match std::env::var_os("MOTO_SERVER") {
+        Some(binary) => (PathBuf::from(binary), Vec::new()),
+        None => {
+            let root = crate::workspace_root();
+            (
+                root.join(".venv/bin/python"),
+                vec![root.join("tests/moto_server.py")],
+            )
+        }
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -321,6 +321,21 @@ fn running_events_get_their_hook_timeout() {
 }
 
 #[test]
+fn a_host_clock_far_behind_does_not_fail_the_host() {
+    let mut d = deployment(crate::config::ALL_AT_ONCE, targets(1, 1, Standing::Old));
+    let now = 10 * 3600 * 1000;
+    d.apply(Input::Start { now }).unwrap();
+    // The host's clock says 1970; the control plane heard it just now.
+    let first = host_reports("i-000", None, 5).remove(0);
+    d.apply(Input::Report { report: first, now }).unwrap();
+    let limit = d.deadlines.default_event_ms + d.deadlines.slack_ms;
+    assert_eq!(d.targets[0].deadline, Some(now + limit));
+    let effects = d.apply(Input::Tick { now: now + limit }).unwrap();
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(d.targets[0].status, TargetStatus::InProgress);
+}
+
+#[test]
 fn stop_skips_pending_hosts_and_may_roll_back() {
     let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(3, 1, Standing::Old));
     d.apply(Input::Start { now: 0 }).unwrap();

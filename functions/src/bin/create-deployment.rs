@@ -1,0 +1,6 @@
+//! The `create-deployment` Lambda function: wiring only (see [`gantry_functions::lambda::run`]).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    gantry_functions::lambda::run("create-deployment").await
+}

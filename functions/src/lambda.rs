@@ -1,0 +1,43 @@
+//! The wiring every Lambda `main` shares: JSON tracing, settings from the environment,
+//! one `SdkConfig` and one set of clients per execution environment, then the runtime.
+
+use crate::api;
+use crate::control::{ControlPlane, Settings};
+use crate::error::ApiError;
+use std::sync::Arc;
+
+impl From<ApiError> for lambda_runtime::Diagnostic {
+    fn from(error: ApiError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: error.code,
+            error_message: error.message,
+        }
+    }
+}
+
+/// Runs `function` (one of [`api::FUNCTIONS`]) under the Lambda runtime.
+pub async fn run(function: &'static str) -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(true)
+        .without_time() // CloudWatch stamps each line
+        .init();
+    let settings = Settings::from_env()?;
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let control = Arc::new(ControlPlane::new(&config, settings));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let control = Arc::clone(&control);
+            async move {
+                api::invoke(&control, function, event.payload)
+                    .await
+                    .map_err(lambda_runtime::Diagnostic::from)
+            }
+        },
+    ))
+    .await
+}
