@@ -45,9 +45,10 @@ bench-control-plane: venv
 	$(CARGO) build --release -p gantry-local
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/control_plane.py
 
-demo:
-	@echo "make demo is not built yet: it arrives with the CLI and demo issue." >&2
-	@exit 1
+# A live deployment across four local hosts, a failure and its rollback (demo/run.sh).
+demo: venv
+	$(CARGO) build -p gantry-cli -p gantry-local -p gantry-agent
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) demo/run.sh
 
 clean:
 	rm -rf $(VENV)

@@ -25,6 +25,7 @@ import http.server
 import io
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -157,6 +158,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--direct", action="store_true",
+                        help="gantry-local talks to moto directly: true latencies, no request counts")
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     parser.add_argument("--local", default=os.path.join(target, "release", "gantry-local"))
     args = parser.parse_args()
@@ -183,10 +186,31 @@ def main():
                 return False
 
         wait_for(moto_up, 30, "moto")
-        env = dict(os.environ, AWS_ENDPOINT_URL=proxy_endpoint, AWS_REGION="us-east-1",
-                   AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", RUST_LOG="warn")
+        env = dict(os.environ, AWS_ENDPOINT_URL=moto_endpoint if args.direct else proxy_endpoint, AWS_REGION="us-east-1",
+                   AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", RUST_LOG="info")
+        local_log = os.path.join(work, "local.log")
         local = subprocess.Popen([args.local, "--port", "0", "--tick-ms", "1000"], env=env,
-                                 stdout=subprocess.PIPE, stderr=open(os.path.join(work, "local.log"), "w"), text=True)
+                                 stdout=subprocess.PIPE, stderr=open(local_log, "w"), text=True)
+
+        def dispatch_times(start_offset):
+            # gantry-local logs each state change with dispatched=... elapsed_ms=...
+            with open(local_log) as log:
+                log.seek(start_offset)
+                lines = log.read().splitlines()
+            # Report batch received -> state written (written_ms) -> commands sent
+            # (after_write_ms on the "batch dispatched" line just before "advanced").
+            times = []
+            after_write = None
+            for line in lines:
+                if "batch dispatched" in line:
+                    match = re.search(r"after_write_ms=([0-9.]+)", line)
+                    after_write = float(match.group(1)) if match else None
+                elif "advanced" in line and "dispatched=true" in line and after_write is not None:
+                    match = re.search(r"written_ms=([0-9.]+)", line)
+                    if match:
+                        times.append(float(match.group(1)) + after_write)
+                    after_write = None
+            return times
         line = local.stdout.readline().strip()
         endpoint = line.removeprefix("gantry-local listening on ")
         if not endpoint.startswith("http"):
@@ -233,9 +257,10 @@ def main():
             group = config.split(".")[1]
             api(endpoint, "CreateDeploymentGroup", {"applicationName": "bench", "deploymentGroupName": group,
                 "deploymentConfigName": config, "onPremisesInstanceTagFilters": [{"Key": "bench", "Value": "yes", "Type": "KEY_AND_VALUE"}]})
-            per_host, gaps, totals, by_operation = [], [], [], collections.Counter()
+            per_host, gaps, totals, by_operation, internal = [], [], [], collections.Counter(), []
             for _ in range(args.runs):
                 counter.take()
+                log_offset = os.path.getsize(local_log)
                 started = time.monotonic()
                 deployment_id = invoke(endpoint, "create-deployment", {"applicationName": "bench", "deploymentGroupName": group,
                     "revision": {"revisionType": "S3", "s3Location": {"bucket": "gantry-revisions", "key": "bench/noop.tgz", "bundleType": "tgz"}}})["deploymentId"]
@@ -272,6 +297,8 @@ def main():
                 time.sleep(0.5)
                 counts = counter.take()
                 ours = sum(counts.values())
+                if config.endswith("OneAtATime"):
+                    internal.extend(dispatch_times(log_offset))
                 per_host.append(ours / len(hosts))
                 by_operation.update(counts)
             results[config] = {
@@ -280,18 +307,22 @@ def main():
                 "requests_per_host_median": statistics.median(per_host),
                 "requests_by_operation_per_host": {k: round(v / (args.runs * len(hosts)), 2) for k, v in sorted(by_operation.items())},
                 "batch_gap_ms_median": statistics.median(gaps) if gaps else None,
+                "advance_with_dispatch_ms_median": statistics.median(internal) if internal else None,
+                "advance_with_dispatch_ms_max": max(internal) if internal else None,
                 "batch_gap_ms_max": max(gaps) if gaps else None,
                 "create_to_succeeded_ms_median": statistics.median(totals),
             }
-        out = os.path.join(ROOT, "bench", "results", "control_plane.json")
+        name = "control_plane_direct.json" if args.direct else "control_plane.json"
+        out = os.path.join(ROOT, "bench", "results", name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         with open(out, "w") as f:
             json.dump(results, f, indent=2)
-        print("| configuration | hosts | requests per host (median) | batch gap median / max | create to Succeeded (median) |")
-        print("|---|---|---|---|---|")
+        print("| configuration | hosts | requests per host (median) | report applied to next batch sent, median / max | harness: last report sent to next command read, median / max | create to Succeeded (median) |")
+        print("|---|---|---|---|---|---|")
         for config, r in results.items():
             gap = f"{r['batch_gap_ms_median']:.0f} / {r['batch_gap_ms_max']:.0f} ms" if r["batch_gap_ms_median"] else "-"
-            print(f"| {config} | {r['hosts']} | {r['requests_per_host_median']:.1f} | {gap} | {r['create_to_succeeded_ms_median']:.0f} ms |")
+            inside = f"{r['advance_with_dispatch_ms_median']:.1f} / {r['advance_with_dispatch_ms_max']:.1f} ms" if r["advance_with_dispatch_ms_median"] else "-"
+            print(f"| {config} | {r['hosts']} | {r['requests_per_host_median']:.1f} | {inside} | {gap} | {r['create_to_succeeded_ms_median']:.0f} ms |")
         for config, r in results.items():
             print(f"{config} requests per host by operation: {r['requests_by_operation_per_host']}")
     finally:

@@ -1,8 +1,16 @@
 //! `gantry`: the command line for Gantry deployments.
+//!
+//! Every command but `appspec lint` talks to Gantry's functions through the Lambda
+//! Invoke API: a deployed stack (`--stack`) or gantry-local (`--endpoint-url`).
 
+mod client;
+mod deploy;
 mod lint;
+mod push;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use client::Gantry;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,8 +21,24 @@ use std::process::ExitCode;
     about = "Deploy application revisions to EC2 and on-premises fleets"
 )]
 struct Cli {
+    /// Where Gantry's functions are reached (gantry-local's URL); default: AWS Lambda,
+    /// or AWS_ENDPOINT_URL_LAMBDA.
+    #[arg(long, global = true, env = "GANTRY_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// The stack whose functions to call (`<stack>-api`, ...).
+    #[arg(long, global = true, env = "GANTRY_STACK")]
+    stack: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -23,6 +47,61 @@ enum Command {
     Appspec {
         #[command(subcommand)]
         command: AppspecCommand,
+    },
+    /// Applications.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Deployment groups.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Deployment configurations.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// On-premises instances.
+    Instance {
+        #[command(subcommand)]
+        command: InstanceCommand,
+    },
+    /// Lint, bundle, upload and register a revision directory.
+    Push(push::PushArgs),
+    /// Deploy a revision to a group and follow it.
+    Deploy(deploy::DeployArgs),
+    /// A deployment's status and hosts.
+    Status { deployment_id: String },
+    /// A group's deployments, newest first.
+    List {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        group: String,
+    },
+    /// A deployment's diagnostics and script output, per host and event.
+    Logs {
+        deployment_id: String,
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Stop a deployment.
+    Stop {
+        deployment_id: String,
+        /// Redeploy the group's last successful revision.
+        #[arg(long)]
+        rollback: bool,
+    },
+    /// Stop the group's deployment, if any, and redeploy its last successful revision.
+    Rollback {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        group: String,
     },
 }
 
@@ -38,11 +117,448 @@ enum AppspecCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum AppCommand {
+    Create { name: String },
+    List,
+    Get { name: String },
+    Delete { name: String },
+}
+
+#[derive(Args)]
+struct GroupSettings {
+    /// Deployment configuration (default CodeDeployDefault.OneAtATime).
+    #[arg(long)]
+    config: Option<String>,
+    /// On-premises instances with this tag, KEY=VALUE (repeat: any matches).
+    #[arg(long = "on-prem-tag")]
+    on_prem_tags: Vec<String>,
+    /// EC2 instances with this tag, KEY=VALUE (repeat: any matches).
+    #[arg(long = "ec2-tag")]
+    ec2_tags: Vec<String>,
+    /// Auto Scaling groups whose instances to deploy to.
+    #[arg(long = "asg")]
+    auto_scaling_groups: Vec<String>,
+    /// Roll back automatically when a deployment fails.
+    #[arg(long)]
+    auto_rollback: bool,
+    /// Notify an SNS topic: NAME=TOPIC_ARN (all events).
+    #[arg(long = "trigger")]
+    triggers: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    Create {
+        name: String,
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        settings: GroupSettings,
+    },
+    Update {
+        name: String,
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        settings: GroupSettings,
+    },
+    Get {
+        name: String,
+        #[arg(long)]
+        app: String,
+    },
+    List {
+        #[arg(long)]
+        app: String,
+    },
+    Delete {
+        name: String,
+        #[arg(long)]
+        app: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// A custom configuration: --min-healthy-hosts N or --min-healthy-percent P.
+    Create {
+        name: String,
+        #[arg(long, conflicts_with = "min_healthy_percent")]
+        min_healthy_hosts: Option<u32>,
+        #[arg(long)]
+        min_healthy_percent: Option<u32>,
+        /// Deploy one Availability Zone at a time, waiting this many seconds between zones.
+        #[arg(long)]
+        zonal_monitor_seconds: Option<u64>,
+    },
+    List,
+    Get {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum InstanceCommand {
+    Register {
+        name: String,
+        /// The IAM role session or user the host's agent runs as.
+        #[arg(long)]
+        iam_session_arn: Option<String>,
+        /// Tags, KEY=VALUE.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    Deregister {
+        name: String,
+    },
+    Tag {
+        name: String,
+        /// KEY=VALUE.
+        tags: Vec<String>,
+    },
+    List,
+}
+
+fn key_value(flag: &str, pair: &str) -> anyhow::Result<(String, String)> {
+    pair.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .filter(|(key, _)| !key.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{flag}: expected KEY=VALUE, found {pair:?}"))
+}
+
+fn tag_filters(flag: &str, pairs: &[String]) -> anyhow::Result<Value> {
+    let filters = pairs
+        .iter()
+        .map(|pair| {
+            key_value(flag, pair)
+                .map(|(key, value)| json!({"Key": key, "Value": value, "Type": "KEY_AND_VALUE"}))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Value::Array(filters))
+}
+
+impl GroupSettings {
+    fn input(&self, mut input: Value) -> anyhow::Result<Value> {
+        if let Some(config) = &self.config {
+            input["deploymentConfigName"] = json!(config);
+        }
+        if !self.on_prem_tags.is_empty() {
+            input["onPremisesInstanceTagFilters"] =
+                tag_filters("--on-prem-tag", &self.on_prem_tags)?;
+        }
+        if !self.ec2_tags.is_empty() {
+            input["ec2TagFilters"] = tag_filters("--ec2-tag", &self.ec2_tags)?;
+        }
+        if !self.auto_scaling_groups.is_empty() {
+            input["autoScalingGroups"] = json!(self.auto_scaling_groups);
+        }
+        if self.auto_rollback {
+            input["autoRollbackConfiguration"] = json!({"enabled": true, "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"]});
+        }
+        if !self.triggers.is_empty() {
+            let triggers = self
+                .triggers
+                .iter()
+                .map(|pair| {
+                    key_value("--trigger", pair).map(|(name, arn)| {
+                        json!({
+                            "triggerName": name,
+                            "triggerTargetArn": arn,
+                            "triggerEvents": ["DeploymentStart", "DeploymentSuccess", "DeploymentFailure", "DeploymentStop", "DeploymentRollback", "InstanceStart", "InstanceSuccess", "InstanceFailure"],
+                        })
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            input["triggerConfigurations"] = Value::Array(triggers);
+        }
+        Ok(input)
+    }
+}
+
+/// Prints an operation's output: the JSON itself, or `text` for people.
+fn show(output: Output, value: &Value, text: impl FnOnce(&Value) -> String) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("JSON values print")
+        ),
+        Output::Text => {
+            let text = text(value);
+            if !text.is_empty() {
+                println!("{text}");
+            }
+        }
+    }
+}
+
+fn lines(values: &Value) -> String {
+    values
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Appspec {
-            command: AppspecCommand::Lint { path },
-        } => lint::run(&path),
+    if let Command::Appspec {
+        command: AppspecCommand::Lint { path },
+    } = &cli.command
+    {
+        return lint::run(path);
     }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("gantry: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let gantry = Gantry::connect(cli.endpoint_url.as_deref(), cli.stack.as_deref()).await;
+    let output = cli.output;
+    let ok = ExitCode::SUCCESS;
+    match cli.command {
+        Command::Appspec { .. } => unreachable!("handled before the runtime starts"),
+        Command::App { command } => match command {
+            AppCommand::Create { name } => {
+                let created = gantry
+                    .api("CreateApplication", json!({"applicationName": name}))
+                    .await?;
+                show(output, &created, |_| format!("created application {name}"));
+            }
+            AppCommand::List => {
+                let listed = gantry.api("ListApplications", json!({})).await?;
+                show(output, &listed, |v| lines(&v["applications"]));
+            }
+            AppCommand::Get { name } => {
+                let got = gantry
+                    .api("GetApplication", json!({"applicationName": name}))
+                    .await?;
+                show(output, &got, |v| format!("{:#}", v["application"]));
+            }
+            AppCommand::Delete { name } => {
+                let deleted = gantry
+                    .api("DeleteApplication", json!({"applicationName": name}))
+                    .await?;
+                show(output, &deleted, |_| format!("deleted application {name}"));
+            }
+        },
+        Command::Group { command } => match command {
+            GroupCommand::Create {
+                name,
+                app,
+                settings,
+            } => {
+                let input =
+                    settings.input(json!({"applicationName": app, "deploymentGroupName": name}))?;
+                let created = gantry.api("CreateDeploymentGroup", input).await?;
+                show(output, &created, |_| {
+                    format!("created deployment group {name}")
+                });
+            }
+            GroupCommand::Update {
+                name,
+                app,
+                settings,
+            } => {
+                let input = settings
+                    .input(json!({"applicationName": app, "currentDeploymentGroupName": name}))?;
+                let updated = gantry.api("UpdateDeploymentGroup", input).await?;
+                show(output, &updated, |_| {
+                    format!("updated deployment group {name}")
+                });
+            }
+            GroupCommand::Get { name, app } => {
+                let got = gantry
+                    .api(
+                        "GetDeploymentGroup",
+                        json!({"applicationName": app, "deploymentGroupName": name}),
+                    )
+                    .await?;
+                show(output, &got, |v| format!("{:#}", v["deploymentGroupInfo"]));
+            }
+            GroupCommand::List { app } => {
+                let listed = gantry
+                    .api("ListDeploymentGroups", json!({"applicationName": app}))
+                    .await?;
+                show(output, &listed, |v| lines(&v["deploymentGroups"]));
+            }
+            GroupCommand::Delete { name, app } => {
+                let deleted = gantry
+                    .api(
+                        "DeleteDeploymentGroup",
+                        json!({"applicationName": app, "deploymentGroupName": name}),
+                    )
+                    .await?;
+                show(output, &deleted, |_| {
+                    format!("deleted deployment group {name}")
+                });
+            }
+        },
+        Command::Config { command } => match command {
+            ConfigCommand::Create {
+                name,
+                min_healthy_hosts,
+                min_healthy_percent,
+                zonal_monitor_seconds,
+            } => {
+                let minimum = match (min_healthy_hosts, min_healthy_percent) {
+                    (Some(hosts), _) => json!({"type": "HOST_COUNT", "value": hosts}),
+                    (None, Some(percent)) => json!({"type": "FLEET_PERCENT", "value": percent}),
+                    (None, None) => anyhow::bail!(
+                        "config create: give --min-healthy-hosts N or --min-healthy-percent P"
+                    ),
+                };
+                let mut input =
+                    json!({"deploymentConfigName": name, "minimumHealthyHosts": minimum});
+                if let Some(seconds) = zonal_monitor_seconds {
+                    input["zonalConfig"] = json!({"monitorDurationInSeconds": seconds});
+                }
+                let created = gantry.api("CreateDeploymentConfig", input).await?;
+                show(output, &created, |_| {
+                    format!("created deployment configuration {name}")
+                });
+            }
+            ConfigCommand::List => {
+                let listed = gantry.api("ListDeploymentConfigs", json!({})).await?;
+                show(output, &listed, |v| lines(&v["deploymentConfigsList"]));
+            }
+            ConfigCommand::Get { name } => {
+                let got = gantry
+                    .api("GetDeploymentConfig", json!({"deploymentConfigName": name}))
+                    .await?;
+                show(output, &got, |v| format!("{:#}", v["deploymentConfigInfo"]));
+            }
+        },
+        Command::Instance { command } => match command {
+            InstanceCommand::Register {
+                name,
+                iam_session_arn,
+                tags,
+            } => {
+                let mut input = json!({"instanceName": name});
+                if let Some(arn) = iam_session_arn {
+                    input["iamSessionArn"] = json!(arn);
+                }
+                let registered = gantry.api("RegisterOnPremisesInstance", input).await?;
+                if !tags.is_empty() {
+                    add_tags(&gantry, &name, &tags).await?;
+                }
+                show(output, &registered, |_| {
+                    format!("registered instance {name}")
+                });
+            }
+            InstanceCommand::Deregister { name } => {
+                let done = gantry
+                    .api(
+                        "DeregisterOnPremisesInstance",
+                        json!({"instanceName": name}),
+                    )
+                    .await?;
+                show(output, &done, |_| format!("deregistered instance {name}"));
+            }
+            InstanceCommand::Tag { name, tags } => {
+                let done = add_tags(&gantry, &name, &tags).await?;
+                show(output, &done, |_| format!("tagged instance {name}"));
+            }
+            InstanceCommand::List => {
+                let listed = gantry.api("ListOnPremisesInstances", json!({})).await?;
+                show(output, &listed, |v| lines(&v["instanceNames"]));
+            }
+        },
+        Command::Push(args) => return push::run(&gantry, args, output).await,
+        Command::Deploy(args) => return deploy::run(&gantry, args, output).await,
+        Command::Status { deployment_id } => {
+            let info = gantry
+                .api("GetDeployment", json!({"deploymentId": deployment_id}))
+                .await?;
+            let targets = deploy::targets(&gantry, &deployment_id).await?;
+            match output {
+                Output::Json => show(output, &info, |_| String::new()),
+                Output::Text => println!("{}", deploy::summary(&info["deploymentInfo"], &targets)),
+            }
+            return Ok(deploy::exit_code(&info["deploymentInfo"]));
+        }
+        Command::List { app, group } => {
+            let listed = gantry
+                .api(
+                    "ListDeployments",
+                    json!({"applicationName": app, "deploymentGroupName": group}),
+                )
+                .await?;
+            show(output, &listed, |v| lines(&v["deployments"]));
+        }
+        Command::Logs {
+            deployment_id,
+            instance,
+            event,
+        } => {
+            let targets = deploy::targets(&gantry, &deployment_id).await?;
+            match output {
+                Output::Json => show(output, &Value::Array(targets), |_| String::new()),
+                Output::Text => print!(
+                    "{}",
+                    deploy::logs(&targets, instance.as_deref(), event.as_deref())
+                ),
+            }
+        }
+        Command::Stop {
+            deployment_id,
+            rollback,
+        } => {
+            let stopped = gantry
+                .api(
+                    "StopDeployment",
+                    json!({"deploymentId": deployment_id, "autoRollbackEnabled": rollback}),
+                )
+                .await?;
+            show(output, &stopped, |v| {
+                v["statusMessage"].as_str().unwrap_or("stopped").to_owned()
+            });
+        }
+        Command::Rollback { app, group } => {
+            let started = gantry
+                .invoke(
+                    "rollback",
+                    &json!({"applicationName": app, "deploymentGroupName": group}),
+                )
+                .await?;
+            show(output, &started, |v| {
+                format!(
+                    "rolling back {}: deployment {}",
+                    v["rollbackTriggeringDeploymentId"].as_str().unwrap_or("?"),
+                    v["deploymentId"].as_str().unwrap_or("?")
+                )
+            });
+        }
+    }
+    Ok(ok)
+}
+
+async fn add_tags(gantry: &Gantry, name: &str, tags: &[String]) -> anyhow::Result<Value> {
+    let tags = tags
+        .iter()
+        .map(|pair| {
+            key_value("--tag", pair).map(|(key, value)| json!({"Key": key, "Value": value}))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(gantry
+        .api(
+            "AddTagsToOnPremisesInstances",
+            json!({"instanceNames": [name], "tags": tags}),
+        )
+        .await?)
 }

@@ -566,6 +566,11 @@ async fn a_failed_deployment_rolls_back_and_triggers_reach_a_subscribed_queue() 
     assert_eq!(commands.len(), 1);
     assert_eq!(commands[0].deployment_id, rollback);
     assert_eq!(
+        commands[0].lifecycle_events,
+        gantry_core::lifecycle::in_place(false),
+        "the agent runs every in-place event"
+    );
+    assert_eq!(
         commands[0].creator,
         gantry_core::wire::Creator::CodeDeployRollback
     );
