@@ -483,19 +483,14 @@ impl DynamoStore {
         instance_id: &str,
         health: &InstanceHealth,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::groups(application)))
-            .key("sk", s(group))
-            .update_expression("SET health.#instance = :health")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#instance", instance_id)
-            .expression_attribute_values(":health", json(health))
-            .send()
-            .await
-            .map_err(|error| classify(error, || format!("deployment group {group} is gone")))?;
-        Ok(())
+        self.set_group_attributes(
+            application,
+            group,
+            "SET health.#instance = :health",
+            &[("#instance", instance_id)],
+            vec![(":health", json(health))],
+        )
+        .await
     }
 
     /// Records the group's last successful deployment and its revision.
@@ -506,19 +501,14 @@ impl DynamoStore {
         last: &LastDeploymentInfo,
         revision: &gantry_core::wire::RevisionLocation,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::groups(application)))
-            .key("sk", s(group))
-            .update_expression("SET lastSuccessful = :last, targetRevision = :revision")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":last", json(last))
-            .expression_attribute_values(":revision", json(revision))
-            .send()
-            .await
-            .map_err(|error| classify(error, || format!("deployment group {group} is gone")))?;
-        Ok(())
+        self.set_group_attributes(
+            application,
+            group,
+            "SET lastSuccessful = :last, targetRevision = :revision",
+            &[],
+            vec![(":last", json(last)), (":revision", json(revision))],
+        )
+        .await
     }
 
     /// Records how the group's latest deployment ended (or that it started).
@@ -528,14 +518,40 @@ impl DynamoStore {
         group: &str,
         last: &LastDeploymentInfo,
     ) -> Result<(), StoreError> {
-        self.client
+        self.set_group_attributes(
+            application,
+            group,
+            "SET lastAttempted = :last",
+            &[],
+            vec![(":last", json(last))],
+        )
+        .await
+    }
+
+    /// Sets attributes the control plane keeps on a group item, if the group still exists.
+    async fn set_group_attributes(
+        &self,
+        application: &str,
+        group: &str,
+        expression: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let mut request = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(keys::groups(application)))
             .key("sk", s(group))
-            .update_expression("SET lastAttempted = :last")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":last", json(last))
+            .update_expression(expression)
+            .condition_expression("attribute_exists(pk)");
+        for (name, value) in names {
+            request = request.expression_attribute_names(*name, *value);
+        }
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        request
             .send()
             .await
             .map_err(|error| classify(error, || format!("deployment group {group} is gone")))?;
