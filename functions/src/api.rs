@@ -109,6 +109,18 @@ fn name_field(input: &Value, field: &str, exception: &str) -> Result<String, Api
     }
 }
 
+fn application_field(input: &Value) -> Result<String, ApiError> {
+    name_field(input, "applicationName", "ApplicationNameRequiredException")
+}
+
+fn group_field(input: &Value) -> Result<String, ApiError> {
+    name_field(
+        input,
+        "deploymentGroupName",
+        "DeploymentGroupNameRequiredException",
+    )
+}
+
 fn names_field(input: &Value, field: &str) -> Result<Vec<String>, ApiError> {
     match input.get(field) {
         None | Some(Value::Null) => Ok(Vec::new()),
@@ -156,11 +168,7 @@ pub async fn operation(
     let store = &control.store;
     match name {
         "CreateApplication" => {
-            let application = name_field(
-                &input,
-                "applicationName",
-                "ApplicationNameRequiredException",
-            )?;
+            let application = application_field(&input)?;
             check_name("applicationName", &application)?;
             if let Some(platform) = input.get("computePlatform").and_then(Value::as_str)
                 && platform != "Server"
@@ -194,11 +202,7 @@ pub async fn operation(
             Ok(json!({"applicationId": info.application_id}))
         }
         "GetApplication" => {
-            let application = name_field(
-                &input,
-                "applicationName",
-                "ApplicationNameRequiredException",
-            )?;
+            let application = application_field(&input)?;
             let info = get_application(control, &application).await?;
             Ok(json!({"application": info}))
         }
@@ -218,11 +222,7 @@ pub async fn operation(
             Ok(json!({"applications": names}))
         }
         "DeleteApplication" => {
-            let application = name_field(
-                &input,
-                "applicationName",
-                "ApplicationNameRequiredException",
-            )?;
+            let application = application_field(&input)?;
             let groups: Vec<DeploymentGroupSettings> =
                 store.list(&keys::groups(&application)).await?;
             for group in &groups {
@@ -272,24 +272,12 @@ pub async fn operation(
             Ok(json!({"deploymentGroupId": settings.deployment_group_id}))
         }
         "GetDeploymentGroup" => {
-            let application = name_field(
-                &input,
-                "applicationName",
-                "ApplicationNameRequiredException",
-            )?;
-            let group = name_field(
-                &input,
-                "deploymentGroupName",
-                "DeploymentGroupNameRequiredException",
-            )?;
+            let application = application_field(&input)?;
+            let group = group_field(&input)?;
             Ok(json!({"deploymentGroupInfo": group_info(control, &application, &group).await?}))
         }
         "BatchGetDeploymentGroups" => {
-            let application = name_field(
-                &input,
-                "applicationName",
-                "ApplicationNameRequiredException",
-            )?;
+            let application = application_field(&input)?;
             let mut infos = Vec::new();
             for group in names_field(&input, "deploymentGroupNames")? {
                 infos.push(group_info(control, &application, &group).await?);
@@ -297,11 +285,7 @@ pub async fn operation(
             Ok(json!({"deploymentGroupsInfo": infos}))
         }
         "ListDeploymentGroups" => {
-            let application = name_field(
-                &input,
-                "applicationName",
-                "ApplicationNameRequiredException",
-            )?;
+            let application = application_field(&input)?;
             get_application(control, &application).await?;
             let groups: Vec<DeploymentGroupSettings> =
                 store.list(&keys::groups(&application)).await?;
@@ -343,16 +327,8 @@ pub async fn operation(
             Ok(json!({"hooksNotCleanedUp": []}))
         }
         "DeleteDeploymentGroup" => {
-            let application = name_field(
-                &input,
-                "applicationName",
-                "ApplicationNameRequiredException",
-            )?;
-            let group = name_field(
-                &input,
-                "deploymentGroupName",
-                "DeploymentGroupNameRequiredException",
-            )?;
+            let application = application_field(&input)?;
+            let group = group_field(&input)?;
             control.load_group(&application, &group).await?;
             store
                 .delete(
@@ -659,11 +635,7 @@ pub async fn operation(
             }))
         }
         "ListApplicationRevisions" => {
-            let application = name_field(
-                &input,
-                "applicationName",
-                "ApplicationNameRequiredException",
-            )?;
+            let application = application_field(&input)?;
             get_application(control, &application).await?;
             let mut revisions: Vec<RevisionRecord> =
                 store.list(&keys::revisions(&application)).await?;
@@ -691,16 +663,8 @@ pub async fn operation(
             Ok(json!({"deploymentsInfo": infos}))
         }
         "ListDeployments" => {
-            let application = name_field(
-                &input,
-                "applicationName",
-                "ApplicationNameRequiredException",
-            )?;
-            let group = name_field(
-                &input,
-                "deploymentGroupName",
-                "DeploymentGroupNameRequiredException",
-            )?;
+            let application = application_field(&input)?;
+            let group = group_field(&input)?;
             control.load_group(&application, &group).await?;
             let statuses = names_field(&input, "includeOnlyStatuses")?;
             let mut ids = store.group_deployments(&application, &group).await?;
