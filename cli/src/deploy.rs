@@ -27,6 +27,10 @@ pub struct DeployArgs {
     config: Option<String>,
     #[arg(long)]
     description: Option<String>,
+    /// What to do with a file that is already where the revision installs one, and was
+    /// not installed by this group's previous deployment (default DISALLOW).
+    #[arg(long, value_parser = ["DISALLOW", "OVERWRITE", "RETAIN"])]
+    file_exists_behavior: Option<String>,
     /// Print the deployment id and return at once.
     #[arg(long)]
     no_wait: bool,
@@ -240,6 +244,9 @@ pub async fn run(gantry: &Gantry, args: DeployArgs, output: Output) -> anyhow::R
     }
     if let Some(description) = &args.description {
         input["description"] = json!(description);
+    }
+    if let Some(behavior) = &args.file_exists_behavior {
+        input["fileExistsBehavior"] = json!(behavior);
     }
     let created = gantry.invoke("create-deployment", &input).await?;
     let id = created["deploymentId"]

@@ -136,6 +136,13 @@ struct GroupSettings {
     /// EC2 instances with this tag, KEY=VALUE (repeat: any matches).
     #[arg(long = "ec2-tag")]
     ec2_tags: Vec<String>,
+    /// One list of an on-premises tag set: KEY=VALUE[,KEY=VALUE..], any of which matches.
+    /// Repeat up to three times; an instance must match every list.
+    #[arg(long = "on-prem-tag-set")]
+    on_prem_tag_sets: Vec<String>,
+    /// One list of an EC2 tag set, as --on-prem-tag-set.
+    #[arg(long = "ec2-tag-set")]
+    ec2_tag_sets: Vec<String>,
     /// Auto Scaling groups whose instances to deploy to.
     #[arg(long = "asg")]
     auto_scaling_groups: Vec<String>,
@@ -238,6 +245,18 @@ fn tag_filters(flag: &str, pairs: &[String]) -> anyhow::Result<Value> {
     Ok(Value::Array(filters))
 }
 
+/// A tag set: each `lists` entry is a comma-separated list of KEY=VALUE filters.
+fn tag_set(flag: &str, lists: &[String]) -> anyhow::Result<Value> {
+    lists
+        .iter()
+        .map(|list| {
+            let pairs: Vec<String> = list.split(',').map(str::to_owned).collect();
+            tag_filters(flag, &pairs)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map(Value::Array)
+}
+
 impl GroupSettings {
     fn input(&self, mut input: Value) -> anyhow::Result<Value> {
         if let Some(config) = &self.config {
@@ -249,6 +268,15 @@ impl GroupSettings {
         }
         if !self.ec2_tags.is_empty() {
             input["ec2TagFilters"] = tag_filters("--ec2-tag", &self.ec2_tags)?;
+        }
+        if !self.on_prem_tag_sets.is_empty() {
+            input["onPremisesTagSet"] = json!({
+                "onPremisesTagSetList": tag_set("--on-prem-tag-set", &self.on_prem_tag_sets)?
+            });
+        }
+        if !self.ec2_tag_sets.is_empty() {
+            input["ec2TagSet"] =
+                json!({"ec2TagSetList": tag_set("--ec2-tag-set", &self.ec2_tag_sets)?});
         }
         if !self.auto_scaling_groups.is_empty() {
             input["autoScalingGroups"] = json!(self.auto_scaling_groups);

@@ -6,18 +6,16 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_s3::primitives::ByteStream;
 use gantry_core::wire::Command;
 use gantry_tests::archive::{self, Entry};
-use gantry_tests::local::GantryLocal;
+use gantry_tests::local::{GantryLocal, aws_lambda_invoke};
 use gantry_tests::moto::Moto;
 use gantry_tests::reports::host_reports;
-use gantry_tests::workspace_root;
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gantry-local");
 
-/// `aws lambda invoke` from the pinned awscli in `.venv`, as a user would type it.
+/// The stock AWS CLI against `local`.
 fn aws_invoke(
     moto: &Moto,
     local: &GantryLocal,
@@ -25,35 +23,7 @@ fn aws_invoke(
     payload: &Value,
     out: &Path,
 ) -> Value {
-    let output = Process::new(workspace_root().join(".venv/bin/aws"))
-        .args([
-            "lambda",
-            "invoke",
-            "--endpoint-url",
-            local.endpoint(),
-            "--function-name",
-            function,
-        ])
-        .args(["--payload", &payload.to_string()])
-        .arg(out)
-        .envs(moto.sdk_env())
-        .env_remove("AWS_ENDPOINT_URL")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .expect("run aws");
-    assert!(
-        output.status.success(),
-        "aws lambda invoke failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let meta: Value = serde_json::from_slice(&output.stdout).expect("aws prints JSON");
-    assert_eq!(meta["StatusCode"], 200, "{meta}");
-    let body: Value = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
-    assert!(
-        meta.get("FunctionError").is_none(),
-        "{function} failed: {body}"
-    );
-    body
+    aws_lambda_invoke(moto, local.endpoint(), function, payload, out)
 }
 
 async fn sdk_invoke(

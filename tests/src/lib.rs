@@ -2,6 +2,7 @@
 //! byte (including the malicious ones no well-behaved tool would write).
 
 pub mod archive;
+pub mod fleet;
 pub mod local;
 pub mod moto;
 pub mod reports;

@@ -1,0 +1,481 @@
+//! End to end: moto, gantry-local, real `gantry-agent` processes as on-premises hosts,
+//! and the `gantry` CLI (or the stock AWS CLI), with real hooks writing real files.
+
+use gantry_tests::fleet::{Fleet, installed_version, revision};
+use gantry_tests::wait_until;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Long enough for any deployment here on a loaded 2-core machine; a hang fails the test.
+const DEPLOYMENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A fleet with a fast tick, and `hosts` (name, tags) registered and running.
+fn fleet(local_args: &[&str], hosts: &[(&str, &[&str])]) -> Fleet {
+    let mut args = vec!["--tick-ms", "200"];
+    args.extend_from_slice(local_args);
+    let mut fleet = Fleet::start(&args).expect("moto and gantry-local start");
+    for (name, tags) in hosts {
+        fleet.add_host(name, tags).expect("the host's agent starts");
+    }
+    fleet
+}
+
+/// Writes a revision, pushes it to `s3://gantry-revisions/<app>/<version>.tgz`.
+fn push(fleet: &Fleet, app: &str, version: &str, hooks: &[(&str, &str)], timeout_seconds: u32) {
+    let dir = fleet.work.path().join("revisions").join(app).join(version);
+    revision(&dir, version, hooks, timeout_seconds).expect("writing the revision");
+    let s3 = format!("s3://gantry-revisions/{app}/{version}.tgz");
+    fleet.gantry_ok(&["push", dir.to_str().unwrap(), "--app", app, "--s3", &s3]);
+}
+
+fn deploy_json(fleet: &Fleet, app: &str, group: &str) -> (bool, Value) {
+    deploy_json_with(fleet, app, group, &[])
+}
+
+fn deploy_json_with(fleet: &Fleet, app: &str, group: &str, extra: &[&str]) -> (bool, Value) {
+    let mut args = vec!["--output", "json", "deploy", "--app", app, "--group", group];
+    args.extend_from_slice(extra);
+    let output = fleet
+        .gantry_command(&args)
+        .output()
+        .expect("the gantry CLI runs");
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "gantry deploy printed no JSON ({error}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.success(), printed["deploymentInfo"].clone())
+}
+
+fn seconds(value: &Value) -> f64 {
+    value.as_f64().unwrap_or(f64::NAN)
+}
+
+/// When a host started its first event and ended its last, by its own reports.
+fn window(target: &Value) -> (f64, f64) {
+    let events = target["lifecycleEvents"]
+        .as_array()
+        .expect("lifecycle events");
+    let started = events
+        .iter()
+        .filter_map(|e| e["startTime"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    let ended = events
+        .iter()
+        .filter_map(|e| e["endTime"].as_f64())
+        .fold(f64::NEG_INFINITY, f64::max);
+    (started, ended)
+}
+
+/// The most hosts that were deploying at the same moment.
+fn max_concurrency(targets: &[Value]) -> usize {
+    let windows: Vec<(f64, f64)> = targets.iter().map(window).collect();
+    windows
+        .iter()
+        .map(|(start, _)| {
+            windows
+                .iter()
+                .filter(|(other_start, other_end)| other_start <= start && start < other_end)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn ids(targets: &[Value]) -> BTreeSet<String> {
+    targets
+        .iter()
+        .map(|t| t["targetId"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+const WEB: &[&str] = &["role=web", "gantry:availability-zone=zone-a"];
+const WEB_B: &[&str] = &["role=web", "gantry:availability-zone=zone-b"];
+
+#[test]
+fn every_predefined_config_deploys_across_four_hosts_in_its_batch_size() {
+    let fleet = fleet(
+        &[],
+        &[
+            ("web-1", WEB),
+            ("web-2", WEB_B),
+            ("web-3", WEB),
+            ("web-4", WEB_B),
+        ],
+    );
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    // A second in ValidateService makes the hosts of one batch overlap for certain.
+    push(&fleet, "shop", "v1", &[("ValidateService", "sleep 1")], 60);
+
+    for (config, batch) in [
+        ("CodeDeployDefault.OneAtATime", 1),
+        ("CodeDeployDefault.HalfAtATime", 2),
+        ("CodeDeployDefault.AllAtOnce", 4),
+    ] {
+        let group = config.trim_start_matches("CodeDeployDefault.");
+        fleet.gantry_ok(&[
+            "group",
+            "create",
+            group,
+            "--app",
+            "shop",
+            "--config",
+            config,
+            "--on-prem-tag",
+            "role=web",
+        ]);
+        // The groups share hosts and paths: each later group overwrites what the one
+        // before it installed (under DISALLOW it would fail, as CodeDeploy does).
+        let (succeeded, info) = deploy_json_with(
+            &fleet,
+            "shop",
+            group,
+            &["--file-exists-behavior", "OVERWRITE"],
+        );
+        assert!(succeeded, "{config}: {info:#}");
+        assert_eq!(info["status"], "Succeeded", "{config}: {info:#}");
+        assert_eq!(info["deploymentOverview"]["Succeeded"], 4, "{info:#}");
+
+        // What `deploy --output json` printed is what GetDeployment answers, asked with
+        // the stock AWS CLI.
+        let id = info["deploymentId"].as_str().unwrap();
+        let got = fleet.aws_lambda_invoke(
+            "gantry-api",
+            &json!({"operation": "GetDeployment", "input": {"deploymentId": id}}),
+        );
+        assert_eq!(got["deploymentInfo"], info, "{config}");
+
+        let targets = fleet.targets(id);
+        assert_eq!(targets.len(), 4);
+        assert_eq!(
+            max_concurrency(&targets),
+            batch,
+            "{config}: hosts deploying at once, by their reports: {:?}",
+            targets.iter().map(window).collect::<Vec<_>>()
+        );
+        for host in &fleet.hosts {
+            assert_eq!(
+                installed_version(host).as_deref(),
+                Some("v1"),
+                "{}",
+                host.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_deployment_rolls_back_automatically_to_the_last_good_revision() {
+    let fleet = fleet(
+        &[],
+        &[
+            ("web-1", WEB),
+            ("web-2", WEB_B),
+            ("web-3", WEB),
+            ("web-4", WEB_B),
+        ],
+    );
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "web",
+        "--app",
+        "shop",
+        "--config",
+        "CodeDeployDefault.HalfAtATime",
+        "--on-prem-tag",
+        "role=web",
+        "--auto-rollback",
+    ]);
+    push(&fleet, "shop", "v1", &[("ValidateService", "true")], 60);
+    let (succeeded, first) = deploy_json(&fleet, "shop", "web");
+    assert!(succeeded, "{first:#}");
+
+    push(
+        &fleet,
+        "shop",
+        "v2",
+        &[(
+            "ValidateService",
+            "echo 'version 2 answers 500' >&2; exit 1",
+        )],
+        60,
+    );
+    let (succeeded, failed) = deploy_json(&fleet, "shop", "web");
+    assert!(
+        !succeeded,
+        "a failing ValidateService must fail the deploy command"
+    );
+    let failed_id = failed["deploymentId"].as_str().unwrap().to_owned();
+    let failed = fleet.wait_for_end(&failed_id, DEPLOYMENT_TIMEOUT);
+    assert_eq!(failed["status"], "Failed", "{failed:#}");
+
+    // The failed host's diagnostics name the script and carry its output.
+    let targets = fleet.targets(&failed_id);
+    let failure = targets
+        .iter()
+        .flat_map(|t| t["lifecycleEvents"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["status"] == "Failed")
+        .expect("a failed event");
+    assert_eq!(failure["lifecycleEventName"], "ValidateService");
+    assert_eq!(failure["diagnostics"]["errorCode"], "ScriptFailed");
+    assert!(
+        failure["diagnostics"]["logTail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("version 2 answers 500"),
+        "{failure:#}"
+    );
+
+    let rollback_id = failed["rollbackInfo"]["rollbackDeploymentId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no automatic rollback: {failed:#}"))
+        .to_owned();
+    let rollback = fleet.wait_for_end(&rollback_id, DEPLOYMENT_TIMEOUT);
+    assert_eq!(rollback["status"], "Succeeded", "{rollback:#}");
+    assert_eq!(rollback["creator"], "codeDeployRollback", "{rollback:#}");
+    assert_eq!(rollback["revision"], first["revision"]);
+    for host in &fleet.hosts {
+        assert_eq!(
+            installed_version(host).as_deref(),
+            Some("v1"),
+            "{}",
+            host.name
+        );
+    }
+}
+
+#[test]
+fn the_next_deployment_goes_first_to_the_host_whose_last_deployment_failed() {
+    let fleet = fleet(&[], &[("web-1", WEB), ("web-2", WEB), ("web-3", WEB)]);
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "web",
+        "--app",
+        "shop",
+        "--on-prem-tag",
+        "role=web",
+    ]);
+    push(&fleet, "shop", "v1", &[], 60);
+    assert!(deploy_json(&fleet, "shop", "web").0);
+
+    // v2 fails on web-2 only; OneAtATime stops the deployment there.
+    push(
+        &fleet,
+        "shop",
+        "v2",
+        &[(
+            "ValidateService",
+            r#"if [ "$E2E_HOST" = web-2 ]; then echo "web-2 is unwell" >&2; exit 1; fi"#,
+        )],
+        60,
+    );
+    let (succeeded, failed) = deploy_json(&fleet, "shop", "web");
+    assert!(!succeeded);
+    let failed_targets = fleet.targets(failed["deploymentId"].as_str().unwrap());
+    let web_2 = failed_targets
+        .iter()
+        .find(|t| t["targetId"] == "web-2")
+        .expect("web-2 is a target");
+    assert_eq!(web_2["status"], "Failed", "{web_2:#}");
+
+    push(&fleet, "shop", "v3", &[], 60);
+    let (succeeded, fixed) = deploy_json(&fleet, "shop", "web");
+    assert!(succeeded, "{fixed:#}");
+    let targets = fleet.targets(fixed["deploymentId"].as_str().unwrap());
+    let mut by_start: Vec<(f64, String)> = targets
+        .iter()
+        .map(|t| (window(t).0, t["targetId"].as_str().unwrap().to_owned()))
+        .collect();
+    by_start.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(
+        by_start[0].1, "web-2",
+        "the unhealthy host goes first: {by_start:?}"
+    );
+    for host in &fleet.hosts {
+        assert_eq!(
+            installed_version(host).as_deref(),
+            Some("v3"),
+            "{}",
+            host.name
+        );
+    }
+}
+
+#[test]
+fn a_stopped_deployment_rolls_back_when_asked() {
+    let fleet = fleet(&[], &[("web-1", WEB), ("web-2", WEB_B)]);
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "web",
+        "--app",
+        "shop",
+        "--on-prem-tag",
+        "role=web",
+    ]);
+    push(&fleet, "shop", "v1", &[], 60);
+    assert!(deploy_json(&fleet, "shop", "web").0);
+
+    // v2 takes its time in AfterInstall, so there is a moment to stop it.
+    push(
+        &fleet,
+        "shop",
+        "v2",
+        &[(
+            "AfterInstall",
+            r#"touch "$E2E_RUN_DIR/after-install-started"; sleep 3"#,
+        )],
+        60,
+    );
+    let created = fleet.gantry_json(&["deploy", "--app", "shop", "--group", "web", "--no-wait"]);
+    let id = created["deploymentId"].as_str().unwrap().to_owned();
+    let started = wait_until(DEPLOYMENT_TIMEOUT, || {
+        fleet
+            .hosts
+            .iter()
+            .any(|host| host.run_dir().join("after-install-started").exists())
+    });
+    assert!(started, "no host reached AfterInstall");
+    let stopped = fleet.gantry_ok(&["stop", &id, "--rollback"]);
+    assert!(stopped.contains("rolling back"), "{stopped}");
+
+    let info = fleet.wait_for_end(&id, DEPLOYMENT_TIMEOUT);
+    assert_eq!(info["status"], "Stopped", "{info:#}");
+    let rollback_id = info["rollbackInfo"]["rollbackDeploymentId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no rollback: {info:#}"))
+        .to_owned();
+    let rollback = fleet.wait_for_end(&rollback_id, DEPLOYMENT_TIMEOUT);
+    assert_eq!(rollback["status"], "Succeeded", "{rollback:#}");
+    // The host that was mid-v2 finished that command, then ran the rollback's.
+    for host in &fleet.hosts {
+        assert_eq!(
+            installed_version(host).as_deref(),
+            Some("v1"),
+            "{}",
+            host.name
+        );
+    }
+}
+
+#[test]
+fn a_tag_set_targets_the_and_of_its_ors_and_the_stock_aws_cli_drives_it() {
+    let fleet = fleet(
+        &[],
+        &[
+            ("web-prod", &["role=web", "env=prod"]),
+            ("api-prod", &["role=api", "env=prod"]),
+            ("web-dev", &["role=web", "env=dev"]),
+            ("db-prod", &["role=db", "env=prod"]),
+        ],
+    );
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "prod-front",
+        "--app",
+        "shop",
+        "--config",
+        "CodeDeployDefault.AllAtOnce",
+        "--on-prem-tag-set",
+        "role=web,role=api",
+        "--on-prem-tag-set",
+        "env=prod",
+    ]);
+    push(&fleet, "shop", "v1", &[], 60);
+
+    // CodeDeploy's own create-deployment JSON, through the stock AWS CLI.
+    let created = fleet.aws_lambda_invoke(
+        "gantry-create-deployment",
+        &json!({
+            "applicationName": "shop",
+            "deploymentGroupName": "prod-front",
+            "revision": {
+                "revisionType": "S3",
+                "s3Location": {"bucket": "gantry-revisions", "key": "shop/v1.tgz", "bundleType": "tgz"}
+            }
+        }),
+    );
+    let id = created["deploymentId"].as_str().expect("a deployment id");
+    let info = fleet.wait_for_end(id, DEPLOYMENT_TIMEOUT);
+    assert_eq!(info["status"], "Succeeded", "{info:#}");
+
+    let expected: BTreeSet<String> = ["api-prod", "web-prod"].map(String::from).into();
+    assert_eq!(ids(&fleet.targets(id)), expected);
+    for host in &fleet.hosts {
+        let wanted = expected.contains(&host.name).then_some("v1");
+        assert_eq!(installed_version(host).as_deref(), wanted, "{}", host.name);
+    }
+}
+
+#[test]
+fn a_host_whose_agent_dies_mid_hook_fails_by_its_deadline() {
+    // Deadlines: the hook's 3 s timeout plus 1 s slack; a tick every 200 ms notices.
+    let mut fleet = fleet(
+        &[
+            "--event-slack-seconds",
+            "1",
+            "--host-start-timeout-seconds",
+            "5",
+        ],
+        &[("web-1", WEB)],
+    );
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "web",
+        "--app",
+        "shop",
+        "--on-prem-tag",
+        "role=web",
+    ]);
+    push(
+        &fleet,
+        "shop",
+        "v1",
+        &[(
+            "AfterInstall",
+            r#"echo $$ > "$E2E_RUN_DIR/hook.pid"; exec sleep 30"#,
+        )],
+        3,
+    );
+    let created = fleet.gantry_json(&["deploy", "--app", "shop", "--group", "web", "--no-wait"]);
+    let id = created["deploymentId"].as_str().unwrap().to_owned();
+    let pid_file = fleet.host("web-1").run_dir().join("hook.pid");
+    assert!(
+        wait_until(DEPLOYMENT_TIMEOUT, || pid_file.exists()),
+        "the hook never started"
+    );
+    fleet.host_mut("web-1").kill();
+
+    let info = fleet.wait_for_end(&id, DEPLOYMENT_TIMEOUT);
+    assert_eq!(info["status"], "Failed", "{info:#}");
+    let targets = fleet.targets(&id);
+    assert_eq!(targets[0]["status"], "Failed", "{:#}", targets[0]);
+    let after_install = targets[0]["lifecycleEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["lifecycleEventName"] == "AfterInstall")
+        .cloned()
+        .unwrap();
+    assert_eq!(after_install["status"], "Failed", "{after_install:#}");
+    // Nothing waited for the full 30 s hook: the deadline, not the script, ended it.
+    let (started, _) = window(&targets[0]);
+    let ended = seconds(&info["completeTime"]);
+    assert!(
+        ended - started < 25.0,
+        "the deployment ended {:.1} s after the host started",
+        ended - started
+    );
+}
