@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo bench bench-agent bench-control-plane clean
+.PHONY: all test lint venv build demo bench bench-agent bench-control-plane bench-fleet clean
 
 all: test
 
@@ -30,20 +30,25 @@ test: venv build
 	awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' $(TEST_LOG); \
 	exit $$status
 
-lint:
+lint: venv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
 
 # Benchmarks measure; they never run in `make test`. Results land in bench/results/.
-bench: bench-agent bench-control-plane
+bench: bench-agent bench-control-plane bench-fleet
 
 bench-agent: venv
-	$(CARGO) build --release -p gantry-agent
+	$(CARGO) build --release -p gantry-local -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/agent.py
 
 bench-control-plane: venv
-	$(CARGO) build --release -p gantry-local
+	$(CARGO) build --release -p gantry-local -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/control_plane.py
+
+bench-fleet: venv
+	$(CARGO) build --release -p gantry-local -p gantry-agent
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/fleet.py
 
 # A live deployment across four local hosts, a failure and its rollback (demo/run.sh).
 demo: venv

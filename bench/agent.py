@@ -13,58 +13,22 @@ Writes bench/results/agent.json and prints a Markdown table. Usage:
 """
 
 import argparse
-import io
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import urllib.request
 
 import boto3
 
+from harness import free_port, wait_for, tgz, rss_kib
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVENTS = 7  # ApplicationStop .. ValidateService
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-def tgz(files):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, body, mode in files:
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            info.mode = mode
-            archive.addfile(info, io.BytesIO(body))
-    return buffer.getvalue()
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():

@@ -22,14 +22,11 @@ import argparse
 import collections
 import http.client
 import http.server
-import io
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
-import tarfile
 import tempfile
 import threading
 import time
@@ -38,24 +35,10 @@ import urllib.request
 
 import boto3
 
+from harness import free_port, wait_for, tgz, invoke, api
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall", "ApplicationStart", "ValidateService"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.005)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 class Counter:
@@ -114,33 +97,6 @@ def start_proxy(upstream_port, counter):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
-
-
-def tgz(files):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, body in files:
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            archive.addfile(info, io.BytesIO(body))
-    return buffer.getvalue()
-
-
-def invoke(endpoint, function, payload):
-    request = urllib.request.Request(
-        f"{endpoint}/2015-03-31/functions/{function}/invocations",
-        data=json.dumps(payload).encode(),
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.loads(response.read())
-        if response.headers.get("X-Amz-Function-Error"):
-            raise SystemExit(f"{function} failed: {body}")
-        return body
-
-
-def api(endpoint, operation, payload):
-    return invoke(endpoint, "api", {"operation": operation, "input": payload})
 
 
 def reports(deployment_id, host):

@@ -44,11 +44,27 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads `GANTRY_TABLE`, `GANTRY_COMMAND_QUEUE_PREFIX`, `AWS_REGION`,
-    /// `GANTRY_ACCOUNT_ID`, and the optional `GANTRY_HOST_START_TIMEOUT_SECONDS` and
-    /// `GANTRY_EVENT_SLACK_SECONDS`.
+    /// Every variable `from_env` reads. template.yaml sets exactly these for each function
+    /// (but AWS_REGION, which Lambda sets); local/tests/template.rs keeps them equal.
+    pub const VARIABLES: [&'static str; 7] = [
+        "GANTRY_TABLE",
+        "GANTRY_COMMAND_QUEUE_PREFIX",
+        "AWS_REGION",
+        "GANTRY_ACCOUNT_ID",
+        "GANTRY_HOST_START_TIMEOUT_SECONDS",
+        "GANTRY_EVENT_SLACK_SECONDS",
+        "GANTRY_AGENT_EVENT_SECONDS",
+    ];
+
+    /// Reads [`Self::VARIABLES`]; the timeouts are optional.
     pub fn from_env() -> Result<Self, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let var = |name: &str| {
+            debug_assert!(
+                Self::VARIABLES.contains(&name),
+                "{name} is not in VARIABLES"
+            );
+            std::env::var(name).ok().filter(|value| !value.is_empty())
+        };
         let seconds = |name: &str, default: u64| -> Result<Millis, String> {
             match var(name) {
                 None => Ok(default * 1000),
@@ -996,5 +1012,13 @@ mod tests {
         assert!(is_blank(&skeleton));
         let real = serde_json::json!({"autoScalingGroups": ["green"]});
         assert!(!is_blank(&real));
+    }
+
+    #[test]
+    fn settings_read_only_the_variables_they_list() {
+        // from_env's debug assertion fails for a variable missing from VARIABLES; the
+        // environment of `cargo test` sets none of the GANTRY_ ones.
+        let settings = Settings::from_env().expect("defaults apply");
+        assert_eq!(settings.event_slack_ms, 60_000);
     }
 }

@@ -54,8 +54,8 @@ struct Args {
     /// How often the schedule tick fires, in milliseconds.
     #[arg(long, env = "GANTRY_TICK_MS", default_value_t = 1000)]
     tick_ms: u64,
-    /// Receives of a report before it is dead-lettered.
-    #[arg(long, env = "GANTRY_MAX_RECEIVES", default_value_t = 3)]
+    /// Receives of a report before it is dead-lettered (template.yaml's maxReceiveCount).
+    #[arg(long, env = "GANTRY_MAX_RECEIVES", default_value_t = 5)]
     max_receives: u32,
     /// How long a host has to start after its command is sent.
     #[arg(long, env = "GANTRY_HOST_START_TIMEOUT_SECONDS", default_value_t = 300)]
@@ -164,7 +164,9 @@ async fn create_resources(
         .create_queue()
         .queue_name(&args.reports_queue)
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-        .attributes(QueueAttributeName::VisibilityTimeout, "30")
+        // As template.yaml: 6x batch-advance's 30 s timeout. The poller retries a failed
+        // report after 1 s regardless (ChangeMessageVisibility).
+        .attributes(QueueAttributeName::VisibilityTimeout, "180")
         .send()
         .await
         .context("creating the reports queue")?

@@ -1,0 +1,264 @@
+//! template.yaml against the code: what gantry-local creates (against moto) must be what
+//! the template creates, every handler binary must have its function, and every function
+//! must get exactly the environment the handlers read. Drift fails the build.
+
+use gantry_functions::control::Settings;
+use gantry_tests::local::GantryLocal;
+use gantry_tests::moto::Moto;
+use gantry_tests::workspace_root;
+use serde_norway::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_gantry-local");
+
+fn template() -> Value {
+    let path = workspace_root().join("template.yaml");
+    let text = std::fs::read_to_string(&path).expect("template.yaml exists");
+    serde_norway::from_str(&text).expect("template.yaml is YAML")
+}
+
+fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    template["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, resource)| resource["Type"].as_str() == Some(kind))
+        .map(|(name, resource)| (name.as_str().expect("resource names are strings"), resource))
+        .collect()
+}
+
+fn string(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        other => panic!("expected a scalar, found {other:?}"),
+    }
+}
+
+/// A key schema as (attribute, HASH|RANGE) pairs, in order.
+fn template_keys(schema: &Value) -> Vec<(String, String)> {
+    schema
+        .as_sequence()
+        .expect("KeySchema is a list")
+        .iter()
+        .map(|key| (string(&key["AttributeName"]), string(&key["KeyType"])))
+        .collect()
+}
+
+fn sdk_keys(schema: &[aws_sdk_dynamodb::types::KeySchemaElement]) -> Vec<(String, String)> {
+    schema
+        .iter()
+        .map(|key| {
+            (
+                key.attribute_name().to_owned(),
+                key.key_type().as_str().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_handler_binary_has_a_function_with_the_environment_it_reads() {
+    let template = template();
+    let functions = resources_of_type(&template, "AWS::Serverless::Function");
+
+    let binaries: BTreeSet<String> = std::fs::read_dir(workspace_root().join("functions/src/bin"))
+        .expect("functions/src/bin")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let built: BTreeSet<String> = functions
+        .iter()
+        .map(|(name, function)| {
+            assert_eq!(
+                function["Metadata"]["BuildMethod"].as_str(),
+                Some("rust-cargolambda"),
+                "{name}"
+            );
+            string(&function["Metadata"]["BuildProperties"]["Binary"])
+        })
+        .collect();
+    assert_eq!(
+        built, binaries,
+        "functions in template.yaml vs functions/src/bin"
+    );
+
+    // Every function shares the Globals environment and adds none of its own.
+    let globals: BTreeSet<String> = template["Globals"]["Function"]["Environment"]["Variables"]
+        .as_mapping()
+        .expect("Globals.Function.Environment.Variables")
+        .keys()
+        .map(string)
+        .collect();
+    let read: BTreeSet<String> = Settings::VARIABLES
+        .iter()
+        .filter(|name| **name != "AWS_REGION") // Lambda sets it; a template may not
+        .map(|name| name.to_string())
+        .collect();
+    assert_eq!(globals, read, "template environment vs Settings::VARIABLES");
+    for (name, function) in &functions {
+        assert!(
+            function["Properties"].get("Environment").is_none(),
+            "{name} sets its own Environment; the handlers all read Settings"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gantry_local_creates_what_the_template_creates() {
+    let template = template();
+    let moto = Moto::start().expect("moto starts");
+    let _local =
+        GantryLocal::start(std::path::Path::new(BINARY), &moto, &[]).expect("gantry-local starts");
+    let config = moto.sdk_config().await;
+
+    // The table: key schema, attributes, indexes and billing.
+    let (_, table) = resources_of_type(&template, "AWS::DynamoDB::Table")[0];
+    let table = &table["Properties"];
+    let described = aws_sdk_dynamodb::Client::new(&config)
+        .describe_table()
+        .table_name("gantry")
+        .send()
+        .await
+        .expect("gantry-local created the table")
+        .table
+        .expect("a table description");
+    assert_eq!(
+        sdk_keys(described.key_schema()),
+        template_keys(&table["KeySchema"])
+    );
+    let attributes: BTreeMap<String, String> = described
+        .attribute_definitions()
+        .iter()
+        .map(|a| {
+            (
+                a.attribute_name().to_owned(),
+                a.attribute_type().as_str().to_owned(),
+            )
+        })
+        .collect();
+    let template_attributes: BTreeMap<String, String> = table["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| (string(&a["AttributeName"]), string(&a["AttributeType"])))
+        .collect();
+    assert_eq!(attributes, template_attributes);
+    let indexes: BTreeMap<String, (Vec<(String, String)>, String)> = described
+        .global_secondary_indexes()
+        .iter()
+        .map(|index| {
+            (
+                index.index_name().unwrap_or_default().to_owned(),
+                (
+                    sdk_keys(index.key_schema()),
+                    index
+                        .projection()
+                        .and_then(|p| p.projection_type())
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_default(),
+                ),
+            )
+        })
+        .collect();
+    let template_indexes: BTreeMap<String, (Vec<(String, String)>, String)> =
+        table["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|index| {
+                (
+                    string(&index["IndexName"]),
+                    (
+                        template_keys(&index["KeySchema"]),
+                        string(&index["Projection"]["ProjectionType"]),
+                    ),
+                )
+            })
+            .collect();
+    assert_eq!(indexes, template_indexes);
+    assert_eq!(
+        described
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|b| b.as_str()),
+        Some(string(&table["BillingMode"]).as_str())
+    );
+
+    // The reports queue: visibility timeout and redrive to the dead-letter queue.
+    let reports = &template["Resources"]["ReportsQueue"]["Properties"];
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let url = sqs
+        .get_queue_url()
+        .queue_name("gantry-reports")
+        .send()
+        .await
+        .expect("the reports queue exists")
+        .queue_url
+        .unwrap();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .unwrap_or_default();
+    let attribute = |name: aws_sdk_sqs::types::QueueAttributeName| {
+        attributes.get(&name).cloned().unwrap_or_default()
+    };
+    use aws_sdk_sqs::types::QueueAttributeName as Q;
+    assert_eq!(
+        attribute(Q::VisibilityTimeout),
+        string(&reports["VisibilityTimeout"])
+    );
+    let redrive: serde_json::Value =
+        serde_json::from_str(&attribute(Q::RedrivePolicy)).expect("a redrive policy");
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        string(&reports["RedrivePolicy"]["maxReceiveCount"])
+    );
+    assert!(
+        redrive["deadLetterTargetArn"]
+            .as_str()
+            .is_some_and(|arn| arn.ends_with(":gantry-reports-dlq")),
+        "{redrive}"
+    );
+    let Value::Tagged(target) = &reports["RedrivePolicy"]["deadLetterTargetArn"] else {
+        panic!("the template's redrive target is a !GetAtt");
+    };
+    assert_eq!(string(&target.value), "ReportsDeadLetterQueue.Arn");
+
+    // batch-advance's timeout fits the queue's visibility 6 times (AWS's advice), and it
+    // reports partial batch failures.
+    let batch_advance = &template["Resources"]["BatchAdvanceFunction"]["Properties"];
+    let timeout: u64 = string(
+        batch_advance
+            .get("Timeout")
+            .unwrap_or(&template["Globals"]["Function"]["Timeout"]),
+    )
+    .parse()
+    .unwrap();
+    let visibility: u64 = string(&reports["VisibilityTimeout"]).parse().unwrap();
+    assert!(visibility >= 6 * timeout, "{visibility} < 6 x {timeout}");
+    let source = &batch_advance["Events"]["Reports"]["Properties"];
+    assert_eq!(
+        source["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+
+    // The topic and the bucket exist in both.
+    assert_eq!(resources_of_type(&template, "AWS::SNS::Topic").len(), 1);
+    assert_eq!(resources_of_type(&template, "AWS::S3::Bucket").len(), 1);
+    let topics = aws_sdk_sns::Client::new(&config)
+        .list_topics()
+        .send()
+        .await
+        .expect("topics");
+    assert!(topics.topics().iter().any(|t| {
+        t.topic_arn()
+            .is_some_and(|arn| arn.ends_with(":gantry-notifications"))
+    }));
+}
