@@ -309,6 +309,48 @@ async fn wait_for_rollback(gantry: &Gantry, id: &str, mut info: Value) -> anyhow
     Ok(info)
 }
 
+/// Batches as the CLI sees them: a poll in which more hosts have been dispatched than
+/// before starts a new batch. The API does not expose batches (nor does CodeDeploy's), and
+/// their size depends on health as the deployment goes, so the total is an estimate: the
+/// batches so far plus the pending hosts in batches the size of the last.
+#[derive(Debug, Default)]
+struct Batches {
+    started: usize,
+    dispatched: usize,
+    last_size: usize,
+}
+
+impl Batches {
+    /// Takes one poll's targets; returns true when a new batch started.
+    fn observe(&mut self, targets: &[Value]) -> bool {
+        let dispatched = targets
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t["status"].as_str(),
+                    Some("InProgress" | "Succeeded" | "Failed")
+                )
+            })
+            .count();
+        if dispatched <= self.dispatched {
+            return false;
+        }
+        self.started += 1;
+        self.last_size = dispatched - self.dispatched;
+        self.dispatched = dispatched;
+        true
+    }
+
+    fn label(&self, targets: &[Value]) -> String {
+        if self.started == 0 {
+            return String::new();
+        }
+        let pending = targets.iter().filter(|t| t["status"] == "Pending").count();
+        let total = self.started + pending.div_ceil(self.last_size.max(1));
+        format!("batch {} of {total}", self.started)
+    }
+}
+
 /// Polls a deployment until it ends, showing each host's progress (bars on a terminal,
 /// a line per change otherwise) and each failure as it happens.
 async fn follow(
@@ -334,6 +376,7 @@ async fn follow(
     let mut bars: BTreeMap<String, ProgressBar> = BTreeMap::new();
     let mut last_seen: BTreeMap<String, (String, String, String)> = BTreeMap::new();
     let mut reported_failures = std::collections::BTreeSet::new();
+    let mut batches = Batches::default();
     let text = output == Output::Text;
     loop {
         let info = gantry
@@ -352,7 +395,12 @@ async fn follow(
             })
             .count();
         overall.set_position(done as u64);
-        overall.set_message(info["status"].as_str().unwrap_or("").to_owned());
+        let new_batch = batches.observe(&targets);
+        let batch = batches.label(&targets);
+        overall.set_message(format!("{} {batch}", info["status"].as_str().unwrap_or("")));
+        if new_batch && text && !interactive {
+            println!("{batch}");
+        }
         for target in &targets {
             let host = target["targetId"].as_str().unwrap_or("?").to_owned();
             let (event, event_status) = current_event(target);
@@ -397,5 +445,42 @@ async fn follow(
             return Ok((info, code));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(statuses: &[&str]) -> Vec<Value> {
+        statuses.iter().map(|s| json!({"status": s})).collect()
+    }
+
+    #[test]
+    fn batches_count_polls_that_dispatch_hosts_and_estimate_the_rest() {
+        let mut batches = Batches::default();
+        let waiting = targets(&["Pending", "Pending", "Pending", "Pending"]);
+        assert!(!batches.observe(&waiting));
+        assert_eq!(batches.label(&waiting), "");
+
+        let first = targets(&["InProgress", "InProgress", "Pending", "Pending"]);
+        assert!(batches.observe(&first));
+        assert_eq!(batches.label(&first), "batch 1 of 2");
+        // The same batch, further along: not a new one.
+        let first_done = targets(&["Succeeded", "InProgress", "Pending", "Pending"]);
+        assert!(!batches.observe(&first_done));
+
+        let second = targets(&["Succeeded", "Succeeded", "InProgress", "InProgress"]);
+        assert!(batches.observe(&second));
+        assert_eq!(batches.label(&second), "batch 2 of 2");
+    }
+
+    #[test]
+    fn skipped_hosts_are_not_a_batch() {
+        let mut batches = Batches::default();
+        assert!(batches.observe(&targets(&["Failed", "Pending", "Pending"])));
+        let stopped = targets(&["Failed", "Skipped", "Skipped"]);
+        assert!(!batches.observe(&stopped));
+        assert_eq!(batches.label(&stopped), "batch 1 of 1");
     }
 }
