@@ -61,6 +61,18 @@ impl CommandQueues {
         Ok(url)
     }
 
+    /// Sends one message to a queue by URL.
+    pub async fn send_to_queue(&self, url: &str, body: String) -> Result<(), ApiError> {
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|error| aws_failure("SQS SendMessage", error))?;
+        Ok(())
+    }
+
     /// Sends each command to its host's queue, concurrently.
     pub async fn send_all(&self, commands: Vec<Command>) -> Result<(), ApiError> {
         let mut tasks = tokio::task::JoinSet::new();
@@ -68,15 +80,7 @@ impl CommandQueues {
             let queues = self.clone();
             tasks.spawn(async move {
                 let url = queues.url(&command.instance_id).await?;
-                queues
-                    .client
-                    .send_message()
-                    .queue_url(url)
-                    .message_body(command.to_json())
-                    .send()
-                    .await
-                    .map_err(|error| aws_failure("SQS SendMessage", error))?;
-                Ok::<(), ApiError>(())
+                queues.send_to_queue(&url, command.to_json()).await
             });
         }
         let mut first_error = None;

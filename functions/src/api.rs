@@ -21,11 +21,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The Lambda functions, by the names the template and gantry-local give them.
-pub const FUNCTIONS: [&str; 5] = [
+pub const FUNCTIONS: [&str; 6] = [
     "push",
     "create-deployment",
     "batch-advance",
     "rollback",
+    "lifecycle",
     "api",
 ];
 
@@ -39,6 +40,7 @@ pub async fn invoke(
         "push" => operation(control, "RegisterApplicationRevision", payload).await,
         "create-deployment" => operation(control, "CreateDeployment", payload).await,
         "batch-advance" => batch_advance(control, payload).await,
+        "lifecycle" => lifecycle(control, payload).await,
         "rollback" => {
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -102,6 +104,22 @@ async fn batch_advance(control: &ControlPlane, payload: Value) -> Result<Value, 
     Ok(json!({"deploymentsChecked": checked}))
 }
 
+/// lifecycle: an SQS event from the lifecycle queue (Auto Scaling launch notifications and
+/// finished launches); see [`crate::lifecycle`].
+async fn lifecycle(control: &ControlPlane, payload: Value) -> Result<Value, ApiError> {
+    let event: aws_lambda_events::event::sqs::SqsEvent = parse_input("lifecycle", payload)?;
+    let mut failures = Vec::new();
+    for record in event.records {
+        let message_id = record.message_id.unwrap_or_default();
+        let body = record.body.unwrap_or_default();
+        if let Err(error) = control.handle_lifecycle_message(&body).await {
+            tracing::warn!(%message_id, %error, "lifecycle message not handled; SQS delivers it again");
+            failures.push(json!({"itemIdentifier": message_id}));
+        }
+    }
+    Ok(json!({"batchItemFailures": failures}))
+}
+
 fn name_field(input: &Value, field: &str, exception: &str) -> Result<String, ApiError> {
     match input.get(field).and_then(Value::as_str) {
         Some(value) if !value.is_empty() => Ok(value.to_owned()),
@@ -159,12 +177,62 @@ fn check_instance_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Runs one CodeDeploy operation.
+/// Runs one CodeDeploy operation. Each area is its own function, boxed: one async match
+/// over every operation kept all their locals in one stack frame (700 KB in debug builds,
+/// enough to overflow a 2 MB thread on a deep path).
 pub async fn operation(
     control: &ControlPlane,
     name: &str,
     input: Value,
 ) -> Result<Value, ApiError> {
+    match name {
+        "CreateApplication"
+        | "GetApplication"
+        | "BatchGetApplications"
+        | "ListApplications"
+        | "DeleteApplication" => Box::pin(applications(control, name, input)).await,
+        "CreateDeploymentGroup"
+        | "GetDeploymentGroup"
+        | "BatchGetDeploymentGroups"
+        | "ListDeploymentGroups"
+        | "UpdateDeploymentGroup"
+        | "DeleteDeploymentGroup" => Box::pin(deployment_groups(control, name, input)).await,
+        "CreateDeploymentConfig"
+        | "GetDeploymentConfig"
+        | "ListDeploymentConfigs"
+        | "DeleteDeploymentConfig" => Box::pin(deployment_configs(control, name, input)).await,
+        "RegisterOnPremisesInstance"
+        | "DeregisterOnPremisesInstance"
+        | "AddTagsToOnPremisesInstances"
+        | "RemoveTagsFromOnPremisesInstances"
+        | "GetOnPremisesInstance"
+        | "BatchGetOnPremisesInstances"
+        | "ListOnPremisesInstances" => Box::pin(on_premises_instances(control, name, input)).await,
+        "RegisterApplicationRevision" | "GetApplicationRevision" | "ListApplicationRevisions" => {
+            Box::pin(revisions(control, name, input)).await
+        }
+        "CreateDeployment"
+        | "GetDeployment"
+        | "BatchGetDeployments"
+        | "ListDeployments"
+        | "ListDeploymentTargets"
+        | "ListDeploymentInstances"
+        | "BatchGetDeploymentTargets"
+        | "StopDeployment"
+        | "ContinueDeployment" => Box::pin(deployments(control, name, input)).await,
+        other => Err(unknown_operation(other)),
+    }
+}
+
+fn unknown_operation(name: &str) -> ApiError {
+    ApiError::new(
+        "InvalidOperationException",
+        format!("operation: {name:?} is not an operation Gantry serves"),
+    )
+}
+
+/// Applications: Create, Get, BatchGet, List, Delete.
+async fn applications(control: &ControlPlane, name: &str, input: Value) -> Result<Value, ApiError> {
     let store = &control.store;
     match name {
         "CreateApplication" => {
@@ -242,10 +310,31 @@ pub async fn operation(
                             ),
                         )
                     })?;
+                control
+                    .sync_launch_hooks(
+                        &application,
+                        &group.deployment_group_name,
+                        &group.deployment_group_id,
+                        &[],
+                        &group.targets.auto_scaling_groups,
+                    )
+                    .await?;
             }
             store.delete(keys::APPLICATIONS, &application, None).await?;
             Ok(json!({}))
         }
+        other => Err(unknown_operation(other)),
+    }
+}
+
+/// Deployment groups.
+async fn deployment_groups(
+    control: &ControlPlane,
+    name: &str,
+    input: Value,
+) -> Result<Value, ApiError> {
+    let store = &control.store;
+    match name {
         "CreateDeploymentGroup" => {
             let request: GroupInput = parse_input(name, input)?;
             let application = request.application_name.clone();
@@ -259,6 +348,16 @@ pub async fn operation(
             }
             check_name("deploymentGroupName", &group)?;
             let settings = request.settings(control, None).await?;
+            // Hooks first: a group whose launches would go unanswered is not created.
+            control
+                .sync_launch_hooks(
+                    &application,
+                    &group,
+                    &settings.deployment_group_id,
+                    &settings.targets.auto_scaling_groups,
+                    &[],
+                )
+                .await?;
             store
                 .create_group(&application, &group, &settings)
                 .await
@@ -316,6 +415,15 @@ pub async fn operation(
             let settings = request
                 .settings(control, Some(&group.settings.value))
                 .await?;
+            control
+                .sync_launch_hooks(
+                    &application,
+                    &current,
+                    &settings.deployment_group_id,
+                    &settings.targets.auto_scaling_groups,
+                    &group.settings.value.targets.auto_scaling_groups,
+                )
+                .await?;
             store
                 .update_body(
                     &keys::groups(&application),
@@ -329,7 +437,7 @@ pub async fn operation(
         "DeleteDeploymentGroup" => {
             let application = application_field(&input)?;
             let group = group_field(&input)?;
-            control.load_group(&application, &group).await?;
+            let loaded = control.load_group(&application, &group).await?;
             store
                 .delete(
                     &keys::groups(&application),
@@ -344,8 +452,30 @@ pub async fn operation(
                     ),
                     other => other.into(),
                 })?;
-            Ok(json!({"hooksNotCleanedUp": []}))
+            // As CodeDeploy: the group is gone either way; hooks that could not be
+            // removed are listed for the caller to remove.
+            let hook = crate::lifecycle::hook_name(&loaded.settings.value.deployment_group_id);
+            let mut not_cleaned_up = Vec::new();
+            for auto_scaling_group in &loaded.settings.value.targets.auto_scaling_groups {
+                if let Err(error) = control.lifecycle.delete(auto_scaling_group, &hook).await {
+                    tracing::warn!(%error, auto_scaling_group, "lifecycle hook not removed");
+                    not_cleaned_up.push(json!({"name": auto_scaling_group, "hook": hook}));
+                }
+            }
+            Ok(json!({"hooksNotCleanedUp": not_cleaned_up}))
         }
+        other => Err(unknown_operation(other)),
+    }
+}
+
+/// Deployment configurations.
+async fn deployment_configs(
+    control: &ControlPlane,
+    name: &str,
+    input: Value,
+) -> Result<Value, ApiError> {
+    let store = &control.store;
+    match name {
         "CreateDeploymentConfig" => {
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -473,6 +603,18 @@ pub async fn operation(
             store.delete(keys::CONFIGS, &config_name, None).await?;
             Ok(json!({}))
         }
+        other => Err(unknown_operation(other)),
+    }
+}
+
+/// On-premises instances and their tags.
+async fn on_premises_instances(
+    control: &ControlPlane,
+    name: &str,
+    input: Value,
+) -> Result<Value, ApiError> {
+    let store = &control.store;
+    match name {
         "RegisterOnPremisesInstance" => {
             let instance = name_field(&input, "instanceName", "InstanceNameRequiredException")?;
             check_instance_name(&instance)?;
@@ -583,6 +725,14 @@ pub async fn operation(
                 .collect();
             Ok(json!({"instanceNames": names}))
         }
+        other => Err(unknown_operation(other)),
+    }
+}
+
+/// Application revisions.
+async fn revisions(control: &ControlPlane, name: &str, input: Value) -> Result<Value, ApiError> {
+    let store = &control.store;
+    match name {
         "RegisterApplicationRevision" => {
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -644,6 +794,14 @@ pub async fn operation(
                 revisions.into_iter().map(|r| r.revision_location).collect();
             Ok(json!({"revisions": locations}))
         }
+        other => Err(unknown_operation(other)),
+    }
+}
+
+/// Deployments and their targets.
+async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result<Value, ApiError> {
+    let store = &control.store;
+    match name {
         "CreateDeployment" => {
             let request: CreateDeploymentInput = parse_input(name, input)?;
             let id = control
@@ -725,10 +883,7 @@ pub async fn operation(
             "DeploymentIsNotInReadyStateException",
             "ContinueDeployment applies to blue/green deployments waiting for traffic rerouting; in-place deployments never wait",
         )),
-        other => Err(ApiError::new(
-            "InvalidOperationException",
-            format!("operation: {other:?} is not an operation Gantry serves"),
-        )),
+        other => Err(unknown_operation(other)),
     }
 }
 

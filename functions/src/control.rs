@@ -3,10 +3,11 @@
 
 use crate::adapters::{Bundles, CommandQueues, Fleet, Host, Notifier, register, revision_key};
 use crate::error::ApiError;
+use crate::lifecycle::LifecycleHooks;
 use crate::model::{
     AutoRollbackConfiguration, DeploymentConfigInfo, DeploymentGroupSettings, DeploymentSpec,
-    LastDeploymentInfo, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST, RevisionRecord, RollbackInfo,
-    now_millis, seconds,
+    LastDeploymentInfo, LifecycleAction, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST, RevisionRecord,
+    RollbackInfo, now_millis, seconds,
 };
 use crate::store::{
     self, Applied, DeploymentRecord, DynamoStore, GroupRecord, InstanceHealth, OUTBOX_GRACE_MS,
@@ -41,12 +42,18 @@ pub struct Settings {
     pub event_slack_ms: Millis,
     /// The limit for DownloadBundle and Install, which run no scripts.
     pub agent_event_ms: Millis,
+    /// The lifecycle queue (Auto Scaling launch notifications, finished launches): its
+    /// URL to post to, its ARN and the role Auto Scaling uses to notify it. Optional: a
+    /// Gantry without them refuses Auto Scaling groups.
+    pub lifecycle_queue_url: Option<String>,
+    pub lifecycle_queue_arn: Option<String>,
+    pub lifecycle_role_arn: Option<String>,
 }
 
 impl Settings {
     /// Every variable `from_env` reads. template.yaml sets exactly these for each function
     /// (but AWS_REGION, which Lambda sets); local/tests/template.rs keeps them equal.
-    pub const VARIABLES: [&'static str; 7] = [
+    pub const VARIABLES: [&'static str; 10] = [
         "GANTRY_TABLE",
         "GANTRY_COMMAND_QUEUE_PREFIX",
         "AWS_REGION",
@@ -54,6 +61,9 @@ impl Settings {
         "GANTRY_HOST_START_TIMEOUT_SECONDS",
         "GANTRY_EVENT_SLACK_SECONDS",
         "GANTRY_AGENT_EVENT_SECONDS",
+        "GANTRY_LIFECYCLE_QUEUE_URL",
+        "GANTRY_LIFECYCLE_QUEUE_ARN",
+        "GANTRY_LIFECYCLE_ROLE_ARN",
     ];
 
     /// Reads [`Self::VARIABLES`]; the timeouts are optional.
@@ -82,6 +92,9 @@ impl Settings {
             host_start_timeout_ms: seconds("GANTRY_HOST_START_TIMEOUT_SECONDS", 300)?,
             event_slack_ms: seconds("GANTRY_EVENT_SLACK_SECONDS", 60)?,
             agent_event_ms: seconds("GANTRY_AGENT_EVENT_SECONDS", 600)?,
+            lifecycle_queue_url: var("GANTRY_LIFECYCLE_QUEUE_URL"),
+            lifecycle_queue_arn: var("GANTRY_LIFECYCLE_QUEUE_ARN"),
+            lifecycle_role_arn: var("GANTRY_LIFECYCLE_ROLE_ARN"),
         })
     }
 }
@@ -93,6 +106,7 @@ pub struct ControlPlane {
     pub notifier: Notifier,
     pub bundles: Bundles,
     pub fleet: Fleet,
+    pub lifecycle: LifecycleHooks,
     pub settings: Settings,
 }
 
@@ -129,12 +143,27 @@ pub struct Origin {
     pub rollback_of: Option<String>,
     /// A fixed id (a rollback's, claimed before it is created).
     pub deployment_id: Option<String>,
+    /// A launching instance: the only target, whatever the group's selection matches.
+    pub launch: Option<(Host, LifecycleAction)>,
 }
 
 /// A new deployment id in CodeDeploy's form: `d-` and nine of `A-Z0-9`.
 pub fn new_deployment_id() -> String {
+    deployment_id_from(uuid::Uuid::new_v4())
+}
+
+/// The same id every time for the same `name`: a redelivered message that creates a
+/// deployment finds the one it created before.
+pub fn deployment_id_for(name: &str) -> String {
+    deployment_id_from(uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        name.as_bytes(),
+    ))
+}
+
+fn deployment_id_from(uuid: uuid::Uuid) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut value = uuid::Uuid::new_v4().as_u128();
+    let mut value = uuid.as_u128();
     let mut id = String::from("d-");
     for _ in 0..9 {
         id.push(ALPHABET[(value % 36) as usize] as char);
@@ -177,6 +206,7 @@ impl ControlPlane {
                 aws_sdk_ec2::Client::new(config),
                 aws_sdk_autoscaling::Client::new(config),
             ),
+            lifecycle: LifecycleHooks::new(aws_sdk_autoscaling::Client::new(config)),
             settings,
         }
     }
@@ -339,7 +369,10 @@ impl ControlPlane {
             .await?;
         let revision = record.revision_location.clone();
 
-        let hosts = self.resolve_hosts(settings).await?;
+        let hosts = match &origin.launch {
+            Some((host, _)) => vec![host.clone()],
+            None => self.resolve_hosts(settings).await?,
+        };
         let mut targets: Vec<Target> = hosts
             .into_iter()
             .map(|host| Target {
@@ -381,6 +414,7 @@ impl ControlPlane {
             trigger_configurations: settings.trigger_configurations.clone(),
             lifecycle_events: events.clone(),
             rollback_triggering_deployment_id: origin.rollback_of.clone(),
+            lifecycle_action: origin.launch.as_ref().map(|(_, action)| action.clone()),
         };
         let (state, effects, take_lock) = match config.health_plan(ordered.len() as u32) {
             Ok(plan) => {
@@ -607,6 +641,9 @@ impl ControlPlane {
                         )
                         .await?;
                     tracing::info!(status = ?record.state.status, "deployment finished");
+                    if spec.lifecycle_action.is_some() {
+                        self.launch_finished(&spec.deployment_id).await?;
+                    }
                 }
                 Effect::StartRollback => {
                     self.start_rollback(record).await?;
@@ -842,6 +879,7 @@ impl ControlPlane {
         let origin = Origin {
             rollback_of: Some(original.clone()),
             deployment_id: Some(rollback_id.clone()),
+            launch: None,
         };
         // Boxed: creating a deployment can carry out effects that start a rollback.
         let created = Box::pin(self.create_deployment(input, Creator::CodeDeployRollback, origin));

@@ -33,7 +33,9 @@ pub async fn run(function: &'static str) -> Result<(), lambda_runtime::Error> {
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let control = Arc::clone(&control);
             async move {
-                api::invoke(&control, function, event.payload)
+                // Boxed: the handler's future is deep enough to exceed the compiler's
+                // type layout recursion limit inside the runtime's own futures.
+                Box::pin(api::invoke(&control, function, event.payload))
                     .await
                     .map_err(lambda_runtime::Diagnostic::from)
             }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod control;
 pub mod error;
 pub mod lambda;
+pub mod lifecycle;
 pub mod model;
 pub mod notify;
 pub mod store;

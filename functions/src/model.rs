@@ -330,4 +330,18 @@ pub struct DeploymentSpec {
     pub lifecycle_events: Vec<gantry_core::lifecycle::LifecycleEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_triggering_deployment_id: Option<String>,
+    /// The Auto Scaling launch this deployment answers (creator `autoscaling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_action: Option<LifecycleAction>,
+}
+
+/// A launching instance held in Pending:Wait by a Gantry lifecycle hook, as Auto Scaling's
+/// notification names it; CompleteLifecycleAction needs all of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleAction {
+    pub auto_scaling_group_name: String,
+    pub lifecycle_hook_name: String,
+    pub lifecycle_action_token: String,
+    pub instance_id: String,
 }

@@ -38,8 +38,13 @@ fn settings(prefix: &str) -> Settings {
         host_start_timeout_ms: 300_000,
         event_slack_ms: 60_000,
         agent_event_ms: 600_000,
+        lifecycle_queue_url: None,
+        lifecycle_queue_arn: None,
+        lifecycle_role_arn: None,
     }
 }
+
+const LIFECYCLE_QUEUE: &str = "gantry-lifecycle";
 
 impl Fixture {
     async fn start() -> Self {
@@ -50,6 +55,20 @@ impl Fixture {
         let moto = Moto::start().expect("moto");
         let config = moto.sdk_config().await;
         let mut settings = settings("cmd-");
+        let lifecycle_url = aws_sdk_sqs::Client::new(&config)
+            .create_queue()
+            .queue_name(LIFECYCLE_QUEUE)
+            .send()
+            .await
+            .expect("lifecycle queue")
+            .queue_url
+            .unwrap();
+        settings.lifecycle_queue_url = Some(lifecycle_url);
+        settings.lifecycle_queue_arn = Some(format!(
+            "arn:aws:sqs:us-east-1:123456789012:{LIFECYCLE_QUEUE}"
+        ));
+        settings.lifecycle_role_arn =
+            Some("arn:aws:iam::123456789012:role/gantry-lifecycle".into());
         change(&mut settings);
         let control = Arc::new(ControlPlane::new(&config, settings));
         control.store.create_table().await.expect("table");
@@ -1024,4 +1043,267 @@ async fn ec2_tag_sets_and_auto_scaling_groups_resolve_to_running_instances() {
         group["deploymentGroupInfo"]["autoScalingGroups"][0]["name"],
         "web-asg"
     );
+}
+
+async fn group_deployments(fx: &Fixture, group: &str) -> Vec<String> {
+    let listed = fx
+        .ok(
+            "ListDeployments",
+            json!({"applicationName": APP, "deploymentGroupName": group}),
+        )
+        .await;
+    listed["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// An SQS event of `bodies` for the lifecycle function; returns the failed message ids.
+async fn lifecycle_event(fx: &Fixture, bodies: &[String]) -> Vec<String> {
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(index, body)| json!({"messageId": format!("m-{index}"), "body": body, "eventSource": "aws:sqs"}))
+        .collect();
+    let output = api::invoke(&fx.control, "lifecycle", json!({"Records": records}))
+        .await
+        .expect("lifecycle answers");
+    output["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// An Auto Scaling group `web-asg` of one instance (moto puts it InService at once).
+async fn auto_scaling_group(config: &aws_config::SdkConfig) -> aws_sdk_autoscaling::Client {
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let image = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let autoscaling = aws_sdk_autoscaling::Client::new(config);
+    autoscaling
+        .create_launch_configuration()
+        .launch_configuration_name("web")
+        .image_id(&image)
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name("web-asg")
+        .launch_configuration_name("web")
+        .min_size(1)
+        .max_size(3)
+        .desired_capacity(1)
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    autoscaling
+}
+
+async fn asg_instances(autoscaling: &aws_sdk_autoscaling::Client) -> Vec<String> {
+    autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("web-asg")
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_groups()[0]
+        .instances()
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_owned())
+        .collect()
+}
+
+async fn lifecycle_hook_names(
+    autoscaling: &aws_sdk_autoscaling::Client,
+) -> Vec<(String, String, String)> {
+    autoscaling
+        .describe_lifecycle_hooks()
+        .auto_scaling_group_name("web-asg")
+        .send()
+        .await
+        .unwrap()
+        .lifecycle_hooks()
+        .iter()
+        .map(|h| {
+            (
+                h.lifecycle_hook_name().unwrap_or_default().to_owned(),
+                h.lifecycle_transition().unwrap_or_default().to_owned(),
+                h.default_result().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launching_instance_gets_the_last_successful_revision_and_completes_its_hook() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let autoscaling = auto_scaling_group(&config).await;
+    let first = asg_instances(&autoscaling).await[0].clone();
+
+    let created = fx
+        .ok(
+            "CreateDeploymentGroup",
+            json!({
+                "applicationName": APP,
+                "deploymentGroupName": "asg",
+                "autoScalingGroups": ["web-asg"],
+            }),
+        )
+        .await;
+    let hook = format!("gantry-{}", created["deploymentGroupId"].as_str().unwrap());
+    let hooks = lifecycle_hook_names(&autoscaling).await;
+    assert_eq!(
+        hooks,
+        vec![(
+            hook.clone(),
+            "autoscaling:EC2_INSTANCE_LAUNCHING".to_owned(),
+            "ABANDON".to_owned()
+        )],
+        "the group put its launch hook"
+    );
+
+    // A launch before any successful deployment: nothing to deploy, the instance may go
+    // on (Gantry asks Auto Scaling to CONTINUE; moto does not implement that call).
+    let launch = |instance: &str, token: &str| {
+        json!({
+            "Origin": "EC2", "Destination": "AutoScalingGroup", "Service": "AWS Auto Scaling",
+            "AccountId": "123456789012", "RequestId": "r-1", "Time": "2026-11-23T00:00:00.000Z",
+            "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+            "AutoScalingGroupName": "web-asg", "LifecycleHookName": hook,
+            "EC2InstanceId": instance, "LifecycleActionToken": token,
+            "NotificationMetadata": json!({"applicationName": APP, "deploymentGroupName": "asg"}).to_string(),
+        })
+        .to_string()
+    };
+    let early = fx
+        .control
+        .handle_lifecycle_message(&launch(&first, "aaaaaaaa-0000-4000-8000-000000000001"))
+        .await
+        .unwrap_err();
+    assert!(early.message.contains("CompleteLifecycleAction"), "{early}");
+    assert_eq!(
+        group_deployments(&fx, "asg").await.len(),
+        0,
+        "no deployment for a group with nothing deployed"
+    );
+
+    // v1 everywhere, then a second instance launches.
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let v1 = fx.deploy("asg", "v1.tgz").await.unwrap();
+    fx.run_host(&v1, &first, None).await;
+    assert_eq!(fx.status(&v1).await, "Succeeded");
+    assert_eq!(fx.take_commands(&first).await.len(), 1);
+    autoscaling
+        .set_desired_capacity()
+        .auto_scaling_group_name("web-asg")
+        .desired_capacity(2)
+        .send()
+        .await
+        .unwrap();
+    let second = asg_instances(&autoscaling)
+        .await
+        .into_iter()
+        .find(|id| *id != first)
+        .expect("a second instance");
+
+    // The notification, twice (SQS delivers at least once), and a test notification.
+    let notification = launch(&second, "bbbbbbbb-0000-4000-8000-000000000002");
+    let test = json!({"Event": "autoscaling:TEST_NOTIFICATION", "AutoScalingGroupName": "web-asg"})
+        .to_string();
+    let failed = lifecycle_event(&fx, &[notification.clone(), test, "not json".into()]).await;
+    assert_eq!(
+        failed,
+        vec!["m-2".to_owned()],
+        "only the malformed message fails"
+    );
+    assert!(lifecycle_event(&fx, &[notification]).await.is_empty());
+    let all = group_deployments(&fx, "asg").await;
+    assert_eq!(
+        all.len(),
+        2,
+        "one launch deployment, however often notified"
+    );
+
+    let launched = all.into_iter().find(|id| *id != v1).unwrap();
+    let info = fx.deployment(&launched).await;
+    assert_eq!(info["creator"], "autoscaling", "{info}");
+    assert_eq!(info["revision"]["s3Location"]["key"], "v1.tgz");
+    assert_eq!(info["deploymentOverview"]["InProgress"], 1, "{info}");
+    let commands = fx.take_commands(&second).await;
+    assert_eq!(
+        commands.len(),
+        1,
+        "the launching instance, and only it, gets the command"
+    );
+    assert!(fx.take_commands(&first).await.is_empty());
+
+    // It succeeds: the lifecycle function is told, and completes the action (CONTINUE).
+    fx.run_host(&launched, &second, None).await;
+    assert_eq!(fx.status(&launched).await, "Succeeded");
+    let url = fx.control.settings.lifecycle_queue_url.clone().unwrap();
+    let received = fx
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    let finished = received.messages()[0].body().unwrap().to_owned();
+    assert_eq!(
+        serde_json::from_str::<Value>(&finished).unwrap(),
+        json!({"gantryDeploymentFinished": launched})
+    );
+    let completing = fx
+        .control
+        .handle_lifecycle_message(&finished)
+        .await
+        .unwrap_err();
+    assert!(
+        completing.message.contains("CompleteLifecycleAction"),
+        "{completing}"
+    );
+
+    // Deleting the group takes its hook off the Auto Scaling group.
+    let deleted = fx
+        .ok(
+            "DeleteDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "asg"}),
+        )
+        .await;
+    assert_eq!(deleted["hooksNotCleanedUp"], json!([]));
+    assert!(
+        lifecycle_hook_names(&autoscaling).await.is_empty(),
+        "the hook is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_scaling_groups_need_a_lifecycle_queue() {
+    let fx = Fixture::with_settings(|settings| {
+        settings.lifecycle_queue_arn = None;
+    })
+    .await;
+    let error = fx
+        .call(
+            "CreateDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "asg", "autoScalingGroups": ["web-asg"]}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error.message.contains("GANTRY_LIFECYCLE_QUEUE_ARN"),
+        "{error}"
+    );
+    assert!(error.message.starts_with("autoScalingGroups"), "{error}");
 }

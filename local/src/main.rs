@@ -45,6 +45,21 @@ struct Args {
         default_value = "gantry-commands-"
     )]
     command_queue_prefix: String,
+    /// The queue Auto Scaling lifecycle notifications go to (and finished launches).
+    #[arg(
+        long,
+        env = "GANTRY_LIFECYCLE_QUEUE",
+        default_value = "gantry-lifecycle"
+    )]
+    lifecycle_queue: String,
+    /// The role Auto Scaling assumes to notify the lifecycle queue (the template creates
+    /// one; moto does not check it).
+    #[arg(
+        long,
+        env = "GANTRY_LIFECYCLE_ROLE_ARN",
+        default_value = "arn:aws:iam::000000000000:role/gantry-lifecycle"
+    )]
+    lifecycle_role_arn: String,
     /// The SNS topic created for trigger notifications.
     #[arg(long, env = "GANTRY_TOPIC", default_value = "gantry-notifications")]
     topic: String,
@@ -86,9 +101,17 @@ async fn main() -> anyhow::Result<()> {
     if let Some(region) = config.region() {
         settings.region = region.to_string();
     }
-    let control = Arc::new(ControlPlane::new(&config, settings));
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let reports_url = create_resources(&args, &config, &control, &sqs).await?;
+    let queues = create_resources(&args, &config, &sqs).await?;
+    settings.lifecycle_queue_url = Some(queues.lifecycle_url.clone());
+    settings.lifecycle_queue_arn = Some(queues.lifecycle_arn.clone());
+    settings.lifecycle_role_arn = Some(args.lifecycle_role_arn.clone());
+    let control = Arc::new(ControlPlane::new(&config, settings));
+    control
+        .store
+        .create_table()
+        .await
+        .context("creating the table")?;
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
@@ -99,10 +122,18 @@ async fn main() -> anyhow::Result<()> {
 
     let (stop_sender, stop) = watch::channel(false);
     let server = tokio::spawn(serve(listener, Arc::clone(&control), stop.clone()));
-    let poller = tokio::spawn(poll_reports(
+    let poller = tokio::spawn(poll_queue(
         Arc::clone(&control),
         sqs.clone(),
-        reports_url,
+        queues.reports_url,
+        "batch-advance",
+        stop.clone(),
+    ));
+    let lifecycle_poller = tokio::spawn(poll_queue(
+        Arc::clone(&control),
+        sqs.clone(),
+        queues.lifecycle_url,
+        "lifecycle",
         stop.clone(),
     ));
     let ticker = tokio::spawn(tick(Arc::clone(&control), args.tick_ms, stop.clone()));
@@ -110,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_sender.send(true);
-    for task in [server, poller, ticker] {
+    for task in [server, poller, lifecycle_poller, ticker] {
         let _ = tokio::time::timeout(Duration::from_secs(25), task).await;
     }
     Ok(())
@@ -125,53 +156,83 @@ async fn shutdown_signal() {
     }
 }
 
-/// Creates what the template creates, if missing. Returns the reports queue URL.
-async fn create_resources(
-    args: &Args,
-    config: &aws_config::SdkConfig,
-    control: &ControlPlane,
+/// The queues gantry-local feeds to its functions, as the template's event sources do.
+struct Queues {
+    reports_url: String,
+    lifecycle_url: String,
+    lifecycle_arn: String,
+}
+
+/// A queue whose messages go to `<name>-dlq` after `max_receives` receives, with the
+/// template's visibility timeout; returns its URL and ARN.
+async fn queue_with_dead_letter(
     sqs: &aws_sdk_sqs::Client,
-) -> anyhow::Result<String> {
+    name: &str,
+    dead_letter: &str,
+    max_receives: u32,
+) -> anyhow::Result<(String, String)> {
     use aws_sdk_sqs::types::QueueAttributeName;
-    control
-        .store
-        .create_table()
-        .await
-        .context("creating the table")?;
+    let arn_of = |url: String| async move {
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .with_context(|| format!("reading the ARN of {url}"))?
+            .attributes
+            .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
+            .with_context(|| format!("no ARN for {url}"))?;
+        anyhow::Ok((url, arn))
+    };
     let dead_letter_url = sqs
         .create_queue()
-        .queue_name(&args.dead_letter_queue)
+        .queue_name(dead_letter)
         .send()
         .await
-        .context("creating the dead-letter queue")?
+        .with_context(|| format!("creating {dead_letter}"))?
         .queue_url
-        .context("no dead-letter queue URL")?;
-    let dead_letter_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dead_letter_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .context("reading the dead-letter queue's ARN")?
-        .attributes
-        .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
-        .context("no dead-letter queue ARN")?;
+        .with_context(|| format!("no URL for {dead_letter}"))?;
+    let (_, dead_letter_arn) = arn_of(dead_letter_url).await?;
     let redrive = json!({
         "deadLetterTargetArn": dead_letter_arn,
-        "maxReceiveCount": args.max_receives.to_string(),
+        "maxReceiveCount": max_receives.to_string(),
     });
-    let reports_url = sqs
+    let url = sqs
         .create_queue()
-        .queue_name(&args.reports_queue)
+        .queue_name(name)
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-        // As template.yaml: 6x batch-advance's 30 s timeout. The poller retries a failed
-        // report after 1 s regardless (ChangeMessageVisibility).
+        // As template.yaml: 6x the functions' 30 s timeout. The poller retries a failed
+        // message after 1 s regardless (ChangeMessageVisibility).
         .attributes(QueueAttributeName::VisibilityTimeout, "180")
         .send()
         .await
-        .context("creating the reports queue")?
+        .with_context(|| format!("creating {name}"))?
         .queue_url
-        .context("no reports queue URL")?;
+        .with_context(|| format!("no URL for {name}"))?;
+    arn_of(url).await
+}
+
+/// Creates what the template creates (but the table), if missing.
+async fn create_resources(
+    args: &Args,
+    config: &aws_config::SdkConfig,
+    sqs: &aws_sdk_sqs::Client,
+) -> anyhow::Result<Queues> {
+    let (reports_url, _) = queue_with_dead_letter(
+        sqs,
+        &args.reports_queue,
+        &args.dead_letter_queue,
+        args.max_receives,
+    )
+    .await?;
+    let (lifecycle_url, lifecycle_arn) = queue_with_dead_letter(
+        sqs,
+        &args.lifecycle_queue,
+        &format!("{}-dlq", args.lifecycle_queue),
+        args.max_receives,
+    )
+    .await?;
     aws_sdk_sns::Client::new(config)
         .create_topic()
         .name(&args.topic)
@@ -190,7 +251,11 @@ async fn create_resources(
             .await
             .context("creating the bucket")?;
     }
-    Ok(reports_url)
+    Ok(Queues {
+        reports_url,
+        lifecycle_url,
+        lifecycle_arn,
+    })
 }
 
 type Body = Full<Bytes>;
@@ -333,13 +398,14 @@ async fn serve(
     {}
 }
 
-/// Lambda's SQS event source: receive up to 10 reports, invoke batch-advance, delete
-/// what it processed. Failed messages come back after a short backoff and, after
+/// Lambda's SQS event source: receive up to 10 messages, invoke `function`, delete what
+/// it processed. Failed messages come back after a short backoff and, after
 /// `max_receives` receives, SQS moves them to the dead-letter queue.
-async fn poll_reports(
+async fn poll_queue(
     control: Arc<ControlPlane>,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
+    function: &'static str,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -356,7 +422,7 @@ async fn poll_reports(
         let messages = match received {
             Ok(output) => output.messages.unwrap_or_default(),
             Err(error) => {
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&error), "receiving reports failed; retrying");
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&error), function, "receiving messages failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -375,25 +441,26 @@ async fn poll_reports(
                 })
             })
             .collect();
-        let failed: Vec<String> =
-            match api::invoke(&control, "batch-advance", json!({"Records": records})).await {
-                Ok(response) => response["batchItemFailures"]
-                    .as_array()
-                    .map(|items| {
-                        items
-                            .iter()
-                            .filter_map(|item| item["itemIdentifier"].as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                Err(error) => {
-                    tracing::warn!(%error, "batch-advance failed; the whole batch will be retried");
-                    messages
+        let failed: Vec<String> = match api::invoke(&control, function, json!({"Records": records}))
+            .await
+        {
+            Ok(response) => response["batchItemFailures"]
+                .as_array()
+                .map(|items| {
+                    items
                         .iter()
-                        .filter_map(|m| m.message_id().map(str::to_owned))
+                        .filter_map(|item| item["itemIdentifier"].as_str().map(str::to_owned))
                         .collect()
-                }
-            };
+                })
+                .unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, function, "the function failed; the whole batch will be retried");
+                messages
+                    .iter()
+                    .filter_map(|m| m.message_id().map(str::to_owned))
+                    .collect()
+            }
+        };
         let mut done = Vec::new();
         for message in &messages {
             let (Some(id), Some(handle)) = (message.message_id(), message.receipt_handle()) else {

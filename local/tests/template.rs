@@ -186,68 +186,89 @@ async fn gantry_local_creates_what_the_template_creates() {
         Some(string(&table["BillingMode"]).as_str())
     );
 
-    // The reports queue: visibility timeout and redrive to the dead-letter queue.
-    let reports = &template["Resources"]["ReportsQueue"]["Properties"];
+    // The queues: visibility timeout and redrive to their dead-letter queues.
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = sqs
-        .get_queue_url()
-        .queue_name("gantry-reports")
-        .send()
-        .await
-        .expect("the reports queue exists")
-        .queue_url
-        .unwrap();
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes
-        .unwrap_or_default();
-    let attribute = |name: aws_sdk_sqs::types::QueueAttributeName| {
-        attributes.get(&name).cloned().unwrap_or_default()
-    };
-    use aws_sdk_sqs::types::QueueAttributeName as Q;
-    assert_eq!(
-        attribute(Q::VisibilityTimeout),
-        string(&reports["VisibilityTimeout"])
-    );
-    let redrive: serde_json::Value =
-        serde_json::from_str(&attribute(Q::RedrivePolicy)).expect("a redrive policy");
-    assert_eq!(
-        redrive["maxReceiveCount"].to_string().trim_matches('"'),
-        string(&reports["RedrivePolicy"]["maxReceiveCount"])
-    );
-    assert!(
-        redrive["deadLetterTargetArn"]
-            .as_str()
-            .is_some_and(|arn| arn.ends_with(":gantry-reports-dlq")),
-        "{redrive}"
-    );
-    let Value::Tagged(target) = &reports["RedrivePolicy"]["deadLetterTargetArn"] else {
-        panic!("the template's redrive target is a !GetAtt");
-    };
-    assert_eq!(string(&target.value), "ReportsDeadLetterQueue.Arn");
+    for (resource, name, dead_letter_resource) in [
+        ("ReportsQueue", "gantry-reports", "ReportsDeadLetterQueue"),
+        (
+            "LifecycleQueue",
+            "gantry-lifecycle",
+            "LifecycleDeadLetterQueue",
+        ),
+    ] {
+        let queue = &template["Resources"][resource]["Properties"];
+        let url = sqs
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("gantry-local created {name}: {error:?}"))
+            .queue_url
+            .unwrap();
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        use aws_sdk_sqs::types::QueueAttributeName as Q;
+        let attribute = |name: Q| attributes.get(&name).cloned().unwrap_or_default();
+        assert_eq!(
+            attribute(Q::VisibilityTimeout),
+            string(&queue["VisibilityTimeout"]),
+            "{resource}"
+        );
+        let redrive: serde_json::Value =
+            serde_json::from_str(&attribute(Q::RedrivePolicy)).expect("a redrive policy");
+        assert_eq!(
+            redrive["maxReceiveCount"].to_string().trim_matches('"'),
+            string(&queue["RedrivePolicy"]["maxReceiveCount"]),
+            "{resource}"
+        );
+        assert!(
+            redrive["deadLetterTargetArn"]
+                .as_str()
+                .is_some_and(|arn| arn.ends_with(&format!(":{name}-dlq"))),
+            "{redrive}"
+        );
+        let Value::Tagged(target) = &queue["RedrivePolicy"]["deadLetterTargetArn"] else {
+            panic!("{resource}'s redrive target is a !GetAtt");
+        };
+        assert_eq!(string(&target.value), format!("{dead_letter_resource}.Arn"));
+    }
 
-    // batch-advance's timeout fits the queue's visibility 6 times (AWS's advice), and it
-    // reports partial batch failures.
-    let batch_advance = &template["Resources"]["BatchAdvanceFunction"]["Properties"];
-    let timeout: u64 = string(
-        batch_advance
-            .get("Timeout")
-            .unwrap_or(&template["Globals"]["Function"]["Timeout"]),
-    )
-    .parse()
-    .unwrap();
-    let visibility: u64 = string(&reports["VisibilityTimeout"]).parse().unwrap();
-    assert!(visibility >= 6 * timeout, "{visibility} < 6 x {timeout}");
-    let source = &batch_advance["Events"]["Reports"]["Properties"];
-    assert_eq!(
-        source["FunctionResponseTypes"][0].as_str(),
-        Some("ReportBatchItemFailures")
-    );
+    // The functions fed by queues fit their queue's visibility 6 times (AWS's advice),
+    // and report partial batch failures.
+    for (function, event, queue) in [
+        ("BatchAdvanceFunction", "Reports", "ReportsQueue"),
+        ("LifecycleFunction", "Lifecycle", "LifecycleQueue"),
+    ] {
+        let properties = &template["Resources"][function]["Properties"];
+        let timeout: u64 = string(
+            properties
+                .get("Timeout")
+                .unwrap_or(&template["Globals"]["Function"]["Timeout"]),
+        )
+        .parse()
+        .unwrap();
+        let visibility: u64 =
+            string(&template["Resources"][queue]["Properties"]["VisibilityTimeout"])
+                .parse()
+                .unwrap();
+        assert!(
+            visibility >= 6 * timeout,
+            "{queue}: {visibility} < 6 x {timeout}"
+        );
+        let source = &properties["Events"][event]["Properties"];
+        assert_eq!(
+            source["FunctionResponseTypes"][0].as_str(),
+            Some("ReportBatchItemFailures"),
+            "{function}"
+        );
+    }
 
     // The topic and the bucket exist in both.
     assert_eq!(resources_of_type(&template, "AWS::SNS::Topic").len(), 1);
