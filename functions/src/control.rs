@@ -835,22 +835,26 @@ impl ControlPlane {
             tracing::warn!("no successful deployment to roll back to");
             return Ok(());
         };
-        let claim = RollbackInfo {
-            rollback_deployment_id: Some(new_deployment_id()),
+        // Whoever claims first decides the rollback's id; the original links to it only
+        // once it exists, so nobody following the link finds nothing.
+        let rollback_id = self
+            .store
+            .claim_rollback(original, &new_deployment_id())
+            .await?;
+        let link = RollbackInfo {
+            rollback_deployment_id: Some(rollback_id.clone()),
             ..RollbackInfo::default()
-        };
-        self.store.link_rollback(original, &claim).await?;
-        // Whoever claimed first decides the rollback's id.
-        let stored: DeploymentRecord<DeploymentSpec> = self.store.load_deployment(original).await?;
-        let Some(rollback_id) = stored.rollback_info.rollback_deployment_id.clone() else {
-            return Ok(()); // an earlier call found nothing to roll back to
         };
         match self
             .store
             .load_deployment::<DeploymentSpec>(&rollback_id)
             .await
         {
-            Ok(_) => return Ok(()), // already created
+            Ok(_) => {
+                // Created by an earlier call that may have stopped before linking.
+                self.store.link_rollback(original, &link).await?;
+                return Ok(());
+            }
             Err(StoreError::NotFound(_)) => {}
             Err(error) => return Err(error.into()),
         }
@@ -885,6 +889,7 @@ impl ControlPlane {
         let created = Box::pin(self.create_deployment(input, Creator::CodeDeployRollback, origin));
         match created.await {
             Ok(_) => {
+                self.store.link_rollback(original, &link).await?;
                 crate::notify::publish(self, record, NotificationEvent::DeploymentRollback, None)
                     .await?;
                 tracing::info!(%rollback_id, "rollback deployment created");
@@ -892,6 +897,14 @@ impl ControlPlane {
             }
             Err(error) if error.code == "DeploymentLimitExceededException" => {
                 tracing::warn!(%error, "rollback not started: another deployment took the group");
+                let info = RollbackInfo {
+                    rollback_message: Some(format!(
+                        "No rollback: another deployment started in deployment group {} first.",
+                        spec.deployment_group_name
+                    )),
+                    ..RollbackInfo::default()
+                };
+                self.store.link_rollback(original, &info).await?;
                 Ok(())
             }
             Err(error) => Err(error),

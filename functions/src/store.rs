@@ -7,7 +7,7 @@
 //! | deployment config | `CONFIG` | name | `body`, `version` |
 //! | revision | `REVISION#<application>` | revision key | `body` (RevisionRecord) |
 //! | on-premises instance | `INSTANCE` | name | `body`, `version` |
-//! | deployment | `DEPLOYMENT#<id>` | `STATE` | `spec` (immutable), `state` (the state machine's), `status`, `version`, `outbox`, `rollbackInfo`, `groupKey` + `createTime` (index `by-group`), `activeKey` + `wakeupAt` (index `active`) |
+//! | deployment | `DEPLOYMENT#<id>` | `STATE` | `spec` (immutable), `state` (the state machine's), `status`, `version`, `outbox`, `rollbackClaim` (the rollback's id, reserved before it is created), `rollbackInfo`, `groupKey` + `createTime` (index `by-group`), `activeKey` + `wakeupAt` (index `active`) |
 //!
 //! Access patterns: get/put by key; list a partition (applications, configs, instances,
 //! a group's revisions, an application's groups) with Query; a group's deployments,
@@ -819,8 +819,38 @@ impl DynamoStore {
         }
     }
 
-    /// Links a deployment to the rollback that replaces it. The first link wins; the
-    /// returned info is what is stored afterwards.
+    /// Reserves the id of the rollback that will replace a deployment, apart from its
+    /// `rollbackInfo`, so readers never see the id of a rollback not yet created. The
+    /// first claim wins; returns the id that stands.
+    pub async fn claim_rollback(&self, id: &str, rollback_id: &str) -> Result<String, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::DEPLOYMENT_SK))
+            .update_expression("SET rollbackClaim = if_not_exists(rollbackClaim, :id)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":id", s(rollback_id))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|error| match classify(error, String::new) {
+                StoreError::Conflict(_) => StoreError::NotFound(format!("deployment {id}")),
+                other => other,
+            })?;
+        output
+            .attributes()
+            .and_then(|item| text(item, "rollbackClaim"))
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("deployment {id}"),
+                message: "rollbackClaim missing after claiming it".to_owned(),
+            })
+    }
+
+    /// Links a deployment to the rollback that replaces it, once that exists (or says
+    /// why there is none). The first link wins; returns whether this one did.
     pub async fn link_rollback(&self, id: &str, info: &RollbackInfo) -> Result<bool, StoreError> {
         let result = self
             .client
