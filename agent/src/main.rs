@@ -104,7 +104,7 @@ struct Agent {
     sqs: aws_sdk_sqs::Client,
     s3: aws_sdk_s3::Client,
     command_queue_url: String,
-    reports_queue_url: String,
+    reports: SqsReports,
 }
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
@@ -126,19 +126,26 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let command_queue_url = queue_url(&sqs, &command_queue).await?;
     let reports_queue_url = queue_url(&sqs, &config.reports_queue).await?;
+    let sqs_reports = sqs.clone();
     let agent = Agent {
         s3: aws_sdk_s3::Client::new(&sdk),
         config,
         instance_id,
         sqs,
         command_queue_url,
-        reports_queue_url,
+        reports: SqsReports::start(sqs_reports, reports_queue_url),
     };
     tracing::info!(instance_id = %agent.instance_id, queue = %command_queue, "agent started");
 
     let recovered = agent
         .blocking(|host, _, reports| runner::recover(host, reports))
         .await?;
+    agent
+        .reports
+        .flush()
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("reporting the events the last stop interrupted")?;
     for deployment_id in recovered {
         tracing::warn!(%deployment_id, "reported the event interrupted by the last stop as failed");
     }
@@ -185,13 +192,9 @@ impl Agent {
         let runtime = tokio::runtime::Handle::current();
         let source = S3Revisions {
             client: self.s3.clone(),
-            runtime: runtime.clone(),
-        };
-        let reports = SqsReports {
-            client: self.sqs.clone(),
-            queue_url: self.reports_queue_url.clone(),
             runtime,
         };
+        let reports = self.reports.clone();
         tokio::task::spawn_blocking(move || {
             let host = Host {
                 instance_id: &instance_id,
@@ -246,6 +249,15 @@ impl Agent {
                 }
             }
         };
+        let result = match result {
+            Ok(outcome) => self
+                .reports
+                .flush()
+                .await
+                .map(|()| outcome)
+                .map_err(anyhow::Error::msg),
+            Err(error) => Err(error),
+        };
         match result {
             Ok(outcome) => {
                 tracing::info!(?outcome, "command done");
@@ -254,7 +266,7 @@ impl Agent {
                 self.delete(&receipt).await;
             }
             Err(error) => {
-                tracing::error!(%error, "command interrupted; it stays on the queue to be retried")
+                tracing::error!(%error, "command not finished (interrupted, or its reports not sent); it stays on the queue, and a redelivery re-sends its final reports")
             }
         }
     }

@@ -367,3 +367,63 @@ async fn redeliveries_reinstalls_and_unsafe_bundles() {
     }
     assert!(!Path::new("/escape.txt").exists());
 }
+
+fn report(n: u64) -> Report {
+    Report {
+        schema_version: SCHEMA_VERSION,
+        deployment_id: "d-QUEUED001".into(),
+        instance_id: format!("host-{n}"),
+        lifecycle_event: lifecycle::LifecycleEvent::Install,
+        status: EventStatus::InProgress,
+        start_time: n,
+        end_time: None,
+        diagnostics: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_reports_all_arrive_and_a_flush_tells_what_was_not_sent() {
+    use gantry_agent::aws::SqsReports;
+    use gantry_agent::runner::ReportSink;
+    let stack = stack().await;
+
+    let reports = SqsReports::start(stack.sqs.clone(), stack.reports.clone());
+    for n in 0..23 {
+        reports.send(&report(n)).unwrap();
+    }
+    reports.flush().await.expect("every report was sent");
+    let mut arrived = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while arrived.len() < 23 && Instant::now() < deadline {
+        let received = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.reports)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for message in received.messages() {
+            arrived.push(Report::from_json(message.body().unwrap()).unwrap().start_time);
+            stack
+                .sqs
+                .delete_message()
+                .queue_url(&stack.reports)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    arrived.sort();
+    assert_eq!(arrived, (0..23).collect::<Vec<u64>>());
+
+    let lost = stack.reports.replace("gantry-reports", "no-such-queue");
+    let reports = SqsReports::start(stack.sqs.clone(), lost);
+    reports.send(&report(0)).unwrap();
+    let error = reports.flush().await.expect_err("the queue does not exist");
+    assert!(error.contains("1 report(s) not sent"), "{error}");
+    // The failure was told once; what is queued after it starts clean.
+    reports.flush().await.expect("nothing queued since");
+}
