@@ -105,9 +105,10 @@ def main():
                 got = sqs.receive_message(QueueUrl=reports, MaxNumberOfMessages=10, WaitTimeSeconds=0 if sample_rss is not None else 1)
                 for message in got.get("Messages", []):
                     sqs.delete_message(QueueUrl=reports, ReceiptHandle=message["ReceiptHandle"])
-                    report = json.loads(message["Body"])
-                    if report["deploymentId"] == deployment_id and report["status"] != "InProgress":
-                        finals.append(report)
+                    body = json.loads(message["Body"])  # one report, or a list the agent had ready at once
+                    for report in body if isinstance(body, list) else [body]:
+                        if report["deploymentId"] == deployment_id and report["status"] != "InProgress":
+                            finals.append(report)
                 if len(finals) == EVENTS:
                     return time.monotonic() - sent, finals
                 if any(r["status"] == "Failed" for r in finals):

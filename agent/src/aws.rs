@@ -5,8 +5,9 @@
 
 use crate::runner::{ReportSink, RevisionSource};
 use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use gantry_core::wire::{Report, RevisionLocation, S3Location};
+use gantry_core::wire::{
+    REPORTS_PER_MESSAGE_MAX, Report, RevisionLocation, S3Location, reports_to_json,
+};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -76,23 +77,21 @@ impl S3Revisions {
 }
 
 /// Reports leave through a background task, so an event never waits on SQS: the
-/// runner queues a report and moves on, and the task sends what has queued up in
-/// batches of up to ten. [`SqsReports::flush`] waits until everything queued before it
-/// was sent, and says whether any of it could not be.
+/// runner queues a report and moves on, and the task sends what has queued up as one
+/// message of up to ten reports. [`SqsReports::flush`] waits until everything queued
+/// before it was sent, and says whether any of it could not be.
 #[derive(Clone)]
 pub struct SqsReports {
     queue: mpsc::UnboundedSender<Outgoing>,
 }
 
 enum Outgoing {
-    Report(String),
+    Report(Report),
     Flush(oneshot::Sender<Result<(), String>>),
 }
 
-/// SendMessageBatch's limit.
-const BATCH_MAX: usize = 10;
-/// Sends of one batch, each after the SDK's own retries, before its reports are given up
-/// on (a redelivered command re-sends its final reports).
+/// Sends of one message, each after the SDK's own retries, before its reports are given
+/// up on (a redelivered command re-sends its final reports).
 const SEND_ATTEMPTS: u32 = 4;
 
 impl SqsReports {
@@ -118,7 +117,7 @@ impl SqsReports {
 impl ReportSink for SqsReports {
     fn send(&self, report: &Report) -> Result<(), String> {
         self.queue
-            .send(Outgoing::Report(report.to_json()))
+            .send(Outgoing::Report(report.clone()))
             .map_err(|_| "the report sender stopped".to_owned())
     }
 }
@@ -130,19 +129,19 @@ async fn send_reports(
 ) {
     // Failures since the last flush, told to the next one.
     let mut failures: Vec<String> = Vec::new();
+    let mut ready: Vec<Report> = Vec::new();
     while let Some(first) = outgoing.recv().await {
-        let mut bodies = Vec::new();
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
-                Outgoing::Report(body) => {
-                    bodies.push(body);
-                    if bodies.len() == BATCH_MAX {
-                        send_batch(&client, &queue_url, &mut bodies, &mut failures).await;
+                Outgoing::Report(report) => {
+                    ready.push(report);
+                    if ready.len() == REPORTS_PER_MESSAGE_MAX {
+                        send_message(&client, &queue_url, &mut ready, &mut failures).await;
                     }
                 }
                 Outgoing::Flush(done) => {
-                    send_batch(&client, &queue_url, &mut bodies, &mut failures).await;
+                    send_message(&client, &queue_url, &mut ready, &mut failures).await;
                     let result = if failures.is_empty() {
                         Ok(())
                     } else {
@@ -153,68 +152,40 @@ async fn send_reports(
             }
             next = outgoing.try_recv().ok();
         }
-        send_batch(&client, &queue_url, &mut bodies, &mut failures).await;
+        send_message(&client, &queue_url, &mut ready, &mut failures).await;
     }
 }
 
-/// Sends and empties `bodies`, retrying what failed; what still fails is recorded.
-async fn send_batch(
+/// Sends `reports` as one message and empties it, retrying; a failure is recorded.
+async fn send_message(
     client: &aws_sdk_sqs::Client,
     queue_url: &str,
-    bodies: &mut Vec<String>,
+    reports: &mut Vec<Report>,
     failures: &mut Vec<String>,
 ) {
+    if reports.is_empty() {
+        return;
+    }
+    let body = reports_to_json(reports);
     let mut pause = Duration::from_millis(500);
     for attempt in 1..=SEND_ATTEMPTS {
-        if bodies.is_empty() {
-            return;
-        }
-        let entries: Vec<SendMessageBatchRequestEntry> = bodies
-            .iter()
-            .enumerate()
-            .map(|(index, body)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(index.to_string())
-                    .message_body(body)
-                    .build()
-                    .expect("id and body are set")
-            })
-            .collect();
-        let error = match client
-            .send_message_batch()
+        let sent = client
+            .send_message()
             .queue_url(queue_url)
-            .set_entries(Some(entries))
+            .message_body(&body)
             .send()
-            .await
-        {
-            Ok(output) => {
-                let Some(first) = output.failed().first() else {
-                    bodies.clear();
-                    return;
-                };
-                let error = first.message().unwrap_or(first.code()).to_owned();
-                let failed: Vec<usize> = output
-                    .failed()
-                    .iter()
-                    .filter_map(|entry| entry.id().parse().ok())
-                    .collect();
-                *bodies = std::mem::take(bodies)
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(index, _)| failed.contains(index))
-                    .map(|(_, body)| body)
-                    .collect();
-                error
-            }
-            Err(error) => DisplayErrorContext(error).to_string(),
+            .await;
+        let Err(error) = sent else {
+            break;
         };
-        tracing::warn!(reports = bodies.len(), attempt, %error, "sending reports failed");
+        let error = DisplayErrorContext(error).to_string();
+        tracing::warn!(reports = reports.len(), attempt, %error, "sending reports failed");
         if attempt == SEND_ATTEMPTS {
-            failures.push(format!("{} report(s) not sent: {error}", bodies.len()));
-            bodies.clear();
+            failures.push(format!("{} report(s) not sent: {error}", reports.len()));
         } else {
             tokio::time::sleep(pause).await;
             pause *= 2;
         }
     }
+    reports.clear();
 }

@@ -6,7 +6,7 @@ use gantry_core::appspec::FileExistsBehavior;
 use gantry_core::bundle::BundleType;
 use gantry_core::lifecycle;
 use gantry_core::wire::{
-    Command, Creator, EventStatus, Report, RevisionLocation, S3Location, SCHEMA_VERSION,
+    self, Command, Creator, EventStatus, Report, RevisionLocation, S3Location, SCHEMA_VERSION,
 };
 use gantry_tests::archive::{self, Entry};
 use gantry_tests::moto::Moto;
@@ -131,8 +131,8 @@ async fn reports_until_done(stack: &Stack, deployment_id: &str, deadline: Durati
             .await
             .unwrap();
         for message in received.messages() {
-            let report =
-                Report::from_json(message.body().unwrap()).expect("the agent sends valid reports");
+            let carried = wire::reports_from_json(message.body().unwrap())
+                .expect("the agent sends valid reports");
             stack
                 .sqs
                 .delete_message()
@@ -141,9 +141,11 @@ async fn reports_until_done(stack: &Stack, deployment_id: &str, deadline: Durati
                 .send()
                 .await
                 .unwrap();
-            if report.deployment_id == deployment_id {
-                reports.push(report);
-            }
+            reports.extend(
+                carried
+                    .into_iter()
+                    .filter(|report| report.deployment_id == deployment_id),
+            );
         }
         let ended = reports.iter().any(|r| {
             r.status == EventStatus::Failed
@@ -381,8 +383,9 @@ fn report(n: u64) -> Report {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn queued_reports_all_arrive_and_a_flush_tells_what_was_not_sent() {
+// Current-thread: the sender runs only once the test awaits, so all 23 are queued first.
+#[tokio::test]
+async fn queued_reports_arrive_ten_to_a_message_and_a_flush_tells_what_was_not_sent() {
     use gantry_agent::aws::SqsReports;
     use gantry_agent::runner::ReportSink;
     let stack = stack().await;
@@ -393,6 +396,7 @@ async fn queued_reports_all_arrive_and_a_flush_tells_what_was_not_sent() {
     }
     reports.flush().await.expect("every report was sent");
     let mut arrived = Vec::new();
+    let mut messages = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
     while arrived.len() < 23 && Instant::now() < deadline {
         let received = stack
@@ -405,7 +409,10 @@ async fn queued_reports_all_arrive_and_a_flush_tells_what_was_not_sent() {
             .await
             .unwrap();
         for message in received.messages() {
-            arrived.push(Report::from_json(message.body().unwrap()).unwrap().start_time);
+            let carried = wire::reports_from_json(message.body().unwrap()).unwrap();
+            assert!(carried.len() <= wire::REPORTS_PER_MESSAGE_MAX);
+            messages += 1;
+            arrived.extend(carried.iter().map(|report| report.start_time));
             stack
                 .sqs
                 .delete_message()
@@ -418,6 +425,8 @@ async fn queued_reports_all_arrive_and_a_flush_tells_what_was_not_sent() {
     }
     arrived.sort();
     assert_eq!(arrived, (0..23).collect::<Vec<u64>>());
+    // Queued together, so sent together: ten to a message.
+    assert_eq!(messages, 3);
 
     let lost = stack.reports.replace("gantry-reports", "no-such-queue");
     let reports = SqsReports::start(stack.sqs.clone(), lost);

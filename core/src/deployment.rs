@@ -103,8 +103,11 @@ impl Default for Deadlines {
 pub struct EventRecord {
     pub event: LifecycleEvent,
     pub status: EventStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostics: Option<Diagnostics>,
 }
 
@@ -211,6 +214,16 @@ pub enum ApplyError {
 }
 
 const HEALTH_CONSTRAINTS: &str = "HEALTH_CONSTRAINTS";
+
+/// The most hosts one deployment takes. Its state is stored as one DynamoDB item (at
+/// most 400 KB), about 1.2 KB per host plus a failure's diagnostics; the test
+/// `the_largest_deployment_fits_one_item_when_every_host_fails_loudly` holds this.
+pub const MAX_TARGETS: usize = 150;
+/// Bytes of script output kept across all of a deployment's hosts: each host's failure
+/// keeps the end of its log tail within its share (the host's own scripts.log has it all).
+pub const LOG_TAIL_BUDGET_BYTES: usize = 48 * 1024;
+/// Bytes of a diagnostics message kept.
+pub const MESSAGE_MAX_BYTES: usize = 512;
 
 impl Deployment {
     /// A deployment that has not started. `targets` must be in deployment order
@@ -332,6 +345,8 @@ impl Deployment {
             });
         }
         let deadlines = self.deadlines.clone();
+        let log_tail_share = (LOG_TAIL_BUDGET_BYTES / self.targets.len().max(1))
+            .clamp(256, crate::wire::LOG_TAIL_MAX_BYTES);
         let target = self
             .targets
             .iter_mut()
@@ -357,7 +372,13 @@ impl Deployment {
         record.status = report.status;
         record.start_time = Some(report.start_time);
         record.end_time = report.end_time;
-        record.diagnostics = report.diagnostics;
+        record.diagnostics = report.diagnostics.map(|mut diagnostics| {
+            diagnostics.message =
+                crate::wire::first_bytes(&diagnostics.message, MESSAGE_MAX_BYTES).to_owned();
+            diagnostics.log_tail =
+                crate::wire::last_bytes(&diagnostics.log_tail, log_tail_share).to_owned();
+            diagnostics
+        });
         if target.status != TargetStatus::InProgress {
             return Ok(());
         }

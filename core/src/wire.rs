@@ -31,6 +31,8 @@ pub enum WireError {
         field: &'static str,
         message: String,
     },
+    #[error("report {index} of the message: {error}")]
+    InReport { index: usize, error: Box<WireError> },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> WireError {
@@ -202,13 +204,55 @@ pub enum ErrorCode {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Diagnostics {
     pub error_code: ErrorCode,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub script_name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// The end of the script's output, at most [`LOG_TAIL_MAX_BYTES`].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub log_tail: String,
+}
+
+/// Most reports one message on the reports queue carries.
+pub const REPORTS_PER_MESSAGE_MAX: usize = 10;
+
+/// Reads a message from the reports queue: one report, or a JSON array of 1 to
+/// [`REPORTS_PER_MESSAGE_MAX`] reports that an agent had ready at once (fewer messages
+/// mean fewer receives and fewer state writes per host).
+pub fn reports_from_json(text: &str) -> Result<Vec<Report>, WireError> {
+    if !text.trim_start().starts_with('[') {
+        return Report::from_json(text).map(|report| vec![report]);
+    }
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|error| WireError::Malformed(error.to_string()))?;
+    if items.is_empty() || items.len() > REPORTS_PER_MESSAGE_MAX {
+        return Err(invalid(
+            "reports",
+            format!(
+                "a message carries 1 to {REPORTS_PER_MESSAGE_MAX} reports, not {}",
+                items.len()
+            ),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            Report::from_json(&item.to_string()).map_err(|error| WireError::InReport {
+                index,
+                error: Box::new(error),
+            })
+        })
+        .collect()
+}
+
+/// Writes reports as one message body, the inverse of [`reports_from_json`]: a lone
+/// report stays an object, as agents before batching sent it.
+pub fn reports_to_json(reports: &[Report]) -> String {
+    match reports {
+        [one] => one.to_json(),
+        many => serde_json::to_string(many).expect("reports always serialize"),
+    }
 }
 
 /// How one lifecycle event went on one host.
@@ -287,14 +331,25 @@ impl Report {
 
 /// Keeps the last [`LOG_TAIL_MAX_BYTES`] of `output`, cut on a character boundary.
 pub fn log_tail(output: &str) -> &str {
-    if output.len() <= LOG_TAIL_MAX_BYTES {
-        return output;
-    }
-    let mut start = output.len() - LOG_TAIL_MAX_BYTES;
-    while !output.is_char_boundary(start) {
+    last_bytes(output, LOG_TAIL_MAX_BYTES)
+}
+
+/// The end of `text`, at most `max` bytes, cut on a character boundary.
+pub fn last_bytes(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
         start += 1;
     }
-    &output[start..]
+    &text[start..]
+}
+
+/// The start of `text`, at most `max` bytes, cut on a character boundary.
+pub fn first_bytes(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Refuses a newer schema before strict parsing, so the error says "upgrade" rather
@@ -385,6 +440,39 @@ mod tests {
                 log_tail: "boom".into(),
             }),
         }
+    }
+
+    #[test]
+    fn a_message_carries_one_report_or_an_array_of_them() {
+        let one = report(EventStatus::InProgress);
+        assert_eq!(reports_to_json(std::slice::from_ref(&one)), one.to_json());
+        assert_eq!(
+            reports_from_json(&one.to_json()).unwrap(),
+            vec![one.clone()]
+        );
+
+        let many = vec![one.clone(), report(EventStatus::Failed)];
+        let body = reports_to_json(&many);
+        assert!(body.starts_with('['));
+        assert_eq!(reports_from_json(&body).unwrap(), many);
+
+        assert!(matches!(
+            reports_from_json("[]"),
+            Err(WireError::Invalid {
+                field: "reports",
+                ..
+            })
+        ));
+        let eleven = reports_to_json(&vec![one.clone(); REPORTS_PER_MESSAGE_MAX + 1]);
+        assert!(reports_from_json(&eleven).is_err());
+
+        let mut bad = report(EventStatus::Succeeded);
+        bad.end_time = None;
+        let error = reports_from_json(&reports_to_json(&[one, bad])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "report 1 of the message: endTime: is required when the event has ended"
+        );
     }
 
     #[test]
@@ -534,6 +622,10 @@ mod tests {
     #[test]
     fn log_tail_keeps_the_end_on_a_char_boundary() {
         assert_eq!(log_tail("short"), "short");
+        assert_eq!(last_bytes("héllo", 4), "llo");
+        assert_eq!(first_bytes("héllo", 2), "h");
+        assert_eq!(first_bytes("héllo", 3), "hé");
+        assert_eq!(first_bytes("", 3), "");
         let long = format!("{}{}", "é".repeat(3000), "end");
         let tail = log_tail(&long);
         assert!(tail.len() <= LOG_TAIL_MAX_BYTES);

@@ -16,12 +16,12 @@ use crate::store::{
 use gantry_core::appspec::FileExistsBehavior;
 use gantry_core::config::{DeploymentConfig, ONE_AT_A_TIME, StartError};
 use gantry_core::deployment::{
-    Deadlines, Deployment, DeploymentStatus, Effect, ErrorInformation, Input, Millis,
+    Deadlines, Deployment, DeploymentStatus, Effect, ErrorInformation, Input, MAX_TARGETS, Millis,
     NotificationEvent,
 };
 use gantry_core::lifecycle::{self, LifecycleEvent, Performer};
 use gantry_core::planner::{self, Standing, Target};
-use gantry_core::wire::{Command, Creator, Report, RevisionLocation, SCHEMA_VERSION};
+use gantry_core::wire::{self, Command, Creator, RevisionLocation, SCHEMA_VERSION};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use tracing::Instrument;
@@ -384,6 +384,17 @@ impl ControlPlane {
         if input.update_outdated_instances_only {
             targets.retain(|target| target.standing != Standing::Current);
         }
+        if targets.len() > MAX_TARGETS {
+            return Err(ApiError::new(
+                "InstanceLimitExceededException",
+                format!(
+                    "deployment group {} resolves to {} instances; one deployment holds at most {} (its state is one DynamoDB item). Narrow the group's tags or split it into several groups",
+                    input.deployment_group_name,
+                    targets.len(),
+                    MAX_TARGETS
+                ),
+            ));
+        }
         let ordered = if config.zonal_config.is_some() {
             planner::order_by_zone(targets)
         } else {
@@ -696,17 +707,23 @@ impl ControlPlane {
 
     /// batch-advance for agent reports: applies each deployment's reports in one write
     /// and returns the ids of messages to retry (malformed, unknown, or not applied);
-    /// SQS dead-letters them after its receive limit.
+    /// SQS dead-letters them after its receive limit. A message may carry several
+    /// reports; it is retried if any of them was not applied (applying again is a no-op
+    /// for the rest).
     pub async fn handle_reports(&self, messages: Vec<(String, String)>) -> Vec<String> {
         let now = now_millis();
         let mut failed = Vec::new();
         let mut by_deployment: BTreeMap<String, Vec<(String, Input)>> = BTreeMap::new();
         for (message_id, body) in messages {
-            match Report::from_json(&body) {
-                Ok(report) => by_deployment
-                    .entry(report.deployment_id.clone())
-                    .or_default()
-                    .push((message_id, Input::Report { report, now })),
+            match wire::reports_from_json(&body) {
+                Ok(reports) => {
+                    for report in reports {
+                        by_deployment
+                            .entry(report.deployment_id.clone())
+                            .or_default()
+                            .push((message_id.clone(), Input::Report { report, now }));
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%message_id, %error, "malformed report; leaving it for the dead-letter queue");
                     failed.push(message_id);
@@ -725,6 +742,8 @@ impl ControlPlane {
                 }
             }
         }
+        failed.sort();
+        failed.dedup();
         failed
     }
 

@@ -19,9 +19,12 @@
 //! that wrote them, in the same conditional write: effects survive a crash between the
 //! write and their execution, and the tick executes entries left over.
 //!
-//! The deployment's targets live inside its `state` item: about 1.5 KB per host, so the
-//! 400 KB item limit caps a deployment at roughly 250 hosts. Splitting targets into
-//! their own items is the known next step for larger fleets.
+//! The deployment's targets live inside its `state` item: about 1.2 KB per host, plus a
+//! failure's diagnostics (bounded by gantry-core: a message of 512 bytes, a log tail
+//! sharing 48 KB across hosts), so a deployment holds at most
+//! `gantry_core::deployment::MAX_TARGETS` (150) hosts and create-deployment refuses more
+//! with a clear error. Splitting targets into their own items is the known next step for
+//! larger fleets.
 
 use crate::model::{LastDeploymentInfo, RollbackInfo};
 use aws_sdk_dynamodb::Client;

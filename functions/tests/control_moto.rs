@@ -851,8 +851,16 @@ async fn a_poison_report_is_failed_alone_and_the_rest_apply() {
     ];
     let good = host_reports(&id, "web-1", None);
     bodies.extend(good.iter().take(6).cloned());
+    // Agents send what they have ready at once as one message: a JSON array.
+    bodies.push(format!("[{},{}]", good[6], good[7]));
+    // One bad report fails its message; the good one beside it still applies.
+    bodies.push(format!(
+        "[{},{}]",
+        good[8],
+        host_reports(&id, "web-9", None).remove(0)
+    ));
     let failed = fx.deliver(bodies).await;
-    assert_eq!(failed.len(), 4, "{failed:?}");
+    assert_eq!(failed.len(), 5, "{failed:?}");
     let targets = fx
         .ok(
             "BatchGetDeploymentTargets",
@@ -864,6 +872,8 @@ async fn a_poison_report_is_failed_alone_and_the_rest_apply() {
         .unwrap()
         .clone();
     assert_eq!(events[2]["status"], "Succeeded", "{events:?}");
+    assert_eq!(events[3]["status"], "Succeeded", "{events:?}");
+    assert_eq!(events[4]["status"], "InProgress", "{events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1306,4 +1316,31 @@ async fn auto_scaling_groups_need_a_lifecycle_queue() {
         "{error}"
     );
     assert!(error.message.starts_with("autoScalingGroups"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_larger_than_one_deployment_holds_is_refused_before_anything_starts() {
+    let fx = Fixture::start().await;
+    let names: Vec<String> = (0..=gantry_core::deployment::MAX_TARGETS)
+        .map(|index| format!("web-{index:03}"))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    fx.hosts(&names).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let error = fx.deploy("web", "v1.tgz").await.unwrap_err();
+    assert_eq!(error.code, "InstanceLimitExceededException");
+    assert!(
+        error.message.contains("resolves to 151 instances"),
+        "{}",
+        error.message
+    );
+    let listed = fx
+        .ok(
+            "ListDeployments",
+            json!({"applicationName": APP, "deploymentGroupName": "web"}),
+        )
+        .await;
+    assert_eq!(listed["deployments"], json!([]), "nothing was created");
 }

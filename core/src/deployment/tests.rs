@@ -607,3 +607,65 @@ proptest! {
         prop_assert_eq!(shuffled, in_order);
     }
 }
+
+#[test]
+fn the_largest_deployment_fits_one_item_when_every_host_fails_loudly() {
+    // Real EC2 ids and zone names, a long message and a full log tail on every host.
+    let hosts = (0..MAX_TARGETS)
+        .map(|index| Target {
+            instance_id: format!("i-{index:017x}"),
+            zone: Some(format!("us-east-1{}", ["a", "b", "c"][index % 3])),
+            standing: Standing::Old,
+        })
+        .collect();
+    let mut d = deployment(crate::config::ALL_AT_ONCE, hosts);
+    d.apply(Input::Start { now: 0 }).unwrap();
+    let ids: Vec<String> = d
+        .targets
+        .iter()
+        .map(|t| t.target.instance_id.clone())
+        .collect();
+    for id in &ids {
+        let mut reports = host_reports(id, Some(6), 1_764_000_000_000);
+        let last = reports.last_mut().unwrap().diagnostics.as_mut().unwrap();
+        last.message = "m".repeat(5000);
+        last.log_tail = "é".repeat(crate::wire::LOG_TAIL_MAX_BYTES / 2);
+        deliver(&mut d, reports);
+    }
+    assert_eq!(d.status, DeploymentStatus::Failed);
+    let kept = d.targets[0].events[6].diagnostics.as_ref().unwrap();
+    assert_eq!(kept.message.len(), MESSAGE_MAX_BYTES);
+    // Its share, less a byte where the cut fell inside a two-byte character.
+    let share = LOG_TAIL_BUDGET_BYTES / MAX_TARGETS;
+    assert!((share - 1..=share).contains(&kept.log_tail.len()));
+    let stored = serde_json::to_string(&d).unwrap().len();
+    eprintln!("state of {MAX_TARGETS} failed hosts: {stored} bytes");
+    // The rest of the item (spec, outbox, keys) stays well under the remaining 100 KB.
+    assert!(
+        stored < 300 * 1024,
+        "state of {MAX_TARGETS} hosts is {stored} bytes"
+    );
+}
+
+#[test]
+fn a_small_deployment_keeps_whole_log_tails() {
+    let mut d = deployment(crate::config::ALL_AT_ONCE, targets(3, 1, Standing::Old));
+    d.apply(Input::Start { now: 0 }).unwrap();
+    let mut reports = host_reports("i-000", Some(2), 10);
+    let tail = "x".repeat(crate::wire::LOG_TAIL_MAX_BYTES);
+    reports
+        .last_mut()
+        .unwrap()
+        .diagnostics
+        .as_mut()
+        .unwrap()
+        .log_tail = tail.clone();
+    deliver(&mut d, reports);
+    let kept = &d
+        .targets
+        .iter()
+        .find(|t| t.target.instance_id == "i-000")
+        .unwrap()
+        .events[2];
+    assert_eq!(kept.diagnostics.as_ref().unwrap().log_tail, tail);
+}
