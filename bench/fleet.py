@@ -101,6 +101,22 @@ def gaps(hosts):
     return [later[0] - earlier[1] for earlier, later in zip(windows, windows[1:])]
 
 
+def control_plane_load(log_path, offset):
+    """From gantry-local's log after `offset`: report messages received, the reports in
+    them, and state writes they caused (one per deployment per received batch)."""
+    messages = reports = writes = 0
+    with open(log_path) as log:
+        log.seek(offset)
+        for line in log:
+            if "reports received" not in line:
+                continue
+            fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+            messages += int(fields["messages"])
+            reports += int(fields["reports"])
+            writes += int(fields["deployments"])
+    return messages, reports, writes
+
+
 def median_ms(values):
     return round(statistics.median(values) * 1000, 1)
 
@@ -119,7 +135,8 @@ def main():
     try:
         moto, moto_endpoint = start_moto(work)
         processes.append(moto)
-        local, endpoint = start_local(args.local, moto_endpoint, os.path.join(work, "local.log"), ["--tick-ms", "1000"])
+        local_log = os.path.join(work, "local.log")
+        local, endpoint = start_local(args.local, moto_endpoint, local_log, ["--tick-ms", "1000"])
         processes.append(local)
 
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
@@ -152,9 +169,12 @@ def main():
                 deploy(endpoint, group, config)  # warm-up: the agents' first command pays for connections
                 measured = []
                 batch_gaps = []
+                load = []
                 for _ in range(args.runs):
+                    offset = os.path.getsize(local_log)
                     info, got = deploy(endpoint, group, config)
                     measured.append(stages(info, got))
+                    load.append(control_plane_load(local_log, offset))
                     if config.endswith("OneAtATime"):
                         batch_gaps.extend(gaps(got))
                 if size == max(sizes):
@@ -164,6 +184,10 @@ def main():
                 stop(agents)
             summary = {key: median_ms([m[key] for m in measured]) for key in measured[0]}
             summary["total_max"] = round(max(m["total"] for m in measured) * 1000, 1)
+            messages, reports, writes = (sum(run[i] for run in load) for i in range(3))
+            summary["report_messages_per_host"] = round(messages / (size * args.runs), 2)
+            summary["reports_per_message"] = round(reports / max(messages, 1), 2)
+            summary["report_writes_per_host"] = round(writes / (size * args.runs), 2)
             if batch_gaps:
                 summary["batch_gap"] = median_ms(batch_gaps)
                 summary["batch_gap_max"] = round(max(batch_gaps) * 1000, 1)
@@ -177,12 +201,13 @@ def main():
         with open(out, "w") as file:
             json.dump(results, file, indent=2)
         print(f"\nwrote {out}\n")
-        print("| scenario | create to Succeeded (median / max) | to first event | host events | last event to Succeeded | batch gap (median / max) |")
-        print("|---|---|---|---|---|---|")
+        print("| scenario | create to Succeeded (median / max) | to first event | host events | last event to Succeeded | batch gap (median / max) | report messages per host | reports per message | state writes per host |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, s in results["scenarios"].items():
             gap = f"{s['batch_gap']} / {s['batch_gap_max']} ms" if "batch_gap" in s else "-"
             print(f"| {name} | {s['total']} / {s['total_max']} ms | {s['create_to_first_event']} ms | "
-                  f"{s['host_events']} ms | {s['last_event_to_succeeded']} ms | {gap} |")
+                  f"{s['host_events']} ms | {s['last_event_to_succeeded']} ms | {gap} | "
+                  f"{s['report_messages_per_host']} | {s['reports_per_message']} | {s['report_writes_per_host']} |")
     finally:
         stop(list(reversed(processes)))
 

@@ -12,11 +12,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// How long a received command stays invisible to other receivers; extended every third
-/// of it while the command runs, so a long hook never lets the command be delivered
-/// twice. Short, because it is also how long a command waits when a receive's answer is
-/// lost on the way to the agent (seen once in the fleet benchmark: a 120 s stall).
+/// How long a command is invisible to other receivers once this agent holds it: set as
+/// soon as the command arrives and renewed every third of it while the command runs,
+/// so a long hook never lets the command be delivered twice.
 const VISIBILITY_SECS: i32 = 30;
+/// How long a command is invisible when received. Short, because a long poll left open
+/// by an agent that stopped (a restart, an upgrade) still takes the next command from
+/// the queue and answers a closed connection: the command waits this long for the next
+/// receive (the fleet benchmark's restarted agents waited 120 s, then 30 s, before).
+const RECEIVE_VISIBILITY_SECS: i32 = 5;
 
 #[derive(Parser)]
 #[command(name = "gantry-agent", version, about = "The Gantry host agent")]
@@ -162,7 +166,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
                 .queue_url(&agent.command_queue_url)
                 .wait_time_seconds(agent.config.poll_wait_seconds as i32)
                 .max_number_of_messages(1)
-                .visibility_timeout(VISIBILITY_SECS)
+                .visibility_timeout(RECEIVE_VISIBILITY_SECS)
                 .send() => received,
         };
         let messages = match received {
@@ -231,10 +235,13 @@ impl Agent {
         let work = self
             .blocking(move |host, source, reports| runner::run(host, &command, source, reports));
         tokio::pin!(work);
+        // The first tick is immediate: it turns the short receive visibility into ours.
         let mut keep_alive = tokio::time::interval(Duration::from_secs(VISIBILITY_SECS as u64 / 3));
-        keep_alive.tick().await;
         let result = loop {
             tokio::select! {
+                // Biased: the work is polled (and its thread started) before the first
+                // tick's request is awaited.
+                biased;
                 result = &mut work => break result,
                 _ = keep_alive.tick() => {
                     if let Err(error) = self.sqs.change_message_visibility()

@@ -714,6 +714,7 @@ impl ControlPlane {
         let now = now_millis();
         let mut failed = Vec::new();
         let mut by_deployment: BTreeMap<String, Vec<(String, Input)>> = BTreeMap::new();
+        let message_count = messages.len();
         for (message_id, body) in messages {
             match wire::reports_from_json(&body) {
                 Ok(reports) => {
@@ -730,6 +731,13 @@ impl ControlPlane {
                 }
             }
         }
+        // The bench reads this: reports per message, and writes (one per deployment).
+        tracing::info!(
+            messages = message_count,
+            reports = by_deployment.values().map(Vec::len).sum::<usize>(),
+            deployments = by_deployment.len(),
+            "reports received"
+        );
         for (deployment_id, reports) in by_deployment {
             let inputs: Vec<Input> = reports.iter().map(|(_, input)| input.clone()).collect();
             match self.advance(&deployment_id, &inputs).await {
