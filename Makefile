@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo bench bench-agent bench-control-plane bench-fleet clean
+.PHONY: all test lint venv build demo bench bench-agent bench-control-plane bench-fleet package clean
 
 all: test
 
@@ -55,6 +55,27 @@ demo: venv
 	$(CARGO) build -p gantry-cli -p gantry-local -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) demo/run.sh
 
+# The agent as a release artifact: one static x86_64 binary (musl) and its systemd unit,
+# in dist/gantry-agent-<version>-x86_64-linux-musl.tar.gz. Needs musl-gcc (Debian and
+# Ubuntu: apt-get install musl-tools) and the Rust target (rustup adds it). The Lambda
+# functions are packaged by `sam build` (README: Install on AWS).
+AGENT_TARGET := x86_64-unknown-linux-musl
+AGENT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+AGENT_DIST := dist/gantry-agent-$(AGENT_VERSION)-x86_64-linux-musl
+AGENT_BINARY := $(or $(CARGO_TARGET_DIR),target)/$(AGENT_TARGET)/release/gantry-agent
+
+package:
+	@command -v musl-gcc >/dev/null || { echo "make package: musl-gcc not found; install musl-tools (apt-get install musl-tools)"; exit 1; }
+	rustup target add $(AGENT_TARGET)
+	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --release --locked --target $(AGENT_TARGET) -p gantry-agent
+	@ldd $(AGENT_BINARY) 2>&1 | grep -Eq "not a dynamic executable|statically linked" || { echo "make package: $(AGENT_BINARY) is not static"; exit 1; }
+	rm -rf $(AGENT_DIST) && mkdir -p $(AGENT_DIST)
+	cp $(AGENT_BINARY) agent/gantry-agent.service $(AGENT_DIST)/
+	strip $(AGENT_DIST)/gantry-agent
+	$(AGENT_DIST)/gantry-agent --version
+	tar -C dist -czf $(AGENT_DIST).tar.gz $(notdir $(AGENT_DIST))
+	@echo "wrote $(AGENT_DIST).tar.gz"
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) dist
 	$(CARGO) clean

@@ -78,9 +78,11 @@ def main():
         moto_log.flush()
         before = sum(1 for _ in open(moto_log.name))
         idle_rss = []
+        idle_anon = []
         window_start = time.monotonic()
         while time.monotonic() - window_start < args.idle_seconds:
             idle_rss.append(rss_kib(agent.pid))
+            idle_anon.append(rss_kib(agent.pid, "RssAnon"))
             time.sleep(1)
         moto_log.flush()
         requests = sum(1 for _ in open(moto_log.name)) - before
@@ -131,6 +133,7 @@ def main():
         results = {
             "runs": args.runs,
             "idle_rss_kib_median": statistics.median(idle_rss),
+            "idle_rss_anon_kib_median": statistics.median(idle_anon),
             "idle_requests_per_minute": round(requests_per_minute, 2),
             "hook_rss_kib_max": max(hook_rss),
             "noop_event_overhead_ms_median": round(statistics.median(per_event_ms), 2),

@@ -47,10 +47,12 @@ def tgz(files):
     return buffer.getvalue()
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """Resident memory; field="RssAnon" counts only the process's own (anonymous) pages,
+    not the binary's code pages, which are clean, shared and dropped under pressure."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
