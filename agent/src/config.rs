@@ -89,6 +89,10 @@ pub struct AgentConfig {
     pub install_root: PathBuf,
     #[serde(default = "default_poll_wait_seconds")]
     pub poll_wait_seconds: u32,
+    /// On SIGTERM, how long a running deployment may go on before its hook is stopped
+    /// and its event reported as interrupted. Below systemd's TimeoutStopSec (90 s).
+    #[serde(default = "default_stop_grace_seconds")]
+    pub stop_grace_seconds: u32,
     #[serde(default)]
     pub proxy: Option<Proxy>,
 }
@@ -107,6 +111,9 @@ fn default_install_root() -> PathBuf {
 }
 fn default_poll_wait_seconds() -> u32 {
     20
+}
+fn default_stop_grace_seconds() -> u32 {
+    60
 }
 
 /// SQS queue names: at most 80 characters of letters, digits, `-` and `_`.
@@ -159,6 +166,12 @@ impl AgentConfig {
             return Err(format!(
                 "poll_wait_seconds: must be 1 to 20 (SQS long polling), found {}",
                 self.poll_wait_seconds
+            ));
+        }
+        if self.stop_grace_seconds > 3600 {
+            return Err(format!(
+                "stop_grace_seconds: must be at most 3600, found {}",
+                self.stop_grace_seconds
             ));
         }
         if let Some(proxy) = &self.proxy
@@ -223,6 +236,7 @@ mod tests {
         assert_eq!(config.max_revisions, 5);
         assert_eq!(config.install_root, PathBuf::from("/"));
         assert_eq!(config.poll_wait_seconds, 20);
+        assert_eq!(config.stop_grace_seconds, 60);
         assert_eq!(config.command_queue("web-1").unwrap(), "gantry-cmd-web-1");
     }
 
@@ -245,6 +259,10 @@ mod tests {
             (
                 format!("{MINIMAL}poll_wait_seconds: 30\n"),
                 "poll_wait_seconds",
+            ),
+            (
+                format!("{MINIMAL}stop_grace_seconds: 7200\n"),
+                "stop_grace_seconds",
             ),
             (format!("{MINIMAL}root_dir: relative/dir\n"), "root_dir"),
             (format!("{MINIMAL}install_root: here\n"), "install_root"),

@@ -20,8 +20,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often a running script's wait looks at the abort flag.
+const ABORT_CHECK: Duration = Duration::from_millis(100);
+
+/// Why a script was stopped before it exited.
+enum Stopped {
+    TimedOut,
+    Aborted,
+}
 
 /// How long a timed-out script's process group has between SIGTERM and SIGKILL.
 pub const DEFAULT_TERM_GRACE: Duration = Duration::from_secs(5);
@@ -35,6 +45,9 @@ pub struct ScriptRun<'a> {
     pub event: &'a str,
     pub timeout: Duration,
     pub term_grace: Duration,
+    /// Set when the agent is stopping and its grace is over: the script is stopped as on
+    /// a timeout, and its event fails.
+    pub abort: &'a AtomicBool,
     pub runas: Option<&'a str>,
     /// Deployment variables (LIFECYCLE_EVENT, DEPLOYMENT_ID, ...), added to the agent's.
     pub env: &'a [(String, String)],
@@ -150,7 +163,35 @@ pub fn run_script(run: &ScriptRun<'_>) -> ScriptOutcome {
         let _ = done.send(child.wait());
     });
 
-    let outcome = match finished.recv_timeout(run.timeout) {
+    // Wait for the script in short slices, so an abort is seen within one of them.
+    let deadline = Instant::now() + run.timeout;
+    let waited = loop {
+        let slice = deadline
+            .saturating_duration_since(Instant::now())
+            .min(ABORT_CHECK);
+        match finished.recv_timeout(slice) {
+            Ok(exit) => break Ok(exit),
+            Err(RecvTimeoutError::Disconnected) => {
+                break Ok(Err(std::io::Error::other("its waiting thread stopped")));
+            }
+            Err(RecvTimeoutError::Timeout) if run.abort.load(Ordering::SeqCst) => {
+                break Err(Stopped::Aborted);
+            }
+            Err(RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+                break Err(Stopped::TimedOut);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    };
+    if waited.is_err() {
+        // The whole group, including anything the script started.
+        let _ = killpg(group, Signal::SIGTERM);
+        if finished.recv_timeout(run.term_grace).is_err() {
+            let _ = killpg(group, Signal::SIGKILL);
+            let _ = finished.recv();
+        }
+    }
+    let outcome = match waited {
         Ok(Ok(status)) if status.success() => (ErrorCode::Success, "Succeeded".to_owned()),
         Ok(Ok(status)) => match (status.code(), status.signal()) {
             (Some(code), _) => (
@@ -170,21 +211,19 @@ pub fn run_script(run: &ScriptRun<'_>) -> ScriptOutcome {
             ErrorCode::UnknownError,
             format!("waiting for {name}: {error}"),
         ),
-        Err(_) => {
-            // Timed out: the whole group, including anything the script started.
-            let _ = killpg(group, Signal::SIGTERM);
-            if finished.recv_timeout(run.term_grace).is_err() {
-                let _ = killpg(group, Signal::SIGKILL);
-                let _ = finished.recv();
-            }
-            (
-                ErrorCode::ScriptTimedOut,
-                format!(
-                    "Script at specified location: {name} did not finish within {} seconds and was stopped",
-                    run.timeout.as_secs()
-                ),
-            )
-        }
+        Err(Stopped::TimedOut) => (
+            ErrorCode::ScriptTimedOut,
+            format!(
+                "Script at specified location: {name} did not finish within {} seconds and was stopped",
+                run.timeout.as_secs()
+            ),
+        ),
+        Err(Stopped::Aborted) => (
+            ErrorCode::UnknownError,
+            format!(
+                "Script at specified location: {name} was stopped: the agent was asked to stop (SIGTERM) and the deployment did not finish within stop_grace_seconds"
+            ),
+        ),
     };
     let end = log.seek(SeekFrom::End(0)).unwrap_or(start);
     let _ = writeln!(log, "[{}] {} {name}: {}", timestamp(), run.event, outcome.1);
@@ -325,6 +364,7 @@ mod tests {
                 event: "AfterInstall",
                 timeout,
                 term_grace: Duration::from_millis(500),
+                abort: &AtomicBool::new(false),
                 runas,
                 env: &env,
                 working_dir: self.dir.path(),

@@ -9,8 +9,10 @@ use gantry_agent::runner::{self, Host};
 use gantry_core::wire::Command;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// How long a command is invisible to other receivers once this agent holds it: set as
 /// soon as the command arrives and renewed every third of it while the command runs,
@@ -21,6 +23,10 @@ const VISIBILITY_SECS: i32 = 30;
 /// the queue and answers a closed connection: the command waits this long for the next
 /// receive (the fleet benchmark's restarted agents waited 120 s, then 30 s, before).
 const RECEIVE_VISIBILITY_SECS: i32 = 5;
+/// How long a stopped script's process group has between SIGTERM and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+/// After a script was stopped, how much longer the runner may take to report and return.
+const ABORT_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Parser)]
 #[command(name = "gantry-agent", version, about = "The Gantry host agent")]
@@ -109,6 +115,8 @@ struct Agent {
     s3: aws_sdk_s3::Client,
     command_queue_url: String,
     reports: SqsReports,
+    /// Set once a stop's grace is over: the runner stops its script and starts no event.
+    abort: Arc<AtomicBool>,
 }
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
@@ -138,6 +146,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         sqs,
         command_queue_url,
         reports: SqsReports::start(sqs_reports, reports_queue_url),
+        abort: Arc::new(AtomicBool::new(false)),
     };
     tracing::info!(instance_id = %agent.instance_id, queue = %command_queue, "agent started");
 
@@ -154,12 +163,13 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         tracing::warn!(%deployment_id, "reported the event interrupted by the last stop as failed");
     }
 
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    loop {
+    let mut stop = StopSignals {
+        terminate: signal(SignalKind::terminate())?,
+        interrupt: signal(SignalKind::interrupt())?,
+    };
+    'polling: loop {
         let received = tokio::select! {
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            _ = stop.recv() => break,
             received = agent
                 .sqs
                 .receive_message()
@@ -178,11 +188,35 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
             }
         };
         for message in messages {
-            agent.handle(message).await;
+            if agent.handle(message, &mut stop).await == Handled::Stopping {
+                break 'polling;
+            }
         }
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// SIGTERM (systemd's stop) and SIGINT, as one stream of stop requests.
+struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl StopSignals {
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Handled {
+    Continue,
+    /// A stop was asked for while the command ran: the agent exits now.
+    Stopping,
 }
 
 impl Agent {
@@ -199,13 +233,15 @@ impl Agent {
             runtime,
         };
         let reports = self.reports.clone();
+        let abort = self.abort.clone();
         tokio::task::spawn_blocking(move || {
             let host = Host {
                 instance_id: &instance_id,
                 root_dir: &config.root_dir,
                 install_root: &config.install_root,
                 max_revisions: config.max_revisions as usize,
-                term_grace: Duration::from_secs(5),
+                term_grace: TERM_GRACE,
+                abort: &abort,
             };
             work(&host, &source, &reports)
         })
@@ -214,16 +250,20 @@ impl Agent {
         .map_err(anyhow::Error::msg)
     }
 
-    async fn handle(&self, message: aws_sdk_sqs::types::Message) {
+    async fn handle(
+        &self,
+        message: aws_sdk_sqs::types::Message,
+        stop: &mut StopSignals,
+    ) -> Handled {
         let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
-            return;
+            return Handled::Continue;
         };
         let command = match Command::from_json(message.body().unwrap_or_default()) {
             Ok(command) => command,
             Err(error) => {
                 // Left on the queue: its redrive policy moves it to the dead-letter queue.
                 tracing::error!(message_id = message.message_id().unwrap_or_default(), %error, "refusing a malformed command");
-                return;
+                return Handled::Continue;
             }
         };
         let span = tracing::info_span!(
@@ -237,12 +277,34 @@ impl Agent {
         tokio::pin!(work);
         // The first tick is immediate: it turns the short receive visibility into ours.
         let mut keep_alive = tokio::time::interval(Duration::from_secs(VISIBILITY_SECS as u64 / 3));
+        // Asked to stop: the deployment has the grace to finish, then its script is
+        // stopped (a second signal stops it at once); if the runner still has not
+        // returned after that, the agent exits and its next start reports the event.
+        let grace = Duration::from_secs(self.config.stop_grace_seconds.into());
+        let mut stopping: Option<tokio::time::Instant> = None;
+        let mut aborted_at: Option<tokio::time::Instant> = None;
+        let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let result = loop {
             tokio::select! {
                 // Biased: the work is polled (and its thread started) before the first
                 // tick's request is awaited.
                 biased;
                 result = &mut work => break result,
+                _ = stop.recv(), if aborted_at.is_none() => {
+                    if stopping.is_none() {
+                        tracing::warn!(grace_seconds = grace.as_secs(), "asked to stop; the running deployment may finish first");
+                        stopping = Some(tokio::time::Instant::now() + grace);
+                    } else {
+                        aborted_at = Some(self.abort_running());
+                    }
+                }
+                _ = tokio::time::sleep_until(stopping.unwrap_or(far)), if stopping.is_some() && aborted_at.is_none() => {
+                    aborted_at = Some(self.abort_running());
+                }
+                _ = tokio::time::sleep_until(aborted_at.map_or(far, |at| at + TERM_GRACE + ABORT_WAIT)), if aborted_at.is_some() => {
+                    tracing::error!("the runner did not return after its script was stopped; exiting, and the next start reports the event");
+                    std::process::exit(1);
+                }
                 _ = keep_alive.tick() => {
                     if let Err(error) = self.sqs.change_message_visibility()
                         .queue_url(&self.command_queue_url)
@@ -276,6 +338,18 @@ impl Agent {
                 tracing::error!(%error, "command not finished (interrupted, or its reports not sent); it stays on the queue, and a redelivery re-sends its final reports")
             }
         }
+        if stopping.is_some() {
+            Handled::Stopping
+        } else {
+            Handled::Continue
+        }
+    }
+
+    /// Ends the grace of a stop: the runner stops its script and starts no more events.
+    fn abort_running(&self) -> tokio::time::Instant {
+        tracing::warn!("stopping the running script: the agent is stopping");
+        self.abort.store(true, Ordering::SeqCst);
+        tokio::time::Instant::now()
     }
 
     async fn delete(&self, receipt: &str) {

@@ -23,6 +23,7 @@ use gantry_core::wire::{
 };
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Fetches a revision's bundle to a local file.
@@ -42,6 +43,9 @@ pub struct Host<'a> {
     pub install_root: &'a Path,
     pub max_revisions: usize,
     pub term_grace: Duration,
+    /// Set when the agent is stopping and its grace is over: the running script is
+    /// stopped and no further event starts.
+    pub abort: &'a AtomicBool,
 }
 
 impl Host<'_> {
@@ -147,15 +151,21 @@ pub fn run(
         )?;
         reports.send(&in_progress)?;
 
-        let result = run_event(
-            host,
-            command,
-            event,
-            &deployment_dir,
-            &archive,
-            &mut spec,
-            source,
-        );
+        let result = if host.abort.load(Ordering::SeqCst) {
+            Err(agent_failure(format!(
+                "{event} did not start: the agent was asked to stop (SIGTERM) and the deployment did not finish within stop_grace_seconds"
+            )))
+        } else {
+            run_event(
+                host,
+                command,
+                event,
+                &deployment_dir,
+                &archive,
+                &mut spec,
+                source,
+            )
+        };
         let result = match result {
             Err(diagnostics)
                 if event == LifecycleEvent::ApplicationStop
@@ -344,6 +354,7 @@ fn run_scripts(
             event: event.name(),
             timeout: Duration::from_secs(script.timeout_secs),
             term_grace: host.term_grace,
+            abort: host.abort,
             runas: script.runas.as_deref(),
             env: &env,
             working_dir: revision,
@@ -593,6 +604,7 @@ mod tests {
                 install_root: &self.path("host/fs"),
                 max_revisions,
                 term_grace: Duration::from_millis(200),
+                abort: &AtomicBool::new(false),
             };
             let sink = Collected::default();
             let outcome = run(&host, command, &LocalBundles(self.path("bundles")), &sink).unwrap();
@@ -769,6 +781,7 @@ mod tests {
             install_root: &fixture.path("host/fs"),
             max_revisions: 5,
             term_grace: Duration::from_millis(200),
+            abort: &AtomicBool::new(false),
         };
         let sink = Collected::default();
         assert_eq!(

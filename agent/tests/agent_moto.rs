@@ -66,11 +66,16 @@ async fn stack() -> Stack {
 }
 
 fn start_agent(stack: &Stack, dir: &Path) -> AgentProcess {
+    start_agent_with(stack, dir, "")
+}
+
+/// The agent with `extra` configuration lines.
+fn start_agent_with(stack: &Stack, dir: &Path, extra: &str) -> AgentProcess {
     let config = dir.join("agent.yml");
     std::fs::write(
         &config,
         format!(
-            "identity:\n  on_premises_name: host-1\nregion: us-east-1\nqueue_prefix: gantry-cmd-\nreports_queue: gantry-reports\nroot_dir: {0}/root\nlog_dir: {0}/logs\ninstall_root: {0}/fs\npoll_wait_seconds: 1\n",
+            "identity:\n  on_premises_name: host-1\nregion: us-east-1\nqueue_prefix: gantry-cmd-\nreports_queue: gantry-reports\nroot_dir: {0}/root\nlog_dir: {0}/logs\ninstall_root: {0}/fs\npoll_wait_seconds: 1\n{extra}",
             dir.display()
         ),
     )
@@ -435,4 +440,157 @@ async fn queued_reports_arrive_ten_to_a_message_and_a_flush_tells_what_was_not_s
     assert!(error.contains("1 report(s) not sent"), "{error}");
     // The failure was told once; what is queued after it starts clean.
     reports.flush().await.expect("nothing queued since");
+}
+
+/// A process the test must not leave behind, killed by its (positive) pid on drop.
+struct Leftover(i32);
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        if self.0 > 1 && alive(self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+/// Waits for a condition, or panics naming it at the deadline.
+async fn wait_until(what: &str, deadline: Duration, mut ready: impl FnMut() -> bool) {
+    let until = Instant::now() + deadline;
+    while !ready() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A bundle whose AfterInstall hook writes its pid to `pid_file`, then runs `then`.
+async fn hook_bundle(stack: &Stack, key: &str, pid_file: &Path, then: &str) -> String {
+    let appspec = Entry::file(
+        "appspec.yml",
+        b"version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: hook.sh\n      timeout: 300\n",
+    );
+    let hook = Entry::file_with_mode(
+        "hook.sh",
+        format!("#!/bin/sh\necho $$ > {}\n{then}\n", pid_file.display()).as_bytes(),
+        0o755,
+    );
+    put_bundle(stack, key, &[appspec, hook]).await
+}
+
+/// Waits for the hook to write its pid, then asks the agent to stop as systemd does.
+async fn stop_agent_during_hook(agent: &AgentProcess, pid_file: &Path) -> Leftover {
+    wait_until("the hook to start", Duration::from_secs(30), || {
+        std::fs::read_to_string(pid_file).is_ok_and(|text| text.trim().parse::<i32>().is_ok())
+    })
+    .await;
+    let hook: i32 = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let agent_pid = i32::try_from(agent.0.id()).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    Leftover(hook)
+}
+
+async fn wait_for_exit(agent: &mut AgentProcess) -> std::process::ExitStatus {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = agent.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < until,
+            "the agent did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn asked_to_stop_the_agent_lets_the_deployment_finish_within_its_grace() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("hook.pid");
+    let e_tag = hook_bundle(&stack, "short.tgz", &pid_file, "sleep 3").await;
+    let mut agent = start_agent_with(&stack, dir.path(), "stop_grace_seconds: 30\n");
+    send_command(&stack, &command_for("d-STOP00001", "short.tgz", &e_tag)).await;
+    let _hook = stop_agent_during_hook(&agent, &pid_file).await;
+    let asked = Instant::now();
+
+    assert!(wait_for_exit(&mut agent).await.success());
+    // It waited for the hook's three seconds rather than leave at once.
+    assert!(asked.elapsed() >= Duration::from_secs(2));
+    let reports = reports_until_done(&stack, "d-STOP00001", Duration::from_secs(10)).await;
+    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert!(
+        reports
+            .iter()
+            .all(|r| matches!(r.status, EventStatus::InProgress | EventStatus::Succeeded)),
+        "{reports:#?}"
+    );
+    // Finished and deleted: nothing left to redeliver.
+    let attributes = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.commands)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let count = |name| {
+        attributes
+            .attributes()
+            .and_then(|all| all.get(&name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+        "0"
+    );
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_its_grace_the_running_script_is_stopped_and_its_event_fails() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("hook.pid");
+    let e_tag = hook_bundle(&stack, "long.tgz", &pid_file, "exec sleep 120").await;
+    let mut agent = start_agent_with(&stack, dir.path(), "stop_grace_seconds: 1\n");
+    send_command(&stack, &command_for("d-STOP00002", "long.tgz", &e_tag)).await;
+    let hook = stop_agent_during_hook(&agent, &pid_file).await;
+
+    assert!(wait_for_exit(&mut agent).await.success());
+    assert!(!alive(hook.0), "the stopped script is gone");
+    let reports = reports_until_done(&stack, "d-STOP00002", Duration::from_secs(10)).await;
+    let failed = reports
+        .iter()
+        .find(|r| r.status == EventStatus::Failed)
+        .expect("the interrupted event is reported failed");
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::AfterInstall
+    );
+    let diagnostics = failed.diagnostics.as_ref().unwrap();
+    assert_eq!(diagnostics.error_code, wire::ErrorCode::UnknownError);
+    assert!(
+        diagnostics.message.contains("SIGTERM"),
+        "{}",
+        diagnostics.message
+    );
 }
