@@ -62,11 +62,16 @@ fn default_metadata_endpoint() -> String {
     "http://169.254.169.254".to_owned()
 }
 
+/// An HTTP proxy for every request to AWS (S3 and SQS), as CodeDeploy's agent has
+/// `:proxy_uri:`. The instance metadata service is always reached directly.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Proxy {
-    /// Proxy for HTTPS requests to AWS, as `http://host:port`.
-    pub https: String,
+    /// `http://host:port`, with `user:password@` before the host if the proxy asks.
+    pub url: String,
+    /// Hosts reached directly, comma-separated, as in NO_PROXY: `.internal,10.0.0.1`.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -175,11 +180,11 @@ impl AgentConfig {
             ));
         }
         if let Some(proxy) = &self.proxy
-            && !(proxy.https.starts_with("http://") || proxy.https.starts_with("https://"))
+            && !(proxy.url.starts_with("http://") || proxy.url.starts_with("https://"))
         {
             return Err(format!(
-                "proxy.https: must be a URL such as http://proxy:3128, found {:?}",
-                proxy.https
+                "proxy.url: must be a URL such as http://proxy:3128, found {:?}",
+                proxy.url
             ));
         }
         Ok(())
@@ -266,10 +271,7 @@ mod tests {
             ),
             (format!("{MINIMAL}root_dir: relative/dir\n"), "root_dir"),
             (format!("{MINIMAL}install_root: here\n"), "install_root"),
-            (
-                format!("{MINIMAL}proxy:\n  https: proxy:3128\n"),
-                "proxy.https",
-            ),
+            (format!("{MINIMAL}proxy:\n  url: proxy:3128\n"), "proxy.url"),
             (format!("{MINIMAL}max_revisons: 3\n"), "max_revisons"),
             (MINIMAL.replace("gantry-cmd-", "gantry cmd"), "queue_prefix"),
             (MINIMAL.replace("region: eu-west-1\n", ""), "region"),

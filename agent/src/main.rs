@@ -1,6 +1,6 @@
 //! `gantry-agent`: long-polls this host's command queue and carries out each command.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use aws_config::{BehaviorVersion, Region};
 use clap::Parser;
 use gantry_agent::aws::{S3Revisions, SqsReports};
@@ -120,14 +120,13 @@ struct Agent {
 }
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
-    if config.proxy.is_some() {
-        bail!("proxy: this agent does not support proxies yet; remove the key");
-    }
     // AWS_ENDPOINT_URL and credentials come from the SDK's standard configuration.
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(config.region.clone()))
-        .load()
-        .await;
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(config.region.clone()));
+    if let Some(proxy) = &config.proxy {
+        loader = loader.http_client(proxied_http_client(proxy)?);
+    }
+    let sdk = loader.load().await;
     let instance_id = match &config.identity {
         Identity::OnPremisesName(name) => name.clone(),
         Identity::Ec2 { metadata_endpoint } => ec2_instance_id(metadata_endpoint).await?,
@@ -364,6 +363,32 @@ impl Agent {
             tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "deleting a finished command failed; a redelivery re-sends its reports");
         }
     }
+}
+
+/// The SDK's own HTTPS client (rustls), with every request through the proxy.
+fn proxied_http_client(
+    proxy: &config::Proxy,
+) -> anyhow::Result<aws_sdk_sqs::config::SharedHttpClient> {
+    use aws_smithy_http_client::{Builder, Connector, proxy::ProxyConfig, tls};
+    let mut proxy_config = ProxyConfig::all(proxy.url.as_str())
+        .map_err(|error| anyhow::anyhow!("proxy.url: {error}"))?;
+    if let Some(rules) = &proxy.no_proxy {
+        proxy_config = proxy_config.no_proxy(rules);
+    }
+    Ok(
+        Builder::new().build_with_connector_fn(move |settings, components| {
+            let mut connector = Connector::builder().proxy_config(proxy_config.clone());
+            connector.set_connector_settings(settings.cloned());
+            if let Some(components) = components {
+                connector.set_sleep_impl(components.sleep_impl());
+            }
+            connector
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .build()
+        }),
+    )
 }
 
 async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<String> {

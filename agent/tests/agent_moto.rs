@@ -594,3 +594,69 @@ async fn past_its_grace_the_running_script_is_stopped_and_its_event_fails() {
         diagnostics.message
     );
 }
+
+/// A forward HTTP proxy in front of moto. It relays each connection and counts those
+/// whose first request names an absolute `http://` URL, which only a client sending
+/// its requests to a proxy does.
+async fn forward_proxy(upstream: String) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let proxied = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = proxied.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let counter = counter.clone();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 16];
+                let Ok(read) = client.peek(&mut head).await else {
+                    return;
+                };
+                let line = String::from_utf8_lossy(&head[..read]);
+                if line
+                    .split(' ')
+                    .nth(1)
+                    .is_some_and(|target| target.starts_with("http://"))
+                {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                if let Ok(mut server) = tokio::net::TcpStream::connect(upstream.as_str()).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (port, proxied)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_proxy_configured_every_aws_request_goes_through_it() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let moto_address = stack
+        .moto
+        .endpoint()
+        .trim_start_matches("http://")
+        .to_owned();
+    let (port, proxied) = forward_proxy(moto_address).await;
+    let e_tag = put_bundle(
+        &stack,
+        "plain.tgz",
+        &[Entry::file("appspec.yml", b"version: 0.0\nos: linux\n")],
+    )
+    .await;
+    let _agent = start_agent_with(
+        &stack,
+        dir.path(),
+        &format!("proxy:\n  url: http://127.0.0.1:{port}\n"),
+    );
+    send_command(&stack, &command_for("d-PROXY0001", "plain.tgz", &e_tag)).await;
+    let reports = reports_until_done(&stack, "d-PROXY0001", Duration::from_secs(30)).await;
+    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert!(reports.iter().all(|r| r.status != EventStatus::Failed));
+    assert!(
+        proxied.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "no request reached the proxy"
+    );
+}
