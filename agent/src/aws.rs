@@ -78,8 +78,8 @@ impl S3Revisions {
 
 /// Reports leave through a background task, so an event never waits on SQS: the
 /// runner queues a report and moves on, and the task sends what has queued up as one
-/// message of up to ten reports. [`SqsReports::flush`] waits until everything queued
-/// before it was sent, and says whether any of it could not be.
+/// message of up to ten reports. [`SqsReports::all_sent`] waits until everything queued
+/// before it was sent, and says whether any of it could not be since it last asked.
 #[derive(Clone)]
 pub struct SqsReports {
     queue: mpsc::UnboundedSender<Outgoing>,
@@ -87,7 +87,12 @@ pub struct SqsReports {
 
 enum Outgoing {
     Report(Report),
-    Flush(oneshot::Sender<Result<(), String>>),
+    /// Answered once everything before it was sent: Err if anything failed since the
+    /// last flush that asked to `forget`, which then starts the count again.
+    Flush {
+        done: oneshot::Sender<Result<(), String>>,
+        forget: bool,
+    },
 }
 
 /// Sends of one message, each after the SDK's own retries, before its reports are given
@@ -102,11 +107,16 @@ impl SqsReports {
         Self { queue }
     }
 
-    /// Waits until every report queued so far was sent; an error names what was not.
-    pub async fn flush(&self) -> Result<(), String> {
+    /// Waits until every report queued so far was sent; an error names what was not,
+    /// since the last call. The agent asks this before it deletes a command.
+    pub async fn all_sent(&self) -> Result<(), String> {
+        self.flushed(true).await
+    }
+
+    async fn flushed(&self, forget: bool) -> Result<(), String> {
         let (done, answer) = oneshot::channel();
         self.queue
-            .send(Outgoing::Flush(done))
+            .send(Outgoing::Flush { done, forget })
             .map_err(|_| "the report sender stopped".to_owned())?;
         answer
             .await
@@ -115,6 +125,12 @@ impl SqsReports {
 }
 
 impl ReportSink for SqsReports {
+    /// From the runner's blocking thread, before a script or a download: the control
+    /// plane knows the event started before it may take long.
+    fn flush(&self) -> Result<(), String> {
+        Handle::current().block_on(self.flushed(false))
+    }
+
     fn send(&self, report: &Report) -> Result<(), String> {
         self.queue
             .send(Outgoing::Report(report.clone()))
@@ -140,13 +156,16 @@ async fn send_reports(
                         send_message(&client, &queue_url, &mut ready, &mut failures).await;
                     }
                 }
-                Outgoing::Flush(done) => {
+                Outgoing::Flush { done, forget } => {
                     send_message(&client, &queue_url, &mut ready, &mut failures).await;
                     let result = if failures.is_empty() {
                         Ok(())
                     } else {
-                        Err(std::mem::take(&mut failures).join("; "))
+                        Err(failures.join("; "))
                     };
+                    if forget {
+                        failures.clear();
+                    }
                     let _ = done.send(result);
                 }
             }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing::Instrument;
 
 /// How long a command is invisible to other receivers once this agent holds it: set as
 /// soon as the command arrives and renewed every third of it while the command runs,
@@ -154,7 +155,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .await?;
     agent
         .reports
-        .flush()
+        .all_sent()
         .await
         .map_err(anyhow::Error::msg)
         .context("reporting the events the last stop interrupted")?;
@@ -270,7 +271,19 @@ impl Agent {
             deployment_id = %command.deployment_id,
             instance_id = %self.instance_id
         );
-        let _entered = span.enter();
+        self.run_command(receipt, command, stop)
+            .instrument(span)
+            .await
+    }
+
+    /// Runs a command while keeping it invisible to other receivers, and answers a stop
+    /// request; deletes the command once it finished and its reports were sent.
+    async fn run_command(
+        &self,
+        receipt: String,
+        command: Command,
+        stop: &mut StopSignals,
+    ) -> Handled {
         let work = self
             .blocking(move |host, source, reports| runner::run(host, &command, source, reports));
         tokio::pin!(work);
@@ -320,7 +333,7 @@ impl Agent {
         let result = match result {
             Ok(outcome) => self
                 .reports
-                .flush()
+                .all_sent()
                 .await
                 .map(|()| outcome)
                 .map_err(anyhow::Error::msg),

@@ -31,9 +31,12 @@ pub trait RevisionSource {
     fn fetch(&self, revision: &RevisionLocation, destination: &Path) -> Result<(), String>;
 }
 
-/// Sends a report to the control plane.
+/// Sends reports to the control plane.
 pub trait ReportSink {
+    /// Sends a report, or queues it to be sent.
     fn send(&self, report: &Report) -> Result<(), String>;
+    /// Waits until every report given so far has left.
+    fn flush(&self) -> Result<(), String>;
 }
 
 /// Where the agent keeps its state, and how it runs scripts.
@@ -57,6 +60,11 @@ impl Host<'_> {
         self.root_dir
             .join(&command.deployment_group_id)
             .join(&command.deployment_id)
+    }
+
+    /// Where the revision is unpacked.
+    fn archive_dir(&self, command: &Command) -> PathBuf {
+        self.deployment_dir(command).join("deployment-archive")
     }
 
     fn finished_file(&self, command: &Command) -> PathBuf {
@@ -132,7 +140,7 @@ pub fn run(
     }
 
     let deployment_dir = host.deployment_dir(command);
-    let archive = deployment_dir.join("deployment-archive");
+    let archive = host.archive_dir(command);
     let mut spec: Option<AppSpec> = None;
     let mut sent: Vec<Report> = Vec::new();
     let mut outcome = Outcome::Succeeded;
@@ -156,15 +164,7 @@ pub fn run(
                 "{event} did not start: the agent was asked to stop (SIGTERM) and the deployment did not finish within stop_grace_seconds"
             )))
         } else {
-            run_event(
-                host,
-                command,
-                event,
-                &deployment_dir,
-                &archive,
-                &mut spec,
-                source,
-            )
+            run_event(host, command, event, &mut spec, source, reports)
         };
         let result = match result {
             Err(diagnostics)
@@ -251,13 +251,15 @@ fn run_event(
     host: &Host<'_>,
     command: &Command,
     event: LifecycleEvent,
-    deployment_dir: &Path,
-    archive: &Path,
     spec: &mut Option<AppSpec>,
     source: &dyn RevisionSource,
+    reports: &dyn ReportSink,
 ) -> Result<(), Diagnostics> {
+    let deployment_dir = &host.deployment_dir(command);
+    let archive = &host.archive_dir(command);
     match event {
         LifecycleEvent::DownloadBundle => {
+            announce_start(reports);
             *spec = Some(download(command, deployment_dir, archive, source)?);
             Ok(())
         }
@@ -284,14 +286,16 @@ fn run_event(
             };
             let previous = PathBuf::from(previous.trim());
             match bundle::check_revision(&previous) {
-                Ok(previous_spec) => run_scripts(host, command, event, &previous_spec, &previous),
+                Ok(previous_spec) => {
+                    run_scripts(host, command, event, &previous_spec, &previous, reports)
+                }
                 // The old revision was pruned or damaged: there is nothing it can stop.
                 Err(_) => Ok(()),
             }
         }
         event => {
             let spec = current_spec(spec, archive)?;
-            run_scripts(host, command, event, &spec, archive)
+            run_scripts(host, command, event, &spec, archive, reports)
         }
     }
 }
@@ -338,9 +342,13 @@ fn run_scripts(
     event: LifecycleEvent,
     spec: &AppSpec,
     revision: &Path,
+    reports: &dyn ReportSink,
 ) -> Result<(), Diagnostics> {
     let env = environment(command, event);
     let log = host.deployment_dir(command).join("logs/scripts.log");
+    if !spec.scripts(event).is_empty() {
+        announce_start(reports);
+    }
     for script in spec.scripts(event) {
         let Some(relative) = gantry_core::appspec::revision_relative(&script.location) else {
             return Err(agent_failure(format!(
@@ -411,6 +419,16 @@ fn environment(command: &Command, event: LifecycleEvent) -> Vec<(String, String)
         }
     }
     env
+}
+
+/// Before work that may take long (a download, a script), the event's start report
+/// leaves: the control plane's deadlines and anyone watching learn the event started,
+/// even if this host dies during it. Not sending it does not fail the event: the
+/// command is kept until all its reports are sent.
+fn announce_start(reports: &dyn ReportSink) {
+    if let Err(error) = reports.flush() {
+        tracing::warn!(%error, "the event's start report was not sent; going on");
+    }
 }
 
 fn agent_failure(message: String) -> Diagnostics {
@@ -535,6 +553,10 @@ mod tests {
         fn send(&self, report: &Report) -> Result<(), String> {
             report.validate().map_err(|error| error.to_string())?;
             self.0.borrow_mut().push(report.clone());
+            Ok(())
+        }
+
+        fn flush(&self) -> Result<(), String> {
             Ok(())
         }
     }

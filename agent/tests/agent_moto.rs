@@ -399,7 +399,7 @@ async fn queued_reports_arrive_ten_to_a_message_and_a_flush_tells_what_was_not_s
     for n in 0..23 {
         reports.send(&report(n)).unwrap();
     }
-    reports.flush().await.expect("every report was sent");
+    reports.all_sent().await.expect("every report was sent");
     let mut arrived = Vec::new();
     let mut messages = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -436,10 +436,13 @@ async fn queued_reports_arrive_ten_to_a_message_and_a_flush_tells_what_was_not_s
     let lost = stack.reports.replace("gantry-reports", "no-such-queue");
     let reports = SqsReports::start(stack.sqs.clone(), lost);
     reports.send(&report(0)).unwrap();
-    let error = reports.flush().await.expect_err("the queue does not exist");
+    let error = reports
+        .all_sent()
+        .await
+        .expect_err("the queue does not exist");
     assert!(error.contains("1 report(s) not sent"), "{error}");
     // The failure was told once; what is queued after it starts clean.
-    reports.flush().await.expect("nothing queued since");
+    reports.all_sent().await.expect("nothing queued since");
 }
 
 /// A process the test must not leave behind, killed by its (positive) pid on drop.
