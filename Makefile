@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo bench bench-agent bench-control-plane bench-fleet package clean
+.PHONY: all test lint venv build demo bench bench-agent bench-control-plane bench-fleet package package-agent package-lambdas clean
 
 all: test
 
@@ -55,16 +55,18 @@ demo: venv
 	$(CARGO) build -p gantry-cli -p gantry-local -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) demo/run.sh
 
-# The agent as a release artifact: one static x86_64 binary (musl) and its systemd unit,
-# in dist/gantry-agent-<version>-x86_64-linux-musl.tar.gz. Needs musl-gcc (Debian and
-# Ubuntu: apt-get install musl-tools) and the Rust target (rustup adds it). The Lambda
-# functions are packaged by `sam build` (README: Install on AWS).
+# Release artifacts in dist/: the agent and the Lambda functions.
+package: package-agent package-lambdas
+
+# The agent: one static x86_64 binary (musl) and its systemd unit, in
+# dist/gantry-agent-<version>-x86_64-linux-musl.tar.gz. Needs musl-gcc (Debian and
+# Ubuntu: apt-get install musl-tools); rustup adds the Rust target.
 AGENT_TARGET := x86_64-unknown-linux-musl
 AGENT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 AGENT_DIST := dist/gantry-agent-$(AGENT_VERSION)-x86_64-linux-musl
 AGENT_BINARY := $(or $(CARGO_TARGET_DIR),target)/$(AGENT_TARGET)/release/gantry-agent
 
-package:
+package-agent:
 	@command -v musl-gcc >/dev/null || { echo "make package: musl-gcc not found; install musl-tools (apt-get install musl-tools)"; exit 1; }
 	rustup target add $(AGENT_TARGET)
 	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --release --locked --target $(AGENT_TARGET) -p gantry-agent
@@ -76,6 +78,26 @@ package:
 	tar -C dist -czf $(AGENT_DIST).tar.gz $(notdir $(AGENT_DIST))
 	@echo "wrote $(AGENT_DIST).tar.gz"
 
+# The Lambda functions as arm64 zips, built as `sam build` builds them: cargo-lambda
+# (from the crate registry, into .tools) with Zig (from PyPI, into .venv) as the cross
+# linker. dist/lambda/<function>.zip, one per function of template.yaml.
+CARGO_LAMBDA_VERSION := 1.9.2
+ZIG_VERSION := 0.15.2
+TOOLS := $(CURDIR)/.tools
+LAMBDA_OUT := $(or $(CARGO_TARGET_DIR),target)/lambda
+LAMBDA_FUNCTIONS := $(basename $(notdir $(wildcard functions/src/bin/*.rs)))
+
+package-lambdas: venv
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check ziglang==$(ZIG_VERSION)
+	test -x $(TOOLS)/bin/cargo-lambda || $(CARGO) install --locked --root $(TOOLS) cargo-lambda@$(CARGO_LAMBDA_VERSION)
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(VENV)/bin:$(TOOLS)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip -p gantry-functions
+	mkdir -p dist/lambda
+	for function in $(LAMBDA_FUNCTIONS); do \
+	  cp $(LAMBDA_OUT)/$$function/bootstrap.zip dist/lambda/$$function.zip || exit 1; \
+	done
+	ls -l dist/lambda
+
 clean:
-	rm -rf $(VENV) dist
+	rm -rf $(VENV) dist $(TOOLS)
 	$(CARGO) clean
