@@ -143,7 +143,7 @@ async fn send_reports(
     queue_url: String,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
 ) {
-    // Failures since the last flush, told to the next one.
+    // Failures since the last flush that forgot them, told to every flush until then.
     let mut failures: Vec<String> = Vec::new();
     let mut ready: Vec<Report> = Vec::new();
     while let Some(first) = outgoing.recv().await {

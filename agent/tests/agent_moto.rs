@@ -121,37 +121,48 @@ fn command_for(deployment_id: &str, key: &str, e_tag: &str) -> Command {
     }
 }
 
+/// Takes what the reports queue holds (waiting up to a second): the reports of each
+/// message, as the agent grouped them.
+async fn take_report_messages(stack: &Stack) -> Vec<Vec<Report>> {
+    let received = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.reports)
+        .wait_time_seconds(1)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let mut messages = Vec::new();
+    for message in received.messages() {
+        messages.push(
+            wire::reports_from_json(message.body().unwrap())
+                .expect("the agent sends valid reports"),
+        );
+        stack
+            .sqs
+            .delete_message()
+            .queue_url(&stack.reports)
+            .receipt_handle(message.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    messages
+}
+
 /// Reports for one deployment, until its last event ends or the deadline passes.
 async fn reports_until_done(stack: &Stack, deployment_id: &str, deadline: Duration) -> Vec<Report> {
     let until = Instant::now() + deadline;
     let mut reports = Vec::new();
     while Instant::now() < until {
-        let received = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.reports)
-            .wait_time_seconds(1)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        for message in received.messages() {
-            let carried = wire::reports_from_json(message.body().unwrap())
-                .expect("the agent sends valid reports");
-            stack
-                .sqs
-                .delete_message()
-                .queue_url(&stack.reports)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
+        reports.extend(
+            take_report_messages(stack)
                 .await
-                .unwrap();
-            reports.extend(
-                carried
-                    .into_iter()
-                    .filter(|report| report.deployment_id == deployment_id),
-            );
-        }
+                .into_iter()
+                .flatten()
+                .filter(|report| report.deployment_id == deployment_id),
+        );
         let ended = reports.iter().any(|r| {
             r.status == EventStatus::Failed
                 || (r.lifecycle_event == lifecycle::LifecycleEvent::ValidateService
@@ -404,28 +415,10 @@ async fn queued_reports_arrive_ten_to_a_message_and_a_flush_tells_what_was_not_s
     let mut messages = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
     while arrived.len() < 23 && Instant::now() < deadline {
-        let received = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.reports)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for message in received.messages() {
-            let carried = wire::reports_from_json(message.body().unwrap()).unwrap();
+        for carried in take_report_messages(&stack).await {
             assert!(carried.len() <= wire::REPORTS_PER_MESSAGE_MAX);
             messages += 1;
             arrived.extend(carried.iter().map(|report| report.start_time));
-            stack
-                .sqs
-                .delete_message()
-                .queue_url(&stack.reports)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
         }
     }
     arrived.sort();
@@ -463,15 +456,6 @@ fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
-/// Waits for a condition, or panics naming it at the deadline.
-async fn wait_until(what: &str, deadline: Duration, mut ready: impl FnMut() -> bool) {
-    let until = Instant::now() + deadline;
-    while !ready() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A bundle whose AfterInstall hook writes its pid to `pid_file`, then runs `then`.
 async fn hook_bundle(stack: &Stack, key: &str, pid_file: &Path, then: &str) -> String {
     let appspec = Entry::file(
@@ -488,10 +472,12 @@ async fn hook_bundle(stack: &Stack, key: &str, pid_file: &Path, then: &str) -> S
 
 /// Waits for the hook to write its pid, then asks the agent to stop as systemd does.
 async fn stop_agent_during_hook(agent: &AgentProcess, pid_file: &Path) -> Leftover {
-    wait_until("the hook to start", Duration::from_secs(30), || {
-        std::fs::read_to_string(pid_file).is_ok_and(|text| text.trim().parse::<i32>().is_ok())
-    })
-    .await;
+    assert!(
+        gantry_tests::wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(pid_file).is_ok_and(|text| text.trim().parse::<i32>().is_ok())
+        }),
+        "the hook never started"
+    );
     let hook: i32 = std::fs::read_to_string(pid_file)
         .unwrap()
         .trim()
@@ -506,18 +492,16 @@ async fn stop_agent_during_hook(agent: &AgentProcess, pid_file: &Path) -> Leftov
     Leftover(hook)
 }
 
-async fn wait_for_exit(agent: &mut AgentProcess) -> std::process::ExitStatus {
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = agent.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < until,
-            "the agent did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+fn wait_for_exit(agent: &mut AgentProcess) -> std::process::ExitStatus {
+    let mut status = None;
+    assert!(
+        gantry_tests::wait_until(Duration::from_secs(30), || {
+            status = agent.0.try_wait().unwrap();
+            status.is_some()
+        }),
+        "the agent did not exit after SIGTERM"
+    );
+    status.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -531,7 +515,7 @@ async fn asked_to_stop_the_agent_lets_the_deployment_finish_within_its_grace() {
     let _hook = stop_agent_during_hook(&agent, &pid_file).await;
     let asked = Instant::now();
 
-    assert!(wait_for_exit(&mut agent).await.success());
+    assert!(wait_for_exit(&mut agent).success());
     // It waited for the hook's three seconds rather than leave at once.
     assert!(asked.elapsed() >= Duration::from_secs(2));
     let reports = reports_until_done(&stack, "d-STOP00001", Duration::from_secs(10)).await;
@@ -578,7 +562,7 @@ async fn past_its_grace_the_running_script_is_stopped_and_its_event_fails() {
     send_command(&stack, &command_for("d-STOP00002", "long.tgz", &e_tag)).await;
     let hook = stop_agent_during_hook(&agent, &pid_file).await;
 
-    assert!(wait_for_exit(&mut agent).await.success());
+    assert!(wait_for_exit(&mut agent).success());
     assert!(!alive(hook.0), "the stopped script is gone");
     let reports = reports_until_done(&stack, "d-STOP00002", Duration::from_secs(10)).await;
     let failed = reports

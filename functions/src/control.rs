@@ -849,15 +849,16 @@ impl ControlPlane {
             .last_successful
             .as_ref()
             .zip(group.target_revision.clone());
+        let no_rollback = |why: &str| RollbackInfo {
+            rollback_message: Some(format!(
+                "No rollback: {why} in deployment group {}.",
+                spec.deployment_group_name
+            )),
+            ..RollbackInfo::default()
+        };
         let Some((last, revision)) = target.filter(|(last, _)| &last.deployment_id != original)
         else {
-            let info = RollbackInfo {
-                rollback_message: Some(format!(
-                    "No rollback: deployment group {} has no earlier successful deployment to roll back to.",
-                    spec.deployment_group_name
-                )),
-                ..RollbackInfo::default()
-            };
+            let info = no_rollback("there is no earlier successful deployment to roll back to");
             self.store.link_rollback(original, &info).await?;
             tracing::warn!("no successful deployment to roll back to");
             return Ok(());
@@ -924,13 +925,7 @@ impl ControlPlane {
             }
             Err(error) if error.code == "DeploymentLimitExceededException" => {
                 tracing::warn!(%error, "rollback not started: another deployment took the group");
-                let info = RollbackInfo {
-                    rollback_message: Some(format!(
-                        "No rollback: another deployment started in deployment group {} first.",
-                        spec.deployment_group_name
-                    )),
-                    ..RollbackInfo::default()
-                };
+                let info = no_rollback("another deployment started first");
                 self.store.link_rollback(original, &info).await?;
                 Ok(())
             }
