@@ -1,43 +1,50 @@
-//! The agent's AWS adapters: bundles from S3, reports to SQS.
+//! The agent's adapters: revisions from S3 (and GitHub), reports to SQS.
 //!
 //! The runner is synchronous (hooks are processes): the bundle source blocks on the
 //! agent's Tokio runtime through a handle, from a blocking thread; reports only queue.
 
+use crate::github::GitHubTarballs;
 use crate::runner::{ReportSink, RevisionSource};
 use aws_sdk_s3::error::DisplayErrorContext;
 use gantry_core::wire::{
     REPORTS_PER_MESSAGE_MAX, Report, RevisionLocation, S3Location, reports_to_json,
 };
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
-pub struct S3Revisions {
-    pub client: aws_sdk_s3::Client,
+/// Bundles from S3, and commits from GitHub.
+pub struct Revisions {
+    pub s3: aws_sdk_s3::Client,
+    pub github: Arc<GitHubTarballs>,
     pub runtime: Handle,
 }
 
-impl RevisionSource for S3Revisions {
+impl RevisionSource for Revisions {
     fn fetch(&self, revision: &RevisionLocation, destination: &Path) -> Result<(), String> {
         match revision {
             RevisionLocation::S3 { s3_location } => self
                 .runtime
                 .block_on(self.fetch_s3(s3_location, destination)),
-            RevisionLocation::GitHub { .. } => Err(
-                "GitHub revisions are not supported by this agent yet; register the revision in S3"
-                    .to_owned(),
-            ),
+            RevisionLocation::GitHub { git_hub_location } => {
+                self.runtime.block_on(self.github.fetch(
+                    &git_hub_location.repository,
+                    &git_hub_location.commit_id,
+                    destination,
+                ))
+            }
         }
     }
 }
 
-impl S3Revisions {
+impl Revisions {
     async fn fetch_s3(&self, location: &S3Location, destination: &Path) -> Result<(), String> {
         let name = format!("s3://{}/{}", location.bucket, location.key);
         let mut request = self
-            .client
+            .s3
             .get_object()
             .bucket(&location.bucket)
             .key(&location.key);

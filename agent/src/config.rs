@@ -100,6 +100,33 @@ pub struct AgentConfig {
     pub stop_grace_seconds: u32,
     #[serde(default)]
     pub proxy: Option<Proxy>,
+    #[serde(default)]
+    pub github: GitHub,
+}
+
+/// Where GitHub revisions come from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHub {
+    /// GitHub's API, or a GitHub Enterprise server's (`https://github.example.com/api/v3`).
+    #[serde(default = "default_github_api_url")]
+    pub api_url: String,
+    /// A file holding a token that can read the repositories (private ones need it).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for GitHub {
+    fn default() -> Self {
+        Self {
+            api_url: default_github_api_url(),
+            token_file: None,
+        }
+    }
+}
+
+fn default_github_api_url() -> String {
+    "https://api.github.com".to_owned()
 }
 
 fn default_root_dir() -> PathBuf {
@@ -173,6 +200,22 @@ impl AgentConfig {
                 self.poll_wait_seconds
             ));
         }
+        if !(self.github.api_url.starts_with("https://")
+            || self.github.api_url.starts_with("http://"))
+        {
+            return Err(format!(
+                "github.api_url: must be a URL such as https://api.github.com, found {:?}",
+                self.github.api_url
+            ));
+        }
+        if let Some(path) = &self.github.token_file
+            && !path.is_absolute()
+        {
+            return Err(format!(
+                "github.token_file: must be an absolute path, found {}",
+                path.display()
+            ));
+        }
         if self.stop_grace_seconds > 3600 {
             return Err(format!(
                 "stop_grace_seconds: must be at most 3600, found {}",
@@ -242,6 +285,7 @@ mod tests {
         assert_eq!(config.install_root, PathBuf::from("/"));
         assert_eq!(config.poll_wait_seconds, 20);
         assert_eq!(config.stop_grace_seconds, 60);
+        assert_eq!(config.github.api_url, "https://api.github.com");
         assert_eq!(config.command_queue("web-1").unwrap(), "gantry-cmd-web-1");
     }
 
@@ -268,6 +312,14 @@ mod tests {
             (
                 format!("{MINIMAL}stop_grace_seconds: 7200\n"),
                 "stop_grace_seconds",
+            ),
+            (
+                format!("{MINIMAL}github:\n  api_url: api.github.com\n"),
+                "github.api_url",
+            ),
+            (
+                format!("{MINIMAL}github:\n  token_file: token\n"),
+                "github.token_file",
             ),
             (format!("{MINIMAL}root_dir: relative/dir\n"), "root_dir"),
             (format!("{MINIMAL}install_root: here\n"), "install_root"),

@@ -1,13 +1,15 @@
 //! The Gantry host agent: long-polls its command queue, downloads and unpacks revisions
 //! with `gantry_core::bundle`, installs files, runs hooks and reports each lifecycle event.
 //!
-//! Built so far: [`config`], the agent's configuration file; [`hooks`], which runs one
-//! hook script the way CodeDeploy's agent does; and [`install`], the Install event.
-//! The queue loop, download and install arrive with the rest of the host-agent issue;
-//! until then this crate ships no binary.
+//! [`config`] reads the agent's configuration file; [`runner`] carries out one command
+//! (its events, in order) through two ports, a revision source and a report sink, whose
+//! adapters are [`aws`] (S3 and SQS) and [`github`] (commit tarballs); [`install`] is
+//! the Install event and [`hooks`] runs one hook script the way CodeDeploy's agent does.
+//! The binary (`src/main.rs`) is the queue loop around them.
 
 pub mod aws;
 pub mod config;
+pub mod github;
 pub mod hooks;
 pub mod install;
 pub mod runner;

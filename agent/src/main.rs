@@ -3,8 +3,9 @@
 use anyhow::Context;
 use aws_config::{BehaviorVersion, Region};
 use clap::Parser;
-use gantry_agent::aws::{S3Revisions, SqsReports};
+use gantry_agent::aws::{Revisions, SqsReports};
 use gantry_agent::config::{self, AgentConfig, Identity};
+use gantry_agent::github::GitHubTarballs;
 use gantry_agent::runner::{self, Host};
 use gantry_core::wire::Command;
 use std::path::PathBuf;
@@ -114,6 +115,7 @@ struct Agent {
     instance_id: String,
     sqs: aws_sdk_sqs::Client,
     s3: aws_sdk_s3::Client,
+    github: Arc<GitHubTarballs>,
     command_queue_url: String,
     reports: SqsReports,
     /// Set once a stop's grace is over: the runner stops its script and starts no event.
@@ -132,6 +134,16 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         Identity::OnPremisesName(name) => name.clone(),
         Identity::Ec2 { metadata_endpoint } => ec2_instance_id(metadata_endpoint).await?,
     };
+    let token = match &config.github.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("github.token_file: reading {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let github = GitHubTarballs::new(&config.github.api_url, token).map_err(anyhow::Error::msg)?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let command_queue = config
         .command_queue(&instance_id)
@@ -141,6 +153,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let sqs_reports = sqs.clone();
     let agent = Agent {
         s3: aws_sdk_s3::Client::new(&sdk),
+        github: Arc::new(github),
         config,
         instance_id,
         sqs,
@@ -223,13 +236,14 @@ impl Agent {
     /// Runs blocking work (the runner) with this agent's host and adapters.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Host<'_>, &S3Revisions, &SqsReports) -> Result<T, String> + Send + 'static,
+        work: impl FnOnce(&Host<'_>, &Revisions, &SqsReports) -> Result<T, String> + Send + 'static,
     ) -> anyhow::Result<T> {
         let config = self.config.clone();
         let instance_id = self.instance_id.clone();
         let runtime = tokio::runtime::Handle::current();
-        let source = S3Revisions {
-            client: self.s3.clone(),
+        let source = Revisions {
+            s3: self.s3.clone(),
+            github: self.github.clone(),
             runtime,
         };
         let reports = self.reports.clone();

@@ -647,3 +647,140 @@ async fn with_a_proxy_configured_every_aws_request_goes_through_it() {
         "no request reached the proxy"
     );
 }
+
+/// A stand-in for GitHub's API: the tarball URL of `acme/shop` at `commit` redirects to
+/// an archive wrapped in one top-level directory, as GitHub's are. Answers every
+/// request with `Connection: close`; records each request's line and Authorization.
+async fn fake_github(
+    commit: &'static str,
+    archive: Vec<u8>,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match socket.read(&mut byte).await {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let line = head.lines().next().unwrap_or_default().to_owned();
+            let auth = head
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
+                .unwrap_or_default();
+            log.lock().unwrap().push(format!("{line} | {auth}"));
+            let path = line.split(' ').nth(1).unwrap_or_default();
+            let response: Vec<u8> = if path == format!("/repos/acme/shop/tarball/{commit}") {
+                format!(
+                    "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}/codeload/acme-shop-{commit}.tar.gz\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .into_bytes()
+            } else if path.starts_with("/codeload/") {
+                let mut response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    archive.len()
+                )
+                .into_bytes();
+                response.extend_from_slice(&archive);
+                response
+            } else {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+            };
+            let _ = socket.write_all(&response).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_revision_is_fetched_through_the_api_and_installed() {
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let top = format!("acme-shop-{}", &COMMIT[..7]);
+    let archive = archive::tgz(&[
+        Entry::file(
+            &format!("{top}/appspec.yml"),
+            b"version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/shop\n",
+        ),
+        Entry::file(&format!("{top}/site/index.html"), b"from github"),
+    ]);
+    let (port, seen) = fake_github(COMMIT, archive).await;
+    std::fs::write(dir.path().join("token"), "secret-token\n").unwrap();
+    let _agent = start_agent_with(
+        &stack,
+        dir.path(),
+        &format!(
+            "github:\n  api_url: http://127.0.0.1:{port}\n  token_file: {}/token\n",
+            dir.path().display()
+        ),
+    );
+    let mut command = command_for("d-GITHUB001", "unused", "unused");
+    command.revision = RevisionLocation::GitHub {
+        git_hub_location: wire::GitHubLocation {
+            repository: "acme/shop".into(),
+            commit_id: COMMIT.into(),
+        },
+    };
+    send_command(&stack, &command).await;
+    let reports = reports_until_done(&stack, "d-GITHUB001", Duration::from_secs(30)).await;
+    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert!(
+        reports.iter().all(|r| r.status != EventStatus::Failed),
+        "{reports:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("fs/srv/shop/index.html")).unwrap(),
+        "from github"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            format!("GET /repos/acme/shop/tarball/{COMMIT} HTTP/1.1 | Bearer secret-token"),
+            format!("GET /codeload/acme-shop-{COMMIT}.tar.gz HTTP/1.1 | Bearer secret-token"),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_revision_that_is_not_there_fails_download_bundle_saying_why() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, _) = fake_github("1111111", Vec::new()).await;
+    let _agent = start_agent_with(
+        &stack,
+        dir.path(),
+        &format!("github:\n  api_url: http://127.0.0.1:{port}\n"),
+    );
+    let mut command = command_for("d-GITHUB002", "unused", "unused");
+    command.revision = RevisionLocation::GitHub {
+        git_hub_location: wire::GitHubLocation {
+            repository: "acme/gone".into(),
+            commit_id: "2222222".into(),
+        },
+    };
+    send_command(&stack, &command).await;
+    let reports = reports_until_done(&stack, "d-GITHUB002", Duration::from_secs(30)).await;
+    let failed = reports
+        .iter()
+        .find(|r| r.status == EventStatus::Failed)
+        .expect("DownloadBundle fails");
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::DownloadBundle
+    );
+    let message = &failed.diagnostics.as_ref().unwrap().message;
+    assert!(message.contains("404"), "{message}");
+    assert!(message.contains("acme/gone"), "{message}");
+}
