@@ -784,3 +784,250 @@ async fn a_github_revision_that_is_not_there_fails_download_bundle_saying_why() 
     assert!(message.contains("404"), "{message}");
     assert!(message.contains("acme/gone"), "{message}");
 }
+
+/// The pid a script wrote to `file`, once it is there.
+fn pid_in(file: &Path) -> i32 {
+    assert!(
+        gantry_tests::wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(file).is_ok_and(|text| text.trim().parse::<i32>().is_ok())
+        }),
+        "no pid in {}",
+        file.display()
+    );
+    std::fs::read_to_string(file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn failed_event(reports: &[Report]) -> &Report {
+    reports
+        .iter()
+        .find(|r| r.status == EventStatus::Failed)
+        .unwrap_or_else(|| panic!("no failed event in {reports:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hooks_through_the_binary_see_the_deployment_and_fail_with_their_diagnostics() {
+    use std::os::unix::fs::PermissionsExt;
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let script = |name: &str, body: String| {
+        Entry::file_with_mode(name, format!("#!/bin/sh\n{body}\n").as_bytes(), 0o755)
+    };
+    let mark = format!(
+        "echo \"$LIFECYCLE_EVENT $DEPLOYMENT_ID $APPLICATION_NAME $DEPLOYMENT_GROUP_NAME $DEPLOYMENT_GROUP_ID $BUNDLE_BUCKET $BUNDLE_KEY\" >> {}",
+        marks.display()
+    );
+
+    // Every event's environment, in order; a mode applied; a server left running with
+    // the script's output does not hold the event.
+    let good = put_bundle(
+        &stack,
+        "good.tgz",
+        &[
+            Entry::file(
+                "appspec.yml",
+                b"version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/shop\npermissions:\n  - object: /srv/shop\n    pattern: \"*.html\"\n    mode: 0640\nhooks:\n  ApplicationStop:\n    - location: mark.sh\n  BeforeInstall:\n    - location: mark.sh\n  AfterInstall:\n    - location: mark.sh\n  ApplicationStart:\n    - location: mark.sh\n    - location: serve.sh\n  ValidateService:\n    - location: mark.sh\n",
+            ),
+            Entry::file("site/index.html", b"v1"),
+            script("mark.sh", mark.clone()),
+            script(
+                "serve.sh",
+                format!("sleep 120 &\necho $! > {}/server.pid", run.display()),
+            ),
+        ],
+    )
+    .await;
+    let mut agent = start_agent(&stack, dir.path());
+    send_command(&stack, &command_for("d-HOOKS0001", "good.tgz", &good)).await;
+    let reports = reports_until_done(&stack, "d-HOOKS0001", Duration::from_secs(60)).await;
+    let server = Leftover(pid_in(&run.join("server.pid")));
+    assert!(
+        reports.iter().all(|r| r.status != EventStatus::Failed),
+        "{reports:#?}"
+    );
+    assert!(alive(server.0), "the server a hook started keeps running");
+    let expected: Vec<String> = [
+        "BeforeInstall",
+        "AfterInstall",
+        "ApplicationStart",
+        "ValidateService",
+    ]
+    .iter()
+    .map(|event| format!("{event} d-HOOKS0001 shop web g-1 bundles good.tgz"))
+    .collect();
+    assert_eq!(
+        std::fs::read_to_string(&marks)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        expected
+    );
+    let mode = std::fs::metadata(dir.path().join("fs/srv/shop/index.html"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+
+    // A failing script: its exit code and the end of its output come back.
+    let failing = put_bundle(
+        &stack,
+        "failing.tgz",
+        &[
+            Entry::file(
+                "appspec.yml",
+                b"version: 0.0\nos: linux\nhooks:\n  ValidateService:\n    - location: check.sh\n",
+            ),
+            script(
+                "check.sh",
+                "echo checking the shop\necho broken >&2\nexit 3".into(),
+            ),
+        ],
+    )
+    .await;
+    send_command(&stack, &command_for("d-HOOKS0002", "failing.tgz", &failing)).await;
+    let reports = reports_until_done(&stack, "d-HOOKS0002", Duration::from_secs(60)).await;
+    let failed = failed_event(&reports);
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::ValidateService
+    );
+    let diagnostics = failed.diagnostics.as_ref().unwrap();
+    assert_eq!(diagnostics.error_code, wire::ErrorCode::ScriptFailed);
+    assert_eq!(diagnostics.script_name, "check.sh");
+    assert!(
+        diagnostics.message.contains("exit code 3"),
+        "{}",
+        diagnostics.message
+    );
+    assert!(
+        diagnostics.log_tail.contains("checking the shop"),
+        "{}",
+        diagnostics.log_tail
+    );
+    assert!(
+        diagnostics.log_tail.contains("broken"),
+        "{}",
+        diagnostics.log_tail
+    );
+    // Its ApplicationStop ran the previous revision's script, which has one.
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap().lines().last(),
+        Some("ApplicationStop d-HOOKS0002 shop web g-1 bundles failing.tgz")
+    );
+
+    // A script past its timeout is stopped with everything it started.
+    let slow = put_bundle(
+        &stack,
+        "slow.tgz",
+        &[
+            Entry::file(
+                "appspec.yml",
+                b"version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: slow.sh\n      timeout: 1\n",
+            ),
+            script(
+                "slow.sh",
+                format!("sleep 120 &\necho $! > {}/grandchild.pid\nsleep 120", run.display()),
+            ),
+        ],
+    )
+    .await;
+    send_command(&stack, &command_for("d-HOOKS0003", "slow.tgz", &slow)).await;
+    let reports = reports_until_done(&stack, "d-HOOKS0003", Duration::from_secs(60)).await;
+    let grandchild = Leftover(pid_in(&run.join("grandchild.pid")));
+    let failed = failed_event(&reports);
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::AfterInstall
+    );
+    assert_eq!(
+        failed.diagnostics.as_ref().unwrap().error_code,
+        wire::ErrorCode::ScriptTimedOut
+    );
+    assert!(
+        gantry_tests::wait_until(Duration::from_secs(10), || !alive(grandchild.0)),
+        "the timed-out script's child was stopped too"
+    );
+
+    // DISALLOW: a file the agent did not install is in the way; Install names it.
+    std::fs::create_dir_all(dir.path().join("fs/srv/blog")).unwrap();
+    std::fs::write(dir.path().join("fs/srv/blog/index.html"), "hand-made").unwrap();
+    let blog = put_bundle(
+        &stack,
+        "blog.tgz",
+        &[
+            Entry::file(
+                "appspec.yml",
+                b"version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/blog\n",
+            ),
+            Entry::file("site/index.html", b"blog"),
+        ],
+    )
+    .await;
+    send_command(&stack, &command_for("d-HOOKS0004", "blog.tgz", &blog)).await;
+    let reports = reports_until_done(&stack, "d-HOOKS0004", Duration::from_secs(60)).await;
+    let failed = failed_event(&reports);
+    assert_eq!(failed.lifecycle_event, lifecycle::LifecycleEvent::Install);
+    let message = &failed.diagnostics.as_ref().unwrap().message;
+    assert!(message.contains("index.html"), "{message}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("fs/srv/blog/index.html")).unwrap(),
+        "hand-made"
+    );
+    // RETAIN keeps it and succeeds; OVERWRITE replaces it.
+    for (id, behavior, content) in [
+        ("d-HOOKS0014", FileExistsBehavior::Retain, "hand-made"),
+        ("d-HOOKS0024", FileExistsBehavior::Overwrite, "blog"),
+    ] {
+        let mut command = command_for(id, "blog.tgz", &blog);
+        command.file_exists_behavior = behavior;
+        send_command(&stack, &command).await;
+        let reports = reports_until_done(&stack, id, Duration::from_secs(60)).await;
+        assert!(
+            reports.iter().all(|r| r.status != EventStatus::Failed),
+            "{reports:#?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("fs/srv/blog/index.html")).unwrap(),
+            content,
+            "{behavior:?}"
+        );
+    }
+
+    // SIGKILL during a hook, then a restart: the interrupted event is reported failed.
+    let hang = put_bundle(
+        &stack,
+        "hang.tgz",
+        &[
+            Entry::file(
+                "appspec.yml",
+                b"version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: hang.sh\n      timeout: 300\n",
+            ),
+            script("hang.sh", format!("echo $$ > {}/hang.pid\nexec sleep 120", run.display())),
+        ],
+    )
+    .await;
+    send_command(&stack, &command_for("d-HOOKS0005", "hang.tgz", &hang)).await;
+    let _hook = Leftover(pid_in(&run.join("hang.pid")));
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    let _restarted = start_agent(&stack, dir.path());
+    let reports = reports_until_done(&stack, "d-HOOKS0005", Duration::from_secs(60)).await;
+    let failed = failed_event(&reports);
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::AfterInstall
+    );
+    let diagnostics = failed.diagnostics.as_ref().unwrap();
+    assert_eq!(diagnostics.error_code, wire::ErrorCode::UnknownError);
+    assert!(
+        diagnostics.message.contains("the agent stopped"),
+        "{}",
+        diagnostics.message
+    );
+}
