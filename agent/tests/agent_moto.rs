@@ -71,11 +71,16 @@ fn start_agent(stack: &Stack, dir: &Path) -> AgentProcess {
 
 /// The agent with `extra` configuration lines.
 fn start_agent_with(stack: &Stack, dir: &Path, extra: &str) -> AgentProcess {
+    start_agent_as(stack, dir, "identity:\n  on_premises_name: host-1\n", extra)
+}
+
+/// The agent with this `identity` section and `extra` configuration lines.
+fn start_agent_as(stack: &Stack, dir: &Path, identity: &str, extra: &str) -> AgentProcess {
     let config = dir.join("agent.yml");
     std::fs::write(
         &config,
         format!(
-            "identity:\n  on_premises_name: host-1\nregion: us-east-1\nqueue_prefix: gantry-cmd-\nreports_queue: gantry-reports\nroot_dir: {0}/root\nlog_dir: {0}/logs\ninstall_root: {0}/fs\npoll_wait_seconds: 1\n{extra}",
+            "{identity}region: us-east-1\nqueue_prefix: gantry-cmd-\nreports_queue: gantry-reports\nroot_dir: {0}/root\nlog_dir: {0}/logs\ninstall_root: {0}/fs\npoll_wait_seconds: 1\n{extra}",
             dir.display()
         ),
     )
@@ -648,18 +653,12 @@ async fn with_a_proxy_configured_every_aws_request_goes_through_it() {
     );
 }
 
-/// A stand-in for GitHub's API: the tarball URL of `acme/shop` at `commit` redirects to
-/// an archive wrapped in one top-level directory, as GitHub's are. Answers every
-/// request with `Connection: close`; records each request's line and Authorization.
-async fn fake_github(
-    commit: &'static str,
-    archive: Vec<u8>,
-) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+/// A one-request-per-connection HTTP server on a free port: `respond` gets each
+/// request's head (request line and headers) and returns the whole response.
+async fn serve_http(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             let mut head = Vec::new();
@@ -670,36 +669,86 @@ async fn fake_github(
                     _ => break,
                 }
             }
-            let head = String::from_utf8_lossy(&head).into_owned();
-            let line = head.lines().next().unwrap_or_default().to_owned();
-            let auth = head
-                .lines()
-                .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
-                .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
-                .unwrap_or_default();
-            log.lock().unwrap().push(format!("{line} | {auth}"));
-            let path = line.split(' ').nth(1).unwrap_or_default();
-            let response: Vec<u8> = if path == format!("/repos/acme/shop/tarball/{commit}") {
-                format!(
-                    "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}/codeload/acme-shop-{commit}.tar.gz\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                )
-                .into_bytes()
-            } else if path.starts_with("/codeload/") {
-                let mut response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    archive.len()
-                )
-                .into_bytes();
-                response.extend_from_slice(&archive);
-                response
-            } else {
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
-            };
+            let response = respond(&String::from_utf8_lossy(&head));
             let _ = socket.write_all(&response).await;
             let _ = socket.shutdown().await;
         }
     });
-    (port, seen)
+    port
+}
+
+fn header<'a>(head: &'a str, name: &str) -> &'a str {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(key, _)| key.trim().eq_ignore_ascii_case(name))
+        .map_or("", |(_, value)| value.trim())
+}
+
+fn response(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes = format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A stand-in for GitHub's API: the tarball URL of `acme/shop` at `commit` redirects to
+/// an archive wrapped in one top-level directory, as GitHub's are. Records each
+/// request's line and Authorization.
+async fn fake_github(
+    commit: &'static str,
+    archive: Vec<u8>,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let port = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
+    let own_port = port.clone();
+    let bound = serve_http(move |head| {
+        let line = head.lines().next().unwrap_or_default();
+        log.lock()
+            .unwrap()
+            .push(format!("{line} | {}", header(head, "authorization")));
+        let path = line.split(' ').nth(1).unwrap_or_default();
+        if path == format!("/repos/acme/shop/tarball/{commit}") {
+            let location = format!(
+                "Location: http://127.0.0.1:{}/codeload/acme-shop-{commit}.tar.gz\r\n",
+                own_port.get().unwrap()
+            );
+            response("302 Found", &location, b"")
+        } else if path.starts_with("/codeload/") {
+            response("200 OK", "Content-Type: application/x-gzip\r\n", &archive)
+        } else {
+            response("404 Not Found", "", b"")
+        }
+    })
+    .await;
+    port.set(bound).unwrap();
+    (bound, seen)
+}
+
+/// A stand-in for the EC2 instance metadata service, IMDSv2 only: a token from PUT
+/// /latest/api/token (with its TTL header, which moto's stand-in leaves out), then the
+/// instance id for requests that carry it.
+async fn fake_imds(instance_id: &'static str) -> u16 {
+    serve_http(move |head| {
+        let line = head.lines().next().unwrap_or_default();
+        if line.starts_with("PUT /latest/api/token ") {
+            response(
+                "200 OK",
+                "x-aws-ec2-metadata-token-ttl-seconds: 21600\r\n",
+                b"imds-token",
+            )
+        } else if line.starts_with("GET /latest/meta-data/instance-id ")
+            && header(head, "x-aws-ec2-metadata-token") == "imds-token"
+        {
+            response("200 OK", "", instance_id.as_bytes())
+        } else {
+            response("401 Unauthorized", "", b"")
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1030,4 +1079,47 @@ async fn hooks_through_the_binary_see_the_deployment_and_fail_with_their_diagnos
         "{}",
         diagnostics.message
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ec2_agent_takes_its_instance_id_from_the_metadata_service() {
+    let stack = stack().await;
+    let imds = fake_imds("i-fake").await;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = stack
+        .sqs
+        .create_queue()
+        .queue_name("gantry-cmd-i-fake")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let e_tag = put_bundle(
+        &stack,
+        "plain.tgz",
+        &[Entry::file("appspec.yml", b"version: 0.0\nos: linux\n")],
+    )
+    .await;
+    let _agent = start_agent_as(
+        &stack,
+        dir.path(),
+        &format!("identity:\n  ec2:\n    metadata_endpoint: http://127.0.0.1:{imds}\n"),
+        "",
+    );
+    let mut command = command_for("d-EC2000001", "plain.tgz", &e_tag);
+    command.instance_id = "i-fake".into();
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_body(command.to_json())
+        .send()
+        .await
+        .unwrap();
+    let reports = reports_until_done(&stack, "d-EC2000001", Duration::from_secs(30)).await;
+    let said = std::fs::read_to_string(dir.path().join("agent.stderr")).unwrap_or_default();
+    assert_eq!(reports.len(), 14, "{reports:#?}\nagent said:\n{said}");
+    assert!(reports.iter().all(|r| r.instance_id == "i-fake"));
+    assert!(reports.iter().all(|r| r.status != EventStatus::Failed));
 }
