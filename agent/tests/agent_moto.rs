@@ -242,10 +242,7 @@ async fn the_agent_deploys_from_its_queue_survives_poison_and_checks_etags() {
     // A bundle changed after it was registered is refused at DownloadBundle.
     send_command(&stack, &command("d-AGENT0002", "\"0123456789abcdef\"")).await;
     let reports = reports_until_done(&stack, "d-AGENT0002", Duration::from_secs(60)).await;
-    let failed = reports
-        .iter()
-        .find(|r| r.status == EventStatus::Failed)
-        .expect("a failed event");
+    let failed = failed_event(&reports);
     assert_eq!(
         failed.lifecycle_event,
         lifecycle::LifecycleEvent::DownloadBundle
@@ -364,10 +361,7 @@ async fn redeliveries_reinstalls_and_unsafe_bundles() {
 
     send_command(&stack, &command_for("d-E2E000003", "evil.tgz", &evil)).await;
     let reports = reports_until_done(&stack, "d-E2E000003", Duration::from_secs(60)).await;
-    let failed = reports
-        .iter()
-        .find(|r| r.status == EventStatus::Failed)
-        .expect("DownloadBundle fails");
+    let failed = failed_event(&reports);
     assert_eq!(
         failed.lifecycle_event,
         lifecycle::LifecycleEvent::DownloadBundle
@@ -477,17 +471,7 @@ async fn hook_bundle(stack: &Stack, key: &str, pid_file: &Path, then: &str) -> S
 
 /// Waits for the hook to write its pid, then asks the agent to stop as systemd does.
 async fn stop_agent_during_hook(agent: &AgentProcess, pid_file: &Path) -> Leftover {
-    assert!(
-        gantry_tests::wait_until(Duration::from_secs(30), || {
-            std::fs::read_to_string(pid_file).is_ok_and(|text| text.trim().parse::<i32>().is_ok())
-        }),
-        "the hook never started"
-    );
-    let hook: i32 = std::fs::read_to_string(pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let hook = pid_in(pid_file);
     let agent_pid = i32::try_from(agent.0.id()).unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agent_pid),
@@ -570,10 +554,7 @@ async fn past_its_grace_the_running_script_is_stopped_and_its_event_fails() {
     assert!(wait_for_exit(&mut agent).success());
     assert!(!alive(hook.0), "the stopped script is gone");
     let reports = reports_until_done(&stack, "d-STOP00002", Duration::from_secs(10)).await;
-    let failed = reports
-        .iter()
-        .find(|r| r.status == EventStatus::Failed)
-        .expect("the interrupted event is reported failed");
+    let failed = failed_event(&reports);
     assert_eq!(
         failed.lifecycle_event,
         lifecycle::LifecycleEvent::AfterInstall
@@ -821,10 +802,7 @@ async fn a_github_revision_that_is_not_there_fails_download_bundle_saying_why() 
     };
     send_command(&stack, &command).await;
     let reports = reports_until_done(&stack, "d-GITHUB002", Duration::from_secs(30)).await;
-    let failed = reports
-        .iter()
-        .find(|r| r.status == EventStatus::Failed)
-        .expect("DownloadBundle fails");
+    let failed = failed_event(&reports);
     assert_eq!(
         failed.lifecycle_event,
         lifecycle::LifecycleEvent::DownloadBundle
