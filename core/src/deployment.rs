@@ -3,7 +3,20 @@
 //! Inputs are what happens to a deployment: it starts, a host reports on a lifecycle
 //! event, time passes (a tick), someone asks it to stop. Effects are data that the
 //! control plane's adapters carry out: send commands to hosts, publish notifications,
-//! record instance health, release the group's lock, start a rollback.
+//! record instance health, release the group's lock, start a rollback, answer a launch.
+//!
+//! The state comes in two kinds of pieces, each stored on its own so that a deployment
+//! of thousands of hosts never rewrites one large record:
+//! - [`Deployment`], the summary: status, counters, the health plan, and how far down
+//!   the ordered target list commands have gone (`dispatched`). Its size does not grow
+//!   with the fleet, beyond one short entry per Availability Zone.
+//! - [`TargetState`], one per host that was sent its command: its lifecycle events,
+//!   diagnostics and deadline. A host not yet sent its command has none; readers see it
+//!   as [`TargetState::waiting`].
+//!
+//! Dispatching is a cursor over the ordered list (see [`crate::planner::order`]): the
+//! order puts the hosts that do not count as healthy first (per zone, for a zonal
+//! deployment), so how many may go next follows from counters alone.
 //!
 //! Applying an input is idempotent: a report that does not move an event forward (a
 //! duplicate, or one overtaken by a later report) changes nothing and yields no effect.
@@ -111,10 +124,14 @@ pub struct EventRecord {
     pub diagnostics: Option<Diagnostics>,
 }
 
+
+/// One host's part in a deployment, from when it is sent its command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetState {
     pub target: Target,
+    /// Its place in the deployment's ordered target list.
+    pub index: u32,
     pub status: TargetStatus,
     pub events: Vec<EventRecord>,
     pub dispatched_at: Option<Millis>,
@@ -123,18 +140,154 @@ pub struct TargetState {
 }
 
 impl TargetState {
-    fn counts_as_healthy(&self) -> bool {
-        match self.status {
-            TargetStatus::Succeeded => true,
-            TargetStatus::Pending | TargetStatus::Skipped => {
-                self.target.standing.counts_as_healthy()
-            }
-            TargetStatus::InProgress | TargetStatus::Failed => false,
+    /// A host that has not been sent its command: Pending while the deployment runs,
+    /// Skipped once it has ended.
+    pub fn waiting(
+        target: Target,
+        index: u32,
+        events: &[LifecycleEvent],
+        deployment: DeploymentStatus,
+    ) -> Self {
+        let (status, event_status) = if deployment.is_terminal() {
+            (TargetStatus::Skipped, EventStatus::Skipped)
+        } else {
+            (TargetStatus::Pending, EventStatus::Pending)
+        };
+        Self {
+            target,
+            index,
+            status,
+            events: events
+                .iter()
+                .map(|&event| EventRecord {
+                    event,
+                    status: event_status,
+                    start_time: None,
+                    end_time: None,
+                    diagnostics: None,
+                })
+                .collect(),
+            dispatched_at: None,
+            deadline: None,
         }
+    }
+
+    /// When the host was last heard of, or sent its command.
+    pub fn last_updated(&self) -> Option<Millis> {
+        self.events
+            .iter()
+            .filter_map(|record| record.end_time.or(record.start_time))
+            .max()
+            .or(self.dispatched_at)
+    }
+
+    /// Applies a host's report. Returns the host's outcome when this report decides it.
+    fn apply_report(
+        &mut self,
+        report: Report,
+        deadlines: &Deadlines,
+        now: Millis,
+    ) -> Result<Option<TargetStatus>, ApplyError> {
+        let index = self
+            .events
+            .iter()
+            .position(|record| record.event == report.lifecycle_event)
+            .ok_or_else(|| ApplyError::UnexpectedEvent {
+                instance_id: report.instance_id.clone(),
+                event: report.lifecycle_event,
+            })?;
+        // A host that was never sent the command cannot have run it; a report for a
+        // host already decided (failed for silence, or skipped) only fills in history.
+        if self.status == TargetStatus::Pending {
+            return Ok(None);
+        }
+        let record = &mut self.events[index];
+        if rank(report.status) <= rank(record.status) {
+            return Ok(None); // a duplicate, or overtaken by a later report
+        }
+        record.status = report.status;
+        record.start_time = Some(report.start_time);
+        record.end_time = report.end_time;
+        record.diagnostics = report.diagnostics.map(|mut diagnostics| {
+            diagnostics.message =
+                crate::wire::first_bytes(&diagnostics.message, MESSAGE_MAX_BYTES).to_owned();
+            diagnostics
+        });
+        if self.status != TargetStatus::InProgress {
+            return Ok(None);
+        }
+        if report.status == EventStatus::Failed {
+            for later in &mut self.events[index + 1..] {
+                if later.status == EventStatus::Pending {
+                    later.status = EventStatus::Skipped;
+                }
+            }
+            Ok(Some(TargetStatus::Failed))
+        } else if self.events.iter().all(|record| record.status.is_terminal()) {
+            Ok(Some(TargetStatus::Succeeded))
+        } else {
+            self.deadline = Some(next_deadline(self, deadlines, now));
+            Ok(None)
+        }
+    }
+
+    /// Fails a deploying host whose deadline has passed. Returns whether it did.
+    fn fail_if_silent(&mut self, now: Millis) -> bool {
+        let overdue = self.status == TargetStatus::InProgress
+            && self.deadline.is_some_and(|deadline| now > deadline);
+        if !overdue {
+            return false;
+        }
+        let message = format!(
+            "no report from {} by its deadline; the host or its agent may be down",
+            self.target.instance_id
+        );
+        let mut failed_one = false;
+        for record in &mut self.events {
+            match record.status {
+                EventStatus::InProgress | EventStatus::Pending if !failed_one => {
+                    failed_one = true;
+                    record.status = EventStatus::Failed;
+                    record.end_time = Some(now);
+                    record.diagnostics = Some(Diagnostics {
+                        error_code: ErrorCode::UnknownError,
+                        script_name: String::new(),
+                        message: message.clone(),
+                        log_tail: String::new(),
+                    });
+                }
+                EventStatus::InProgress | EventStatus::Pending => {
+                    record.status = EventStatus::Skipped
+                }
+                _ => {}
+            }
+        }
+        true
     }
 }
 
-/// Everything the state machine knows about one deployment.
+/// A stretch of the ordered target list: one Availability Zone of a zonal deployment,
+/// or the whole list. Its hosts that do not count as healthy come first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Segment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Index of the segment's first host.
+    pub start: u32,
+    /// One past its last host.
+    pub end: u32,
+    /// How many of its first hosts do not count as healthy.
+    pub unhealthy: u32,
+}
+
+impl Segment {
+    fn healthy_from(&self) -> u32 {
+        self.start + self.unhealthy
+    }
+}
+
+/// The summary of one deployment: everything but its hosts' own records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
@@ -143,16 +296,27 @@ pub struct Deployment {
     pub plan: HealthPlan,
     pub zonal: Option<ZonalConfig>,
     pub deadlines: Deadlines,
-    /// In deployment order.
-    pub targets: Vec<TargetState>,
+    /// The events each host runs (those the agent performs), in order.
+    pub events: Vec<LifecycleEvent>,
+    /// The ordered target list's zones (one segment unless zonal).
+    pub segments: Vec<Segment>,
+    /// Hosts `0..dispatched` of the ordered list were sent their command.
+    pub dispatched: u32,
+    pub counts: Counts,
     pub rollback_on_failure: bool,
     pub rollback_on_stop: bool,
+    /// A launching instance's deployment: its end answers the lifecycle action.
+    #[serde(default)]
+    pub completes_launch: bool,
     pub error: Option<ErrorInformation>,
     /// Batches sent so far (a batch is every command sent by one input).
     pub batches_dispatched: u32,
     /// With a zonal configuration: no host of the next zone is sent a command before this.
     pub zone_wait_until: Option<Millis>,
     pub create_time: Millis,
+    /// When the first command was sent.
+    #[serde(default)]
+    pub start_time: Option<Millis>,
     pub complete_time: Option<Millis>,
 }
 
@@ -167,6 +331,7 @@ pub enum Input {
         report: Report,
         now: Millis,
     },
+    /// Time passes: the hosts given with it that are past their deadline fail.
     Tick {
         now: Millis,
     },
@@ -179,8 +344,9 @@ pub enum Input {
 /// What the adapters must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
-    /// Send the deployment's command to each host.
-    Dispatch { instance_ids: Vec<String> },
+    /// Send the deployment's command to the hosts at `first..first + count` of the
+    /// ordered target list (creating their records, then announcing InstanceStart).
+    Dispatch { first: u32, count: u32 },
     Notify {
         event: NotificationEvent,
         instance_id: Option<String>,
@@ -195,6 +361,9 @@ pub enum Effect {
     ReleaseLock,
     /// Redeploy the group's last successful revision.
     StartRollback,
+    /// A launching instance's deployment ended: let Auto Scaling put the instance in
+    /// service (`proceed`) or abandon it.
+    CompleteLaunch { proceed: bool },
 }
 
 /// Why an input could not apply. These are bugs or foreign messages, never panics.
@@ -202,7 +371,7 @@ pub enum Effect {
 pub enum ApplyError {
     #[error("report for deployment {found} applied to deployment {expected}")]
     WrongDeployment { expected: String, found: String },
-    #[error("instance {0} is not a target of this deployment")]
+    #[error("instance {0} is not a target of this deployment, or was not sent its command")]
     UnknownInstance(String),
     #[error("instance {instance_id} was not asked to run {event}")]
     UnexpectedEvent {
@@ -215,76 +384,78 @@ pub enum ApplyError {
 
 const HEALTH_CONSTRAINTS: &str = "HEALTH_CONSTRAINTS";
 
-/// The most hosts one deployment takes. Its state is stored as one DynamoDB item (at
-/// most 400 KB), about 1.2 KB per host plus a failure's diagnostics; the test
-/// `the_largest_deployment_fits_one_item_when_every_host_fails_loudly` holds this.
-pub const MAX_TARGETS: usize = 150;
-/// Bytes of script output kept across all of a deployment's hosts: each host's failure
-/// keeps the end of its log tail within its share (the host's own scripts.log has it all).
-pub const LOG_TAIL_BUDGET_BYTES: usize = 48 * 1024;
+/// The most hosts one deployment takes. Nothing in the state grows with the fleet but the
+/// ordered target list, which is stored in pages beside the summary (see gantry-functions'
+/// store); 10,000 is ten times CodeDeploy's limit.
+pub const MAX_TARGETS: usize = 10_000;
 /// Bytes of a diagnostics message kept.
 pub const MESSAGE_MAX_BYTES: usize = 512;
 
 impl Deployment {
     /// A deployment that has not started. `targets` must be in deployment order
-    /// (see [`crate::planner::order`]); `events` are the lifecycle events each host runs.
+    /// (see [`crate::planner::order`], or [`crate::planner::order_by_zone`] with `zonal`);
+    /// `events` are the lifecycle events each host runs.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         deployment_id: String,
         plan: HealthPlan,
         zonal: Option<ZonalConfig>,
         deadlines: Deadlines,
-        targets: Vec<Target>,
+        targets: &[Target],
         events: &[LifecycleEvent],
         rollback_on_failure: bool,
         rollback_on_stop: bool,
         create_time: Millis,
     ) -> Self {
-        let agent_events: Vec<LifecycleEvent> = events
+        let events = events
             .iter()
             .copied()
             .filter(|event| event.performer() != Performer::ControlPlane)
-            .collect();
-        let targets = targets
-            .into_iter()
-            .map(|target| TargetState {
-                target,
-                status: TargetStatus::Pending,
-                events: agent_events
-                    .iter()
-                    .map(|&event| EventRecord {
-                        event,
-                        status: EventStatus::Pending,
-                        start_time: None,
-                        end_time: None,
-                        diagnostics: None,
-                    })
-                    .collect(),
-                dispatched_at: None,
-                deadline: None,
-            })
             .collect();
         Self {
             deployment_id,
             status: DeploymentStatus::Created,
             plan,
+            segments: segments(targets, zonal.is_some()),
             zonal,
             deadlines,
-            targets,
+            events,
+            dispatched: 0,
+            counts: Counts {
+                pending: targets.len() as u32,
+                ..Counts::default()
+            },
             rollback_on_failure,
             rollback_on_stop,
+            completes_launch: false,
             error: None,
             batches_dispatched: 0,
             zone_wait_until: None,
             create_time,
+            start_time: None,
             complete_time: None,
         }
     }
 
-    /// Applies one input, returning the effects to carry out. An input that changes
-    /// nothing (a duplicate report) leaves the state equal to what it was, which is how
+    /// The record of a host as it is sent its command (at `index` of the ordered list).
+    pub fn dispatched_target(&self, target: Target, index: u32, now: Millis) -> TargetState {
+        let mut state = TargetState::waiting(target, index, &self.events, DeploymentStatus::InProgress);
+        state.status = TargetStatus::InProgress;
+        state.dispatched_at = Some(now);
+        state.deadline = Some(now + self.deadlines.start_ms);
+        state
+    }
+
+    /// Applies one input, returning the effects to carry out. `targets` are the records
+    /// of the hosts the input concerns: the reporting host, or for a tick the hosts whose
+    /// deadline may have passed; they are changed in place. An input that changes nothing
+    /// (a duplicate report) leaves the state and the records as they were, which is how
     /// callers know there is nothing to write.
-    pub fn apply(&mut self, input: Input) -> Result<Vec<Effect>, ApplyError> {
+    pub fn apply(
+        &mut self,
+        input: Input,
+        targets: &mut [TargetState],
+    ) -> Result<Vec<Effect>, ApplyError> {
         let mut effects = Vec::new();
         match input {
             Input::Start { now } => {
@@ -296,13 +467,30 @@ impl Deployment {
                 self.advance(now, &mut effects);
             }
             Input::Report { report, now } => {
-                self.apply_report(report, now, &mut effects)?;
-                if !effects.is_empty() {
+                if report.deployment_id != self.deployment_id {
+                    return Err(ApplyError::WrongDeployment {
+                        expected: self.deployment_id.clone(),
+                        found: report.deployment_id,
+                    });
+                }
+                let target = targets
+                    .iter_mut()
+                    .find(|t| t.target.instance_id == report.instance_id)
+                    .ok_or_else(|| ApplyError::UnknownInstance(report.instance_id.clone()))?;
+                if let Some(outcome) = target.apply_report(report, &self.deadlines, now)? {
+                    self.finish_target(target, outcome, &mut effects);
                     self.advance(now, &mut effects);
                 }
             }
             Input::Tick { now } => {
-                self.fail_silent_hosts(now, &mut effects);
+                for target in targets.iter_mut() {
+                    if target.fail_if_silent(now) {
+                        effects.push(Effect::HostTimedOut {
+                            instance_id: target.target.instance_id.clone(),
+                        });
+                        self.finish_target(target, TargetStatus::Failed, &mut effects);
+                    }
+                }
                 self.advance(now, &mut effects);
             }
             Input::Stop { now, rollback } => {
@@ -319,124 +507,36 @@ impl Deployment {
     }
 
     pub fn counts(&self) -> Counts {
-        let mut counts = Counts::default();
-        for target in &self.targets {
-            match target.status {
-                TargetStatus::Pending => counts.pending += 1,
-                TargetStatus::InProgress => counts.in_progress += 1,
-                TargetStatus::Succeeded => counts.succeeded += 1,
-                TargetStatus::Failed => counts.failed += 1,
-                TargetStatus::Skipped => counts.skipped += 1,
-            }
-        }
-        counts
+        self.counts
     }
 
-    fn apply_report(
+    /// Ends one host's deployment: the counters, its notification and its health.
+    fn finish_target(
         &mut self,
-        report: Report,
-        now: Millis,
+        target: &mut TargetState,
+        status: TargetStatus,
         effects: &mut Vec<Effect>,
-    ) -> Result<(), ApplyError> {
-        if report.deployment_id != self.deployment_id {
-            return Err(ApplyError::WrongDeployment {
-                expected: self.deployment_id.clone(),
-                found: report.deployment_id,
-            });
-        }
-        let deadlines = self.deadlines.clone();
-        let log_tail_share = (LOG_TAIL_BUDGET_BYTES / self.targets.len().max(1))
-            .clamp(256, crate::wire::LOG_TAIL_MAX_BYTES);
-        let target = self
-            .targets
-            .iter_mut()
-            .find(|t| t.target.instance_id == report.instance_id)
-            .ok_or_else(|| ApplyError::UnknownInstance(report.instance_id.clone()))?;
-        let index = target
-            .events
-            .iter()
-            .position(|record| record.event == report.lifecycle_event)
-            .ok_or_else(|| ApplyError::UnexpectedEvent {
-                instance_id: report.instance_id.clone(),
-                event: report.lifecycle_event,
-            })?;
-        // A host that was never sent the command cannot have run it; a report for a
-        // host already decided (failed for silence, or skipped) only fills in history.
-        if target.status == TargetStatus::Pending {
-            return Ok(());
-        }
-        let record = &mut target.events[index];
-        if rank(report.status) <= rank(record.status) {
-            return Ok(()); // a duplicate, or overtaken by a later report
-        }
-        record.status = report.status;
-        record.start_time = Some(report.start_time);
-        record.end_time = report.end_time;
-        record.diagnostics = report.diagnostics.map(|mut diagnostics| {
-            diagnostics.message =
-                crate::wire::first_bytes(&diagnostics.message, MESSAGE_MAX_BYTES).to_owned();
-            diagnostics.log_tail =
-                crate::wire::last_bytes(&diagnostics.log_tail, log_tail_share).to_owned();
-            diagnostics
-        });
-        if target.status != TargetStatus::InProgress {
-            return Ok(());
-        }
-        if report.status == EventStatus::Failed {
-            for later in &mut target.events[index + 1..] {
-                if later.status == EventStatus::Pending {
-                    later.status = EventStatus::Skipped;
-                }
-            }
-            finish_target(target, TargetStatus::Failed, effects);
-        } else if target
-            .events
-            .iter()
-            .all(|record| record.status.is_terminal())
-        {
-            finish_target(target, TargetStatus::Succeeded, effects);
+    ) {
+        let succeeded = status == TargetStatus::Succeeded;
+        target.status = status;
+        target.deadline = None;
+        self.counts.in_progress = self.counts.in_progress.saturating_sub(1);
+        if succeeded {
+            self.counts.succeeded += 1;
         } else {
-            target.deadline = Some(next_deadline(target, &deadlines, now));
+            self.counts.failed += 1;
         }
-        Ok(())
-    }
-
-    fn fail_silent_hosts(&mut self, now: Millis, effects: &mut Vec<Effect>) {
-        for target in &mut self.targets {
-            let overdue = target.status == TargetStatus::InProgress
-                && target.deadline.is_some_and(|deadline| now > deadline);
-            if !overdue {
-                continue;
-            }
-            let instance_id = target.target.instance_id.clone();
-            let message = format!(
-                "no report from {instance_id} by its deadline; the host or its agent may be down"
-            );
-            let mut failed_one = false;
-            for record in &mut target.events {
-                match record.status {
-                    EventStatus::InProgress | EventStatus::Pending if !failed_one => {
-                        failed_one = true;
-                        record.status = EventStatus::Failed;
-                        record.end_time = Some(now);
-                        record.diagnostics = Some(Diagnostics {
-                            error_code: ErrorCode::UnknownError,
-                            script_name: String::new(),
-                            message: message.clone(),
-                            log_tail: String::new(),
-                        });
-                    }
-                    EventStatus::InProgress | EventStatus::Pending => {
-                        record.status = EventStatus::Skipped
-                    }
-                    _ => {}
-                }
-            }
-            effects.push(Effect::HostTimedOut {
-                instance_id: instance_id.clone(),
-            });
-            finish_target(target, TargetStatus::Failed, effects);
-        }
+        let instance_id = target.target.instance_id.clone();
+        let event = if succeeded {
+            NotificationEvent::InstanceSuccess
+        } else {
+            NotificationEvent::InstanceFailure
+        };
+        effects.push(notify(event, Some(&instance_id)));
+        effects.push(Effect::RecordHealth {
+            instance_id,
+            healthy: succeeded,
+        });
     }
 
     /// Decides the outcome or sends the next commands.
@@ -444,7 +544,7 @@ impl Deployment {
         if self.status != DeploymentStatus::InProgress {
             return;
         }
-        let counts = self.counts();
+        let counts = self.counts;
         if counts.pending == 0 && counts.in_progress == 0 {
             if self.plan.is_success(counts.succeeded) {
                 self.finish(DeploymentStatus::Succeeded, now, None, effects);
@@ -458,14 +558,11 @@ impl Deployment {
             self.fail_for_health(now, effects);
             return;
         }
-        let dispatched = self.dispatch(now);
-        if !dispatched.is_empty() {
-            self.batches_dispatched += 1;
-            for id in &dispatched {
-                effects.push(notify(NotificationEvent::InstanceStart, Some(id)));
-            }
+        let count = self.dispatch(now);
+        if count > 0 {
             effects.push(Effect::Dispatch {
-                instance_ids: dispatched,
+                first: self.dispatched - count,
+                count,
             });
         } else if counts.in_progress == 0 && self.zone_wait_until.is_none_or(|until| now >= until) {
             // Nothing running, hosts left, and none may go without breaking the minimum.
@@ -473,85 +570,73 @@ impl Deployment {
         }
     }
 
-    /// Sends commands to as many hosts from the front of the queue as the health rules
-    /// allow, and returns them.
-    fn dispatch(&mut self, now: Millis) -> Vec<String> {
-        let zone_filter = match self.zonal {
-            None => None,
+    /// Hosts not yet sent their command that count as healthy.
+    fn pending_healthy(&self) -> u32 {
+        self.segments
+            .iter()
+            .map(|segment| {
+                segment
+                    .end
+                    .saturating_sub(segment.healthy_from().max(self.dispatched))
+            })
+            .sum()
+    }
+
+    /// Moves the cursor over as many hosts as the health rules allow; returns how many.
+    fn dispatch(&mut self, now: Millis) -> u32 {
+        let (segment, zone_limit) = match self.zonal {
+            None => (self.segments.first().cloned(), u32::MAX),
             Some(zonal) => match self.current_zone(now, &zonal) {
-                ZoneGate::Open(zone, limit) => Some((zone, limit)),
-                ZoneGate::Waiting => return Vec::new(),
+                ZoneGate::Open(index, limit) => (Some(self.segments[index].clone()), limit),
+                ZoneGate::Waiting => return 0,
             },
         };
-        let mut in_progress = self.counts().in_progress;
-        let mut zone_in_progress = zone_filter.as_ref().map_or(0, |(zone, _)| {
-            self.targets
-                .iter()
-                .filter(|t| t.status == TargetStatus::InProgress && &t.target.zone == zone)
-                .count() as u32
-        });
-        let healthy = self
-            .targets
-            .iter()
-            .filter(|t| t.counts_as_healthy())
-            .count() as u32;
+        let Some(segment) = segment else { return 0 };
+        let healthy = self.counts.succeeded + self.pending_healthy();
         let mut spare_healthy = healthy.saturating_sub(self.plan.minimum_healthy);
-        let deadline = now + self.deadlines.start_ms;
-        let mut sent = Vec::new();
-        for target in &mut self.targets {
-            if target.status != TargetStatus::Pending {
-                continue;
-            }
-            if let Some((zone, limit)) = &zone_filter {
-                if &target.target.zone != zone {
-                    continue;
-                }
-                if zone_in_progress >= *limit {
-                    break;
-                }
-            }
-            if in_progress >= self.plan.batch_size {
-                break;
-            }
-            if target.target.standing.counts_as_healthy() {
+        // Earlier zones are finished and later ones not started, so every running host
+        // belongs to this segment.
+        let limit = self.plan.batch_size.min(zone_limit);
+        let mut in_progress = self.counts.in_progress;
+        let mut next = self.dispatched.max(segment.start);
+        let first = next;
+        while next < segment.end && in_progress < limit {
+            if next >= segment.healthy_from() {
                 if spare_healthy == 0 {
                     break;
                 }
                 spare_healthy -= 1;
             }
-            target.status = TargetStatus::InProgress;
-            target.dispatched_at = Some(now);
-            target.deadline = Some(deadline);
+            next += 1;
             in_progress += 1;
-            zone_in_progress += 1;
-            sent.push(target.target.instance_id.clone());
         }
-        sent
+        let count = next - first;
+        if count > 0 {
+            self.dispatched = next;
+            self.counts.pending -= count;
+            self.counts.in_progress += count;
+            self.batches_dispatched += 1;
+            self.start_time.get_or_insert(now);
+        }
+        count
     }
 
-    /// The zone being deployed, with how many of its hosts may run at once; or a wait
-    /// while a finished zone is monitored.
+    /// The zone being deployed (its segment), with how many of its hosts may run at
+    /// once; or a wait while a finished zone is monitored.
     fn current_zone(&mut self, now: Millis, zonal: &ZonalConfig) -> ZoneGate {
-        let mut zones: Vec<&Option<String>> = Vec::new();
-        for target in &self.targets {
-            if !zones.contains(&&target.target.zone) {
-                zones.push(&target.target.zone);
-            }
-        }
-        let zone_done = |zone: &Option<String>| {
-            self.targets
-                .iter()
-                .filter(|t| &t.target.zone == zone)
-                .all(|t| t.status.is_terminal())
+        let in_progress = self.counts.in_progress;
+        let dispatched = self.dispatched;
+        let zone_done = |segment: &Segment| {
+            let running_here =
+                in_progress > 0 && dispatched > segment.start && dispatched <= segment.end;
+            dispatched >= segment.end && !running_here
         };
-        let Some(index) = zones.iter().position(|zone| !zone_done(zone)) else {
+        let Some(index) = self.segments.iter().position(|s| !zone_done(s)) else {
             return ZoneGate::Waiting;
         };
-        let zone = zones[index].clone();
-        let started = self
-            .targets
-            .iter()
-            .any(|t| t.target.zone == zone && t.status != TargetStatus::Pending);
+        let segment = &self.segments[index];
+        let started = dispatched > segment.start;
+        let limit = zonal.zone_batch_size(segment.end - segment.start);
         if started {
             self.zone_wait_until = None;
         } else if index > 0 {
@@ -563,29 +648,18 @@ impl Deployment {
                 return ZoneGate::Waiting;
             }
         }
-        let size = self
-            .targets
-            .iter()
-            .filter(|t| t.target.zone == zone)
-            .count() as u32;
-        let limit = zonal.zone_batch_size(size);
-        ZoneGate::Open(zone, limit)
+        ZoneGate::Open(index, limit)
     }
 
+    /// Hosts never sent their command are skipped; readers derive their records.
     fn skip_pending(&mut self) {
-        for target in &mut self.targets {
-            if target.status == TargetStatus::Pending {
-                target.status = TargetStatus::Skipped;
-                for record in &mut target.events {
-                    record.status = EventStatus::Skipped;
-                }
-            }
-        }
+        self.counts.skipped += self.counts.pending;
+        self.counts.pending = 0;
     }
 
     fn fail_for_health(&mut self, now: Millis, effects: &mut Vec<Effect>) {
         self.skip_pending();
-        let counts = self.counts();
+        let counts = self.counts;
         let message = format!(
             "The overall deployment failed: {} of {} instances succeeded and {} failed; {} successes were needed, keeping at least {} instances healthy.",
             counts.succeeded,
@@ -629,23 +703,54 @@ impl Deployment {
             effects.push(Effect::RecordLastSuccessful);
         }
         effects.push(Effect::ReleaseLock);
+        if self.completes_launch {
+            effects.push(Effect::CompleteLaunch {
+                proceed: status == DeploymentStatus::Succeeded,
+            });
+        }
     }
 
-    /// When the next tick matters: the earliest host deadline or the end of a zone wait.
-    /// Hosts still deploying after the deployment ended (it failed or was stopped while
-    /// they ran) keep their deadlines, so that none is left InProgress forever.
+    /// When the next tick matters for the summary itself: the end of a zone wait. Hosts'
+    /// deadlines live in their own records.
     pub fn next_wakeup(&self) -> Option<Millis> {
-        self.targets
-            .iter()
-            .filter_map(|t| t.deadline)
-            .map(|deadline| deadline + 1)
-            .chain(self.zone_wait_until)
-            .min()
+        self.zone_wait_until
     }
 }
 
+/// The segments of an ordered target list: one per zone (in order of appearance) when
+/// zonal, else one. Within each, the hosts that do not count as healthy come first.
+fn segments(targets: &[Target], zonal: bool) -> Vec<Segment> {
+    let mut segments: Vec<Segment> = Vec::new();
+    for (index, target) in targets.iter().enumerate() {
+        let index = index as u32;
+        let zone = zonal.then(|| target.zone.clone()).flatten();
+        let same = segments
+            .last()
+            .is_some_and(|last| !zonal || last.zone == zone);
+        if !same {
+            segments.push(Segment {
+                zone,
+                start: index,
+                end: index,
+                unhealthy: 0,
+            });
+        }
+        let segment = segments.last_mut().expect("pushed above");
+        segment.end = index + 1;
+        if !target.standing.counts_as_healthy() {
+            debug_assert_eq!(
+                segment.unhealthy,
+                index - segment.start,
+                "hosts that do not count as healthy go first"
+            );
+            segment.unhealthy += 1;
+        }
+    }
+    segments
+}
+
 enum ZoneGate {
-    Open(Option<String>, u32),
+    Open(usize, u32),
     Waiting,
 }
 
@@ -657,24 +762,6 @@ pub struct Counts {
     pub succeeded: u32,
     pub failed: u32,
     pub skipped: u32,
-}
-
-/// Ends one host's deployment: its notification and its health in the group.
-fn finish_target(target: &mut TargetState, status: TargetStatus, effects: &mut Vec<Effect>) {
-    let succeeded = status == TargetStatus::Succeeded;
-    target.status = status;
-    target.deadline = None;
-    let instance_id = target.target.instance_id.clone();
-    let event = if succeeded {
-        NotificationEvent::InstanceSuccess
-    } else {
-        NotificationEvent::InstanceFailure
-    };
-    effects.push(notify(event, Some(&instance_id)));
-    effects.push(Effect::RecordHealth {
-        instance_id,
-        healthy: succeeded,
-    });
 }
 
 fn notify(event: NotificationEvent, instance_id: Option<&str>) -> Effect {

@@ -4,7 +4,7 @@ use crate::lifecycle;
 use crate::planner::{self, Standing};
 use crate::wire::SCHEMA_VERSION;
 use proptest::prelude::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 const ID: &str = "d-TEST00001";
 
@@ -18,20 +18,145 @@ fn targets(count: usize, zones: usize, standing: Standing) -> Vec<Target> {
         .collect()
 }
 
-fn deployment(config: &str, targets: Vec<Target>) -> Deployment {
-    let config = DeploymentConfig::predefined(config).unwrap();
-    let plan = config.health_plan(targets.len() as u32).unwrap();
+/// A deployment with its hosts' records kept in memory, as the store keeps them in
+/// DynamoDB: the summary, the ordered list, and a record for each host sent its command.
+#[derive(Debug, Clone, PartialEq)]
+struct Sim {
+    d: Deployment,
+    plan: Vec<Target>,
+    records: BTreeMap<String, TargetState>,
+}
+
+impl Sim {
+    fn new(d: Deployment, plan: Vec<Target>) -> Self {
+        Self {
+            d,
+            plan,
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// Applies an input with the records it concerns, and carries out dispatches.
+    fn apply(&mut self, input: Input) -> Result<Vec<Effect>, ApplyError> {
+        let now = match &input {
+            Input::Start { now }
+            | Input::Report { now, .. }
+            | Input::Tick { now }
+            | Input::Stop { now, .. } => *now,
+        };
+        let mut touched: Vec<TargetState> = match &input {
+            Input::Report { report, .. } => self
+                .records
+                .get(&report.instance_id)
+                .cloned()
+                .into_iter()
+                .collect(),
+            Input::Tick { .. } => self.records.values().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let effects = self.d.apply(input, &mut touched)?;
+        for record in touched {
+            self.records
+                .insert(record.target.instance_id.clone(), record);
+        }
+        for effect in &effects {
+            if let Effect::Dispatch { first, count } = effect {
+                for index in *first..first + count {
+                    let target = self.plan[index as usize].clone();
+                    let record = self.d.dispatched_target(target, index, now);
+                    let id = record.target.instance_id.clone();
+                    assert!(
+                        self.records.insert(id.clone(), record).is_none(),
+                        "{id} dispatched twice"
+                    );
+                }
+            }
+        }
+        Ok(effects)
+    }
+
+    /// The instance ids a list of effects sends commands to.
+    fn dispatched(&self, effects: &[Effect]) -> Vec<String> {
+        effects
+            .iter()
+            .flat_map(|effect| match effect {
+                Effect::Dispatch { first, count } => self.plan
+                    [*first as usize..(first + count) as usize]
+                    .iter()
+                    .map(|t| t.instance_id.clone())
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// A host's record as readers see it.
+    fn target(&self, instance_id: &str) -> TargetState {
+        self.records.get(instance_id).cloned().unwrap_or_else(|| {
+            let index = self
+                .plan
+                .iter()
+                .position(|t| t.instance_id == instance_id)
+                .expect("a target of the deployment");
+            TargetState::waiting(
+                self.plan[index].clone(),
+                index as u32,
+                &self.d.events,
+                self.d.status,
+            )
+        })
+    }
+
+    fn all_targets(&self) -> Vec<TargetState> {
+        self.plan
+            .iter()
+            .map(|t| self.target(&t.instance_id))
+            .collect()
+    }
+
+    /// The earliest deadline among the hosts' records, or the summary's own wakeup.
+    fn next_wakeup(&self) -> Option<Millis> {
+        self.records
+            .values()
+            .filter_map(|t| t.deadline)
+            .map(|deadline| deadline + 1)
+            .chain(self.d.next_wakeup())
+            .min()
+    }
+
+    fn start(&mut self, now: Millis) -> Vec<String> {
+        let effects = self.apply(Input::Start { now }).unwrap();
+        self.dispatched(&effects)
+    }
+
+    fn deliver(&mut self, reports: Vec<Report>) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for report in reports {
+            let now = report.end_time.unwrap_or(report.start_time);
+            effects.extend(self.apply(Input::Report { report, now }).unwrap());
+        }
+        effects
+    }
+}
+
+fn new_deployment(config: &DeploymentConfig, ordered: &[Target]) -> Deployment {
     Deployment::new(
         ID.into(),
-        plan,
-        None,
+        config.health_plan(ordered.len() as u32).unwrap(),
+        config.zonal_config,
         Deadlines::default(),
-        planner::order(targets),
+        ordered,
         &lifecycle::in_place(false),
         true,
         false,
         0,
     )
+}
+
+fn deployment(config: &str, targets: Vec<Target>) -> Sim {
+    let config = DeploymentConfig::predefined(config).unwrap();
+    let ordered = planner::order(targets);
+    Sim::new(new_deployment(&config, &ordered), ordered)
 }
 
 /// Every report one host sends: each event starts and ends; `fail_at` fails that event
@@ -78,27 +203,8 @@ fn host_reports(instance_id: &str, fail_at: Option<usize>, start: Millis) -> Vec
     reports
 }
 
-fn dispatched(effects: &[Effect]) -> Vec<String> {
-    effects
-        .iter()
-        .flat_map(|effect| match effect {
-            Effect::Dispatch { instance_ids } => instance_ids.clone(),
-            _ => Vec::new(),
-        })
-        .collect()
-}
-
 fn has(effects: &[Effect], wanted: &Effect) -> bool {
     effects.contains(wanted)
-}
-
-fn deliver(deployment: &mut Deployment, reports: Vec<Report>) -> Vec<Effect> {
-    let mut effects = Vec::new();
-    for report in reports {
-        let now = report.end_time.unwrap_or(report.start_time);
-        effects.extend(deployment.apply(Input::Report { report, now }).unwrap());
-    }
-    effects
 }
 
 #[test]
@@ -106,22 +212,23 @@ fn half_at_a_time_on_nine_hosts_goes_in_batches_of_four() {
     let mut d = deployment(crate::config::HALF_AT_A_TIME, targets(9, 1, Standing::Old));
     let effects = d.apply(Input::Start { now: 0 }).unwrap();
     assert_eq!(effects[0], notify(NotificationEvent::DeploymentStart, None));
-    let first = dispatched(&effects);
+    let first = d.dispatched(&effects);
     assert_eq!(first.len(), 4);
     let mut sizes = vec![first.len()];
     let mut running = first;
     while !running.is_empty() {
         let mut next = Vec::new();
         for id in running {
-            next.extend(dispatched(&deliver(&mut d, host_reports(&id, None, 100))));
+            let effects = d.deliver(host_reports(&id, None, 100));
+            next.extend(d.dispatched(&effects));
         }
         if !next.is_empty() {
             sizes.push(next.len());
         }
         running = next;
     }
-    assert_eq!(d.status, DeploymentStatus::Succeeded);
-    assert_eq!(d.counts().succeeded, 9);
+    assert_eq!(d.d.status, DeploymentStatus::Succeeded);
+    assert_eq!(d.d.counts().succeeded, 9);
     assert_eq!(sizes.iter().sum::<usize>(), 9);
     assert!(sizes.iter().all(|&size| size <= 4), "{sizes:?}");
 }
@@ -129,8 +236,8 @@ fn half_at_a_time_on_nine_hosts_goes_in_batches_of_four() {
 #[test]
 fn success_records_the_revision_and_releases_the_lock() {
     let mut d = deployment(crate::config::ALL_AT_ONCE, targets(1, 1, Standing::Unknown));
-    let ids = dispatched(&d.apply(Input::Start { now: 0 }).unwrap());
-    let effects = deliver(&mut d, host_reports(&ids[0], None, 1));
+    let ids = d.start(0);
+    let effects = d.deliver(host_reports(&ids[0], None, 1));
     assert!(has(
         &effects,
         &notify(NotificationEvent::InstanceSuccess, Some("i-000"))
@@ -149,64 +256,98 @@ fn success_records_the_revision_and_releases_the_lock() {
     assert!(has(&effects, &Effect::RecordLastSuccessful));
     assert!(has(&effects, &Effect::ReleaseLock));
     assert!(!has(&effects, &Effect::StartRollback));
-    assert_eq!(d.batches_dispatched, 1);
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::CompleteLaunch { .. })),
+        "only a launch's deployment answers a lifecycle action"
+    );
+    assert_eq!(d.d.batches_dispatched, 1);
+    assert_eq!(d.d.start_time, Some(0));
+}
+
+#[test]
+fn a_launch_deployment_answers_its_lifecycle_action() {
+    for (fail, proceed) in [(None, true), (Some(3), false)] {
+        let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(1, 1, Standing::Unknown));
+        d.d.completes_launch = true;
+        let ids = d.start(0);
+        let effects = d.deliver(host_reports(&ids[0], fail, 1));
+        assert!(has(&effects, &Effect::CompleteLaunch { proceed }), "{effects:?}");
+    }
+    let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(2, 1, Standing::Unknown));
+    d.d.completes_launch = true;
+    d.start(0);
+    let effects = d
+        .apply(Input::Stop {
+            now: 1,
+            rollback: false,
+        })
+        .unwrap();
+    assert!(has(&effects, &Effect::CompleteLaunch { proceed: false }));
 }
 
 #[test]
 fn one_at_a_time_fails_on_the_first_failure_and_rolls_back() {
     let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(3, 1, Standing::Old));
-    let ids = dispatched(&d.apply(Input::Start { now: 0 }).unwrap());
+    let ids = d.start(0);
     assert_eq!(ids.len(), 1);
-    let effects = deliver(&mut d, host_reports(&ids[0], Some(4), 1));
-    assert_eq!(d.status, DeploymentStatus::Failed);
-    assert_eq!(d.error.as_ref().unwrap().code, "HEALTH_CONSTRAINTS");
-    assert!(dispatched(&effects).is_empty());
+    let effects = d.deliver(host_reports(&ids[0], Some(4), 1));
+    assert_eq!(d.d.status, DeploymentStatus::Failed);
+    assert_eq!(d.d.error.as_ref().unwrap().code, "HEALTH_CONSTRAINTS");
+    assert!(d.dispatched(&effects).is_empty());
     assert!(has(&effects, &Effect::StartRollback));
     assert!(has(&effects, &Effect::ReleaseLock));
     assert!(!has(&effects, &Effect::RecordLastSuccessful));
-    assert_eq!(d.counts().skipped, 2);
-    let failed = &d.targets[0];
+    assert_eq!(d.d.counts().skipped, 2);
+    let failed = d.target(&ids[0]);
     assert_eq!(failed.events[4].status, EventStatus::Failed);
     assert!(
         failed.events[5..]
             .iter()
             .all(|e| e.status == EventStatus::Skipped)
     );
+    let never_sent = d.all_targets().into_iter().filter(|t| t.target.instance_id != ids[0]);
+    for target in never_sent {
+        assert_eq!(target.status, TargetStatus::Skipped);
+        assert!(target.events.iter().all(|e| e.status == EventStatus::Skipped));
+    }
 }
 
 #[test]
 fn one_at_a_time_succeeds_when_only_the_last_instance_fails() {
     let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(3, 1, Standing::Old));
-    let mut next = dispatched(&d.apply(Input::Start { now: 0 }).unwrap());
+    let mut next = d.start(0);
     for round in 0..3 {
         let fail = (round == 2).then_some(6);
-        next = dispatched(&deliver(&mut d, host_reports(&next[0], fail, 1)));
+        let effects = d.deliver(host_reports(&next[0], fail, 1));
+        next = d.dispatched(&effects);
         if round < 2 {
             assert_eq!(next.len(), 1);
         }
     }
-    assert_eq!(d.status, DeploymentStatus::Succeeded);
-    assert_eq!(d.counts().failed, 1);
+    assert_eq!(d.d.status, DeploymentStatus::Succeeded);
+    assert_eq!(d.d.counts().failed, 1);
 }
 
 #[test]
 fn single_host_one_at_a_time_needs_that_host() {
     let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(1, 1, Standing::Old));
-    let ids = dispatched(&d.apply(Input::Start { now: 0 }).unwrap());
-    deliver(&mut d, host_reports(&ids[0], Some(0), 1));
-    assert_eq!(d.status, DeploymentStatus::Failed);
+    let ids = d.start(0);
+    d.deliver(host_reports(&ids[0], Some(0), 1));
+    assert_eq!(d.d.status, DeploymentStatus::Failed);
 }
 
 #[test]
 fn all_at_once_succeeds_if_any_host_succeeds() {
     let mut d = deployment(crate::config::ALL_AT_ONCE, targets(4, 2, Standing::Old));
-    let ids = dispatched(&d.apply(Input::Start { now: 0 }).unwrap());
+    let ids = d.start(0);
     assert_eq!(ids.len(), 4);
     for (index, id) in ids.iter().enumerate() {
-        deliver(&mut d, host_reports(id, (index > 0).then_some(2), 1));
+        d.deliver(host_reports(id, (index > 0).then_some(2), 1));
     }
-    assert_eq!(d.status, DeploymentStatus::Succeeded);
-    assert_eq!(d.counts().failed, 3);
+    assert_eq!(d.d.status, DeploymentStatus::Succeeded);
+    assert_eq!(d.d.counts().failed, 3);
 }
 
 #[test]
@@ -214,27 +355,24 @@ fn unhealthy_hosts_go_first() {
     let mut fleet = targets(4, 1, Standing::Old);
     fleet[3].standing = Standing::Unhealthy;
     let mut d = deployment(crate::config::ONE_AT_A_TIME, fleet);
-    assert_eq!(
-        dispatched(&d.apply(Input::Start { now: 0 }).unwrap()),
-        vec!["i-003"]
-    );
+    assert_eq!(d.start(0), vec!["i-003"]);
 }
 
 #[test]
 fn duplicates_change_nothing() {
     let mut d = deployment(crate::config::ALL_AT_ONCE, targets(2, 1, Standing::Old));
-    let ids = dispatched(&d.apply(Input::Start { now: 0 }).unwrap());
+    let ids = d.start(0);
     let reports = host_reports(&ids[0], None, 1);
-    deliver(&mut d, reports.clone());
+    d.deliver(reports.clone());
     let before = d.clone();
-    assert!(deliver(&mut d, reports).is_empty());
+    assert!(d.deliver(reports).is_empty());
     assert_eq!(d, before);
 }
 
 #[test]
 fn foreign_reports_are_errors() {
     let mut d = deployment(crate::config::ALL_AT_ONCE, targets(1, 1, Standing::Old));
-    d.apply(Input::Start { now: 0 }).unwrap();
+    d.start(0);
     let mut report = host_reports("i-000", None, 1).remove(0);
     report.instance_id = "i-999".into();
     assert_eq!(
@@ -258,8 +396,8 @@ fn foreign_reports_are_errors() {
 #[test]
 fn silent_hosts_fail_at_their_deadline() {
     let mut d = deployment(crate::config::ALL_AT_ONCE, targets(2, 1, Standing::Old));
-    d.apply(Input::Start { now: 0 }).unwrap();
-    deliver(&mut d, host_reports("i-000", None, 1));
+    d.start(0);
+    d.deliver(host_reports("i-000", None, 1));
     let start = Deadlines::default().start_ms;
     assert_eq!(d.next_wakeup(), Some(start + 1));
     assert!(
@@ -281,11 +419,11 @@ fn silent_hosts_fail_at_their_deadline() {
         }
     ));
     assert_eq!(
-        d.status,
+        d.d.status,
         DeploymentStatus::Succeeded,
         "AllAtOnce needs one success"
     );
-    let silent = &d.targets[1];
+    let silent = d.target("i-001");
     assert_eq!(
         silent.events[0].diagnostics.as_ref().unwrap().error_code,
         ErrorCode::UnknownError
@@ -296,18 +434,19 @@ fn silent_hosts_fail_at_their_deadline() {
             .all(|e| e.status == EventStatus::Skipped)
     );
     // A late report from the failed host changes the record, not the outcome.
-    deliver(&mut d, host_reports("i-001", None, start + 2));
-    assert_eq!(d.targets[1].status, TargetStatus::Failed);
-    assert_eq!(d.status, DeploymentStatus::Succeeded);
+    d.deliver(host_reports("i-001", None, start + 2));
+    assert_eq!(d.target("i-001").status, TargetStatus::Failed);
+    assert_eq!(d.d.status, DeploymentStatus::Succeeded);
+    assert_eq!(d.d.counts().failed, 1);
 }
 
 #[test]
 fn running_events_get_their_hook_timeout() {
     let mut d = deployment(crate::config::ALL_AT_ONCE, targets(1, 1, Standing::Old));
-    d.deadlines
+    d.d.deadlines
         .event_ms
         .insert(LifecycleEvent::ApplicationStop, 7_000);
-    d.apply(Input::Start { now: 0 }).unwrap();
+    d.start(0);
     let first = host_reports("i-000", None, 100).remove(0);
     d.apply(Input::Report {
         report: first,
@@ -315,8 +454,8 @@ fn running_events_get_their_hook_timeout() {
     })
     .unwrap();
     assert_eq!(
-        d.targets[0].deadline,
-        Some(100 + 7_000 + d.deadlines.slack_ms)
+        d.target("i-000").deadline,
+        Some(100 + 7_000 + d.d.deadlines.slack_ms)
     );
 }
 
@@ -324,34 +463,34 @@ fn running_events_get_their_hook_timeout() {
 fn a_host_clock_far_behind_does_not_fail_the_host() {
     let mut d = deployment(crate::config::ALL_AT_ONCE, targets(1, 1, Standing::Old));
     let now = 10 * 3600 * 1000;
-    d.apply(Input::Start { now }).unwrap();
+    d.start(now);
     // The host's clock says 1970; the control plane heard it just now.
     let first = host_reports("i-000", None, 5).remove(0);
     d.apply(Input::Report { report: first, now }).unwrap();
-    let limit = d.deadlines.default_event_ms + d.deadlines.slack_ms;
-    assert_eq!(d.targets[0].deadline, Some(now + limit));
+    let limit = d.d.deadlines.default_event_ms + d.d.deadlines.slack_ms;
+    assert_eq!(d.target("i-000").deadline, Some(now + limit));
     let effects = d.apply(Input::Tick { now: now + limit }).unwrap();
     assert!(effects.is_empty(), "{effects:?}");
-    assert_eq!(d.targets[0].status, TargetStatus::InProgress);
+    assert_eq!(d.target("i-000").status, TargetStatus::InProgress);
 }
 
 #[test]
 fn stop_skips_pending_hosts_and_may_roll_back() {
     let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(3, 1, Standing::Old));
-    d.apply(Input::Start { now: 0 }).unwrap();
+    d.start(0);
     let effects = d
         .apply(Input::Stop {
             now: 5,
             rollback: true,
         })
         .unwrap();
-    assert_eq!(d.status, DeploymentStatus::Stopped);
+    assert_eq!(d.d.status, DeploymentStatus::Stopped);
     assert!(has(
         &effects,
         &notify(NotificationEvent::DeploymentStop, None)
     ));
     assert!(has(&effects, &Effect::StartRollback));
-    assert_eq!(d.counts().skipped, 2);
+    assert_eq!(d.d.counts().skipped, 2);
     assert!(
         d.apply(Input::Stop {
             now: 6,
@@ -369,8 +508,9 @@ fn stop_skips_pending_hosts_and_may_roll_back() {
             instance_id: "i-000".into()
         }
     ));
-    assert!(d.targets.iter().all(|t| t.status.is_terminal()));
-    assert_eq!(d.status, DeploymentStatus::Stopped);
+    assert!(d.all_targets().iter().all(|t| t.status.is_terminal()));
+    assert_eq!(d.d.counts().in_progress, 0);
+    assert_eq!(d.d.status, DeploymentStatus::Stopped);
     assert_eq!(d.next_wakeup(), None);
 }
 
@@ -387,50 +527,110 @@ fn zonal_deployments_wait_between_zones() {
         }),
     )
     .unwrap();
-    let mut d = Deployment::new(
-        ID.into(),
-        config.health_plan(4).unwrap(),
-        config.zonal_config,
-        Deadlines::default(),
-        planner::order_by_zone(fleet),
-        &lifecycle::in_place(false),
-        false,
-        false,
-        0,
-    );
-    let first = dispatched(&d.apply(Input::Start { now: 0 }).unwrap());
+    let ordered = planner::order_by_zone(fleet);
+    let mut d = Sim::new(new_deployment(&config, &ordered), ordered);
+    assert_eq!(d.d.segments.len(), 2);
+    let first = d.start(0);
     assert_eq!(first, vec!["i-000", "i-002"], "only the first zone");
-    deliver(&mut d, host_reports("i-000", None, 1));
-    let effects = deliver(&mut d, host_reports("i-002", None, 1));
+    d.deliver(host_reports("i-000", None, 1));
+    let effects = d.deliver(host_reports("i-002", None, 1));
     assert!(
-        dispatched(&effects).is_empty(),
+        d.dispatched(&effects).is_empty(),
         "the first zone is monitored first"
     );
     let done_at = 1 + 6 * 10 + 5;
-    assert_eq!(d.zone_wait_until, Some(done_at + 60_000));
-    assert!(
-        dispatched(
-            &d.apply(Input::Tick {
-                now: done_at + 59_999
-            })
-            .unwrap()
-        )
-        .is_empty()
-    );
-    let second = dispatched(
-        &d.apply(Input::Tick {
+    assert_eq!(d.d.zone_wait_until, Some(done_at + 60_000));
+    let early = d
+        .apply(Input::Tick {
+            now: done_at + 59_999,
+        })
+        .unwrap();
+    assert!(d.dispatched(&early).is_empty());
+    let effects = d
+        .apply(Input::Tick {
             now: done_at + 60_000,
         })
-        .unwrap(),
-    );
-    assert_eq!(second, vec!["i-001", "i-003"]);
-    assert_eq!(d.status, DeploymentStatus::InProgress);
+        .unwrap();
+    assert_eq!(d.dispatched(&effects), vec!["i-001", "i-003"]);
+    assert_eq!(d.d.status, DeploymentStatus::InProgress);
+}
+
+#[test]
+fn zones_keep_their_own_health_order_and_limits() {
+    // Zone a: an unhealthy host then two healthy; zone b: three healthy. At least two
+    // hosts per zone stay healthy, so each zone goes one host at a time.
+    let mut fleet = targets(6, 2, Standing::Old);
+    fleet[4].standing = Standing::Unhealthy;
+    let config = DeploymentConfig::custom(
+        "zonal-strict",
+        MinimumHealthyHosts::FleetPercent(0),
+        Some(ZonalConfig {
+            first_zone_monitor_duration_secs: None,
+            monitor_duration_secs: None,
+            minimum_healthy_hosts_per_zone: Some(MinimumHealthyHosts::HostCount(2)),
+        }),
+    )
+    .unwrap();
+    let ordered = planner::order_by_zone(fleet);
+    let mut d = Sim::new(new_deployment(&config, &ordered), ordered);
+    assert_eq!(d.d.segments[0].unhealthy, 1);
+    let mut order = Vec::new();
+    let mut running = d.start(0);
+    while !running.is_empty() {
+        assert_eq!(running.len(), 1, "one host of a zone at a time");
+        order.extend(running.clone());
+        let effects = d.deliver(host_reports(&running[0], None, 1));
+        running = d.dispatched(&effects);
+    }
+    assert_eq!(order, vec!["i-004", "i-000", "i-002", "i-001", "i-003", "i-005"]);
+    assert_eq!(d.d.status, DeploymentStatus::Succeeded);
+}
+
+#[test]
+fn the_summary_stays_small_for_the_largest_deployment() {
+    // Real EC2 ids and zone names: the summary holds counters and one segment per zone,
+    // never a list of hosts.
+    let hosts: Vec<Target> = (0..MAX_TARGETS)
+        .map(|index| Target {
+            instance_id: format!("i-{index:017x}"),
+            zone: Some(format!("us-east-1{}", ["a", "b", "c"][index % 3])),
+            standing: Standing::Old,
+        })
+        .collect();
+    let mut d = deployment(crate::config::ALL_AT_ONCE, hosts);
+    assert_eq!(d.start(0).len(), MAX_TARGETS);
+    let ids: Vec<String> = d.records.keys().cloned().collect();
+    for id in &ids {
+        d.deliver(host_reports(id, Some(6), 1_764_000_000_000));
+    }
+    assert_eq!(d.d.status, DeploymentStatus::Failed);
+    assert_eq!(d.d.counts().failed, MAX_TARGETS as u32);
+    let stored = serde_json::to_string(&d.d).unwrap().len();
+    assert!(stored < 2 * 1024, "the summary is {stored} bytes");
+}
+
+#[test]
+fn a_host_keeps_its_whole_log_tail_and_a_bounded_message() {
+    let mut d = deployment(crate::config::ALL_AT_ONCE, targets(3, 1, Standing::Old));
+    d.start(0);
+    let mut reports = host_reports("i-000", Some(2), 10);
+    let tail = "x".repeat(crate::wire::LOG_TAIL_MAX_BYTES);
+    let diagnostics = reports.last_mut().unwrap().diagnostics.as_mut().unwrap();
+    diagnostics.log_tail = tail.clone();
+    diagnostics.message = "m".repeat(5000);
+    d.deliver(reports);
+    let kept = &d.target("i-000").events[2];
+    let diagnostics = kept.diagnostics.as_ref().unwrap();
+    assert_eq!(diagnostics.log_tail, tail);
+    assert_eq!(diagnostics.message.len(), MESSAGE_MAX_BYTES);
 }
 
 #[derive(Debug, Clone)]
 struct Scenario {
     standings: Vec<Standing>,
     zones: usize,
+    /// Deploy one zone after another.
+    zonal: bool,
     rule: MinimumHealthyHosts,
     /// Per host: the event index that fails, if any.
     outcomes: Vec<Option<usize>>,
@@ -451,6 +651,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 fleet,
             ),
             Just(zones),
+            any::<bool>(),
             prop_oneof![
                 Just(MinimumHealthyHosts::MostConcurrency(1)),
                 (0u32..100).prop_map(MinimumHealthyHosts::FleetPercent),
@@ -462,9 +663,10 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             ),
             proptest::collection::vec(any::<u32>(), 400),
         )
-            .prop_map(|(standings, zones, rule, outcomes, choices)| Scenario {
+            .prop_map(|(standings, zones, zonal, rule, outcomes, choices)| Scenario {
                 standings,
                 zones,
+                zonal,
                 rule,
                 outcomes,
                 choices,
@@ -472,7 +674,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
     })
 }
 
-fn start(s: &Scenario) -> Option<Deployment> {
+fn start(s: &Scenario) -> Option<Sim> {
     let fleet: Vec<Target> = s
         .standings
         .iter()
@@ -483,23 +685,34 @@ fn start(s: &Scenario) -> Option<Deployment> {
             standing,
         })
         .collect();
+    let zonal = s.zonal.then_some(ZonalConfig {
+        first_zone_monitor_duration_secs: None,
+        monitor_duration_secs: None,
+        minimum_healthy_hosts_per_zone: None,
+    });
     let config = DeploymentConfig {
         name: "p".into(),
         minimum_healthy_hosts: s.rule,
-        zonal_config: None,
+        zonal_config: zonal,
     };
     let plan = config.health_plan(fleet.len() as u32).ok()?;
-    Some(Deployment::new(
+    let ordered = if s.zonal {
+        planner::order_by_zone(fleet)
+    } else {
+        planner::order(fleet)
+    };
+    let d = Deployment::new(
         ID.into(),
         plan,
-        None,
+        zonal,
         Deadlines::default(),
-        planner::order(fleet),
+        &ordered,
         &lifecycle::in_place(false),
         true,
         false,
         0,
-    ))
+    );
+    Some(Sim::new(d, ordered))
 }
 
 fn outcome_of(s: &Scenario, instance_id: &str) -> Option<usize> {
@@ -509,7 +722,7 @@ fn outcome_of(s: &Scenario, instance_id: &str) -> Option<usize> {
 /// Runs a deployment to its end, delivering reports as `order` picks them from those
 /// sent so far (a picked report stays deliverable, so it may come again). Checks the
 /// invariants after every step and returns the final state.
-fn run(s: &Scenario, mut d: Deployment, shuffle: bool) -> Result<Deployment, TestCaseError> {
+fn run(s: &Scenario, mut d: Sim, shuffle: bool) -> Result<Sim, TestCaseError> {
     let mut outbox: Vec<Report> = Vec::new();
     let mut delivered: Vec<Report> = Vec::new();
     let mut ever_dispatched = BTreeSet::new();
@@ -517,18 +730,42 @@ fn run(s: &Scenario, mut d: Deployment, shuffle: bool) -> Result<Deployment, Tes
     let mut effects = d.apply(Input::Start { now: 0 }).unwrap();
     let mut step = 0u64;
     loop {
-        let sent = dispatched(&effects);
+        let sent = d.dispatched(&effects);
+        // The counters agree with the hosts' records.
+        let targets = d.all_targets();
+        let count = |status| targets.iter().filter(|t| t.status == status).count() as u32;
+        let counts = d.d.counts();
+        prop_assert_eq!(counts.in_progress, count(TargetStatus::InProgress));
+        prop_assert_eq!(counts.succeeded, count(TargetStatus::Succeeded));
+        prop_assert_eq!(counts.failed, count(TargetStatus::Failed));
+        prop_assert_eq!(counts.pending + counts.skipped, count(TargetStatus::Pending) + count(TargetStatus::Skipped));
         if !sent.is_empty() {
-            let counts = d.counts();
-            prop_assert!(counts.in_progress <= d.plan.batch_size, "batch size broken");
-            let healthy = d.targets.iter().filter(|t| t.counts_as_healthy()).count() as u32;
-            let any_healthy_sent = d.targets.iter().any(|t| {
+            prop_assert!(counts.in_progress <= d.d.plan.batch_size, "batch size broken");
+            let healthy = targets
+                .iter()
+                .filter(|t| match t.status {
+                    TargetStatus::Succeeded => true,
+                    TargetStatus::Pending | TargetStatus::Skipped => {
+                        t.target.standing.counts_as_healthy()
+                    }
+                    _ => false,
+                })
+                .count() as u32;
+            let any_healthy_sent = targets.iter().any(|t| {
                 sent.contains(&t.target.instance_id) && t.target.standing.counts_as_healthy()
             });
             prop_assert!(
-                !any_healthy_sent || healthy >= d.plan.minimum_healthy,
+                !any_healthy_sent || healthy >= d.d.plan.minimum_healthy,
                 "minimum broken"
             );
+            if s.zonal {
+                let zones: BTreeSet<_> = targets
+                    .iter()
+                    .filter(|t| t.status == TargetStatus::InProgress)
+                    .map(|t| t.target.zone.clone())
+                    .collect();
+                prop_assert!(zones.len() <= 1, "two zones at once: {:?}", zones);
+            }
         }
         for id in sent {
             prop_assert!(
@@ -563,13 +800,13 @@ fn run(s: &Scenario, mut d: Deployment, shuffle: bool) -> Result<Deployment, Tes
                 outbox.remove(0)
             };
         delivered.push(report.clone());
-        let before = d.clone();
+        let before = d.d.clone();
         // The control plane's clock: each host's reports are all received at one time,
         // so that delivery order alone differs between runs.
         let now = report.start_time / 100 * 100 + 99;
         effects = d.apply(Input::Report { report, now }).unwrap();
-        if effects.is_empty() && before.status == d.status {
-            prop_assert_eq!(before.counts(), d.counts());
+        if effects.is_empty() && before.status == d.d.status {
+            prop_assert_eq!(before.counts(), d.d.counts());
         }
     }
     Ok(d)
@@ -580,20 +817,21 @@ proptest! {
 
     /// Whatever the order and duplication of reports, the deployment ends, never sends
     /// a host two commands, never deploys past the batch size or the health minimum,
-    /// and succeeds exactly by the config's rule.
+    /// keeps its counters equal to its hosts' records, and succeeds exactly by the
+    /// config's rule.
     #[test]
     fn deployments_end_and_keep_their_rules(s in scenario()) {
         let Some(d) = start(&s) else { return Ok(()) };
         let d = run(&s, d, true)?;
-        prop_assert!(d.status.is_terminal());
-        prop_assert!(d.targets.iter().all(|t| t.status.is_terminal()));
-        let succeeded = d.counts().succeeded;
-        if d.status == DeploymentStatus::Succeeded {
-            prop_assert!(d.plan.is_success(succeeded));
+        prop_assert!(d.d.status.is_terminal());
+        prop_assert!(d.all_targets().iter().all(|t| t.status.is_terminal()));
+        let succeeded = d.d.counts().succeeded;
+        if d.d.status == DeploymentStatus::Succeeded {
+            prop_assert!(d.d.plan.is_success(succeeded));
         }
-        if s.outcomes.iter().all(Option::is_none) {
-            prop_assert_eq!(d.status, DeploymentStatus::Succeeded);
-            prop_assert_eq!(succeeded, d.plan.fleet);
+        if s.outcomes.iter().all(Option::is_none) && !s.zonal {
+            prop_assert_eq!(d.d.status, DeploymentStatus::Succeeded);
+            prop_assert_eq!(succeeded, d.d.plan.fleet);
         }
     }
 
@@ -606,66 +844,4 @@ proptest! {
         let shuffled = run(&s, d, true)?;
         prop_assert_eq!(shuffled, in_order);
     }
-}
-
-#[test]
-fn the_largest_deployment_fits_one_item_when_every_host_fails_loudly() {
-    // Real EC2 ids and zone names, a long message and a full log tail on every host.
-    let hosts = (0..MAX_TARGETS)
-        .map(|index| Target {
-            instance_id: format!("i-{index:017x}"),
-            zone: Some(format!("us-east-1{}", ["a", "b", "c"][index % 3])),
-            standing: Standing::Old,
-        })
-        .collect();
-    let mut d = deployment(crate::config::ALL_AT_ONCE, hosts);
-    d.apply(Input::Start { now: 0 }).unwrap();
-    let ids: Vec<String> = d
-        .targets
-        .iter()
-        .map(|t| t.target.instance_id.clone())
-        .collect();
-    for id in &ids {
-        let mut reports = host_reports(id, Some(6), 1_764_000_000_000);
-        let last = reports.last_mut().unwrap().diagnostics.as_mut().unwrap();
-        last.message = "m".repeat(5000);
-        last.log_tail = "é".repeat(crate::wire::LOG_TAIL_MAX_BYTES / 2);
-        deliver(&mut d, reports);
-    }
-    assert_eq!(d.status, DeploymentStatus::Failed);
-    let kept = d.targets[0].events[6].diagnostics.as_ref().unwrap();
-    assert_eq!(kept.message.len(), MESSAGE_MAX_BYTES);
-    // Its share, less a byte where the cut fell inside a two-byte character.
-    let share = LOG_TAIL_BUDGET_BYTES / MAX_TARGETS;
-    assert!((share - 1..=share).contains(&kept.log_tail.len()));
-    let stored = serde_json::to_string(&d).unwrap().len();
-    eprintln!("state of {MAX_TARGETS} failed hosts: {stored} bytes");
-    // The rest of the item (spec, outbox, keys) stays well under the remaining 100 KB.
-    assert!(
-        stored < 300 * 1024,
-        "state of {MAX_TARGETS} hosts is {stored} bytes"
-    );
-}
-
-#[test]
-fn a_small_deployment_keeps_whole_log_tails() {
-    let mut d = deployment(crate::config::ALL_AT_ONCE, targets(3, 1, Standing::Old));
-    d.apply(Input::Start { now: 0 }).unwrap();
-    let mut reports = host_reports("i-000", Some(2), 10);
-    let tail = "x".repeat(crate::wire::LOG_TAIL_MAX_BYTES);
-    reports
-        .last_mut()
-        .unwrap()
-        .diagnostics
-        .as_mut()
-        .unwrap()
-        .log_tail = tail.clone();
-    deliver(&mut d, reports);
-    let kept = &d
-        .targets
-        .iter()
-        .find(|t| t.target.instance_id == "i-000")
-        .unwrap()
-        .events[2];
-    assert_eq!(kept.diagnostics.as_ref().unwrap().log_tail, tail);
 }
