@@ -309,46 +309,196 @@ async fn wait_for_rollback(gantry: &Gantry, id: &str, mut info: Value) -> anyhow
     Ok(info)
 }
 
-/// Batches as the CLI sees them: a poll in which more hosts have been dispatched than
-/// before starts a new batch. The API does not expose batches (nor does CodeDeploy's), and
-/// their size depends on health as the deployment goes, so the total is an estimate: the
-/// batches so far plus the pending hosts in batches the size of the last.
+/// A deployment's overall progress as `gantry deploy` shows it, from successive polls of
+/// GetDeployment's `deploymentInfo` and the deployment's targets (BatchGetDeploymentTargets'
+/// `instanceTarget`s), e.g. "1 of 4 hosts done, 2 running (at most 2 at once), 1 waiting,
+/// about 6s left".
+///
+/// There are no fixed batches to count: the control plane starts hosts whenever the
+/// minimum-healthy rule allows, so the line says only what the polls show.
+/// - The counts are `deploymentOverview`'s: done is Succeeded + Failed, running is
+///   InProgress, waiting is Pending.
+/// - "at most N at once" is the most hosts any poll has seen in progress (only polls see
+///   it; hosts' own clocks are never compared with each other).
+/// - The estimate appears once a host has finished: each remaining host is expected to
+///   take the median run of the hosts that succeeded (else of those that failed),
+///   measured from its first lifecycle event's start to its last event's end, as its agent
+///   timed them; running hosts have already used the time since a poll first saw them in
+///   progress; waiting hosts start as the observed concurrency frees a host.
 #[derive(Debug, Default)]
-struct Batches {
-    started: usize,
-    dispatched: usize,
-    last_size: usize,
+pub struct Progress {
+    most_running: u64,
+    /// When a poll first saw each host in progress (the CLI's clock, seconds).
+    first_seen_running: BTreeMap<String, f64>,
+    /// The counts of the last poll, to tell a change.
+    last: Option<Counts>,
 }
 
-impl Batches {
-    /// Takes one poll's targets; returns true when a new batch started.
-    fn observe(&mut self, targets: &[Value]) -> bool {
-        let dispatched = targets
-            .iter()
-            .filter(|t| {
-                matches!(
-                    t["status"].as_str(),
-                    Some("InProgress" | "Succeeded" | "Failed")
-                )
-            })
-            .count();
-        if dispatched <= self.dispatched {
-            return false;
+/// `deploymentOverview`'s counts and the most hosts seen running at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    pending: u64,
+    running: u64,
+    succeeded: u64,
+    failed: u64,
+    skipped: u64,
+    most_running: u64,
+}
+
+/// One poll's progress line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressLine {
+    pub text: String,
+    /// Whether a count changed since the previous poll (the estimate alone does not count,
+    /// or a line would be printed at every poll).
+    pub changed: bool,
+    /// For the bar: hosts that will not run any more (done or skipped)...
+    pub ended: u64,
+    /// ...of all the deployment's hosts.
+    pub total: u64,
+}
+
+impl Progress {
+    /// Takes one poll, made at `now` (seconds since the Unix epoch, the CLI's clock).
+    pub fn observe(&mut self, now: f64, info: &Value, targets: &[Value]) -> ProgressLine {
+        let overview = &info["deploymentOverview"];
+        let count = |name: &str| overview[name].as_u64().unwrap_or(0);
+        let running = count("InProgress");
+        self.most_running = self.most_running.max(running);
+        let counts = Counts {
+            pending: count("Pending"),
+            running,
+            succeeded: count("Succeeded"),
+            failed: count("Failed"),
+            skipped: count("Skipped"),
+            most_running: self.most_running,
+        };
+        for target in targets {
+            if target["status"] == "InProgress"
+                && let Some(id) = target["targetId"].as_str()
+            {
+                self.first_seen_running.entry(id.to_owned()).or_insert(now);
+            }
         }
-        self.started += 1;
-        self.last_size = dispatched - self.dispatched;
-        self.dispatched = dispatched;
-        true
+        let done = counts.succeeded + counts.failed;
+        let total = done + counts.running + counts.pending + counts.skipped;
+        let mut text = format!("{done} of {total} hosts done");
+        if counts.failed > 0 {
+            text.push_str(&format!(" ({} failed)", counts.failed));
+        }
+        text.push_str(&format!(", {running} running"));
+        if counts.most_running > 0 {
+            text.push_str(&format!(" (at most {} at once)", counts.most_running));
+        }
+        if counts.pending > 0 {
+            text.push_str(&format!(", {} waiting", counts.pending));
+        }
+        if counts.skipped > 0 {
+            text.push_str(&format!(", {} skipped", counts.skipped));
+        }
+        let ended = matches!(
+            info["status"].as_str(),
+            Some("Succeeded" | "Failed" | "Stopped")
+        );
+        if !ended && let Some(left) = self.estimate(now, &counts, targets) {
+            text.push_str(&format!(", about {} left", about(left)));
+        }
+        let changed = self.last != Some(counts);
+        self.last = Some(counts);
+        ProgressLine {
+            text,
+            changed,
+            ended: done + counts.skipped,
+            total,
+        }
     }
 
-    fn label(&self, targets: &[Value]) -> String {
-        if self.started == 0 {
-            return String::new();
+    /// Seconds until the last host ends, if a host has finished to measure by.
+    fn estimate(&self, now: f64, counts: &Counts, targets: &[Value]) -> Option<f64> {
+        if counts.pending + counts.running == 0 {
+            return None;
         }
-        let pending = targets.iter().filter(|t| t["status"] == "Pending").count();
-        let total = self.started + pending.div_ceil(self.last_size.max(1));
-        format!("batch {} of {total}", self.started)
+        let mut runs = runs_of(targets, "Succeeded");
+        if runs.is_empty() {
+            runs = runs_of(targets, "Failed");
+        }
+        let typical = median(runs)?;
+        // Each slot is one host that may run at once: when it is next free.
+        let mut slots: Vec<f64> = targets
+            .iter()
+            .filter(|t| t["status"] == "InProgress")
+            .map(|t| {
+                let since = t["targetId"]
+                    .as_str()
+                    .and_then(|id| self.first_seen_running.get(id))
+                    .map_or(0.0, |seen| now - seen);
+                (typical - since).max(0.0)
+            })
+            .collect();
+        let concurrency = counts.most_running.max(1) as usize;
+        while slots.len() < concurrency {
+            slots.push(0.0);
+        }
+        for _ in 0..counts.pending {
+            let next = slots
+                .iter_mut()
+                .min_by(|a, b| a.total_cmp(b))
+                .expect("at least one slot");
+            *next += typical;
+        }
+        slots.into_iter().reduce(f64::max)
     }
+}
+/// How long each host with this status ran, by its agent's clock.
+fn runs_of(targets: &[Value], status: &str) -> Vec<f64> {
+    targets
+        .iter()
+        .filter(|t| t["status"] == status)
+        .filter_map(run_seconds)
+        .collect()
+}
+
+/// From the start of a host's first lifecycle event to the end of its last.
+fn run_seconds(target: &Value) -> Option<f64> {
+    let events = target["lifecycleEvents"].as_array()?;
+    let start = events
+        .iter()
+        .filter_map(|e| e["startTime"].as_f64())
+        .reduce(f64::min)?;
+    let end = events
+        .iter()
+        .filter_map(|e| e["endTime"].as_f64())
+        .reduce(f64::max)?;
+    (end >= start).then_some(end - start)
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    })
+}
+
+/// A time left, whole seconds (at least one), as "45s", "2m 05s" or "1h 02m".
+fn about(seconds: f64) -> String {
+    let seconds = (seconds.round() as u64).max(1);
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {:02}m", seconds / 3600, seconds % 3600 / 60),
+    }
+}
+
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
 }
 
 /// Polls a deployment until it ends, showing each host's progress (bars on a terminal,
@@ -366,7 +516,7 @@ async fn follow(
     });
     let overall = multi.add(ProgressBar::new(0));
     overall.set_style(
-        ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} hosts {msg}")
+        ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {msg}")
             .expect("a valid template")
             .progress_chars("=> "),
     );
@@ -376,7 +526,7 @@ async fn follow(
     let mut bars: BTreeMap<String, ProgressBar> = BTreeMap::new();
     let mut last_seen: BTreeMap<String, (String, String, String)> = BTreeMap::new();
     let mut reported_failures = std::collections::BTreeSet::new();
-    let mut batches = Batches::default();
+    let mut progress = Progress::default();
     let text = output == Output::Text;
     loop {
         let info = gantry
@@ -384,22 +534,16 @@ async fn follow(
             .await?["deploymentInfo"]
             .clone();
         let targets = targets(gantry, id).await?;
-        overall.set_length(targets.len() as u64);
-        let done = targets
-            .iter()
-            .filter(|t| {
-                matches!(
-                    t["status"].as_str(),
-                    Some("Succeeded" | "Failed" | "Skipped")
-                )
-            })
-            .count();
-        overall.set_position(done as u64);
-        let new_batch = batches.observe(&targets);
-        let batch = batches.label(&targets);
-        overall.set_message(format!("{} {batch}", info["status"].as_str().unwrap_or("")));
-        if new_batch && text && !interactive {
-            println!("{batch}");
+        let line = progress.observe(unix_seconds(), &info, &targets);
+        overall.set_length(line.total);
+        overall.set_position(line.ended);
+        overall.set_message(format!(
+            "{}: {}",
+            info["status"].as_str().unwrap_or(""),
+            line.text
+        ));
+        if line.changed && text && !interactive {
+            println!("{}", line.text);
         }
         for target in &targets {
             let host = target["targetId"].as_str().unwrap_or("?").to_owned();
@@ -452,35 +596,153 @@ async fn follow(
 mod tests {
     use super::*;
 
-    fn targets(statuses: &[&str]) -> Vec<Value> {
-        statuses.iter().map(|s| json!({"status": s})).collect()
+    /// Feeds polls (`at`: the CLI's clock; `deploymentInfo`: GetDeployment's answer;
+    /// `targets`: BatchGetDeploymentTargets' `instanceTarget`s) to a [`Progress`];
+    /// returns each poll's line, marked `*` where a non-terminal prints it.
+    fn lines(polls: &str) -> Vec<String> {
+        let polls: Vec<Value> = serde_json::from_str(polls).expect("valid fixture");
+        let mut progress = Progress::default();
+        polls
+            .iter()
+            .map(|poll| {
+                let targets = poll["targets"].as_array().cloned().unwrap_or_default();
+                let at = poll["at"].as_f64().expect("at");
+                let line = progress.observe(at, &poll["deploymentInfo"], &targets);
+                format!("{} {}", if line.changed { '*' } else { ' ' }, line.text)
+            })
+            .collect()
+    }
+
+    /// A HalfAtATime deployment of 4 hosts whose hosts take about 10 s each: the
+    /// control plane starts a host whenever one finishes, so the hosts overlap in no fixed
+    /// batches. Each target keeps only its first and last lifecycle events.
+    const HALF_AT_A_TIME: &str = r#"[
+      {"at": 100.0,
+       "deploymentInfo": {"status": "InProgress", "deploymentOverview": {"Pending": 4, "InProgress": 0, "Succeeded": 0, "Failed": 0, "Skipped": 0, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "Pending", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-2", "status": "Pending", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-3", "status": "Pending", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-4", "status": "Pending", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]}]},
+      {"at": 101.0,
+       "deploymentInfo": {"status": "InProgress", "deploymentOverview": {"Pending": 2, "InProgress": 2, "Succeeded": 0, "Failed": 0, "Skipped": 0, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "InProgress", "startTime": 100.9, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-2", "status": "Pending", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-3", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-4", "status": "Pending", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]}]},
+      {"at": 106.0,
+       "deploymentInfo": {"status": "InProgress", "deploymentOverview": {"Pending": 2, "InProgress": 2, "Succeeded": 0, "Failed": 0, "Skipped": 0, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 100.9, "endTime": 101.0}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-2", "status": "Pending", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-3", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 101.2, "endTime": 101.3}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-4", "status": "Pending", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]}]},
+      {"at": 111.0,
+       "deploymentInfo": {"status": "InProgress", "deploymentOverview": {"Pending": 1, "InProgress": 2, "Succeeded": 1, "Failed": 0, "Skipped": 0, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 100.9, "endTime": 101.0}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 110.1, "endTime": 110.4}]},
+         {"targetId": "web-2", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-3", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 101.2, "endTime": 101.3}, {"lifecycleEventName": "ValidateService", "status": "InProgress", "startTime": 110.9, "endTime": null}]},
+         {"targetId": "web-4", "status": "Pending", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]}]},
+      {"at": 112.0,
+       "deploymentInfo": {"status": "InProgress", "deploymentOverview": {"Pending": 0, "InProgress": 2, "Succeeded": 2, "Failed": 0, "Skipped": 0, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 100.9, "endTime": 101.0}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 110.1, "endTime": 110.4}]},
+         {"targetId": "web-2", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 111.1, "endTime": 111.2}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-3", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 101.2, "endTime": 101.3}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 110.9, "endTime": 111.8}]},
+         {"targetId": "web-4", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Pending", "startTime": null, "endTime": null}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]}]},
+      {"at": 117.0,
+       "deploymentInfo": {"status": "InProgress", "deploymentOverview": {"Pending": 0, "InProgress": 2, "Succeeded": 2, "Failed": 0, "Skipped": 0, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 100.9, "endTime": 101.0}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 110.1, "endTime": 110.4}]},
+         {"targetId": "web-2", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 111.1, "endTime": 111.2}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]},
+         {"targetId": "web-3", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 101.2, "endTime": 101.3}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 110.9, "endTime": 111.8}]},
+         {"targetId": "web-4", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 112.1, "endTime": 112.2}, {"lifecycleEventName": "ValidateService", "status": "Pending", "startTime": null, "endTime": null}]}]},
+      {"at": 121.5,
+       "deploymentInfo": {"status": "InProgress", "deploymentOverview": {"Pending": 0, "InProgress": 1, "Succeeded": 3, "Failed": 0, "Skipped": 0, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 100.9, "endTime": 101.0}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 110.1, "endTime": 110.4}]},
+         {"targetId": "web-2", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 111.1, "endTime": 111.2}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 120.5, "endTime": 120.8}]},
+         {"targetId": "web-3", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 101.2, "endTime": 101.3}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 110.9, "endTime": 111.8}]},
+         {"targetId": "web-4", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 112.1, "endTime": 112.2}, {"lifecycleEventName": "ValidateService", "status": "InProgress", "startTime": 121.3, "endTime": null}]}]},
+      {"at": 123.0,
+       "deploymentInfo": {"status": "Succeeded", "deploymentOverview": {"Pending": 0, "InProgress": 0, "Succeeded": 4, "Failed": 0, "Skipped": 0, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 100.9, "endTime": 101.0}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 110.1, "endTime": 110.4}]},
+         {"targetId": "web-2", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 111.1, "endTime": 111.2}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 120.5, "endTime": 120.8}]},
+         {"targetId": "web-3", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 101.2, "endTime": 101.3}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 110.9, "endTime": 111.8}]},
+         {"targetId": "web-4", "status": "Succeeded", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 112.1, "endTime": 112.2}, {"lifecycleEventName": "ValidateService", "status": "Succeeded", "startTime": 121.3, "endTime": 122.1}]}]}
+    ]"#;
+
+    #[test]
+    fn progress_counts_hosts_and_estimates_the_time_left_of_a_half_at_a_time_deployment() {
+        assert_eq!(
+            lines(HALF_AT_A_TIME),
+            [
+                "* 0 of 4 hosts done, 0 running, 4 waiting",
+                "* 0 of 4 hosts done, 2 running (at most 2 at once), 2 waiting",
+                // The same counts: a terminal redraws it, a log does not repeat it.
+                "  0 of 4 hosts done, 2 running (at most 2 at once), 2 waiting",
+                // web-1 ran 9.5 s; web-3 has run 10 s of it, web-2 just started, and web-4
+                // starts when one of them ends.
+                "* 1 of 4 hosts done, 2 running (at most 2 at once), 1 waiting, about 10s left",
+                // Median of 9.5 and 10.6 s; web-2 has run 1 s, web-4 none.
+                "* 2 of 4 hosts done, 2 running (at most 2 at once), about 10s left",
+                "  2 of 4 hosts done, 2 running (at most 2 at once), about 5s left",
+                // Median 9.7 s, web-4 has run 9.5 s of it.
+                "* 3 of 4 hosts done, 1 running (at most 2 at once), about 1s left",
+                "* 4 of 4 hosts done, 0 running (at most 2 at once)",
+            ]
+        );
+    }
+
+    /// The demo's broken version 2: the first two hosts fail ValidateService, the
+    /// deployment fails and the other two are skipped. The estimate uses failed hosts'
+    /// runs while none has succeeded.
+    const FAILING: &str = r#"[
+      {"at": 200.0,
+       "deploymentInfo": {"status": "InProgress", "deploymentOverview": {"Pending": 2, "InProgress": 2, "Succeeded": 0, "Failed": 0, "Skipped": 0, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "Pending", "lifecycleEvents": []},
+         {"targetId": "web-2", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "InProgress", "startTime": 199.9, "endTime": null}]},
+         {"targetId": "web-3", "status": "Pending", "lifecycleEvents": []},
+         {"targetId": "web-4", "status": "InProgress", "lifecycleEvents": []}]},
+      {"at": 203.0,
+       "deploymentInfo": {"status": "InProgress", "deploymentOverview": {"Pending": 2, "InProgress": 1, "Succeeded": 0, "Failed": 1, "Skipped": 0, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "Pending", "lifecycleEvents": []},
+         {"targetId": "web-2", "status": "Failed", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 199.9, "endTime": 200.0}, {"lifecycleEventName": "ValidateService", "status": "Failed", "startTime": 201.0, "endTime": 202.9}]},
+         {"targetId": "web-3", "status": "Pending", "lifecycleEvents": []},
+         {"targetId": "web-4", "status": "InProgress", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 200.1, "endTime": 200.2}]}]},
+      {"at": 203.5,
+       "deploymentInfo": {"status": "Failed", "deploymentOverview": {"Pending": 0, "InProgress": 0, "Succeeded": 0, "Failed": 2, "Skipped": 2, "Ready": 0}},
+       "targets": [
+         {"targetId": "web-1", "status": "Skipped", "lifecycleEvents": []},
+         {"targetId": "web-2", "status": "Failed", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 199.9, "endTime": 200.0}, {"lifecycleEventName": "ValidateService", "status": "Failed", "startTime": 201.0, "endTime": 202.9}]},
+         {"targetId": "web-3", "status": "Skipped", "lifecycleEvents": []},
+         {"targetId": "web-4", "status": "Failed", "lifecycleEvents": [{"lifecycleEventName": "ApplicationStop", "status": "Succeeded", "startTime": 200.1, "endTime": 200.2}, {"lifecycleEventName": "ValidateService", "status": "Failed", "startTime": 201.2, "endTime": 203.2}]}]}
+    ]"#;
+
+    #[test]
+    fn progress_of_a_failing_deployment_says_what_failed_and_what_was_skipped() {
+        assert_eq!(
+            lines(FAILING),
+            [
+                "* 0 of 4 hosts done, 2 running (at most 2 at once), 2 waiting",
+                // web-2 failed after 3 s; web-4 has run 3 s, and the 2 waiting hosts take
+                // 3 s each, two at once.
+                "* 1 of 4 hosts done (1 failed), 1 running (at most 2 at once), 2 waiting, about 3s left",
+                "* 2 of 4 hosts done (2 failed), 0 running (at most 2 at once), 2 skipped",
+            ]
+        );
     }
 
     #[test]
-    fn batches_count_polls_that_dispatch_hosts_and_estimate_the_rest() {
-        let mut batches = Batches::default();
-        let waiting = targets(&["Pending", "Pending", "Pending", "Pending"]);
-        assert!(!batches.observe(&waiting));
-        assert_eq!(batches.label(&waiting), "");
-
-        let first = targets(&["InProgress", "InProgress", "Pending", "Pending"]);
-        assert!(batches.observe(&first));
-        assert_eq!(batches.label(&first), "batch 1 of 2");
-        // The same batch, further along: not a new one.
-        let first_done = targets(&["Succeeded", "InProgress", "Pending", "Pending"]);
-        assert!(!batches.observe(&first_done));
-
-        let second = targets(&["Succeeded", "Succeeded", "InProgress", "InProgress"]);
-        assert!(batches.observe(&second));
-        assert_eq!(batches.label(&second), "batch 2 of 2");
-    }
-
-    #[test]
-    fn skipped_hosts_are_not_a_batch() {
-        let mut batches = Batches::default();
-        assert!(batches.observe(&targets(&["Failed", "Pending", "Pending"])));
-        let stopped = targets(&["Failed", "Skipped", "Skipped"]);
-        assert!(!batches.observe(&stopped));
-        assert_eq!(batches.label(&stopped), "batch 1 of 1");
+    fn time_left_reads_in_seconds_minutes_or_hours() {
+        assert_eq!(about(0.2), "1s");
+        assert_eq!(about(44.6), "45s");
+        assert_eq!(about(125.0), "2m 05s");
+        assert_eq!(about(3720.0), "1h 02m");
     }
 }
