@@ -613,7 +613,7 @@ mod tests {
             .collect()
     }
 
-    /// A HalfAtATime deployment of 4 hosts whose hosts take about 10 s each: the
+    /// Written by hand: a HalfAtATime deployment of 4 hosts that take about 10 s each; the
     /// control plane starts a host whenever one finishes, so the hosts overlap in no fixed
     /// batches. Each target keeps only its first and last lifecycle events.
     const HALF_AT_A_TIME: &str = r#"[
@@ -697,7 +697,7 @@ mod tests {
         );
     }
 
-    /// The demo's broken version 2: the first two hosts fail ValidateService, the
+    /// Written by hand: the first two hosts fail ValidateService at different times, the
     /// deployment fails and the other two are skipped. The estimate uses failed hosts'
     /// runs while none has succeeded.
     const FAILING: &str = r#"[
@@ -733,6 +733,43 @@ mod tests {
                 // web-2 failed after 3 s; web-4 has run 3 s, and the 2 waiting hosts take
                 // 3 s each, two at once.
                 "* 1 of 4 hosts done (1 failed), 1 running (at most 2 at once), 2 waiting, about 3s left",
+                "* 2 of 4 hosts done (2 failed), 0 running (at most 2 at once), 2 skipped",
+            ]
+        );
+    }
+
+    /// Recorded from `make demo` (GetDeployment and BatchGetDeploymentTargets polled every
+    /// ~0.35 s, polls whose answers repeat the previous one left out, each answer trimmed
+    /// to the fields the line reads): version 1 to 4 hosts, two at a time, each host done
+    /// in about half a second.
+    #[test]
+    fn progress_of_the_demos_recorded_deployment_of_version_1() {
+        assert_eq!(
+            lines(include_str!(
+                "../tests/fixtures/demo-half-at-a-time-succeeds.json"
+            )),
+            [
+                "* 0 of 4 hosts done, 2 running (at most 2 at once), 2 waiting",
+                "* 2 of 4 hosts done, 2 running (at most 2 at once), about 1s left",
+                "* 3 of 4 hosts done, 1 running (at most 2 at once), about 1s left",
+                "* 4 of 4 hosts done, 0 running (at most 2 at once)",
+            ]
+        );
+    }
+
+    /// Recorded as above: the broken version 2, whose ValidateService retries for about
+    /// 19 s and fails on both of the first two hosts; the other two are skipped. In the
+    /// second poll the targets already show web-2 failed while GetDeployment's counts do
+    /// not yet: the counts come from GetDeployment alone, the estimate from the targets.
+    #[test]
+    fn progress_of_the_demos_recorded_failing_deployment_of_version_2() {
+        assert_eq!(
+            lines(include_str!(
+                "../tests/fixtures/demo-half-at-a-time-fails.json"
+            )),
+            [
+                "* 0 of 4 hosts done, 2 running (at most 2 at once), 2 waiting",
+                "  0 of 4 hosts done, 2 running (at most 2 at once), 2 waiting, about 19s left",
                 "* 2 of 4 hosts done (2 failed), 0 running (at most 2 at once), 2 skipped",
             ]
         );
