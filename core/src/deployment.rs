@@ -124,7 +124,6 @@ pub struct EventRecord {
     pub diagnostics: Option<Diagnostics>,
 }
 
-
 /// One host's part in a deployment, from when it is sent its command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -439,7 +438,8 @@ impl Deployment {
 
     /// The record of a host as it is sent its command (at `index` of the ordered list).
     pub fn dispatched_target(&self, target: Target, index: u32, now: Millis) -> TargetState {
-        let mut state = TargetState::waiting(target, index, &self.events, DeploymentStatus::InProgress);
+        let mut state =
+            TargetState::waiting(target, index, &self.events, DeploymentStatus::InProgress);
         state.status = TargetStatus::InProgress;
         state.dispatched_at = Some(now);
         state.deadline = Some(now + self.deadlines.start_ms);

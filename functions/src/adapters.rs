@@ -18,6 +18,9 @@ fn aws_failure(service: &str, error: impl std::error::Error) -> ApiError {
     ApiError::internal(format!("{service}: {}", DisplayErrorContext(error)))
 }
 
+/// Commands in flight at once while a batch is dispatched.
+const SENDS_AT_ONCE: usize = 64;
+
 /// One command queue per host, named `<prefix><instance id>`, created on first use.
 #[derive(Clone)]
 pub struct CommandQueues {
@@ -73,12 +76,15 @@ impl CommandQueues {
         Ok(())
     }
 
-    /// Sends each command to its host's queue, concurrently.
+    /// Sends each command to its host's queue, a bounded number at a time.
     pub async fn send_all(&self, commands: Vec<Command>) -> Result<(), ApiError> {
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(SENDS_AT_ONCE));
         let mut tasks = tokio::task::JoinSet::new();
         for command in commands {
             let queues = self.clone();
+            let permits = std::sync::Arc::clone(&permits);
             tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
                 let url = queues.url(&command.instance_id).await?;
                 queues.send_to_queue(&url, command.to_json()).await
             });

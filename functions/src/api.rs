@@ -15,7 +15,7 @@ use crate::model::{
 };
 use crate::store::{DeploymentRecord, StoreError, keys};
 use gantry_core::config::{DeploymentConfig, MinimumHealthyHosts, ZonalConfig};
-use gantry_core::deployment::{Millis, TargetStatus};
+use gantry_core::deployment::{Millis, TargetState, TargetStatus};
 use gantry_core::wire::{Creator, RevisionLocation};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -840,13 +840,9 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
         }
         "ListDeploymentTargets" | "ListDeploymentInstances" => {
             let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
-            let record = load(control, &id).await?;
-            let ids: Vec<&str> = record
-                .state
-                .targets
-                .iter()
-                .map(|t| t.target.instance_id.as_str())
-                .collect();
+            load(control, &id).await?;
+            let plan = control.store.plan(&id).await?;
+            let ids: Vec<&str> = plan.iter().map(|t| t.instance_id.as_str()).collect();
             if name == "ListDeploymentTargets" {
                 Ok(json!({"targetIds": ids}))
             } else {
@@ -857,20 +853,36 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
             let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
             let record = load(control, &id).await?;
             let wanted = names_field(&input, "targetIds")?;
+            let mut found = control.store.load_targets(&id, &wanted).await?;
+            // Hosts not yet sent their command have no record: the plan says what they are.
+            let plan = if wanted.iter().all(|target| found.contains_key(target)) {
+                Vec::new()
+            } else {
+                control.store.plan(&id).await?
+            };
             let mut targets = Vec::new();
             for target_id in &wanted {
-                let target = record
-                    .state
-                    .targets
-                    .iter()
-                    .find(|t| &t.target.instance_id == target_id)
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            "DeploymentTargetDoesNotExistException",
-                            format!("targetIds: {target_id} is not a target of {id}"),
+                let target = match found.remove(target_id) {
+                    Some(versioned) => versioned.value,
+                    None => {
+                        let index = plan
+                            .iter()
+                            .position(|t| &t.instance_id == target_id)
+                            .ok_or_else(|| {
+                                ApiError::new(
+                                    "DeploymentTargetDoesNotExistException",
+                                    format!("targetIds: {target_id} is not a target of {id}"),
+                                )
+                            })?;
+                        TargetState::waiting(
+                            plan[index].clone(),
+                            index as u32,
+                            &record.state.events,
+                            record.state.status,
                         )
-                    })?;
-                targets.push(target_info(control, &record, target));
+                    }
+                };
+                targets.push(target_info(control, &record, &target));
             }
             Ok(json!({"deploymentTargets": targets}))
         }
@@ -1187,7 +1199,7 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
     let spec = &record.spec;
     let state = &record.state;
     let counts = state.counts();
-    let start_time = state.targets.iter().filter_map(|t| t.dispatched_at).min();
+    let start_time = state.start_time;
     let mut rollback = record.rollback_info.clone();
     if rollback.rollback_triggering_deployment_id.is_none() {
         rollback.rollback_triggering_deployment_id = spec.rollback_triggering_deployment_id.clone();
@@ -1256,12 +1268,7 @@ fn target_info(
             value
         })
         .collect();
-    let last_updated = target
-        .events
-        .iter()
-        .filter_map(|e| e.end_time.or(e.start_time))
-        .max()
-        .or(target.dispatched_at);
+    let last_updated = target.last_updated();
     let status = match target.status {
         TargetStatus::Pending => "Pending",
         TargetStatus::InProgress => "InProgress",

@@ -2,6 +2,7 @@
 //! stop, roll back, and carry out the state machine's effects.
 
 use crate::adapters::{Bundles, CommandQueues, Fleet, Host, Notifier, register, revision_key};
+use crate::advance::{self, Applied};
 use crate::error::ApiError;
 use crate::lifecycle::LifecycleHooks;
 use crate::model::{
@@ -10,14 +11,14 @@ use crate::model::{
     RollbackInfo, now_millis, seconds,
 };
 use crate::store::{
-    self, Applied, DeploymentRecord, DynamoStore, GroupRecord, InstanceHealth, OUTBOX_GRACE_MS,
+    DeploymentRecord, DynamoStore, GroupRecord, IDLE_TICK_MS, InstanceHealth, OUTBOX_GRACE_MS,
     StoreError, keys,
 };
 use gantry_core::appspec::FileExistsBehavior;
 use gantry_core::config::{DeploymentConfig, ONE_AT_A_TIME, StartError};
 use gantry_core::deployment::{
     Deadlines, Deployment, DeploymentStatus, Effect, ErrorInformation, Input, MAX_TARGETS, Millis,
-    NotificationEvent,
+    NotificationEvent, TargetState,
 };
 use gantry_core::lifecycle::{self, LifecycleEvent, Performer};
 use gantry_core::planner::{self, Standing, Target};
@@ -373,10 +374,14 @@ impl ControlPlane {
             Some((host, _)) => vec![host.clone()],
             None => self.resolve_hosts(settings).await?,
         };
+        let health = self
+            .store
+            .group_health(&input.application_name, &input.deployment_group_name)
+            .await?;
         let mut targets: Vec<Target> = hosts
             .into_iter()
             .map(|host| Target {
-                standing: standing(group.health.get(&host.instance_id), &revision),
+                standing: standing(health.get(&host.instance_id), &revision),
                 instance_id: host.instance_id,
                 zone: host.zone,
             })
@@ -384,17 +389,7 @@ impl ControlPlane {
         if input.update_outdated_instances_only {
             targets.retain(|target| target.standing != Standing::Current);
         }
-        if targets.len() > MAX_TARGETS {
-            return Err(ApiError::new(
-                "InstanceLimitExceededException",
-                format!(
-                    "deployment group {} resolves to {} instances; one deployment holds at most {} (its state is one DynamoDB item). Narrow the group's tags or split it into several groups",
-                    input.deployment_group_name,
-                    targets.len(),
-                    MAX_TARGETS
-                ),
-            ));
-        }
+        check_fleet_size(&input.deployment_group_name, targets.len())?;
         let ordered = if config.zonal_config.is_some() {
             planner::order_by_zone(targets)
         } else {
@@ -434,27 +429,33 @@ impl ControlPlane {
                     plan,
                     config.zonal_config,
                     deadlines,
-                    ordered,
+                    &ordered,
                     &events,
                     auto_rollback.on(ROLLBACK_ON_FAILURE),
                     auto_rollback.on(ROLLBACK_ON_REQUEST),
                     now,
                 );
-                let effects = state.apply(Input::Start { now }).map_err(|error| {
-                    ApiError::internal(format!("starting {deployment_id}: {error}"))
-                })?;
+                state.completes_launch = origin.launch.is_some();
+                let effects = state
+                    .apply(Input::Start { now }, &mut [])
+                    .map_err(|error| {
+                        ApiError::internal(format!("starting {deployment_id}: {error}"))
+                    })?;
                 (state, effects, true)
             }
             // CodeDeploy creates such a deployment and fails it at once; so does Gantry,
             // so that `get-deployment` explains why.
-            Err(error) => (
-                refused_deployment(&deployment_id, &error, now),
-                vec![Effect::Notify {
+            Err(error) => {
+                let state = refused_deployment(&deployment_id, &error, now);
+                let mut effects = vec![Effect::Notify {
                     event: NotificationEvent::DeploymentFailure,
                     instance_id: None,
-                }],
-                false,
-            ),
+                }];
+                if origin.launch.is_some() {
+                    effects.push(Effect::CompleteLaunch { proceed: false });
+                }
+                (state, effects, false)
+            }
         };
         let span = tracing::info_span!("create_deployment", deployment_id = %deployment_id);
         async {
@@ -464,6 +465,8 @@ impl ControlPlane {
                     &spec.deployment_group_name,
                     &spec,
                     &state,
+                    // A deployment refused at creation has no hosts to list.
+                    if take_lock { &ordered } else { &[] },
                     &effects,
                     take_lock,
                     now,
@@ -480,13 +483,14 @@ impl ControlPlane {
                     ),
                     other => other.into(),
                 })?;
-            tracing::info!(hosts = state.targets.len(), config = %config.name, "deployment created");
+            tracing::info!(hosts = ordered.len(), config = %config.name, "deployment created");
             let record = DeploymentRecord {
                 spec,
                 state,
                 version: 1,
                 outbox: BTreeMap::new(),
                 rollback_info: RollbackInfo::default(),
+                wakeup_at: None,
             };
             let last = LastDeploymentInfo {
                 deployment_id: deployment_id.clone(),
@@ -589,20 +593,32 @@ impl ControlPlane {
             .partition(|effect| matches!(effect, Effect::Dispatch { .. }));
         for effect in dispatches.into_iter().chain(others) {
             match effect {
-                Effect::Dispatch { instance_ids } => {
-                    let commands = instance_ids
-                        .iter()
-                        .map(|instance_id| command(spec, instance_id))
-                        .collect();
-                    self.queues.send_all(commands).await?;
+                Effect::Dispatch { first, count } => {
+                    self.dispatch(record, *first, *count).await?;
                     tracing::info!(
-                        hosts = instance_ids.len(),
+                        hosts = count,
                         after_write_ms = started.elapsed().as_secs_f64() * 1000.0,
                         "batch dispatched"
                     );
                 }
                 Effect::Notify { event, instance_id } => {
-                    crate::notify::publish(self, record, *event, instance_id.as_deref()).await?;
+                    let target = match instance_id {
+                        Some(id) if crate::notify::wanted(spec, *event) => self
+                            .store
+                            .load_targets(&spec.deployment_id, std::slice::from_ref(id))
+                            .await?
+                            .remove(id)
+                            .map(|versioned| versioned.value),
+                        _ => None,
+                    };
+                    crate::notify::publish(
+                        self,
+                        record,
+                        *event,
+                        instance_id.as_deref(),
+                        target.as_ref(),
+                    )
+                    .await?;
                 }
                 Effect::RecordHealth {
                     instance_id,
@@ -652,13 +668,57 @@ impl ControlPlane {
                         )
                         .await?;
                     tracing::info!(status = ?record.state.status, "deployment finished");
-                    if spec.lifecycle_action.is_some() {
-                        self.launch_finished(&spec.deployment_id).await?;
-                    }
                 }
                 Effect::StartRollback => {
                     self.start_rollback(record).await?;
                 }
+                Effect::CompleteLaunch { .. } => {
+                    self.launch_finished(&spec.deployment_id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the deployment's command to the hosts at `first..first + count` of its
+    /// ordered list: their records first (so that their reports find them, and the tick
+    /// their deadlines), then the commands, then InstanceStart. Running it again creates
+    /// nothing twice and sends the commands again, which hosts ignore.
+    async fn dispatch(
+        &self,
+        record: &DeploymentRecord<DeploymentSpec>,
+        first: u32,
+        count: u32,
+    ) -> Result<(), ApiError> {
+        let spec = &record.spec;
+        let now = now_millis();
+        let targets = self
+            .store
+            .plan_slice(&spec.deployment_id, first, count)
+            .await?;
+        let records: Vec<TargetState> = targets
+            .into_iter()
+            .zip(first..)
+            .map(|(target, index)| record.state.dispatched_target(target, index, now))
+            .collect();
+        self.store
+            .create_targets(&spec.deployment_id, records.clone())
+            .await?;
+        let commands = records
+            .iter()
+            .map(|target| command(spec, &target.target.instance_id))
+            .collect();
+        self.queues.send_all(commands).await?;
+        if crate::notify::wanted(spec, NotificationEvent::InstanceStart) {
+            for target in &records {
+                crate::notify::publish(
+                    self,
+                    record,
+                    NotificationEvent::InstanceStart,
+                    Some(&target.target.instance_id),
+                    Some(target),
+                )
+                .await?;
             }
         }
         Ok(())
@@ -669,15 +729,15 @@ impl ControlPlane {
         &self,
         deployment_id: &str,
         inputs: &[Input],
-    ) -> Result<(Applied<DeploymentSpec>, Vec<usize>), ApiError> {
+    ) -> Result<Applied<DeploymentSpec>, ApiError> {
         let span = tracing::info_span!("advance", %deployment_id);
         async {
             let started = std::time::Instant::now();
             let now = now_millis();
-            let (applied, refused) =
-                store::apply(&self.store, deployment_id, inputs, now, MAX_APPLY_ATTEMPTS).await?;
+            let applied =
+                advance::apply(&self.store, deployment_id, inputs, now, MAX_APPLY_ATTEMPTS).await?;
             let written_ms = started.elapsed().as_secs_f64() * 1000.0;
-            for (index, error) in &refused {
+            for (index, error) in &applied.refused {
                 tracing::warn!(input = index, %error, "input refused by the state machine");
             }
             if !applied.effects.is_empty() {
@@ -690,16 +750,14 @@ impl ControlPlane {
                 // The bench reads these: input received to state written, and to effects done.
                 tracing::info!(
                     inputs = inputs.len(),
+                    hosts_written = applied.hosts_written,
                     dispatched,
                     written_ms,
                     elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                     "advanced"
                 );
             }
-            Ok((
-                applied,
-                refused.into_iter().map(|(index, _)| index).collect(),
-            ))
+            Ok(applied)
         }
         .instrument(span)
         .await
@@ -740,13 +798,23 @@ impl ControlPlane {
         );
         for (deployment_id, reports) in by_deployment {
             let inputs: Vec<Input> = reports.iter().map(|(_, input)| input.clone()).collect();
-            match self.advance(&deployment_id, &inputs).await {
-                Ok((_, refused)) => {
-                    failed.extend(refused.into_iter().map(|index| reports[index].0.clone()));
-                }
-                Err(error) => {
-                    tracing::warn!(%deployment_id, %error, "reports not applied; they will be retried");
-                    failed.extend(reports.into_iter().map(|(id, _)| id));
+            let mut offset = 0;
+            for run in advance::chunks(&inputs) {
+                let messages = &reports[offset..offset + run.len()];
+                offset += run.len();
+                match self.advance(&deployment_id, run).await {
+                    Ok(applied) => {
+                        failed.extend(
+                            applied
+                                .refused
+                                .into_iter()
+                                .map(|(index, _)| messages[index].0.clone()),
+                        );
+                    }
+                    Err(error) => {
+                        tracing::warn!(%deployment_id, %error, "reports not applied; they will be retried");
+                        failed.extend(messages.iter().map(|(id, _)| id.clone()));
+                    }
                 }
             }
         }
@@ -770,7 +838,11 @@ impl ControlPlane {
     }
 
     async fn tick_one(&self, deployment_id: &str, now: Millis) -> Result<(), ApiError> {
-        let (applied, _) = self.advance(deployment_id, &[Input::Tick { now }]).await?;
+        // Each round fails up to a transaction's worth of silent hosts.
+        let mut applied = self.advance(deployment_id, &[Input::Tick { now }]).await?;
+        while applied.hosts_written > 0 {
+            applied = self.advance(deployment_id, &[Input::Tick { now }]).await?;
+        }
         let record = &applied.record;
         let mut leftover = false;
         for (entry, pending) in &record.outbox {
@@ -785,11 +857,27 @@ impl ControlPlane {
             self.finish_effects(record, &pending.effects, Some(*entry))
                 .await;
         }
-        if applied.effects.is_empty() {
-            self.store
-                .reschedule(&record.state, record.version, leftover, now)
-                .await?;
-        }
+        // The exact next wakeup, now that the overdue hosts are failed: the earliest
+        // deadline left, a zone wait, leftover effects, or an idle look while running.
+        let state = &record.state;
+        let settled = state.status.is_terminal() && state.counts.in_progress == 0;
+        let next = if settled && !leftover {
+            None
+        } else {
+            let deadline = self.store.earliest_deadline(deployment_id).await?;
+            [
+                deadline.map(|at| at + 1),
+                state.next_wakeup(),
+                leftover.then_some(now + OUTBOX_GRACE_MS),
+                (!settled).then_some(now + IDLE_TICK_MS),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+        };
+        self.store
+            .reschedule(deployment_id, record.version, next)
+            .await?;
         Ok(())
     }
 
@@ -918,8 +1006,14 @@ impl ControlPlane {
         match created.await {
             Ok(_) => {
                 self.store.link_rollback(original, &link).await?;
-                crate::notify::publish(self, record, NotificationEvent::DeploymentRollback, None)
-                    .await?;
+                crate::notify::publish(
+                    self,
+                    record,
+                    NotificationEvent::DeploymentRollback,
+                    None,
+                    None,
+                )
+                .await?;
                 tracing::info!(%rollback_id, "rollback deployment created");
                 Ok(())
             }
@@ -943,7 +1037,7 @@ impl ControlPlane {
         let group = self.load_group(application, group_name).await?;
         let latest = match &group.active_deployment_id {
             Some(active) => {
-                let (applied, _) = self
+                let applied = self
                     .advance(
                         active,
                         &[Input::Stop {
@@ -1035,7 +1129,7 @@ fn refused_deployment(id: &str, error: &StartError, now: Millis) -> Deployment {
         plan,
         None,
         Deadlines::default(),
-        Vec::new(),
+        &[],
         &[],
         false,
         false,
@@ -1048,6 +1142,19 @@ fn refused_deployment(id: &str, error: &StartError, now: Millis) -> Deployment {
         message: error.to_string(),
     });
     state
+}
+
+/// Refuses a deployment of more hosts than one deployment holds, naming both numbers.
+fn check_fleet_size(group: &str, hosts: usize) -> Result<(), ApiError> {
+    if hosts <= MAX_TARGETS {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        "InstanceLimitExceededException",
+        format!(
+            "deployment group {group} resolves to {hosts} instances; one deployment holds at most {MAX_TARGETS}. Narrow the group's tags or split it into several groups"
+        ),
+    ))
 }
 
 /// The CLI skeleton fills fields with empty lists and strings; such a value is "absent".
@@ -1073,6 +1180,20 @@ mod tests {
             let id = new_deployment_id();
             gantry_core::wire::check_deployment_id(&id).unwrap();
         }
+    }
+
+    #[test]
+    fn a_fleet_above_the_limit_is_refused_naming_the_count_and_the_limit() {
+        assert!(check_fleet_size("web", MAX_TARGETS).is_ok());
+        let error = check_fleet_size("web", MAX_TARGETS + 1).unwrap_err();
+        assert_eq!(error.code, "InstanceLimitExceededException");
+        assert!(
+            error
+                .message
+                .contains("resolves to 10001 instances; one deployment holds at most 10000"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! both call it, so there is one code path for AWS and for a laptop.
 
 pub mod adapters;
+pub mod advance;
 pub mod api;
 pub mod control;
 pub mod error;

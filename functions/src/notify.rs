@@ -8,7 +8,7 @@ use crate::control::ControlPlane;
 use crate::error::ApiError;
 use crate::model::{DeploymentSpec, seconds};
 use crate::store::DeploymentRecord;
-use gantry_core::deployment::{Deployment, Millis, NotificationEvent};
+use gantry_core::deployment::{Deployment, Millis, NotificationEvent, TargetState};
 use serde_json::{Value, json};
 
 fn time(millis: Option<Millis>) -> Value {
@@ -40,13 +40,10 @@ pub fn message(
     state: &Deployment,
     event: NotificationEvent,
     instance_id: Option<&str>,
+    target: Option<&TargetState>,
 ) -> Value {
     match instance_id {
         Some(instance_id) => {
-            let target = state
-                .targets
-                .iter()
-                .find(|target| target.target.instance_id == instance_id);
             let events: Vec<Value> = target
                 .map(|target| {
                     target
@@ -64,14 +61,7 @@ pub fn message(
                 })
                 .unwrap_or_default();
             let last_updated = target
-                .and_then(|target| {
-                    target
-                        .events
-                        .iter()
-                        .filter_map(|record| record.end_time.or(record.start_time))
-                        .max()
-                        .or(target.dispatched_at)
-                })
+                .and_then(TargetState::last_updated)
                 .or(Some(state.create_time));
             json!({
                 "region": region,
@@ -117,21 +107,33 @@ pub fn message(
     }
 }
 
-/// Publishes the event to every trigger of the deployment's group that asks for it.
+/// Whether any trigger of the deployment's group asks for the event.
+pub fn wanted(spec: &DeploymentSpec, event: NotificationEvent) -> bool {
+    spec.trigger_configurations
+        .iter()
+        .any(|trigger| subscribes(trigger, event))
+}
+
+fn subscribes(trigger: &crate::model::TriggerConfig, event: NotificationEvent) -> bool {
+    let event_name = format!("{event:?}");
+    trigger
+        .trigger_events
+        .iter()
+        .any(|wanted| wanted == &event_name)
+}
+
+/// Publishes the event to every trigger of the deployment's group that asks for it. An
+/// instance event carries the host's record (`target`), when it has one.
 pub async fn publish(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     event: NotificationEvent,
     instance_id: Option<&str>,
+    target: Option<&TargetState>,
 ) -> Result<(), ApiError> {
-    let event_name = format!("{event:?}");
     let spec = &record.spec;
     for trigger in &spec.trigger_configurations {
-        if !trigger
-            .trigger_events
-            .iter()
-            .any(|wanted| wanted == &event_name)
-        {
+        if !subscribes(trigger, event) {
             continue;
         }
         let body = message(
@@ -142,6 +144,7 @@ pub async fn publish(
             &record.state,
             event,
             instance_id,
+            target,
         );
         let subject = format!(
             "{}: Gantry {} in {} to {}",

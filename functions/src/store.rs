@@ -3,37 +3,42 @@
 //! | entity | pk | sk | other attributes |
 //! |---|---|---|---|
 //! | application | `APPLICATION` | name | `body` (ApplicationInfo JSON), `version` |
-//! | deployment group | `GROUP#<application>` | name | `body` (settings), `version`, `activeDeploymentId` (the lock), `health` (map instance → JSON), `lastSuccessful`, `lastAttempted`, `targetRevision` |
+//! | deployment group | `GROUP#<application>` | name | `body` (settings), `version`, `activeDeploymentId` (the lock), `lastSuccessful`, `lastAttempted`, `targetRevision` |
+//! | instance health in a group | `HEALTH#<application>#<group>` | instance id | `body` (InstanceHealth) |
 //! | deployment config | `CONFIG` | name | `body`, `version` |
 //! | revision | `REVISION#<application>` | revision key | `body` (RevisionRecord) |
 //! | on-premises instance | `INSTANCE` | name | `body`, `version` |
-//! | deployment | `DEPLOYMENT#<id>` | `STATE` | `spec` (immutable), `state` (the state machine's), `status`, `version`, `outbox`, `rollbackClaim` (the rollback's id, reserved before it is created), `rollbackInfo`, `groupKey` + `createTime` (index `by-group`), `activeKey` + `wakeupAt` (index `active`) |
+//! | deployment (summary) | `DEPLOYMENT#<id>` | `STATE` | `spec` (immutable), `state` (the state machine's summary), `status`, `version`, `outbox`, `rollbackClaim` (the rollback's id, reserved before it is created), `rollbackInfo`, `groupKey` + `createTime` (index `by-group`), `activeKey` + `wakeupAt` (index `active`) |
+//! | a deployment's ordered targets | `DEPLOYMENT#<id>` | `PLAN#<page>` | `targets` (JSON list of up to 500, immutable) |
+//! | a deployment's host | `DEPLOYMENT#<id>` | `TARGET#<instance id>` | `state` (TargetState), `status`, `version`, `dueDeployment` + `dueAt` while deploying (index `due`) |
 //!
 //! Access patterns: get/put by key; list a partition (applications, configs, instances,
-//! a group's revisions, an application's groups) with Query; a group's deployments,
-//! newest first, on `by-group`; deployments needing a tick (`wakeupAt <= now`) on the
-//! sparse index `active`, which only holds deployments that may still change.
+//! a group's revisions, an application's groups, a group's instance health) with Query;
+//! a group's deployments, newest first, on `by-group`; deployments needing a tick
+//! (`wakeupAt <= now`) on the sparse index `active`, which only holds deployments that may
+//! still change; a deployment's hosts past their deadline on the sparse index `due`.
 //!
 //! A lost race comes back as [`StoreError::Conflict`], never as a silent overwrite.
-//! The deployment's `outbox` holds the effects of each state write, keyed by the version
+//! The deployment's `outbox` holds the effects of each summary write, keyed by the version
 //! that wrote them, in the same conditional write: effects survive a crash between the
 //! write and their execution, and the tick executes entries left over.
 //!
-//! The deployment's targets live inside its `state` item: about 1.2 KB per host, plus a
-//! failure's diagnostics (bounded by gantry-core: a message of 512 bytes, a log tail
-//! sharing 48 KB across hosts), so a deployment holds at most
-//! `gantry_core::deployment::MAX_TARGETS` (150) hosts and create-deployment refuses more
-//! with a clear error. Splitting targets into their own items is the known next step for
-//! larger fleets.
+//! Nothing grows with the fleet in one item: a host's report writes its own record, and
+//! the summary only when a host finishes (with the reports of one batch in one
+//! transaction). The plan pages are written with the summary and the group's lock in one
+//! transaction, which bounds a deployment at 98 pages; gantry-core's `MAX_TARGETS`
+//! (10,000, 20 pages) is well inside.
 
 use crate::model::{LastDeploymentInfo, RollbackInfo};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ScalarAttributeType,
+    TransactWriteItem, Update,
 };
-use gantry_core::deployment::{Deployment, Effect, Millis};
+use gantry_core::deployment::{Deployment, Effect, Millis, TargetState, TargetStatus};
+use gantry_core::planner::Target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
@@ -63,10 +68,16 @@ pub struct Versioned<T> {
 /// How long an outbox entry may wait for the writer that made it before the tick runs it.
 pub const OUTBOX_GRACE_MS: Millis = 30_000;
 /// A running deployment with no deadline pending is still looked at this often.
-const IDLE_TICK_MS: Millis = 60_000;
+pub const IDLE_TICK_MS: Millis = 60_000;
 
 const ACTIVE_INDEX: &str = "active";
 const BY_GROUP_INDEX: &str = "by-group";
+const DUE_INDEX: &str = "due";
+/// Targets per plan page: 500 EC2 ids with zones make about 40 KB.
+const PLAN_PAGE_SIZE: usize = 500;
+/// Host records written per transaction (DynamoDB takes 100 items; one is left for the
+/// summary).
+pub const TRANSACTION_TARGETS: usize = 99;
 
 pub mod keys {
     pub const APPLICATIONS: &str = "APPLICATION";
@@ -86,6 +97,20 @@ pub mod keys {
     }
 
     pub const DEPLOYMENT_SK: &str = "STATE";
+    pub const PLAN_PREFIX: &str = "PLAN#";
+    pub const TARGET_PREFIX: &str = "TARGET#";
+
+    pub fn plan_page(page: usize) -> String {
+        format!("{PLAN_PREFIX}{page:05}")
+    }
+
+    pub fn target(instance_id: &str) -> String {
+        format!("{TARGET_PREFIX}{instance_id}")
+    }
+
+    pub fn health(application: &str, group: &str) -> String {
+        format!("HEALTH#{application}#{group}")
+    }
 
     pub fn group_key(application: &str, group: &str) -> String {
         format!("{application}#{group}")
@@ -107,6 +132,14 @@ fn n(value: u64) -> AttributeValue {
 
 fn json<T: Serialize>(value: &T) -> AttributeValue {
     s(serde_json::to_string(value).expect("stored values always serialize"))
+}
+
+/// An enum's serialized name (`"InProgress"`), as a plain string attribute.
+fn json_name<T: Serialize>(value: &T) -> AttributeValue {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => s(name),
+        _ => json(value),
+    }
 }
 
 fn aws<E>(error: SdkError<E>) -> StoreError
@@ -170,8 +203,6 @@ fn decode_optional<T: DeserializeOwned>(
 pub struct GroupRecord<T> {
     pub settings: Versioned<T>,
     pub active_deployment_id: Option<String>,
-    /// Per instance: its health after the group's last deployment to it.
-    pub health: BTreeMap<String, InstanceHealth>,
     pub last_successful: Option<LastDeploymentInfo>,
     pub last_attempted: Option<LastDeploymentInfo>,
     pub target_revision: Option<gantry_core::wire::RevisionLocation>,
@@ -195,6 +226,8 @@ pub struct DeploymentRecord<S> {
     /// Effects written with each version and not yet confirmed done.
     pub outbox: BTreeMap<u64, OutboxEntry>,
     pub rollback_info: RollbackInfo,
+    /// When the tick is next due to look at it, as stored.
+    pub wakeup_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -204,15 +237,34 @@ pub struct OutboxEntry {
     pub at: Millis,
 }
 
-/// When the tick must next look at a deployment, or None when it never needs to.
-fn wakeup(state: &Deployment, outbox_pending: bool, now: Millis) -> Option<Millis> {
-    let outbox = outbox_pending.then_some(now + OUTBOX_GRACE_MS);
-    let due = state.next_wakeup().into_iter().chain(outbox).min();
-    match due {
-        Some(at) => Some(at),
-        None if state.status.is_terminal() => None,
-        None => Some(now + IDLE_TICK_MS),
+/// When the tick must next look at a deployment after a write, or None when it never
+/// needs to: the earliest of the wakeup already stored (a tick will set the exact one),
+/// the summary's own (a zone wait), an outbox entry's grace, the deadline of hosts sent
+/// their command by this write, and an idle look while anything may still change.
+fn wakeup(
+    state: &Deployment,
+    stored: Option<Millis>,
+    outbox_pending: bool,
+    dispatched: bool,
+    now: Millis,
+) -> Option<Millis> {
+    let settled = state.status.is_terminal() && state.counts.in_progress == 0;
+    if settled && !outbox_pending {
+        return None;
     }
+    let outbox = outbox_pending.then_some(now + OUTBOX_GRACE_MS);
+    let hosts = dispatched.then_some(now + state.deadlines.start_ms + 1);
+    let idle = (!settled).then_some(now + IDLE_TICK_MS);
+    [stored, state.next_wakeup(), outbox, hosts, idle]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+fn dispatches(effects: &[Effect]) -> bool {
+    effects
+        .iter()
+        .any(|effect| matches!(effect, Effect::Dispatch { .. }))
 }
 
 impl DynamoStore {
@@ -265,8 +317,11 @@ impl DynamoStore {
             .attribute_definitions(attribute("createTime", ScalarAttributeType::N))
             .attribute_definitions(attribute("activeKey", ScalarAttributeType::S))
             .attribute_definitions(attribute("wakeupAt", ScalarAttributeType::N))
+            .attribute_definitions(attribute("dueDeployment", ScalarAttributeType::S))
+            .attribute_definitions(attribute("dueAt", ScalarAttributeType::N))
             .global_secondary_indexes(index(BY_GROUP_INDEX, "groupKey", "createTime"))
             .global_secondary_indexes(index(ACTIVE_INDEX, "activeKey", "wakeupAt"))
+            .global_secondary_indexes(index(DUE_INDEX, "dueDeployment", "dueAt"))
             .send()
             .await;
         match result {
@@ -383,28 +438,13 @@ impl DynamoStore {
     /// Every entity in a partition, in key order.
     pub async fn list<T: DeserializeOwned>(&self, pk: &str) -> Result<Vec<T>, StoreError> {
         let mut values = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(pk))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(aws)?;
-            for item in page.items() {
-                let what = text(item, "sk").unwrap_or(pk).to_owned();
-                values.push(decode(item, "body", &what)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(values),
-            }
-        }
+        self.query_pages(pk, "", |item| {
+            let what = text(item, "sk").unwrap_or(pk);
+            values.push(decode(item, "body", what)?);
+            Ok(())
+        })
+        .await?;
+        Ok(values)
     }
 
     /// Deletes an entity; `condition` (if any) must hold, or it is a conflict.
@@ -436,13 +476,8 @@ impl DynamoStore {
         name: &str,
         settings: &T,
     ) -> Result<(), StoreError> {
-        self.put_new(
-            &keys::groups(application),
-            name,
-            settings,
-            &[("health", AttributeValue::M(HashMap::new()))],
-        )
-        .await
+        self.put_new(&keys::groups(application), name, settings, &[])
+            .await
     }
 
     pub async fn load_group<T: DeserializeOwned>(
@@ -454,31 +489,19 @@ impl DynamoStore {
             return Ok(None);
         };
         let what = format!("deployment group {name}");
-        let mut health = BTreeMap::new();
-        if let Some(AttributeValue::M(map)) = item.get("health") {
-            for (instance, value) in map {
-                if let Ok(raw) = value.as_s()
-                    && let Ok(parsed) = serde_json::from_str(raw)
-                {
-                    health.insert(instance.clone(), parsed);
-                }
-            }
-        }
         Ok(Some(GroupRecord {
             settings: Versioned {
                 value: decode(&item, "body", &what)?,
                 version: number(&item, "version").unwrap_or(1),
             },
             active_deployment_id: text(&item, "activeDeploymentId").map(str::to_owned),
-            health,
             last_successful: decode_optional(&item, "lastSuccessful", &what)?,
             last_attempted: decode_optional(&item, "lastAttempted", &what)?,
             target_revision: decode_optional(&item, "targetRevision", &what)?,
         }))
     }
 
-    /// Records one instance's health in its group. Each instance has its own map entry,
-    /// so concurrent writers for different instances never clobber each other.
+    /// Records one instance's health in its group, in the instance's own item.
     pub async fn record_health(
         &self,
         application: &str,
@@ -486,14 +509,24 @@ impl DynamoStore {
         instance_id: &str,
         health: &InstanceHealth,
     ) -> Result<(), StoreError> {
-        self.set_group_attributes(
-            application,
-            group,
-            "SET health.#instance = :health",
-            &[("#instance", instance_id)],
-            vec![(":health", json(health))],
-        )
-        .await
+        self.put(&keys::health(application, group), instance_id, health)
+            .await
+    }
+
+    /// Every instance's health in a group, by instance id.
+    pub async fn group_health(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> Result<BTreeMap<String, InstanceHealth>, StoreError> {
+        let mut health = BTreeMap::new();
+        self.query_pages(&keys::health(application, group), "", |item| {
+            let instance = text(item, "sk").unwrap_or_default().to_owned();
+            health.insert(instance, decode(item, "body", "instance health")?);
+            Ok(())
+        })
+        .await?;
+        Ok(health)
     }
 
     /// Records the group's last successful deployment and its revision.
@@ -591,9 +624,10 @@ impl DynamoStore {
 
     // ---- deployments ----
 
-    /// Stores a new deployment and takes its group's lock in one transaction: either
-    /// both happen or neither. A group already locked by another deployment is a
-    /// conflict. `effects` go to the outbox with version 1.
+    /// Stores a new deployment (its summary and its ordered targets, in pages) and takes
+    /// its group's lock, in one transaction: all of it happens or none. A group already
+    /// locked by another deployment is a conflict. `effects` go to the outbox with
+    /// version 1.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_deployment<S: Serialize>(
         &self,
@@ -601,6 +635,7 @@ impl DynamoStore {
         group: &str,
         spec: &S,
         state: &Deployment,
+        ordered: &[Target],
         effects: &[Effect],
         take_lock: bool,
         now: Millis,
@@ -622,20 +657,31 @@ impl DynamoStore {
             .item("sk", s(keys::DEPLOYMENT_SK))
             .item("spec", json(spec))
             .item("state", json(state))
-            .item("status", s(format!("{:?}", state.status)))
+            .item("status", json_name(&state.status))
             .item("version", n(1))
             .item("outbox", AttributeValue::M(outbox))
             .item("groupKey", s(keys::group_key(application, group)))
             .item("createTime", n(state.create_time))
             .condition_expression("attribute_not_exists(pk)");
-        if let Some(at) = wakeup(state, !effects.is_empty(), now) {
+        if let Some(at) = wakeup(state, None, !effects.is_empty(), dispatches(effects), now) {
             put = put.item("activeKey", s("ACTIVE")).item("wakeupAt", n(at));
         }
-        let mut request = self.client.transact_write_items().transact_items(
+        let mut items = vec![
             TransactWriteItem::builder()
                 .put(put.build().expect("put fields are set"))
                 .build(),
-        );
+        ];
+        for (page, targets) in ordered.chunks(PLAN_PAGE_SIZE).enumerate() {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(keys::deployment(id)))
+                .item("sk", s(keys::plan_page(page)))
+                .item("targets", json(&targets))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .expect("put fields are set");
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
         if take_lock {
             let lock = Update::builder()
                 .table_name(&self.table)
@@ -648,9 +694,15 @@ impl DynamoStore {
                 .expression_attribute_values(":deployment", s(id))
                 .build()
                 .expect("update fields are set");
-            request = request.transact_items(TransactWriteItem::builder().update(lock).build());
+            items.push(TransactWriteItem::builder().update(lock).build());
         }
-        match request.send().await {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(error) => {
                 let cancelled = error
@@ -705,71 +757,393 @@ impl DynamoStore {
             })?,
             outbox,
             rollback_info: decode_optional(&item, "rollbackInfo", &what)?.unwrap_or_default(),
+            wakeup_at: number(&item, "wakeupAt"),
         })
     }
 
-    /// Writes a deployment's new state if it is still at `expected_version`, with the
-    /// effects of the change in the outbox under the new version. Returns that version.
-    pub async fn save_deployment(
+    /// The targets at `first..first + count` of a deployment's ordered list.
+    pub async fn plan_slice(
         &self,
-        state: &Deployment,
-        expected_version: u64,
+        id: &str,
+        first: u32,
+        count: u32,
+    ) -> Result<Vec<Target>, StoreError> {
+        let (first, end) = (first as usize, (first + count) as usize);
+        let mut targets = Vec::with_capacity(end - first);
+        for page in first / PLAN_PAGE_SIZE..end.div_ceil(PLAN_PAGE_SIZE) {
+            let item = self
+                .get_item(&keys::deployment(id), &keys::plan_page(page))
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("deployment {id}"),
+                    message: format!("plan page {page} is missing"),
+                })?;
+            let members: Vec<Target> = decode(&item, "targets", &format!("deployment {id}"))?;
+            let base = page * PLAN_PAGE_SIZE;
+            for (offset, target) in members.into_iter().enumerate() {
+                if (first..end).contains(&(base + offset)) {
+                    targets.push(target);
+                }
+            }
+        }
+        Ok(targets)
+    }
+
+    /// A deployment's whole ordered target list.
+    pub async fn plan(&self, id: &str) -> Result<Vec<Target>, StoreError> {
+        let mut targets = Vec::new();
+        self.query_pages(&keys::deployment(id), keys::PLAN_PREFIX, |item| {
+            targets.extend(decode::<Vec<Target>>(item, "targets", id)?);
+            Ok(())
+        })
+        .await?;
+        Ok(targets)
+    }
+
+    /// Every host record of a deployment (the hosts sent their command), by instance id.
+    pub async fn targets(&self, id: &str) -> Result<Vec<TargetState>, StoreError> {
+        let mut targets = Vec::new();
+        self.query_pages(&keys::deployment(id), keys::TARGET_PREFIX, |item| {
+            targets.push(decode(item, "state", id)?);
+            Ok(())
+        })
+        .await?;
+        Ok(targets)
+    }
+
+    /// Runs `each` over the items of a partition whose sort key starts with `prefix`.
+    async fn query_pages(
+        &self,
+        pk: &str,
+        prefix: &str,
+        mut each: impl FnMut(&Item) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut start: Option<Item> = None;
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", s(pk));
+            request = if prefix.is_empty() {
+                request.key_condition_expression("pk = :pk")
+            } else {
+                request
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix))
+            };
+            let page = request
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(aws)?;
+            for item in page.items() {
+                each(item)?;
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// The records of the given hosts that exist (those sent their command), read
+    /// consistently, with their versions.
+    pub async fn load_targets(
+        &self,
+        id: &str,
+        instance_ids: &[String],
+    ) -> Result<BTreeMap<String, Versioned<TargetState>>, StoreError> {
+        let mut found = BTreeMap::new();
+        let unique: std::collections::BTreeSet<&String> = instance_ids.iter().collect();
+        let unique: Vec<&String> = unique.into_iter().collect();
+        for chunk in unique.chunks(100) {
+            let mut keys: Vec<Item> = chunk
+                .iter()
+                .map(|instance| {
+                    HashMap::from([
+                        ("pk".to_owned(), s(keys::deployment(id))),
+                        ("sk".to_owned(), s(keys::target(instance))),
+                    ])
+                })
+                .collect();
+            // BatchGetItem may return some keys unprocessed under load: ask again.
+            while !keys.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .expect("keys are set");
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(aws)?;
+                for item in output
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    let state: TargetState = decode(&item, "state", id)?;
+                    let version = number(&item, "version").unwrap_or(1);
+                    found.insert(
+                        state.target.instance_id.clone(),
+                        Versioned {
+                            value: state,
+                            version,
+                        },
+                    );
+                }
+                if let Some(left) = output
+                    .unprocessed_keys
+                    .and_then(|mut left| left.remove(&self.table))
+                {
+                    keys = left.keys;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Creates the records of hosts being sent their command, a transaction per hundred.
+    /// A record that exists already (this dispatch ran before and stopped part way) is
+    /// kept as it is.
+    pub async fn create_targets(
+        &self,
+        id: &str,
+        records: Vec<TargetState>,
+    ) -> Result<(), StoreError> {
+        for chunk in records.chunks(TRANSACTION_TARGETS) {
+            let items = chunk
+                .iter()
+                .map(|record| {
+                    let put = self
+                        .target_put(id, record, None)
+                        .build()
+                        .expect("put fields are set");
+                    TransactWriteItem::builder().put(put).build()
+                })
+                .collect();
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            match result {
+                Ok(_) => continue,
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_transaction_canceled_exception()) => {}
+                Err(error) => return Err(aws(error)),
+            }
+            // Some exist already: create the others one by one.
+            for record in chunk {
+                let result = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(self.target_item(id, record, 1)))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => {}
+                    Err(error) => match classify(error, String::new) {
+                        StoreError::Conflict(_) => {}
+                        other => return Err(other),
+                    },
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A host record as stored. A deploying host is listed on the `due` index at its
+    /// deadline.
+    fn target_item(&self, id: &str, record: &TargetState, version: u64) -> Item {
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(keys::deployment(id))),
+            ("sk".to_owned(), s(keys::target(&record.target.instance_id))),
+            ("state".to_owned(), json(record)),
+            ("status".to_owned(), json_name(&record.status)),
+            ("version".to_owned(), n(version)),
+        ]);
+        if let Some(deadline) = record.deadline
+            && record.status == TargetStatus::InProgress
+        {
+            item.insert("dueDeployment".to_owned(), s(id));
+            item.insert("dueAt".to_owned(), n(deadline));
+        }
+        item
+    }
+
+    /// A host record's write: new (`expected_version` None) or replacing the version read.
+    fn target_put(
+        &self,
+        id: &str,
+        record: &TargetState,
+        expected_version: Option<u64>,
+    ) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.target_item(
+                id,
+                record,
+                expected_version.unwrap_or(0) + 1,
+            )));
+        match expected_version {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(version) => put
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(version)),
+        }
+    }
+
+    /// Writes what one application of inputs changed, in one transaction: host records
+    /// (each if still at the version read) and, when it changed, the summary (if still at
+    /// its version), with the change's effects in the outbox under the new version.
+    /// Returns the summary's version after the write.
+    pub async fn save_changes(
+        &self,
+        record: &DeploymentRecord<impl Sized>,
+        summary_changed: bool,
         effects: &[Effect],
-        outbox_pending: bool,
+        targets: &[(&TargetState, u64)],
         now: Millis,
     ) -> Result<u64, StoreError> {
-        let next = expected_version + 1;
-        let mut set = vec!["#state = :state", "#status = :status", "#version = :next"];
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::deployment(&state.deployment_id)))
-            .key("sk", s(keys::DEPLOYMENT_SK))
-            .condition_expression("#version = :expected")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":state", json(state))
-            .expression_attribute_values(":status", s(format!("{:?}", state.status)))
-            .expression_attribute_values(":next", n(next))
-            .expression_attribute_values(":expected", n(expected_version));
-        if !effects.is_empty() {
-            set.push("outbox.#entry = :entry");
-            request = request
-                .expression_attribute_names("#entry", next.to_string())
-                .expression_attribute_values(
-                    ":entry",
-                    json(&OutboxEntry {
-                        effects: effects.to_vec(),
-                        at: now,
-                    }),
-                );
-        }
-        let expression = match wakeup(state, outbox_pending || !effects.is_empty(), now) {
-            Some(at) => {
-                set.push("activeKey = :active");
-                set.push("wakeupAt = :wakeup");
-                request = request
-                    .expression_attribute_values(":active", s("ACTIVE"))
-                    .expression_attribute_values(":wakeup", n(at));
-                format!("SET {}", set.join(", "))
+        let state = &record.state;
+        let id = &state.deployment_id;
+        let mut items: Vec<TransactWriteItem> = targets
+            .iter()
+            .map(|(target, version)| {
+                let put = self
+                    .target_put(id, target, Some(*version))
+                    .build()
+                    .expect("put fields are set");
+                TransactWriteItem::builder().put(put).build()
+            })
+            .collect();
+        let expected = record.version;
+        let mut next = expected;
+        if summary_changed {
+            next = expected + 1;
+            let mut set = vec!["#state = :state", "#status = :status", "#version = :next"];
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(keys::deployment(id)))
+                .key("sk", s(keys::DEPLOYMENT_SK))
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":state", json(state))
+                .expression_attribute_values(":status", json_name(&state.status))
+                .expression_attribute_values(":next", n(next))
+                .expression_attribute_values(":expected", n(expected));
+            if !effects.is_empty() {
+                set.push("outbox.#entry = :entry");
+                update = update
+                    .expression_attribute_names("#entry", next.to_string())
+                    .expression_attribute_values(
+                        ":entry",
+                        json(&OutboxEntry {
+                            effects: effects.to_vec(),
+                            at: now,
+                        }),
+                    );
             }
-            None => format!("SET {} REMOVE activeKey, wakeupAt", set.join(", ")),
-        };
-        request
-            .update_expression(expression)
+            let pending = !record.outbox.is_empty() || !effects.is_empty();
+            let expression =
+                match wakeup(state, record.wakeup_at, pending, dispatches(effects), now) {
+                    Some(at) => {
+                        set.push("activeKey = :active");
+                        set.push("wakeupAt = :wakeup");
+                        update = update
+                            .expression_attribute_values(":active", s("ACTIVE"))
+                            .expression_attribute_values(":wakeup", n(at));
+                        format!("SET {}", set.join(", "))
+                    }
+                    None => format!("SET {} REMOVE activeKey, wakeupAt", set.join(", ")),
+                };
+            let update = update
+                .update_expression(expression)
+                .build()
+                .expect("update fields are set");
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        if items.is_empty() {
+            return Ok(expected);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(next),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+            {
+                Err(StoreError::Conflict(format!(
+                    "deployment {id} or one of its hosts changed since version {expected}"
+                )))
+            }
+            Err(error) => Err(aws(error)),
+        }
+    }
+
+    /// Hosts of a deployment whose deadline is at or before `now` (by the `due` index,
+    /// which lags writes a little: read the records before acting on them), at most `limit`.
+    pub async fn overdue_targets(
+        &self,
+        id: &str,
+        now: Millis,
+        limit: i32,
+    ) -> Result<Vec<String>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression("dueDeployment = :id AND dueAt <= :now")
+            .expression_attribute_values(":id", s(id))
+            .expression_attribute_values(":now", n(now))
+            .limit(limit)
             .send()
             .await
-            .map_err(|error| {
-                classify(error, || {
-                    format!(
-                        "deployment {} changed since version {expected_version}",
-                        state.deployment_id
-                    )
-                })
-            })?;
-        Ok(next)
+            .map_err(aws)?;
+        Ok(page
+            .items()
+            .iter()
+            .filter_map(|item| text(item, "sk")?.strip_prefix(keys::TARGET_PREFIX))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// The earliest deadline among a deployment's deploying hosts.
+    pub async fn earliest_deadline(&self, id: &str) -> Result<Option<Millis>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression("dueDeployment = :id")
+            .expression_attribute_values(":id", s(id))
+            .limit(1)
+            .send()
+            .await
+            .map_err(aws)?;
+        Ok(page.items().first().and_then(|item| number(item, "dueAt")))
     }
 
     /// Marks an outbox entry done. Removing it twice is harmless.
@@ -788,33 +1162,32 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Moves a deployment's next tick (after a tick that changed nothing), or takes it
-    /// off the active index when nothing can change any more.
+    /// Sets a deployment's next tick to `at`, or takes it off the active index (`None`),
+    /// unless it was written since `version`: that write scheduled it.
     pub async fn reschedule(
         &self,
-        state: &Deployment,
+        id: &str,
         version: u64,
-        outbox_pending: bool,
-        now: Millis,
+        at: Option<Millis>,
     ) -> Result<(), StoreError> {
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(keys::deployment(&state.deployment_id)))
+            .key("pk", s(keys::deployment(id)))
             .key("sk", s(keys::DEPLOYMENT_SK))
             .condition_expression("#version = :expected")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":expected", n(version));
-        request = match wakeup(state, outbox_pending, now) {
+        request = match at {
             Some(at) => request
-                .update_expression("SET wakeupAt = :wakeup")
+                .update_expression("SET activeKey = :active, wakeupAt = :wakeup")
+                .expression_attribute_values(":active", s("ACTIVE"))
                 .expression_attribute_values(":wakeup", n(at)),
             None => request.update_expression("REMOVE activeKey, wakeupAt"),
         };
         match request.send().await {
             Ok(_) => Ok(()),
-            // Someone wrote in between; their write scheduled it.
             Err(error) => match classify(error, String::new) {
                 StoreError::Conflict(_) => Ok(()),
                 other => Err(other),
@@ -934,89 +1307,4 @@ fn deployment_id_of(item: &Item) -> Option<String> {
     text(item, "pk")
         .and_then(|pk| pk.strip_prefix("DEPLOYMENT#"))
         .map(str::to_owned)
-}
-
-/// What one successful application of inputs did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Applied<S> {
-    /// The effects of the write that won, and no other; empty when nothing changed.
-    pub effects: Vec<Effect>,
-    pub record: DeploymentRecord<S>,
-    /// The outbox entry holding `effects`, to clear once they are carried out.
-    pub outbox_entry: Option<u64>,
-}
-
-/// Applies inputs to a stored deployment with optimistic concurrency: load, apply, and
-/// write back only if the state changed, on the condition that nobody wrote in between;
-/// on a conflict, start over from the fresh state. Concurrent invocations with the same
-/// report therefore count it once, and a batch is dispatched once. An input the state
-/// machine refuses is skipped and returned, so one bad report does not block the rest.
-pub async fn apply<S: DeserializeOwned>(
-    store: &DynamoStore,
-    deployment_id: &str,
-    inputs: &[gantry_core::deployment::Input],
-    now: Millis,
-    max_attempts: u32,
-) -> Result<
-    (
-        Applied<S>,
-        Vec<(usize, gantry_core::deployment::ApplyError)>,
-    ),
-    StoreError,
-> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut record: DeploymentRecord<S> = store.load_deployment(deployment_id).await?;
-        let before = record.state.clone();
-        let mut effects = Vec::new();
-        let mut refused = Vec::new();
-        for (index, input) in inputs.iter().enumerate() {
-            match record.state.apply(input.clone()) {
-                Ok(more) => effects.extend(more),
-                Err(error) => refused.push((index, error)),
-            }
-        }
-        if record.state == before {
-            return Ok((
-                Applied {
-                    effects: Vec::new(),
-                    record,
-                    outbox_entry: None,
-                },
-                refused,
-            ));
-        }
-        let pending = !record.outbox.is_empty();
-        match store
-            .save_deployment(&record.state, record.version, &effects, pending, now)
-            .await
-        {
-            Ok(version) => {
-                record.version = version;
-                let outbox_entry = (!effects.is_empty()).then_some(version);
-                if let Some(entry) = outbox_entry {
-                    record.outbox.insert(
-                        entry,
-                        OutboxEntry {
-                            effects: effects.clone(),
-                            at: now,
-                        },
-                    );
-                }
-                return Ok((
-                    Applied {
-                        effects,
-                        record,
-                        outbox_entry,
-                    },
-                    refused,
-                ));
-            }
-            Err(StoreError::Conflict(message)) if attempt < max_attempts => {
-                tracing::debug!(%deployment_id, attempt, %message, "lost a write race; retrying");
-            }
-            Err(error) => return Err(error),
-        }
-    }
 }

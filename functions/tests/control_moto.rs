@@ -1318,29 +1318,172 @@ async fn auto_scaling_groups_need_a_lifecycle_queue() {
     assert!(error.message.starts_with("autoScalingGroups"), "{error}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_group_larger_than_one_deployment_holds_is_refused_before_anything_starts() {
-    let fx = Fixture::start().await;
-    let names: Vec<String> = (0..=gantry_core::deployment::MAX_TARGETS)
-        .map(|index| format!("web-{index:03}"))
+/// Registers `count` on-premises hosts tagged for the fixture's groups, several at once.
+async fn register_fleet(fx: &Fixture, count: usize) -> Vec<String> {
+    let names: Vec<String> = (0..count).map(|index| format!("host-{index:05}")).collect();
+    for chunk in names.chunks(50) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in chunk {
+            let control = Arc::clone(&fx.control);
+            let input = json!({"operation": "RegisterOnPremisesInstance", "input": {"instanceName": name, "iamSessionArn": "arn:aws:sts::123456789012:assumed-role/host/x"}});
+            tasks.spawn(async move { api::invoke(&control, "api", input).await });
+        }
+        while let Some(result) = tasks.join_next().await {
+            result.unwrap().expect("register");
+        }
+    }
+    for zone in 0..2 {
+        let members: Vec<&String> = names.iter().skip(zone).step_by(2).collect();
+        for chunk in members.chunks(100) {
+            fx.ok(
+                "AddTagsToOnPremisesInstances",
+                json!({
+                    "instanceNames": chunk,
+                    "tags": [
+                        {"Key": "role", "Value": "web"},
+                        {"Key": "gantry:availability-zone", "Value": format!("zone-{zone}")},
+                    ],
+                }),
+            )
+            .await;
+        }
+    }
+    names
+}
+
+/// One host's reports as the agent sends them: arrays of up to ten per message.
+fn batched_reports(deployment_id: &str, host: &str) -> Vec<String> {
+    let reports: Vec<Value> = host_reports(deployment_id, host, None)
+        .iter()
+        .map(|body| serde_json::from_str(body).unwrap())
         .collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    fx.hosts(&names).await;
+    reports
+        .chunks(10)
+        .map(|chunk| Value::Array(chunk.to_vec()).to_string())
+        .collect()
+}
+
+/// Plays every host of a fleet until the deployment ends: reads each host's queue, and
+/// answers each command with the host's reports, delivered to batch-advance in SQS
+/// batches of ten messages. With `shuffle`, each round's messages are shuffled and a
+/// third of them delivered twice. Returns the final `deploymentInfo`.
+async fn play_fleet(fx: &Fixture, id: &str, hosts: &[String], shuffle: bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut answered = std::collections::BTreeSet::new();
+    loop {
+        let info = fx.deployment(id).await;
+        let status = info["status"].as_str().unwrap().to_owned();
+        if status != "InProgress" && status != "Created" {
+            return info;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} is still {status}: {info}"
+        );
+        // Read every unanswered host's queue, a few dozen at once.
+        let mut commanded = Vec::new();
+        let waiting: Vec<&String> = hosts.iter().filter(|h| !answered.contains(*h)).collect();
+        for chunk in waiting.chunks(64) {
+            let mut tasks = tokio::task::JoinSet::new();
+            for host in chunk {
+                let sqs = fx.sqs.clone();
+                let queues = fx.control.queues.clone();
+                let host = (*host).clone();
+                tasks.spawn(async move {
+                    let url = queues.url(&host).await.unwrap();
+                    let received = sqs
+                        .receive_message()
+                        .queue_url(&url)
+                        .max_number_of_messages(10)
+                        .send()
+                        .await
+                        .unwrap();
+                    let found = !received.messages().is_empty();
+                    for message in received.messages() {
+                        sqs.delete_message()
+                            .queue_url(&url)
+                            .receipt_handle(message.receipt_handle().unwrap())
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                    found.then_some(host)
+                });
+            }
+            while let Some(result) = tasks.join_next().await {
+                commanded.extend(result.unwrap());
+            }
+        }
+        let mut bodies: Vec<String> = Vec::new();
+        for host in &commanded {
+            answered.insert(host.clone());
+            bodies.extend(batched_reports(id, host));
+        }
+        if shuffle && !bodies.is_empty() {
+            let again: Vec<String> = bodies.iter().step_by(3).cloned().collect();
+            bodies.extend(again);
+            for i in (1..bodies.len()).rev() {
+                let j = (next() % (i as u64 + 1)) as usize;
+                bodies.swap(i, j);
+            }
+        }
+        for chunk in bodies.chunks(10) {
+            let failed = fx.deliver(chunk.to_vec()).await;
+            assert!(failed.is_empty(), "reports refused: {failed:?}");
+        }
+    }
+}
+
+async fn deploy_to_fleet(hosts: usize, config: &str, shuffle: bool) {
+    let fx = Fixture::start().await;
+    let names = register_fleet(&fx, hosts).await;
     fx.upload("v1.tgz", &good_bundle("1")).await;
-    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
-        .await;
-    let error = fx.deploy("web", "v1.tgz").await.unwrap_err();
-    assert_eq!(error.code, "InstanceLimitExceededException");
-    assert!(
-        error.message.contains("resolves to 151 instances"),
-        "{}",
-        error.message
-    );
+    fx.group("web", config, json!({})).await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    let info = play_fleet(&fx, &id, &names, shuffle).await;
+    assert_eq!(info["status"], "Succeeded", "{info}");
+    assert_eq!(info["deploymentOverview"]["Succeeded"], hosts, "{info}");
     let listed = fx
+        .ok("ListDeploymentTargets", json!({"deploymentId": id}))
+        .await;
+    assert_eq!(listed["targetIds"].as_array().unwrap().len(), hosts);
+    let sample: Vec<&String> = names.iter().step_by((hosts / 7).max(1)).collect();
+    let targets = fx
         .ok(
-            "ListDeployments",
-            json!({"applicationName": APP, "deploymentGroupName": "web"}),
+            "BatchGetDeploymentTargets",
+            json!({"deploymentId": id, "targetIds": sample}),
         )
         .await;
-    assert_eq!(listed["deployments"], json!([]), "nothing was created");
+    for target in targets["deploymentTargets"].as_array().unwrap() {
+        let target = &target["instanceTarget"];
+        assert_eq!(target["status"], "Succeeded", "{target}");
+        let events = target["lifecycleEvents"].as_array().unwrap();
+        assert!(
+            events.iter().all(|e| e["status"] == "Succeeded"),
+            "{target}"
+        );
+    }
+}
+
+/// CodeDeploy takes 1,000 instances in one deployment; so does Gantry, and more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_hosts_all_at_once_succeed() {
+    deploy_to_fleet(1000, "CodeDeployDefault.AllAtOnce", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_hosts_one_at_a_time_succeed() {
+    deploy_to_fleet(50, "CodeDeployDefault.OneAtATime", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_at_once_with_reports_shuffled_and_duplicated_succeeds() {
+    deploy_to_fleet(200, "CodeDeployDefault.AllAtOnce", true).await;
 }

@@ -1,5 +1,5 @@
-//! The DynamoDB store against a real moto server: conditional writes, group locks, and
-//! concurrent appliers that must not count a report twice.
+//! The DynamoDB store against a real moto server: conditional writes, group locks, plan
+//! pages and host records, and concurrent appliers that must not count a report twice.
 
 use gantry_core::config::{ALL_AT_ONCE, DeploymentConfig};
 use gantry_core::deployment::{
@@ -8,7 +8,8 @@ use gantry_core::deployment::{
 use gantry_core::lifecycle;
 use gantry_core::planner::{self, Standing, Target};
 use gantry_core::wire::{Diagnostics, ErrorCode, EventStatus, Report, SCHEMA_VERSION};
-use gantry_functions::store::{self, DynamoStore, StoreError};
+use gantry_functions::advance;
+use gantry_functions::store::{DynamoStore, StoreError};
 use gantry_tests::moto::Moto;
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ async fn store(moto: &Moto) -> DynamoStore {
     store
 }
 
-fn deployment(id: &str, hosts: usize) -> Deployment {
+fn ordered(hosts: usize) -> Vec<Target> {
     let targets: Vec<Target> = (0..hosts)
         .map(|index| Target {
             instance_id: format!("i-{index:03}"),
@@ -27,6 +28,10 @@ fn deployment(id: &str, hosts: usize) -> Deployment {
             standing: Standing::Old,
         })
         .collect();
+    planner::order(targets)
+}
+
+fn deployment(id: &str, hosts: usize) -> Deployment {
     let plan = DeploymentConfig::predefined(ALL_AT_ONCE)
         .unwrap()
         .health_plan(hosts as u32)
@@ -36,7 +41,7 @@ fn deployment(id: &str, hosts: usize) -> Deployment {
         plan,
         None,
         Deadlines::default(),
-        planner::order(targets),
+        &ordered(hosts),
         &lifecycle::in_place(false),
         false,
         false,
@@ -81,13 +86,14 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
         .await
         .unwrap();
     let deployment = deployment("d-STORE0001", 2);
+    let plan = ordered(2);
     store
-        .create_deployment("app", "group", &spec(), &deployment, &[], false, 0)
+        .create_deployment("app", "group", &spec(), &deployment, &plan, &[], false, 0)
         .await
         .unwrap();
     assert!(matches!(
         store
-            .create_deployment("app", "group", &spec(), &deployment, &[], false, 0)
+            .create_deployment("app", "group", &spec(), &deployment, &plan, &[], false, 0)
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -96,17 +102,21 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
     assert_eq!(loaded.version, 1);
     assert_eq!(loaded.state, deployment);
     assert_eq!(loaded.spec, spec());
+    assert_eq!(store.plan("d-STORE0001").await.unwrap(), plan);
 
-    let mut changed = loaded.state.clone();
-    let effects = changed.apply(Input::Start { now: 1 }).unwrap();
+    let mut changed = loaded.clone();
+    let effects = changed
+        .state
+        .apply(Input::Start { now: 1 }, &mut [])
+        .unwrap();
     assert_eq!(
         store
-            .save_deployment(&changed, 1, &effects, false, 1)
+            .save_changes(&changed, true, &effects, &[], 1)
             .await
             .unwrap(),
         2
     );
-    let stale = store.save_deployment(&changed, 1, &effects, false, 1).await;
+    let stale = store.save_changes(&changed, true, &effects, &[], 1).await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     let reloaded = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
     assert_eq!(reloaded.state.status, DeploymentStatus::InProgress);
@@ -127,6 +137,51 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
         store.load_deployment::<Spec>("d-NOSUCH001").await,
         Err(StoreError::NotFound(_))
     ));
+
+    // Host records: created once, each write conditional on the version read.
+    let host = reloaded.state.dispatched_target(plan[1].clone(), 1, 5);
+    store
+        .create_targets("d-STORE0001", vec![host.clone()])
+        .await
+        .unwrap();
+    let mut later = host.clone();
+    later.dispatched_at = Some(99);
+    store
+        .create_targets("d-STORE0001", vec![later.clone()])
+        .await
+        .unwrap();
+    let ids = vec![host.target.instance_id.clone()];
+    let stored = store.load_targets("d-STORE0001", &ids).await.unwrap();
+    assert_eq!(
+        stored[&ids[0]].value, host,
+        "a dispatch run again keeps the record"
+    );
+    assert_eq!(stored[&ids[0]].version, 1);
+    assert_eq!(
+        store
+            .overdue_targets("d-STORE0001", 5 + Deadlines::default().start_ms, 10)
+            .await
+            .unwrap(),
+        ids,
+        "a deploying host is on the due index at its deadline"
+    );
+    assert!(
+        store
+            .overdue_targets("d-STORE0001", 5, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let record = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
+    store
+        .save_changes(&record, false, &[], &[(&later, 1)], 6)
+        .await
+        .unwrap();
+    let stale = store
+        .save_changes(&record, false, &[], &[(&later, 1)], 6)
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert_eq!(store.targets("d-STORE0001").await.unwrap(), vec![later]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,11 +195,11 @@ async fn one_active_deployment_per_group() {
     let first = deployment("d-LOCK00001", 1);
     let second = deployment("d-LOCK00002", 1);
     store
-        .create_deployment("app", "g-1", &spec(), &first, &[], true, 0)
+        .create_deployment("app", "g-1", &spec(), &first, &ordered(1), &[], true, 0)
         .await
         .unwrap();
     let refused = store
-        .create_deployment("app", "g-1", &spec(), &second, &[], true, 0)
+        .create_deployment("app", "g-1", &spec(), &second, &ordered(1), &[], true, 0)
         .await;
     assert!(
         matches!(&refused, Err(StoreError::Conflict(message)) if message.contains("g-1")),
@@ -178,7 +233,7 @@ async fn one_active_deployment_per_group() {
         "releasing twice is a no-op"
     );
     store
-        .create_deployment("app", "g-1", &spec(), &second, &[], true, 0)
+        .create_deployment("app", "g-1", &spec(), &second, &ordered(1), &[], true, 0)
         .await
         .unwrap();
     let group = store
@@ -203,24 +258,32 @@ async fn concurrent_appliers_count_each_report_once() {
             "group",
             &spec(),
             &deployment(id, hosts),
+            &ordered(hosts),
             &[],
             false,
             0,
         )
         .await
         .unwrap();
-    let (started, _) = store::apply::<Spec>(&store, id, &[Input::Start { now: 1 }], 1, 10)
+    let started = advance::apply::<Spec>(&store, id, &[Input::Start { now: 1 }], 1, 10)
         .await
         .unwrap();
-    let dispatched: Vec<String> = started
-        .effects
-        .iter()
-        .flat_map(|effect| match effect {
-            Effect::Dispatch { instance_ids } => instance_ids.clone(),
-            _ => Vec::new(),
+    assert_eq!(
+        started.effects.last(),
+        Some(&Effect::Dispatch {
+            first: 0,
+            count: hosts as u32
         })
+    );
+    // What the dispatch effect does first: the hosts' records.
+    let plan = store.plan_slice(id, 0, hosts as u32).await.unwrap();
+    assert_eq!(plan, ordered(hosts));
+    let records = plan
+        .into_iter()
+        .zip(0..)
+        .map(|(target, index)| started.record.state.dispatched_target(target, index, 1))
         .collect();
-    assert_eq!(dispatched.len(), hosts);
+    store.create_targets(id, records).await.unwrap();
 
     let all: Vec<Report> = (0..hosts)
         .flat_map(|i| reports(id, &format!("i-{i:03}")))
@@ -236,7 +299,7 @@ async fn concurrent_appliers_count_each_report_once() {
         tasks.push(tokio::spawn(async move {
             let mut effects = Vec::new();
             for report in mine {
-                let (applied, refused) = store::apply::<Spec>(
+                let applied = advance::apply::<Spec>(
                     &store,
                     id,
                     &[Input::Report { report, now: 200 }],
@@ -245,7 +308,7 @@ async fn concurrent_appliers_count_each_report_once() {
                 )
                 .await
                 .expect("apply");
-                assert!(refused.is_empty());
+                assert!(applied.refused.is_empty(), "{:?}", applied.refused);
                 effects.extend(applied.effects);
             }
             effects
@@ -274,4 +337,11 @@ async fn concurrent_appliers_count_each_report_once() {
     let stored = store.load_deployment::<Spec>(id).await.unwrap();
     assert_eq!(stored.state.status, DeploymentStatus::Succeeded);
     assert_eq!(stored.state.counts().succeeded, hosts as u32);
+    let records = store.targets(id).await.unwrap();
+    assert_eq!(records.len(), hosts);
+    assert!(
+        records
+            .iter()
+            .all(|t| t.events.iter().all(|e| e.status == EventStatus::Succeeded))
+    );
 }

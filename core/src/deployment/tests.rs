@@ -269,13 +269,22 @@ fn success_records_the_revision_and_releases_the_lock() {
 #[test]
 fn a_launch_deployment_answers_its_lifecycle_action() {
     for (fail, proceed) in [(None, true), (Some(3), false)] {
-        let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(1, 1, Standing::Unknown));
+        let mut d = deployment(
+            crate::config::ONE_AT_A_TIME,
+            targets(1, 1, Standing::Unknown),
+        );
         d.d.completes_launch = true;
         let ids = d.start(0);
         let effects = d.deliver(host_reports(&ids[0], fail, 1));
-        assert!(has(&effects, &Effect::CompleteLaunch { proceed }), "{effects:?}");
+        assert!(
+            has(&effects, &Effect::CompleteLaunch { proceed }),
+            "{effects:?}"
+        );
     }
-    let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(2, 1, Standing::Unknown));
+    let mut d = deployment(
+        crate::config::ONE_AT_A_TIME,
+        targets(2, 1, Standing::Unknown),
+    );
     d.d.completes_launch = true;
     d.start(0);
     let effects = d
@@ -307,10 +316,18 @@ fn one_at_a_time_fails_on_the_first_failure_and_rolls_back() {
             .iter()
             .all(|e| e.status == EventStatus::Skipped)
     );
-    let never_sent = d.all_targets().into_iter().filter(|t| t.target.instance_id != ids[0]);
+    let never_sent = d
+        .all_targets()
+        .into_iter()
+        .filter(|t| t.target.instance_id != ids[0]);
     for target in never_sent {
         assert_eq!(target.status, TargetStatus::Skipped);
-        assert!(target.events.iter().all(|e| e.status == EventStatus::Skipped));
+        assert!(
+            target
+                .events
+                .iter()
+                .all(|e| e.status == EventStatus::Skipped)
+        );
     }
 }
 
@@ -582,7 +599,10 @@ fn zones_keep_their_own_health_order_and_limits() {
         let effects = d.deliver(host_reports(&running[0], None, 1));
         running = d.dispatched(&effects);
     }
-    assert_eq!(order, vec!["i-004", "i-000", "i-002", "i-001", "i-003", "i-005"]);
+    assert_eq!(
+        order,
+        vec!["i-004", "i-000", "i-002", "i-001", "i-003", "i-005"]
+    );
     assert_eq!(d.d.status, DeploymentStatus::Succeeded);
 }
 
@@ -663,14 +683,16 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             ),
             proptest::collection::vec(any::<u32>(), 400),
         )
-            .prop_map(|(standings, zones, zonal, rule, outcomes, choices)| Scenario {
-                standings,
-                zones,
-                zonal,
-                rule,
-                outcomes,
-                choices,
-            })
+            .prop_map(
+                |(standings, zones, zonal, rule, outcomes, choices)| Scenario {
+                    standings,
+                    zones,
+                    zonal,
+                    rule,
+                    outcomes,
+                    choices,
+                },
+            )
     })
 }
 
@@ -738,9 +760,15 @@ fn run(s: &Scenario, mut d: Sim, shuffle: bool) -> Result<Sim, TestCaseError> {
         prop_assert_eq!(counts.in_progress, count(TargetStatus::InProgress));
         prop_assert_eq!(counts.succeeded, count(TargetStatus::Succeeded));
         prop_assert_eq!(counts.failed, count(TargetStatus::Failed));
-        prop_assert_eq!(counts.pending + counts.skipped, count(TargetStatus::Pending) + count(TargetStatus::Skipped));
+        prop_assert_eq!(
+            counts.pending + counts.skipped,
+            count(TargetStatus::Pending) + count(TargetStatus::Skipped)
+        );
         if !sent.is_empty() {
-            prop_assert!(counts.in_progress <= d.d.plan.batch_size, "batch size broken");
+            prop_assert!(
+                counts.in_progress <= d.d.plan.batch_size,
+                "batch size broken"
+            );
             let healthy = targets
                 .iter()
                 .filter(|t| match t.status {

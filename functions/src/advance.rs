@@ -1,0 +1,215 @@
+//! Applying inputs to a stored deployment: the one place a deployment's state changes.
+//!
+//! Load the summary and the records of the hosts the inputs concern, apply the inputs
+//! with gantry-core, and write back what changed in one transaction on the condition
+//! that nobody wrote it in between; on a conflict, start over from the fresh state.
+//! Concurrent invocations with the same report therefore count it once, and a batch is
+//! dispatched once. An input the state machine refuses is skipped and returned, so one
+//! bad report does not block the rest.
+
+use crate::store::{DeploymentRecord, DynamoStore, OutboxEntry, StoreError, Versioned};
+use gantry_core::deployment::{ApplyError, Effect, Input, Millis, TargetState};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Hosts one application may touch: a transaction holds them and the summary.
+const HOSTS_PER_APPLICATION: usize = 50;
+
+/// What one successful application of inputs did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied<S> {
+    /// The effects of the write that won, and no other; empty when nothing changed.
+    pub effects: Vec<Effect>,
+    pub record: DeploymentRecord<S>,
+    /// The outbox entry holding `effects`, to clear once they are carried out.
+    pub outbox_entry: Option<u64>,
+    /// Inputs the state machine refused, by index, with why.
+    pub refused: Vec<(usize, ApplyError)>,
+    /// Host records written.
+    pub hosts_written: usize,
+}
+
+/// The hosts an input concerns, beyond those a tick finds overdue.
+fn reporting_host(input: &Input) -> Option<&str> {
+    match input {
+        Input::Report { report, .. } => Some(&report.instance_id),
+        _ => None,
+    }
+}
+
+/// Splits inputs into runs that each touch at most [`HOSTS_PER_APPLICATION`] hosts, so
+/// that each run's write fits one transaction.
+pub fn chunks(inputs: &[Input]) -> Vec<&[Input]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut hosts = BTreeSet::new();
+    for (index, input) in inputs.iter().enumerate() {
+        if let Some(host) = reporting_host(input)
+            && hosts.insert(host)
+            && hosts.len() > HOSTS_PER_APPLICATION
+        {
+            runs.push(&inputs[start..index]);
+            start = index;
+            hosts = BTreeSet::from([host]);
+        }
+    }
+    runs.push(&inputs[start..]);
+    runs
+}
+
+/// Applies `inputs` (touching at most [`HOSTS_PER_APPLICATION`] hosts; see [`chunks`]) to
+/// a stored deployment. A tick among them fails up to that many overdue hosts; the caller
+/// ticks again while it keeps finding some.
+pub async fn apply<S: DeserializeOwned>(
+    store: &DynamoStore,
+    deployment_id: &str,
+    inputs: &[Input],
+    now: Millis,
+    max_attempts: u32,
+) -> Result<Applied<S>, StoreError> {
+    let ticks = inputs
+        .iter()
+        .any(|input| matches!(input, Input::Tick { .. }));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut record: DeploymentRecord<S> = store.load_deployment(deployment_id).await?;
+        let overdue = if ticks {
+            store
+                .overdue_targets(deployment_id, now, HOSTS_PER_APPLICATION as i32)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let wanted: Vec<String> = inputs
+            .iter()
+            .filter_map(reporting_host)
+            .map(str::to_owned)
+            .chain(overdue.iter().cloned())
+            .collect();
+        let mut hosts = store.load_targets(deployment_id, &wanted).await?;
+        let before = record.state.clone();
+        let mut effects = Vec::new();
+        let mut refused = Vec::new();
+        let mut changed: BTreeMap<String, TargetState> = BTreeMap::new();
+        for (index, input) in inputs.iter().enumerate() {
+            let ids: Vec<&String> = match input {
+                Input::Report { report, .. } => vec![&report.instance_id],
+                Input::Tick { .. } => overdue.iter().collect(),
+                Input::Start { .. } | Input::Stop { .. } => Vec::new(),
+            };
+            let mut touched: Vec<TargetState> = ids
+                .iter()
+                .filter_map(|id| {
+                    changed
+                        .get(*id)
+                        .or_else(|| hosts.get(*id).map(|host| &host.value))
+                        .cloned()
+                })
+                .collect();
+            match record.state.apply(input.clone(), &mut touched) {
+                Ok(more) => effects.extend(more),
+                Err(error) => refused.push((index, error)),
+            }
+            for target in touched {
+                changed.insert(target.target.instance_id.clone(), target);
+            }
+        }
+        changed.retain(|id, target| hosts.get(id).is_none_or(|host| &host.value != target));
+        let summary_changed = record.state != before;
+        if !summary_changed && changed.is_empty() {
+            return Ok(Applied {
+                effects: Vec::new(),
+                record,
+                outbox_entry: None,
+                refused,
+                hosts_written: 0,
+            });
+        }
+        let writes: Vec<(&TargetState, u64)> = changed
+            .values()
+            .map(|target| {
+                let version = hosts
+                    .get(&target.target.instance_id)
+                    .map_or(0, |host| host.version);
+                (target, version)
+            })
+            .collect();
+        match store
+            .save_changes(&record, summary_changed, &effects, &writes, now)
+            .await
+        {
+            Ok(version) => {
+                let hosts_written = writes.len();
+                record.version = version;
+                let outbox_entry = (summary_changed && !effects.is_empty()).then_some(version);
+                if let Some(entry) = outbox_entry {
+                    record.outbox.insert(
+                        entry,
+                        OutboxEntry {
+                            effects: effects.clone(),
+                            at: now,
+                        },
+                    );
+                }
+                for (id, target) in changed {
+                    let version = hosts.get(&id).map_or(0, |host| host.version) + 1;
+                    hosts.insert(
+                        id,
+                        Versioned {
+                            value: target,
+                            version,
+                        },
+                    );
+                }
+                return Ok(Applied {
+                    effects,
+                    record,
+                    outbox_entry,
+                    refused,
+                    hosts_written,
+                });
+            }
+            Err(StoreError::Conflict(message)) if attempt < max_attempts => {
+                tracing::debug!(%deployment_id, attempt, %message, "lost a write race; retrying");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_core::lifecycle::LifecycleEvent;
+    use gantry_core::wire::{EventStatus, Report, SCHEMA_VERSION};
+
+    fn report(instance: usize) -> Input {
+        Input::Report {
+            report: Report {
+                schema_version: SCHEMA_VERSION,
+                deployment_id: "d-CHUNK0001".into(),
+                instance_id: format!("i-{instance:03}"),
+                lifecycle_event: LifecycleEvent::Install,
+                status: EventStatus::Succeeded,
+                start_time: 1,
+                end_time: Some(2),
+                diagnostics: None,
+            },
+            now: 3,
+        }
+    }
+
+    #[test]
+    fn runs_touch_at_most_fifty_hosts_and_keep_order() {
+        // 120 reports from 60 hosts, each host twice in a row.
+        let inputs: Vec<Input> = (0..120).map(|i| report(i / 2)).collect();
+        let runs = chunks(&inputs);
+        assert_eq!(
+            runs.iter().map(|run| run.len()).collect::<Vec<_>>(),
+            [100, 20]
+        );
+        assert_eq!(runs.concat(), inputs);
+        assert_eq!(chunks(&[Input::Tick { now: 1 }]).len(), 1);
+    }
+}
