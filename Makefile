@@ -17,6 +17,13 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# One build for `make test` and `make demo`: the same packages, targets and profile, so
+# cargo unifies dependency features the same way and either command reuses what the
+# other built (after `make test`, `make demo` compiles none of the 309 crates). Building
+# only the demo's binaries (`-p gantry-cli -p gantry-local -p gantry-agent`, or
+# `--workspace` without `--all-targets`) leaves out the dev-dependencies, which turn on
+# features of getrandom, num-traits and regex-syntax: 41 dependencies, every AWS SDK
+# crate among them, would compile a second time.
 build:
 	$(CARGO) build --workspace --all-targets
 
@@ -51,8 +58,8 @@ bench-fleet: venv
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/fleet.py
 
 # A live deployment across four local hosts, a failure and its rollback (demo/run.sh).
-demo: venv
-	$(CARGO) build -p gantry-cli -p gantry-local -p gantry-agent
+# It uses `make build`'s artifacts: after `make test` it builds nothing, and the other way round.
+demo: venv build
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) demo/run.sh
 
 # Release artifacts in dist/: the agent and the Lambda functions.
