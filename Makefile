@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo bench bench-agent bench-control-plane bench-fleet package package-agent package-lambdas clean
+.PHONY: all test lint venv build demo bench bench-agent bench-control-plane bench-fleet bench-scale package package-agent package-lambdas clean
 
 all: test
 
@@ -43,7 +43,7 @@ lint: venv
 	$(VENV)/bin/cfn-lint template.yaml
 
 # Benchmarks measure; they never run in `make test`. Results land in bench/results/.
-bench: bench-agent bench-control-plane bench-fleet
+bench: bench-agent bench-control-plane bench-fleet bench-scale
 
 bench-agent: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
@@ -56,6 +56,10 @@ bench-control-plane: venv
 bench-fleet: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/fleet.py
+
+bench-scale: venv
+	$(CARGO) build --release -p gantry-local -p gantry-agent
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/scale.py
 
 # A live deployment across four local hosts, a failure and its rollback (demo/run.sh).
 # It uses `make build`'s artifacts: after `make test` it builds nothing, and the other way round.

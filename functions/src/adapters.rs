@@ -1,9 +1,10 @@
 //! Adapters for SQS (host command queues), SNS (trigger notifications), S3 (revision
-//! bundles) and the fleet (on-premises instances, EC2 tags, Auto Scaling groups).
+//! bundles), the fleet (on-premises instances, EC2 tags, Auto Scaling groups) and Auto
+//! Scaling lifecycle hooks.
 //! Each maps SDK errors to [`ApiError`]s that say what failed.
 
 use crate::error::ApiError;
-use crate::model::{OnPremisesInstance, RevisionRecord, ZONE_TAG, seconds};
+use crate::model::{LifecycleAction, OnPremisesInstance, RevisionRecord, ZONE_TAG, seconds};
 use crate::store::{DynamoStore, keys};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use gantry_core::bundle::{self, BundleType, Limits};
@@ -453,4 +454,133 @@ pub async fn register(
         )
         .await?;
     Ok(record)
+}
+
+/// The launch transition lifecycle hooks watch.
+pub const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
+
+/// The name of a group's launch hook on each of its Auto Scaling groups.
+pub fn hook_name(deployment_group_id: &str) -> String {
+    format!("gantry-{deployment_group_id}")
+}
+
+/// Auto Scaling's side: hooks, the launching instance, completing the action.
+#[derive(Clone)]
+pub struct LifecycleHooks {
+    client: aws_sdk_autoscaling::Client,
+}
+
+fn autoscaling_failure(operation: &str, error: impl std::error::Error) -> ApiError {
+    ApiError::internal(format!(
+        "Auto Scaling {operation}: {}",
+        DisplayErrorContext(error)
+    ))
+}
+
+impl LifecycleHooks {
+    pub fn new(client: aws_sdk_autoscaling::Client) -> Self {
+        Self { client }
+    }
+
+    /// Puts (or updates) the launch hook. ABANDON is the default result: an instance
+    /// nobody deployed to must not go into service.
+    pub async fn put(
+        &self,
+        auto_scaling_group: &str,
+        hook: &str,
+        queue_arn: &str,
+        role_arn: &str,
+        metadata: &str,
+    ) -> Result<(), ApiError> {
+        self.client
+            .put_lifecycle_hook()
+            .auto_scaling_group_name(auto_scaling_group)
+            .lifecycle_hook_name(hook)
+            .lifecycle_transition(LAUNCHING)
+            .notification_target_arn(queue_arn)
+            .role_arn(role_arn)
+            .notification_metadata(metadata)
+            .heartbeat_timeout(3600)
+            .default_result("ABANDON")
+            .send()
+            .await
+            .map_err(|error| autoscaling_failure("PutLifecycleHook", error))?;
+        Ok(())
+    }
+
+    /// Deletes the hook; one already gone is fine.
+    pub async fn delete(&self, auto_scaling_group: &str, hook: &str) -> Result<(), ApiError> {
+        match self
+            .client
+            .delete_lifecycle_hook()
+            .auto_scaling_group_name(auto_scaling_group)
+            .lifecycle_hook_name(hook)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 400) =>
+            {
+                tracing::info!(auto_scaling_group, hook, "lifecycle hook already gone");
+                Ok(())
+            }
+            Err(error) => Err(autoscaling_failure("DeleteLifecycleHook", error)),
+        }
+    }
+
+    /// The instance in its Auto Scaling group, whatever its lifecycle state (a launching
+    /// one is Pending:Wait), or None when it is gone.
+    pub async fn instance(
+        &self,
+        auto_scaling_group: &str,
+        instance_id: &str,
+    ) -> Result<Option<Host>, ApiError> {
+        let found = self
+            .client
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(auto_scaling_group)
+            .send()
+            .await
+            .map_err(|error| autoscaling_failure("DescribeAutoScalingGroups", error))?;
+        Ok(found
+            .auto_scaling_groups()
+            .iter()
+            .flat_map(|group| group.instances())
+            .find(|instance| instance.instance_id() == Some(instance_id))
+            .map(|instance| Host {
+                instance_id: instance_id.to_owned(),
+                zone: instance.availability_zone().map(str::to_owned),
+            }))
+    }
+
+    /// CompleteLifecycleAction. An action that is no longer pending (completed before,
+    /// or timed out) is done, not an error: there is nothing left to complete.
+    pub async fn complete(&self, action: &LifecycleAction, result: &str) -> Result<(), ApiError> {
+        match self
+            .client
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(&action.auto_scaling_group_name)
+            .lifecycle_hook_name(&action.lifecycle_hook_name)
+            .lifecycle_action_token(&action.lifecycle_action_token)
+            .instance_id(&action.instance_id)
+            .lifecycle_action_result(result)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .and_then(|e| e.meta().code())
+                    .is_some_and(|code| code == "ValidationError") =>
+            {
+                tracing::warn!(error = %DisplayErrorContext(&error), "lifecycle action no longer pending");
+                Ok(())
+            }
+            Err(error) => Err(autoscaling_failure("CompleteLifecycleAction", error)),
+        }
+    }
 }

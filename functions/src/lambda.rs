@@ -1,9 +1,9 @@
 //! The wiring every Lambda `main` shares: JSON tracing, settings from the environment,
 //! one `SdkConfig` and one set of clients per execution environment, then the runtime.
 
-use crate::api;
 use crate::control::{ControlPlane, Settings};
 use crate::error::ApiError;
+use crate::handlers;
 use std::sync::Arc;
 
 impl From<ApiError> for lambda_runtime::Diagnostic {
@@ -15,7 +15,7 @@ impl From<ApiError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// Runs `function` (one of [`api::FUNCTIONS`]) under the Lambda runtime.
+/// Runs `function` (one of [`handlers::FUNCTIONS`]) under the Lambda runtime.
 pub async fn run(function: &'static str) -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt()
         .json()
@@ -35,7 +35,7 @@ pub async fn run(function: &'static str) -> Result<(), lambda_runtime::Error> {
             async move {
                 // Boxed: the handler's future is deep enough to exceed the compiler's
                 // type layout recursion limit inside the runtime's own futures.
-                Box::pin(api::invoke(&control, function, event.payload))
+                Box::pin(handlers::invoke(&control, function, event.payload))
                     .await
                     .map_err(lambda_runtime::Diagnostic::from)
             }

@@ -1,17 +1,25 @@
-//! Gantry's control plane: AWS adapters (DynamoDB, SQS, SNS, S3, EC2/Auto Scaling) and
-//! the Lambda handlers push, create-deployment, batch-advance, rollback and api.
+//! Gantry's control plane: the Lambda handlers and the AWS adapters they use.
 //!
-//! [`api::invoke`] is the one entry point: a function name and its payload in, CodeDeploy-
-//! shaped JSON or a CodeDeploy-named error out. The Lambda binaries and gantry-local
-//! both call it, so there is one code path for AWS and for a laptop.
+//! - [`handlers`]: one module per Lambda function (push, create-deployment,
+//!   batch-advance, rollback, autoscaling, api) and [`handlers::invoke`], the one entry
+//!   point the Lambda binaries and gantry-local share.
+//! - [`deploy`]: making deployments (CreateDeployment's planning, rollbacks).
+//! - [`effects`]: changing a deployment ([`effects::advance`]) and carrying out what the
+//!   state machine decided, in one place; [`advance`] is the optimistic write loop.
+//! - [`store`] (DynamoDB), [`adapters`] (SQS, SNS, S3, EC2, Auto Scaling), [`notify`]
+//!   (trigger messages), [`model`] (CodeDeploy's shapes), [`control`] (settings and
+//!   clients).
+//!
+//! The module graph runs one way: handlers → deploy/effects → store, adapters, notify.
 
 pub mod adapters;
 pub mod advance;
-pub mod api;
 pub mod control;
+pub mod deploy;
+pub mod effects;
 pub mod error;
+pub mod handlers;
 pub mod lambda;
-pub mod lifecycle;
 pub mod model;
 pub mod notify;
 pub mod store;

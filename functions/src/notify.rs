@@ -39,11 +39,10 @@ pub fn message(
     spec: &DeploymentSpec,
     state: &Deployment,
     event: NotificationEvent,
-    instance_id: Option<&str>,
-    target: Option<&TargetState>,
+    instance: Option<(&str, Option<&TargetState>)>,
 ) -> Value {
-    match instance_id {
-        Some(instance_id) => {
+    match instance {
+        Some((instance_id, target)) => {
             let events: Vec<Value> = target
                 .map(|target| {
                     target
@@ -143,8 +142,7 @@ pub async fn publish(
             spec,
             &record.state,
             event,
-            instance_id,
-            target,
+            instance_id.map(|id| (id, target)),
         );
         let subject = format!(
             "{}: Gantry {} in {} to {}",

@@ -5,9 +5,9 @@
 use aws_sdk_s3::primitives::ByteStream;
 use gantry_core::lifecycle::LifecycleEvent;
 use gantry_core::wire::Command;
-use gantry_functions::api;
 use gantry_functions::control::{ControlPlane, Settings};
 use gantry_functions::error::ApiError;
+use gantry_functions::handlers::{self, autoscaling};
 use gantry_tests::archive::{self, Entry};
 use gantry_tests::moto::Moto;
 use gantry_tests::reports::host_reports;
@@ -95,7 +95,7 @@ impl Fixture {
     }
 
     async fn call(&self, operation: &str, input: Value) -> Result<Value, ApiError> {
-        api::invoke(
+        handlers::invoke(
             &self.control,
             "api",
             json!({"operation": operation, "input": input}),
@@ -153,7 +153,7 @@ impl Fixture {
     }
 
     async fn deploy(&self, group: &str, key: &str) -> Result<String, ApiError> {
-        api::invoke(
+        handlers::invoke(
             &self.control,
             "create-deployment",
             json!({
@@ -216,9 +216,10 @@ impl Fixture {
                 json!({"messageId": format!("m-{id}"), "receiptHandle": "h", "body": body, "eventSource": "aws:sqs"})
             })
             .collect();
-        let response = api::invoke(&self.control, "batch-advance", json!({"Records": records}))
-            .await
-            .unwrap();
+        let response =
+            handlers::invoke(&self.control, "batch-advance", json!({"Records": records}))
+                .await
+                .unwrap();
         response["batchItemFailures"]
             .as_array()
             .unwrap()
@@ -264,7 +265,7 @@ const HOSTS: [&str; 4] = ["web-1", "web-2", "web-3", "web-4"];
 async fn push_accepts_a_good_bundle_and_refuses_a_bad_one_recording_nothing() {
     let fx = Fixture::start().await;
     fx.upload("good.tgz", &good_bundle("1")).await;
-    let pushed = api::invoke(
+    let pushed = handlers::invoke(
         &fx.control,
         "push",
         json!({"applicationName": APP, "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": "good.tgz", "bundleType": "tgz"}}}),
@@ -286,7 +287,7 @@ async fn push_accepts_a_good_bundle_and_refuses_a_bad_one_recording_nothing() {
         )],
     )
     .await;
-    let refused = api::invoke(
+    let refused = handlers::invoke(
         &fx.control,
         "push",
         json!({"applicationName": APP, "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": "bad.tgz", "bundleType": "tgz"}}}),
@@ -310,7 +311,7 @@ async fn push_accepts_a_good_bundle_and_refuses_a_bad_one_recording_nothing() {
         "{revisions}"
     );
 
-    let missing = api::invoke(
+    let missing = handlers::invoke(
         &fx.control,
         "push",
         json!({"applicationName": APP, "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": "nope.tgz", "bundleType": "tgz"}}}),
@@ -323,7 +324,7 @@ async fn push_accepts_a_good_bundle_and_refuses_a_bad_one_recording_nothing() {
         .await
         .unwrap_err();
     assert_eq!(unknown_app.code, "ApplicationDoesNotExistException");
-    let typo = api::invoke(
+    let typo = handlers::invoke(
         &fx.control,
         "push",
         json!({"applicationName": APP, "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": "good.tgz", "bundleType": "zap"}}}),
@@ -678,7 +679,7 @@ async fn a_silent_host_fails_after_its_deadline() {
             std::time::Instant::now() < deadline,
             "the host was never failed"
         );
-        api::invoke(
+        handlers::invoke(
             &fx.control,
             "batch-advance",
             json!({"source": "aws.events"}),
@@ -923,7 +924,7 @@ async fn bad_input_names_the_field() {
             "{operation} {input}: {error} does not name {field}"
         );
     }
-    let unknown = api::invoke(&fx.control, "deploy-everything", json!({}))
+    let unknown = handlers::invoke(&fx.control, "deploy-everything", json!({}))
         .await
         .unwrap_err();
     assert_eq!(unknown.code, "ResourceNotFoundException");
@@ -1077,7 +1078,7 @@ async fn lifecycle_event(fx: &Fixture, bodies: &[String]) -> Vec<String> {
         .enumerate()
         .map(|(index, body)| json!({"messageId": format!("m-{index}"), "body": body, "eventSource": "aws:sqs"}))
         .collect();
-    let output = api::invoke(&fx.control, "lifecycle", json!({"Records": records}))
+    let output = handlers::invoke(&fx.control, "lifecycle", json!({"Records": records}))
         .await
         .expect("lifecycle answers");
     output["batchItemFailures"]
@@ -1195,11 +1196,12 @@ async fn a_launching_instance_gets_the_last_successful_revision_and_completes_it
         })
         .to_string()
     };
-    let early = fx
-        .control
-        .handle_lifecycle_message(&launch(&first, "aaaaaaaa-0000-4000-8000-000000000001"))
-        .await
-        .unwrap_err();
+    let early = autoscaling::handle_message(
+        &fx.control,
+        &launch(&first, "aaaaaaaa-0000-4000-8000-000000000001"),
+    )
+    .await
+    .unwrap_err();
     assert!(early.message.contains("CompleteLifecycleAction"), "{early}");
     assert_eq!(
         group_deployments(&fx, "asg").await.len(),
@@ -1274,9 +1276,7 @@ async fn a_launching_instance_gets_the_last_successful_revision_and_completes_it
         serde_json::from_str::<Value>(&finished).unwrap(),
         json!({"gantryDeploymentFinished": launched})
     );
-    let completing = fx
-        .control
-        .handle_lifecycle_message(&finished)
+    let completing = autoscaling::handle_message(&fx.control, &finished)
         .await
         .unwrap_err();
     assert!(
@@ -1326,7 +1326,7 @@ async fn register_fleet(fx: &Fixture, count: usize) -> Vec<String> {
         for name in chunk {
             let control = Arc::clone(&fx.control);
             let input = json!({"operation": "RegisterOnPremisesInstance", "input": {"instanceName": name, "iamSessionArn": "arn:aws:sts::123456789012:assumed-role/host/x"}});
-            tasks.spawn(async move { api::invoke(&control, "api", input).await });
+            tasks.spawn(async move { handlers::invoke(&control, "api", input).await });
         }
         while let Some(result) = tasks.join_next().await {
             result.unwrap().expect("register");

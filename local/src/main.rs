@@ -9,8 +9,8 @@
 
 use anyhow::Context;
 use clap::Parser;
-use gantry_functions::api;
 use gantry_functions::control::{ControlPlane, Settings};
+use gantry_functions::handlers;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -295,12 +295,12 @@ async fn handle(control: Arc<ControlPlane>, request: Request<Incoming>) -> Respo
         );
     };
     let function = resolve_function(&function);
-    if !api::FUNCTIONS.contains(&function.as_str()) {
+    if !handlers::FUNCTIONS.contains(&function.as_str()) {
         return json_response(
             StatusCode::NOT_FOUND,
             &json!({
                 "Type": "User",
-                "message": format!("Function not found: {function}; gantry-local serves {}", api::FUNCTIONS.join(", ")),
+                "message": format!("Function not found: {function}; gantry-local serves {}", handlers::FUNCTIONS.join(", ")),
             }),
             Some("ResourceNotFoundException"),
         );
@@ -330,7 +330,7 @@ async fn handle(control: Arc<ControlPlane>, request: Request<Incoming>) -> Respo
         }
     };
     let started = std::time::Instant::now();
-    let result = api::invoke(&control, &function, payload).await;
+    let result = handlers::invoke(&control, &function, payload).await;
     tracing::info!(%function, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "invoked");
     match result {
         Ok(output) => json_response(StatusCode::OK, &output, None),
@@ -441,8 +441,12 @@ async fn poll_queue(
                 })
             })
             .collect();
-        let failed: Vec<String> = match api::invoke(&control, function, json!({"Records": records}))
-            .await
+        let failed: Vec<String> = match handlers::invoke(
+            &control,
+            function,
+            json!({"Records": records}),
+        )
+        .await
         {
             Ok(response) => response["batchItemFailures"]
                 .as_array()
@@ -510,7 +514,7 @@ async fn tick(control: Arc<ControlPlane>, period_ms: u64, mut stop: watch::Recei
         tokio::select! {
             _ = stop.changed() => return,
             _ = interval.tick() => {
-                if let Err(error) = api::invoke(&control, "batch-advance", json!({"source": "aws.events", "detail-type": "Scheduled Event"})).await {
+                if let Err(error) = handlers::invoke(&control, "batch-advance", json!({"source": "aws.events", "detail-type": "Scheduled Event"})).await {
                     tracing::warn!(%error, "tick failed");
                 }
             }

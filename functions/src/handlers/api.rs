@@ -1,12 +1,15 @@
-//! Request routing: the Lambda functions and the `api` function's operations.
+//! api: the rest of CodeDeploy's API for this platform, one area per function below
+//! (applications, deployment groups, deployment configs, on-premises instances,
+//! revisions, deployments and their targets).
 //!
-//! Request shape: each Lambda takes CodeDeploy's input JSON for its operation
-//! (`create-deployment` takes CreateDeployment's, `push` RegisterApplicationRevision's).
-//! The `api` function takes `{"operation": "<CodeDeploy operation name>", "input":
-//! {<its input>}}` and answers with that operation's output JSON. Errors are
+//! The function takes `{"operation": "<CodeDeploy operation name>", "input": {<its
+//! input>}}` and answers with that operation's output JSON. Errors are
 //! `{"errorType": "<CodeDeploy exception>", "errorMessage": "..."}`.
 
-use crate::control::{ControlPlane, CreateDeploymentInput, Origin};
+use crate::adapters::hook_name;
+use crate::control::ControlPlane;
+use crate::deploy::is_blank;
+use crate::effects;
 use crate::error::{ApiError, parse_input};
 use crate::model::{
     ApplicationInfo, AutoRollbackConfiguration, DeploymentConfigInfo, DeploymentGroupSettings,
@@ -15,110 +18,10 @@ use crate::model::{
 };
 use crate::store::{DeploymentRecord, StoreError, keys};
 use gantry_core::config::{DeploymentConfig, MinimumHealthyHosts, ZonalConfig};
-use gantry_core::deployment::{Millis, TargetState, TargetStatus};
-use gantry_core::wire::{Creator, RevisionLocation};
+use gantry_core::deployment::{Input, Millis, TargetState, TargetStatus};
+use gantry_core::wire::RevisionLocation;
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-/// The Lambda functions, by the names the template and gantry-local give them.
-pub const FUNCTIONS: [&str; 6] = [
-    "push",
-    "create-deployment",
-    "batch-advance",
-    "rollback",
-    "lifecycle",
-    "api",
-];
-
-/// Runs one invocation of a function with its payload.
-pub async fn invoke(
-    control: &ControlPlane,
-    function: &str,
-    payload: Value,
-) -> Result<Value, ApiError> {
-    match function {
-        "push" => operation(control, "RegisterApplicationRevision", payload).await,
-        "create-deployment" => operation(control, "CreateDeployment", payload).await,
-        "batch-advance" => batch_advance(control, payload).await,
-        "lifecycle" => lifecycle(control, payload).await,
-        "rollback" => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "camelCase", deny_unknown_fields)]
-            struct RollbackInput {
-                application_name: String,
-                deployment_group_name: String,
-            }
-            let input: RollbackInput = parse_input("rollback", payload)?;
-            control
-                .rollback(&input.application_name, &input.deployment_group_name)
-                .await
-        }
-        "api" => {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Request {
-                operation: String,
-                #[serde(default)]
-                input: Value,
-            }
-            let request: Request = parse_input("api", payload)?;
-            let input = if request.input.is_null() {
-                json!({})
-            } else {
-                request.input
-            };
-            operation(control, &request.operation, input).await
-        }
-        other => Err(ApiError::new(
-            "ResourceNotFoundException",
-            format!(
-                "function {other:?} does not exist; the functions are {}",
-                FUNCTIONS.join(", ")
-            ),
-        )),
-    }
-}
-
-/// batch-advance: an SQS event of agent reports, or (any other payload) a schedule tick.
-async fn batch_advance(control: &ControlPlane, payload: Value) -> Result<Value, ApiError> {
-    if payload.get("Records").is_some() {
-        let event: aws_lambda_events::event::sqs::SqsEvent = parse_input("batch-advance", payload)?;
-        let messages = event
-            .records
-            .into_iter()
-            .map(|record| {
-                (
-                    record.message_id.unwrap_or_default(),
-                    record.body.unwrap_or_default(),
-                )
-            })
-            .collect();
-        let failed = control.handle_reports(messages).await;
-        let failures: Vec<Value> = failed
-            .into_iter()
-            .map(|id| json!({"itemIdentifier": id}))
-            .collect();
-        return Ok(json!({"batchItemFailures": failures}));
-    }
-    let checked = control.tick().await?;
-    Ok(json!({"deploymentsChecked": checked}))
-}
-
-/// lifecycle: an SQS event from the lifecycle queue (Auto Scaling launch notifications and
-/// finished launches); see [`crate::lifecycle`].
-async fn lifecycle(control: &ControlPlane, payload: Value) -> Result<Value, ApiError> {
-    let event: aws_lambda_events::event::sqs::SqsEvent = parse_input("lifecycle", payload)?;
-    let mut failures = Vec::new();
-    for record in event.records {
-        let message_id = record.message_id.unwrap_or_default();
-        let body = record.body.unwrap_or_default();
-        if let Err(error) = control.handle_lifecycle_message(&body).await {
-            tracing::warn!(%message_id, %error, "lifecycle message not handled; SQS delivers it again");
-            failures.push(json!({"itemIdentifier": message_id}));
-        }
-    }
-    Ok(json!({"batchItemFailures": failures}))
-}
 
 fn name_field(input: &Value, field: &str, exception: &str) -> Result<String, ApiError> {
     match input.get(field).and_then(Value::as_str) {
@@ -310,15 +213,15 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                             ),
                         )
                     })?;
-                control
-                    .sync_launch_hooks(
-                        &application,
-                        &group.deployment_group_name,
-                        &group.deployment_group_id,
-                        &[],
-                        &group.targets.auto_scaling_groups,
-                    )
-                    .await?;
+                sync_launch_hooks(
+                    control,
+                    &application,
+                    &group.deployment_group_name,
+                    &group.deployment_group_id,
+                    &[],
+                    &group.targets.auto_scaling_groups,
+                )
+                .await?;
             }
             store.delete(keys::APPLICATIONS, &application, None).await?;
             Ok(json!({}))
@@ -349,15 +252,15 @@ async fn deployment_groups(
             check_name("deploymentGroupName", &group)?;
             let settings = request.settings(control, None).await?;
             // Hooks first: a group whose launches would go unanswered is not created.
-            control
-                .sync_launch_hooks(
-                    &application,
-                    &group,
-                    &settings.deployment_group_id,
-                    &settings.targets.auto_scaling_groups,
-                    &[],
-                )
-                .await?;
+            sync_launch_hooks(
+                control,
+                &application,
+                &group,
+                &settings.deployment_group_id,
+                &settings.targets.auto_scaling_groups,
+                &[],
+            )
+            .await?;
             store
                 .create_group(&application, &group, &settings)
                 .await
@@ -415,15 +318,15 @@ async fn deployment_groups(
             let settings = request
                 .settings(control, Some(&group.settings.value))
                 .await?;
-            control
-                .sync_launch_hooks(
-                    &application,
-                    &current,
-                    &settings.deployment_group_id,
-                    &settings.targets.auto_scaling_groups,
-                    &group.settings.value.targets.auto_scaling_groups,
-                )
-                .await?;
+            sync_launch_hooks(
+                control,
+                &application,
+                &current,
+                &settings.deployment_group_id,
+                &settings.targets.auto_scaling_groups,
+                &group.settings.value.targets.auto_scaling_groups,
+            )
+            .await?;
             store
                 .update_body(
                     &keys::groups(&application),
@@ -454,7 +357,7 @@ async fn deployment_groups(
                 })?;
             // As CodeDeploy: the group is gone either way; hooks that could not be
             // removed are listed for the caller to remove.
-            let hook = crate::lifecycle::hook_name(&loaded.settings.value.deployment_group_id);
+            let hook = hook_name(&loaded.settings.value.deployment_group_id);
             let mut not_cleaned_up = Vec::new();
             for auto_scaling_group in &loaded.settings.value.targets.auto_scaling_groups {
                 if let Err(error) = control.lifecycle.delete(auto_scaling_group, &hook).await {
@@ -493,7 +396,7 @@ async fn deployment_configs(
             if request
                 .traffic_routing_config
                 .as_ref()
-                .is_some_and(|v| !crate::control::is_blank(v))
+                .is_some_and(|v| !is_blank(v))
             {
                 return Err(ApiError::invalid_input(
                     "trafficRoutingConfig: applies to Lambda and ECS deployments, not to the Server platform",
@@ -734,23 +637,8 @@ async fn revisions(control: &ControlPlane, name: &str, input: Value) -> Result<V
     let store = &control.store;
     match name {
         "RegisterApplicationRevision" => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "camelCase", deny_unknown_fields)]
-            struct RegisterInput {
-                application_name: String,
-                revision: RevisionLocation,
-                #[serde(default)]
-                description: Option<String>,
-            }
-            let request: RegisterInput = parse_input(name, input)?;
-            let record = control
-                .register_revision(
-                    &request.application_name,
-                    &request.revision,
-                    request.description,
-                )
-                .await?;
-            Ok(json!({"revision": record.revision_location}))
+            let output = super::push::handle(control, parse_input(name, input)?).await?;
+            Ok(json!(output))
         }
         "GetApplicationRevision" => {
             #[derive(Deserialize)]
@@ -803,11 +691,9 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
     let store = &control.store;
     match name {
         "CreateDeployment" => {
-            let request: CreateDeploymentInput = parse_input(name, input)?;
-            let id = control
-                .create_deployment(request, Creator::User, Origin::default())
-                .await?;
-            Ok(json!({"deploymentId": id}))
+            let output =
+                super::create_deployment::handle(control, parse_input(name, input)?).await?;
+            Ok(json!(output))
         }
         "GetDeployment" => {
             let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
@@ -889,7 +775,7 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
         "StopDeployment" => {
             let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
             let rollback = input.get("autoRollbackEnabled").and_then(Value::as_bool);
-            control.stop(&id, rollback).await
+            stop(control, &id, rollback).await
         }
         "ContinueDeployment" => Err(ApiError::new(
             "DeploymentIsNotInReadyStateException",
@@ -1049,7 +935,7 @@ impl GroupInput {
             .alarm_configuration
             .as_ref()
             .and_then(|alarms| alarms.get("alarms"))
-            .is_some_and(|alarms| !crate::control::is_blank(alarms));
+            .is_some_and(|alarms| !is_blank(alarms));
         if alarms_enabled && alarms_named {
             return Err(ApiError::new(
                 "InvalidAlarmConfigException",
@@ -1064,7 +950,7 @@ impl GroupInput {
             ("loadBalancerInfo", &self.load_balancer_info),
             ("ecsServices", &self.ecs_services),
         ] {
-            if value.as_ref().is_some_and(|v| !crate::control::is_blank(v)) {
+            if value.as_ref().is_some_and(|v| !is_blank(v)) {
                 return Err(ApiError::invalid_input(format!(
                     "{field}: not supported yet; in-place deployments without a load balancer are"
                 )));
@@ -1292,4 +1178,83 @@ fn target_info(
             "instanceLabel": "Blue",
         },
     })
+}
+
+/// Puts the group's launch hook on each of its Auto Scaling groups, and removes it
+/// from those it no longer lists.
+async fn sync_launch_hooks(
+    control: &ControlPlane,
+    application: &str,
+    group: &str,
+    deployment_group_id: &str,
+    auto_scaling_groups: &[String],
+    previous: &[String],
+) -> Result<(), ApiError> {
+    let hook = hook_name(deployment_group_id);
+    for gone in previous.iter().filter(|g| !auto_scaling_groups.contains(g)) {
+        control.lifecycle.delete(gone, &hook).await?;
+    }
+    if auto_scaling_groups.is_empty() {
+        return Ok(());
+    }
+    let (Some(queue), Some(role)) = (
+        control.settings.lifecycle_queue_arn.as_deref(),
+        control.settings.lifecycle_role_arn.as_deref(),
+    ) else {
+        return Err(ApiError::invalid_input(
+            "autoScalingGroups: this Gantry has no lifecycle queue configured (GANTRY_LIFECYCLE_QUEUE_ARN and GANTRY_LIFECYCLE_ROLE_ARN), so it cannot deploy to instances as they launch",
+        ));
+    };
+    let metadata =
+        json!({"applicationName": application, "deploymentGroupName": group}).to_string();
+    for auto_scaling_group in auto_scaling_groups {
+        control
+            .lifecycle
+            .put(auto_scaling_group, &hook, queue, role, &metadata)
+            .await?;
+    }
+    Ok(())
+}
+
+/// StopDeployment.
+/// StopDeployment. Returns CodeDeploy's `{status, statusMessage}`.
+async fn stop(
+    control: &ControlPlane,
+    deployment_id: &str,
+    auto_rollback_enabled: Option<bool>,
+) -> Result<serde_json::Value, ApiError> {
+    let record: DeploymentRecord<DeploymentSpec> = control
+        .store
+        .load_deployment(deployment_id)
+        .await
+        .map_err(|error| match error {
+            StoreError::NotFound(_) => ApiError::deployment_missing(deployment_id),
+            other => other.into(),
+        })?;
+    if record.state.status.is_terminal() {
+        return Err(ApiError::new(
+            "DeploymentAlreadyCompletedException",
+            format!(
+                "deployment {deployment_id} already ended with status {:?}",
+                record.state.status
+            ),
+        ));
+    }
+    let rollback = auto_rollback_enabled.unwrap_or(false);
+    effects::advance(
+        control,
+        deployment_id,
+        &[Input::Stop {
+            now: now_millis(),
+            rollback,
+        }],
+    )
+    .await?;
+    Ok(serde_json::json!({
+        "status": "Succeeded",
+        "statusMessage": format!(
+            "Deployment {deployment_id} stopped{}",
+            if rollback { "; rolling back to the last successful revision" } else { "" }
+        ),
+    }))
 }

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Control-plane cost as the fleet grows, with simulated hosts.
+
+Starts moto (through tests/moto_server.py), a counting HTTP proxy in front of it, and a
+release-built gantry-local whose AWS_ENDPOINT_URL is the proxy, so that every AWS request
+the control plane makes is counted, with the bytes of its DynamoDB write requests. The
+harness plays the hosts against moto directly: it registers N on-premises instances,
+deploys AllAtOnce, takes each host's command from its queue, and hands each host's 14
+reports (two messages of up to ten, as the agent batches them) to batch-advance through
+the Lambda Invoke API in SQS events of ten messages, as the SQS event source does (its
+own polling is AWS's, not the control plane's, so it is not counted).
+
+Measures per fleet size (medians over --runs):
+- create-deployment to Succeeded, the harness's work included;
+- AWS requests the control plane makes per host, by operation;
+- bytes of DynamoDB write requests per host (PutItem, UpdateItem, TransactWriteItems,
+  BatchWriteItem bodies: the items written, in DynamoDB's JSON).
+
+Writes bench/results/scale.json and prints a Markdown table. Usage:
+    .venv/bin/python bench/scale.py [--hosts 100,1000,5000] [--runs N]
+"""
+
+import argparse
+import collections
+import concurrent.futures
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+
+import boto3
+
+from control_plane import operation_name
+from harness import ROOT, api, invoke, release_binary, start_local, start_moto, stop, tgz, wait_for
+
+import http.client
+import http.server
+
+EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall", "ApplicationStart", "ValidateService"]
+WRITES = {"PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"}
+
+
+class Counter:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = collections.Counter()
+        self.write_bytes = 0
+
+    def add(self, name, body):
+        with self.lock:
+            self.requests[name] += 1
+            if name in WRITES:
+                self.write_bytes += len(body)
+
+    def take(self):
+        with self.lock:
+            taken = (self.requests, self.write_bytes)
+            self.requests, self.write_bytes = collections.Counter(), 0
+        return taken
+
+
+def start_proxy(upstream_port, counter):
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def forward(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            counter.add(operation_name(self.command, self.path, self.headers, body), body)
+            upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+            self.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            upstream.close()
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = forward
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def report_messages(deployment_id, host):
+    """The host's 14 reports as the agent sends them: arrays of up to ten per message."""
+    clock = int(time.time() * 1000)
+    reports = []
+    for event in EVENTS:
+        base = {"schemaVersion": 1, "deploymentId": deployment_id, "instanceId": host, "lifecycleEvent": event, "startTime": clock}
+        reports.append({**base, "status": "InProgress"})
+        reports.append({**base, "status": "Succeeded", "endTime": clock + 1, "diagnostics": {"errorCode": "Success"}})
+        clock += 2
+    return [json.dumps(reports[i:i + 10]) for i in range(0, len(reports), 10)]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hosts", default="100,1000,5000")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--local", default=release_binary("gantry-local"))
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.hosts.split(",")]
+
+    work = tempfile.mkdtemp(prefix="gantry-bench-scale-")
+    results = {}
+    for size in sizes:
+        moto, moto_endpoint = start_moto(work)
+        counter = Counter()
+        proxy = start_proxy(int(moto_endpoint.rsplit(":", 1)[1]), counter)
+        proxy_endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
+        local, endpoint = start_local(args.local, proxy_endpoint, os.path.join(work, f"local-{size}.log"),
+                                      ["--tick-ms", "1000"])
+        try:
+            results[size] = run_size(size, args.runs, endpoint, moto_endpoint, counter)
+        finally:
+            stop([local])
+            moto.kill()
+            moto.wait()
+            proxy.shutdown()
+        print(f"{size} hosts: {json.dumps(results[size])}", flush=True)
+
+    out = os.path.join(ROOT, "bench", "results", "scale.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(results, f, indent=2)
+    print("| hosts (AllAtOnce, simulated) | create to Succeeded (median) | control-plane AWS requests per host | DynamoDB write bytes per host |")
+    print("|---|---|---|---|")
+    for size, r in results.items():
+        print(f"| {size} | {r['create_to_succeeded_s_median']:.1f} s | {r['requests_per_host_median']:.2f} | {r['dynamodb_write_bytes_per_host_median']:.0f} |")
+    for size, r in results.items():
+        print(f"{size} hosts, requests per host by operation: {r['requests_by_operation_per_host']}")
+
+
+def run_size(size, runs, endpoint, moto_endpoint, counter):
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    s3 = session.client("s3", endpoint_url=moto_endpoint)
+    sqs = session.client("sqs", endpoint_url=moto_endpoint)
+    dynamodb = session.client("dynamodb", endpoint_url=moto_endpoint)
+    s3.put_object(Bucket="gantry-revisions", Key="bench/noop.tgz", Body=tgz([("appspec.yml", b"version: 0.0\nos: linux\n")]))
+    api(endpoint, "CreateApplication", {"applicationName": "bench"})
+    hosts = [f"host-{i:05d}" for i in range(size)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda host: api(endpoint, "RegisterOnPremisesInstance", {"instanceName": host}), hosts))
+    for zone in range(2):
+        members = hosts[zone::2]
+        for start in range(0, len(members), 100):
+            api(endpoint, "AddTagsToOnPremisesInstances", {"instanceNames": members[start:start + 100], "tags": [
+                {"Key": "bench", "Value": "yes"}, {"Key": "gantry:availability-zone", "Value": f"zone-{zone}"}]})
+    api(endpoint, "CreateDeploymentGroup", {"applicationName": "bench", "deploymentGroupName": "all",
+        "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+        "onPremisesInstanceTagFilters": [{"Key": "bench", "Value": "yes", "Type": "KEY_AND_VALUE"}]})
+
+    def status(deployment_id):
+        # Straight from moto, so the harness's polling is not counted.
+        item = dynamodb.get_item(TableName="gantry", Key={"pk": {"S": f"DEPLOYMENT#{deployment_id}"}, "sk": {"S": "STATE"}})
+        return item.get("Item", {}).get("status", {}).get("S")
+
+    queues = {}
+    totals, per_host, bytes_per_host, by_operation = [], [], [], collections.Counter()
+    for run in range(runs):
+        counter.take()
+        started = time.monotonic()
+        deployment_id = invoke(endpoint, "create-deployment", {"applicationName": "bench", "deploymentGroupName": "all",
+            "revision": {"revisionType": "S3", "s3Location": {"bucket": "gantry-revisions", "key": "bench/noop.tgz", "bundleType": "tgz"}}})["deploymentId"]
+        if not queues:
+            queues.update({host: sqs.get_queue_url(QueueName=f"gantry-commands-{host}")["QueueUrl"] for host in hosts})
+
+        def take(host):
+            got = []
+            deadline = time.monotonic() + 120
+            while not got and time.monotonic() < deadline:
+                got = sqs.receive_message(QueueUrl=queues[host], MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                raise SystemExit(f"no command for {host}")
+            for message in got:
+                sqs.delete_message(QueueUrl=queues[host], ReceiptHandle=message["ReceiptHandle"])
+            return report_messages(deployment_id, host)
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            messages = [body for bodies in pool.map(take, hosts) for body in bodies]
+            events = []
+            for start in range(0, len(messages), 10):
+                records = [{"messageId": f"r{run}-{start + i}", "receiptHandle": "h", "body": body, "eventSource": "aws:sqs"}
+                           for i, body in enumerate(messages[start:start + 10])]
+                events.append({"Records": records})
+
+            def deliver(event):
+                failed = invoke(endpoint, "batch-advance", event)["batchItemFailures"]
+                if failed:
+                    raise SystemExit(f"reports refused: {failed}")
+
+            # Lambda runs several batches of one queue at once; so does the harness.
+            list(pool.map(deliver, events))
+        wait_for(lambda: status(deployment_id) == "Succeeded", 300, "Succeeded", interval=0.05)
+        totals.append(time.monotonic() - started)
+        time.sleep(1.5)  # let the deployment's last effects (the lock, the group) go out
+        requests, write_bytes = counter.take()
+        per_host.append(sum(requests.values()) / size)
+        bytes_per_host.append(write_bytes / size)
+        by_operation.update(requests)
+    return {
+        "hosts": size,
+        "runs": runs,
+        "create_to_succeeded_s_median": statistics.median(totals),
+        "requests_per_host_median": statistics.median(per_host),
+        "dynamodb_write_bytes_per_host_median": statistics.median(bytes_per_host),
+        "requests_by_operation_per_host": {k: round(v / (runs * size), 3) for k, v in sorted(by_operation.items())},
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,572 @@
+//! Making deployments: CreateDeployment's validation and planning, and the rollback that
+//! replaces a failed or stopped deployment. Both store the new deployment with its start
+//! effects in its outbox and return it; the caller carries the effects out (see
+//! [`crate::effects`]).
+
+use crate::adapters::{Host, revision_key};
+use crate::control::ControlPlane;
+use crate::effects::last_info;
+use crate::error::ApiError;
+use crate::model::{
+    AutoRollbackConfiguration, DeploymentGroupSettings, DeploymentSpec, LifecycleAction,
+    ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST, RevisionRecord, RollbackInfo, now_millis,
+};
+use crate::store::{DeploymentRecord, InstanceHealth, StoreError, keys};
+use gantry_core::appspec::FileExistsBehavior;
+use gantry_core::config::{ONE_AT_A_TIME, StartError};
+use gantry_core::deployment::{
+    Deadlines, Deployment, DeploymentStatus, Effect, ErrorInformation, Input, MAX_TARGETS, Millis,
+    NotificationEvent,
+};
+use gantry_core::lifecycle::{self, LifecycleEvent, Performer};
+use gantry_core::planner::{self, Standing, Target};
+use gantry_core::wire::{Creator, RevisionLocation};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tracing::Instrument;
+
+/// A deployment just stored, with the effects of its start (in its outbox as version 1).
+#[derive(Debug)]
+pub struct Created {
+    pub record: DeploymentRecord<DeploymentSpec>,
+    pub effects: Vec<Effect>,
+}
+
+/// CreateDeployment's input, in CodeDeploy's shape.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateDeploymentInput {
+    pub application_name: String,
+    #[serde(default)]
+    pub deployment_group_name: String,
+    #[serde(default)]
+    pub revision: Option<RevisionLocation>,
+    #[serde(default)]
+    pub deployment_config_name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub ignore_application_stop_failures: bool,
+    #[serde(default)]
+    pub target_instances: Option<serde_json::Value>,
+    #[serde(default)]
+    pub auto_rollback_configuration: Option<AutoRollbackConfiguration>,
+    #[serde(default)]
+    pub update_outdated_instances_only: bool,
+    #[serde(default)]
+    pub file_exists_behavior: Option<String>,
+    #[serde(default)]
+    pub override_alarm_configuration: Option<serde_json::Value>,
+}
+
+/// Who asked for a deployment, beyond the input: a user, or a rollback of another.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub rollback_of: Option<String>,
+    /// A fixed id (a rollback's, claimed before it is created).
+    pub deployment_id: Option<String>,
+    /// A launching instance: the only target, whatever the group's selection matches.
+    pub launch: Option<(Host, LifecycleAction)>,
+}
+
+/// A new deployment id in CodeDeploy's form: `d-` and nine of `A-Z0-9`.
+pub fn new_deployment_id() -> String {
+    deployment_id_from(uuid::Uuid::new_v4())
+}
+
+/// The same id every time for the same `name`: a redelivered message that creates a
+/// deployment finds the one it created before.
+pub fn deployment_id_for(name: &str) -> String {
+    deployment_id_from(uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        name.as_bytes(),
+    ))
+}
+
+fn deployment_id_from(uuid: uuid::Uuid) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut value = uuid.as_u128();
+    let mut id = String::from("d-");
+    for _ in 0..9 {
+        id.push(ALPHABET[(value % 36) as usize] as char);
+        value /= 36;
+    }
+    id
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|value| !value.is_empty())
+}
+
+/// Where an instance stands for the group, from its recorded health.
+fn standing(health: Option<&InstanceHealth>, revision: &RevisionLocation) -> Standing {
+    match health {
+        None => Standing::Unknown,
+        Some(health) if !health.healthy => Standing::Unhealthy,
+        Some(health) if revision_key(&health.revision) == revision_key(revision) => {
+            Standing::Current
+        }
+        Some(_) => Standing::Old,
+    }
+}
+
+/// The registered record of a revision, registering (and validating) it first if it
+/// was not, as CodeDeploy registers revisions deployed without a push.
+async fn revision_record(
+    control: &ControlPlane,
+    application: &str,
+    revision: &RevisionLocation,
+) -> Result<RevisionRecord, ApiError> {
+    let pinned = match revision {
+        RevisionLocation::S3 { s3_location } => RevisionLocation::S3 {
+            s3_location: control.bundles.pin(s3_location).await?.0,
+        },
+        other => other.clone(),
+    };
+    let known = control
+        .store
+        .get::<RevisionRecord>(&keys::revisions(application), &revision_key(&pinned))
+        .await?;
+    match known {
+        Some(record) => Ok(record.value),
+        None => control.register_revision(application, &pinned, None).await,
+    }
+}
+
+/// CreateDeployment. Validates everything before writing anything; then stores the
+/// deployment, its ordered targets and the group's lock in one transaction.
+pub async fn create(
+    control: &ControlPlane,
+    input: CreateDeploymentInput,
+    creator: Creator,
+    origin: Origin,
+) -> Result<Created, ApiError> {
+    let group = control
+        .load_group(&input.application_name, &input.deployment_group_name)
+        .await?;
+    let settings = &group.settings.value;
+    if let Some(targets) = &input.target_instances
+        && !is_blank(targets)
+    {
+        return Err(ApiError::new(
+            "InvalidTargetInstancesException",
+            "targetInstances: names the replacement environment of a blue/green deployment; this deployment group deploys in place, so leave it out",
+        ));
+    }
+    let file_exists_behavior = match non_empty(&input.file_exists_behavior) {
+        None => FileExistsBehavior::Disallow,
+        Some(name) => FileExistsBehavior::parse(name).ok_or_else(|| {
+            ApiError::new(
+                "InvalidFileExistsBehaviorException",
+                format!(
+                    "fileExistsBehavior: {name:?} is not one of {}",
+                    FileExistsBehavior::NAMES.join(", ")
+                ),
+            )
+        })?,
+    };
+    let auto_rollback = input
+        .auto_rollback_configuration
+        .clone()
+        .unwrap_or_else(|| settings.auto_rollback_configuration.clone());
+    auto_rollback
+        .validate()
+        .map_err(|message| ApiError::new("InvalidAutoRollbackConfigException", message))?;
+    let config_name = non_empty(&input.deployment_config_name)
+        .unwrap_or(if settings.deployment_config_name.is_empty() {
+            ONE_AT_A_TIME
+        } else {
+            &settings.deployment_config_name
+        })
+        .to_owned();
+    let config = control.deployment_config(&config_name).await?;
+    let revision = input.revision.clone().ok_or_else(|| {
+        ApiError::new(
+            "RevisionRequiredException",
+            "revision: is required (revisionType S3 with s3Location {bucket, key, bundleType})",
+        )
+    })?;
+    let record = revision_record(control, &input.application_name, &revision).await?;
+    let revision = record.revision_location.clone();
+
+    let hosts = match &origin.launch {
+        Some((host, _)) => vec![host.clone()],
+        None => resolve_hosts(control, settings).await?,
+    };
+    let health = control
+        .store
+        .group_health(&input.application_name, &input.deployment_group_name)
+        .await?;
+    let mut targets: Vec<Target> = hosts
+        .into_iter()
+        .map(|host| Target {
+            standing: standing(health.get(&host.instance_id), &revision),
+            instance_id: host.instance_id,
+            zone: host.zone,
+        })
+        .collect();
+    if input.update_outdated_instances_only {
+        targets.retain(|target| target.standing != Standing::Current);
+    }
+    check_fleet_size(&input.deployment_group_name, targets.len())?;
+    let ordered = if config.zonal_config.is_some() {
+        planner::order_by_zone(targets)
+    } else {
+        planner::order(targets)
+    };
+
+    let now = now_millis();
+    let deployment_id = origin
+        .deployment_id
+        .clone()
+        .unwrap_or_else(new_deployment_id);
+    let events = lifecycle::in_place(false);
+    let deadlines = deadlines(control, &record, &events);
+    let spec = DeploymentSpec {
+        deployment_id: deployment_id.clone(),
+        application_name: input.application_name.clone(),
+        deployment_group_name: input.deployment_group_name.clone(),
+        deployment_group_id: settings.deployment_group_id.clone(),
+        deployment_config_name: config.name.clone(),
+        revision: revision.clone(),
+        previous_revision: group.target_revision.clone(),
+        creator,
+        description: input.description.clone().filter(|d| !d.is_empty()),
+        ignore_application_stop_failures: input.ignore_application_stop_failures,
+        file_exists_behavior,
+        auto_rollback_configuration: auto_rollback.clone(),
+        update_outdated_instances_only: input.update_outdated_instances_only,
+        trigger_configurations: settings.trigger_configurations.clone(),
+        lifecycle_events: events.clone(),
+        rollback_triggering_deployment_id: origin.rollback_of.clone(),
+        lifecycle_action: origin.launch.as_ref().map(|(_, action)| action.clone()),
+    };
+    let (state, effects, take_lock) = match config.health_plan(ordered.len() as u32) {
+        Ok(plan) => {
+            let mut state = Deployment::new(
+                deployment_id.clone(),
+                plan,
+                config.zonal_config,
+                deadlines,
+                &ordered,
+                &events,
+                auto_rollback.on(ROLLBACK_ON_FAILURE),
+                auto_rollback.on(ROLLBACK_ON_REQUEST),
+                now,
+            );
+            state.completes_launch = origin.launch.is_some();
+            let effects = state
+                .apply(Input::Start { now }, &mut [])
+                .map_err(|error| {
+                    ApiError::internal(format!("starting {deployment_id}: {error}"))
+                })?;
+            (state, effects, true)
+        }
+        // CodeDeploy creates such a deployment and fails it at once; so does Gantry,
+        // so that `get-deployment` explains why.
+        Err(error) => {
+            let state = refused_deployment(&deployment_id, &error, now);
+            let mut effects = vec![Effect::Notify {
+                event: NotificationEvent::DeploymentFailure,
+                instance_id: None,
+            }];
+            if origin.launch.is_some() {
+                effects.push(Effect::CompleteLaunch { proceed: false });
+            }
+            (state, effects, false)
+        }
+    };
+    let span = tracing::info_span!("create_deployment", deployment_id = %deployment_id);
+    async {
+        control.store
+            .create_deployment(
+                &spec.application_name,
+                &spec.deployment_group_name,
+                &spec,
+                &state,
+                // A deployment refused at creation has no hosts to list.
+                if take_lock { &ordered } else { &[] },
+                &effects,
+                take_lock,
+                now,
+            )
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict(_) => ApiError::new(
+                    "DeploymentLimitExceededException",
+                    format!(
+                        "deployment group {} already has an active deployment ({}); wait for it to finish or stop it",
+                        spec.deployment_group_name,
+                        group.active_deployment_id.as_deref().unwrap_or("another deployment")
+                    ),
+                ),
+                other => other.into(),
+            })?;
+        tracing::info!(hosts = ordered.len(), config = %config.name, "deployment created");
+        let record = DeploymentRecord {
+            spec,
+            state,
+            version: 1,
+            outbox: BTreeMap::new(),
+            rollback_info: RollbackInfo::default(),
+            wakeup_at: None,
+        };
+        control
+            .store
+            .record_attempt(
+                &record.spec.application_name,
+                &record.spec.deployment_group_name,
+                &last_info(&record.state),
+            )
+            .await?;
+        Ok(Created { record, effects })
+    }
+    .instrument(span)
+    .await
+}
+
+fn deadlines(
+    control: &ControlPlane,
+    record: &RevisionRecord,
+    events: &[LifecycleEvent],
+) -> Deadlines {
+    let event_ms = events
+        .iter()
+        .filter(|event| event.performer() != Performer::ControlPlane)
+        .map(|event| {
+            let limit = if event.accepts_hooks() {
+                record.event_timeouts.get(event).copied().unwrap_or(0) * 1000
+            } else {
+                control.settings.agent_event_ms
+            };
+            (*event, limit)
+        })
+        .collect();
+    Deadlines {
+        start_ms: control.settings.host_start_timeout_ms,
+        event_ms,
+        default_event_ms: control.settings.agent_event_ms,
+        slack_ms: control.settings.event_slack_ms,
+    }
+}
+
+async fn resolve_hosts(
+    control: &ControlPlane,
+    settings: &DeploymentGroupSettings,
+) -> Result<Vec<Host>, ApiError> {
+    let selection = &settings.targets;
+    let mut hosts = Vec::new();
+    if let Some(rule) = selection.on_premises_rule() {
+        hosts.extend(control.fleet.on_premises(&control.store, &rule).await?);
+    }
+    if let Some(rule) = selection.ec2_rule() {
+        hosts.extend(control.fleet.ec2(&rule).await?);
+    }
+    hosts.extend(
+        control
+            .fleet
+            .auto_scaling(&selection.auto_scaling_groups)
+            .await?,
+    );
+    // An instance matched twice (a tag and an Auto Scaling group) is one target.
+    let mut seen = std::collections::HashSet::new();
+    hosts.retain(|host| seen.insert(host.instance_id.clone()));
+    Ok(hosts)
+}
+
+/// Redeploys the group's last successful revision, replacing `record`'s deployment, and
+/// returns the rollback (None when there is nothing to roll back to, another deployment
+/// took the group, or an earlier call created it). Safe to run twice: the first call
+/// claims the rollback's id on the original.
+pub async fn start_rollback(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+) -> Result<Option<Created>, ApiError> {
+    let spec = &record.spec;
+    let original = &spec.deployment_id;
+    let group = control
+        .load_group(&spec.application_name, &spec.deployment_group_name)
+        .await?;
+    let target = group
+        .last_successful
+        .as_ref()
+        .zip(group.target_revision.clone());
+    let no_rollback = |why: &str| RollbackInfo {
+        rollback_message: Some(format!(
+            "No rollback: {why} in deployment group {}.",
+            spec.deployment_group_name
+        )),
+        ..RollbackInfo::default()
+    };
+    let Some((last, revision)) = target.filter(|(last, _)| &last.deployment_id != original) else {
+        let info = no_rollback("there is no earlier successful deployment to roll back to");
+        control.store.link_rollback(original, &info).await?;
+        tracing::warn!("no successful deployment to roll back to");
+        return Ok(None);
+    };
+    // Whoever claims first decides the rollback's id; the original links to it only
+    // once it exists, so nobody following the link finds nothing.
+    let rollback_id = control
+        .store
+        .claim_rollback(original, &new_deployment_id())
+        .await?;
+    let link = RollbackInfo {
+        rollback_deployment_id: Some(rollback_id.clone()),
+        ..RollbackInfo::default()
+    };
+    match control
+        .store
+        .load_deployment::<DeploymentSpec>(&rollback_id)
+        .await
+    {
+        Ok(_) => {
+            // Created by an earlier call that may have stopped before linking.
+            control.store.link_rollback(original, &link).await?;
+            return Ok(None);
+        }
+        Err(StoreError::NotFound(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let input = CreateDeploymentInput {
+        application_name: spec.application_name.clone(),
+        deployment_group_name: spec.deployment_group_name.clone(),
+        revision: Some(revision),
+        deployment_config_name: Some(spec.deployment_config_name.clone()),
+        description: Some(format!(
+            "Rollback of {original} to {} (the last successful deployment)",
+            last.deployment_id
+        )),
+        ignore_application_stop_failures: spec.ignore_application_stop_failures,
+        // A rollback never rolls itself back.
+        auto_rollback_configuration: Some(AutoRollbackConfiguration::default()),
+        file_exists_behavior: Some(
+            match spec.file_exists_behavior {
+                FileExistsBehavior::Disallow => "DISALLOW",
+                FileExistsBehavior::Overwrite => "OVERWRITE",
+                FileExistsBehavior::Retain => "RETAIN",
+            }
+            .to_owned(),
+        ),
+        ..CreateDeploymentInput::default()
+    };
+    let origin = Origin {
+        rollback_of: Some(original.clone()),
+        deployment_id: Some(rollback_id.clone()),
+        launch: None,
+    };
+    match create(control, input, Creator::CodeDeployRollback, origin).await {
+        Ok(created) => {
+            control.store.link_rollback(original, &link).await?;
+            crate::notify::publish(
+                control,
+                record,
+                NotificationEvent::DeploymentRollback,
+                None,
+                None,
+            )
+            .await?;
+            tracing::info!(%rollback_id, "rollback deployment created");
+            Ok(Some(created))
+        }
+        Err(error) if error.code == "DeploymentLimitExceededException" => {
+            tracing::warn!(%error, "rollback not started: another deployment took the group");
+            let info = no_rollback("another deployment started first");
+            control.store.link_rollback(original, &info).await?;
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// A deployment that fails as it is created (no instances, impossible health rules).
+fn refused_deployment(id: &str, error: &StartError, now: Millis) -> Deployment {
+    let plan = gantry_core::config::HealthPlan {
+        fleet: 0,
+        minimum_healthy: 0,
+        batch_size: 0,
+        required_successes: 0,
+    };
+    let mut state = Deployment::new(
+        id.to_owned(),
+        plan,
+        None,
+        Deadlines::default(),
+        &[],
+        &[],
+        false,
+        false,
+        now,
+    );
+    state.status = DeploymentStatus::Failed;
+    state.complete_time = Some(now);
+    state.error = Some(ErrorInformation {
+        code: error.code().to_owned(),
+        message: error.to_string(),
+    });
+    state
+}
+
+/// Refuses a deployment of more hosts than one deployment holds, naming both numbers.
+fn check_fleet_size(group: &str, hosts: usize) -> Result<(), ApiError> {
+    if hosts <= MAX_TARGETS {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        "InstanceLimitExceededException",
+        format!(
+            "deployment group {group} resolves to {hosts} instances; one deployment holds at most {MAX_TARGETS}. Narrow the group's tags or split it into several groups"
+        ),
+    ))
+}
+
+/// The CLI skeleton fills fields with empty lists and strings; such a value is "absent".
+pub fn is_blank(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::String(text) => text.is_empty(),
+        serde_json::Value::Array(items) => items.iter().all(is_blank),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .all(|(key, value)| key == "Type" || is_blank(value)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_ids_look_like_codedeploys() {
+        for _ in 0..200 {
+            let id = new_deployment_id();
+            gantry_core::wire::check_deployment_id(&id).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_fleet_above_the_limit_is_refused_naming_the_count_and_the_limit() {
+        assert!(check_fleet_size("web", MAX_TARGETS).is_ok());
+        let error = check_fleet_size("web", MAX_TARGETS + 1).unwrap_err();
+        assert_eq!(error.code, "InstanceLimitExceededException");
+        assert!(
+            error
+                .message
+                .contains("resolves to 10001 instances; one deployment holds at most 10000"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn an_empty_skeleton_target_instances_is_absent() {
+        let skeleton = serde_json::json!({
+            "tagFilters": [{"Key": "", "Value": "", "Type": "KEY_ONLY"}],
+            "autoScalingGroups": [""],
+            "ec2TagSet": {"ec2TagSetList": [[{"Key": "", "Value": "", "Type": "KEY_ONLY"}]]}
+        });
+        assert!(is_blank(&skeleton));
+        let real = serde_json::json!({"autoScalingGroups": ["green"]});
+        assert!(!is_blank(&real));
+    }
+}

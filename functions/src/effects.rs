@@ -1,0 +1,330 @@
+//! Carrying out the state machine's effects, in one place.
+//!
+//! Every change to a deployment goes through [`advance`]: apply the inputs (see
+//! [`crate::advance`]), then carry out the effects the write put in the outbox, then
+//! mark them done. A rollback that an effect starts is created there and its own start
+//! effects run next in the same loop, not by recursion. An effect that fails stays in
+//! the outbox, where the tick finds it.
+
+use crate::advance::{self, Applied};
+use crate::control::ControlPlane;
+use crate::deploy::{self, Created};
+use crate::error::ApiError;
+use crate::model::{DeploymentSpec, LastDeploymentInfo, now_millis, seconds};
+use crate::store::{DeploymentRecord, InstanceHealth};
+use gantry_core::deployment::{Deployment, Effect, Input, NotificationEvent, TargetState};
+use gantry_core::lifecycle::Performer;
+use gantry_core::wire::{Command, SCHEMA_VERSION};
+use serde_json::json;
+use tracing::Instrument;
+
+/// How a deployment's lost races are retried before the caller is told to try again.
+const MAX_APPLY_ATTEMPTS: u32 = 12;
+
+/// Carries out effects, then marks their outbox entry done; then does the same for each
+/// deployment they created (a rollback). A failure is logged and left in the outbox,
+/// where the tick finds it.
+pub async fn run(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+    effects: &[Effect],
+    outbox_entry: Option<u64>,
+) {
+    let mut follow_ups = Vec::new();
+    run_one(control, record, effects, outbox_entry, &mut follow_ups).await;
+    while let Some(created) = follow_ups.pop() {
+        let entry = (!created.effects.is_empty()).then_some(created.record.version);
+        let span =
+            tracing::info_span!("effects", deployment_id = %created.record.spec.deployment_id);
+        run_one(
+            control,
+            &created.record,
+            &created.effects,
+            entry,
+            &mut follow_ups,
+        )
+        .instrument(span)
+        .await;
+    }
+}
+
+/// Runs the effects a new deployment was stored with.
+pub async fn start(control: &ControlPlane, created: &Created) {
+    let entry = (!created.effects.is_empty()).then_some(created.record.version);
+    run(control, &created.record, &created.effects, entry).await;
+}
+
+async fn run_one(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+    effects: &[Effect],
+    outbox_entry: Option<u64>,
+    follow_ups: &mut Vec<Created>,
+) {
+    match carry_out(control, record, effects, follow_ups).await {
+        Ok(()) => {
+            if let Some(entry) = outbox_entry
+                && let Err(error) = control
+                    .store
+                    .clear_outbox(&record.state.deployment_id, entry)
+                    .await
+            {
+                tracing::warn!(%error, entry, "could not clear an outbox entry; the tick will run it again");
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "carrying out effects failed; the tick will retry them");
+        }
+    }
+}
+
+/// Executes the state machine's effects in order.
+async fn carry_out(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+    effects: &[Effect],
+    follow_ups: &mut Vec<Created>,
+) -> Result<(), ApiError> {
+    let spec = &record.spec;
+    let started = std::time::Instant::now();
+    // Commands first: hosts wait on them, while notifications and health records
+    // wait on nobody. (Dispatch and ReleaseLock never come from the same change.)
+    let (dispatches, others): (Vec<&Effect>, Vec<&Effect>) = effects
+        .iter()
+        .partition(|effect| matches!(effect, Effect::Dispatch { .. }));
+    for effect in dispatches.into_iter().chain(others) {
+        match effect {
+            Effect::Dispatch { first, count } => {
+                dispatch(control, record, *first, *count).await?;
+                tracing::info!(
+                    hosts = count,
+                    after_write_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "batch dispatched"
+                );
+            }
+            Effect::Notify { event, instance_id } => {
+                let target = match instance_id {
+                    Some(id) if crate::notify::wanted(spec, *event) => control
+                        .store
+                        .load_targets(&spec.deployment_id, std::slice::from_ref(id))
+                        .await?
+                        .remove(id)
+                        .map(|versioned| versioned.value),
+                    _ => None,
+                };
+                crate::notify::publish(
+                    control,
+                    record,
+                    *event,
+                    instance_id.as_deref(),
+                    target.as_ref(),
+                )
+                .await?;
+            }
+            Effect::RecordHealth {
+                instance_id,
+                healthy,
+            } => {
+                let health = InstanceHealth {
+                    healthy: *healthy,
+                    deployment_id: spec.deployment_id.clone(),
+                    revision: spec.revision.clone(),
+                };
+                control
+                    .store
+                    .record_health(
+                        &spec.application_name,
+                        &spec.deployment_group_name,
+                        instance_id,
+                        &health,
+                    )
+                    .await?;
+            }
+            Effect::HostTimedOut { instance_id } => {
+                tracing::warn!(%instance_id, "host went silent past its deadline and was failed");
+            }
+            Effect::RecordLastSuccessful => {
+                let last = last_info(&record.state);
+                control
+                    .store
+                    .record_success(
+                        &spec.application_name,
+                        &spec.deployment_group_name,
+                        &last,
+                        &spec.revision,
+                    )
+                    .await?;
+            }
+            Effect::ReleaseLock => {
+                control
+                    .store
+                    .record_attempt(
+                        &spec.application_name,
+                        &spec.deployment_group_name,
+                        &last_info(&record.state),
+                    )
+                    .await?;
+                control
+                    .store
+                    .unlock_group(
+                        &spec.application_name,
+                        &spec.deployment_group_name,
+                        &spec.deployment_id,
+                    )
+                    .await?;
+                tracing::info!(status = ?record.state.status, "deployment finished");
+            }
+            Effect::StartRollback => {
+                // The rollback is created here; its own effects run after these.
+                follow_ups.extend(deploy::start_rollback(control, record).await?);
+            }
+            Effect::CompleteLaunch { .. } => {
+                launch_finished(control, &spec.deployment_id).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends the deployment's command to the hosts at `first..first + count` of its
+/// ordered list: their records first (so that their reports find them, and the tick
+/// their deadlines), then the commands, then InstanceStart. Running it again creates
+/// nothing twice and sends the commands again, which hosts ignore.
+async fn dispatch(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+    first: u32,
+    count: u32,
+) -> Result<(), ApiError> {
+    let spec = &record.spec;
+    let now = now_millis();
+    let targets = control
+        .store
+        .plan_slice(&spec.deployment_id, first, count)
+        .await?;
+    let records: Vec<TargetState> = targets
+        .into_iter()
+        .zip(first..)
+        .map(|(target, index)| record.state.dispatched_target(target, index, now))
+        .collect();
+    control
+        .store
+        .create_targets(&spec.deployment_id, records.clone())
+        .await?;
+    let commands = records
+        .iter()
+        .map(|target| command(spec, &target.target.instance_id))
+        .collect();
+    control.queues.send_all(commands).await?;
+    if crate::notify::wanted(spec, NotificationEvent::InstanceStart) {
+        for target in &records {
+            crate::notify::publish(
+                control,
+                record,
+                NotificationEvent::InstanceStart,
+                Some(&target.target.instance_id),
+                Some(target),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies inputs to one deployment and carries out what they caused.
+pub async fn advance(
+    control: &ControlPlane,
+    deployment_id: &str,
+    inputs: &[Input],
+) -> Result<Applied<DeploymentSpec>, ApiError> {
+    let span = tracing::info_span!("advance", %deployment_id);
+    async {
+        let started = std::time::Instant::now();
+        let now = now_millis();
+        let applied = advance::apply(
+            &control.store,
+            deployment_id,
+            inputs,
+            now,
+            MAX_APPLY_ATTEMPTS,
+        )
+        .await?;
+        let written_ms = started.elapsed().as_secs_f64() * 1000.0;
+        for (index, error) in &applied.refused {
+            tracing::warn!(input = index, %error, "input refused by the state machine");
+        }
+        if !applied.effects.is_empty() {
+            run(
+                control,
+                &applied.record,
+                &applied.effects,
+                applied.outbox_entry,
+            )
+            .await;
+            let dispatched = applied
+                .effects
+                .iter()
+                .any(|effect| matches!(effect, Effect::Dispatch { .. }));
+            // The bench reads these: input received to state written, and to effects done.
+            tracing::info!(
+                inputs = inputs.len(),
+                hosts_written = applied.hosts_written,
+                dispatched,
+                written_ms,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "advanced"
+            );
+        }
+        Ok(applied)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Tells the lifecycle function that a launch's deployment ended: it alone may complete
+/// lifecycle actions.
+async fn launch_finished(control: &ControlPlane, deployment_id: &str) -> Result<(), ApiError> {
+    let Some(queue_url) = control.settings.lifecycle_queue_url.as_deref() else {
+        return Err(ApiError::internal(
+            "GANTRY_LIFECYCLE_QUEUE_URL is not set: cannot complete a launch's lifecycle action",
+        ));
+    };
+    control
+        .queues
+        .send_to_queue(
+            queue_url,
+            json!({"gantryDeploymentFinished": deployment_id}).to_string(),
+        )
+        .await
+}
+
+/// The command for one host.
+pub fn command(spec: &DeploymentSpec, instance_id: &str) -> Command {
+    Command {
+        schema_version: SCHEMA_VERSION,
+        deployment_id: spec.deployment_id.clone(),
+        deployment_group_id: spec.deployment_group_id.clone(),
+        deployment_group_name: spec.deployment_group_name.clone(),
+        application_name: spec.application_name.clone(),
+        instance_id: instance_id.to_owned(),
+        revision: spec.revision.clone(),
+        lifecycle_events: spec
+            .lifecycle_events
+            .iter()
+            .copied()
+            .filter(|event| event.performer() != Performer::ControlPlane)
+            .collect(),
+        file_exists_behavior: spec.file_exists_behavior,
+        ignore_application_stop_failures: spec.ignore_application_stop_failures,
+        creator: spec.creator,
+    }
+}
+
+pub fn last_info(state: &Deployment) -> LastDeploymentInfo {
+    LastDeploymentInfo {
+        deployment_id: state.deployment_id.clone(),
+        status: format!("{:?}", state.status),
+        end_time: state.complete_time.map(seconds),
+        create_time: seconds(state.create_time),
+    }
+}

@@ -1,0 +1,242 @@
+//! Auto Scaling lifecycle hooks: deploy to instances as they launch, as CodeDeploy does.
+//!
+//! Creating or updating a deployment group with Auto Scaling groups puts a launch hook on
+//! each (`gantry-<deployment group id>`) whose notifications go to the lifecycle queue,
+//! with the group's names as notification metadata. For each launch, the `lifecycle`
+//! function deploys the group's last successful revision to that one instance (creator
+//! `autoscaling`), then completes the lifecycle action: CONTINUE when the deployment
+//! succeeds, ABANDON when it fails, so that Auto Scaling replaces the instance.
+//!
+//! Deployments end in other functions (batch-advance, api). They post a
+//! `{"gantryDeploymentFinished": "<id>"}` message to the same queue, so that only the
+//! lifecycle function needs `autoscaling:CompleteLifecycleAction`.
+
+use crate::adapters::LAUNCHING;
+use crate::control::ControlPlane;
+use crate::deploy::{self, CreateDeploymentInput, Origin, deployment_id_for};
+use crate::effects;
+use crate::error::ApiError;
+use crate::model::{DeploymentSpec, LifecycleAction};
+use crate::store::{DeploymentRecord, StoreError};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use gantry_core::deployment::DeploymentStatus;
+use gantry_core::wire::Creator;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A message on the lifecycle queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleMessage {
+    /// Auto Scaling holds a lifecycle action for an instance.
+    Transition(Notification),
+    /// A deployment for a launching instance ended: complete its lifecycle action.
+    DeploymentFinished { deployment_id: String },
+    /// `autoscaling:TEST_NOTIFICATION`, sent when a hook is created.
+    Test,
+}
+
+/// Auto Scaling's lifecycle notification, as it sends it to SQS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Notification {
+    pub lifecycle_transition: String,
+    pub auto_scaling_group_name: String,
+    pub lifecycle_hook_name: String,
+    pub lifecycle_action_token: String,
+    #[serde(rename = "EC2InstanceId")]
+    pub ec2_instance_id: String,
+    /// What Gantry put on the hook: `{"applicationName": .., "deploymentGroupName": ..}`.
+    #[serde(default)]
+    pub notification_metadata: Option<String>,
+}
+
+/// The hook's metadata: which deployment group a launch belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HookMetadata {
+    application_name: String,
+    deployment_group_name: String,
+}
+
+impl LifecycleMessage {
+    pub fn parse(body: &str) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_str(body).map_err(|error| format!("not JSON: {error}"))?;
+        if value["Event"] == "autoscaling:TEST_NOTIFICATION" {
+            return Ok(Self::Test);
+        }
+        if let Some(id) = value["gantryDeploymentFinished"].as_str() {
+            return Ok(Self::DeploymentFinished {
+                deployment_id: id.to_owned(),
+            });
+        }
+        serde_path_to_error::deserialize(value)
+            .map(Self::Transition)
+            .map_err(|error| format!("not a lifecycle notification: {error}"))
+    }
+}
+
+/// Handles an SQS batch from the lifecycle queue; the response names the messages to
+/// deliver again.
+pub async fn handle(control: &ControlPlane, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let message_id = record.message_id.unwrap_or_default();
+        let body = record.body.unwrap_or_default();
+        if let Err(error) = handle_message(control, &body).await {
+            tracing::warn!(%message_id, %error, "lifecycle message not handled; SQS delivers it again");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+/// The lifecycle function: one message from the lifecycle queue. An error leaves
+/// the message for SQS to deliver again.
+pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), ApiError> {
+    match LifecycleMessage::parse(body).map_err(ApiError::invalid_input)? {
+        LifecycleMessage::Test => Ok(()),
+        // Boxed: these futures hold SDK calls and a whole CreateDeployment.
+        LifecycleMessage::Transition(notification) => {
+            Box::pin(launching(control, notification)).await
+        }
+        LifecycleMessage::DeploymentFinished { deployment_id } => {
+            Box::pin(complete_launch(control, &deployment_id)).await
+        }
+    }
+}
+
+async fn launching(control: &ControlPlane, notification: Notification) -> Result<(), ApiError> {
+    if notification.lifecycle_transition != LAUNCHING {
+        tracing::info!(transition = %notification.lifecycle_transition, "not a launch; ignored");
+        return Ok(());
+    }
+    let action = LifecycleAction {
+        auto_scaling_group_name: notification.auto_scaling_group_name.clone(),
+        lifecycle_hook_name: notification.lifecycle_hook_name.clone(),
+        lifecycle_action_token: notification.lifecycle_action_token.clone(),
+        instance_id: notification.ec2_instance_id.clone(),
+    };
+    let span = tracing::info_span!("launch", instance_id = %action.instance_id, auto_scaling_group = %action.auto_scaling_group_name);
+    let _entered = span.enter();
+    let metadata: HookMetadata = match notification
+        .notification_metadata
+        .as_deref()
+        .map(serde_json::from_str)
+    {
+        Some(Ok(metadata)) => metadata,
+        _ => {
+            // Not a hook Gantry put: leave its action to whoever owns it.
+            tracing::warn!(hook = %action.lifecycle_hook_name, "lifecycle hook without Gantry's metadata; ignored");
+            return Ok(());
+        }
+    };
+    let group = match control
+        .load_group(&metadata.application_name, &metadata.deployment_group_name)
+        .await
+    {
+        Ok(group) => group,
+        Err(error) if error.code == "DeploymentGroupDoesNotExistException" => {
+            tracing::info!("the deployment group is gone; letting the instance launch");
+            return control.lifecycle.complete(&action, "CONTINUE").await;
+        }
+        Err(error) => return Err(error),
+    };
+    let Some(revision) = group.target_revision.clone() else {
+        tracing::info!("the group has no successful deployment yet; letting the instance launch");
+        return control.lifecycle.complete(&action, "CONTINUE").await;
+    };
+    // One deployment per lifecycle action, even when the notification comes twice.
+    let deployment_id = deployment_id_for(&action.lifecycle_action_token);
+    match control
+        .store
+        .load_deployment::<DeploymentSpec>(&deployment_id)
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(StoreError::NotFound(_)) => {}
+        Err(other) => return Err(other.into()),
+    }
+    let Some(host) = control
+        .lifecycle
+        .instance(&action.auto_scaling_group_name, &action.instance_id)
+        .await?
+    else {
+        tracing::info!("the instance is gone; nothing to deploy");
+        return Ok(());
+    };
+    let input = CreateDeploymentInput {
+        application_name: metadata.application_name,
+        deployment_group_name: metadata.deployment_group_name,
+        revision: Some(revision),
+        // A failed launch is abandoned (Auto Scaling replaces the instance); rolling
+        // the whole group back would answer a problem the group does not have.
+        auto_rollback_configuration: Some(Default::default()),
+        ..Default::default()
+    };
+    let origin = Origin {
+        rollback_of: None,
+        deployment_id: Some(deployment_id),
+        launch: Some((host, action)),
+    };
+    let created = deploy::create(control, input, Creator::Autoscaling, origin).await?;
+    tracing::info!(deployment_id = %created.record.spec.deployment_id, "deploying to a launching instance");
+    effects::start(control, &created).await;
+    Ok(())
+}
+
+async fn complete_launch(control: &ControlPlane, deployment_id: &str) -> Result<(), ApiError> {
+    let record: DeploymentRecord<DeploymentSpec> =
+        control.store.load_deployment(deployment_id).await?;
+    let Some(action) = &record.spec.lifecycle_action else {
+        return Ok(());
+    };
+    let result = match record.state.status {
+        DeploymentStatus::Succeeded => "CONTINUE",
+        status if status.is_terminal() => "ABANDON",
+        _ => {
+            return Err(ApiError::internal(format!(
+                "deployment {deployment_id} has not ended; its lifecycle action waits"
+            )));
+        }
+    };
+    tracing::info!(%deployment_id, instance_id = %action.instance_id, result, "completing the lifecycle action");
+    control.lifecycle.complete(action, result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_auto_scaling_notifications_and_gantry_messages() {
+        let launch = r#"{"Origin":"EC2","LifecycleHookName":"gantry-g1","Destination":"AutoScalingGroup","AccountId":"123456789012","RequestId":"r","LifecycleTransition":"autoscaling:EC2_INSTANCE_LAUNCHING","AutoScalingGroupName":"web","Service":"AWS Auto Scaling","Time":"2026-11-23T00:00:00.000Z","EC2InstanceId":"i-0abc","LifecycleActionToken":"t-1","NotificationMetadata":"{\"applicationName\":\"a\",\"deploymentGroupName\":\"g\"}"}"#;
+        let LifecycleMessage::Transition(notification) = LifecycleMessage::parse(launch).unwrap()
+        else {
+            panic!("a transition");
+        };
+        assert_eq!(notification.ec2_instance_id, "i-0abc");
+        assert_eq!(notification.lifecycle_transition, LAUNCHING);
+
+        let test = r#"{"AccountId":"1","RequestId":"r","AutoScalingGroupARN":"arn","AutoScalingGroupName":"web","Service":"AWS Auto Scaling","Event":"autoscaling:TEST_NOTIFICATION","Time":"t"}"#;
+        assert_eq!(LifecycleMessage::parse(test), Ok(LifecycleMessage::Test));
+
+        assert_eq!(
+            LifecycleMessage::parse(r#"{"gantryDeploymentFinished":"d-ABC"}"#),
+            Ok(LifecycleMessage::DeploymentFinished {
+                deployment_id: "d-ABC".into()
+            })
+        );
+        let error = LifecycleMessage::parse(r#"{"LifecycleTransition":"x"}"#).unwrap_err();
+        assert!(error.contains("AutoScalingGroupName"), "{error}");
+    }
+
+    #[test]
+    fn one_lifecycle_action_gives_one_deployment_id() {
+        assert_eq!(deployment_id_for("t-1"), deployment_id_for("t-1"));
+        assert_ne!(deployment_id_for("t-1"), deployment_id_for("t-2"));
+        assert!(deployment_id_for("t-1").starts_with("d-"));
+    }
+}

@@ -1,0 +1,165 @@
+//! batch-advance: agent reports from the reports queue (the SQS event source, with
+//! partial batch failures), and the schedule's tick.
+//!
+//! A report message holds one report or an array of up to ten. Reports are grouped by
+//! deployment and applied in runs that fit one transaction (see [`crate::advance`]);
+//! each run's effects are carried out by [`crate::effects`].
+
+use crate::advance;
+use crate::control::ControlPlane;
+use crate::effects;
+use crate::error::ApiError;
+use crate::model::now_millis;
+use crate::store::{IDLE_TICK_MS, OUTBOX_GRACE_MS};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use gantry_core::deployment::{Input, Millis};
+use gantry_core::wire;
+use std::collections::BTreeMap;
+
+/// Applies an SQS batch of report messages; the response names the messages to retry
+/// (malformed, refused, or not applied), which SQS dead-letters after its receive limit.
+pub async fn handle(control: &ControlPlane, event: SqsEvent) -> SqsBatchResponse {
+    let messages = event
+        .records
+        .into_iter()
+        .map(|record| {
+            (
+                record.message_id.unwrap_or_default(),
+                record.body.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let failed = apply_reports(control, messages).await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|item_identifier| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = item_identifier;
+            failure
+        })
+        .collect();
+    response
+}
+
+/// batch-advance for agent reports: applies each deployment's reports in one write
+/// and returns the ids of messages to retry (malformed, unknown, or not applied);
+/// SQS dead-letters them after its receive limit. A message may carry several
+/// reports; it is retried if any of them was not applied (applying again is a no-op
+/// for the rest).
+async fn apply_reports(control: &ControlPlane, messages: Vec<(String, String)>) -> Vec<String> {
+    let now = now_millis();
+    let mut failed = Vec::new();
+    let mut by_deployment: BTreeMap<String, Vec<(String, Input)>> = BTreeMap::new();
+    let message_count = messages.len();
+    for (message_id, body) in messages {
+        match wire::reports_from_json(&body) {
+            Ok(reports) => {
+                for report in reports {
+                    by_deployment
+                        .entry(report.deployment_id.clone())
+                        .or_default()
+                        .push((message_id.clone(), Input::Report { report, now }));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%message_id, %error, "malformed report; leaving it for the dead-letter queue");
+                failed.push(message_id);
+            }
+        }
+    }
+    // The bench reads this: reports per message, and writes (one per deployment).
+    tracing::info!(
+        messages = message_count,
+        reports = by_deployment.values().map(Vec::len).sum::<usize>(),
+        deployments = by_deployment.len(),
+        "reports received"
+    );
+    for (deployment_id, reports) in by_deployment {
+        let inputs: Vec<Input> = reports.iter().map(|(_, input)| input.clone()).collect();
+        let mut offset = 0;
+        for run in advance::chunks(&inputs) {
+            let messages = &reports[offset..offset + run.len()];
+            offset += run.len();
+            match effects::advance(control, &deployment_id, run).await {
+                Ok(applied) => {
+                    failed.extend(
+                        applied
+                            .refused
+                            .into_iter()
+                            .map(|(index, _)| messages[index].0.clone()),
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(%deployment_id, %error, "reports not applied; they will be retried");
+                    failed.extend(messages.iter().map(|(id, _)| id.clone()));
+                }
+            }
+        }
+    }
+    failed.sort();
+    failed.dedup();
+    failed
+}
+
+/// The schedule: fails silent hosts, opens the next zone, and runs outbox entries
+/// whose writer did not finish them. Returns how many deployments it looked at.
+pub async fn tick(control: &ControlPlane) -> Result<usize, ApiError> {
+    let now = now_millis();
+    let due = control.store.due_deployments(now).await?;
+    for deployment_id in &due {
+        let result = tick_one(control, deployment_id, now).await;
+        if let Err(error) = result {
+            tracing::warn!(%deployment_id, %error, "tick failed; the next one retries");
+        }
+    }
+    Ok(due.len())
+}
+
+async fn tick_one(
+    control: &ControlPlane,
+    deployment_id: &str,
+    now: Millis,
+) -> Result<(), ApiError> {
+    // Each round fails up to a transaction's worth of silent hosts.
+    let mut applied = effects::advance(control, deployment_id, &[Input::Tick { now }]).await?;
+    while applied.hosts_written > 0 {
+        applied = effects::advance(control, deployment_id, &[Input::Tick { now }]).await?;
+    }
+    let record = &applied.record;
+    let mut leftover = false;
+    for (entry, pending) in &record.outbox {
+        if Some(*entry) == applied.outbox_entry {
+            continue;
+        }
+        if now.saturating_sub(pending.at) < OUTBOX_GRACE_MS {
+            leftover = true;
+            continue;
+        }
+        tracing::info!(%deployment_id, entry, "running effects left in the outbox");
+        effects::run(control, record, &pending.effects, Some(*entry)).await;
+    }
+    // The exact next wakeup, now that the overdue hosts are failed: the earliest
+    // deadline left, a zone wait, leftover effects, or an idle look while running.
+    let state = &record.state;
+    let settled = state.status.is_terminal() && state.counts.in_progress == 0;
+    let next = if settled && !leftover {
+        None
+    } else {
+        let deadline = control.store.earliest_deadline(deployment_id).await?;
+        [
+            deadline.map(|at| at + 1),
+            state.next_wakeup(),
+            leftover.then_some(now + OUTBOX_GRACE_MS),
+            (!settled).then_some(now + IDLE_TICK_MS),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    };
+    control
+        .store
+        .reschedule(deployment_id, record.version, next)
+        .await?;
+    Ok(())
+}

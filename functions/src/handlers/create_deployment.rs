@@ -1,0 +1,28 @@
+//! create-deployment: CreateDeployment. Validates the input, resolves and orders the
+//! group's instances, stores the deployment with the group's lock (see
+//! [`crate::deploy::create`]), then carries out its start: DeploymentStart and the first
+//! batch of commands.
+
+use crate::control::ControlPlane;
+use crate::deploy::{self, CreateDeploymentInput, Origin};
+use crate::effects;
+use crate::error::ApiError;
+use gantry_core::wire::Creator;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateDeploymentOutput {
+    pub deployment_id: String,
+}
+
+pub async fn handle(
+    control: &ControlPlane,
+    input: CreateDeploymentInput,
+) -> Result<CreateDeploymentOutput, ApiError> {
+    let created = deploy::create(control, input, Creator::User, Origin::default()).await?;
+    effects::start(control, &created).await;
+    Ok(CreateDeploymentOutput {
+        deployment_id: created.record.spec.deployment_id,
+    })
+}

@@ -1,0 +1,90 @@
+//! One module per Lambda function, each with a typed `handle`, and the one table from a
+//! function's name to its handler, shared by the Lambda binaries and gantry-local.
+//!
+//! Request shapes: `push` takes RegisterApplicationRevision's input JSON,
+//! `create-deployment` CreateDeployment's, `rollback` `{applicationName,
+//! deploymentGroupName}`; `batch-advance` takes the reports queue's SQS event (or, for
+//! the schedule's tick, any other event) and `autoscaling` the lifecycle queue's;
+//! `api` takes `{"operation": "<CodeDeploy operation name>", "input": {...}}`. Errors are
+//! `{"errorType": "<CodeDeploy exception>", "errorMessage": "..."}`.
+//!
+//! What happens when a host's report arrives: [`batch_advance::handle`] groups the
+//! reports by deployment and hands each run to [`crate::effects::advance`], which applies
+//! them ([`crate::advance::apply`]) and carries out the effects.
+
+pub mod api;
+pub mod autoscaling;
+pub mod batch_advance;
+pub mod create_deployment;
+pub mod push;
+pub mod rollback;
+
+use crate::control::ControlPlane;
+use crate::error::{ApiError, parse_input};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The Lambda functions, by the names the template and gantry-local give them.
+pub const FUNCTIONS: [&str; 6] = [
+    "push",
+    "create-deployment",
+    "batch-advance",
+    "rollback",
+    "lifecycle",
+    "api",
+];
+
+/// Runs one invocation of a function with its payload: the payload is parsed into the
+/// handler's typed input, and its typed output rendered as JSON.
+pub async fn invoke(
+    control: &ControlPlane,
+    function: &str,
+    payload: Value,
+) -> Result<Value, ApiError> {
+    match function {
+        "push" => Ok(json!(
+            push::handle(control, parse_input(function, payload)?).await?
+        )),
+        "create-deployment" => Ok(json!(
+            create_deployment::handle(control, parse_input(function, payload)?).await?
+        )),
+        "batch-advance" => {
+            if payload.get("Records").is_some() {
+                let event = parse_input(function, payload)?;
+                Ok(json!(batch_advance::handle(control, event).await))
+            } else {
+                let checked = batch_advance::tick(control).await?;
+                Ok(json!({"deploymentsChecked": checked}))
+            }
+        }
+        "lifecycle" => Ok(json!(
+            autoscaling::handle(control, parse_input(function, payload)?).await
+        )),
+        "rollback" => Ok(json!(
+            rollback::handle(control, parse_input(function, payload)?).await?
+        )),
+        "api" => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Request {
+                operation: String,
+                #[serde(default)]
+                input: Value,
+            }
+            let request: Request = parse_input(function, payload)?;
+            let input = if request.input.is_null() {
+                json!({})
+            } else {
+                request.input
+            };
+            api::operation(control, &request.operation, input).await
+        }
+        other => Err(ApiError::new(
+            "ResourceNotFoundException",
+            format!(
+                "function {other:?} does not exist; the functions are {}",
+                FUNCTIONS.join(", ")
+            ),
+        )),
+    }
+}
