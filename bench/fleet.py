@@ -52,9 +52,18 @@ def start_agent(binary, work, host, aws_endpoint):
 
 
 def targets(endpoint, deployment_id):
-    ids = api(endpoint, "ListDeploymentTargets", {"deploymentId": deployment_id})["targetIds"]
-    got = api(endpoint, "BatchGetDeploymentTargets", {"deploymentId": deployment_id, "targetIds": ids})
-    return [target["instanceTarget"] for target in got["deploymentTargets"]]
+    ids, token = [], None
+    while True:
+        listed = api(endpoint, "ListDeploymentTargets", {"deploymentId": deployment_id, **({"nextToken": token} if token else {})})
+        ids.extend(listed["targetIds"])
+        token = listed.get("nextToken")
+        if not token:
+            break
+    found = []
+    for start in range(0, len(ids), 25):  # BatchGetDeploymentTargets takes 25 at a time
+        got = api(endpoint, "BatchGetDeploymentTargets", {"deploymentId": deployment_id, "targetIds": ids[start:start + 25]})
+        found.extend(target["instanceTarget"] for target in got["deploymentTargets"])
+    return found
 
 
 def window(target):

@@ -83,4 +83,26 @@ impl Gantry {
         self.invoke("api", &json!({"operation": operation, "input": input}))
             .await
     }
+
+    /// A List operation followed through every page: the first page's output, with
+    /// `field` holding the items of all pages and no `nextToken`.
+    pub async fn list_all(
+        &self,
+        operation: &str,
+        mut input: Value,
+        field: &str,
+    ) -> Result<Value, GantryError> {
+        let mut output = self.api(operation, input.clone()).await?;
+        let mut items = output[field].as_array().cloned().unwrap_or_default();
+        while let Some(token) = output["nextToken"].as_str().map(str::to_owned) {
+            input["nextToken"] = json!(token);
+            output = self.api(operation, input.clone()).await?;
+            items.extend(output[field].as_array().cloned().unwrap_or_default());
+        }
+        if let Some(fields) = output.as_object_mut() {
+            fields.remove("nextToken");
+            fields.insert(field.to_owned(), Value::Array(items));
+        }
+        Ok(output)
+    }
 }

@@ -88,30 +88,27 @@ async fn revision(gantry: &Gantry, args: &DeployArgs) -> anyhow::Result<Value> {
 /// Every target of a deployment, as BatchGetDeploymentTargets' `instanceTarget`s.
 pub async fn targets(gantry: &Gantry, deployment_id: &str) -> anyhow::Result<Vec<Value>> {
     let listed = gantry
-        .api(
+        .list_all(
             "ListDeploymentTargets",
             json!({"deploymentId": deployment_id}),
+            "targetIds",
         )
         .await?;
-    let ids = listed["targetIds"].clone();
-    if ids.as_array().is_none_or(Vec::is_empty) {
-        return Ok(Vec::new());
+    let ids = listed["targetIds"].as_array().cloned().unwrap_or_default();
+    let mut targets = Vec::with_capacity(ids.len());
+    // BatchGetDeploymentTargets takes 25 at a time, as CodeDeploy's does.
+    for chunk in ids.chunks(25) {
+        let got = gantry
+            .api(
+                "BatchGetDeploymentTargets",
+                json!({"deploymentId": deployment_id, "targetIds": chunk}),
+            )
+            .await?;
+        if let Some(found) = got["deploymentTargets"].as_array() {
+            targets.extend(found.iter().map(|t| t["instanceTarget"].clone()));
+        }
     }
-    let got = gantry
-        .api(
-            "BatchGetDeploymentTargets",
-            json!({"deploymentId": deployment_id, "targetIds": ids}),
-        )
-        .await?;
-    Ok(got["deploymentTargets"]
-        .as_array()
-        .map(|targets| {
-            targets
-                .iter()
-                .map(|t| t["instanceTarget"].clone())
-                .collect()
-        })
-        .unwrap_or_default())
+    Ok(targets)
 }
 
 pub fn exit_code(info: &Value) -> ExitCode {

@@ -368,7 +368,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 show(output, &created, |_| format!("created application {name}"));
             }
             AppCommand::List => {
-                let listed = gantry.api("ListApplications", json!({})).await?;
+                let listed = gantry
+                    .list_all("ListApplications", json!({}), "applications")
+                    .await?;
                 show(output, &listed, |v| lines(&v["applications"]));
             }
             AppCommand::Get { name } => {
@@ -420,7 +422,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             GroupCommand::List { app } => {
                 let listed = gantry
-                    .api("ListDeploymentGroups", json!({"applicationName": app}))
+                    .list_all(
+                        "ListDeploymentGroups",
+                        json!({"applicationName": app}),
+                        "deploymentGroups",
+                    )
                     .await?;
                 show(output, &listed, |v| lines(&v["deploymentGroups"]));
             }
@@ -461,7 +467,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 });
             }
             ConfigCommand::List => {
-                let listed = gantry.api("ListDeploymentConfigs", json!({})).await?;
+                let listed = gantry
+                    .list_all("ListDeploymentConfigs", json!({}), "deploymentConfigsList")
+                    .await?;
                 show(output, &listed, |v| lines(&v["deploymentConfigsList"]));
             }
             ConfigCommand::Get { name } => {
@@ -503,7 +511,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 show(output, &done, |_| format!("tagged instance {name}"));
             }
             InstanceCommand::List => {
-                let listed = gantry.api("ListOnPremisesInstances", json!({})).await?;
+                let listed = gantry
+                    .list_all("ListOnPremisesInstances", json!({}), "instanceNames")
+                    .await?;
                 show(output, &listed, |v| lines(&v["instanceNames"]));
             }
         },
@@ -522,9 +532,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::List { app, group } => {
             let listed = gantry
-                .api(
+                .list_all(
                     "ListDeployments",
                     json!({"applicationName": app, "deploymentGroupName": group}),
+                    "deployments",
                 )
                 .await?;
             show(output, &listed, |v| lines(&v["deployments"]));

@@ -88,6 +88,15 @@ impl FileExistsBehavior {
             _ => None,
         }
     }
+
+    /// The name `parse` reads back.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Disallow => "DISALLOW",
+            Self::Overwrite => "OVERWRITE",
+            Self::Retain => "RETAIN",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

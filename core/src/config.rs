@@ -154,6 +154,20 @@ pub struct HealthPlan {
     pub required_successes: u32,
 }
 
+impl HealthPlan {
+    /// The plan of a launching instance's deployment, whatever the group's configuration:
+    /// the instance is not in service yet, so no minimum applies, and it goes into service
+    /// only if it succeeds.
+    pub fn launch() -> Self {
+        Self {
+            fleet: 1,
+            minimum_healthy: 0,
+            batch_size: 1,
+            required_successes: 1,
+        }
+    }
+}
+
 impl DeploymentConfig {
     pub fn predefined(name: &str) -> Option<Self> {
         let rule = match name {

@@ -23,7 +23,7 @@
 //! Reports of one host may arrive in any order; a host's outcome is decided once its
 //! events are all known, or as soon as one fails.
 
-use crate::config::{HealthPlan, ZonalConfig};
+use crate::config::{DeploymentConfig, HealthPlan, ZonalConfig};
 use crate::lifecycle::{LifecycleEvent, Performer};
 use crate::planner::Target;
 use crate::wire::{Diagnostics, ErrorCode, EventStatus, Report};
@@ -361,8 +361,13 @@ pub enum Effect {
     /// Redeploy the group's last successful revision.
     StartRollback,
     /// A launching instance's deployment ended: let Auto Scaling put the instance in
-    /// service (`proceed`) or abandon it.
+    /// service (`proceed`) or abandon it. Such a deployment holds no lock and leaves the
+    /// group's last successful revision as it was.
     CompleteLaunch { proceed: bool },
+    /// The deployment succeeded: instances that joined the group's Auto Scaling groups
+    /// while it ran get its revision in a deployment of their own (when the group's
+    /// outdatedInstancesStrategy is UPDATE).
+    UpdateOutdated,
 }
 
 /// Why an input could not apply. These are bugs or foreign messages, never panics.
@@ -699,14 +704,17 @@ impl Deployment {
             _ => NotificationEvent::DeploymentFailure,
         };
         effects.push(notify(event, None));
-        if status == DeploymentStatus::Succeeded {
+        let succeeded = status == DeploymentStatus::Succeeded;
+        if self.completes_launch {
+            effects.push(Effect::CompleteLaunch { proceed: succeeded });
+            return;
+        }
+        if succeeded {
             effects.push(Effect::RecordLastSuccessful);
         }
         effects.push(Effect::ReleaseLock);
-        if self.completes_launch {
-            effects.push(Effect::CompleteLaunch {
-                proceed: status == DeploymentStatus::Succeeded,
-            });
+        if succeeded {
+            effects.push(Effect::UpdateOutdated);
         }
     }
 
@@ -715,6 +723,132 @@ impl Deployment {
     pub fn next_wakeup(&self) -> Option<Millis> {
         self.zone_wait_until
     }
+}
+
+/// What a new deployment is made from: everything decided before anything is stored.
+#[derive(Debug, Clone)]
+pub struct Plan<'a> {
+    pub deployment_id: String,
+    pub config: &'a DeploymentConfig,
+    /// The hosts the deployment goes to, each with where it stands for the group.
+    pub targets: Vec<Target>,
+    /// A launching instance's deployment: one host, beside the group's others.
+    pub launch: bool,
+    /// Leave out hosts that already run the revision.
+    pub update_outdated_only: bool,
+    pub deadlines: Deadlines,
+    pub events: &'a [LifecycleEvent],
+    pub rollback_on_failure: bool,
+    pub rollback_on_stop: bool,
+    pub now: Millis,
+}
+
+/// A planned deployment: its ordered targets, its started state and the effects of its
+/// start, and whether it takes the group's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub ordered: Vec<Target>,
+    pub state: Deployment,
+    pub effects: Vec<Effect>,
+    pub takes_lock: bool,
+}
+
+/// Why a deployment cannot be planned at all (one that can be planned but not started,
+/// for want of instances or healthy hosts, is planned as failed, as CodeDeploy does).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "the deployment resolves to {hosts} instances; one deployment holds at most {MAX_TARGETS}"
+    )]
+    TooManyTargets { hosts: usize },
+}
+
+/// Plans a deployment: orders its targets (health first, then zones), fixes its health
+/// plan and starts it. Pure: the caller resolved the hosts and stores the result.
+pub fn plan(request: Plan) -> Result<Planned, PlanError> {
+    let mut targets = request.targets;
+    if request.update_outdated_only {
+        targets.retain(|target| target.standing != crate::planner::Standing::Current);
+    }
+    if targets.len() > MAX_TARGETS {
+        return Err(PlanError::TooManyTargets {
+            hosts: targets.len(),
+        });
+    }
+    let zonal = request.config.zonal_config.filter(|_| !request.launch);
+    let ordered = if zonal.is_some() {
+        crate::planner::order_by_zone(targets)
+    } else {
+        crate::planner::order(targets)
+    };
+    let health = if request.launch {
+        Ok(HealthPlan::launch())
+    } else {
+        request.config.health_plan(ordered.len() as u32)
+    };
+    let now = request.now;
+    let planned = match health {
+        Ok(health) => {
+            let mut state = Deployment::new(
+                request.deployment_id,
+                health,
+                zonal,
+                request.deadlines,
+                &ordered,
+                request.events,
+                request.rollback_on_failure,
+                request.rollback_on_stop,
+                now,
+            );
+            state.completes_launch = request.launch;
+            let effects = state
+                .apply(Input::Start { now }, &mut [])
+                .expect("a new deployment starts");
+            Planned {
+                ordered,
+                state,
+                effects,
+                takes_lock: !request.launch,
+            }
+        }
+        // CodeDeploy creates such a deployment and fails it at once; so does Gantry, so
+        // that GetDeployment explains why.
+        Err(error) => {
+            let mut state = Deployment::new(
+                request.deployment_id,
+                HealthPlan {
+                    fleet: 0,
+                    minimum_healthy: 0,
+                    batch_size: 0,
+                    required_successes: 0,
+                },
+                None,
+                request.deadlines,
+                &[],
+                &[],
+                false,
+                false,
+                now,
+            );
+            state.status = DeploymentStatus::Failed;
+            state.complete_time = Some(now);
+            state.error = Some(ErrorInformation {
+                code: error.code().to_owned(),
+                message: error.to_string(),
+            });
+            let mut effects = vec![notify(NotificationEvent::DeploymentFailure, None)];
+            if request.launch {
+                effects.push(Effect::CompleteLaunch { proceed: false });
+            }
+            Planned {
+                ordered: Vec::new(),
+                state,
+                effects,
+                takes_lock: false,
+            }
+        }
+    };
+    Ok(planned)
 }
 
 /// The segments of an ordered target list: one per zone (in order of appearance) when

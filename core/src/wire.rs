@@ -104,14 +104,17 @@ impl RevisionLocation {
     }
 }
 
-/// Who started a deployment, as CodeDeploy's `creator`.
+/// Who started a deployment, as CodeDeploy's `creator` spells it (its casing varies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Creator {
     User,
     Autoscaling,
     CodeDeployRollback,
+    #[serde(rename = "CodeDeploy")]
     CodeDeploy,
+    /// The update of instances that launched during a deployment.
+    #[serde(rename = "CodeDeployAutoUpdate")]
     CodeDeployAutoUpdate,
 }
 
@@ -399,6 +402,30 @@ pub fn check_deployment_id(id: &str) -> Result<(), WireError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn creators_are_spelled_as_codedeploy_spells_them() {
+        let names: Vec<String> = [
+            Creator::User,
+            Creator::Autoscaling,
+            Creator::CodeDeployRollback,
+            Creator::CodeDeploy,
+            Creator::CodeDeployAutoUpdate,
+        ]
+        .iter()
+        .map(|creator| serde_json::to_string(creator).unwrap())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "\"user\"",
+                "\"autoscaling\"",
+                "\"codeDeployRollback\"",
+                "\"CodeDeploy\"",
+                "\"CodeDeployAutoUpdate\""
+            ]
+        );
+    }
 
     fn command() -> Command {
         Command {

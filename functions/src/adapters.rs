@@ -3,7 +3,7 @@
 //! Scaling lifecycle hooks.
 //! Each maps SDK errors to [`ApiError`]s that say what failed.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Exception};
 use crate::model::{LifecycleAction, OnPremisesInstance, RevisionRecord, ZONE_TAG, seconds};
 use crate::store::{DynamoStore, keys};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
@@ -140,7 +140,7 @@ pub struct Bundles {
 }
 
 fn invalid_revision(message: impl Into<String>) -> ApiError {
-    ApiError::new("InvalidRevisionException", message)
+    ApiError::new(Exception::InvalidRevision, message)
 }
 
 /// A stable key for a revision: the same object version always gets the same key.
@@ -186,7 +186,7 @@ impl Bundles {
                         .is_some_and(|r| r.status().as_u16() == 404 || r.status().as_u16() == 400);
                 if missing {
                     ApiError::new(
-                        "RevisionDoesNotExistException",
+                        Exception::RevisionDoesNotExist,
                         format!(
                             "revision.s3Location: s3://{}/{}{} does not exist",
                             location.bucket,
@@ -580,7 +580,10 @@ impl LifecycleHooks {
                 tracing::warn!(error = %DisplayErrorContext(&error), "lifecycle action no longer pending");
                 Ok(())
             }
-            Err(error) => Err(autoscaling_failure("CompleteLifecycleAction", error)),
+            Err(error) => Err(autoscaling_failure(
+                &format!("CompleteLifecycleAction ({result})"),
+                error,
+            )),
         }
     }
 }

@@ -172,10 +172,21 @@ pub async fn apply<S: DeserializeOwned>(
             }
             Err(StoreError::Conflict(message)) if attempt < max_attempts => {
                 tracing::debug!(%deployment_id, attempt, %message, "lost a write race; retrying");
+                // Several batch-advance workers race for one summary when many hosts
+                // finish at once: wait a random while, longer each time, so that they
+                // take turns instead of colliding again.
+                tokio::time::sleep(backoff(attempt)).await;
             }
             Err(error) => return Err(error),
         }
     }
+}
+
+/// A random wait in [0, min(2^attempt * 4 ms, 250 ms)).
+fn backoff(attempt: u32) -> std::time::Duration {
+    let ceiling = (4u64 << attempt.min(6)).min(250);
+    let random = (uuid::Uuid::new_v4().as_u128() % u128::from(ceiling)) as u64;
+    std::time::Duration::from_millis(random)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! clients built once per process, and the lookups most handlers start with.
 
 use crate::adapters::{Bundles, CommandQueues, Fleet, LifecycleHooks, Notifier, register};
-use crate::error::ApiError;
+use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentConfigInfo, DeploymentGroupSettings, RevisionRecord, now_millis};
 use crate::store::{DynamoStore, GroupRecord, keys};
 use gantry_core::config::DeploymentConfig;
@@ -120,13 +120,13 @@ impl ControlPlane {
     ) -> Result<GroupRecord<DeploymentGroupSettings>, ApiError> {
         if application.is_empty() {
             return Err(ApiError::new(
-                "ApplicationNameRequiredException",
+                Exception::ApplicationNameRequired,
                 "applicationName: is required",
             ));
         }
         if group.is_empty() {
             return Err(ApiError::new(
-                "DeploymentGroupNameRequiredException",
+                Exception::DeploymentGroupNameRequired,
                 "deploymentGroupName: is required",
             ));
         }
@@ -150,7 +150,7 @@ impl ControlPlane {
             .await?
             .ok_or_else(|| {
                 ApiError::new(
-                    "DeploymentConfigDoesNotExistException",
+                    Exception::DeploymentConfigDoesNotExist,
                     format!("deploymentConfigName: no deployment configuration named {name:?}"),
                 )
             })?
@@ -171,7 +171,7 @@ impl ControlPlane {
     ) -> Result<RevisionRecord, ApiError> {
         if application.is_empty() {
             return Err(ApiError::new(
-                "ApplicationNameRequiredException",
+                Exception::ApplicationNameRequired,
                 "applicationName: is required",
             ));
         }

@@ -6,20 +6,17 @@
 use crate::adapters::{Host, revision_key};
 use crate::control::ControlPlane;
 use crate::effects::last_info;
-use crate::error::ApiError;
+use crate::error::{ApiError, Exception};
 use crate::model::{
     AutoRollbackConfiguration, DeploymentGroupSettings, DeploymentSpec, LifecycleAction,
     ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST, RevisionRecord, RollbackInfo, now_millis,
 };
 use crate::store::{DeploymentRecord, InstanceHealth, StoreError, keys};
 use gantry_core::appspec::FileExistsBehavior;
-use gantry_core::config::{ONE_AT_A_TIME, StartError};
-use gantry_core::deployment::{
-    Deadlines, Deployment, DeploymentStatus, Effect, ErrorInformation, Input, MAX_TARGETS, Millis,
-    NotificationEvent,
-};
+use gantry_core::config::ONE_AT_A_TIME;
+use gantry_core::deployment::{self, Deadlines, Effect, NotificationEvent, Plan, Planned};
 use gantry_core::lifecycle::{self, LifecycleEvent, Performer};
-use gantry_core::planner::{self, Standing, Target};
+use gantry_core::planner::{Standing, Target};
 use gantry_core::wire::{Creator, RevisionLocation};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -59,14 +56,18 @@ pub struct CreateDeploymentInput {
     pub override_alarm_configuration: Option<serde_json::Value>,
 }
 
-/// Who asked for a deployment, beyond the input: a user, or a rollback of another.
+/// Who asked for a deployment, beyond the input: a user, a rollback of another, an
+/// instance launching, or the update of instances that launched during another.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
     pub rollback_of: Option<String>,
     /// A fixed id (a rollback's, claimed before it is created).
     pub deployment_id: Option<String>,
     /// A launching instance: the only target, whatever the group's selection matches.
+    /// Such a deployment runs beside the group's others: it takes no lock.
     pub launch: Option<(Host, LifecycleAction)>,
+    /// The targets, instead of what the group's selection matches.
+    pub hosts: Option<Vec<Host>>,
 }
 
 /// A new deployment id in CodeDeploy's form: `d-` and nine of `A-Z0-9`.
@@ -149,7 +150,7 @@ pub async fn create(
         && !is_blank(targets)
     {
         return Err(ApiError::new(
-            "InvalidTargetInstancesException",
+            Exception::InvalidTargetInstances,
             "targetInstances: names the replacement environment of a blue/green deployment; this deployment group deploys in place, so leave it out",
         ));
     }
@@ -157,7 +158,7 @@ pub async fn create(
         None => FileExistsBehavior::Disallow,
         Some(name) => FileExistsBehavior::parse(name).ok_or_else(|| {
             ApiError::new(
-                "InvalidFileExistsBehaviorException",
+                Exception::InvalidFileExistsBehavior,
                 format!(
                     "fileExistsBehavior: {name:?} is not one of {}",
                     FileExistsBehavior::NAMES.join(", ")
@@ -171,7 +172,7 @@ pub async fn create(
         .unwrap_or_else(|| settings.auto_rollback_configuration.clone());
     auto_rollback
         .validate()
-        .map_err(|message| ApiError::new("InvalidAutoRollbackConfigException", message))?;
+        .map_err(|message| ApiError::new(Exception::InvalidAutoRollbackConfig, message))?;
     let config_name = non_empty(&input.deployment_config_name)
         .unwrap_or(if settings.deployment_config_name.is_empty() {
             ONE_AT_A_TIME
@@ -182,22 +183,23 @@ pub async fn create(
     let config = control.deployment_config(&config_name).await?;
     let revision = input.revision.clone().ok_or_else(|| {
         ApiError::new(
-            "RevisionRequiredException",
+            Exception::RevisionRequired,
             "revision: is required (revisionType S3 with s3Location {bucket, key, bundleType})",
         )
     })?;
     let record = revision_record(control, &input.application_name, &revision).await?;
     let revision = record.revision_location.clone();
 
-    let hosts = match &origin.launch {
-        Some((host, _)) => vec![host.clone()],
-        None => resolve_hosts(control, settings).await?,
+    let hosts = match (&origin.launch, &origin.hosts) {
+        (Some((host, _)), _) => vec![host.clone()],
+        (None, Some(hosts)) => hosts.clone(),
+        (None, None) => resolve_hosts(control, settings).await?,
     };
     let health = control
         .store
         .group_health(&input.application_name, &input.deployment_group_name)
         .await?;
-    let mut targets: Vec<Target> = hosts
+    let targets: Vec<Target> = hosts
         .into_iter()
         .map(|host| Target {
             standing: standing(health.get(&host.instance_id), &revision),
@@ -205,23 +207,39 @@ pub async fn create(
             zone: host.zone,
         })
         .collect();
-    if input.update_outdated_instances_only {
-        targets.retain(|target| target.standing != Standing::Current);
-    }
-    check_fleet_size(&input.deployment_group_name, targets.len())?;
-    let ordered = if config.zonal_config.is_some() {
-        planner::order_by_zone(targets)
-    } else {
-        planner::order(targets)
-    };
-
     let now = now_millis();
     let deployment_id = origin
         .deployment_id
         .clone()
         .unwrap_or_else(new_deployment_id);
+    let launch = origin.launch.is_some();
     let events = lifecycle::in_place(false);
-    let deadlines = deadlines(control, &record, &events);
+    let Planned {
+        ordered,
+        state,
+        effects,
+        takes_lock,
+    } = deployment::plan(Plan {
+        deployment_id: deployment_id.clone(),
+        config: &config,
+        targets,
+        launch,
+        update_outdated_only: input.update_outdated_instances_only,
+        deadlines: deadlines(control, &record, &events),
+        events: &events,
+        rollback_on_failure: auto_rollback.on(ROLLBACK_ON_FAILURE),
+        rollback_on_stop: auto_rollback.on(ROLLBACK_ON_REQUEST),
+        now,
+    })
+    .map_err(|error| {
+        ApiError::new(
+            Exception::InstanceLimitExceeded,
+            format!(
+                "deployment group {}: {error}. Narrow the group's tags or split it into several groups",
+                input.deployment_group_name
+            ),
+        )
+    })?;
     let spec = DeploymentSpec {
         deployment_id: deployment_id.clone(),
         application_name: input.application_name.clone(),
@@ -241,41 +259,6 @@ pub async fn create(
         rollback_triggering_deployment_id: origin.rollback_of.clone(),
         lifecycle_action: origin.launch.as_ref().map(|(_, action)| action.clone()),
     };
-    let (state, effects, take_lock) = match config.health_plan(ordered.len() as u32) {
-        Ok(plan) => {
-            let mut state = Deployment::new(
-                deployment_id.clone(),
-                plan,
-                config.zonal_config,
-                deadlines,
-                &ordered,
-                &events,
-                auto_rollback.on(ROLLBACK_ON_FAILURE),
-                auto_rollback.on(ROLLBACK_ON_REQUEST),
-                now,
-            );
-            state.completes_launch = origin.launch.is_some();
-            let effects = state
-                .apply(Input::Start { now }, &mut [])
-                .map_err(|error| {
-                    ApiError::internal(format!("starting {deployment_id}: {error}"))
-                })?;
-            (state, effects, true)
-        }
-        // CodeDeploy creates such a deployment and fails it at once; so does Gantry,
-        // so that `get-deployment` explains why.
-        Err(error) => {
-            let state = refused_deployment(&deployment_id, &error, now);
-            let mut effects = vec![Effect::Notify {
-                event: NotificationEvent::DeploymentFailure,
-                instance_id: None,
-            }];
-            if origin.launch.is_some() {
-                effects.push(Effect::CompleteLaunch { proceed: false });
-            }
-            (state, effects, false)
-        }
-    };
     let span = tracing::info_span!("create_deployment", deployment_id = %deployment_id);
     async {
         control.store
@@ -284,16 +267,15 @@ pub async fn create(
                 &spec.deployment_group_name,
                 &spec,
                 &state,
-                // A deployment refused at creation has no hosts to list.
-                if take_lock { &ordered } else { &[] },
+                &ordered,
                 &effects,
-                take_lock,
+                takes_lock,
                 now,
             )
             .await
             .map_err(|error| match error {
                 StoreError::Conflict(_) => ApiError::new(
-                    "DeploymentLimitExceededException",
+                    Exception::DeploymentLimitExceeded,
                     format!(
                         "deployment group {} already has an active deployment ({}); wait for it to finish or stop it",
                         spec.deployment_group_name,
@@ -311,14 +293,16 @@ pub async fn create(
             rollback_info: RollbackInfo::default(),
             wakeup_at: None,
         };
-        control
-            .store
-            .record_attempt(
-                &record.spec.application_name,
-                &record.spec.deployment_group_name,
-                &last_info(&record.state),
-            )
-            .await?;
+        if !launch {
+            control
+                .store
+                .record_attempt(
+                    &record.spec.application_name,
+                    &record.spec.deployment_group_name,
+                    &last_info(&record.state),
+                )
+                .await?;
+        }
         Ok(Created { record, effects })
     }
     .instrument(span)
@@ -439,20 +423,13 @@ pub async fn start_rollback(
         ignore_application_stop_failures: spec.ignore_application_stop_failures,
         // A rollback never rolls itself back.
         auto_rollback_configuration: Some(AutoRollbackConfiguration::default()),
-        file_exists_behavior: Some(
-            match spec.file_exists_behavior {
-                FileExistsBehavior::Disallow => "DISALLOW",
-                FileExistsBehavior::Overwrite => "OVERWRITE",
-                FileExistsBehavior::Retain => "RETAIN",
-            }
-            .to_owned(),
-        ),
+        file_exists_behavior: Some(spec.file_exists_behavior.name().to_owned()),
         ..CreateDeploymentInput::default()
     };
     let origin = Origin {
         rollback_of: Some(original.clone()),
         deployment_id: Some(rollback_id.clone()),
-        launch: None,
+        ..Origin::default()
     };
     match create(control, input, Creator::CodeDeployRollback, origin).await {
         Ok(created) => {
@@ -468,7 +445,7 @@ pub async fn start_rollback(
             tracing::info!(%rollback_id, "rollback deployment created");
             Ok(Some(created))
         }
-        Err(error) if error.code == "DeploymentLimitExceededException" => {
+        Err(error) if error.code == Exception::DeploymentLimitExceeded => {
             tracing::warn!(%error, "rollback not started: another deployment took the group");
             let info = no_rollback("another deployment started first");
             control.store.link_rollback(original, &info).await?;
@@ -478,45 +455,70 @@ pub async fn start_rollback(
     }
 }
 
-/// A deployment that fails as it is created (no instances, impossible health rules).
-fn refused_deployment(id: &str, error: &StartError, now: Millis) -> Deployment {
-    let plan = gantry_core::config::HealthPlan {
-        fleet: 0,
-        minimum_healthy: 0,
-        batch_size: 0,
-        required_successes: 0,
-    };
-    let mut state = Deployment::new(
-        id.to_owned(),
-        plan,
-        None,
-        Deadlines::default(),
-        &[],
-        &[],
-        false,
-        false,
-        now,
-    );
-    state.status = DeploymentStatus::Failed;
-    state.complete_time = Some(now);
-    state.error = Some(ErrorInformation {
-        code: error.code().to_owned(),
-        message: error.to_string(),
-    });
-    state
-}
-
-/// Refuses a deployment of more hosts than one deployment holds, naming both numbers.
-fn check_fleet_size(group: &str, hosts: usize) -> Result<(), ApiError> {
-    if hosts <= MAX_TARGETS {
-        return Ok(());
+/// The deployment that brings instances up to `record`'s revision when they joined the
+/// group's Auto Scaling groups while it ran (launched during it, so given the revision
+/// before), if the group's outdatedInstancesStrategy is UPDATE. None when there are none,
+/// or another deployment took the group first (it deploys to them anyway).
+pub async fn update_outdated(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+) -> Result<Option<Created>, ApiError> {
+    let spec = &record.spec;
+    let group = control
+        .load_group(&spec.application_name, &spec.deployment_group_name)
+        .await?;
+    let settings = &group.settings.value;
+    let groups = &settings.targets.auto_scaling_groups;
+    if settings.outdated_instances_strategy != "UPDATE" || groups.is_empty() {
+        return Ok(None);
     }
-    Err(ApiError::new(
-        "InstanceLimitExceededException",
-        format!(
-            "deployment group {group} resolves to {hosts} instances; one deployment holds at most {MAX_TARGETS}. Narrow the group's tags or split it into several groups"
-        ),
-    ))
+    let deployed: std::collections::HashSet<String> = control
+        .store
+        .plan(&spec.deployment_id)
+        .await?
+        .into_iter()
+        .map(|target| target.instance_id)
+        .collect();
+    let outdated: Vec<Host> = control
+        .fleet
+        .auto_scaling(groups)
+        .await?
+        .into_iter()
+        .filter(|host| !deployed.contains(&host.instance_id))
+        .collect();
+    if outdated.is_empty() {
+        return Ok(None);
+    }
+    tracing::info!(
+        instances = outdated.len(),
+        "updating instances that launched during the deployment"
+    );
+    let input = CreateDeploymentInput {
+        application_name: spec.application_name.clone(),
+        deployment_group_name: spec.deployment_group_name.clone(),
+        revision: Some(spec.revision.clone()),
+        deployment_config_name: Some(spec.deployment_config_name.clone()),
+        description: Some(format!(
+            "Update of instances that launched during {}",
+            spec.deployment_id
+        )),
+        ignore_application_stop_failures: spec.ignore_application_stop_failures,
+        auto_rollback_configuration: Some(AutoRollbackConfiguration::default()),
+        file_exists_behavior: Some(spec.file_exists_behavior.name().to_owned()),
+        ..CreateDeploymentInput::default()
+    };
+    let origin = Origin {
+        hosts: Some(outdated),
+        ..Origin::default()
+    };
+    match create(control, input, Creator::CodeDeployAutoUpdate, origin).await {
+        Ok(created) => Ok(Some(created)),
+        Err(error) if error.code == Exception::DeploymentLimitExceeded => {
+            tracing::info!(%error, "outdated instances left to the deployment that took the group");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// The CLI skeleton fills fields with empty lists and strings; such a value is "absent".
@@ -542,20 +544,6 @@ mod tests {
             let id = new_deployment_id();
             gantry_core::wire::check_deployment_id(&id).unwrap();
         }
-    }
-
-    #[test]
-    fn a_fleet_above_the_limit_is_refused_naming_the_count_and_the_limit() {
-        assert!(check_fleet_size("web", MAX_TARGETS).is_ok());
-        let error = check_fleet_size("web", MAX_TARGETS + 1).unwrap_err();
-        assert_eq!(error.code, "InstanceLimitExceededException");
-        assert!(
-            error
-                .message
-                .contains("resolves to 10001 instances; one deployment holds at most 10000"),
-            "{}",
-            error.message
-        );
     }
 
     #[test]

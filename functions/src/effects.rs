@@ -19,7 +19,9 @@ use serde_json::json;
 use tracing::Instrument;
 
 /// How a deployment's lost races are retried before the caller is told to try again.
-const MAX_APPLY_ATTEMPTS: u32 = 12;
+/// With the random backoff between attempts, 40 give a writer several seconds to win
+/// against dozens of concurrent ones.
+const MAX_APPLY_ATTEMPTS: u32 = 40;
 
 /// Carries out effects, then marks their outbox entry done; then does the same for each
 /// deployment they created (a rollback). A failure is logged and left in the outbox,
@@ -176,7 +178,12 @@ async fn carry_out(
             }
             Effect::StartRollback => {
                 // The rollback is created here; its own effects run after these.
-                follow_ups.extend(deploy::start_rollback(control, record).await?);
+                // Boxed, as below: a whole CreateDeployment is a large future, and
+                // inlined here it would make every caller's stack frame as large.
+                follow_ups.extend(Box::pin(deploy::start_rollback(control, record)).await?);
+            }
+            Effect::UpdateOutdated => {
+                follow_ups.extend(Box::pin(deploy::update_outdated(control, record)).await?);
             }
             Effect::CompleteLaunch { .. } => {
                 launch_finished(control, &spec.deployment_id).await?;
@@ -323,7 +330,7 @@ pub fn command(spec: &DeploymentSpec, instance_id: &str) -> Command {
 pub fn last_info(state: &Deployment) -> LastDeploymentInfo {
     LastDeploymentInfo {
         deployment_id: state.deployment_id.clone(),
-        status: format!("{:?}", state.status),
+        status: crate::model::serialized_name(&state.status),
         end_time: state.complete_time.map(seconds),
         create_time: seconds(state.create_time),
     }

@@ -3,40 +3,164 @@
 use crate::store::StoreError;
 use serde::Serialize;
 
-/// An error a handler returns. `code` is CodeDeploy's exception name (the Lambda
+/// The exceptions Gantry answers with, each named as CodeDeploy names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exception {
+    ApplicationAlreadyExists,
+    ApplicationDoesNotExist,
+    ApplicationNameRequired,
+    BatchLimitExceeded,
+    ConcurrentModification,
+    DeploymentAlreadyCompleted,
+    DeploymentAlreadyStarted,
+    DeploymentConfigAlreadyExists,
+    DeploymentConfigDoesNotExist,
+    DeploymentConfigNameRequired,
+    DeploymentDoesNotExist,
+    DeploymentGroupAlreadyExists,
+    DeploymentGroupDoesNotExist,
+    DeploymentGroupNameRequired,
+    DeploymentIdRequired,
+    DeploymentIsNotInReadyState,
+    DeploymentLimitExceeded,
+    DeploymentTargetDoesNotExist,
+    InstanceLimitExceeded,
+    InstanceNameAlreadyRegistered,
+    InstanceNameRequired,
+    InstanceNotRegistered,
+    InternalFailure,
+    InvalidAlarmConfig,
+    InvalidAutoRollbackConfig,
+    InvalidComputePlatform,
+    InvalidDeploymentConfigName,
+    InvalidDeploymentStatus,
+    InvalidDeploymentStyle,
+    InvalidFileExistsBehavior,
+    InvalidInput,
+    InvalidInstanceName,
+    InvalidMinimumHealthyHostValue,
+    InvalidNextToken,
+    InvalidOperation,
+    InvalidRevision,
+    InvalidTag,
+    InvalidTargetInstances,
+    InvalidTimeRange,
+    InvalidTriggerConfig,
+    InvalidZonalDeploymentConfiguration,
+    ResourceNotFound,
+    RevisionDoesNotExist,
+    RevisionRequired,
+    TagRequired,
+}
+
+impl Exception {
+    /// CodeDeploy's name for it: the Lambda `errorType`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ApplicationAlreadyExists => "ApplicationAlreadyExistsException",
+            Self::ApplicationDoesNotExist => "ApplicationDoesNotExistException",
+            Self::ApplicationNameRequired => "ApplicationNameRequiredException",
+            Self::BatchLimitExceeded => "BatchLimitExceededException",
+            Self::ConcurrentModification => "ConcurrentModificationException",
+            Self::DeploymentAlreadyCompleted => "DeploymentAlreadyCompletedException",
+            Self::DeploymentAlreadyStarted => "DeploymentAlreadyStartedException",
+            Self::DeploymentConfigAlreadyExists => "DeploymentConfigAlreadyExistsException",
+            Self::DeploymentConfigDoesNotExist => "DeploymentConfigDoesNotExistException",
+            Self::DeploymentConfigNameRequired => "DeploymentConfigNameRequiredException",
+            Self::DeploymentDoesNotExist => "DeploymentDoesNotExistException",
+            Self::DeploymentGroupAlreadyExists => "DeploymentGroupAlreadyExistsException",
+            Self::DeploymentGroupDoesNotExist => "DeploymentGroupDoesNotExistException",
+            Self::DeploymentGroupNameRequired => "DeploymentGroupNameRequiredException",
+            Self::DeploymentIdRequired => "DeploymentIdRequiredException",
+            Self::DeploymentIsNotInReadyState => "DeploymentIsNotInReadyStateException",
+            Self::DeploymentLimitExceeded => "DeploymentLimitExceededException",
+            Self::DeploymentTargetDoesNotExist => "DeploymentTargetDoesNotExistException",
+            Self::InstanceLimitExceeded => "InstanceLimitExceededException",
+            Self::InstanceNameAlreadyRegistered => "InstanceNameAlreadyRegisteredException",
+            Self::InstanceNameRequired => "InstanceNameRequiredException",
+            Self::InstanceNotRegistered => "InstanceNotRegisteredException",
+            Self::InternalFailure => "InternalFailure",
+            Self::InvalidAlarmConfig => "InvalidAlarmConfigException",
+            Self::InvalidAutoRollbackConfig => "InvalidAutoRollbackConfigException",
+            Self::InvalidComputePlatform => "InvalidComputePlatformException",
+            Self::InvalidDeploymentConfigName => "InvalidDeploymentConfigNameException",
+            Self::InvalidDeploymentStatus => "InvalidDeploymentStatusException",
+            Self::InvalidDeploymentStyle => "InvalidDeploymentStyleException",
+            Self::InvalidFileExistsBehavior => "InvalidFileExistsBehaviorException",
+            Self::InvalidInput => "InvalidInputException",
+            Self::InvalidInstanceName => "InvalidInstanceNameException",
+            Self::InvalidMinimumHealthyHostValue => "InvalidMinimumHealthyHostValueException",
+            Self::InvalidNextToken => "InvalidNextTokenException",
+            Self::InvalidOperation => "InvalidOperationException",
+            Self::InvalidRevision => "InvalidRevisionException",
+            Self::InvalidTag => "InvalidTagException",
+            Self::InvalidTargetInstances => "InvalidTargetInstancesException",
+            Self::InvalidTimeRange => "InvalidTimeRangeException",
+            Self::InvalidTriggerConfig => "InvalidTriggerConfigException",
+            Self::InvalidZonalDeploymentConfiguration => {
+                "InvalidZonalDeploymentConfigurationException"
+            }
+            Self::ResourceNotFound => "ResourceNotFoundException",
+            Self::RevisionDoesNotExist => "RevisionDoesNotExistException",
+            Self::RevisionRequired => "RevisionRequiredException",
+            Self::TagRequired => "TagRequiredException",
+        }
+    }
+}
+
+impl std::fmt::Display for Exception {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Exception {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// Tests and callers may compare with the name as CodeDeploy spells it.
+impl PartialEq<&str> for Exception {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
+/// An error a handler returns. `code` is CodeDeploy's exception (the Lambda
 /// `errorType`), `message` says what was wrong and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
     #[serde(rename = "errorType")]
-    pub code: String,
+    pub code: Exception,
     #[serde(rename = "errorMessage")]
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: Exception, message: impl Into<String>) -> Self {
         Self {
-            code: code.to_owned(),
+            code,
             message: message.into(),
         }
     }
 
     /// Input that does not have the documented shape.
     pub fn invalid_input(message: impl Into<String>) -> Self {
-        Self::new("InvalidInputException", message)
+        Self::new(Exception::InvalidInput, message)
     }
 
     pub fn application_missing(name: &str) -> Self {
         Self::new(
-            "ApplicationDoesNotExistException",
+            Exception::ApplicationDoesNotExist,
             format!("applicationName: no application named {name:?}"),
         )
     }
 
     pub fn group_missing(application: &str, name: &str) -> Self {
         Self::new(
-            "DeploymentGroupDoesNotExistException",
+            Exception::DeploymentGroupDoesNotExist,
             format!(
                 "deploymentGroupName: application {application:?} has no deployment group named {name:?}"
             ),
@@ -45,23 +169,23 @@ impl ApiError {
 
     pub fn deployment_missing(id: &str) -> Self {
         Self::new(
-            "DeploymentDoesNotExistException",
+            Exception::DeploymentDoesNotExist,
             format!("deploymentId: no deployment {id}"),
         )
     }
 
     /// Something went wrong on our side or AWS's; the caller may retry.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new("InternalFailure", message)
+        Self::new(Exception::InternalFailure, message)
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Conflict(message) => Self::new("ConcurrentModificationException", message),
+            StoreError::Conflict(message) => Self::new(Exception::ConcurrentModification, message),
             StoreError::NotFound(what) => Self::new(
-                "ResourceNotFoundException",
+                Exception::ResourceNotFound,
                 format!("{what} does not exist"),
             ),
             other => Self::internal(other.to_string()),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 impl From<ApiError> for lambda_runtime::Diagnostic {
     fn from(error: ApiError) -> Self {
         lambda_runtime::Diagnostic {
-            error_type: error.code,
+            error_type: error.code.to_string(),
             error_message: error.message,
         }
     }

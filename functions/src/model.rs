@@ -15,6 +15,15 @@ pub fn seconds(millis: Millis) -> f64 {
     millis as f64 / 1000.0
 }
 
+/// An enum's serialized name (`"InProgress"`), as stored and returned; never its Rust
+/// `Debug` form.
+pub fn serialized_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        other => panic!("{other:?} does not serialize as a name"),
+    }
+}
+
 pub fn now_millis() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

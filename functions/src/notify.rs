@@ -6,7 +6,7 @@
 
 use crate::control::ControlPlane;
 use crate::error::ApiError;
-use crate::model::{DeploymentSpec, seconds};
+use crate::model::{DeploymentSpec, seconds, serialized_name};
 use crate::store::DeploymentRecord;
 use gantry_core::deployment::{Deployment, Millis, NotificationEvent, TargetState};
 use serde_json::{Value, json};
@@ -51,7 +51,7 @@ pub fn message(
                         .map(|record| {
                             json!({
                                 "LifecycleEvent": record.event.name(),
-                                "LifecycleEventStatus": format!("{:?}", record.status),
+                                "LifecycleEventStatus": serialized_name(&record.status),
                                 "StartTime": time(record.start_time),
                                 "EndTime": time(record.end_time),
                             })
@@ -71,7 +71,7 @@ pub fn message(
                 "deploymentId": spec.deployment_id,
                 "instanceId": instance_id,
                 "lastUpdatedAt": time(last_updated),
-                "instanceStatus": target.map(|t| format!("{:?}", t.status)).unwrap_or_default(),
+                "instanceStatus": target.map(|t| serialized_name(&t.status)).unwrap_or_default(),
                 "lifecycleEvents": events,
             })
         }

@@ -32,6 +32,7 @@
 use crate::model::{LastDeploymentInfo, RollbackInfo};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ScalarAttributeType,
@@ -136,10 +137,7 @@ fn json<T: Serialize>(value: &T) -> AttributeValue {
 
 /// An enum's serialized name (`"InProgress"`), as a plain string attribute.
 fn json_name<T: Serialize>(value: &T) -> AttributeValue {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => s(name),
-        _ => json(value),
-    }
+    s(crate::model::serialized_name(value))
 }
 
 fn aws<E>(error: SdkError<E>) -> StoreError
@@ -1089,16 +1087,21 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(next),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
-            {
-                Err(StoreError::Conflict(format!(
-                    "deployment {id} or one of its hosts changed since version {expected}"
-                )))
-            }
-            Err(error) => Err(aws(error)),
+            Err(error) => match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    let reasons: Vec<&str> = cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .filter_map(|reason| reason.code())
+                        .filter(|code| *code != "None")
+                        .collect();
+                    Err(StoreError::Conflict(format!(
+                        "deployment {id} or one of its hosts changed since version {expected} ({})",
+                        reasons.join(", ")
+                    )))
+                }
+                _ => Err(aws(error)),
+            },
         }
     }
 
@@ -1274,11 +1277,14 @@ impl DynamoStore {
     }
 
     /// A group's deployments, newest first.
+    /// A group's deployments created within `created` (inclusive), newest first, with
+    /// their create times.
     pub async fn group_deployments(
         &self,
         application: &str,
         group: &str,
-    ) -> Result<Vec<String>, StoreError> {
+        created: std::ops::RangeInclusive<Millis>,
+    ) -> Result<Vec<(String, Millis)>, StoreError> {
         let mut ids = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -1287,14 +1293,20 @@ impl DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .index_name(BY_GROUP_INDEX)
-                .key_condition_expression("groupKey = :group")
+                .key_condition_expression("groupKey = :group AND createTime BETWEEN :from AND :to")
                 .expression_attribute_values(":group", s(keys::group_key(application, group)))
+                .expression_attribute_values(":from", n(*created.start()))
+                .expression_attribute_values(":to", n(*created.end()))
                 .scan_index_forward(false)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(aws)?;
-            ids.extend(page.items().iter().filter_map(deployment_id_of));
+            ids.extend(
+                page.items().iter().filter_map(|item| {
+                    Some((deployment_id_of(item)?, number(item, "createTime")?))
+                }),
+            );
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => return Ok(ids),

@@ -1450,10 +1450,14 @@ async fn deploy_to_fleet(hosts: usize, config: &str, shuffle: bool) {
     let info = play_fleet(&fx, &id, &names, shuffle).await;
     assert_eq!(info["status"], "Succeeded", "{info}");
     assert_eq!(info["deploymentOverview"]["Succeeded"], hosts, "{info}");
-    let listed = fx
-        .ok("ListDeploymentTargets", json!({"deploymentId": id}))
-        .await;
-    assert_eq!(listed["targetIds"].as_array().unwrap().len(), hosts);
+    let listed = list_all(
+        &fx,
+        "ListDeploymentTargets",
+        json!({"deploymentId": id}),
+        "targetIds",
+    )
+    .await;
+    assert_eq!(listed.len(), hosts);
     let sample: Vec<&String> = names.iter().step_by((hosts / 7).max(1)).collect();
     let targets = fx
         .ok(
@@ -1486,4 +1490,296 @@ async fn fifty_hosts_one_at_a_time_succeed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn all_at_once_with_reports_shuffled_and_duplicated_succeeds() {
     deploy_to_fleet(200, "CodeDeployDefault.AllAtOnce", true).await;
+}
+
+/// Auto Scaling's notification of a launching instance in `web-asg`, for group `group`.
+fn launch_notification(group: &str, hook: &str, instance: &str, token: &str) -> String {
+    json!({
+        "Origin": "EC2", "Destination": "AutoScalingGroup", "Service": "AWS Auto Scaling",
+        "AccountId": "123456789012", "RequestId": token, "Time": "2026-11-27T00:00:00.000Z",
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+        "AutoScalingGroupName": "web-asg", "LifecycleHookName": hook,
+        "EC2InstanceId": instance, "LifecycleActionToken": token,
+        "NotificationMetadata": json!({"applicationName": APP, "deploymentGroupName": group}).to_string(),
+    })
+    .to_string()
+}
+
+/// Launches run beside a user's deployment, as CodeDeploy runs them: none waits on the
+/// group's lock (even with HalfAtATime, which a one-instance deployment could not meet),
+/// and when the user's deployment succeeds, the instances that launched during it get
+/// its revision in a deployment of their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn launches_run_beside_a_deployment_and_are_updated_when_it_succeeds() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let autoscaling = auto_scaling_group(&config).await;
+    let first = asg_instances(&autoscaling).await[0].clone();
+    let created = fx
+        .ok(
+            "CreateDeploymentGroup",
+            json!({
+                "applicationName": APP,
+                "deploymentGroupName": "asg",
+                "autoScalingGroups": ["web-asg"],
+                "deploymentConfigName": "CodeDeployDefault.HalfAtATime",
+                "outdatedInstancesStrategy": "UPDATE",
+            }),
+        )
+        .await;
+    let hook = format!("gantry-{}", created["deploymentGroupId"].as_str().unwrap());
+    let create = |key: &str| {
+        json!({
+            "applicationName": APP,
+            "deploymentGroupName": "asg",
+            "deploymentConfigName": "CodeDeployDefault.OneAtATime",
+            "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": key, "bundleType": "tgz"}},
+        })
+    };
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.upload("v2.tgz", &good_bundle("2")).await;
+    let v1 = fx.ok("CreateDeployment", create("v1.tgz")).await["deploymentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(fx.take_commands(&first).await.len(), 1);
+    fx.run_host(&v1, &first, None).await;
+    assert_eq!(fx.status(&v1).await, "Succeeded");
+
+    // v2 starts and holds the group; three instances launch while it runs.
+    let v2 = fx.ok("CreateDeployment", create("v2.tgz")).await["deploymentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(fx.take_commands(&first).await.len(), 1);
+    autoscaling
+        .set_desired_capacity()
+        .auto_scaling_group_name("web-asg")
+        .desired_capacity(4)
+        .send()
+        .await
+        .unwrap();
+    let launched: Vec<String> = asg_instances(&autoscaling)
+        .await
+        .into_iter()
+        .filter(|id| *id != first)
+        .collect();
+    assert_eq!(launched.len(), 3);
+    let notifications: Vec<String> = launched
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            launch_notification(
+                "asg",
+                &hook,
+                id,
+                &format!("cccccccc-0000-4000-8000-00000000000{i}"),
+            )
+        })
+        .collect();
+    assert!(
+        lifecycle_event(&fx, &notifications).await.is_empty(),
+        "no launch waits for the group's lock"
+    );
+    let deployments = group_deployments(&fx, "asg").await;
+    assert_eq!(deployments.len(), 5, "v1, v2 and a deployment per launch");
+    for instance in &launched {
+        let commands = fx.take_commands(instance).await;
+        assert_eq!(commands.len(), 1, "{instance} is deploying");
+        assert_eq!(
+            json!(commands[0].revision)["s3Location"]["key"],
+            "v1.tgz",
+            "a launch gets the group's last successful revision"
+        );
+        fx.run_host(&commands[0].deployment_id, instance, None)
+            .await;
+        let launch = fx.deployment(&commands[0].deployment_id).await;
+        assert_eq!(launch["status"], "Succeeded", "{launch}");
+        assert_eq!(launch["creator"], "autoscaling");
+    }
+    assert_eq!(
+        fx.status(&v2).await,
+        "InProgress",
+        "the launches left v2 alone"
+    );
+    let group = fx
+        .ok(
+            "GetDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "asg"}),
+        )
+        .await;
+    assert_eq!(
+        group["deploymentGroupInfo"]["lastSuccessfulDeployment"]["deploymentId"], v1,
+        "a launch is not the group's last successful deployment"
+    );
+
+    // v2 succeeds: the three that launched during it are brought up to v2.
+    fx.run_host(&v2, &first, None).await;
+    assert_eq!(fx.status(&v2).await, "Succeeded");
+    let all = group_deployments(&fx, "asg").await;
+    let follow_on = all
+        .iter()
+        .find(|id| !deployments.contains(id))
+        .expect("a follow-on deployment")
+        .clone();
+    let info = fx.deployment(&follow_on).await;
+    assert_eq!(info["creator"], "CodeDeployAutoUpdate", "{info}");
+    assert_eq!(info["revision"]["s3Location"]["key"], "v2.tgz");
+    let targets = fx
+        .ok("ListDeploymentTargets", json!({"deploymentId": follow_on}))
+        .await;
+    let mut targeted: Vec<String> = serde_json::from_value(targets["targetIds"].clone()).unwrap();
+    targeted.sort();
+    let mut expected = launched.clone();
+    expected.sort();
+    assert_eq!(
+        targeted, expected,
+        "only the instances that launched during v2"
+    );
+}
+
+/// A launch whose deployment cannot be made is answered ABANDON at once, rather than
+/// left in Pending:Wait until the hook times out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_that_cannot_be_deployed_is_abandoned_at_once() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let autoscaling = auto_scaling_group(&config).await;
+    let first = asg_instances(&autoscaling).await[0].clone();
+    let created = fx
+        .ok(
+            "CreateDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "asg", "autoScalingGroups": ["web-asg"]}),
+        )
+        .await;
+    let hook = format!("gantry-{}", created["deploymentGroupId"].as_str().unwrap());
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let v1 = fx.deploy("asg", "v1.tgz").await.unwrap();
+    fx.run_host(&v1, &first, None).await;
+    assert_eq!(fx.status(&v1).await, "Succeeded");
+    // The revision's bundle is deleted: nothing can be deployed to a new instance.
+    fx.s3
+        .delete_object()
+        .bucket(BUCKET)
+        .key("v1.tgz")
+        .send()
+        .await
+        .unwrap();
+    autoscaling
+        .set_desired_capacity()
+        .auto_scaling_group_name("web-asg")
+        .desired_capacity(2)
+        .send()
+        .await
+        .unwrap();
+    let second = asg_instances(&autoscaling)
+        .await
+        .into_iter()
+        .find(|id| *id != first)
+        .expect("a second instance");
+    let error = autoscaling::handle_message(
+        &fx.control,
+        &launch_notification(
+            "asg",
+            &hook,
+            &second,
+            "dddddddd-0000-4000-8000-000000000001",
+        ),
+    )
+    .await
+    .unwrap_err();
+    // moto answers CompleteLifecycleAction with HTTP 500; that Gantry called it, with
+    // ABANDON, is what this shows.
+    assert!(
+        error.message.contains("CompleteLifecycleAction (ABANDON)"),
+        "{error}"
+    );
+    assert_eq!(group_deployments(&fx, "asg").await, vec![v1]);
+}
+
+/// Every item of a List operation, page by page; each page holds at most 100.
+async fn list_all(fx: &Fixture, operation: &str, mut input: Value, field: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    loop {
+        let page = fx.ok(operation, input.clone()).await;
+        let got: Vec<String> = serde_json::from_value(page[field].clone()).unwrap();
+        assert!(got.len() <= 100, "{operation}: a page of {}", got.len());
+        items.extend(got);
+        match page["nextToken"].as_str() {
+            Some(token) => input["nextToken"] = json!(token),
+            None => return items,
+        }
+    }
+}
+
+/// ListDeployments pages as CodeDeploy's does: 250 deployments come back in pages of at
+/// most 100, newest first, none missed or repeated; filters by status and create time,
+/// and lists an application's deployments without a group.
+#[tokio::test(flavor = "multi_thread")]
+async fn deployments_are_listed_page_by_page() {
+    let fx = Fixture::start().await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    // No instance matches the group, so each deployment fails at once (NO_INSTANCES) and
+    // the next may start.
+    fx.group("empty", "CodeDeployDefault.AllAtOnce", json!({"onPremisesInstanceTagFilters": [{"Key": "role", "Value": "nobody", "Type": "KEY_AND_VALUE"}]}))
+        .await;
+    let mut created = Vec::new();
+    for _ in 0..250 {
+        created.push(fx.deploy("empty", "v1.tgz").await.unwrap());
+    }
+    let group = json!({"applicationName": APP, "deploymentGroupName": "empty"});
+    let first = fx.ok("ListDeployments", group.clone()).await;
+    assert_eq!(first["deployments"].as_array().unwrap().len(), 100);
+    let listed = list_all(&fx, "ListDeployments", group.clone(), "deployments").await;
+    let mut newest_first = created.clone();
+    newest_first.reverse();
+    assert_eq!(listed, newest_first, "every deployment once, newest first");
+
+    let mut by_application = json!({"applicationName": APP});
+    assert_eq!(
+        list_all(
+            &fx,
+            "ListDeployments",
+            by_application.clone(),
+            "deployments"
+        )
+        .await,
+        newest_first
+    );
+    let mut failed = group.clone();
+    failed["includeOnlyStatuses"] = json!(["Failed"]);
+    assert_eq!(
+        list_all(&fx, "ListDeployments", failed, "deployments").await,
+        newest_first
+    );
+    let mut succeeded = group.clone();
+    succeeded["includeOnlyStatuses"] = json!(["Succeeded"]);
+    assert!(
+        list_all(&fx, "ListDeployments", succeeded, "deployments")
+            .await
+            .is_empty()
+    );
+
+    // Created from the 101st deployment on.
+    let from = fx.deployment(&created[100]).await["createTime"]
+        .as_f64()
+        .unwrap();
+    by_application["createTimeRange"] = json!({"start": from});
+    let recent = list_all(&fx, "ListDeployments", by_application, "deployments").await;
+    assert_eq!(recent, newest_first[..150].to_vec());
+
+    let mut bad = group.clone();
+    bad["nextToken"] = json!("not-a-token");
+    let error = fx.call("ListDeployments", bad).await.unwrap_err();
+    assert_eq!(error.code, "InvalidNextTokenException");
+    let too_many: Vec<String> = created[..101].to_vec();
+    let error = fx
+        .call("BatchGetDeployments", json!({"deploymentIds": too_many}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "BatchLimitExceededException");
+    assert!(
+        error.message.contains("deploymentIds: at most 100"),
+        "{error}"
+    );
 }

@@ -256,6 +256,7 @@ fn success_records_the_revision_and_releases_the_lock() {
     assert!(has(&effects, &Effect::RecordLastSuccessful));
     assert!(has(&effects, &Effect::ReleaseLock));
     assert!(!has(&effects, &Effect::StartRollback));
+    assert!(has(&effects, &Effect::UpdateOutdated));
     assert!(
         !effects
             .iter()
@@ -280,6 +281,14 @@ fn a_launch_deployment_answers_its_lifecycle_action() {
             has(&effects, &Effect::CompleteLaunch { proceed }),
             "{effects:?}"
         );
+        // It holds no lock, and a launch never changes the group's revision.
+        for other in [
+            Effect::ReleaseLock,
+            Effect::RecordLastSuccessful,
+            Effect::UpdateOutdated,
+        ] {
+            assert!(!has(&effects, &other), "{effects:?}");
+        }
     }
     let mut d = deployment(
         crate::config::ONE_AT_A_TIME,
@@ -872,4 +881,145 @@ proptest! {
         let shuffled = run(&s, d, true)?;
         prop_assert_eq!(shuffled, in_order);
     }
+}
+
+fn plan_request<'a>(
+    config: &'a DeploymentConfig,
+    targets: Vec<Target>,
+    events: &'a [LifecycleEvent],
+) -> Plan<'a> {
+    Plan {
+        deployment_id: ID.into(),
+        config,
+        targets,
+        launch: false,
+        update_outdated_only: false,
+        deadlines: Deadlines::default(),
+        events,
+        rollback_on_failure: true,
+        rollback_on_stop: false,
+        now: 7,
+    }
+}
+
+#[test]
+fn planning_orders_the_hosts_starts_the_deployment_and_takes_the_lock() {
+    let events = lifecycle::in_place(false);
+    let config = DeploymentConfig::predefined(crate::config::ONE_AT_A_TIME).unwrap();
+    let mut fleet = targets(4, 2, Standing::Old);
+    fleet[2].standing = Standing::Unhealthy;
+    fleet[3].standing = Standing::Current;
+    let planned = plan(plan_request(&config, fleet.clone(), &events)).unwrap();
+    assert_eq!(planned.ordered[0].instance_id, "i-002", "unhealthy first");
+    assert_eq!(planned.ordered.len(), 4);
+    assert!(planned.takes_lock);
+    assert_eq!(planned.state.status, DeploymentStatus::InProgress);
+    assert_eq!(
+        planned.effects.last(),
+        Some(&Effect::Dispatch { first: 0, count: 1 })
+    );
+
+    let mut outdated_only = plan_request(&config, fleet, &events);
+    outdated_only.update_outdated_only = true;
+    let planned = plan(outdated_only).unwrap();
+    assert!(
+        planned.ordered.iter().all(|t| t.instance_id != "i-003"),
+        "a host already on the revision is left out"
+    );
+}
+
+#[test]
+fn a_plan_that_cannot_start_is_a_failed_deployment_without_the_lock() {
+    let events = lifecycle::in_place(false);
+    let half = DeploymentConfig::predefined(crate::config::HALF_AT_A_TIME).unwrap();
+    let none = plan(plan_request(&half, Vec::new(), &events)).unwrap();
+    assert_eq!(none.state.status, DeploymentStatus::Failed);
+    assert_eq!(none.state.error.as_ref().unwrap().code, "NO_INSTANCES");
+    assert!(!none.takes_lock);
+    assert_eq!(
+        none.effects,
+        vec![notify(NotificationEvent::DeploymentFailure, None)]
+    );
+    let one = plan(plan_request(&half, targets(1, 1, Standing::Old), &events)).unwrap();
+    assert_eq!(
+        one.state.error.as_ref().unwrap().code,
+        "HEALTH_CONSTRAINTS_INVALID"
+    );
+    assert!(
+        one.ordered.is_empty(),
+        "a refused deployment lists no hosts"
+    );
+}
+
+#[test]
+fn a_launch_is_planned_as_one_host_that_must_succeed_without_the_lock() {
+    let events = lifecycle::in_place(false);
+    // HalfAtATime could not deploy to one host; a launching host is not in service yet.
+    let half = DeploymentConfig::predefined(crate::config::HALF_AT_A_TIME).unwrap();
+    let mut request = plan_request(&half, targets(1, 1, Standing::Unknown), &events);
+    request.launch = true;
+    let planned = plan(request).unwrap();
+    assert!(!planned.takes_lock);
+    assert!(planned.state.completes_launch);
+    assert_eq!(planned.state.plan, HealthPlan::launch());
+    assert_eq!(
+        planned.effects.last(),
+        Some(&Effect::Dispatch { first: 0, count: 1 })
+    );
+}
+
+#[test]
+fn a_plan_above_the_limit_is_refused_naming_both_numbers() {
+    let events = lifecycle::in_place(false);
+    let config = DeploymentConfig::predefined(crate::config::ALL_AT_ONCE).unwrap();
+    let error = plan(plan_request(
+        &config,
+        targets(MAX_TARGETS + 1, 3, Standing::Old),
+        &events,
+    ))
+    .unwrap_err();
+    assert_eq!(
+        error,
+        PlanError::TooManyTargets {
+            hosts: MAX_TARGETS + 1
+        }
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("resolves to 10001 instances; one deployment holds at most 10000"),
+        "{error}"
+    );
+    assert!(
+        plan(plan_request(
+            &config,
+            targets(MAX_TARGETS, 3, Standing::Old),
+            &events
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
+fn a_zonal_plan_has_a_segment_per_zone_and_a_launch_ignores_zones() {
+    let events = lifecycle::in_place(false);
+    let config = DeploymentConfig::custom(
+        "zonal",
+        MinimumHealthyHosts::FleetPercent(0),
+        Some(ZonalConfig {
+            first_zone_monitor_duration_secs: None,
+            monitor_duration_secs: None,
+            minimum_healthy_hosts_per_zone: None,
+        }),
+    )
+    .unwrap();
+    let planned = plan(plan_request(&config, targets(6, 3, Standing::Old), &events)).unwrap();
+    assert_eq!(planned.state.segments.len(), 3);
+    assert_eq!(
+        planned.effects.last(),
+        Some(&Effect::Dispatch { first: 0, count: 2 })
+    );
+    let mut launch = plan_request(&config, targets(1, 1, Standing::Unknown), &events);
+    launch.launch = true;
+    assert_eq!(plan(launch).unwrap().state.zonal, None);
 }

@@ -10,20 +10,20 @@ use crate::adapters::hook_name;
 use crate::control::ControlPlane;
 use crate::deploy::is_blank;
 use crate::effects;
-use crate::error::{ApiError, parse_input};
+use crate::error::{ApiError, Exception, parse_input};
 use crate::model::{
     ApplicationInfo, AutoRollbackConfiguration, DeploymentConfigInfo, DeploymentGroupSettings,
     DeploymentSpec, OnPremisesInstance, RevisionRecord, TRIGGER_EVENTS, Tag, TargetSelection,
-    TriggerConfig, now_millis, seconds,
+    TriggerConfig, now_millis, seconds, serialized_name,
 };
 use crate::store::{DeploymentRecord, StoreError, keys};
 use gantry_core::config::{DeploymentConfig, MinimumHealthyHosts, ZonalConfig};
-use gantry_core::deployment::{Input, Millis, TargetState, TargetStatus};
+use gantry_core::deployment::{Input, Millis, TargetState};
 use gantry_core::wire::RevisionLocation;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-fn name_field(input: &Value, field: &str, exception: &str) -> Result<String, ApiError> {
+fn name_field(input: &Value, field: &str, exception: Exception) -> Result<String, ApiError> {
     match input.get(field).and_then(Value::as_str) {
         Some(value) if !value.is_empty() => Ok(value.to_owned()),
         _ => Err(ApiError::new(exception, format!("{field}: is required"))),
@@ -31,14 +31,14 @@ fn name_field(input: &Value, field: &str, exception: &str) -> Result<String, Api
 }
 
 fn application_field(input: &Value) -> Result<String, ApiError> {
-    name_field(input, "applicationName", "ApplicationNameRequiredException")
+    name_field(input, "applicationName", Exception::ApplicationNameRequired)
 }
 
 fn group_field(input: &Value) -> Result<String, ApiError> {
     name_field(
         input,
         "deploymentGroupName",
-        "DeploymentGroupNameRequiredException",
+        Exception::DeploymentGroupNameRequired,
     )
 }
 
@@ -48,6 +48,219 @@ fn names_field(input: &Value, field: &str) -> Result<Vec<String>, ApiError> {
         Some(value) => serde_json::from_value(value.clone())
             .map_err(|_| ApiError::invalid_input(format!("{field}: must be a list of strings"))),
     }
+}
+
+/// Items per page of a List operation.
+const PAGE_SIZE: usize = 100;
+
+/// One page of `items`, which are in their listing order: those after the item that
+/// `nextToken` names (the key of the last item of the page before), and the token for
+/// the next page if there is one. Tokens name an item, not a position, so what is added
+/// before it between two calls is neither missed nor repeated.
+fn page<T>(
+    items: Vec<T>,
+    input: &Value,
+    key: impl Fn(&T) -> String,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let start = page_start(&items, input, &key)?;
+    let mut rest: Vec<T> = items.into_iter().skip(start).collect();
+    let next = (rest.len() > PAGE_SIZE).then(|| encode_token(&key(&rest[PAGE_SIZE - 1])));
+    rest.truncate(PAGE_SIZE);
+    Ok((rest, next))
+}
+
+/// Where the page `nextToken` asks for starts in `items`.
+fn page_start<T>(
+    items: &[T],
+    input: &Value,
+    key: impl Fn(&T) -> String,
+) -> Result<usize, ApiError> {
+    match input.get("nextToken").and_then(Value::as_str) {
+        None | Some("") => Ok(0),
+        Some(token) => {
+            let after = decode_token(token)?;
+            items
+                .iter()
+                .position(|item| key(item) == after)
+                .map(|index| index + 1)
+                .ok_or_else(invalid_token)
+        }
+    }
+}
+
+fn with_next_token(mut output: Value, next: Option<String>) -> Value {
+    if let Some(token) = next {
+        output["nextToken"] = json!(token);
+    }
+    output
+}
+
+fn encode_token(key: &str) -> String {
+    key.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn decode_token(token: &str) -> Result<String, ApiError> {
+    let bytes: Option<Vec<u8>> = token
+        .len()
+        .is_multiple_of(2)
+        .then(|| {
+            (0..token.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+                .collect()
+        })
+        .flatten();
+    bytes
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(invalid_token)
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::new(
+        Exception::InvalidNextToken,
+        "nextToken: is not a token this operation returned; pass the nextToken of the previous page, or none for the first",
+    )
+}
+
+/// The names of a BatchGet operation, at most `limit` of them (CodeDeploy's limits).
+fn batch_names(input: &Value, field: &str, limit: usize) -> Result<Vec<String>, ApiError> {
+    let names = names_field(input, field)?;
+    if names.len() > limit {
+        return Err(ApiError::new(
+            Exception::BatchLimitExceeded,
+            format!("{field}: at most {limit} per call, found {}", names.len()),
+        ));
+    }
+    Ok(names)
+}
+
+/// ListDeployments: a group's deployments, or an application's, or all, newest first,
+/// optionally only those with the given statuses and created within a time range
+/// (`createTimeRange` `{start, end}`, epoch seconds), a page at a time.
+async fn list_deployments(control: &ControlPlane, input: &Value) -> Result<Value, ApiError> {
+    let application = input
+        .get("applicationName")
+        .and_then(Value::as_str)
+        .filter(|name| !name.is_empty());
+    let group = input
+        .get("deploymentGroupName")
+        .and_then(Value::as_str)
+        .filter(|name| !name.is_empty());
+    let groups: Vec<(String, String)> = match (application, group) {
+        (Some(application), Some(group)) => {
+            control.load_group(application, group).await?;
+            vec![(application.to_owned(), group.to_owned())]
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::new(
+                Exception::ApplicationNameRequired,
+                "applicationName: is required when deploymentGroupName is given",
+            ));
+        }
+        (Some(application), None) => {
+            get_application(control, application).await?;
+            application_groups(control, application).await?
+        }
+        (None, None) => {
+            let mut all = Vec::new();
+            let applications: Vec<ApplicationInfo> = control.store.list(keys::APPLICATIONS).await?;
+            for app in applications {
+                all.extend(application_groups(control, &app.application_name).await?);
+            }
+            all
+        }
+    };
+    let range = input.get("createTimeRange");
+    let bound = |name: &str| -> Result<Option<Millis>, ApiError> {
+        match range.and_then(|r| r.get(name)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_f64()
+                .filter(|secs| *secs >= 0.0)
+                .map(|secs| Some((secs * 1000.0).round() as Millis))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        Exception::InvalidTimeRange,
+                        format!("createTimeRange.{name}: must be a time in epoch seconds"),
+                    )
+                }),
+        }
+    };
+    let from = bound("start")?.unwrap_or(0);
+    let to = bound("end")?.unwrap_or(Millis::MAX / 2);
+    if from > to {
+        return Err(ApiError::new(
+            Exception::InvalidTimeRange,
+            "createTimeRange: start is after end",
+        ));
+    }
+    let mut deployments: Vec<(String, Millis)> = Vec::new();
+    for (application, group) in &groups {
+        deployments.extend(
+            control
+                .store
+                .group_deployments(application, group, from..=to)
+                .await?,
+        );
+    }
+    deployments.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    let statuses = names_field(input, "includeOnlyStatuses")?;
+    for status in &statuses {
+        if !DEPLOYMENT_STATUSES.contains(&status.as_str()) {
+            return Err(ApiError::new(
+                Exception::InvalidDeploymentStatus,
+                format!(
+                    "includeOnlyStatuses: {status:?} is not one of {}",
+                    DEPLOYMENT_STATUSES.join(", ")
+                ),
+            ));
+        }
+    }
+    let ids: Vec<String> = deployments.into_iter().map(|(id, _)| id).collect();
+    if statuses.is_empty() {
+        let (ids, next) = page(ids, input, String::clone)?;
+        return Ok(with_next_token(json!({"deployments": ids}), next));
+    }
+    // Read statuses only as far as one page needs.
+    let start = page_start(&ids, input, String::clone)?;
+    let mut kept: Vec<String> = Vec::new();
+    let mut next = None;
+    for id in &ids[start..] {
+        if kept.len() == PAGE_SIZE {
+            next = kept.last().map(|last| encode_token(last));
+            break;
+        }
+        let record = load(control, id).await?;
+        if statuses.contains(&serialized_name(&record.state.status)) {
+            kept.push(id.clone());
+        }
+    }
+    Ok(with_next_token(json!({"deployments": kept}), next))
+}
+
+/// CodeDeploy's deployment statuses a ListDeployments filter may name.
+const DEPLOYMENT_STATUSES: [&str; 8] = [
+    "Created",
+    "Queued",
+    "InProgress",
+    "Baking",
+    "Succeeded",
+    "Failed",
+    "Stopped",
+    "Ready",
+];
+
+/// Every (application, group) pair of an application.
+async fn application_groups(
+    control: &ControlPlane,
+    application: &str,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let groups: Vec<DeploymentGroupSettings> =
+        control.store.list(&keys::groups(application)).await?;
+    Ok(groups
+        .into_iter()
+        .map(|group| (application.to_owned(), group.deployment_group_name))
+        .collect())
 }
 
 fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
@@ -72,7 +285,7 @@ fn check_instance_name(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            "InvalidInstanceNameException",
+            Exception::InvalidInstanceName,
             format!(
                 "instanceName: {name:?} must be 1 to 60 characters of A-Z, a-z, 0-9, - and _ (it names the host's command queue)"
             ),
@@ -129,7 +342,7 @@ pub async fn operation(
 
 fn unknown_operation(name: &str) -> ApiError {
     ApiError::new(
-        "InvalidOperationException",
+        Exception::InvalidOperation,
         format!("operation: {name:?} is not an operation Gantry serves"),
     )
 }
@@ -145,7 +358,7 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                 && platform != "Server"
             {
                 return Err(ApiError::new(
-                    "InvalidComputePlatformException",
+                    Exception::InvalidComputePlatform,
                     format!(
                         "computePlatform: {platform:?}; Gantry deploys to the Server platform (EC2 and on-premises)"
                     ),
@@ -163,7 +376,7 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                 .await
                 .map_err(|error| match error {
                     StoreError::Conflict(_) => ApiError::new(
-                        "ApplicationAlreadyExistsException",
+                        Exception::ApplicationAlreadyExists,
                         format!(
                             "applicationName: an application named {application:?} already exists"
                         ),
@@ -179,7 +392,7 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
         }
         "BatchGetApplications" => {
             let mut infos = Vec::new();
-            for application in names_field(&input, "applicationNames")? {
+            for application in batch_names(&input, "applicationNames", 100)? {
                 infos.push(get_application(control, &application).await?);
             }
             Ok(json!({"applicationsInfo": infos}))
@@ -190,7 +403,8 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                 .into_iter()
                 .map(|a| a.application_name)
                 .collect();
-            Ok(json!({"applications": names}))
+            let (names, next) = page(names, &input, String::clone)?;
+            Ok(with_next_token(json!({"applications": names}), next))
         }
         "DeleteApplication" => {
             let application = application_field(&input)?;
@@ -206,7 +420,7 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                     .await
                     .map_err(|_| {
                         ApiError::new(
-                            "DeploymentAlreadyStartedException",
+                            Exception::DeploymentAlreadyStarted,
                             format!(
                                 "deployment group {} has an active deployment; stop it first",
                                 group.deployment_group_name
@@ -245,7 +459,7 @@ async fn deployment_groups(
             let group = request.deployment_group_name.clone().unwrap_or_default();
             if group.is_empty() {
                 return Err(ApiError::new(
-                    "DeploymentGroupNameRequiredException",
+                    Exception::DeploymentGroupNameRequired,
                     "deploymentGroupName: is required",
                 ));
             }
@@ -266,7 +480,7 @@ async fn deployment_groups(
                 .await
                 .map_err(|error| match error {
                     StoreError::Conflict(_) => ApiError::new(
-                        "DeploymentGroupAlreadyExistsException",
+                        Exception::DeploymentGroupAlreadyExists,
                         format!("deploymentGroupName: application {application:?} already has a group named {group:?}"),
                     ),
                     other => other.into(),
@@ -281,7 +495,7 @@ async fn deployment_groups(
         "BatchGetDeploymentGroups" => {
             let application = application_field(&input)?;
             let mut infos = Vec::new();
-            for group in names_field(&input, "deploymentGroupNames")? {
+            for group in batch_names(&input, "deploymentGroupNames", 100)? {
                 infos.push(group_info(control, &application, &group).await?);
             }
             Ok(json!({"deploymentGroupsInfo": infos}))
@@ -295,7 +509,11 @@ async fn deployment_groups(
                 .into_iter()
                 .map(|g| g.deployment_group_name)
                 .collect();
-            Ok(json!({"applicationName": application, "deploymentGroups": names}))
+            let (names, next) = page(names, &input, String::clone)?;
+            Ok(with_next_token(
+                json!({"applicationName": application, "deploymentGroups": names}),
+                next,
+            ))
         }
         "UpdateDeploymentGroup" => {
             let mut request: GroupInput = parse_input(name, input)?;
@@ -350,7 +568,7 @@ async fn deployment_groups(
                 .await
                 .map_err(|error| match error {
                     StoreError::Conflict(_) => ApiError::new(
-                        "DeploymentAlreadyStartedException",
+                        Exception::DeploymentAlreadyStarted,
                         format!("deployment group {group} has an active deployment; stop it first"),
                     ),
                     other => other.into(),
@@ -408,13 +626,13 @@ async fn deployment_configs(
                 .is_some_and(|p| p != "Server")
             {
                 return Err(ApiError::new(
-                    "InvalidComputePlatformException",
+                    Exception::InvalidComputePlatform,
                     "computePlatform: Gantry's deployment configurations are for the Server platform",
                 ));
             }
             let rule = request.minimum_healthy_hosts.ok_or_else(|| {
                 ApiError::new(
-                    "InvalidMinimumHealthyHostValueException",
+                    Exception::InvalidMinimumHealthyHostValue,
                     "minimumHealthyHosts: is required ({\"type\": \"HOST_COUNT\" or \"FLEET_PERCENT\", \"value\": n})",
                 )
             })?;
@@ -427,13 +645,13 @@ async fn deployment_configs(
                 let code = match error {
                     gantry_core::config::ConfigError::ReservedName(_)
                     | gantry_core::config::ConfigError::NameLength(_) => {
-                        "InvalidDeploymentConfigNameException"
+                        Exception::InvalidDeploymentConfigName
                     }
                     gantry_core::config::ConfigError::ZonePercentOutOfRange(_)
                     | gantry_core::config::ConfigError::ZoneReservedType => {
-                        "InvalidZonalDeploymentConfigurationException"
+                        Exception::InvalidZonalDeploymentConfiguration
                     }
-                    _ => "InvalidMinimumHealthyHostValueException",
+                    _ => Exception::InvalidMinimumHealthyHostValue,
                 };
                 ApiError::new(code, error.to_string())
             })?;
@@ -450,7 +668,7 @@ async fn deployment_configs(
                 .await
                 .map_err(|error| match error {
                     StoreError::Conflict(_) => ApiError::new(
-                        "DeploymentConfigAlreadyExistsException",
+                        Exception::DeploymentConfigAlreadyExists,
                         format!("deploymentConfigName: {:?} already exists", config.name),
                     ),
                     other => other.into(),
@@ -461,7 +679,7 @@ async fn deployment_configs(
             let config_name = name_field(
                 &input,
                 "deploymentConfigName",
-                "DeploymentConfigNameRequiredException",
+                Exception::DeploymentConfigNameRequired,
             )?;
             let config = control.deployment_config(&config_name).await?;
             let stored = store
@@ -487,17 +705,21 @@ async fn deployment_configs(
                 .collect();
             let custom: Vec<DeploymentConfigInfo> = store.list(keys::CONFIGS).await?;
             names.extend(custom.into_iter().map(|c| c.deployment_config_name));
-            Ok(json!({"deploymentConfigsList": names}))
+            let (names, next) = page(names, &input, String::clone)?;
+            Ok(with_next_token(
+                json!({"deploymentConfigsList": names}),
+                next,
+            ))
         }
         "DeleteDeploymentConfig" => {
             let config_name = name_field(
                 &input,
                 "deploymentConfigName",
-                "DeploymentConfigNameRequiredException",
+                Exception::DeploymentConfigNameRequired,
             )?;
             if DeploymentConfig::predefined(&config_name).is_some() {
                 return Err(ApiError::new(
-                    "InvalidOperationException",
+                    Exception::InvalidOperation,
                     format!(
                         "deploymentConfigName: {config_name} is predefined and cannot be deleted"
                     ),
@@ -519,7 +741,7 @@ async fn on_premises_instances(
     let store = &control.store;
     match name {
         "RegisterOnPremisesInstance" => {
-            let instance = name_field(&input, "instanceName", "InstanceNameRequiredException")?;
+            let instance = name_field(&input, "instanceName", Exception::InstanceNameRequired)?;
             check_instance_name(&instance)?;
             let info = OnPremisesInstance {
                 instance_name: instance.clone(),
@@ -544,7 +766,7 @@ async fn on_premises_instances(
                 .await
                 .map_err(|error| match error {
                     StoreError::Conflict(_) => ApiError::new(
-                        "InstanceNameAlreadyRegisteredException",
+                        Exception::InstanceNameAlreadyRegistered,
                         format!("instanceName: {instance:?} is already registered"),
                     ),
                     other => other.into(),
@@ -554,7 +776,7 @@ async fn on_premises_instances(
             Ok(json!({}))
         }
         "DeregisterOnPremisesInstance" => {
-            let instance = name_field(&input, "instanceName", "InstanceNameRequiredException")?;
+            let instance = name_field(&input, "instanceName", Exception::InstanceNameRequired)?;
             update_instance(control, &instance, |info| {
                 info.deregister_time.get_or_insert(seconds(now_millis()));
             })
@@ -568,14 +790,14 @@ async fn on_premises_instances(
             )
             .map_err(|_| {
                 ApiError::new(
-                    "TagRequiredException",
+                    Exception::TagRequired,
                     "tags: a list of {\"Key\", \"Value\"} is required",
                 )
             })?;
             let instances = names_field(&input, "instanceNames")?;
             if instances.is_empty() {
                 return Err(ApiError::new(
-                    "InstanceNameRequiredException",
+                    Exception::InstanceNameRequired,
                     "instanceNames: is required",
                 ));
             }
@@ -593,12 +815,12 @@ async fn on_premises_instances(
             Ok(json!({}))
         }
         "GetOnPremisesInstance" => {
-            let instance = name_field(&input, "instanceName", "InstanceNameRequiredException")?;
+            let instance = name_field(&input, "instanceName", Exception::InstanceNameRequired)?;
             Ok(json!({"instanceInfo": get_instance(control, &instance).await?}))
         }
         "BatchGetOnPremisesInstances" => {
             let mut infos = Vec::new();
-            for instance in names_field(&input, "instanceNames")? {
+            for instance in batch_names(&input, "instanceNames", 100)? {
                 infos.push(get_instance(control, &instance).await?);
             }
             Ok(json!({"instanceInfos": infos}))
@@ -626,7 +848,8 @@ async fn on_premises_instances(
                 })
                 .map(|info| info.instance_name)
                 .collect();
-            Ok(json!({"instanceNames": names}))
+            let (names, next) = page(names, &input, String::clone)?;
+            Ok(with_next_token(json!({"instanceNames": names}), next))
         }
         other => Err(unknown_operation(other)),
     }
@@ -659,7 +882,7 @@ async fn revisions(control: &ControlPlane, name: &str, input: Value) -> Result<V
                 .max_by(|a, b| a.register_time.total_cmp(&b.register_time))
                 .ok_or_else(|| {
                     ApiError::new(
-                        "RevisionDoesNotExistException",
+                        Exception::RevisionDoesNotExist,
                         "revision: this application has no such registered revision",
                     )
                 })?;
@@ -680,7 +903,8 @@ async fn revisions(control: &ControlPlane, name: &str, input: Value) -> Result<V
             revisions.sort_by(|a, b| b.register_time.total_cmp(&a.register_time));
             let locations: Vec<RevisionLocation> =
                 revisions.into_iter().map(|r| r.revision_location).collect();
-            Ok(json!({"revisions": locations}))
+            let (locations, next) = page(locations, &input, crate::adapters::revision_key)?;
+            Ok(with_next_token(json!({"revisions": locations}), next))
         }
         other => Err(unknown_operation(other)),
     }
@@ -688,7 +912,6 @@ async fn revisions(control: &ControlPlane, name: &str, input: Value) -> Result<V
 
 /// Deployments and their targets.
 async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result<Value, ApiError> {
-    let store = &control.store;
     match name {
         "CreateDeployment" => {
             let output =
@@ -696,49 +919,34 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
             Ok(json!(output))
         }
         "GetDeployment" => {
-            let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
+            let id = name_field(&input, "deploymentId", Exception::DeploymentIdRequired)?;
             Ok(json!({"deploymentInfo": deployment_info(&load(control, &id).await?)}))
         }
         "BatchGetDeployments" => {
             let mut infos = Vec::new();
-            for id in names_field(&input, "deploymentIds")? {
+            for id in batch_names(&input, "deploymentIds", 100)? {
                 infos.push(deployment_info(&load(control, &id).await?));
             }
             Ok(json!({"deploymentsInfo": infos}))
         }
-        "ListDeployments" => {
-            let application = application_field(&input)?;
-            let group = group_field(&input)?;
-            control.load_group(&application, &group).await?;
-            let statuses = names_field(&input, "includeOnlyStatuses")?;
-            let mut ids = store.group_deployments(&application, &group).await?;
-            if !statuses.is_empty() {
-                let mut kept = Vec::new();
-                for id in ids {
-                    let record = load(control, &id).await?;
-                    if statuses.contains(&format!("{:?}", record.state.status)) {
-                        kept.push(id);
-                    }
-                }
-                ids = kept;
-            }
-            Ok(json!({"deployments": ids}))
-        }
+        "ListDeployments" => list_deployments(control, &input).await,
         "ListDeploymentTargets" | "ListDeploymentInstances" => {
-            let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
+            let id = name_field(&input, "deploymentId", Exception::DeploymentIdRequired)?;
             load(control, &id).await?;
             let plan = control.store.plan(&id).await?;
-            let ids: Vec<&str> = plan.iter().map(|t| t.instance_id.as_str()).collect();
-            if name == "ListDeploymentTargets" {
-                Ok(json!({"targetIds": ids}))
+            let ids: Vec<String> = plan.into_iter().map(|t| t.instance_id).collect();
+            let (ids, next) = page(ids, &input, String::clone)?;
+            let field = if name == "ListDeploymentTargets" {
+                "targetIds"
             } else {
-                Ok(json!({"instancesList": ids}))
-            }
+                "instancesList"
+            };
+            Ok(with_next_token(json!({ field: ids }), next))
         }
         "BatchGetDeploymentTargets" => {
-            let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
+            let id = name_field(&input, "deploymentId", Exception::DeploymentIdRequired)?;
             let record = load(control, &id).await?;
-            let wanted = names_field(&input, "targetIds")?;
+            let wanted = batch_names(&input, "targetIds", 25)?;
             let mut found = control.store.load_targets(&id, &wanted).await?;
             // Hosts not yet sent their command have no record: the plan says what they are.
             let plan = if wanted.iter().all(|target| found.contains_key(target)) {
@@ -756,7 +964,7 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
                             .position(|t| &t.instance_id == target_id)
                             .ok_or_else(|| {
                                 ApiError::new(
-                                    "DeploymentTargetDoesNotExistException",
+                                    Exception::DeploymentTargetDoesNotExist,
                                     format!("targetIds: {target_id} is not a target of {id}"),
                                 )
                             })?;
@@ -773,12 +981,12 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
             Ok(json!({"deploymentTargets": targets}))
         }
         "StopDeployment" => {
-            let id = name_field(&input, "deploymentId", "DeploymentIdRequiredException")?;
+            let id = name_field(&input, "deploymentId", Exception::DeploymentIdRequired)?;
             let rollback = input.get("autoRollbackEnabled").and_then(Value::as_bool);
             stop(control, &id, rollback).await
         }
         "ContinueDeployment" => Err(ApiError::new(
-            "DeploymentIsNotInReadyStateException",
+            Exception::DeploymentIsNotInReadyState,
             "ContinueDeployment applies to blue/green deployments waiting for traffic rerouting; in-place deployments never wait",
         )),
         other => Err(unknown_operation(other)),
@@ -822,7 +1030,7 @@ async fn get_instance(control: &ControlPlane, name: &str) -> Result<OnPremisesIn
         .await?
         .ok_or_else(|| {
             ApiError::new(
-                "InstanceNotRegisteredException",
+                Exception::InstanceNotRegistered,
                 format!("instanceName: {name:?} is not registered"),
             )
         })?
@@ -842,7 +1050,7 @@ async fn update_instance(
             .await?
             .ok_or_else(|| {
                 ApiError::new(
-                    "InstanceNotRegisteredException",
+                    Exception::InstanceNotRegistered,
                     format!("instanceNames: {name:?} is not registered"),
                 )
             })?;
@@ -859,7 +1067,7 @@ async fn update_instance(
         }
     }
     Err(ApiError::new(
-        "ConcurrentModificationException",
+        Exception::ConcurrentModification,
         format!("instance {name} kept changing; try again"),
     ))
 }
@@ -914,13 +1122,13 @@ impl GroupInput {
     ) -> Result<DeploymentGroupSettings, ApiError> {
         self.targets
             .validate()
-            .map_err(|message| ApiError::new("InvalidTagException", message))?;
+            .map_err(|message| ApiError::new(Exception::InvalidTag, message))?;
         if let Some(style) = &self.deployment_style {
             let option = style.get("deploymentOption").and_then(Value::as_str);
             let kind = style.get("deploymentType").and_then(Value::as_str);
             if option == Some("WITH_TRAFFIC_CONTROL") || kind == Some("BLUE_GREEN") {
                 return Err(ApiError::new(
-                    "InvalidDeploymentStyleException",
+                    Exception::InvalidDeploymentStyle,
                     "deploymentStyle: Gantry runs IN_PLACE deployments WITHOUT_TRAFFIC_CONTROL so far",
                 ));
             }
@@ -938,7 +1146,7 @@ impl GroupInput {
             .is_some_and(|alarms| !is_blank(alarms));
         if alarms_enabled && alarms_named {
             return Err(ApiError::new(
-                "InvalidAlarmConfigException",
+                Exception::InvalidAlarmConfig,
                 "alarmConfiguration: CloudWatch alarm monitoring is not supported yet; leave it disabled",
             ));
         }
@@ -971,7 +1179,7 @@ impl GroupInput {
         for (index, trigger) in triggers.iter().enumerate() {
             if trigger.trigger_name.is_empty() || !trigger.trigger_target_arn.starts_with("arn:") {
                 return Err(ApiError::new(
-                    "InvalidTriggerConfigException",
+                    Exception::InvalidTriggerConfig,
                     format!(
                         "triggerConfigurations[{index}]: needs a triggerName and an SNS topic ARN as triggerTargetArn"
                     ),
@@ -980,7 +1188,7 @@ impl GroupInput {
             for event in &trigger.trigger_events {
                 if !TRIGGER_EVENTS.contains(&event.as_str()) {
                     return Err(ApiError::new(
-                        "InvalidTriggerConfigException",
+                        Exception::InvalidTriggerConfig,
                         format!(
                             "triggerConfigurations[{index}].triggerEvents: {event:?} is not one of {}",
                             TRIGGER_EVENTS.join(", ")
@@ -996,7 +1204,7 @@ impl GroupInput {
             .unwrap_or_default();
         auto_rollback
             .validate()
-            .map_err(|message| ApiError::new("InvalidAutoRollbackConfigException", message))?;
+            .map_err(|message| ApiError::new(Exception::InvalidAutoRollbackConfig, message))?;
         let strategy = self
             .outdated_instances_strategy
             .clone()
@@ -1096,7 +1304,7 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
         "deploymentConfigName": spec.deployment_config_name,
         "deploymentId": spec.deployment_id,
         "revision": spec.revision,
-        "status": format!("{:?}", state.status),
+        "status": serialized_name(&state.status),
         "createTime": seconds(state.create_time),
         "startTime": time(start_time),
         "completeTime": time(state.complete_time),
@@ -1144,7 +1352,7 @@ fn target_info(
         .map(|event| {
             let mut value = json!({
                 "lifecycleEventName": event.event.name(),
-                "status": format!("{:?}", event.status),
+                "status": serialized_name(&event.status),
                 "startTime": time(event.start_time),
                 "endTime": time(event.end_time),
             });
@@ -1155,13 +1363,7 @@ fn target_info(
         })
         .collect();
     let last_updated = target.last_updated();
-    let status = match target.status {
-        TargetStatus::Pending => "Pending",
-        TargetStatus::InProgress => "InProgress",
-        TargetStatus::Succeeded => "Succeeded",
-        TargetStatus::Failed => "Failed",
-        TargetStatus::Skipped => "Skipped",
-    };
+    let status = serialized_name(&target.status);
     let id = &target.target.instance_id;
     json!({
         "deploymentTargetType": "InstanceTarget",
@@ -1233,7 +1435,7 @@ async fn stop(
         })?;
     if record.state.status.is_terminal() {
         return Err(ApiError::new(
-            "DeploymentAlreadyCompletedException",
+            Exception::DeploymentAlreadyCompleted,
             format!(
                 "deployment {deployment_id} already ended with status {:?}",
                 record.state.status

@@ -15,7 +15,7 @@ use crate::adapters::LAUNCHING;
 use crate::control::ControlPlane;
 use crate::deploy::{self, CreateDeploymentInput, Origin, deployment_id_for};
 use crate::effects;
-use crate::error::ApiError;
+use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, LifecycleAction};
 use crate::store::{DeploymentRecord, StoreError};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -138,7 +138,7 @@ async fn launching(control: &ControlPlane, notification: Notification) -> Result
         .await
     {
         Ok(group) => group,
-        Err(error) if error.code == "DeploymentGroupDoesNotExistException" => {
+        Err(error) if error.code == Exception::DeploymentGroupDoesNotExist => {
             tracing::info!("the deployment group is gone; letting the instance launch");
             return control.lifecycle.complete(&action, "CONTINUE").await;
         }
@@ -177,14 +177,36 @@ async fn launching(control: &ControlPlane, notification: Notification) -> Result
         ..Default::default()
     };
     let origin = Origin {
-        rollback_of: None,
         deployment_id: Some(deployment_id),
-        launch: Some((host, action)),
+        launch: Some((host, action.clone())),
+        ..Origin::default()
     };
-    let created = deploy::create(control, input, Creator::Autoscaling, origin).await?;
-    tracing::info!(deployment_id = %created.record.spec.deployment_id, "deploying to a launching instance");
-    effects::start(control, &created).await;
-    Ok(())
+    // The launch runs beside whatever else the group deploys: it takes no lock.
+    match deploy::create(control, input, Creator::Autoscaling, origin).await {
+        Ok(created) => {
+            tracing::info!(deployment_id = %created.record.spec.deployment_id, "deploying to a launching instance");
+            effects::start(control, &created).await;
+            Ok(())
+        }
+        // Worth a retry: SQS delivers the notification again.
+        Err(error) if retryable(&error) => Err(error),
+        // No deployment can be made (its revision is gone, say): the instance must not
+        // wait in Pending:Wait for the hook's timeout, to be relaunched and fail again.
+        Err(error) => {
+            tracing::warn!(%error, "cannot deploy to the launching instance; abandoning it");
+            control.lifecycle.complete(&action, "ABANDON").await
+        }
+    }
+}
+
+/// Errors a later attempt may not meet: a race lost, or AWS failing for a moment.
+fn retryable(error: &ApiError) -> bool {
+    matches!(
+        error.code,
+        Exception::InternalFailure
+            | Exception::ConcurrentModification
+            | Exception::DeploymentLimitExceeded
+    )
 }
 
 async fn complete_launch(control: &ControlPlane, deployment_id: &str) -> Result<(), ApiError> {

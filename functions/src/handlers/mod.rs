@@ -20,7 +20,7 @@ pub mod push;
 pub mod rollback;
 
 use crate::control::ControlPlane;
-use crate::error::{ApiError, parse_input};
+use crate::error::{ApiError, Exception, parse_input};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -80,7 +80,7 @@ pub async fn invoke(
             api::operation(control, &request.operation, input).await
         }
         other => Err(ApiError::new(
-            "ResourceNotFoundException",
+            Exception::ResourceNotFound,
             format!(
                 "function {other:?} does not exist; the functions are {}",
                 FUNCTIONS.join(", ")

@@ -4,7 +4,7 @@
 use crate::control::ControlPlane;
 use crate::deploy;
 use crate::effects;
-use crate::error::ApiError;
+use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, now_millis};
 use crate::store::DeploymentRecord;
 use gantry_core::deployment::Input;
@@ -51,7 +51,7 @@ pub async fn handle(
         None => {
             let last = group.last_attempted.as_ref().ok_or_else(|| {
                 ApiError::new(
-                    "DeploymentDoesNotExistException",
+                    Exception::DeploymentDoesNotExist,
                     format!("deployment group {group_name} has no deployment to roll back"),
                 )
             })?;
@@ -75,7 +75,7 @@ pub async fn handle(
             rollback_triggering_deployment_id: record.state.deployment_id,
         }),
         (None, message) => Err(ApiError::new(
-            "RevisionDoesNotExistException",
+            Exception::RevisionDoesNotExist,
             message.unwrap_or_else(|| {
                 format!(
                     "deployment {} was already rolled back or cannot be",
