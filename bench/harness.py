@@ -104,13 +104,13 @@ def stop(processes):
             process.wait()
 
 
-def invoke(endpoint, function, payload):
+def invoke(endpoint, function, payload, timeout=60):
     request = urllib.request.Request(
         f"{endpoint}/2015-03-31/functions/{function}/invocations",
         data=json.dumps(payload).encode(),
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=60) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         body = json.loads(response.read())
         if response.headers.get("X-Amz-Function-Error"):
             raise SystemExit(f"{function} failed: {body}")

@@ -125,7 +125,7 @@ def main():
         proxy = start_proxy(int(moto_endpoint.rsplit(":", 1)[1]), counter)
         proxy_endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
         local, endpoint = start_local(args.local, proxy_endpoint, os.path.join(work, f"local-{size}.log"),
-                                      ["--tick-ms", "1000"])
+                                      ["--tick-ms", "1000", "--host-start-timeout-seconds", "3600"])
         try:
             results[size] = run_size(size, args.runs, args.workers, endpoint, moto_endpoint, counter)
         finally:
@@ -176,8 +176,11 @@ def run_size(size, runs, workers, endpoint, moto_endpoint, counter):
     for run in range(runs):
         counter.take()
         started = time.monotonic()
+        # Dispatching thousands of commands through moto takes minutes (each host's first
+        # command also creates its queue); real SQS takes seconds.
         deployment_id = invoke(endpoint, "create-deployment", {"applicationName": "bench", "deploymentGroupName": "all",
-            "revision": {"revisionType": "S3", "s3Location": {"bucket": "gantry-revisions", "key": "bench/noop.tgz", "bundleType": "tgz"}}})["deploymentId"]
+            "revision": {"revisionType": "S3", "s3Location": {"bucket": "gantry-revisions", "key": "bench/noop.tgz", "bundleType": "tgz"}}},
+            timeout=1800)["deploymentId"]
         if not queues:
             queues.update({host: sqs.get_queue_url(QueueName=f"gantry-commands-{host}")["QueueUrl"] for host in hosts})
 
@@ -201,14 +204,14 @@ def run_size(size, runs, workers, endpoint, moto_endpoint, counter):
                 events.append({"Records": records})
 
             def deliver(event):
-                failed = invoke(endpoint, "batch-advance", event)["batchItemFailures"]
+                failed = invoke(endpoint, "batch-advance", event, timeout=600)["batchItemFailures"]
                 if failed:
                     raise SystemExit(f"reports refused: {failed}")
 
         # Lambda runs several batches of one queue at once; so does the harness.
         with concurrent.futures.ThreadPoolExecutor(workers) as deliveries:
             list(deliveries.map(deliver, events))
-        wait_for(lambda: status(deployment_id) == "Succeeded", 300, "Succeeded", interval=0.05)
+        wait_for(lambda: status(deployment_id) == "Succeeded", 1800, "Succeeded", interval=0.05)
         totals.append(time.monotonic() - started)
         time.sleep(1.5)  # let the deployment's last effects (the lock, the group) go out
         requests, write_bytes = counter.take()

@@ -652,6 +652,9 @@ impl Deployment {
             if now < until {
                 return ZoneGate::Waiting;
             }
+            // The wait is over and this zone opens: the next zone's wait starts afresh
+            // when this one ends (even if it ends within this very input).
+            self.zone_wait_until = None;
         }
         ZoneGate::Open(index, limit)
     }

@@ -12,8 +12,9 @@ use gantry_core::deployment::{ApplyError, Effect, Input, Millis, TargetState};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Hosts one application may touch: a transaction holds them and the summary.
-const HOSTS_PER_APPLICATION: usize = 50;
+/// Hosts one application may touch: a transaction holds them and the summary, and stays
+/// under DynamoDB's 4 MB even when every host's events carry a full log tail.
+const HOSTS_PER_APPLICATION: usize = 25;
 
 /// What one successful application of inputs did.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +28,8 @@ pub struct Applied<S> {
     pub refused: Vec<(usize, ApplyError)>,
     /// Host records written.
     pub hosts_written: usize,
+    /// Whether `effects` were carried out (set by whoever runs them).
+    pub effects_done: bool,
 }
 
 /// The hosts an input concerns, beyond those a tick finds overdue.
@@ -124,6 +127,7 @@ pub async fn apply<S: DeserializeOwned>(
                 outbox_entry: None,
                 refused,
                 hosts_written: 0,
+                effects_done: true,
             });
         }
         let writes: Vec<(&TargetState, u64)> = changed
@@ -163,6 +167,7 @@ pub async fn apply<S: DeserializeOwned>(
                     );
                 }
                 return Ok(Applied {
+                    effects_done: effects.is_empty(),
                     effects,
                     record,
                     outbox_entry,
@@ -212,13 +217,13 @@ mod tests {
     }
 
     #[test]
-    fn runs_touch_at_most_fifty_hosts_and_keep_order() {
-        // 120 reports from 60 hosts, each host twice in a row.
-        let inputs: Vec<Input> = (0..120).map(|i| report(i / 2)).collect();
+    fn runs_touch_at_most_twenty_five_hosts_and_keep_order() {
+        // 60 reports from 30 hosts, each host twice in a row.
+        let inputs: Vec<Input> = (0..60).map(|i| report(i / 2)).collect();
         let runs = chunks(&inputs);
         assert_eq!(
             runs.iter().map(|run| run.len()).collect::<Vec<_>>(),
-            [100, 20]
+            [50, 10]
         );
         assert_eq!(runs.concat(), inputs);
         assert_eq!(chunks(&[Input::Tick { now: 1 }]).len(), 1);

@@ -293,15 +293,19 @@ pub async fn create(
             rollback_info: RollbackInfo::default(),
             wakeup_at: None,
         };
-        if !launch {
-            control
+        // The deployment exists and holds the lock: failing the call now would have
+        // the caller retry into DeploymentLimitExceeded. The end records it again.
+        if !launch
+            && let Err(error) = control
                 .store
                 .record_attempt(
                     &record.spec.application_name,
                     &record.spec.deployment_group_name,
                     &last_info(&record.state),
                 )
-                .await?;
+                .await
+        {
+            tracing::warn!(%error, "could not record the group's last attempted deployment");
         }
         Ok(Created { record, effects })
     }

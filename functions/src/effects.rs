@@ -25,15 +25,15 @@ const MAX_APPLY_ATTEMPTS: u32 = 40;
 
 /// Carries out effects, then marks their outbox entry done; then does the same for each
 /// deployment they created (a rollback). A failure is logged and left in the outbox,
-/// where the tick finds it.
+/// where the tick finds it. Returns whether `record`'s effects were all done.
 pub async fn run(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
     outbox_entry: Option<u64>,
-) {
+) -> bool {
     let mut follow_ups = Vec::new();
-    run_one(control, record, effects, outbox_entry, &mut follow_ups).await;
+    let done = run_one(control, record, effects, outbox_entry, &mut follow_ups).await;
     while let Some(created) = follow_ups.pop() {
         let entry = (!created.effects.is_empty()).then_some(created.record.version);
         let span =
@@ -48,6 +48,7 @@ pub async fn run(
         .instrument(span)
         .await;
     }
+    done
 }
 
 /// Runs the effects a new deployment was stored with.
@@ -62,7 +63,7 @@ async fn run_one(
     effects: &[Effect],
     outbox_entry: Option<u64>,
     follow_ups: &mut Vec<Created>,
-) {
+) -> bool {
     match carry_out(control, record, effects, follow_ups).await {
         Ok(()) => {
             if let Some(entry) = outbox_entry
@@ -72,15 +73,21 @@ async fn run_one(
                     .await
             {
                 tracing::warn!(%error, entry, "could not clear an outbox entry; the tick will run it again");
+                return false;
             }
+            true
         }
         Err(error) => {
             tracing::error!(%error, "carrying out effects failed; the tick will retry them");
+            false
         }
     }
 }
 
-/// Executes the state machine's effects in order.
+/// Executes the state machine's effects in order. One that fails does not stop the
+/// others (a notification to a deleted topic must not keep the group locked); the first
+/// error is returned, and the whole entry stays in the outbox to be run again: every
+/// effect is safe to repeat.
 async fn carry_out(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
@@ -94,7 +101,9 @@ async fn carry_out(
     let (dispatches, others): (Vec<&Effect>, Vec<&Effect>) = effects
         .iter()
         .partition(|effect| matches!(effect, Effect::Dispatch { .. }));
+    let mut first_error = None;
     for effect in dispatches.into_iter().chain(others) {
+        let outcome: Result<(), ApiError> = async {
         match effect {
             Effect::Dispatch { first, count } => {
                 dispatch(control, record, *first, *count).await?;
@@ -189,8 +198,15 @@ async fn carry_out(
                 launch_finished(control, &spec.deployment_id).await?;
             }
         }
+        Ok(())
+        }
+        .await;
+        if let Err(error) = outcome {
+            tracing::warn!(?effect, %error, "an effect failed; the others go on");
+            first_error.get_or_insert(error);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Sends the deployment's command to the hosts at `first..first + count` of its
@@ -248,7 +264,7 @@ pub async fn advance(
     async {
         let started = std::time::Instant::now();
         let now = now_millis();
-        let applied = advance::apply(
+        let mut applied = advance::apply(
             &control.store,
             deployment_id,
             inputs,
@@ -261,7 +277,7 @@ pub async fn advance(
             tracing::warn!(input = index, %error, "input refused by the state machine");
         }
         if !applied.effects.is_empty() {
-            run(
+            applied.effects_done = run(
                 control,
                 &applied.record,
                 &applied.effects,

@@ -1095,10 +1095,20 @@ impl DynamoStore {
                         .filter_map(|reason| reason.code())
                         .filter(|code| *code != "None")
                         .collect();
-                    Err(StoreError::Conflict(format!(
+                    // Only a lost race is worth another try; anything else (an item
+                    // too large, say) would fail the same way again.
+                    let raced = reasons.iter().all(|code| {
+                        matches!(*code, "ConditionalCheckFailed" | "TransactionConflict")
+                    });
+                    let message = format!(
                         "deployment {id} or one of its hosts changed since version {expected} ({})",
                         reasons.join(", ")
-                    )))
+                    );
+                    if raced {
+                        Err(StoreError::Conflict(message))
+                    } else {
+                        Err(StoreError::Aws(message))
+                    }
                 }
                 _ => Err(aws(error)),
             },
@@ -1163,6 +1173,29 @@ impl DynamoStore {
             .await
             .map_err(|error| classify(error, || format!("deployment {id} is gone")))?;
         Ok(())
+    }
+
+    /// Moves an active deployment's next tick to `until`, whatever else holds.
+    pub async fn lease(&self, id: &str, until: Millis) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::DEPLOYMENT_SK))
+            .update_expression("SET wakeupAt = :until")
+            .condition_expression("attribute_exists(activeKey)")
+            .expression_attribute_values(":until", n(until))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // No longer active: nothing to hold.
+            Err(error) => match classify(error, String::new) {
+                StoreError::Conflict(_) => Ok(()),
+                other => Err(other),
+            },
+        }
     }
 
     /// Sets a deployment's next tick to `at`, or takes it off the active index (`None`),

@@ -1023,3 +1023,40 @@ fn a_zonal_plan_has_a_segment_per_zone_and_a_launch_ignores_zones() {
     launch.launch = true;
     assert_eq!(plan(launch).unwrap().state.zonal, None);
 }
+
+#[test]
+fn every_zone_is_watched_even_when_the_one_before_ends_at_once() {
+    // Three zones of one host each, a 10 s watch after every zone: the third zone must
+    // wait for its own watch of the second, not inherit the first zone's, long past.
+    let config = DeploymentConfig::custom(
+        "zonal-watch",
+        MinimumHealthyHosts::FleetPercent(0),
+        Some(ZonalConfig {
+            first_zone_monitor_duration_secs: Some(10),
+            monitor_duration_secs: Some(10),
+            minimum_healthy_hosts_per_zone: None,
+        }),
+    )
+    .unwrap();
+    let ordered = planner::order_by_zone(targets(3, 3, Standing::Old));
+    let mut d = Sim::new(new_deployment(&config, &ordered), ordered);
+    assert_eq!(d.start(0), vec!["i-000"]);
+    d.deliver(host_reports("i-000", None, 1));
+    let first_done = 1 + 6 * 10 + 5;
+    assert_eq!(d.d.zone_wait_until, Some(first_done + 10_000));
+    let opened = d
+        .apply(Input::Tick {
+            now: first_done + 10_000,
+        })
+        .unwrap();
+    assert_eq!(d.dispatched(&opened), vec!["i-001"]);
+    // The second zone's host ends within the same second it started.
+    let second_start = first_done + 10_001;
+    let effects = d.deliver(host_reports("i-001", None, second_start));
+    assert!(
+        d.dispatched(&effects).is_empty(),
+        "the third zone waits for the second to be watched"
+    );
+    let second_done = second_start + 6 * 10 + 5;
+    assert_eq!(d.d.zone_wait_until, Some(second_done + 10_000));
+}

@@ -121,13 +121,21 @@ async fn tick_one(
     deployment_id: &str,
     now: Millis,
 ) -> Result<(), ApiError> {
+    // Hold it for a while first: if this invocation dies here (a timeout), the next
+    // tick looks at other deployments before coming back to this one.
+    control
+        .store
+        .lease(deployment_id, now + OUTBOX_GRACE_MS)
+        .await?;
     // Each round fails up to a transaction's worth of silent hosts.
     let mut applied = effects::advance(control, deployment_id, &[Input::Tick { now }]).await?;
     while applied.hosts_written > 0 {
         applied = effects::advance(control, deployment_id, &[Input::Tick { now }]).await?;
     }
     let record = &applied.record;
-    let mut leftover = false;
+    // Effects not carried out keep the deployment on the tick, whatever its status:
+    // a lock not yet released, a rollback not yet started.
+    let mut leftover = !applied.effects_done;
     for (entry, pending) in &record.outbox {
         if Some(*entry) == applied.outbox_entry {
             continue;
@@ -137,7 +145,9 @@ async fn tick_one(
             continue;
         }
         tracing::info!(%deployment_id, entry, "running effects left in the outbox");
-        effects::run(control, record, &pending.effects, Some(*entry)).await;
+        if !effects::run(control, record, &pending.effects, Some(*entry)).await {
+            leftover = true;
+        }
     }
     // The exact next wakeup, now that the overdue hosts are failed: the earliest
     // deadline left, a zone wait, leftover effects, or an idle look while running.
