@@ -46,7 +46,7 @@ class Counter:
         self.lock = threading.Lock()
         self.counts = collections.Counter()
 
-    def add(self, name):
+    def add(self, name, body=b""):
         with self.lock:
             self.counts[name] += 1
 
@@ -76,7 +76,7 @@ def start_proxy(upstream_port, counter):
         def forward(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            counter.add(operation_name(self.command, self.path, self.headers, body))
+            counter.add(operation_name(self.command, self.path, self.headers, body), body)
             upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
             upstream.request(self.command, self.path, body=body, headers=headers)

@@ -32,23 +32,23 @@ import time
 
 import boto3
 
-from control_plane import operation_name
+from control_plane import start_proxy
 from harness import ROOT, api, invoke, release_binary, start_local, start_moto, stop, tgz, wait_for
-
-import http.client
-import http.server
 
 EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall", "ApplicationStart", "ValidateService"]
 WRITES = {"PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"}
 
 
 class Counter:
+    """Requests by operation, and the bytes of DynamoDB write requests (for
+    control_plane.start_proxy, which calls add with each request's body)."""
+
     def __init__(self):
         self.lock = threading.Lock()
         self.requests = collections.Counter()
         self.write_bytes = 0
 
-    def add(self, name, body):
+    def add(self, name, body=b""):
         with self.lock:
             self.requests[name] += 1
             if name in WRITES:
@@ -59,40 +59,6 @@ class Counter:
             taken = (self.requests, self.write_bytes)
             self.requests, self.write_bytes = collections.Counter(), 0
         return taken
-
-
-def start_proxy(upstream_port, counter):
-    class Proxy(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def forward(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            counter.add(operation_name(self.command, self.path, self.headers, body), body)
-            upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-            upstream.request(self.command, self.path, body=body, headers=headers)
-            response = upstream.getresponse()
-            data = response.read()
-            self.send_response(response.status)
-            for key, value in response.getheaders():
-                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-            upstream.close()
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = forward
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def report_messages(deployment_id, host):
@@ -114,6 +80,9 @@ def main():
     parser.add_argument("--workers", type=int, default=5,
                         help="batch-advance invocations at once (Lambda's SQS event source starts with five)")
     parser.add_argument("--local", default=release_binary("gantry-local"))
+    parser.add_argument("--tick-ms", type=int, default=1000,
+                        help="gantry-local's schedule; a long one keeps the tick from running a "
+                             "dispatch again while moto is still slowly sending it (it waits 30 s)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.hosts.split(",")]
 
@@ -125,7 +94,7 @@ def main():
         proxy = start_proxy(int(moto_endpoint.rsplit(":", 1)[1]), counter)
         proxy_endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
         local, endpoint = start_local(args.local, proxy_endpoint, os.path.join(work, f"local-{size}.log"),
-                                      ["--tick-ms", "1000", "--host-start-timeout-seconds", "3600"])
+                                      ["--tick-ms", str(args.tick_ms), "--host-start-timeout-seconds", "3600"])
         try:
             results[size] = run_size(size, args.runs, args.workers, endpoint, moto_endpoint, counter)
         finally:

@@ -438,14 +438,18 @@ pub async fn start_rollback(
     match create(control, input, Creator::CodeDeployRollback, origin).await {
         Ok(created) => {
             control.store.link_rollback(original, &link).await?;
-            crate::notify::publish(
+            // Best effort, as every notification: the rollback's start must not wait on it.
+            if let Err(error) = crate::notify::publish(
                 control,
                 record,
                 NotificationEvent::DeploymentRollback,
                 None,
                 None,
             )
-            .await?;
+            .await
+            {
+                tracing::warn!(%error, "DeploymentRollback notification not sent");
+            }
             tracing::info!(%rollback_id, "rollback deployment created");
             Ok(Some(created))
         }

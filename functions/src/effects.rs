@@ -201,9 +201,17 @@ async fn carry_out(
         Ok(())
         }
         .await;
-        if let Err(error) = outcome {
-            tracing::warn!(?effect, %error, "an effect failed; the others go on");
-            first_error.get_or_insert(error);
+        match outcome {
+            Ok(()) => {}
+            // Notifications are best effort, as CodeDeploy's triggers are: one that
+            // cannot be sent (its topic deleted) is logged, and blocks nothing.
+            Err(error) if matches!(effect, Effect::Notify { .. }) => {
+                tracing::warn!(?effect, %error, "notification not sent");
+            }
+            Err(error) => {
+                tracing::warn!(?effect, %error, "an effect failed; the others go on");
+                first_error.get_or_insert(error);
+            }
         }
     }
     first_error.map_or(Ok(()), Err)

@@ -1783,3 +1783,66 @@ async fn deployments_are_listed_page_by_page() {
         "{error}"
     );
 }
+
+/// A trigger whose topic was deleted blocks nothing: the failed deployment ends, its
+/// rollback starts and ends, and the group takes the next deployment.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_trigger_topic_leaves_nothing_locked() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topic = sns
+        .create_topic()
+        .name("soon-gone")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.upload("v2.tgz", &good_bundle("2")).await;
+    fx.group(
+        "web",
+        "CodeDeployDefault.AllAtOnce",
+        json!({
+            "autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]},
+            "triggerConfigurations": [{
+                "triggerName": "ops",
+                "triggerTargetArn": topic,
+                "triggerEvents": ["DeploymentStart", "DeploymentSuccess", "DeploymentFailure", "DeploymentRollback", "InstanceStart", "InstanceSuccess", "InstanceFailure"],
+            }],
+        }),
+    )
+    .await;
+    let good = fx.deploy("web", "v1.tgz").await.unwrap();
+    for host in fx.dispatched(&["web-1", "web-2"]).await {
+        fx.run_host(&good, &host, None).await;
+    }
+    assert_eq!(fx.status(&good).await, "Succeeded");
+
+    sns.delete_topic().topic_arn(&topic).send().await.unwrap();
+    let bad = fx.deploy("web", "v2.tgz").await.unwrap();
+    let sent = fx.dispatched(&["web-1", "web-2"]).await;
+    assert_eq!(
+        sent.len(),
+        2,
+        "commands go out whatever the notifications do"
+    );
+    for host in sent {
+        fx.run_host(&bad, &host, Some(LifecycleEvent::ValidateService))
+            .await;
+    }
+    let info = fx.deployment(&bad).await;
+    assert_eq!(info["status"], "Failed", "{info}");
+    let rollback = info["rollbackInfo"]["rollbackDeploymentId"]
+        .as_str()
+        .expect("the rollback started")
+        .to_owned();
+    for host in fx.dispatched(&["web-1", "web-2"]).await {
+        fx.run_host(&rollback, &host, None).await;
+    }
+    assert_eq!(fx.status(&rollback).await, "Succeeded");
+    let next = fx.deploy("web", "v1.tgz").await;
+    assert!(next.is_ok(), "the group is not locked: {next:?}");
+}
