@@ -94,7 +94,6 @@ async fn carry_out(
     effects: &[Effect],
     follow_ups: &mut Vec<Created>,
 ) -> Result<(), ApiError> {
-    let spec = &record.spec;
     let started = std::time::Instant::now();
     // Commands first: hosts wait on them, while notifications and health records
     // wait on nobody. (Dispatch and ReleaseLock never come from the same change.)
@@ -103,104 +102,7 @@ async fn carry_out(
         .partition(|effect| matches!(effect, Effect::Dispatch { .. }));
     let mut first_error = None;
     for effect in dispatches.into_iter().chain(others) {
-        let outcome: Result<(), ApiError> = async {
-        match effect {
-            Effect::Dispatch { first, count } => {
-                dispatch(control, record, *first, *count).await?;
-                tracing::info!(
-                    hosts = count,
-                    after_write_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "batch dispatched"
-                );
-            }
-            Effect::Notify { event, instance_id } => {
-                let target = match instance_id {
-                    Some(id) if crate::notify::wanted(spec, *event) => control
-                        .store
-                        .load_targets(&spec.deployment_id, std::slice::from_ref(id))
-                        .await?
-                        .remove(id)
-                        .map(|versioned| versioned.value),
-                    _ => None,
-                };
-                crate::notify::publish(
-                    control,
-                    record,
-                    *event,
-                    instance_id.as_deref(),
-                    target.as_ref(),
-                )
-                .await?;
-            }
-            Effect::RecordHealth {
-                instance_id,
-                healthy,
-            } => {
-                let health = InstanceHealth {
-                    healthy: *healthy,
-                    deployment_id: spec.deployment_id.clone(),
-                    revision: spec.revision.clone(),
-                };
-                control
-                    .store
-                    .record_health(
-                        &spec.application_name,
-                        &spec.deployment_group_name,
-                        instance_id,
-                        &health,
-                    )
-                    .await?;
-            }
-            Effect::HostTimedOut { instance_id } => {
-                tracing::warn!(%instance_id, "host went silent past its deadline and was failed");
-            }
-            Effect::RecordLastSuccessful => {
-                let last = last_info(&record.state);
-                control
-                    .store
-                    .record_success(
-                        &spec.application_name,
-                        &spec.deployment_group_name,
-                        &last,
-                        &spec.revision,
-                    )
-                    .await?;
-            }
-            Effect::ReleaseLock => {
-                control
-                    .store
-                    .record_attempt(
-                        &spec.application_name,
-                        &spec.deployment_group_name,
-                        &last_info(&record.state),
-                    )
-                    .await?;
-                control
-                    .store
-                    .unlock_group(
-                        &spec.application_name,
-                        &spec.deployment_group_name,
-                        &spec.deployment_id,
-                    )
-                    .await?;
-                tracing::info!(status = ?record.state.status, "deployment finished");
-            }
-            Effect::StartRollback => {
-                // The rollback is created here; its own effects run after these.
-                // Boxed, as below: a whole CreateDeployment is a large future, and
-                // inlined here it would make every caller's stack frame as large.
-                follow_ups.extend(Box::pin(deploy::start_rollback(control, record)).await?);
-            }
-            Effect::UpdateOutdated => {
-                follow_ups.extend(Box::pin(deploy::update_outdated(control, record)).await?);
-            }
-            Effect::CompleteLaunch { .. } => {
-                launch_finished(control, &spec.deployment_id).await?;
-            }
-        }
-        Ok(())
-        }
-        .await;
+        let outcome = carry_out_one(control, record, effect, started, follow_ups).await;
         match outcome {
             Ok(()) => {}
             // Notifications are best effort, as CodeDeploy's triggers are: one that
@@ -215,6 +117,112 @@ async fn carry_out(
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Executes one effect.
+async fn carry_out_one(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+    effect: &Effect,
+    started: std::time::Instant,
+    follow_ups: &mut Vec<Created>,
+) -> Result<(), ApiError> {
+    let spec = &record.spec;
+    match effect {
+        Effect::Dispatch { first, count } => {
+            dispatch(control, record, *first, *count).await?;
+            tracing::info!(
+                hosts = count,
+                after_write_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "batch dispatched"
+            );
+        }
+        Effect::Notify { event, instance_id } => {
+            let target = match instance_id {
+                Some(id) if crate::notify::wanted(spec, *event) => control
+                    .store
+                    .load_targets(&spec.deployment_id, std::slice::from_ref(id))
+                    .await?
+                    .remove(id)
+                    .map(|versioned| versioned.value),
+                _ => None,
+            };
+            crate::notify::publish(
+                control,
+                record,
+                *event,
+                instance_id.as_deref(),
+                target.as_ref(),
+            )
+            .await?;
+        }
+        Effect::RecordHealth {
+            instance_id,
+            healthy,
+        } => {
+            let health = InstanceHealth {
+                healthy: *healthy,
+                deployment_id: spec.deployment_id.clone(),
+                revision: spec.revision.clone(),
+            };
+            control
+                .store
+                .record_health(
+                    &spec.application_name,
+                    &spec.deployment_group_name,
+                    instance_id,
+                    &health,
+                )
+                .await?;
+        }
+        Effect::HostTimedOut { instance_id } => {
+            tracing::warn!(%instance_id, "host went silent past its deadline and was failed");
+        }
+        Effect::RecordLastSuccessful => {
+            let last = last_info(&record.state);
+            control
+                .store
+                .record_success(
+                    &spec.application_name,
+                    &spec.deployment_group_name,
+                    &last,
+                    &spec.revision,
+                )
+                .await?;
+        }
+        Effect::ReleaseLock => {
+            control
+                .store
+                .record_attempt(
+                    &spec.application_name,
+                    &spec.deployment_group_name,
+                    &last_info(&record.state),
+                )
+                .await?;
+            control
+                .store
+                .unlock_group(
+                    &spec.application_name,
+                    &spec.deployment_group_name,
+                    &spec.deployment_id,
+                )
+                .await?;
+            tracing::info!(status = ?record.state.status, "deployment finished");
+        }
+        Effect::StartRollback => {
+            // The rollback is created here; its own effects run after these.
+            // Boxed, as below: a whole CreateDeployment is a large future, and
+            // inlined here it would make every caller's stack frame as large.
+            follow_ups.extend(Box::pin(deploy::start_rollback(control, record)).await?);
+        }
+        Effect::UpdateOutdated => {
+            follow_ups.extend(Box::pin(deploy::update_outdated(control, record)).await?);
+        }
+        Effect::CompleteLaunch { .. } => {
+            launch_finished(control, &spec.deployment_id).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Sends the deployment's command to the hosts at `first..first + count` of its
