@@ -32,6 +32,7 @@ TEST_LOG := $(or $(CARGO_TARGET_DIR),target)/gantry-test.log
 # Ends with one "N passed, N failed" line over every test binary, so a reader (or CI)
 # sees the whole count rather than the last crate's doc-tests.
 test: venv build
+	$(VENV)/bin/python -m unittest discover -s tests -p 'test_*.py'
 	@mkdir -p $(dir $(TEST_LOG))
 	@$(CARGO) test --workspace 2>&1 | tee $(TEST_LOG); status=$${PIPESTATUS[0]}; \
 	awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' $(TEST_LOG); \

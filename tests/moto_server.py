@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server, with DynamoDB requests serialized.
+"""moto_server, with DynamoDB requests serialized and SQS senders told apart.
 
 moto's server is threaded, and its DynamoDB backend checks a ConditionExpression and
 writes the item in separate steps without a lock: two concurrent conditional writes on
@@ -7,7 +7,17 @@ the same version can both succeed (measured: 1 duplicate win in 800 racing updat
 where real DynamoDB lets exactly one through. Gantry's correctness rests on that
 guarantee, so its tests, benchmarks and demo run moto through this launcher, which
 serializes DynamoDB requests and leaves every other service (SQS long polls included)
-concurrent. Same flags as moto_server.
+concurrent.
+
+moto also stamps every SQS message with one constant SenderId, where SQS gives the IAM
+identity that signed the SendMessage request: an IAM user's unique id (`AIDA...`), or
+for temporary credentials of an assumed role, the role's id and the session name
+(`AROA...:session`; an EC2 instance profile's session name is the instance id). Gantry
+binds each host's reports to its identity through SenderId, so this launcher derives it
+from the request's access key and moto's IAM users and STS sessions, as SQS does. Keys
+moto does not know (the tests' default `testing`) keep moto's constant.
+
+Same flags as moto_server.
 """
 
 import sys
@@ -15,6 +25,8 @@ import threading
 
 import moto.server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.sqs import models as sqs_models
+from moto.sqs.responses import SQSResponse
 
 _dynamodb = threading.Lock()
 _dispatch = DomainDispatcherApplication.__call__
@@ -29,6 +41,49 @@ def _serialized(self, environ, start_response):
 
 
 DomainDispatcherApplication.__call__ = _serialized
+
+_sending = threading.local()
+
+
+def sender_id(access_key):
+    """The SenderId SQS gives a message signed with `access_key`."""
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    for account_id, account in list(iam_backends.items()):
+        backend = account["aws"]
+        key = backend.access_keys.get(access_key)
+        if key is not None and key.user_name:
+            return backend.get_user(key.user_name).id
+        for session in list(sts_backends[account_id]["global"].assumed_roles):
+            if session.access_key_id == access_key:
+                return session.user_id
+    return sqs_models.DEFAULT_SENDER_ID
+
+
+def _signed(send):
+    def wrapper(self):
+        _sending.sender = sender_id(self.get_access_key())
+        try:
+            return send(self)
+        finally:
+            _sending.sender = None
+
+    return wrapper
+
+
+SQSResponse.send_message = _signed(SQSResponse.send_message)
+SQSResponse.send_message_batch = _signed(SQSResponse.send_message_batch)
+_message_init = sqs_models.Message.__init__
+
+
+def _message_with_sender(self, *args, **kwargs):
+    _message_init(self, *args, **kwargs)
+    # Messages SNS delivers are made outside an SQS request: they keep the constant.
+    self.sender_id = getattr(_sending, "sender", None) or sqs_models.DEFAULT_SENDER_ID
+
+
+sqs_models.Message.__init__ = _message_with_sender
 
 if __name__ == "__main__":
     moto.server.main(sys.argv[1:])
