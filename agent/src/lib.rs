@@ -8,8 +8,10 @@
 //! The binary (`src/main.rs`) is the queue loop around them.
 
 pub mod aws;
+pub mod beneath;
 pub mod config;
 pub mod github;
 pub mod hooks;
 pub mod install;
+pub mod private;
 pub mod runner;

@@ -1,0 +1,566 @@
+//! The agent's threat model, tested with real files, a real unprivileged user and real
+//! processes.
+//!
+//! The agent runs as root. The appspec's author and the application's user (who owns
+//! files under the install destination) are not trusted: neither may make the agent
+//! change a file outside what the revision installs, nor read what the agent keeps.
+//! The application's user here is `gantry-tm-app`, created with `useradd` when missing;
+//! each test says so and passes without checking anything when not run as root.
+//!
+//! `/etc/shadow` and the like are played by root-owned files in a directory outside the
+//! install root.
+
+use gantry_agent::install::{self, Install, InstallError, Installed};
+use gantry_core::appspec::{AppSpec, FileExistsBehavior};
+use nix::unistd::{Uid, User};
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const APP_USER: &str = "gantry-tm-app";
+
+/// The application's user, created once; `None` (and a message) when not root.
+fn app_user(test: &str) -> Option<User> {
+    if !Uid::effective().is_root() {
+        eprintln!("skipped {test}: needs root, to act as the agent and create {APP_USER}");
+        return None;
+    }
+    static USER: OnceLock<User> = OnceLock::new();
+    Some(
+        USER.get_or_init(|| {
+            if User::from_name(APP_USER).unwrap().is_none() {
+                let status = Command::new("useradd")
+                    .args(["--system", "--no-create-home", "--user-group"])
+                    .args(["--shell", "/usr/sbin/nologin", APP_USER])
+                    .status()
+                    .expect("running useradd");
+                assert!(
+                    status.success() || User::from_name(APP_USER).unwrap().is_some(),
+                    "useradd {APP_USER} failed"
+                );
+            }
+            User::from_name(APP_USER).unwrap().unwrap()
+        })
+        .clone(),
+    )
+}
+
+/// Runs a shell command as the application's user: a real, unprivileged process.
+fn as_app_user(user: &User, script: &str) -> std::process::Output {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .output()
+        .unwrap()
+}
+
+fn run_as_app_user(user: &User, script: &str) {
+    let output = as_app_user(user, script);
+    assert!(
+        output.status.success(),
+        "as {APP_USER}: {script}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn chown_to(path: &Path, user: &User) {
+    nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
+}
+
+/// A host: an install root, a directory outside it, the agent's cleanup list.
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // Others may pass through, as through `/`: only the agent's own checks protect.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let host = Self { dir };
+        fs::create_dir_all(host.root()).unwrap();
+        fs::create_dir_all(host.outside()).unwrap();
+        host
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Root's files the application must never reach.
+    fn outside(&self) -> PathBuf {
+        self.dir.path().join("outside")
+    }
+
+    fn at(&self, path: &str) -> PathBuf {
+        self.root().join(path.trim_start_matches('/'))
+    }
+
+    fn cleanup(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join("state/deployment-instructions/g-1-cleanup")
+    }
+
+    fn revision(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let revision = self.dir.path().join("revisions").join(name);
+        for (path, body) in files {
+            let path = revision.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, body).unwrap();
+        }
+        revision
+    }
+
+    fn install(
+        &self,
+        appspec: &str,
+        revision: &Path,
+        behavior: FileExistsBehavior,
+    ) -> Result<Installed, InstallError> {
+        install_once(appspec, revision, &self.root(), &self.cleanup(), behavior)
+    }
+
+    /// A root-owned file outside the install root, as /etc/shadow.
+    fn secret(&self, name: &str) -> PathBuf {
+        let path = self.outside().join(name);
+        fs::write(&path, "root:$6$secret:19000:0:99999:7:::\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// Everything outside, with owner, mode and content: must not change.
+    fn outside_state(&self) -> BTreeSet<(PathBuf, u32, u32, Vec<u8>)> {
+        tree(&self.outside())
+            .into_iter()
+            .map(|path| {
+                let meta = fs::symlink_metadata(&path).unwrap();
+                let body = if meta.is_file() {
+                    fs::read(&path).unwrap()
+                } else {
+                    Vec::new()
+                };
+                (path, meta.uid(), meta.mode(), body)
+            })
+            .collect()
+    }
+}
+
+fn install_once(
+    appspec: &str,
+    revision: &Path,
+    root: &Path,
+    cleanup: &Path,
+    behavior: FileExistsBehavior,
+) -> Result<Installed, InstallError> {
+    let spec = AppSpec::parse(appspec).unwrap();
+    install::install(&Install {
+        spec: &spec,
+        revision,
+        install_root: root,
+        file_exists_behavior: behavior,
+        cleanup_file: cleanup,
+    })
+}
+
+/// Every path below `dir`, not following links.
+fn tree(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir()) {
+                stack.push(path.clone());
+            }
+            found.insert(path);
+        }
+    }
+    found
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+fn uid(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().uid()
+}
+
+const APP: &str =
+    "version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /var/www/app\n";
+
+// 1. `permissions` act on what the deployment installed, never through a link.
+
+#[test]
+fn permissions_change_only_installed_files_and_never_follow_a_link() {
+    let Some(user) = app_user("permissions_change_only_installed_files_and_never_follow_a_link")
+    else {
+        return;
+    };
+    let host = Host::new();
+    let shadow = host.secret("shadow");
+    let before = host.outside_state();
+    let appspec = format!(
+        "{APP}permissions:\n  - object: /var/www/app\n    owner: {APP_USER}\n    group: {APP_USER}\n  - object: /var/www/app\n    mode: 644\n    type: [file]\n"
+    );
+    let revision = host.revision(
+        "r1",
+        &[("site/index.html", "v1"), ("site/uploads/.keep", "")],
+    );
+    host.install(&appspec, &revision, FileExistsBehavior::Disallow)
+        .unwrap();
+    let app = host.at("/var/www/app");
+    assert_eq!(uid(&app.join("uploads")), user.uid.as_raw());
+
+    // The application's user links /etc/shadow into its uploads, and leaves a file of
+    // its own; an administrator leaves a root-only file in the application's directory.
+    run_as_app_user(
+        &user,
+        &format!(
+            "ln -s {} {}/uploads/x && echo mine > {app}/uploads/mine.txt && chmod 600 {app}/uploads/mine.txt",
+            shadow.display(),
+            app.display(),
+            app = app.display()
+        ),
+    );
+    fs::write(app.join("local.conf"), "password=1").unwrap();
+    fs::set_permissions(app.join("local.conf"), fs::Permissions::from_mode(0o600)).unwrap();
+
+    // The next deployment applies the same permissions.
+    host.install(&appspec, &revision, FileExistsBehavior::Disallow)
+        .unwrap();
+    assert_eq!(
+        host.outside_state(),
+        before,
+        "/etc/shadow's stand-in changed"
+    );
+    assert_eq!((uid(&shadow), mode(&shadow)), (0, 0o600));
+    assert_eq!(
+        (uid(&app.join("local.conf")), mode(&app.join("local.conf"))),
+        (0, 0o600),
+        "a file the deployment did not install keeps its owner and mode"
+    );
+    assert_eq!(mode(&app.join("uploads/mine.txt")), 0o600);
+    assert_eq!(
+        (uid(&app.join("index.html")), mode(&app.join("index.html"))),
+        (user.uid.as_raw(), 0o644),
+        "installed files get the permissions"
+    );
+}
+
+// 2. Installing and cleaning up never go through a directory the user swapped for a link.
+
+/// The application's directory and its `static` directory exist before the first
+/// deployment (made by the administrator) and belong to the application's user, who
+/// swaps `static` for a link to root's directory after the first deployment.
+fn a_linked_static_directory(host: &Host, user: &User) -> PathBuf {
+    let app = host.at("/var/www/app");
+    fs::create_dir_all(app.join("static")).unwrap();
+    chown_to(&app, user);
+    chown_to(&app.join("static"), user);
+    let r1 = host.revision(
+        "r1",
+        &[("site/index.html", "v1"), ("site/static/a.css", "a1")],
+    );
+    host.install(APP, &r1, FileExistsBehavior::Disallow)
+        .unwrap();
+    // Root's own a.css, which cleanup of the recorded static/a.css must not delete.
+    fs::write(host.outside().join("a.css"), "root's").unwrap();
+    run_as_app_user(
+        user,
+        &format!(
+            "rm -r {app}/static && ln -s {} {app}/static",
+            host.outside().display(),
+            app = app.display()
+        ),
+    );
+    app
+}
+
+#[test]
+fn install_refuses_a_destination_directory_swapped_for_a_link() {
+    let Some(user) = app_user("install_refuses_a_destination_directory_swapped_for_a_link") else {
+        return;
+    };
+    let host = Host::new();
+    let app = a_linked_static_directory(&host, &user);
+    let before = host.outside_state();
+    let r2 = host.revision(
+        "r2",
+        &[
+            ("site/index.html", "v2"),
+            ("site/static/a.css", "a2"),
+            ("site/static/b.css", "b2"),
+        ],
+    );
+    let error = host
+        .install(APP, &r2, FileExistsBehavior::Overwrite)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with(&format!(
+            "files[0]: {} is a symbolic link",
+            app.join("static").display()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("root"), "says what is allowed: {error}");
+    assert_eq!(
+        host.outside_state(),
+        before,
+        "nothing written or removed outside"
+    );
+}
+
+#[test]
+fn cleanup_does_not_remove_through_a_directory_swapped_for_a_link() {
+    let Some(user) = app_user("cleanup_does_not_remove_through_a_directory_swapped_for_a_link")
+    else {
+        return;
+    };
+    let host = Host::new();
+    a_linked_static_directory(&host, &user);
+    let before = host.outside_state();
+    // The next revision has no static files: cleanup alone meets the link.
+    let r2 = host.revision("r2", &[("site/index.html", "v2")]);
+    host.install(APP, &r2, FileExistsBehavior::Disallow)
+        .unwrap();
+    assert_eq!(
+        fs::read_to_string(host.outside().join("a.css")).unwrap(),
+        "root's"
+    );
+    assert_eq!(host.outside_state(), before);
+}
+
+#[test]
+fn links_root_made_in_root_only_directories_are_still_followed() {
+    let Some(_) = app_user("links_root_made_in_root_only_directories_are_still_followed") else {
+        return;
+    };
+    let host = Host::new();
+    // As a host whose /var/www is a link to a data disk, one absolute and one relative.
+    fs::create_dir_all(host.at("/data/www")).unwrap();
+    fs::create_dir_all(host.at("/var")).unwrap();
+    symlink(host.at("/data/www"), host.at("/var/www")).unwrap();
+    symlink("data/www", host.at("/srv")).unwrap();
+    let appspec = format!("{APP}  - source: site\n    destination: /srv/other\n");
+    let revision = host.revision("r1", &[("site/index.html", "v1")]);
+    host.install(&appspec, &revision, FileExistsBehavior::Disallow)
+        .unwrap();
+    assert_eq!(
+        fs::read_to_string(host.at("/data/www/app/index.html")).unwrap(),
+        "v1"
+    );
+    assert_eq!(
+        fs::read_to_string(host.at("/data/www/other/index.html")).unwrap(),
+        "v1"
+    );
+    // And the next deployment cleans up through them.
+    let r2 = host.revision("r2", &[("site/new.html", "v2")]);
+    host.install(&appspec, &r2, FileExistsBehavior::Disallow)
+        .unwrap();
+    assert!(!host.at("/data/www/app/index.html").exists());
+    assert!(host.at("/data/www/app/new.html").exists());
+}
+
+// 8. OVERWRITE replaces only directories Gantry installed.
+
+#[test]
+fn overwrite_refuses_to_remove_a_directory_gantry_did_not_install() {
+    let Some(user) = app_user("overwrite_refuses_to_remove_a_directory_gantry_did_not_install")
+    else {
+        return;
+    };
+    let host = Host::new();
+    let app = host.at("/var/www/app");
+    fs::create_dir_all(app.join("index.html")).unwrap();
+    fs::write(app.join("index.html/keep.txt"), "keep").unwrap();
+    chown_to(&app.join("index.html"), &user);
+    let revision = host.revision("r1", &[("site/index.html", "v1")]);
+    let error = host
+        .install(APP, &revision, FileExistsBehavior::Overwrite)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with(&format!(
+            "files[0]: {} is a directory Gantry did not install",
+            app.join("index.html").display()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("OVERWRITE"), "{error}");
+    assert_eq!(
+        fs::read_to_string(app.join("index.html/keep.txt")).unwrap(),
+        "keep"
+    );
+}
+
+#[test]
+fn overwrite_replaces_a_directory_gantry_installed() {
+    let Some(user) = app_user("overwrite_replaces_a_directory_gantry_installed") else {
+        return;
+    };
+    let host = Host::new();
+    let r1 = host.revision("r1", &[("site/data/x.txt", "x")]);
+    host.install(APP, &r1, FileExistsBehavior::Disallow)
+        .unwrap();
+    // Something the application wrote keeps the directory through cleanup.
+    let data = host.at("/var/www/app/data");
+    chown_to(&data, &user);
+    run_as_app_user(&user, &format!("echo u > {}/user.txt", data.display()));
+    let r2 = host.revision("r2", &[("site/data", "now a file")]);
+    host.install(APP, &r2, FileExistsBehavior::Overwrite)
+        .unwrap();
+    assert_eq!(fs::read_to_string(&data).unwrap(), "now a file");
+}
+
+// 7. An agent killed during Install leaves a cleanup list the next deployment uses.
+
+const CHILD_ENV: &str = "GANTRY_THREAT_MODEL_INSTALL";
+const MANY: &str =
+    "version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/many\n";
+
+/// Not a test of its own: the body of the child process that
+/// `a_killed_install_leaves_a_list_the_next_deployment_cleans_up` starts and kills. It
+/// runs one install, as the agent does, when the test passes it a revision.
+#[test]
+fn install_in_a_child_process() {
+    let Ok(arguments) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let [revision, root, cleanup]: [&str; 3] = arguments
+        .split('\n')
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    install_once(
+        MANY,
+        Path::new(revision),
+        Path::new(root),
+        Path::new(cleanup),
+        FileExistsBehavior::Disallow,
+    )
+    .unwrap();
+}
+
+/// A revision of `count` files of 16 KiB named `<prefix><number>`: most in `site/`, the
+/// last 50 in `site/sub/`.
+fn many_files(host: &Host, name: &str, prefix: &str, count: usize) -> (PathBuf, BTreeSet<PathBuf>) {
+    let revision = host.dir.path().join("revisions").join(name);
+    fs::create_dir_all(revision.join("site/sub")).unwrap();
+    let body = name.repeat(16 * 1024 / name.len());
+    let mut installed = BTreeSet::new();
+    for index in 0..count {
+        let relative = if index + 50 >= count {
+            format!("sub/{prefix}{index:03}")
+        } else {
+            format!("{prefix}{index:03}")
+        };
+        fs::write(revision.join("site").join(&relative), &body).unwrap();
+        installed.insert(host.at("/srv/many").join(relative));
+    }
+    installed.insert(host.at("/srv/many/sub"));
+    (revision, installed)
+}
+
+#[test]
+fn a_killed_install_leaves_a_list_the_next_deployment_cleans_up() {
+    let Some(_) = app_user("a_killed_install_leaves_a_list_the_next_deployment_cleans_up") else {
+        return;
+    };
+    // Kill points: how many installed entries the destination holds when SIGKILL is sent
+    // (0: at once, before the previous deployment's files are even removed).
+    for kill_at in [0usize, 1, 100, 250, 480] {
+        let host = Host::new();
+        let (r1, _) = many_files(&host, "r1", "p", 300);
+        host.install(MANY, &r1, FileExistsBehavior::Disallow)
+            .unwrap();
+        let (r2, _) = many_files(&host, "r2", "f", 500);
+        let destination = host.at("/srv/many");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "install_in_a_child_process", "--nocapture"])
+            .env(
+                CHILD_ENV,
+                format!(
+                    "{}\n{}\n{}",
+                    r2.display(),
+                    host.root().display(),
+                    host.cleanup().display()
+                ),
+            )
+            .spawn()
+            .unwrap();
+        // Wait until r2 has `kill_at` files (or the child ended).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let r2_files = |dir: &Path| {
+            fs::read_dir(dir).map_or(0, |entries| {
+                entries
+                    .filter(|entry| {
+                        entry
+                            .as_ref()
+                            .is_ok_and(|entry| entry.file_name().as_encoded_bytes()[0] == b'f')
+                    })
+                    .count()
+            })
+        };
+        if kill_at > 0 {
+            loop {
+                if r2_files(&destination) + r2_files(&destination.join("sub")) >= kill_at
+                    || child.try_wait().unwrap().is_some()
+                    || Instant::now() > deadline
+                {
+                    break;
+                }
+            }
+        }
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        let left = tree(&destination);
+        eprintln!(
+            "kill_at {kill_at}: the child {} with {} entries under the destination",
+            if status.success() {
+                "had finished"
+            } else {
+                "was killed"
+            },
+            left.len()
+        );
+        // Everything the killed install made is in the list.
+        let recorded: BTreeSet<PathBuf> = fs::read_to_string(host.cleanup())
+            .unwrap_or_default()
+            .lines()
+            .map(PathBuf::from)
+            .collect();
+        let unrecorded: Vec<_> = left
+            .iter()
+            .filter(|path| !recorded.contains(*path))
+            .collect();
+        assert!(
+            unrecorded.is_empty(),
+            "kill_at {kill_at}: not in the cleanup list: {unrecorded:?}"
+        );
+
+        // The agent restarts; the next deployment (DISALLOW) installs r3 over the same
+        // names, and nothing of r1 or r2 is left.
+        let (r3, expected) = many_files(&host, "r3", "f", 400);
+        host.install(MANY, &r3, FileExistsBehavior::Disallow)
+            .unwrap_or_else(|error| panic!("kill_at {kill_at}: {error}"));
+        assert_eq!(tree(&destination), expected, "kill_at {kill_at}");
+        for path in &expected {
+            if path.is_file() {
+                assert!(fs::read(path).unwrap().starts_with(b"r3"));
+            }
+        }
+    }
+}
