@@ -14,7 +14,7 @@ use gantry_core::wire::{self, ErrorCode};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Gid, Pid, Uid, User};
 use std::ffi::CString;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -231,10 +231,8 @@ pub fn run_script(run: &ScriptRun<'_>) -> ScriptOutcome {
 }
 
 fn open_log(run: &ScriptRun<'_>) -> std::io::Result<(fs::File, u64)> {
-    if let Some(dir) = run.log.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let mut log = OpenOptions::new().create(true).append(true).open(run.log)?;
+    // 0640 in a 0750 directory: scripts print secrets too.
+    let mut log = crate::private::append(run.log)?;
     writeln!(
         log,
         "[{}] {} {}: started",

@@ -86,11 +86,8 @@ fn init_logging(config: &AgentConfig) -> std::io::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, fmt};
-    std::fs::create_dir_all(&config.log_dir)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.log_dir.join("gantry-agent.log"))?;
+    // Root's alone (0640, in a 0750 directory when the agent makes it).
+    let file = gantry_agent::private::append(&config.log_dir.join("gantry-agent.log"))?;
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(

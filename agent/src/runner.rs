@@ -22,6 +22,7 @@ use gantry_core::wire::{
     Command, Diagnostics, ErrorCode, EventStatus, Report, RevisionLocation, SCHEMA_VERSION,
 };
 use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -131,6 +132,8 @@ pub fn run(
         reports.send(&report)?;
         return Ok(Outcome::Refused);
     }
+    crate::private::own_dir(&host.instructions())
+        .map_err(|error| format!("creating {}: {error}", host.instructions().display()))?;
     if let Ok(text) = fs::read_to_string(host.finished_file(command)) {
         for line in text.lines() {
             let report = Report::from_json(line).map_err(|error| error.to_string())?;
@@ -319,13 +322,24 @@ fn download(
 ) -> Result<AppSpec, Diagnostics> {
     // A retried command starts from a fresh download; the logs stay.
     let _ = fs::remove_dir_all(archive);
-    fs::create_dir_all(deployment_dir).map_err(|error| {
-        agent_failure(format!("creating {}: {error}", deployment_dir.display()))
-    })?;
+    // Root's alone: a bundle may hold secrets the appspec's permissions protect only
+    // once installed.
+    for dir in [deployment_dir.parent(), Some(deployment_dir)]
+        .into_iter()
+        .flatten()
+    {
+        crate::private::own_dir(dir)
+            .map_err(|error| agent_failure(format!("creating {}: {error}", dir.display())))?;
+    }
     let bundle_file = deployment_dir.join("bundle");
     source
         .fetch(&command.revision, &bundle_file)
         .map_err(agent_failure)?;
+    fs::set_permissions(
+        &bundle_file,
+        fs::Permissions::from_mode(crate::private::FILE_MODE),
+    )
+    .map_err(|error| agent_failure(format!("{}: {error}", bundle_file.display())))?;
     let bundle_type = match &command.revision {
         RevisionLocation::S3 { s3_location } => s3_location.bundle_type,
         // GitHub serves tarballs.
@@ -333,6 +347,11 @@ fn download(
     };
     bundle::unpack(&bundle_file, bundle_type, archive, &Limits::default())
         .map_err(|error| agent_failure(error.to_string()))?;
+    fs::set_permissions(
+        archive,
+        fs::Permissions::from_mode(crate::private::DIR_MODE),
+    )
+    .map_err(|error| agent_failure(format!("{}: {error}", archive.display())))?;
     bundle::check_revision(archive).map_err(|problems| agent_failure(problems.to_string()))
 }
 
@@ -356,6 +375,9 @@ fn run_scripts(
                 script.location
             )));
         };
+        if let Some(runas) = &script.runas {
+            let_in(host.root_dir, revision, runas).map_err(agent_failure)?;
+        }
         let outcome = hooks::run_script(&ScriptRun {
             path: &revision.join(relative),
             script_name: &script.location,
@@ -506,13 +528,46 @@ fn prune_revisions(host: &Host<'_>, group_id: &str, current: &Path) {
     }
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|error| format!("creating {}: {error}", dir.display()))?;
+/// A script run as another user reads its revision, as with CodeDeploy's agent: the
+/// user's group may enter the revision (0750), and the agent's directories above it let
+/// others pass through (0751) but not list them; nothing else in them is theirs to read.
+fn let_in(root_dir: &Path, revision: &Path, runas: &str) -> Result<(), String> {
+    let Ok(Some(user)) = nix::unistd::User::from_name(runas) else {
+        return Ok(()); // the script's run names the unknown user
+    };
+    let me = nix::unistd::geteuid();
+    if user.uid == me {
+        return Ok(());
     }
-    let partial = path.with_extension("partial");
-    fs::write(&partial, text).map_err(|error| format!("writing {}: {error}", partial.display()))?;
-    fs::rename(&partial, path).map_err(|error| format!("writing {}: {error}", path.display()))
+    for dir in revision.ancestors().skip(1) {
+        if !dir.starts_with(root_dir) {
+            break;
+        }
+        let meta = fs::metadata(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+        if meta.uid() == me.as_raw() && meta.mode() & 0o001 == 0 {
+            fs::set_permissions(
+                dir,
+                fs::Permissions::from_mode(meta.mode() & 0o7777 | 0o001),
+            )
+            .map_err(|error| format!("{}: {error}", dir.display()))?;
+        }
+    }
+    nix::unistd::chown(revision, None, Some(user.gid)).map_err(|error| {
+        format!(
+            "{}: giving {runas}'s group the revision: {error}",
+            revision.display()
+        )
+    })?;
+    fs::set_permissions(
+        revision,
+        fs::Permissions::from_mode(crate::private::DIR_MODE),
+    )
+    .map_err(|error| format!("{}: {error}", revision.display()))
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    crate::private::write_atomically(path, text.as_bytes())
+        .map_err(|error| format!("writing {}: {error}", path.display()))
 }
 
 fn now_ms() -> u64 {

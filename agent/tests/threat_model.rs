@@ -11,7 +11,14 @@
 //! install root.
 
 use gantry_agent::install::{self, Install, InstallError, Installed};
+use gantry_agent::runner::{self, Host as RunnerHost, Outcome, ReportSink, RevisionSource};
 use gantry_core::appspec::{AppSpec, FileExistsBehavior};
+use gantry_core::bundle::BundleType;
+use gantry_core::lifecycle;
+use gantry_core::wire::{
+    Command as Command_, Creator, Report, RevisionLocation, S3Location, SCHEMA_VERSION,
+};
+use gantry_tests::archive::{self, Entry};
 use nix::unistd::{Uid, User};
 use std::collections::BTreeSet;
 use std::fs;
@@ -20,6 +27,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 const APP_USER: &str = "gantry-tm-app";
@@ -563,4 +571,230 @@ fn a_killed_install_leaves_a_list_the_next_deployment_cleans_up() {
             }
         }
     }
+}
+
+// 3. What the agent keeps (bundles, unpacked revisions, logs, state) is root's alone.
+
+struct LocalBundles(PathBuf);
+
+impl RevisionSource for LocalBundles {
+    fn fetch(&self, revision: &RevisionLocation, destination: &Path) -> Result<(), String> {
+        let RevisionLocation::S3 { s3_location } = revision else {
+            return Err("only S3 revisions here".to_owned());
+        };
+        fs::copy(self.0.join(&s3_location.key), destination)
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+}
+
+struct NoReports;
+
+impl ReportSink for NoReports {
+    fn send(&self, report: &Report) -> Result<(), String> {
+        report.validate().map_err(|error| error.to_string())
+    }
+    fn flush(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Deploys a bundle with the runner, as the agent does, under umask 0022.
+fn deploy(host: &Host, appspec: &str, extra: &[Entry]) -> Outcome {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let mut entries = vec![
+        Entry::file("appspec.yml", appspec.as_bytes()),
+        Entry::file("site/config.php", b"db_password=hunter2\n"),
+    ];
+    entries.extend_from_slice(extra);
+    let bundles = host.dir.path().join("bundles");
+    fs::create_dir_all(&bundles).unwrap();
+    fs::write(bundles.join("app.tgz"), archive::tgz(&entries)).unwrap();
+    let command = Command_ {
+        schema_version: SCHEMA_VERSION,
+        deployment_id: "d-AAAAAAAA1".to_owned(),
+        deployment_group_id: "g-1".to_owned(),
+        deployment_group_name: "web".to_owned(),
+        application_name: "shop".to_owned(),
+        instance_id: "host-1".to_owned(),
+        revision: RevisionLocation::S3 {
+            s3_location: S3Location {
+                bucket: "bundles".to_owned(),
+                key: "app.tgz".to_owned(),
+                bundle_type: BundleType::Tgz,
+                version: None,
+                e_tag: None,
+            },
+        },
+        lifecycle_events: lifecycle::in_place(false),
+        file_exists_behavior: FileExistsBehavior::Disallow,
+        ignore_application_stop_failures: false,
+        creator: Creator::User,
+    };
+    let runner_host = RunnerHost {
+        instance_id: "host-1",
+        root_dir: &host.dir.path().join("state"),
+        install_root: &host.root(),
+        max_revisions: 5,
+        term_grace: Duration::from_millis(200),
+        abort: &AtomicBool::new(false),
+    };
+    runner::run(&runner_host, &command, &LocalBundles(bundles), &NoReports).unwrap()
+}
+
+/// Fails unless every attempt, as another local user, is refused.
+fn refused_to(user: &User, what: &[String]) {
+    for command in what {
+        let output = as_app_user(user, command);
+        assert!(
+            !output.status.success(),
+            "as {}: `{command}` succeeded: {}",
+            user.name,
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
+
+#[test]
+fn the_agents_own_files_are_root_only() {
+    let Some(app) = app_user("the_agents_own_files_are_root_only") else {
+        return;
+    };
+    let host = Host::new();
+    let hooks = "hooks:\n  ValidateService:\n    - location: check.sh\n";
+    let check = Entry::file_with_mode("check.sh", b"#!/bin/sh\necho token=s3cr3t\n", 0o755);
+    assert_eq!(
+        deploy(&host, &format!("{APP}{hooks}"), &[check]),
+        Outcome::Succeeded
+    );
+    let state = host.dir.path().join("state");
+    let deployment = state.join("g-1/d-AAAAAAAA1");
+    for dir in [
+        state.clone(),
+        state.join("deployment-instructions"),
+        state.join("g-1"),
+        deployment.clone(),
+        deployment.join("deployment-archive"),
+        deployment.join("logs"),
+    ] {
+        assert_eq!((uid(&dir), mode(&dir)), (0, 0o750), "{}", dir.display());
+    }
+    for file in [
+        deployment.join("bundle"),
+        deployment.join("logs/scripts.log"),
+        state.join("deployment-instructions/g-1-cleanup"),
+        state.join("deployment-instructions/g-1-last-successful-install"),
+        state.join("deployment-instructions/d-AAAAAAAA1-host-1.reports"),
+    ] {
+        assert_eq!((uid(&file), mode(&file)), (0, 0o640), "{}", file.display());
+    }
+    let show = |path: PathBuf| format!("cat {}", path.display());
+    refused_to(
+        &app,
+        &[
+            show(deployment.join("bundle")),
+            show(deployment.join("deployment-archive/site/config.php")),
+            show(deployment.join("logs/scripts.log")),
+            format!("ls {}", state.display()),
+        ],
+    );
+    // Installed files keep the bundle's modes.
+    assert_eq!(mode(&host.at("/var/www/app/config.php")), 0o644);
+}
+
+#[test]
+fn runas_scripts_still_read_their_revision_and_no_one_else_does() {
+    let Some(app) = app_user("runas_scripts_still_read_their_revision_and_no_one_else_does") else {
+        return;
+    };
+    let Ok(Some(nobody)) = User::from_name("nobody") else {
+        eprintln!("skipped: no user nobody on this host");
+        return;
+    };
+    let host = Host::new();
+    let out = host.dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    chown_to(&out, &app);
+    let hooks = format!(
+        "hooks:\n  AfterInstall:\n    - location: scripts/after.sh\n      runas: {APP_USER}\n"
+    );
+    // By a path relative to the revision, and by its absolute path from $0.
+    let script = format!(
+        "#!/bin/sh\nset -e\nid -un > {out}/who\ncat site/config.php > {out}/relative\ncat \"$(dirname \"$0\")/../site/config.php\" > {out}/absolute\n",
+        out = out.display()
+    );
+    let after = Entry::file_with_mode("scripts/after.sh", script.as_bytes(), 0o755);
+    assert_eq!(
+        deploy(&host, &format!("{APP}{hooks}"), &[after]),
+        Outcome::Succeeded
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("who")).unwrap(),
+        format!("{APP_USER}\n")
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("relative")).unwrap(),
+        "db_password=hunter2\n"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("absolute")).unwrap(),
+        "db_password=hunter2\n"
+    );
+    let deployment = host.dir.path().join("state/g-1/d-AAAAAAAA1");
+    let show = |path: PathBuf| format!("cat {}", path.display());
+    refused_to(
+        &nobody,
+        &[
+            show(deployment.join("bundle")),
+            show(deployment.join("deployment-archive/site/config.php")),
+            show(deployment.join("logs/scripts.log")),
+            format!("ls {}", host.dir.path().join("state").display()),
+            format!("ls {}", deployment.display()),
+        ],
+    );
+    refused_to(
+        &app,
+        &[
+            show(deployment.join("bundle")),
+            show(deployment.join("logs/scripts.log")),
+        ],
+    );
+}
+
+#[test]
+fn the_agent_log_is_root_only() {
+    let Some(app) = app_user("the_agent_log_is_root_only") else {
+        return;
+    };
+    let host = Host::new();
+    let log_dir = host.dir.path().join("log");
+    let config = host.dir.path().join("agent.yml");
+    fs::write(
+        &config,
+        format!(
+            "identity:\n  on_premises_name: web-1\nregion: us-east-1\nqueue_prefix: gantry-cmd-\nreports_queue: gantry-reports\nroot_dir: {}\nlog_dir: {}\n",
+            host.dir.path().join("state").display(),
+            log_dir.display()
+        ),
+    )
+    .unwrap();
+    // No AWS to reach: the agent starts its log, fails to find its queue and exits.
+    let output = Command::new(env!("CARGO_BIN_EXE_gantry-agent"))
+        .args(["--config", config.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let log = log_dir.join("gantry-agent.log");
+    assert!(
+        fs::read_to_string(&log)
+            .unwrap()
+            .contains("gantry-cmd-web-1")
+    );
+    assert_eq!((uid(&log_dir), mode(&log_dir)), (0, 0o750));
+    assert_eq!((uid(&log), mode(&log)), (0, 0o640));
+    refused_to(&app, &[format!("cat {}", log.display())]);
 }
