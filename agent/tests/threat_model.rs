@@ -267,6 +267,48 @@ fn permissions_change_only_installed_files_and_never_follow_a_link() {
     );
 }
 
+#[test]
+fn acls_go_to_installed_files_only_never_through_a_link() {
+    let Some(user) = app_user("acls_go_to_installed_files_only_never_through_a_link") else {
+        return;
+    };
+    if Command::new("setfacl").arg("--version").output().is_err() {
+        eprintln!(
+            "skipped acls_go_to_installed_files_only_never_through_a_link: no setfacl (install the acl package)"
+        );
+        return;
+    }
+    let host = Host::new();
+    let shadow = host.secret("shadow");
+    let acls = |path: &Path| {
+        let output = Command::new("getfacl")
+            .args(["--omit-header", "--absolute-names", "--physical"])
+            .arg(path)
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let before = acls(&shadow);
+    let appspec = format!(
+        "{APP}permissions:\n  - object: /var/www/app\n    owner: {APP_USER}\n  - object: /var/www/app\n    acls: [\"u:nobody:rw\"]\n    type: [file]\n"
+    );
+    let revision = host.revision(
+        "r1",
+        &[("site/index.html", "v1"), ("site/uploads/.keep", "")],
+    );
+    host.install(&appspec, &revision, FileExistsBehavior::Disallow)
+        .unwrap();
+    let app = host.at("/var/www/app");
+    run_as_app_user(
+        &user,
+        &format!("ln -s {} {}/uploads/x", shadow.display(), app.display()),
+    );
+    host.install(&appspec, &revision, FileExistsBehavior::Disallow)
+        .unwrap();
+    assert!(acls(&app.join("index.html")).contains("user:nobody:rw-"));
+    assert_eq!(acls(&shadow), before, "/etc/shadow's stand-in got an ACL");
+}
+
 // 2. Installing and cleaning up never go through a directory the user swapped for a link.
 
 /// The application's directory and its `static` directory exist before the first
