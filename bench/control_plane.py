@@ -35,7 +35,7 @@ import urllib.request
 
 import boto3
 
-from harness import free_port, wait_for, tgz, invoke, api
+from harness import api, free_port, host_user, invoke, tgz, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall", "ApplicationStart", "ValidateService"]
@@ -178,8 +178,14 @@ def main():
         s3.put_object(Bucket="gantry-revisions", Key="bench/noop.tgz", Body=tgz([("appspec.yml", b"version: 0.0\nos: linux\n")]))
         api(endpoint, "CreateApplication", {"applicationName": "bench"})
         hosts = [f"host-{i:03d}" for i in range(args.hosts)]
+        senders = {}
         for index, host in enumerate(hosts):
-            api(endpoint, "RegisterOnPremisesInstance", {"instanceName": host})
+            # Each host sends its reports with its own keys, as its agent would.
+            arn, keys = host_user(moto_endpoint, host)
+            senders[host] = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1",
+                                         aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+                                         aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"])
+            api(endpoint, "RegisterOnPremisesInstance", {"instanceName": host, "iamUserArn": arn})
             api(endpoint, "AddTagsToOnPremisesInstances", {"instanceNames": [host], "tags": [
                 {"Key": "bench", "Value": "yes"}, {"Key": "gantry:availability-zone", "Value": f"zone-{index % 2}"}]})
         queues = {host: sqs.get_queue_url(QueueName=f"gantry-commands-{host}")["QueueUrl"] for host in hosts}
@@ -197,7 +203,7 @@ def main():
         def send_reports(deployment_id, host):
             bodies = reports(deployment_id, host)
             for start in range(0, len(bodies), 10):
-                sqs.send_message_batch(QueueUrl=reports_url, Entries=[
+                senders[host].send_message_batch(QueueUrl=reports_url, Entries=[
                     {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start:start + 10])])
             return time.monotonic()
 

@@ -29,13 +29,13 @@ import time
 
 import boto3
 
-from harness import (ROOT, SDK_ENV, api, invoke, release_binary, rss_kib, start_local, start_moto,
-                     stop, tgz, wait_for)
+from harness import (ROOT, SDK_ENV, api, host_user, invoke, release_binary, rss_kib, start_local,
+                     start_moto, stop, tgz, wait_for)
 
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
 
 
-def start_agent(binary, work, host, aws_endpoint):
+def start_agent(binary, work, host, aws_endpoint, keys):
     directory = os.path.join(work, "hosts", host)
     for sub in ("root", "fs", "logs"):
         os.makedirs(os.path.join(directory, sub), exist_ok=True)
@@ -46,7 +46,7 @@ def start_agent(binary, work, host, aws_endpoint):
             "queue_prefix: gantry-commands-\nreports_queue: gantry-reports\n"
             f"root_dir: {directory}/root\nlog_dir: {directory}/logs\ninstall_root: {directory}/fs\n"
             "poll_wait_seconds: 20\n")
-    env = dict(os.environ, AWS_ENDPOINT_URL=aws_endpoint, **SDK_ENV)
+    env = dict(os.environ, AWS_ENDPOINT_URL=aws_endpoint, **{**SDK_ENV, **keys})
     return subprocess.Popen([binary, "--config", config], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(directory, "agent.stderr"), "w"))
 
@@ -154,8 +154,10 @@ def main():
         api(endpoint, "CreateApplication", {"applicationName": "bench"})
 
         hosts = [f"host-{i:03d}" for i in range(max(sizes + [10]))]
+        keys = {}
         for index, host in enumerate(hosts):
-            api(endpoint, "RegisterOnPremisesInstance", {"instanceName": host})
+            arn, keys[host] = host_user(moto_endpoint, host)
+            api(endpoint, "RegisterOnPremisesInstance", {"instanceName": host, "iamUserArn": arn})
             tags = [{"Key": f"size-{size}", "Value": "yes"} for size in sizes + [10] if index < size]
             tags.append({"Key": "gantry:availability-zone", "Value": f"zone-{index % 2}"})
             api(endpoint, "AddTagsToOnPremisesInstances", {"instanceNames": [host], "tags": tags})
@@ -173,7 +175,7 @@ def main():
         rss = []
         for name, size, group, config in scenarios:
             # Only this scenario's hosts run: idle agents long-polling moto are not free.
-            agents = [start_agent(args.agent, work, host, moto_endpoint) for host in hosts[:size]]
+            agents = [start_agent(args.agent, work, host, moto_endpoint, keys[host]) for host in hosts[:size]]
             try:
                 deploy(endpoint, group, config)  # warm-up: the agents' first command pays for connections
                 measured = []

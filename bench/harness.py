@@ -119,3 +119,32 @@ def invoke(endpoint, function, payload, timeout=60):
 
 def api(endpoint, operation, payload):
     return invoke(endpoint, "api", {"operation": operation, "input": payload})
+
+
+def host_user(moto_endpoint, host):
+    """An IAM user of the host's own, as an on-premises host's agent runs as (reports are
+    accepted only from their host's identity). Returns its ARN and SDK environment."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=moto_endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    user = iam.create_user(UserName=f"host-{host}")["User"]
+    key = iam.create_access_key(UserName=f"host-{host}")["AccessKey"]
+    return user["Arn"], {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+HOST_ROLE = "gantry-hosts"
+
+
+def host_role(moto_endpoint):
+    """One IAM role for simulated hosts, each in a session named for it; returns the
+    role's id (a host's reports carry SenderId `<role id>:<host>`)."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=moto_endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    return iam.create_role(RoleName=HOST_ROLE, AssumeRolePolicyDocument="{}")["Role"]["RoleId"]
+
+
+def session_arn(host):
+    return f"arn:aws:sts::123456789012:assumed-role/{HOST_ROLE}/{host}"

@@ -33,7 +33,7 @@ import time
 import boto3
 
 from control_plane import start_proxy
-from harness import ROOT, api, invoke, release_binary, start_local, start_moto, stop, tgz, wait_for
+from harness import ROOT, api, host_role, invoke, release_binary, session_arn, start_local, start_moto, stop, tgz, wait_for
 
 EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall", "ApplicationStart", "ValidateService"]
 WRITES = {"PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"}
@@ -123,9 +123,11 @@ def run_size(size, runs, workers, endpoint, moto_endpoint, counter):
     dynamodb = session.client("dynamodb", endpoint_url=moto_endpoint)
     s3.put_object(Bucket="gantry-revisions", Key="bench/noop.tgz", Body=tgz([("appspec.yml", b"version: 0.0\nos: linux\n")]))
     api(endpoint, "CreateApplication", {"applicationName": "bench"})
+    # Every simulated host is a session of one role; its reports carry that SenderId.
+    role_id = host_role(moto_endpoint)
     hosts = [f"host-{i:05d}" for i in range(size)]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda host: api(endpoint, "RegisterOnPremisesInstance", {"instanceName": host}), hosts))
+        list(pool.map(lambda host: api(endpoint, "RegisterOnPremisesInstance", {"instanceName": host, "iamSessionArn": session_arn(host)}), hosts))
     for zone in range(2):
         members = hosts[zone::2]
         for start in range(0, len(members), 100):
@@ -162,14 +164,15 @@ def run_size(size, runs, workers, endpoint, moto_endpoint, counter):
                 raise SystemExit(f"no command for {host}")
             for message in got:
                 sqs.delete_message(QueueUrl=queues[host], ReceiptHandle=message["ReceiptHandle"])
-            return report_messages(deployment_id, host)
+            return [(f"{role_id}:{host}", body) for body in report_messages(deployment_id, host)]
 
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             messages = [body for bodies in pool.map(take, hosts) for body in bodies]
             events = []
             for start in range(0, len(messages), 10):
-                records = [{"messageId": f"r{run}-{start + i}", "receiptHandle": "h", "body": body, "eventSource": "aws:sqs"}
-                           for i, body in enumerate(messages[start:start + 10])]
+                records = [{"messageId": f"r{run}-{start + i}", "receiptHandle": "h", "body": body,
+                            "attributes": {"SenderId": sender}, "eventSource": "aws:sqs"}
+                           for i, (sender, body) in enumerate(messages[start:start + 10])]
                 events.append({"Records": records})
 
             def deliver(event):

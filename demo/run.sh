@@ -53,7 +53,17 @@ HOSTS=(web-1 web-2 web-3 web-4)
 for index in "${!HOSTS[@]}"; do
   host=${HOSTS[$index]}
   zone=$([ $((index % 2)) = 0 ] && echo zone-a || echo zone-b)
-  gantry instance register "$host" --tag role=web --tag "gantry:availability-zone=$zone"
+  # Each host's agent signs as an IAM user of its own: reports count only from their host.
+  read -r user_arn key_id secret < <("$ROOT/.venv/bin/python" - "$host" <<'PY'
+import sys, boto3
+iam = boto3.client("iam")
+name = f"host-{sys.argv[1]}"
+arn = iam.create_user(UserName=name)["User"]["Arn"]
+key = iam.create_access_key(UserName=name)["AccessKey"]
+print(arn, key["AccessKeyId"], key["SecretAccessKey"])
+PY
+)
+  gantry instance register "$host" --iam-user-arn "$user_arn" --tag role=web --tag "gantry:availability-zone=$zone"
   dir="$WORK/hosts/$host"
   mkdir -p "$dir/root" "$dir/logs" "$dir/fs" "$dir/run"
   cat >"$dir/agent.yml" <<EOF
@@ -67,7 +77,8 @@ log_dir: $dir/logs
 install_root: $dir/fs
 poll_wait_seconds: 20
 EOF
-  HELLO_PORT=$((18080 + index)) HELLO_RUN_DIR="$dir/run" HELLO_ROOT="$dir/fs/srv/hello" \
+  AWS_ACCESS_KEY_ID="$key_id" AWS_SECRET_ACCESS_KEY="$secret" \
+    HELLO_PORT=$((18080 + index)) HELLO_RUN_DIR="$dir/run" HELLO_ROOT="$dir/fs/srv/hello" \
     "$TARGET/gantry-agent" --config "$dir/agent.yml" 2>"$dir/agent.stderr" &
   PIDS+=($!)
 done

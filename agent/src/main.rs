@@ -353,8 +353,8 @@ impl Agent {
         match result {
             Ok(outcome) => {
                 tracing::info!(?outcome, "command done");
-                // A refused command was reported to the control plane; keeping it would
-                // only deliver it to this wrong host again.
+                // A refused command (for another instance) would only be delivered to
+                // this wrong host again.
                 self.delete(&receipt).await;
             }
             Err(error) => {

@@ -209,7 +209,16 @@ enum ConfigCommand {
 enum InstanceCommand {
     Register {
         name: String,
-        /// The IAM role session or user the host's agent runs as.
+        /// The IAM user the host's agent runs as (its reports are accepted only from
+        /// it): arn:aws:iam::ACCOUNT:user/NAME. Give this or --iam-session-arn.
+        #[arg(
+            long,
+            conflicts_with = "iam_session_arn",
+            required_unless_present = "iam_session_arn"
+        )]
+        iam_user_arn: Option<String>,
+        /// The IAM role session the host's agent runs as:
+        /// arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION.
         #[arg(long)]
         iam_session_arn: Option<String>,
         /// Tags, KEY=VALUE.
@@ -482,10 +491,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Instance { command } => match command {
             InstanceCommand::Register {
                 name,
+                iam_user_arn,
                 iam_session_arn,
                 tags,
             } => {
                 let mut input = json!({"instanceName": name});
+                if let Some(arn) = iam_user_arn {
+                    input["iamUserArn"] = json!(arn);
+                }
                 if let Some(arn) = iam_session_arn {
                     input["iamSessionArn"] = json!(arn);
                 }

@@ -328,6 +328,8 @@ pub enum Input {
     /// A host's report, received at `now` by the control plane's clock.
     Report {
         report: Report,
+        /// The IAM identity SQS says sent it (`SenderId`), if it said.
+        sender: Option<String>,
         now: Millis,
     },
     /// Time passes: the hosts given with it that are past their deadline fail.
@@ -381,6 +383,12 @@ pub enum ApplyError {
     UnexpectedEvent {
         instance_id: String,
         event: LifecycleEvent,
+    },
+    #[error("report for instance {instance_id} sent by {found}, not by {expected}")]
+    ForeignSender {
+        instance_id: String,
+        expected: String,
+        found: String,
     },
     #[error("deployment has already started")]
     AlreadyStarted,
@@ -471,7 +479,11 @@ impl Deployment {
                 effects.push(notify(NotificationEvent::DeploymentStart, None));
                 self.advance(now, &mut effects);
             }
-            Input::Report { report, now } => {
+            Input::Report {
+                report,
+                sender,
+                now,
+            } => {
                 if report.deployment_id != self.deployment_id {
                     return Err(ApplyError::WrongDeployment {
                         expected: self.deployment_id.clone(),
@@ -482,6 +494,17 @@ impl Deployment {
                     .iter_mut()
                     .find(|t| t.target.instance_id == report.instance_id)
                     .ok_or_else(|| ApplyError::UnknownInstance(report.instance_id.clone()))?;
+                if !target
+                    .target
+                    .sender
+                    .admits(&report.instance_id, sender.as_deref())
+                {
+                    return Err(ApplyError::ForeignSender {
+                        instance_id: report.instance_id,
+                        expected: target.target.sender.to_string(),
+                        found: sender.unwrap_or_else(|| "an unknown sender".into()),
+                    });
+                }
                 if let Some(outcome) = target.apply_report(report, &self.deadlines, now)? {
                     self.finish_target(target, outcome, &mut effects);
                     self.advance(now, &mut effects);

@@ -4,6 +4,7 @@
 //! - [`bundle`]: unpack revision archives safely and check what the appspec names.
 //! - [`lifecycle`]: the lifecycle events and their order.
 //! - [`config`]: deployment configurations and the minimum-healthy-hosts rules.
+//! - [`identity`]: which IAM identity may report for a host.
 //! - [`planner`]: target selection, ordering and Availability Zone striping.
 //! - [`deployment`]: the deployment state machine, a pure function from events to effects.
 //! - [`wire`]: the messages between the control plane and the host agent.
@@ -13,6 +14,7 @@ pub mod appspec;
 pub mod bundle;
 pub mod config;
 pub mod deployment;
+pub mod identity;
 pub mod lifecycle;
 pub mod planner;
 pub mod wire;

@@ -11,6 +11,7 @@
 //! batch taken from the front of the queue is spread across zones as evenly as they
 //! allow. With a zonal configuration the order is instead one zone after another.
 
+use crate::identity::Sender;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -150,6 +151,8 @@ pub struct Target {
     /// Availability Zone; on-premises instances may have none.
     pub zone: Option<String>,
     pub standing: Standing,
+    /// Who may report for it.
+    pub sender: Sender,
 }
 
 /// Orders targets by standing, alternating Availability Zones within each standing.
@@ -235,6 +238,7 @@ mod tests {
             instance_id: id.to_owned(),
             zone: Some(zone.to_owned()),
             standing,
+            sender: Sender::InstanceRole,
         }
     }
 
@@ -360,6 +364,7 @@ mod tests {
                         Standing::Old,
                         Standing::Current,
                     ][standing as usize],
+                    sender: Sender::InstanceRole,
                 })
                 .collect()
         })

@@ -8,6 +8,7 @@ use crate::model::{LifecycleAction, OnPremisesInstance, RevisionRecord, ZONE_TAG
 use crate::store::{DynamoStore, keys};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use gantry_core::bundle::{self, BundleType, Limits};
+use gantry_core::identity::{IamIdentity, Sender};
 use gantry_core::lifecycle::LifecycleEvent;
 use gantry_core::planner::TagSet;
 use gantry_core::wire::{Command, RevisionLocation, S3Location};
@@ -310,6 +311,75 @@ impl Bundles {
 pub struct Host {
     pub instance_id: String,
     pub zone: Option<String>,
+    /// Who may report for it.
+    pub sender: Sender,
+}
+
+/// Resolves the IAM identity an on-premises instance is registered with to the
+/// `SenderId` SQS will stamp its reports with (see [`gantry_core::identity`]).
+#[derive(Clone)]
+pub struct Identities {
+    iam: aws_sdk_iam::Client,
+}
+
+impl Identities {
+    pub fn new(iam: aws_sdk_iam::Client) -> Self {
+        Self { iam }
+    }
+
+    /// `arn` is the ARN `identity` was parsed from; the user or role must exist.
+    pub async fn sender_id(&self, identity: &IamIdentity, arn: &str) -> Result<String, ApiError> {
+        let unique_id = match identity {
+            IamIdentity::User { name, .. } => {
+                let found = self.iam.get_user().user_name(name).send().await;
+                let missing = || {
+                    ApiError::new(
+                        Exception::InvalidIamUserArn,
+                        format!("iamUserArn: IAM has no user {arn}"),
+                    )
+                };
+                match found {
+                    Ok(output) => {
+                        let user = output.user().ok_or_else(missing)?;
+                        // The name matched; a different path is a different user.
+                        if user.arn() != arn {
+                            return Err(missing());
+                        }
+                        user.user_id().to_owned()
+                    }
+                    Err(error)
+                        if error
+                            .as_service_error()
+                            .is_some_and(|e| e.is_no_such_entity_exception()) =>
+                    {
+                        return Err(missing());
+                    }
+                    Err(error) => return Err(aws_failure("IAM GetUser", error)),
+                }
+            }
+            IamIdentity::Session { role, .. } => {
+                let found = self.iam.get_role().role_name(role).send().await;
+                let missing = || {
+                    ApiError::new(
+                        Exception::InvalidIamSessionArn,
+                        format!("iamSessionArn: IAM has no role {role:?} for {arn}"),
+                    )
+                };
+                match found {
+                    Ok(output) => output.role().ok_or_else(missing)?.role_id().to_owned(),
+                    Err(error)
+                        if error
+                            .as_service_error()
+                            .is_some_and(|e| e.is_no_such_entity_exception()) =>
+                    {
+                        return Err(missing());
+                    }
+                    Err(error) => return Err(aws_failure("IAM GetRole", error)),
+                }
+            }
+        };
+        Ok(identity.sender_id(&unique_id))
+    }
 }
 
 /// Finds the instances a group's target selection matches.
@@ -348,6 +418,9 @@ impl Fleet {
                     .iter()
                     .find(|tag| tag.key == ZONE_TAG)
                     .map(|tag| tag.value.clone()),
+                // Registered before identities were required: its reports cannot be
+                // told from anyone's, so none counts (create-deployment says so).
+                sender: Sender::Principal(instance.sender_id.unwrap_or_default()),
                 instance_id: instance.instance_name,
             })
             .collect())
@@ -380,6 +453,7 @@ impl Fleet {
                 {
                     hosts.push(Host {
                         instance_id: id.to_owned(),
+                        sender: Sender::InstanceRole,
                         zone: instance
                             .placement()
                             .and_then(|p| p.availability_zone())
@@ -411,6 +485,7 @@ impl Fleet {
                 if in_service && let Some(id) = instance.instance_id() {
                     hosts.push(Host {
                         instance_id: id.to_owned(),
+                        sender: Sender::InstanceRole,
                         zone: instance.availability_zone().map(str::to_owned),
                     });
                 }
@@ -553,6 +628,7 @@ impl LifecycleHooks {
             .map(|instance| Host {
                 instance_id: instance_id.to_owned(),
                 zone: instance.availability_zone().map(str::to_owned),
+                sender: Sender::InstanceRole,
             }))
     }
 

@@ -212,6 +212,7 @@ mod tests {
                 end_time: Some(2),
                 diagnostics: None,
             },
+            sender: None,
             now: 3,
         }
     }

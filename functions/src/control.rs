@@ -1,7 +1,9 @@
 //! What every handler shares: the settings (from the environment in Lambda), the AWS
 //! clients built once per process, and the lookups most handlers start with.
 
-use crate::adapters::{Bundles, CommandQueues, Fleet, LifecycleHooks, Notifier, register};
+use crate::adapters::{
+    Bundles, CommandQueues, Fleet, Identities, LifecycleHooks, Notifier, register,
+};
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentConfigInfo, DeploymentGroupSettings, RevisionRecord, now_millis};
 use crate::store::{DynamoStore, GroupRecord, keys};
@@ -87,6 +89,7 @@ pub struct ControlPlane {
     pub bundles: Bundles,
     pub fleet: Fleet,
     pub lifecycle: LifecycleHooks,
+    pub identities: Identities,
     pub settings: Settings,
 }
 
@@ -109,6 +112,7 @@ impl ControlPlane {
                 aws_sdk_autoscaling::Client::new(config),
             ),
             lifecycle: LifecycleHooks::new(aws_sdk_autoscaling::Client::new(config)),
+            identities: Identities::new(aws_sdk_iam::Client::new(config)),
             settings,
         }
     }

@@ -15,6 +15,7 @@ use crate::store::{DeploymentRecord, InstanceHealth, StoreError, keys};
 use gantry_core::appspec::FileExistsBehavior;
 use gantry_core::config::ONE_AT_A_TIME;
 use gantry_core::deployment::{self, Deadlines, Effect, NotificationEvent, Plan, Planned};
+use gantry_core::identity::Sender;
 use gantry_core::lifecycle::{self, LifecycleEvent, Performer};
 use gantry_core::planner::{Standing, Target};
 use gantry_core::wire::{Creator, RevisionLocation};
@@ -195,6 +196,20 @@ pub async fn create(
         (None, Some(hosts)) => hosts.clone(),
         (None, None) => resolve_hosts(control, settings).await?,
     };
+    let unbound: Vec<&str> = hosts
+        .iter()
+        .filter(|host| host.sender == Sender::Principal(String::new()))
+        .map(|host| host.instance_id.as_str())
+        .collect();
+    if !unbound.is_empty() {
+        return Err(ApiError::new(
+            Exception::IamArnRequired,
+            format!(
+                "on-premises instances {} were registered without an IAM identity, so their reports could come from anyone: deregister them and register them again with iamUserArn or iamSessionArn",
+                unbound.join(", ")
+            ),
+        ));
+    }
     let health = control
         .store
         .group_health(&input.application_name, &input.deployment_group_name)
@@ -205,6 +220,7 @@ pub async fn create(
             standing: standing(health.get(&host.instance_id), &revision),
             instance_id: host.instance_id,
             zone: host.zone,
+            sender: host.sender,
         })
         .collect();
     let now = now_millis();

@@ -280,6 +280,10 @@ pub struct OnPremisesInstance {
     pub deregister_time: Option<f64>,
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// The `SenderId` its reports must carry, resolved from its IAM ARN at registration.
+    /// Gantry's own: left out of API answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_id: Option<String>,
 }
 
 /// The tag that gives an on-premises instance an Availability Zone for striping and

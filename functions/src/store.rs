@@ -84,6 +84,8 @@ pub mod keys {
     pub const APPLICATIONS: &str = "APPLICATION";
     pub const CONFIGS: &str = "CONFIG";
     pub const INSTANCES: &str = "INSTANCE";
+    /// Things only one entity may hold (an on-premises instance's IAM ARN).
+    pub const CLAIMS: &str = "CLAIM";
 
     pub fn groups(application: &str) -> String {
         format!("GROUP#{application}")
@@ -362,6 +364,86 @@ impl DynamoStore {
             .await
             .map_err(|error| classify(error, || format!("{pk}/{sk} already exists")))?;
         Ok(())
+    }
+
+    /// Stores a new entity and claims `claim` for it in one transaction (`CLAIM`/`<claim>`,
+    /// naming the entity): something only one entity may have, such as an IAM identity.
+    /// A conflict means the entity or the claim existed.
+    pub async fn put_new_claiming<T: Serialize>(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: &T,
+        claim: &str,
+    ) -> Result<(), StoreError> {
+        let entity = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(pk))
+            .item("sk", s(sk))
+            .item("body", json(value))
+            .item("version", n(1))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("put fields are set");
+        let claimed = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(keys::CLAIMS))
+            .item("sk", s(claim))
+            .item("owner", s(format!("{pk}/{sk}")))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("put fields are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(entity).build())
+            .transact_items(TransactWriteItem::builder().put(claimed).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+            {
+                Err(StoreError::Conflict(format!(
+                    "{pk}/{sk} or the claim on {claim} exists"
+                )))
+            }
+            Err(error) => Err(aws(error)),
+        }
+    }
+
+    /// The entity (`pk/sk`) holding `claim`, if any.
+    pub async fn claim_owner(&self, claim: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get_item(keys::CLAIMS, claim)
+            .await?
+            .and_then(|item| text(&item, "owner").map(str::to_owned)))
+    }
+
+    /// Gives up `claim` if `pk/sk` holds it.
+    pub async fn release_claim(&self, claim: &str, pk: &str, sk: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::CLAIMS))
+            .key("sk", s(claim))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(format!("{pk}/{sk}")))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match classify(error, String::new) {
+                // Someone else's, or nobody's.
+                StoreError::Conflict(_) => Ok(()),
+                other => Err(other),
+            },
+        }
     }
 
     /// Stores an entity whether or not it exists (a revision registered again).
@@ -1169,6 +1251,23 @@ impl DynamoStore {
             .update_expression("REMOVE outbox.#entry")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#entry", entry.to_string())
+            .send()
+            .await
+            .map_err(|error| classify(error, || format!("deployment {id} is gone")))?;
+        Ok(())
+    }
+
+    /// Adds to the count of reports dropped because their host did not send them
+    /// (`forgedReports` on the summary; not versioned, so no writer loses a race to it).
+    pub async fn count_forged_reports(&self, id: &str, count: u64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::DEPLOYMENT_SK))
+            .update_expression("ADD forgedReports :count")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":count", n(count))
             .send()
             .await
             .map_err(|error| classify(error, || format!("deployment {id} is gone")))?;

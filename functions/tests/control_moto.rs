@@ -25,7 +25,16 @@ struct Fixture {
     control: Arc<ControlPlane>,
     s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
+    /// The IAM role the fixture's hosts run as, each in a session named for it.
+    host_role_id: String,
 }
+
+/// The role session an on-premises host registers with.
+fn session_arn(host: &str) -> String {
+    format!("arn:aws:sts::123456789012:assumed-role/{HOST_ROLE}/{host}")
+}
+
+const HOST_ROLE: &str = "gantry-hosts";
 
 static NEXT_MESSAGE: AtomicU64 = AtomicU64::new(1);
 
@@ -82,11 +91,22 @@ impl Fixture {
             .send()
             .await
             .expect("bucket");
+        let host_role_id = aws_sdk_iam::Client::new(&config)
+            .create_role()
+            .role_name(HOST_ROLE)
+            .assume_role_policy_document("{}")
+            .send()
+            .await
+            .expect("host role")
+            .role
+            .expect("role")
+            .role_id;
         let fixture = Self {
             _moto: moto,
             control,
             s3,
             sqs: aws_sdk_sqs::Client::new(&config),
+            host_role_id,
         };
         fixture
             .ok("CreateApplication", json!({"applicationName": APP}))
@@ -123,8 +143,11 @@ impl Fixture {
 
     async fn hosts(&self, names: &[&str]) {
         for (index, name) in names.iter().enumerate() {
-            self.ok("RegisterOnPremisesInstance", json!({"instanceName": name, "iamSessionArn": "arn:aws:sts::123456789012:assumed-role/host/x"}))
-                .await;
+            self.ok(
+                "RegisterOnPremisesInstance",
+                json!({"instanceName": name, "iamSessionArn": session_arn(name)}),
+            )
+            .await;
             self.ok(
                 "AddTagsToOnPremisesInstances",
                 json!({
@@ -207,13 +230,31 @@ impl Fixture {
         sent
     }
 
-    /// Delivers report bodies as one SQS event to batch-advance; returns the failed ids.
+    /// Delivers report bodies as one SQS event to batch-advance, each sent by the host it
+    /// names (its role session); returns the failed ids.
     async fn deliver(&self, bodies: Vec<String>) -> Vec<String> {
-        let records: Vec<Value> = bodies
+        let sent = bodies
             .into_iter()
             .map(|body| {
+                // A malformed body (a poison message) comes from some host or other.
+                let host = gantry_core::wire::reports_from_json(&body)
+                    .map(|reports| reports[0].instance_id.clone())
+                    .unwrap_or_else(|_| "web-1".into());
+                (format!("{}:{host}", self.host_role_id), body)
+            })
+            .collect();
+        self.deliver_from(sent).await
+    }
+
+    /// Delivers `(SenderId, body)` messages as one SQS event to batch-advance; returns
+    /// the failed ids.
+    async fn deliver_from(&self, messages: Vec<(String, String)>) -> Vec<String> {
+        let records: Vec<Value> = messages
+            .into_iter()
+            .map(|(sender, body)| {
                 let id = NEXT_MESSAGE.fetch_add(1, Ordering::SeqCst);
-                json!({"messageId": format!("m-{id}"), "receiptHandle": "h", "body": body, "eventSource": "aws:sqs"})
+                json!({"messageId": format!("m-{id}"), "receiptHandle": "h", "body": body,
+                       "attributes": {"SenderId": sender}, "eventSource": "aws:sqs"})
             })
             .collect();
         let response =
@@ -1325,7 +1366,7 @@ async fn register_fleet(fx: &Fixture, count: usize) -> Vec<String> {
         let mut tasks = tokio::task::JoinSet::new();
         for name in chunk {
             let control = Arc::clone(&fx.control);
-            let input = json!({"operation": "RegisterOnPremisesInstance", "input": {"instanceName": name, "iamSessionArn": "arn:aws:sts::123456789012:assumed-role/host/x"}});
+            let input = json!({"operation": "RegisterOnPremisesInstance", "input": {"instanceName": name, "iamSessionArn": session_arn(name)}});
             tasks.spawn(async move { handlers::invoke(&control, "api", input).await });
         }
         while let Some(result) = tasks.join_next().await {
@@ -1845,4 +1886,154 @@ async fn a_deleted_trigger_topic_leaves_nothing_locked() {
     assert_eq!(fx.status(&rollback).await, "Succeeded");
     let next = fx.deploy("web", "v1.tgz").await;
     assert!(next.is_ok(), "the group is not locked: {next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_on_premises_instance_registers_with_exactly_one_iam_identity_of_its_own() {
+    let fx = Fixture::start().await;
+    let user_arn = "arn:aws:iam::123456789012:user/web-9";
+    let cases = [
+        (
+            json!({"instanceName": "web-9"}),
+            "IamArnRequiredException",
+            "iamUserArn or iamSessionArn",
+        ),
+        (
+            json!({"instanceName": "web-9", "iamUserArn": user_arn, "iamSessionArn": session_arn("web-9")}),
+            "MultipleIamArnsProvidedException",
+            "iamUserArn, iamSessionArn",
+        ),
+        (
+            json!({"instanceName": "web-9", "iamUserArn": "web-9"}),
+            "InvalidIamUserArnException",
+            "iamUserArn",
+        ),
+        (
+            json!({"instanceName": "web-9", "iamUserArn": user_arn}),
+            "InvalidIamUserArnException",
+            "no user",
+        ),
+        (
+            json!({"instanceName": "web-9", "iamSessionArn": "arn:aws:sts::123456789012:assumed-role/nobody/web-9"}),
+            "InvalidIamSessionArnException",
+            "no role",
+        ),
+    ];
+    for (input, code, says) in cases {
+        let error = fx
+            .call("RegisterOnPremisesInstance", input.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, code, "{input}: {error}");
+        assert!(error.message.contains(says), "{input}: {error}");
+    }
+    // Nothing was registered by the refusals.
+    let listed = fx.ok("ListOnPremisesInstances", json!({})).await;
+    assert_eq!(listed["instanceNames"], json!([]), "{listed}");
+
+    fx.hosts(&["web-1"]).await;
+    let info = fx
+        .ok("GetOnPremisesInstance", json!({"instanceName": "web-1"}))
+        .await["instanceInfo"]
+        .clone();
+    assert_eq!(info["iamSessionArn"], session_arn("web-1"), "{info}");
+    assert!(
+        info.get("senderId").is_none(),
+        "Gantry's own field stays inside: {info}"
+    );
+    // Another instance with web-1's identity could report for it.
+    let error = fx
+        .call(
+            "RegisterOnPremisesInstance",
+            json!({"instanceName": "web-2", "iamSessionArn": session_arn("web-1")}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code, "IamSessionArnAlreadyRegisteredException",
+        "{error}"
+    );
+    assert!(error.message.contains("\"web-1\""), "{error}");
+    let error = fx
+        .call(
+            "RegisterOnPremisesInstance",
+            json!({"instanceName": "web-1", "iamSessionArn": session_arn("web-3")}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code, "InstanceNameAlreadyRegisteredException",
+        "{error}"
+    );
+    // Deregistering frees the identity for a new instance.
+    fx.ok(
+        "DeregisterOnPremisesInstance",
+        json!({"instanceName": "web-1"}),
+    )
+    .await;
+    fx.ok(
+        "RegisterOnPremisesInstance",
+        json!({"instanceName": "web-2", "iamSessionArn": session_arn("web-1")}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_sent_by_another_identity_are_dropped_and_counted() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    // web-1's identity speaks for web-2, and someone with the account's other keys for
+    // web-1: neither is retried (nothing would change), neither counts.
+    let web_1 = format!("{}:web-1", fx.host_role_id);
+    let forged: Vec<(String, String)> = host_reports(&id, "web-2", None)
+        .into_iter()
+        .map(|body| (web_1.clone(), body))
+        .chain(
+            host_reports(&id, "web-1", None)
+                .into_iter()
+                .map(|body| ("AIDAIT2UOQQY3AUEKVGXU".to_owned(), body)),
+        )
+        .collect();
+    let count = forged.len();
+    assert_eq!(fx.deliver_from(forged).await, Vec::<String>::new());
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "InProgress", "{info}");
+    assert_eq!(info["deploymentOverview"]["InProgress"], 2, "{info}");
+    let targets = fx
+        .ok(
+            "BatchGetDeploymentTargets",
+            json!({"deploymentId": id, "targetIds": ["web-1", "web-2"]}),
+        )
+        .await;
+    for target in targets["deploymentTargets"].as_array().unwrap() {
+        let events = target["instanceTarget"]["lifecycleEvents"]
+            .as_array()
+            .unwrap();
+        assert!(events.iter().all(|e| e["status"] == "Pending"), "{target}");
+    }
+    let item = aws_sdk_dynamodb::Client::new(&fx._moto.sdk_config().await)
+        .get_item()
+        .table_name("gantry")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("DEPLOYMENT#{id}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["forgedReports"].as_n().unwrap(), &count.to_string());
+    // The hosts' own reports still count.
+    fx.run_host(&id, "web-1", None).await;
+    fx.run_host(&id, "web-2", None).await;
+    assert_eq!(fx.status(&id).await, "Succeeded");
 }

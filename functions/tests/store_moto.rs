@@ -5,6 +5,7 @@ use gantry_core::config::{ALL_AT_ONCE, DeploymentConfig};
 use gantry_core::deployment::{
     Deadlines, Deployment, DeploymentStatus, Effect, Input, NotificationEvent,
 };
+use gantry_core::identity::Sender;
 use gantry_core::lifecycle;
 use gantry_core::planner::{self, Standing, Target};
 use gantry_core::wire::{Diagnostics, ErrorCode, EventStatus, Report, SCHEMA_VERSION};
@@ -26,6 +27,7 @@ fn ordered(hosts: usize) -> Vec<Target> {
             instance_id: format!("i-{index:03}"),
             zone: Some(format!("az-{}", index % 2)),
             standing: Standing::Old,
+            sender: Sender::InstanceRole,
         })
         .collect();
     planner::order(targets)
@@ -302,7 +304,11 @@ async fn concurrent_appliers_count_each_report_once() {
                 let applied = advance::apply::<Spec>(
                     &store,
                     id,
-                    &[Input::Report { report, now: 200 }],
+                    &[Input::Report {
+                        sender: Some(format!("AROAHOSTROLE:{}", report.instance_id)),
+                        report,
+                        now: 200,
+                    }],
                     200,
                     50,
                 )

@@ -416,7 +416,9 @@ async fn poll_queue(
                 .queue_url(&queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(5)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                // As the event source does: SenderId among them, which batch-advance
+                // checks reports against.
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
                 .send() => received,
         };
         let messages = match received {
@@ -433,10 +435,17 @@ async fn poll_queue(
         let records: Vec<Value> = messages
             .iter()
             .map(|message| {
+                let attributes: serde_json::Map<String, Value> = message
+                    .attributes()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, value)| (name.as_str().to_owned(), json!(value)))
+                    .collect();
                 json!({
                     "messageId": message.message_id(),
                     "receiptHandle": message.receipt_handle(),
                     "body": message.body(),
+                    "attributes": attributes,
                     "eventSource": "aws:sqs",
                 })
             })

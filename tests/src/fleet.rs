@@ -3,7 +3,7 @@
 //! CLI. Everything started is stopped by pid when the fleet is dropped.
 
 use crate::local::GantryLocal;
-use crate::moto::Moto;
+use crate::moto::{IamUser, Moto};
 use crate::wait_until;
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
@@ -52,6 +52,8 @@ pub struct Host {
     pub name: String,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// The IAM user its agent signs as.
+    pub user: IamUser,
 }
 
 impl Host {
@@ -176,14 +178,23 @@ impl Fleet {
         crate::local::aws_lambda_invoke(&self.moto, self.local.endpoint(), function, payload, &out)
     }
 
-    /// Registers an on-premises instance with `tags` and starts its agent. Every host
-    /// gets `E2E_HOST` (its name) and `E2E_RUN_DIR` in its hooks' environment.
-    pub fn add_host(&mut self, name: &str, tags: &[&str]) -> anyhow::Result<&Host> {
-        let mut register = vec!["instance", "register", name];
+    /// Registers an on-premises instance with `tags` as an IAM user of its own (named
+    /// `host-<name>`), without starting an agent; returns the user, whose keys the
+    /// host's agent signs with.
+    pub fn register_host(&self, name: &str, tags: &[&str]) -> anyhow::Result<IamUser> {
+        let user = self.moto.create_iam_user(&format!("host-{name}"))?;
+        let mut register = vec!["instance", "register", name, "--iam-user-arn", &user.arn];
         for tag in tags {
             register.extend(["--tag", tag]);
         }
         self.gantry_ok(&register);
+        Ok(user)
+    }
+
+    /// Registers an on-premises instance with `tags` and starts its agent. Every host
+    /// gets `E2E_HOST` (its name) and `E2E_RUN_DIR` in its hooks' environment.
+    pub fn add_host(&mut self, name: &str, tags: &[&str]) -> anyhow::Result<&Host> {
+        let user = self.register_host(name, tags)?;
         let dir = self.work.path().join("hosts").join(name);
         for sub in ["root", "fs", "logs", "run"] {
             std::fs::create_dir_all(dir.join(sub))?;
@@ -203,7 +214,7 @@ impl Fleet {
         let child = Command::new(&self.binaries.agent)
             .arg("--config")
             .arg(&config)
-            .envs(self.moto.sdk_env())
+            .envs(self.moto.sdk_env_as(&user))
             .env("E2E_HOST", name)
             .env("E2E_RUN_DIR", dir.join("run"))
             .stdin(Stdio::null())
@@ -215,6 +226,7 @@ impl Fleet {
             name: name.to_owned(),
             dir,
             child: Some(child),
+            user,
         });
         Ok(self.hosts.last().expect("just pushed"))
     }

@@ -12,6 +12,16 @@ use std::time::{Duration, Instant};
 /// How long moto may take to answer after it starts (it imports a lot of Python).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// An IAM user and its access key.
+#[derive(Debug, Clone)]
+pub struct IamUser {
+    pub arn: String,
+    /// Its unique id: the SenderId of the messages it sends.
+    pub user_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
 pub struct Moto {
     endpoint: String,
     child: Option<Child>,
@@ -96,6 +106,61 @@ impl Moto {
             .test_credentials()
             .load()
             .await
+    }
+
+    /// Creates an IAM user with an access key in this server: what an on-premises host's
+    /// agent runs as. moto's launcher gives the user's messages its id as SenderId.
+    pub fn create_iam_user(&self, name: &str) -> anyhow::Result<IamUser> {
+        // Callers may be inside an async test: the SDK gets a runtime of its own, on a
+        // thread of its own.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async {
+                        let iam = aws_sdk_iam::Client::new(&self.sdk_config().await);
+                        let user = iam
+                            .create_user()
+                            .user_name(name)
+                            .send()
+                            .await
+                            .with_context(|| format!("IAM CreateUser {name}"))?
+                            .user
+                            .context("CreateUser answered no user")?;
+                        let key = iam
+                            .create_access_key()
+                            .user_name(name)
+                            .send()
+                            .await
+                            .with_context(|| format!("IAM CreateAccessKey {name}"))?
+                            .access_key
+                            .context("CreateAccessKey answered no key")?;
+                        Ok(IamUser {
+                            arn: user.arn,
+                            user_id: user.user_id,
+                            access_key_id: key.access_key_id,
+                            secret_access_key: key.secret_access_key,
+                        })
+                    })
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("creating IAM user {name} panicked"))?
+        })
+    }
+
+    /// `sdk_env`, signing as `user`.
+    pub fn sdk_env_as(&self, user: &IamUser) -> Vec<(&'static str, String)> {
+        let mut env = self.sdk_env();
+        for (name, value) in &mut env {
+            match *name {
+                "AWS_ACCESS_KEY_ID" => value.clone_from(&user.access_key_id),
+                "AWS_SECRET_ACCESS_KEY" => value.clone_from(&user.secret_access_key),
+                _ => {}
+            }
+        }
+        env
     }
 
     /// Wipes every resource (moto's `POST /moto-api/reset`).

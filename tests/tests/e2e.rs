@@ -479,3 +479,101 @@ fn a_host_whose_agent_dies_mid_hook_fails_by_its_deadline() {
         ended - started
     );
 }
+
+#[test]
+fn a_host_cannot_report_for_another_host() {
+    // web-2 is registered with an IAM user of its own but runs no agent; web-1's keys
+    // send "Succeeded" for every one of web-2's events.
+    let fleet = fleet(
+        &[
+            "--event-slack-seconds",
+            "1",
+            "--host-start-timeout-seconds",
+            "5",
+        ],
+        &[("web-1", WEB)],
+    );
+    fleet.register_host("web-2", WEB).expect("web-2 registers");
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "web",
+        "--app",
+        "shop",
+        "--on-prem-tag",
+        "role=web",
+        "--config",
+        "CodeDeployDefault.AllAtOnce",
+    ]);
+    push(&fleet, "shop", "v1", &[], 30);
+    let created = fleet.gantry_json(&["deploy", "--app", "shop", "--group", "web", "--no-wait"]);
+    let id = created["deploymentId"].as_str().unwrap().to_owned();
+
+    let forged = gantry_tests::reports::host_reports(&id, "web-2", None);
+    let env: std::collections::HashMap<_, _> = fleet
+        .moto
+        .sdk_env_as(&fleet.host("web-1").user)
+        .into_iter()
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(&env["AWS_ENDPOINT_URL"])
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                    &env["AWS_ACCESS_KEY_ID"],
+                    &env["AWS_SECRET_ACCESS_KEY"],
+                    None,
+                    None,
+                    "web-1",
+                ))
+                .load()
+                .await;
+            let sqs = aws_sdk_sqs::Client::new(&config);
+            let queue = sqs
+                .get_queue_url()
+                .queue_name("gantry-reports")
+                .send()
+                .await
+                .expect("reports queue")
+                .queue_url
+                .unwrap();
+            for body in forged {
+                sqs.send_message()
+                    .queue_url(&queue)
+                    .message_body(body)
+                    .send()
+                    .await
+                    .expect("web-1 may send to the reports queue");
+            }
+        });
+
+    let info = fleet.wait_for_end(&id, DEPLOYMENT_TIMEOUT);
+    let targets = fleet.targets(&id);
+    let status = |host: &str| {
+        targets
+            .iter()
+            .find(|t| t["targetId"] == host)
+            .map(|t| t["status"].clone())
+            .unwrap_or_else(|| panic!("no target {host}: {targets:#?}"))
+    };
+    assert_eq!(status("web-1"), "Succeeded", "{targets:#?}");
+    // None of web-1's reports for web-2 counted: web-2 failed by its deadline, having
+    // never started its first event.
+    assert_eq!(status("web-2"), "Failed", "{targets:#?}");
+    let web_2 = targets.iter().find(|t| t["targetId"] == "web-2").unwrap();
+    assert!(
+        web_2["lifecycleEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|event| event["status"] != "Succeeded"),
+        "{web_2:#}"
+    );
+    assert_eq!(info["deploymentOverview"]["Succeeded"], 1, "{info:#}");
+    assert_eq!(info["deploymentOverview"]["Failed"], 1, "{info:#}");
+}

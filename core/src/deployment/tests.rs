@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{DeploymentConfig, MinimumHealthyHosts};
+use crate::identity::Sender;
 use crate::lifecycle;
 use crate::planner::{self, Standing};
 use crate::wire::SCHEMA_VERSION;
@@ -14,8 +15,19 @@ fn targets(count: usize, zones: usize, standing: Standing) -> Vec<Target> {
             instance_id: format!("i-{index:03}"),
             zone: Some(format!("az-{}", index % zones.max(1))),
             standing,
+            sender: Sender::InstanceRole,
         })
         .collect()
+}
+
+/// A report as its own host's instance role sends it.
+fn from_host(report: Report, now: Millis) -> Input {
+    let sender = Some(format!("AROAHOSTROLE:{}", report.instance_id));
+    Input::Report {
+        report,
+        sender,
+        now,
+    }
 }
 
 /// A deployment with its hosts' records kept in memory, as the store keeps them in
@@ -133,7 +145,7 @@ impl Sim {
         let mut effects = Vec::new();
         for report in reports {
             let now = report.end_time.unwrap_or(report.start_time);
-            effects.extend(self.apply(Input::Report { report, now }).unwrap());
+            effects.extend(self.apply(from_host(report, now)).unwrap());
         }
         effects
     }
@@ -402,15 +414,12 @@ fn foreign_reports_are_errors() {
     let mut report = host_reports("i-000", None, 1).remove(0);
     report.instance_id = "i-999".into();
     assert_eq!(
-        d.apply(Input::Report {
-            report: report.clone(),
-            now: 1
-        }),
+        d.apply(from_host(report.clone(), 1)),
         Err(ApplyError::UnknownInstance("i-999".into()))
     );
     report.deployment_id = "d-OTHER0001".into();
     assert!(matches!(
-        d.apply(Input::Report { report, now: 1 }),
+        d.apply(from_host(report, 1)),
         Err(ApplyError::WrongDeployment { .. })
     ));
     assert_eq!(
@@ -467,6 +476,47 @@ fn silent_hosts_fail_at_their_deadline() {
 }
 
 #[test]
+fn reports_count_only_from_their_own_host() {
+    let mut plan = targets(2, 1, Standing::Old);
+    plan[1].sender = Sender::Principal("AIDAHOSTONE".into());
+    let mut d = deployment(crate::config::ALL_AT_ONCE, plan);
+    d.start(0);
+    let before = d.clone();
+    // i-000's role session speaks for i-001, and i-001's user for i-000.
+    for (host, sender) in [("i-001", "AROAHOSTROLE:i-000"), ("i-000", "AIDAHOSTONE")] {
+        for report in host_reports(host, None, 1) {
+            let refused = d.apply(Input::Report {
+                report,
+                sender: Some(sender.into()),
+                now: 1,
+            });
+            assert!(
+                matches!(&refused, Err(ApplyError::ForeignSender { instance_id, found, .. })
+                    if instance_id == host && found == sender),
+                "{refused:?}"
+            );
+        }
+    }
+    // And no report counts without a sender.
+    let unsigned = Input::Report {
+        report: host_reports("i-000", None, 1).remove(0),
+        sender: None,
+        now: 1,
+    };
+    assert!(matches!(
+        d.apply(unsigned),
+        Err(ApplyError::ForeignSender { .. })
+    ));
+    assert_eq!(d, before);
+    let effects = d.apply(Input::Report {
+        report: host_reports("i-001", None, 1).remove(0),
+        sender: Some("AIDAHOSTONE".into()),
+        now: 1,
+    });
+    assert!(effects.is_ok(), "{effects:?}");
+}
+
+#[test]
 fn running_events_get_their_hook_timeout() {
     let mut d = deployment(crate::config::ALL_AT_ONCE, targets(1, 1, Standing::Old));
     d.d.deadlines
@@ -474,11 +524,7 @@ fn running_events_get_their_hook_timeout() {
         .insert(LifecycleEvent::ApplicationStop, 7_000);
     d.start(0);
     let first = host_reports("i-000", None, 100).remove(0);
-    d.apply(Input::Report {
-        report: first,
-        now: 100,
-    })
-    .unwrap();
+    d.apply(from_host(first, 100)).unwrap();
     assert_eq!(
         d.target("i-000").deadline,
         Some(100 + 7_000 + d.d.deadlines.slack_ms)
@@ -492,7 +538,7 @@ fn a_host_clock_far_behind_does_not_fail_the_host() {
     d.start(now);
     // The host's clock says 1970; the control plane heard it just now.
     let first = host_reports("i-000", None, 5).remove(0);
-    d.apply(Input::Report { report: first, now }).unwrap();
+    d.apply(from_host(first, now)).unwrap();
     let limit = d.d.deadlines.default_event_ms + d.d.deadlines.slack_ms;
     assert_eq!(d.target("i-000").deadline, Some(now + limit));
     let effects = d.apply(Input::Tick { now: now + limit }).unwrap();
@@ -624,6 +670,7 @@ fn the_summary_stays_small_for_the_largest_deployment() {
             instance_id: format!("i-{index:017x}"),
             zone: Some(format!("us-east-1{}", ["a", "b", "c"][index % 3])),
             standing: Standing::Old,
+            sender: Sender::InstanceRole,
         })
         .collect();
     let mut d = deployment(crate::config::ALL_AT_ONCE, hosts);
@@ -714,6 +761,7 @@ fn start(s: &Scenario) -> Option<Sim> {
             instance_id: format!("i-{index:03}"),
             zone: Some(format!("az-{}", index % s.zones)),
             standing,
+            sender: Sender::InstanceRole,
         })
         .collect();
     let zonal = s.zonal.then_some(ZonalConfig {
@@ -841,7 +889,7 @@ fn run(s: &Scenario, mut d: Sim, shuffle: bool) -> Result<Sim, TestCaseError> {
         // The control plane's clock: each host's reports are all received at one time,
         // so that delivery order alone differs between runs.
         let now = report.start_time / 100 * 100 + 99;
-        effects = d.apply(Input::Report { report, now }).unwrap();
+        effects = d.apply(from_host(report, now)).unwrap();
         if effects.is_empty() && before.status == d.d.status {
             prop_assert_eq!(before.counts(), d.d.counts());
         }

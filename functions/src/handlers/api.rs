@@ -19,6 +19,7 @@ use crate::model::{
 use crate::store::{DeploymentRecord, StoreError, keys};
 use gantry_core::config::{DeploymentConfig, MinimumHealthyHosts, ZonalConfig};
 use gantry_core::deployment::{Input, Millis, TargetState};
+use gantry_core::identity::IamIdentity;
 use gantry_core::wire::RevisionLocation;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -743,16 +744,13 @@ async fn on_premises_instances(
         "RegisterOnPremisesInstance" => {
             let instance = name_field(&input, "instanceName", Exception::InstanceNameRequired)?;
             check_instance_name(&instance)?;
+            let (arn, identity) = iam_identity(&input)?;
+            let sender_id = control.identities.sender_id(&identity, &arn).await?;
+            let user = matches!(identity, IamIdentity::User { .. });
             let info = OnPremisesInstance {
                 instance_name: instance.clone(),
-                iam_session_arn: input
-                    .get("iamSessionArn")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                iam_user_arn: input
-                    .get("iamUserArn")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                iam_session_arn: (!user).then(|| arn.clone()),
+                iam_user_arn: user.then(|| arn.clone()),
                 instance_arn: format!(
                     "arn:aws:codedeploy:{}:{}:instance/{instance}",
                     control.settings.region, control.settings.account_id
@@ -760,17 +758,39 @@ async fn on_premises_instances(
                 register_time: seconds(now_millis()),
                 deregister_time: None,
                 tags: Vec::new(),
+                sender_id: Some(sender_id),
             };
-            store
-                .put_new(keys::INSTANCES, &instance, &info, &[])
+            // One instance per identity: two sharing one could report for each other.
+            let claim = iam_claim(&arn);
+            match store
+                .put_new_claiming(keys::INSTANCES, &instance, &info, &claim)
                 .await
-                .map_err(|error| match error {
-                    StoreError::Conflict(_) => ApiError::new(
-                        Exception::InstanceNameAlreadyRegistered,
-                        format!("instanceName: {instance:?} is already registered"),
-                    ),
-                    other => other.into(),
-                })?;
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => {
+                    return Err(match store.claim_owner(&claim).await? {
+                        Some(owner) if owner != format!("{}/{instance}", keys::INSTANCES) => {
+                            let holder = owner.rsplit('/').next().unwrap_or_default();
+                            let (code, field) = if user {
+                                (Exception::IamUserArnAlreadyRegistered, "iamUserArn")
+                            } else {
+                                (Exception::IamSessionArnAlreadyRegistered, "iamSessionArn")
+                            };
+                            ApiError::new(
+                                code,
+                                format!(
+                                    "{field}: {arn} is already registered to instance {holder:?}; each instance needs its own IAM identity"
+                                ),
+                            )
+                        }
+                        _ => ApiError::new(
+                            Exception::InstanceNameAlreadyRegistered,
+                            format!("instanceName: {instance:?} is already registered"),
+                        ),
+                    });
+                }
+                Err(other) => return Err(other.into()),
+            }
             // The agent long-polls its queue from the start.
             control.queues.url(&instance).await?;
             Ok(json!({}))
@@ -781,6 +801,16 @@ async fn on_premises_instances(
                 info.deregister_time.get_or_insert(seconds(now_millis()));
             })
             .await?;
+            // Its identity may serve a new instance.
+            let info = get_instance(control, &instance).await?;
+            for arn in [&info.iam_user_arn, &info.iam_session_arn]
+                .into_iter()
+                .flatten()
+            {
+                store
+                    .release_claim(&iam_claim(arn), keys::INSTANCES, &instance)
+                    .await?;
+            }
             Ok(json!({}))
         }
         "AddTagsToOnPremisesInstances" | "RemoveTagsFromOnPremisesInstances" => {
@@ -1023,7 +1053,42 @@ async fn get_application(control: &ControlPlane, name: &str) -> Result<Applicati
         .value)
 }
 
+/// The one IAM ARN RegisterOnPremisesInstance needs, parsed.
+fn iam_identity(input: &Value) -> Result<(String, IamIdentity), ApiError> {
+    let field = |name: &str| input.get(name).and_then(Value::as_str).map(str::to_owned);
+    match (field("iamUserArn"), field("iamSessionArn")) {
+        (Some(_), Some(_)) => Err(ApiError::new(
+            Exception::MultipleIamArnsProvided,
+            "iamUserArn, iamSessionArn: give one of them, not both",
+        )),
+        (None, None) => Err(ApiError::new(
+            Exception::IamArnRequired,
+            "iamUserArn or iamSessionArn is required: the IAM user or role session the instance's agent runs as (its reports are accepted only from that identity)",
+        )),
+        (Some(arn), None) => IamIdentity::user(&arn)
+            .map(|identity| (arn, identity))
+            .map_err(|message| ApiError::new(Exception::InvalidIamUserArn, message)),
+        (None, Some(arn)) => IamIdentity::session(&arn)
+            .map(|identity| (arn, identity))
+            .map_err(|message| ApiError::new(Exception::InvalidIamSessionArn, message)),
+    }
+}
+
+fn iam_claim(arn: &str) -> String {
+    format!("IAM#{arn}")
+}
+
+/// A registered instance, as the API shows it.
 async fn get_instance(control: &ControlPlane, name: &str) -> Result<OnPremisesInstance, ApiError> {
+    let mut info = stored_instance(control, name).await?;
+    info.sender_id = None;
+    Ok(info)
+}
+
+async fn stored_instance(
+    control: &ControlPlane,
+    name: &str,
+) -> Result<OnPremisesInstance, ApiError> {
     Ok(control
         .store
         .get::<OnPremisesInstance>(keys::INSTANCES, name)

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::model::now_millis;
 use crate::store::{IDLE_TICK_MS, OUTBOX_GRACE_MS};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use gantry_core::deployment::{Input, Millis};
+use gantry_core::deployment::{ApplyError, Input, Millis};
 use gantry_core::wire;
 use std::collections::BTreeMap;
 
@@ -22,11 +22,10 @@ pub async fn handle(control: &ControlPlane, event: SqsEvent) -> SqsBatchResponse
     let messages = event
         .records
         .into_iter()
-        .map(|record| {
-            (
-                record.message_id.unwrap_or_default(),
-                record.body.unwrap_or_default(),
-            )
+        .map(|record| ReportMessage {
+            sender: record.attributes.get(SENDER_ID).cloned(),
+            id: record.message_id.unwrap_or_default(),
+            body: record.body.unwrap_or_default(),
         })
         .collect();
     let failed = apply_reports(control, messages).await;
@@ -42,29 +41,50 @@ pub async fn handle(control: &ControlPlane, event: SqsEvent) -> SqsBatchResponse
     response
 }
 
+/// The SQS attribute naming the IAM identity that sent a message; SQS sets it, so a
+/// sender cannot choose it (see [`gantry_core::identity`]).
+pub const SENDER_ID: &str = "SenderId";
+
+/// One message from the reports queue.
+pub struct ReportMessage {
+    pub id: String,
+    pub body: String,
+    /// Its `SenderId`.
+    pub sender: Option<String>,
+}
+
 /// batch-advance for agent reports: applies each deployment's reports in one write
 /// and returns the ids of messages to retry (malformed, unknown, or not applied);
 /// SQS dead-letters them after its receive limit. A message may carry several
 /// reports; it is retried if any of them was not applied (applying again is a no-op
-/// for the rest).
-async fn apply_reports(control: &ControlPlane, messages: Vec<(String, String)>) -> Vec<String> {
+/// for the rest). A report its host did not send is dropped, never retried: sending
+/// it again changes nothing.
+async fn apply_reports(control: &ControlPlane, messages: Vec<ReportMessage>) -> Vec<String> {
     let now = now_millis();
     let mut failed = Vec::new();
     let mut by_deployment: BTreeMap<String, Vec<(String, Input)>> = BTreeMap::new();
     let message_count = messages.len();
-    for (message_id, body) in messages {
-        match wire::reports_from_json(&body) {
+    for message in messages {
+        match wire::reports_from_json(&message.body) {
             Ok(reports) => {
                 for report in reports {
                     by_deployment
                         .entry(report.deployment_id.clone())
                         .or_default()
-                        .push((message_id.clone(), Input::Report { report, now }));
+                        .push((
+                            message.id.clone(),
+                            Input::Report {
+                                report,
+                                sender: message.sender.clone(),
+                                now,
+                            },
+                        ));
                 }
             }
             Err(error) => {
+                let message_id = &message.id;
                 tracing::warn!(%message_id, %error, "malformed report; leaving it for the dead-letter queue");
-                failed.push(message_id);
+                failed.push(message.id);
             }
         }
     }
@@ -83,12 +103,35 @@ async fn apply_reports(control: &ControlPlane, messages: Vec<(String, String)>) 
             offset += run.len();
             match effects::advance(control, &deployment_id, run).await {
                 Ok(applied) => {
-                    failed.extend(
-                        applied
-                            .refused
-                            .into_iter()
-                            .map(|(index, _)| messages[index].0.clone()),
-                    );
+                    let mut forged = 0;
+                    for (index, error) in applied.refused {
+                        if let ApplyError::ForeignSender {
+                            instance_id,
+                            expected,
+                            found,
+                        } = &error
+                        {
+                            forged += 1;
+                            tracing::warn!(
+                                %deployment_id,
+                                %instance_id,
+                                %expected,
+                                sender = %found,
+                                message_id = %messages[index].0,
+                                "report not sent by its host: dropped"
+                            );
+                        } else {
+                            failed.push(messages[index].0.clone());
+                        }
+                    }
+                    if forged > 0
+                        && let Err(error) = control
+                            .store
+                            .count_forged_reports(&deployment_id, forged)
+                            .await
+                    {
+                        tracing::warn!(%deployment_id, %error, "could not count dropped reports");
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%deployment_id, %error, "reports not applied; they will be retried");
