@@ -56,7 +56,7 @@ for index in "${!HOSTS[@]}"; do
   # Each host's agent signs as an IAM user of its own: reports count only from their host.
   read -r user_arn key_id secret < <("$ROOT/.venv/bin/python" - "$host" <<'PY'
 import sys, boto3
-iam = boto3.client("iam")
+iam = boto3.client("iam", region_name="us-east-1")
 name = f"host-{sys.argv[1]}"
 arn = iam.create_user(UserName=name)["User"]["Arn"]
 key = iam.create_access_key(UserName=name)["AccessKey"]
