@@ -64,7 +64,7 @@ async fn run_one(
     outbox_entry: Option<u64>,
     follow_ups: &mut Vec<Created>,
 ) -> bool {
-    match carry_out(control, record, effects, follow_ups).await {
+    match carry_out(control, record, effects, outbox_entry, follow_ups).await {
         Ok(()) => {
             if let Some(entry) = outbox_entry
                 && let Err(error) = control
@@ -92,6 +92,7 @@ async fn carry_out(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
+    outbox_entry: Option<u64>,
     follow_ups: &mut Vec<Created>,
 ) -> Result<(), ApiError> {
     let started = std::time::Instant::now();
@@ -102,7 +103,8 @@ async fn carry_out(
         .partition(|effect| matches!(effect, Effect::Dispatch { .. }));
     let mut first_error = None;
     for effect in dispatches.into_iter().chain(others) {
-        let outcome = carry_out_one(control, record, effect, started, follow_ups).await;
+        let entry = outbox_entry.map(|entry| (entry, effects));
+        let outcome = carry_out_one(control, record, effect, entry, started, follow_ups).await;
         match outcome {
             Ok(()) => {}
             // Notifications are best effort, as CodeDeploy's triggers are: one that
@@ -124,13 +126,14 @@ async fn carry_out_one(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effect: &Effect,
+    outbox_entry: Option<(u64, &[Effect])>,
     started: std::time::Instant,
     follow_ups: &mut Vec<Created>,
 ) -> Result<(), ApiError> {
     let spec = &record.spec;
     match effect {
         Effect::Dispatch { first, count } => {
-            dispatch(control, record, *first, *count).await?;
+            dispatch(control, record, *first, *count, outbox_entry).await?;
             tracing::info!(
                 hosts = count,
                 after_write_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -225,15 +228,22 @@ async fn carry_out_one(
     Ok(())
 }
 
+/// Hosts sent their command between two heartbeats of a dispatch: well within the
+/// tick's grace even where SQS is slow (moto: about 10 s).
+const DISPATCH_CHUNK: usize = 250;
+
 /// Sends the deployment's command to the hosts at `first..first + count` of its
 /// ordered list: their records first (so that their reports find them, and the tick
-/// their deadlines), then the commands, then InstanceStart. Running it again creates
-/// nothing twice and sends the commands again, which hosts ignore.
+/// their deadlines), then the commands, then InstanceStart, a chunk at a time. Between
+/// chunks it touches its outbox entry, so that the tick does not run a long dispatch
+/// again while this one is still sending. Running it again creates nothing twice and
+/// sends the commands again, which hosts ignore.
 async fn dispatch(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     first: u32,
     count: u32,
+    outbox_entry: Option<(u64, &[Effect])>,
 ) -> Result<(), ApiError> {
     let spec = &record.spec;
     let now = now_millis();
@@ -246,25 +256,41 @@ async fn dispatch(
         .zip(first..)
         .map(|(target, index)| record.state.dispatched_target(target, index, now))
         .collect();
-    control
-        .store
-        .create_targets(&spec.deployment_id, records.clone())
-        .await?;
-    let commands = records
-        .iter()
-        .map(|target| command(spec, &target.target.instance_id))
-        .collect();
-    control.queues.send_all(commands).await?;
-    if crate::notify::wanted(spec, NotificationEvent::InstanceStart) {
-        for target in &records {
-            crate::notify::publish(
-                control,
-                record,
-                NotificationEvent::InstanceStart,
-                Some(&target.target.instance_id),
-                Some(target),
-            )
+    let chunks = records.chunks(DISPATCH_CHUNK).count();
+    for (number, chunk) in records.chunks(DISPATCH_CHUNK).enumerate() {
+        control
+            .store
+            .create_targets(&spec.deployment_id, chunk.to_vec())
             .await?;
+        let commands = chunk
+            .iter()
+            .map(|target| command(spec, &target.target.instance_id))
+            .collect();
+        control.queues.send_all(commands).await?;
+        if crate::notify::wanted(spec, NotificationEvent::InstanceStart) {
+            for target in chunk {
+                // Best effort, as every notification: the commands are out.
+                let instance_id = &target.target.instance_id;
+                if let Err(error) = crate::notify::publish(
+                    control,
+                    record,
+                    NotificationEvent::InstanceStart,
+                    Some(instance_id),
+                    Some(target),
+                )
+                .await
+                {
+                    tracing::warn!(%instance_id, %error, "InstanceStart notification not sent");
+                }
+            }
+        }
+        if number + 1 < chunks
+            && let Some((entry, effects)) = outbox_entry
+        {
+            control
+                .store
+                .touch_outbox(&spec.deployment_id, entry, effects, now_millis())
+                .await?;
         }
     }
     Ok(())

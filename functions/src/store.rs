@@ -1241,6 +1241,43 @@ impl DynamoStore {
         Ok(page.items().first().and_then(|item| number(item, "dueAt")))
     }
 
+    /// Tells the tick an outbox entry's writer is still at work (a long dispatch): the
+    /// entry's time moves to `now`, so the tick leaves it alone for another grace period.
+    /// An entry already done stays done.
+    pub async fn touch_outbox(
+        &self,
+        id: &str,
+        entry: u64,
+        effects: &[Effect],
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::DEPLOYMENT_SK))
+            .update_expression("SET outbox.#entry = :entry")
+            .condition_expression("attribute_exists(outbox.#entry)")
+            .expression_attribute_names("#entry", entry.to_string())
+            .expression_attribute_values(
+                ":entry",
+                json(&OutboxEntry {
+                    effects: effects.to_vec(),
+                    at: now,
+                }),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match classify(error, String::new) {
+                StoreError::Conflict(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
     /// Marks an outbox entry done. Removing it twice is harmless.
     pub async fn clear_outbox(&self, id: &str, entry: u64) -> Result<(), StoreError> {
         self.client

@@ -126,7 +126,22 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
         reloaded.outbox[&2].effects, effects,
         "effects are written with the state"
     );
+    let written_at = reloaded.outbox[&2].at;
+    // A writer still at work moves its entry's time on, so the tick leaves it alone.
+    store
+        .touch_outbox("d-STORE0001", 2, &effects, written_at + 25_000)
+        .await
+        .unwrap();
+    let touched = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
+    assert_eq!(touched.outbox[&2].at, written_at + 25_000);
+    assert_eq!(touched.outbox[&2].effects, effects);
+    assert_eq!(touched.version, 2, "touching is not a change of state");
     store.clear_outbox("d-STORE0001", 2).await.unwrap();
+    // Touching an entry done (by the tick, say) does not bring it back.
+    store
+        .touch_outbox("d-STORE0001", 2, &effects, written_at + 50_000)
+        .await
+        .unwrap();
     assert!(
         store
             .load_deployment::<Spec>("d-STORE0001")
