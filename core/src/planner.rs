@@ -5,8 +5,9 @@
 //! does (AND of ORs), as CodeDeploy's `ec2TagSet` and `onPremisesTagSet`.
 //!
 //! The order is CodeDeploy's: instances whose last deployment failed (Unhealthy) first,
-//! then instances the group never deployed to (Unknown), then those running an older
-//! revision (Old), then those already running the target revision (Current). Within
+//! then instances the group never deployed to (Unknown), then those running any other
+//! revision (Old), then those running the group's last successful revision (Current;
+//! for an update of outdated instances, the revision it deploys). Within
 //! that order, consecutive instances alternate between Availability Zones, so that any
 //! batch taken from the front of the queue is spread across zones as evenly as they
 //! allow. With a zonal configuration the order is instead one zone after another.
@@ -128,9 +129,10 @@ pub enum Standing {
     Unhealthy,
     /// The group never deployed to it.
     Unknown,
-    /// Healthy, running an older revision.
+    /// Healthy, running a revision other than the current one.
     Old,
-    /// Healthy, already running the revision being deployed.
+    /// Healthy, running the group's last successful revision (for an update of outdated
+    /// instances: the revision being deployed, which it then skips).
     Current,
 }
 

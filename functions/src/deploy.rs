@@ -101,14 +101,35 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
 }
 
 /// Where an instance stands for the group, from its recorded health.
-fn standing(health: Option<&InstanceHealth>, revision: &RevisionLocation) -> Standing {
+/// Where an instance stands, from its health record: `current` is the revision that
+/// counts as current (see [`current_revision`]).
+fn standing(health: Option<&InstanceHealth>, current: Option<&RevisionLocation>) -> Standing {
     match health {
         None => Standing::Unknown,
         Some(health) if !health.healthy => Standing::Unhealthy,
-        Some(health) if revision_key(&health.revision) == revision_key(revision) => {
+        Some(health)
+            if current
+                .is_some_and(|current| revision_key(&health.revision) == revision_key(current)) =>
+        {
             Standing::Current
         }
         Some(_) => Standing::Old,
+    }
+}
+
+/// The revision an instance is current on. For ordering, as CodeDeploy orders: the
+/// group's last successful revision, so that instances on older revisions go before
+/// those on the last good one (none is current before a first success). For an update
+/// of outdated instances only: the revision it deploys, which they need not get twice.
+fn current_revision<'a>(
+    update_outdated_only: bool,
+    deploying: &'a RevisionLocation,
+    last_successful: Option<&'a RevisionLocation>,
+) -> Option<&'a RevisionLocation> {
+    if update_outdated_only {
+        Some(deploying)
+    } else {
+        last_successful
     }
 }
 
@@ -190,6 +211,17 @@ pub async fn create(
     })?;
     let record = revision_record(control, &input.application_name, &revision).await?;
     let revision = record.revision_location.clone();
+    let previous = match &group.target_revision {
+        Some(last) => control
+            .store
+            .get::<RevisionRecord>(
+                &keys::revisions(&input.application_name),
+                &revision_key(last),
+            )
+            .await?
+            .map(|found| found.value),
+        None => None,
+    };
 
     let hosts = match (&origin.launch, &origin.hosts) {
         (Some((host, _)), _) => vec![host.clone()],
@@ -214,10 +246,15 @@ pub async fn create(
         .store
         .group_health(&input.application_name, &input.deployment_group_name)
         .await?;
+    let current = current_revision(
+        input.update_outdated_instances_only,
+        &revision,
+        group.target_revision.as_ref(),
+    );
     let targets: Vec<Target> = hosts
         .into_iter()
         .map(|host| Target {
-            standing: standing(health.get(&host.instance_id), &revision),
+            standing: standing(health.get(&host.instance_id), current),
             instance_id: host.instance_id,
             zone: host.zone,
             sender: host.sender,
@@ -241,7 +278,7 @@ pub async fn create(
         targets,
         launch,
         update_outdated_only: input.update_outdated_instances_only,
-        deadlines: deadlines(control, &record, &events),
+        deadlines: deadlines(control, &record, previous.as_ref(), &events),
         events: &events,
         rollback_on_failure: auto_rollback.on(ROLLBACK_ON_FAILURE),
         rollback_on_stop: auto_rollback.on(ROLLBACK_ON_REQUEST),
@@ -329,17 +366,30 @@ pub async fn create(
     .await
 }
 
+/// Each event's limit: its scripts' timeouts, from the revision whose scripts run (the
+/// group's last successful one for ApplicationStop and the BlockTraffic hooks, which
+/// stop what runs now; with none, they run nothing), or the agent's own limit.
 fn deadlines(
     control: &ControlPlane,
     record: &RevisionRecord,
+    previous: Option<&RevisionRecord>,
     events: &[LifecycleEvent],
 ) -> Deadlines {
     let event_ms = events
         .iter()
         .filter(|event| event.performer() != Performer::ControlPlane)
         .map(|event| {
+            let scripts_from = if event.uses_last_successful_revision() {
+                previous
+            } else {
+                Some(record)
+            };
             let limit = if event.accepts_hooks() {
-                record.event_timeouts.get(event).copied().unwrap_or(0) * 1000
+                scripts_from
+                    .and_then(|revision| revision.event_timeouts.get(event))
+                    .copied()
+                    .unwrap_or(0)
+                    * 1000
             } else {
                 control.settings.agent_event_ms
             };
@@ -408,6 +458,16 @@ pub async fn start_rollback(
         tracing::warn!("no successful deployment to roll back to");
         return Ok(None);
     };
+    let restored = match control
+        .store
+        .load_deployment::<DeploymentSpec>(&last.deployment_id)
+        .await
+    {
+        Ok(found) => found.spec,
+        // Its record is gone (deleted by hand): the failed deployment's options stand in.
+        Err(StoreError::NotFound(_)) => spec.clone(),
+        Err(error) => return Err(error.into()),
+    };
     // Whoever claims first decides the rollback's id; the original links to it only
     // once it exists, so nobody following the link finds nothing.
     let rollback_id = control
@@ -443,7 +503,10 @@ pub async fn start_rollback(
         ignore_application_stop_failures: spec.ignore_application_stop_failures,
         // A rollback never rolls itself back.
         auto_rollback_configuration: Some(AutoRollbackConfiguration::default()),
-        file_exists_behavior: Some(spec.file_exists_behavior.name().to_owned()),
+        // The content option of the deployment whose revision comes back, as CodeDeploy
+        // applies it (the failed deployment's may have been DISALLOW, say, where the
+        // good one overwrote).
+        file_exists_behavior: Some(restored.file_exists_behavior.name().to_owned()),
         ..CreateDeploymentInput::default()
     };
     let origin = Origin {

@@ -2037,3 +2037,182 @@ async fn reports_sent_by_another_identity_are_dropped_and_counted() {
     fx.run_host(&id, "web-2", None).await;
     assert_eq!(fx.status(&id).await, "Succeeded");
 }
+
+/// A bundle whose ApplicationStop script may run `stop_timeout` seconds (none without).
+fn bundle_with_stop(version: &str, stop_timeout: Option<u32>) -> Vec<Entry> {
+    let stop = stop_timeout
+        .map(|timeout| {
+            format!(
+                "  ApplicationStop:\n    - location: scripts/stop.sh\n      timeout: {timeout}\n"
+            )
+        })
+        .unwrap_or_default();
+    let appspec = format!(
+        "version: 0.0\nos: linux\nfiles:\n  - source: app/\n    destination: /srv/shop\nhooks:\n{stop}  ValidateService:\n    - location: scripts/validate.sh\n      timeout: 30\n"
+    );
+    vec![
+        Entry::file("appspec.yml", appspec.as_bytes()),
+        Entry::file("app/version.txt", version.as_bytes()),
+        Entry::file_with_mode("scripts/stop.sh", b"#!/bin/sh\nexit 0\n", 0o755),
+        Entry::file_with_mode("scripts/validate.sh", b"#!/bin/sh\nexit 0\n", 0o755),
+    ]
+}
+
+/// When the tick will fail a host, as stored (`dueAt` of its record).
+async fn host_due_at(fx: &Fixture, id: &str, host: &str) -> u64 {
+    let item = aws_sdk_dynamodb::Client::new(&fx._moto.sdk_config().await)
+        .get_item()
+        .table_name("gantry")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("DEPLOYMENT#{id}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("TARGET#{host}")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_else(|| panic!("no record of {host} in {id}"));
+    item["dueAt"].as_n().unwrap().parse().unwrap()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn application_stop_gets_the_timeout_of_the_revision_whose_script_runs() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1"]).await;
+    fx.upload("v1.tgz", &bundle_with_stop("1", Some(600))).await;
+    fx.upload("v2.tgz", &bundle_with_stop("2", None)).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let first = fx.deploy("web", "v1.tgz").await.unwrap();
+    fx.run_host(&first, "web-1", None).await;
+    assert_eq!(fx.status(&first).await, "Succeeded");
+
+    // v2 has no ApplicationStop hook, but the host runs v1's, which may take 10 minutes.
+    let second = fx.deploy("web", "v2.tgz").await.unwrap();
+    let started = host_reports(&second, "web-1", None).remove(0);
+    assert!(
+        started.contains("ApplicationStop") && started.contains("InProgress"),
+        "{started}"
+    );
+    let before = now_ms();
+    assert!(fx.deliver(vec![started]).await.is_empty());
+    let due = host_due_at(&fx, &second, "web-1").await;
+    // 600 s of v1's script and the fixture's 60 s of slack; v2's appspec alone gave 60 s.
+    assert!(
+        due >= before + 660_000,
+        "due {} s after the report",
+        (due - before) / 1000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_installs_with_the_restored_deployments_file_exists_behavior() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.upload("v2.tgz", &good_bundle("2")).await;
+    fx.group(
+        "web",
+        "CodeDeployDefault.AllAtOnce",
+        json!({"autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]}}),
+    )
+    .await;
+    let create = |key: &str, behavior: &str| {
+        json!({
+            "applicationName": APP, "deploymentGroupName": "web", "fileExistsBehavior": behavior,
+            "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": key, "bundleType": "tgz"}},
+        })
+    };
+    let good = handlers::invoke(
+        &fx.control,
+        "create-deployment",
+        create("v1.tgz", "OVERWRITE"),
+    )
+    .await
+    .unwrap()["deploymentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fx.run_host(&good, "web-1", None).await;
+    let bad = handlers::invoke(
+        &fx.control,
+        "create-deployment",
+        create("v2.tgz", "DISALLOW"),
+    )
+    .await
+    .unwrap()["deploymentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fx.take_commands("web-1").await;
+    fx.run_host(&bad, "web-1", Some(LifecycleEvent::ValidateService))
+        .await;
+    let info = fx.deployment(&bad).await;
+    assert_eq!(info["status"], "Failed", "{info}");
+    let rollback = info["rollbackInfo"]["rollbackDeploymentId"]
+        .as_str()
+        .expect("a rollback")
+        .to_owned();
+    let commands = fx.take_commands("web-1").await;
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    assert_eq!(commands[0].deployment_id, rollback);
+    assert_eq!(commands[0].file_exists_behavior.name(), "OVERWRITE");
+    assert_eq!(
+        fx.deployment(&rollback).await["fileExistsBehavior"],
+        "OVERWRITE"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_on_the_last_successful_revision_go_after_those_on_any_other() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1", "web-2"]).await;
+    for version in ["1", "2"] {
+        fx.upload(&format!("v{version}.tgz"), &good_bundle(version))
+            .await;
+    }
+    fx.group("web", "CodeDeployDefault.OneAtATime", json!({}))
+        .await;
+    let first = fx.deploy("web", "v1.tgz").await.unwrap();
+    for host in ["web-1", "web-2"] {
+        assert_eq!(
+            fx.dispatched(&["web-1", "web-2"]).await,
+            vec![host.to_owned()]
+        );
+        fx.run_host(&first, host, None).await;
+    }
+    assert_eq!(fx.status(&first).await, "Succeeded");
+    // web-1 gets v2, then the deployment stops: v1 stays the last successful revision.
+    let second = fx.deploy("web", "v2.tgz").await.unwrap();
+    assert_eq!(
+        fx.dispatched(&["web-1", "web-2"]).await,
+        vec!["web-1".to_owned()]
+    );
+    fx.run_host(&second, "web-1", None).await;
+    fx.ok("StopDeployment", json!({"deploymentId": second}))
+        .await;
+    fx.dispatched(&["web-1", "web-2"]).await;
+    // Deploying v2 again: web-2, on the last successful revision, goes last, though
+    // web-1 already runs v2 (CodeDeploy's "current" is the last successful revision).
+    let third = fx.deploy("web", "v2.tgz").await.unwrap();
+    assert_eq!(
+        fx.dispatched(&["web-1", "web-2"]).await,
+        vec!["web-1".to_owned()]
+    );
+    fx.run_host(&third, "web-1", None).await;
+    assert_eq!(
+        fx.dispatched(&["web-1", "web-2"]).await,
+        vec!["web-2".to_owned()]
+    );
+}
