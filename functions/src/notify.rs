@@ -1,20 +1,42 @@
 //! CodeDeploy trigger messages: the JSON each subscribed SNS topic receives.
 //!
 //! Deployment events carry `deploymentOverview` and `status`; instance events carry
-//! `instanceId`, `instanceStatus` and `lifecycleEvents`. Times and counts are strings,
-//! as CodeDeploy sends them.
+//! `instanceId` (the instance's ARN), `instanceStatus` and `lifecycleEvents`. Times and
+//! counts are strings, as CodeDeploy sends them. `DeploymentReady` and `InstanceReady`
+//! are accepted in a trigger, as CodeDeploy accepts them, and (as there) never sent for
+//! an in-place deployment, which has no Ready state.
 
 use crate::control::ControlPlane;
 use crate::error::ApiError;
 use crate::model::{DeploymentSpec, seconds, serialized_name};
 use crate::store::DeploymentRecord;
 use gantry_core::deployment::{Deployment, Millis, NotificationEvent, TargetState};
+use gantry_core::identity::Sender;
 use serde_json::{Value, json};
 
 fn time(millis: Option<Millis>) -> Value {
     millis.map_or(Value::Null, |millis| {
         Value::String(format!("{:.3}", seconds(millis)))
     })
+}
+
+/// An instance as CodeDeploy's trigger messages name it: its ARN, an EC2 instance's or
+/// an on-premises instance's (`arn:aws:codedeploy:...:instance/<name>`).
+fn instance_arn(
+    region: &str,
+    account_id: &str,
+    instance_id: &str,
+    target: Option<&TargetState>,
+) -> String {
+    let ec2 = match target {
+        Some(target) => target.target.sender == Sender::InstanceRole,
+        None => instance_id.starts_with("i-"),
+    };
+    if ec2 {
+        format!("arn:aws:ec2:{region}:{account_id}:instance/{instance_id}")
+    } else {
+        format!("arn:aws:codedeploy:{region}:{account_id}:instance/{instance_id}")
+    }
 }
 
 /// CodeDeploy's `status` word in trigger messages and subjects.
@@ -69,7 +91,7 @@ pub fn message(
                 "applicationName": spec.application_name,
                 "deploymentGroupName": spec.deployment_group_name,
                 "deploymentId": spec.deployment_id,
-                "instanceId": instance_id,
+                "instanceId": instance_arn(region, account_id, instance_id, target),
                 "lastUpdatedAt": time(last_updated),
                 "instanceStatus": target.map(|t| serialized_name(&t.status)).unwrap_or_default(),
                 "lifecycleEvents": events,
@@ -157,4 +179,42 @@ pub async fn publish(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_core::deployment::TargetStatus;
+    use gantry_core::planner::{Standing, Target};
+
+    fn target(id: &str, sender: Sender) -> TargetState {
+        TargetState {
+            target: Target {
+                instance_id: id.into(),
+                zone: None,
+                standing: Standing::Old,
+                sender,
+            },
+            index: 0,
+            status: TargetStatus::Succeeded,
+            events: Vec::new(),
+            dispatched_at: None,
+            deadline: None,
+        }
+    }
+
+    #[test]
+    fn instances_are_named_by_their_arn() {
+        let ec2 = target("i-0abc", Sender::InstanceRole);
+        assert_eq!(
+            instance_arn("eu-west-1", "111122223333", "i-0abc", Some(&ec2)),
+            "arn:aws:ec2:eu-west-1:111122223333:instance/i-0abc"
+        );
+        // An on-premises instance may be named like an EC2 one; its record says which.
+        let on_premises = target("i-lab-7", Sender::Principal("AIDAHOST".into()));
+        assert_eq!(
+            instance_arn("eu-west-1", "111122223333", "i-lab-7", Some(&on_premises)),
+            "arn:aws:codedeploy:eu-west-1:111122223333:instance/i-lab-7"
+        );
+    }
 }

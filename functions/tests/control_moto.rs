@@ -680,6 +680,13 @@ async fn a_failed_deployment_rolls_back_and_triggers_reach_a_subscribed_queue() 
         .iter()
         .find(|m| m["deploymentId"] == bad && m["instanceStatus"] == "Failed")
         .unwrap_or_else(|| panic!("no InstanceFailure in {messages:?}"));
+    // CodeDeploy names the instance by its ARN; an on-premises one by CodeDeploy's.
+    assert!(
+        instance["instanceId"].as_str().is_some_and(
+            |id| id.starts_with("arn:aws:codedeploy:us-east-1:123456789012:instance/web-")
+        ),
+        "{instance}"
+    );
     assert!(
         instance["lifecycleEvents"]
             .as_array()
