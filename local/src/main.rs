@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use gantry_functions::control::{ControlPlane, Settings};
 use gantry_functions::handlers;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
@@ -275,6 +275,9 @@ fn json_response(status: StatusCode, body: &Value, error_type: Option<&str>) -> 
 /// The Lambda Invoke API: `POST /2015-03-31/functions/{name}/invocations`. A handler
 /// error is HTTP 200 with `X-Amz-Function-Error: Unhandled`, as Lambda answers.
 async fn handle(control: Arc<ControlPlane>, request: Request<Incoming>) -> Response<Body> {
+    if let Some(refused) = refuse_foreign(&request) {
+        return refused;
+    }
     let path = request.uri().path().to_owned();
     let function = path
         .strip_prefix("/2015-03-31/functions/")
@@ -305,8 +308,18 @@ async fn handle(control: Arc<ControlPlane>, request: Request<Incoming>) -> Respo
             Some("ResourceNotFoundException"),
         );
     }
-    let body = match request.into_body().collect().await {
+    let body = match Limited::new(request.into_body(), MAX_PAYLOAD_BYTES)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
+        Err(error) if error.is::<LengthLimitError>() => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"Type": "User", "message": format!("the request payload is over Lambda's limit of {MAX_PAYLOAD_BYTES} bytes")}),
+                Some("RequestTooLargeException"),
+            );
+        }
         Err(error) => {
             return json_response(
                 StatusCode::BAD_REQUEST,
@@ -344,6 +357,48 @@ async fn handle(control: Arc<ControlPlane>, request: Request<Incoming>) -> Respo
             response
         }
     }
+}
+
+/// Lambda's limit for a synchronous invocation's payload.
+const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// gantry-local listens on loopback, but a web page the operator visits can still
+/// reach loopback: directly (a cross-site POST, which browsers mark with `Origin`) or
+/// through a name it rebinds to 127.0.0.1 (whose `Host` is then that name). Clients of
+/// the Invoke API send neither, so both are refused.
+fn refuse_foreign<B>(request: &Request<B>) -> Option<Response<Body>> {
+    let host = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|value| value.to_str().ok());
+    if !host.is_some_and(is_loopback_host) {
+        return Some(json_response(
+            StatusCode::FORBIDDEN,
+            &json!({"message": format!("Host {host:?} is not a loopback address: gantry-local answers only requests addressed to 127.0.0.1, ::1 or localhost")}),
+            Some("AccessDeniedException"),
+        ));
+    }
+    if request.headers().contains_key(hyper::header::ORIGIN) {
+        return Some(json_response(
+            StatusCode::FORBIDDEN,
+            &json!({"message": "requests from web pages (with an Origin header) are refused: gantry-local serves command-line clients and SDKs"}),
+            Some("AccessDeniedException"),
+        ));
+    }
+    None
+}
+
+/// Whether a `Host` header names this machine's loopback: `localhost`, `127.x.x.x` or
+/// `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(name, _)| name),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 /// Function names may carry the stack's prefix (`gantry-create-deployment`) as the
@@ -528,5 +583,59 @@ async fn tick(control: Arc<ControlPlane>, period_ms: u64, mut stop: watch::Recei
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::post("/2015-03-31/functions/api/invocations");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn only_loopback_hosts_are_answered() {
+        for host in [
+            "127.0.0.1:9000",
+            "127.0.0.1",
+            "localhost:9000",
+            "LOCALHOST",
+            "[::1]:9000",
+            "127.1.2.3:80",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+            assert!(
+                refuse_foreign(&request(&[("host", host)])).is_none(),
+                "{host}"
+            );
+        }
+        for host in [
+            "evil.example:9000",
+            "10.0.0.5:9000",
+            "127.0.0.1.evil.example",
+            "[::2]:9000",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+            let refused = refuse_foreign(&request(&[("host", host)])).expect(host);
+            assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        }
+        let refused = refuse_foreign(&request(&[])).expect("no Host");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn requests_from_web_pages_are_refused() {
+        let refused = refuse_foreign(&request(&[
+            ("host", "127.0.0.1:9000"),
+            ("origin", "https://evil.example"),
+        ]))
+        .expect("an Origin");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     }
 }

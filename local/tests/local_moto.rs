@@ -76,6 +76,8 @@ async fn the_stock_aws_cli_drives_a_deployment_through_gantry_local() {
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("out.json");
     let api = |operation: &str, input: Value| json!({"operation": operation, "input": input});
+    // The host's own IAM user: reports count only from it.
+    let host = moto.create_iam_user("web-1").unwrap();
 
     aws_invoke(
         &moto,
@@ -90,7 +92,7 @@ async fn the_stock_aws_cli_drives_a_deployment_through_gantry_local() {
         "api",
         &api(
             "RegisterOnPremisesInstance",
-            json!({"instanceName": "web-1"}),
+            json!({"instanceName": "web-1", "iamUserArn": host.arn}),
         ),
         &out,
     );
@@ -190,8 +192,20 @@ async fn the_stock_aws_cli_drives_a_deployment_through_gantry_local() {
         .send()
         .await
         .unwrap();
+    let as_host = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&config)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                &host.access_key_id,
+                &host.secret_access_key,
+                None,
+                None,
+                "web-1",
+            ))
+            .build(),
+    );
     for body in host_reports(&id, "web-1", None) {
-        sqs.send_message()
+        as_host
+            .send_message()
             .queue_url(&reports_queue)
             .message_body(body)
             .send()
