@@ -20,6 +20,13 @@ pub enum Sender {
     Principal(String),
 }
 
+/// Admits nobody: what a target stored without a sender gets.
+impl Default for Sender {
+    fn default() -> Self {
+        Self::Principal(String::new())
+    }
+}
+
 impl Sender {
     /// Whether a message SQS says `sender_id` sent may speak for `instance_id`.
     pub fn admits(&self, instance_id: &str, sender_id: Option<&str>) -> bool {
@@ -155,6 +162,15 @@ mod tests {
         assert!(!rule.admits("host-1", Some("AIDAHOSTONE:host-1")));
         assert!(!rule.admits("host-1", None));
         assert!(!Sender::Principal(String::new()).admits("host-1", Some("")));
+    }
+
+    #[test]
+    fn a_target_stored_without_a_sender_admits_nobody() {
+        let stored: crate::planner::Target =
+            serde_json::from_str(r#"{"instanceId": "web-1", "zone": null, "standing": "Old"}"#)
+                .unwrap();
+        assert!(!stored.sender.admits("web-1", Some("AIDAANYONE")));
+        assert!(!stored.sender.admits("web-1", Some("")));
     }
 
     #[test]

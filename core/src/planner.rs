@@ -153,7 +153,9 @@ pub struct Target {
     /// Availability Zone; on-premises instances may have none.
     pub zone: Option<String>,
     pub standing: Standing,
-    /// Who may report for it.
+    /// Who may report for it. Targets stored before reports were bound to their host
+    /// have none, and admit no report.
+    #[serde(default)]
     pub sender: Sender,
 }
 

@@ -15,6 +15,7 @@ pub enum Exception {
     DeploymentAlreadyStarted,
     DeploymentConfigAlreadyExists,
     DeploymentConfigDoesNotExist,
+    DeploymentConfigInUse,
     DeploymentConfigNameRequired,
     DeploymentDoesNotExist,
     DeploymentGroupAlreadyExists,
@@ -36,8 +37,10 @@ pub enum Exception {
     InvalidAutoRollbackConfig,
     InvalidComputePlatform,
     InvalidDeploymentConfigName,
+    InvalidDeploymentId,
     InvalidDeploymentStatus,
     InvalidDeploymentStyle,
+    InvalidDeploymentWaitType,
     InvalidFileExistsBehavior,
     InvalidIamSessionArn,
     InvalidIamUserArn,
@@ -57,6 +60,7 @@ pub enum Exception {
     RevisionDoesNotExist,
     RevisionRequired,
     TagRequired,
+    UnsupportedActionForDeploymentType,
 }
 
 impl Exception {
@@ -72,6 +76,7 @@ impl Exception {
             Self::DeploymentAlreadyStarted => "DeploymentAlreadyStartedException",
             Self::DeploymentConfigAlreadyExists => "DeploymentConfigAlreadyExistsException",
             Self::DeploymentConfigDoesNotExist => "DeploymentConfigDoesNotExistException",
+            Self::DeploymentConfigInUse => "DeploymentConfigInUseException",
             Self::DeploymentConfigNameRequired => "DeploymentConfigNameRequiredException",
             Self::DeploymentDoesNotExist => "DeploymentDoesNotExistException",
             Self::DeploymentGroupAlreadyExists => "DeploymentGroupAlreadyExistsException",
@@ -93,8 +98,10 @@ impl Exception {
             Self::InvalidAutoRollbackConfig => "InvalidAutoRollbackConfigException",
             Self::InvalidComputePlatform => "InvalidComputePlatformException",
             Self::InvalidDeploymentConfigName => "InvalidDeploymentConfigNameException",
+            Self::InvalidDeploymentId => "InvalidDeploymentIdException",
             Self::InvalidDeploymentStatus => "InvalidDeploymentStatusException",
             Self::InvalidDeploymentStyle => "InvalidDeploymentStyleException",
+            Self::InvalidDeploymentWaitType => "InvalidDeploymentWaitTypeException",
             Self::InvalidFileExistsBehavior => "InvalidFileExistsBehaviorException",
             Self::InvalidIamSessionArn => "InvalidIamSessionArnException",
             Self::InvalidIamUserArn => "InvalidIamUserArnException",
@@ -116,6 +123,9 @@ impl Exception {
             Self::RevisionDoesNotExist => "RevisionDoesNotExistException",
             Self::RevisionRequired => "RevisionRequiredException",
             Self::TagRequired => "TagRequiredException",
+            Self::UnsupportedActionForDeploymentType => {
+                "UnsupportedActionForDeploymentTypeException"
+            }
         }
     }
 }

@@ -8,9 +8,11 @@
 //! | deployment config | `CONFIG` | name | `body`, `version` |
 //! | revision | `REVISION#<application>` | revision key | `body` (RevisionRecord) |
 //! | on-premises instance | `INSTANCE` | name | `body`, `version` |
+//! | an identity's instance | `CLAIM` | `SENDER#<SenderId>` | `owner` (`INSTANCE/<name>`) |
 //! | deployment (summary) | `DEPLOYMENT#<id>` | `STATE` | `spec` (immutable), `state` (the state machine's summary), `status`, `version`, `outbox`, `rollbackClaim` (the rollback's id, reserved before it is created), `rollbackInfo`, `groupKey` + `createTime` (index `by-group`), `activeKey` + `wakeupAt` (index `active`) |
 //! | a deployment's ordered targets | `DEPLOYMENT#<id>` | `PLAN#<page>` | `targets` (JSON list of up to 500, immutable) |
 //! | a deployment's host | `DEPLOYMENT#<id>` | `TARGET#<instance id>` | `state` (TargetState), `status`, `version`, `dueDeployment` + `dueAt` while deploying (index `due`) |
+//! | reports its hosts did not send | `DEPLOYMENT#<id>` | `FORGED_REPORTS` | `forgedReports` (a count) |
 //!
 //! Access patterns: get/put by key; list a partition (applications, configs, instances,
 //! a group's revisions, an application's groups, a group's instance health) with Query;
@@ -100,6 +102,8 @@ pub mod keys {
     }
 
     pub const DEPLOYMENT_SK: &str = "STATE";
+    /// The count of a deployment's reports sent by someone other than their host.
+    pub const FORGED_REPORTS_SK: &str = "FORGED_REPORTS";
     pub const PLAN_PREFIX: &str = "PLAN#";
     pub const TARGET_PREFIX: &str = "TARGET#";
 
@@ -1294,21 +1298,30 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Adds to the count of reports dropped because their host did not send them
-    /// (`forgedReports` on the summary; not versioned, so no writer loses a race to it).
+    /// Adds to the count of reports dropped because their host did not send them: an
+    /// item of its own beside the summary, so that a flood of forged reports never
+    /// contends with the deployment's own writes.
     pub async fn count_forged_reports(&self, id: &str, count: u64) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(keys::deployment(id)))
-            .key("sk", s(keys::DEPLOYMENT_SK))
+            .key("sk", s(keys::FORGED_REPORTS_SK))
             .update_expression("ADD forgedReports :count")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":count", n(count))
             .send()
             .await
-            .map_err(|error| classify(error, || format!("deployment {id} is gone")))?;
+            .map_err(aws)?;
         Ok(())
+    }
+
+    /// Reports dropped because their host did not send them.
+    pub async fn forged_reports(&self, id: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .get_item(&keys::deployment(id), keys::FORGED_REPORTS_SK)
+            .await?
+            .and_then(|item| number(&item, "forgedReports"))
+            .unwrap_or(0))
     }
 
     /// Moves an active deployment's next tick to `until`, whatever else holds.

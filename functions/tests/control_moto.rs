@@ -1961,6 +1961,28 @@ async fn an_on_premises_instance_registers_with_exactly_one_iam_identity_of_its_
         "{error}"
     );
     assert!(error.message.contains("\"web-1\""), "{error}");
+    // Another spelling of the same identity is the same identity.
+    let other_spelling = session_arn("web-1").replace("arn:aws:", "arn:aws-us-gov:");
+    let error = fx
+        .call(
+            "RegisterOnPremisesInstance",
+            json!({"instanceName": "web-2", "iamSessionArn": other_spelling}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code, "IamSessionArnAlreadyRegisteredException",
+        "{error}"
+    );
+    // An on-premises name shaped like an EC2 id would share that instance's queue.
+    let error = fx
+        .call(
+            "RegisterOnPremisesInstance",
+            json!({"instanceName": "i-0123456789abcdef0", "iamSessionArn": session_arn("i-0123456789abcdef0")}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "InvalidInstanceNameException", "{error}");
     let error = fx
         .call(
             "RegisterOnPremisesInstance",
@@ -2022,23 +2044,10 @@ async fn reports_sent_by_another_identity_are_dropped_and_counted() {
             .unwrap();
         assert!(events.iter().all(|e| e["status"] == "Pending"), "{target}");
     }
-    let item = aws_sdk_dynamodb::Client::new(&fx._moto.sdk_config().await)
-        .get_item()
-        .table_name("gantry")
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("DEPLOYMENT#{id}")),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("STATE".into()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
-    assert_eq!(item["forgedReports"].as_n().unwrap(), &count.to_string());
+    assert_eq!(
+        fx.control.store.forged_reports(&id).await.unwrap(),
+        count as u64
+    );
     // The hosts' own reports still count.
     fx.run_host(&id, "web-1", None).await;
     fx.run_host(&id, "web-2", None).await;
@@ -2221,5 +2230,65 @@ async fn hosts_on_the_last_successful_revision_go_after_those_on_any_other() {
     assert_eq!(
         fx.dispatched(&["web-1", "web-2"]).await,
         vec!["web-2".to_owned()]
+    );
+}
+
+/// The exception an operation answers with.
+async fn error_code(fx: &Fixture, operation: &str, input: Value) -> String {
+    match fx.call(operation, input.clone()).await {
+        Ok(output) => panic!("{operation} {input} answered {output}"),
+        Err(error) => error.code.name().to_owned(),
+    }
+}
+
+/// ContinueDeployment answers as CodeDeploy does for in-place deployments (Gantry's only
+/// kind): the id is checked, a running deployment does not support the action, and an
+/// ended one is already completed.
+#[tokio::test(flavor = "multi_thread")]
+async fn continue_deployment_answers_as_codedeploy_does_for_in_place_deployments() {
+    let fx = Fixture::start().await;
+    fx.hosts(&HOSTS[..1]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.OneAtATime", json!({}))
+        .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    for (input, expected) in [
+        (json!({}), "DeploymentIdRequiredException"),
+        (
+            json!({"deploymentId": "not-an-id"}),
+            "InvalidDeploymentIdException",
+        ),
+        (
+            json!({"deploymentId": "d-NOSUCH123"}),
+            "DeploymentDoesNotExistException",
+        ),
+        (
+            json!({"deploymentId": id, "deploymentWaitType": "SOON"}),
+            "InvalidDeploymentWaitTypeException",
+        ),
+        (
+            json!({"deploymentId": id, "deploymentWaitType": "READY_WAIT"}),
+            "UnsupportedActionForDeploymentTypeException",
+        ),
+        (
+            json!({"deploymentId": id}),
+            "UnsupportedActionForDeploymentTypeException",
+        ),
+    ] {
+        assert_eq!(
+            error_code(&fx, "ContinueDeployment", input.clone()).await,
+            expected,
+            "{input}"
+        );
+    }
+    fx.ok("StopDeployment", json!({"deploymentId": id})).await;
+    assert_eq!(
+        error_code(
+            &fx,
+            "ContinueDeployment",
+            json!({"deploymentId": id, "deploymentWaitType": "TERMINATION_WAIT"})
+        )
+        .await,
+        "DeploymentAlreadyCompletedException"
     );
 }

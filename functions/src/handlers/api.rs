@@ -282,16 +282,31 @@ fn check_instance_name(name: &str) -> Result<(), ApiError> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+    if !valid {
+        return Err(ApiError::new(
             Exception::InvalidInstanceName,
             format!(
                 "instanceName: {name:?} must be 1 to 60 characters of A-Z, a-z, 0-9, - and _ (it names the host's command queue)"
             ),
-        ))
+        ));
     }
+    // It would share an EC2 instance's command queue and reports.
+    if looks_like_ec2_id(name) {
+        return Err(ApiError::new(
+            Exception::InvalidInstanceName,
+            format!(
+                "instanceName: {name:?} has the form of an EC2 instance id; name on-premises instances otherwise"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `i-` and 8 or 17 hexadecimal digits.
+fn looks_like_ec2_id(name: &str) -> bool {
+    name.strip_prefix("i-").is_some_and(|digits| {
+        matches!(digits.len(), 8 | 17) && digits.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// Runs one CodeDeploy operation. Each area is its own function, boxed: one async match
@@ -760,8 +775,9 @@ async fn on_premises_instances(
                 tags: Vec::new(),
                 sender_id: Some(sender_id),
             };
-            // One instance per identity: two sharing one could report for each other.
-            let claim = iam_claim(&arn);
+            // One instance per identity (its SenderId, whatever ARN spelling named it):
+            // two sharing one could report for each other.
+            let claim = sender_claim(info.sender_id.as_deref().unwrap_or_default());
             match store
                 .put_new_claiming(keys::INSTANCES, &instance, &info, &claim)
                 .await
@@ -802,13 +818,10 @@ async fn on_premises_instances(
             })
             .await?;
             // Its identity may serve a new instance.
-            let info = get_instance(control, &instance).await?;
-            for arn in [&info.iam_user_arn, &info.iam_session_arn]
-                .into_iter()
-                .flatten()
-            {
+            let info = stored_instance(control, &instance).await?;
+            if let Some(sender_id) = &info.sender_id {
                 store
-                    .release_claim(&iam_claim(arn), keys::INSTANCES, &instance)
+                    .release_claim(&sender_claim(sender_id), keys::INSTANCES, &instance)
                     .await?;
             }
             Ok(json!({}))
@@ -1011,16 +1024,52 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
             Ok(json!({"deploymentTargets": targets}))
         }
         "StopDeployment" => {
-            let id = name_field(&input, "deploymentId", Exception::DeploymentIdRequired)?;
+            let id = deployment_id_field(&input)?;
             let rollback = input.get("autoRollbackEnabled").and_then(Value::as_bool);
             stop(control, &id, rollback).await
         }
-        "ContinueDeployment" => Err(ApiError::new(
-            Exception::DeploymentIsNotInReadyState,
-            "ContinueDeployment applies to blue/green deployments waiting for traffic rerouting; in-place deployments never wait",
-        )),
+        "ContinueDeployment" => continue_deployment(control, &input).await,
         other => Err(unknown_operation(other)),
     }
+}
+
+/// ContinueDeployment. It continues a blue/green deployment that waits (READY_WAIT for
+/// traffic to be rerouted, TERMINATION_WAIT for the original instances to be ended);
+/// Gantry's deployments are in-place and never wait, so it answers as CodeDeploy does
+/// for an in-place deployment: one that has ended is already completed, one that runs
+/// does not support the action.
+async fn continue_deployment(control: &ControlPlane, input: &Value) -> Result<Value, ApiError> {
+    let id = deployment_id_field(input)?;
+    if let Some(wait) = input.get("deploymentWaitType").filter(|v| !v.is_null())
+        && !matches!(wait.as_str(), Some("READY_WAIT" | "TERMINATION_WAIT"))
+    {
+        return Err(ApiError::new(
+            Exception::InvalidDeploymentWaitType,
+            format!("deploymentWaitType: {wait} is not READY_WAIT or TERMINATION_WAIT"),
+        ));
+    }
+    let record = load(control, &id).await?;
+    let status = serialized_name(&record.state.status);
+    if record.state.status.is_terminal() {
+        return Err(ApiError::new(
+            Exception::DeploymentAlreadyCompleted,
+            format!("deploymentId: deployment {id} already ended with status {status}"),
+        ));
+    }
+    Err(ApiError::new(
+        Exception::UnsupportedActionForDeploymentType,
+        format!(
+            "deploymentId: deployment {id} is an IN_PLACE deployment ({status}); ContinueDeployment applies to blue/green deployments waiting for traffic rerouting or for the original instances' termination"
+        ),
+    ))
+}
+
+/// A `deploymentId` that is given and has CodeDeploy's form (`d-` and nine of A-Z, 0-9).
+fn deployment_id_field(input: &Value) -> Result<String, ApiError> {
+    let id = name_field(input, "deploymentId", Exception::DeploymentIdRequired)?;
+    gantry_core::wire::check_deployment_id(&id)
+        .map_err(|error| ApiError::new(Exception::InvalidDeploymentId, error.to_string()))?;
+    Ok(id)
 }
 
 fn same_revision(stored: &RevisionLocation, wanted: &RevisionLocation) -> bool {
@@ -1074,8 +1123,8 @@ fn iam_identity(input: &Value) -> Result<(String, IamIdentity), ApiError> {
     }
 }
 
-fn iam_claim(arn: &str) -> String {
-    format!("IAM#{arn}")
+fn sender_claim(sender_id: &str) -> String {
+    format!("SENDER#{sender_id}")
 }
 
 /// A registered instance, as the API shows it.
@@ -1151,7 +1200,7 @@ struct GroupInput {
     #[serde(default)]
     deployment_config_name: Option<String>,
     #[serde(flatten)]
-    targets: TargetSelection,
+    targets: TargetChanges,
     #[serde(default)]
     service_role_arn: Option<String>,
     #[serde(default)]
@@ -1185,7 +1234,10 @@ impl GroupInput {
         control: &ControlPlane,
         current: Option<&DeploymentGroupSettings>,
     ) -> Result<DeploymentGroupSettings, ApiError> {
-        self.targets
+        let targets = self
+            .targets
+            .applied_to(&current.map(|c| c.targets.clone()).unwrap_or_default());
+        targets
             .validate()
             .map_err(|message| ApiError::new(Exception::InvalidTag, message))?;
         if let Some(style) = &self.deployment_style {
@@ -1280,10 +1332,6 @@ impl GroupInput {
                 "outdatedInstancesStrategy: {strategy:?} is not UPDATE or IGNORE"
             )));
         }
-        let targets = match current {
-            Some(current) if self.targets.is_empty() => current.targets.clone(),
-            _ => self.targets.clone(),
-        };
         Ok(DeploymentGroupSettings {
             application_name: self.application_name.clone(),
             deployment_group_id: current
