@@ -962,7 +962,7 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
             Ok(json!(output))
         }
         "GetDeployment" => {
-            let id = name_field(&input, "deploymentId", Exception::DeploymentIdRequired)?;
+            let id = deployment_id_field(&input)?;
             Ok(json!({"deploymentInfo": deployment_info(&load(control, &id).await?)}))
         }
         "BatchGetDeployments" => {
@@ -974,7 +974,7 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
         }
         "ListDeployments" => list_deployments(control, &input).await,
         "ListDeploymentTargets" | "ListDeploymentInstances" => {
-            let id = name_field(&input, "deploymentId", Exception::DeploymentIdRequired)?;
+            let id = deployment_id_field(&input)?;
             load(control, &id).await?;
             let plan = control.store.plan(&id).await?;
             let ids: Vec<String> = plan.into_iter().map(|t| t.instance_id).collect();
@@ -987,7 +987,7 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
             Ok(with_next_token(json!({ field: ids }), next))
         }
         "BatchGetDeploymentTargets" => {
-            let id = name_field(&input, "deploymentId", Exception::DeploymentIdRequired)?;
+            let id = deployment_id_field(&input)?;
             let record = load(control, &id).await?;
             let wanted = batch_names(&input, "targetIds", 25)?;
             let mut found = control.store.load_targets(&id, &wanted).await?;
