@@ -203,6 +203,10 @@ enum ConfigCommand {
     Get {
         name: String,
     },
+    /// Delete a custom configuration no deployment group uses.
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -486,6 +490,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .api("GetDeploymentConfig", json!({"deploymentConfigName": name}))
                     .await?;
                 show(output, &got, |v| format!("{:#}", v["deploymentConfigInfo"]));
+            }
+            ConfigCommand::Delete { name } => {
+                let deleted = gantry
+                    .api(
+                        "DeleteDeploymentConfig",
+                        json!({"deploymentConfigName": name}),
+                    )
+                    .await?;
+                show(output, &deleted, |_| {
+                    format!("deleted deployment configuration {name}")
+                });
             }
         },
         Command::Instance { command } => match command {

@@ -2292,3 +2292,48 @@ async fn continue_deployment_answers_as_codedeploy_does_for_in_place_deployments
         "DeploymentAlreadyCompletedException"
     );
 }
+
+/// A custom configuration a group uses cannot be deleted (the error names the groups);
+/// once no group uses it, it can. Predefined ones never can.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_config_in_use_cannot_be_deleted() {
+    let fx = Fixture::start().await;
+    fx.ok(
+        "CreateDeploymentConfig",
+        json!({"deploymentConfigName": "TwoHealthy", "minimumHealthyHosts": {"type": "HOST_COUNT", "value": 2}}),
+    )
+    .await;
+    fx.group("web", "TwoHealthy", json!({})).await;
+    fx.group("api", "TwoHealthy", json!({})).await;
+    let delete = json!({"deploymentConfigName": "TwoHealthy"});
+    let error = fx
+        .call("DeleteDeploymentConfig", delete.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "DeploymentConfigInUseException");
+    assert!(
+        error.message.contains("shop/web") && error.message.contains("shop/api"),
+        "{error}"
+    );
+    for group in ["web", "api"] {
+        fx.ok(
+            "UpdateDeploymentGroup",
+            json!({"applicationName": APP, "currentDeploymentGroupName": group, "deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
+        )
+        .await;
+    }
+    fx.ok("DeleteDeploymentConfig", delete.clone()).await;
+    assert_eq!(
+        error_code(&fx, "GetDeploymentConfig", delete).await,
+        "DeploymentConfigDoesNotExistException"
+    );
+    assert_eq!(
+        error_code(
+            &fx,
+            "DeleteDeploymentConfig",
+            json!({"deploymentConfigName": "CodeDeployDefault.OneAtATime"})
+        )
+        .await,
+        "InvalidOperationException"
+    );
+}

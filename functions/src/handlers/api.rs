@@ -162,14 +162,11 @@ async fn list_deployments(control: &ControlPlane, input: &Value) -> Result<Value
             get_application(control, application).await?;
             application_groups(control, application).await?
         }
-        (None, None) => {
-            let mut all = Vec::new();
-            let applications: Vec<ApplicationInfo> = control.store.list(keys::APPLICATIONS).await?;
-            for app in applications {
-                all.extend(application_groups(control, &app.application_name).await?);
-            }
-            all
-        }
+        (None, None) => all_groups(control)
+            .await?
+            .into_iter()
+            .map(|group| (group.application_name, group.deployment_group_name))
+            .collect(),
     };
     let range = input.get("createTimeRange");
     let bound = |name: &str| -> Result<Option<Millis>, ApiError> {
@@ -262,6 +259,21 @@ async fn application_groups(
         .into_iter()
         .map(|group| (application.to_owned(), group.deployment_group_name))
         .collect())
+}
+
+/// Every deployment group of every application.
+async fn all_groups(control: &ControlPlane) -> Result<Vec<DeploymentGroupSettings>, ApiError> {
+    let applications: Vec<ApplicationInfo> = control.store.list(keys::APPLICATIONS).await?;
+    let mut groups = Vec::new();
+    for application in applications {
+        groups.extend(
+            control
+                .store
+                .list::<DeploymentGroupSettings>(&keys::groups(&application.application_name))
+                .await?,
+        );
+    }
+    Ok(groups)
 }
 
 fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
@@ -738,6 +750,21 @@ async fn deployment_configs(
                     Exception::InvalidOperation,
                     format!(
                         "deploymentConfigName: {config_name} is predefined and cannot be deleted"
+                    ),
+                ));
+            }
+            let users: Vec<String> = all_groups(control)
+                .await?
+                .into_iter()
+                .filter(|group| group.deployment_config_name == config_name)
+                .map(|group| format!("{}/{}", group.application_name, group.deployment_group_name))
+                .collect();
+            if !users.is_empty() {
+                return Err(ApiError::new(
+                    Exception::DeploymentConfigInUse,
+                    format!(
+                        "deploymentConfigName: {config_name} is used by deployment group(s) {}; give them another configuration first",
+                        users.join(", ")
                     ),
                 ));
             }
