@@ -154,6 +154,90 @@ struct GroupSettings {
     triggers: Vec<String>,
 }
 
+/// What `group update` takes out of the group's targets.
+#[derive(Args, Default)]
+struct GroupRemovals {
+    /// Stop deploying to on-premises instances with this tag, KEY=VALUE (repeat); the
+    /// group's other on-premises tags stay.
+    #[arg(long = "remove-on-prem-tag")]
+    on_prem_tags: Vec<String>,
+    /// Stop deploying to EC2 instances with this tag, KEY=VALUE (repeat).
+    #[arg(long = "remove-ec2-tag")]
+    ec2_tags: Vec<String>,
+    /// Stop deploying to this Auto Scaling group's instances (repeat); its launch hook
+    /// is removed.
+    #[arg(long = "remove-asg")]
+    auto_scaling_groups: Vec<String>,
+}
+
+impl GroupRemovals {
+    fn is_empty(&self) -> bool {
+        self.on_prem_tags.is_empty()
+            && self.ec2_tags.is_empty()
+            && self.auto_scaling_groups.is_empty()
+    }
+
+    /// Takes the removed items out of `input`'s lists, or, where `input` does not give
+    /// a list, out of the group's own (`current`, its deploymentGroupInfo), and gives
+    /// the list that is left (empty, if it removes all: CodeDeploy removes a list given
+    /// empty and keeps one left out).
+    fn apply(&self, mut input: Value, current: &Value) -> anyhow::Result<Value> {
+        for (field, flag, removed) in [
+            (
+                "onPremisesInstanceTagFilters",
+                "--remove-on-prem-tag",
+                &self.on_prem_tags,
+            ),
+            ("ec2TagFilters", "--remove-ec2-tag", &self.ec2_tags),
+        ] {
+            if removed.is_empty() {
+                continue;
+            }
+            let mut filters = input
+                .get(field)
+                .or_else(|| current.get(field))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for pair in removed {
+                let (key, value) = key_value(flag, pair)?;
+                let index = filters
+                    .iter()
+                    .position(|filter| {
+                        filter["Key"] == key.as_str() && filter["Value"] == value.as_str()
+                    })
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("{flag}: the group has no {field} entry {pair}")
+                    })?;
+                filters.remove(index);
+            }
+            input[field] = Value::Array(filters);
+        }
+        if !self.auto_scaling_groups.is_empty() {
+            let mut groups: Vec<String> = match input.get("autoScalingGroups") {
+                Some(given) => serde_json::from_value(given.clone())?,
+                None => current["autoScalingGroups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|group| group["name"].as_str().map(str::to_owned))
+                    .collect(),
+            };
+            for removed in &self.auto_scaling_groups {
+                let index = groups
+                    .iter()
+                    .position(|group| group == removed)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--remove-asg: the group does not list {removed}")
+                    })?;
+                groups.remove(index);
+            }
+            input["autoScalingGroups"] = json!(groups);
+        }
+        Ok(input)
+    }
+}
+
 #[derive(Subcommand)]
 enum GroupCommand {
     Create {
@@ -163,12 +247,15 @@ enum GroupCommand {
         #[command(flatten)]
         settings: GroupSettings,
     },
+    /// Change a group: what you give replaces the group's, what you leave out it keeps.
     Update {
         name: String,
         #[arg(long)]
         app: String,
         #[command(flatten)]
         settings: GroupSettings,
+        #[command(flatten)]
+        removals: GroupRemovals,
     },
     Get {
         name: String,
@@ -416,9 +503,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 name,
                 app,
                 settings,
+                removals,
             } => {
-                let input = settings
+                let mut input = settings
                     .input(json!({"applicationName": app, "currentDeploymentGroupName": name}))?;
+                if !removals.is_empty() {
+                    let current = gantry
+                        .api(
+                            "GetDeploymentGroup",
+                            json!({"applicationName": app, "deploymentGroupName": name}),
+                        )
+                        .await?;
+                    input = removals.apply(input, &current["deploymentGroupInfo"])?;
+                }
                 let updated = gantry.api("UpdateDeploymentGroup", input).await?;
                 show(output, &updated, |_| {
                     format!("updated deployment group {name}")
@@ -628,4 +725,53 @@ async fn add_tags(gantry: &Gantry, name: &str, tags: &[String]) -> anyhow::Resul
             json!({"instanceNames": [name], "tags": tags}),
         )
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(key: &str, value: &str) -> Value {
+        json!({"Key": key, "Value": value, "Type": "KEY_AND_VALUE"})
+    }
+
+    #[test]
+    fn group_update_removes_one_tag_and_keeps_what_it_does_not_name() {
+        let current = json!({
+            "onPremisesInstanceTagFilters": [filter("role", "web"), filter("role", "api")],
+            "ec2TagFilters": [filter("env", "prod")],
+            "autoScalingGroups": [{"name": "web-asg"}, {"name": "api-asg"}],
+        });
+        let removals = GroupRemovals {
+            on_prem_tags: vec!["role=api".into()],
+            ec2_tags: vec!["env=prod".into()],
+            auto_scaling_groups: vec!["api-asg".into()],
+        };
+        let input = removals
+            .apply(json!({"currentDeploymentGroupName": "web"}), &current)
+            .unwrap();
+        assert_eq!(
+            input,
+            json!({
+                "currentDeploymentGroupName": "web",
+                "onPremisesInstanceTagFilters": [filter("role", "web")],
+                "ec2TagFilters": [],
+                "autoScalingGroups": ["web-asg"],
+            })
+        );
+        let nothing = GroupRemovals::default()
+            .apply(json!({"currentDeploymentGroupName": "web"}), &current)
+            .unwrap();
+        assert_eq!(nothing, json!({"currentDeploymentGroupName": "web"}));
+        let missing = GroupRemovals {
+            on_prem_tags: vec!["role=db".into()],
+            ..Default::default()
+        }
+        .apply(json!({}), &current)
+        .unwrap_err();
+        assert!(
+            missing.to_string().contains("--remove-on-prem-tag"),
+            "{missing}"
+        );
+    }
 }

@@ -207,6 +207,48 @@ impl TargetSelection {
     }
 }
 
+/// The target fields of CreateDeploymentGroup's and UpdateDeploymentGroup's input, as
+/// CodeDeploy reads them for an update: a field left out keeps what the group has, and an
+/// empty list (or tag set) removes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetChanges {
+    #[serde(default)]
+    pub ec2_tag_filters: Option<Vec<TagFilter>>,
+    #[serde(default)]
+    pub ec2_tag_set: Option<Ec2TagSet>,
+    #[serde(default)]
+    pub on_premises_instance_tag_filters: Option<Vec<TagFilter>>,
+    #[serde(default)]
+    pub on_premises_tag_set: Option<OnPremisesTagSet>,
+    #[serde(default)]
+    pub auto_scaling_groups: Option<Vec<String>>,
+}
+
+impl TargetChanges {
+    /// `current` with these changes made (a new group's `current` is empty).
+    pub fn applied_to(&self, current: &TargetSelection) -> TargetSelection {
+        fn kept<T: Clone>(given: &Option<T>, current: &T) -> T {
+            given.clone().unwrap_or_else(|| current.clone())
+        }
+        TargetSelection {
+            ec2_tag_filters: kept(&self.ec2_tag_filters, &current.ec2_tag_filters),
+            ec2_tag_set: kept(&self.ec2_tag_set.clone().map(Some), &current.ec2_tag_set)
+                .filter(|set| !set.ec2_tag_set_list.is_empty()),
+            on_premises_instance_tag_filters: kept(
+                &self.on_premises_instance_tag_filters,
+                &current.on_premises_instance_tag_filters,
+            ),
+            on_premises_tag_set: kept(
+                &self.on_premises_tag_set.clone().map(Some),
+                &current.on_premises_tag_set,
+            )
+            .filter(|set| !set.on_premises_tag_set_list.is_empty()),
+            auto_scaling_groups: kept(&self.auto_scaling_groups, &current.auto_scaling_groups),
+        }
+    }
+}
+
 fn tag_rule(filters: &[TagFilter], set: Option<&Vec<Vec<TagFilter>>>) -> Option<TagSet> {
     if !filters.is_empty() {
         return Some(TagSet(vec![filters.to_vec()]));
@@ -357,4 +399,47 @@ pub struct LifecycleAction {
     pub lifecycle_hook_name: String,
     pub lifecycle_action_token: String,
     pub instance_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn changes(input: serde_json::Value) -> TargetChanges {
+        serde_json::from_value(input).unwrap()
+    }
+
+    fn group() -> TargetSelection {
+        serde_json::from_value(json!({
+            "onPremisesInstanceTagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+            "ec2TagSet": {"ec2TagSetList": [[{"Key": "env", "Value": "prod", "Type": "KEY_AND_VALUE"}]]},
+            "autoScalingGroups": ["web-asg"],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_target_field_left_out_is_kept_and_an_empty_one_removes() {
+        let current = group();
+        assert_eq!(changes(json!({})).applied_to(&current), current);
+        let only_ec2 = changes(
+            json!({"ec2TagFilters": [{"Key": "app", "Value": "shop", "Type": "KEY_AND_VALUE"}]}),
+        )
+        .applied_to(&current);
+        assert_eq!(only_ec2.ec2_tag_filters.len(), 1);
+        assert_eq!(only_ec2.auto_scaling_groups, ["web-asg"]);
+        assert_eq!(
+            only_ec2.on_premises_instance_tag_filters,
+            current.on_premises_instance_tag_filters
+        );
+        let removed = changes(json!({
+            "onPremisesInstanceTagFilters": [],
+            "ec2TagSet": {"ec2TagSetList": []},
+            "autoScalingGroups": [],
+        }))
+        .applied_to(&current);
+        assert!(removed.is_empty(), "{removed:?}");
+        assert_eq!(removed.ec2_tag_set, None);
+    }
 }

@@ -2241,6 +2241,15 @@ async fn error_code(fx: &Fixture, operation: &str, input: Value) -> String {
     }
 }
 
+async fn deployment_group(fx: &Fixture, name: &str) -> Value {
+    fx.ok(
+        "GetDeploymentGroup",
+        json!({"applicationName": APP, "deploymentGroupName": name}),
+    )
+    .await["deploymentGroupInfo"]
+        .clone()
+}
+
 /// ContinueDeployment answers as CodeDeploy does for in-place deployments (Gantry's only
 /// kind): the id is checked, a running deployment does not support the action, and an
 /// ended one is already completed.
@@ -2335,5 +2344,92 @@ async fn a_deployment_config_in_use_cannot_be_deleted() {
         )
         .await,
         "InvalidOperationException"
+    );
+}
+
+/// UpdateDeploymentGroup follows CodeDeploy's rule for targets: a field left out keeps
+/// what the group has, an empty list removes it. The Auto Scaling group's launch hook
+/// stays while the group lists it and goes when an update removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn updating_a_group_keeps_the_targets_it_leaves_out_and_removes_those_given_empty() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let autoscaling = auto_scaling_group(&config).await;
+    fx.group(
+        "web",
+        "CodeDeployDefault.OneAtATime",
+        json!({
+            "autoScalingGroups": ["web-asg"],
+            "autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]},
+        }),
+    )
+    .await;
+    assert_eq!(lifecycle_hook_names(&autoscaling).await.len(), 1);
+    let update = |changes: Value| {
+        let mut input = json!({"applicationName": APP, "currentDeploymentGroupName": "web"});
+        input
+            .as_object_mut()
+            .unwrap()
+            .extend(changes.as_object().unwrap().clone());
+        input
+    };
+    let ec2 = json!([{"Key": "app", "Value": "shop", "Type": "KEY_AND_VALUE"}]);
+    let updated = fx
+        .ok(
+            "UpdateDeploymentGroup",
+            update(json!({"ec2TagFilters": ec2})),
+        )
+        .await;
+    assert_eq!(updated["hooksNotCleanedUp"], json!([]));
+    let group = deployment_group(&fx, "web").await;
+    assert_eq!(group["ec2TagFilters"], ec2);
+    assert_eq!(group["autoScalingGroups"], json!([{"name": "web-asg"}]));
+    assert_eq!(
+        group["onPremisesInstanceTagFilters"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(group["autoRollbackConfiguration"]["enabled"], true);
+    assert_eq!(
+        lifecycle_hook_names(&autoscaling).await.len(),
+        1,
+        "the hook of a group still listed stays"
+    );
+
+    // A tag set beside the filters that remain is refused; given with the filters
+    // emptied, it replaces them.
+    let tag_set =
+        json!({"ec2TagSetList": [[{"Key": "env", "Value": "prod", "Type": "KEY_AND_VALUE"}]]});
+    assert_eq!(
+        error_code(
+            &fx,
+            "UpdateDeploymentGroup",
+            update(json!({"ec2TagSet": tag_set}))
+        )
+        .await,
+        "InvalidTagException"
+    );
+    fx.ok(
+        "UpdateDeploymentGroup",
+        update(json!({"ec2TagFilters": [], "ec2TagSet": tag_set})),
+    )
+    .await;
+
+    fx.ok(
+        "UpdateDeploymentGroup",
+        update(json!({"onPremisesInstanceTagFilters": [], "autoScalingGroups": []})),
+    )
+    .await;
+    let group = deployment_group(&fx, "web").await;
+    assert_eq!(group["onPremisesInstanceTagFilters"], json!([]));
+    assert_eq!(group["ec2TagFilters"], json!([]));
+    assert_eq!(group["ec2TagSet"], tag_set);
+    assert_eq!(group["autoScalingGroups"], json!([]));
+    assert_eq!(group["autoRollbackConfiguration"]["enabled"], true);
+    assert!(
+        lifecycle_hook_names(&autoscaling).await.is_empty(),
+        "the removed Auto Scaling group's hook is deleted"
     );
 }

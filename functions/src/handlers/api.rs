@@ -13,7 +13,7 @@ use crate::effects;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::model::{
     ApplicationInfo, AutoRollbackConfiguration, DeploymentConfigInfo, DeploymentGroupSettings,
-    DeploymentSpec, OnPremisesInstance, RevisionRecord, TRIGGER_EVENTS, Tag, TargetSelection,
+    DeploymentSpec, OnPremisesInstance, RevisionRecord, TRIGGER_EVENTS, Tag, TargetChanges,
     TriggerConfig, now_millis, seconds, serialized_name,
 };
 use crate::store::{DeploymentRecord, StoreError, keys};
@@ -455,15 +455,12 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                             ),
                         )
                     })?;
-                sync_launch_hooks(
+                remove_launch_hooks(
                     control,
-                    &application,
-                    &group.deployment_group_name,
                     &group.deployment_group_id,
-                    &[],
                     &group.targets.auto_scaling_groups,
                 )
-                .await?;
+                .await;
             }
             store.delete(keys::APPLICATIONS, &application, None).await?;
             Ok(json!({}))
@@ -494,19 +491,21 @@ async fn deployment_groups(
             check_name("deploymentGroupName", &group)?;
             let settings = request.settings(control, None).await?;
             // Hooks first: a group whose launches would go unanswered is not created.
-            sync_launch_hooks(
+            let auto_scaling_groups = &settings.targets.auto_scaling_groups;
+            put_launch_hooks(
                 control,
                 &application,
                 &group,
                 &settings.deployment_group_id,
-                &settings.targets.auto_scaling_groups,
-                &[],
+                auto_scaling_groups,
             )
             .await?;
-            store
-                .create_group(&application, &group, &settings)
-                .await
-                .map_err(|error| match error {
+            let created = store.create_group(&application, &group, &settings).await;
+            if created.is_err() {
+                remove_launch_hooks(control, &settings.deployment_group_id, auto_scaling_groups)
+                    .await;
+            }
+            created.map_err(|error| match error {
                     StoreError::Conflict(_) => ApiError::new(
                         Exception::DeploymentGroupAlreadyExists,
                         format!("deploymentGroupName: application {application:?} already has a group named {group:?}"),
@@ -564,24 +563,36 @@ async fn deployment_groups(
             let settings = request
                 .settings(control, Some(&group.settings.value))
                 .await?;
-            sync_launch_hooks(
-                control,
-                &application,
-                &current,
-                &settings.deployment_group_id,
-                &settings.targets.auto_scaling_groups,
-                &group.settings.value.targets.auto_scaling_groups,
-            )
-            .await?;
-            store
+            // Hooks change only on the Auto Scaling groups added or removed: put before
+            // the group lists them, removed once it no longer does.
+            let before = &group.settings.value.targets.auto_scaling_groups;
+            let after = &settings.targets.auto_scaling_groups;
+            let added: Vec<String> = after
+                .iter()
+                .filter(|name| !before.contains(name))
+                .cloned()
+                .collect();
+            let removed: Vec<String> = before
+                .iter()
+                .filter(|name| !after.contains(name))
+                .cloned()
+                .collect();
+            let id = &settings.deployment_group_id;
+            put_launch_hooks(control, &application, &current, id, &added).await?;
+            if let Err(error) = store
                 .update_body(
                     &keys::groups(&application),
                     &current,
                     &settings,
                     group.settings.version,
                 )
-                .await?;
-            Ok(json!({"hooksNotCleanedUp": []}))
+                .await
+            {
+                remove_launch_hooks(control, id, &added).await;
+                return Err(error.into());
+            }
+            let not_cleaned_up = remove_launch_hooks(control, id, &removed).await;
+            Ok(json!({"hooksNotCleanedUp": not_cleaned_up}))
         }
         "DeleteDeploymentGroup" => {
             let application = application_field(&input)?;
@@ -603,14 +614,13 @@ async fn deployment_groups(
                 })?;
             // As CodeDeploy: the group is gone either way; hooks that could not be
             // removed are listed for the caller to remove.
-            let hook = hook_name(&loaded.settings.value.deployment_group_id);
-            let mut not_cleaned_up = Vec::new();
-            for auto_scaling_group in &loaded.settings.value.targets.auto_scaling_groups {
-                if let Err(error) = control.lifecycle.delete(auto_scaling_group, &hook).await {
-                    tracing::warn!(%error, auto_scaling_group, "lifecycle hook not removed");
-                    not_cleaned_up.push(json!({"name": auto_scaling_group, "hook": hook}));
-                }
-            }
+            let settings = &loaded.settings.value;
+            let not_cleaned_up = remove_launch_hooks(
+                control,
+                &settings.deployment_group_id,
+                &settings.targets.auto_scaling_groups,
+            )
+            .await;
             Ok(json!({"hooksNotCleanedUp": not_cleaned_up}))
         }
         other => Err(unknown_operation(other)),
@@ -1522,21 +1532,16 @@ fn target_info(
     })
 }
 
-/// Puts the group's launch hook on each of its Auto Scaling groups, and removes it
-/// from those it no longer lists.
-async fn sync_launch_hooks(
+/// Puts the group's launch hook on each of `added`, the Auto Scaling groups it starts
+/// deploying to. If one cannot be put, those put are removed again.
+async fn put_launch_hooks(
     control: &ControlPlane,
     application: &str,
     group: &str,
     deployment_group_id: &str,
-    auto_scaling_groups: &[String],
-    previous: &[String],
+    added: &[String],
 ) -> Result<(), ApiError> {
-    let hook = hook_name(deployment_group_id);
-    for gone in previous.iter().filter(|g| !auto_scaling_groups.contains(g)) {
-        control.lifecycle.delete(gone, &hook).await?;
-    }
-    if auto_scaling_groups.is_empty() {
+    if added.is_empty() {
         return Ok(());
     }
     let (Some(queue), Some(role)) = (
@@ -1547,15 +1552,39 @@ async fn sync_launch_hooks(
             "autoScalingGroups: this Gantry has no lifecycle queue configured (GANTRY_LIFECYCLE_QUEUE_ARN and GANTRY_LIFECYCLE_ROLE_ARN), so it cannot deploy to instances as they launch",
         ));
     };
+    let hook = hook_name(deployment_group_id);
     let metadata =
         json!({"applicationName": application, "deploymentGroupName": group}).to_string();
-    for auto_scaling_group in auto_scaling_groups {
-        control
+    for (index, auto_scaling_group) in added.iter().enumerate() {
+        if let Err(error) = control
             .lifecycle
             .put(auto_scaling_group, &hook, queue, role, &metadata)
-            .await?;
+            .await
+        {
+            remove_launch_hooks(control, deployment_group_id, &added[..index]).await;
+            return Err(error);
+        }
     }
     Ok(())
+}
+
+/// Removes the group's launch hook from each of `removed`, the Auto Scaling groups it no
+/// longer deploys to; answers those it could not remove from, as CodeDeploy's
+/// `hooksNotCleanedUp` lists them.
+async fn remove_launch_hooks(
+    control: &ControlPlane,
+    deployment_group_id: &str,
+    removed: &[String],
+) -> Vec<Value> {
+    let hook = hook_name(deployment_group_id);
+    let mut not_cleaned_up = Vec::new();
+    for auto_scaling_group in removed {
+        if let Err(error) = control.lifecycle.delete(auto_scaling_group, &hook).await {
+            tracing::warn!(%error, auto_scaling_group, "lifecycle hook not removed");
+            not_cleaned_up.push(json!({"name": auto_scaling_group, "hook": hook}));
+        }
+    }
+    not_cleaned_up
 }
 
 /// StopDeployment.
