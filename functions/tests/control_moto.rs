@@ -2433,3 +2433,285 @@ async fn updating_a_group_keeps_the_targets_it_leaves_out_and_removes_those_give
         "the removed Auto Scaling group's hook is deleted"
     );
 }
+
+/// A deployment's hosts one at a time or in batches, as targets and as (older API)
+/// instances, and its host list filtered by status, a page at a time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployments_hosts_are_read_one_by_one_in_batches_and_listed_by_status() {
+    let fx = Fixture::start().await;
+    fx.hosts(&HOSTS).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.OneAtATime", json!({}))
+        .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    let first = fx.dispatched(&HOSTS).await;
+    assert_eq!(first.len(), 1);
+    fx.run_host(&id, &first[0], None).await;
+    let second = fx.dispatched(&HOSTS).await;
+    assert_eq!(second.len(), 1);
+
+    let target = fx
+        .ok(
+            "GetDeploymentTarget",
+            json!({"deploymentId": id, "targetId": first[0]}),
+        )
+        .await;
+    assert_eq!(
+        target["deploymentTarget"]["instanceTarget"]["status"],
+        "Succeeded"
+    );
+    let instance = fx
+        .ok(
+            "GetDeploymentInstance",
+            json!({"deploymentId": id, "instanceId": second[0]}),
+        )
+        .await;
+    assert_eq!(instance["instanceSummary"]["status"], "InProgress");
+    assert_eq!(instance["instanceSummary"]["instanceId"], json!(second[0]));
+    assert_eq!(instance["instanceSummary"]["deploymentId"], json!(id));
+    let batch = fx
+        .ok(
+            "BatchGetDeploymentInstances",
+            json!({"deploymentId": id, "instanceIds": HOSTS.iter().chain(["web-9"].iter()).collect::<Vec<_>>()}),
+        )
+        .await;
+    let statuses: BTreeMap<String, String> = batch["instancesSummary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["instanceId"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses.len(), 4);
+    assert_eq!(statuses[&first[0]], "Succeeded");
+    assert_eq!(statuses.values().filter(|s| *s == "Pending").count(), 2);
+    assert!(
+        batch["errorMessage"].as_str().unwrap().contains("web-9"),
+        "{batch}"
+    );
+
+    let list = |filter: Value| {
+        let mut input = json!({"deploymentId": id});
+        input
+            .as_object_mut()
+            .unwrap()
+            .extend(filter.as_object().unwrap().clone());
+        input
+    };
+    let pending = list_all(
+        &fx,
+        "ListDeploymentInstances",
+        list(json!({"instanceStatusFilter": ["Pending"]})),
+        "instancesList",
+    )
+    .await;
+    assert_eq!(pending.len(), 2);
+    assert!(!pending.contains(&first[0]) && !pending.contains(&second[0]));
+    let done = list_all(
+        &fx,
+        "ListDeploymentTargets",
+        list(json!({"targetFilters": {"TargetStatus": ["Succeeded", "InProgress"]}})),
+        "targetIds",
+    )
+    .await;
+    assert_eq!(done.len(), 2);
+    assert_eq!(
+        list_all(
+            &fx,
+            "ListDeploymentInstances",
+            list(json!({})),
+            "instancesList"
+        )
+        .await
+        .len(),
+        4
+    );
+    assert!(
+        list_all(
+            &fx,
+            "ListDeploymentInstances",
+            list(json!({"instanceTypeFilter": ["Green"]})),
+            "instancesList"
+        )
+        .await
+        .is_empty()
+    );
+
+    for (operation, input, expected) in [
+        (
+            "GetDeploymentTarget",
+            json!({"deploymentId": id}),
+            "DeploymentTargetIdRequiredException",
+        ),
+        (
+            "GetDeploymentTarget",
+            json!({"deploymentId": id, "targetId": "web-9"}),
+            "DeploymentTargetDoesNotExistException",
+        ),
+        (
+            "GetDeploymentInstance",
+            json!({"deploymentId": id}),
+            "InstanceIdRequiredException",
+        ),
+        (
+            "GetDeploymentInstance",
+            json!({"deploymentId": id, "instanceId": "web-9"}),
+            "InstanceDoesNotExistException",
+        ),
+        (
+            "GetDeploymentInstance",
+            json!({"deploymentId": "d-NOSUCH123", "instanceId": "web-1"}),
+            "DeploymentDoesNotExistException",
+        ),
+        (
+            "BatchGetDeploymentInstances",
+            json!({"deploymentId": id, "instanceIds": (0..26).map(|i| format!("web-{i}")).collect::<Vec<_>>()}),
+            "BatchLimitExceededException",
+        ),
+        (
+            "ListDeploymentInstances",
+            json!({"deploymentId": id, "instanceStatusFilter": ["Done"]}),
+            "InvalidInstanceStatusException",
+        ),
+        (
+            "ListDeploymentInstances",
+            json!({"deploymentId": id, "instanceTypeFilter": ["Red"]}),
+            "InvalidInstanceTypeException",
+        ),
+    ] {
+        assert_eq!(
+            error_code(&fx, operation, input.clone()).await,
+            expected,
+            "{operation} {input}"
+        );
+    }
+}
+
+/// ListDeploymentInstances filtered by status pages as the other List operations do.
+#[tokio::test(flavor = "multi_thread")]
+async fn deployment_instances_filtered_by_status_come_page_by_page() {
+    let fx = Fixture::start().await;
+    let hosts = register_fleet(&fx, 150).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("fleet", "CodeDeployDefault.OneAtATime", json!({}))
+        .await;
+    let id = fx.deploy("fleet", "v1.tgz").await.unwrap();
+    let input = json!({"deploymentId": id, "instanceStatusFilter": ["Pending"]});
+    let first = fx.ok("ListDeploymentInstances", input.clone()).await;
+    assert_eq!(first["instancesList"].as_array().unwrap().len(), 100);
+    assert!(first["nextToken"].is_string());
+    let pending = list_all(&fx, "ListDeploymentInstances", input, "instancesList").await;
+    assert_eq!(pending.len(), hosts.len() - 1, "all but the one running");
+    let mut unique = pending.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), pending.len(), "none repeated");
+}
+
+/// BatchGetApplicationRevisions answers each registered revision's information and
+/// names those not registered; UpdateApplication renames an application, never onto
+/// another's name.
+#[tokio::test(flavor = "multi_thread")]
+async fn application_revisions_come_in_batches_and_applications_are_renamed() {
+    let fx = Fixture::start().await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let location = |key: &str| json!({"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": key, "bundleType": "tgz"}});
+    fx.ok(
+        "RegisterApplicationRevision",
+        json!({"applicationName": APP, "revision": location("v1.tgz"), "description": "first"}),
+    )
+    .await;
+    let batch = fx
+        .ok(
+            "BatchGetApplicationRevisions",
+            json!({"applicationName": APP, "revisions": [location("v1.tgz"), location("v9.tgz")]}),
+        )
+        .await;
+    assert_eq!(batch["applicationName"], APP);
+    let revisions = batch["revisions"].as_array().unwrap();
+    assert_eq!(revisions.len(), 1);
+    assert_eq!(
+        revisions[0]["revisionLocation"]["s3Location"]["key"],
+        "v1.tgz"
+    );
+    assert_eq!(revisions[0]["genericRevisionInfo"]["description"], "first");
+    assert!(revisions[0]["genericRevisionInfo"]["registerTime"].is_number());
+    assert!(
+        batch["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("revisions[1]"),
+        "{batch}"
+    );
+    assert_eq!(
+        error_code(
+            &fx,
+            "BatchGetApplicationRevisions",
+            json!({"applicationName": APP})
+        )
+        .await,
+        "RevisionRequiredException"
+    );
+    assert_eq!(
+        error_code(
+            &fx,
+            "BatchGetApplicationRevisions",
+            json!({"applicationName": APP, "revisions": vec![location("v1.tgz"); 26]})
+        )
+        .await,
+        "BatchLimitExceededException"
+    );
+
+    fx.ok("CreateApplication", json!({"applicationName": "old"}))
+        .await;
+    let id = fx
+        .ok("GetApplication", json!({"applicationName": "old"}))
+        .await["application"]["applicationId"]
+        .clone();
+    assert_eq!(
+        error_code(
+            &fx,
+            "UpdateApplication",
+            json!({"applicationName": "old", "newApplicationName": APP})
+        )
+        .await,
+        "ApplicationAlreadyExistsException"
+    );
+    fx.ok(
+        "UpdateApplication",
+        json!({"applicationName": "old", "newApplicationName": "new"}),
+    )
+    .await;
+    let renamed = fx
+        .ok("GetApplication", json!({"applicationName": "new"}))
+        .await;
+    assert_eq!(renamed["application"]["applicationId"], id);
+    assert_eq!(renamed["application"]["applicationName"], "new");
+    assert_eq!(
+        error_code(&fx, "GetApplication", json!({"applicationName": "old"})).await,
+        "ApplicationDoesNotExistException"
+    );
+    assert_eq!(
+        error_code(
+            &fx,
+            "UpdateApplication",
+            json!({"applicationName": "old", "newApplicationName": "newer"})
+        )
+        .await,
+        "ApplicationDoesNotExistException"
+    );
+    // An application with revisions (or groups) is not renamed yet.
+    assert_eq!(
+        error_code(
+            &fx,
+            "UpdateApplication",
+            json!({"applicationName": APP, "newApplicationName": "elsewhere"})
+        )
+        .await,
+        "InvalidOperationException"
+    );
+}

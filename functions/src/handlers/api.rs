@@ -20,6 +20,7 @@ use crate::store::{DeploymentRecord, StoreError, keys};
 use gantry_core::config::{DeploymentConfig, MinimumHealthyHosts, ZonalConfig};
 use gantry_core::deployment::{Input, Millis, TargetState};
 use gantry_core::identity::IamIdentity;
+use gantry_core::planner::Target;
 use gantry_core::wire::RevisionLocation;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -334,6 +335,7 @@ pub async fn operation(
         | "GetApplication"
         | "BatchGetApplications"
         | "ListApplications"
+        | "UpdateApplication"
         | "DeleteApplication" => Box::pin(applications(control, name, input)).await,
         "CreateDeploymentGroup"
         | "GetDeploymentGroup"
@@ -352,9 +354,10 @@ pub async fn operation(
         | "GetOnPremisesInstance"
         | "BatchGetOnPremisesInstances"
         | "ListOnPremisesInstances" => Box::pin(on_premises_instances(control, name, input)).await,
-        "RegisterApplicationRevision" | "GetApplicationRevision" | "ListApplicationRevisions" => {
-            Box::pin(revisions(control, name, input)).await
-        }
+        "RegisterApplicationRevision"
+        | "GetApplicationRevision"
+        | "BatchGetApplicationRevisions"
+        | "ListApplicationRevisions" => Box::pin(revisions(control, name, input)).await,
         "CreateDeployment"
         | "GetDeployment"
         | "BatchGetDeployments"
@@ -362,6 +365,9 @@ pub async fn operation(
         | "ListDeploymentTargets"
         | "ListDeploymentInstances"
         | "BatchGetDeploymentTargets"
+        | "GetDeploymentTarget"
+        | "GetDeploymentInstance"
+        | "BatchGetDeploymentInstances"
         | "StopDeployment"
         | "ContinueDeployment" => Box::pin(deployments(control, name, input)).await,
         other => Err(unknown_operation(other)),
@@ -375,7 +381,7 @@ fn unknown_operation(name: &str) -> ApiError {
     )
 }
 
-/// Applications: Create, Get, BatchGet, List, Delete.
+/// Applications: Create, Get, BatchGet, List, Update (rename), Delete.
 async fn applications(control: &ControlPlane, name: &str, input: Value) -> Result<Value, ApiError> {
     let store = &control.store;
     match name {
@@ -403,12 +409,7 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                 .put_new(keys::APPLICATIONS, &application, &info, &[])
                 .await
                 .map_err(|error| match error {
-                    StoreError::Conflict(_) => ApiError::new(
-                        Exception::ApplicationAlreadyExists,
-                        format!(
-                            "applicationName: an application named {application:?} already exists"
-                        ),
-                    ),
+                    StoreError::Conflict(_) => already_exists("applicationName", &application),
                     other => other.into(),
                 })?;
             Ok(json!({"applicationId": info.application_id}))
@@ -433,6 +434,50 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                 .collect();
             let (names, next) = page(names, &input, String::clone)?;
             Ok(with_next_token(json!({"applications": names}), next))
+        }
+        "UpdateApplication" => {
+            let application = application_field(&input)?;
+            let info = get_application(control, &application).await?;
+            let new_name = match input.get("newApplicationName").and_then(Value::as_str) {
+                None | Some("") => return Ok(json!({})),
+                Some(new_name) if new_name == application => return Ok(json!({})),
+                Some(new_name) => new_name.to_owned(),
+            };
+            check_name("newApplicationName", &new_name)?;
+            if store
+                .get::<ApplicationInfo>(keys::APPLICATIONS, &new_name)
+                .await?
+                .is_some()
+            {
+                return Err(already_exists("newApplicationName", &new_name));
+            }
+            // Groups, revisions, deployments and launch hooks all name their application;
+            // until they move with it, only an application without them is renamed.
+            let groups = application_groups(control, &application).await?;
+            let revisions: Vec<RevisionRecord> = store.list(&keys::revisions(&application)).await?;
+            if !groups.is_empty() || !revisions.is_empty() {
+                return Err(ApiError::new(
+                    Exception::InvalidOperation,
+                    format!(
+                        "applicationName: {application:?} has {} deployment group(s) and {} revision(s); Gantry renames only an application that has none yet",
+                        groups.len(),
+                        revisions.len()
+                    ),
+                ));
+            }
+            let renamed = ApplicationInfo {
+                application_name: new_name.clone(),
+                ..info
+            };
+            store
+                .put_new(keys::APPLICATIONS, &new_name, &renamed, &[])
+                .await
+                .map_err(|error| match error {
+                    StoreError::Conflict(_) => already_exists("newApplicationName", &new_name),
+                    other => other.into(),
+                })?;
+            store.delete(keys::APPLICATIONS, &application, None).await?;
+            Ok(json!({}))
         }
         "DeleteApplication" => {
             let application = application_field(&input)?;
@@ -467,6 +512,13 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
         }
         other => Err(unknown_operation(other)),
     }
+}
+
+fn already_exists(field: &str, application: &str) -> ApiError {
+    ApiError::new(
+        Exception::ApplicationAlreadyExists,
+        format!("{field}: an application named {application:?} already exists"),
+    )
 }
 
 /// Deployment groups.
@@ -955,25 +1007,65 @@ async fn revisions(control: &ControlPlane, name: &str, input: Value) -> Result<V
             let revisions: Vec<RevisionRecord> = store
                 .list(&keys::revisions(&request.application_name))
                 .await?;
-            let wanted = &request.revision;
-            let found = revisions
-                .into_iter()
-                .filter(|record| same_revision(&record.revision_location, wanted))
-                .max_by(|a, b| a.register_time.total_cmp(&b.register_time))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        Exception::RevisionDoesNotExist,
-                        "revision: this application has no such registered revision",
-                    )
-                })?;
+            let found = find_revision(&revisions, &request.revision).ok_or_else(|| {
+                ApiError::new(
+                    Exception::RevisionDoesNotExist,
+                    "revision: this application has no such registered revision",
+                )
+            })?;
             Ok(json!({
                 "applicationName": request.application_name,
                 "revision": found.revision_location,
-                "revisionInfo": {
-                    "description": found.description,
-                    "registerTime": found.register_time,
-                },
+                "revisionInfo": revision_info(found),
             }))
+        }
+        "BatchGetApplicationRevisions" => {
+            let application = application_field(&input)?;
+            if input.get("revisions").is_none_or(is_blank) {
+                return Err(ApiError::new(
+                    Exception::RevisionRequired,
+                    "revisions: is required",
+                ));
+            }
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase", deny_unknown_fields)]
+            struct BatchGetRevisionsInput {
+                #[serde(rename = "applicationName")]
+                _application_name: String,
+                revisions: Vec<RevisionLocation>,
+            }
+            let request: BatchGetRevisionsInput = parse_input(name, input)?;
+            if request.revisions.len() > 25 {
+                return Err(ApiError::new(
+                    Exception::BatchLimitExceeded,
+                    format!(
+                        "revisions: at most 25 per call, found {}",
+                        request.revisions.len()
+                    ),
+                ));
+            }
+            get_application(control, &application).await?;
+            let registered: Vec<RevisionRecord> =
+                store.list(&keys::revisions(&application)).await?;
+            let mut infos = Vec::new();
+            let mut missing = Vec::new();
+            for (index, wanted) in request.revisions.iter().enumerate() {
+                match find_revision(&registered, wanted) {
+                    Some(found) => infos.push(json!({
+                        "revisionLocation": found.revision_location,
+                        "genericRevisionInfo": revision_info(found),
+                    })),
+                    None => missing.push(format!("revisions[{index}]")),
+                }
+            }
+            let mut output = json!({"applicationName": application, "revisions": infos});
+            if !missing.is_empty() {
+                output["errorMessage"] = json!(format!(
+                    "{}: this application has no such registered revision",
+                    missing.join(", ")
+                ));
+            }
+            Ok(output)
         }
         "ListApplicationRevisions" => {
             let application = application_field(&input)?;
@@ -1010,55 +1102,106 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
             Ok(json!({"deploymentsInfo": infos}))
         }
         "ListDeployments" => list_deployments(control, &input).await,
-        "ListDeploymentTargets" | "ListDeploymentInstances" => {
-            let id = deployment_id_field(&input)?;
-            load(control, &id).await?;
-            let plan = control.store.plan(&id).await?;
-            let ids: Vec<String> = plan.into_iter().map(|t| t.instance_id).collect();
-            let (ids, next) = page(ids, &input, String::clone)?;
-            let field = if name == "ListDeploymentTargets" {
-                "targetIds"
-            } else {
-                "instancesList"
-            };
-            Ok(with_next_token(json!({ field: ids }), next))
-        }
-        "BatchGetDeploymentTargets" => {
+        "ListDeploymentTargets" => {
             let id = deployment_id_field(&input)?;
             let record = load(control, &id).await?;
-            let wanted = batch_names(&input, "targetIds", 25)?;
-            let mut found = control.store.load_targets(&id, &wanted).await?;
-            // Hosts not yet sent their command have no record: the plan says what they are.
-            let plan = if wanted.iter().all(|target| found.contains_key(target)) {
-                Vec::new()
+            let filters = input.get("targetFilters");
+            let statuses = filter_values(
+                filters.and_then(|f| f.get("TargetStatus")),
+                "targetFilters.TargetStatus",
+                &INSTANCE_STATUSES,
+                Exception::InvalidInput,
+            )?;
+            let labels = filter_values(
+                filters.and_then(|f| f.get("ServerInstanceLabel")),
+                "targetFilters.ServerInstanceLabel",
+                &INSTANCE_LABELS,
+                Exception::InvalidInput,
+            )?;
+            list_hosts(control, &record, &input, "targetIds", statuses, labels).await
+        }
+        "ListDeploymentInstances" => {
+            let id = deployment_id_field(&input)?;
+            let record = load(control, &id).await?;
+            let statuses = filter_values(
+                input.get("instanceStatusFilter"),
+                "instanceStatusFilter",
+                &INSTANCE_STATUSES,
+                Exception::InvalidInstanceStatus,
+            )?;
+            let types = filter_values(
+                input.get("instanceTypeFilter"),
+                "instanceTypeFilter",
+                &INSTANCE_LABELS,
+                Exception::InvalidInstanceType,
+            )?;
+            list_hosts(control, &record, &input, "instancesList", statuses, types).await
+        }
+        "BatchGetDeploymentTargets" | "GetDeploymentTarget" => {
+            let id = deployment_id_field(&input)?;
+            let record = load(control, &id).await?;
+            let (field, wanted) = if name == "GetDeploymentTarget" {
+                let target = name_field(&input, "targetId", Exception::DeploymentTargetIdRequired)?;
+                ("targetId", vec![target])
             } else {
-                control.store.plan(&id).await?
+                ("targetIds", batch_names(&input, "targetIds", 25)?)
             };
             let mut targets = Vec::new();
-            for target_id in &wanted {
-                let target = match found.remove(target_id) {
-                    Some(versioned) => versioned.value,
-                    None => {
-                        let index = plan
-                            .iter()
-                            .position(|t| &t.instance_id == target_id)
-                            .ok_or_else(|| {
-                                ApiError::new(
-                                    Exception::DeploymentTargetDoesNotExist,
-                                    format!("targetIds: {target_id} is not a target of {id}"),
-                                )
-                            })?;
-                        TargetState::waiting(
-                            plan[index].clone(),
-                            index as u32,
-                            &record.state.events,
-                            record.state.status,
-                        )
-                    }
-                };
-                targets.push(target_info(control, &record, &target));
+            for (target_id, state) in host_states(control, &record, &wanted, &mut None).await? {
+                let state = state.ok_or_else(|| {
+                    ApiError::new(
+                        Exception::DeploymentTargetDoesNotExist,
+                        format!("{field}: {target_id} is not a target of {id}"),
+                    )
+                })?;
+                targets.push(target_info(control, &record, &state));
             }
-            Ok(json!({"deploymentTargets": targets}))
+            Ok(if name == "GetDeploymentTarget" {
+                json!({"deploymentTarget": targets.pop()})
+            } else {
+                json!({"deploymentTargets": targets})
+            })
+        }
+        "GetDeploymentInstance" => {
+            let id = deployment_id_field(&input)?;
+            let record = load(control, &id).await?;
+            let instance = name_field(&input, "instanceId", Exception::InstanceIdRequired)?;
+            let states = host_states(control, &record, &[instance], &mut None).await?;
+            let (instance, state) = states.into_iter().next().expect("one asked, one answered");
+            let state = state.ok_or_else(|| {
+                ApiError::new(
+                    Exception::InstanceDoesNotExist,
+                    format!("instanceId: {instance} is not an instance of {id}"),
+                )
+            })?;
+            Ok(json!({"instanceSummary": instance_summary(&record, &state)}))
+        }
+        "BatchGetDeploymentInstances" => {
+            let id = deployment_id_field(&input)?;
+            let record = load(control, &id).await?;
+            let wanted = batch_names(&input, "instanceIds", 25)?;
+            if wanted.is_empty() {
+                return Err(ApiError::new(
+                    Exception::InstanceIdRequired,
+                    "instanceIds: is required",
+                ));
+            }
+            let mut summaries = Vec::new();
+            let mut missing = Vec::new();
+            for (instance, state) in host_states(control, &record, &wanted, &mut None).await? {
+                match state {
+                    Some(state) => summaries.push(instance_summary(&record, &state)),
+                    None => missing.push(instance),
+                }
+            }
+            let mut output = json!({"instancesSummary": summaries});
+            if !missing.is_empty() {
+                output["errorMessage"] = json!(format!(
+                    "instanceIds: not instances of {id}: {}",
+                    missing.join(", ")
+                ));
+            }
+            Ok(output)
         }
         "StopDeployment" => {
             let id = deployment_id_field(&input)?;
@@ -1107,6 +1250,22 @@ fn deployment_id_field(input: &Value) -> Result<String, ApiError> {
     gantry_core::wire::check_deployment_id(&id)
         .map_err(|error| ApiError::new(Exception::InvalidDeploymentId, error.to_string()))?;
     Ok(id)
+}
+
+/// The latest registration of `wanted` among an application's revisions.
+fn find_revision<'a>(
+    revisions: &'a [RevisionRecord],
+    wanted: &RevisionLocation,
+) -> Option<&'a RevisionRecord> {
+    revisions
+        .iter()
+        .filter(|record| same_revision(&record.revision_location, wanted))
+        .max_by(|a, b| a.register_time.total_cmp(&b.register_time))
+}
+
+/// CodeDeploy's GenericRevisionInfo of a registered revision.
+fn revision_info(record: &RevisionRecord) -> Value {
+    json!({"description": record.description, "registerTime": record.register_time})
 }
 
 fn same_revision(stored: &RevisionLocation, wanted: &RevisionLocation) -> bool {
@@ -1490,13 +1649,129 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
     info
 }
 
-/// One `deploymentTargets` entry: the instance with its lifecycle events and diagnostics.
-fn target_info(
+/// The statuses a host of a deployment may have (ListDeploymentInstances' and
+/// ListDeploymentTargets' filters).
+const INSTANCE_STATUSES: [&str; 7] = [
+    "Pending",
+    "InProgress",
+    "Succeeded",
+    "Failed",
+    "Skipped",
+    "Unknown",
+    "Ready",
+];
+
+/// Blue/green labels; an in-place deployment's hosts are all Blue (the original ones).
+const INSTANCE_LABELS: [&str; 2] = ["Blue", "Green"];
+
+/// A filter's values, each one of `allowed`.
+fn filter_values(
+    value: Option<&Value>,
+    field: &str,
+    allowed: &[&str],
+    exception: Exception,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let values: Option<Vec<String>> =
+        match value {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(serde_json::from_value(value.clone()).map_err(|_| {
+                ApiError::invalid_input(format!("{field}: must be a list of strings"))
+            })?),
+        };
+    for value in values.iter().flatten() {
+        if !allowed.contains(&value.as_str()) {
+            return Err(ApiError::new(
+                exception,
+                format!("{field}: {value:?} is not one of {}", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(values)
+}
+
+/// The hosts of a deployment in its order, a page at a time (`field` names the list),
+/// those with one of `statuses` and `labels` if given. Statuses are read only as far as
+/// one page needs.
+async fn list_hosts(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
-    target: &gantry_core::deployment::TargetState,
-) -> Value {
-    let events: Vec<Value> = target
+    input: &Value,
+    field: &str,
+    statuses: Option<Vec<String>>,
+    labels: Option<Vec<String>>,
+) -> Result<Value, ApiError> {
+    let plan = control.store.plan(&record.spec.deployment_id).await?;
+    let ids: Vec<String> = plan.iter().map(|t| t.instance_id.clone()).collect();
+    if labels
+        .as_ref()
+        .is_some_and(|labels| !labels.iter().any(|l| l == "Blue"))
+    {
+        page_start(&ids, input, String::clone)?;
+        return Ok(json!({ field: [] }));
+    }
+    let Some(statuses) = statuses else {
+        let (ids, next) = page(ids, input, String::clone)?;
+        return Ok(with_next_token(json!({ field: ids }), next));
+    };
+    let start = page_start(&ids, input, String::clone)?;
+    let mut plan = Some(plan);
+    let mut kept: Vec<String> = Vec::new();
+    let mut next = None;
+    'pages: for chunk in ids[start..].chunks(PAGE_SIZE) {
+        for (id, state) in host_states(control, record, chunk, &mut plan).await? {
+            if kept.len() == PAGE_SIZE {
+                next = kept.last().map(|last| encode_token(last));
+                break 'pages;
+            }
+            if state.is_some_and(|state| statuses.contains(&serialized_name(&state.status))) {
+                kept.push(id);
+            }
+        }
+    }
+    Ok(with_next_token(json!({ field: kept }), next))
+}
+
+/// Each of the `wanted` hosts of a deployment, in the order asked, with its state: its
+/// record once it has been sent its command, or what the plan says it is while it waits;
+/// `None` for one that is not a target. `plan` is read the first time a host has no
+/// record, and kept for the next call.
+async fn host_states(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+    wanted: &[String],
+    plan: &mut Option<Vec<Target>>,
+) -> Result<Vec<(String, Option<TargetState>)>, ApiError> {
+    let id = &record.spec.deployment_id;
+    let found = control.store.load_targets(id, wanted).await?;
+    let mut states = Vec::with_capacity(wanted.len());
+    for target_id in wanted {
+        let state = match found.get(target_id) {
+            Some(versioned) => Some(versioned.value.clone()),
+            None => {
+                if plan.is_none() {
+                    *plan = Some(control.store.plan(id).await?);
+                }
+                let plan = plan.as_deref().unwrap_or_default();
+                plan.iter()
+                    .position(|t| &t.instance_id == target_id)
+                    .map(|index| {
+                        TargetState::waiting(
+                            plan[index].clone(),
+                            index as u32,
+                            &record.state.events,
+                            record.state.status,
+                        )
+                    })
+            }
+        };
+        states.push((target_id.clone(), state));
+    }
+    Ok(states)
+}
+
+/// A host's lifecycle events, with their diagnostics.
+fn lifecycle_events(target: &TargetState) -> Vec<Value> {
+    target
         .events
         .iter()
         .map(|event| {
@@ -1511,7 +1786,28 @@ fn target_info(
             }
             value
         })
-        .collect();
+        .collect()
+}
+
+/// An `instancesSummary` entry (GetDeploymentInstance, BatchGetDeploymentInstances).
+fn instance_summary(record: &DeploymentRecord<DeploymentSpec>, target: &TargetState) -> Value {
+    json!({
+        "deploymentId": record.spec.deployment_id,
+        "instanceId": target.target.instance_id,
+        "status": serialized_name(&target.status),
+        "lastUpdatedAt": time(target.last_updated()),
+        "lifecycleEvents": lifecycle_events(target),
+        "instanceType": "Blue",
+    })
+}
+
+/// One `deploymentTargets` entry: the instance with its lifecycle events and diagnostics.
+fn target_info(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+    target: &TargetState,
+) -> Value {
+    let events = lifecycle_events(target);
     let last_updated = target.last_updated();
     let status = serialized_name(&target.status);
     let id = &target.target.instance_id;
