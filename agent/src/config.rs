@@ -62,9 +62,35 @@ fn default_metadata_endpoint() -> String {
     "http://169.254.169.254".to_owned()
 }
 
+/// A URL fit to print: any `user:password@` replaced by `***@`.
+pub fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    if scheme.is_empty() {
+        format!("{authority}{path}")
+    } else {
+        format!("{scheme}://{authority}{path}")
+    }
+}
+
+/// Credentials stay out of logs and messages.
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("url", &redacted(&self.url))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
 /// An HTTP proxy for every request to AWS (S3 and SQS), as CodeDeploy's agent has
 /// `:proxy_uri:`. The instance metadata service is always reached directly.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Proxy {
     /// `http://host:port`, with `user:password@` before the host if the proxy asks.
@@ -227,7 +253,7 @@ impl AgentConfig {
         {
             return Err(format!(
                 "proxy.url: must be a URL such as http://proxy:3128, found {:?}",
-                proxy.url
+                redacted(&proxy.url)
             ));
         }
         Ok(())
@@ -299,6 +325,21 @@ mod tests {
                 metadata_endpoint: "http://169.254.169.254".into()
             }
         );
+    }
+
+    #[test]
+    fn proxy_credentials_are_redacted() {
+        assert_eq!(
+            redacted("http://alice:s3cret@proxy:3128/x"),
+            "http://***@proxy:3128/x"
+        );
+        assert_eq!(redacted("alice:s3cret@proxy:3128"), "***@proxy:3128");
+        assert_eq!(redacted("http://proxy:3128"), "http://proxy:3128");
+        let proxy = Proxy {
+            url: "http://alice:s3cret@proxy:3128".into(),
+            no_proxy: None,
+        };
+        assert!(!format!("{proxy:?}").contains("s3cret"));
     }
 
     #[test]

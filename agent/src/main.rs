@@ -394,8 +394,12 @@ fn proxied_http_client(
     proxy: &config::Proxy,
 ) -> anyhow::Result<aws_sdk_sqs::config::SharedHttpClient> {
     use aws_smithy_http_client::{Builder, Connector, proxy::ProxyConfig, tls};
-    let mut proxy_config = ProxyConfig::all(proxy.url.as_str())
-        .map_err(|error| anyhow::anyhow!("proxy.url: {error}"))?;
+    let mut proxy_config = ProxyConfig::all(proxy.url.as_str()).map_err(|_| {
+        anyhow::anyhow!(
+            "proxy.url: {} is not a proxy URL such as http://proxy:3128",
+            config::redacted(&proxy.url)
+        )
+    })?;
     if let Some(rules) = &proxy.no_proxy {
         proxy_config = proxy_config.no_proxy(rules);
     }

@@ -48,3 +48,19 @@ fn version_and_validate_config() {
     assert_eq!(code, 1, "a bad config stops the agent at start");
     assert!(stderr.contains("/nonexistent/agent.yml"), "{stderr}");
 }
+
+#[test]
+fn validate_config_never_prints_proxy_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.yml");
+    std::fs::write(
+        &config,
+        "identity:\n  on_premises_name: web-1\nregion: us-east-1\nqueue_prefix: gantry-cmd-\nreports_queue: gantry-reports\nproxy:\n  url: alice:s3cret@proxy.internal:3128\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = agent(&["--config", config.to_str().unwrap(), "validate-config"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("proxy.url"), "{stderr}");
+    assert!(stderr.contains("***@proxy.internal:3128"), "{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains("s3cret"), "{stderr}");
+}
