@@ -140,6 +140,17 @@ pub struct GitHub {
     /// A file holding a token that can read the repositories (private ones need it).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Allows an `http://` api_url, and the token over it: for test servers only.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// How long a download may go without receiving a byte (and connecting may take)
+    /// before DownloadBundle fails.
+    #[serde(default = "default_github_timeout_seconds")]
+    pub timeout_seconds: u32,
+}
+
+fn default_github_timeout_seconds() -> u32 {
+    60
 }
 
 impl Default for GitHub {
@@ -147,6 +158,8 @@ impl Default for GitHub {
         Self {
             api_url: default_github_api_url(),
             token_file: None,
+            allow_insecure_http: false,
+            timeout_seconds: default_github_timeout_seconds(),
         }
     }
 }
@@ -226,12 +239,18 @@ impl AgentConfig {
                 self.poll_wait_seconds
             ));
         }
-        if !(self.github.api_url.starts_with("https://")
-            || self.github.api_url.starts_with("http://"))
-        {
+        let insecure_allowed =
+            self.github.allow_insecure_http && self.github.api_url.starts_with("http://");
+        if !(self.github.api_url.starts_with("https://") || insecure_allowed) {
             return Err(format!(
-                "github.api_url: must be a URL such as https://api.github.com, found {:?}",
+                "github.api_url: must be an https URL such as https://api.github.com (the token goes to it; http only with allow_insecure_http: true, for tests), found {:?}",
                 self.github.api_url
+            ));
+        }
+        if !(1..=3600).contains(&self.github.timeout_seconds) {
+            return Err(format!(
+                "github.timeout_seconds: must be 1 to 3600, found {}",
+                self.github.timeout_seconds
             ));
         }
         if let Some(path) = &self.github.token_file
@@ -361,6 +380,14 @@ mod tests {
             (
                 format!("{MINIMAL}github:\n  token_file: token\n"),
                 "github.token_file",
+            ),
+            (
+                format!("{MINIMAL}github:\n  api_url: http://github.internal/api/v3\n"),
+                "github.api_url",
+            ),
+            (
+                format!("{MINIMAL}github:\n  timeout_seconds: 0\n"),
+                "github.timeout_seconds",
             ),
             (format!("{MINIMAL}root_dir: relative/dir\n"), "root_dir"),
             (format!("{MINIMAL}install_root: here\n"), "install_root"),

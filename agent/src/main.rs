@@ -140,7 +140,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let github = GitHubTarballs::new(&config.github.api_url, token).map_err(anyhow::Error::msg)?;
+    let github = GitHubTarballs::new(&config.github, token).map_err(anyhow::Error::msg)?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let command_queue = config
         .command_queue(&instance_id)

@@ -751,7 +751,7 @@ async fn a_github_revision_is_fetched_through_the_api_and_installed() {
         &stack,
         dir.path(),
         &format!(
-            "github:\n  api_url: http://127.0.0.1:{port}\n  token_file: {}/token\n",
+            "github:\n  api_url: http://127.0.0.1:{port}\n  allow_insecure_http: true\n  token_file: {}/token\n",
             dir.path().display()
         ),
     );
@@ -791,7 +791,7 @@ async fn a_github_revision_that_is_not_there_fails_download_bundle_saying_why() 
     let _agent = start_agent_with(
         &stack,
         dir.path(),
-        &format!("github:\n  api_url: http://127.0.0.1:{port}\n"),
+        &format!("github:\n  api_url: http://127.0.0.1:{port}\n  allow_insecure_http: true\n"),
     );
     let mut command = command_for("d-GITHUB002", "unused", "unused");
     command.revision = RevisionLocation::GitHub {
@@ -810,6 +810,56 @@ async fn a_github_revision_that_is_not_there_fails_download_bundle_saying_why() 
     let message = &failed.diagnostics.as_ref().unwrap().message;
     assert!(message.contains("404"), "{message}");
     assert!(message.contains("acme/gone"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_server_that_stalls_fails_download_bundle_by_its_timeout() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Accepts, sends the head of a large archive, then nothing: the connection stays open.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match socket.read(&mut byte).await {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nabc")
+                .await;
+            open.push(socket);
+        }
+    });
+    let _agent = start_agent_with(
+        &stack,
+        dir.path(),
+        &format!(
+            "github:\n  api_url: http://127.0.0.1:{port}\n  allow_insecure_http: true\n  timeout_seconds: 1\n"
+        ),
+    );
+    let mut command = command_for("d-GITHUB003", "unused", "unused");
+    command.revision = RevisionLocation::GitHub {
+        git_hub_location: wire::GitHubLocation {
+            repository: "acme/slow".into(),
+            commit_id: "3333333".into(),
+        },
+    };
+    send_command(&stack, &command).await;
+    let reports = reports_until_done(&stack, "d-GITHUB003", Duration::from_secs(30)).await;
+    let failed = failed_event(&reports);
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::DownloadBundle
+    );
+    let message = &failed.diagnostics.as_ref().unwrap().message;
+    assert!(message.contains("nothing received for 1 s"), "{message}");
 }
 
 /// The pid a script wrote to `file`, once it is there.
