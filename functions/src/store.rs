@@ -370,14 +370,16 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Stores a new entity and claims `claim` for it in one transaction (`CLAIM`/`<claim>`,
+    /// Stores an entity and claims `claim` for it in one transaction (`CLAIM`/`<claim>`,
     /// naming the entity): something only one entity may have, such as an IAM identity.
-    /// A conflict means the entity or the claim existed.
-    pub async fn put_new_claiming<T: Serialize>(
+    /// The entity must be new, or (`replacing`) still at that version. A conflict means
+    /// the entity or the claim was there.
+    pub async fn put_claiming<T: Serialize>(
         &self,
         pk: &str,
         sk: &str,
         value: &T,
+        replacing: Option<u64>,
         claim: &str,
     ) -> Result<(), StoreError> {
         let entity = Put::builder()
@@ -385,10 +387,16 @@ impl DynamoStore {
             .item("pk", s(pk))
             .item("sk", s(sk))
             .item("body", json(value))
-            .item("version", n(1))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .expect("put fields are set");
+            .item("version", n(replacing.unwrap_or(0) + 1));
+        let entity = match replacing {
+            None => entity.condition_expression("attribute_not_exists(pk)"),
+            Some(version) => entity
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(version)),
+        }
+        .build()
+        .expect("put fields are set");
         let claimed = Put::builder()
             .table_name(&self.table)
             .item("pk", s(keys::CLAIMS))

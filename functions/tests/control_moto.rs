@@ -2005,6 +2005,29 @@ async fn an_on_premises_instance_registers_with_exactly_one_iam_identity_of_its_
         json!({"instanceName": "web-2", "iamSessionArn": session_arn("web-1")}),
     )
     .await;
+    // And a deregistered name may be registered again, with an identity of its own.
+    fx.ok(
+        "RegisterOnPremisesInstance",
+        json!({"instanceName": "web-1", "iamSessionArn": session_arn("web-3")}),
+    )
+    .await;
+    let info = fx
+        .ok("GetOnPremisesInstance", json!({"instanceName": "web-1"}))
+        .await["instanceInfo"]
+        .clone();
+    assert_eq!(info["iamSessionArn"], session_arn("web-3"), "{info}");
+    assert!(info.get("deregisterTime").is_none(), "{info}");
+    let error = fx
+        .call(
+            "RegisterOnPremisesInstance",
+            json!({"instanceName": "web-1", "iamSessionArn": session_arn("web-4")}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code, "InstanceNameAlreadyRegisteredException",
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -867,8 +867,14 @@ async fn on_premises_instances(
             // One instance per identity (its SenderId, whatever ARN spelling named it):
             // two sharing one could report for each other.
             let claim = sender_claim(info.sender_id.as_deref().unwrap_or_default());
+            // A deregistered instance's name may be registered again, as in CodeDeploy.
+            let deregistered = store
+                .get::<OnPremisesInstance>(keys::INSTANCES, &instance)
+                .await?
+                .filter(|stored| stored.value.deregister_time.is_some())
+                .map(|stored| stored.version);
             match store
-                .put_new_claiming(keys::INSTANCES, &instance, &info, &claim)
+                .put_claiming(keys::INSTANCES, &instance, &info, deregistered, &claim)
                 .await
             {
                 Ok(()) => {}
