@@ -88,8 +88,8 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-/// An HTTP proxy for every request to AWS (S3 and SQS), as CodeDeploy's agent has
-/// `:proxy_uri:`. The instance metadata service is always reached directly.
+/// An HTTP proxy for every request to AWS (S3 and SQS) and GitHub, as CodeDeploy's
+/// agent has `:proxy_uri:`. The instance metadata service is always reached directly.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Proxy {

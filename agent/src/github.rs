@@ -5,53 +5,58 @@
 //! archive; the archive wraps the repository in one top-level directory, which
 //! `gantry_core::bundle::unpack` hoists as CodeDeploy does.
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, LOCATION, USER_AGENT};
+use crate::config::AgentConfig;
+use crate::net::{self, Limits};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::SdkBody;
+use aws_smithy_http_client::Connector;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_runtime_api::client::http::HttpConnector;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use hyper::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
 use hyper::http::uri::{Authority, Scheme};
 use hyper::{Request, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 /// Redirects followed before giving up.
 const MAX_REDIRECTS: usize = 5;
-/// The largest archive downloaded: what the unpacker would accept unpacked.
-const MAX_DOWNLOAD_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 pub struct GitHubTarballs {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    /// Through `proxy.url` as AWS requests are; built on the first download.
+    connector: OnceLock<Connector>,
+    proxy: Option<ProxyConfig>,
     api_url: String,
     /// Sent to the API's host only, over https only (unless `allow_insecure_http`),
     /// never along a redirect to another host or to plain http.
     token: Option<String>,
     allow_insecure_http: bool,
-    /// Connecting, and each wait for bytes, fail past this.
-    timeout: Duration,
+    /// `github.timeout_seconds` for connecting and each wait for bytes, and
+    /// `max_bundle_bytes`.
+    limits: Limits,
 }
 
 impl GitHubTarballs {
-    pub fn new(config: &crate::config::GitHub, token: Option<String>) -> Result<Self, String> {
-        let timeout = Duration::from_secs(config.timeout_seconds.into());
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|error| format!("loading the system's root certificates: {error}"))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+    pub fn new(config: &AgentConfig, token: Option<String>) -> Result<Self, String> {
         Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build(https),
-            api_url: config.api_url.trim_end_matches('/').to_owned(),
+            connector: OnceLock::new(),
+            proxy: net::proxy_config(config.proxy.as_ref())?,
+            api_url: config.github.api_url.trim_end_matches('/').to_owned(),
             token,
-            allow_insecure_http: config.allow_insecure_http,
-            timeout,
+            allow_insecure_http: config.github.allow_insecure_http,
+            limits: Limits {
+                max_bytes: gantry_core::bundle::Limits::default().max_bytes,
+                max_bytes_key: "what the unpacker accepts",
+                timeout: Duration::from_secs(config.github.timeout_seconds.into()),
+                timeout_key: "github.timeout_seconds",
+            },
         })
+    }
+
+    fn connector(&self) -> &Connector {
+        self.connector
+            .get_or_init(|| net::http_connector(self.proxy.as_ref(), self.limits.timeout))
     }
 
     /// Whether the token may go with a request to `uri`.
@@ -83,24 +88,29 @@ impl GitHubTarballs {
                 request = request.header(AUTHORIZATION, format!("Bearer {token}"));
             }
             let request = request
-                .body(Empty::new())
-                .map_err(|error| format!("{name}: {error}"))?;
-            let stalled = || {
-                format!(
-                    "downloading {name} from {uri}: nothing received for {} s (github.timeout_seconds)",
-                    self.timeout.as_secs()
-                )
-            };
-            let response = tokio::time::timeout(self.timeout, self.client.request(request))
-                .await
-                .map_err(|_| stalled())?
-                .map_err(|error| format!("downloading {name} from {uri}: {error}"))?;
-            let status = response.status();
+                .body(SdkBody::empty())
+                .map_err(|error| format!("{name}: {error}"))
+                .and_then(|request| {
+                    HttpRequest::try_from(request).map_err(|error| format!("{name}: {error}"))
+                })?;
+            let from = format!("{name} from {uri}");
+            let response = self
+                .limits
+                .within(&from, self.connector().call(request))
+                .await?
+                .map_err(|error| {
+                    if error.is_timeout() {
+                        self.limits.stalled(&from)
+                    } else {
+                        format!("downloading {from}: {}", DisplayErrorContext(&error))
+                    }
+                })?;
+            let status = StatusCode::from_u16(response.status().as_u16())
+                .map_err(|error| format!("{from}: {error}"))?;
             if status.is_redirection() {
                 let location = response
                     .headers()
-                    .get(LOCATION)
-                    .and_then(|value| value.to_str().ok())
+                    .get("location")
                     .ok_or_else(|| format!("{name}: {status} without a Location"))?;
                 uri = resolve(&uri, location)
                     .map_err(|error| format!("{name}: redirect to {location:?}: {error}"))?;
@@ -116,43 +126,15 @@ impl GitHubTarballs {
                     _ => format!("{name}: {uri} answered {status}"),
                 });
             }
-            let too_large = || {
-                format!(
-                    "{name}: the archive is larger than {MAX_DOWNLOAD_BYTES} bytes, the most a revision may hold"
-                )
-            };
             let declared = response
                 .headers()
-                .get(CONTENT_LENGTH)
-                .and_then(|value| value.to_str().ok())
+                .get("content-length")
                 .and_then(|value| value.parse::<u64>().ok());
-            if declared.is_some_and(|length| length > MAX_DOWNLOAD_BYTES) {
-                return Err(too_large());
-            }
-            let mut file = tokio::fs::File::create(destination)
-                .await
-                .map_err(|error| format!("creating {}: {error}", destination.display()))?;
-            let mut body = response.into_body();
-            let mut received: u64 = 0;
-            while let Some(frame) = tokio::time::timeout(self.timeout, body.frame())
-                .await
-                .map_err(|_| stalled())?
-            {
-                let frame = frame.map_err(|error| format!("downloading {name}: {error}"))?;
-                if let Ok(chunk) = frame.into_data() {
-                    received += chunk.len() as u64;
-                    if received > MAX_DOWNLOAD_BYTES {
-                        return Err(too_large());
-                    }
-                    file.write_all(&chunk)
-                        .await
-                        .map_err(|error| format!("writing {}: {error}", destination.display()))?;
-                }
-            }
-            return file
-                .flush()
-                .await
-                .map_err(|error| format!("writing {}: {error}", destination.display()));
+            self.limits.check_declared(&name, declared)?;
+            return self
+                .limits
+                .save(&from, response.into_body(), destination)
+                .await;
         }
         Err(format!("{name}: more than {MAX_REDIRECTS} redirects"))
     }
@@ -174,10 +156,11 @@ mod tests {
     use super::*;
 
     fn tarballs(allow_insecure_http: bool) -> GitHubTarballs {
-        let config = crate::config::GitHub {
-            allow_insecure_http,
-            ..crate::config::GitHub::default()
-        };
+        let mut config = AgentConfig::parse(
+            "identity:\n  on_premises_name: web-1\nregion: eu-west-1\nqueue_prefix: q-\nreports_queue: r\n",
+        )
+        .unwrap();
+        config.github.allow_insecure_http = allow_insecure_http;
         GitHubTarballs::new(&config, Some("t".into())).unwrap()
     }
 

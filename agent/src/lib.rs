@@ -3,7 +3,7 @@
 //!
 //! [`config`] reads the agent's configuration file; [`runner`] carries out one command
 //! (its events, in order) through two ports, a revision source and a report sink, whose
-//! adapters are [`aws`] (S3 and SQS) and [`github`] (commit tarballs); [`install`] is
+//! adapters are [`aws`] (S3 and SQS) and [`github`] (commit tarballs), over [`net`]; [`install`] is
 //! the Install event and [`hooks`] runs one hook script the way CodeDeploy's agent does.
 //! The binary (`src/main.rs`) is the queue loop around them.
 
@@ -13,5 +13,6 @@ pub mod config;
 pub mod github;
 pub mod hooks;
 pub mod install;
+pub mod net;
 pub mod private;
 pub mod runner;

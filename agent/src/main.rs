@@ -123,8 +123,11 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     // AWS_ENDPOINT_URL and credentials come from the SDK's standard configuration.
     let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).region(Region::new(config.region.clone()));
-    if let Some(proxy) = &config.proxy {
-        loader = loader.http_client(proxied_http_client(proxy)?);
+    if config.proxy.is_some() {
+        loader = loader.http_client(
+            gantry_agent::net::sdk_http_client(config.proxy.as_ref())
+                .map_err(anyhow::Error::msg)?,
+        );
     }
     let sdk = loader.load().await;
     let instance_id = match &config.identity {
@@ -140,7 +143,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let github = GitHubTarballs::new(&config.github, token).map_err(anyhow::Error::msg)?;
+    let github = GitHubTarballs::new(&config, token).map_err(anyhow::Error::msg)?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let command_queue = config
         .command_queue(&instance_id)
@@ -387,36 +390,6 @@ impl Agent {
             tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "deleting a finished command failed; a redelivery re-sends its reports");
         }
     }
-}
-
-/// The SDK's own HTTPS client (rustls), with every request through the proxy.
-fn proxied_http_client(
-    proxy: &config::Proxy,
-) -> anyhow::Result<aws_sdk_sqs::config::SharedHttpClient> {
-    use aws_smithy_http_client::{Builder, Connector, proxy::ProxyConfig, tls};
-    let mut proxy_config = ProxyConfig::all(proxy.url.as_str()).map_err(|_| {
-        anyhow::anyhow!(
-            "proxy.url: {} is not a proxy URL such as http://proxy:3128",
-            config::redacted(&proxy.url)
-        )
-    })?;
-    if let Some(rules) = &proxy.no_proxy {
-        proxy_config = proxy_config.no_proxy(rules);
-    }
-    Ok(
-        Builder::new().build_with_connector_fn(move |settings, components| {
-            let mut connector = Connector::builder().proxy_config(proxy_config.clone());
-            connector.set_connector_settings(settings.cloned());
-            if let Some(components) = components {
-                connector.set_sleep_impl(components.sleep_impl());
-            }
-            connector
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::AwsLc,
-                ))
-                .build()
-        }),
-    )
 }
 
 async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<String> {

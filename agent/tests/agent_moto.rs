@@ -568,51 +568,76 @@ async fn past_its_grace_the_running_script_is_stopped_and_its_event_fails() {
     );
 }
 
-/// A forward HTTP proxy in front of moto. It relays each connection and counts those
-/// whose first request names an absolute `http://` URL, which only a client sending
-/// its requests to a proxy does.
-async fn forward_proxy(upstream: String) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+/// A forward HTTP proxy, as squid is one: a request in absolute form (`GET http://host/..`)
+/// goes to its host, rewritten to origin form, and `CONNECT host:port` opens a tunnel.
+/// Records the method and target of the first request of each connection, which only
+/// a client sending its requests to a proxy writes that way.
+async fn forward_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let proxied = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = proxied.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
     tokio::spawn(async move {
         while let Ok((mut client, _)) = listener.accept().await {
-            let counter = counter.clone();
-            let upstream = upstream.clone();
+            let log = log.clone();
             tokio::spawn(async move {
-                let mut head = [0u8; 16];
-                let Ok(read) = client.peek(&mut head).await else {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match client.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                let mut parts = line.split(' ');
+                let (method, target) = (
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                );
+                log.lock().unwrap().push(format!("{method} {target}"));
+                if method == "CONNECT" {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    let _ = client
+                        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                        .await;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    return;
+                }
+                let Some(rest) = target.strip_prefix("http://") else {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                        .await;
                     return;
                 };
-                let line = String::from_utf8_lossy(&head[..read]);
-                if line
-                    .split(' ')
-                    .nth(1)
-                    .is_some_and(|target| target.starts_with("http://"))
-                {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-                if let Ok(mut server) = tokio::net::TcpStream::connect(upstream.as_str()).await {
+                let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let Ok(mut server) = tokio::net::TcpStream::connect(host).await else {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    return;
+                };
+                let origin_form =
+                    head.replacen(target, if path.is_empty() { "/" } else { path }, 1);
+                if server.write_all(origin_form.as_bytes()).await.is_ok() {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                 }
             });
         }
     });
-    (port, proxied)
+    (port, seen)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_proxy_configured_every_aws_request_goes_through_it() {
     let stack = stack().await;
     let dir = tempfile::tempdir().unwrap();
-    let moto_address = stack
-        .moto
-        .endpoint()
-        .trim_start_matches("http://")
-        .to_owned();
-    let (port, proxied) = forward_proxy(moto_address).await;
+    let (port, proxied) = forward_proxy().await;
     let e_tag = put_bundle(
         &stack,
         "plain.tgz",
@@ -628,9 +653,11 @@ async fn with_a_proxy_configured_every_aws_request_goes_through_it() {
     let reports = reports_until_done(&stack, "d-PROXY0001", Duration::from_secs(30)).await;
     assert_eq!(reports.len(), 14, "{reports:#?}");
     assert!(reports.iter().all(|r| r.status != EventStatus::Failed));
+    let moto = format!("POST {}/", stack.moto.endpoint());
+    let proxied = proxied.lock().unwrap().clone();
     assert!(
-        proxied.load(std::sync::atomic::Ordering::SeqCst) > 0,
-        "no request reached the proxy"
+        proxied.iter().any(|request| request.starts_with(&moto)),
+        "no SQS request reached the proxy: {proxied:?}"
     );
 }
 
@@ -780,6 +807,61 @@ async fn a_github_revision_is_fetched_through_the_api_and_installed() {
             format!("GET /repos/acme/shop/tarball/{COMMIT} HTTP/1.1 | Bearer secret-token"),
             format!("GET /codeload/acme-shop-{COMMIT}.tar.gz HTTP/1.1 | Bearer secret-token"),
         ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_proxy_configured_github_downloads_go_through_it() {
+    const COMMIT: &str = "4444444444444444444444444444444444444444";
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let top = format!("acme-shop-{}", &COMMIT[..7]);
+    let archive = archive::tgz(&[
+        Entry::file(
+            &format!("{top}/appspec.yml"),
+            b"version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/shop\n",
+        ),
+        Entry::file(&format!("{top}/site/index.html"), b"through the proxy"),
+    ]);
+    let (github, _) = fake_github(COMMIT, archive).await;
+    let (proxy, proxied) = forward_proxy().await;
+    let _agent = start_agent_with(
+        &stack,
+        dir.path(),
+        &format!(
+            "github:\n  api_url: http://127.0.0.1:{github}\n  allow_insecure_http: true\nproxy:\n  url: http://127.0.0.1:{proxy}\n"
+        ),
+    );
+    let mut command = command_for("d-GITHUB004", "unused", "unused");
+    command.revision = RevisionLocation::GitHub {
+        git_hub_location: wire::GitHubLocation {
+            repository: "acme/shop".into(),
+            commit_id: COMMIT.into(),
+        },
+    };
+    send_command(&stack, &command).await;
+    let reports = reports_until_done(&stack, "d-GITHUB004", Duration::from_secs(30)).await;
+    assert!(
+        reports.iter().all(|r| r.status != EventStatus::Failed),
+        "{reports:#?}"
+    );
+    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("fs/srv/shop/index.html")).unwrap(),
+        "through the proxy"
+    );
+    let proxied = proxied.lock().unwrap().clone();
+    let to_github: Vec<&String> = proxied
+        .iter()
+        .filter(|request| request.contains(&format!("127.0.0.1:{github}")))
+        .collect();
+    assert_eq!(
+        to_github,
+        vec![
+            &format!("GET http://127.0.0.1:{github}/repos/acme/shop/tarball/{COMMIT}"),
+            &format!("GET http://127.0.0.1:{github}/codeload/acme-shop-{COMMIT}.tar.gz"),
+        ],
+        "{proxied:?}"
     );
 }
 

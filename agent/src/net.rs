@@ -1,0 +1,247 @@
+//! The agent's one HTTP stack, for AWS and GitHub alike: the SDK's own client (rustls),
+//! through `proxy.url` when the configuration has one; and the one way a revision is
+//! saved to disk, whatever its source: a silent connection fails after a timeout, and
+//! no more than the size cap is ever written.
+
+use crate::config::{self, Proxy};
+use aws_sdk_s3::primitives::SdkBody;
+use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
+use aws_smithy_runtime_api::client::http::{HttpConnectorSettings, SharedHttpClient};
+use http_body_util::BodyExt;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// The proxy rules of the configuration, if it has a proxy.
+pub fn proxy_config(proxy: Option<&Proxy>) -> Result<Option<ProxyConfig>, String> {
+    let Some(proxy) = proxy else {
+        return Ok(None);
+    };
+    let mut rules = ProxyConfig::all(proxy.url.as_str()).map_err(|_| {
+        format!(
+            "proxy.url: {} is not a proxy URL such as http://proxy:3128",
+            config::redacted(&proxy.url)
+        )
+    })?;
+    if let Some(no_proxy) = &proxy.no_proxy {
+        rules = rules.no_proxy(no_proxy);
+    }
+    Ok(Some(rules))
+}
+
+fn connector(
+    proxy: Option<&ProxyConfig>,
+    settings: Option<HttpConnectorSettings>,
+    sleep: Option<aws_sdk_s3::config::SharedAsyncSleep>,
+) -> Connector {
+    let mut builder = Connector::builder();
+    builder.set_proxy_config(proxy.cloned());
+    builder.set_connector_settings(settings);
+    builder.set_sleep_impl(sleep);
+    builder
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build()
+}
+
+/// The HTTP client for the AWS SDK: the SDK's default, with the configured proxy.
+pub fn sdk_http_client(proxy: Option<&Proxy>) -> Result<SharedHttpClient, String> {
+    let rules = proxy_config(proxy)?;
+    Ok(
+        aws_smithy_http_client::Builder::new().build_with_connector_fn(
+            move |settings, components| {
+                connector(
+                    rules.as_ref(),
+                    settings.cloned(),
+                    components.and_then(|components| components.sleep_impl()),
+                )
+            },
+        ),
+    )
+}
+
+/// An HTTP connector for requests the agent makes itself (GitHub): the same stack and
+/// proxy rules ([`proxy_config`]) as the SDK's, connecting within `timeout` and
+/// waiting for a response's head no longer than that.
+pub fn http_connector(proxy: Option<&ProxyConfig>, timeout: Duration) -> Connector {
+    let settings = HttpConnectorSettings::builder()
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .build();
+    connector(proxy, Some(settings), None)
+}
+
+/// How a download may go: the largest revision, and how long it may go silent.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: u64,
+    /// The configuration key that sets it, named in the error.
+    pub max_bytes_key: &'static str,
+    pub timeout: Duration,
+    /// The configuration key that sets it, named in the error.
+    pub timeout_key: &'static str,
+}
+
+impl Limits {
+    /// The error for a revision over the cap.
+    pub fn too_large(&self, name: &str) -> String {
+        format!(
+            "{name} is larger than {} bytes, the most a revision may hold ({})",
+            self.max_bytes, self.max_bytes_key
+        )
+    }
+
+    /// The error for a connection silent past the timeout.
+    pub fn stalled(&self, name: &str) -> String {
+        format!(
+            "downloading {name}: nothing received for {} s ({})",
+            self.timeout.as_secs_f64(),
+            self.timeout_key
+        )
+    }
+
+    /// Refuses a revision whose declared length (Content-Length) is over the cap.
+    pub fn check_declared(&self, name: &str, length: Option<u64>) -> Result<(), String> {
+        match length {
+            Some(length) if length > self.max_bytes => Err(self.too_large(name)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs `future` (a request, until its response's head) within the timeout.
+    pub async fn within<T>(
+        &self,
+        name: &str,
+        future: impl Future<Output = T>,
+    ) -> Result<T, String> {
+        tokio::time::timeout(self.timeout, future)
+            .await
+            .map_err(|_| self.stalled(name))
+    }
+
+    /// Writes `body` to `destination`: fails when nothing arrives for the timeout, and
+    /// stops (leaving a partial file) as soon as more than the cap arrived.
+    pub async fn save(&self, name: &str, body: SdkBody, destination: &Path) -> Result<(), String> {
+        let mut file = tokio::fs::File::create(destination)
+            .await
+            .map_err(|error| format!("creating {}: {error}", destination.display()))?;
+        let mut body = body;
+        let mut received: u64 = 0;
+        while let Some(frame) = self.within(name, body.frame()).await? {
+            let frame = frame.map_err(|error| {
+                format!(
+                    "downloading {name}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&*error)
+                )
+            })?;
+            if let Ok(chunk) = frame.into_data() {
+                received += chunk.len() as u64;
+                if received > self.max_bytes {
+                    return Err(self.too_large(name));
+                }
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|error| format!("writing {}: {error}", destination.display()))?;
+            }
+        }
+        file.flush()
+            .await
+            .map_err(|error| format!("writing {}: {error}", destination.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::body::{Body, Bytes, Frame};
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    fn limits(max_bytes: u64, timeout: Duration) -> Limits {
+        Limits {
+            max_bytes,
+            max_bytes_key: "max_bundle_bytes",
+            timeout,
+            timeout_key: "s3.timeout_seconds",
+        }
+    }
+
+    /// Chunks with no declared length, then the end, or silence if `stall`.
+    struct Chunks {
+        chunks: VecDeque<&'static [u8]>,
+        stall: bool,
+    }
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            match self.chunks.pop_front() {
+                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(chunk))))),
+                None if self.stall => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    fn body(chunks: &[&'static [u8]], stall: bool) -> SdkBody {
+        SdkBody::from_body_1_x(Chunks {
+            chunks: chunks.iter().copied().collect(),
+            stall,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_body_is_saved_whole_within_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bundle");
+        let limits = limits(6, Duration::from_secs(5));
+        limits
+            .save("x", body(&[b"abc", b"def"], false), &file)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_is_cut_off_though_it_declared_no_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bundle");
+        let limits = limits(5, Duration::from_secs(30));
+        // The body never ends: only a check as bytes arrive stops it.
+        let error = limits
+            .save("s3://b/k", body(&[b"abc", b"def"], true), &file)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "s3://b/k is larger than 5 bytes, the most a revision may hold (max_bundle_bytes)"
+        );
+        assert!(limits.check_declared("x", Some(6)).is_err());
+        assert!(limits.check_declared("x", Some(5)).is_ok());
+        assert!(limits.check_declared("x", None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_body_that_goes_silent_fails_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bundle");
+        let limits = limits(100, Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let error = limits
+            .save("s3://b/k", body(&[b"abc"], true), &file)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "downloading s3://b/k: nothing received for 0.2 s (s3.timeout_seconds)"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+}
