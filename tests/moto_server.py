@@ -17,6 +17,10 @@ binds each host's reports to its identity through SenderId, so this launcher der
 from the request's access key and moto's IAM users and STS sessions, as SQS does. Keys
 moto does not know (the tests' default `testing`) keep moto's constant.
 
+It also loads the stand-in's extensions where moto stops (tests/standin/): Auto Scaling
+lifecycle hooks that wait, notify and time out. Each module says what it does and what
+it leaves out.
+
 Same flags as moto_server.
 """
 
@@ -86,4 +90,7 @@ def _message_with_sender(self, *args, **kwargs):
 sqs_models.Message.__init__ = _message_with_sender
 
 if __name__ == "__main__":
+    import standin  # tests/standin/, beside this file
+
+    standin.install()
     moto.server.main(sys.argv[1:])

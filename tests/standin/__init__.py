@@ -1,0 +1,21 @@
+"""The stand-in AWS's extensions to moto, where moto stops short of what AWS documents.
+
+Loaded into the moto process by tests/moto_server.py (`install()`), never on import, so
+that unittest's discovery of tests/ can import this package without changing moto.
+
+- `lifecycle`: Auto Scaling lifecycle hooks that hold instances in Pending:Wait and
+  Terminating:Wait, send their notifications, and time out.
+"""
+
+_installed = False
+
+
+def install():
+    """Patches moto (once per process) and starts the background threads."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    from . import lifecycle
+
+    lifecycle.install()
