@@ -18,8 +18,8 @@ from the request's access key and moto's IAM users and STS sessions, as SQS does
 moto does not know (the tests' default `testing`) keep moto's constant.
 
 It also loads the stand-in's extensions where moto stops (tests/standin/): Auto Scaling
-lifecycle hooks that wait, notify and time out. Each module says what it does and what
-it leaves out.
+lifecycle hooks that wait, notify and time out; ELBv2 target health from real HTTP
+health checks, and draining. Each module says what it does and what it leaves out.
 
 Same flags as moto_server.
 """

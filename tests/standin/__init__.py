@@ -5,6 +5,9 @@ that unittest's discovery of tests/ can import this package without changing mot
 
 - `lifecycle`: Auto Scaling lifecycle hooks that hold instances in Pending:Wait and
   Terminating:Wait, send their notifications, and time out.
+- `health`: ELBv2 target health from real HTTP health checks, and draining.
+
+Addresses: see `addresses`.
 """
 
 _installed = False
@@ -16,6 +19,7 @@ def install():
     if _installed:
         return
     _installed = True
-    from . import lifecycle
+    from . import health, lifecycle
 
     lifecycle.install()
+    health.install()
