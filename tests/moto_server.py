@@ -19,7 +19,9 @@ moto does not know (the tests' default `testing`) keep moto's constant.
 
 It also loads the stand-in's extensions where moto stops (tests/standin/): Auto Scaling
 lifecycle hooks that wait, notify and time out; ELBv2 target health from real HTTP
-health checks, and draining. Each module says what it does and what it leaves out.
+health checks, and draining; an HTTP reverse proxy per ELBv2 HTTP listener, at the load
+balancer's DNSName (`127.0.0.1:PORT`). Each module says what it does and what it leaves
+out.
 
 Same flags as moto_server.
 """

@@ -72,13 +72,14 @@ class StandInTestCase(unittest.TestCase):
 
 class App:
     """An instance's application: an HTTP server on `host`:`port` answering `/health`
-    with `health_status` and any other path with `name`; a path starting `/slow` waits
-    until `release` is set. Stop it with `stop()`."""
+    with `health_status` and any other path with `name`; a path starting `/slow` sets
+    `slow_started` and waits until `release` is set. Stop it with `stop()`."""
 
     def __init__(self, host, port, name):
         self.name = name
         self.health_status = 200
         self.release = threading.Event()
+        self.slow_started = threading.Event()
         self.served = 0
         app = self
 
@@ -93,6 +94,7 @@ class App:
                     status, body = app.health_status, b"ok"
                 else:
                     if self.path.startswith("/slow"):
+                        app.slow_started.set()
                         app.release.wait(30)
                     app.served += 1
                     status, body = 200, app.name.encode()

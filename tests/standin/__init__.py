@@ -6,6 +6,7 @@ that unittest's discovery of tests/ can import this package without changing mot
 - `lifecycle`: Auto Scaling lifecycle hooks that hold instances in Pending:Wait and
   Terminating:Wait, send their notifications, and time out.
 - `health`: ELBv2 target health from real HTTP health checks, and draining.
+- `proxy`: an HTTP reverse proxy per ELBv2 HTTP listener (a load balancer that works).
 
 Addresses: see `addresses`.
 """
@@ -19,7 +20,8 @@ def install():
     if _installed:
         return
     _installed = True
-    from . import health, lifecycle
+    from . import health, lifecycle, proxy
 
     lifecycle.install()
     health.install()
+    proxy.install()
