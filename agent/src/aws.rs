@@ -3,22 +3,26 @@
 //! The runner is synchronous (hooks are processes): the bundle source blocks on the
 //! agent's Tokio runtime through a handle, from a blocking thread; reports only queue.
 
+use crate::config::AgentConfig;
 use crate::github::GitHubTarballs;
+use crate::net::Limits;
 use crate::runner::{ReportSink, RevisionSource};
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_config::SdkConfig;
+use aws_sdk_s3::config::StalledStreamProtectionConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use gantry_core::wire::{
     REPORTS_PER_MESSAGE_MAX, Report, RevisionLocation, S3Location, reports_to_json,
 };
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 /// Bundles from S3, and commits from GitHub.
 pub struct Revisions {
-    pub s3: aws_sdk_s3::Client,
+    pub s3: Arc<S3Bundles>,
     pub github: Arc<GitHubTarballs>,
     pub runtime: Handle,
 }
@@ -28,7 +32,7 @@ impl RevisionSource for Revisions {
         match revision {
             RevisionLocation::S3 { s3_location } => self
                 .runtime
-                .block_on(self.fetch_s3(s3_location, destination)),
+                .block_on(self.s3.fetch(s3_location, destination)),
             RevisionLocation::GitHub { git_hub_location } => {
                 self.runtime.block_on(self.github.fetch(
                     &git_hub_location.repository,
@@ -40,21 +44,68 @@ impl RevisionSource for Revisions {
     }
 }
 
-impl Revisions {
-    async fn fetch_s3(&self, location: &S3Location, destination: &Path) -> Result<(), String> {
+/// Bundles from S3, within `s3.timeout_seconds` and `max_bundle_bytes`. The client is
+/// built on the first download.
+pub struct S3Bundles {
+    sdk: SdkConfig,
+    client: OnceLock<aws_sdk_s3::Client>,
+    limits: Limits,
+}
+
+impl S3Bundles {
+    pub fn new(sdk: &SdkConfig, config: &AgentConfig) -> Self {
+        Self {
+            sdk: sdk.clone(),
+            client: OnceLock::new(),
+            limits: Limits {
+                max_bytes: config.max_bundle_bytes,
+                max_bytes_key: "max_bundle_bytes",
+                timeout: Duration::from_secs(config.s3.timeout_seconds.into()),
+                timeout_key: "s3.timeout_seconds",
+            },
+        }
+    }
+
+    fn client(&self) -> &aws_sdk_s3::Client {
+        self.client.get_or_init(|| {
+            let timeout = self.limits.timeout;
+            // Connecting: the SDK's own limit (3.1 s), unless the configured one is shorter.
+            let connect = self
+                .sdk
+                .timeout_config()
+                .and_then(|timeouts| timeouts.connect_timeout())
+                .map_or(timeout, |connect| connect.min(timeout));
+            let config = aws_sdk_s3::config::Builder::from(&self.sdk)
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(connect)
+                        .read_timeout(timeout)
+                        .build(),
+                )
+                // A silent body fails by the configured timeout (Limits::save) instead.
+                .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+                .build();
+            aws_sdk_s3::Client::from_conf(config)
+        })
+    }
+
+    async fn fetch(&self, location: &S3Location, destination: &Path) -> Result<(), String> {
         let name = format!("s3://{}/{}", location.bucket, location.key);
         let mut request = self
-            .s3
+            .client()
             .get_object()
             .bucket(&location.bucket)
             .key(&location.key);
         if let Some(version) = &location.version {
             request = request.version_id(version);
         }
-        let object = request
-            .send()
-            .await
-            .map_err(|error| format!("downloading {name}: {}", DisplayErrorContext(error)))?;
+        let object = request.send().await.map_err(|error| match &error {
+            SdkError::TimeoutError(_) => self.limits.stalled(&name),
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => {
+                self.limits.stalled(&name)
+            }
+            _ => format!("downloading {name}: {}", DisplayErrorContext(error)),
+        })?;
         // The ETag recorded when the revision was registered pins its content.
         if let Some(expected) = &location.e_tag {
             let found = object.e_tag().unwrap_or_default();
@@ -64,22 +115,13 @@ impl Revisions {
                 ));
             }
         }
-        let mut file = tokio::fs::File::create(destination)
+        let length = object
+            .content_length()
+            .and_then(|length| u64::try_from(length).ok());
+        self.limits.check_declared(&name, length)?;
+        self.limits
+            .save(&name, object.body.into_inner(), destination)
             .await
-            .map_err(|error| format!("creating {}: {error}", destination.display()))?;
-        let mut body = object.body;
-        while let Some(chunk) = body
-            .try_next()
-            .await
-            .map_err(|error| format!("downloading {name}: {error}"))?
-        {
-            file.write_all(&chunk)
-                .await
-                .map_err(|error| format!("writing {}: {error}", destination.display()))?;
-        }
-        file.flush()
-            .await
-            .map_err(|error| format!("writing {}: {error}", destination.display()))
     }
 }
 

@@ -128,6 +128,34 @@ pub struct AgentConfig {
     pub proxy: Option<Proxy>,
     #[serde(default)]
     pub github: GitHub,
+    #[serde(default)]
+    pub s3: S3,
+    /// The largest bundle downloaded, from S3 or GitHub: at most what the unpacker
+    /// accepts (4 GiB), the default.
+    #[serde(default = "default_max_bundle_bytes")]
+    pub max_bundle_bytes: u64,
+}
+
+/// How bundles come from S3.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3 {
+    /// How long a download may go without receiving a byte (and connecting may take)
+    /// before DownloadBundle fails.
+    #[serde(default = "default_download_timeout_seconds")]
+    pub timeout_seconds: u32,
+}
+
+impl Default for S3 {
+    fn default() -> Self {
+        Self {
+            timeout_seconds: default_download_timeout_seconds(),
+        }
+    }
+}
+
+fn default_max_bundle_bytes() -> u64 {
+    gantry_core::bundle::Limits::default().max_bytes
 }
 
 /// Where GitHub revisions come from.
@@ -145,11 +173,11 @@ pub struct GitHub {
     pub allow_insecure_http: bool,
     /// How long a download may go without receiving a byte (and connecting may take)
     /// before DownloadBundle fails.
-    #[serde(default = "default_github_timeout_seconds")]
+    #[serde(default = "default_download_timeout_seconds")]
     pub timeout_seconds: u32,
 }
 
-fn default_github_timeout_seconds() -> u32 {
+fn default_download_timeout_seconds() -> u32 {
     60
 }
 
@@ -159,7 +187,7 @@ impl Default for GitHub {
             api_url: default_github_api_url(),
             token_file: None,
             allow_insecure_http: false,
-            timeout_seconds: default_github_timeout_seconds(),
+            timeout_seconds: default_download_timeout_seconds(),
         }
     }
 }
@@ -247,10 +275,19 @@ impl AgentConfig {
                 self.github.api_url
             ));
         }
-        if !(1..=3600).contains(&self.github.timeout_seconds) {
+        for (key, seconds) in [
+            ("github.timeout_seconds", self.github.timeout_seconds),
+            ("s3.timeout_seconds", self.s3.timeout_seconds),
+        ] {
+            if !(1..=3600).contains(&seconds) {
+                return Err(format!("{key}: must be 1 to 3600, found {seconds}"));
+            }
+        }
+        let most = default_max_bundle_bytes();
+        if !(1..=most).contains(&self.max_bundle_bytes) {
             return Err(format!(
-                "github.timeout_seconds: must be 1 to 3600, found {}",
-                self.github.timeout_seconds
+                "max_bundle_bytes: must be 1 to {most} (what the unpacker accepts), found {}",
+                self.max_bundle_bytes
             ));
         }
         if let Some(path) = &self.github.token_file
@@ -331,6 +368,8 @@ mod tests {
         assert_eq!(config.poll_wait_seconds, 20);
         assert_eq!(config.stop_grace_seconds, 60);
         assert_eq!(config.github.api_url, "https://api.github.com");
+        assert_eq!(config.s3.timeout_seconds, 60);
+        assert_eq!(config.max_bundle_bytes, 4 * 1024 * 1024 * 1024);
         assert_eq!(config.command_queue("web-1").unwrap(), "gantry-cmd-web-1");
     }
 
@@ -388,6 +427,14 @@ mod tests {
             (
                 format!("{MINIMAL}github:\n  timeout_seconds: 0\n"),
                 "github.timeout_seconds",
+            ),
+            (
+                format!("{MINIMAL}s3:\n  timeout_seconds: 3601\n"),
+                "s3.timeout_seconds",
+            ),
+            (
+                format!("{MINIMAL}max_bundle_bytes: 4294967297\n"),
+                "max_bundle_bytes",
             ),
             (format!("{MINIMAL}root_dir: relative/dir\n"), "root_dir"),
             (format!("{MINIMAL}install_root: here\n"), "install_root"),

@@ -46,8 +46,8 @@ impl GitHubTarballs {
             token,
             allow_insecure_http: config.github.allow_insecure_http,
             limits: Limits {
-                max_bytes: gantry_core::bundle::Limits::default().max_bytes,
-                max_bytes_key: "what the unpacker accepts",
+                max_bytes: config.max_bundle_bytes,
+                max_bytes_key: "max_bundle_bytes",
                 timeout: Duration::from_secs(config.github.timeout_seconds.into()),
                 timeout_key: "github.timeout_seconds",
             },

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use aws_config::{BehaviorVersion, Region};
 use clap::Parser;
-use gantry_agent::aws::{Revisions, SqsReports};
+use gantry_agent::aws::{Revisions, S3Bundles, SqsReports};
 use gantry_agent::config::{self, AgentConfig, Identity};
 use gantry_agent::github::GitHubTarballs;
 use gantry_agent::runner::{self, Host};
@@ -111,7 +111,7 @@ struct Agent {
     config: AgentConfig,
     instance_id: String,
     sqs: aws_sdk_sqs::Client,
-    s3: aws_sdk_s3::Client,
+    s3: Arc<S3Bundles>,
     github: Arc<GitHubTarballs>,
     command_queue_url: String,
     reports: SqsReports,
@@ -152,7 +152,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let reports_queue_url = queue_url(&sqs, &config.reports_queue).await?;
     let sqs_reports = sqs.clone();
     let agent = Agent {
-        s3: aws_sdk_s3::Client::new(&sdk),
+        s3: Arc::new(S3Bundles::new(&sdk, &config)),
         github: Arc::new(github),
         config,
         instance_id,

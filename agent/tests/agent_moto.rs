@@ -76,6 +76,17 @@ fn start_agent_with(stack: &Stack, dir: &Path, extra: &str) -> AgentProcess {
 
 /// The agent with this `identity` section and `extra` configuration lines.
 fn start_agent_as(stack: &Stack, dir: &Path, identity: &str, extra: &str) -> AgentProcess {
+    start_agent_env(stack, dir, identity, extra, &[])
+}
+
+/// The agent with `env` on top of moto's.
+fn start_agent_env(
+    stack: &Stack,
+    dir: &Path,
+    identity: &str,
+    extra: &str,
+    env: &[(&str, String)],
+) -> AgentProcess {
     let config = dir.join("agent.yml");
     std::fs::write(
         &config,
@@ -90,6 +101,7 @@ fn start_agent_as(stack: &Stack, dir: &Path, identity: &str, extra: &str) -> Age
         .arg("--config")
         .arg(&config)
         .envs(stack.moto.sdk_env())
+        .envs(env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -942,6 +954,124 @@ async fn a_github_server_that_stalls_fails_download_bundle_by_its_timeout() {
     );
     let message = &failed.diagnostics.as_ref().unwrap().message;
     assert!(message.contains("nothing received for 1 s"), "{message}");
+}
+
+/// `len` bytes no compressor shrinks, put as `key`; returns its ETag.
+async fn put_noise(stack: &Stack, key: &str, len: usize) -> String {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    stack
+        .s3
+        .put_object()
+        .bucket("bundles")
+        .key(key)
+        .body(ByteStream::from(noise))
+        .send()
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_bundle_over_max_bundle_bytes_fails_download_bundle_naming_the_limit() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let e_tag = put_noise(&stack, "big.tgz", 5000).await;
+    let _agent = start_agent_with(&stack, dir.path(), "max_bundle_bytes: 1000\n");
+    send_command(&stack, &command_for("d-S3CAP0001", "big.tgz", &e_tag)).await;
+    let reports = reports_until_done(&stack, "d-S3CAP0001", Duration::from_secs(30)).await;
+    let failed = failed_event(&reports);
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::DownloadBundle
+    );
+    let message = &failed.diagnostics.as_ref().unwrap().message;
+    assert_eq!(
+        message,
+        "s3://bundles/big.tgz is larger than 1000 bytes, the most a revision may hold (max_bundle_bytes)"
+    );
+    assert!(
+        std::fs::read_dir(dir.path().join("fs"))
+            .map_or(true, |mut entries| entries.next().is_none()),
+        "nothing installed"
+    );
+}
+
+/// A relay in front of `upstream` that passes requests whole but only the first `pass`
+/// bytes of what comes back, then holds the connection open with nothing more.
+async fn stalling_relay(upstream: String, pass: u64) -> u16 {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream.as_str()).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let mut head = tokio::io::AsyncReadExt::take(server_read, pass);
+                let _ = tokio::io::copy(&mut head, &mut client_write).await;
+                let _ = client_write.flush().await;
+                // Open and silent until the test ends.
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_download_that_stalls_fails_download_bundle_by_its_timeout() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let e_tag = put_noise(&stack, "stall.tgz", 200_000).await;
+    let moto = stack
+        .moto
+        .endpoint()
+        .trim_start_matches("http://")
+        .to_owned();
+    // S3 (only) through the relay: the response's head and a little of the body arrive.
+    let relay = stalling_relay(moto, 4096).await;
+    let _agent = start_agent_env(
+        &stack,
+        dir.path(),
+        "identity:\n  on_premises_name: host-1\n",
+        "s3:\n  timeout_seconds: 1\n",
+        &[("AWS_ENDPOINT_URL_S3", format!("http://127.0.0.1:{relay}"))],
+    );
+    let sent = Instant::now();
+    send_command(&stack, &command_for("d-S3STALL01", "stall.tgz", &e_tag)).await;
+    let reports = reports_until_done(&stack, "d-S3STALL01", Duration::from_secs(30)).await;
+    let failed = failed_event(&reports);
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::DownloadBundle
+    );
+    let message = &failed.diagnostics.as_ref().unwrap().message;
+    assert_eq!(
+        message,
+        "downloading s3://bundles/stall.tgz: nothing received for 1 s (s3.timeout_seconds)"
+    );
+    // Well before the SDK's own stalled-stream check (20 s) would have ended it.
+    assert!(
+        sent.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        sent.elapsed()
+    );
 }
 
 /// The pid a script wrote to `file`, once it is there.
