@@ -8,7 +8,8 @@ that unittest's discovery of tests/ can import this package without changing mot
 - `health`: ELBv2 target health from real HTTP health checks, and draining.
 - `proxy`: an HTTP reverse proxy per ELBv2 HTTP listener (a load balancer that works).
 
-Addresses: see `addresses`.
+Addresses: see `addresses`. `imds` is not loaded into moto: tests/fleet_runner.py runs
+one per simulated instance.
 """
 
 _installed = False

@@ -17,6 +17,9 @@
   AWS's minimum of 30, for tests) applies its DefaultResult; heartbeats push it back, up
   to the global timeout (100 heartbeat timeouts, at most 48 hours), as AWS does.
 
+Instances an Auto Scaling group launches get its launch configuration's
+IamInstanceProfile (moto gives them none; launch templates' are not read).
+
 Deleting the group (moto's DeleteAutoScalingGroup is a ForceDelete) or terminating an
 instance through EC2 runs no hooks. Everything here runs under `LOCK`, which every
 Auto Scaling request also holds: moto's server is threaded and the timers are not
@@ -273,9 +276,24 @@ def _active_instances(self):
     return [s for s in self.instance_states if s.lifecycle_state == "InService" or s.lifecycle_state in WAITING]
 
 
+def _give_profile(group, state):
+    """The launch configuration's instance profile, which moto does not give its instances
+    (the fleet runner's metadata service answers the role's credentials)."""
+    profile = getattr(group.launch_config, "iam_instance_profile", None)
+    if not profile:
+        return
+    key = "iam_instance_profile_arn" if profile.startswith("arn:") else "iam_instance_profile_name"
+    try:
+        group.autoscaling_backend.ec2_backend.associate_iam_instance_profile(state.instance.id, **{key: profile})
+    except Exception:  # a profile IAM does not know: the instance goes without, as in moto
+        pass
+
+
 def _replace_instances(self, count_needed, propagated_tags):
     before = len(self.instance_states)
     _replace(self, count_needed, propagated_tags)
+    for state in self.instance_states[before:]:
+        _give_profile(self, state)
     hooks = _hooks(self, LAUNCHING)
     if hooks and self.name in self.autoscaling_backend.autoscaling_groups:
         for state in self.instance_states[before:]:
