@@ -126,6 +126,14 @@ class ProxyTest(StandInTestCase):
             self.get()
         self.assertEqual(self.get(address=listed[second]["Address"]), (200, "a"))
 
+    def test_a_reset_of_moto_stops_its_load_balancers(self):
+        self.listen()
+        self.assertEqual(self.get()[0], 503)
+        request = urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+        with self.assertRaises(urllib.error.URLError):
+            self.get()
+
 
 if __name__ == "__main__":
     unittest.main()

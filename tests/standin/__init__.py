@@ -26,3 +26,16 @@ def install():
     lifecycle.install()
     health.install()
     proxy.install()
+
+    from moto.core.base_backend import BackendDict
+
+    reset_backends = BackendDict.reset
+
+    def reset(cls):
+        # `POST /moto-api/reset` clears moto's backends: the threads' state goes with them.
+        reset_backends()
+        lifecycle.reset()
+        health.reset()
+        proxy.reset()
+
+    BackendDict.reset = classmethod(reset)

@@ -281,6 +281,13 @@ def _describe_health(self, target_group_arn, targets):
     return _describe_target_health(self, target_group_arn, targets)
 
 
+def reset():
+    """moto's reset forgot every target group: so does the checker."""
+    with _lock:
+        _records.clear()
+        _draining.clear()
+
+
 def install():
     Backend.create_target_group = _create
     TargetGroup.register = _registered

@@ -474,6 +474,13 @@ def _locked_call_action(self):
         return _call_action(self)
 
 
+def reset():
+    """moto's reset (`POST /moto-api/reset`) forgot every group: so do the timers."""
+    with LOCK:
+        for action in list(_actions.values()):
+            action.cancel()
+
+
 def install():
     Group.active_instances = _active_instances
     Group.replace_autoscaling_group_instances = _replace_instances

@@ -221,6 +221,18 @@ def _deleted_load_balancer(self, arn):
             entry.reserved.close()
 
 
+def reset():
+    """moto's reset forgot every load balancer: their proxies stop and free their ports."""
+    with _lock:
+        entries = list(_balancers.values())
+        _balancers.clear()
+    for entry in entries:
+        for server in entry.servers.values():
+            server.stop()
+        if entry.reserved is not None:
+            entry.reserved.close()
+
+
 def listeners():
     """What `GET /moto-api/standin/listeners` answers."""
     with _lock:
