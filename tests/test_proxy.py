@@ -101,6 +101,35 @@ class ProxyTest(StandInTestCase):
         thread.join(30)
         self.assertEqual(slow["answer"], (200, "a"), "the in-flight request finished")
 
+    def test_no_request_fails_while_a_target_is_taken_out_and_put_back(self):
+        self.listen()
+        a, b = self.instance("a"), self.instance("b")
+        self.register(a, b)
+        answers, done = [], threading.Event()
+
+        def loop():
+            # Bounded in count and time: at most 2,000 requests.
+            while not done.is_set() and len(answers) < 2000:
+                answers.append(self.get())
+
+        thread = threading.Thread(target=loop)
+        thread.start()
+        try:
+            wait_until(lambda: len(answers) >= 20, what="requests flowing")
+            self.elb.deregister_targets(TargetGroupArn=self.group, Targets=[{"Id": a}])
+            count = len(answers)
+            wait_until(lambda: len(answers) >= count + 20, what="requests while a drains")
+            self.elb.register_targets(TargetGroupArn=self.group, Targets=[{"Id": a}])
+            wait_until(lambda: self.state(a) == "healthy", what="a healthy again")
+            count = len(answers)
+            wait_until(lambda: len(answers) >= count + 20, what="requests after")
+        finally:
+            done.set()
+            thread.join(30)
+        self.assertEqual({status for status, _ in answers}, {200})
+        self.assertEqual({body for _, body in answers}, {"a", "b"})
+        self.assertEqual(answers[-1][0], 200)
+
     def test_a_target_that_does_not_answer_is_a_bad_gateway(self):
         self.listen()
         a = self.instance("a")

@@ -14,7 +14,9 @@ if none is healthy, among all registered targets, as ALB fails open), at the tar
 address (see `addresses`) and port. A target taken out (draining) gets no new request
 and finishes those it has. No healthy or registered target: 503; a target that fails to
 answer: 502; a `fixed-response` default action is answered as configured. Listener
-rules other than the default action are not read; HTTPS and TCP listeners get no proxy.
+rules other than the default action are not read; HTTPS and TCP listeners get no proxy;
+a request body needs a Content-Length (not chunked); requests still in flight when the
+deregistration delay ends are not cut.
 """
 
 import http.client
@@ -61,6 +63,7 @@ class _Balancer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 drops connections under a client loop
 
     def __init__(self, backend, balancer_arn, listener, sock=None):
         super().__init__(("127.0.0.1", 0), _Handler, bind_and_activate=sock is None)
