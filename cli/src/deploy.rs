@@ -190,6 +190,19 @@ pub fn summary(info: &Value, targets: &[Value]) -> String {
     if let Some(message) = info["rollbackInfo"]["rollbackMessage"].as_str() {
         text.push_str(&format!("\n  {message}"));
     }
+    for failed in info["failedEffects"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "\n  warning: {} failed {} time(s): {}",
+            failed["effect"].as_str().unwrap_or("?"),
+            failed["failures"],
+            failed["reason"].as_str().unwrap_or("?"),
+        ));
+    }
+    if let Some(forged) = info["forgedReports"].as_u64() {
+        text.push_str(&format!(
+            "\n  warning: {forged} report(s) dropped: sent by an identity other than their host's"
+        ));
+    }
     for target in targets {
         let (event, status) = current_event(target);
         text.push_str(&format!(
@@ -770,6 +783,20 @@ mod tests {
                 "* 2 of 4 hosts done (2 failed), 0 running (at most 2 at once), 2 skipped",
             ]
         );
+    }
+
+    #[test]
+    fn the_summary_warns_of_notifications_not_sent_and_forged_reports() {
+        let info = serde_json::json!({
+            "deploymentId": "d-1", "status": "Succeeded",
+            "deploymentOverview": {"Succeeded": 2, "Failed": 0, "Skipped": 0, "InProgress": 0, "Pending": 0},
+            "failedEffects": [{"effect": "DeploymentSuccess notification to trigger ops (arn:aws:sns:us-east-1:1:ops)",
+                               "reason": "SNS Publish: NotFound", "failures": 2}],
+            "forgedReports": 3,
+        });
+        let text = summary(&info, &[]);
+        assert!(text.contains("warning: DeploymentSuccess notification to trigger ops (arn:aws:sns:us-east-1:1:ops) failed 2 time(s): SNS Publish: NotFound"), "{text}");
+        assert!(text.contains("warning: 3 report(s) dropped"), "{text}");
     }
 
     #[test]

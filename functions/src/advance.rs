@@ -148,13 +148,9 @@ pub async fn apply<S: DeserializeOwned>(
                 record.version = version;
                 let outbox_entry = (summary_changed && !effects.is_empty()).then_some(version);
                 if let Some(entry) = outbox_entry {
-                    record.outbox.insert(
-                        entry,
-                        OutboxEntry {
-                            effects: effects.clone(),
-                            at: now,
-                        },
-                    );
+                    record
+                        .outbox
+                        .insert(entry, OutboxEntry::new(effects.clone(), now));
                 }
                 for (id, target) in changed {
                     let version = hosts.get(&id).map_or(0, |host| host.version) + 1;

@@ -3,16 +3,18 @@
 //! Every change to a deployment goes through [`advance`]: apply the inputs (see
 //! [`crate::advance`]), then carry out the effects the write put in the outbox, then
 //! mark them done. A rollback that an effect starts is created there and its own start
-//! effects run next in the same loop, not by recursion. An effect that fails stays in
-//! the outbox, where the tick finds it.
+//! effects run next in the same loop, not by recursion. An effect that fails for now
+//! stays in the outbox, where the tick retries it with a growing delay; one that fails
+//! for good is recorded on the deployment. Either way the others go on, so whatever
+//! one effect does, the group's lock is released.
 
 use crate::advance::{self, Applied};
 use crate::control::ControlPlane;
 use crate::deploy::{self, Created};
-use crate::error::ApiError;
+use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, LastDeploymentInfo, now_millis, seconds};
-use crate::store::{DeploymentRecord, InstanceHealth};
-use gantry_core::deployment::{Deployment, Effect, Input, NotificationEvent, TargetState};
+use crate::store::{DeploymentRecord, InstanceHealth, OUTBOX_GRACE_MS, OutboxEntry};
+use gantry_core::deployment::{Deployment, Effect, Input, Millis, NotificationEvent, TargetState};
 use gantry_core::lifecycle::Performer;
 use gantry_core::wire::{Command, SCHEMA_VERSION};
 use serde_json::json;
@@ -23,19 +25,39 @@ use tracing::Instrument;
 /// against dozens of concurrent ones.
 const MAX_APPLY_ATTEMPTS: u32 = 40;
 
+/// Where effects wait until they are done: their deployment's outbox entry, and how
+/// many times carrying them out failed before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub version: u64,
+    pub attempts: u32,
+}
+
+impl Entry {
+    /// The entry a write just made.
+    pub fn new(version: u64) -> Self {
+        Self {
+            version,
+            attempts: 0,
+        }
+    }
+}
+
 /// Carries out effects, then marks their outbox entry done; then does the same for each
-/// deployment they created (a rollback). A failure is logged and left in the outbox,
-/// where the tick finds it. Returns whether `record`'s effects were all done.
+/// deployment they created (a rollback). Effects that fail for now stay in the entry,
+/// alone, to be retried by the tick after a backoff; those that fail for good are
+/// recorded on the deployment and dropped. Returns when `record`'s effects left are next
+/// due, or None when none is left.
 pub async fn run(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
-    outbox_entry: Option<u64>,
-) -> bool {
+    entry: Option<Entry>,
+) -> Option<Millis> {
     let mut follow_ups = Vec::new();
-    let done = run_one(control, record, effects, outbox_entry, &mut follow_ups).await;
+    let retry_at = run_one(control, record, effects, entry, &mut follow_ups).await;
     while let Some(created) = follow_ups.pop() {
-        let entry = (!created.effects.is_empty()).then_some(created.record.version);
+        let entry = (!created.effects.is_empty()).then(|| Entry::new(created.record.version));
         let span =
             tracing::info_span!("effects", deployment_id = %created.record.spec.deployment_id);
         run_one(
@@ -48,12 +70,12 @@ pub async fn run(
         .instrument(span)
         .await;
     }
-    done
+    retry_at
 }
 
 /// Runs the effects a new deployment was stored with.
 pub async fn start(control: &ControlPlane, created: &Created) {
-    let entry = (!created.effects.is_empty()).then_some(created.record.version);
+    let entry = (!created.effects.is_empty()).then(|| Entry::new(created.record.version));
     run(control, &created.record, &created.effects, entry).await;
 }
 
@@ -61,64 +83,129 @@ async fn run_one(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
-    outbox_entry: Option<u64>,
+    entry: Option<Entry>,
     follow_ups: &mut Vec<Created>,
-) -> bool {
-    match carry_out(control, record, effects, outbox_entry, follow_ups).await {
-        Ok(()) => {
-            if let Some(entry) = outbox_entry
-                && let Err(error) = control
-                    .store
-                    .clear_outbox(&record.state.deployment_id, entry)
-                    .await
-            {
-                tracing::warn!(%error, entry, "could not clear an outbox entry; the tick will run it again");
-                return false;
+) -> Option<Millis> {
+    let deployment_id = &record.state.deployment_id;
+    let retry = carry_out(control, record, effects, entry, follow_ups).await;
+    let now = now_millis();
+    let Some(entry) = entry else {
+        if !retry.is_empty() {
+            tracing::error!(
+                ?retry,
+                "effects failed that were never stored: they are lost"
+            );
+        }
+        return None;
+    };
+    if retry.is_empty() {
+        return match control
+            .store
+            .clear_outbox(deployment_id, entry.version)
+            .await
+        {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::warn!(%error, entry = entry.version, "could not clear an outbox entry; the tick will run it again");
+                Some(now + OUTBOX_GRACE_MS)
             }
-            true
-        }
-        Err(error) => {
-            tracing::error!(%error, "carrying out effects failed; the tick will retry them");
-            false
-        }
+        };
     }
+    let pending = OutboxEntry {
+        effects: retry,
+        at: now,
+        attempts: entry.attempts + 1,
+    };
+    let retry_at = pending.due();
+    tracing::warn!(
+        effects = ?pending.effects,
+        attempts = pending.attempts,
+        retry_in_ms = retry_at - now,
+        "effects failed for now; the tick retries them"
+    );
+    if let Err(error) = control
+        .store
+        .rewrite_outbox(deployment_id, entry.version, &pending)
+        .await
+    {
+        // The whole entry stays as it was, and runs again when it was due.
+        tracing::warn!(%error, entry = entry.version, "could not keep the failed effects apart");
+    }
+    Some(retry_at)
+}
+
+/// Whether an effect that failed so may pass on a later try: AWS or DynamoDB
+/// unavailable, throttled, or a race lost. Anything else (a group or queue that no
+/// longer exists, a setting missing) fails the same way every time.
+fn may_pass_later(error: &ApiError) -> bool {
+    matches!(
+        error.code,
+        Exception::InternalFailure | Exception::ConcurrentModification
+    )
 }
 
 /// Executes the state machine's effects in order. One that fails does not stop the
-/// others (a notification to a deleted topic must not keep the group locked); the first
-/// error is returned, and the whole entry stays in the outbox to be run again: every
-/// effect is safe to repeat.
+/// others (a notification to a deleted topic must not keep the group locked). Returns
+/// those that failed for now, to be tried again: every effect is safe to repeat. One
+/// that failed for good is logged and recorded on the deployment.
 async fn carry_out(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
-    outbox_entry: Option<u64>,
+    entry: Option<Entry>,
     follow_ups: &mut Vec<Created>,
-) -> Result<(), ApiError> {
+) -> Vec<Effect> {
     let started = std::time::Instant::now();
     // Commands first: hosts wait on them, while notifications and health records
     // wait on nobody. (Dispatch and ReleaseLock never come from the same change.)
     let (dispatches, others): (Vec<&Effect>, Vec<&Effect>) = effects
         .iter()
         .partition(|effect| matches!(effect, Effect::Dispatch { .. }));
-    let mut first_error = None;
+    let mut retry = Vec::new();
     for effect in dispatches.into_iter().chain(others) {
-        let entry = outbox_entry.map(|entry| (entry, effects));
-        let outcome = carry_out_one(control, record, effect, entry, started, follow_ups).await;
-        match outcome {
-            Ok(()) => {}
-            // Notifications are best effort, as CodeDeploy's triggers are: one that
-            // cannot be sent (its topic deleted) is logged, and blocks nothing.
-            Err(error) if matches!(effect, Effect::Notify { .. }) => {
-                tracing::warn!(?effect, %error, "notification not sent");
-            }
-            Err(error) => {
-                tracing::warn!(?effect, %error, "an effect failed; the others go on");
-                first_error.get_or_insert(error);
-            }
+        let entry = entry.map(|entry| (entry, effects));
+        let Err(error) = carry_out_one(control, record, effect, entry, started, follow_ups).await
+        else {
+            continue;
+        };
+        if may_pass_later(&error) {
+            tracing::warn!(?effect, %error, "an effect failed for now; the others go on");
+            retry.push(effect.clone());
+            continue;
+        }
+        tracing::error!(?effect, %error, "an effect failed for good; it blocks nothing");
+        let recorded = control
+            .store
+            .record_failed_effect(
+                &record.state.deployment_id,
+                effect_kind(effect),
+                &format!("{effect:?}"),
+                &error.to_string(),
+                now_millis(),
+            )
+            .await;
+        if let Err(error) = recorded {
+            // Tried again, until it can be recorded.
+            tracing::warn!(%error, "could not record the failed effect");
+            retry.push(effect.clone());
         }
     }
-    first_error.map_or(Ok(()), Err)
+    retry
+}
+
+/// An effect's kind: a deployment keeps one record of failure per kind.
+fn effect_kind(effect: &Effect) -> &'static str {
+    match effect {
+        Effect::Dispatch { .. } => "Dispatch",
+        Effect::Notify { .. } => "Notify",
+        Effect::RecordHealth { .. } => "RecordHealth",
+        Effect::HostTimedOut { .. } => "HostTimedOut",
+        Effect::RecordLastSuccessful => "RecordLastSuccessful",
+        Effect::ReleaseLock => "ReleaseLock",
+        Effect::StartRollback => "StartRollback",
+        Effect::UpdateOutdated => "UpdateOutdated",
+        Effect::CompleteLaunch { .. } => "CompleteLaunch",
+    }
 }
 
 /// Executes one effect.
@@ -126,14 +213,14 @@ async fn carry_out_one(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effect: &Effect,
-    outbox_entry: Option<(u64, &[Effect])>,
+    entry: Option<(Entry, &[Effect])>,
     started: std::time::Instant,
     follow_ups: &mut Vec<Created>,
 ) -> Result<(), ApiError> {
     let spec = &record.spec;
     match effect {
         Effect::Dispatch { first, count } => {
-            dispatch(control, record, *first, *count, outbox_entry).await?;
+            dispatch(control, record, *first, *count, entry).await?;
             tracing::info!(
                 hosts = count,
                 after_write_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -194,14 +281,15 @@ async fn carry_out_one(
                 .await?;
         }
         Effect::ReleaseLock => {
-            control
+            // Each part is tried whatever the other did: the lock above all.
+            let recorded = control
                 .store
                 .record_attempt(
                     &spec.application_name,
                     &spec.deployment_group_name,
                     &last_info(&record.state),
                 )
-                .await?;
+                .await;
             control
                 .store
                 .unlock_group(
@@ -210,6 +298,7 @@ async fn carry_out_one(
                     &spec.deployment_id,
                 )
                 .await?;
+            recorded?;
             tracing::info!(status = ?record.state.status, "deployment finished");
         }
         Effect::StartRollback => {
@@ -243,7 +332,7 @@ async fn dispatch(
     record: &DeploymentRecord<DeploymentSpec>,
     first: u32,
     count: u32,
-    outbox_entry: Option<(u64, &[Effect])>,
+    entry: Option<(Entry, &[Effect])>,
 ) -> Result<(), ApiError> {
     let spec = &record.spec;
     let now = now_millis();
@@ -285,11 +374,16 @@ async fn dispatch(
             }
         }
         if number + 1 < chunks
-            && let Some((entry, effects)) = outbox_entry
+            && let Some((entry, effects)) = entry
         {
+            let pending = OutboxEntry {
+                effects: effects.to_vec(),
+                at: now_millis(),
+                attempts: entry.attempts,
+            };
             control
                 .store
-                .touch_outbox(&spec.deployment_id, entry, effects, now_millis())
+                .rewrite_outbox(&spec.deployment_id, entry.version, &pending)
                 .await?;
         }
     }
@@ -323,9 +417,10 @@ pub async fn advance(
                 control,
                 &applied.record,
                 &applied.effects,
-                applied.outbox_entry,
+                applied.outbox_entry.map(Entry::new),
             )
-            .await;
+            .await
+            .is_none();
             let dispatched = applied
                 .effects
                 .iter()

@@ -6,9 +6,10 @@
 //! are accepted in a trigger, as CodeDeploy accepts them, and (as there) never sent for
 //! an in-place deployment, which has no Ready state.
 
+use crate::adapters::PublishError;
 use crate::control::ControlPlane;
 use crate::error::ApiError;
-use crate::model::{DeploymentSpec, seconds, serialized_name};
+use crate::model::{DeploymentSpec, now_millis, seconds, serialized_name};
 use crate::store::DeploymentRecord;
 use gantry_core::deployment::{Deployment, Millis, NotificationEvent, TargetState};
 use gantry_core::identity::Sender;
@@ -145,6 +146,11 @@ fn subscribes(trigger: &crate::model::TriggerConfig, event: NotificationEvent) -
 
 /// Publishes the event to every trigger of the deployment's group that asks for it. An
 /// instance event carries the host's record (`target`), when it has one.
+///
+/// A trigger whose topic refuses the message for good (deleted, not ours) is recorded
+/// on the deployment and logged, and blocks nothing. One SNS could not take for now is
+/// an error after the other triggers had theirs: the effect is retried, and triggers
+/// that already got the message may get it again, as SNS delivers at least once anyway.
 pub async fn publish(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
@@ -153,6 +159,7 @@ pub async fn publish(
     target: Option<&TargetState>,
 ) -> Result<(), ApiError> {
     let spec = &record.spec;
+    let mut retry = None;
     for trigger in &spec.trigger_configurations {
         if !subscribes(trigger, event) {
             continue;
@@ -173,12 +180,35 @@ pub async fn publish(
             control.settings.region,
             spec.application_name
         );
-        control
+        match control
             .notifier
             .publish(&trigger.trigger_target_arn, &subject, &body.to_string())
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            Err(PublishError::Refused(reason)) => {
+                let effect = format!(
+                    "{event:?} notification to trigger {} ({})",
+                    trigger.trigger_name, trigger.trigger_target_arn
+                );
+                tracing::warn!(%effect, %reason, "notification refused for good; it blocks nothing");
+                control
+                    .store
+                    .record_failed_effect(
+                        &spec.deployment_id,
+                        &format!("Notify#{}", trigger.trigger_name),
+                        &effect,
+                        &reason,
+                        now_millis(),
+                    )
+                    .await?;
+            }
+            Err(PublishError::Unavailable(error)) => {
+                retry.get_or_insert(error);
+            }
+        }
     }
-    Ok(())
+    retry.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

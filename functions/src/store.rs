@@ -13,6 +13,7 @@
 //! | a deployment's ordered targets | `DEPLOYMENT#<id>` | `PLAN#<page>` | `targets` (JSON list of up to 500, immutable) |
 //! | a deployment's host | `DEPLOYMENT#<id>` | `TARGET#<instance id>` | `state` (TargetState), `status`, `version`, `dueDeployment` + `dueAt` while deploying (index `due`) |
 //! | reports its hosts did not send | `DEPLOYMENT#<id>` | `FORGED_REPORTS` | `forgedReports` (a count) |
+//! | an effect that failed for good | `DEPLOYMENT#<id>` | `FAILED_EFFECT#<kind>` | `effect`, `reason`, `firstTime`, `lastTime`, `failures` |
 //!
 //! Access patterns: get/put by key; list a partition (applications, configs, instances,
 //! a group's revisions, an application's groups, a group's instance health) with Query;
@@ -104,6 +105,9 @@ pub mod keys {
     pub const DEPLOYMENT_SK: &str = "STATE";
     /// The count of a deployment's reports sent by someone other than their host.
     pub const FORGED_REPORTS_SK: &str = "FORGED_REPORTS";
+    /// Effects of a deployment that failed for good, one item per kind (a notification:
+    /// per trigger), so that however often one fails the deployment keeps a few items.
+    pub const FAILED_EFFECT_PREFIX: &str = "FAILED_EFFECT#";
     pub const PLAN_PREFIX: &str = "PLAN#";
     pub const TARGET_PREFIX: &str = "TARGET#";
 
@@ -237,8 +241,48 @@ pub struct DeploymentRecord<S> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct OutboxEntry {
     pub effects: Vec<Effect>,
-    /// When the entry was written.
+    /// When the entry was written, or last failed.
     pub at: Millis,
+    /// How many times carrying out the entry has failed.
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+/// An effect of a deployment that failed for good: it blocked nothing, and the
+/// deployment shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEffect {
+    /// What it was, e.g. "DeploymentSuccess notification to trigger ops (arn:...)".
+    pub effect: String,
+    /// Why it failed, the last time it did.
+    pub reason: String,
+    pub first_time: Millis,
+    pub last_time: Millis,
+    pub failures: u64,
+}
+
+/// The longest wait between two attempts at an effect that keeps failing: a group stays
+/// locked at most this long after whatever failed recovers.
+pub const MAX_RETRY_DELAY_MS: Millis = 600_000;
+
+impl OutboxEntry {
+    /// Effects just written, for their writer to carry out.
+    pub fn new(effects: Vec<Effect>, now: Millis) -> Self {
+        Self {
+            effects,
+            at: now,
+            attempts: 0,
+        }
+    }
+
+    /// When the tick runs the entry: a new one after the grace its writer has to finish
+    /// it, a failed one after a delay that doubles with each failure, up to
+    /// [`MAX_RETRY_DELAY_MS`].
+    pub fn due(&self) -> Millis {
+        let doublings = self.attempts.saturating_sub(1).min(16);
+        let delay = OUTBOX_GRACE_MS.saturating_mul(1 << doublings);
+        self.at + delay.min(MAX_RETRY_DELAY_MS)
+    }
 }
 
 /// When the tick must next look at a deployment after a write, or None when it never
@@ -737,10 +781,7 @@ impl DynamoStore {
         if !effects.is_empty() {
             outbox.insert(
                 "1".to_owned(),
-                json(&OutboxEntry {
-                    effects: effects.to_vec(),
-                    at: now,
-                }),
+                json(&OutboxEntry::new(effects.to_vec(), now)),
             );
         }
         let mut put = Put::builder()
@@ -1145,10 +1186,7 @@ impl DynamoStore {
                     .expression_attribute_names("#entry", next.to_string())
                     .expression_attribute_values(
                         ":entry",
-                        json(&OutboxEntry {
-                            effects: effects.to_vec(),
-                            at: now,
-                        }),
+                        json(&OutboxEntry::new(effects.to_vec(), now)),
                     );
             }
             let pending = !record.outbox.is_empty() || !effects.is_empty();
@@ -1253,15 +1291,15 @@ impl DynamoStore {
         Ok(page.items().first().and_then(|item| number(item, "dueAt")))
     }
 
-    /// Tells the tick an outbox entry's writer is still at work (a long dispatch): the
-    /// entry's time moves to `now`, so the tick leaves it alone for another grace period.
-    /// An entry already done stays done.
-    pub async fn touch_outbox(
+    /// Rewrites an outbox entry that is still there: its writer is still at work (a long
+    /// dispatch, whose entry's time moves on so that the tick leaves it alone for another
+    /// grace period), or some of its effects failed and wait to be retried. An entry
+    /// already done stays done.
+    pub async fn rewrite_outbox(
         &self,
         id: &str,
         entry: u64,
-        effects: &[Effect],
-        now: Millis,
+        pending: &OutboxEntry,
     ) -> Result<(), StoreError> {
         let result = self
             .client
@@ -1272,13 +1310,7 @@ impl DynamoStore {
             .update_expression("SET outbox.#entry = :entry")
             .condition_expression("attribute_exists(outbox.#entry)")
             .expression_attribute_names("#entry", entry.to_string())
-            .expression_attribute_values(
-                ":entry",
-                json(&OutboxEntry {
-                    effects: effects.to_vec(),
-                    at: now,
-                }),
-            )
+            .expression_attribute_values(":entry", json(pending))
             .send()
             .await;
         match result {
@@ -1290,7 +1322,6 @@ impl DynamoStore {
         }
     }
 
-    /// Marks an outbox entry done. Removing it twice is harmless.
     pub async fn clear_outbox(&self, id: &str, entry: u64) -> Result<(), StoreError> {
         self.client
             .update_item()
@@ -1401,7 +1432,7 @@ impl DynamoStore {
             .update_expression("SET rollbackClaim = if_not_exists(rollbackClaim, :id)")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":id", s(rollback_id))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await
             .map_err(|error| match classify(error, String::new) {
@@ -1409,6 +1440,64 @@ impl DynamoStore {
                 other => other,
             })?;
         output
+    /// Records that one of a deployment's effects failed for good (a notification to a
+    /// deleted topic), under `key`: the first time, the last, how often, and the last
+    /// reason.
+    pub async fn record_failed_effect(
+        &self,
+        id: &str,
+        key: &str,
+        effect: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(format!("{}{key}", keys::FAILED_EFFECT_PREFIX)))
+            .update_expression(
+                "SET effect = :effect, reason = :reason, \
+                 firstTime = if_not_exists(firstTime, :now), lastTime = :now \
+                 ADD failures :one",
+            )
+            .expression_attribute_values(":effect", s(effect))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(aws)?;
+        Ok(())
+    }
+
+    /// The deployment's effects that failed for good, oldest kind first.
+    pub async fn failed_effects(&self, id: &str) -> Result<Vec<FailedEffect>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::deployment(id)))
+            .expression_attribute_values(":prefix", s(keys::FAILED_EFFECT_PREFIX))
+            .send()
+            .await
+            .map_err(aws)?;
+        let mut failed: Vec<FailedEffect> = page
+            .items()
+            .iter()
+            .map(|item| FailedEffect {
+                effect: text(item, "effect").unwrap_or_default().to_owned(),
+                reason: text(item, "reason").unwrap_or_default().to_owned(),
+                first_time: number(item, "firstTime").unwrap_or(0),
+                last_time: number(item, "lastTime").unwrap_or(0),
+                failures: number(item, "failures").unwrap_or(0),
+            })
+            .collect();
+        failed.sort_by_key(|effect| effect.first_time);
+        Ok(failed)
+    }
+
             .attributes()
             .and_then(|item| text(item, "rollbackClaim"))
             .map(str::to_owned)

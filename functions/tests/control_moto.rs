@@ -3,11 +3,17 @@
 //! source delivers them, shaped exactly as the agent sends them.
 
 use aws_sdk_s3::primitives::ByteStream;
+use gantry_core::deployment::{Effect, Input};
 use gantry_core::lifecycle::LifecycleEvent;
 use gantry_core::wire::Command;
+use gantry_functions::advance;
 use gantry_functions::control::{ControlPlane, Settings};
+use gantry_functions::effects;
 use gantry_functions::error::ApiError;
+use gantry_functions::handlers::batch_advance;
 use gantry_functions::handlers::{self, autoscaling};
+use gantry_functions::model::DeploymentSpec;
+use gantry_functions::store::{OUTBOX_GRACE_MS, OutboxEntry};
 use gantry_tests::archive::{self, Entry};
 use gantry_tests::moto::Moto;
 use gantry_tests::reports::host_reports;
@@ -1883,6 +1889,19 @@ async fn a_deleted_trigger_topic_leaves_nothing_locked() {
     }
     let info = fx.deployment(&bad).await;
     assert_eq!(info["status"], "Failed", "{info}");
+    // The deployment shows what was not sent: one record for the trigger, however
+    // many of its notifications were refused.
+    let failed = info["failedEffects"]
+        .as_array()
+        .expect("failedEffects shown");
+    assert_eq!(failed.len(), 1, "{info}");
+    let effect = failed[0]["effect"].as_str().unwrap();
+    assert!(
+        effect.contains("trigger ops") && effect.contains(&topic),
+        "{effect}"
+    );
+    assert!(failed[0]["failures"].as_u64().unwrap() >= 4, "{info}");
+    assert!(fx.deployment(&good).await.get("failedEffects").is_none());
     let rollback = info["rollbackInfo"]["rollbackDeploymentId"]
         .as_str()
         .expect("the rollback started")
@@ -2737,4 +2756,171 @@ async fn application_revisions_come_in_batches_and_applications_are_renamed() {
         .await,
         "InvalidOperationException"
     );
+}
+
+/// Applies a host's last report without carrying out its effects, as a process killed
+/// right after the write leaves it; returns the effects the write stored.
+async fn apply_without_effects(fx: &Fixture, id: &str, body: &str) -> Vec<Effect> {
+    let inputs: Vec<Input> = gantry_core::wire::reports_from_json(body)
+        .unwrap()
+        .into_iter()
+        .map(|report| {
+            let sender = format!("{}:{}", fx.host_role_id, report.instance_id);
+            Input::Report {
+                report,
+                sender: Some(sender),
+                now: now_ms(),
+            }
+        })
+        .collect();
+    let applied = advance::apply::<DeploymentSpec>(&fx.control.store, id, &inputs, now_ms(), 5)
+        .await
+        .unwrap();
+    assert!(applied.refused.is_empty(), "{:?}", applied.refused);
+    let stored = fx
+        .control
+        .store
+        .load_deployment::<DeploymentSpec>(id)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.outbox.values().next().map(|entry| &entry.effects),
+        Some(&applied.effects),
+        "the effects wait in the outbox"
+    );
+    applied.effects
+}
+
+/// A process killed between any two effects of a deployment's last write loses none of
+/// them: the tick carries out the whole entry again, each effect safe to repeat. For a
+/// failure with automatic rollback (notifications, health, lock, rollback) and for a
+/// success (last successful revision, lock), after k of n effects for every k: the
+/// deployment is terminal, the lock is released, exactly one rollback exists, and the
+/// outbox is empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_killed_between_any_two_effects_loses_none() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topic = sns
+        .create_topic()
+        .name("ops")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.upload("v2.tgz", &good_bundle("2")).await;
+    fx.group(
+        "web",
+        "CodeDeployDefault.AllAtOnce",
+        json!({
+            "autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]},
+            "triggerConfigurations": [{
+                "triggerName": "ops",
+                "triggerTargetArn": topic,
+                "triggerEvents": ["DeploymentSuccess", "DeploymentFailure", "InstanceFailure", "InstanceSuccess"],
+            }],
+        }),
+    )
+    .await;
+    let play = |id: String, fail: bool| {
+        let fx = &fx;
+        async move {
+            let sent = fx.dispatched(&["web-1", "web-2"]).await;
+            assert_eq!(sent.len(), 2);
+            // AllAtOnce fails only when every host does.
+            let fail_at = fail.then_some(LifecycleEvent::ValidateService);
+            fx.run_host(&id, "web-1", fail_at).await;
+            let mut bodies = host_reports(&id, "web-2", fail_at);
+            let last = bodies.pop().unwrap();
+            assert!(fx.deliver(bodies).await.is_empty());
+            apply_without_effects(fx, &id, &last).await
+        }
+    };
+    let mut expected_deployments = 0;
+    for fail in [false, true] {
+        let mut k = 0;
+        loop {
+            let id = fx
+                .deploy("web", if fail { "v2.tgz" } else { "v1.tgz" })
+                .await
+                .unwrap();
+            expected_deployments += 1;
+            let effects = play(id.clone(), fail).await;
+            let record = fx
+                .control
+                .store
+                .load_deployment::<DeploymentSpec>(&id)
+                .await
+                .unwrap();
+            // Killed after k effects, before marking the entry done.
+            effects::run(&fx.control, &record, &effects[..k], None).await;
+            batch_advance::tick_at(&fx.control, now_ms() + OUTBOX_GRACE_MS + 1)
+                .await
+                .unwrap();
+            let info = fx.deployment(&id).await;
+            let stored = fx
+                .control
+                .store
+                .load_deployment::<DeploymentSpec>(&id)
+                .await
+                .unwrap();
+            assert!(stored.outbox.is_empty(), "k={k}: {:?}", stored.outbox);
+            if fail {
+                assert_eq!(info["status"], "Failed", "k={k}: {info}");
+                let rollback = info["rollbackInfo"]["rollbackDeploymentId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("k={k}: no rollback: {info}"))
+                    .to_owned();
+                expected_deployments += 1;
+                for host in fx.dispatched(&["web-1", "web-2"]).await {
+                    fx.run_host(&rollback, &host, None).await;
+                }
+                assert_eq!(fx.status(&rollback).await, "Succeeded", "k={k}");
+            } else {
+                assert_eq!(info["status"], "Succeeded", "k={k}: {info}");
+                let group = deployment_group(&fx, "web").await;
+                assert_eq!(
+                    group["lastSuccessfulDeployment"]["deploymentId"],
+                    id.as_str(),
+                    "k={k}"
+                );
+            }
+            assert!(info.get("failedEffects").is_none(), "k={k}: {info}");
+            assert_eq!(
+                group_deployments(&fx, "web").await.len(),
+                expected_deployments,
+                "k={k}: one rollback, never two"
+            );
+            if k == effects.len() {
+                break;
+            }
+            k += 1;
+        }
+    }
+    // The group is free for the next deployment.
+    fx.deploy("web", "v1.tgz")
+        .await
+        .expect("the group is not locked");
+}
+
+#[test]
+fn failed_effects_are_retried_later_and_later_up_to_ten_minutes() {
+    let entry = |attempts| OutboxEntry {
+        effects: Vec::new(),
+        at: 1_000,
+        attempts,
+    };
+    assert_eq!(
+        entry(0).due(),
+        1_000 + OUTBOX_GRACE_MS,
+        "its writer's grace"
+    );
+    assert_eq!(entry(1).due(), 1_000 + OUTBOX_GRACE_MS);
+    assert_eq!(entry(2).due(), 1_000 + 2 * OUTBOX_GRACE_MS);
+    assert_eq!(entry(3).due(), 1_000 + 4 * OUTBOX_GRACE_MS);
+    assert_eq!(entry(40).due(), 1_000 + 600_000);
 }

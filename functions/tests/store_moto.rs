@@ -10,7 +10,7 @@ use gantry_core::lifecycle;
 use gantry_core::planner::{self, Standing, Target};
 use gantry_core::wire::{Diagnostics, ErrorCode, EventStatus, Report, SCHEMA_VERSION};
 use gantry_functions::advance;
-use gantry_functions::store::{DynamoStore, StoreError};
+use gantry_functions::store::{DynamoStore, OutboxEntry, StoreError};
 use gantry_tests::moto::Moto;
 use std::sync::Arc;
 
@@ -127,19 +127,28 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
         "effects are written with the state"
     );
     let written_at = reloaded.outbox[&2].at;
-    // A writer still at work moves its entry's time on, so the tick leaves it alone.
+    // A writer still at work moves its entry's time on, so the tick leaves it alone;
+    // effects that failed stay alone in it, with the count of failures.
+    let failed = OutboxEntry {
+        effects: effects[..1].to_vec(),
+        at: written_at + 25_000,
+        attempts: 2,
+    };
     store
-        .touch_outbox("d-STORE0001", 2, &effects, written_at + 25_000)
+        .rewrite_outbox("d-STORE0001", 2, &failed)
         .await
         .unwrap();
     let touched = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
-    assert_eq!(touched.outbox[&2].at, written_at + 25_000);
-    assert_eq!(touched.outbox[&2].effects, effects);
-    assert_eq!(touched.version, 2, "touching is not a change of state");
+    assert_eq!(touched.outbox[&2], failed);
+    assert_eq!(touched.version, 2, "rewriting is not a change of state");
     store.clear_outbox("d-STORE0001", 2).await.unwrap();
-    // Touching an entry done (by the tick, say) does not bring it back.
+    // Rewriting an entry done (by the tick, say) does not bring it back.
     store
-        .touch_outbox("d-STORE0001", 2, &effects, written_at + 50_000)
+        .rewrite_outbox(
+            "d-STORE0001",
+            2,
+            &OutboxEntry::new(effects.clone(), written_at + 50_000),
+        )
         .await
         .unwrap();
     assert!(

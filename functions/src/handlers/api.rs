@@ -1098,12 +1098,12 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
         }
         "GetDeployment" => {
             let id = deployment_id_field(&input)?;
-            Ok(json!({"deploymentInfo": deployment_info(&load(control, &id).await?)}))
+            Ok(json!({"deploymentInfo": deployment_info_with_incidents(control, &id).await?}))
         }
         "BatchGetDeployments" => {
             let mut infos = Vec::new();
             for id in batch_names(&input, "deploymentIds", 100)? {
-                infos.push(deployment_info(&load(control, &id).await?));
+                infos.push(deployment_info_with_incidents(control, &id).await?);
             }
             Ok(json!({"deploymentsInfo": infos}))
         }
@@ -1629,6 +1629,37 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
             "Succeeded": counts.succeeded,
             "Failed": counts.failed,
             "Skipped": counts.skipped,
+/// GetDeployment's `deploymentInfo` with what Gantry adds, when there is any: the
+/// effects that failed for good (`failedEffects`, a notification to a deleted topic, say)
+/// and how many reports were dropped because their host did not send them
+/// (`forgedReports`). CodeDeploy's clients ignore both.
+async fn deployment_info_with_incidents(
+    control: &ControlPlane,
+    id: &str,
+) -> Result<Value, ApiError> {
+    let mut info = deployment_info(&load(control, id).await?);
+    let failed = control.store.failed_effects(id).await?;
+    if !failed.is_empty() {
+        info["failedEffects"] = failed
+            .iter()
+            .map(|failed| {
+                json!({
+                    "effect": failed.effect,
+                    "reason": failed.reason,
+                    "failures": failed.failures,
+                    "firstTime": seconds(failed.first_time),
+                    "lastTime": seconds(failed.last_time),
+                })
+            })
+            .collect();
+    }
+    let forged = control.store.forged_reports(id).await?;
+    if forged > 0 {
+        info["forgedReports"] = json!(forged);
+    }
+    Ok(info)
+}
+
             "Ready": 0,
         },
         "creator": spec.creator,

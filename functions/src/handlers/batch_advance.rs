@@ -146,9 +146,14 @@ async fn apply_reports(control: &ControlPlane, messages: Vec<ReportMessage>) -> 
 }
 
 /// The schedule: fails silent hosts, opens the next zone, and runs outbox entries
-/// whose writer did not finish them. Returns how many deployments it looked at.
+/// whose writer did not finish them, or whose retry is due. Returns how many
+/// deployments it looked at.
 pub async fn tick(control: &ControlPlane) -> Result<usize, ApiError> {
-    let now = now_millis();
+    tick_at(control, now_millis()).await
+}
+
+/// The schedule as it runs at `now`.
+pub async fn tick_at(control: &ControlPlane, now: Millis) -> Result<usize, ApiError> {
     let due = control.store.due_deployments(now).await?;
     for deployment_id in &due {
         let result = tick_one(control, deployment_id, now).await;
@@ -178,32 +183,35 @@ async fn tick_one(
     let record = &applied.record;
     // Effects not carried out keep the deployment on the tick, whatever its status:
     // a lock not yet released, a rollback not yet started.
-    let mut leftover = !applied.effects_done;
-    for (entry, pending) in &record.outbox {
-        if Some(*entry) == applied.outbox_entry {
+    let mut retry_at = (!applied.effects_done).then_some(now + OUTBOX_GRACE_MS);
+    for (version, pending) in &record.outbox {
+        if Some(*version) == applied.outbox_entry {
             continue;
         }
-        if now.saturating_sub(pending.at) < OUTBOX_GRACE_MS {
-            leftover = true;
-            continue;
-        }
-        tracing::info!(%deployment_id, entry, "running effects left in the outbox");
-        if !effects::run(control, record, &pending.effects, Some(*entry)).await {
-            leftover = true;
-        }
+        let next = if now < pending.due() {
+            Some(pending.due())
+        } else {
+            tracing::info!(%deployment_id, entry = version, attempts = pending.attempts, "running effects left in the outbox");
+            let entry = effects::Entry {
+                version: *version,
+                attempts: pending.attempts,
+            };
+            effects::run(control, record, &pending.effects, Some(entry)).await
+        };
+        retry_at = retry_at.into_iter().chain(next).min();
     }
     // The exact next wakeup, now that the overdue hosts are failed: the earliest
     // deadline left, a zone wait, leftover effects, or an idle look while running.
     let state = &record.state;
     let settled = state.status.is_terminal() && state.counts.in_progress == 0;
-    let next = if settled && !leftover {
+    let next = if settled && retry_at.is_none() {
         None
     } else {
         let deadline = control.store.earliest_deadline(deployment_id).await?;
         [
             deadline.map(|at| at + 1),
             state.next_wakeup(),
-            leftover.then_some(now + OUTBOX_GRACE_MS),
+            retry_at,
             (!settled).then_some(now + IDLE_TICK_MS),
         ]
         .into_iter()
