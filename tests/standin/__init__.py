@@ -7,6 +7,8 @@ that unittest's discovery of tests/ can import this package without changing mot
   Terminating:Wait, send their notifications, and time out.
 - `health`: ELBv2 target health from real HTTP health checks, and draining.
 - `proxy`: an HTTP reverse proxy per ELBv2 HTTP listener (a load balancer that works).
+- `cbor`: CloudWatch over Smithy RPC v2 CBOR (the SDKs' protocol for it), through moto's
+  JSON protocol.
 
 Addresses: see `addresses`. `imds` is not loaded into moto: tests/fleet_runner.py runs
 one per simulated instance.
@@ -21,11 +23,12 @@ def install():
     if _installed:
         return
     _installed = True
-    from . import health, lifecycle, proxy
+    from . import cbor, health, lifecycle, proxy
 
     lifecycle.install()
     health.install()
     proxy.install()
+    cbor.install()
 
     from moto.core.base_backend import BackendDict
 
