@@ -307,6 +307,9 @@ pub struct Deployment {
     /// A launching instance's deployment: its end answers the lifecycle action.
     #[serde(default)]
     pub completes_launch: bool,
+    /// How CloudWatch alarm checks are taken; None when no alarm is watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<AlarmPolicy>,
     pub error: Option<ErrorInformation>,
     /// Batches sent so far (a batch is every command sent by one input).
     pub batches_dispatched: u32,
@@ -340,6 +343,35 @@ pub enum Input {
         now: Millis,
         rollback: bool,
     },
+    /// The deployment's CloudWatch alarms were polled (at a batch boundary, or on the
+    /// tick): what the poll found.
+    Alarm {
+        now: Millis,
+        check: AlarmCheck,
+    },
+}
+
+/// What a poll of a deployment's CloudWatch alarms found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlarmCheck {
+    /// Every alarm answered, none in ALARM.
+    Clear,
+    /// These alarms are in ALARM.
+    Active { alarms: Vec<String> },
+    /// The alarms' state could not be had: CloudWatch refused or failed, or an alarm
+    /// does not exist.
+    Failed { reason: String },
+}
+
+/// How a deployment takes its alarm checks (CodeDeploy's `alarmConfiguration`, and
+/// `autoRollbackConfiguration`'s DEPLOYMENT_STOP_ON_ALARM).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmPolicy {
+    /// A failed poll leaves the deployment running (`ignorePollAlarmFailure`).
+    pub ignore_poll_failure: bool,
+    /// An alarm in ALARM rolls the deployment back once it is stopped.
+    pub rollback: bool,
 }
 
 /// What the adapters must do, in order.
@@ -395,6 +427,9 @@ pub enum ApplyError {
 }
 
 const HEALTH_CONSTRAINTS: &str = "HEALTH_CONSTRAINTS";
+/// CodeDeploy's error codes for a deployment stopped by its alarms.
+pub const ALARM_ACTIVE: &str = "ALARM_ACTIVE";
+pub const ALARM_CONFIG: &str = "ALARM_CONFIG";
 
 /// The most hosts one deployment takes. Nothing in the state grows with the fleet but the
 /// ordered target list, which is stored in pages beside the summary (see gantry-functions'
@@ -440,6 +475,7 @@ impl Deployment {
             rollback_on_failure,
             rollback_on_stop,
             completes_launch: false,
+            alarms: None,
             error: None,
             batches_dispatched: 0,
             zone_wait_until: None,
@@ -530,6 +566,7 @@ impl Deployment {
                     }
                 }
             }
+            Input::Alarm { now, check } => self.check_alarms(now, check, &mut effects),
         }
         Ok(effects)
     }
@@ -688,6 +725,45 @@ impl Deployment {
         self.counts.pending = 0;
     }
 
+    /// Takes an alarm poll's result: an alarm in ALARM stops a running deployment (and
+    /// rolls it back if its policy says so); a failed poll stops it unless the policy
+    /// ignores poll failures. A poll failure never rolls back: it says nothing of the
+    /// revision. Without alarms, or once the deployment has ended, nothing changes.
+    fn check_alarms(&mut self, now: Millis, check: AlarmCheck, effects: &mut Vec<Effect>) {
+        let Some(policy) = self.alarms else { return };
+        if self.status != DeploymentStatus::InProgress {
+            return;
+        }
+        let (error, rollback) = match check {
+            AlarmCheck::Clear => return,
+            AlarmCheck::Active { alarms } => (
+                ErrorInformation {
+                    code: ALARM_ACTIVE.to_owned(),
+                    message: format!(
+                        "The deployment was stopped because one or more of its CloudWatch alarms are in ALARM: {}.",
+                        alarms.join(", ")
+                    ),
+                },
+                policy.rollback,
+            ),
+            AlarmCheck::Failed { .. } if policy.ignore_poll_failure => return,
+            AlarmCheck::Failed { reason } => (
+                ErrorInformation {
+                    code: ALARM_CONFIG.to_owned(),
+                    message: format!(
+                        "The deployment was stopped because the state of its CloudWatch alarms could not be retrieved: {reason} (set ignorePollAlarmFailure to deploy on regardless)."
+                    ),
+                },
+                false,
+            ),
+        };
+        self.skip_pending();
+        self.finish(DeploymentStatus::Stopped, now, Some(error), effects);
+        if rollback {
+            effects.push(Effect::StartRollback);
+        }
+    }
+
     fn fail_for_health(&mut self, now: Millis, effects: &mut Vec<Effect>) {
         self.skip_pending();
         let counts = self.counts;
@@ -766,6 +842,8 @@ pub struct Plan<'a> {
     pub events: &'a [LifecycleEvent],
     pub rollback_on_failure: bool,
     pub rollback_on_stop: bool,
+    /// The CloudWatch alarms' policy, when the deployment watches alarms.
+    pub alarms: Option<AlarmPolicy>,
     pub now: Millis,
 }
 
@@ -827,6 +905,7 @@ pub fn plan(request: Plan) -> Result<Planned, PlanError> {
                 now,
             );
             state.completes_launch = request.launch;
+            state.alarms = request.alarms;
             let effects = state
                 .apply(Input::Start { now }, &mut [])
                 .expect("a new deployment starts");

@@ -54,7 +54,8 @@ impl Sim {
             Input::Start { now }
             | Input::Report { now, .. }
             | Input::Tick { now }
-            | Input::Stop { now, .. } => *now,
+            | Input::Stop { now, .. }
+            | Input::Alarm { now, .. } => *now,
         };
         let mut touched: Vec<TargetState> = match &input {
             Input::Report { report, .. } => self
@@ -946,6 +947,7 @@ fn plan_request<'a>(
         events,
         rollback_on_failure: true,
         rollback_on_stop: false,
+        alarms: None,
         now: 7,
     }
 }
@@ -1107,4 +1109,140 @@ fn every_zone_is_watched_even_when_the_one_before_ends_at_once() {
     );
     let second_done = second_start + 6 * 10 + 5;
     assert_eq!(d.d.zone_wait_until, Some(second_done + 10_000));
+}
+
+/// A HalfAtATime deployment of four hosts that watches alarms, started at 0.
+fn watching(policy: AlarmPolicy) -> (Sim, Vec<String>) {
+    let mut d = deployment(crate::config::HALF_AT_A_TIME, targets(4, 1, Standing::Old));
+    d.d.alarms = Some(policy);
+    let ids = d.start(0);
+    (d, ids)
+}
+
+fn alarm(now: Millis, check: AlarmCheck) -> Input {
+    Input::Alarm { now, check }
+}
+
+fn active(names: &[&str]) -> AlarmCheck {
+    AlarmCheck::Active {
+        alarms: names.iter().map(|name| name.to_string()).collect(),
+    }
+}
+
+#[test]
+fn an_alarm_in_alarm_stops_the_deployment_naming_it_and_rolls_back_when_asked() {
+    for rollback in [false, true] {
+        let (mut d, ids) = watching(AlarmPolicy {
+            ignore_poll_failure: false,
+            rollback,
+        });
+        assert_eq!(ids.len(), 2);
+        let effects = d.apply(alarm(5, active(&["errors", "latency"]))).unwrap();
+        assert_eq!(d.d.status, DeploymentStatus::Stopped);
+        let error = d.d.error.clone().unwrap();
+        assert_eq!(error.code, ALARM_ACTIVE);
+        assert!(
+            error.message.contains("errors, latency"),
+            "{}",
+            error.message
+        );
+        assert_eq!(d.d.complete_time, Some(5));
+        assert_eq!(d.d.counts().skipped, 2, "the hosts never sent are skipped");
+        assert!(has(
+            &effects,
+            &notify(NotificationEvent::DeploymentStop, None)
+        ));
+        assert!(has(&effects, &Effect::ReleaseLock));
+        assert_eq!(has(&effects, &Effect::StartRollback), rollback);
+        // The hosts already running report on; nothing more is sent.
+        let effects = d.deliver(host_reports(&ids[0], None, 10));
+        assert!(d.dispatched(&effects).is_empty(), "{effects:?}");
+        assert_eq!(d.d.status, DeploymentStatus::Stopped);
+    }
+}
+
+#[test]
+fn a_clear_check_changes_nothing_and_the_deployment_goes_on() {
+    let (mut d, ids) = watching(AlarmPolicy::default());
+    let before = d.clone();
+    assert!(d.apply(alarm(5, AlarmCheck::Clear)).unwrap().is_empty());
+    assert_eq!(d, before);
+    let effects = d.deliver(host_reports(&ids[0], None, 10));
+    assert_eq!(d.dispatched(&effects).len(), 1);
+}
+
+#[test]
+fn a_failed_poll_stops_the_deployment_unless_ignored_and_never_rolls_back() {
+    let failed = || AlarmCheck::Failed {
+        reason: "alarm \"gone\" does not exist".into(),
+    };
+    let (mut d, _) = watching(AlarmPolicy {
+        ignore_poll_failure: false,
+        rollback: true,
+    });
+    let effects = d.apply(alarm(5, failed())).unwrap();
+    assert_eq!(d.d.status, DeploymentStatus::Stopped);
+    let error = d.d.error.clone().unwrap();
+    assert_eq!(error.code, ALARM_CONFIG);
+    assert!(error.message.contains("does not exist"), "{}", error.message);
+    assert!(!has(&effects, &Effect::StartRollback), "{effects:?}");
+    assert!(has(&effects, &Effect::ReleaseLock));
+
+    let (mut d, _) = watching(AlarmPolicy {
+        ignore_poll_failure: true,
+        rollback: true,
+    });
+    let before = d.clone();
+    assert!(d.apply(alarm(5, failed())).unwrap().is_empty());
+    assert_eq!(d, before);
+    // An alarm that fires still stops it.
+    d.apply(alarm(6, active(&["errors"]))).unwrap();
+    assert_eq!(d.d.error.unwrap().code, ALARM_ACTIVE);
+}
+
+#[test]
+fn alarm_checks_change_nothing_without_alarms_or_once_the_deployment_ended() {
+    let mut d = deployment(crate::config::HALF_AT_A_TIME, targets(4, 1, Standing::Old));
+    d.start(0);
+    let before = d.clone();
+    assert!(d.apply(alarm(5, active(&["errors"]))).unwrap().is_empty());
+    assert_eq!(d, before, "a deployment without alarms ignores checks");
+
+    let (mut d, _) = watching(AlarmPolicy {
+        ignore_poll_failure: false,
+        rollback: true,
+    });
+    d.apply(Input::Stop {
+        now: 3,
+        rollback: false,
+    })
+    .unwrap();
+    let before = d.clone();
+    for check in [
+        active(&["errors"]),
+        AlarmCheck::Failed {
+            reason: "throttled".into(),
+        },
+    ] {
+        assert!(d.apply(alarm(5, check)).unwrap().is_empty());
+    }
+    assert_eq!(d, before, "an ended deployment keeps its status and error");
+    assert_eq!(d.d.error, None);
+}
+
+#[test]
+fn planning_keeps_the_alarm_policy() {
+    let events = lifecycle::in_place(false);
+    let config = DeploymentConfig::predefined(crate::config::ONE_AT_A_TIME).unwrap();
+    let policy = AlarmPolicy {
+        ignore_poll_failure: true,
+        rollback: true,
+    };
+    let mut request = plan_request(&config, targets(2, 1, Standing::Old), &events);
+    request.alarms = Some(policy);
+    let planned = plan(request).unwrap();
+    assert_eq!(planned.state.alarms, Some(policy));
+    let json = serde_json::to_value(&planned.state).unwrap();
+    let back: Deployment = serde_json::from_value(json).unwrap();
+    assert_eq!(back.alarms, Some(policy));
 }
