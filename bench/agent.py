@@ -8,8 +8,8 @@ Starts moto_server and one gantry-agent, then measures:
   end, as the agent reports them, divided by the number of events (no scripts run), and
   the wall time from sending the command to reading the last report.
 
-Writes bench/results/agent.json and prints a Markdown table. Usage:
-    .venv/bin/python bench/agent.py [--runs N] [--idle-seconds S]
+Writes bench/results/agent.json (or --output) and prints a Markdown table. Usage:
+    .venv/bin/python bench/agent.py [--runs N] [--idle-seconds S] [--agent PATH] [--output FILE]
 """
 
 import argparse
@@ -36,6 +36,7 @@ def main():
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--idle-seconds", type=int, default=60)
     parser.add_argument("--agent", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "gantry-agent"))
+    parser.add_argument("--output", default=os.path.join(ROOT, "bench/results/agent.json"))
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="gantry-bench-")
@@ -79,10 +80,12 @@ def main():
         before = sum(1 for _ in open(moto_log.name))
         idle_rss = []
         idle_anon = []
+        idle_file = []
         window_start = time.monotonic()
         while time.monotonic() - window_start < args.idle_seconds:
             idle_rss.append(rss_kib(agent.pid))
             idle_anon.append(rss_kib(agent.pid, "RssAnon"))
+            idle_file.append(rss_kib(agent.pid, "RssFile"))
             time.sleep(1)
         moto_log.flush()
         requests = sum(1 for _ in open(moto_log.name)) - before
@@ -134,14 +137,15 @@ def main():
             "runs": args.runs,
             "idle_rss_kib_median": statistics.median(idle_rss),
             "idle_rss_anon_kib_median": statistics.median(idle_anon),
+            "idle_rss_file_kib_median": statistics.median(idle_file),
             "idle_requests_per_minute": round(requests_per_minute, 2),
             "hook_rss_kib_max": max(hook_rss),
             "noop_event_overhead_ms_median": round(statistics.median(per_event_ms), 2),
             "noop_event_overhead_ms_max": round(max(per_event_ms), 2),
             "command_to_last_report_ms_median": round(statistics.median(wall_ms), 1),
         }
-        os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
-        with open(os.path.join(ROOT, "bench/results/agent.json"), "w") as f:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as f:
             json.dump(results, f, indent=2)
             f.write("\n")
         print("| measure | value |\n|---|---|")

@@ -129,6 +129,21 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?,
         );
     }
+    // An on-premises host has no instance metadata service: its credentials come from
+    // the environment or the profile files (keys, credential_process, SSO), and the
+    // chain never builds the providers that probe IMDS or ECS.
+    if let Identity::OnPremisesName(_) = &config.identity {
+        use aws_config::environment::EnvironmentVariableCredentialsProvider;
+        use aws_config::meta::credentials::CredentialsProviderChain;
+        use aws_config::profile::ProfileFileCredentialsProvider;
+        loader = loader.credentials_provider(
+            CredentialsProviderChain::first_try(
+                "Environment",
+                EnvironmentVariableCredentialsProvider::new(),
+            )
+            .or_else("Profile", ProfileFileCredentialsProvider::builder().build()),
+        );
+    }
     let sdk = loader.load().await;
     let instance_id = match &config.identity {
         Identity::OnPremisesName(name) => name.clone(),
@@ -175,6 +190,8 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     for deployment_id in recovered {
         tracing::warn!(%deployment_id, "reported the event interrupted by the last stop as failed");
     }
+
+    release_start_up_code();
 
     let mut stop = StopSignals {
         terminate: signal(SignalKind::terminate())?,
@@ -388,6 +405,56 @@ impl Agent {
             .await
         {
             tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "deleting a finished command failed; a redelivery re-sends its reports");
+        }
+    }
+}
+
+/// Unmaps the pages of code and read-only data the start touched (the SDK's
+/// configuration, clap, YAML, the recovery), which idle RSS would otherwise count for
+/// ever: `MADV_DONTNEED` on read-only file mappings (the binary's and the libraries')
+/// that hold no page of their own (`Anonymous: 0 kB` in smaps, so no relocated page).
+/// The pages stay in the page cache, and those the queue loop needs come back on their
+/// first use (a minor fault); nothing is lost, since none of them was ever written.
+fn release_start_up_code() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut mapping: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields[..] {
+            [range, perms, _, _, _, path, ..] if range.contains('-') => {
+                mapping = None;
+                let read_only = perms == "r-xp" || perms == "r--p";
+                if read_only
+                    && path.starts_with('/')
+                    && let Some((start, end)) = range.split_once('-')
+                    && let (Ok(start), Ok(end)) = (
+                        usize::from_str_radix(start, 16),
+                        usize::from_str_radix(end, 16),
+                    )
+                {
+                    mapping = Some((start, end));
+                }
+            }
+            ["Anonymous:", "0", "kB"] => {
+                if let Some((start, end)) = mapping.take() {
+                    // SAFETY: a private file mapping, read-only, with no page of its
+                    // own: its pages are the file's and are read again when next used.
+                    let result = unsafe {
+                        nix::libc::madvise(
+                            start as *mut nix::libc::c_void,
+                            end - start,
+                            nix::libc::MADV_DONTNEED,
+                        )
+                    };
+                    if result != 0 {
+                        tracing::debug!(error = %std::io::Error::last_os_error(), "releasing start-up pages");
+                    }
+                }
+            }
+            ["Anonymous:", ..] => mapping = None,
+            _ => {}
         }
     }
 }
