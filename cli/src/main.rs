@@ -7,6 +7,7 @@ mod client;
 mod deploy;
 mod lint;
 mod push;
+mod tags;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::Gantry;
@@ -68,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: InstanceCommand,
     },
+    /// Tags of applications, deployment groups and deployment configurations, by ARN.
+    Tags {
+        #[command(subcommand)]
+        command: tags::TagsCommand,
+    },
     /// Lint, bundle, upload and register a revision directory.
     Push(push::PushArgs),
     /// Deploy a revision to a group and follow it.
@@ -119,10 +125,19 @@ enum AppspecCommand {
 
 #[derive(Subcommand)]
 enum AppCommand {
-    Create { name: String },
+    Create {
+        name: String,
+        /// Tag the application, KEY=VALUE (repeat).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
     List,
-    Get { name: String },
-    Delete { name: String },
+    Get {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -246,6 +261,9 @@ enum GroupCommand {
         app: String,
         #[command(flatten)]
         settings: GroupSettings,
+        /// Tag the group itself (not its instances), KEY=VALUE (repeat).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
     },
     /// Change a group: what you give replaces the group's, what you leave out it keeps.
     Update {
@@ -461,10 +479,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Appspec { .. } => unreachable!("handled before the runtime starts"),
         Command::App { command } => match command {
-            AppCommand::Create { name } => {
-                let created = gantry
-                    .api("CreateApplication", json!({"applicationName": name}))
-                    .await?;
+            AppCommand::Create { name, tags } => {
+                let mut input = json!({"applicationName": name});
+                if !tags.is_empty() {
+                    input["tags"] = tags::tag_list("--tag", &tags)?;
+                }
+                let created = gantry.api("CreateApplication", input).await?;
                 show(output, &created, |_| format!("created application {name}"));
             }
             AppCommand::List => {
@@ -491,9 +511,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 name,
                 app,
                 settings,
+                tags,
             } => {
-                let input =
+                let mut input =
                     settings.input(json!({"applicationName": app, "deploymentGroupName": name}))?;
+                if !tags.is_empty() {
+                    input["tags"] = tags::tag_list("--tag", &tags)?;
+                }
                 let created = gantry.api("CreateDeploymentGroup", input).await?;
                 show(output, &created, |_| {
                     format!("created deployment group {name}")
@@ -642,6 +666,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 show(output, &listed, |v| lines(&v["instanceNames"]));
             }
         },
+        Command::Tags { command } => tags::run(&gantry, command, output).await?,
         Command::Push(args) => return push::run(&gantry, args, output).await,
         Command::Deploy(args) => return deploy::run(&gantry, args, output).await,
         Command::Status { deployment_id } => {

@@ -604,6 +604,70 @@ impl DynamoStore {
         Ok(result.attributes.is_some_and(|old| !old.is_empty()))
     }
 
+    // ---- resource tags: `tags` (JSON) and `tagsVersion` beside an entity's body, so
+    // they go when the entity goes, and change without touching its `version` ----
+
+    /// The attributes that give a new entity `tags` (`put_new`'s `extra`).
+    pub fn tag_attributes<T: Serialize>(tags: &[T]) -> Vec<(&'static str, AttributeValue)> {
+        if tags.is_empty() {
+            return Vec::new();
+        }
+        vec![("tags", json(&tags)), ("tagsVersion", n(1))]
+    }
+
+    /// An entity's tags and their version (0 if it was never tagged); `None` if there is
+    /// no such entity.
+    pub async fn tags<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<Versioned<Vec<T>>>, StoreError> {
+        let Some(item) = self.get_item(pk, sk).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            value: decode_optional(&item, "tags", sk)?.unwrap_or_default(),
+            version: number(&item, "tagsVersion").unwrap_or(0),
+        }))
+    }
+
+    /// Replaces an entity's tags if they are still at `expected_version` (from
+    /// [`Self::tags`]); a conflict if they changed or the entity is gone.
+    pub async fn set_tags<T: Serialize>(
+        &self,
+        pk: &str,
+        sk: &str,
+        tags: &[T],
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        let next = expected_version + 1;
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("SET #tags = :tags, #tagsVersion = :next")
+            .expression_attribute_names("#tags", "tags")
+            .expression_attribute_names("#tagsVersion", "tagsVersion")
+            .expression_attribute_values(":tags", json(&tags))
+            .expression_attribute_values(":next", n(next));
+        let request = if expected_version == 0 {
+            request
+                .condition_expression("attribute_exists(pk) AND attribute_not_exists(#tagsVersion)")
+        } else {
+            request
+                .condition_expression("#tagsVersion = :expected")
+                .expression_attribute_values(":expected", n(expected_version))
+        };
+        request.send().await.map_err(|error| {
+            classify(error, || {
+                format!("{pk}/{sk} or its tags changed since they were read")
+            })
+        })?;
+        Ok(next)
+    }
+
     // ---- deployment groups ----
 
     pub async fn create_group<T: Serialize>(
@@ -613,6 +677,19 @@ impl DynamoStore {
         settings: &T,
     ) -> Result<(), StoreError> {
         self.put_new(&keys::groups(application), name, settings, &[])
+            .await
+    }
+
+    /// A new group with its resource tags.
+    pub async fn create_tagged_group<T: Serialize, U: Serialize>(
+        &self,
+        application: &str,
+        name: &str,
+        settings: &T,
+        tags: &[U],
+    ) -> Result<(), StoreError> {
+        let tags = Self::tag_attributes(tags);
+        self.put_new(&keys::groups(application), name, settings, &tags)
             .await
     }
 

@@ -2924,3 +2924,254 @@ fn failed_effects_are_retried_later_and_later_up_to_ten_minutes() {
     assert_eq!(entry(3).due(), 1_000 + 4 * OUTBOX_GRACE_MS);
     assert_eq!(entry(40).due(), 1_000 + 600_000);
 }
+
+/// A CodeDeploy ARN in the fixture's region and account.
+fn codedeploy_arn(resource: &str) -> String {
+    format!("arn:aws:codedeploy:us-east-1:123456789012:{resource}")
+}
+
+async fn tags_of(fx: &Fixture, arn: &str) -> Value {
+    fx.ok("ListTagsForResource", json!({"ResourceArn": arn}))
+        .await["Tags"]
+        .clone()
+}
+
+/// TagResource, UntagResource and ListTagsForResource on an application, a deployment
+/// group and a deployment configuration by their CodeDeploy ARNs; the tags Create takes
+/// are kept; deleting the resource deletes its tags; CodeDeploy's errors. (In parts: one
+/// async body this long overflows a debug build's stack.)
+#[tokio::test(flavor = "multi_thread")]
+async fn resources_are_tagged_by_their_arns_and_lose_their_tags_with_them() {
+    let fx = Fixture::start().await;
+    Box::pin(tag_an_application(&fx)).await;
+    Box::pin(tag_a_group_and_a_config(&fx)).await;
+    Box::pin(tagging_answers_codedeploys_errors(&fx)).await;
+    Box::pin(deleted_resources_come_back_without_tags(&fx)).await;
+}
+
+async fn tag_an_application(fx: &Fixture) {
+    fx.ok(
+        "CreateApplication",
+        json!({"applicationName": "tagged", "tags": [{"Key": "team", "Value": "shop"}]}),
+    )
+    .await;
+    let app = codedeploy_arn("application:tagged");
+    assert_eq!(
+        tags_of(fx, &app).await,
+        json!([{"Key": "team", "Value": "shop"}])
+    );
+    fx.ok(
+        "TagResource",
+        json!({"ResourceArn": app, "Tags": [{"Key": "env", "Value": "prod"}, {"Key": "team", "Value": "ops"}]}),
+    )
+    .await;
+    assert_eq!(
+        tags_of(fx, &app).await,
+        json!([{"Key": "team", "Value": "ops"}, {"Key": "env", "Value": "prod"}])
+    );
+    fx.ok(
+        "UntagResource",
+        json!({"ResourceArn": app, "TagKeys": ["team", "absent"]}),
+    )
+    .await;
+    assert_eq!(
+        tags_of(fx, &app).await,
+        json!([{"Key": "env", "Value": "prod"}])
+    );
+    // Renamed, it keeps them; the old name has none.
+    fx.ok(
+        "UpdateApplication",
+        json!({"applicationName": "tagged", "newApplicationName": "renamed"}),
+    )
+    .await;
+    assert_eq!(
+        tags_of(fx, &codedeploy_arn("application:renamed")).await,
+        json!([{"Key": "env", "Value": "prod"}])
+    );
+    assert_eq!(
+        error_code(fx, "ListTagsForResource", json!({"ResourceArn": app})).await,
+        "ApplicationDoesNotExistException"
+    );
+}
+
+async fn tag_a_group_and_a_config(fx: &Fixture) {
+    // A group: tags given at creation, then changed; untouched by UpdateDeploymentGroup.
+    fx.group(
+        "web",
+        "CodeDeployDefault.OneAtATime",
+        json!({"tags": [{"Key": "tier", "Value": "front"}]}),
+    )
+    .await;
+    let group = codedeploy_arn(&format!("deploymentgroup:{APP}/web"));
+    assert_eq!(
+        tags_of(fx, &group).await,
+        json!([{"Key": "tier", "Value": "front"}])
+    );
+    fx.ok(
+        "UpdateDeploymentGroup",
+        json!({"applicationName": APP, "currentDeploymentGroupName": "web", "deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
+    )
+    .await;
+    assert_eq!(
+        tags_of(fx, &group).await,
+        json!([{"Key": "tier", "Value": "front"}])
+    );
+    // Fifty tags at most, counting those it has.
+    let many: Vec<Value> = (0..49)
+        .map(|i| json!({"Key": format!("k{i}"), "Value": ""}))
+        .collect();
+    fx.ok("TagResource", json!({"ResourceArn": group, "Tags": many}))
+        .await;
+    assert_eq!(
+        error_code(
+            fx,
+            "TagResource",
+            json!({"ResourceArn": group, "Tags": [{"Key": "one-more", "Value": ""}]})
+        )
+        .await,
+        "TagLimitExceededException"
+    );
+    assert_eq!(tags_of(fx, &group).await.as_array().unwrap().len(), 50);
+
+    // A custom configuration; a predefined one has none.
+    fx.ok(
+        "CreateDeploymentConfig",
+        json!({"deploymentConfigName": "TwoHealthy", "minimumHealthyHosts": {"type": "HOST_COUNT", "value": 2}}),
+    )
+    .await;
+    let config = codedeploy_arn("deploymentconfig:TwoHealthy");
+    fx.ok(
+        "TagResource",
+        json!({"ResourceArn": config, "Tags": [{"Key": "owner", "Value": "sre@example.com"}]}),
+    )
+    .await;
+    assert_eq!(
+        tags_of(fx, &config).await,
+        json!([{"Key": "owner", "Value": "sre@example.com"}])
+    );
+    let predefined = codedeploy_arn("deploymentconfig:CodeDeployDefault.AllAtOnce");
+    assert_eq!(tags_of(fx, &predefined).await, json!([]));
+}
+
+async fn tagging_answers_codedeploys_errors(fx: &Fixture) {
+    let config = codedeploy_arn("deploymentconfig:TwoHealthy");
+    let cases = [
+        (
+            "TagResource",
+            json!({"Tags": [{"Key": "k"}]}),
+            "ResourceArnRequiredException",
+        ),
+        (
+            "ListTagsForResource",
+            json!({"ResourceArn": "tagged"}),
+            "InvalidArnException",
+        ),
+        (
+            "ListTagsForResource",
+            json!({"ResourceArn": "arn:aws:codedeploy:eu-west-1:123456789012:application:renamed"}),
+            "InvalidArnException",
+        ),
+        (
+            "ListTagsForResource",
+            json!({"ResourceArn": codedeploy_arn("application:nope")}),
+            "ApplicationDoesNotExistException",
+        ),
+        (
+            "TagResource",
+            json!({"ResourceArn": codedeploy_arn(&format!("deploymentgroup:{APP}/nope")), "Tags": [{"Key": "k"}]}),
+            "DeploymentGroupDoesNotExistException",
+        ),
+        (
+            "UntagResource",
+            json!({"ResourceArn": codedeploy_arn("deploymentconfig:Nope"), "TagKeys": ["k"]}),
+            "DeploymentConfigDoesNotExistException",
+        ),
+        (
+            "TagResource",
+            json!({"ResourceArn": config, "Tags": []}),
+            "TagRequiredException",
+        ),
+        (
+            "UntagResource",
+            json!({"ResourceArn": config}),
+            "TagRequiredException",
+        ),
+        (
+            "TagResource",
+            json!({"ResourceArn": config, "Tags": [{"Key": "aws:owner", "Value": "x"}]}),
+            "InvalidTagsToAddException",
+        ),
+        (
+            "TagResource",
+            json!({"ResourceArn": config, "Tags": [{"Key": "k", "Value": "v".repeat(257)}]}),
+            "InvalidTagsToAddException",
+        ),
+        (
+            "TagResource",
+            json!({"ResourceArn": config, "Tags": [{"Value": "no key"}]}),
+            "InvalidTagException",
+        ),
+        (
+            "UntagResource",
+            json!({"ResourceArn": config, "TagKeys": [""]}),
+            "InvalidTagException",
+        ),
+        (
+            "TagResource",
+            json!({"ResourceArn": codedeploy_arn("deploymentconfig:CodeDeployDefault.AllAtOnce"), "Tags": [{"Key": "k"}]}),
+            "ArnNotSupportedException",
+        ),
+        (
+            "CreateApplication",
+            json!({"applicationName": "bad", "tags": [{"Key": "aws:x"}]}),
+            "InvalidTagsToAddException",
+        ),
+    ];
+    for (operation, input, expected) in cases {
+        assert_eq!(
+            error_code(fx, operation, input.clone()).await,
+            expected,
+            "{operation} {input}"
+        );
+    }
+    // Nothing is created with tags it refuses.
+    assert_eq!(
+        error_code(fx, "GetApplication", json!({"applicationName": "bad"})).await,
+        "ApplicationDoesNotExistException"
+    );
+}
+
+async fn deleted_resources_come_back_without_tags(fx: &Fixture) {
+    let group = codedeploy_arn(&format!("deploymentgroup:{APP}/web"));
+    fx.ok(
+        "DeleteDeploymentGroup",
+        json!({"applicationName": APP, "deploymentGroupName": "web"}),
+    )
+    .await;
+    assert_eq!(
+        error_code(fx, "ListTagsForResource", json!({"ResourceArn": group})).await,
+        "DeploymentGroupDoesNotExistException"
+    );
+    fx.group("web", "CodeDeployDefault.OneAtATime", json!({}))
+        .await;
+    assert_eq!(tags_of(fx, &group).await, json!([]));
+    let config = codedeploy_arn("deploymentconfig:TwoHealthy");
+    fx.ok(
+        "DeleteDeploymentConfig",
+        json!({"deploymentConfigName": "TwoHealthy"}),
+    )
+    .await;
+    fx.ok(
+        "CreateDeploymentConfig",
+        json!({"deploymentConfigName": "TwoHealthy", "minimumHealthyHosts": {"type": "HOST_COUNT", "value": 2}}),
+    )
+    .await;
+    assert_eq!(tags_of(fx, &config).await, json!([]));
+    let app = codedeploy_arn("application:renamed");
+    assert_eq!(tags_of(fx, &app).await.as_array().unwrap().len(), 1);
+    fx.ok("DeleteApplication", json!({"applicationName": "renamed"}))
+        .await;
+    fx.ok("CreateApplication", json!({"applicationName": "renamed"}))
+        .await;
+    assert_eq!(tags_of(fx, &app).await, json!([]));
+}

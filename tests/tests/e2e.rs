@@ -577,3 +577,60 @@ fn a_host_cannot_report_for_another_host() {
     assert_eq!(info["deploymentOverview"]["Succeeded"], 1, "{info:#}");
     assert_eq!(info["deploymentOverview"]["Failed"], 1, "{info:#}");
 }
+
+/// Resource tags through the CLI (`--tag` at creation, `gantry tags`) and the stock AWS
+/// CLI (TagResource's own JSON through `aws lambda invoke`).
+#[test]
+fn resources_are_tagged_through_the_cli_and_the_stock_aws_cli() {
+    let fleet = fleet(&[], &[]);
+    // gantry-local's account when GANTRY_ACCOUNT_ID is not set.
+    let arn = |rest: &str| format!("arn:aws:codedeploy:us-east-1:000000000000:{rest}");
+    let app = arn("application:shop");
+    let group = arn("deploymentgroup:shop/web");
+    fleet.gantry_ok(&["app", "create", "shop", "--tag", "team=shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "web",
+        "--app",
+        "shop",
+        "--on-prem-tag",
+        "role=web",
+        "--tag",
+        "tier=front",
+    ]);
+    fleet.gantry_ok(&["tags", "add", &app, "env=prod", "team=ops"]);
+    assert_eq!(
+        fleet.gantry_ok(&["tags", "list", &app]),
+        "team=ops\nenv=prod\n"
+    );
+    fleet.gantry_ok(&["tags", "remove", &app, "team"]);
+    assert_eq!(
+        fleet.gantry_json(&["tags", "list", &app]),
+        json!({"Tags": [{"Key": "env", "Value": "prod"}]})
+    );
+    assert_eq!(
+        fleet.gantry_json(&["tags", "list", &group]),
+        json!({"Tags": [{"Key": "tier", "Value": "front"}]})
+    );
+
+    let tagged = fleet.aws_lambda_invoke(
+        "gantry-api",
+        &json!({"operation": "TagResource", "input": {"ResourceArn": group, "Tags": [{"Key": "owner", "Value": "sre"}]}}),
+    );
+    assert_eq!(tagged, json!({}));
+    let listed = fleet.aws_lambda_invoke(
+        "gantry-api",
+        &json!({"operation": "ListTagsForResource", "input": {"ResourceArn": group}}),
+    );
+    assert_eq!(
+        listed,
+        json!({"Tags": [{"Key": "tier", "Value": "front"}, {"Key": "owner", "Value": "sre"}]})
+    );
+
+    // A refusal names CodeDeploy's exception.
+    let refused = fleet.gantry(&["tags", "add", &app, "aws:owner=me"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("InvalidTagsToAddException"), "{stderr}");
+}

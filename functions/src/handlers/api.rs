@@ -25,6 +25,8 @@ use gantry_core::wire::RevisionLocation;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod tags;
+
 fn name_field(input: &Value, field: &str, exception: Exception) -> Result<String, ApiError> {
     match input.get(field).and_then(Value::as_str) {
         Some(value) if !value.is_empty() => Ok(value.to_owned()),
@@ -370,6 +372,9 @@ pub async fn operation(
         | "BatchGetDeploymentInstances"
         | "StopDeployment"
         | "ContinueDeployment" => Box::pin(deployments(control, name, input)).await,
+        "TagResource" | "UntagResource" | "ListTagsForResource" => {
+            Box::pin(tags::operation(control, name, input)).await
+        }
         other => Err(unknown_operation(other)),
     }
 }
@@ -405,8 +410,14 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                 linked_to_git_hub: false,
                 compute_platform: "Server".into(),
             };
+            let tags = tags::creation_tags(&input, "tags")?;
             store
-                .put_new(keys::APPLICATIONS, &application, &info, &[])
+                .put_new(
+                    keys::APPLICATIONS,
+                    &application,
+                    &info,
+                    &crate::store::DynamoStore::tag_attributes(&tags),
+                )
                 .await
                 .map_err(|error| match error {
                     StoreError::Conflict(_) => already_exists("applicationName", &application),
@@ -469,8 +480,19 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                 application_name: new_name.clone(),
                 ..info
             };
+            // Its tags go with it.
+            let tags = store
+                .tags::<Tag>(keys::APPLICATIONS, &application)
+                .await?
+                .map(|stored| stored.value)
+                .unwrap_or_default();
             store
-                .put_new(keys::APPLICATIONS, &new_name, &renamed, &[])
+                .put_new(
+                    keys::APPLICATIONS,
+                    &new_name,
+                    &renamed,
+                    &crate::store::DynamoStore::tag_attributes(&tags),
+                )
                 .await
                 .map_err(|error| match error {
                     StoreError::Conflict(_) => already_exists("newApplicationName", &new_name),
@@ -541,6 +563,7 @@ async fn deployment_groups(
                 ));
             }
             check_name("deploymentGroupName", &group)?;
+            let tags = tags::creation_tags(&json!({"tags": request.tags}), "tags")?;
             let settings = request.settings(control, None).await?;
             // Hooks first: a group whose launches would go unanswered is not created.
             let auto_scaling_groups = &settings.targets.auto_scaling_groups;
@@ -552,7 +575,9 @@ async fn deployment_groups(
                 auto_scaling_groups,
             )
             .await?;
-            let created = store.create_group(&application, &group, &settings).await;
+            let created = store
+                .create_tagged_group(&application, &group, &settings, &tags)
+                .await;
             if created.is_err() {
                 remove_launch_hooks(control, &settings.deployment_group_id, auto_scaling_groups)
                     .await;
@@ -1421,9 +1446,10 @@ struct GroupInput {
     load_balancer_info: Option<Value>,
     #[serde(default)]
     ecs_services: Option<Value>,
-    /// Accepted so CodeDeploy payloads work; Gantry keeps no resource tags yet.
-    #[serde(default, rename = "tags")]
-    _tags: Option<Value>,
+    /// CreateDeploymentGroup's resource tags (UpdateDeploymentGroup takes none: they
+    /// change through TagResource).
+    #[serde(default)]
+    tags: Option<Value>,
     /// Accepted so CodeDeploy payloads work; it matters for Auto Scaling termination hooks.
     #[serde(default, rename = "terminationHookEnabled")]
     _termination_hook_enabled: Option<bool>,
