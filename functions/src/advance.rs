@@ -60,16 +60,108 @@ pub fn chunks(inputs: &[Input]) -> Vec<&[Input]> {
     runs
 }
 
+/// What a deployment must learn before some inputs apply to it: the state of its
+/// CloudWatch alarms when the inputs reach a batch boundary. It is asked with what the
+/// inputs would do (`trial`, applied to a copy); the input it then returns (an alarm
+/// check) is applied first, in the same write.
+pub trait Precheck<S> {
+    fn wanted(&self, record: &DeploymentRecord<S>, inputs: &[Input], trial: &[Effect]) -> bool;
+    fn check(
+        &self,
+        record: &DeploymentRecord<S>,
+        now: Millis,
+    ) -> impl std::future::Future<Output = Input> + Send;
+}
+
+/// Nothing to learn first.
+pub struct NoPrecheck;
+
+impl<S: Sync> Precheck<S> for NoPrecheck {
+    fn wanted(&self, _: &DeploymentRecord<S>, _: &[Input], _: &[Effect]) -> bool {
+        false
+    }
+
+    async fn check(&self, _: &DeploymentRecord<S>, now: Millis) -> Input {
+        Input::Tick { now }
+    }
+}
+
 /// Applies `inputs` (touching at most [`HOSTS_PER_APPLICATION`] hosts; see [`chunks`]) to
 /// a stored deployment. A tick among them fails up to that many overdue hosts; the caller
 /// ticks again while it keeps finding some.
-pub async fn apply<S: DeserializeOwned>(
+pub async fn apply<S: DeserializeOwned + Sync>(
     store: &DynamoStore,
     deployment_id: &str,
     inputs: &[Input],
     now: Millis,
     max_attempts: u32,
 ) -> Result<Applied<S>, StoreError> {
+    apply_checked(store, deployment_id, inputs, now, max_attempts, &NoPrecheck).await
+}
+
+/// What applying inputs in memory gave: their effects, the inputs refused (by index),
+/// and the host records changed.
+type AppliedInputs = (
+    Vec<Effect>,
+    Vec<(usize, ApplyError)>,
+    BTreeMap<String, TargetState>,
+);
+
+/// The inputs' effects on `state`, after `first` (a precheck's input, whose effects come
+/// first and which is never refused), with the host records they changed.
+fn apply_all(
+    state: &mut gantry_core::deployment::Deployment,
+    first: Option<&Input>,
+    inputs: &[Input],
+    overdue: &[String],
+    hosts: &BTreeMap<String, Versioned<TargetState>>,
+) -> AppliedInputs {
+    let mut effects = Vec::new();
+    let mut refused = Vec::new();
+    let mut changed: BTreeMap<String, TargetState> = BTreeMap::new();
+    if let Some(first) = first {
+        match state.apply(first.clone(), &mut []) {
+            Ok(more) => effects.extend(more),
+            Err(error) => tracing::warn!(%error, "precheck input refused"),
+        }
+    }
+    for (index, input) in inputs.iter().enumerate() {
+        let ids: Vec<&String> = match input {
+            Input::Report { report, .. } => vec![&report.instance_id],
+            Input::Tick { .. } => overdue.iter().collect(),
+            _ => Vec::new(),
+        };
+        let mut touched: Vec<TargetState> = ids
+            .iter()
+            .filter_map(|id| {
+                changed
+                    .get(*id)
+                    .or_else(|| hosts.get(*id).map(|host| &host.value))
+                    .cloned()
+            })
+            .collect();
+        match state.apply(input.clone(), &mut touched) {
+            Ok(more) => effects.extend(more),
+            Err(error) => refused.push((index, error)),
+        }
+        for target in touched {
+            changed.insert(target.target.instance_id.clone(), target);
+        }
+    }
+    (effects, refused, changed)
+}
+
+/// [`apply`], first learning what `precheck` wants to know when the inputs call for it.
+/// Its answer is had once per call, whatever races are retried.
+pub async fn apply_checked<S: DeserializeOwned + Sync, P: Precheck<S>>(
+    store: &DynamoStore,
+    deployment_id: &str,
+    inputs: &[Input],
+    now: Millis,
+    max_attempts: u32,
+    precheck: &P,
+) -> Result<Applied<S>, StoreError> {
+    let mut learned: Option<Input> = None;
     let ticks = inputs
         .iter()
         .any(|input| matches!(input, Input::Tick { .. }));
@@ -92,32 +184,19 @@ pub async fn apply<S: DeserializeOwned>(
             .collect();
         let mut hosts = store.load_targets(deployment_id, &wanted).await?;
         let before = record.state.clone();
-        let mut effects = Vec::new();
-        let mut refused = Vec::new();
-        let mut changed: BTreeMap<String, TargetState> = BTreeMap::new();
-        for (index, input) in inputs.iter().enumerate() {
-            let ids: Vec<&String> = match input {
-                Input::Report { report, .. } => vec![&report.instance_id],
-                Input::Tick { .. } => overdue.iter().collect(),
-                Input::Start { .. } | Input::Stop { .. } => Vec::new(),
-            };
-            let mut touched: Vec<TargetState> = ids
-                .iter()
-                .filter_map(|id| {
-                    changed
-                        .get(*id)
-                        .or_else(|| hosts.get(*id).map(|host| &host.value))
-                        .cloned()
-                })
-                .collect();
-            match record.state.apply(input.clone(), &mut touched) {
-                Ok(more) => effects.extend(more),
-                Err(error) => refused.push((index, error)),
-            }
-            for target in touched {
-                changed.insert(target.target.instance_id.clone(), target);
+        if learned.is_none() {
+            let (trial, _, _) = apply_all(&mut before.clone(), None, inputs, &overdue, &hosts);
+            if precheck.wanted(&record, inputs, &trial) {
+                learned = Some(precheck.check(&record, now).await);
             }
         }
+        let (effects, refused, mut changed) = apply_all(
+            &mut record.state,
+            learned.as_ref(),
+            inputs,
+            &overdue,
+            &hosts,
+        );
         changed.retain(|id, target| hosts.get(id).is_none_or(|host| &host.value != target));
         let summary_changed = record.state != before;
         if !summary_changed && changed.is_empty() {

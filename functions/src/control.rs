@@ -2,7 +2,7 @@
 //! clients built once per process, and the lookups most handlers start with.
 
 use crate::adapters::{
-    Bundles, CommandQueues, Fleet, Identities, LifecycleHooks, Notifier, register,
+    Alarms, Bundles, CommandQueues, Fleet, Identities, LifecycleHooks, Notifier, register,
 };
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentConfigInfo, DeploymentGroupSettings, RevisionRecord, now_millis};
@@ -90,6 +90,7 @@ pub struct ControlPlane {
     pub fleet: Fleet,
     pub lifecycle: LifecycleHooks,
     pub identities: Identities,
+    pub alarms: Alarms,
     pub settings: Settings,
 }
 
@@ -113,6 +114,7 @@ impl ControlPlane {
             ),
             lifecycle: LifecycleHooks::new(aws_sdk_autoscaling::Client::new(config)),
             identities: Identities::new(aws_sdk_iam::Client::new(config)),
+            alarms: Alarms::new(aws_sdk_cloudwatch::Client::new(config)),
             settings,
         }
     }

@@ -8,13 +8,16 @@ use crate::control::ControlPlane;
 use crate::effects::last_info;
 use crate::error::{ApiError, Exception};
 use crate::model::{
-    AutoRollbackConfiguration, DeploymentGroupSettings, DeploymentSpec, LifecycleAction,
-    ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST, RevisionRecord, RollbackInfo, now_millis,
+    AlarmConfiguration, AutoRollbackConfiguration, DeploymentGroupSettings, DeploymentSpec,
+    LifecycleAction, ROLLBACK_ON_ALARM, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST, RevisionRecord,
+    RollbackInfo, now_millis,
 };
 use crate::store::{DeploymentRecord, InstanceHealth, StoreError, keys};
 use gantry_core::appspec::FileExistsBehavior;
 use gantry_core::config::ONE_AT_A_TIME;
-use gantry_core::deployment::{self, Deadlines, Effect, NotificationEvent, Plan, Planned};
+use gantry_core::deployment::{
+    self, AlarmPolicy, Deadlines, Effect, NotificationEvent, Plan, Planned,
+};
 use gantry_core::identity::Sender;
 use gantry_core::lifecycle::{self, LifecycleEvent, Performer};
 use gantry_core::planner::{Standing, Target};
@@ -55,6 +58,18 @@ pub struct CreateDeploymentInput {
     pub file_exists_behavior: Option<String>,
     #[serde(default)]
     pub override_alarm_configuration: Option<serde_json::Value>,
+}
+
+/// An alarm configuration refused, as CodeDeploy's exception.
+pub fn alarm_error(error: crate::model::AlarmConfigError) -> ApiError {
+    match error {
+        crate::model::AlarmConfigError::TooMany(message) => {
+            ApiError::new(Exception::AlarmsLimitExceeded, message)
+        }
+        crate::model::AlarmConfigError::Invalid(message) => {
+            ApiError::new(Exception::InvalidAlarmConfig, message)
+        }
+    }
 }
 
 /// Who asked for a deployment, beyond the input: a user, a rollback of another, an
@@ -195,6 +210,26 @@ pub async fn create(
     auto_rollback
         .validate()
         .map_err(|message| ApiError::new(Exception::InvalidAutoRollbackConfig, message))?;
+    let override_alarms = match input.override_alarm_configuration.clone() {
+        Some(value) if !value.is_null() => Some(
+            AlarmConfiguration::from_input("overrideAlarmConfiguration", value)
+                .map_err(alarm_error)?,
+        ),
+        _ => None,
+    };
+    // A rollback watches no alarms: the alarm that stopped the deployment it replaces is
+    // most likely still in ALARM, and would stop the rollback too.
+    let alarms = if origin.rollback_of.is_some() {
+        AlarmConfiguration::default()
+    } else {
+        override_alarms
+            .clone()
+            .unwrap_or_else(|| settings.alarm_configuration.clone())
+    };
+    let alarm_policy = alarms.watches().then(|| AlarmPolicy {
+        ignore_poll_failure: alarms.ignore_poll_alarm_failure,
+        rollback: auto_rollback.on(ROLLBACK_ON_ALARM),
+    });
     let config_name = non_empty(&input.deployment_config_name)
         .unwrap_or(if settings.deployment_config_name.is_empty() {
             ONE_AT_A_TIME
@@ -282,6 +317,7 @@ pub async fn create(
         events: &events,
         rollback_on_failure: auto_rollback.on(ROLLBACK_ON_FAILURE),
         rollback_on_stop: auto_rollback.on(ROLLBACK_ON_REQUEST),
+        alarms: alarm_policy,
         now,
     })
     .map_err(|error| {
@@ -311,6 +347,8 @@ pub async fn create(
         lifecycle_events: events.clone(),
         rollback_triggering_deployment_id: origin.rollback_of.clone(),
         lifecycle_action: origin.launch.as_ref().map(|(_, action)| action.clone()),
+        alarm_configuration: alarms,
+        override_alarm_configuration: override_alarms,
     };
     let span = tracing::info_span!("create_deployment", deployment_id = %deployment_id);
     async {

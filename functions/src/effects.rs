@@ -14,7 +14,9 @@ use crate::deploy::{self, Created};
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, LastDeploymentInfo, now_millis, seconds};
 use crate::store::{DeploymentRecord, InstanceHealth, OUTBOX_GRACE_MS, OutboxEntry};
-use gantry_core::deployment::{Deployment, Effect, Input, Millis, NotificationEvent, TargetState};
+use gantry_core::deployment::{
+    AlarmCheck, Deployment, DeploymentStatus, Effect, Input, Millis, NotificationEvent, TargetState,
+};
 use gantry_core::lifecycle::Performer;
 use gantry_core::wire::{Command, SCHEMA_VERSION};
 use serde_json::json;
@@ -400,12 +402,13 @@ pub async fn advance(
     async {
         let started = std::time::Instant::now();
         let now = now_millis();
-        let mut applied = advance::apply(
+        let mut applied = advance::apply_checked(
             &control.store,
             deployment_id,
             inputs,
             now,
             MAX_APPLY_ATTEMPTS,
+            &AlarmPoll { control },
         )
         .await?;
         let written_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -486,5 +489,44 @@ pub fn last_info(state: &Deployment) -> LastDeploymentInfo {
         status: crate::model::serialized_name(&state.status),
         end_time: state.complete_time.map(seconds),
         create_time: seconds(state.create_time),
+    }
+}
+
+/// A running deployment that watches CloudWatch alarms polls them at every batch boundary
+/// (a host finishes, or a batch is about to be sent) and on every tick; the result is an
+/// input to the state machine, applied before the inputs that reached the boundary.
+struct AlarmPoll<'a> {
+    control: &'a ControlPlane,
+}
+
+impl advance::Precheck<DeploymentSpec> for AlarmPoll<'_> {
+    fn wanted(
+        &self,
+        record: &DeploymentRecord<DeploymentSpec>,
+        inputs: &[Input],
+        trial: &[Effect],
+    ) -> bool {
+        let boundary = inputs
+            .iter()
+            .any(|input| matches!(input, Input::Tick { .. }))
+            || trial.iter().any(|effect| {
+                matches!(
+                    effect,
+                    Effect::Dispatch { .. } | Effect::RecordHealth { .. }
+                )
+            });
+        boundary
+            && record.state.alarms.is_some()
+            && record.state.status == DeploymentStatus::InProgress
+            && record.spec.alarm_configuration.watches()
+    }
+
+    async fn check(&self, record: &DeploymentRecord<DeploymentSpec>, now: Millis) -> Input {
+        let names = record.spec.alarm_configuration.names();
+        let check = self.control.alarms.check(&names).await;
+        if check != AlarmCheck::Clear {
+            tracing::warn!(?check, "alarm check stops the deployment unless ignored");
+        }
+        Input::Alarm { now, check }
     }
 }

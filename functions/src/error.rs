@@ -8,6 +8,7 @@ use serde::Serialize;
 pub enum Exception {
     ApplicationAlreadyExists,
     ApplicationDoesNotExist,
+    AlarmsLimitExceeded,
     ApplicationNameRequired,
     ArnNotSupported,
     BatchLimitExceeded,
@@ -77,6 +78,7 @@ impl Exception {
     /// CodeDeploy's name for it: the Lambda `errorType`.
     pub fn name(self) -> &'static str {
         match self {
+            Self::AlarmsLimitExceeded => "AlarmsLimitExceededException",
             Self::ApplicationAlreadyExists => "ApplicationAlreadyExistsException",
             Self::ApplicationDoesNotExist => "ApplicationDoesNotExistException",
             Self::ApplicationNameRequired => "ApplicationNameRequiredException",

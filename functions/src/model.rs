@@ -107,6 +107,90 @@ impl AutoRollbackConfiguration {
     }
 }
 
+/// CodeDeploy's `alarmConfiguration` (a group's) and `overrideAlarmConfiguration` (one
+/// deployment's): the CloudWatch alarms that stop a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlarmConfiguration {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub ignore_poll_alarm_failure: bool,
+    #[serde(default)]
+    pub alarms: Vec<Alarm>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alarm {
+    #[serde(default)]
+    pub name: String,
+}
+
+/// CodeDeploy's limit of alarms per group or deployment.
+pub const MAX_ALARMS: usize = 10;
+
+/// Why an alarm configuration is refused, with CodeDeploy's exception.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlarmConfigError {
+    /// AlarmsLimitExceededException.
+    TooMany(String),
+    /// InvalidAlarmConfigException.
+    Invalid(String),
+}
+
+impl AlarmConfiguration {
+    /// Reads `field` of an API input as CodeDeploy does: a CLI skeleton's blank alarm
+    /// (`{"name": ""}`) is no alarm; then checks it.
+    pub fn from_input(field: &str, value: serde_json::Value) -> Result<Self, AlarmConfigError> {
+        let mut config: Self = serde_json::from_value(value)
+            .map_err(|error| AlarmConfigError::Invalid(format!("{field}: {error}")))?;
+        if !config.enabled && config.alarms.iter().all(|alarm| alarm.name.is_empty()) {
+            config.alarms.clear();
+        }
+        config.validate(field)?;
+        Ok(config)
+    }
+
+    pub fn validate(&self, field: &str) -> Result<(), AlarmConfigError> {
+        if self.alarms.len() > MAX_ALARMS {
+            return Err(AlarmConfigError::TooMany(format!(
+                "{field}.alarms: {} alarms named; at most {MAX_ALARMS} are allowed",
+                self.alarms.len()
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, alarm) in self.alarms.iter().enumerate() {
+            let name = &alarm.name;
+            if name.is_empty() || name.len() > 255 {
+                return Err(AlarmConfigError::Invalid(format!(
+                    "{field}.alarms[{index}].name: must be 1 to 255 characters, found {name:?}"
+                )));
+            }
+            if !seen.insert(name) {
+                return Err(AlarmConfigError::Invalid(format!(
+                    "{field}.alarms[{index}].name: {name:?} is named twice"
+                )));
+            }
+        }
+        if self.enabled && self.alarms.is_empty() {
+            return Err(AlarmConfigError::Invalid(format!(
+                "{field}: enabled, but names no alarm; name up to {MAX_ALARMS} CloudWatch alarms in alarms, or disable it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether deployments poll these alarms.
+    pub fn watches(&self) -> bool {
+        self.enabled && !self.alarms.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.alarms.iter().map(|alarm| alarm.name.clone()).collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ec2TagSet {
@@ -274,6 +358,8 @@ pub struct DeploymentGroupSettings {
     pub trigger_configurations: Vec<TriggerConfig>,
     #[serde(default)]
     pub auto_rollback_configuration: AutoRollbackConfiguration,
+    #[serde(default)]
+    pub alarm_configuration: AlarmConfiguration,
     /// `UPDATE` or `IGNORE`, for instances launched during a deployment.
     #[serde(default = "default_outdated_strategy")]
     pub outdated_instances_strategy: String,
@@ -388,6 +474,12 @@ pub struct DeploymentSpec {
     /// The Auto Scaling launch this deployment answers (creator `autoscaling`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_action: Option<LifecycleAction>,
+    /// The alarms it watches: its `overrideAlarmConfiguration`, or else its group's.
+    #[serde(default)]
+    pub alarm_configuration: AlarmConfiguration,
+    /// CreateDeployment's `overrideAlarmConfiguration`, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_alarm_configuration: Option<AlarmConfiguration>,
 }
 
 /// A launching instance held in Pending:Wait by a Gantry lifecycle hook, as Auto Scaling's

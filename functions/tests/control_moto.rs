@@ -3175,3 +3175,358 @@ async fn deleted_resources_come_back_without_tags(fx: &Fixture) {
         .await;
     assert_eq!(tags_of(fx, &app).await, json!([]));
 }
+
+/// CloudWatch, on the test's moto, with one metric alarm in `state`.
+async fn alarm(fx: &Fixture, name: &str, state: &str) -> aws_sdk_cloudwatch::Client {
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&fx._moto.sdk_config().await);
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("Shop")
+        .metric_name("Errors")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    set_alarm(&cloudwatch, name, state).await;
+    cloudwatch
+}
+
+async fn set_alarm(cloudwatch: &aws_sdk_cloudwatch::Client, name: &str, state: &str) {
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(state.into())
+        .state_reason("set by the test")
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_in_alarm_mid_deployment_stops_it_and_rolls_back() {
+    let fx = Fixture::start().await;
+    let cloudwatch = alarm(&fx, "web-errors", "OK").await;
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.upload("v2.tgz", &good_bundle("2")).await;
+    let alarms = json!({"enabled": true, "ignorePollAlarmFailure": false, "alarms": [{"name": "web-errors"}]});
+    fx.group(
+        "web",
+        "CodeDeployDefault.OneAtATime",
+        json!({
+            "autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_STOP_ON_ALARM"]},
+            "alarmConfiguration": alarms,
+        }),
+    )
+    .await;
+    let group = fx
+        .ok(
+            "GetDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "web"}),
+        )
+        .await;
+    assert_eq!(group["deploymentGroupInfo"]["alarmConfiguration"], alarms);
+
+    // With the alarm OK, every boundary's poll lets the deployment go on.
+    let good = fx.deploy("web", "v1.tgz").await.unwrap();
+    for _ in 0..2 {
+        let hosts = fx.dispatched(&["web-1", "web-2"]).await;
+        assert_eq!(hosts.len(), 1, "one at a time");
+        fx.run_host(&good, &hosts[0], None).await;
+    }
+    assert_eq!(fx.status(&good).await, "Succeeded");
+
+    let bad = fx.deploy("web", "v2.tgz").await.unwrap();
+    let first = fx.dispatched(&["web-1", "web-2"]).await;
+    assert_eq!(first.len(), 1);
+    set_alarm(&cloudwatch, "web-errors", "ALARM").await;
+    // The host finishes: a batch boundary, where the alarm is found in ALARM.
+    fx.run_host(&bad, &first[0], None).await;
+    let info = fx.deployment(&bad).await;
+    assert_eq!(info["status"], "Stopped", "{info}");
+    assert_eq!(info["errorInformation"]["code"], "ALARM_ACTIVE", "{info}");
+    let message = info["errorInformation"]["message"].as_str().unwrap();
+    assert!(message.contains("web-errors"), "{message}");
+    assert_eq!(info["deploymentOverview"]["Skipped"], 1, "{info}");
+    let rollback = info["rollbackInfo"]["rollbackDeploymentId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no rollback in {info}"))
+        .to_owned();
+    // The rollback watches no alarm (the one that stopped v2 is still in ALARM): it
+    // redeploys v1 host by host to the end.
+    for _ in 0..2 {
+        let commands: Vec<Command> = [
+            fx.take_commands("web-1").await,
+            fx.take_commands("web-2").await,
+        ]
+        .concat();
+        assert_eq!(commands.len(), 1, "{commands:?}");
+        assert_eq!(commands[0].deployment_id, rollback, "v2 sent nothing more");
+        fx.run_host(&rollback, &commands[0].instance_id, None).await;
+    }
+    let rolled_back = fx.deployment(&rollback).await;
+    assert_eq!(rolled_back["status"], "Succeeded", "{rolled_back}");
+    assert_eq!(rolled_back["revision"]["s3Location"]["key"], "v1.tgz");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tick_polls_alarms_while_a_deployment_runs() {
+    let fx = Fixture::start().await;
+    let cloudwatch = alarm(&fx, "api-latency", "OK").await;
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group(
+        "web",
+        "CodeDeployDefault.AllAtOnce",
+        json!({"alarmConfiguration": {"enabled": true, "alarms": [{"name": "api-latency"}]}}),
+    )
+    .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    assert_eq!(fx.dispatched(&["web-1", "web-2"]).await.len(), 2);
+    batch_advance::tick_at(&fx.control, now_ms() + 120_000)
+        .await
+        .unwrap();
+    assert_eq!(fx.status(&id).await, "InProgress", "the alarm is OK");
+    set_alarm(&cloudwatch, "api-latency", "ALARM").await;
+    batch_advance::tick_at(&fx.control, now_ms() + 240_000)
+        .await
+        .unwrap();
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "Stopped", "{info}");
+    assert_eq!(info["errorInformation"]["code"], "ALARM_ACTIVE");
+    assert!(
+        info["rollbackInfo"]["rollbackDeploymentId"].is_null(),
+        "{info}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_alarm_stops_a_deployment_unless_poll_failures_are_ignored() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let missing = |ignore: bool| {
+        json!({
+            "autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_STOP_ON_ALARM"]},
+            "alarmConfiguration": {"enabled": true, "ignorePollAlarmFailure": ignore, "alarms": [{"name": "nobody"}]},
+        })
+    };
+    fx.group("lenient", "CodeDeployDefault.OneAtATime", missing(true))
+        .await;
+    fx.group("strict", "CodeDeployDefault.OneAtATime", missing(false))
+        .await;
+
+    let lenient = fx.deploy("lenient", "v1.tgz").await.unwrap();
+    for _ in 0..2 {
+        let hosts = fx.dispatched(&["web-1", "web-2"]).await;
+        assert_eq!(hosts.len(), 1);
+        fx.run_host(&lenient, &hosts[0], None).await;
+    }
+    assert_eq!(fx.status(&lenient).await, "Succeeded");
+
+    let strict = fx.deploy("strict", "v1.tgz").await.unwrap();
+    let hosts = fx.dispatched(&["web-1", "web-2"]).await;
+    assert_eq!(hosts.len(), 1);
+    fx.run_host(&strict, &hosts[0], None).await;
+    let info = fx.deployment(&strict).await;
+    assert_eq!(info["status"], "Stopped", "{info}");
+    assert_eq!(info["errorInformation"]["code"], "ALARM_CONFIG", "{info}");
+    let message = info["errorInformation"]["message"].as_str().unwrap();
+    assert!(message.contains("nobody"), "{message}");
+    assert!(
+        info["rollbackInfo"]["rollbackDeploymentId"].is_null(),
+        "a failed poll does not roll back: {info}"
+    );
+    assert!(fx.dispatched(&["web-1", "web-2"]).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alarm_configurations_are_checked_and_overridden_per_deployment() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let create = |alarms: Value| {
+        json!({"applicationName": APP, "deploymentGroupName": "g",
+               "onPremisesInstanceTagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+               "alarmConfiguration": alarms})
+    };
+    let eleven: Vec<Value> = (0..11).map(|i| json!({"name": format!("a{i}")})).collect();
+    let error = fx
+        .call(
+            "CreateDeploymentGroup",
+            create(json!({"enabled": true, "alarms": eleven})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code.name(), "AlarmsLimitExceededException", "{error}");
+    for bad in [
+        json!({"enabled": true, "alarms": []}),
+        json!({"enabled": true, "alarms": [{"name": "a"}, {"name": "a"}]}),
+        json!({"enabled": true, "alarms": [{"name": ""}]}),
+    ] {
+        let error = fx
+            .call("CreateDeploymentGroup", create(bad.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.code.name(),
+            "InvalidAlarmConfigException",
+            "{bad}: {error}"
+        );
+    }
+    // A CLI skeleton's blank, disabled configuration is no alarm.
+    fx.ok(
+        "CreateDeploymentGroup",
+        create(
+            json!({"enabled": false, "ignorePollAlarmFailure": false, "alarms": [{"name": ""}]}),
+        ),
+    )
+    .await;
+    fx.ok(
+        "UpdateDeploymentGroup",
+        json!({"applicationName": APP, "currentDeploymentGroupName": "g",
+               "alarmConfiguration": {"enabled": true, "alarms": [{"name": "nobody"}]}}),
+    )
+    .await;
+    // The group's alarm does not exist; the deployment's override turns polling off.
+    let id = handlers::invoke(
+        &fx.control,
+        "create-deployment",
+        json!({
+            "applicationName": APP,
+            "deploymentGroupName": "g",
+            "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": "v1.tgz", "bundleType": "tgz"}},
+            "overrideAlarmConfiguration": {"enabled": false, "alarms": []},
+        }),
+    )
+    .await
+    .unwrap()["deploymentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(fx.dispatched(&["web-1"]).await, ["web-1"]);
+    fx.run_host(&id, "web-1", None).await;
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "Succeeded", "{info}");
+    assert_eq!(info["overrideAlarmConfiguration"]["enabled"], false);
+}
+
+/// A stopped EC2 instance of a tag group is in the deployment, as CodeDeploy includes
+/// it: it fails at once, with the reason, without being sent a command, and counts as
+/// failed in the minimum-healthy rules. A terminated instance stays out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_ec2_instance_fails_at_once_and_counts_against_the_minimum() {
+    let fx = Fixture::start().await;
+    let ec2 = aws_sdk_ec2::Client::new(&fx._moto.sdk_config().await);
+    let image = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let launched = ec2
+            .run_instances()
+            .image_id(&image)
+            .min_count(1)
+            .max_count(1)
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key("role")
+                            .value("ec2-web")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        ids.push(launched.instances()[0].instance_id().unwrap().to_owned());
+    }
+    let (running, stopped, terminated) = (&ids[..2], &ids[2], &ids[3]);
+    ec2.stop_instances()
+        .instance_ids(stopped)
+        .send()
+        .await
+        .unwrap();
+    ec2.terminate_instances()
+        .instance_ids(terminated)
+        .send()
+        .await
+        .unwrap();
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let filter = json!([{"Key": "role", "Value": "ec2-web", "Type": "KEY_AND_VALUE"}]);
+    for (group, config) in [
+        ("all", "CodeDeployDefault.AllAtOnce"),
+        ("one", "CodeDeployDefault.OneAtATime"),
+    ] {
+        fx.ok(
+            "CreateDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": group,
+                   "deploymentConfigName": config, "ec2TagFilters": filter}),
+        )
+        .await;
+    }
+
+    // AllAtOnce: the running two are sent the deployment; the stopped one has failed.
+    let id = fx.deploy("all", "v1.tgz").await.unwrap();
+    let hosts: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut sent = fx.dispatched(&hosts).await;
+    sent.sort();
+    assert_eq!(sent, running.to_vec());
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["deploymentOverview"]["InProgress"], 2, "{info}");
+    assert_eq!(info["deploymentOverview"]["Failed"], 1, "{info}");
+    let mut listed: Vec<String> = fx
+        .ok("ListDeploymentTargets", json!({"deploymentId": id}))
+        .await["targetIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    let mut expected = ids[..3].to_vec();
+    expected.sort();
+    assert_eq!(listed, expected, "the terminated instance is not a target");
+    let target = fx
+        .ok(
+            "GetDeploymentTarget",
+            json!({"deploymentId": id, "targetId": stopped}),
+        )
+        .await["deploymentTarget"]["instanceTarget"]
+        .clone();
+    assert_eq!(target["status"], "Failed");
+    let first = &target["lifecycleEvents"][0];
+    assert_eq!(first["status"], "Failed");
+    let message = first["diagnostics"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{stopped} is stopped")),
+        "{message}"
+    );
+    for host in running {
+        fx.run_host(&id, host, None).await;
+    }
+    let info = fx.deployment(&id).await;
+    assert_eq!(
+        info["status"], "Succeeded",
+        "AllAtOnce needs one success: {info}"
+    );
+
+    // OneAtATime keeps all but one host healthy: with one stopped, none may go, and the
+    // deployment fails as it starts, sending nothing.
+    let id = fx.deploy("one", "v1.tgz").await.unwrap();
+    assert!(fx.dispatched(&hosts).await.is_empty());
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "Failed", "{info}");
+    assert_eq!(info["errorInformation"]["code"], "HEALTH_CONSTRAINTS");
+    assert_eq!(info["deploymentOverview"]["Failed"], 1);
+    assert_eq!(info["deploymentOverview"]["Skipped"], 2);
+}

@@ -1478,23 +1478,16 @@ impl GroupInput {
                 ));
             }
         }
-        let alarms_enabled = self
-            .alarm_configuration
-            .as_ref()
-            .and_then(|alarms| alarms.get("enabled"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let alarms_named = self
-            .alarm_configuration
-            .as_ref()
-            .and_then(|alarms| alarms.get("alarms"))
-            .is_some_and(|alarms| !is_blank(alarms));
-        if alarms_enabled && alarms_named {
-            return Err(ApiError::new(
-                Exception::InvalidAlarmConfig,
-                "alarmConfiguration: CloudWatch alarm monitoring is not supported yet; leave it disabled",
-            ));
-        }
+        // Left out, the group keeps its alarms; given, it replaces them.
+        let alarm_configuration = match &self.alarm_configuration {
+            Some(value) => {
+                crate::model::AlarmConfiguration::from_input("alarmConfiguration", value.clone())
+                    .map_err(crate::deploy::alarm_error)?
+            }
+            None => current
+                .map(|c| c.alarm_configuration.clone())
+                .unwrap_or_default(),
+        };
         for (field, value) in [
             (
                 "blueGreenDeploymentConfiguration",
@@ -1574,6 +1567,7 @@ impl GroupInput {
                 .or_else(|| current.and_then(|c| c.service_role_arn.clone())),
             trigger_configurations: triggers,
             auto_rollback_configuration: auto_rollback,
+            alarm_configuration,
             outdated_instances_strategy: strategy,
         })
     }
@@ -1697,6 +1691,9 @@ async fn deployment_info_with_incidents(
         "computePlatform": "Server",
         "instanceTerminationWaitTimeStarted": false,
     });
+    if let Some(alarms) = &spec.override_alarm_configuration {
+        info["overrideAlarmConfiguration"] = json!(alarms);
+    }
     if let Some(previous) = &spec.previous_revision {
         info["previousRevision"] = json!(previous);
     }
