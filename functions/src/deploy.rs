@@ -604,12 +604,22 @@ pub async fn update_outdated(
         .into_iter()
         .map(|target| target.instance_id)
         .collect();
+    // Instances already on the revision are not outdated: without this, the update's
+    // own success would send the revision again to those the deployment before it
+    // reached, and so on, back and forth.
+    let health = control
+        .store
+        .group_health(&spec.application_name, &spec.deployment_group_name)
+        .await?;
     let outdated: Vec<Host> = control
         .fleet
         .auto_scaling(groups)
         .await?
         .into_iter()
         .filter(|host| !deployed.contains(&host.instance_id))
+        .filter(|host| {
+            standing(health.get(&host.instance_id), Some(&spec.revision)) != Standing::Current
+        })
         .collect();
     if outdated.is_empty() {
         return Ok(None);

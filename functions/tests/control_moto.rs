@@ -10,8 +10,8 @@ use gantry_functions::advance;
 use gantry_functions::control::{ControlPlane, Settings};
 use gantry_functions::effects;
 use gantry_functions::error::ApiError;
+use gantry_functions::handlers;
 use gantry_functions::handlers::batch_advance;
-use gantry_functions::handlers::{self, autoscaling};
 use gantry_functions::model::DeploymentSpec;
 use gantry_functions::store::{OUTBOX_GRACE_MS, OutboxEntry};
 use gantry_tests::archive::{self, Entry};
@@ -1132,9 +1132,15 @@ async fn lifecycle_event(fx: &Fixture, bodies: &[String]) -> Vec<String> {
         .enumerate()
         .map(|(index, body)| json!({"messageId": format!("m-{index}"), "body": body, "eventSource": "aws:sqs"}))
         .collect();
-    let output = handlers::invoke(&fx.control, "lifecycle", json!({"Records": records}))
-        .await
-        .expect("lifecycle answers");
+    // Boxed: the handler's future is large, and inlined it overflows a debug build's
+    // stack.
+    let output = Box::pin(handlers::invoke(
+        &fx.control,
+        "lifecycle",
+        json!({"Records": records}),
+    ))
+    .await
+    .expect("lifecycle answers");
     output["batchItemFailures"]
         .as_array()
         .unwrap()
@@ -1143,7 +1149,8 @@ async fn lifecycle_event(fx: &Fixture, bodies: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// An Auto Scaling group `web-asg` of one instance (moto puts it InService at once).
+/// An Auto Scaling group `web-asg` of one instance, in service (it launched before any
+/// hook), and room for three more.
 async fn auto_scaling_group(config: &aws_config::SdkConfig) -> aws_sdk_autoscaling::Client {
     let ec2 = aws_sdk_ec2::Client::new(config);
     let image = ec2.describe_images().send().await.unwrap().images()[0]
@@ -1164,7 +1171,7 @@ async fn auto_scaling_group(config: &aws_config::SdkConfig) -> aws_sdk_autoscali
         .auto_scaling_group_name("web-asg")
         .launch_configuration_name("web")
         .min_size(1)
-        .max_size(3)
+        .max_size(4)
         .desired_capacity(1)
         .availability_zones("us-east-1a")
         .send()
@@ -1208,25 +1215,153 @@ async fn lifecycle_hook_names(
         .collect()
 }
 
+/// What is on the lifecycle queue (received and deleted), which must be `count`
+/// messages: it waits for them up to a deadline, then takes whatever else is there.
+async fn take_lifecycle_messages(fx: &Fixture, count: usize) -> Vec<String> {
+    let url = fx.control.settings.lifecycle_queue_url.clone().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut bodies = Vec::new();
+    loop {
+        let waiting = bodies.len() < count;
+        let received = fx
+            .sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(if waiting { 1 } else { 0 })
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() && (!waiting || std::time::Instant::now() > deadline) {
+            break;
+        }
+        for message in messages {
+            bodies.push(message.body().unwrap().to_owned());
+            fx.sqs
+                .delete_message()
+                .queue_url(&url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(bodies.len(), count, "the lifecycle queue: {bodies:?}");
+    bodies
+}
+
+fn body(message: &str) -> Value {
+    serde_json::from_str(message).unwrap_or_else(|error| panic!("{message}: {error}"))
+}
+
+/// The instance and token of Auto Scaling's notification of a launch in `web-asg`,
+/// checked to come from Gantry's hook for deployment group `group`.
+fn launch_of(message: &str, hook: &str, group: &str) -> (String, String) {
+    let notification = body(message);
+    assert_eq!(
+        notification["LifecycleTransition"], "autoscaling:EC2_INSTANCE_LAUNCHING",
+        "{notification}"
+    );
+    assert_eq!(
+        notification["AutoScalingGroupName"], "web-asg",
+        "{notification}"
+    );
+    assert_eq!(notification["LifecycleHookName"], hook, "{notification}");
+    let metadata = body(
+        notification["NotificationMetadata"]
+            .as_str()
+            .expect("the hook's metadata"),
+    );
+    assert_eq!(
+        metadata,
+        json!({"applicationName": APP, "deploymentGroupName": group})
+    );
+    let field = |name: &str| notification[name].as_str().unwrap().to_owned();
+    (field("EC2InstanceId"), field("LifecycleActionToken"))
+}
+
+/// Sets `web-asg`'s desired capacity; returns the instances that launched.
+async fn scale_to(autoscaling: &aws_sdk_autoscaling::Client, capacity: i32) -> Vec<String> {
+    let before = asg_instances(autoscaling).await;
+    autoscaling
+        .set_desired_capacity()
+        .auto_scaling_group_name("web-asg")
+        .desired_capacity(capacity)
+        .send()
+        .await
+        .unwrap();
+    let launched: Vec<String> = asg_instances(autoscaling)
+        .await
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(
+        launched.len() + before.len(),
+        usize::try_from(capacity).unwrap(),
+        "launched {launched:?} beside {before:?}"
+    );
+    launched
+}
+
+/// An instance's lifecycle state in `web-asg`, or None when it is not in the group.
+async fn lifecycle_state(
+    autoscaling: &aws_sdk_autoscaling::Client,
+    instance: &str,
+) -> Option<String> {
+    autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("web-asg")
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_groups()[0]
+        .instances()
+        .iter()
+        .find(|i| i.instance_id() == Some(instance))
+        .and_then(|i| i.lifecycle_state())
+        .map(|state| state.as_str().to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launching_instance_gets_the_last_successful_revision_and_completes_its_hook() {
     let fx = Fixture::start().await;
     let config = fx._moto.sdk_config().await;
     let autoscaling = auto_scaling_group(&config).await;
     let first = asg_instances(&autoscaling).await[0].clone();
+    // In parts: one async body this long overflows a debug build's stack.
+    let (hook, test) = Box::pin(launch_hook_is_put(&fx, &autoscaling)).await;
+    let second = Box::pin(an_early_launch_goes_on(&fx, &autoscaling, &hook)).await;
+    Box::pin(a_launch_gets_the_last_revision(
+        &fx,
+        &autoscaling,
+        &hook,
+        &test,
+        [&first, &second],
+    ))
+    .await;
+    Box::pin(the_hook_goes_with_the_group(&fx, &autoscaling)).await;
+}
 
+/// Creating the group puts its launch hook; Auto Scaling tests the hook's target.
+/// Returns the hook's name and the test notification.
+async fn launch_hook_is_put(
+    fx: &Fixture,
+    autoscaling: &aws_sdk_autoscaling::Client,
+) -> (String, Vec<String>) {
     let created = fx
         .ok(
             "CreateDeploymentGroup",
             json!({
                 "applicationName": APP,
                 "deploymentGroupName": "asg",
+                "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
                 "autoScalingGroups": ["web-asg"],
             }),
         )
         .await;
     let hook = format!("gantry-{}", created["deploymentGroupId"].as_str().unwrap());
-    let hooks = lifecycle_hook_names(&autoscaling).await;
+    let hooks = lifecycle_hook_names(autoscaling).await;
     assert_eq!(
         hooks,
         vec![(
@@ -1236,64 +1371,83 @@ async fn a_launching_instance_gets_the_last_successful_revision_and_completes_it
         )],
         "the group put its launch hook"
     );
-
-    // A launch before any successful deployment: nothing to deploy, the instance may go
-    // on (Gantry asks Auto Scaling to CONTINUE; moto does not implement that call).
-    let launch = |instance: &str, token: &str| {
-        json!({
-            "Origin": "EC2", "Destination": "AutoScalingGroup", "Service": "AWS Auto Scaling",
-            "AccountId": "123456789012", "RequestId": "r-1", "Time": "2026-11-23T00:00:00.000Z",
-            "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-            "AutoScalingGroupName": "web-asg", "LifecycleHookName": hook,
-            "EC2InstanceId": instance, "LifecycleActionToken": token,
-            "NotificationMetadata": json!({"applicationName": APP, "deploymentGroupName": "asg"}).to_string(),
-        })
-        .to_string()
-    };
-    let early = autoscaling::handle_message(
-        &fx.control,
-        &launch(&first, "aaaaaaaa-0000-4000-8000-000000000001"),
-    )
-    .await
-    .unwrap_err();
-    assert!(early.message.contains("CompleteLifecycleAction"), "{early}");
+    // Putting the hook, Auto Scaling tested its target: the lifecycle queue.
+    let test = take_lifecycle_messages(fx, 1).await;
     assert_eq!(
-        group_deployments(&fx, "asg").await.len(),
-        0,
+        body(&test[0])["Event"],
+        "autoscaling:TEST_NOTIFICATION",
+        "{test:?}"
+    );
+    assert_eq!(body(&test[0])["AutoScalingGroupName"], "web-asg");
+    assert!(lifecycle_event(fx, &test).await.is_empty());
+    (hook, test)
+}
+
+/// A launch before any successful deployment: nothing to deploy, the instance may go
+/// on (Gantry answers CONTINUE). Returns the instance.
+async fn an_early_launch_goes_on(
+    fx: &Fixture,
+    autoscaling: &aws_sdk_autoscaling::Client,
+    hook: &str,
+) -> String {
+    let second = scale_to(autoscaling, 2).await[0].clone();
+    assert_eq!(
+        lifecycle_state(autoscaling, &second).await.as_deref(),
+        Some("Pending:Wait"),
+        "the hook holds the launch"
+    );
+    let early = take_lifecycle_messages(fx, 1).await;
+    let (instance, _) = launch_of(&early[0], hook, "asg");
+    assert_eq!(instance, second);
+    assert!(lifecycle_event(fx, &early).await.is_empty());
+    assert_eq!(
+        lifecycle_state(autoscaling, &second).await.as_deref(),
+        Some("InService"),
+        "nothing to deploy: the launch goes on"
+    );
+    assert!(
+        group_deployments(fx, "asg").await.is_empty(),
         "no deployment for a group with nothing deployed"
     );
+    second
+}
 
-    // v1 everywhere, then a second instance launches.
+/// v1 everywhere, then a third instance launches: it gets v1, and goes into service
+/// when that succeeds.
+async fn a_launch_gets_the_last_revision(
+    fx: &Fixture,
+    autoscaling: &aws_sdk_autoscaling::Client,
+    hook: &str,
+    test: &[String],
+    [first, second]: [&String; 2],
+) {
     fx.upload("v1.tgz", &good_bundle("1")).await;
     let v1 = fx.deploy("asg", "v1.tgz").await.unwrap();
-    fx.run_host(&v1, &first, None).await;
+    for host in [first, second] {
+        assert_eq!(fx.take_commands(host).await.len(), 1, "{host}");
+        fx.run_host(&v1, host, None).await;
+    }
     assert_eq!(fx.status(&v1).await, "Succeeded");
-    assert_eq!(fx.take_commands(&first).await.len(), 1);
-    autoscaling
-        .set_desired_capacity()
-        .auto_scaling_group_name("web-asg")
-        .desired_capacity(2)
-        .send()
-        .await
-        .unwrap();
-    let second = asg_instances(&autoscaling)
-        .await
-        .into_iter()
-        .find(|id| *id != first)
-        .expect("a second instance");
+    assert!(
+        take_lifecycle_messages(fx, 0).await.is_empty(),
+        "a deployment that completes no launch posts nothing"
+    );
+    let third = scale_to(autoscaling, 3).await[0].clone();
+    let notified = take_lifecycle_messages(fx, 1).await;
+    let (instance, token) = launch_of(&notified[0], hook, "asg");
+    assert_eq!(instance, third);
 
-    // The notification, twice (SQS delivers at least once), and a test notification.
-    let notification = launch(&second, "bbbbbbbb-0000-4000-8000-000000000002");
-    let test = json!({"Event": "autoscaling:TEST_NOTIFICATION", "AutoScalingGroupName": "web-asg"})
-        .to_string();
-    let failed = lifecycle_event(&fx, &[notification.clone(), test, "not json".into()]).await;
+    // The notification, twice (SQS delivers at least once), with the test notification
+    // and a malformed message.
+    let batch = [notified[0].clone(), test[0].clone(), "not json".to_owned()];
+    let failed = lifecycle_event(fx, &batch).await;
     assert_eq!(
         failed,
         vec!["m-2".to_owned()],
         "only the malformed message fails"
     );
-    assert!(lifecycle_event(&fx, &[notification]).await.is_empty());
-    let all = group_deployments(&fx, "asg").await;
+    assert!(lifecycle_event(fx, &notified).await.is_empty());
+    let all = group_deployments(fx, "asg").await;
     assert_eq!(
         all.len(),
         2,
@@ -1305,40 +1459,67 @@ async fn a_launching_instance_gets_the_last_successful_revision_and_completes_it
     assert_eq!(info["creator"], "autoscaling", "{info}");
     assert_eq!(info["revision"]["s3Location"]["key"], "v1.tgz");
     assert_eq!(info["deploymentOverview"]["InProgress"], 1, "{info}");
-    let commands = fx.take_commands(&second).await;
+    let commands = fx.take_commands(&third).await;
     assert_eq!(
         commands.len(),
         1,
         "the launching instance, and only it, gets the command"
     );
     assert!(fx.take_commands(&first).await.is_empty());
-
-    // It succeeds: the lifecycle function is told, and completes the action (CONTINUE).
-    fx.run_host(&launched, &second, None).await;
-    assert_eq!(fx.status(&launched).await, "Succeeded");
-    let url = fx.control.settings.lifecycle_queue_url.clone().unwrap();
-    let received = fx
-        .sqs
-        .receive_message()
-        .queue_url(&url)
-        .wait_time_seconds(5)
-        .send()
-        .await
-        .unwrap();
-    let finished = received.messages()[0].body().unwrap().to_owned();
+    assert!(fx.take_commands(&second).await.is_empty());
     assert_eq!(
-        serde_json::from_str::<Value>(&finished).unwrap(),
+        lifecycle_state(autoscaling, &third).await.as_deref(),
+        Some("Pending:Wait"),
+        "the launch waits for its deployment"
+    );
+
+    // It succeeds: the lifecycle function is told, and completes the action (CONTINUE)
+    // with the notification's token.
+    fx.run_host(&launched, &third, None).await;
+    assert_eq!(fx.status(&launched).await, "Succeeded");
+    let finished = take_lifecycle_messages(fx, 1).await;
+    assert_eq!(
+        body(&finished[0]),
         json!({"gantryDeploymentFinished": launched})
     );
-    let completing = autoscaling::handle_message(&fx.control, &finished)
-        .await
-        .unwrap_err();
-    assert!(
-        completing.message.contains("CompleteLifecycleAction"),
-        "{completing}"
+    assert!(lifecycle_event(fx, &finished).await.is_empty());
+    assert_eq!(
+        lifecycle_state(autoscaling, &third).await.as_deref(),
+        Some("InService"),
+        "the deployment succeeded: the launch goes on"
     );
+    // The same message again: the action is complete, and stays so.
+    assert!(lifecycle_event(fx, &finished).await.is_empty());
+    assert_eq!(
+        lifecycle_state(autoscaling, &third).await.as_deref(),
+        Some("InService")
+    );
+    let stale = autoscaling
+        .complete_lifecycle_action()
+        .auto_scaling_group_name("web-asg")
+        .lifecycle_hook_name(hook)
+        .lifecycle_action_token(&token)
+        .lifecycle_action_result("ABANDON")
+        .send()
+        .await
+        .expect_err("the token was used");
+    assert!(
+        format!(
+            "{}",
+            aws_sdk_autoscaling::error::DisplayErrorContext(&stale)
+        )
+        .contains("No active Lifecycle Action"),
+        "{stale:?}"
+    );
+    assert_eq!(
+        asg_instances(autoscaling).await.len(),
+        3,
+        "no instance was abandoned"
+    );
+}
 
-    // Deleting the group takes its hook off the Auto Scaling group.
+/// Deleting the group takes its hook off the Auto Scaling group.
+async fn the_hook_goes_with_the_group(fx: &Fixture, autoscaling: &aws_sdk_autoscaling::Client) {
     let deleted = fx
         .ok(
             "DeleteDeploymentGroup",
@@ -1347,9 +1528,16 @@ async fn a_launching_instance_gets_the_last_successful_revision_and_completes_it
         .await;
     assert_eq!(deleted["hooksNotCleanedUp"], json!([]));
     assert!(
-        lifecycle_hook_names(&autoscaling).await.is_empty(),
+        lifecycle_hook_names(autoscaling).await.is_empty(),
         "the hook is gone"
     );
+    // Without it, a launch goes into service at once, and nothing is notified.
+    let fourth = scale_to(autoscaling, 4).await[0].clone();
+    assert_eq!(
+        lifecycle_state(autoscaling, &fourth).await.as_deref(),
+        Some("InService")
+    );
+    assert!(take_lifecycle_messages(fx, 0).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1546,29 +1734,34 @@ async fn all_at_once_with_reports_shuffled_and_duplicated_succeeds() {
     deploy_to_fleet(200, "CodeDeployDefault.AllAtOnce", true).await;
 }
 
-/// Auto Scaling's notification of a launching instance in `web-asg`, for group `group`.
-fn launch_notification(group: &str, hook: &str, instance: &str, token: &str) -> String {
-    json!({
-        "Origin": "EC2", "Destination": "AutoScalingGroup", "Service": "AWS Auto Scaling",
-        "AccountId": "123456789012", "RequestId": token, "Time": "2026-11-27T00:00:00.000Z",
-        "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-        "AutoScalingGroupName": "web-asg", "LifecycleHookName": hook,
-        "EC2InstanceId": instance, "LifecycleActionToken": token,
-        "NotificationMetadata": json!({"applicationName": APP, "deploymentGroupName": group}).to_string(),
-    })
-    .to_string()
-}
-
 /// Launches run beside a user's deployment, as CodeDeploy runs them: none waits on the
 /// group's lock (even with HalfAtATime, which a one-instance deployment could not meet),
-/// and when the user's deployment succeeds, the instances that launched during it get
-/// its revision in a deployment of their own.
+/// each goes into service when its own deployment succeeds, and when the user's
+/// deployment succeeds, the instances that launched during it get its revision in a
+/// deployment of their own.
 #[tokio::test(flavor = "multi_thread")]
 async fn launches_run_beside_a_deployment_and_are_updated_when_it_succeeds() {
     let fx = Fixture::start().await;
     let config = fx._moto.sdk_config().await;
     let autoscaling = auto_scaling_group(&config).await;
     let first = asg_instances(&autoscaling).await[0].clone();
+    // In parts: one async body this long overflows a debug build's stack.
+    let (hook, v1, v2) = Box::pin(v2_runs_after_v1(&fx, &first)).await;
+    let (launched, deployments) =
+        Box::pin(launches_during_v2(&fx, &autoscaling, &hook, &v1, &v2)).await;
+    Box::pin(v2_succeeds_and_updates_the_launches(
+        &fx,
+        &first,
+        &v2,
+        &launched,
+        &deployments,
+    ))
+    .await;
+}
+
+/// A group with outdatedInstancesStrategy UPDATE; v1 succeeds and v2 starts on
+/// `first`. Returns the group's hook, v1 and v2.
+async fn v2_runs_after_v1(fx: &Fixture, first: &str) -> (String, String, String) {
     let created = fx
         .ok(
             "CreateDeploymentGroup",
@@ -1582,6 +1775,8 @@ async fn launches_run_beside_a_deployment_and_are_updated_when_it_succeeds() {
         )
         .await;
     let hook = format!("gantry-{}", created["deploymentGroupId"].as_str().unwrap());
+    let test = take_lifecycle_messages(fx, 1).await;
+    assert_eq!(body(&test[0])["Event"], "autoscaling:TEST_NOTIFICATION");
     let create = |key: &str| {
         json!({
             "applicationName": APP,
@@ -1596,47 +1791,51 @@ async fn launches_run_beside_a_deployment_and_are_updated_when_it_succeeds() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(fx.take_commands(&first).await.len(), 1);
-    fx.run_host(&v1, &first, None).await;
+    assert_eq!(fx.take_commands(first).await.len(), 1);
+    fx.run_host(&v1, first, None).await;
     assert_eq!(fx.status(&v1).await, "Succeeded");
 
-    // v2 starts and holds the group; three instances launch while it runs.
+    // v2 starts and holds the group; three instances launch while it runs, and wait
+    // on the hook.
     let v2 = fx.ok("CreateDeployment", create("v2.tgz")).await["deploymentId"]
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(fx.take_commands(&first).await.len(), 1);
-    autoscaling
-        .set_desired_capacity()
-        .auto_scaling_group_name("web-asg")
-        .desired_capacity(4)
-        .send()
-        .await
-        .unwrap();
-    let launched: Vec<String> = asg_instances(&autoscaling)
-        .await
-        .into_iter()
-        .filter(|id| *id != first)
-        .collect();
-    assert_eq!(launched.len(), 3);
-    let notifications: Vec<String> = launched
+    assert_eq!(fx.take_commands(first).await.len(), 1);
+    (hook, v1, v2)
+}
+
+/// Three instances launch while v2 runs: each gets v1 in a deployment of its own and
+/// goes into service. Returns them, and the group's deployments.
+async fn launches_during_v2(
+    fx: &Fixture,
+    autoscaling: &aws_sdk_autoscaling::Client,
+    hook: &str,
+    v1: &str,
+    v2: &str,
+) -> (Vec<String>, Vec<String>) {
+    let mut launched = scale_to(autoscaling, 4).await;
+    launched.sort();
+    for instance in &launched {
+        assert_eq!(
+            lifecycle_state(autoscaling, instance).await.as_deref(),
+            Some("Pending:Wait")
+        );
+    }
+    let notifications = take_lifecycle_messages(fx, 3).await;
+    let mut notified: Vec<String> = notifications
         .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            launch_notification(
-                "asg",
-                &hook,
-                id,
-                &format!("cccccccc-0000-4000-8000-00000000000{i}"),
-            )
-        })
+        .map(|message| launch_of(message, hook, "asg").0)
         .collect();
+    notified.sort();
+    assert_eq!(notified, launched, "a notification per launch");
     assert!(
-        lifecycle_event(&fx, &notifications).await.is_empty(),
+        lifecycle_event(fx, &notifications).await.is_empty(),
         "no launch waits for the group's lock"
     );
-    let deployments = group_deployments(&fx, "asg").await;
+    let deployments = group_deployments(fx, "asg").await;
     assert_eq!(deployments.len(), 5, "v1, v2 and a deployment per launch");
+    let mut launches = Vec::new();
     for instance in &launched {
         let commands = fx.take_commands(instance).await;
         assert_eq!(commands.len(), 1, "{instance} is deploying");
@@ -1650,9 +1849,33 @@ async fn launches_run_beside_a_deployment_and_are_updated_when_it_succeeds() {
         let launch = fx.deployment(&commands[0].deployment_id).await;
         assert_eq!(launch["status"], "Succeeded", "{launch}");
         assert_eq!(launch["creator"], "autoscaling");
+        launches.push(commands[0].deployment_id.clone());
+    }
+    // Each launch's end comes back on the lifecycle queue, and its instance goes into
+    // service.
+    let finished = take_lifecycle_messages(fx, 3).await;
+    let mut ended: Vec<String> = finished
+        .iter()
+        .map(|message| {
+            body(message)["gantryDeploymentFinished"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ended.sort();
+    launches.sort();
+    assert_eq!(ended, launches);
+    assert!(lifecycle_event(fx, &finished).await.is_empty());
+    for instance in &launched {
+        assert_eq!(
+            lifecycle_state(autoscaling, instance).await.as_deref(),
+            Some("InService"),
+            "{instance}"
+        );
     }
     assert_eq!(
-        fx.status(&v2).await,
+        fx.status(v2).await,
         "InProgress",
         "the launches left v2 alone"
     );
@@ -1666,16 +1889,26 @@ async fn launches_run_beside_a_deployment_and_are_updated_when_it_succeeds() {
         group["deploymentGroupInfo"]["lastSuccessfulDeployment"]["deploymentId"], v1,
         "a launch is not the group's last successful deployment"
     );
+    (launched, deployments)
+}
 
-    // v2 succeeds: the three that launched during it are brought up to v2.
-    fx.run_host(&v2, &first, None).await;
-    assert_eq!(fx.status(&v2).await, "Succeeded");
-    let all = group_deployments(&fx, "asg").await;
+/// v2 succeeds: the three that launched during it are brought up to v2.
+async fn v2_succeeds_and_updates_the_launches(
+    fx: &Fixture,
+    first: &str,
+    v2: &str,
+    launched: &[String],
+    deployments: &[String],
+) {
+    fx.run_host(v2, first, None).await;
+    assert_eq!(fx.status(v2).await, "Succeeded");
+    let all = group_deployments(fx, "asg").await;
     let follow_on = all
         .iter()
         .find(|id| !deployments.contains(id))
         .expect("a follow-on deployment")
         .clone();
+    assert_eq!(all.len(), 6, "one follow-on deployment");
     let info = fx.deployment(&follow_on).await;
     assert_eq!(info["creator"], "CodeDeployAutoUpdate", "{info}");
     assert_eq!(info["revision"]["s3Location"]["key"], "v2.tgz");
@@ -1684,16 +1917,38 @@ async fn launches_run_beside_a_deployment_and_are_updated_when_it_succeeds() {
         .await;
     let mut targeted: Vec<String> = serde_json::from_value(targets["targetIds"].clone()).unwrap();
     targeted.sort();
-    let mut expected = launched.clone();
-    expected.sort();
     assert_eq!(
-        targeted, expected,
+        targeted, launched,
         "only the instances that launched during v2"
+    );
+
+    // The follow-on runs (OneAtATime, v2's configuration) and succeeds; the group is
+    // then all on v2, and nothing more is deployed.
+    let mut updated = Vec::new();
+    while updated.len() < launched.len() {
+        let sent = fx
+            .dispatched(&launched.iter().map(String::as_str).collect::<Vec<_>>())
+            .await;
+        assert_eq!(sent.len(), 1, "one at a time: {sent:?}");
+        fx.run_host(&follow_on, &sent[0], None).await;
+        updated.push(sent[0].clone());
+    }
+    assert_eq!(fx.status(&follow_on).await, "Succeeded");
+    assert!(fx.take_commands(first).await.is_empty());
+    assert_eq!(
+        group_deployments(fx, "asg").await.len(),
+        6,
+        "an update of outdated instances makes none of its own"
+    );
+    assert!(
+        take_lifecycle_messages(fx, 0).await.is_empty(),
+        "it completes no launch"
     );
 }
 
 /// A launch whose deployment cannot be made is answered ABANDON at once, rather than
-/// left in Pending:Wait until the hook times out.
+/// left in Pending:Wait until the hook times out: Auto Scaling terminates the instance
+/// and launches another in its place.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launch_that_cannot_be_deployed_is_abandoned_at_once() {
     let fx = Fixture::start().await;
@@ -1719,36 +1974,62 @@ async fn a_launch_that_cannot_be_deployed_is_abandoned_at_once() {
         .send()
         .await
         .unwrap();
-    autoscaling
-        .set_desired_capacity()
-        .auto_scaling_group_name("web-asg")
-        .desired_capacity(2)
+    let second = scale_to(&autoscaling, 2).await[0].clone();
+    assert_eq!(
+        lifecycle_state(&autoscaling, &second).await.as_deref(),
+        Some("Pending:Wait")
+    );
+    // The queue holds the hook's test notification and the launch's; the SQS event
+    // source delivers both.
+    let messages = take_lifecycle_messages(&fx, 2).await;
+    assert_eq!(body(&messages[0])["Event"], "autoscaling:TEST_NOTIFICATION");
+    let (instance, _) = launch_of(&messages[1], &hook, "asg");
+    assert_eq!(instance, second);
+    assert!(lifecycle_event(&fx, &messages).await.is_empty());
+    assert_eq!(
+        group_deployments(&fx, "asg").await,
+        vec![v1],
+        "no deployment could be made"
+    );
+
+    // Abandoned: the instance left the group and was terminated, and Auto Scaling
+    // launched a replacement, which waits on the hook in turn.
+    assert_eq!(lifecycle_state(&autoscaling, &second).await, None);
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let described = ec2
+        .describe_instances()
+        .instance_ids(&second)
         .send()
         .await
         .unwrap();
-    let second = asg_instances(&autoscaling)
-        .await
+    let state = described.reservations()[0].instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .unwrap()
+        .as_str()
+        .to_owned();
+    assert!(
+        state == "terminated" || state == "shutting-down",
+        "{second} is {state}"
+    );
+    let instances = asg_instances(&autoscaling).await;
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    let replacement = instances
         .into_iter()
         .find(|id| *id != first)
-        .expect("a second instance");
-    let error = autoscaling::handle_message(
-        &fx.control,
-        &launch_notification(
-            "asg",
-            &hook,
-            &second,
-            "dddddddd-0000-4000-8000-000000000001",
-        ),
-    )
-    .await
-    .unwrap_err();
-    // moto answers CompleteLifecycleAction with HTTP 500; that Gantry called it, with
-    // ABANDON, is what this shows.
-    assert!(
-        error.message.contains("CompleteLifecycleAction (ABANDON)"),
-        "{error}"
+        .expect("a replacement");
+    assert_ne!(replacement, second);
+    assert_eq!(
+        lifecycle_state(&autoscaling, &replacement).await.as_deref(),
+        Some("Pending:Wait")
     );
-    assert_eq!(group_deployments(&fx, "asg").await, vec![v1]);
+    let notified = take_lifecycle_messages(&fx, 1).await;
+    assert_eq!(launch_of(&notified[0], &hook, "asg").0, replacement);
+    assert_eq!(
+        lifecycle_state(&autoscaling, &first).await.as_deref(),
+        Some("InService"),
+        "the instance in service is left alone"
+    );
 }
 
 /// Every item of a List operation, page by page; each page holds at most 100.
