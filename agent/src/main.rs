@@ -7,7 +7,7 @@ use gantry_agent::aws::{Revisions, S3Bundles, SqsReports};
 use gantry_agent::config::{self, AgentConfig, Identity};
 use gantry_agent::github::GitHubTarballs;
 use gantry_agent::runner::{self, Host};
-use gantry_core::wire::Command;
+use gantry_core::wire::{Cancel, Command, HostMessage};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -117,6 +117,9 @@ struct Agent {
     reports: SqsReports,
     /// Set once a stop's grace is over: the runner stops its script and starts no event.
     abort: Arc<AtomicBool>,
+    /// Commands received while another ran (looking for cancels), kept invisible until
+    /// their turn.
+    held: std::sync::Mutex<Vec<aws_sdk_sqs::types::Message>>,
 }
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
@@ -175,6 +178,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         command_queue_url,
         reports: SqsReports::start(sqs_reports, reports_queue_url),
         abort: Arc::new(AtomicBool::new(false)),
+        held: Default::default(),
     };
     tracing::info!(instance_id = %agent.instance_id, queue = %command_queue, "agent started");
 
@@ -198,6 +202,12 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         interrupt: signal(SignalKind::interrupt())?,
     };
     'polling: loop {
+        let held = std::mem::take(&mut *agent.held.lock().expect("held commands"));
+        for message in held {
+            if agent.handle(message, &mut stop).await == Handled::Stopping {
+                break 'polling;
+            }
+        }
         let received = tokio::select! {
             _ = stop.recv() => break,
             received = agent
@@ -289,8 +299,12 @@ impl Agent {
         let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
             return Handled::Continue;
         };
-        let command = match Command::from_json(message.body().unwrap_or_default()) {
-            Ok(command) => command,
+        let command = match HostMessage::from_json(message.body().unwrap_or_default()) {
+            Ok(HostMessage::Command(command)) => *command,
+            Ok(HostMessage::Cancel(cancel)) => {
+                self.cancel(&receipt, cancel).await;
+                return Handled::Continue;
+            }
             Err(error) => {
                 // Left on the queue: its redrive policy moves it to the dead-letter queue.
                 tracing::error!(message_id = message.message_id().unwrap_or_default(), %error, "refusing a malformed command");
@@ -349,15 +363,15 @@ impl Agent {
                     std::process::exit(1);
                 }
                 _ = keep_alive.tick() => {
-                    if let Err(error) = self.sqs.change_message_visibility()
-                        .queue_url(&self.command_queue_url)
-                        .receipt_handle(&receipt)
-                        .visibility_timeout(VISIBILITY_SECS)
-                        .send()
-                        .await
-                    {
-                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "extending the command's visibility failed");
+                    self.keep_invisible(&receipt).await;
+                    let held: Vec<String> = self.held.lock().expect("held commands")
+                        .iter()
+                        .filter_map(|message| message.receipt_handle().map(str::to_owned))
+                        .collect();
+                    for receipt in held {
+                        self.keep_invisible(&receipt).await;
                     }
+                    self.look_for_cancels().await;
                 }
             }
         };
@@ -385,6 +399,64 @@ impl Agent {
             Handled::Stopping
         } else {
             Handled::Continue
+        }
+    }
+
+    async fn keep_invisible(&self, receipt: &str) {
+        if let Err(error) = self
+            .sqs
+            .change_message_visibility()
+            .queue_url(&self.command_queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(VISIBILITY_SECS)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "extending a command's visibility failed");
+        }
+    }
+
+    /// While a command runs: takes what else waits on the queue, so that a cancel of the
+    /// running deployment reaches it before its next event. Cancels are noted at once;
+    /// commands are held, invisible, until their turn.
+    async fn look_for_cancels(&self) {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.command_queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(VISIBILITY_SECS)
+            .send()
+            .await;
+        let messages = match received {
+            Ok(output) => output.messages.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "looking for cancels failed; the next tick looks again");
+                return;
+            }
+        };
+        for message in messages {
+            let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
+                continue;
+            };
+            match HostMessage::from_json(message.body().unwrap_or_default()) {
+                Ok(HostMessage::Cancel(cancel)) => self.cancel(&receipt, cancel).await,
+                _ => self.held.lock().expect("held commands").push(message),
+            }
+        }
+    }
+
+    /// Notes that a deployment ended (see [`runner::cancel`]), then deletes the cancel.
+    async fn cancel(&self, receipt: &str, cancel: Cancel) {
+        let deployment_id = cancel.deployment_id.clone();
+        match self
+            .blocking(move |host, _, _| runner::cancel(host, &cancel))
+            .await
+        {
+            Ok(()) => self.delete(receipt).await,
+            Err(error) => {
+                tracing::error!(%deployment_id, %error, "could not note a cancel; it stays on the queue")
+            }
         }
     }
 

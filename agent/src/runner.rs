@@ -19,7 +19,7 @@ use gantry_core::appspec::AppSpec;
 use gantry_core::bundle::{self, Limits};
 use gantry_core::lifecycle::{LifecycleEvent, Performer};
 use gantry_core::wire::{
-    Command, Diagnostics, ErrorCode, EventStatus, Report, RevisionLocation, SCHEMA_VERSION,
+    Cancel, Command, Diagnostics, ErrorCode, EventStatus, Report, RevisionLocation, SCHEMA_VERSION,
 };
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -81,6 +81,13 @@ impl Host<'_> {
             .join(format!("{deployment_id}-{}.running", self.instance_id))
     }
 
+    /// Present once the control plane said the deployment ended (stopped, or failed):
+    /// the events not yet started are skipped.
+    fn cancelled_file(&self, deployment_id: &str) -> PathBuf {
+        self.instructions()
+            .join(format!("{deployment_id}-{}.cancelled", self.instance_id))
+    }
+
     fn last_successful_file(&self, group_id: &str) -> PathBuf {
         self.instructions()
             .join(format!("{group_id}-last-successful-install"))
@@ -96,6 +103,33 @@ pub enum Outcome {
     Refused,
     /// The command had run before: its final reports were sent again.
     AlreadyDone,
+    /// The deployment ended while the command ran, or before: the events not yet
+    /// started were reported Skipped.
+    Cancelled,
+    /// The command came after its `startBy`, when the control plane had already failed
+    /// this host: nothing ran and nothing was reported.
+    Expired,
+}
+
+/// Notes that a deployment ended, for the command running it (which skips the events it
+/// has not started) or one still to come (which runs nothing). A cancel for a command
+/// already finished changes nothing.
+pub fn cancel(host: &Host<'_>, cancel: &Cancel) -> Result<(), String> {
+    if cancel.instance_id != host.instance_id {
+        tracing::error!(intended = %cancel.instance_id, this = %host.instance_id, "cancel for another instance ignored");
+        return Ok(());
+    }
+    crate::private::own_dir(&host.instructions())
+        .map_err(|error| format!("creating {}: {error}", host.instructions().display()))?;
+    let finished = host.instructions().join(format!(
+        "{}-{}.reports",
+        cancel.deployment_id, host.instance_id
+    ));
+    if finished.exists() {
+        return Ok(());
+    }
+    tracing::info!(deployment_id = %cancel.deployment_id, "the deployment ended; events not started will be skipped");
+    write_atomically(&host.cancelled_file(&cancel.deployment_id), "")
 }
 
 /// Runs a command to its end and reports every event. Errors are only failures to
@@ -133,6 +167,14 @@ pub fn run(
         return Ok(Outcome::AlreadyDone);
     }
 
+    if command.expired(now_ms()) {
+        tracing::warn!(
+            start_by = command.start_by,
+            "command came after its start deadline: the control plane has failed this host for it; nothing runs"
+        );
+        return Ok(Outcome::Expired);
+    }
+
     let deployment_dir = host.deployment_dir(command);
     let archive = host.archive_dir(command);
     let mut spec: Option<AppSpec> = None;
@@ -140,6 +182,19 @@ pub fn run(
     let mut outcome = Outcome::Succeeded;
     for &event in &command.lifecycle_events {
         if event.performer() == Performer::ControlPlane {
+            continue;
+        }
+        if outcome == Outcome::Cancelled || host.cancelled_file(&command.deployment_id).exists() {
+            let now = now_ms();
+            let report = Report {
+                status: EventStatus::Skipped,
+                end_time: Some(now),
+                diagnostics: None,
+                ..ended(command, event, now, Ok(()))
+            };
+            reports.send(&report)?;
+            sent.push(report);
+            outcome = Outcome::Cancelled;
             continue;
         }
         let started = now_ms();
@@ -186,6 +241,7 @@ pub fn run(
     let finished: String = sent.iter().map(|r| r.to_json() + "\n").collect();
     write_atomically(&host.finished_file(command), &finished)?;
     let _ = fs::remove_file(host.running_file(&command.deployment_id));
+    let _ = fs::remove_file(host.cancelled_file(&command.deployment_id));
     Ok(outcome)
 }
 
@@ -662,7 +718,24 @@ mod tests {
                 file_exists_behavior: FileExistsBehavior::Disallow,
                 ignore_application_stop_failures: false,
                 creator: Creator::User,
+                start_by: None,
             }
+        }
+
+        fn cancel(&self, deployment_id: &str) {
+            let host = Host {
+                instance_id: "host-1",
+                root_dir: &self.path("host/root"),
+                install_root: &self.path("host/fs"),
+                max_revisions: 5,
+                term_grace: Duration::from_millis(200),
+                abort: &AtomicBool::new(false),
+            };
+            let cancel = Cancel {
+                deployment_id: deployment_id.to_owned(),
+                instance_id: "host-1".to_owned(),
+            };
+            super::cancel(&host, &cancel).unwrap();
         }
 
         fn run(&self, command: &Command, max_revisions: usize) -> (Outcome, Vec<Report>) {
@@ -689,6 +762,104 @@ mod tests {
             .iter()
             .map(|r| (r.lifecycle_event, r.status))
             .collect()
+    }
+
+    #[test]
+    fn a_cancelled_deployment_skips_the_events_not_started() {
+        let fixture = Fixture::new();
+        let instructions = fixture.path("host/root/deployment-instructions");
+        // AfterInstall's script stands in for the cancel arriving while it runs.
+        let entries = vec![
+            Entry::file("appspec.yml", APPSPEC.as_bytes()),
+            Entry::file("site/index.html", b"v1"),
+            Entry::file_with_mode("stop.sh", b"#!/bin/sh\n", 0o755),
+            Entry::file_with_mode(
+                "after.sh",
+                format!(
+                    "#!/bin/sh\ntouch {}/d-AAAAAAAA1-host-1.cancelled\n",
+                    instructions.display()
+                )
+                .as_bytes(),
+                0o755,
+            ),
+            Entry::file_with_mode(
+                "validate.sh",
+                format!(
+                    "#!/bin/sh\necho validated >> {}\n",
+                    fixture.path("marks").display()
+                )
+                .as_bytes(),
+                0o755,
+            ),
+        ];
+        fs::write(fixture.path("bundles/v1.tgz"), archive::tgz(&entries)).unwrap();
+        let command = fixture.command("d-AAAAAAAA1", "v1.tgz");
+        let (outcome, reports) = fixture.run(&command, 5);
+        assert_eq!(outcome, Outcome::Cancelled);
+        let events = lifecycle::in_place(false);
+        let after = events
+            .iter()
+            .position(|&event| event == LifecycleEvent::AfterInstall)
+            .unwrap();
+        let finals: Vec<(LifecycleEvent, EventStatus)> = statuses(&reports)
+            .into_iter()
+            .filter(|(_, status)| *status != EventStatus::InProgress)
+            .collect();
+        let expected: Vec<(LifecycleEvent, EventStatus)> = events
+            .iter()
+            .enumerate()
+            .map(|(index, &event)| {
+                let status = if index <= after {
+                    EventStatus::Succeeded
+                } else {
+                    EventStatus::Skipped
+                };
+                (event, status)
+            })
+            .collect();
+        assert_eq!(
+            finals, expected,
+            "the event running finishes; the rest are skipped"
+        );
+        assert_eq!(fixture.marks(), "", "ValidateService never ran");
+        assert!(!instructions.join("d-AAAAAAAA1-host-1.cancelled").exists());
+        assert!(
+            !instructions.join("g-1-last-successful-install").exists(),
+            "a cut-short install is not the last successful one"
+        );
+    }
+
+    #[test]
+    fn a_command_cancelled_before_it_came_runs_nothing_and_one_past_its_start_by_says_nothing() {
+        let fixture = Fixture::new();
+        let key = fixture.bundle("v1.tgz", "v1", 0);
+        fixture.cancel("d-AAAAAAAA1");
+        let (outcome, reports) = fixture.run(&fixture.command("d-AAAAAAAA1", &key), 5);
+        assert_eq!(outcome, Outcome::Cancelled);
+        assert!(
+            reports.iter().all(|r| r.status == EventStatus::Skipped),
+            "{reports:?}"
+        );
+        assert_eq!(reports.len(), 7);
+        assert!(!fixture.path("host/fs/srv/app/index.html").exists());
+
+        let mut late = fixture.command("d-AAAAAAAA2", &key);
+        late.start_by = Some(now_ms() - 1);
+        let (outcome, reports) = fixture.run(&late, 5);
+        assert_eq!(outcome, Outcome::Expired);
+        assert!(
+            reports.is_empty(),
+            "the control plane has failed the host already"
+        );
+        assert!(!fixture.path("host/fs/srv/app/index.html").exists());
+
+        // A cancel for a finished command changes nothing.
+        let (outcome, _) = fixture.run(&fixture.command("d-AAAAAAAA3", &key), 5);
+        assert_eq!(outcome, Outcome::Succeeded);
+        fixture.cancel("d-AAAAAAAA3");
+        let (outcome, reports) = fixture.run(&fixture.command("d-AAAAAAAA3", &key), 5);
+        assert_eq!(outcome, Outcome::AlreadyDone);
+        assert!(reports.iter().all(|r| r.status != EventStatus::Skipped));
     }
 
     #[test]

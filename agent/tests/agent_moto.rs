@@ -135,6 +135,7 @@ fn command_for(deployment_id: &str, key: &str, e_tag: &str) -> Command {
         file_exists_behavior: FileExistsBehavior::Disallow,
         ignore_application_stop_failures: false,
         creator: Creator::User,
+        start_by: None,
     }
 }
 

@@ -672,6 +672,7 @@ fn deploy(host: &Host, appspec: &str, extra: &[Entry]) -> Outcome {
         file_exists_behavior: FileExistsBehavior::Disallow,
         ignore_application_stop_failures: false,
         creator: Creator::User,
+        start_by: None,
     };
     let runner_host = RunnerHost {
         instance_id: "host-1",

@@ -223,7 +223,17 @@ impl TargetState {
             }
             Ok(Some(TargetStatus::Failed))
         } else if self.events.iter().all(|record| record.status.is_terminal()) {
-            Ok(Some(TargetStatus::Succeeded))
+            // A host told that its deployment ended skips the events it had not started:
+            // it has not got the revision.
+            let skipped = self
+                .events
+                .iter()
+                .any(|record| record.status == EventStatus::Skipped);
+            Ok(Some(if skipped {
+                TargetStatus::Skipped
+            } else {
+                TargetStatus::Succeeded
+            }))
         } else {
             self.deadline = Some(next_deadline(self, deadlines, now));
             Ok(None)
@@ -401,6 +411,9 @@ pub enum Effect {
     /// The deployment succeeded: instances that joined the group's Auto Scaling groups
     /// while it ran get its revision in a deployment of their own (when the group's
     /// outdatedInstancesStrategy is UPDATE).
+    /// The deployment stopped or failed while hosts were deploying: tell each of them to
+    /// skip the events it has not started.
+    CancelHosts,
     UpdateOutdated,
 }
 
@@ -586,15 +599,24 @@ impl Deployment {
         target.status = status;
         target.deadline = None;
         self.counts.in_progress = self.counts.in_progress.saturating_sub(1);
-        if succeeded {
-            self.counts.succeeded += 1;
-        } else {
-            self.counts.failed += 1;
-        }
         let instance_id = target.target.instance_id.clone();
         let event = if succeeded {
             NotificationEvent::InstanceSuccess
         } else {
+        match status {
+            TargetStatus::Succeeded => self.counts.succeeded += 1,
+            TargetStatus::Skipped => {
+                // Cut short by the deployment's end: no trigger event is CodeDeploy's
+                // for it, and the host is not on the revision.
+                self.counts.skipped += 1;
+                effects.push(Effect::RecordHealth {
+                    instance_id,
+                    healthy: false,
+                });
+                return;
+            }
+            _ => self.counts.failed += 1,
+        }
             NotificationEvent::InstanceFailure
         };
         effects.push(notify(event, Some(&instance_id)));
@@ -810,6 +832,9 @@ impl Deployment {
         if self.completes_launch {
             effects.push(Effect::CompleteLaunch { proceed: succeeded });
             return;
+        if !succeeded && self.counts.in_progress > 0 {
+            effects.push(Effect::CancelHosts);
+        }
         }
         if succeeded {
             effects.push(Effect::RecordLastSuccessful);

@@ -135,9 +135,19 @@ pub struct Command {
     pub file_exists_behavior: FileExistsBehavior,
     pub ignore_application_stop_failures: bool,
     pub creator: Creator,
+    /// When the control plane fails the host for not having started (milliseconds since
+    /// the epoch): an agent that receives the command later, back from being offline,
+    /// never runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_by: Option<u64>,
 }
 
 impl Command {
+    /// Whether the command may no longer start: its host has been failed for silence.
+    pub fn expired(&self, now: u64) -> bool {
+        self.start_by.is_some_and(|start_by| now > start_by)
+    }
+
     pub fn from_json(text: &str) -> Result<Self, WireError> {
         check_version(text)?;
         let command: Command =
@@ -177,6 +187,58 @@ impl Command {
 }
 
 /// The status a report gives a lifecycle event.
+/// Tells a host that a deployment stopped or failed: it skips the events it has not
+/// started, and never starts the deployment's command if it had not yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cancel {
+    pub deployment_id: String,
+    pub instance_id: String,
+}
+
+/// What a host's command queue carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMessage {
+    Command(Box<Command>),
+    Cancel(Cancel),
+}
+
+/// A cancel as it travels: `{"schemaVersion": 1, "cancel": {...}}`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CancelMessage {
+    schema_version: u32,
+    cancel: Cancel,
+}
+
+impl HostMessage {
+    pub fn from_json(text: &str) -> Result<Self, WireError> {
+        check_version(text)?;
+        let is_cancel = serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|error| WireError::Malformed(error.to_string()))?
+            .get("cancel")
+            .is_some();
+        if !is_cancel {
+            return Command::from_json(text).map(|command| Self::Command(Box::new(command)));
+        }
+        let message: CancelMessage =
+            serde_json::from_str(text).map_err(|error| WireError::Malformed(error.to_string()))?;
+        check_deployment_id(&message.cancel.deployment_id)?;
+        require("cancel.instanceId", &message.cancel.instance_id)?;
+        Ok(Self::Cancel(message.cancel))
+    }
+}
+
+impl Cancel {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&CancelMessage {
+            schema_version: SCHEMA_VERSION,
+            cancel: self.clone(),
+        })
+        .expect("a cancel always serializes")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventStatus {
     Pending,
@@ -448,7 +510,53 @@ mod tests {
             file_exists_behavior: FileExistsBehavior::Disallow,
             ignore_application_stop_failures: false,
             creator: Creator::User,
+            start_by: Some(2_000),
         }
+    }
+
+    #[test]
+    fn a_command_expires_after_its_start_by_and_one_without_never_does() {
+        let command = command();
+        assert!(!command.expired(2_000));
+        assert!(command.expired(2_001));
+        let parsed = Command::from_json(&command.to_json()).unwrap();
+        assert_eq!(parsed, command, "startBy travels");
+        let unbounded = Command {
+            start_by: None,
+            ..command
+        };
+        assert!(!unbounded.to_json().contains("startBy"));
+        assert!(!unbounded.expired(u64::MAX));
+    }
+
+    #[test]
+    fn a_host_message_is_a_command_or_a_cancel() {
+        let command = command();
+        assert_eq!(
+            HostMessage::from_json(&command.to_json()).unwrap(),
+            HostMessage::Command(Box::new(command))
+        );
+        let cancel = Cancel {
+            deployment_id: "d-ABCDEF123".into(),
+            instance_id: "host-1".into(),
+        };
+        assert_eq!(
+            HostMessage::from_json(&cancel.to_json()).unwrap(),
+            HostMessage::Cancel(cancel)
+        );
+        let bad =
+            r#"{"schemaVersion": 1, "cancel": {"deploymentId": "nope", "instanceId": "host-1"}}"#;
+        assert!(HostMessage::from_json(bad).is_err());
+        let extra = r#"{"schemaVersion": 1, "cancel": {"deploymentId": "d-ABCDEF123", "instanceId": "host-1"}, "x": 1}"#;
+        assert!(matches!(
+            HostMessage::from_json(extra),
+            Err(WireError::Malformed(_))
+        ));
+        let newer = r#"{"schemaVersion": 9, "cancel": {}}"#;
+        assert!(matches!(
+            HostMessage::from_json(newer),
+            Err(WireError::UnsupportedVersion { found: 9 })
+        ));
     }
 
     fn report(status: EventStatus) -> Report {

@@ -7,11 +7,13 @@ use crate::error::{ApiError, Exception};
 use crate::model::{LifecycleAction, OnPremisesInstance, RevisionRecord, ZONE_TAG, seconds};
 use crate::store::{DynamoStore, keys};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_sqs::types::QueueAttributeName;
 use gantry_core::bundle::{self, BundleType, Limits};
 use gantry_core::identity::{IamIdentity, Sender};
 use gantry_core::lifecycle::LifecycleEvent;
 use gantry_core::planner::TagSet;
 use gantry_core::wire::{Command, RevisionLocation, S3Location};
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Mutex;
@@ -23,19 +25,33 @@ fn aws_failure(service: &str, error: impl std::error::Error) -> ApiError {
 /// Commands in flight at once while a batch is dispatched.
 const SENDS_AT_ONCE: usize = 64;
 
-/// One command queue per host, named `<prefix><instance id>`, created on first use.
+/// How long a host's queue keeps a message: a command is worth nothing after its
+/// `startBy` (minutes), a cancel after the command it cancels. A day leaves room for a
+/// host start timeout raised far above its default.
+pub const COMMAND_RETENTION_SECONDS: u32 = 86_400;
+/// Receives after which a message no agent could handle leaves for the dead-letter queue.
+pub const COMMAND_MAX_RECEIVES: u32 = 10;
+
+/// One command queue per host, named `<prefix><instance id>`, created on first use with
+/// a retention period and, when one is configured, a dead-letter queue.
 #[derive(Clone)]
 pub struct CommandQueues {
     client: aws_sdk_sqs::Client,
     prefix: String,
+    dead_letter_arn: Option<String>,
     urls: std::sync::Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl CommandQueues {
-    pub fn new(client: aws_sdk_sqs::Client, prefix: impl Into<String>) -> Self {
+    pub fn new(
+        client: aws_sdk_sqs::Client,
+        prefix: impl Into<String>,
+        dead_letter_arn: Option<String>,
+    ) -> Self {
         Self {
             client,
             prefix: prefix.into(),
+            dead_letter_arn,
             urls: Default::default(),
         }
     }
@@ -44,21 +60,64 @@ impl CommandQueues {
         format!("{}{instance_id}", self.prefix)
     }
 
-    /// The queue's URL; CreateQueue returns the existing queue's URL when it exists, so
-    /// one call both finds and creates. URLs are cached for the life of the process.
+    fn attributes(&self) -> HashMap<QueueAttributeName, String> {
+        let mut attributes = HashMap::from([(
+            QueueAttributeName::MessageRetentionPeriod,
+            COMMAND_RETENTION_SECONDS.to_string(),
+        )]);
+        if let Some(arn) = &self.dead_letter_arn {
+            attributes.insert(
+                QueueAttributeName::RedrivePolicy,
+                json!({"deadLetterTargetArn": arn, "maxReceiveCount": COMMAND_MAX_RECEIVES})
+                    .to_string(),
+            );
+        }
+        attributes
+    }
+
+    /// The queue's URL; CreateQueue returns the existing queue's URL when it exists with
+    /// the same attributes, so one call both finds and creates. A queue made before with
+    /// other attributes is given these. URLs are cached for the life of the process.
     pub async fn url(&self, instance_id: &str) -> Result<String, ApiError> {
         if let Some(url) = self.urls.lock().expect("queue cache").get(instance_id) {
             return Ok(url.clone());
         }
-        let url = self
+        let name = self.queue_name(instance_id);
+        let created = self
             .client
             .create_queue()
-            .queue_name(self.queue_name(instance_id))
+            .queue_name(&name)
+            .set_attributes(Some(self.attributes()))
             .send()
-            .await
-            .map_err(|error| aws_failure("SQS CreateQueue", error))?
-            .queue_url
-            .ok_or_else(|| ApiError::internal("SQS CreateQueue returned no queue URL"))?;
+            .await;
+        let url = match created {
+            Ok(output) => output.queue_url,
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|error| error.is_queue_name_exists()) =>
+            {
+                let url = self
+                    .client
+                    .get_queue_url()
+                    .queue_name(&name)
+                    .send()
+                    .await
+                    .map_err(|error| aws_failure("SQS GetQueueUrl", error))?
+                    .queue_url
+                    .ok_or_else(|| ApiError::internal("SQS GetQueueUrl returned no URL"))?;
+                self.client
+                    .set_queue_attributes()
+                    .queue_url(&url)
+                    .set_attributes(Some(self.attributes()))
+                    .send()
+                    .await
+                    .map_err(|error| aws_failure("SQS SetQueueAttributes", error))?;
+                Some(url)
+            }
+            Err(error) => return Err(aws_failure("SQS CreateQueue", error)),
+        }
+        .ok_or_else(|| ApiError::internal("SQS CreateQueue returned no queue URL"))?;
         self.urls
             .lock()
             .expect("queue cache")
@@ -80,15 +139,27 @@ impl CommandQueues {
 
     /// Sends each command to its host's queue, a bounded number at a time.
     pub async fn send_all(&self, commands: Vec<Command>) -> Result<(), ApiError> {
+        self.send_to_hosts(
+            commands
+                .into_iter()
+                .map(|command| (command.instance_id.clone(), command.to_json()))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Sends each message to its host's queue (`(instance id, body)`), a bounded number
+    /// at a time.
+    pub async fn send_to_hosts(&self, messages: Vec<(String, String)>) -> Result<(), ApiError> {
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(SENDS_AT_ONCE));
         let mut tasks = tokio::task::JoinSet::new();
-        for command in commands {
+        for (instance_id, body) in messages {
             let queues = self.clone();
             let permits = std::sync::Arc::clone(&permits);
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let url = queues.url(&command.instance_id).await?;
-                queues.send_to_queue(&url, command.to_json()).await
+                let url = queues.url(&instance_id).await?;
+                queues.send_to_queue(&url, body).await
             });
         }
         let mut first_error = None;

@@ -30,12 +30,16 @@ pub struct Settings {
     pub lifecycle_queue_url: Option<String>,
     pub lifecycle_queue_arn: Option<String>,
     pub lifecycle_role_arn: Option<String>,
+    /// Where a host's command queue moves a message no agent could handle (received
+    /// [`crate::adapters::COMMAND_MAX_RECEIVES`] times). Optional: without it, such a
+    /// message stays until its retention ends.
+    pub command_dead_letter_arn: Option<String>,
 }
 
 impl Settings {
     /// Every variable `from_env` reads. template.yaml sets exactly these for each function
     /// (but AWS_REGION, which Lambda sets); local/tests/template.rs keeps them equal.
-    pub const VARIABLES: [&'static str; 10] = [
+    pub const VARIABLES: [&'static str; 11] = [
         "GANTRY_TABLE",
         "GANTRY_COMMAND_QUEUE_PREFIX",
         "AWS_REGION",
@@ -46,6 +50,7 @@ impl Settings {
         "GANTRY_LIFECYCLE_QUEUE_URL",
         "GANTRY_LIFECYCLE_QUEUE_ARN",
         "GANTRY_LIFECYCLE_ROLE_ARN",
+        "GANTRY_COMMAND_DEAD_LETTER_ARN",
     ];
 
     /// Reads [`Self::VARIABLES`]; the timeouts are optional.
@@ -77,6 +82,7 @@ impl Settings {
             lifecycle_queue_url: var("GANTRY_LIFECYCLE_QUEUE_URL"),
             lifecycle_queue_arn: var("GANTRY_LIFECYCLE_QUEUE_ARN"),
             lifecycle_role_arn: var("GANTRY_LIFECYCLE_ROLE_ARN"),
+            command_dead_letter_arn: var("GANTRY_COMMAND_DEAD_LETTER_ARN"),
         })
     }
 }
@@ -101,6 +107,7 @@ impl ControlPlane {
             queues: CommandQueues::new(
                 aws_sdk_sqs::Client::new(config),
                 &settings.command_queue_prefix,
+                settings.command_dead_letter_arn.clone(),
             ),
             notifier: Notifier::new(aws_sdk_sns::Client::new(config)),
             bundles: Bundles::new(aws_sdk_s3::Client::from_conf(

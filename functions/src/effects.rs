@@ -18,7 +18,7 @@ use gantry_core::deployment::{
     AlarmCheck, Deployment, DeploymentStatus, Effect, Input, Millis, NotificationEvent, TargetState,
 };
 use gantry_core::lifecycle::Performer;
-use gantry_core::wire::{Command, SCHEMA_VERSION};
+use gantry_core::wire::{Cancel, Command, SCHEMA_VERSION};
 use serde_json::json;
 use tracing::Instrument;
 
@@ -206,6 +206,7 @@ fn effect_kind(effect: &Effect) -> &'static str {
         Effect::ReleaseLock => "ReleaseLock",
         Effect::StartRollback => "StartRollback",
         Effect::UpdateOutdated => "UpdateOutdated",
+        Effect::CancelHosts => "CancelHosts",
         Effect::CompleteLaunch { .. } => "CompleteLaunch",
     }
 }
@@ -315,6 +316,24 @@ async fn carry_out_one(
         Effect::CompleteLaunch { .. } => {
             launch_finished(control, &spec.deployment_id).await?;
         }
+        Effect::CancelHosts => {
+            let hosts = control.store.deploying_hosts(&spec.deployment_id).await?;
+            tracing::info!(
+                hosts = hosts.len(),
+                "telling deploying hosts to skip the rest"
+            );
+            let cancels = hosts
+                .into_iter()
+                .map(|instance_id| {
+                    let cancel = Cancel {
+                        deployment_id: spec.deployment_id.clone(),
+                        instance_id: instance_id.clone(),
+                    };
+                    (instance_id, cancel.to_json())
+                })
+                .collect();
+            control.queues.send_to_hosts(cancels).await?;
+        }
     }
     Ok(())
 }
@@ -355,7 +374,7 @@ async fn dispatch(
             .await?;
         let commands = chunk
             .iter()
-            .map(|target| command(spec, &target.target.instance_id))
+            .map(|target| command(spec, &target.target.instance_id, target.deadline))
             .collect();
         control.queues.send_all(commands).await?;
         if crate::notify::wanted(spec, NotificationEvent::InstanceStart) {
@@ -461,8 +480,8 @@ async fn launch_finished(control: &ControlPlane, deployment_id: &str) -> Result<
         .await
 }
 
-/// The command for one host.
-pub fn command(spec: &DeploymentSpec, instance_id: &str) -> Command {
+/// The command for one host, which it may start until `start_by`.
+pub fn command(spec: &DeploymentSpec, instance_id: &str, start_by: Option<Millis>) -> Command {
     Command {
         schema_version: SCHEMA_VERSION,
         deployment_id: spec.deployment_id.clone(),
@@ -480,6 +499,7 @@ pub fn command(spec: &DeploymentSpec, instance_id: &str) -> Command {
         file_exists_behavior: spec.file_exists_behavior,
         ignore_application_stop_failures: spec.ignore_application_stop_failures,
         creator: spec.creator,
+        start_by,
     }
 }
 

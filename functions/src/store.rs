@@ -1368,6 +1368,34 @@ impl DynamoStore {
         Ok(page.items().first().and_then(|item| number(item, "dueAt")))
     }
 
+    /// The instance ids of a deployment's hosts still deploying (on the `due` index).
+    pub async fn deploying_hosts(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let mut hosts = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("dueDeployment = :id")
+                .expression_attribute_values(":id", s(id))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(aws)?;
+            hosts.extend(page.items().iter().filter_map(|item| {
+                text(item, "sk")
+                    .and_then(|sk| sk.strip_prefix(keys::TARGET_PREFIX))
+                    .map(str::to_owned)
+            }));
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(hosts),
+            }
+        }
+    }
+
     /// Rewrites an outbox entry that is still there: its writer is still at work (a long
     /// dispatch, whose entry's time moves on so that the tick leaves it alone for another
     /// grace period), or some of its effects failed and wait to be retried. An entry

@@ -5,7 +5,8 @@
 use aws_sdk_s3::primitives::ByteStream;
 use gantry_core::deployment::{Effect, Input};
 use gantry_core::lifecycle::LifecycleEvent;
-use gantry_core::wire::Command;
+use gantry_core::wire::{Cancel, EventStatus};
+use gantry_core::wire::{Command, HostMessage};
 use gantry_functions::advance;
 use gantry_functions::control::{ControlPlane, Settings};
 use gantry_functions::effects;
@@ -56,6 +57,7 @@ fn settings(prefix: &str) -> Settings {
         lifecycle_queue_url: None,
         lifecycle_queue_arn: None,
         lifecycle_role_arn: None,
+        command_dead_letter_arn: None,
     }
 }
 
@@ -195,8 +197,20 @@ impl Fixture {
         .map(|output| output["deploymentId"].as_str().unwrap().to_owned())
     }
 
-    /// Commands waiting on a host's queue (received and deleted).
+    /// Commands waiting on a host's queue (received and deleted, with any cancels).
     async fn take_commands(&self, host: &str) -> Vec<Command> {
+        self.take_messages(host)
+            .await
+            .into_iter()
+            .filter_map(|message| match message {
+                HostMessage::Command(command) => Some(*command),
+                HostMessage::Cancel(_) => None,
+            })
+            .collect()
+    }
+
+    /// Messages waiting on a host's queue (received and deleted).
+    async fn take_messages(&self, host: &str) -> Vec<HostMessage> {
         let url = self.control.queues.url(host).await.unwrap();
         let mut commands = Vec::new();
         loop {
@@ -213,7 +227,7 @@ impl Fixture {
                 return commands;
             }
             for message in messages {
-                commands.push(Command::from_json(message.body().unwrap()).unwrap());
+                commands.push(HostMessage::from_json(message.body().unwrap()).unwrap());
                 self.sqs
                     .delete_message()
                     .queue_url(&url)
@@ -539,7 +553,10 @@ async fn stop_ends_a_deployment_and_frees_the_group() {
         .await;
     let id = fx.deploy("web", "v1.tgz").await.unwrap();
     let stopped = fx.ok("StopDeployment", json!({"deploymentId": id})).await;
-    assert_eq!(stopped["status"], "Succeeded");
+    assert_eq!(
+        stopped["status"], "Pending",
+        "the first host is still running its event: {stopped}"
+    );
     let info = fx.deployment(&id).await;
     assert_eq!(info["status"], "Stopped");
     assert_eq!(info["deploymentOverview"]["Skipped"], 3);
@@ -3459,6 +3476,97 @@ async fn deleted_resources_come_back_without_tags(fx: &Fixture) {
 
 /// CloudWatch, on the test's moto, with one metric alarm in `state`.
 async fn alarm(fx: &Fixture, name: &str, state: &str) -> aws_sdk_cloudwatch::Client {
+/// StopDeployment reaches the hosts: each deploying host is told to skip the events it
+/// has not started (a cancel on its queue), the answer is Pending until they have, and a
+/// host that skips ends Skipped, unhealthy. Commands say by when they may start, and
+/// command queues keep messages a bounded time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_tells_deploying_hosts_to_skip_the_rest() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let before = now_ms();
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    let commands = fx.take_commands("web-1").await;
+    assert_eq!(commands.len(), 1);
+    let start_by = commands[0]
+        .start_by
+        .expect("a command says by when it may start");
+    assert!(
+        (before + 300_000..=now_ms() + 300_000).contains(&start_by),
+        "startBy is the host's start deadline: {start_by}"
+    );
+    assert_eq!(fx.take_commands("web-2").await.len(), 1);
+    let url = fx.control.queues.url("web-1").await.unwrap();
+    let attributes = fx
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attributes.attributes().unwrap()
+            [&aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod],
+        "86400"
+    );
+
+    // web-1 is three events in when the stop comes; web-2 has said nothing yet.
+    let mut reports = host_reports(&id, "web-1", None);
+    let rest = reports.split_off(6);
+    assert!(fx.deliver(reports).await.is_empty());
+    let answer = fx.ok("StopDeployment", json!({"deploymentId": id})).await;
+    assert_eq!(answer["status"], "Pending", "{answer}");
+    for host in ["web-1", "web-2"] {
+        let messages = fx.take_messages(host).await;
+        assert_eq!(
+            messages,
+            [HostMessage::Cancel(Cancel {
+                deployment_id: id.clone(),
+                instance_id: host.into()
+            })],
+            "{host} is told"
+        );
+    }
+    // The agent skips the events it had not started.
+    let skipped: Vec<String> = rest
+        .iter()
+        .filter_map(|body| {
+            let mut report = gantry_core::wire::reports_from_json(body)
+                .unwrap()
+                .remove(0);
+            (report.status == EventStatus::InProgress).then(|| {
+                report.status = EventStatus::Skipped;
+                report.end_time = Some(report.start_time);
+                report.to_json()
+            })
+        })
+        .collect();
+    assert!(fx.deliver(skipped).await.is_empty());
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "Stopped");
+    assert_eq!(info["deploymentOverview"]["Skipped"], 1, "{info}");
+    assert_eq!(info["deploymentOverview"]["InProgress"], 1, "{info}");
+    let target = fx
+        .ok(
+            "GetDeploymentTarget",
+            json!({"deploymentId": id, "targetId": "web-1"}),
+        )
+        .await;
+    assert_eq!(
+        target["deploymentTarget"]["instanceTarget"]["status"], "Skipped",
+        "{target}"
+    );
+    let stop_again = fx.call("StopDeployment", json!({"deploymentId": id})).await;
+    assert!(
+        stop_again.is_err(),
+        "an ended deployment is not stopped twice"
+    );
+}
+
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&fx._moto.sdk_config().await);
     cloudwatch
         .put_metric_alarm()

@@ -634,3 +634,94 @@ fn resources_are_tagged_through_the_cli_and_the_stock_aws_cli() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("InvalidTagsToAddException"), "{stderr}");
 }
+
+/// StopDeployment reaches a host mid-deployment: the event it is running finishes, the
+/// events after it are reported Skipped and never run, and the host ends Skipped.
+#[test]
+fn a_stop_reaches_the_host_which_skips_what_it_had_not_started() {
+    let fleet = fleet(&[], &[("web-1", WEB)]);
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "web",
+        "--app",
+        "shop",
+        "--on-prem-tag",
+        "role=web",
+    ]);
+    push(&fleet, "shop", "v1", &[], 60);
+    assert!(deploy_json(&fleet, "shop", "web").0);
+    // v2's AfterInstall waits for the test's word (at most a minute); its
+    // ValidateService leaves a mark.
+    push(
+        &fleet,
+        "shop",
+        "v2",
+        &[
+            (
+                "AfterInstall",
+                r#"touch "$E2E_RUN_DIR/after-install-started"
+i=0; while [ ! -e "$E2E_RUN_DIR/release" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"#,
+            ),
+            ("ValidateService", r#"touch "$E2E_RUN_DIR/validated""#),
+        ],
+        90,
+    );
+    let created = fleet.gantry_json(&["deploy", "--app", "shop", "--group", "web", "--no-wait"]);
+    let id = created["deploymentId"].as_str().unwrap().to_owned();
+    let host = &fleet.hosts[0];
+    assert!(
+        wait_until(DEPLOYMENT_TIMEOUT, || host
+            .run_dir()
+            .join("after-install-started")
+            .exists()),
+        "the host never reached AfterInstall"
+    );
+    fleet.gantry_ok(&["stop", &id]);
+    // The agent notes the cancel while AfterInstall runs.
+    let noted = host
+        .dir
+        .join("root/deployment-instructions")
+        .join(format!("{id}-web-1.cancelled"));
+    assert!(
+        wait_until(Duration::from_secs(60), || noted.exists()),
+        "the agent never heard of the stop"
+    );
+    std::fs::write(host.run_dir().join("release"), "").unwrap();
+    let mut target = Value::Null;
+    let skipped = wait_until(DEPLOYMENT_TIMEOUT, || {
+        target = fleet.targets(&id).into_iter().next().unwrap_or_default();
+        target["status"] == "Skipped"
+    });
+    assert!(skipped, "the host did not end Skipped: {target:#}");
+    let statuses: Vec<(String, String)> = target["lifecycleEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["lifecycleEventName"].as_str().unwrap().to_owned(),
+                event["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let after = statuses
+        .iter()
+        .position(|(name, _)| name == "AfterInstall")
+        .unwrap();
+    assert_eq!(statuses[after].1, "Succeeded", "{statuses:?}");
+    assert!(
+        statuses[after + 1..]
+            .iter()
+            .all(|(_, status)| status == "Skipped"),
+        "{statuses:?}"
+    );
+    assert!(
+        !host.run_dir().join("validated").exists(),
+        "ValidateService never ran"
+    );
+    let info = fleet.deployment(&id);
+    assert_eq!(info["status"], "Stopped", "{info:#}");
+    assert_eq!(info["deploymentOverview"]["Skipped"], 1, "{info:#}");
+}

@@ -1111,6 +1111,80 @@ fn every_zone_is_watched_even_when_the_one_before_ends_at_once() {
     assert_eq!(d.d.zone_wait_until, Some(second_done + 10_000));
 }
 
+#[test]
+fn a_stop_tells_deploying_hosts_to_skip_the_rest_and_they_end_skipped() {
+    let mut d = deployment(crate::config::ALL_AT_ONCE, targets(3, 1, Standing::Old));
+    let ids = d.start(0);
+    assert_eq!(ids.len(), 3);
+    // i-000 finishes before the stop; i-001 is halfway; i-002 never reports again.
+    d.deliver(host_reports("i-000", None, 1));
+    let mut halfway = host_reports("i-001", None, 1);
+    halfway.truncate(6);
+    d.deliver(halfway);
+    let effects = d
+        .apply(Input::Stop {
+            now: 100,
+            rollback: false,
+        })
+        .unwrap();
+    assert!(has(&effects, &Effect::CancelHosts), "{effects:?}");
+    assert_eq!(d.d.status, DeploymentStatus::Stopped);
+    // The agent skips what it had not started.
+    let events = lifecycle::in_place(false);
+    let skipped: Vec<Report> = events[3..]
+        .iter()
+        .map(|&event| Report {
+            schema_version: SCHEMA_VERSION,
+            deployment_id: ID.into(),
+            instance_id: "i-001".into(),
+            lifecycle_event: event,
+            status: EventStatus::Skipped,
+            start_time: 110,
+            end_time: Some(110),
+            diagnostics: None,
+        })
+        .collect();
+    let effects = d.deliver(skipped);
+    assert_eq!(d.target("i-001").status, TargetStatus::Skipped);
+    assert!(
+        has(
+            &effects,
+            &Effect::RecordHealth {
+                instance_id: "i-001".into(),
+                healthy: false
+            }
+        ),
+        "{effects:?}"
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Notify { .. })),
+        "no CodeDeploy trigger event for a host cut short: {effects:?}"
+    );
+    let counts = d.d.counts();
+    assert_eq!(
+        (counts.succeeded, counts.skipped, counts.in_progress),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn a_deployment_that_ends_with_no_host_deploying_cancels_nothing() {
+    let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(2, 1, Standing::Old));
+    let ids = d.start(0);
+    let effects = d.deliver(host_reports(&ids[0], Some(4), 1));
+    assert_eq!(d.d.status, DeploymentStatus::Failed);
+    assert!(!has(&effects, &Effect::CancelHosts), "{effects:?}");
+    let mut d = deployment(crate::config::ONE_AT_A_TIME, targets(2, 1, Standing::Old));
+    let ids = d.start(0);
+    let effects = d.deliver(host_reports(&ids[0], None, 1));
+    let next = d.dispatched(&effects);
+    let effects = d.deliver(host_reports(&next[0], None, 200));
+    assert_eq!(d.d.status, DeploymentStatus::Succeeded);
+    assert!(!has(&effects, &Effect::CancelHosts), "{effects:?}");
+}
+
 /// A HalfAtATime deployment of four hosts that watches alarms, started at 0.
 fn watching(policy: AlarmPolicy) -> (Sim, Vec<String>) {
     let mut d = deployment(crate::config::HALF_AT_A_TIME, targets(4, 1, Standing::Old));
@@ -1184,7 +1258,11 @@ fn a_failed_poll_stops_the_deployment_unless_ignored_and_never_rolls_back() {
     assert_eq!(d.d.status, DeploymentStatus::Stopped);
     let error = d.d.error.clone().unwrap();
     assert_eq!(error.code, ALARM_CONFIG);
-    assert!(error.message.contains("does not exist"), "{}", error.message);
+    assert!(
+        error.message.contains("does not exist"),
+        "{}",
+        error.message
+    );
     assert!(!has(&effects, &Effect::StartRollback), "{effects:?}");
     assert!(has(&effects, &Effect::ReleaseLock));
 

@@ -1968,7 +1968,7 @@ async fn stop(
         ));
     }
     let rollback = auto_rollback_enabled.unwrap_or(false);
-    effects::advance(
+    let applied = effects::advance(
         control,
         deployment_id,
         &[Input::Stop {
@@ -1977,11 +1977,25 @@ async fn stop(
         }],
     )
     .await?;
-    Ok(serde_json::json!({
-        "status": "Succeeded",
-        "statusMessage": format!(
-            "Deployment {deployment_id} stopped{}",
-            if rollback { "; rolling back to the last successful revision" } else { "" }
-        ),
-    }))
+    // As CodeDeploy answers: Pending while hosts still finish the event they were
+    // running (each was told to skip the rest), Succeeded once none is.
+    let finishing = applied.record.state.counts().in_progress;
+    let rolling_back = if rollback {
+        "; rolling back to the last successful revision"
+    } else {
+        ""
+    };
+    Ok(if finishing > 0 {
+        serde_json::json!({
+            "status": "Pending",
+            "statusMessage": format!(
+                "Deployment {deployment_id} stopped{rolling_back}; {finishing} instance(s) are finishing their current lifecycle event and skip the rest"
+            ),
+        })
+    } else {
+        serde_json::json!({
+            "status": "Succeeded",
+            "statusMessage": format!("Deployment {deployment_id} stopped{rolling_back}"),
+        })
+    })
 }
