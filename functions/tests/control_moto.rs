@@ -1482,8 +1482,8 @@ async fn a_launch_gets_the_last_revision(
         1,
         "the launching instance, and only it, gets the command"
     );
-    assert!(fx.take_commands(&first).await.is_empty());
-    assert!(fx.take_commands(&second).await.is_empty());
+    assert!(fx.take_commands(first).await.is_empty());
+    assert!(fx.take_commands(second).await.is_empty());
     assert_eq!(
         lifecycle_state(autoscaling, &third).await.as_deref(),
         Some("Pending:Wait"),
