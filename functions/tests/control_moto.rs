@@ -3474,8 +3474,6 @@ async fn deleted_resources_come_back_without_tags(fx: &Fixture) {
     assert_eq!(tags_of(fx, &app).await, json!([]));
 }
 
-/// CloudWatch, on the test's moto, with one metric alarm in `state`.
-async fn alarm(fx: &Fixture, name: &str, state: &str) -> aws_sdk_cloudwatch::Client {
 /// StopDeployment reaches the hosts: each deploying host is told to skip the events it
 /// has not started (a cancel on its queue), the answer is Pending until they have, and a
 /// host that skips ends Skipped, unhealthy. Commands say by when they may start, and
@@ -3569,6 +3567,8 @@ async fn a_stop_tells_deploying_hosts_to_skip_the_rest() {
 
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&fx._moto.sdk_config().await);
     cloudwatch
+/// CloudWatch, on the test's moto, with one metric alarm in `state`.
+async fn alarm(fx: &Fixture, name: &str, state: &str) -> aws_sdk_cloudwatch::Client {
         .put_metric_alarm()
         .alarm_name(name)
         .namespace("Shop")
