@@ -147,6 +147,9 @@ impl TargetState {
         events: &[LifecycleEvent],
         deployment: DeploymentStatus,
     ) -> Self {
+        if target.standing == crate::planner::Standing::Stopped {
+            return Self::stopped(target, index, events, None);
+        }
         let (status, event_status) = if deployment.is_terminal() {
             (TargetStatus::Skipped, EventStatus::Skipped)
         } else {
@@ -905,11 +908,17 @@ pub fn plan(request: Plan) -> Result<Planned, PlanError> {
         });
     }
     let zonal = request.config.zonal_config.filter(|_| !request.launch);
-    let ordered = if zonal.is_some() {
+    // Stopped instances go last, outside the stretches commands are sent from.
+    let (stopped, targets): (Vec<Target>, Vec<Target>) = targets
+        .into_iter()
+        .partition(|target| target.standing == crate::planner::Standing::Stopped);
+    let mut ordered = if zonal.is_some() {
         crate::planner::order_by_zone(targets)
     } else {
         crate::planner::order(targets)
     };
+    let live = ordered.len();
+    ordered.extend(crate::planner::order(stopped));
     let health = if request.launch {
         Ok(HealthPlan::launch())
     } else {
@@ -923,7 +932,7 @@ pub fn plan(request: Plan) -> Result<Planned, PlanError> {
                 health,
                 zonal,
                 request.deadlines,
-                &ordered,
+                &ordered[..live],
                 request.events,
                 request.rollback_on_failure,
                 request.rollback_on_stop,
@@ -931,9 +940,11 @@ pub fn plan(request: Plan) -> Result<Planned, PlanError> {
             );
             state.completes_launch = request.launch;
             state.alarms = request.alarms;
-            let effects = state
+            let failed = state.fail_stopped(&ordered[live..]);
+            let mut effects = state
                 .apply(Input::Start { now }, &mut [])
                 .expect("a new deployment starts");
+            announce_after_start(&mut effects, failed);
             Planned {
                 ordered,
                 state,
@@ -979,6 +990,93 @@ pub fn plan(request: Plan) -> Result<Planned, PlanError> {
         }
     };
     Ok(planned)
+}
+
+/// Stopped EC2 instances.
+impl TargetState {
+    /// A stopped instance's part: it was never sent its command, and failed as the
+    /// deployment started (`at`, when known) at its first event, skipping the rest.
+    pub fn stopped(
+        target: Target,
+        index: u32,
+        events: &[LifecycleEvent],
+        at: Option<Millis>,
+    ) -> Self {
+        let message = format!(
+            "instance {} is stopped, so no agent runs on it: it counts as a failed instance, as in CodeDeploy. Start it, or take it out of the deployment group, and deploy again",
+            target.instance_id
+        );
+        let events = events
+            .iter()
+            .enumerate()
+            .map(|(position, &event)| {
+                let first = position == 0;
+                EventRecord {
+                    event,
+                    status: if first {
+                        EventStatus::Failed
+                    } else {
+                        EventStatus::Skipped
+                    },
+                    start_time: at.filter(|_| first),
+                    end_time: at.filter(|_| first),
+                    diagnostics: first.then(|| Diagnostics {
+                        error_code: ErrorCode::UnknownError,
+                        script_name: String::new(),
+                        message: message.clone(),
+                        log_tail: String::new(),
+                    }),
+                }
+            })
+            .collect();
+        Self {
+            target,
+            index,
+            status: TargetStatus::Failed,
+            events,
+            dispatched_at: None,
+            deadline: None,
+        }
+    }
+}
+
+impl Deployment {
+    /// Counts `stopped` instances as failed before the deployment starts, so the
+    /// minimum-healthy rules count them; returns what their failure announces.
+    fn fail_stopped(&mut self, stopped: &[Target]) -> Vec<Effect> {
+        self.counts.failed += stopped.len() as u32;
+        stopped
+            .iter()
+            .flat_map(|target| {
+                let id = &target.instance_id;
+                [
+                    notify(NotificationEvent::InstanceFailure, Some(id)),
+                    Effect::RecordHealth {
+                        instance_id: id.clone(),
+                        healthy: false,
+                    },
+                ]
+            })
+            .collect()
+    }
+}
+
+/// Puts `failed` right after the start's DeploymentStart, so triggers hear of the start
+/// before the instances that failed with it.
+fn announce_after_start(effects: &mut Vec<Effect>, failed: Vec<Effect>) {
+    let start = effects
+        .iter()
+        .position(|effect| {
+            matches!(
+                effect,
+                Effect::Notify {
+                    event: NotificationEvent::DeploymentStart,
+                    ..
+                }
+            )
+        })
+        .map_or(0, |index| index + 1);
+    effects.splice(start..start, failed);
 }
 
 /// The segments of an ordered target list: one per zone (in order of appearance) when
@@ -1064,5 +1162,7 @@ fn next_deadline(target: &TargetState, deadlines: &Deadlines, now: Millis) -> Mi
     now + running.unwrap_or(deadlines.start_ms)
 }
 
+#[cfg(test)]
+mod stopped_tests;
 #[cfg(test)]
 mod tests;

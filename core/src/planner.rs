@@ -125,6 +125,10 @@ impl TagSet {
 /// Where an instance stands before the deployment, which decides its place in line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Standing {
+    /// A stopped EC2 instance: in the deployment and its fleet, as CodeDeploy counts it,
+    /// but no agent runs on it, so it fails as the deployment starts without being sent
+    /// its command (`deployment::plan` sets it apart, after every other host).
+    Stopped,
     /// The group's last deployment to it failed.
     Unhealthy,
     /// The group never deployed to it.
@@ -138,10 +142,10 @@ pub enum Standing {
 
 impl Standing {
     /// Whether the instance counts towards the minimum of healthy instances before it
-    /// is deployed to. Only a failed instance does not: an instance never deployed to
-    /// is assumed to serve, which is the cautious reading for the minimum.
+    /// is deployed to. Only a failed or stopped instance does not: an instance never
+    /// deployed to is assumed to serve, which is the cautious reading for the minimum.
     pub fn counts_as_healthy(self) -> bool {
-        self != Self::Unhealthy
+        !matches!(self, Self::Unhealthy | Self::Stopped)
     }
 }
 

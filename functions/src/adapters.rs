@@ -423,6 +423,8 @@ pub struct Host {
     pub zone: Option<String>,
     /// Who may report for it.
     pub sender: Sender,
+    /// A stopped (or stopping) EC2 instance: in the deployment, but it fails at once.
+    pub stopped: bool,
 }
 
 /// Resolves the IAM identity an on-premises instance is registered with to the
@@ -532,11 +534,14 @@ impl Fleet {
                 // told from anyone's, so none counts (create-deployment says so).
                 sender: Sender::Principal(instance.sender_id.unwrap_or_default()),
                 instance_id: instance.instance_name,
+                stopped: false,
             })
             .collect())
     }
 
-    /// Running EC2 instances whose tags match.
+    /// EC2 instances whose tags match: running ones, and, as CodeDeploy includes them,
+    /// stopped and stopping ones (marked `stopped`). Terminated and shutting-down
+    /// instances stay out.
     pub async fn ec2(&self, rule: &TagSet) -> Result<Vec<Host>, ApiError> {
         let mut hosts = Vec::new();
         let mut pages = self
@@ -546,6 +551,8 @@ impl Fleet {
                 aws_sdk_ec2::types::Filter::builder()
                     .name("instance-state-name")
                     .values("running")
+                    .values("stopping")
+                    .values("stopped")
                     .build(),
             )
             .into_paginator()
@@ -568,6 +575,8 @@ impl Fleet {
                             .placement()
                             .and_then(|p| p.availability_zone())
                             .map(str::to_owned),
+                        stopped: instance.state().and_then(|state| state.name())
+                            != Some(&aws_sdk_ec2::types::InstanceStateName::Running),
                     });
                 }
             }
@@ -597,6 +606,7 @@ impl Fleet {
                         instance_id: id.to_owned(),
                         sender: Sender::InstanceRole,
                         zone: instance.availability_zone().map(str::to_owned),
+                        stopped: false,
                     });
                 }
             }
@@ -739,6 +749,7 @@ impl LifecycleHooks {
                 instance_id: instance_id.to_owned(),
                 zone: instance.availability_zone().map(str::to_owned),
                 sender: Sender::InstanceRole,
+                stopped: false,
             }))
     }
 

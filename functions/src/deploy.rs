@@ -289,7 +289,11 @@ pub async fn create(
     let targets: Vec<Target> = hosts
         .into_iter()
         .map(|host| Target {
-            standing: standing(health.get(&host.instance_id), current),
+            standing: if host.stopped {
+                Standing::Stopped
+            } else {
+                standing(health.get(&host.instance_id), current)
+            },
             instance_id: host.instance_id,
             zone: host.zone,
             sender: host.sender,
@@ -375,6 +379,7 @@ pub async fn create(
                 ),
                 other => other.into(),
             })?;
+        record_stopped(control, &deployment_id, &ordered, &state, now).await;
         tracing::info!(hosts = ordered.len(), config = %config.name, "deployment created");
         let record = DeploymentRecord {
             spec,
@@ -402,6 +407,32 @@ pub async fn create(
     }
     .instrument(span)
     .await
+}
+
+/// Writes the records of the deployment's stopped instances, failed as it started, so
+/// that they read as every host record does. Readers derive the same record for a host
+/// without one, so a write that fails is only logged.
+async fn record_stopped(
+    control: &ControlPlane,
+    deployment_id: &str,
+    ordered: &[Target],
+    state: &deployment::Deployment,
+    now: deployment::Millis,
+) {
+    let stopped: Vec<deployment::TargetState> = ordered
+        .iter()
+        .enumerate()
+        .filter(|(_, target)| target.standing == Standing::Stopped)
+        .map(|(index, target)| {
+            deployment::TargetState::stopped(target.clone(), index as u32, &state.events, Some(now))
+        })
+        .collect();
+    if stopped.is_empty() {
+        return;
+    }
+    if let Err(error) = control.store.create_targets(deployment_id, stopped).await {
+        tracing::warn!(%error, "stopped instances' records not written");
+    }
 }
 
 /// Each event's limit: its scripts' timeouts, from the revision whose scripts run (the

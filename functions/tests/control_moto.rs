@@ -1054,7 +1054,8 @@ async fn ec2_tag_sets_and_auto_scaling_groups_resolve_to_running_instances() {
         .await
         .unwrap();
 
-    // role=web AND env=prod: the staging host and the stopped host are left out.
+    // role=web AND env=prod: the staging host is left out; the stopped host is in the
+    // deployment (failed at once, see below) but is sent no command.
     fx.ok(
         "CreateDeploymentGroup",
         json!({
@@ -1079,6 +1080,7 @@ async fn ec2_tag_sets_and_auto_scaling_groups_resolve_to_running_instances() {
     assert_eq!(sent, expected);
     let info = fx.deployment(&deployment).await;
     assert_eq!(info["deploymentOverview"]["InProgress"], 2);
+    assert_eq!(info["deploymentOverview"]["Failed"], 1);
 
     // An Auto Scaling group's in-service instances.
     let autoscaling = aws_sdk_autoscaling::Client::new(&config);
@@ -3869,7 +3871,9 @@ async fn a_stopped_ec2_instance_fails_at_once_and_counts_against_the_minimum() {
     let hosts: Vec<&str> = ids.iter().map(String::as_str).collect();
     let mut sent = fx.dispatched(&hosts).await;
     sent.sort();
-    assert_eq!(sent, running.to_vec());
+    let mut expected = running.to_vec();
+    expected.sort();
+    assert_eq!(sent, expected);
     let info = fx.deployment(&id).await;
     assert_eq!(info["deploymentOverview"]["InProgress"], 2, "{info}");
     assert_eq!(info["deploymentOverview"]["Failed"], 1, "{info}");
