@@ -411,12 +411,12 @@ pub enum Effect {
     /// service (`proceed`) or abandon it. Such a deployment holds no lock and leaves the
     /// group's last successful revision as it was.
     CompleteLaunch { proceed: bool },
-    /// The deployment succeeded: instances that joined the group's Auto Scaling groups
-    /// while it ran get its revision in a deployment of their own (when the group's
-    /// outdatedInstancesStrategy is UPDATE).
     /// The deployment stopped or failed while hosts were deploying: tell each of them to
     /// skip the events it has not started.
     CancelHosts,
+    /// The deployment succeeded: instances that joined the group's Auto Scaling groups
+    /// while it ran get its revision in a deployment of their own (when the group's
+    /// outdatedInstancesStrategy is UPDATE).
     UpdateOutdated,
 }
 
@@ -603,9 +603,6 @@ impl Deployment {
         target.deadline = None;
         self.counts.in_progress = self.counts.in_progress.saturating_sub(1);
         let instance_id = target.target.instance_id.clone();
-        let event = if succeeded {
-            NotificationEvent::InstanceSuccess
-        } else {
         match status {
             TargetStatus::Succeeded => self.counts.succeeded += 1,
             TargetStatus::Skipped => {
@@ -620,6 +617,9 @@ impl Deployment {
             }
             _ => self.counts.failed += 1,
         }
+        let event = if succeeded {
+            NotificationEvent::InstanceSuccess
+        } else {
             NotificationEvent::InstanceFailure
         };
         effects.push(notify(event, Some(&instance_id)));
@@ -832,12 +832,12 @@ impl Deployment {
         };
         effects.push(notify(event, None));
         let succeeded = status == DeploymentStatus::Succeeded;
-        if self.completes_launch {
-            effects.push(Effect::CompleteLaunch { proceed: succeeded });
-            return;
         if !succeeded && self.counts.in_progress > 0 {
             effects.push(Effect::CancelHosts);
         }
+        if self.completes_launch {
+            effects.push(Effect::CompleteLaunch { proceed: succeeded });
+            return;
         }
         if succeeded {
             effects.push(Effect::RecordLastSuccessful);

@@ -1468,6 +1468,64 @@ impl DynamoStore {
             .unwrap_or(0))
     }
 
+    /// Records that one of a deployment's effects failed for good (a notification to a
+    /// deleted topic), under `key`: the first time, the last, how often, and the last
+    /// reason.
+    pub async fn record_failed_effect(
+        &self,
+        id: &str,
+        key: &str,
+        effect: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(format!("{}{key}", keys::FAILED_EFFECT_PREFIX)))
+            .update_expression(
+                "SET effect = :effect, reason = :reason, \
+                 firstTime = if_not_exists(firstTime, :now), lastTime = :now \
+                 ADD failures :one",
+            )
+            .expression_attribute_values(":effect", s(effect))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(aws)?;
+        Ok(())
+    }
+
+    /// The deployment's effects that failed for good, oldest kind first.
+    pub async fn failed_effects(&self, id: &str) -> Result<Vec<FailedEffect>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::deployment(id)))
+            .expression_attribute_values(":prefix", s(keys::FAILED_EFFECT_PREFIX))
+            .send()
+            .await
+            .map_err(aws)?;
+        let mut failed: Vec<FailedEffect> = page
+            .items()
+            .iter()
+            .map(|item| FailedEffect {
+                effect: text(item, "effect").unwrap_or_default().to_owned(),
+                reason: text(item, "reason").unwrap_or_default().to_owned(),
+                first_time: number(item, "firstTime").unwrap_or(0),
+                last_time: number(item, "lastTime").unwrap_or(0),
+                failures: number(item, "failures").unwrap_or(0),
+            })
+            .collect();
+        failed.sort_by_key(|effect| effect.first_time);
+        Ok(failed)
+    }
+
     /// Moves an active deployment's next tick to `until`, whatever else holds.
     pub async fn lease(&self, id: &str, until: Millis) -> Result<(), StoreError> {
         let result = self
@@ -1545,64 +1603,6 @@ impl DynamoStore {
                 other => other,
             })?;
         output
-    /// Records that one of a deployment's effects failed for good (a notification to a
-    /// deleted topic), under `key`: the first time, the last, how often, and the last
-    /// reason.
-    pub async fn record_failed_effect(
-        &self,
-        id: &str,
-        key: &str,
-        effect: &str,
-        reason: &str,
-        now: Millis,
-    ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::deployment(id)))
-            .key("sk", s(format!("{}{key}", keys::FAILED_EFFECT_PREFIX)))
-            .update_expression(
-                "SET effect = :effect, reason = :reason, \
-                 firstTime = if_not_exists(firstTime, :now), lastTime = :now \
-                 ADD failures :one",
-            )
-            .expression_attribute_values(":effect", s(effect))
-            .expression_attribute_values(":reason", s(reason))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":one", n(1))
-            .send()
-            .await
-            .map_err(aws)?;
-        Ok(())
-    }
-
-    /// The deployment's effects that failed for good, oldest kind first.
-    pub async fn failed_effects(&self, id: &str) -> Result<Vec<FailedEffect>, StoreError> {
-        let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(keys::deployment(id)))
-            .expression_attribute_values(":prefix", s(keys::FAILED_EFFECT_PREFIX))
-            .send()
-            .await
-            .map_err(aws)?;
-        let mut failed: Vec<FailedEffect> = page
-            .items()
-            .iter()
-            .map(|item| FailedEffect {
-                effect: text(item, "effect").unwrap_or_default().to_owned(),
-                reason: text(item, "reason").unwrap_or_default().to_owned(),
-                first_time: number(item, "firstTime").unwrap_or(0),
-                last_time: number(item, "lastTime").unwrap_or(0),
-                failures: number(item, "failures").unwrap_or(0),
-            })
-            .collect();
-        failed.sort_by_key(|effect| effect.first_time);
-        Ok(failed)
-    }
-
             .attributes()
             .and_then(|item| text(item, "rollbackClaim"))
             .map(str::to_owned)

@@ -3567,10 +3567,10 @@ async fn a_stop_tells_deploying_hosts_to_skip_the_rest() {
     );
 }
 
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&fx._moto.sdk_config().await);
-    cloudwatch
 /// CloudWatch, on the test's moto, with one metric alarm in `state`.
 async fn alarm(fx: &Fixture, name: &str, state: &str) -> aws_sdk_cloudwatch::Client {
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&fx._moto.sdk_config().await);
+    cloudwatch
         .put_metric_alarm()
         .alarm_name(name)
         .namespace("Shop")

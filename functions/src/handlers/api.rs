@@ -1623,32 +1623,6 @@ fn time(millis: Option<Millis>) -> Value {
     millis.map_or(Value::Null, |millis| json!(seconds(millis)))
 }
 
-/// GetDeployment's `deploymentInfo`.
-pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
-    let spec = &record.spec;
-    let state = &record.state;
-    let counts = state.counts();
-    let start_time = state.start_time;
-    let mut rollback = record.rollback_info.clone();
-    if rollback.rollback_triggering_deployment_id.is_none() {
-        rollback.rollback_triggering_deployment_id = spec.rollback_triggering_deployment_id.clone();
-    }
-    let mut info = json!({
-        "applicationName": spec.application_name,
-        "deploymentGroupName": spec.deployment_group_name,
-        "deploymentConfigName": spec.deployment_config_name,
-        "deploymentId": spec.deployment_id,
-        "revision": spec.revision,
-        "status": serialized_name(&state.status),
-        "createTime": seconds(state.create_time),
-        "startTime": time(start_time),
-        "completeTime": time(state.complete_time),
-        "deploymentOverview": {
-            "Pending": counts.pending,
-            "InProgress": counts.in_progress,
-            "Succeeded": counts.succeeded,
-            "Failed": counts.failed,
-            "Skipped": counts.skipped,
 /// GetDeployment's `deploymentInfo` with what Gantry adds, when there is any: the
 /// effects that failed for good (`failedEffects`, a notification to a deleted topic, say)
 /// and how many reports were dropped because their host did not send them
@@ -1680,6 +1654,32 @@ async fn deployment_info_with_incidents(
     Ok(info)
 }
 
+/// GetDeployment's `deploymentInfo`.
+pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
+    let spec = &record.spec;
+    let state = &record.state;
+    let counts = state.counts();
+    let start_time = state.start_time;
+    let mut rollback = record.rollback_info.clone();
+    if rollback.rollback_triggering_deployment_id.is_none() {
+        rollback.rollback_triggering_deployment_id = spec.rollback_triggering_deployment_id.clone();
+    }
+    let mut info = json!({
+        "applicationName": spec.application_name,
+        "deploymentGroupName": spec.deployment_group_name,
+        "deploymentConfigName": spec.deployment_config_name,
+        "deploymentId": spec.deployment_id,
+        "revision": spec.revision,
+        "status": serialized_name(&state.status),
+        "createTime": seconds(state.create_time),
+        "startTime": time(start_time),
+        "completeTime": time(state.complete_time),
+        "deploymentOverview": {
+            "Pending": counts.pending,
+            "InProgress": counts.in_progress,
+            "Succeeded": counts.succeeded,
+            "Failed": counts.failed,
+            "Skipped": counts.skipped,
             "Ready": 0,
         },
         "creator": spec.creator,
