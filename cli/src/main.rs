@@ -7,6 +7,7 @@ mod client;
 mod deploy;
 mod lint;
 mod push;
+mod reads;
 mod tags;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -80,6 +81,25 @@ enum Command {
     Deploy(deploy::DeployArgs),
     /// A deployment's status and hosts.
     Status { deployment_id: String },
+    /// A deployment's target ids (ListDeploymentTargets), optionally by status.
+    Targets {
+        deployment_id: String,
+        /// Only targets with this status (repeat): Pending, InProgress, Succeeded,
+        /// Failed, Skipped, Unknown, Ready.
+        #[arg(long = "status")]
+        statuses: Vec<String>,
+    },
+    /// One target of a deployment: its status and each lifecycle event's.
+    Target {
+        deployment_id: String,
+        target_id: String,
+    },
+    /// An application's registered revisions, newest first, with when each was
+    /// registered.
+    Revisions {
+        #[arg(long)]
+        app: String,
+    },
     /// A group's deployments, newest first.
     List {
         #[arg(long)]
@@ -667,6 +687,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Tags { command } => tags::run(&gantry, command, output).await?,
+        Command::Targets {
+            deployment_id,
+            statuses,
+        } => reads::targets(&gantry, &deployment_id, &statuses, output).await?,
+        Command::Target {
+            deployment_id,
+            target_id,
+        } => reads::target(&gantry, &deployment_id, &target_id, output).await?,
+        Command::Revisions { app } => reads::revisions(&gantry, &app, output).await?,
         Command::Push(args) => return push::run(&gantry, args, output).await,
         Command::Deploy(args) => return deploy::run(&gantry, args, output).await,
         Command::Status { deployment_id } => {

@@ -725,3 +725,38 @@ i=0; while [ ! -e "$E2E_RUN_DIR/release" ] && [ $i -lt 600 ]; do sleep 0.1; i=$(
     assert_eq!(info["status"], "Stopped", "{info:#}");
     assert_eq!(info["deploymentOverview"]["Skipped"], 1, "{info:#}");
 }
+
+/// The read commands over the newer read operations: `gantry revisions` (List and
+/// BatchGetApplicationRevisions), `gantry targets --status` (ListDeploymentTargets'
+/// filter) and `gantry target` (GetDeploymentTarget).
+#[test]
+fn revisions_and_targets_are_read_through_the_cli() {
+    let fleet = fleet(&[], &[("web-1", &["role=web"])]);
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "web",
+        "--app",
+        "shop",
+        "--on-prem-tag",
+        "role=web",
+    ]);
+    push(&fleet, "shop", "v1", &[], 60);
+    let revisions = fleet.gantry_ok(&["revisions", "--app", "shop"]);
+    assert!(
+        revisions.starts_with("s3://gantry-revisions/shop/v1.tgz registered "),
+        "{revisions}"
+    );
+    let (succeeded, info) = deploy_json(&fleet, "shop", "web");
+    assert!(succeeded, "{info:#}");
+    let id = info["deploymentId"].as_str().unwrap();
+    assert_eq!(
+        fleet.gantry_ok(&["targets", id, "--status", "Succeeded"]),
+        "web-1\n"
+    );
+    assert_eq!(fleet.gantry_ok(&["targets", id, "--status", "Failed"]), "");
+    let target = fleet.gantry_ok(&["target", id, "web-1"]);
+    assert!(target.starts_with("web-1 Succeeded\n"), "{target}");
+    assert!(target.contains("\n  ValidateService Succeeded"), "{target}");
+}

@@ -1,0 +1,150 @@
+//! Read commands over CodeDeploy's newer read operations: a deployment's targets by
+//! status (ListDeploymentTargets), one target (GetDeploymentTarget), and an
+//! application's revisions with what was registered about them
+//! (ListApplicationRevisions, BatchGetApplicationRevisions).
+
+use crate::client::Gantry;
+use crate::{Output, show};
+use serde_json::{Value, json};
+
+/// `gantry targets`: a deployment's target ids, those with one of `statuses` if given.
+pub async fn targets(
+    gantry: &Gantry,
+    deployment_id: &str,
+    statuses: &[String],
+    output: Output,
+) -> anyhow::Result<()> {
+    let mut input = json!({"deploymentId": deployment_id});
+    if !statuses.is_empty() {
+        input["targetFilters"] = json!({"TargetStatus": statuses});
+    }
+    let listed = gantry
+        .list_all("ListDeploymentTargets", input, "targetIds")
+        .await?;
+    show(output, &listed, |v| crate::lines(&v["targetIds"]));
+    Ok(())
+}
+
+/// `gantry target`: one target, its status and each event's.
+pub async fn target(
+    gantry: &Gantry,
+    deployment_id: &str,
+    target_id: &str,
+    output: Output,
+) -> anyhow::Result<()> {
+    let got = gantry
+        .api(
+            "GetDeploymentTarget",
+            json!({"deploymentId": deployment_id, "targetId": target_id}),
+        )
+        .await?;
+    show(output, &got, |v| {
+        target_text(&v["deploymentTarget"]["instanceTarget"])
+    });
+    Ok(())
+}
+
+fn target_text(target: &Value) -> String {
+    let mut text = format!(
+        "{} {}",
+        target["targetId"].as_str().unwrap_or("?"),
+        target["status"].as_str().unwrap_or("?")
+    );
+    for event in target["lifecycleEvents"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "\n  {} {}",
+            event["lifecycleEventName"].as_str().unwrap_or("?"),
+            event["status"].as_str().unwrap_or("?")
+        ));
+        if let Some(message) = event["diagnostics"]["message"].as_str() {
+            text.push_str(&format!(": {message}"));
+        }
+    }
+    text
+}
+
+/// `gantry revisions`: an application's registered revisions, newest first, with when
+/// each was registered and its description.
+pub async fn revisions(gantry: &Gantry, application: &str, output: Output) -> anyhow::Result<()> {
+    let listed = gantry
+        .list_all(
+            "ListApplicationRevisions",
+            json!({"applicationName": application}),
+            "revisions",
+        )
+        .await?;
+    let locations = listed["revisions"].as_array().cloned().unwrap_or_default();
+    let mut revisions = Vec::with_capacity(locations.len());
+    // BatchGetApplicationRevisions takes 25 at a time, as CodeDeploy's does.
+    for chunk in locations.chunks(25) {
+        let got = gantry
+            .api(
+                "BatchGetApplicationRevisions",
+                json!({"applicationName": application, "revisions": chunk}),
+            )
+            .await?;
+        revisions.extend(got["revisions"].as_array().cloned().unwrap_or_default());
+    }
+    let all = json!({"applicationName": application, "revisions": revisions});
+    show(output, &all, |v| {
+        v["revisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(revision_text)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+fn revision_text(revision: &Value) -> String {
+    let location = &revision["revisionLocation"];
+    let place = match location["s3Location"].as_object() {
+        Some(s3) => format!(
+            "s3://{}/{}",
+            s3.get("bucket").and_then(Value::as_str).unwrap_or("?"),
+            s3.get("key").and_then(Value::as_str).unwrap_or("?")
+        ),
+        None => location.to_string(),
+    };
+    let info = &revision["genericRevisionInfo"];
+    let mut text = format!("{place} registered {}", info["registerTime"]);
+    if let Some(description) = info["description"].as_str() {
+        text.push_str(&format!(": {description}"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_shows_each_event_and_why_it_failed() {
+        let target = json!({
+            "targetId": "i-0abc", "status": "Failed",
+            "lifecycleEvents": [
+                {"lifecycleEventName": "ApplicationStop", "status": "Failed",
+                 "diagnostics": {"message": "instance i-0abc is stopped"}},
+                {"lifecycleEventName": "DownloadBundle", "status": "Skipped"},
+            ],
+        });
+        assert_eq!(
+            target_text(&target),
+            "i-0abc Failed\n  ApplicationStop Failed: instance i-0abc is stopped\n  DownloadBundle Skipped"
+        );
+    }
+
+    #[test]
+    fn a_revision_shows_where_it_is_and_when_it_was_registered() {
+        let revision = json!({
+            "revisionLocation": {"revisionType": "S3", "s3Location": {"bucket": "b", "key": "app/v1.tgz", "bundleType": "tgz"}},
+            "genericRevisionInfo": {"registerTime": 1700000000.5, "description": "first"},
+        });
+        assert_eq!(
+            revision_text(&revision),
+            "s3://b/app/v1.tgz registered 1700000000.5: first"
+        );
+    }
+}
