@@ -982,6 +982,22 @@ async fn bad_input_names_the_field() {
             json!({"instanceName": "bad name!"}),
             "instanceName",
         ),
+        // `#` and `/` would let one application's or group's name stand for another's.
+        (
+            "CreateDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "b#c"}),
+            "deploymentGroupName",
+        ),
+        (
+            "CreateApplication",
+            json!({"applicationName": "shop#b"}),
+            "applicationName",
+        ),
+        (
+            "CreateDeploymentConfig",
+            json!({"deploymentConfigName": "a/b", "minimumHealthyHosts": {"type": "HOST_COUNT", "value": 1}}),
+            "deploymentConfigName",
+        ),
         (
             "CreateDeployment",
             json!({"applicationName": APP, "deploymentGroupName": "missing"}),

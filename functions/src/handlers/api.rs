@@ -286,6 +286,16 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
             name.len()
         )));
     }
+    // `#` joins names in storage keys (`app#group` lists a group's deployments), and `/`
+    // splits a group's ARN: either would let one name stand for another.
+    if let Some(bad) = name
+        .chars()
+        .find(|&c| c == '#' || c == '/' || c.is_control())
+    {
+        return Err(ApiError::invalid_input(format!(
+            "{field}: {name:?} contains {bad:?}; names may use any characters but '#', '/' and control characters"
+        )));
+    }
     Ok(())
 }
 
@@ -726,6 +736,7 @@ async fn deployment_configs(
                 traffic_routing_config: Option<Value>,
             }
             let request: ConfigInput = parse_input(name, input)?;
+            check_name("deploymentConfigName", &request.deployment_config_name)?;
             if request
                 .traffic_routing_config
                 .as_ref()
