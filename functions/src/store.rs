@@ -1370,28 +1370,41 @@ impl DynamoStore {
 
     /// The instance ids of a deployment's hosts still deploying (on the `due` index).
     pub async fn deploying_hosts(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        let mut hosts = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(DUE_INDEX)
-                .key_condition_expression("dueDeployment = :id")
-                .expression_attribute_values(":id", s(id))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(aws)?;
-            hosts.extend(page.items().iter().filter_map(|item| {
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression("dueDeployment = :id")
+            .expression_attribute_values(":id", s(id));
+        Ok(Self::query_all(request)
+            .await?
+            .iter()
+            .filter_map(|item| {
                 text(item, "sk")
                     .and_then(|sk| sk.strip_prefix(keys::TARGET_PREFIX))
                     .map(str::to_owned)
-            }));
+            })
+            .collect())
+    }
+
+    /// Every item a query finds, page after page.
+    async fn query_all(
+        request: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = request
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(aws)?;
+            items.extend(page.items().iter().cloned());
             match page.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(hosts),
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
             }
         }
     }
@@ -1637,27 +1650,19 @@ impl DynamoStore {
 
     /// Ids of deployments whose next tick is due.
     pub async fn due_deployments(&self, now: Millis) -> Result<Vec<String>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(ACTIVE_INDEX)
-                .key_condition_expression("activeKey = :active AND wakeupAt <= :now")
-                .expression_attribute_values(":active", s("ACTIVE"))
-                .expression_attribute_values(":now", n(now))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(aws)?;
-            ids.extend(page.items().iter().filter_map(deployment_id_of));
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(ids),
-            }
-        }
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(ACTIVE_INDEX)
+            .key_condition_expression("activeKey = :active AND wakeupAt <= :now")
+            .expression_attribute_values(":active", s("ACTIVE"))
+            .expression_attribute_values(":now", n(now));
+        Ok(Self::query_all(request)
+            .await?
+            .iter()
+            .filter_map(deployment_id_of)
+            .collect())
     }
 
     /// A group's deployments, newest first.
@@ -1669,33 +1674,21 @@ impl DynamoStore {
         group: &str,
         created: std::ops::RangeInclusive<Millis>,
     ) -> Result<Vec<(String, Millis)>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_GROUP_INDEX)
-                .key_condition_expression("groupKey = :group AND createTime BETWEEN :from AND :to")
-                .expression_attribute_values(":group", s(keys::group_key(application, group)))
-                .expression_attribute_values(":from", n(*created.start()))
-                .expression_attribute_values(":to", n(*created.end()))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(aws)?;
-            ids.extend(
-                page.items().iter().filter_map(|item| {
-                    Some((deployment_id_of(item)?, number(item, "createTime")?))
-                }),
-            );
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(ids),
-            }
-        }
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_GROUP_INDEX)
+            .key_condition_expression("groupKey = :group AND createTime BETWEEN :from AND :to")
+            .expression_attribute_values(":group", s(keys::group_key(application, group)))
+            .expression_attribute_values(":from", n(*created.start()))
+            .expression_attribute_values(":to", n(*created.end()))
+            .scan_index_forward(false);
+        Ok(Self::query_all(request)
+            .await?
+            .iter()
+            .filter_map(|item| Some((deployment_id_of(item)?, number(item, "createTime")?)))
+            .collect())
     }
 }
 
