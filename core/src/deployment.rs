@@ -183,13 +183,14 @@ impl TargetState {
             .or(self.dispatched_at)
     }
 
-    /// Applies a host's report. Returns the host's outcome when this report decides it.
+    /// Applies a host's report: what it leads to, if anything.
     fn apply_report(
         &mut self,
         report: Report,
         deadlines: &Deadlines,
         now: Millis,
-    ) -> Result<Option<TargetStatus>, ApplyError> {
+        ended: bool,
+    ) -> Result<Step, ApplyError> {
         let index = self
             .events
             .iter()
@@ -201,11 +202,18 @@ impl TargetState {
         // A host that was never sent the command cannot have run it; a report for a
         // host already decided (failed for silence, or skipped) only fills in history.
         if self.status == TargetStatus::Pending {
-            return Ok(None);
+            return Ok(Step::Nothing);
+        }
+        // The control plane's own events are its to record.
+        if report.lifecycle_event.performer() == Performer::ControlPlane {
+            return Err(ApplyError::UnexpectedEvent {
+                instance_id: report.instance_id,
+                event: report.lifecycle_event,
+            });
         }
         let record = &mut self.events[index];
         if rank(report.status) <= rank(record.status) {
-            return Ok(None); // a duplicate, or overtaken by a later report
+            return Ok(Step::Nothing); // a duplicate, or overtaken by a later report
         }
         record.status = report.status;
         record.start_time = Some(report.start_time);
@@ -216,31 +224,117 @@ impl TargetState {
             diagnostics
         });
         if self.status != TargetStatus::InProgress {
-            return Ok(None);
+            return Ok(Step::Nothing);
         }
         if report.status == EventStatus::Failed {
-            for later in &mut self.events[index + 1..] {
-                if later.status == EventStatus::Pending {
-                    later.status = EventStatus::Skipped;
-                }
-            }
-            Ok(Some(TargetStatus::Failed))
-        } else if self.events.iter().all(|record| record.status.is_terminal()) {
+            self.skip_after(index);
+            return Ok(Step::Decided(TargetStatus::Failed));
+        }
+        if report.status == EventStatus::Skipped {
+            // The agent skips the rest of its command once told the deployment ended;
+            // the events of its later commands will never come either.
+            self.skip_after(index);
+        }
+        if self.events.iter().all(|record| record.status.is_terminal()) {
             // A host told that its deployment ended skips the events it had not started:
             // it has not got the revision.
             let skipped = self
                 .events
                 .iter()
                 .any(|record| record.status == EventStatus::Skipped);
-            Ok(Some(if skipped {
+            Ok(Step::Decided(if skipped {
                 TargetStatus::Skipped
             } else {
                 TargetStatus::Succeeded
             }))
+        } else if let Some(step) = self.traffic_step_due() {
+            if ended {
+                // The deployment ended while the host ran its stretch: it goes no further.
+                self.skip_after(step.saturating_sub(1));
+                self.events[step].status = EventStatus::Skipped;
+                return Ok(Step::Decided(TargetStatus::Skipped));
+            }
+            // The agent's stretch is done: the load balancer's turn.
+            let record = &mut self.events[step];
+            record.status = EventStatus::InProgress;
+            record.start_time = Some(now);
+            let event = record.event;
+            self.deadline = Some(next_deadline(self, deadlines, now));
+            Ok(Step::Traffic(event))
         } else {
             self.deadline = Some(next_deadline(self, deadlines, now));
-            Ok(None)
+            Ok(Step::Nothing)
         }
+    }
+
+    /// Marks the events after `index` not yet started as skipped.
+    fn skip_after(&mut self, index: usize) {
+        for later in &mut self.events[index + 1..] {
+            if later.status == EventStatus::Pending {
+                later.status = EventStatus::Skipped;
+            }
+        }
+    }
+
+    /// The control-plane event to start now: the first event not yet succeeded, when
+    /// every event before it succeeded and it is the control plane's.
+    fn traffic_step_due(&self) -> Option<usize> {
+        let next = self
+            .events
+            .iter()
+            .position(|record| record.status != EventStatus::Succeeded)?;
+        let record = &self.events[next];
+        (record.status == EventStatus::Pending
+            && record.event.performer() == Performer::ControlPlane)
+            .then_some(next)
+    }
+
+    /// Takes the result of a load balancer step (BlockTraffic, AllowTraffic) the host is
+    /// waiting on. `ended`: the deployment has stopped or failed meanwhile, so the host
+    /// goes no further.
+    fn apply_traffic(
+        &mut self,
+        event: LifecycleEvent,
+        outcome: TrafficOutcome,
+        deadlines: &Deadlines,
+        now: Millis,
+        ended: bool,
+    ) -> Step {
+        if self.status != TargetStatus::InProgress {
+            return Step::Nothing;
+        }
+        let Some(index) = self
+            .events
+            .iter()
+            .position(|record| record.event == event && record.status == EventStatus::InProgress)
+        else {
+            return Step::Nothing; // a repeated or stale result
+        };
+        let record = &mut self.events[index];
+        record.end_time = Some(now);
+        if let TrafficOutcome::Failed { message } = outcome {
+            record.status = EventStatus::Failed;
+            record.diagnostics = Some(Diagnostics {
+                error_code: ErrorCode::UnknownError,
+                script_name: String::new(),
+                message: crate::wire::first_bytes(&message, MESSAGE_MAX_BYTES).to_owned(),
+                log_tail: String::new(),
+            });
+            self.skip_after(index);
+            return Step::Decided(TargetStatus::Failed);
+        }
+        record.status = EventStatus::Succeeded;
+        if ended {
+            self.skip_after(index);
+            return Step::Decided(TargetStatus::Skipped);
+        }
+        if index + 1 == self.events.len() {
+            return Step::Decided(TargetStatus::Succeeded);
+        }
+        let names: Vec<LifecycleEvent> = self.events.iter().map(|record| record.event).collect();
+        let events = crate::lifecycle::stretch(&names, index + 1).to_vec();
+        self.deadline = Some(now + deadlines.start_ms);
+        Step::Resume(events)
     }
 
     /// Fails a deploying host whose deadline has passed. Returns whether it did.
@@ -250,10 +344,22 @@ impl TargetState {
         if !overdue {
             return false;
         }
-        let message = format!(
-            "no report from {} by its deadline; the host or its agent may be down",
-            self.target.instance_id
-        );
+        let waiting_on = self.events.iter().find(|record| {
+            record.status == EventStatus::InProgress
+                && record.event.performer() == Performer::ControlPlane
+        });
+        let id = &self.target.instance_id;
+        let message = match waiting_on.map(|record| record.event) {
+            Some(LifecycleEvent::BlockTraffic) => format!(
+                "{id} was still registered or draining in the deployment group's target groups at the BlockTraffic deadline"
+            ),
+            Some(event) => format!(
+                "{id} was not healthy in every target group of the deployment group by the {event} deadline; check the target group's health check and the application"
+            ),
+            None => {
+                format!("no report from {id} by its deadline; the host or its agent may be down")
+            }
+        };
         let mut failed_one = false;
         for record in &mut self.events {
             match record.status {
@@ -276,6 +382,28 @@ impl TargetState {
         }
         true
     }
+}
+
+/// What an input did to one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Nothing,
+    /// The host's outcome is decided.
+    Decided(TargetStatus),
+    /// The host is to be taken out of, or put back into, its load balancers.
+    Traffic(LifecycleEvent),
+    /// The host is to run these events next, in a command of their own.
+    Resume(Vec<LifecycleEvent>),
+}
+
+/// How a load balancer step ended for a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrafficOutcome {
+    /// Drained from every target group (BlockTraffic), or healthy in every one
+    /// (AllowTraffic).
+    Done,
+    /// ELB refused, or the host failed its health checks: why.
+    Failed { message: String },
 }
 
 /// A stretch of the ordered target list: one Availability Zone of a zonal deployment,
@@ -308,7 +436,8 @@ pub struct Deployment {
     pub plan: HealthPlan,
     pub zonal: Option<ZonalConfig>,
     pub deadlines: Deadlines,
-    /// The events each host runs (those the agent performs), in order.
+    /// The events each host goes through, in order: the agent's, and with a load
+    /// balancer the control plane's BlockTraffic and AllowTraffic between them.
     pub events: Vec<LifecycleEvent>,
     /// The ordered target list's zones (one segment unless zonal).
     pub segments: Vec<Segment>,
@@ -356,6 +485,14 @@ pub enum Input {
         now: Millis,
         rollback: bool,
     },
+    /// A host's load balancer step (BlockTraffic or AllowTraffic) ended, as the control
+    /// plane found by asking ELB.
+    Traffic {
+        instance_id: String,
+        event: LifecycleEvent,
+        outcome: TrafficOutcome,
+        now: Millis,
+    },
     /// The deployment's CloudWatch alarms were polled (at a batch boundary, or on the
     /// tick): what the poll found.
     Alarm {
@@ -393,6 +530,19 @@ pub enum Effect {
     /// Send the deployment's command to the hosts at `first..first + count` of the
     /// ordered target list (creating their records, then announcing InstanceStart).
     Dispatch { first: u32, count: u32 },
+    /// Take the host out of the deployment group's target groups (BlockTraffic) or put
+    /// it back (AllowTraffic), then watch ELB until it is drained or healthy.
+    Traffic {
+        instance_id: String,
+        event: LifecycleEvent,
+    },
+    /// Send the host a command with the next stretch of its events, which it may start
+    /// until `start_by`.
+    Resume {
+        instance_id: String,
+        events: Vec<LifecycleEvent>,
+        start_by: Millis,
+    },
     Notify {
         event: NotificationEvent,
         instance_id: Option<String>,
@@ -470,11 +620,7 @@ impl Deployment {
         rollback_on_stop: bool,
         create_time: Millis,
     ) -> Self {
-        let events = events
-            .iter()
-            .copied()
-            .filter(|event| event.performer() != Performer::ControlPlane)
-            .collect();
+        let events = events.to_vec();
         Self {
             deployment_id,
             status: DeploymentStatus::Created,
@@ -557,10 +703,23 @@ impl Deployment {
                         found: sender.unwrap_or_else(|| "an unknown sender".into()),
                     });
                 }
-                if let Some(outcome) = target.apply_report(report, &self.deadlines, now)? {
-                    self.finish_target(target, outcome, &mut effects);
-                    self.advance(now, &mut effects);
-                }
+                let ended = self.status.is_terminal();
+                let step = target.apply_report(report, &self.deadlines, now, ended)?;
+                self.take_step(target, step, now, &mut effects);
+            }
+            Input::Traffic {
+                instance_id,
+                event,
+                outcome,
+                now,
+            } => {
+                let target = targets
+                    .iter_mut()
+                    .find(|t| t.target.instance_id == instance_id)
+                    .ok_or_else(|| ApplyError::UnknownInstance(instance_id.clone()))?;
+                let ended = self.status.is_terminal();
+                let step = target.apply_traffic(event, outcome, &self.deadlines, now, ended);
+                self.take_step(target, step, now, &mut effects);
             }
             Input::Tick { now } => {
                 for target in targets.iter_mut() {
@@ -589,6 +748,30 @@ impl Deployment {
 
     pub fn counts(&self) -> Counts {
         self.counts
+    }
+
+    /// Carries out what an input did to one host.
+    fn take_step(
+        &mut self,
+        target: &mut TargetState,
+        step: Step,
+        now: Millis,
+        effects: &mut Vec<Effect>,
+    ) {
+        let instance_id = target.target.instance_id.clone();
+        match step {
+            Step::Nothing => {}
+            Step::Decided(outcome) => {
+                self.finish_target(target, outcome, effects);
+                self.advance(now, effects);
+            }
+            Step::Traffic(event) => effects.push(Effect::Traffic { instance_id, event }),
+            Step::Resume(events) => effects.push(Effect::Resume {
+                instance_id,
+                events,
+                start_by: target.deadline.unwrap_or(now + self.deadlines.start_ms),
+            }),
+        }
     }
 
     /// Ends one host's deployment: the counters, its notification and its health.

@@ -156,6 +156,18 @@ pub fn in_place(with_load_balancer: bool) -> Vec<LifecycleEvent> {
     }
 }
 
+/// The stretch of `events` the agent runs in one command, from `from` up to the next
+/// event the control plane performs: with a load balancer a host gets three commands,
+/// split by BlockTraffic and AllowTraffic.
+pub fn stretch(events: &[LifecycleEvent], from: usize) -> &[LifecycleEvent] {
+    let rest = events.get(from..).unwrap_or_default();
+    let end = rest
+        .iter()
+        .position(|event| event.performer() == Performer::ControlPlane)
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
 /// The events on a blue/green deployment's replacement (green) instances: install the
 /// revision, then register them with the load balancer.
 pub fn blue_green_replacement() -> Vec<LifecycleEvent> {
@@ -223,6 +235,19 @@ mod tests {
             &events[10..],
             &[BeforeAllowTraffic, AllowTraffic, AfterAllowTraffic]
         );
+    }
+
+    #[test]
+    fn a_load_balanced_host_runs_three_stretches_split_by_the_traffic_events() {
+        let events = in_place(true);
+        assert_eq!(stretch(&events, 0), &[BeforeBlockTraffic]);
+        assert_eq!(stretch(&events, 1), &[] as &[LifecycleEvent]);
+        assert_eq!(stretch(&events, 2).first(), Some(&AfterBlockTraffic));
+        assert_eq!(stretch(&events, 2).last(), Some(&BeforeAllowTraffic));
+        assert_eq!(stretch(&events, 2).len(), 9);
+        assert_eq!(stretch(&events, 12), &[AfterAllowTraffic]);
+        assert_eq!(stretch(&events, 13), &[] as &[LifecycleEvent]);
+        assert_eq!(stretch(&in_place(false), 0), &in_place(false)[..]);
     }
 
     #[test]

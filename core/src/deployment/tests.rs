@@ -55,6 +55,7 @@ impl Sim {
             | Input::Report { now, .. }
             | Input::Tick { now }
             | Input::Stop { now, .. }
+            | Input::Traffic { now, .. }
             | Input::Alarm { now, .. } => *now,
         };
         let mut touched: Vec<TargetState> = match &input {
@@ -64,6 +65,9 @@ impl Sim {
                 .cloned()
                 .into_iter()
                 .collect(),
+            Input::Traffic { instance_id, .. } => {
+                self.records.get(instance_id).cloned().into_iter().collect()
+            }
             Input::Tick { .. } => self.records.values().cloned().collect(),
             _ => Vec::new(),
         };
@@ -1323,4 +1327,297 @@ fn planning_keeps_the_alarm_policy() {
     let json = serde_json::to_value(&planned.state).unwrap();
     let back: Deployment = serde_json::from_value(json).unwrap();
     assert_eq!(back.alarms, Some(policy));
+}
+
+#[cfg(test)]
+mod traffic {
+    //! In-place deployments behind a load balancer: the agent runs three stretches of
+    //! events, and the control plane blocks and allows traffic between them.
+
+    use super::*;
+    use lifecycle::LifecycleEvent::*;
+
+    fn load_balanced(config: &str, hosts: usize) -> Sim {
+        let config = DeploymentConfig::predefined(config).unwrap();
+        let ordered = planner::order(targets(hosts, 1, Standing::Old));
+        let d = Deployment::new(
+            ID.into(),
+            config.health_plan(hosts as u32).unwrap(),
+            None,
+            Deadlines::default(),
+            &ordered,
+            &lifecycle::in_place(true),
+            false,
+            false,
+            0,
+        );
+        Sim::new(d, ordered)
+    }
+
+    /// A host starting and finishing each of `events`, from `at`.
+    fn ran(instance_id: &str, events: &[LifecycleEvent], at: Millis) -> Vec<Report> {
+        events
+            .iter()
+            .enumerate()
+            .flat_map(|(index, &event)| {
+                let start = at + index as Millis * 10;
+                let base = Report {
+                    schema_version: SCHEMA_VERSION,
+                    deployment_id: ID.into(),
+                    instance_id: instance_id.into(),
+                    lifecycle_event: event,
+                    status: EventStatus::InProgress,
+                    start_time: start,
+                    end_time: None,
+                    diagnostics: None,
+                };
+                [
+                    base.clone(),
+                    Report {
+                        status: EventStatus::Succeeded,
+                        end_time: Some(start + 5),
+                        ..base
+                    },
+                ]
+            })
+            .collect()
+    }
+
+    fn traffic(
+        instance_id: &str,
+        event: LifecycleEvent,
+        outcome: TrafficOutcome,
+        now: Millis,
+    ) -> Input {
+        Input::Traffic {
+            instance_id: instance_id.into(),
+            event,
+            outcome,
+            now,
+        }
+    }
+
+    fn status_of(d: &Sim, instance_id: &str, event: LifecycleEvent) -> EventStatus {
+        d.target(instance_id)
+            .events
+            .iter()
+            .find(|record| record.event == event)
+            .expect("the event is in the host's list")
+            .status
+    }
+
+    #[test]
+    fn a_host_is_blocked_installed_and_allowed_in_three_commands() {
+        let mut d = load_balanced(crate::config::ONE_AT_A_TIME, 2);
+        let first = d.start(0);
+        assert_eq!(first, ["i-000"]);
+        assert_eq!(
+            d.target("i-000").events.len(),
+            13,
+            "the traffic events are recorded"
+        );
+
+        let effects = d.deliver(ran("i-000", &[BeforeBlockTraffic], 10));
+        assert_eq!(
+            effects,
+            [Effect::Traffic {
+                instance_id: "i-000".into(),
+                event: BlockTraffic
+            }]
+        );
+        assert_eq!(
+            status_of(&d, "i-000", BlockTraffic),
+            EventStatus::InProgress
+        );
+
+        let effects = d
+            .apply(traffic("i-000", BlockTraffic, TrafficOutcome::Done, 1_000))
+            .unwrap();
+        let install = lifecycle::stretch(&lifecycle::in_place(true), 2).to_vec();
+        assert_eq!(
+            effects,
+            [Effect::Resume {
+                instance_id: "i-000".into(),
+                events: install.clone(),
+                start_by: 1_000 + Deadlines::default().start_ms,
+            }]
+        );
+        assert_eq!(status_of(&d, "i-000", BlockTraffic), EventStatus::Succeeded);
+
+        let effects = d.deliver(ran("i-000", &install, 2_000));
+        assert_eq!(
+            effects,
+            [Effect::Traffic {
+                instance_id: "i-000".into(),
+                event: AllowTraffic
+            }]
+        );
+        let effects = d
+            .apply(traffic("i-000", AllowTraffic, TrafficOutcome::Done, 3_000))
+            .unwrap();
+        assert!(matches!(
+            &effects[..],
+            [Effect::Resume { events, .. }] if events == &[AfterAllowTraffic]
+        ));
+        assert_eq!(d.dispatched(&effects), Vec::<String>::new());
+
+        let effects = d.deliver(ran("i-000", &[AfterAllowTraffic], 4_000));
+        assert_eq!(d.target("i-000").status, TargetStatus::Succeeded);
+        assert_eq!(d.dispatched(&effects), ["i-001"], "the next host goes");
+    }
+
+    #[test]
+    fn a_repeated_or_stale_traffic_result_changes_nothing() {
+        let mut d = load_balanced(crate::config::ONE_AT_A_TIME, 2);
+        d.start(0);
+        d.deliver(ran("i-000", &[BeforeBlockTraffic], 10));
+        let before = d.clone();
+        let stale = d
+            .apply(traffic("i-000", AllowTraffic, TrafficOutcome::Done, 100))
+            .unwrap();
+        assert!(stale.is_empty());
+        assert_eq!(d, before, "an AllowTraffic result while blocking is stale");
+        d.apply(traffic("i-000", BlockTraffic, TrafficOutcome::Done, 200))
+            .unwrap();
+        let after = d.clone();
+        let again = d
+            .apply(traffic("i-000", BlockTraffic, TrafficOutcome::Done, 300))
+            .unwrap();
+        assert!(again.is_empty());
+        assert_eq!(d, after);
+    }
+
+    #[test]
+    fn a_host_cannot_report_the_control_planes_events() {
+        let mut d = load_balanced(crate::config::ONE_AT_A_TIME, 2);
+        d.start(0);
+        d.deliver(ran("i-000", &[BeforeBlockTraffic], 10));
+        let forged = ran("i-000", &[BlockTraffic], 20).pop().unwrap();
+        assert!(matches!(
+            d.apply(from_host(forged, 30)),
+            Err(ApplyError::UnexpectedEvent {
+                event: BlockTraffic,
+                ..
+            })
+        ));
+        assert_eq!(
+            status_of(&d, "i-000", BlockTraffic),
+            EventStatus::InProgress
+        );
+    }
+
+    #[test]
+    fn a_host_still_draining_at_its_deadline_fails_block_traffic_saying_so() {
+        let mut d = load_balanced(crate::config::ONE_AT_A_TIME, 2);
+        d.start(0);
+        d.deliver(ran("i-000", &[BeforeBlockTraffic], 10));
+        let deadline = d.target("i-000").deadline.expect("waiting on ELB");
+        assert!(d.apply(Input::Tick { now: deadline }).unwrap().is_empty());
+        let effects = d.apply(Input::Tick { now: deadline + 1 }).unwrap();
+        assert!(has(
+            &effects,
+            &Effect::HostTimedOut {
+                instance_id: "i-000".into()
+            }
+        ));
+        let host = d.target("i-000");
+        assert_eq!(host.status, TargetStatus::Failed);
+        let block = &host.events[1];
+        assert_eq!(
+            (block.event, block.status),
+            (BlockTraffic, EventStatus::Failed)
+        );
+        let message = &block.diagnostics.as_ref().unwrap().message;
+        assert!(
+            message.contains("BlockTraffic") && message.contains("draining"),
+            "{message}"
+        );
+        assert!(
+            host.events[2..]
+                .iter()
+                .all(|r| r.status == EventStatus::Skipped)
+        );
+    }
+
+    #[test]
+    fn failing_health_checks_fail_allow_traffic_and_skip_what_follows() {
+        let mut d = load_balanced(crate::config::ONE_AT_A_TIME, 3);
+        d.start(0);
+        d.deliver(ran("i-000", &[BeforeBlockTraffic], 10));
+        d.apply(traffic("i-000", BlockTraffic, TrafficOutcome::Done, 100))
+            .unwrap();
+        let install = lifecycle::stretch(&lifecycle::in_place(true), 2).to_vec();
+        d.deliver(ran("i-000", &install, 200));
+        let message = "unhealthy in target group web: Target.ResponseCodeMismatch".to_owned();
+        let effects = d
+            .apply(traffic(
+                "i-000",
+                AllowTraffic,
+                TrafficOutcome::Failed {
+                    message: message.clone(),
+                },
+                1_000,
+            ))
+            .unwrap();
+        assert!(has(
+            &effects,
+            &notify(NotificationEvent::InstanceFailure, Some("i-000"))
+        ));
+        assert_eq!(
+            d.d.status,
+            DeploymentStatus::Failed,
+            "OneAtATime stops at a failure"
+        );
+        assert_eq!(status_of(&d, "i-000", AllowTraffic), EventStatus::Failed);
+        assert_eq!(
+            status_of(&d, "i-000", AfterAllowTraffic),
+            EventStatus::Skipped
+        );
+        let diagnostics = d.target("i-000").events[11].diagnostics.clone().unwrap();
+        assert_eq!(diagnostics.message, message);
+    }
+
+    #[test]
+    fn a_deployment_that_ended_takes_its_hosts_no_further() {
+        // Stopped while the first host ran BeforeBlockTraffic: it is not blocked after.
+        let mut d = load_balanced(crate::config::ALL_AT_ONCE, 2);
+        d.start(0);
+        d.apply(Input::Stop {
+            now: 5,
+            rollback: false,
+        })
+        .unwrap();
+        let effects = d.deliver(ran("i-000", &[BeforeBlockTraffic], 10));
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::Traffic { .. })),
+            "{effects:?}"
+        );
+        assert_eq!(d.target("i-000").status, TargetStatus::Skipped);
+        assert_eq!(status_of(&d, "i-000", BlockTraffic), EventStatus::Skipped);
+
+        // Stopped while the second host drained: it gets no further command.
+        d.deliver(ran("i-001", &[BeforeBlockTraffic], 10));
+        let effects = d
+            .apply(traffic("i-001", BlockTraffic, TrafficOutcome::Done, 100))
+            .unwrap();
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::Resume { .. })),
+            "{effects:?}"
+        );
+        assert_eq!(d.target("i-001").status, TargetStatus::Skipped);
+        assert_eq!(d.d.counts().in_progress, 0);
+    }
+
+    #[test]
+    fn a_host_that_skipped_its_stretch_skips_the_later_ones() {
+        let mut d = load_balanced(crate::config::ALL_AT_ONCE, 2);
+        d.start(0);
+        let mut reports = ran("i-000", &[BeforeBlockTraffic], 10);
+        reports[1].status = EventStatus::Skipped;
+        reports.remove(0);
+        d.deliver(reports);
+        let host = d.target("i-000");
+        assert_eq!(host.status, TargetStatus::Skipped);
+        assert!(host.events.iter().all(|r| r.status == EventStatus::Skipped));
+    }
 }
