@@ -311,10 +311,13 @@ impl Agent {
                 return Handled::Continue;
             }
         };
+        // A deployment may come as several commands (load balancer traffic events run
+        // between them), so its id alone does not say which one this is.
         let span = tracing::info_span!(
             "command",
             deployment_id = %command.deployment_id,
-            instance_id = %self.instance_id
+            instance_id = %self.instance_id,
+            events = ?command.lifecycle_events
         );
         self.run_command(receipt, command, stop)
             .instrument(span)

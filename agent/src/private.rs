@@ -52,7 +52,11 @@ fn open(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
 /// Writes a whole file under a temporary name, then renames it into place, so a crash
 /// never leaves half of it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let partial = path.with_extension("partial");
+    // The whole name plus a suffix: `with_extension` would give `d-1.reports` and
+    // `d-1.running` the same temporary file, and two writers would mix.
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
     let mut file = create(&partial)?;
     file.write_all(bytes)?;
     file.sync_all()?;

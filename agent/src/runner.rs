@@ -9,9 +9,15 @@
 //! Layout under `root_dir`, as CodeDeploy's agent lays it out:
 //! `<group-id>/<deployment-id>/bundle`, `.../deployment-archive` and `.../logs/scripts.log`
 //! for each revision, and
-//! `deployment-instructions/` for the cleanup list, the last successful install and the
-//! final reports of finished commands (so a redelivered command re-sends them and runs
-//! nothing again).
+//! `deployment-instructions/` for the cleanup list, the last successful install and, per
+//! deployment, the final reports of its finished commands (so a redelivered command
+//! re-sends them and runs nothing again).
+//!
+//! A deployment may reach a host as several commands, each a contiguous run of its
+//! events: behind a load balancer the control plane deregisters the host between
+//! BeforeBlockTraffic and AfterBlockTraffic and registers it again between
+//! BeforeAllowTraffic and AfterAllowTraffic. Its state here is therefore per event, not
+//! per command.
 
 use crate::hooks::{self, ScriptRun};
 use crate::install::{self, Install};
@@ -68,11 +74,11 @@ impl Host<'_> {
         self.deployment_dir(command).join("deployment-archive")
     }
 
-    fn finished_file(&self, command: &Command) -> PathBuf {
-        self.instructions().join(format!(
-            "{}-{}.reports",
-            command.deployment_id, self.instance_id
-        ))
+    /// The final report of every event of the deployment this host finished, one JSON
+    /// line each, across all the deployment's commands.
+    fn reports_file(&self, deployment_id: &str) -> PathBuf {
+        self.instructions()
+            .join(format!("{deployment_id}-{}.reports", self.instance_id))
     }
 
     /// The event in progress, kept so that a restart can report it failed.
@@ -82,7 +88,7 @@ impl Host<'_> {
     }
 
     /// Present once the control plane said the deployment ended (stopped, or failed):
-    /// the events not yet started are skipped.
+    /// the events not yet started are skipped, in this command and any later one.
     fn cancelled_file(&self, deployment_id: &str) -> PathBuf {
         self.instructions()
             .join(format!("{deployment_id}-{}.cancelled", self.instance_id))
@@ -112,8 +118,9 @@ pub enum Outcome {
 }
 
 /// Notes that a deployment ended, for the command running it (which skips the events it
-/// has not started) or one still to come (which runs nothing). A cancel for a command
-/// already finished changes nothing.
+/// has not started) or one still to come, a later command of a deployment whose earlier
+/// command finished included (which runs nothing). A command already finished is not
+/// changed: a redelivery of it re-sends its reports.
 pub fn cancel(host: &Host<'_>, cancel: &Cancel) -> Result<(), String> {
     if cancel.instance_id != host.instance_id {
         tracing::error!(intended = %cancel.instance_id, this = %host.instance_id, "cancel for another instance ignored");
@@ -121,15 +128,13 @@ pub fn cancel(host: &Host<'_>, cancel: &Cancel) -> Result<(), String> {
     }
     crate::private::own_dir(&host.instructions())
         .map_err(|error| format!("creating {}: {error}", host.instructions().display()))?;
-    let finished = host.instructions().join(format!(
-        "{}-{}.reports",
-        cancel.deployment_id, host.instance_id
-    ));
-    if finished.exists() {
-        return Ok(());
-    }
     tracing::info!(deployment_id = %cancel.deployment_id, "the deployment ended; events not started will be skipped");
-    write_atomically(&host.cancelled_file(&cancel.deployment_id), "")
+    // An empty file needs no atomic write.
+    let marker = host.cancelled_file(&cancel.deployment_id);
+    crate::private::create(&marker)
+        .map_err(|error| format!("writing {}: {error}", marker.display()))?;
+    crate::private::sync_parent(&marker);
+    Ok(())
 }
 
 /// Runs a command to its end and reports every event. Errors are only failures to
@@ -143,7 +148,8 @@ pub fn run(
     let span = tracing::info_span!(
         "command",
         deployment_id = %command.deployment_id,
-        instance_id = %command.instance_id
+        instance_id = %command.instance_id,
+        events = ?command.lifecycle_events
     );
     let _entered = span.enter();
     if command.instance_id != host.instance_id {
@@ -159,10 +165,15 @@ pub fn run(
     }
     crate::private::own_dir(&host.instructions())
         .map_err(|error| format!("creating {}: {error}", host.instructions().display()))?;
-    if let Ok(text) = fs::read_to_string(host.finished_file(command)) {
-        for line in text.lines() {
-            let report = Report::from_json(line).map_err(|error| error.to_string())?;
-            reports.send(&report)?;
+    // A command ran before when any of its events has a final report: a run records all
+    // its events' reports at once, and recovery records the interrupted one.
+    let recorded: Vec<Report> = recorded_reports(host, &command.deployment_id)?
+        .into_iter()
+        .filter(|report| command.lifecycle_events.contains(&report.lifecycle_event))
+        .collect();
+    if !recorded.is_empty() {
+        for report in &recorded {
+            reports.send(report)?;
         }
         return Ok(Outcome::AlreadyDone);
     }
@@ -234,21 +245,95 @@ pub fn run(
             break;
         }
     }
-    if outcome == Outcome::Succeeded {
+    // Only the command that installs changes what runs: one with only traffic events
+    // (before the new revision is there, or after) leaves the last successful install.
+    if outcome == Outcome::Succeeded && command.lifecycle_events.contains(&LifecycleEvent::Install)
+    {
         record_last_successful(host, &command.deployment_group_id, &archive)?;
     }
     prune_revisions(host, &command.deployment_group_id, &deployment_dir);
-    let finished: String = sent.iter().map(|r| r.to_json() + "\n").collect();
-    write_atomically(&host.finished_file(command), &finished)?;
+    append_reports(host, &command.deployment_id, &sent)?;
     let _ = fs::remove_file(host.running_file(&command.deployment_id));
-    let _ = fs::remove_file(host.cancelled_file(&command.deployment_id));
+    // The cancel marker stays: a later command of the deployment runs nothing either.
+    prune_deployment_records(host);
     Ok(outcome)
 }
 
+/// The final reports this host recorded for a deployment's events, in the order they
+/// ended; none when it finished no command of it.
+fn recorded_reports(host: &Host<'_>, deployment_id: &str) -> Result<Vec<Report>, String> {
+    let path = host.reports_file(deployment_id);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(format!("reading {}: {error}", path.display())),
+    };
+    text.lines()
+        .map(|line| Report::from_json(line).map_err(|error| format!("{}: {error}", path.display())))
+        .collect()
+}
+
+/// Adds final reports to the deployment's record, rewriting it whole so that a crash
+/// leaves the old record or the new one.
+fn append_reports(host: &Host<'_>, deployment_id: &str, ended: &[Report]) -> Result<(), String> {
+    let path = host.reports_file(deployment_id);
+    let mut text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(format!("reading {}: {error}", path.display())),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    for report in ended {
+        text.push_str(&report.to_json());
+        text.push('\n');
+    }
+    write_atomically(&path, &text)
+}
+
+/// How long a deployment's records (its final reports, its cancel marker) are kept after
+/// their last change. SQS keeps a message 14 days at most (the command queues are made
+/// with that retention), and no command of a deployment is sent once it ended or after
+/// its reports came in, so by then no message can arrive that needs them.
+const DEPLOYMENT_RECORDS_KEPT: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Removes the records of deployments older than [`DEPLOYMENT_RECORDS_KEPT`], so that
+/// those of every past deployment, and the cancel markers of deployments that never came
+/// back (stopped after this host finished, or before it started), do not pile up.
+fn prune_deployment_records(host: &Host<'_>) {
+    let suffixes = [
+        format!("-{}.reports", host.instance_id),
+        format!("-{}.cancelled", host.instance_id),
+    ];
+    let Ok(entries) = fs::read_dir(host.instructions()) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !suffixes
+            .iter()
+            .any(|suffix| name.ends_with(suffix.as_str()))
+        {
+            continue;
+        }
+        let Some(modified) = entry.metadata().ok().and_then(|meta| meta.modified().ok()) else {
+            continue;
+        };
+        if now
+            .duration_since(modified)
+            .is_ok_and(|age| age > DEPLOYMENT_RECORDS_KEPT)
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// After a restart: every command that was running when the agent stopped gets its
-/// interrupted event reported as failed, so no deployment waits on it. Returns the
-/// deployment ids it reported on. When the command is delivered again, [`run`] re-sends
-/// that final report and runs nothing.
+/// interrupted event reported as failed (unless its final report was recorded before the
+/// stop), so no deployment waits on it. Returns the deployment ids it reported on. When the
+/// command is delivered again, [`run`] re-sends that final report and runs nothing.
 pub fn recover(host: &Host<'_>, reports: &dyn ReportSink) -> Result<Vec<String>, String> {
     let suffix = format!("-{}.running", host.instance_id);
     let Ok(entries) = fs::read_dir(host.instructions()) else {
@@ -269,11 +354,11 @@ pub fn recover(host: &Host<'_>, reports: &dyn ReportSink) -> Result<Vec<String>,
             let _ = fs::remove_file(&running_file);
             continue;
         };
-        let finished_file = host.instructions().join(format!(
-            "{}-{}.reports",
-            interrupted.deployment_id, host.instance_id
-        ));
-        if !finished_file.exists() {
+        let recorded = recorded_reports(host, &interrupted.deployment_id)?;
+        if !recorded
+            .iter()
+            .any(|report| report.lifecycle_event == interrupted.lifecycle_event)
+        {
             let failed = Report {
                 status: EventStatus::Failed,
                 end_time: Some(now_ms().max(interrupted.start_time)),
@@ -289,10 +374,10 @@ pub fn recover(host: &Host<'_>, reports: &dyn ReportSink) -> Result<Vec<String>,
                 ..interrupted.clone()
             };
             reports.send(&failed)?;
-            write_atomically(&finished_file, &(failed.to_json() + "\n"))?;
+            append_reports(host, &interrupted.deployment_id, &[failed])?;
+            recovered.push(interrupted.deployment_id);
         }
         let _ = fs::remove_file(&running_file);
-        recovered.push(interrupted.deployment_id);
     }
     Ok(recovered)
 }
@@ -755,6 +840,148 @@ mod tests {
         fn marks(&self) -> String {
             fs::read_to_string(self.path("marks")).unwrap_or_default()
         }
+
+        /// A revision with the same script on every hook a load-balanced in-place
+        /// deployment has; each run leaves `<event> <version> <deployment>` in `marks`.
+        fn load_balanced_bundle(&self, key: &str, version: &str) -> String {
+            let hooks: String = LOAD_BALANCED_HOOKS
+                .iter()
+                .map(|event| format!("  {event}:\n    - location: hook.sh\n"))
+                .collect();
+            let appspec = format!(
+                "version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/app\nhooks:\n{hooks}"
+            );
+            let hook = format!(
+                "#!/bin/sh\necho \"$LIFECYCLE_EVENT {version} $DEPLOYMENT_ID\" >> {}\n",
+                self.path("marks").display()
+            );
+            let entries = vec![
+                Entry::file("appspec.yml", appspec.as_bytes()),
+                Entry::file("site/index.html", version.as_bytes()),
+                Entry::file_with_mode("hook.sh", hook.as_bytes(), 0o755),
+            ];
+            fs::write(self.path("bundles").join(key), archive::tgz(&entries)).unwrap();
+            key.to_owned()
+        }
+
+        /// The commands of an in-place deployment behind a load balancer, as the control
+        /// plane sends them: the agent's events between BlockTraffic and AllowTraffic.
+        fn load_balanced_commands(&self, deployment_id: &str, key: &str) -> [Command; 3] {
+            let commands: Vec<Command> = lifecycle::in_place(true)
+                .split(|event| event.performer() == Performer::ControlPlane)
+                .map(|events| Command {
+                    lifecycle_events: events.to_vec(),
+                    ..self.command(deployment_id, key)
+                })
+                .collect();
+            commands.try_into().unwrap()
+        }
+
+        /// Leaves things as the agent does when it dies while `event` of `command` runs.
+        fn interrupted_during(&self, command: &Command, event: LifecycleEvent) {
+            let instructions = self.path("host/root/deployment-instructions");
+            fs::create_dir_all(&instructions).unwrap();
+            let mut interrupted = ended(command, event, 1_000, Ok(()));
+            interrupted.status = EventStatus::InProgress;
+            interrupted.end_time = None;
+            interrupted.diagnostics = None;
+            fs::write(
+                instructions.join(format!("{}-host-1.running", command.deployment_id)),
+                interrupted.to_json(),
+            )
+            .unwrap();
+        }
+
+        /// What the agent does as it starts: the deployments it reported on, and what it sent.
+        fn recover(&self) -> (Vec<String>, Vec<Report>) {
+            let host = Host {
+                instance_id: "host-1",
+                root_dir: &self.path("host/root"),
+                install_root: &self.path("host/fs"),
+                max_revisions: 5,
+                term_grace: Duration::from_millis(200),
+                abort: &AtomicBool::new(false),
+            };
+            let sink = Collected::default();
+            let recovered = recover(&host, &sink).unwrap();
+            (recovered, sink.0.into_inner())
+        }
+
+        /// The archive the last successful install came from.
+        fn last_successful(&self) -> PathBuf {
+            let file = self.path("host/root/deployment-instructions/g-1-last-successful-install");
+            PathBuf::from(fs::read_to_string(file).unwrap().trim())
+        }
+
+        fn archive_of(&self, deployment_id: &str) -> PathBuf {
+            self.path(&format!("host/root/g-1/{deployment_id}/deployment-archive"))
+        }
+
+        /// The final reports recorded for a deployment.
+        fn recorded(&self, deployment_id: &str) -> Vec<Report> {
+            let file = self.path(&format!(
+                "host/root/deployment-instructions/{deployment_id}-host-1.reports"
+            ));
+            fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(|line| Report::from_json(line).unwrap())
+                .collect()
+        }
+    }
+
+    const LOAD_BALANCED_HOOKS: [LifecycleEvent; 9] = [
+        LifecycleEvent::BeforeBlockTraffic,
+        LifecycleEvent::AfterBlockTraffic,
+        LifecycleEvent::ApplicationStop,
+        LifecycleEvent::BeforeInstall,
+        LifecycleEvent::AfterInstall,
+        LifecycleEvent::ApplicationStart,
+        LifecycleEvent::ValidateService,
+        LifecycleEvent::BeforeAllowTraffic,
+        LifecycleEvent::AfterAllowTraffic,
+    ];
+
+    /// What `load_balanced_bundle`'s hooks leave in `marks` when `runs` run, in order.
+    fn hook_marks(deployment_id: &str, runs: &[(LifecycleEvent, &str)]) -> String {
+        runs.iter()
+            .map(|(event, version)| format!("{event} {version} {deployment_id}\n"))
+            .collect()
+    }
+
+    fn finals(reports: Vec<Report>) -> Vec<Report> {
+        reports
+            .into_iter()
+            .filter(|r| r.status != EventStatus::InProgress)
+            .collect()
+    }
+
+    /// A first load-balanced deployment of v1 (whose traffic and stop hooks have no
+    /// earlier revision to run), then the commands of d-AAAAAAAA2 deploying v2.
+    fn after_a_load_balanced_v1(fixture: &Fixture) -> [Command; 3] {
+        use LifecycleEvent::*;
+        let v1 = fixture.load_balanced_bundle("v1.tgz", "v1");
+        for command in fixture.load_balanced_commands("d-AAAAAAAA1", &v1) {
+            assert_eq!(fixture.run(&command, 5).0, Outcome::Succeeded);
+        }
+        assert_eq!(
+            fixture.marks(),
+            hook_marks(
+                "d-AAAAAAAA1",
+                &[
+                    (BeforeInstall, "v1"),
+                    (AfterInstall, "v1"),
+                    (ApplicationStart, "v1"),
+                    (ValidateService, "v1"),
+                    (BeforeAllowTraffic, "v1"),
+                    (AfterAllowTraffic, "v1"),
+                ]
+            )
+        );
+        assert_eq!(fixture.last_successful(), fixture.archive_of("d-AAAAAAAA1"));
+        fs::remove_file(fixture.path("marks")).unwrap();
+        let v2 = fixture.load_balanced_bundle("v2.tgz", "v2");
+        fixture.load_balanced_commands("d-AAAAAAAA2", &v2)
     }
 
     fn statuses(reports: &[Report]) -> Vec<(LifecycleEvent, EventStatus)> {
@@ -822,7 +1049,10 @@ mod tests {
             "the event running finishes; the rest are skipped"
         );
         assert_eq!(fixture.marks(), "", "ValidateService never ran");
-        assert!(!instructions.join("d-AAAAAAAA1-host-1.cancelled").exists());
+        assert!(
+            instructions.join("d-AAAAAAAA1-host-1.cancelled").exists(),
+            "kept: a later command of the deployment runs nothing either"
+        );
         assert!(
             !instructions.join("g-1-last-successful-install").exists(),
             "a cut-short install is not the last successful one"
@@ -996,33 +1226,9 @@ mod tests {
         let fixture = Fixture::new();
         let key = fixture.bundle("v1.tgz", "v1", 0);
         let command = fixture.command("d-AAAAAAAA1", &key);
-        // As the agent leaves things when it dies during AfterInstall.
-        let instructions = fixture.path("host/root/deployment-instructions");
-        fs::create_dir_all(&instructions).unwrap();
-        let mut interrupted = ended(&command, LifecycleEvent::AfterInstall, 1_000, Ok(()));
-        interrupted.status = EventStatus::InProgress;
-        interrupted.end_time = None;
-        interrupted.diagnostics = None;
-        fs::write(
-            instructions.join("d-AAAAAAAA1-host-1.running"),
-            interrupted.to_json(),
-        )
-        .unwrap();
-
-        let host = Host {
-            instance_id: "host-1",
-            root_dir: &fixture.path("host/root"),
-            install_root: &fixture.path("host/fs"),
-            max_revisions: 5,
-            term_grace: Duration::from_millis(200),
-            abort: &AtomicBool::new(false),
-        };
-        let sink = Collected::default();
-        assert_eq!(
-            recover(&host, &sink).unwrap(),
-            vec!["d-AAAAAAAA1".to_owned()]
-        );
-        let sent = sink.0.into_inner();
+        fixture.interrupted_during(&command, LifecycleEvent::AfterInstall);
+        let (recovered, sent) = fixture.recover();
+        assert_eq!(recovered, vec!["d-AAAAAAAA1".to_owned()]);
         assert_eq!(
             statuses(&sent),
             vec![(LifecycleEvent::AfterInstall, EventStatus::Failed)]
@@ -1035,8 +1241,7 @@ mod tests {
                 .message
                 .contains("agent stopped")
         );
-        let again = Collected::default();
-        assert!(recover(&host, &again).unwrap().is_empty(), "reported once");
+        assert_eq!(fixture.recover(), (Vec::new(), Vec::new()), "reported once");
 
         // The redelivered command re-sends that final report and runs nothing.
         let (outcome, resent) = fixture.run(&command, 5);
@@ -1063,5 +1268,218 @@ mod tests {
             "older failed revisions go"
         );
         assert!(group.join("d-AAAAAAAA3").exists());
+    }
+
+    #[test]
+    fn a_load_balanced_deployment_runs_each_hook_once_across_its_three_commands() {
+        use LifecycleEvent::*;
+        let fixture = Fixture::new();
+        let [block, install, allow] = after_a_load_balanced_v1(&fixture);
+        assert_eq!(block.lifecycle_events, vec![BeforeBlockTraffic]);
+        assert_eq!(
+            install.lifecycle_events,
+            vec![
+                AfterBlockTraffic,
+                ApplicationStop,
+                DownloadBundle,
+                BeforeInstall,
+                Install,
+                AfterInstall,
+                ApplicationStart,
+                ValidateService,
+                BeforeAllowTraffic
+            ]
+        );
+        assert_eq!(allow.lifecycle_events, vec![AfterAllowTraffic]);
+
+        let (outcome, block_reports) = fixture.run(&block, 5);
+        assert_eq!(outcome, Outcome::Succeeded);
+        assert_eq!(
+            statuses(&block_reports),
+            vec![
+                (BeforeBlockTraffic, EventStatus::InProgress),
+                (BeforeBlockTraffic, EventStatus::Succeeded)
+            ]
+        );
+        let mut runs = vec![(BeforeBlockTraffic, "v1")];
+        assert_eq!(fixture.marks(), hook_marks("d-AAAAAAAA2", &runs));
+        assert_eq!(
+            fixture.last_successful(),
+            fixture.archive_of("d-AAAAAAAA1"),
+            "v2 is not even downloaded yet"
+        );
+
+        let (outcome, install_reports) = fixture.run(&install, 5);
+        assert_eq!(outcome, Outcome::Succeeded);
+        let install_finals = finals(install_reports);
+        assert_eq!(
+            statuses(&install_finals),
+            install
+                .lifecycle_events
+                .iter()
+                .map(|&event| (event, EventStatus::Succeeded))
+                .collect::<Vec<_>>()
+        );
+        runs.extend([
+            (AfterBlockTraffic, "v1"),
+            (ApplicationStop, "v1"),
+            (BeforeInstall, "v2"),
+            (AfterInstall, "v2"),
+            (ApplicationStart, "v2"),
+            (ValidateService, "v2"),
+            (BeforeAllowTraffic, "v2"),
+        ]);
+        assert_eq!(fixture.marks(), hook_marks("d-AAAAAAAA2", &runs));
+        assert_eq!(
+            fs::read_to_string(fixture.path("host/fs/srv/app/index.html")).unwrap(),
+            "v2"
+        );
+        assert_eq!(fixture.last_successful(), fixture.archive_of("d-AAAAAAAA2"));
+
+        // Redeliveries of either finished command re-send their own reports only.
+        let (outcome, again) = fixture.run(&install, 5);
+        assert_eq!(outcome, Outcome::AlreadyDone);
+        assert_eq!(again, install_finals);
+        let (outcome, again) = fixture.run(&block, 5);
+        assert_eq!(outcome, Outcome::AlreadyDone);
+        assert_eq!(again, finals(block_reports));
+        assert_eq!(fixture.marks(), hook_marks("d-AAAAAAAA2", &runs));
+
+        let (outcome, _) = fixture.run(&allow, 5);
+        assert_eq!(outcome, Outcome::Succeeded);
+        runs.push((AfterAllowTraffic, "v2"));
+        assert_eq!(fixture.marks(), hook_marks("d-AAAAAAAA2", &runs));
+        assert_eq!(fixture.last_successful(), fixture.archive_of("d-AAAAAAAA2"));
+        assert_eq!(
+            statuses(&fixture.recorded("d-AAAAAAAA2")),
+            [
+                block.lifecycle_events,
+                install.lifecycle_events,
+                allow.lifecycle_events
+            ]
+            .concat()
+            .into_iter()
+            .map(|event| (event, EventStatus::Succeeded))
+            .collect::<Vec<_>>(),
+            "one record across the deployment's commands"
+        );
+    }
+
+    #[test]
+    fn a_restart_during_the_install_command_fails_the_interrupted_event_once() {
+        use LifecycleEvent::*;
+        let fixture = Fixture::new();
+        let [block, install, _] = after_a_load_balanced_v1(&fixture);
+        assert_eq!(fixture.run(&block, 5).0, Outcome::Succeeded);
+        fixture.interrupted_during(&install, AfterInstall);
+
+        let (recovered, sent) = fixture.recover();
+        assert_eq!(recovered, vec!["d-AAAAAAAA2".to_owned()]);
+        assert_eq!(
+            statuses(&sent),
+            vec![(AfterInstall, EventStatus::Failed)],
+            "the first command's record does not hide the interrupted event"
+        );
+        assert_eq!(fixture.recover(), (Vec::new(), Vec::new()), "reported once");
+
+        let (outcome, resent) = fixture.run(&install, 5);
+        assert_eq!(outcome, Outcome::AlreadyDone);
+        assert_eq!(resent, sent);
+        assert_eq!(
+            fixture.marks(),
+            hook_marks("d-AAAAAAAA2", &[(BeforeBlockTraffic, "v1")]),
+            "nothing ran again"
+        );
+        assert_eq!(fixture.last_successful(), fixture.archive_of("d-AAAAAAAA1"));
+        assert_eq!(
+            statuses(&fixture.recorded("d-AAAAAAAA2")),
+            vec![
+                (BeforeBlockTraffic, EventStatus::Succeeded),
+                (AfterInstall, EventStatus::Failed)
+            ]
+        );
+
+        // Stopped after an event's report was recorded but before its running record
+        // went: that event is not reported again.
+        fixture.interrupted_during(&block, BeforeBlockTraffic);
+        assert_eq!(fixture.recover(), (Vec::new(), Vec::new()));
+        assert!(
+            !fixture
+                .path("host/root/deployment-instructions/d-AAAAAAAA2-host-1.running")
+                .exists()
+        );
+        assert_eq!(fixture.recorded("d-AAAAAAAA2").len(), 2);
+    }
+
+    #[test]
+    fn a_cancel_after_the_first_command_skips_every_event_of_the_later_ones() {
+        use LifecycleEvent::*;
+        let fixture = Fixture::new();
+        let [block, install, allow] = after_a_load_balanced_v1(&fixture);
+        assert_eq!(fixture.run(&block, 5).0, Outcome::Succeeded);
+        fixture.cancel("d-AAAAAAAA2");
+
+        let (outcome, reports) = fixture.run(&install, 5);
+        assert_eq!(outcome, Outcome::Cancelled);
+        assert_eq!(
+            statuses(&reports),
+            install
+                .lifecycle_events
+                .iter()
+                .map(|&event| (event, EventStatus::Skipped))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            fixture.marks(),
+            hook_marks("d-AAAAAAAA2", &[(BeforeBlockTraffic, "v1")]),
+            "no hook ran"
+        );
+        assert_eq!(
+            fs::read_to_string(fixture.path("host/fs/srv/app/index.html")).unwrap(),
+            "v1"
+        );
+        assert!(!fixture.archive_of("d-AAAAAAAA2").exists());
+        assert_eq!(fixture.last_successful(), fixture.archive_of("d-AAAAAAAA1"));
+
+        let (outcome, again) = fixture.run(&install, 5);
+        assert_eq!(outcome, Outcome::AlreadyDone);
+        assert_eq!(again, reports);
+        let (outcome, reports) = fixture.run(&allow, 5);
+        assert_eq!(outcome, Outcome::Cancelled);
+        assert_eq!(
+            statuses(&reports),
+            vec![(AfterAllowTraffic, EventStatus::Skipped)]
+        );
+    }
+
+    #[test]
+    fn records_of_deployments_past_the_queues_retention_are_pruned() {
+        let fixture = Fixture::new();
+        let key = fixture.bundle("v1.tgz", "v1", 0);
+        fixture.run(&fixture.command("d-AAAAAAAA1", &key), 5);
+        fixture.cancel("d-AAAAAAAA8");
+        fixture.cancel("d-AAAAAAAA9");
+        let instructions = fixture.path("host/root/deployment-instructions");
+        let long_ago = SystemTime::now() - DEPLOYMENT_RECORDS_KEPT - Duration::from_secs(60);
+        for old in ["d-AAAAAAAA1-host-1.reports", "d-AAAAAAAA8-host-1.cancelled"] {
+            fs::File::options()
+                .write(true)
+                .open(instructions.join(old))
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+
+        fixture.run(&fixture.command("d-AAAAAAAA2", &key), 5);
+        assert!(!instructions.join("d-AAAAAAAA1-host-1.reports").exists());
+        assert!(!instructions.join("d-AAAAAAAA8-host-1.cancelled").exists());
+        for kept in [
+            "d-AAAAAAAA2-host-1.reports",
+            "d-AAAAAAAA9-host-1.cancelled",
+            "g-1-last-successful-install",
+            "g-1-cleanup",
+        ] {
+            assert!(instructions.join(kept).exists(), "{kept}");
+        }
     }
 }
