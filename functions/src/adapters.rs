@@ -127,10 +127,22 @@ impl CommandQueues {
 
     /// Sends one message to a queue by URL.
     pub async fn send_to_queue(&self, url: &str, body: String) -> Result<(), ApiError> {
+        self.send_delayed(url, body, 0).await
+    }
+
+    /// Sends one message to a queue by URL, invisible for its first `delay_seconds`
+    /// (at most 900, SQS's limit).
+    pub async fn send_delayed(
+        &self,
+        url: &str,
+        body: String,
+        delay_seconds: i32,
+    ) -> Result<(), ApiError> {
         self.client
             .send_message()
             .queue_url(url)
             .message_body(body)
+            .delay_seconds(delay_seconds.clamp(0, 900))
             .send()
             .await
             .map_err(|error| aws_failure("SQS SendMessage", error))?;

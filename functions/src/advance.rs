@@ -36,6 +36,7 @@ pub struct Applied<S> {
 fn reporting_host(input: &Input) -> Option<&str> {
     match input {
         Input::Report { report, .. } => Some(&report.instance_id),
+        Input::Traffic { instance_id, .. } => Some(instance_id),
         _ => None,
     }
 }
@@ -128,6 +129,7 @@ fn apply_all(
     for (index, input) in inputs.iter().enumerate() {
         let ids: Vec<&String> = match input {
             Input::Report { report, .. } => vec![&report.instance_id],
+            Input::Traffic { instance_id, .. } => vec![instance_id],
             Input::Tick { .. } => overdue.iter().collect(),
             _ => Vec::new(),
         };

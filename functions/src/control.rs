@@ -7,6 +7,7 @@ use crate::adapters::{
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentConfigInfo, DeploymentGroupSettings, RevisionRecord, now_millis};
 use crate::store::{DynamoStore, GroupRecord, keys};
+use crate::traffic;
 use gantry_core::config::DeploymentConfig;
 use gantry_core::deployment::Millis;
 use gantry_core::wire::RevisionLocation;
@@ -97,6 +98,7 @@ pub struct ControlPlane {
     pub lifecycle: LifecycleHooks,
     pub identities: Identities,
     pub alarms: Alarms,
+    pub load_balancers: traffic::LoadBalancers,
     pub settings: Settings,
 }
 
@@ -122,6 +124,9 @@ impl ControlPlane {
             lifecycle: LifecycleHooks::new(aws_sdk_autoscaling::Client::new(config)),
             identities: Identities::new(aws_sdk_iam::Client::new(config)),
             alarms: Alarms::new(aws_sdk_cloudwatch::Client::new(config)),
+            load_balancers: traffic::LoadBalancers::new(
+                aws_sdk_elasticloadbalancingv2::Client::new(config),
+            ),
             settings,
         }
     }

@@ -13,6 +13,7 @@ use crate::model::{
     RollbackInfo, now_millis,
 };
 use crate::store::{DeploymentRecord, InstanceHealth, StoreError, keys};
+use crate::traffic::{TargetGroupRef, TrafficError};
 use gantry_core::appspec::FileExistsBehavior;
 use gantry_core::config::ONE_AT_A_TIME;
 use gantry_core::deployment::{
@@ -305,7 +306,8 @@ pub async fn create(
         .clone()
         .unwrap_or_else(new_deployment_id);
     let launch = origin.launch.is_some();
-    let events = lifecycle::in_place(false);
+    let target_groups = traffic_target_groups(control, settings).await?;
+    let events = lifecycle::in_place(!target_groups.is_empty());
     let Planned {
         ordered,
         state,
@@ -317,7 +319,13 @@ pub async fn create(
         targets,
         launch,
         update_outdated_only: input.update_outdated_instances_only,
-        deadlines: deadlines(control, &record, previous.as_ref(), &events),
+        deadlines: deadlines(
+            control,
+            &record,
+            previous.as_ref(),
+            &events,
+            &target_groups,
+        ),
         events: &events,
         rollback_on_failure: auto_rollback.on(ROLLBACK_ON_FAILURE),
         rollback_on_stop: auto_rollback.on(ROLLBACK_ON_REQUEST),
@@ -353,6 +361,7 @@ pub async fn create(
         lifecycle_action: origin.launch.as_ref().map(|(_, action)| action.clone()),
         alarm_configuration: alarms,
         override_alarm_configuration: override_alarms,
+        target_groups,
     };
     let span = tracing::info_span!("create_deployment", deployment_id = %deployment_id);
     async {
@@ -443,11 +452,26 @@ fn deadlines(
     record: &RevisionRecord,
     previous: Option<&RevisionRecord>,
     events: &[LifecycleEvent],
+    target_groups: &[TargetGroupRef],
 ) -> Deadlines {
+    // BlockTraffic waits out the longest deregistration delay; both traffic steps get
+    // the agent's own events' limit on top, for ELB's health checks and API calls.
+    let drain_ms = target_groups
+        .iter()
+        .map(|group| u64::from(group.deregistration_delay_seconds) * 1000)
+        .max()
+        .unwrap_or(0);
     let event_ms = events
         .iter()
-        .filter(|event| event.performer() != Performer::ControlPlane)
         .map(|event| {
+            if event.performer() == Performer::ControlPlane {
+                let drain = if *event == LifecycleEvent::BlockTraffic {
+                    drain_ms
+                } else {
+                    0
+                };
+                return (*event, drain + control.settings.agent_event_ms);
+            }
             let scripts_from = if event.uses_last_successful_revision() {
                 previous
             } else {
@@ -471,6 +495,29 @@ fn deadlines(
         default_event_ms: control.settings.agent_event_ms,
         slack_ms: control.settings.event_slack_ms,
     }
+}
+
+/// The target groups the group's deployments block and allow traffic through, resolved
+/// now so that a deleted or misnamed group fails CreateDeployment, not every host.
+async fn traffic_target_groups(
+    control: &ControlPlane,
+    settings: &DeploymentGroupSettings,
+) -> Result<Vec<TargetGroupRef>, ApiError> {
+    let names = settings.traffic_target_groups();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    control
+        .load_balancers
+        .resolve(&names)
+        .await
+        .map_err(|error| match error {
+            TrafficError::Refused(message) => ApiError::new(
+                Exception::InvalidLoadBalancerInfo,
+                format!("loadBalancerInfo.targetGroupInfoList: {message}"),
+            ),
+            TrafficError::Unavailable(message) => ApiError::internal(message),
+        })
 }
 
 async fn resolve_hosts(

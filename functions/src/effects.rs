@@ -17,7 +17,6 @@ use crate::store::{DeploymentRecord, InstanceHealth, OUTBOX_GRACE_MS, OutboxEntr
 use gantry_core::deployment::{
     AlarmCheck, Deployment, DeploymentStatus, Effect, Input, Millis, NotificationEvent, TargetState,
 };
-use gantry_core::lifecycle::Performer;
 use gantry_core::wire::{Cancel, Command, SCHEMA_VERSION};
 use serde_json::json;
 use tracing::Instrument;
@@ -199,6 +198,8 @@ async fn carry_out(
 fn effect_kind(effect: &Effect) -> &'static str {
     match effect {
         Effect::Dispatch { .. } => "Dispatch",
+        Effect::Traffic { .. } => "Traffic",
+        Effect::Resume { .. } => "Resume",
         Effect::Notify { .. } => "Notify",
         Effect::RecordHealth { .. } => "RecordHealth",
         Effect::HostTimedOut { .. } => "HostTimedOut",
@@ -229,6 +230,18 @@ async fn carry_out_one(
                 after_write_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "batch dispatched"
             );
+        }
+        Effect::Traffic { instance_id, event } => {
+            crate::traffic_steps::start(control, spec, instance_id, *event).await?;
+        }
+        Effect::Resume {
+            instance_id,
+            events,
+            start_by,
+        } => {
+            let mut next = command(spec, instance_id, Some(*start_by));
+            next.lifecycle_events = events.clone();
+            control.queues.send_all(vec![next]).await?;
         }
         Effect::Notify { event, instance_id } => {
             let target = match instance_id {
@@ -480,7 +493,8 @@ async fn launch_finished(control: &ControlPlane, deployment_id: &str) -> Result<
         .await
 }
 
-/// The command for one host, which it may start until `start_by`.
+/// The command for one host, which it may start until `start_by`: its first stretch of
+/// events.
 pub fn command(spec: &DeploymentSpec, instance_id: &str, start_by: Option<Millis>) -> Command {
     Command {
         schema_version: SCHEMA_VERSION,
@@ -490,12 +504,8 @@ pub fn command(spec: &DeploymentSpec, instance_id: &str, start_by: Option<Millis
         application_name: spec.application_name.clone(),
         instance_id: instance_id.to_owned(),
         revision: spec.revision.clone(),
-        lifecycle_events: spec
-            .lifecycle_events
-            .iter()
-            .copied()
-            .filter(|event| event.performer() != Performer::ControlPlane)
-            .collect(),
+        // The first stretch: with a load balancer the rest comes in later commands.
+        lifecycle_events: gantry_core::lifecycle::stretch(&spec.lifecycle_events, 0).to_vec(),
         file_exists_behavior: spec.file_exists_behavior,
         ignore_application_stop_failures: spec.ignore_application_stop_failures,
         creator: spec.creator,

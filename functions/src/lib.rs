@@ -6,6 +6,8 @@
 //! - [`deploy`]: making deployments (CreateDeployment's planning, rollbacks).
 //! - [`effects`]: changing a deployment ([`effects::advance`]) and carrying out what the
 //!   state machine decided, in one place; [`advance`] is the optimistic write loop.
+//! - [`traffic_steps`]: BlockTraffic and AllowTraffic between a host's commands, through
+//!   [`traffic`] (ELBv2 target groups).
 //! - [`store`] (DynamoDB), [`adapters`] (SQS, SNS, S3, EC2, Auto Scaling), [`notify`]
 //!   (trigger messages), [`model`] (CodeDeploy's shapes), [`control`] (settings and
 //!   clients).
@@ -23,3 +25,5 @@ pub mod lambda;
 pub mod model;
 pub mod notify;
 pub mod store;
+pub mod traffic;
+pub mod traffic_steps;

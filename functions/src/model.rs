@@ -363,6 +363,68 @@ pub struct DeploymentGroupSettings {
     /// `UPDATE` or `IGNORE`, for instances launched during a deployment.
     #[serde(default = "default_outdated_strategy")]
     pub outdated_instances_strategy: String,
+    #[serde(default)]
+    pub deployment_style: DeploymentStyle,
+    #[serde(default, skip_serializing_if = "LoadBalancerInfo::is_empty")]
+    pub load_balancer_info: LoadBalancerInfo,
+}
+
+impl DeploymentGroupSettings {
+    /// The target groups its in-place deployments take hosts out of and put back into:
+    /// those of `loadBalancerInfo`, when `deploymentStyle` asks for traffic control.
+    pub fn traffic_target_groups(&self) -> Vec<String> {
+        if self.deployment_style.deployment_option != WITH_TRAFFIC_CONTROL {
+            return Vec::new();
+        }
+        self.load_balancer_info
+            .target_group_info_list
+            .iter()
+            .map(|group| group.name.clone())
+            .collect()
+    }
+}
+
+pub const WITH_TRAFFIC_CONTROL: &str = "WITH_TRAFFIC_CONTROL";
+pub const WITHOUT_TRAFFIC_CONTROL: &str = "WITHOUT_TRAFFIC_CONTROL";
+pub const IN_PLACE: &str = "IN_PLACE";
+
+/// CodeDeploy's `deploymentStyle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStyle {
+    pub deployment_type: String,
+    pub deployment_option: String,
+}
+
+impl Default for DeploymentStyle {
+    fn default() -> Self {
+        Self {
+            deployment_type: IN_PLACE.into(),
+            deployment_option: WITHOUT_TRAFFIC_CONTROL.into(),
+        }
+    }
+}
+
+/// CodeDeploy's `loadBalancerInfo`, for EC2/on-premises: Application or Network Load
+/// Balancer target groups (`targetGroupInfoList`). Classic Load Balancers
+/// (`elbInfoList`) and ECS pairs are refused where it is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerInfo {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_group_info_list: Vec<TargetGroupInfo>,
+}
+
+impl LoadBalancerInfo {
+    pub fn is_empty(&self) -> bool {
+        self.target_group_info_list.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetGroupInfo {
+    pub name: String,
 }
 
 fn default_outdated_strategy() -> String {
@@ -480,6 +542,10 @@ pub struct DeploymentSpec {
     /// CreateDeployment's `overrideAlarmConfiguration`, as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_alarm_configuration: Option<AlarmConfiguration>,
+    /// The target groups each host is taken out of (BlockTraffic) and put back into
+    /// (AllowTraffic), resolved from the group's names when the deployment was created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_groups: Vec<crate::traffic::TargetGroupRef>,
 }
 
 /// A launching instance held in Pending:Wait by a Gantry lifecycle hook, as Auto Scaling's

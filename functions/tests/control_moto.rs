@@ -3939,3 +3939,526 @@ async fn a_stopped_ec2_instance_fails_at_once_and_counts_against_the_minimum() {
     assert_eq!(info["deploymentOverview"]["Failed"], 1);
     assert_eq!(info["deploymentOverview"]["Skipped"], 2);
 }
+
+/// In-place deployments behind ELBv2 target groups, with the stand-in's real health
+/// checks: the host's application is an HTTP server this test runs on the instance's
+/// loopback address (tests/standin/addresses.py).
+mod load_balanced {
+    use super::*;
+    use aws_sdk_elasticloadbalancingv2 as elb;
+    use elb::types::{
+        Action, ActionTypeEnum, ProtocolEnum, TargetDescription, TargetGroupAttribute,
+        TargetHealthStateEnum,
+    };
+    use gantry_core::lifecycle;
+    use gantry_tests::reports::event_reports;
+    use std::net::Ipv4Addr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// A VPC with a load balancer whose listener forwards to target group `web`, and
+    /// one running EC2 instance tagged role=web whose application answers on the
+    /// group's port.
+    struct Balanced {
+        elb: elb::Client,
+        group_arn: String,
+        instance: String,
+        app: tokio::task::JoinHandle<()>,
+    }
+
+    async fn balanced(fx: &Fixture) -> Balanced {
+        let config = fx._moto.sdk_config().await;
+        let ec2 = aws_sdk_ec2::Client::new(&config);
+        let elb = elb::Client::new(&config);
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("10.31.0.0/16")
+            .send()
+            .await
+            .unwrap()
+            .vpc
+            .and_then(|vpc| vpc.vpc_id)
+            .unwrap();
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block("10.31.1.0/24")
+            .availability_zone("us-east-1a")
+            .send()
+            .await
+            .unwrap()
+            .subnet
+            .and_then(|subnet| subnet.subnet_id)
+            .unwrap();
+        let image = ec2.describe_images().send().await.unwrap().images()[0]
+            .image_id()
+            .unwrap()
+            .to_owned();
+        let tags = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("role")
+                    .value("web")
+                    .build(),
+            )
+            .build();
+        let launched = ec2
+            .run_instances()
+            .image_id(image)
+            .subnet_id(&subnet)
+            .min_count(1)
+            .max_count(1)
+            .tag_specifications(tags)
+            .send()
+            .await
+            .unwrap()
+            .instances()[0]
+            .clone();
+        let private: Ipv4Addr = launched.private_ip_address().unwrap().parse().unwrap();
+        let [_, b, c, d] = private.octets();
+        let listener = TcpListener::bind((Ipv4Addr::new(127, b, c, d), 0))
+            .await
+            .expect("the instance's loopback address");
+        let port = listener.local_addr().unwrap().port();
+        let app = tokio::spawn(serve(listener));
+        let balancer = elb
+            .create_load_balancer()
+            .name("shop")
+            .subnets(&subnet)
+            .send()
+            .await
+            .unwrap()
+            .load_balancers()[0]
+            .load_balancer_arn()
+            .unwrap()
+            .to_owned();
+        let group_arn = elb
+            .create_target_group()
+            .name("web")
+            .protocol(ProtocolEnum::Http)
+            .port(i32::from(port))
+            .vpc_id(&vpc)
+            .health_check_path("/health")
+            .health_check_interval_seconds(1)
+            .healthy_threshold_count(2)
+            .unhealthy_threshold_count(2)
+            .send()
+            .await
+            .unwrap()
+            .target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_owned();
+        elb.modify_target_group_attributes()
+            .target_group_arn(&group_arn)
+            .attributes(
+                TargetGroupAttribute::builder()
+                    .key("deregistration_delay.timeout_seconds")
+                    .value("1")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        elb.create_listener()
+            .load_balancer_arn(&balancer)
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .target_group_arn(&group_arn)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        Balanced {
+            elb,
+            group_arn,
+            instance: launched.instance_id().unwrap().to_owned(),
+            app,
+        }
+    }
+
+    /// Answers every request 200.
+    async fn serve(listener: TcpListener) {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&chunk[..read]),
+                    }
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    }
+
+    impl Balanced {
+        /// The instance's state in the target group (None: not registered).
+        async fn health(&self) -> Option<TargetHealthStateEnum> {
+            let described = self
+                .elb
+                .describe_target_health()
+                .target_group_arn(&self.group_arn)
+                .send()
+                .await
+                .unwrap();
+            described
+                .target_health_descriptions()
+                .iter()
+                .find(|d| d.target().and_then(|t| t.id()) == Some(self.instance.as_str()))
+                .and_then(|d| d.target_health()?.state().cloned())
+        }
+
+        async fn register(&self) {
+            self.elb
+                .register_targets()
+                .target_group_arn(&self.group_arn)
+                .targets(TargetDescription::builder().id(&self.instance).build())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Runs the lifecycle function on what comes to its queue (the checks of target
+    /// health) until `host` has a command; returns it and the health seen on the way.
+    async fn until_command(fx: &Fixture, lb: &Balanced) -> (Command, Vec<TargetHealthStateEnum>) {
+        let url = fx.control.settings.lifecycle_queue_url.clone().unwrap();
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        loop {
+            if let Some(state) = lb.health().await
+                && seen.last() != Some(&state)
+            {
+                seen.push(state);
+            }
+            let mut commands = fx.take_commands(&lb.instance).await;
+            if let Some(command) = commands.pop() {
+                assert!(commands.is_empty(), "one command at a time: {commands:?}");
+                return (command, seen);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no command within {DEADLINE:?}; target health seen: {seen:?}"
+            );
+            let received = fx
+                .sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            let mut bodies = Vec::new();
+            for message in received.messages.unwrap_or_default() {
+                bodies.push(message.body().unwrap().to_owned());
+                fx.sqs
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            if !bodies.is_empty() {
+                assert!(lifecycle_event(fx, &bodies).await.is_empty(), "{bodies:?}");
+            }
+        }
+    }
+
+    async fn load_balanced_group(fx: &Fixture, config: &str) {
+        fx.ok(
+            "CreateDeploymentGroup",
+            json!({
+                "applicationName": APP,
+                "deploymentGroupName": "behind-lb",
+                "deploymentConfigName": config,
+                "ec2TagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+                "deploymentStyle": {"deploymentType": "IN_PLACE", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+                "loadBalancerInfo": {"targetGroupInfoList": [{"name": "web"}]},
+            }),
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_host_leaves_its_target_group_for_its_install_and_rejoins_healthy() {
+        let fx = Fixture::start().await;
+        fx.upload("v1.tgz", &good_bundle("v1")).await;
+        let lb = balanced(&fx).await;
+        lb.register().await;
+        assert!(
+            wait_for_health(&lb, TargetHealthStateEnum::Healthy).await,
+            "the instance serves before the deployment"
+        );
+        load_balanced_group(&fx, "CodeDeployDefault.OneAtATime").await;
+        let group = fx
+            .ok(
+                "GetDeploymentGroup",
+                json!({"applicationName": APP, "deploymentGroupName": "behind-lb"}),
+            )
+            .await;
+        assert_eq!(
+            group["deploymentGroupInfo"]["deploymentStyle"],
+            json!({"deploymentType": "IN_PLACE", "deploymentOption": "WITH_TRAFFIC_CONTROL"})
+        );
+        assert_eq!(
+            group["deploymentGroupInfo"]["loadBalancerInfo"],
+            json!({"targetGroupInfoList": [{"name": "web"}]})
+        );
+
+        let id = Box::pin(fx.deploy("behind-lb", "v1.tgz")).await.unwrap();
+        let events = lifecycle::in_place(true);
+        let first = fx.take_commands(&lb.instance).await;
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            first[0].lifecycle_events,
+            [LifecycleEvent::BeforeBlockTraffic]
+        );
+        assert_eq!(
+            lb.health().await,
+            Some(TargetHealthStateEnum::Healthy),
+            "serving until BeforeBlockTraffic ran"
+        );
+        let failed = fx
+            .deliver(event_reports(
+                &id,
+                &lb.instance,
+                &first[0].lifecycle_events,
+                None,
+            ))
+            .await;
+        assert!(failed.is_empty());
+
+        // BlockTraffic: deregistered, drained, then the install command.
+        let (install, seen) = until_command(&fx, &lb).await;
+        assert_eq!(install.lifecycle_events, lifecycle::stretch(&events, 2));
+        assert!(install.start_by.is_some());
+        assert!(
+            seen.contains(&TargetHealthStateEnum::Draining),
+            "drained before the install: {seen:?}"
+        );
+        assert_eq!(
+            lb.health().await,
+            None,
+            "out of the target group while installing"
+        );
+        let target = fx
+            .ok(
+                "GetDeploymentTarget",
+                json!({"deploymentId": id, "targetId": lb.instance}),
+            )
+            .await;
+        let lifecycle_events = &target["deploymentTarget"]["instanceTarget"]["lifecycleEvents"];
+        assert_eq!(lifecycle_events.as_array().unwrap().len(), 13);
+        assert_eq!(lifecycle_events[1]["lifecycleEventName"], "BlockTraffic");
+        assert_eq!(lifecycle_events[1]["status"], "Succeeded");
+
+        let failed = fx
+            .deliver(event_reports(
+                &id,
+                &lb.instance,
+                &install.lifecycle_events,
+                None,
+            ))
+            .await;
+        assert!(failed.is_empty());
+
+        // AllowTraffic: registered, healthy, then AfterAllowTraffic.
+        let (last, seen) = until_command(&fx, &lb).await;
+        assert_eq!(last.lifecycle_events, [LifecycleEvent::AfterAllowTraffic]);
+        assert_eq!(
+            seen.last(),
+            Some(&TargetHealthStateEnum::Healthy),
+            "healthy before AfterAllowTraffic: {seen:?}"
+        );
+        assert_eq!(fx.status(&id).await, "InProgress");
+        let failed = fx
+            .deliver(event_reports(
+                &id,
+                &lb.instance,
+                &last.lifecycle_events,
+                None,
+            ))
+            .await;
+        assert!(failed.is_empty());
+        assert_eq!(fx.status(&id).await, "Succeeded");
+        let info = fx.deployment(&id).await;
+        assert_eq!(
+            info["deploymentStyle"]["deploymentOption"],
+            "WITH_TRAFFIC_CONTROL"
+        );
+        assert_eq!(
+            info["loadBalancerInfo"],
+            json!({"targetGroupInfoList": [{"name": "web"}]})
+        );
+        lb.app.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_host_that_fails_its_health_checks_fails_allow_traffic_with_elbs_reason() {
+        let fx = Fixture::start().await;
+        fx.upload("v1.tgz", &good_bundle("v1")).await;
+        let lb = balanced(&fx).await;
+        load_balanced_group(&fx, "CodeDeployDefault.AllAtOnce").await;
+        let id = Box::pin(fx.deploy("behind-lb", "v1.tgz")).await.unwrap();
+        let first = fx.take_commands(&lb.instance).await.remove(0);
+        fx.deliver(event_reports(
+            &id,
+            &lb.instance,
+            &first.lifecycle_events,
+            None,
+        ))
+        .await;
+        // Never registered: BlockTraffic has nothing to wait for.
+        let (install, _) = until_command(&fx, &lb).await;
+        // The application is down when the host is put back.
+        lb.app.abort();
+        let stopped = std::time::Instant::now() + DEADLINE;
+        while !lb.app.is_finished() && std::time::Instant::now() < stopped {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        fx.deliver(event_reports(
+            &id,
+            &lb.instance,
+            &install.lifecycle_events,
+            None,
+        ))
+        .await;
+        assert!(
+            wait_for_health(&lb, TargetHealthStateEnum::Unhealthy).await,
+            "the stand-in's health checks fail"
+        );
+        // Past the AllowTraffic deadline, the tick takes a last look and fails the host.
+        let later = gantry_functions::model::now_millis() + 24 * 3600 * 1000;
+        batch_advance::tick_at(&fx.control, later).await.unwrap();
+        assert_eq!(fx.status(&id).await, "Failed");
+        let target = fx
+            .ok(
+                "GetDeploymentTarget",
+                json!({"deploymentId": id, "targetId": lb.instance}),
+            )
+            .await;
+        let events = &target["deploymentTarget"]["instanceTarget"]["lifecycleEvents"];
+        assert_eq!(events[11]["lifecycleEventName"], "AllowTraffic");
+        assert_eq!(events[11]["status"], "Failed");
+        let message = events[11]["diagnostics"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("AllowTraffic deadline") && message.contains("unhealthy"),
+            "{message}"
+        );
+        assert_eq!(events[12]["status"], "Skipped");
+        assert!(fx.take_commands(&lb.instance).await.is_empty());
+    }
+
+    async fn wait_for_health(lb: &Balanced, wanted: TargetHealthStateEnum) -> bool {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while std::time::Instant::now() < deadline {
+            if lb.health().await == Some(wanted.clone()) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn load_balancer_settings_are_checked_naming_the_field() {
+        let fx = Fixture::start().await;
+        let refused = |input: Value| {
+            let mut base = json!({
+                "applicationName": APP,
+                "deploymentGroupName": "g",
+                "ec2TagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+            });
+            base.as_object_mut()
+                .unwrap()
+                .extend(input.as_object().unwrap().clone());
+            fx.call("CreateDeploymentGroup", base)
+        };
+        let traffic =
+            json!({"deploymentType": "IN_PLACE", "deploymentOption": "WITH_TRAFFIC_CONTROL"});
+        let error = refused(json!({"deploymentStyle": traffic}))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code.name(), "InvalidLoadBalancerInfoException");
+        assert!(
+            error.message.contains("targetGroupInfoList"),
+            "{}",
+            error.message
+        );
+        let error = refused(json!({
+            "deploymentStyle": traffic,
+            "loadBalancerInfo": {"elbInfoList": [{"name": "classic"}]},
+        }))
+        .await
+        .unwrap_err();
+        assert!(
+            error.message.contains("loadBalancerInfo.elbInfoList"),
+            "{}",
+            error.message
+        );
+        let error = refused(json!({
+            "deploymentStyle": {"deploymentType": "IN_PLACE", "deploymentOption": "SOMETIMES"},
+        }))
+        .await
+        .unwrap_err();
+        assert_eq!(error.code.name(), "InvalidDeploymentStyleException");
+        assert!(
+            error.message.contains("deploymentOption"),
+            "{}",
+            error.message
+        );
+
+        // A target group that does not exist fails the deployment's creation, naming it.
+        fx.upload("v1.tgz", &good_bundle("v1")).await;
+        fx.ok(
+            "CreateDeploymentGroup",
+            json!({
+                "applicationName": APP,
+                "deploymentGroupName": "g",
+                "ec2TagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+                "deploymentStyle": traffic,
+                "loadBalancerInfo": {"targetGroupInfoList": [{"name": "missing"}]},
+            }),
+        )
+        .await;
+        let error = Box::pin(fx.deploy("g", "v1.tgz")).await.unwrap_err();
+        assert_eq!(error.code.name(), "InvalidLoadBalancerInfoException");
+        assert!(error.message.contains("missing"), "{}", error.message);
+
+        // Without the lifecycle queue, traffic control cannot be watched.
+        let bare = Fixture::with_settings(|settings| settings.lifecycle_queue_url = None).await;
+        let error = bare
+            .call(
+                "CreateDeploymentGroup",
+                json!({
+                    "applicationName": APP,
+                    "deploymentGroupName": "g",
+                    "deploymentStyle": traffic,
+                    "loadBalancerInfo": {"targetGroupInfoList": [{"name": "web"}]},
+                }),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            error.message.contains("GANTRY_LIFECYCLE_QUEUE_URL"),
+            "{}",
+            error.message
+        );
+    }
+}

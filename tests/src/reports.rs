@@ -11,13 +11,24 @@ pub fn host_reports(
     host: &str,
     fail_at: Option<LifecycleEvent>,
 ) -> Vec<String> {
+    event_reports(deployment_id, host, &lifecycle::in_place(false), fail_at)
+}
+
+/// The report bodies of one command's `events` (a stretch of a load-balanced host's),
+/// as [`host_reports`].
+pub fn event_reports(
+    deployment_id: &str,
+    host: &str,
+    events: &[LifecycleEvent],
+    fail_at: Option<LifecycleEvent>,
+) -> Vec<String> {
     let mut bodies = Vec::new();
     // The host's clock, as the agent stamps its reports.
     let mut clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0);
-    for event in lifecycle::in_place(false) {
+    for &event in events {
         let failing = fail_at == Some(event);
         let report = |status, end_time, diagnostics| Report {
             schema_version: SCHEMA_VERSION,

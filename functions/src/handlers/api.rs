@@ -13,8 +13,9 @@ use crate::effects;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::model::{
     ApplicationInfo, AutoRollbackConfiguration, DeploymentConfigInfo, DeploymentGroupSettings,
-    DeploymentSpec, OnPremisesInstance, RevisionRecord, TRIGGER_EVENTS, Tag, TargetChanges,
-    TriggerConfig, now_millis, seconds, serialized_name,
+    DeploymentSpec, DeploymentStyle, IN_PLACE, LoadBalancerInfo, OnPremisesInstance,
+    RevisionRecord, TRIGGER_EVENTS, Tag, TargetChanges, TargetGroupInfo, TriggerConfig,
+    WITH_TRAFFIC_CONTROL, WITHOUT_TRAFFIC_CONTROL, now_millis, seconds, serialized_name,
 };
 use crate::store::{DeploymentRecord, StoreError, keys};
 use gantry_core::config::{DeploymentConfig, MinimumHealthyHosts, ZonalConfig};
@@ -1479,16 +1480,7 @@ impl GroupInput {
         targets
             .validate()
             .map_err(|message| ApiError::new(Exception::InvalidTag, message))?;
-        if let Some(style) = &self.deployment_style {
-            let option = style.get("deploymentOption").and_then(Value::as_str);
-            let kind = style.get("deploymentType").and_then(Value::as_str);
-            if option == Some("WITH_TRAFFIC_CONTROL") || kind == Some("BLUE_GREEN") {
-                return Err(ApiError::new(
-                    Exception::InvalidDeploymentStyle,
-                    "deploymentStyle: Gantry runs IN_PLACE deployments WITHOUT_TRAFFIC_CONTROL so far",
-                ));
-            }
-        }
+        let (deployment_style, load_balancer_info) = self.traffic_settings(control, current)?;
         // Left out, the group keeps its alarms; given, it replaces them.
         let alarm_configuration = match &self.alarm_configuration {
             Some(value) => {
@@ -1504,12 +1496,11 @@ impl GroupInput {
                 "blueGreenDeploymentConfiguration",
                 &self.blue_green_deployment_configuration,
             ),
-            ("loadBalancerInfo", &self.load_balancer_info),
             ("ecsServices", &self.ecs_services),
         ] {
             if value.as_ref().is_some_and(|v| !is_blank(v)) {
                 return Err(ApiError::invalid_input(format!(
-                    "{field}: not supported yet; in-place deployments without a load balancer are"
+                    "{field}: not supported yet; in-place deployments are, with or without a load balancer"
                 )));
             }
         }
@@ -1580,7 +1571,112 @@ impl GroupInput {
             auto_rollback_configuration: auto_rollback,
             alarm_configuration,
             outdated_instances_strategy: strategy,
+            deployment_style,
+            load_balancer_info,
         })
+    }
+
+    /// `deploymentStyle` and `loadBalancerInfo`, each kept from `current` when left out.
+    /// In-place only; with WITH_TRAFFIC_CONTROL, hosts leave and rejoin the ELBv2 target
+    /// groups of `targetGroupInfoList` around their install, which needs the lifecycle
+    /// queue (it carries the checks of target health).
+    fn traffic_settings(
+        &self,
+        control: &ControlPlane,
+        current: Option<&DeploymentGroupSettings>,
+    ) -> Result<(DeploymentStyle, LoadBalancerInfo), ApiError> {
+        let style = match &self.deployment_style {
+            Some(value) if !is_blank(value) => {
+                let style: DeploymentStyle = serde_json::from_value(value.clone()).map_err(|error| {
+                    ApiError::new(
+                        Exception::InvalidDeploymentStyle,
+                        format!("deploymentStyle: {error}; give deploymentType IN_PLACE and deploymentOption WITH_TRAFFIC_CONTROL or WITHOUT_TRAFFIC_CONTROL"),
+                    )
+                })?;
+                if style.deployment_type != IN_PLACE {
+                    return Err(ApiError::new(
+                        Exception::InvalidDeploymentStyle,
+                        format!(
+                            "deploymentStyle.deploymentType: {:?} is not supported yet; IN_PLACE is",
+                            style.deployment_type
+                        ),
+                    ));
+                }
+                if ![WITH_TRAFFIC_CONTROL, WITHOUT_TRAFFIC_CONTROL]
+                    .contains(&style.deployment_option.as_str())
+                {
+                    return Err(ApiError::new(
+                        Exception::InvalidDeploymentStyle,
+                        format!(
+                            "deploymentStyle.deploymentOption: {:?} is not WITH_TRAFFIC_CONTROL or WITHOUT_TRAFFIC_CONTROL",
+                            style.deployment_option
+                        ),
+                    ));
+                }
+                style
+            }
+            _ => current
+                .map(|c| c.deployment_style.clone())
+                .unwrap_or_default(),
+        };
+        let info = match &self.load_balancer_info {
+            Some(value) if !value.is_null() => {
+                for unsupported in ["elbInfoList", "targetGroupPairInfoList"] {
+                    if value.get(unsupported).is_some_and(|v| !is_blank(v)) {
+                        return Err(ApiError::new(
+                            Exception::InvalidLoadBalancerInfo,
+                            format!(
+                                "loadBalancerInfo.{unsupported}: not supported; give Application or Network Load Balancer target groups in targetGroupInfoList"
+                            ),
+                        ));
+                    }
+                }
+                let groups = value
+                    .get("targetGroupInfoList")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let groups: Vec<Value> = serde_json::from_value(groups).unwrap_or_default();
+                let mut names = Vec::new();
+                for (index, group) in groups.iter().enumerate() {
+                    let name = group
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if name.is_empty() {
+                        return Err(ApiError::new(
+                            Exception::InvalidLoadBalancerInfo,
+                            format!(
+                                "loadBalancerInfo.targetGroupInfoList[{index}].name: is required (the target group's name)"
+                            ),
+                        ));
+                    }
+                    names.push(TargetGroupInfo {
+                        name: name.to_owned(),
+                    });
+                }
+                LoadBalancerInfo {
+                    target_group_info_list: names,
+                }
+            }
+            _ => current
+                .map(|c| c.load_balancer_info.clone())
+                .unwrap_or_default(),
+        };
+        if style.deployment_option == WITH_TRAFFIC_CONTROL {
+            if info.is_empty() {
+                return Err(ApiError::new(
+                    Exception::InvalidLoadBalancerInfo,
+                    "loadBalancerInfo.targetGroupInfoList: deploymentOption WITH_TRAFFIC_CONTROL needs at least one target group",
+                ));
+            }
+            if control.settings.lifecycle_queue_url.is_none() {
+                return Err(ApiError::new(
+                    Exception::InvalidLoadBalancerInfo,
+                    "deploymentStyle: WITH_TRAFFIC_CONTROL needs Gantry's lifecycle queue (GANTRY_LIFECYCLE_QUEUE_URL), which carries the checks of target health; this Gantry has none",
+                ));
+            }
+        }
+        Ok((style, info))
     }
 }
 
@@ -1592,8 +1688,6 @@ async fn group_info(
     let record = control.load_group(application, group).await?;
     let mut info = serde_json::to_value(&record.settings.value).expect("settings serialize");
     info["computePlatform"] = json!("Server");
-    info["deploymentStyle"] =
-        json!({"deploymentType": "IN_PLACE", "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"});
     info["autoScalingGroups"] = json!(
         record
             .settings
@@ -1697,7 +1791,10 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
         "ignoreApplicationStopFailures": spec.ignore_application_stop_failures,
         "autoRollbackConfiguration": spec.auto_rollback_configuration,
         "updateOutdatedInstancesOnly": spec.update_outdated_instances_only,
-        "deploymentStyle": {"deploymentType": "IN_PLACE", "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"},
+        "deploymentStyle": {
+            "deploymentType": IN_PLACE,
+            "deploymentOption": if spec.target_groups.is_empty() { WITHOUT_TRAFFIC_CONTROL } else { WITH_TRAFFIC_CONTROL },
+        },
         "fileExistsBehavior": spec.file_exists_behavior,
         "computePlatform": "Server",
         "instanceTerminationWaitTimeStarted": false,
@@ -1707,6 +1804,14 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
     }
     if let Some(previous) = &spec.previous_revision {
         info["previousRevision"] = json!(previous);
+    }
+    if !spec.target_groups.is_empty() {
+        let groups: Vec<Value> = spec
+            .target_groups
+            .iter()
+            .map(|group| json!({"name": group.name}))
+            .collect();
+        info["loadBalancerInfo"] = json!({"targetGroupInfoList": groups});
     }
     if let Some(description) = &spec.description {
         info["description"] = json!(description);

@@ -33,6 +33,8 @@ pub enum LifecycleMessage {
     DeploymentFinished { deployment_id: String },
     /// `autoscaling:TEST_NOTIFICATION`, sent when a hook is created.
     Test,
+    /// Look at a host's load balancer step (see [`crate::traffic_steps`]).
+    TrafficCheck(crate::traffic_steps::TrafficCheck),
 }
 
 /// Auto Scaling's lifecycle notification, as it sends it to SQS.
@@ -64,6 +66,11 @@ impl LifecycleMessage {
             serde_json::from_str(body).map_err(|error| format!("not JSON: {error}"))?;
         if value["Event"] == "autoscaling:TEST_NOTIFICATION" {
             return Ok(Self::Test);
+        }
+        if let Some(check) = value.get("gantryTrafficCheck") {
+            return serde_json::from_value(check.clone())
+                .map(Self::TrafficCheck)
+                .map_err(|error| format!("gantryTrafficCheck: {error}"));
         }
         if let Some(id) = value["gantryDeploymentFinished"].as_str() {
             return Ok(Self::DeploymentFinished {
@@ -104,6 +111,9 @@ pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), Ap
         }
         LifecycleMessage::DeploymentFinished { deployment_id } => {
             Box::pin(complete_launch(control, &deployment_id)).await
+        }
+        LifecycleMessage::TrafficCheck(check) => {
+            Box::pin(crate::traffic_steps::check(control, check)).await
         }
     }
 }

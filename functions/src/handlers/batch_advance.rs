@@ -175,8 +175,11 @@ async fn tick_one(
         .store
         .lease(deployment_id, now + OUTBOX_GRACE_MS)
         .await?;
+    // Hosts waiting on the load balancer past their deadline get a last look first.
+    let mut inputs = crate::traffic_steps::last_looks(control, deployment_id, now).await?;
+    inputs.push(Input::Tick { now });
     // Each round fails up to a transaction's worth of silent hosts.
-    let mut applied = effects::advance(control, deployment_id, &[Input::Tick { now }]).await?;
+    let mut applied = effects::advance(control, deployment_id, &inputs).await?;
     while applied.hosts_written > 0 {
         applied = effects::advance(control, deployment_id, &[Input::Tick { now }]).await?;
     }
