@@ -218,11 +218,7 @@ impl TargetState {
         record.status = report.status;
         record.start_time = Some(report.start_time);
         record.end_time = report.end_time;
-        record.diagnostics = report.diagnostics.map(|mut diagnostics| {
-            diagnostics.message =
-                crate::wire::first_bytes(&diagnostics.message, MESSAGE_MAX_BYTES).to_owned();
-            diagnostics
-        });
+        record.diagnostics = report.diagnostics.map(bounded);
         if self.status != TargetStatus::InProgress {
             return Ok(Step::Nothing);
         }
@@ -317,7 +313,7 @@ impl TargetState {
             record.diagnostics = Some(Diagnostics {
                 error_code: ErrorCode::UnknownError,
                 script_name: String::new(),
-                message: crate::wire::first_bytes(&message, MESSAGE_MAX_BYTES).to_owned(),
+                message: crate::wire::first_json_bytes(&message, MESSAGE_MAX_BYTES).to_owned(),
                 log_tail: String::new(),
             });
             self.skip_after(index);
@@ -601,8 +597,23 @@ pub const ALARM_CONFIG: &str = "ALARM_CONFIG";
 /// ordered target list, which is stored in pages beside the summary (see gantry-functions'
 /// store); 10,000 is ten times CodeDeploy's limit.
 pub const MAX_TARGETS: usize = 10_000;
-/// Bytes of a diagnostics message kept.
+/// Stored (JSON-escaped) bytes of a diagnostics message kept.
 pub const MESSAGE_MAX_BYTES: usize = 512;
+/// Stored bytes of a diagnostics script name kept.
+pub const SCRIPT_NAME_MAX_BYTES: usize = 512;
+
+/// A host's diagnostics as stored: each string cut to what it may take once JSON-escaped
+/// (a log tail of control characters is six times longer stored than sent), so that a
+/// host's record stays a few tens of KB whatever its host sends, and a transaction of
+/// many hosts stays under DynamoDB's 4 MB.
+fn bounded(mut diagnostics: Diagnostics) -> Diagnostics {
+    use crate::wire::{LOG_TAIL_MAX_BYTES, first_json_bytes, last_json_bytes};
+    diagnostics.message = first_json_bytes(&diagnostics.message, MESSAGE_MAX_BYTES).to_owned();
+    diagnostics.script_name =
+        first_json_bytes(&diagnostics.script_name, SCRIPT_NAME_MAX_BYTES).to_owned();
+    diagnostics.log_tail = last_json_bytes(&diagnostics.log_tail, LOG_TAIL_MAX_BYTES).to_owned();
+    diagnostics
+}
 
 impl Deployment {
     /// A deployment that has not started. `targets` must be in deployment order

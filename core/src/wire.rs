@@ -417,6 +417,46 @@ pub fn first_bytes(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// The bytes `c` takes in a JSON string as serde_json writes it: quote, backslash and
+/// the control characters with a short escape take 2, other control characters 6
+/// (`\u001b`), everything else its UTF-8 length.
+fn json_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// The bytes `text` takes once JSON-escaped, without its quotes: what it costs to store.
+pub fn json_len(text: &str) -> usize {
+    text.chars().map(json_char_len).sum()
+}
+
+/// The longest start of `text` that takes at most `max` bytes once JSON-escaped.
+pub fn first_json_bytes(text: &str, max: usize) -> &str {
+    let mut used = 0;
+    for (index, c) in text.char_indices() {
+        used += json_char_len(c);
+        if used > max {
+            return &text[..index];
+        }
+    }
+    text
+}
+
+/// The longest end of `text` that takes at most `max` bytes once JSON-escaped.
+pub fn last_json_bytes(text: &str, max: usize) -> &str {
+    let mut used = 0;
+    for (index, c) in text.char_indices().rev() {
+        used += json_char_len(c);
+        if used > max {
+            return &text[index + c.len_utf8()..];
+        }
+    }
+    text
+}
+
 /// Refuses a newer schema before strict parsing, so the error says "upgrade" rather
 /// than "unknown field".
 fn check_version(text: &str) -> Result<(), WireError> {
@@ -761,6 +801,21 @@ mod tests {
         assert_eq!(first_bytes("héllo", 2), "h");
         assert_eq!(first_bytes("héllo", 3), "hé");
         assert_eq!(first_bytes("", 3), "");
+        assert_eq!(json_len("a\"\n\u{1b}é"), 1 + 2 + 2 + 6 + 2);
+        let escapes = "\u{1}".repeat(100);
+        assert_eq!(
+            serde_json::to_string(&escapes).unwrap().len() - 2,
+            json_len(&escapes)
+        );
+        assert_eq!(
+            first_json_bytes(&escapes, 20).len(),
+            3,
+            "20 bytes hold three \\u0001"
+        );
+        assert_eq!(last_json_bytes("ab\u{1}cd", 8), "\u{1}cd");
+        assert_eq!(last_json_bytes("ab\u{1}cd", 7), "cd");
+        assert_eq!(first_json_bytes("héllo", 2), "h");
+        assert_eq!(last_json_bytes("héllo", 100), "héllo");
         let long = format!("{}{}", "é".repeat(3000), "end");
         let tail = log_tail(&long);
         assert!(tail.len() <= LOG_TAIL_MAX_BYTES);

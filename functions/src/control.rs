@@ -187,6 +187,7 @@ impl ControlPlane {
         revision: &RevisionLocation,
         description: Option<String>,
     ) -> Result<RevisionRecord, ApiError> {
+        crate::model::check_description(description.as_deref())?;
         if application.is_empty() {
             return Err(ApiError::new(
                 Exception::ApplicationNameRequired,

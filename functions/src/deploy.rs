@@ -184,6 +184,7 @@ pub async fn create(
         .load_group(&input.application_name, &input.deployment_group_name)
         .await?;
     let settings = &group.settings.value;
+    crate::model::check_description(input.description.as_deref())?;
     if let Some(targets) = &input.target_instances
         && !is_blank(targets)
     {

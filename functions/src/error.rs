@@ -28,6 +28,7 @@ pub enum Exception {
     DeploymentLimitExceeded,
     DeploymentTargetDoesNotExist,
     DeploymentTargetIdRequired,
+    DescriptionTooLong,
     IamArnRequired,
     IamSessionArnAlreadyRegistered,
     IamUserArnAlreadyRegistered,
@@ -72,6 +73,7 @@ pub enum Exception {
     RevisionRequired,
     TagLimitExceeded,
     TagRequired,
+    TriggerTargetsLimitExceeded,
     UnsupportedActionForDeploymentType,
 }
 
@@ -101,6 +103,7 @@ impl Exception {
             Self::DeploymentLimitExceeded => "DeploymentLimitExceededException",
             Self::DeploymentTargetDoesNotExist => "DeploymentTargetDoesNotExistException",
             Self::DeploymentTargetIdRequired => "DeploymentTargetIdRequiredException",
+            Self::DescriptionTooLong => "DescriptionTooLongException",
             Self::IamArnRequired => "IamArnRequiredException",
             Self::IamSessionArnAlreadyRegistered => "IamSessionArnAlreadyRegisteredException",
             Self::IamUserArnAlreadyRegistered => "IamUserArnAlreadyRegisteredException",
@@ -147,6 +150,7 @@ impl Exception {
             Self::RevisionRequired => "RevisionRequiredException",
             Self::TagLimitExceeded => "TagLimitExceededException",
             Self::TagRequired => "TagRequiredException",
+            Self::TriggerTargetsLimitExceeded => "TriggerTargetsLimitExceededException",
             Self::UnsupportedActionForDeploymentType => {
                 "UnsupportedActionForDeploymentTypeException"
             }
@@ -234,6 +238,7 @@ impl From<StoreError> for ApiError {
                 Exception::ResourceNotFound,
                 format!("{what} does not exist"),
             ),
+            StoreError::TooLarge(message) => Self::invalid_input(message),
             other => Self::internal(other.to_string()),
         }
     }

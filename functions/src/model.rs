@@ -601,3 +601,18 @@ mod tests {
         assert_eq!(removed.ec2_tag_set, None);
     }
 }
+
+/// CodeDeploy's limit on a deployment's (and a revision's) description, in characters.
+pub const DESCRIPTION_MAX_CHARS: usize = 100;
+
+/// Refuses a description over [`DESCRIPTION_MAX_CHARS`], as CodeDeploy does.
+pub fn check_description(description: Option<&str>) -> Result<(), crate::error::ApiError> {
+    let length = description.map_or(0, |text| text.chars().count());
+    if length > DESCRIPTION_MAX_CHARS {
+        return Err(crate::error::ApiError::new(
+            crate::error::Exception::DescriptionTooLong,
+            format!("description: {length} characters; at most {DESCRIPTION_MAX_CHARS}"),
+        ));
+    }
+    Ok(())
+}

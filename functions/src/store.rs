@@ -60,6 +60,9 @@ pub enum StoreError {
     Refused(#[from] gantry_core::deployment::ApplyError),
     #[error("DynamoDB: {0}")]
     Aws(String),
+    /// What a caller asked to store does not fit in one DynamoDB item.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// A value with the version it was read at.
@@ -143,6 +146,33 @@ fn n(value: u64) -> AttributeValue {
 
 fn json<T: Serialize>(value: &T) -> AttributeValue {
     s(serde_json::to_string(value).expect("stored values always serialize"))
+}
+
+/// Most a body an API caller shapes (a group's settings, an application, an instance) may
+/// take stored: DynamoDB's 400 KB per item, less room for the item's keys and other
+/// attributes.
+pub const MAX_BODY_BYTES: usize = 350 * 1024;
+
+/// `value` as a stored body, refused when it would not fit in one item; the refusal names
+/// its largest field, which is what the caller should shrink.
+fn body<T: Serialize>(value: &T, what: &str) -> Result<AttributeValue, StoreError> {
+    let text = serde_json::to_string(value).expect("stored values always serialize");
+    if text.len() <= MAX_BODY_BYTES {
+        return Ok(s(text));
+    }
+    let largest = match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(fields)) => fields
+            .iter()
+            .map(|(name, field)| (field.to_string().len(), name.clone()))
+            .max()
+            .map(|(bytes, name)| format!("; its largest field is {name} ({bytes} bytes)")),
+        _ => None,
+    };
+    Err(StoreError::TooLarge(format!(
+        "{what}: too large to store ({} bytes; at most {MAX_BODY_BYTES}){}",
+        text.len(),
+        largest.unwrap_or_default()
+    )))
 }
 
 /// An enum's serialized name (`"InProgress"`), as a plain string attribute.
@@ -401,7 +431,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .item("pk", s(pk))
             .item("sk", s(sk))
-            .item("body", json(value))
+            .item("body", body(value, sk)?)
             .item("version", n(1))
             .condition_expression("attribute_not_exists(pk)");
         for (name, value) in extra {
@@ -430,7 +460,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .item("pk", s(pk))
             .item("sk", s(sk))
-            .item("body", json(value))
+            .item("body", body(value, sk)?)
             .item("version", n(replacing.unwrap_or(0) + 1));
         let entity = match replacing {
             None => entity.condition_expression("attribute_not_exists(pk)"),
@@ -509,7 +539,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .item("pk", s(pk))
             .item("sk", s(sk))
-            .item("body", json(value))
+            .item("body", body(value, sk)?)
             .item("version", n(1))
             .send()
             .await
@@ -534,7 +564,7 @@ impl DynamoStore {
             .update_expression("SET body = :body, #version = :next")
             .condition_expression("#version = :expected")
             .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":body", json(value))
+            .expression_attribute_values(":body", body(value, sk)?)
             .expression_attribute_values(":next", n(next))
             .expression_attribute_values(":expected", n(expected_version))
             .send()

@@ -4462,3 +4462,116 @@ mod load_balanced {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_strings_are_bounded_and_oversized_input_is_refused_naming_the_field() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("v1")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let revision = json!({"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": "v1.tgz", "bundleType": "tgz"}});
+
+    // Descriptions: CodeDeploy's 100 characters.
+    let long = "d".repeat(101);
+    let error = fx
+        .call(
+            "RegisterApplicationRevision",
+            json!({"applicationName": APP, "revision": revision, "description": long}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code.name(), "DescriptionTooLongException");
+    let error = Box::pin(handlers::invoke(
+        &fx.control,
+        "create-deployment",
+        json!({"applicationName": APP, "deploymentGroupName": "web", "revision": revision, "description": long}),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(error.code.name(), "DescriptionTooLongException");
+    assert!(
+        error.message.contains("101 characters"),
+        "{}",
+        error.message
+    );
+
+    // Triggers: at most 10 a group, names of at most 100 characters.
+    let trigger = |name: String| json!({"triggerName": name, "triggerTargetArn": "arn:aws:sns:us-east-1:123456789012:t", "triggerEvents": ["DeploymentFailure"]});
+    let eleven: Vec<Value> = (0..11).map(|i| trigger(format!("t{i}"))).collect();
+    let error = fx
+        .call(
+            "UpdateDeploymentGroup",
+            json!({"applicationName": APP, "currentDeploymentGroupName": "web", "triggerConfigurations": eleven}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code.name(), "TriggerTargetsLimitExceededException");
+    let error = fx
+        .call(
+            "UpdateDeploymentGroup",
+            json!({"applicationName": APP, "currentDeploymentGroupName": "web", "triggerConfigurations": [trigger("n".repeat(101))]}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .message
+            .contains("triggerConfigurations[0].triggerName"),
+        "{}",
+        error.message
+    );
+
+    // A group too large for one DynamoDB item is refused, naming its largest field.
+    let filters: Vec<Value> = (0..1500)
+        .map(|i| json!({"Key": format!("{i}{}", "k".repeat(120)), "Value": "v".repeat(250), "Type": "KEY_AND_VALUE"}))
+        .collect();
+    let error = fx
+        .call(
+            "CreateDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "huge", "ec2TagFilters": filters}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code.name(), "InvalidInputException");
+    assert!(
+        error.message.contains("too large to store") && error.message.contains("ec2TagFilters"),
+        "{}",
+        error.message
+    );
+    let missing = fx
+        .call(
+            "GetDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "huge"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code.name(), "DeploymentGroupDoesNotExistException");
+
+    // A host's diagnostics are kept within their stored bounds, whatever it sends.
+    let id = Box::pin(fx.deploy("web", "v1.tgz")).await.unwrap();
+    fx.take_commands("web-1").await;
+    let mut bodies = host_reports(&id, "web-1", Some(LifecycleEvent::ValidateService));
+    let mut failed: Value = serde_json::from_str(bodies.last().unwrap()).unwrap();
+    failed["diagnostics"]["logTail"] = json!("\u{1b}".repeat(4096));
+    failed["diagnostics"]["message"] = json!("\u{7}".repeat(5000));
+    failed["diagnostics"]["scriptName"] = json!("s".repeat(50_000));
+    *bodies.last_mut().unwrap() = failed.to_string();
+    assert!(fx.deliver(bodies).await.is_empty());
+    let target = fx
+        .ok(
+            "GetDeploymentTarget",
+            json!({"deploymentId": id, "targetId": "web-1"}),
+        )
+        .await;
+    let events = &target["deploymentTarget"]["instanceTarget"]["lifecycleEvents"];
+    let validate = &events[6];
+    assert_eq!(validate["status"], "Failed");
+    let stored = |field: &str| {
+        let text = validate["diagnostics"][field].as_str().unwrap();
+        serde_json::to_string(text).unwrap().len() - 2
+    };
+    assert!(stored("logTail") <= 4096, "{}", stored("logTail"));
+    assert!(stored("message") <= 512, "{}", stored("message"));
+    assert!(stored("scriptName") <= 512, "{}", stored("scriptName"));
+}

@@ -706,6 +706,35 @@ fn a_host_keeps_its_whole_log_tail_and_a_bounded_message() {
     assert_eq!(diagnostics.message.len(), MESSAGE_MAX_BYTES);
 }
 
+#[test]
+fn a_hosts_record_is_bounded_by_what_its_strings_take_stored() {
+    // Control characters take six bytes each once JSON-escaped: a 4 KiB tail of them
+    // would be 24 KiB stored, per event.
+    let mut d = deployment(crate::config::ALL_AT_ONCE, targets(3, 1, Standing::Old));
+    d.start(0);
+    let mut reports = host_reports("i-000", None, 10);
+    for report in reports.iter_mut() {
+        if let Some(diagnostics) = report.diagnostics.as_mut() {
+            diagnostics.log_tail = "\u{1b}".repeat(crate::wire::LOG_TAIL_MAX_BYTES);
+            diagnostics.message = "\u{7}".repeat(5000);
+            diagnostics.script_name = "s".repeat(100_000);
+        }
+    }
+    d.deliver(reports);
+    let host = d.target("i-000");
+    assert_eq!(host.status, TargetStatus::Succeeded);
+    for record in &host.events {
+        let diagnostics = record.diagnostics.as_ref().unwrap();
+        let stored = |text: &str| serde_json::to_string(text).unwrap().len() - 2;
+        assert!(stored(&diagnostics.log_tail) <= crate::wire::LOG_TAIL_MAX_BYTES);
+        assert!(stored(&diagnostics.log_tail) > crate::wire::LOG_TAIL_MAX_BYTES - 6);
+        assert!(stored(&diagnostics.message) <= MESSAGE_MAX_BYTES);
+        assert_eq!(diagnostics.script_name.len(), SCRIPT_NAME_MAX_BYTES);
+    }
+    let item = serde_json::to_string(&host).unwrap().len();
+    assert!(item < 80_000, "a host's record takes {item} bytes stored");
+}
+
 #[derive(Debug, Clone)]
 struct Scenario {
     standings: Vec<Standing>,

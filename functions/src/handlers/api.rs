@@ -18,6 +18,12 @@ use crate::model::{
     WITH_TRAFFIC_CONTROL, WITHOUT_TRAFFIC_CONTROL, now_millis, seconds, serialized_name,
 };
 use crate::store::{DeploymentRecord, StoreError, keys};
+
+/// Gantry's bound on a trigger's name (CodeDeploy documents none): it is stored with the
+/// group and named in every notification and failure record.
+const TRIGGER_NAME_MAX_CHARS: usize = 100;
+/// CodeDeploy's quota of triggers per deployment group.
+const MAX_TRIGGERS: usize = 10;
 use gantry_core::config::{DeploymentConfig, MinimumHealthyHosts, ZonalConfig};
 use gantry_core::deployment::{Input, Millis, TargetState};
 use gantry_core::identity::IamIdentity;
@@ -1516,7 +1522,24 @@ impl GroupInput {
             .clone()
             .or_else(|| current.map(|c| c.trigger_configurations.clone()))
             .unwrap_or_default();
+        if triggers.len() > MAX_TRIGGERS {
+            return Err(ApiError::new(
+                Exception::TriggerTargetsLimitExceeded,
+                format!(
+                    "triggerConfigurations: {} triggers; a deployment group has at most {MAX_TRIGGERS}",
+                    triggers.len()
+                ),
+            ));
+        }
         for (index, trigger) in triggers.iter().enumerate() {
+            if trigger.trigger_name.chars().count() > TRIGGER_NAME_MAX_CHARS {
+                return Err(ApiError::new(
+                    Exception::InvalidTriggerConfig,
+                    format!(
+                        "triggerConfigurations[{index}].triggerName: at most {TRIGGER_NAME_MAX_CHARS} characters"
+                    ),
+                ));
+            }
             if trigger.trigger_name.is_empty() || !trigger.trigger_target_arn.starts_with("arn:") {
                 return Err(ApiError::new(
                     Exception::InvalidTriggerConfig,
