@@ -31,6 +31,10 @@ pub struct Settings {
     pub lifecycle_queue_url: Option<String>,
     pub lifecycle_queue_arn: Option<String>,
     pub lifecycle_role_arn: Option<String>,
+    /// An SNS topic subscribed to the lifecycle queue: when set, lifecycle hooks notify
+    /// it rather than the queue (Auto Scaling's "SNS lifecycle notifications"); the
+    /// queue receives them in SNS's envelope.
+    pub lifecycle_topic_arn: Option<String>,
     /// Where a host's command queue moves a message no agent could handle (received
     /// [`crate::adapters::COMMAND_MAX_RECEIVES`] times). Optional: without it, such a
     /// message stays until its retention ends.
@@ -40,7 +44,7 @@ pub struct Settings {
 impl Settings {
     /// Every variable `from_env` reads. template.yaml sets exactly these for each function
     /// (but AWS_REGION, which Lambda sets); local/tests/template.rs keeps them equal.
-    pub const VARIABLES: [&'static str; 11] = [
+    pub const VARIABLES: [&'static str; 12] = [
         "GANTRY_TABLE",
         "GANTRY_COMMAND_QUEUE_PREFIX",
         "AWS_REGION",
@@ -51,6 +55,7 @@ impl Settings {
         "GANTRY_LIFECYCLE_QUEUE_URL",
         "GANTRY_LIFECYCLE_QUEUE_ARN",
         "GANTRY_LIFECYCLE_ROLE_ARN",
+        "GANTRY_LIFECYCLE_TOPIC_ARN",
         "GANTRY_COMMAND_DEAD_LETTER_ARN",
     ];
 
@@ -83,6 +88,7 @@ impl Settings {
             lifecycle_queue_url: var("GANTRY_LIFECYCLE_QUEUE_URL"),
             lifecycle_queue_arn: var("GANTRY_LIFECYCLE_QUEUE_ARN"),
             lifecycle_role_arn: var("GANTRY_LIFECYCLE_ROLE_ARN"),
+            lifecycle_topic_arn: var("GANTRY_LIFECYCLE_TOPIC_ARN"),
             command_dead_letter_arn: var("GANTRY_COMMAND_DEAD_LETTER_ARN"),
         })
     }

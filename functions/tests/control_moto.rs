@@ -58,6 +58,7 @@ fn settings(prefix: &str) -> Settings {
         lifecycle_queue_arn: None,
         lifecycle_role_arn: None,
         command_dead_letter_arn: None,
+        lifecycle_topic_arn: None,
     }
 }
 
@@ -4574,4 +4575,101 @@ async fn stored_strings_are_bounded_and_oversized_input_is_refused_naming_the_fi
     assert!(stored("logTail") <= 4096, "{}", stored("logTail"));
     assert!(stored("message") <= 512, "{}", stored("message"));
     assert!(stored("scriptName") <= 512, "{}", stored("scriptName"));
+}
+
+/// Auto Scaling's notifications through an SNS topic (Gantry's lifecycle topic,
+/// subscribed to the lifecycle queue): the hook targets the topic, the queue receives
+/// SNS's envelope, and the launch deploys as one notified on the queue does. The
+/// function also takes the topic's messages as a Lambda SNS event.
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_notifications_through_an_sns_topic_deploy_a_launch() {
+    const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:gantry-lifecycle-topic";
+    let fx = Fixture::with_settings(|settings| {
+        settings.lifecycle_topic_arn = Some(TOPIC.into());
+    })
+    .await;
+    let config = fx._moto.sdk_config().await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topic = sns
+        .create_topic()
+        .name("gantry-lifecycle-topic")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    assert_eq!(topic, TOPIC);
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(fx.control.settings.lifecycle_queue_arn.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let autoscaling = auto_scaling_group(&config).await;
+    let first = asg_instances(&autoscaling).await[0].clone();
+    fx.ok(
+        "CreateDeploymentGroup",
+        json!({
+            "applicationName": APP,
+            "deploymentGroupName": "asg",
+            "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+            "autoScalingGroups": ["web-asg"],
+        }),
+    )
+    .await;
+    let hook = lifecycle_hook_names(&autoscaling).await[0].0.clone();
+    let test = take_lifecycle_messages(&fx, 1).await;
+    assert_eq!(body(&test[0])["Type"], "Notification", "{test:?}");
+    assert_eq!(body(&test[0])["TopicArn"], TOPIC);
+    assert!(lifecycle_event(&fx, &test).await.is_empty());
+
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let v1 = fx.deploy("asg", "v1.tgz").await.unwrap();
+    assert_eq!(fx.take_commands(&first).await.len(), 1);
+    fx.run_host(&v1, &first, None).await;
+    assert_eq!(fx.status(&v1).await, "Succeeded");
+
+    let launched = scale_to(&autoscaling, 2).await[0].clone();
+    let notified = take_lifecycle_messages(&fx, 1).await;
+    let envelope = body(&notified[0]);
+    assert_eq!(envelope["Type"], "Notification");
+    let (instance, _) = launch_of(envelope["Message"].as_str().unwrap(), &hook, "asg");
+    assert_eq!(instance, launched);
+    // As the lifecycle function subscribed to the topic gets it: a Lambda SNS event.
+    let event = json!({"Records": [{
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": format!("{TOPIC}:sub"),
+        "Sns": {
+            "Type": "Notification",
+            "MessageId": "m-1",
+            "TopicArn": TOPIC,
+            "Subject": null,
+            "Message": envelope["Message"],
+            "Timestamp": "2026-11-27T00:00:00.000Z",
+            "SignatureVersion": "1",
+            "Signature": "",
+            "SigningCertUrl": "",
+            "UnsubscribeUrl": "",
+            "MessageAttributes": {},
+        },
+    }]});
+    Box::pin(handlers::invoke(&fx.control, "lifecycle", event))
+        .await
+        .expect("the SNS event is handled");
+    let commands = fx.take_commands(&launched).await;
+    assert_eq!(commands.len(), 1, "the launch got its deployment");
+    assert_eq!(commands[0].creator, gantry_core::wire::Creator::Autoscaling);
+    // The same notification again, through the queue: the same deployment, no other.
+    assert!(lifecycle_event(&fx, &notified).await.is_empty());
+    assert!(fx.take_commands(&launched).await.is_empty());
+    fx.run_host(&commands[0].deployment_id, &launched, None)
+        .await;
+    let completed = take_lifecycle_messages(&fx, 1).await;
+    assert!(lifecycle_event(&fx, &completed).await.is_empty());
+    assert_eq!(
+        lifecycle_state(&autoscaling, &launched).await.as_deref(),
+        Some("InService")
+    );
 }

@@ -2047,13 +2047,19 @@ async fn put_launch_hooks(
             "autoScalingGroups: this Gantry has no lifecycle queue configured (GANTRY_LIFECYCLE_QUEUE_ARN and GANTRY_LIFECYCLE_ROLE_ARN), so it cannot deploy to instances as they launch",
         ));
     };
+    // With a lifecycle topic, Auto Scaling notifies it and the topic the queue.
+    let target = control
+        .settings
+        .lifecycle_topic_arn
+        .as_deref()
+        .unwrap_or(queue);
     let hook = hook_name(deployment_group_id);
     let metadata =
         json!({"applicationName": application, "deploymentGroupName": group}).to_string();
     for (index, auto_scaling_group) in added.iter().enumerate() {
         if let Err(error) = control
             .lifecycle
-            .put(auto_scaling_group, &hook, queue, role, &metadata)
+            .put(auto_scaling_group, &hook, target, role, &metadata)
             .await
         {
             remove_launch_hooks(control, deployment_group_id, &added[..index]).await;

@@ -18,6 +18,7 @@ use crate::effects;
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, LifecycleAction};
 use crate::store::{DeploymentRecord, StoreError};
+use aws_lambda_events::event::sns::SnsEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use gantry_core::deployment::DeploymentStatus;
 use gantry_core::wire::Creator;
@@ -64,6 +65,13 @@ impl LifecycleMessage {
     pub fn parse(body: &str) -> Result<Self, String> {
         let value: Value =
             serde_json::from_str(body).map_err(|error| format!("not JSON: {error}"))?;
+        // Through an SNS topic (subscribed to the queue without raw delivery), Auto
+        // Scaling's notification is the envelope's Message.
+        if value["Type"] == "Notification"
+            && let Some(message) = value["Message"].as_str()
+        {
+            return Self::parse(message).map_err(|error| format!("SNS Message: {error}"));
+        }
         if value["Event"] == "autoscaling:TEST_NOTIFICATION" {
             return Ok(Self::Test);
         }
@@ -98,6 +106,15 @@ pub async fn handle(control: &ControlPlane, event: SqsEvent) -> SqsBatchResponse
         }
     }
     response
+}
+
+/// The lifecycle function subscribed to an SNS topic directly: each record's Message is
+/// a lifecycle message. An error fails the invocation, which Lambda retries.
+pub async fn handle_sns(control: &ControlPlane, event: SnsEvent) -> Result<(), ApiError> {
+    for record in event.records {
+        Box::pin(handle_message(control, &record.sns.message)).await?;
+    }
+    Ok(())
 }
 
 /// The lifecycle function: one message from the lifecycle queue. An error leaves

@@ -57,6 +57,11 @@ pub async fn invoke(
                 Ok(json!({"deploymentsChecked": checked}))
             }
         }
+        // From the lifecycle queue, or from an SNS topic the function subscribes to.
+        "lifecycle" if payload["Records"][0]["EventSource"] == "aws:sns" => {
+            autoscaling::handle_sns(control, parse_input(function, payload)?).await?;
+            Ok(json!({}))
+        }
         "lifecycle" => Ok(json!(
             autoscaling::handle(control, parse_input(function, payload)?).await
         )),
