@@ -168,6 +168,17 @@ pub fn stretch(events: &[LifecycleEvent], from: usize) -> &[LifecycleEvent] {
     &rest[..end]
 }
 
+/// The events of an Auto Scaling termination deployment (a group with
+/// `terminationHookEnabled`): the terminating instance is taken out of service and its
+/// application stopped before it goes, all with the last successful revision's scripts.
+pub fn termination(with_load_balancer: bool) -> Vec<LifecycleEvent> {
+    if with_load_balancer {
+        [&BLOCK_TRAFFIC[..], &[ApplicationStop]].concat()
+    } else {
+        vec![BeforeBlockTraffic, AfterBlockTraffic, ApplicationStop]
+    }
+}
+
 /// The events on a blue/green deployment's replacement (green) instances: install the
 /// revision, then register them with the load balancer.
 pub fn blue_green_replacement() -> Vec<LifecycleEvent> {
@@ -248,6 +259,23 @@ mod tests {
         assert_eq!(stretch(&events, 12), &[AfterAllowTraffic]);
         assert_eq!(stretch(&events, 13), &[] as &[LifecycleEvent]);
         assert_eq!(stretch(&in_place(false), 0), &in_place(false)[..]);
+    }
+
+    #[test]
+    fn a_termination_runs_only_what_stops_the_old_revision() {
+        for with_load_balancer in [false, true] {
+            let events = termination(with_load_balancer);
+            assert_eq!(events.last(), Some(&ApplicationStop));
+            assert!(
+                events.iter().all(|e| e.uses_last_successful_revision()
+                    || e.performer() == Performer::ControlPlane)
+            );
+            assert_eq!(events.contains(&BlockTraffic), with_load_balancer);
+        }
+        assert_eq!(
+            stretch(&termination(true), 2),
+            &[AfterBlockTraffic, ApplicationStop]
+        );
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub enum Creator {
     /// The update of instances that launched during a deployment.
     #[serde(rename = "CodeDeployAutoUpdate")]
     CodeDeployAutoUpdate,
+    /// An Auto Scaling termination hook's deployment (`terminationHookEnabled`).
+    AutoscalingTermination,
 }
 
 /// Deploy a revision to one host.

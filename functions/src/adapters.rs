@@ -665,10 +665,44 @@ pub async fn register(
 
 /// The launch transition lifecycle hooks watch.
 pub const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
+pub const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 
-/// The name of a group's launch hook on each of its Auto Scaling groups.
-pub fn hook_name(deployment_group_id: &str) -> String {
-    format!("gantry-{deployment_group_id}")
+/// The lifecycle hooks Gantry puts on a deployment group's Auto Scaling groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    /// Deploys to launching instances.
+    Launch,
+    /// Stops the application of terminating instances (`terminationHookEnabled`).
+    Termination,
+}
+
+impl HookKind {
+    pub const ALL: [HookKind; 2] = [HookKind::Launch, HookKind::Termination];
+
+    pub fn transition(self) -> &'static str {
+        match self {
+            Self::Launch => LAUNCHING,
+            Self::Termination => TERMINATING,
+        }
+    }
+
+    /// What Auto Scaling does when nobody answers: an instance nobody deployed to must
+    /// not go into service; a terminating one goes whatever happens.
+    pub fn default_result(self) -> &'static str {
+        match self {
+            Self::Launch => "ABANDON",
+            Self::Termination => "CONTINUE",
+        }
+    }
+
+    /// The hook's name for a deployment group: one of each kind per group, so that
+    /// several groups may share an Auto Scaling group.
+    pub fn hook_name(self, deployment_group_id: &str) -> String {
+        match self {
+            Self::Launch => format!("gantry-{deployment_group_id}"),
+            Self::Termination => format!("gantry-termination-{deployment_group_id}"),
+        }
+    }
 }
 
 /// Auto Scaling's side: hooks, the launching instance, completing the action.
@@ -689,13 +723,13 @@ impl LifecycleHooks {
         Self { client }
     }
 
-    /// Puts (or updates) the launch hook. ABANDON is the default result: an instance
-    /// nobody deployed to must not go into service.
+    /// Puts (or updates) a hook of `kind`, named `hook`, notifying `target_arn`.
     pub async fn put(
         &self,
         auto_scaling_group: &str,
+        kind: HookKind,
         hook: &str,
-        queue_arn: &str,
+        target_arn: &str,
         role_arn: &str,
         metadata: &str,
     ) -> Result<(), ApiError> {
@@ -703,12 +737,12 @@ impl LifecycleHooks {
             .put_lifecycle_hook()
             .auto_scaling_group_name(auto_scaling_group)
             .lifecycle_hook_name(hook)
-            .lifecycle_transition(LAUNCHING)
-            .notification_target_arn(queue_arn)
+            .lifecycle_transition(kind.transition())
+            .notification_target_arn(target_arn)
             .role_arn(role_arn)
             .notification_metadata(metadata)
             .heartbeat_timeout(3600)
-            .default_result("ABANDON")
+            .default_result(kind.default_result())
             .send()
             .await
             .map_err(|error| autoscaling_failure("PutLifecycleHook", error))?;

@@ -80,8 +80,9 @@ pub struct Origin {
     pub rollback_of: Option<String>,
     /// A fixed id (a rollback's, claimed before it is created).
     pub deployment_id: Option<String>,
-    /// A launching instance: the only target, whatever the group's selection matches.
-    /// Such a deployment runs beside the group's others: it takes no lock.
+    /// A launching (or, with creator `autoscalingTermination`, terminating) instance: the
+    /// only target, whatever the group's selection matches. Such a deployment runs
+    /// beside the group's others: it takes no lock.
     pub launch: Option<(Host, LifecycleAction)>,
     /// The targets, instead of what the group's selection matches.
     pub hosts: Option<Vec<Host>>,
@@ -308,7 +309,11 @@ pub async fn create(
         .unwrap_or_else(new_deployment_id);
     let launch = origin.launch.is_some();
     let target_groups = traffic_target_groups(control, settings).await?;
-    let events = lifecycle::in_place(!target_groups.is_empty());
+    let events = if creator == Creator::AutoscalingTermination {
+        lifecycle::termination(!target_groups.is_empty())
+    } else {
+        lifecycle::in_place(!target_groups.is_empty())
+    };
     let Planned {
         ordered,
         state,

@@ -367,6 +367,8 @@ pub struct DeploymentGroupSettings {
     pub deployment_style: DeploymentStyle,
     #[serde(default, skip_serializing_if = "LoadBalancerInfo::is_empty")]
     pub load_balancer_info: LoadBalancerInfo,
+    #[serde(default)]
+    pub termination_hook_enabled: bool,
 }
 
 impl DeploymentGroupSettings {
@@ -559,6 +561,21 @@ pub struct LifecycleAction {
     pub instance_id: String,
 }
 
+/// CodeDeploy's limit on a deployment's (and a revision's) description, in characters.
+pub const DESCRIPTION_MAX_CHARS: usize = 100;
+
+/// Refuses a description over [`DESCRIPTION_MAX_CHARS`], as CodeDeploy does.
+pub fn check_description(description: Option<&str>) -> Result<(), crate::error::ApiError> {
+    let length = description.map_or(0, |text| text.chars().count());
+    if length > DESCRIPTION_MAX_CHARS {
+        return Err(crate::error::ApiError::new(
+            crate::error::Exception::DescriptionTooLong,
+            format!("description: {length} characters; at most {DESCRIPTION_MAX_CHARS}"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,19 +617,4 @@ mod tests {
         assert!(removed.is_empty(), "{removed:?}");
         assert_eq!(removed.ec2_tag_set, None);
     }
-}
-
-/// CodeDeploy's limit on a deployment's (and a revision's) description, in characters.
-pub const DESCRIPTION_MAX_CHARS: usize = 100;
-
-/// Refuses a description over [`DESCRIPTION_MAX_CHARS`], as CodeDeploy does.
-pub fn check_description(description: Option<&str>) -> Result<(), crate::error::ApiError> {
-    let length = description.map_or(0, |text| text.chars().count());
-    if length > DESCRIPTION_MAX_CHARS {
-        return Err(crate::error::ApiError::new(
-            crate::error::Exception::DescriptionTooLong,
-            format!("description: {length} characters; at most {DESCRIPTION_MAX_CHARS}"),
-        ));
-    }
-    Ok(())
 }

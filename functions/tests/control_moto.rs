@@ -4673,3 +4673,125 @@ async fn lifecycle_notifications_through_an_sns_topic_deploy_a_launch() {
         Some("InService")
     );
 }
+
+/// `terminationHookEnabled`: a terminating instance runs BeforeBlockTraffic,
+/// AfterBlockTraffic and ApplicationStop (creator `autoscalingTermination`), then
+/// terminates; turned off, the hook comes off the Auto Scaling group.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminating_instance_stops_its_application_then_terminates() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let autoscaling = auto_scaling_group(&config).await;
+    let instance = asg_instances(&autoscaling).await[0].clone();
+    let created = fx
+        .ok(
+            "CreateDeploymentGroup",
+            json!({
+                "applicationName": APP,
+                "deploymentGroupName": "asg",
+                "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+                "autoScalingGroups": ["web-asg"],
+                "terminationHookEnabled": true,
+            }),
+        )
+        .await;
+    let id = created["deploymentGroupId"].as_str().unwrap();
+    let mut hooks = lifecycle_hook_names(&autoscaling).await;
+    hooks.sort();
+    assert_eq!(
+        hooks,
+        vec![
+            (
+                format!("gantry-{id}"),
+                "autoscaling:EC2_INSTANCE_LAUNCHING".to_owned(),
+                "ABANDON".to_owned()
+            ),
+            (
+                format!("gantry-termination-{id}"),
+                "autoscaling:EC2_INSTANCE_TERMINATING".to_owned(),
+                "CONTINUE".to_owned()
+            ),
+        ]
+    );
+    let tests = take_lifecycle_messages(&fx, 2).await;
+    assert!(lifecycle_event(&fx, &tests).await.is_empty());
+    let group = fx
+        .ok(
+            "GetDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "asg"}),
+        )
+        .await;
+    assert_eq!(group["deploymentGroupInfo"]["terminationHookEnabled"], true);
+
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let v1 = fx.deploy("asg", "v1.tgz").await.unwrap();
+    assert_eq!(fx.take_commands(&instance).await.len(), 1);
+    fx.run_host(&v1, &instance, None).await;
+    assert_eq!(fx.status(&v1).await, "Succeeded");
+
+    autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name("web-asg")
+        .min_size(0)
+        .desired_capacity(0)
+        .send()
+        .await
+        .unwrap();
+    let notified = take_lifecycle_messages(&fx, 1).await;
+    assert_eq!(
+        body(&notified[0])["LifecycleTransition"],
+        "autoscaling:EC2_INSTANCE_TERMINATING"
+    );
+    assert_eq!(
+        lifecycle_state(&autoscaling, &instance).await.as_deref(),
+        Some("Terminating:Wait")
+    );
+    assert!(lifecycle_event(&fx, &notified).await.is_empty());
+    let commands = fx.take_commands(&instance).await;
+    assert_eq!(commands.len(), 1);
+    let command = &commands[0];
+    assert_eq!(
+        command.creator,
+        gantry_core::wire::Creator::AutoscalingTermination
+    );
+    assert_eq!(
+        command.lifecycle_events,
+        [
+            LifecycleEvent::BeforeBlockTraffic,
+            LifecycleEvent::AfterBlockTraffic,
+            LifecycleEvent::ApplicationStop
+        ]
+    );
+    let info = fx.deployment(&command.deployment_id).await;
+    assert_eq!(info["creator"], "autoscalingTermination");
+    // Its ApplicationStop fails: the instance terminates all the same.
+    let reports = gantry_tests::reports::event_reports(
+        &command.deployment_id,
+        &instance,
+        &command.lifecycle_events,
+        Some(LifecycleEvent::ApplicationStop),
+    );
+    assert!(fx.deliver(reports).await.is_empty());
+    assert_eq!(fx.status(&command.deployment_id).await, "Failed");
+    assert_eq!(
+        group_deployments(&fx, "asg").await.len(),
+        2,
+        "no rollback of a termination"
+    );
+    let finished = take_lifecycle_messages(&fx, 1).await;
+    assert!(lifecycle_event(&fx, &finished).await.is_empty());
+    assert_eq!(
+        lifecycle_state(&autoscaling, &instance).await,
+        None,
+        "terminated"
+    );
+
+    fx.ok(
+        "UpdateDeploymentGroup",
+        json!({"applicationName": APP, "currentDeploymentGroupName": "asg", "terminationHookEnabled": false}),
+    )
+    .await;
+    let hooks = lifecycle_hook_names(&autoscaling).await;
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0].0, format!("gantry-{id}"));
+}

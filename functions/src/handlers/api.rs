@@ -6,7 +6,7 @@
 //! input>}}` and answers with that operation's output JSON. Errors are
 //! `{"errorType": "<CodeDeploy exception>", "errorMessage": "..."}`.
 
-use crate::adapters::hook_name;
+use crate::adapters::HookKind;
 use crate::control::ControlPlane;
 use crate::deploy::is_blank;
 use crate::effects;
@@ -539,9 +539,10 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
                             ),
                         )
                     })?;
-                remove_launch_hooks(
+                remove_hooks(
                     control,
                     &group.deployment_group_id,
+                    &HookKind::ALL,
                     &group.targets.auto_scaling_groups,
                 )
                 .await;
@@ -584,11 +585,14 @@ async fn deployment_groups(
             let settings = request.settings(control, None).await?;
             // Hooks first: a group whose launches would go unanswered is not created.
             let auto_scaling_groups = &settings.targets.auto_scaling_groups;
-            put_launch_hooks(
+            let kinds = hook_kinds(&settings);
+            let id = &settings.deployment_group_id;
+            put_hooks(
                 control,
                 &application,
                 &group,
-                &settings.deployment_group_id,
+                id,
+                &kinds,
                 auto_scaling_groups,
             )
             .await?;
@@ -596,8 +600,7 @@ async fn deployment_groups(
                 .create_tagged_group(&application, &group, &settings, &tags)
                 .await;
             if created.is_err() {
-                remove_launch_hooks(control, &settings.deployment_group_id, auto_scaling_groups)
-                    .await;
+                remove_hooks(control, id, &kinds, auto_scaling_groups).await;
             }
             created.map_err(|error| match error {
                     StoreError::Conflict(_) => ApiError::new(
@@ -671,8 +674,27 @@ async fn deployment_groups(
                 .filter(|name| !after.contains(name))
                 .cloned()
                 .collect();
+            let kept: Vec<String> = after
+                .iter()
+                .filter(|name| before.contains(name))
+                .cloned()
+                .collect();
+            // terminationHookEnabled turned on puts the termination hook on the groups
+            // kept too; turned off, it comes off them.
+            let was = group.settings.value.termination_hook_enabled;
+            let now = settings.termination_hook_enabled;
             let id = &settings.deployment_group_id;
-            put_launch_hooks(control, &application, &current, id, &added).await?;
+            let kinds = hook_kinds(&settings);
+            let termination = [HookKind::Termination];
+            put_hooks(control, &application, &current, id, &kinds, &added).await?;
+            if now
+                && !was
+                && let Err(error) =
+                    put_hooks(control, &application, &current, id, &termination, &kept).await
+            {
+                remove_hooks(control, id, &kinds, &added).await;
+                return Err(error);
+            }
             if let Err(error) = store
                 .update_body(
                     &keys::groups(&application),
@@ -682,10 +704,16 @@ async fn deployment_groups(
                 )
                 .await
             {
-                remove_launch_hooks(control, id, &added).await;
+                remove_hooks(control, id, &kinds, &added).await;
+                if now && !was {
+                    remove_hooks(control, id, &termination, &kept).await;
+                }
                 return Err(error.into());
             }
-            let not_cleaned_up = remove_launch_hooks(control, id, &removed).await;
+            let mut not_cleaned_up = remove_hooks(control, id, &HookKind::ALL, &removed).await;
+            if was && !now {
+                not_cleaned_up.extend(remove_hooks(control, id, &termination, &kept).await);
+            }
             Ok(json!({"hooksNotCleanedUp": not_cleaned_up}))
         }
         "DeleteDeploymentGroup" => {
@@ -709,9 +737,10 @@ async fn deployment_groups(
             // As CodeDeploy: the group is gone either way; hooks that could not be
             // removed are listed for the caller to remove.
             let settings = &loaded.settings.value;
-            let not_cleaned_up = remove_launch_hooks(
+            let not_cleaned_up = remove_hooks(
                 control,
                 &settings.deployment_group_id,
+                &HookKind::ALL,
                 &settings.targets.auto_scaling_groups,
             )
             .await;
@@ -1468,9 +1497,10 @@ struct GroupInput {
     /// change through TagResource).
     #[serde(default)]
     tags: Option<Value>,
-    /// Accepted so CodeDeploy payloads work; it matters for Auto Scaling termination hooks.
-    #[serde(default, rename = "terminationHookEnabled")]
-    _termination_hook_enabled: Option<bool>,
+    /// Put a termination hook on the Auto Scaling groups: a terminating instance's
+    /// application is stopped (with the traffic blocked first) before it goes.
+    #[serde(default)]
+    termination_hook_enabled: Option<bool>,
 }
 
 impl GroupInput {
@@ -1596,6 +1626,10 @@ impl GroupInput {
             outdated_instances_strategy: strategy,
             deployment_style,
             load_balancer_info,
+            termination_hook_enabled: self
+                .termination_hook_enabled
+                .or_else(|| current.map(|c| c.termination_hook_enabled))
+                .unwrap_or(false),
         })
     }
 
@@ -2027,16 +2061,26 @@ fn target_info(
     })
 }
 
-/// Puts the group's launch hook on each of `added`, the Auto Scaling groups it starts
-/// deploying to. If one cannot be put, those put are removed again.
-async fn put_launch_hooks(
+/// The hooks a group puts on each of its Auto Scaling groups: the launch hook, and with
+/// `terminationHookEnabled` the termination hook.
+fn hook_kinds(settings: &DeploymentGroupSettings) -> Vec<HookKind> {
+    HookKind::ALL
+        .into_iter()
+        .filter(|kind| *kind == HookKind::Launch || settings.termination_hook_enabled)
+        .collect()
+}
+
+/// Puts the group's hooks of `kinds` on each of `added`, the Auto Scaling groups it
+/// starts deploying to. If one cannot be put, those put are removed again.
+async fn put_hooks(
     control: &ControlPlane,
     application: &str,
     group: &str,
     deployment_group_id: &str,
+    kinds: &[HookKind],
     added: &[String],
 ) -> Result<(), ApiError> {
-    if added.is_empty() {
+    if added.is_empty() || kinds.is_empty() {
         return Ok(());
     }
     let (Some(queue), Some(role)) = (
@@ -2053,36 +2097,41 @@ async fn put_launch_hooks(
         .lifecycle_topic_arn
         .as_deref()
         .unwrap_or(queue);
-    let hook = hook_name(deployment_group_id);
     let metadata =
         json!({"applicationName": application, "deploymentGroupName": group}).to_string();
     for (index, auto_scaling_group) in added.iter().enumerate() {
-        if let Err(error) = control
-            .lifecycle
-            .put(auto_scaling_group, &hook, target, role, &metadata)
-            .await
-        {
-            remove_launch_hooks(control, deployment_group_id, &added[..index]).await;
-            return Err(error);
+        for kind in kinds {
+            let hook = kind.hook_name(deployment_group_id);
+            if let Err(error) = control
+                .lifecycle
+                .put(auto_scaling_group, *kind, &hook, target, role, &metadata)
+                .await
+            {
+                remove_hooks(control, deployment_group_id, kinds, &added[..=index]).await;
+                return Err(error);
+            }
         }
     }
     Ok(())
 }
 
-/// Removes the group's launch hook from each of `removed`, the Auto Scaling groups it no
-/// longer deploys to; answers those it could not remove from, as CodeDeploy's
+/// Removes the group's hooks of `kinds` from each of `removed`, the Auto Scaling groups
+/// it no longer deploys to; answers those it could not remove from, as CodeDeploy's
 /// `hooksNotCleanedUp` lists them.
-async fn remove_launch_hooks(
+async fn remove_hooks(
     control: &ControlPlane,
     deployment_group_id: &str,
+    kinds: &[HookKind],
     removed: &[String],
 ) -> Vec<Value> {
-    let hook = hook_name(deployment_group_id);
     let mut not_cleaned_up = Vec::new();
     for auto_scaling_group in removed {
-        if let Err(error) = control.lifecycle.delete(auto_scaling_group, &hook).await {
-            tracing::warn!(%error, auto_scaling_group, "lifecycle hook not removed");
-            not_cleaned_up.push(json!({"name": auto_scaling_group, "hook": hook}));
+        for kind in kinds {
+            let hook = kind.hook_name(deployment_group_id);
+            if let Err(error) = control.lifecycle.delete(auto_scaling_group, &hook).await {
+                tracing::warn!(%error, auto_scaling_group, "lifecycle hook not removed");
+                not_cleaned_up.push(json!({"name": auto_scaling_group, "hook": hook}));
+            }
         }
     }
     not_cleaned_up

@@ -11,7 +11,7 @@
 //! `{"gantryDeploymentFinished": "<id>"}` message to the same queue, so that only the
 //! lifecycle function needs `autoscaling:CompleteLifecycleAction`.
 
-use crate::adapters::LAUNCHING;
+use crate::adapters::{LAUNCHING, TERMINATING};
 use crate::control::ControlPlane;
 use crate::deploy::{self, CreateDeploymentInput, Origin, deployment_id_for};
 use crate::effects;
@@ -123,6 +123,11 @@ pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), Ap
     match LifecycleMessage::parse(body).map_err(ApiError::invalid_input)? {
         LifecycleMessage::Test => Ok(()),
         // Boxed: these futures hold SDK calls and a whole CreateDeployment.
+        LifecycleMessage::Transition(notification)
+            if notification.lifecycle_transition == TERMINATING =>
+        {
+            Box::pin(terminating(control, notification)).await
+        }
         LifecycleMessage::Transition(notification) => {
             Box::pin(launching(control, notification)).await
         }
@@ -226,6 +231,98 @@ async fn launching(control: &ControlPlane, notification: Notification) -> Result
     }
 }
 
+/// A terminating instance of a group with `terminationHookEnabled`: its traffic is
+/// blocked and its application stopped (BeforeBlockTraffic, BlockTraffic with a load
+/// balancer, AfterBlockTraffic, ApplicationStop, with the scripts of the revision it
+/// runs) in a deployment of its own (creator `autoscalingTermination`, no lock), whose
+/// end lets the termination continue, whatever its outcome.
+async fn terminating(control: &ControlPlane, notification: Notification) -> Result<(), ApiError> {
+    let action = LifecycleAction {
+        auto_scaling_group_name: notification.auto_scaling_group_name.clone(),
+        lifecycle_hook_name: notification.lifecycle_hook_name.clone(),
+        lifecycle_action_token: notification.lifecycle_action_token.clone(),
+        instance_id: notification.ec2_instance_id.clone(),
+    };
+    let span = tracing::info_span!("termination", instance_id = %action.instance_id, auto_scaling_group = %action.auto_scaling_group_name);
+    let _entered = span.enter();
+    let Some(metadata) = notification
+        .notification_metadata
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<HookMetadata>(text).ok())
+    else {
+        tracing::warn!(hook = %action.lifecycle_hook_name, "lifecycle hook without Gantry's metadata; ignored");
+        return Ok(());
+    };
+    let group = match control
+        .load_group(&metadata.application_name, &metadata.deployment_group_name)
+        .await
+    {
+        Ok(group) => group,
+        Err(error) if error.code == Exception::DeploymentGroupDoesNotExist => {
+            return control.lifecycle.complete(&action, "CONTINUE").await;
+        }
+        Err(error) => return Err(error),
+    };
+    // The revision the instance runs, as far as the group knows: its own record, else
+    // the group's. Its scripts come from the agent's record of its last install anyway.
+    let health = control
+        .store
+        .group_health(&metadata.application_name, &metadata.deployment_group_name)
+        .await?;
+    let revision = health
+        .get(&action.instance_id)
+        .map(|record| record.revision.clone())
+        .or_else(|| group.target_revision.clone());
+    let Some(revision) = revision else {
+        tracing::info!("nothing was deployed to the instance; letting it terminate");
+        return control.lifecycle.complete(&action, "CONTINUE").await;
+    };
+    let deployment_id = deployment_id_for(&action.lifecycle_action_token);
+    match control
+        .store
+        .load_deployment::<DeploymentSpec>(&deployment_id)
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(StoreError::NotFound(_)) => {}
+        Err(other) => return Err(other.into()),
+    }
+    let Some(host) = control
+        .lifecycle
+        .instance(&action.auto_scaling_group_name, &action.instance_id)
+        .await?
+    else {
+        tracing::info!("the instance is gone; nothing to stop");
+        return control.lifecycle.complete(&action, "CONTINUE").await;
+    };
+    let input = CreateDeploymentInput {
+        application_name: metadata.application_name,
+        deployment_group_name: metadata.deployment_group_name,
+        revision: Some(revision),
+        // The instance goes whatever happens; a failed ApplicationStop shows on the
+        // deployment, and rolls nothing back.
+        auto_rollback_configuration: Some(Default::default()),
+        ..Default::default()
+    };
+    let origin = Origin {
+        deployment_id: Some(deployment_id),
+        launch: Some((host, action.clone())),
+        ..Origin::default()
+    };
+    match deploy::create(control, input, Creator::AutoscalingTermination, origin).await {
+        Ok(created) => {
+            tracing::info!(deployment_id = %created.record.spec.deployment_id, "stopping a terminating instance");
+            effects::start(control, &created).await;
+            Ok(())
+        }
+        Err(error) if retryable(&error) => Err(error),
+        Err(error) => {
+            tracing::warn!(%error, "cannot stop the terminating instance's application; letting it terminate");
+            control.lifecycle.complete(&action, "CONTINUE").await
+        }
+    }
+}
+
 /// Errors a later attempt may not meet: a race lost, or AWS failing for a moment.
 fn retryable(error: &ApiError) -> bool {
     matches!(
@@ -242,8 +339,11 @@ async fn complete_launch(control: &ControlPlane, deployment_id: &str) -> Result<
     let Some(action) = &record.spec.lifecycle_action else {
         return Ok(());
     };
+    let terminating = record.spec.creator == Creator::AutoscalingTermination;
     let result = match record.state.status {
+        // A terminating instance goes whatever its deployment did.
         DeploymentStatus::Succeeded => "CONTINUE",
+        status if status.is_terminal() && terminating => "CONTINUE",
         status if status.is_terminal() => "ABANDON",
         _ => {
             return Err(ApiError::internal(format!(
