@@ -39,21 +39,56 @@ pub struct CommandQueues {
     client: aws_sdk_sqs::Client,
     prefix: String,
     dead_letter_arn: Option<String>,
+    /// `arn:<partition>:ec2:<region>:<account>:instance/`: an EC2 instance's ARN is this
+    /// and its id.
+    instance_arn_prefix: String,
     urls: std::sync::Arc<Mutex<HashMap<String, String>>>,
 }
+
+/// The tag on an EC2 instance's command queue that names the instance, by ARN. The
+/// template's Ec2HostPolicy lets instance-role credentials use a command queue only when
+/// this tag equals the request's `ec2:SourceInstanceARN`, which EC2 sets on requests
+/// signed with an instance's role credentials.
+pub const INSTANCE_ARN_TAG: &str = "gantry:instance-arn";
 
 impl CommandQueues {
     pub fn new(
         client: aws_sdk_sqs::Client,
         prefix: impl Into<String>,
         dead_letter_arn: Option<String>,
+        region: &str,
+        account_id: &str,
     ) -> Self {
+        let partition = if region.starts_with("cn-") {
+            "aws-cn"
+        } else if region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        };
         Self {
             client,
             prefix: prefix.into(),
             dead_letter_arn,
+            instance_arn_prefix: format!("arn:{partition}:ec2:{region}:{account_id}:instance/"),
             urls: Default::default(),
         }
+    }
+
+    /// The tags a host's queue carries: an EC2 instance's names it (see
+    /// [`INSTANCE_ARN_TAG`]); an on-premises instance's needs none, its IAM user's name
+    /// being the queue's.
+    fn tags(&self, instance_id: &str) -> HashMap<String, String> {
+        let is_ec2 = instance_id
+            .strip_prefix("i-")
+            .is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()));
+        if !is_ec2 {
+            return HashMap::new();
+        }
+        HashMap::from([(
+            INSTANCE_ARN_TAG.to_owned(),
+            format!("{}{instance_id}", self.instance_arn_prefix),
+        )])
     }
 
     pub fn queue_name(&self, instance_id: &str) -> String {
@@ -83,11 +118,13 @@ impl CommandQueues {
             return Ok(url.clone());
         }
         let name = self.queue_name(instance_id);
+        let tags = self.tags(instance_id);
         let created = self
             .client
             .create_queue()
             .queue_name(&name)
             .set_attributes(Some(self.attributes()))
+            .set_tags((!tags.is_empty()).then(|| tags.clone()))
             .send()
             .await;
         let url = match created {
@@ -118,6 +155,17 @@ impl CommandQueues {
             Err(error) => return Err(aws_failure("SQS CreateQueue", error)),
         }
         .ok_or_else(|| ApiError::internal("SQS CreateQueue returned no queue URL"))?;
+        // CreateQueue does not tag a queue that exists: a queue made before, or by an
+        // older Gantry, is tagged here (once per process, as the URL is cached).
+        if !tags.is_empty() {
+            self.client
+                .tag_queue()
+                .queue_url(&url)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(|error| aws_failure("SQS TagQueue", error))?;
+        }
         self.urls
             .lock()
             .expect("queue cache")

@@ -116,6 +116,8 @@ impl ControlPlane {
                 aws_sdk_sqs::Client::new(config),
                 &settings.command_queue_prefix,
                 settings.command_dead_letter_arn.clone(),
+                &settings.region,
+                &settings.account_id,
             ),
             notifier: Notifier::new(aws_sdk_sns::Client::new(config)),
             bundles: Bundles::new(aws_sdk_s3::Client::from_conf(

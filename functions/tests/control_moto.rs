@@ -4224,6 +4224,22 @@ mod load_balanced {
 
         let id = Box::pin(fx.deploy("behind-lb", "v1.tgz")).await.unwrap();
         let events = lifecycle::in_place(true);
+        // The instance's queue names it, for the host policy's ec2:SourceInstanceARN.
+        let queue = fx.control.queues.url(&lb.instance).await.unwrap();
+        let tags = fx
+            .sqs
+            .list_queue_tags()
+            .queue_url(&queue)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            tags.tags().and_then(|tags| tags.get("gantry:instance-arn")),
+            Some(&format!(
+                "arn:aws:ec2:us-east-1:123456789012:instance/{}",
+                lb.instance
+            ))
+        );
         let first = fx.take_commands(&lb.instance).await;
         assert_eq!(first.len(), 1);
         assert_eq!(
@@ -4552,6 +4568,16 @@ async fn stored_strings_are_bounded_and_oversized_input_is_refused_naming_the_fi
     // A host's diagnostics are kept within their stored bounds, whatever it sends.
     let id = Box::pin(fx.deploy("web", "v1.tgz")).await.unwrap();
     fx.take_commands("web-1").await;
+    // An on-premises host's queue needs no instance tag: its user's name is the queue's.
+    let queue = fx.control.queues.url("web-1").await.unwrap();
+    let tags = fx
+        .sqs
+        .list_queue_tags()
+        .queue_url(&queue)
+        .send()
+        .await
+        .unwrap();
+    assert!(tags.tags().is_none_or(|tags| tags.is_empty()), "{tags:?}");
     let mut bodies = host_reports(&id, "web-1", Some(LifecycleEvent::ValidateService));
     let mut failed: Value = serde_json::from_str(bodies.last().unwrap()).unwrap();
     failed["diagnostics"]["logTail"] = json!("\u{1b}".repeat(4096));

@@ -288,3 +288,25 @@ async fn gantry_local_creates_what_the_template_creates() {
             .is_some_and(|arn| arn.ends_with(":gantry-notifications"))
     }));
 }
+
+#[test]
+fn an_ec2_host_may_use_only_the_command_queue_tagged_with_its_own_arn() {
+    let template = template();
+    let statements =
+        &template["Resources"]["Ec2HostPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+    let own = statements
+        .as_sequence()
+        .expect("statements")
+        .iter()
+        .find(|statement| statement["Sid"].as_str() == Some("OwnCommandQueue"))
+        .expect("the OwnCommandQueue statement");
+    assert_eq!(
+        own["Condition"]["StringEquals"]["aws:ResourceTag/gantry:instance-arn"].as_str(),
+        Some("${ec2:SourceInstanceARN}"),
+        "the queue's tag (gantry_functions::adapters::INSTANCE_ARN_TAG) must be the caller's instance"
+    );
+    assert_eq!(
+        gantry_functions::adapters::INSTANCE_ARN_TAG,
+        "gantry:instance-arn"
+    );
+}
