@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Sender {
-    /// An EC2 instance: its instance-role session, `<role id>:<instance id>`.
+    /// An EC2 instance without a known instance profile: a session named for it, of any
+    /// role, `<role id>:<instance id>`.
     InstanceRole,
+    /// An EC2 instance whose instance profile's role has this unique id: that role's
+    /// session named for it, `<role id>:<instance id>`, and no other role's.
+    InstanceRoleOf(String),
     /// An on-premises instance: the exact `SenderId` of the IAM user or role session it
     /// was registered with.
     Principal(String),
@@ -28,6 +32,11 @@ impl Default for Sender {
 }
 
 impl Sender {
+    /// Whether the host is an EC2 instance (its reports come from its instance role).
+    pub fn is_ec2(&self) -> bool {
+        matches!(self, Self::InstanceRole | Self::InstanceRoleOf(_))
+    }
+
     /// Whether a message SQS says `sender_id` sent may speak for `instance_id`.
     pub fn admits(&self, instance_id: &str, sender_id: Option<&str>) -> bool {
         let Some(sender_id) = sender_id else {
@@ -37,6 +46,9 @@ impl Sender {
             Self::InstanceRole => sender_id
                 .split_once(':')
                 .is_some_and(|(role_id, session)| !role_id.is_empty() && session == instance_id),
+            Self::InstanceRoleOf(expected) => sender_id
+                .split_once(':')
+                .is_some_and(|(role_id, session)| role_id == expected && session == instance_id),
             Self::Principal(expected) => !expected.is_empty() && sender_id == expected,
         }
     }
@@ -46,6 +58,7 @@ impl std::fmt::Display for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::InstanceRole => f.write_str("the instance's own role session"),
+            Self::InstanceRoleOf(role_id) => write!(f, "{role_id}:<the instance's id>"),
             Self::Principal(id) => f.write_str(id),
         }
     }
@@ -152,6 +165,28 @@ mod tests {
         assert!(!rule.admits("i-0abc", Some("AIDAEXAMPLE")));
         assert!(!rule.admits("i-0abc", Some("i-0abc")));
         assert!(!rule.admits("i-0abc", None));
+    }
+
+    #[test]
+    fn an_instance_profile_role_admits_only_its_own_session_for_the_instance() {
+        let rule = Sender::InstanceRoleOf("AROAWEBHOST".into());
+        assert!(rule.admits("i-0abc", Some("AROAWEBHOST:i-0abc")));
+        assert!(
+            !rule.admits("i-0abc", Some("AROAOTHER:i-0abc")),
+            "another role"
+        );
+        assert!(!rule.admits("i-0abc", Some("AROAWEBHOST:i-0def")));
+        assert!(!rule.admits("i-0abc", Some("AROAWEBHOST")));
+        assert!(!rule.admits("i-0abc", None));
+        assert!(rule.is_ec2() && Sender::InstanceRole.is_ec2());
+        assert!(!Sender::Principal("AIDA".into()).is_ec2());
+        let stored = serde_json::to_string(&rule).unwrap();
+        assert_eq!(serde_json::from_str::<Sender>(&stored).unwrap(), rule);
+        assert_eq!(
+            serde_json::from_str::<Sender>("\"instanceRole\"").unwrap(),
+            Sender::InstanceRole,
+            "targets stored before still read"
+        );
     }
 
     #[test]

@@ -487,6 +487,36 @@ pub struct Host {
     pub stopped: bool,
 }
 
+impl Fleet {
+    /// The instance profile (ARN) of each of these EC2 instances that has one.
+    pub async fn instance_profiles(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<HashMap<String, String>, ApiError> {
+        let mut profiles = HashMap::new();
+        for chunk in instance_ids.chunks(1000) {
+            let mut pages = self
+                .ec2
+                .describe_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|error| aws_failure("EC2 DescribeInstances", error))?;
+                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                    if let (Some(id), Some(arn)) = (
+                        instance.instance_id(),
+                        instance.iam_instance_profile().and_then(|p| p.arn()),
+                    ) {
+                        profiles.insert(id.to_owned(), arn.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(profiles)
+    }
+}
+
 /// Resolves the IAM identity an on-premises instance is registered with to the
 /// `SenderId` SQS will stamp its reports with (see [`gantry_core::identity`]).
 #[derive(Clone)]
@@ -497,6 +527,35 @@ pub struct Identities {
 impl Identities {
     pub fn new(iam: aws_sdk_iam::Client) -> Self {
         Self { iam }
+    }
+
+    /// The unique id of the role in the instance profile `arn`
+    /// (`arn:aws:iam::<account>:instance-profile[/path]/<name>`); None when the profile
+    /// is gone or holds no role.
+    pub async fn instance_profile_role(&self, arn: &str) -> Result<Option<String>, ApiError> {
+        let Some(name) = arn.rsplit('/').next().filter(|name| !name.is_empty()) else {
+            return Ok(None);
+        };
+        match self
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output
+                .instance_profile()
+                .and_then(|profile| profile.roles().first())
+                .map(|role| role.role_id().to_owned())),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_no_such_entity_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(aws_failure("IAM GetInstanceProfile", error)),
+        }
     }
 
     /// `arn` is the ARN `identity` was parsed from; the user or role must exist.

@@ -261,11 +261,12 @@ pub async fn create(
         None => None,
     };
 
-    let hosts = match (&origin.launch, &origin.hosts) {
+    let mut hosts = match (&origin.launch, &origin.hosts) {
         (Some((host, _)), _) => vec![host.clone()],
         (None, Some(hosts)) => hosts.clone(),
         (None, None) => resolve_hosts(control, settings).await?,
     };
+    bind_instance_roles(control, &mut hosts).await?;
     let unbound: Vec<&str> = hosts
         .iter()
         .filter(|host| host.sender == Sender::Principal(String::new()))
@@ -501,6 +502,39 @@ fn deadlines(
         default_event_ms: control.settings.agent_event_ms,
         slack_ms: control.settings.event_slack_ms,
     }
+}
+
+/// Binds each EC2 instance with an instance profile to its profile's role: its reports
+/// then count only from that role's session named for it, not from any role's session a
+/// principal could name so (an on-premises host registered with a role session could).
+/// An instance without a profile keeps the session-name rule: it has no role
+/// credentials to report with anyway, unless its agent was given keys of its own.
+async fn bind_instance_roles(control: &ControlPlane, hosts: &mut [Host]) -> Result<(), ApiError> {
+    let ids: Vec<String> = hosts
+        .iter()
+        .filter(|host| host.sender == Sender::InstanceRole)
+        .map(|host| host.instance_id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let profiles = control.fleet.instance_profiles(&ids).await?;
+    let mut roles: BTreeMap<&str, Option<String>> = BTreeMap::new();
+    for arn in profiles.values() {
+        if !roles.contains_key(arn.as_str()) {
+            let role = control.identities.instance_profile_role(arn).await?;
+            roles.insert(arn, role);
+        }
+    }
+    for host in hosts.iter_mut() {
+        let role = profiles
+            .get(&host.instance_id)
+            .and_then(|arn| roles.get(arn.as_str()).cloned().flatten());
+        if let Some(role_id) = role {
+            host.sender = Sender::InstanceRoleOf(role_id);
+        }
+    }
+    Ok(())
 }
 
 /// The target groups the group's deployments block and allow traffic through, resolved

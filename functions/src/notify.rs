@@ -12,7 +12,6 @@ use crate::error::ApiError;
 use crate::model::{DeploymentSpec, now_millis, seconds, serialized_name};
 use crate::store::DeploymentRecord;
 use gantry_core::deployment::{Deployment, Millis, NotificationEvent, TargetState};
-use gantry_core::identity::Sender;
 use serde_json::{Value, json};
 
 fn time(millis: Option<Millis>) -> Value {
@@ -30,7 +29,7 @@ fn instance_arn(
     target: Option<&TargetState>,
 ) -> String {
     let ec2 = match target {
-        Some(target) => target.target.sender == Sender::InstanceRole,
+        Some(target) => target.target.sender.is_ec2(),
         None => instance_id.starts_with("i-"),
     };
     if ec2 {
@@ -215,6 +214,7 @@ pub async fn publish(
 mod tests {
     use super::*;
     use gantry_core::deployment::TargetStatus;
+    use gantry_core::identity::Sender;
     use gantry_core::planner::{Standing, Target};
 
     fn target(id: &str, sender: Sender) -> TargetState {

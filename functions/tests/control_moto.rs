@@ -4821,3 +4821,95 @@ async fn a_terminating_instance_stops_its_application_then_terminates() {
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     assert_eq!(hooks[0].0, format!("gantry-{id}"));
 }
+
+/// An EC2 instance with an instance profile reports through its profile's role only: a
+/// session of another role, named for the instance, is not it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ec2_instance_reports_only_through_its_instance_profiles_role() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let iam = aws_sdk_iam::Client::new(&config);
+    let role_id = iam
+        .create_role()
+        .role_name("web-host")
+        .assume_role_policy_document("{}")
+        .send()
+        .await
+        .unwrap()
+        .role
+        .unwrap()
+        .role_id;
+    iam.create_instance_profile()
+        .instance_profile_name("web-host")
+        .send()
+        .await
+        .unwrap();
+    iam.add_role_to_instance_profile()
+        .instance_profile_name("web-host")
+        .role_name("web-host")
+        .send()
+        .await
+        .unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let image = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let instance = ec2
+        .run_instances()
+        .image_id(image)
+        .min_count(1)
+        .max_count(1)
+        .iam_instance_profile(
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .name("web-host")
+                .build(),
+        )
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("role")
+                        .value("web")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_owned();
+    fx.upload("v1.tgz", &good_bundle("v1")).await;
+    fx.ok(
+        "CreateDeploymentGroup",
+        json!({
+            "applicationName": APP,
+            "deploymentGroupName": "ec2",
+            "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+            "ec2TagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+        }),
+    )
+    .await;
+    let id = Box::pin(fx.deploy("ec2", "v1.tgz")).await.unwrap();
+    assert_eq!(fx.take_commands(&instance).await.len(), 1);
+
+    // Another role's session named for the instance: dropped, counted, never retried.
+    assert_ne!(fx.host_role_id, role_id);
+    let forged = host_reports(&id, &instance, None);
+    let count = forged.len();
+    assert!(fx.deliver(forged).await.is_empty(), "dropped, not retried");
+    assert_eq!(fx.status(&id).await, "InProgress");
+    assert_eq!(fx.deployment(&id).await["forgedReports"], count);
+
+    // Its own profile's role: counted.
+    let own = host_reports(&id, &instance, None)
+        .into_iter()
+        .map(|body| (format!("{role_id}:{instance}"), body))
+        .collect();
+    assert!(fx.deliver_from(own).await.is_empty());
+    assert_eq!(fx.status(&id).await, "Succeeded");
+}
