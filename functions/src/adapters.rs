@@ -774,6 +774,11 @@ pub async fn register(
 pub const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
 pub const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 
+/// The tag an Auto Scaling group carries (`true`) for Gantry to put its lifecycle hooks on
+/// it and complete their actions: the template allows those calls on such groups only,
+/// so Gantry's functions cannot hook or release instances of groups nobody gave it.
+pub const MANAGED_TAG: &str = "gantry:managed";
+
 /// The lifecycle hooks Gantry puts on a deployment group's Auto Scaling groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookKind {
@@ -854,6 +859,45 @@ impl LifecycleHooks {
             .await
             .map_err(|error| autoscaling_failure("PutLifecycleHook", error))?;
         Ok(())
+    }
+
+    /// Of `names`, the Auto Scaling groups that do not exist, and those that exist
+    /// without [`MANAGED_TAG`] `= true`.
+    pub async fn unusable(&self, names: &[String]) -> Result<(Vec<String>, Vec<String>), ApiError> {
+        let mut found = BTreeMap::new();
+        for chunk in names.chunks(100) {
+            let described = self
+                .client
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|error| autoscaling_failure("DescribeAutoScalingGroups", error))?;
+            for group in described.auto_scaling_groups() {
+                let managed = group
+                    .tags()
+                    .iter()
+                    .any(|tag| tag.key() == Some(MANAGED_TAG) && tag.value() == Some("true"));
+                found.insert(
+                    group
+                        .auto_scaling_group_name()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    managed,
+                );
+            }
+        }
+        let missing = names
+            .iter()
+            .filter(|name| !found.contains_key(*name))
+            .cloned()
+            .collect();
+        let untagged = names
+            .iter()
+            .filter(|name| found.get(*name) == Some(&false))
+            .cloned()
+            .collect();
+        Ok((missing, untagged))
     }
 
     /// Deletes the hook; one already gone is fine.

@@ -1121,16 +1121,29 @@ async fn ec2_tag_sets_and_auto_scaling_groups_resolve_to_running_instances() {
         .send()
         .await
         .unwrap();
-    fx.ok(
-        "CreateDeploymentGroup",
-        json!({
-            "applicationName": APP,
-            "deploymentGroupName": "asg",
-            "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
-            "autoScalingGroups": ["web-asg"],
-        }),
-    )
-    .await;
+    // Gantry hooks only the Auto Scaling groups tagged for it, and says which are not.
+    let asg_group = json!({
+        "applicationName": APP,
+        "deploymentGroupName": "asg",
+        "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+        "autoScalingGroups": ["web-asg"],
+    });
+    let error = fx
+        .call("CreateDeploymentGroup", asg_group.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code.name(), "InvalidAutoScalingGroupException");
+    assert!(
+        error.message.contains("web-asg") && error.message.contains("gantry:managed=true"),
+        "{}",
+        error.message
+    );
+    let mut missing = asg_group.clone();
+    missing["autoScalingGroups"] = json!(["no-such-asg"]);
+    let error = fx.call("CreateDeploymentGroup", missing).await.unwrap_err();
+    assert!(error.message.contains("no-such-asg"), "{}", error.message);
+    manage(&autoscaling, "web-asg").await;
+    fx.ok("CreateDeploymentGroup", asg_group).await;
     let deployment = fx.deploy("asg", "v1.tgz").await.unwrap();
     let info = fx.deployment(&deployment).await;
     assert_eq!(info["deploymentOverview"]["InProgress"], 2, "{info}");
@@ -1213,7 +1226,26 @@ async fn auto_scaling_group(config: &aws_config::SdkConfig) -> aws_sdk_autoscali
         .send()
         .await
         .unwrap();
+    manage(&autoscaling, "web-asg").await;
     autoscaling
+}
+
+/// Tags an Auto Scaling group for Gantry (gantry:managed=true), as its owner would.
+async fn manage(autoscaling: &aws_sdk_autoscaling::Client, name: &str) {
+    autoscaling
+        .create_or_update_tags()
+        .tags(
+            aws_sdk_autoscaling::types::Tag::builder()
+                .resource_id(name)
+                .resource_type("auto-scaling-group")
+                .key("gantry:managed")
+                .value("true")
+                .propagate_at_launch(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
 }
 
 async fn asg_instances(autoscaling: &aws_sdk_autoscaling::Client) -> Vec<String> {

@@ -310,3 +310,31 @@ fn an_ec2_host_may_use_only_the_command_queue_tagged_with_its_own_arn() {
         "gantry:instance-arn"
     );
 }
+
+#[test]
+fn lifecycle_hooks_and_their_actions_are_limited_to_groups_tagged_for_gantry() {
+    let template = template();
+    let key = format!(
+        "autoscaling:ResourceTag/{}",
+        gantry_functions::adapters::MANAGED_TAG
+    );
+    for (function, sid) in [
+        ("ApiFunction", "LaunchHooks"),
+        ("LifecycleFunction", "CompleteLaunches"),
+    ] {
+        let policies = template["Resources"][function]["Properties"]["Policies"]
+            .as_sequence()
+            .expect("policies");
+        let statement = policies
+            .iter()
+            .filter_map(|policy| policy["Statement"].as_sequence())
+            .flatten()
+            .find(|statement| statement["Sid"].as_str() == Some(sid))
+            .unwrap_or_else(|| panic!("{function} has {sid}"));
+        assert_eq!(
+            statement["Condition"]["StringEquals"][key.as_str()].as_str(),
+            Some("true"),
+            "{function}.{sid}"
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! input>}}` and answers with that operation's output JSON. Errors are
 //! `{"errorType": "<CodeDeploy exception>", "errorMessage": "..."}`.
 
-use crate::adapters::HookKind;
+use crate::adapters::{HookKind, MANAGED_TAG};
 use crate::control::ControlPlane;
 use crate::deploy::is_blank;
 use crate::effects;
@@ -2091,6 +2091,22 @@ async fn put_hooks(
             "autoScalingGroups: this Gantry has no lifecycle queue configured (GANTRY_LIFECYCLE_QUEUE_ARN and GANTRY_LIFECYCLE_ROLE_ARN), so it cannot deploy to instances as they launch",
         ));
     };
+    let (missing, untagged) = control.lifecycle.unusable(added).await?;
+    if let Some(name) = missing.first() {
+        return Err(ApiError::new(
+            Exception::InvalidAutoScalingGroup,
+            format!("autoScalingGroups: there is no Auto Scaling group named {name:?}"),
+        ));
+    }
+    if !untagged.is_empty() {
+        return Err(ApiError::new(
+            Exception::InvalidAutoScalingGroup,
+            format!(
+                "autoScalingGroups: {} not tagged {MANAGED_TAG}=true; tag each Auto Scaling group Gantry may deploy to (Gantry's role may put lifecycle hooks only on groups so tagged)",
+                untagged.join(", ")
+            ),
+        ));
+    }
     // With a lifecycle topic, Auto Scaling notifies it and the topic the queue.
     let target = control
         .settings
