@@ -1066,6 +1066,9 @@ pub struct Plan<'a> {
     pub rollback_on_stop: bool,
     /// The CloudWatch alarms' policy, when the deployment watches alarms.
     pub alarms: Option<AlarmPolicy>,
+    /// Its alarms' state before the first batch, when it watches alarms: the first batch
+    /// is a batch boundary too, and no host should be touched while an alarm fires.
+    pub first_alarm_check: Option<AlarmCheck>,
     pub now: Millis,
 }
 
@@ -1135,9 +1138,21 @@ pub fn plan(request: Plan) -> Result<Planned, PlanError> {
             state.completes_launch = request.launch;
             state.alarms = request.alarms;
             let failed = state.fail_stopped(&ordered[live..]);
-            let mut effects = state
-                .apply(Input::Start { now }, &mut [])
-                .expect("a new deployment starts");
+            let mut effects = match request.first_alarm_check {
+                Some(check) if state.alarms.is_some() && check != AlarmCheck::Clear => {
+                    // Started and, if the check says so, stopped before any command.
+                    state.status = DeploymentStatus::InProgress;
+                    let mut effects = vec![notify(NotificationEvent::DeploymentStart, None)];
+                    state.check_alarms(now, check, &mut effects);
+                    if state.status == DeploymentStatus::InProgress {
+                        state.advance(now, &mut effects);
+                    }
+                    effects
+                }
+                _ => state
+                    .apply(Input::Start { now }, &mut [])
+                    .expect("a new deployment starts"),
+            };
             announce_after_start(&mut effects, failed);
             Planned {
                 ordered,

@@ -315,6 +315,11 @@ pub async fn create(
     } else {
         lifecycle::in_place(!target_groups.is_empty())
     };
+    // The first batch is a batch boundary: no host is touched while an alarm fires.
+    let first_alarm_check = match alarm_policy {
+        Some(_) => Some(control.alarms.check(&alarms.names()).await),
+        None => None,
+    };
     let Planned {
         ordered,
         state,
@@ -337,6 +342,7 @@ pub async fn create(
         rollback_on_failure: auto_rollback.on(ROLLBACK_ON_FAILURE),
         rollback_on_stop: auto_rollback.on(ROLLBACK_ON_REQUEST),
         alarms: alarm_policy,
+        first_alarm_check,
         now,
     })
     .map_err(|error| {

@@ -3769,10 +3769,9 @@ async fn a_missing_alarm_stops_a_deployment_unless_poll_failures_are_ignored() {
     }
     assert_eq!(fx.status(&lenient).await, "Succeeded");
 
+    // The poll before the first batch fails: no host is sent anything.
     let strict = fx.deploy("strict", "v1.tgz").await.unwrap();
-    let hosts = fx.dispatched(&["web-1", "web-2"]).await;
-    assert_eq!(hosts.len(), 1);
-    fx.run_host(&strict, &hosts[0], None).await;
+    assert!(fx.dispatched(&["web-1", "web-2"]).await.is_empty());
     let info = fx.deployment(&strict).await;
     assert_eq!(info["status"], "Stopped", "{info}");
     assert_eq!(info["errorInformation"]["code"], "ALARM_CONFIG", "{info}");
@@ -4944,4 +4943,40 @@ async fn an_ec2_instance_reports_only_through_its_instance_profiles_role() {
         .collect();
     assert!(fx.deliver_from(own).await.is_empty());
     assert_eq!(fx.status(&id).await, "Succeeded");
+}
+
+/// The first batch is a batch boundary: a deployment created while one of its alarms is
+/// in ALARM stops before any host is sent a command.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_already_firing_stops_a_new_deployment_before_any_host() {
+    let fx = Fixture::start().await;
+    alarm(&fx, "web-errors", "ALARM").await;
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group(
+        "web",
+        "CodeDeployDefault.AllAtOnce",
+        json!({"alarmConfiguration": {"enabled": true, "alarms": [{"name": "web-errors"}]}}),
+    )
+    .await;
+    let id = Box::pin(fx.deploy("web", "v1.tgz")).await.unwrap();
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "Stopped", "{info}");
+    assert_eq!(info["errorInformation"]["code"], "ALARM_ACTIVE", "{info}");
+    assert_eq!(info["deploymentOverview"]["Skipped"], 2, "{info}");
+    assert!(
+        fx.dispatched(&["web-1", "web-2"]).await.is_empty(),
+        "no host was sent a command"
+    );
+    // The group is free for the next deployment.
+    let group = fx
+        .ok(
+            "GetDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "web"}),
+        )
+        .await;
+    assert_eq!(
+        group["deploymentGroupInfo"]["lastAttemptedDeployment"]["deploymentId"],
+        id
+    );
 }

@@ -39,6 +39,7 @@ fn plan_of(config: &str, targets: Vec<Target>) -> Planned {
         rollback_on_failure: false,
         rollback_on_stop: false,
         alarms: None,
+        first_alarm_check: None,
         now: 7,
     })
     .unwrap()
@@ -123,6 +124,7 @@ fn a_zonal_deployment_sends_no_zone_its_stopped_instances() {
         rollback_on_failure: false,
         rollback_on_stop: false,
         alarms: None,
+        first_alarm_check: None,
         now: 7,
     })
     .unwrap();

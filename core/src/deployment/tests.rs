@@ -981,6 +981,7 @@ fn plan_request<'a>(
         rollback_on_failure: true,
         rollback_on_stop: false,
         alarms: None,
+        first_alarm_check: None,
         now: 7,
     }
 }
@@ -1233,6 +1234,66 @@ fn alarm(now: Millis, check: AlarmCheck) -> Input {
 fn active(names: &[&str]) -> AlarmCheck {
     AlarmCheck::Active {
         alarms: names.iter().map(|name| name.to_string()).collect(),
+    }
+}
+
+#[test]
+fn an_alarm_firing_before_the_first_batch_stops_the_deployment_before_any_host() {
+    let events = lifecycle::in_place(false);
+    let config = DeploymentConfig::predefined(crate::config::HALF_AT_A_TIME).unwrap();
+    let policy = AlarmPolicy {
+        ignore_poll_failure: false,
+        rollback: true,
+    };
+    let request = |check: AlarmCheck| Plan {
+        alarms: Some(policy),
+        first_alarm_check: Some(check),
+        ..plan_request(&config, targets(4, 1, Standing::Old), &events)
+    };
+    let planned = plan(request(AlarmCheck::Active {
+        alarms: vec!["errors".into()],
+    }))
+    .unwrap();
+    assert_eq!(planned.state.status, DeploymentStatus::Stopped);
+    assert_eq!(planned.state.error.as_ref().unwrap().code, ALARM_ACTIVE);
+    assert_eq!(planned.state.counts().skipped, 4);
+    assert!(
+        !planned
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::Dispatch { .. } | Effect::CancelHosts)),
+        "no host touched: {:?}",
+        planned.effects
+    );
+    assert_eq!(
+        planned.effects[0],
+        notify(NotificationEvent::DeploymentStart, None)
+    );
+    assert!(has(&planned.effects, &Effect::ReleaseLock));
+    assert!(has(&planned.effects, &Effect::StartRollback));
+
+    // A clear check, or a failed poll that is ignored, starts as without alarms.
+    let clear = plan(request(AlarmCheck::Clear)).unwrap();
+    let ignored = plan(Plan {
+        alarms: Some(AlarmPolicy {
+            ignore_poll_failure: true,
+            rollback: false,
+        }),
+        ..request(AlarmCheck::Failed {
+            reason: "throttled".into(),
+        })
+    })
+    .unwrap();
+    for planned in [clear, ignored] {
+        assert_eq!(planned.state.status, DeploymentStatus::InProgress);
+        assert!(
+            planned
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::Dispatch { count: 2, .. })),
+            "{:?}",
+            planned.effects
+        );
     }
 }
 
