@@ -31,6 +31,12 @@ pub struct Settings {
     pub lifecycle_queue_url: Option<String>,
     pub lifecycle_queue_arn: Option<String>,
     pub lifecycle_role_arn: Option<String>,
+    /// The bundle bucket and the key prefix revisions must be under: hosts may read only
+    /// there (the template's host policies), so a revision elsewhere is refused when it
+    /// is registered or deployed rather than failing on every host. Optional: without
+    /// them any location is taken.
+    pub bundle_bucket: Option<String>,
+    pub revision_prefix: Option<String>,
     /// An SNS topic subscribed to the lifecycle queue: when set, lifecycle hooks notify
     /// it rather than the queue (Auto Scaling's "SNS lifecycle notifications"); the
     /// queue receives them in SNS's envelope.
@@ -44,7 +50,7 @@ pub struct Settings {
 impl Settings {
     /// Every variable `from_env` reads. template.yaml sets exactly these for each function
     /// (but AWS_REGION, which Lambda sets); local/tests/template.rs keeps them equal.
-    pub const VARIABLES: [&'static str; 12] = [
+    pub const VARIABLES: [&'static str; 14] = [
         "GANTRY_TABLE",
         "GANTRY_COMMAND_QUEUE_PREFIX",
         "AWS_REGION",
@@ -56,6 +62,8 @@ impl Settings {
         "GANTRY_LIFECYCLE_QUEUE_ARN",
         "GANTRY_LIFECYCLE_ROLE_ARN",
         "GANTRY_LIFECYCLE_TOPIC_ARN",
+        "GANTRY_BUNDLE_BUCKET",
+        "GANTRY_REVISION_PREFIX",
         "GANTRY_COMMAND_DEAD_LETTER_ARN",
     ];
 
@@ -89,6 +97,8 @@ impl Settings {
             lifecycle_queue_arn: var("GANTRY_LIFECYCLE_QUEUE_ARN"),
             lifecycle_role_arn: var("GANTRY_LIFECYCLE_ROLE_ARN"),
             lifecycle_topic_arn: var("GANTRY_LIFECYCLE_TOPIC_ARN"),
+            bundle_bucket: var("GANTRY_BUNDLE_BUCKET"),
+            revision_prefix: var("GANTRY_REVISION_PREFIX"),
             command_dead_letter_arn: var("GANTRY_COMMAND_DEAD_LETTER_ARN"),
         })
     }
@@ -188,6 +198,37 @@ impl ControlPlane {
         })
     }
 
+    /// Refuses an S3 revision outside the bundle bucket's revision prefix, where hosts
+    /// may not read it.
+    pub fn check_revision_location(&self, revision: &RevisionLocation) -> Result<(), ApiError> {
+        let RevisionLocation::S3 { s3_location } = revision else {
+            return Ok(());
+        };
+        if let Some(bucket) = &self.settings.bundle_bucket
+            && &s3_location.bucket != bucket
+        {
+            return Err(ApiError::new(
+                Exception::InvalidRevision,
+                format!(
+                    "revision.s3Location.bucket: {:?} is not this Gantry's bundle bucket {bucket:?}; hosts may read revisions only there",
+                    s3_location.bucket
+                ),
+            ));
+        }
+        if let Some(prefix) = &self.settings.revision_prefix
+            && !s3_location.key.starts_with(prefix.as_str())
+        {
+            return Err(ApiError::new(
+                Exception::InvalidRevision,
+                format!(
+                    "revision.s3Location.key: {:?} is not under {prefix:?}; hosts may read revisions only under that prefix (the stack's RevisionPrefix)",
+                    s3_location.key
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// RegisterApplicationRevision: validates the bundle and records it.
     pub async fn register_revision(
         &self,
@@ -196,6 +237,7 @@ impl ControlPlane {
         description: Option<String>,
     ) -> Result<RevisionRecord, ApiError> {
         crate::model::check_description(description.as_deref())?;
+        self.check_revision_location(revision)?;
         if application.is_empty() {
             return Err(ApiError::new(
                 Exception::ApplicationNameRequired,

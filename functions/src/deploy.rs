@@ -157,6 +157,7 @@ async fn revision_record(
     application: &str,
     revision: &RevisionLocation,
 ) -> Result<RevisionRecord, ApiError> {
+    control.check_revision_location(revision)?;
     let pinned = match revision {
         RevisionLocation::S3 { s3_location } => RevisionLocation::S3 {
             s3_location: control.bundles.pin(s3_location).await?.0,

@@ -59,6 +59,8 @@ fn settings(prefix: &str) -> Settings {
         lifecycle_role_arn: None,
         command_dead_letter_arn: None,
         lifecycle_topic_arn: None,
+        bundle_bucket: None,
+        revision_prefix: None,
     }
 }
 
@@ -4979,4 +4981,58 @@ async fn an_alarm_already_firing_stops_a_new_deployment_before_any_host() {
         group["deploymentGroupInfo"]["lastAttemptedDeployment"]["deploymentId"],
         id
     );
+}
+
+/// With the stack's bundle bucket and revision prefix set, a revision elsewhere is
+/// refused when pushed or deployed, naming the field, instead of failing on every host.
+#[tokio::test(flavor = "multi_thread")]
+async fn revisions_outside_the_bundle_buckets_prefix_are_refused() {
+    let fx = Fixture::with_settings(|settings| {
+        settings.bundle_bucket = Some(BUCKET.into());
+        settings.revision_prefix = Some("revisions/".into());
+    })
+    .await;
+    fx.hosts(&["web-1"]).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.upload("revisions/v1.tgz", &good_bundle("1")).await;
+    let at = |bucket: &str, key: &str| json!({"revisionType": "S3", "s3Location": {"bucket": bucket, "key": key, "bundleType": "tgz"}});
+    let error = fx
+        .call(
+            "RegisterApplicationRevision",
+            json!({"applicationName": APP, "revision": at(BUCKET, "v1.tgz")}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code.name(), "InvalidRevisionException");
+    assert!(
+        error.message.contains("revision.s3Location.key") && error.message.contains("revisions/"),
+        "{}",
+        error.message
+    );
+    let error = Box::pin(handlers::invoke(
+        &fx.control,
+        "create-deployment",
+        json!({"applicationName": APP, "deploymentGroupName": "web", "revision": at("elsewhere", "revisions/v1.tgz")}),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        error.message.contains("revision.s3Location.bucket"),
+        "{}",
+        error.message
+    );
+    fx.ok(
+        "RegisterApplicationRevision",
+        json!({"applicationName": APP, "revision": at(BUCKET, "revisions/v1.tgz")}),
+    )
+    .await;
+    Box::pin(handlers::invoke(
+        &fx.control,
+        "create-deployment",
+        json!({"applicationName": APP, "deploymentGroupName": "web", "revision": at(BUCKET, "revisions/v1.tgz")}),
+    ))
+    .await
+    .expect("a revision under the prefix deploys");
 }
