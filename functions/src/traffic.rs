@@ -35,6 +35,10 @@ pub struct TargetGroupRef {
     /// How long a deregistered target drains (`deregistration_delay.timeout_seconds` when
     /// it was resolved): what BlockTraffic should expect to wait.
     pub deregistration_delay_seconds: u32,
+    /// The soonest a registered target can be healthy: its health check interval times
+    /// its healthy threshold. What AllowTraffic should expect to wait.
+    #[serde(default)]
+    pub healthy_after_seconds: u32,
 }
 
 /// Why ELB did not do what was asked.
@@ -239,10 +243,14 @@ impl LoadBalancers {
                 .find(|attribute| attribute.key() == Some(DEREGISTRATION_DELAY))
                 .and_then(|attribute| attribute.value()?.parse().ok())
                 .unwrap_or(DEFAULT_DEREGISTRATION_DELAY_SECONDS);
+            let interval = group.health_check_interval_seconds().unwrap_or(30);
+            let threshold = group.healthy_threshold_count().unwrap_or(5);
             groups.push(TargetGroupRef {
                 name: name.clone(),
                 arn,
                 deregistration_delay_seconds,
+                healthy_after_seconds: u32::try_from(interval.max(0) * threshold.max(0))
+                    .unwrap_or(0),
             });
         }
         Ok(groups)

@@ -4,10 +4,12 @@
 //! machine stops a host after BeforeBlockTraffic and after BeforeAllowTraffic and asks
 //! for a step ([`Effect::Traffic`](gantry_core::deployment::Effect::Traffic)). [`start`]
 //! asks ELB for it (deregister, or register) and posts a [`TrafficCheck`] to the
-//! lifecycle queue, delayed by a couple of seconds; [`check`] looks at the host's target
-//! health and, once it is drained or healthy, feeds the state machine
-//! [`Input::Traffic`], which sends the host its next command; until then it posts the
-//! check again. So a step ends within seconds of ELB's change, not at a schedule's tick.
+//! lifecycle queue, delayed until the step can first have ended (the deregistration
+//! delay, or health checks' interval times their threshold); [`check`] looks at the
+//! host's target health and, once it is drained or healthy, feeds the state machine
+//! [`Input::Traffic`], which sends the host its next command; until then it looks again
+//! every second. So a step ends within about a second of ELB's change, not at a
+//! schedule's tick.
 //!
 //! A check that is lost (a failed send, a queue purged) delays nothing for long: the
 //! tick takes a last look at every host whose step is past its deadline
@@ -24,10 +26,26 @@ use gantry_core::lifecycle::{LifecycleEvent, Performer};
 use gantry_core::wire::EventStatus;
 use serde::{Deserialize, Serialize};
 
-/// How long after a change, or a look that found the host still waiting, ELB is asked
-/// again. Health checks run every few seconds at best, so asking more often finds
-/// nothing new.
-pub const CHECK_DELAY_SECONDS: i32 = 2;
+/// How long after a look that found the host still waiting ELB is asked again. The
+/// first look waits for the soonest the step can end (see [`first_look_after`]), so
+/// this only paces the last stretch.
+pub const CHECK_DELAY_SECONDS: i32 = 1;
+
+/// When to take the first look after asking ELB for a step: when it can first have
+/// ended, the longest deregistration delay (BlockTraffic) or the soonest a target can
+/// pass its health checks (AllowTraffic), over the groups; at least a second, at most
+/// SQS's 15 minutes of delay.
+pub fn first_look_after(groups: &[crate::traffic::TargetGroupRef], event: LifecycleEvent) -> i32 {
+    let soonest = groups
+        .iter()
+        .map(|group| match event {
+            LifecycleEvent::BlockTraffic => group.deregistration_delay_seconds,
+            _ => group.healthy_after_seconds,
+        })
+        .max()
+        .unwrap_or(0);
+    i32::try_from(soonest).unwrap_or(900).clamp(1, 900)
+}
 
 /// A look to take at one host's traffic step: `{"gantryTrafficCheck": {..}}` on the
 /// lifecycle queue.
@@ -70,7 +88,7 @@ pub async fn start(
     let delay = if refused.is_some() {
         0
     } else {
-        CHECK_DELAY_SECONDS
+        first_look_after(groups, event)
     };
     let check = TrafficCheck {
         deployment_id: spec.deployment_id.clone(),
@@ -261,4 +279,34 @@ fn waiting_on(target: &TargetState) -> Option<LifecycleEvent> {
                 && record.event.performer() == Performer::ControlPlane
         })
         .map(|record| record.event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traffic::TargetGroupRef;
+
+    fn group(drain: u32, healthy: u32) -> TargetGroupRef {
+        TargetGroupRef {
+            name: "web".into(),
+            arn: "arn".into(),
+            deregistration_delay_seconds: drain,
+            healthy_after_seconds: healthy,
+        }
+    }
+
+    #[test]
+    fn the_first_look_waits_for_the_soonest_the_step_can_end() {
+        let groups = [group(300, 10), group(5, 150)];
+        assert_eq!(first_look_after(&groups, LifecycleEvent::BlockTraffic), 300);
+        assert_eq!(first_look_after(&groups, LifecycleEvent::AllowTraffic), 150);
+        assert_eq!(
+            first_look_after(&[group(0, 0)], LifecycleEvent::AllowTraffic),
+            1
+        );
+        assert_eq!(
+            first_look_after(&[group(3600, 0)], LifecycleEvent::BlockTraffic),
+            900
+        );
+    }
 }
