@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo bench bench-agent bench-control-plane bench-fleet bench-scale package package-agent package-lambdas clean
+.PHONY: all test lint venv build demo demo-lb bench bench-agent bench-control-plane bench-fleet bench-scale package package-agent package-lambdas clean
 
 all: test
 
@@ -66,6 +66,12 @@ bench-scale: venv
 # It uses `make build`'s artifacts: after `make test` it builds nothing, and the other way round.
 demo: venv build
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) demo/run.sh
+
+# An in-place deployment behind a load balancer that drops no request: four EC2 instances
+# of an Auto Scaling group (simulated, each with a real agent), a client loop through the
+# stand-in's load balancer, a scale-out and an alarm's rollback (demo/lb.sh).
+demo-lb: venv build
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) demo/lb.sh
 
 # Release artifacts in dist/: the agent and the Lambda functions.
 package: package-agent package-lambdas

@@ -6,8 +6,6 @@ use crate::local::GantryLocal;
 use crate::moto::{IamUser, Moto};
 use crate::wait_until;
 use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -82,26 +80,10 @@ impl Host {
 
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let exited = wait_until(Duration::from_secs(10), || {
-                matches!(child.try_wait(), Ok(Some(_)))
-            });
-            if !exited {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            crate::process::stop(&mut child, Duration::from_secs(10));
         }
-        // Processes the hooks left behind, by the pids they wrote; never a group or -1.
-        if let Ok(entries) = std::fs::read_dir(self.run_dir()) {
-            for entry in entries.flatten() {
-                let pid = std::fs::read_to_string(entry.path())
-                    .ok()
-                    .and_then(|text| text.trim().parse::<i32>().ok());
-                if let Some(pid) = pid.filter(|pid| *pid > 1) {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-            }
-        }
+        // Processes the hooks left behind, by the pids they wrote.
+        crate::process::kill_recorded_pids(&self.run_dir());
     }
 }
 

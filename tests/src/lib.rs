@@ -2,9 +2,11 @@
 //! byte (including the malicious ones no well-behaved tool would write).
 
 pub mod archive;
+pub mod ec2_fleet;
 pub mod fleet;
 pub mod local;
 pub mod moto;
+pub mod process;
 pub mod reports;
 
 use std::path::PathBuf;

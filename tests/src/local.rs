@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct GantryLocal {
     child: Child,
@@ -67,31 +67,13 @@ impl GantryLocal {
 
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns its status.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        if let Some(status) = self.child.try_wait()? {
-            return Ok(status);
-        }
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!("gantry-local did not exit within {timeout:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::process::terminate(&mut self.child, timeout)
     }
 }
 
 impl Drop for GantryLocal {
     fn drop(&mut self) {
-        if self.terminate(Duration::from_secs(10)).is_err() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        crate::process::stop(&mut self.child, Duration::from_secs(10));
         // The harness shows a failing test's output, so this lands next to the panic.
         if std::thread::panicking() {
             let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
