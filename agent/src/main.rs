@@ -166,7 +166,10 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let command_queue = config
         .command_queue(&instance_id)
         .map_err(anyhow::Error::msg)?;
-    let command_queue_url = queue_url(&sqs, &command_queue).await?;
+    let command_queue_url = match command_queue_url(&sqs, &command_queue).await? {
+        Some(url) => url,
+        None => return Ok(()), // asked to stop while waiting for it
+    };
     let reports_queue_url = queue_url(&sqs, &config.reports_queue).await?;
     let sqs_reports = sqs.clone();
     let agent = Agent {
@@ -531,6 +534,58 @@ fn release_start_up_code() {
             ["Anonymous:", ..] => mapping = None,
             _ => {}
         }
+    }
+}
+
+/// The host's command queue, waiting for it to exist: Gantry makes it (and tags it with
+/// the instance, which the EC2 host policy needs before the host may see it) when it
+/// first sends the host a command, so an instance that boots before its first
+/// deployment waits here instead of exiting (and exhausting its service manager's
+/// restarts). Other errors end the agent. None when asked to stop while waiting.
+async fn command_queue_url(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> anyhow::Result<Option<String>> {
+    use aws_sdk_sqs::error::ProvideErrorMetadata;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut wait = Duration::from_secs(1);
+    let mut told = false;
+    loop {
+        let error = match sqs.get_queue_url().queue_name(name).send().await {
+            Ok(found) => {
+                return found
+                    .queue_url
+                    .map(Some)
+                    .with_context(|| format!("queue {name} has no URL"));
+            }
+            Err(error) => error,
+        };
+        let code = error
+            .as_service_error()
+            .and_then(|e| e.code())
+            .unwrap_or("");
+        let not_yet = error
+            .as_service_error()
+            .is_some_and(|e| e.is_queue_does_not_exist())
+            || code == "AccessDenied";
+        if !not_yet {
+            return Err(anyhow::anyhow!(
+                "{}",
+                aws_sdk_sqs::error::DisplayErrorContext(error)
+            ))
+            .with_context(|| format!("finding queue {name}"));
+        }
+        if !told {
+            tracing::info!(queue = name, %code, "waiting for the command queue: Gantry makes it with this instance's first deployment");
+            told = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = terminate.recv() => return Ok(None),
+            _ = interrupt.recv() => return Ok(None),
+        }
+        wait = (wait * 2).min(Duration::from_secs(20));
     }
 }
 

@@ -1364,3 +1364,75 @@ async fn an_ec2_agent_takes_its_instance_id_from_the_metadata_service() {
     assert!(reports.iter().all(|r| r.instance_id == "i-fake"));
     assert!(reports.iter().all(|r| r.status != EventStatus::Failed));
 }
+
+/// An instance that boots before its first deployment finds no command queue: the agent
+/// waits for Gantry to make it, then deploys from it, instead of exiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_started_before_its_queue_exists_waits_for_it() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let e_tag = put_bundle(
+        &stack,
+        "shop.tgz",
+        &[
+            Entry::file(
+                "appspec.yml",
+                b"version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/shop\n",
+            ),
+            Entry::file("site/index.html", b"shop v1"),
+        ],
+    )
+    .await;
+    let mut agent = start_agent_as(
+        &stack,
+        dir.path(),
+        "identity:\n  on_premises_name: host-2\n",
+        "",
+    );
+    let log = dir.path().join("logs/gantry-agent.log");
+    let until = Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        if said.contains("waiting for the command queue") || Instant::now() > until {
+            break said;
+        }
+        assert!(
+            agent.0.try_wait().unwrap().is_none(),
+            "the agent exited: {}",
+            std::fs::read_to_string(dir.path().join("agent.stderr")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        waiting.contains("waiting for the command queue"),
+        "{waiting}"
+    );
+
+    // Gantry makes the queue with the first command.
+    let queue = stack
+        .sqs
+        .create_queue()
+        .queue_name("gantry-cmd-host-2")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let mut command = command("d-LATEQUEUE", &e_tag);
+    command.instance_id = "host-2".into();
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_body(command.to_json())
+        .send()
+        .await
+        .unwrap();
+    let reports = reports_until_done(&stack, "d-LATEQUEUE", Duration::from_secs(90)).await;
+    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert!(reports.iter().all(|r| r.status != EventStatus::Failed));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("fs/srv/shop/index.html")).unwrap(),
+        "shop v1"
+    );
+}
