@@ -295,9 +295,14 @@ pub async fn run(gantry: &Gantry, args: DeployArgs, output: Output) -> anyhow::R
 /// Whether the deployment's end starts an automatic rollback.
 fn rolls_back(info: &Value) -> bool {
     let config = &info["autoRollbackConfiguration"];
-    let wanted = match info["status"].as_str() {
-        Some("Failed") => "DEPLOYMENT_FAILURE",
-        Some("Stopped") => "DEPLOYMENT_STOP_ON_REQUEST",
+    let wanted = match (
+        info["status"].as_str(),
+        info["errorInformation"]["code"].as_str(),
+    ) {
+        (Some("Failed"), _) => "DEPLOYMENT_FAILURE",
+        // Stopped by an alarm in ALARM (not by a failed poll, which never rolls back).
+        (Some("Stopped"), Some("ALARM_ACTIVE")) => "DEPLOYMENT_STOP_ON_ALARM",
+        (Some("Stopped"), _) => "DEPLOYMENT_STOP_ON_REQUEST",
         _ => return false,
     };
     config["enabled"] == true
@@ -605,6 +610,36 @@ async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollback_is_followed_when_the_group_asks_for_one_for_that_end() {
+        let info = |status: &str, code: Option<&str>, events: &[&str]| {
+            json!({
+                "status": status,
+                "errorInformation": code.map(|code| json!({"code": code})),
+                "autoRollbackConfiguration": {"enabled": true, "events": events},
+            })
+        };
+        let alarm = ["DEPLOYMENT_STOP_ON_ALARM"];
+        assert!(rolls_back(&info("Stopped", Some("ALARM_ACTIVE"), &alarm)));
+        assert!(!rolls_back(&info("Stopped", Some("ALARM_CONFIG"), &alarm)));
+        assert!(!rolls_back(&info("Stopped", None, &alarm)));
+        assert!(rolls_back(&info(
+            "Stopped",
+            None,
+            &["DEPLOYMENT_STOP_ON_REQUEST"]
+        )));
+        assert!(rolls_back(&info(
+            "Failed",
+            Some("HEALTH_CONSTRAINTS"),
+            &["DEPLOYMENT_FAILURE"]
+        )));
+        assert!(!rolls_back(&info(
+            "Succeeded",
+            None,
+            &["DEPLOYMENT_FAILURE"]
+        )));
+    }
 
     /// Feeds polls (`at`: the CLI's clock; `deploymentInfo`: GetDeployment's answer;
     /// `targets`: BatchGetDeploymentTargets' `instanceTarget`s) to a [`Progress`];

@@ -445,16 +445,28 @@ impl GroupSettings {
 /// Prints an operation's output: the JSON itself, or `text` for people.
 fn show(output: Output, value: &Value, text: impl FnOnce(&Value) -> String) {
     match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("JSON values print")
-        ),
+        Output::Json => {
+            print_line(&serde_json::to_string_pretty(value).expect("JSON values print"))
+        }
         Output::Text => {
             let text = text(value);
             if !text.is_empty() {
-                println!("{text}");
+                print_line(&text);
             }
         }
+    }
+}
+
+/// Prints a line to stdout. A reader that went away (`gantry list ... | head -1`) ends
+/// the command quietly, as it does other Unix tools, rather than in a panic.
+fn print_line(text: &str) {
+    use std::io::Write;
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{text}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("gantry: writing the output: {error}");
+        std::process::exit(1);
     }
 }
 
