@@ -267,7 +267,10 @@ pub async fn create(
         (None, Some(hosts)) => hosts.clone(),
         (None, None) => resolve_hosts(control, settings).await?,
     };
-    bind_instance_roles(control, &mut hosts).await?;
+    // Boxed, as every call here that awaits AWS: inlined, their state would grow
+    // create's future, which rollbacks and launches already nest (a debug build's test
+    // threads overflowed their stack).
+    Box::pin(bind_instance_roles(control, &mut hosts)).await?;
     let unbound: Vec<&str> = hosts
         .iter()
         .filter(|host| host.sender == Sender::Principal(String::new()))
@@ -310,7 +313,7 @@ pub async fn create(
         .clone()
         .unwrap_or_else(new_deployment_id);
     let launch = origin.launch.is_some();
-    let target_groups = traffic_target_groups(control, settings).await?;
+    let target_groups = Box::pin(traffic_target_groups(control, settings)).await?;
     let events = if creator == Creator::AutoscalingTermination {
         lifecycle::termination(!target_groups.is_empty())
     } else {
@@ -318,7 +321,7 @@ pub async fn create(
     };
     // The first batch is a batch boundary: no host is touched while an alarm fires.
     let first_alarm_check = match alarm_policy {
-        Some(_) => Some(control.alarms.check(&alarms.names()).await),
+        Some(_) => Some(Box::pin(control.alarms.check(&alarms.names())).await),
         None => None,
     };
     let Planned {

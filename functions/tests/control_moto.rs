@@ -187,7 +187,9 @@ impl Fixture {
     }
 
     async fn deploy(&self, group: &str, key: &str) -> Result<String, ApiError> {
-        handlers::invoke(
+        // Boxed: a whole CreateDeployment inlined into a test's future overflows a debug
+        // build's test thread.
+        Box::pin(handlers::invoke(
             &self.control,
             "create-deployment",
             json!({
@@ -195,7 +197,7 @@ impl Fixture {
                 "deploymentGroupName": group,
                 "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": key, "bundleType": "tgz"}},
             }),
-        )
+        ))
         .await
         .map(|output| output["deploymentId"].as_str().unwrap().to_owned())
     }
