@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo demo-lb bench bench-agent bench-control-plane bench-fleet bench-scale package package-agent package-lambdas clean
+.PHONY: all test lint venv build demo demo-lb bench bench-agent bench-control-plane bench-fleet bench-scale bench-lb package package-agent package-lambdas clean
 
 all: test
 
@@ -44,7 +44,7 @@ lint: venv
 	$(VENV)/bin/cfn-lint template.yaml
 
 # Benchmarks measure; they never run in `make test`. Results land in bench/results/.
-bench: bench-agent bench-control-plane bench-fleet bench-scale
+bench: bench-agent bench-control-plane bench-fleet bench-scale bench-lb
 
 bench-agent: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
@@ -61,6 +61,11 @@ bench-fleet: venv
 bench-scale: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/scale.py
+
+# Traffic control behind a load balancer: its time per batch, and the requests it saves.
+bench-lb: venv
+	$(CARGO) build --release -p gantry-local -p gantry-agent
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/lb.py
 
 # A live deployment across four local hosts, a failure and its rollback (demo/run.sh).
 # It uses `make build`'s artifacts: after `make test` it builds nothing, and the other way round.

@@ -1,8 +1,9 @@
-//! An in-place deployment behind a load balancer drops no request (issue 16): an Auto
-//! Scaling group of four EC2 instances, each with a real gantry-agent
-//! (tests/fleet_runner.py) serving examples/lb-app on its own loopback address behind
-//! the stand-in's load balancer, and a client loop sending requests through the load
-//! balancer for the whole of a HalfAtATime deployment of a new version.
+//! Behind a load balancer (issue 16): an Auto Scaling group of four EC2 instances, each
+//! with a real gantry-agent (tests/fleet_runner.py) serving examples/lb-app on its own
+//! loopback address behind the stand-in's load balancer, and a client loop sending
+//! requests through the load balancer. A HalfAtATime deployment of a new version drops no
+//! request; then a scale-out's new instance gets that version through Gantry's launch
+//! hook and joins the target group serving it, again without a failed request.
 
 use aws_sdk_autoscaling as autoscaling;
 use aws_sdk_ec2 as ec2;
@@ -54,6 +55,7 @@ const EC2_TRUST: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "A
 /// group `web`, and Auto Scaling group `web` of INSTANCES instances.
 struct Stack {
     elb: elb::Client,
+    autoscaling: autoscaling::Client,
     target_group_arn: String,
     /// `127.0.0.1:PORT`: the load balancer's DNSName.
     balancer: String,
@@ -229,6 +231,7 @@ async fn stack(moto: &Moto, port: u16) -> Stack {
         .collect();
     Stack {
         elb,
+        autoscaling,
         target_group_arn,
         balancer: balancer.dns_name().unwrap().to_owned(),
         instance_ids,
@@ -258,6 +261,36 @@ impl Stack {
                 )
             })
             .collect()
+    }
+
+    /// The instances of Auto Scaling group `web` and their lifecycle states.
+    async fn instances(&self) -> Vec<(String, String)> {
+        self.autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names("web")
+            .send()
+            .await
+            .unwrap()
+            .auto_scaling_groups()[0]
+            .instances()
+            .iter()
+            .map(|instance| {
+                (
+                    instance.instance_id().unwrap().to_owned(),
+                    instance.lifecycle_state().unwrap().as_str().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    async fn set_desired_capacity(&self, capacity: usize) {
+        self.autoscaling
+            .set_desired_capacity()
+            .auto_scaling_group_name("web")
+            .desired_capacity(capacity as i32)
+            .send()
+            .await
+            .unwrap();
     }
 }
 
@@ -424,99 +457,50 @@ fn succeeded_at(target: &Value, event: &str) -> Option<f64> {
         .and_then(|e| e["endTime"].as_f64())
 }
 
-#[test]
-fn an_in_place_deployment_behind_a_load_balancer_drops_no_request() {
-    let test_started = Instant::now();
-    let fleet = Fleet::start(&["--tick-ms", "200"]).expect("moto and gantry-local start");
-    let port = free_port();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let stack = runtime.block_on(stack(&fleet.moto, port));
-    assert_eq!(stack.instance_ids.len(), INSTANCES);
-    let ec2_fleet = Ec2Fleet::start(
-        &fleet.moto,
-        &fleet.binaries.agent,
-        &fleet.work.path().join("ec2"),
-        &[
-            ("LB_APP_ROOT", "{dir}/fs/srv/lb-app"),
-            ("LB_APP_RUN_DIR", "{dir}/run"),
-        ],
-    )
-    .expect("the fleet runner starts");
-    ec2_fleet
-        .wait_for(&stack.instance_ids, Duration::from_secs(30))
-        .expect("an agent for every instance");
-
-    fleet.gantry_ok(&["app", "create", "shop"]);
-    fleet.aws_lambda_invoke(
-        "gantry-api",
-        &json!({"operation": "CreateDeploymentGroup", "input": {
-            "applicationName": "shop",
-            "deploymentGroupName": "web",
-            "deploymentConfigName": "CodeDeployDefault.HalfAtATime",
-            "autoScalingGroups": ["web"],
-            "deploymentStyle": {"deploymentType": "IN_PLACE", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
-            "loadBalancerInfo": {"targetGroupInfoList": [{"name": "web"}]},
-        }}),
-    );
-
-    // v1 everywhere, all at once: nothing serves yet.
-    push(&fleet, "v1", port);
-    let first = deploy(&fleet, &["--config", "CodeDeployDefault.AllAtOnce"]);
-    assert_eq!(first["status"], "Succeeded", "{first:#}");
-    let mut health = Vec::new();
-    let all_healthy = wait_until(Duration::from_secs(30), || {
-        health = runtime.block_on(stack.health());
-        health.len() == INSTANCES
-            && health
-                .iter()
-                .all(|(_, state)| *state == TargetHealthStateEnum::Healthy)
-    });
-    assert!(
-        all_healthy,
-        "every instance healthy in target group web: {health:?}"
-    );
-    let balancer: SocketAddr = stack.balancer.parse().unwrap();
-    assert_eq!(get(&balancer), Ok("v1".to_owned()));
-
-    // v2, half at a time, with the client loop running throughout.
-    push(&fleet, "v2", port);
+/// Runs `during` with the client loop sending requests through `balancer` throughout,
+/// and REQUESTS_AFTER_END more after it returns; returns its result and every request.
+fn with_client_loop<T>(balancer: SocketAddr, during: impl FnOnce() -> T) -> (T, Vec<Sample>) {
     let client = ClientLoop::start(balancer);
-    let deploying = Instant::now();
-    let second = deploy(&fleet, &[]);
-    let deployment_time = deploying.elapsed();
+    let result = during();
     let ended = epoch_seconds(SystemTime::now());
     let after_end = wait_until(Duration::from_secs(30), || {
         client.sent_after(ended) >= REQUESTS_AFTER_END
     });
     let samples = client.finish();
-    assert_eq!(second["status"], "Succeeded", "{second:#}");
     assert!(
         after_end,
-        "the loop sent {REQUESTS_AFTER_END} requests after the deployment ended"
+        "the loop sent {REQUESTS_AFTER_END} requests after the end"
     );
+    (result, samples)
+}
 
-    let failures: Vec<&Sample> = samples.iter().filter(|s| s.outcome.is_err()).collect();
-    let count = |version: &str| {
-        samples
-            .iter()
-            .filter(|s| s.outcome.as_deref() == Ok(version))
-            .count()
-    };
+/// How many requests `version` answered.
+fn answered(samples: &[Sample], version: &str) -> usize {
+    samples
+        .iter()
+        .filter(|s| s.outcome.as_deref() == Ok(version))
+        .count()
+}
+
+/// The client loop's tally, for the test's output: requests, failures, the largest
+/// latency, and how many each of `versions` answered.
+fn tally(samples: &[Sample], versions: &[&str]) -> String {
+    let failed = samples.iter().filter(|s| s.outcome.is_err()).count();
     let largest_latency = samples.iter().map(|s| s.latency).max().unwrap_or_default();
-    println!(
-        "client loop through {} during a {:.1?} deployment: {} requests, {} failed, largest latency {:.1?}, v1 {} v2 {}; test ran {:.1?}",
-        stack.balancer,
-        deployment_time,
+    let answers: Vec<String> = versions
+        .iter()
+        .map(|version| format!("{version} {}", answered(samples, version)))
+        .collect();
+    format!(
+        "{} requests, {failed} failed, largest latency {largest_latency:.1?}, {}",
         samples.len(),
-        failures.len(),
-        largest_latency,
-        count("v1"),
-        count("v2"),
-        test_started.elapsed()
-    );
+        answers.join(" ")
+    )
+}
+
+/// No request failed, and every answer came from one of `versions`.
+fn assert_all_answered(samples: &[Sample], versions: &[&str]) {
+    let failures: Vec<&Sample> = samples.iter().filter(|s| s.outcome.is_err()).collect();
     assert!(
         failures.is_empty(),
         "{} of {} requests failed, the first: {:?}",
@@ -526,21 +510,151 @@ fn an_in_place_deployment_behind_a_load_balancer_drops_no_request() {
     );
     let others: Vec<&Sample> = samples
         .iter()
-        .filter(|s| !matches!(s.outcome.as_deref(), Ok("v1" | "v2")))
+        .filter(|s| !versions.iter().any(|v| s.outcome.as_deref() == Ok(*v)))
         .collect();
     assert!(
         others.is_empty(),
-        "answers from neither revision: {others:?}"
+        "answers from none of {versions:?}: {others:?}"
     );
+}
+
+/// Everything the test runs against: moto with the stand-in, gantry-local, the stack, the
+/// fleet runner with an agent per instance, application `shop` with group `web` (the
+/// Auto Scaling group, HalfAtATime, WITH_TRAFFIC_CONTROL through target group `web`), and
+/// v1 installed on every instance, each healthy behind the load balancer. Fields drop in
+/// order: the agents stop before moto does.
+struct LoadBalanced {
+    ec2_fleet: Ec2Fleet,
+    stack: Stack,
+    runtime: tokio::runtime::Runtime,
+    fleet: Fleet,
+    /// The target group's port, where every instance's lb-app listens.
+    port: u16,
+    balancer: SocketAddr,
+}
+
+impl LoadBalanced {
+    fn start() -> Self {
+        let fleet = Fleet::start(&["--tick-ms", "200"]).expect("moto and gantry-local start");
+        let port = free_port();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let stack = runtime.block_on(stack(&fleet.moto, port));
+        assert_eq!(stack.instance_ids.len(), INSTANCES);
+        let ec2_fleet = Ec2Fleet::start(
+            &fleet.moto,
+            &fleet.binaries.agent,
+            &fleet.work.path().join("ec2"),
+            &[
+                ("LB_APP_ROOT", "{dir}/fs/srv/lb-app"),
+                ("LB_APP_RUN_DIR", "{dir}/run"),
+            ],
+        )
+        .expect("the fleet runner starts");
+        ec2_fleet
+            .wait_for(&stack.instance_ids, Duration::from_secs(30))
+            .expect("an agent for every instance");
+
+        fleet.gantry_ok(&["app", "create", "shop"]);
+        fleet.aws_lambda_invoke(
+            "gantry-api",
+            &json!({"operation": "CreateDeploymentGroup", "input": {
+                "applicationName": "shop",
+                "deploymentGroupName": "web",
+                "deploymentConfigName": "CodeDeployDefault.HalfAtATime",
+                "autoScalingGroups": ["web"],
+                "deploymentStyle": {"deploymentType": "IN_PLACE", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+                "loadBalancerInfo": {"targetGroupInfoList": [{"name": "web"}]},
+            }}),
+        );
+        let balancer = stack.balancer.parse().unwrap();
+        let setup = Self {
+            ec2_fleet,
+            stack,
+            runtime,
+            fleet,
+            port,
+            balancer,
+        };
+
+        // v1 everywhere, all at once: nothing serves yet.
+        push(&setup.fleet, "v1", port);
+        let first = deploy(&setup.fleet, &["--config", "CodeDeployDefault.AllAtOnce"]);
+        assert_eq!(first["status"], "Succeeded", "{first:#}");
+        setup.wait_until_healthy(INSTANCES);
+        assert_eq!(get(&setup.balancer), Ok("v1".to_owned()));
+        setup
+    }
+
+    fn health(&self) -> Vec<(String, TargetHealthStateEnum)> {
+        self.runtime.block_on(self.stack.health())
+    }
+
+    /// Waits until target group `web` has `count` targets, every one healthy.
+    fn wait_until_healthy(&self, count: usize) -> Vec<(String, TargetHealthStateEnum)> {
+        let mut health = Vec::new();
+        let all_healthy = wait_until(Duration::from_secs(30), || {
+            health = self.health();
+            health.len() == count
+                && health
+                    .iter()
+                    .all(|(_, state)| *state == TargetHealthStateEnum::Healthy)
+        });
+        assert!(
+            all_healthy,
+            "{count} targets, every one healthy, in target group web: {health:?}"
+        );
+        health
+    }
+
+    /// The lifecycle state of an instance of Auto Scaling group `web`, if it is in it.
+    fn lifecycle_state(&self, instance_id: &str) -> Option<String> {
+        self.runtime
+            .block_on(self.stack.instances())
+            .into_iter()
+            .find(|(id, _)| id == instance_id)
+            .map(|(_, state)| state)
+    }
+
+    /// Group `web`'s deployments, newest first.
+    fn deployments(&self) -> Vec<String> {
+        let listed = self
+            .fleet
+            .gantry_json(&["list", "--app", "shop", "--group", "web"]);
+        listed["deployments"]
+            .as_array()
+            .expect("ListDeployments' deployments")
+            .iter()
+            .map(|id| id.as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// v2, half at a time, with the client loop running throughout: no request fails, and
+/// once the last instance is back in the target group only v2 answers.
+fn deploy_half_at_a_time_dropping_no_request(setup: &LoadBalanced) {
+    push(&setup.fleet, "v2", setup.port);
+    let deploying = Instant::now();
+    let (second, samples) = with_client_loop(setup.balancer, || deploy(&setup.fleet, &[]));
+    println!(
+        "client loop through {} during a HalfAtATime deployment of {:.1?} and {REQUESTS_AFTER_END} requests more: {}",
+        setup.stack.balancer,
+        deploying.elapsed(),
+        tally(&samples, &["v1", "v2"])
+    );
+    assert_eq!(second["status"], "Succeeded", "{second:#}");
+    assert_all_answered(&samples, &["v1", "v2"]);
     assert!(
-        count("v1") > 0 && count("v2") > 0,
+        answered(&samples, "v1") > 0 && answered(&samples, "v2") > 0,
         "the loop saw the old and the new revision serve"
     );
 
     // Each instance left its target group and came back, and once the last came back
     // only v2 answers.
     let id = second["deploymentId"].as_str().unwrap();
-    let targets = fleet.targets(id);
+    let targets = setup.fleet.targets(id);
     assert_eq!(targets.len(), INSTANCES);
     let mut last_allowed = f64::NEG_INFINITY;
     for target in &targets {
@@ -564,5 +678,156 @@ fn an_in_place_deployment_behind_a_load_balancer_drops_no_request() {
     assert!(
         last.iter().all(|s| s.outcome.as_deref() == Ok("v2")),
         "the last answers are v2: {last:?}"
+    );
+}
+
+/// Auto Scaling group `web` scaled out by one (issue 16 item 4), with the client loop
+/// running throughout: the launch waits in Pending:Wait on Gantry's hook while a
+/// deployment of the group's revision (creator `autoscaling`) installs `version` on the
+/// new instance, whose agent the fleet runner started; when it succeeds the lifecycle
+/// action is continued and the instance goes InService, healthy in the target group,
+/// serving `version` through the load balancer. No request fails meanwhile.
+fn scale_out(setup: &LoadBalanced, version: &str) {
+    let before = setup.deployments();
+    let scaling = Instant::now();
+    let ((launched, launch, info), samples) = with_client_loop(setup.balancer, || {
+        setup
+            .runtime
+            .block_on(setup.stack.set_desired_capacity(INSTANCES + 1));
+        let mut instances = Vec::new();
+        let appeared = wait_until(Duration::from_secs(30), || {
+            instances = setup.runtime.block_on(setup.stack.instances());
+            instances.len() > INSTANCES
+        });
+        assert!(appeared, "Auto Scaling launched an instance: {instances:?}");
+        let (launched, state) = instances
+            .into_iter()
+            .find(|(id, _)| !setup.stack.instance_ids.contains(id))
+            .expect("an instance not in the group before");
+        assert_eq!(
+            state, "Pending:Wait",
+            "{launched} waits on the launch hook Gantry put"
+        );
+        setup
+            .ec2_fleet
+            .wait_for(std::slice::from_ref(&launched), Duration::from_secs(30))
+            .expect("the fleet runner runs an agent for the launched instance");
+
+        // The lifecycle notification reached Gantry, which deploys to the instance.
+        let mut created = Vec::new();
+        let made = wait_until(Duration::from_secs(30), || {
+            created = setup.deployments();
+            created.retain(|id| !before.contains(id));
+            !created.is_empty()
+        });
+        assert!(made, "a deployment for the launched instance {launched}");
+        assert_eq!(
+            created.len(),
+            1,
+            "one deployment for the launch: {created:?}"
+        );
+        let launch = created.remove(0);
+
+        // Until that deployment ends the instance waits: the state is read before the
+        // deployment's status, so a state read while the deployment was still running
+        // is in `waiting`.
+        let mut info = Value::Null;
+        let mut waiting = Vec::new();
+        let ended = wait_until(DEPLOYMENT_TIMEOUT, || {
+            let state = setup.lifecycle_state(&launched);
+            info = setup.fleet.deployment(&launch);
+            let ended = matches!(
+                info["status"].as_str(),
+                Some("Succeeded" | "Failed" | "Stopped")
+            );
+            if !ended {
+                waiting.push(state);
+            }
+            ended
+        });
+        assert!(ended, "the launch's deployment {launch} ended: {info:#}");
+        assert!(
+            waiting
+                .iter()
+                .all(|state| state.as_deref() == Some("Pending:Wait")),
+            "{launched} stayed in Pending:Wait while {launch} ran: {waiting:?}"
+        );
+        assert_eq!(info["status"], "Succeeded", "{info:#}");
+        assert_eq!(info["creator"], "autoscaling", "{info:#}");
+        assert_eq!(
+            info["revision"]["s3Location"]["key"],
+            format!("revisions/shop/{version}.tgz"),
+            "the group's revision: {info:#}"
+        );
+
+        // Gantry continued the lifecycle action: the hook's own default, after its hour,
+        // would have abandoned the instance (terminated and replaced it).
+        let mut state = None;
+        let in_service = wait_until(Duration::from_secs(30), || {
+            state = setup.lifecycle_state(&launched);
+            state.as_deref() == Some("InService")
+        });
+        assert!(in_service, "{launched} went InService: {state:?}");
+        let health = setup.wait_until_healthy(INSTANCES + 1);
+        assert!(
+            health.iter().any(|(id, _)| *id == launched),
+            "{launched} is a target of web: {health:?}"
+        );
+        (launched, launch, info)
+    });
+    let scaled = scaling.elapsed();
+    let targets = setup.fleet.targets(&launch);
+    let events: Vec<String> = targets
+        .iter()
+        .flat_map(|t| t["lifecycleEvents"].as_array().cloned().unwrap_or_default())
+        .map(|e| format!("{} {}", e["lifecycleEventName"], e["status"]).replace('"', ""))
+        .collect();
+    println!(
+        "scale-out: {launched} InService and healthy {scaled:.1?} after SetDesiredCapacity; its deployment {launch} took {:.1} s ({}); client loop throughout and {REQUESTS_AFTER_END} requests more: {}",
+        info["completeTime"].as_f64().unwrap_or(f64::NAN)
+            - info["createTime"].as_f64().unwrap_or(f64::NAN),
+        events.join(", "),
+        tally(&samples, &[version])
+    );
+    assert_all_answered(&samples, &[version]);
+
+    // The launch's deployment: the instance alone, its events those of any deployment
+    // to the group, traffic steps included.
+    assert_eq!(targets.len(), 1, "{targets:#?}");
+    let target = &targets[0];
+    assert_eq!(target["targetId"], launched.as_str(), "{target:#}");
+    assert_eq!(target["status"], "Succeeded", "{target:#}");
+    assert!(
+        succeeded_at(target, "AllowTraffic").is_some(),
+        "AllowTraffic succeeded: {target:#}"
+    );
+
+    // It answers `version` at its own address, and through the load balancer: the
+    // stand-in's load balancer takes its healthy targets in turn, so with no other
+    // client as many requests as targets reach each target once, the new one included.
+    let instance = &setup.ec2_fleet.instances()[&launched];
+    let own: SocketAddr = format!("{}:{}", instance.address, setup.port)
+        .parse()
+        .unwrap();
+    assert_eq!(get(&own), Ok(version.to_owned()), "{launched} at {own}");
+    for _ in 0..=INSTANCES {
+        assert_eq!(get(&setup.balancer), Ok(version.to_owned()));
+    }
+    setup.wait_until_healthy(INSTANCES + 1);
+}
+
+#[test]
+fn a_deployment_and_a_scale_out_behind_a_load_balancer_drop_no_request() {
+    let started = Instant::now();
+    let setup = LoadBalanced::start();
+    let set_up = started.elapsed();
+    deploy_half_at_a_time_dropping_no_request(&setup);
+    let deployed = started.elapsed();
+    scale_out(&setup, "v2");
+    println!(
+        "test ran {:.1?}: set-up and v1 {set_up:.1?}, v2 half at a time {:.1?}, scale-out {:.1?}",
+        started.elapsed(),
+        deployed - set_up,
+        started.elapsed() - deployed
     );
 }
