@@ -141,7 +141,7 @@ pub fn run_script(run: &ScriptRun<'_>) -> ScriptOutcome {
         user.apply(&mut command);
     }
 
-    let child = match command.spawn() {
+    let child = match spawn(&mut command) {
         Ok(child) => child,
         Err(error) => {
             let code = if error.kind() == std::io::ErrorKind::PermissionDenied {
@@ -325,6 +325,23 @@ impl RunAs {
             });
         }
     }
+}
+
+/// Starts a script. ETXTBSY ("text file busy") is retried briefly: the script was just
+/// written (installed, or unpacked), and a process forked elsewhere in the meantime may
+/// still hold it open for writing until it execs, which ends in moments.
+fn spawn(command: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut wait = std::time::Duration::from_millis(5);
+    for _ in 0..8 {
+        match command.spawn() {
+            Err(error) if error.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    command.spawn()
 }
 
 #[cfg(test)]
