@@ -155,6 +155,12 @@ enum AppCommand {
     Get {
         name: String,
     },
+    /// Rename an application, with its deployment groups, revisions, tags and history
+    /// (UpdateApplication); call it again to finish a rename that was interrupted.
+    Rename {
+        name: String,
+        new_name: String,
+    },
     Delete {
         name: String,
     },
@@ -189,20 +195,58 @@ struct GroupSettings {
     triggers: Vec<String>,
 }
 
-/// What `group update` takes out of the group's targets.
+/// What `group update` takes out of the group's targets. (Its arguments have ids of
+/// their own: clap names an argument by its field, and GroupSettings has the same
+/// fields.)
 #[derive(Args, Default)]
 struct GroupRemovals {
     /// Stop deploying to on-premises instances with this tag, KEY=VALUE (repeat); the
     /// group's other on-premises tags stay.
-    #[arg(long = "remove-on-prem-tag")]
+    #[arg(long = "remove-on-prem-tag", id = "remove_on_prem_tags")]
     on_prem_tags: Vec<String>,
     /// Stop deploying to EC2 instances with this tag, KEY=VALUE (repeat).
-    #[arg(long = "remove-ec2-tag")]
+    #[arg(long = "remove-ec2-tag", id = "remove_ec2_tags")]
     ec2_tags: Vec<String>,
     /// Stop deploying to this Auto Scaling group's instances (repeat); its launch hook
     /// is removed.
-    #[arg(long = "remove-asg")]
+    #[arg(long = "remove-asg", id = "remove_auto_scaling_groups")]
     auto_scaling_groups: Vec<String>,
+    /// Remove all of one kind of target (repeat): the group is sent an empty list, as
+    /// CodeDeploy removes a list given empty.
+    #[arg(long = "clear", value_enum)]
+    cleared: Vec<TargetList>,
+}
+
+/// A list of a group's targets, as `group update --clear` names it.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TargetList {
+    /// onPremisesInstanceTagFilters.
+    OnPremTags,
+    /// ec2TagFilters.
+    Ec2Tags,
+    /// onPremisesTagSet.
+    OnPremTagSets,
+    /// ec2TagSet.
+    Ec2TagSets,
+    /// autoScalingGroups (their launch hooks are removed).
+    Asgs,
+}
+
+impl TargetList {
+    /// The input field, its empty value, and the flag that gives it.
+    fn field(self) -> (&'static str, Value, &'static str) {
+        match self {
+            Self::OnPremTags => ("onPremisesInstanceTagFilters", json!([]), "--on-prem-tag"),
+            Self::Ec2Tags => ("ec2TagFilters", json!([]), "--ec2-tag"),
+            Self::OnPremTagSets => (
+                "onPremisesTagSet",
+                json!({"onPremisesTagSetList": []}),
+                "--on-prem-tag-set",
+            ),
+            Self::Ec2TagSets => ("ec2TagSet", json!({"ec2TagSetList": []}), "--ec2-tag-set"),
+            Self::Asgs => ("autoScalingGroups", json!([]), "--asg"),
+        }
+    }
 }
 
 impl GroupRemovals {
@@ -210,6 +254,23 @@ impl GroupRemovals {
         self.on_prem_tags.is_empty()
             && self.ec2_tags.is_empty()
             && self.auto_scaling_groups.is_empty()
+    }
+
+    /// Sets each cleared list of `input` empty; one `input` gives (from its flag) is a
+    /// contradiction.
+    fn clear(&self, mut input: Value) -> anyhow::Result<Value> {
+        for list in &self.cleared {
+            let (field, empty, flag) = list.field();
+            if input.get(field).is_some_and(|given| *given != empty) {
+                let name = list
+                    .to_possible_value()
+                    .map(|value| value.get_name().to_owned())
+                    .unwrap_or_default();
+                anyhow::bail!("--clear {name}: and {flag} both given; give one of them");
+            }
+            input[field] = empty;
+        }
+        Ok(input)
     }
 
     /// Takes the removed items out of `input`'s lists, or, where `input` does not give
@@ -531,6 +592,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await?;
                 show(output, &got, |v| format!("{:#}", v["application"]));
             }
+            AppCommand::Rename { name, new_name } => {
+                let renamed = gantry
+                    .api(
+                        "UpdateApplication",
+                        json!({"applicationName": name, "newApplicationName": new_name}),
+                    )
+                    .await?;
+                show(output, &renamed, |_| {
+                    format!("renamed application {name} to {new_name}")
+                });
+            }
             AppCommand::Delete { name } => {
                 let deleted = gantry
                     .api("DeleteApplication", json!({"applicationName": name}))
@@ -572,6 +644,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .await?;
                     input = removals.apply(input, &current["deploymentGroupInfo"])?;
                 }
+                let input = removals.clear(input)?;
                 let updated = gantry.api("UpdateDeploymentGroup", input).await?;
                 show(output, &updated, |_| {
                     format!("updated deployment group {name}")
@@ -802,6 +875,12 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn group_update_removes_one_tag_and_keeps_what_it_does_not_name() {
         let current = json!({
             "onPremisesInstanceTagFilters": [filter("role", "web"), filter("role", "api")],
@@ -812,6 +891,7 @@ mod tests {
             on_prem_tags: vec!["role=api".into()],
             ec2_tags: vec!["env=prod".into()],
             auto_scaling_groups: vec!["api-asg".into()],
+            ..Default::default()
         };
         let input = removals
             .apply(json!({"currentDeploymentGroupName": "web"}), &current)
@@ -838,6 +918,34 @@ mod tests {
         assert!(
             missing.to_string().contains("--remove-on-prem-tag"),
             "{missing}"
+        );
+    }
+
+    #[test]
+    fn group_update_clear_sends_an_empty_list_and_refuses_one_given_too() {
+        let removals = GroupRemovals {
+            cleared: vec![TargetList::OnPremTags, TargetList::Ec2TagSets],
+            ..Default::default()
+        };
+        let input = removals
+            .clear(json!({"currentDeploymentGroupName": "web", "onPremisesTagSet": {"onPremisesTagSetList": [[filter("role", "web")]]}}))
+            .unwrap();
+        assert_eq!(
+            input,
+            json!({
+                "currentDeploymentGroupName": "web",
+                "onPremisesTagSet": {"onPremisesTagSetList": [[filter("role", "web")]]},
+                "onPremisesInstanceTagFilters": [],
+                "ec2TagSet": {"ec2TagSetList": []},
+            })
+        );
+        let both = removals
+            .clear(json!({"onPremisesInstanceTagFilters": [filter("role", "web")]}))
+            .unwrap_err();
+        assert!(
+            both.to_string().contains("--clear on-prem-tags")
+                && both.to_string().contains("--on-prem-tag"),
+            "{both}"
         );
     }
 }

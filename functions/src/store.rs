@@ -2,8 +2,8 @@
 //!
 //! | entity | pk | sk | other attributes |
 //! |---|---|---|---|
-//! | application | `APPLICATION` | name | `body` (ApplicationInfo JSON), `version` |
-//! | deployment group | `GROUP#<application>` | name | `body` (settings), `version`, `activeDeploymentId` (the lock), `lastSuccessful`, `lastAttempted`, `targetRevision` |
+//! | application | `APPLICATION` | name | `body` (ApplicationInfo JSON), `version`, `tags` + `tagsVersion`; while renamed, `renamingTo` (on the old name's) or `renamedFrom` (on the new name's) |
+//! | deployment group | `GROUP#<application>` | name | `body` (settings), `version`, `activeDeploymentId` (the lock), `lastSuccessful`, `lastAttempted`, `targetRevision`, `tags` + `tagsVersion`; `renamedFrom` while its application's rename brings its health and history after it |
 //! | instance health in a group | `HEALTH#<application>#<group>` | instance id | `body` (InstanceHealth) |
 //! | deployment config | `CONFIG` | name | `body`, `version` |
 //! | revision | `REVISION#<application>` | revision key | `body` (RevisionRecord) |
@@ -26,6 +26,8 @@
 //! that wrote them, in the same conditional write: effects survive a crash between the
 //! write and their execution, and the tick executes entries left over.
 //!
+//! Renaming an application moves every item its name keys (see `store/rename.rs`).
+//!
 //! Nothing grows with the fleet in one item: a host's report writes its own record, and
 //! the summary only when a host finishes (with the reports of one batch in one
 //! transaction). The plan pages are written with the summary and the group's lock in one
@@ -46,6 +48,9 @@ use gantry_core::planner::Target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
+
+mod rename;
+pub use rename::{GroupMove, RenameMarks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

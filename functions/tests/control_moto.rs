@@ -3099,16 +3099,19 @@ async fn application_revisions_come_in_batches_and_applications_are_renamed() {
         .await,
         "ApplicationDoesNotExistException"
     );
-    // An application with revisions (or groups) is not renamed yet.
-    assert_eq!(
-        error_code(
-            &fx,
-            "UpdateApplication",
-            json!({"applicationName": APP, "newApplicationName": "elsewhere"})
+    // An application with revisions is renamed with them (more in the rename tests).
+    fx.ok(
+        "UpdateApplication",
+        json!({"applicationName": APP, "newApplicationName": "elsewhere"}),
+    )
+    .await;
+    let moved = fx
+        .ok(
+            "ListApplicationRevisions",
+            json!({"applicationName": "elsewhere"}),
         )
-        .await,
-        "InvalidOperationException"
-    );
+        .await;
+    assert_eq!(moved["revisions"].as_array().unwrap().len(), 1, "{moved}");
 }
 
 /// Applies a host's last report without carrying out its effects, as a process killed
@@ -5037,4 +5040,475 @@ async fn revisions_outside_the_bundle_buckets_prefix_are_refused() {
     ))
     .await
     .expect("a revision under the prefix deploys");
+}
+
+// ---- UpdateApplication renames an application with everything it has ----
+
+/// The name the rename tests give the fixture's application.
+const RENAMED: &str = "storefront";
+
+/// CreateDeployment of `key` to `app`'s `group`.
+async fn deploy_to(fx: &Fixture, app: &str, group: &str, key: &str) -> String {
+    Box::pin(handlers::invoke(
+        &fx.control,
+        "create-deployment",
+        json!({
+            "applicationName": app,
+            "deploymentGroupName": group,
+            "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": key, "bundleType": "tgz"}},
+        }),
+    ))
+    .await
+    .unwrap_or_else(|error| panic!("deploying {key} to {app}/{group}: {error}"))["deploymentId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Deploys `key` to `group` of the fixture's application and has every host succeed.
+async fn deployed(fx: &Fixture, group: &str, key: &str, hosts: &[&str]) -> String {
+    let id = deploy_to(fx, APP, group, key).await;
+    for host in fx.dispatched(hosts).await {
+        fx.run_host(&id, &host, None).await;
+    }
+    assert_eq!(fx.status(&id).await, "Succeeded");
+    id
+}
+
+/// ListDeployments of `app`'s `group`, newest first.
+async fn deployments_of(fx: &Fixture, app: &str, group: &str) -> Vec<String> {
+    list_all(
+        fx,
+        "ListDeployments",
+        json!({"applicationName": app, "deploymentGroupName": group}),
+        "deployments",
+    )
+    .await
+}
+
+/// The instances with a health record in `app`'s `group`.
+async fn health_of(fx: &Fixture, app: &str, group: &str) -> Vec<String> {
+    fx.control
+        .store
+        .group_health(app, group)
+        .await
+        .unwrap()
+        .into_keys()
+        .collect()
+}
+
+/// A renamed application answers every read by its new name, with its groups (settings,
+/// last successful deployment, target revision, tags), revisions, tags, instance health
+/// and past deployments; past deployments keep the name they were made with; the old
+/// name answers ApplicationDoesNotExistException; and a deployment by the new name has
+/// the group's last successful revision as its previous revision and rollback target.
+#[tokio::test(flavor = "multi_thread")]
+async fn renaming_an_application_moves_its_groups_revisions_tags_health_and_history() {
+    let fx = Fixture::start().await;
+    // In parts: one async body this long overflows a debug build's stack.
+    let (first, before) = Box::pin(a_deployed_tagged_application_renamed(&fx)).await;
+    Box::pin(the_renamed_group_answers(&fx, &before, &first)).await;
+    Box::pin(the_old_name_is_gone(&fx)).await;
+    Box::pin(the_renamed_group_deploys_and_rolls_back(&fx, &first)).await;
+}
+
+/// The fixture's application, tagged, with group web (tagged, rolling back on failure)
+/// where v1 succeeded, renamed; returns v1's deployment and the group as it was.
+async fn a_deployed_tagged_application_renamed(fx: &Fixture) -> (String, Value) {
+    fx.hosts(&["web-1", "web-2"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.upload("v2.tgz", &good_bundle("2")).await;
+    fx.group(
+        "web",
+        "CodeDeployDefault.AllAtOnce",
+        json!({
+            "autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]},
+            "tags": [{"Key": "tier", "Value": "front"}],
+        }),
+    )
+    .await;
+    fx.ok(
+        "TagResource",
+        json!({"ResourceArn": codedeploy_arn(&format!("application:{APP}")), "Tags": [{"Key": "team", "Value": "shop"}]}),
+    )
+    .await;
+    let application_id = fx
+        .ok("GetApplication", json!({"applicationName": APP}))
+        .await["application"]["applicationId"]
+        .clone();
+    let first = deployed(fx, "web", "v1.tgz", &["web-1", "web-2"]).await;
+    let before = deployment_group(fx, "web").await;
+
+    fx.ok(
+        "UpdateApplication",
+        json!({"applicationName": APP, "newApplicationName": RENAMED}),
+    )
+    .await;
+
+    let renamed = fx
+        .ok("GetApplication", json!({"applicationName": RENAMED}))
+        .await;
+    assert_eq!(renamed["application"]["applicationId"], application_id);
+    assert_eq!(renamed["application"]["applicationName"], RENAMED);
+    assert_eq!(
+        list_all(fx, "ListApplications", json!({}), "applications").await,
+        vec![RENAMED.to_owned()]
+    );
+    (first, before)
+}
+
+async fn the_renamed_group_answers(fx: &Fixture, before: &Value, first: &str) {
+    let groups = fx
+        .ok("ListDeploymentGroups", json!({"applicationName": RENAMED}))
+        .await;
+    assert_eq!(groups["deploymentGroups"], json!(["web"]), "{groups}");
+    let group = fx
+        .ok(
+            "GetDeploymentGroup",
+            json!({"applicationName": RENAMED, "deploymentGroupName": "web"}),
+        )
+        .await["deploymentGroupInfo"]
+        .clone();
+    assert_eq!(group["applicationName"], RENAMED, "{group}");
+    for field in [
+        "deploymentGroupId",
+        "lastSuccessfulDeployment",
+        "lastAttemptedDeployment",
+        "targetRevision",
+        "autoRollbackConfiguration",
+        "onPremisesInstanceTagFilters",
+    ] {
+        assert_eq!(group[field], before[field], "{field}: {group}");
+    }
+    assert_eq!(group["lastSuccessfulDeployment"]["deploymentId"], first);
+    let revisions = fx
+        .ok(
+            "ListApplicationRevisions",
+            json!({"applicationName": RENAMED}),
+        )
+        .await;
+    assert_eq!(
+        revisions["revisions"][0]["s3Location"]["key"], "v1.tgz",
+        "{revisions}"
+    );
+    assert_eq!(revisions["revisions"].as_array().unwrap().len(), 1);
+    assert_eq!(deployments_of(fx, RENAMED, "web").await, vec![first]);
+    // History keeps the name it was made with.
+    assert_eq!(fx.deployment(first).await["applicationName"], APP);
+    assert_eq!(
+        tags_of(fx, &codedeploy_arn(&format!("application:{RENAMED}"))).await,
+        json!([{"Key": "team", "Value": "shop"}])
+    );
+    assert_eq!(
+        tags_of(
+            fx,
+            &codedeploy_arn(&format!("deploymentgroup:{RENAMED}/web"))
+        )
+        .await,
+        json!([{"Key": "tier", "Value": "front"}])
+    );
+    assert_eq!(health_of(fx, RENAMED, "web").await, vec!["web-1", "web-2"]);
+    assert!(health_of(fx, APP, "web").await.is_empty());
+}
+
+async fn the_old_name_is_gone(fx: &Fixture) {
+    let app = json!({"applicationName": APP});
+    let group = json!({"applicationName": APP, "deploymentGroupName": "web"});
+    for (operation, input) in [
+        ("GetApplication", &app),
+        ("ListDeploymentGroups", &app),
+        ("ListApplicationRevisions", &app),
+        ("GetDeploymentGroup", &group),
+        ("ListDeployments", &group),
+    ] {
+        assert_eq!(
+            error_code(fx, operation, input.clone()).await,
+            "ApplicationDoesNotExistException",
+            "{operation}"
+        );
+    }
+    assert_eq!(
+        error_code(
+            fx,
+            "ListTagsForResource",
+            json!({"ResourceArn": codedeploy_arn(&format!("application:{APP}"))})
+        )
+        .await,
+        "ApplicationDoesNotExistException"
+    );
+    assert_eq!(
+        error_code(
+            fx,
+            "ListTagsForResource",
+            json!({"ResourceArn": codedeploy_arn(&format!("deploymentgroup:{APP}/web"))})
+        )
+        .await,
+        "DeploymentGroupDoesNotExistException"
+    );
+}
+
+async fn the_renamed_group_deploys_and_rolls_back(fx: &Fixture, first: &str) {
+    let bad = deploy_to(fx, RENAMED, "web", "v2.tgz").await;
+    let info = fx.deployment(&bad).await;
+    assert_eq!(info["applicationName"], RENAMED);
+    assert_eq!(
+        info["previousRevision"]["s3Location"]["key"], "v1.tgz",
+        "{info}"
+    );
+    for host in fx.dispatched(&["web-1", "web-2"]).await {
+        fx.run_host(&bad, &host, Some(LifecycleEvent::ValidateService))
+            .await;
+    }
+    let info = fx.deployment(&bad).await;
+    assert_eq!(info["status"], "Failed", "{info}");
+    let rollback = info["rollbackInfo"]["rollbackDeploymentId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no rollback in {info}"))
+        .to_owned();
+    let rollback_info = fx.deployment(&rollback).await;
+    assert_eq!(rollback_info["applicationName"], RENAMED);
+    assert_eq!(
+        rollback_info["revision"]["s3Location"]["key"], "v1.tgz",
+        "{rollback_info}"
+    );
+    let mut listed = deployments_of(fx, RENAMED, "web").await;
+    listed.sort();
+    let mut expected = vec![first.to_owned(), bad, rollback];
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+/// A rename waits for the application's deployments to end (DeploymentAlreadyStarted),
+/// refuses a name that is taken or invalid, and changes nothing when it refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rename_waits_for_running_deployments_and_refuses_a_taken_name() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let running = deploy_to(&fx, APP, "web", "v1.tgz").await;
+    let rename = json!({"applicationName": APP, "newApplicationName": RENAMED});
+    assert_eq!(
+        error_code(&fx, "UpdateApplication", rename.clone()).await,
+        "DeploymentAlreadyStartedException"
+    );
+    assert_eq!(
+        error_code(&fx, "GetApplication", json!({"applicationName": RENAMED})).await,
+        "ApplicationDoesNotExistException"
+    );
+    assert_eq!(deployment_group(&fx, "web").await["applicationName"], APP);
+
+    fx.ok("CreateApplication", json!({"applicationName": "taken"}))
+        .await;
+    assert_eq!(
+        error_code(
+            &fx,
+            "UpdateApplication",
+            json!({"applicationName": APP, "newApplicationName": "taken"})
+        )
+        .await,
+        "ApplicationAlreadyExistsException"
+    );
+    assert_eq!(
+        error_code(
+            &fx,
+            "UpdateApplication",
+            json!({"applicationName": APP, "newApplicationName": "a#b"})
+        )
+        .await,
+        "InvalidInputException"
+    );
+
+    for host in fx.dispatched(&["web-1"]).await {
+        fx.run_host(&running, &host, None).await;
+    }
+    assert_eq!(fx.status(&running).await, "Succeeded");
+    fx.ok("UpdateApplication", rename).await;
+    let group = fx
+        .ok(
+            "GetDeploymentGroup",
+            json!({"applicationName": RENAMED, "deploymentGroupName": "web"}),
+        )
+        .await;
+    assert_eq!(
+        group["deploymentGroupInfo"]["lastSuccessfulDeployment"]["deploymentId"],
+        running
+    );
+}
+
+/// A rename cut short after its first group moved (the steps a call takes, stopped
+/// there) loses nothing: each group answers by one name or the other. Another name is
+/// refused until it is finished, and calling UpdateApplication again finishes it,
+/// health records of a big group (more than one transaction's worth) included.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_rename_loses_nothing_and_calling_again_finishes_it() {
+    let fx = Fixture::start().await;
+    let hosts = ["web-1", "web-2"];
+    // In parts: one async body this long overflows a debug build's stack.
+    let (in_a, in_b) = Box::pin(two_groups_one_with_many_hosts(&fx, &hosts)).await;
+    Box::pin(a_rename_cut_short_after_one_group(&fx, &in_a)).await;
+    Box::pin(calling_again_finishes_the_rename(&fx, &hosts, &in_a, &in_b)).await;
+}
+
+/// Groups a and b deployed to `hosts`, and a with 120 more hosts' health; returns their
+/// deployments.
+async fn two_groups_one_with_many_hosts(fx: &Fixture, hosts: &[&str]) -> (String, String) {
+    fx.hosts(hosts).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("a", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    fx.group("b", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let in_a = deployed(fx, "a", "v1.tgz", hosts).await;
+    let in_b = deployed(fx, "b", "v1.tgz", hosts).await;
+    let store = &fx.control.store;
+    let health = store.group_health(APP, "a").await.unwrap()["web-1"].clone();
+    for index in 0..120 {
+        store
+            .record_health(APP, "a", &format!("i-{index:017x}"), &health)
+            .await
+            .unwrap();
+    }
+    (in_a, in_b)
+}
+
+/// The steps of a rename, stopped after group a moved: both names answer, each group by
+/// one of them, and another rename of either is refused.
+async fn a_rename_cut_short_after_one_group(fx: &Fixture, in_a: &str) {
+    let store = &fx.control.store;
+    let mut info: gantry_functions::model::ApplicationInfo = serde_json::from_value(
+        fx.ok("GetApplication", json!({"applicationName": APP}))
+            .await["application"]
+            .clone(),
+    )
+    .unwrap();
+    info.application_name = RENAMED.into();
+    store
+        .reserve_application_name(APP, RENAMED, &info)
+        .await
+        .unwrap();
+    store.move_revisions(APP, RENAMED).await.unwrap();
+    assert_eq!(
+        store.move_group(APP, RENAMED, "a").await.unwrap(),
+        gantry_functions::store::GroupMove::Moved
+    );
+
+    for app in [APP, RENAMED] {
+        fx.ok("GetApplication", json!({"applicationName": app}))
+            .await;
+    }
+    let get =
+        |app: &str, group: &str| json!({"applicationName": app, "deploymentGroupName": group});
+    let moved = fx.ok("GetDeploymentGroup", get(RENAMED, "a")).await;
+    assert_eq!(
+        moved["deploymentGroupInfo"]["lastSuccessfulDeployment"]["deploymentId"],
+        in_a
+    );
+    fx.ok("GetDeploymentGroup", get(APP, "b")).await;
+    assert_eq!(
+        error_code(fx, "GetDeploymentGroup", get(APP, "a")).await,
+        "DeploymentGroupDoesNotExistException"
+    );
+    // Tagged by its old name while the rename runs, it keeps the tags.
+    fx.ok(
+        "TagResource",
+        json!({"ResourceArn": codedeploy_arn(&format!("application:{APP}")), "Tags": [{"Key": "during", "Value": "rename"}]}),
+    )
+    .await;
+    for (from, to) in [(APP, "other"), (RENAMED, "other")] {
+        assert_eq!(
+            error_code(
+                fx,
+                "UpdateApplication",
+                json!({"applicationName": from, "newApplicationName": to})
+            )
+            .await,
+            "InvalidOperationException",
+            "{from} to {to}"
+        );
+    }
+}
+
+async fn calling_again_finishes_the_rename(fx: &Fixture, hosts: &[&str], in_a: &str, in_b: &str) {
+    let store = &fx.control.store;
+    fx.ok(
+        "UpdateApplication",
+        json!({"applicationName": APP, "newApplicationName": RENAMED}),
+    )
+    .await;
+    assert_eq!(health_of(fx, RENAMED, "a").await.len(), 122);
+    assert_eq!(health_of(fx, RENAMED, "b").await, hosts);
+    assert!(health_of(fx, APP, "a").await.is_empty());
+    assert_eq!(
+        tags_of(fx, &codedeploy_arn(&format!("application:{RENAMED}"))).await,
+        json!([{"Key": "during", "Value": "rename"}])
+    );
+    assert_eq!(deployments_of(fx, RENAMED, "a").await, vec![in_a]);
+    assert_eq!(deployments_of(fx, RENAMED, "b").await, vec![in_b]);
+    let groups = fx
+        .ok("ListDeploymentGroups", json!({"applicationName": RENAMED}))
+        .await;
+    assert_eq!(groups["deploymentGroups"], json!(["a", "b"]));
+    assert_eq!(
+        store.rename_marks(RENAMED).await.unwrap(),
+        Some(gantry_functions::store::RenameMarks::default())
+    );
+    assert!(
+        store
+            .groups_moved_from(RENAMED, APP)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        error_code(
+            fx,
+            "UpdateApplication",
+            json!({"applicationName": APP, "newApplicationName": RENAMED})
+        )
+        .await,
+        "ApplicationDoesNotExistException"
+    );
+}
+
+/// A renamed application's groups put their Auto Scaling launch hooks again with the new
+/// name as metadata: a launch after the rename is handled for the renamed group.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rename_puts_the_launch_hooks_again_naming_the_new_application() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let autoscaling = auto_scaling_group(&config).await;
+    fx.ok(
+        "CreateDeploymentGroup",
+        json!({
+            "applicationName": APP,
+            "deploymentGroupName": "asg",
+            "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+            "autoScalingGroups": ["web-asg"],
+        }),
+    )
+    .await;
+    // Auto Scaling tests the hook's new target.
+    take_lifecycle_messages(&fx, 1).await;
+    fx.ok(
+        "UpdateApplication",
+        json!({"applicationName": APP, "newApplicationName": RENAMED}),
+    )
+    .await;
+    let launched = scale_to(&autoscaling, 2).await[0].clone();
+    // The hook put again keeps its target: Auto Scaling sends no test this time.
+    let launch = take_lifecycle_messages(&fx, 1).await;
+    let notification = body(&launch[0]);
+    assert_eq!(notification["EC2InstanceId"], launched.as_str());
+    assert_eq!(
+        body(notification["NotificationMetadata"].as_str().unwrap()),
+        json!({"applicationName": RENAMED, "deploymentGroupName": "asg"})
+    );
+    assert!(lifecycle_event(&fx, &launch).await.is_empty());
+    assert_eq!(
+        lifecycle_state(&autoscaling, &launched).await.as_deref(),
+        Some("InService"),
+        "the renamed group has nothing deployed yet: the launch goes on"
+    );
 }

@@ -760,3 +760,251 @@ fn revisions_and_targets_are_read_through_the_cli() {
     assert!(target.starts_with("web-1 Succeeded\n"), "{target}");
     assert!(target.contains("\n  ValidateService Succeeded"), "{target}");
 }
+
+/// `gantry config create` and `delete`: a custom configuration deploys with its minimum,
+/// cannot be deleted while a group uses it (DeploymentConfigInUseException), and is
+/// deleted once none does; `group update --config` changes the configuration alone.
+#[test]
+fn a_custom_config_deploys_and_is_deleted_once_no_group_uses_it() {
+    let fleet = fleet(&[], &[("web-1", WEB), ("web-2", WEB_B), ("web-3", WEB)]);
+    fleet.gantry_ok(&["config", "create", "TwoHealthy", "--min-healthy-hosts", "2"]);
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "web",
+        "--app",
+        "shop",
+        "--config",
+        "TwoHealthy",
+        "--on-prem-tag",
+        "role=web",
+    ]);
+    // A second in ValidateService makes the hosts of one batch overlap for certain.
+    push(&fleet, "shop", "v1", &[("ValidateService", "sleep 1")], 60);
+    let (succeeded, info) = deploy_json(&fleet, "shop", "web");
+    assert!(succeeded, "{info:#}");
+    assert_eq!(info["deploymentConfigName"], "TwoHealthy", "{info:#}");
+    let targets = fleet.targets(info["deploymentId"].as_str().unwrap());
+    assert_eq!(targets.len(), 3);
+    assert_eq!(
+        max_concurrency(&targets),
+        1,
+        "three hosts, two kept healthy: one at a time"
+    );
+
+    let refused = fleet.gantry(&["config", "delete", "TwoHealthy"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("DeploymentConfigInUseException") && stderr.contains("shop/web"),
+        "{stderr}"
+    );
+    let kept = fleet.gantry_json(&["config", "get", "TwoHealthy"]);
+    assert_eq!(
+        kept["deploymentConfigInfo"]["minimumHealthyHosts"],
+        json!({"type": "HOST_COUNT", "value": 2}),
+        "{kept:#}"
+    );
+
+    fleet.gantry_ok(&[
+        "group",
+        "update",
+        "web",
+        "--app",
+        "shop",
+        "--config",
+        "CodeDeployDefault.AllAtOnce",
+    ]);
+    let group = fleet.gantry_json(&["group", "get", "web", "--app", "shop"]);
+    let group = &group["deploymentGroupInfo"];
+    assert_eq!(group["deploymentConfigName"], "CodeDeployDefault.AllAtOnce");
+    assert_eq!(
+        group["onPremisesInstanceTagFilters"],
+        json!([{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}]),
+        "the targets, left out, stay: {group:#}"
+    );
+    fleet.gantry_ok(&["config", "delete", "TwoHealthy"]);
+    let listed = fleet.gantry_ok(&["config", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|line| line == "CodeDeployDefault.OneAtATime")
+            && !listed.lines().any(|line| line == "TwoHealthy"),
+        "{listed}"
+    );
+    let gone = fleet.gantry(&["config", "get", "TwoHealthy"]);
+    assert!(!gone.status.success());
+    let stderr = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        stderr.contains("DeploymentConfigDoesNotExistException"),
+        "{stderr}"
+    );
+
+    let (succeeded, info) = deploy_json(&fleet, "shop", "web");
+    assert!(succeeded, "{info:#}");
+    assert_eq!(info["deploymentConfigName"], "CodeDeployDefault.AllAtOnce");
+    let targets = fleet.targets(info["deploymentId"].as_str().unwrap());
+    assert_eq!(max_concurrency(&targets), 3, "all at once");
+}
+
+/// `gantry group update` follows CodeDeploy's rule: a list given replaces the group's, a
+/// list given empty (`--clear`) removes it, a field left out is kept; removing one tag
+/// filter keeps the others. Each change is checked by where a deployment goes.
+#[test]
+fn group_update_replaces_what_it_is_given_removes_what_is_given_empty_and_keeps_the_rest() {
+    let fleet = fleet(
+        &[],
+        &[
+            ("web-1", &["role=web"]),
+            ("api-1", &["role=api"]),
+            ("db-1", &["role=db"]),
+        ],
+    );
+    fleet.gantry_ok(&["app", "create", "shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "g",
+        "--app",
+        "shop",
+        "--config",
+        "CodeDeployDefault.AllAtOnce",
+        "--on-prem-tag",
+        "role=web",
+        "--on-prem-tag",
+        "role=api",
+        "--auto-rollback",
+    ]);
+    push(&fleet, "shop", "v1", &[], 60);
+    let update = |args: &[&str]| {
+        let mut all = vec!["group", "update", "g", "--app", "shop"];
+        all.extend_from_slice(args);
+        fleet.gantry_ok(&all);
+        fleet.gantry_json(&["group", "get", "g", "--app", "shop"])["deploymentGroupInfo"].clone()
+    };
+    let deployed_to = || {
+        let (succeeded, info) = deploy_json(&fleet, "shop", "g");
+        assert!(succeeded, "{info:#}");
+        ids(&fleet.targets(info["deploymentId"].as_str().unwrap()))
+    };
+    let hosts = |names: &[&str]| -> BTreeSet<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    };
+    let filter = |value: &str| json!({"Key": "role", "Value": value, "Type": "KEY_AND_VALUE"});
+
+    // Removing one tag filter keeps the others, and every field left out.
+    let group = update(&["--remove-on-prem-tag", "role=api"]);
+    assert_eq!(
+        group["onPremisesInstanceTagFilters"],
+        json!([filter("web")]),
+        "{group:#}"
+    );
+    assert_eq!(group["deploymentConfigName"], "CodeDeployDefault.AllAtOnce");
+    assert_eq!(
+        group["autoRollbackConfiguration"]["enabled"], true,
+        "{group:#}"
+    );
+    assert_eq!(deployed_to(), hosts(&["web-1"]));
+
+    // A list given replaces the group's.
+    let group = update(&["--on-prem-tag", "role=db"]);
+    assert_eq!(group["onPremisesInstanceTagFilters"], json!([filter("db")]));
+    assert_eq!(deployed_to(), hosts(&["db-1"]));
+
+    // A tag set cannot stand beside the filter list; the list given empty is removed.
+    let refused = fleet.gantry(&[
+        "group",
+        "update",
+        "g",
+        "--app",
+        "shop",
+        "--on-prem-tag-set",
+        "role=web,role=api",
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("InvalidTagException"), "{stderr}");
+    let group = update(&[
+        "--clear",
+        "on-prem-tags",
+        "--on-prem-tag-set",
+        "role=web,role=api",
+    ]);
+    assert_eq!(
+        group["onPremisesInstanceTagFilters"],
+        json!([]),
+        "{group:#}"
+    );
+    assert_eq!(
+        group["onPremisesTagSet"]["onPremisesTagSetList"],
+        json!([[filter("web"), filter("api")]]),
+        "{group:#}"
+    );
+    assert_eq!(deployed_to(), hosts(&["web-1", "api-1"]));
+
+    // Given empty too, the group has no targets left, and keeps everything else.
+    let group = update(&["--clear", "on-prem-tag-sets"]);
+    assert!(group["onPremisesTagSet"].is_null(), "{group:#}");
+    assert_eq!(group["onPremisesInstanceTagFilters"], json!([]));
+    assert_eq!(group["deploymentConfigName"], "CodeDeployDefault.AllAtOnce");
+    assert_eq!(group["autoRollbackConfiguration"]["enabled"], true);
+}
+
+/// `gantry app rename`: the application keeps its group, revisions, tags and history,
+/// deploys by its new name with the last successful revision as the previous one, and
+/// the old name is gone.
+#[test]
+fn an_application_renamed_through_the_cli_deploys_and_lists_by_its_new_name() {
+    let fleet = fleet(&[], &[("web-1", WEB)]);
+    fleet.gantry_ok(&["app", "create", "shop", "--tag", "team=shop"]);
+    fleet.gantry_ok(&[
+        "group",
+        "create",
+        "web",
+        "--app",
+        "shop",
+        "--on-prem-tag",
+        "role=web",
+    ]);
+    push(&fleet, "shop", "v1", &[], 60);
+    let (succeeded, first) = deploy_json(&fleet, "shop", "web");
+    assert!(succeeded, "{first:#}");
+    let first = first["deploymentId"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        fleet.gantry_ok(&["app", "rename", "shop", "store"]),
+        "renamed application shop to store\n"
+    );
+    assert_eq!(fleet.gantry_ok(&["app", "list"]), "store\n");
+    assert_eq!(
+        fleet.gantry_ok(&[
+            "tags",
+            "list",
+            "arn:aws:codedeploy:us-east-1:000000000000:application:store"
+        ]),
+        "team=shop\n"
+    );
+    push(&fleet, "store", "v2", &[], 60);
+    let (succeeded, second) = deploy_json(&fleet, "store", "web");
+    assert!(succeeded, "{second:#}");
+    assert_eq!(
+        second["previousRevision"]["s3Location"]["key"], "shop/v1.tgz",
+        "{second:#}"
+    );
+    assert_eq!(installed_version(&fleet.hosts[0]).as_deref(), Some("v2"));
+    let second = second["deploymentId"].as_str().unwrap();
+    assert_eq!(
+        fleet.gantry_ok(&["list", "--app", "store", "--group", "web"]),
+        format!("{second}\n{first}\n")
+    );
+    // History keeps the name it was made with.
+    assert_eq!(fleet.deployment(&first)["applicationName"], "shop");
+    let gone = fleet.gantry(&["group", "get", "web", "--app", "shop"]);
+    assert!(!gone.status.success());
+    let stderr = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        stderr.contains("ApplicationDoesNotExistException"),
+        "{stderr}"
+    );
+}

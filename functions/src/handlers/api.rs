@@ -32,6 +32,7 @@ use gantry_core::wire::RevisionLocation;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod rename;
 mod tags;
 
 fn name_field(input: &Value, field: &str, exception: Exception) -> Result<String, ApiError> {
@@ -465,57 +466,13 @@ async fn applications(control: &ControlPlane, name: &str, input: Value) -> Resul
         }
         "UpdateApplication" => {
             let application = application_field(&input)?;
-            let info = get_application(control, &application).await?;
-            let new_name = match input.get("newApplicationName").and_then(Value::as_str) {
-                None | Some("") => return Ok(json!({})),
-                Some(new_name) if new_name == application => return Ok(json!({})),
-                Some(new_name) => new_name.to_owned(),
-            };
-            check_name("newApplicationName", &new_name)?;
-            if store
-                .get::<ApplicationInfo>(keys::APPLICATIONS, &new_name)
-                .await?
-                .is_some()
-            {
-                return Err(already_exists("newApplicationName", &new_name));
+            get_application(control, &application).await?;
+            match input.get("newApplicationName").and_then(Value::as_str) {
+                None | Some("") => {}
+                Some(new_name) if new_name == application => {}
+                // Boxed: the rename's steps make a large future.
+                Some(new_name) => Box::pin(rename::rename(control, &application, new_name)).await?,
             }
-            // Groups, revisions, deployments and launch hooks all name their application;
-            // until they move with it, only an application without them is renamed.
-            let groups = application_groups(control, &application).await?;
-            let revisions: Vec<RevisionRecord> = store.list(&keys::revisions(&application)).await?;
-            if !groups.is_empty() || !revisions.is_empty() {
-                return Err(ApiError::new(
-                    Exception::InvalidOperation,
-                    format!(
-                        "applicationName: {application:?} has {} deployment group(s) and {} revision(s); Gantry renames only an application that has none yet",
-                        groups.len(),
-                        revisions.len()
-                    ),
-                ));
-            }
-            let renamed = ApplicationInfo {
-                application_name: new_name.clone(),
-                ..info
-            };
-            // Its tags go with it.
-            let tags = store
-                .tags::<Tag>(keys::APPLICATIONS, &application)
-                .await?
-                .map(|stored| stored.value)
-                .unwrap_or_default();
-            store
-                .put_new(
-                    keys::APPLICATIONS,
-                    &new_name,
-                    &renamed,
-                    &crate::store::DynamoStore::tag_attributes(&tags),
-                )
-                .await
-                .map_err(|error| match error {
-                    StoreError::Conflict(_) => already_exists("newApplicationName", &new_name),
-                    other => other.into(),
-                })?;
-            store.delete(keys::APPLICATIONS, &application, None).await?;
             Ok(json!({}))
         }
         "DeleteApplication" => {
@@ -2070,6 +2027,11 @@ fn hook_kinds(settings: &DeploymentGroupSettings) -> Vec<HookKind> {
         .collect()
 }
 
+/// What a group's hooks carry to the lifecycle function: which group a launch is for.
+fn hook_metadata(application: &str, group: &str) -> String {
+    json!({"applicationName": application, "deploymentGroupName": group}).to_string()
+}
+
 /// Puts the group's hooks of `kinds` on each of `added`, the Auto Scaling groups it
 /// starts deploying to. If one cannot be put, those put are removed again.
 async fn put_hooks(
@@ -2113,8 +2075,7 @@ async fn put_hooks(
         .lifecycle_topic_arn
         .as_deref()
         .unwrap_or(queue);
-    let metadata =
-        json!({"applicationName": application, "deploymentGroupName": group}).to_string();
+    let metadata = hook_metadata(application, group);
     for (index, auto_scaling_group) in added.iter().enumerate() {
         for kind in kinds {
             let hook = kind.hook_name(deployment_group_id);
