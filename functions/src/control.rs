@@ -36,6 +36,10 @@ pub struct Settings {
     /// is registered or deployed rather than failing on every host. Optional: without
     /// them any location is taken.
     pub bundle_bucket: Option<String>,
+    /// Trigger topics must be this account's and region's, named with this prefix: the
+    /// template lets the functions publish only to such topics. Optional: without it
+    /// any topic ARN is taken.
+    pub trigger_topic_prefix: Option<String>,
     pub revision_prefix: Option<String>,
     /// An SNS topic subscribed to the lifecycle queue: when set, lifecycle hooks notify
     /// it rather than the queue (Auto Scaling's "SNS lifecycle notifications"); the
@@ -50,7 +54,7 @@ pub struct Settings {
 impl Settings {
     /// Every variable `from_env` reads. template.yaml sets exactly these for each function
     /// (but AWS_REGION, which Lambda sets); local/tests/template.rs keeps them equal.
-    pub const VARIABLES: [&'static str; 14] = [
+    pub const VARIABLES: [&'static str; 15] = [
         "GANTRY_TABLE",
         "GANTRY_COMMAND_QUEUE_PREFIX",
         "AWS_REGION",
@@ -64,6 +68,7 @@ impl Settings {
         "GANTRY_LIFECYCLE_TOPIC_ARN",
         "GANTRY_BUNDLE_BUCKET",
         "GANTRY_REVISION_PREFIX",
+        "GANTRY_TRIGGER_TOPIC_PREFIX",
         "GANTRY_COMMAND_DEAD_LETTER_ARN",
     ];
 
@@ -99,6 +104,7 @@ impl Settings {
             lifecycle_topic_arn: var("GANTRY_LIFECYCLE_TOPIC_ARN"),
             bundle_bucket: var("GANTRY_BUNDLE_BUCKET"),
             revision_prefix: var("GANTRY_REVISION_PREFIX"),
+            trigger_topic_prefix: var("GANTRY_TRIGGER_TOPIC_PREFIX"),
             command_dead_letter_arn: var("GANTRY_COMMAND_DEAD_LETTER_ARN"),
         })
     }

@@ -61,6 +61,7 @@ fn settings(prefix: &str) -> Settings {
         lifecycle_topic_arn: None,
         bundle_bucket: None,
         revision_prefix: None,
+        trigger_topic_prefix: None,
     }
 }
 
@@ -5511,4 +5512,48 @@ async fn a_rename_puts_the_launch_hooks_again_naming_the_new_application() {
         Some("InService"),
         "the renamed group has nothing deployed yet: the launch goes on"
     );
+}
+
+/// With a trigger topic prefix (the template sets `<Prefix>-`), a group's triggers may
+/// name only this account's and region's topics with that prefix: the functions may
+/// publish nowhere else.
+#[tokio::test(flavor = "multi_thread")]
+async fn trigger_topics_outside_the_stacks_prefix_are_refused() {
+    let fx = Fixture::with_settings(|settings| {
+        settings.trigger_topic_prefix = Some("gantry-".into());
+    })
+    .await;
+    let trigger = |arn: &str| {
+        json!({
+            "applicationName": APP,
+            "deploymentGroupName": "web",
+            "onPremisesInstanceTagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+            "triggerConfigurations": [{"triggerName": "t", "triggerTargetArn": arn, "triggerEvents": ["DeploymentFailure"]}],
+        })
+    };
+    for arn in [
+        "arn:aws:sns:us-east-1:123456789012:payments-alerts",
+        "arn:aws:sns:us-east-1:999999999999:gantry-deploys",
+        "arn:aws:sns:eu-west-1:123456789012:gantry-deploys",
+        "arn:aws:sqs:us-east-1:123456789012:gantry-deploys",
+    ] {
+        let error = fx
+            .call("CreateDeploymentGroup", trigger(arn))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code.name(), "InvalidTriggerConfigException", "{arn}");
+        assert!(
+            error
+                .message
+                .contains("triggerConfigurations[0].triggerTargetArn")
+                && error.message.contains("gantry-"),
+            "{}",
+            error.message
+        );
+    }
+    fx.ok(
+        "CreateDeploymentGroup",
+        trigger("arn:aws:sns:us-east-1:123456789012:gantry-deploys"),
+    )
+    .await;
 }

@@ -1535,6 +1535,30 @@ impl GroupInput {
                     ),
                 ));
             }
+            if let Some(prefix) = &control.settings.trigger_topic_prefix {
+                let settings = &control.settings;
+                let allowed = trigger
+                    .trigger_target_arn
+                    .split(':')
+                    .collect::<Vec<_>>()
+                    .as_slice()
+                    .get(2..6)
+                    .is_some_and(|parts| {
+                        parts[0] == "sns"
+                            && parts[1] == settings.region
+                            && parts[2] == settings.account_id
+                            && parts[3].starts_with(prefix.as_str())
+                    });
+                if !allowed {
+                    return Err(ApiError::new(
+                        Exception::InvalidTriggerConfig,
+                        format!(
+                            "triggerConfigurations[{index}].triggerTargetArn: {:?} is not a topic this Gantry may publish to: name it {prefix}... in account {} and region {} (the stack's functions may publish only there)",
+                            trigger.trigger_target_arn, settings.account_id, settings.region
+                        ),
+                    ));
+                }
+            }
             for event in &trigger.trigger_events {
                 if !TRIGGER_EVENTS.contains(&event.as_str()) {
                     return Err(ApiError::new(
