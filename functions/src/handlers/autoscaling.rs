@@ -123,13 +123,8 @@ pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), Ap
     match LifecycleMessage::parse(body).map_err(ApiError::invalid_input)? {
         LifecycleMessage::Test => Ok(()),
         // Boxed: these futures hold SDK calls and a whole CreateDeployment.
-        LifecycleMessage::Transition(notification)
-            if notification.lifecycle_transition == TERMINATING =>
-        {
-            Box::pin(terminating(control, notification)).await
-        }
         LifecycleMessage::Transition(notification) => {
-            Box::pin(launching(control, notification)).await
+            Box::pin(transition(control, notification)).await
         }
         LifecycleMessage::DeploymentFinished { deployment_id } => {
             Box::pin(complete_launch(control, &deployment_id)).await
@@ -140,116 +135,42 @@ pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), Ap
     }
 }
 
-async fn launching(control: &ControlPlane, notification: Notification) -> Result<(), ApiError> {
-    if notification.lifecycle_transition != LAUNCHING {
-        tracing::info!(transition = %notification.lifecycle_transition, "not a launch; ignored");
-        return Ok(());
-    }
-    let action = LifecycleAction {
-        auto_scaling_group_name: notification.auto_scaling_group_name.clone(),
-        lifecycle_hook_name: notification.lifecycle_hook_name.clone(),
-        lifecycle_action_token: notification.lifecycle_action_token.clone(),
-        instance_id: notification.ec2_instance_id.clone(),
-    };
-    let span = tracing::info_span!("launch", instance_id = %action.instance_id, auto_scaling_group = %action.auto_scaling_group_name);
-    let _entered = span.enter();
-    let metadata: HookMetadata = match notification
-        .notification_metadata
-        .as_deref()
-        .map(serde_json::from_str)
-    {
-        Some(Ok(metadata)) => metadata,
-        _ => {
-            // Not a hook Gantry put: leave its action to whoever owns it.
-            tracing::warn!(hook = %action.lifecycle_hook_name, "lifecycle hook without Gantry's metadata; ignored");
+/// An instance held by one of Gantry's hooks, in a deployment of its own that runs beside
+/// whatever else the group deploys (it takes no lock), one per lifecycle action even when
+/// the notification comes twice; its end completes the action.
+/// - A launch gets the group's last successful revision (creator `autoscaling`): CONTINUE
+///   when it succeeds, ABANDON when it fails, so that Auto Scaling replaces the instance.
+/// - A termination, with `terminationHookEnabled`, has its traffic blocked and its
+///   application stopped (creator `autoscalingTermination`; see
+///   [`gantry_core::lifecycle::termination`]), then goes whatever the outcome.
+async fn transition(control: &ControlPlane, notification: Notification) -> Result<(), ApiError> {
+    let terminating = match notification.lifecycle_transition.as_str() {
+        LAUNCHING => false,
+        TERMINATING => true,
+        other => {
+            tracing::info!(transition = %other, "not a launch or a termination; ignored");
             return Ok(());
         }
     };
-    let group = match control
-        .load_group(&metadata.application_name, &metadata.deployment_group_name)
-        .await
-    {
-        Ok(group) => group,
-        Err(error) if error.code == Exception::DeploymentGroupDoesNotExist => {
-            tracing::info!("the deployment group is gone; letting the instance launch");
-            return control.lifecycle.complete(&action, "CONTINUE").await;
-        }
-        Err(error) => return Err(error),
-    };
-    let Some(revision) = group.target_revision.clone() else {
-        tracing::info!("the group has no successful deployment yet; letting the instance launch");
-        return control.lifecycle.complete(&action, "CONTINUE").await;
-    };
-    // One deployment per lifecycle action, even when the notification comes twice.
-    let deployment_id = deployment_id_for(&action.lifecycle_action_token);
-    match control
-        .store
-        .load_deployment::<DeploymentSpec>(&deployment_id)
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(StoreError::NotFound(_)) => {}
-        Err(other) => return Err(other.into()),
-    }
-    let Some(host) = control
-        .lifecycle
-        .instance(&action.auto_scaling_group_name, &action.instance_id)
-        .await?
-    else {
-        tracing::info!("the instance is gone; nothing to deploy");
-        return Ok(());
-    };
-    let input = CreateDeploymentInput {
-        application_name: metadata.application_name,
-        deployment_group_name: metadata.deployment_group_name,
-        revision: Some(revision),
-        // A failed launch is abandoned (Auto Scaling replaces the instance); rolling
-        // the whole group back would answer a problem the group does not have.
-        auto_rollback_configuration: Some(Default::default()),
-        ..Default::default()
-    };
-    let origin = Origin {
-        deployment_id: Some(deployment_id),
-        launch: Some((host, action.clone())),
-        ..Origin::default()
-    };
-    // The launch runs beside whatever else the group deploys: it takes no lock.
-    match deploy::create(control, input, Creator::Autoscaling, origin).await {
-        Ok(created) => {
-            tracing::info!(deployment_id = %created.record.spec.deployment_id, "deploying to a launching instance");
-            effects::start(control, &created).await;
-            Ok(())
-        }
-        // Worth a retry: SQS delivers the notification again.
-        Err(error) if retryable(&error) => Err(error),
-        // No deployment can be made (its revision is gone, say): the instance must not
-        // wait in Pending:Wait for the hook's timeout, to be relaunched and fail again.
-        Err(error) => {
-            tracing::warn!(%error, "cannot deploy to the launching instance; abandoning it");
-            control.lifecycle.complete(&action, "ABANDON").await
-        }
-    }
-}
-
-/// A terminating instance of a group with `terminationHookEnabled`: its traffic is
-/// blocked and its application stopped (BeforeBlockTraffic, BlockTraffic with a load
-/// balancer, AfterBlockTraffic, ApplicationStop, with the scripts of the revision it
-/// runs) in a deployment of its own (creator `autoscalingTermination`, no lock), whose
-/// end lets the termination continue, whatever its outcome.
-async fn terminating(control: &ControlPlane, notification: Notification) -> Result<(), ApiError> {
     let action = LifecycleAction {
         auto_scaling_group_name: notification.auto_scaling_group_name.clone(),
         lifecycle_hook_name: notification.lifecycle_hook_name.clone(),
         lifecycle_action_token: notification.lifecycle_action_token.clone(),
         instance_id: notification.ec2_instance_id.clone(),
     };
-    let span = tracing::info_span!("termination", instance_id = %action.instance_id, auto_scaling_group = %action.auto_scaling_group_name);
+    let span = tracing::info_span!(
+        "lifecycle_action",
+        transition = if terminating { "termination" } else { "launch" },
+        instance_id = %action.instance_id,
+        auto_scaling_group = %action.auto_scaling_group_name,
+    );
     let _entered = span.enter();
     let Some(metadata) = notification
         .notification_metadata
         .as_deref()
         .and_then(|text| serde_json::from_str::<HookMetadata>(text).ok())
     else {
+        // Not a hook Gantry put: leave its action to whoever owns it.
         tracing::warn!(hook = %action.lifecycle_hook_name, "lifecycle hook without Gantry's metadata; ignored");
         return Ok(());
     };
@@ -259,22 +180,26 @@ async fn terminating(control: &ControlPlane, notification: Notification) -> Resu
     {
         Ok(group) => group,
         Err(error) if error.code == Exception::DeploymentGroupDoesNotExist => {
+            tracing::info!("the deployment group is gone; letting the instance go on");
             return control.lifecycle.complete(&action, "CONTINUE").await;
         }
         Err(error) => return Err(error),
     };
-    // The revision the instance runs, as far as the group knows: its own record, else
-    // the group's. Its scripts come from the agent's record of its last install anyway.
-    let health = control
-        .store
-        .group_health(&metadata.application_name, &metadata.deployment_group_name)
-        .await?;
-    let revision = health
-        .get(&action.instance_id)
-        .map(|record| record.revision.clone())
-        .or_else(|| group.target_revision.clone());
-    let Some(revision) = revision else {
-        tracing::info!("nothing was deployed to the instance; letting it terminate");
+    // A termination stops the revision the instance runs, as far as the group knows: its
+    // own record, else the group's (its scripts come from the agent's record of its last
+    // install anyway). A launch gets the group's last successful revision.
+    let own = if terminating {
+        control
+            .store
+            .group_health(&metadata.application_name, &metadata.deployment_group_name)
+            .await?
+            .remove(&action.instance_id)
+            .map(|record| record.revision)
+    } else {
+        None
+    };
+    let Some(revision) = own.or_else(|| group.target_revision.clone()) else {
+        tracing::info!("nothing deployed to the group yet; letting the instance go on");
         return control.lifecycle.complete(&action, "CONTINUE").await;
     };
     let deployment_id = deployment_id_for(&action.lifecycle_action_token);
@@ -292,15 +217,20 @@ async fn terminating(control: &ControlPlane, notification: Notification) -> Resu
         .instance(&action.auto_scaling_group_name, &action.instance_id)
         .await?
     else {
-        tracing::info!("the instance is gone; nothing to stop");
-        return control.lifecycle.complete(&action, "CONTINUE").await;
+        tracing::info!("the instance is gone; nothing to do");
+        return if terminating {
+            control.lifecycle.complete(&action, "CONTINUE").await
+        } else {
+            Ok(())
+        };
     };
     let input = CreateDeploymentInput {
         application_name: metadata.application_name,
         deployment_group_name: metadata.deployment_group_name,
         revision: Some(revision),
-        // The instance goes whatever happens; a failed ApplicationStop shows on the
-        // deployment, and rolls nothing back.
+        // A failed launch is abandoned (Auto Scaling replaces the instance), and a
+        // terminating instance goes anyway: rolling the whole group back would answer
+        // a problem the group does not have.
         auto_rollback_configuration: Some(Default::default()),
         ..Default::default()
     };
@@ -309,16 +239,24 @@ async fn terminating(control: &ControlPlane, notification: Notification) -> Resu
         launch: Some((host, action.clone())),
         ..Origin::default()
     };
-    match deploy::create(control, input, Creator::AutoscalingTermination, origin).await {
+    let (creator, when_impossible) = if terminating {
+        (Creator::AutoscalingTermination, "CONTINUE")
+    } else {
+        (Creator::Autoscaling, "ABANDON")
+    };
+    match deploy::create(control, input, creator, origin).await {
         Ok(created) => {
-            tracing::info!(deployment_id = %created.record.spec.deployment_id, "stopping a terminating instance");
+            tracing::info!(deployment_id = %created.record.spec.deployment_id, "deploying for a lifecycle action");
             effects::start(control, &created).await;
             Ok(())
         }
+        // Worth a retry: SQS delivers the notification again.
         Err(error) if retryable(&error) => Err(error),
+        // No deployment can be made (its revision is gone, say): the instance must not
+        // wait for the hook's timeout (a launch, to be relaunched and fail again).
         Err(error) => {
-            tracing::warn!(%error, "cannot stop the terminating instance's application; letting it terminate");
-            control.lifecycle.complete(&action, "CONTINUE").await
+            tracing::warn!(%error, result = when_impossible, "cannot deploy for the lifecycle action; completing it");
+            control.lifecycle.complete(&action, when_impossible).await
         }
     }
 }
