@@ -193,6 +193,18 @@ where
 }
 
 /// Maps an SDK error to a domain error: a failed condition is a conflict, not a string.
+/// A conditional write whose condition no longer holds has nothing left to do (someone
+/// did it, or it no longer applies): done. Other failures are failures.
+fn done_unless_failed<T, E>(result: Result<T, SdkError<E>>) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result.map_err(|error| classify(error, String::new)) {
+        Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(other) => Err(other),
+    }
+}
+
 fn classify<E>(error: SdkError<E>, conflict: impl FnOnce() -> String) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -527,14 +539,8 @@ impl DynamoStore {
             .expression_attribute_values(":owner", s(format!("{pk}/{sk}")))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match classify(error, String::new) {
-                // Someone else's, or nobody's.
-                StoreError::Conflict(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        // Someone else's, or nobody's.
+        done_unless_failed(result)
     }
 
     /// Stores an entity whether or not it exists (a revision registered again).
@@ -1466,13 +1472,7 @@ impl DynamoStore {
             .expression_attribute_values(":entry", json(pending))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match classify(error, String::new) {
-                StoreError::Conflict(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        done_unless_failed(result)
     }
 
     pub async fn clear_outbox(&self, id: &str, entry: u64) -> Result<(), StoreError> {
@@ -1587,14 +1587,8 @@ impl DynamoStore {
             .expression_attribute_values(":until", n(until))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // No longer active: nothing to hold.
-            Err(error) => match classify(error, String::new) {
-                StoreError::Conflict(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        // No longer active: nothing to hold.
+        done_unless_failed(result)
     }
 
     /// Sets a deployment's next tick to `at`, or takes it off the active index (`None`),
@@ -1621,13 +1615,7 @@ impl DynamoStore {
                 .expression_attribute_values(":wakeup", n(at)),
             None => request.update_expression("REMOVE activeKey, wakeupAt"),
         };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(error) => match classify(error, String::new) {
-                StoreError::Conflict(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        done_unless_failed(request.send().await)
     }
 
     /// Reserves the id of the rollback that will replace a deployment, apart from its

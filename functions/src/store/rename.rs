@@ -8,8 +8,8 @@
 //! whose health and history have not followed yet has `renamedFrom` too.
 
 use super::{
-    ACTIVE_INDEX, BY_GROUP_INDEX, DynamoStore, Item, StoreError, aws, body, classify, keys, n, s,
-    text,
+    ACTIVE_INDEX, BY_GROUP_INDEX, DynamoStore, Item, StoreError, aws, body, classify,
+    done_unless_failed, keys, n, s, text,
 };
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use serde::Serialize;
@@ -444,13 +444,7 @@ impl DynamoStore {
             .expression_attribute_values(":old", s(old))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match classify(error, String::new) {
-                StoreError::Conflict(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        done_unless_failed(result)
     }
 
     /// Lists `group`'s past deployments under `new` (index `by-group`): each one's
