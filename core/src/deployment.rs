@@ -57,6 +57,8 @@ pub enum TargetStatus {
     Succeeded,
     Failed,
     Skipped,
+    /// A blue/green replacement host that installed the revision and waits for traffic.
+    Ready,
 }
 
 impl TargetStatus {
@@ -76,6 +78,11 @@ pub enum NotificationEvent {
     InstanceStart,
     InstanceSuccess,
     InstanceFailure,
+    /// A blue/green deployment's replacement fleet installed the revision and waits
+    /// for ContinueDeployment.
+    DeploymentReady,
+    /// A blue/green replacement host installed the revision.
+    InstanceReady,
 }
 
 /// CodeDeploy's `errorInformation`.
@@ -190,6 +197,7 @@ impl TargetState {
         deadlines: &Deadlines,
         now: Millis,
         ended: bool,
+        hold_before: Option<LifecycleEvent>,
     ) -> Result<Step, ApplyError> {
         let index = self
             .events
@@ -243,6 +251,8 @@ impl TargetState {
             } else {
                 TargetStatus::Succeeded
             }))
+        } else if hold_before.is_some() && self.next_pending() == hold_before {
+            Ok(Step::Ready)
         } else if let Some(step) = self.traffic_step_due() {
             if ended {
                 // The deployment ended while the host ran its stretch: it goes no further.
@@ -270,6 +280,15 @@ impl TargetState {
                 later.status = EventStatus::Skipped;
             }
         }
+    }
+
+    /// The next event to run, when every event before it succeeded and it has not started.
+    fn next_pending(&self) -> Option<LifecycleEvent> {
+        self.events
+            .iter()
+            .find(|record| record.status != EventStatus::Succeeded)
+            .filter(|record| record.status == EventStatus::Pending)
+            .map(|record| record.event)
     }
 
     /// The control-plane event to start now: the first event not yet succeeded, when
@@ -390,6 +409,8 @@ enum Step {
     Traffic(LifecycleEvent),
     /// The host is to run these events next, in a command of their own.
     Resume(Vec<LifecycleEvent>),
+    /// A blue/green replacement host installed the revision: it waits for traffic.
+    Ready,
 }
 
 /// How a load balancer step ended for a host.
@@ -458,6 +479,9 @@ pub struct Deployment {
     #[serde(default)]
     pub start_time: Option<Millis>,
     pub complete_time: Option<Millis>,
+    /// A blue/green deployment's fleets and stage; None in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreen>,
 }
 
 /// Something that happens to a deployment.
@@ -494,6 +518,12 @@ pub enum Input {
     Alarm {
         now: Millis,
         check: AlarmCheck,
+    },
+    /// A blue/green deployment's wait is ended early (ContinueDeployment,
+    /// SkipWaitTimeForInstanceTermination).
+    Continue {
+        wait: WaitType,
+        now: Millis,
     },
 }
 
@@ -564,6 +594,15 @@ pub enum Effect {
     /// while it ran get its revision in a deployment of their own (when the group's
     /// outdatedInstancesStrategy is UPDATE).
     UpdateOutdated,
+    /// Send the blue/green replacement hosts at `first..first + count`, Ready, their
+    /// traffic events.
+    Reroute { first: u32, count: u32 },
+    /// A blue/green deployment's original fleet waited out its termination wait:
+    /// terminate it (its Auto Scaling group with it).
+    TerminateOriginal,
+    /// A blue/green deployment succeeded: its replacement fleet is the deployment
+    /// group's from now on (a copied Auto Scaling group replaces the original there).
+    AdoptReplacement,
 }
 
 /// Why an input could not apply. These are bugs or foreign messages, never panics.
@@ -586,6 +625,8 @@ pub enum ApplyError {
     },
     #[error("deployment has already started")]
     AlreadyStarted,
+    #[error("the deployment is not waiting ({0:?})")]
+    NotWaiting(WaitType),
 }
 
 const HEALTH_CONSTRAINTS: &str = "HEALTH_CONSTRAINTS";
@@ -655,13 +696,18 @@ impl Deployment {
             create_time,
             start_time: None,
             complete_time: None,
+            blue_green: None,
         }
     }
 
     /// The record of a host as it is sent its command (at `index` of the ordered list).
     pub fn dispatched_target(&self, target: Target, index: u32, now: Millis) -> TargetState {
-        let mut state =
-            TargetState::waiting(target, index, &self.events, DeploymentStatus::InProgress);
+        let mut state = TargetState::waiting(
+            target,
+            index,
+            self.events_at(index),
+            DeploymentStatus::InProgress,
+        );
         state.status = TargetStatus::InProgress;
         state.dispatched_at = Some(now);
         state.deadline = Some(now + self.deadlines.start_ms);
@@ -715,7 +761,8 @@ impl Deployment {
                     });
                 }
                 let ended = self.status.is_terminal();
-                let step = target.apply_report(report, &self.deadlines, now, ended)?;
+                let hold_before = self.hold_before(target);
+                let step = target.apply_report(report, &self.deadlines, now, ended, hold_before)?;
                 self.take_step(target, step, now, &mut effects);
             }
             Input::Traffic {
@@ -753,6 +800,11 @@ impl Deployment {
                 }
             }
             Input::Alarm { now, check } => self.check_alarms(now, check, &mut effects),
+            Input::Continue { wait, now } => {
+                if !self.end_wait(wait, now, &mut effects) {
+                    return Err(ApplyError::NotWaiting(wait));
+                }
+            }
         }
         Ok(effects)
     }
@@ -782,6 +834,7 @@ impl Deployment {
                 events,
                 start_by: target.deadline.unwrap_or(now + self.deadlines.start_ms),
             }),
+            Step::Ready => self.host_ready(target, now, effects),
         }
     }
 
@@ -797,16 +850,23 @@ impl Deployment {
         target.deadline = None;
         self.counts.in_progress = self.counts.in_progress.saturating_sub(1);
         let instance_id = target.target.instance_id.clone();
+        // A blue/green original host leaves the fleet: it never runs the revision.
+        let records_health = self
+            .blue_green
+            .as_ref()
+            .is_none_or(|bg| bg.is_replacement(target.index));
         match status {
             TargetStatus::Succeeded => self.counts.succeeded += 1,
             TargetStatus::Skipped => {
                 // Cut short by the deployment's end: no trigger event is CodeDeploy's
                 // for it, and the host is not on the revision.
                 self.counts.skipped += 1;
-                effects.push(Effect::RecordHealth {
-                    instance_id,
-                    healthy: false,
-                });
+                if records_health {
+                    effects.push(Effect::RecordHealth {
+                        instance_id,
+                        healthy: false,
+                    });
+                }
                 return;
             }
             _ => self.counts.failed += 1,
@@ -817,16 +877,21 @@ impl Deployment {
             NotificationEvent::InstanceFailure
         };
         effects.push(notify(event, Some(&instance_id)));
-        effects.push(Effect::RecordHealth {
-            instance_id,
-            healthy: succeeded,
-        });
+        if records_health {
+            effects.push(Effect::RecordHealth {
+                instance_id,
+                healthy: succeeded,
+            });
+        }
     }
 
     /// Decides the outcome or sends the next commands.
     fn advance(&mut self, now: Millis, effects: &mut Vec<Effect>) {
         if self.status != DeploymentStatus::InProgress {
             return;
+        }
+        if self.blue_green.is_some() {
+            return self.advance_blue_green(now, effects);
         }
         let counts = self.counts;
         if counts.pending == 0 && counts.in_progress == 0 {
@@ -1034,10 +1099,15 @@ impl Deployment {
             return;
         }
         if succeeded {
+            if self.blue_green.is_some() {
+                effects.push(Effect::AdoptReplacement);
+            }
             effects.push(Effect::RecordLastSuccessful);
         }
         effects.push(Effect::ReleaseLock);
-        if succeeded {
+        // A blue/green deployment's instances that launched meanwhile are in its
+        // replacement fleet's group, which copied the launch template.
+        if succeeded && self.blue_green.is_none() {
             effects.push(Effect::UpdateOutdated);
         }
     }
@@ -1045,7 +1115,7 @@ impl Deployment {
     /// When the next tick matters for the summary itself: the end of a zone wait. Hosts'
     /// deadlines live in their own records.
     pub fn next_wakeup(&self) -> Option<Millis> {
-        self.zone_wait_until
+        self.zone_wait_until.or(self.blue_green_wakeup())
     }
 }
 
@@ -1069,6 +1139,8 @@ pub struct Plan<'a> {
     /// Its alarms' state before the first batch, when it watches alarms: the first batch
     /// is a batch boundary too, and no host should be touched while an alarm fires.
     pub first_alarm_check: Option<AlarmCheck>,
+    /// A blue/green deployment: `targets` are its replacement fleet, this its original.
+    pub blue_green: Option<BlueGreenPlan>,
     pub now: Millis,
 }
 
@@ -1099,9 +1171,13 @@ pub fn plan(request: Plan) -> Result<Planned, PlanError> {
     if request.update_outdated_only {
         targets.retain(|target| target.standing != crate::planner::Standing::Current);
     }
-    if targets.len() > MAX_TARGETS {
+    let original = request
+        .blue_green
+        .as_ref()
+        .map_or(0, |bg| bg.original.len());
+    if targets.len() + original > MAX_TARGETS {
         return Err(PlanError::TooManyTargets {
-            hosts: targets.len(),
+            hosts: targets.len() + original,
         });
     }
     let zonal = request.config.zonal_config.filter(|_| !request.launch);
@@ -1116,10 +1192,16 @@ pub fn plan(request: Plan) -> Result<Planned, PlanError> {
     };
     let live = ordered.len();
     ordered.extend(crate::planner::order(stopped));
+    // A blue/green deployment's original fleet follows its replacement fleet (a stopped
+    // replacement instance fails as it starts, which fails the deployment).
+    let replacement = ordered.len() as u32;
+    if let Some(bg) = &request.blue_green {
+        ordered.extend(crate::planner::order(bg.original.clone()));
+    }
     let health = if request.launch {
         Ok(HealthPlan::launch())
     } else {
-        request.config.health_plan(ordered.len() as u32)
+        request.config.health_plan(replacement)
     };
     let now = request.now;
     let planned = match health {
@@ -1137,7 +1219,11 @@ pub fn plan(request: Plan) -> Result<Planned, PlanError> {
             );
             state.completes_launch = request.launch;
             state.alarms = request.alarms;
-            let failed = state.fail_stopped(&ordered[live..]);
+            if let Some(bg) = &request.blue_green {
+                state.counts.pending += bg.original.len() as u32;
+                state.blue_green = Some(BlueGreen::new(replacement, bg));
+            }
+            let failed = state.fail_stopped(&ordered[live..replacement as usize]);
             let mut effects = match request.first_alarm_check {
                 Some(check) if state.alarms.is_some() && check != AlarmCheck::Clear => {
                     // Started and, if the check says so, stopped before any command.
@@ -1371,6 +1457,11 @@ fn next_deadline(target: &TargetState, deadlines: &Deadlines, now: Millis) -> Mi
     now + running.unwrap_or(deadlines.start_ms)
 }
 
+mod blue_green;
+pub use blue_green::{BlueGreen, BlueGreenPlan, OriginalFleet, Stage, TIMEOUT, WaitType};
+
+#[cfg(test)]
+mod blue_green_tests;
 #[cfg(test)]
 mod stopped_tests;
 #[cfg(test)]

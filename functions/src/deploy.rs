@@ -347,6 +347,7 @@ pub async fn create(
         rollback_on_stop: auto_rollback.on(ROLLBACK_ON_REQUEST),
         alarms: alarm_policy,
         first_alarm_check,
+        blue_green: None,
         now,
     })
     .map_err(|error| {

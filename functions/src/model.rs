@@ -369,9 +369,16 @@ pub struct DeploymentGroupSettings {
     pub load_balancer_info: LoadBalancerInfo,
     #[serde(default)]
     pub termination_hook_enabled: bool,
+    /// Set when `deploymentStyle.deploymentType` is BLUE_GREEN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green_deployment_configuration: Option<BlueGreenConfiguration>,
 }
 
 impl DeploymentGroupSettings {
+    pub fn is_blue_green(&self) -> bool {
+        self.deployment_style.deployment_type == BLUE_GREEN
+    }
+
     /// The target groups its in-place deployments take hosts out of and put back into:
     /// those of `loadBalancerInfo`, when `deploymentStyle` asks for traffic control.
     pub fn traffic_target_groups(&self) -> Vec<String> {
@@ -389,6 +396,51 @@ impl DeploymentGroupSettings {
 pub const WITH_TRAFFIC_CONTROL: &str = "WITH_TRAFFIC_CONTROL";
 pub const WITHOUT_TRAFFIC_CONTROL: &str = "WITHOUT_TRAFFIC_CONTROL";
 pub const IN_PLACE: &str = "IN_PLACE";
+pub const BLUE_GREEN: &str = "BLUE_GREEN";
+
+/// CodeDeploy's `blueGreenDeploymentConfiguration`, every part filled in (CodeDeploy's
+/// defaults where the input left one out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenConfiguration {
+    pub terminate_blue_instances_on_deployment_success: BlueInstanceTermination,
+    pub deployment_ready_option: DeploymentReadyOption,
+    pub green_fleet_provisioning_option: GreenFleetProvisioningOption,
+}
+
+/// What becomes of the original instances once traffic left them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueInstanceTermination {
+    /// TERMINATE or KEEP_ALIVE.
+    pub action: String,
+    /// 0 to 2880 (two days); CodeDeploy's default is 60.
+    pub termination_wait_time_in_minutes: u32,
+}
+
+/// Whether traffic is rerouted as soon as the replacement instances are ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentReadyOption {
+    /// CONTINUE_DEPLOYMENT or STOP_DEPLOYMENT (wait for ContinueDeployment).
+    pub action_on_timeout: String,
+    /// With STOP_DEPLOYMENT: how long to wait before the deployment stops.
+    pub wait_time_in_minutes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GreenFleetProvisioningOption {
+    /// DISCOVER_EXISTING or COPY_AUTO_SCALING_GROUP.
+    pub action: String,
+}
+
+pub const TERMINATE: &str = "TERMINATE";
+pub const KEEP_ALIVE: &str = "KEEP_ALIVE";
+pub const CONTINUE_DEPLOYMENT: &str = "CONTINUE_DEPLOYMENT";
+pub const STOP_DEPLOYMENT: &str = "STOP_DEPLOYMENT";
+pub const DISCOVER_EXISTING: &str = "DISCOVER_EXISTING";
+pub const COPY_AUTO_SCALING_GROUP: &str = "COPY_AUTO_SCALING_GROUP";
 
 /// CodeDeploy's `deploymentStyle`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

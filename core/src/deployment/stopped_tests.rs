@@ -40,6 +40,7 @@ fn plan_of(config: &str, targets: Vec<Target>) -> Planned {
         rollback_on_stop: false,
         alarms: None,
         first_alarm_check: None,
+        blue_green: None,
         now: 7,
     })
     .unwrap()
@@ -125,6 +126,7 @@ fn a_zonal_deployment_sends_no_zone_its_stopped_instances() {
         rollback_on_stop: false,
         alarms: None,
         first_alarm_check: None,
+        blue_green: None,
         now: 7,
     })
     .unwrap();

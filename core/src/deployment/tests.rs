@@ -56,7 +56,8 @@ impl Sim {
             | Input::Tick { now }
             | Input::Stop { now, .. }
             | Input::Traffic { now, .. }
-            | Input::Alarm { now, .. } => *now,
+            | Input::Alarm { now, .. }
+            | Input::Continue { now, .. } => *now,
         };
         let mut touched: Vec<TargetState> = match &input {
             Input::Report { report, .. } => self
@@ -982,6 +983,7 @@ fn plan_request<'a>(
         rollback_on_stop: false,
         alarms: None,
         first_alarm_check: None,
+        blue_green: None,
         now: 7,
     }
 }
@@ -1248,6 +1250,7 @@ fn an_alarm_firing_before_the_first_batch_stops_the_deployment_before_any_host()
     let request = |check: AlarmCheck| Plan {
         alarms: Some(policy),
         first_alarm_check: Some(check),
+        blue_green: None,
         ..plan_request(&config, targets(4, 1, Standing::Old), &events)
     };
     let planned = plan(request(AlarmCheck::Active {
