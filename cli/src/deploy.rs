@@ -181,6 +181,9 @@ pub fn summary(info: &Value, targets: &[Value]) -> String {
         overview["InProgress"],
         overview["Pending"],
     );
+    if let Some(fleets) = blue_green_fleets(info) {
+        text.push_str(&format!("\n  {fleets}"));
+    }
     if let Some(message) = info["errorInformation"]["message"].as_str() {
         text.push_str(&format!("\n  {message}"));
     }
@@ -203,15 +206,62 @@ pub fn summary(info: &Value, targets: &[Value]) -> String {
             "\n  warning: {forged} report(s) dropped: sent by an identity other than their host's"
         ));
     }
+    let blue_green = info["deploymentStyle"]["deploymentType"] == "BLUE_GREEN";
     for target in targets {
         let (event, status) = current_event(target);
+        let fleet = match (blue_green, target["instanceLabel"].as_str()) {
+            (true, Some("Green")) => "replacement ",
+            (true, _) => "original    ",
+            (false, _) => "",
+        };
         text.push_str(&format!(
-            "\n  {:<20} {:<10} {event} {status}",
+            "\n  {fleet}{:<20} {:<10} {event} {status}",
             target["targetId"].as_str().unwrap_or("?"),
             target["status"].as_str().unwrap_or("?"),
         ));
     }
     text
+}
+
+/// What a blue/green deployment is doing, in words (Gantry's `blueGreenProgress`).
+fn blue_green_stage(info: &Value) -> Option<String> {
+    let progress = &info["blueGreenProgress"];
+    let count = |name: &str| progress[name].as_u64().unwrap_or(0);
+    let replacement = count("replacementInstances");
+    let stage = match progress["stage"].as_str()? {
+        "Installing" => format!(
+            "installing on the replacement fleet ({} of {replacement} ready)",
+            count("installed")
+        ),
+        "Ready" => {
+            "replacement fleet ready: waiting for ContinueDeployment to reroute traffic".to_owned()
+        }
+        "Rerouting" => format!(
+            "rerouting traffic to the replacement fleet ({} of {replacement} sent)",
+            count("rerouted")
+        ),
+        "BlockingOriginal" => "taking the original fleet out of the load balancer".to_owned(),
+        "TerminationWait" => "traffic rerouted; waiting to terminate the original fleet".to_owned(),
+        other => other.to_owned(),
+    };
+    Some(stage)
+}
+
+/// The two fleets of a blue/green deployment, for the summary.
+fn blue_green_fleets(info: &Value) -> Option<String> {
+    let progress = &info["blueGreenProgress"];
+    let stage = blue_green_stage(info)?;
+    let mut text = format!(
+        "blue/green: {} replacement and {} original instances",
+        progress["replacementInstances"], progress["originalInstances"]
+    );
+    if let Some(group) = progress["replacementAutoScalingGroup"].as_str() {
+        text.push_str(&format!(" (replacement group {group})"));
+    }
+    if info["status"] == "InProgress" {
+        text.push_str(&format!("; {stage}"));
+    }
+    Some(text)
 }
 
 pub fn logs(targets: &[Value], instance: Option<&str>, event: Option<&str>) -> String {
@@ -397,7 +447,10 @@ impl Progress {
         }
         let done = counts.succeeded + counts.failed;
         let total = done + counts.running + counts.pending + counts.skipped;
-        let mut text = format!("{done} of {total} hosts done");
+        let mut text = match blue_green_stage(info).filter(|_| info["status"] == "InProgress") {
+            Some(stage) => format!("{stage}: {done} of {total} hosts done"),
+            None => format!("{done} of {total} hosts done"),
+        };
         if counts.failed > 0 {
             text.push_str(&format!(" ({} failed)", counts.failed));
         }

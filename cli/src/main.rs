@@ -122,6 +122,14 @@ enum Command {
         #[arg(long)]
         rollback: bool,
     },
+    /// Continue a blue/green deployment that waits: reroute traffic to its replacement
+    /// fleet now, or with --terminate, terminate its original fleet now.
+    Continue {
+        deployment_id: String,
+        /// End the wait before the original fleet is terminated (TERMINATION_WAIT).
+        #[arg(long)]
+        terminate: bool,
+    },
     /// Stop the group's deployment, if any, and redeploy its last successful revision.
     Rollback {
         #[arg(long)]
@@ -830,6 +838,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             show(output, &stopped, |v| {
                 v["statusMessage"].as_str().unwrap_or("stopped").to_owned()
+            });
+        }
+        Command::Continue {
+            deployment_id,
+            terminate,
+        } => {
+            let wait = if terminate {
+                "TERMINATION_WAIT"
+            } else {
+                "READY_WAIT"
+            };
+            let continued = gantry
+                .api(
+                    "ContinueDeployment",
+                    json!({"deploymentId": deployment_id, "deploymentWaitType": wait}),
+                )
+                .await?;
+            show(output, &continued, |_| {
+                if terminate {
+                    format!("{deployment_id}: terminating the original fleet")
+                } else {
+                    format!("{deployment_id}: rerouting traffic to the replacement fleet")
+                }
             });
         }
         Command::Rollback { app, group } => {
