@@ -121,6 +121,7 @@ pub struct ControlPlane {
     pub identities: Identities,
     pub alarms: Alarms,
     pub load_balancers: traffic::LoadBalancers,
+    pub green_fleets: crate::green_fleet::GreenFleets,
     pub settings: Settings,
 }
 
@@ -150,6 +151,10 @@ impl ControlPlane {
             alarms: Alarms::new(aws_sdk_cloudwatch::Client::new(config)),
             load_balancers: traffic::LoadBalancers::new(
                 aws_sdk_elasticloadbalancingv2::Client::new(config),
+            ),
+            green_fleets: crate::green_fleet::GreenFleets::new(
+                aws_sdk_autoscaling::Client::new(config),
+                aws_sdk_ec2::Client::new(config),
             ),
             settings,
         }

@@ -17,7 +17,7 @@ use crate::traffic::{TargetGroupRef, TrafficError};
 use gantry_core::appspec::FileExistsBehavior;
 use gantry_core::config::ONE_AT_A_TIME;
 use gantry_core::deployment::{
-    self, AlarmPolicy, Deadlines, Effect, NotificationEvent, Plan, Planned,
+    self, AlarmPolicy, BlueGreenPlan, Deadlines, Effect, NotificationEvent, Plan, Planned,
 };
 use gantry_core::identity::Sender;
 use gantry_core::lifecycle::{self, LifecycleEvent, Performer};
@@ -189,6 +189,7 @@ pub async fn create(
     crate::model::check_description(input.description.as_deref())?;
     if let Some(targets) = &input.target_instances
         && !is_blank(targets)
+        && !settings.is_blue_green()
     {
         return Err(ApiError::new(
             Exception::InvalidTargetInstances,
@@ -262,10 +263,24 @@ pub async fn create(
         None => None,
     };
 
-    let mut hosts = match (&origin.launch, &origin.hosts) {
-        (Some((host, _)), _) => vec![host.clone()],
-        (None, Some(hosts)) => hosts.clone(),
-        (None, None) => resolve_hosts(control, settings).await?,
+    let deployment_id = origin
+        .deployment_id
+        .clone()
+        .unwrap_or_else(new_deployment_id);
+    let fleets = Box::pin(blue_green_fleets(
+        control,
+        &group,
+        &input,
+        &origin,
+        &deployment_id,
+    ))
+    .await?;
+    let mut hosts = match (&origin.launch, &origin.hosts, &fleets) {
+        (Some((host, _)), _, _) => vec![host.clone()],
+        (None, Some(hosts), _) => hosts.clone(),
+        // Both fleets' reports are bound to their senders alike: the originals follow.
+        (None, None, Some(fleets)) => [&fleets.replacement[..], &fleets.original].concat(),
+        (None, None, None) => resolve_hosts(control, &settings.targets).await?,
     };
     // Boxed, as every call here that awaits AWS: inlined, their state would grow
     // create's future, which rollbacks and launches already nest (a debug build's test
@@ -294,6 +309,26 @@ pub async fn create(
         &revision,
         group.target_revision.as_ref(),
     );
+    let original_hosts = match &fleets {
+        Some(fleets) => hosts.split_off(fleets.replacement.len()),
+        None => Vec::new(),
+    };
+    let to_target = |host: Host| Target {
+        standing: if host.stopped {
+            Standing::Stopped
+        } else {
+            standing(health.get(&host.instance_id), current)
+        },
+        instance_id: host.instance_id,
+        zone: host.zone,
+        sender: host.sender,
+    };
+    let blue_green_plan = fleets.as_ref().map(|fleets| BlueGreenPlan {
+        original: original_hosts.iter().cloned().map(to_target).collect(),
+        original_events: fleets.original_events.clone(),
+        ready_wait_ms: fleets.ready_wait_ms,
+        original_fleet: fleets.original_fleet,
+    });
     let targets: Vec<Target> = hosts
         .into_iter()
         .map(|host| Target {
@@ -308,16 +343,19 @@ pub async fn create(
         })
         .collect();
     let now = now_millis();
-    let deployment_id = origin
-        .deployment_id
-        .clone()
-        .unwrap_or_else(new_deployment_id);
     let launch = origin.launch.is_some();
     let target_groups = Box::pin(traffic_target_groups(control, settings)).await?;
-    let events = if creator == Creator::AutoscalingTermination {
+    let events = if let Some(fleets) = &fleets {
+        fleets.replacement_events.clone()
+    } else if creator == Creator::AutoscalingTermination {
         lifecycle::termination(!target_groups.is_empty())
     } else {
         lifecycle::in_place(!target_groups.is_empty())
+    };
+    // Each event's limit, whichever fleet runs it.
+    let all_events = match &fleets {
+        Some(fleets) => [&events[..], &fleets.original_events].concat(),
+        None => events.clone(),
     };
     // The first batch is a batch boundary: no host is touched while an alarm fires.
     let first_alarm_check = match alarm_policy {
@@ -339,7 +377,7 @@ pub async fn create(
             control,
             &record,
             previous.as_ref(),
-            &events,
+            &all_events,
             &target_groups,
         ),
         events: &events,
@@ -347,7 +385,7 @@ pub async fn create(
         rollback_on_stop: auto_rollback.on(ROLLBACK_ON_REQUEST),
         alarms: alarm_policy,
         first_alarm_check,
-        blue_green: None,
+        blue_green: blue_green_plan,
         now,
     })
     .map_err(|error| {
@@ -380,6 +418,7 @@ pub async fn create(
         alarm_configuration: alarms,
         override_alarm_configuration: override_alarms,
         target_groups,
+        blue_green: fleets.map(|fleets| fleets.spec),
     };
     let span = tracing::info_span!("create_deployment", deployment_id = %deployment_id);
     async {
@@ -434,6 +473,61 @@ pub async fn create(
     }
     .instrument(span)
     .await
+}
+
+/// A blue/green deployment's fleets: provisioned for a new deployment of a BLUE_GREEN
+/// group, or swapped from the failed deployment for its rollback. None in place, and for
+/// a launching or terminating instance's deployment, which is in place whatever the
+/// group's style.
+async fn blue_green_fleets(
+    control: &ControlPlane,
+    group: &crate::store::GroupRecord<DeploymentGroupSettings>,
+    input: &CreateDeploymentInput,
+    origin: &Origin,
+    deployment_id: &str,
+) -> Result<Option<crate::blue_green::Fleets>, ApiError> {
+    if origin.launch.is_some() || origin.hosts.is_some() {
+        return Ok(None);
+    }
+    if let Some(failed) = &origin.rollback_of {
+        let failed = control
+            .store
+            .load_deployment::<DeploymentSpec>(failed)
+            .await?;
+        return match failed.spec.blue_green.clone() {
+            Some(spec) => Ok(Some(
+                crate::blue_green::rollback_fleets(control, &failed, &spec).await?,
+            )),
+            None => Ok(None),
+        };
+    }
+    let settings = &group.settings.value;
+    let Some(config) = settings
+        .blue_green_deployment_configuration
+        .as_ref()
+        .filter(|_| settings.is_blue_green())
+    else {
+        return Ok(None);
+    };
+    // Refused before a copy is made, rather than after.
+    if let Some(active) = &group.active_deployment_id {
+        return Err(ApiError::new(
+            Exception::DeploymentLimitExceeded,
+            format!(
+                "deployment group {} already has an active deployment ({active}); wait for it to finish or stop it",
+                settings.deployment_group_name
+            ),
+        ));
+    }
+    crate::blue_green::provision(
+        control,
+        settings,
+        config,
+        input.target_instances.as_ref(),
+        deployment_id,
+    )
+    .await
+    .map(Some)
 }
 
 /// Writes the records of the deployment's stopped instances, failed as it started, so
@@ -571,11 +665,11 @@ async fn traffic_target_groups(
         })
 }
 
-async fn resolve_hosts(
+/// The instances `selection` matches now.
+pub async fn resolve_hosts(
     control: &ControlPlane,
-    settings: &DeploymentGroupSettings,
+    selection: &crate::model::TargetSelection,
 ) -> Result<Vec<Host>, ApiError> {
-    let selection = &settings.targets;
     let mut hosts = Vec::new();
     if let Some(rule) = selection.on_premises_rule() {
         hosts.extend(control.fleet.on_premises(&control.store, &rule).await?);
@@ -681,7 +775,7 @@ pub async fn start_rollback(
         deployment_id: Some(rollback_id.clone()),
         ..Origin::default()
     };
-    match create(control, input, Creator::CodeDeployRollback, origin).await {
+    match Box::pin(create(control, input, Creator::CodeDeployRollback, origin)).await {
         Ok(created) => {
             control.store.link_rollback(original, &link).await?;
             // Best effort, as every notification: the rollback's start must not wait on it.
@@ -775,7 +869,14 @@ pub async fn update_outdated(
         hosts: Some(outdated),
         ..Origin::default()
     };
-    match create(control, input, Creator::CodeDeployAutoUpdate, origin).await {
+    match Box::pin(create(
+        control,
+        input,
+        Creator::CodeDeployAutoUpdate,
+        origin,
+    ))
+    .await
+    {
         Ok(created) => Ok(Some(created)),
         Err(error) if error.code == Exception::DeploymentLimitExceeded => {
             tracing::info!(%error, "outdated instances left to the deployment that took the group");

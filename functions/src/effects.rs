@@ -209,6 +209,9 @@ fn effect_kind(effect: &Effect) -> &'static str {
         Effect::UpdateOutdated => "UpdateOutdated",
         Effect::CancelHosts => "CancelHosts",
         Effect::CompleteLaunch { .. } => "CompleteLaunch",
+        Effect::Reroute { .. } => "Reroute",
+        Effect::TerminateOriginal => "TerminateOriginal",
+        Effect::AdoptReplacement => "AdoptReplacement",
     }
 }
 
@@ -329,6 +332,17 @@ async fn carry_out_one(
         Effect::CompleteLaunch { .. } => {
             launch_finished(control, &spec.deployment_id).await?;
         }
+        Effect::Reroute { first, count } => {
+            Box::pin(crate::blue_green::reroute(control, record, *first, *count)).await?;
+            tracing::info!(hosts = count, "traffic rerouting sent");
+        }
+        // Boxed, as the rollback below: their futures would grow every caller's frame.
+        Effect::TerminateOriginal => {
+            Box::pin(crate::blue_green::terminate_original(control, record)).await?
+        }
+        Effect::AdoptReplacement => {
+            Box::pin(crate::blue_green::adopt_replacement(control, record)).await?
+        }
         Effect::CancelHosts => {
             let hosts = control.store.deploying_hosts(&spec.deployment_id).await?;
             tracing::info!(
@@ -387,7 +401,11 @@ async fn dispatch(
             .await?;
         let commands = chunk
             .iter()
-            .map(|target| command(spec, &target.target.instance_id, target.deadline))
+            .map(|target| {
+                let mut command = command(spec, &target.target.instance_id, target.deadline);
+                command.lifecycle_events = record.state.first_stretch(target.index);
+                command
+            })
             .collect();
         control.queues.send_all(commands).await?;
         if crate::notify::wanted(spec, NotificationEvent::InstanceStart) {

@@ -43,6 +43,7 @@ pub enum Exception {
     InvalidAutoScalingGroup,
     InvalidArn,
     InvalidAutoRollbackConfig,
+    InvalidBlueGreenDeploymentConfiguration,
     InvalidComputePlatform,
     InvalidDeploymentConfigName,
     InvalidDeploymentId,
@@ -119,6 +120,9 @@ impl Exception {
             Self::InvalidAutoScalingGroup => "InvalidAutoScalingGroupException",
             Self::InvalidArn => "InvalidArnException",
             Self::InvalidAutoRollbackConfig => "InvalidAutoRollbackConfigException",
+            Self::InvalidBlueGreenDeploymentConfiguration => {
+                "InvalidBlueGreenDeploymentConfigurationException"
+            }
             Self::InvalidComputePlatform => "InvalidComputePlatformException",
             Self::InvalidDeploymentConfigName => "InvalidDeploymentConfigNameException",
             Self::InvalidDeploymentId => "InvalidDeploymentIdException",

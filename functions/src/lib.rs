@@ -16,10 +16,12 @@
 
 pub mod adapters;
 pub mod advance;
+pub mod blue_green;
 pub mod control;
 pub mod deploy;
 pub mod effects;
 pub mod error;
+pub mod green_fleet;
 pub mod handlers;
 pub mod lambda;
 pub mod model;

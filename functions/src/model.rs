@@ -600,6 +600,9 @@ pub struct DeploymentSpec {
     /// (AllowTraffic), resolved from the group's names when the deployment was created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_groups: Vec<crate::traffic::TargetGroupRef>,
+    /// A blue/green deployment's fleets (`deploymentStyle` BLUE_GREEN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<crate::blue_green::BlueGreenSpec>,
 }
 
 /// A launching instance held in Pending:Wait by a Gantry lifecycle hook, as Auto Scaling's

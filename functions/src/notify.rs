@@ -50,6 +50,8 @@ fn status_word(event: NotificationEvent) -> &'static str {
         NotificationEvent::InstanceStart => "INSTANCE_START",
         NotificationEvent::InstanceSuccess => "INSTANCE_SUCCEEDED",
         NotificationEvent::InstanceFailure => "INSTANCE_FAILED",
+        NotificationEvent::DeploymentReady => "READY",
+        NotificationEvent::InstanceReady => "INSTANCE_READY",
     }
 }
 

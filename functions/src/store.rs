@@ -1215,6 +1215,26 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Replaces a host record still at `expected_version` (a conflict otherwise).
+    pub async fn replace_target(
+        &self,
+        id: &str,
+        record: &TargetState,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.target_item(id, record, expected_version + 1)))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":expected", n(expected_version))
+            .send()
+            .await
+            .map_err(|error| classify(error, || format!("host {}", record.target.instance_id)))?;
+        Ok(())
+    }
+
     /// A host record as stored. A deploying host is listed on the `due` index at its
     /// deadline.
     fn target_item(&self, id: &str, record: &TargetState, version: u64) -> Item {

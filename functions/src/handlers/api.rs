@@ -12,10 +12,11 @@ use crate::deploy::is_blank;
 use crate::effects;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::model::{
-    ApplicationInfo, AutoRollbackConfiguration, DeploymentConfigInfo, DeploymentGroupSettings,
-    DeploymentSpec, DeploymentStyle, IN_PLACE, LoadBalancerInfo, OnPremisesInstance,
-    RevisionRecord, TRIGGER_EVENTS, Tag, TargetChanges, TargetGroupInfo, TriggerConfig,
-    WITH_TRAFFIC_CONTROL, WITHOUT_TRAFFIC_CONTROL, now_millis, seconds, serialized_name,
+    ApplicationInfo, AutoRollbackConfiguration, BLUE_GREEN, DeploymentConfigInfo,
+    DeploymentGroupSettings, DeploymentSpec, DeploymentStyle, IN_PLACE, LoadBalancerInfo,
+    OnPremisesInstance, RevisionRecord, TRIGGER_EVENTS, Tag, TargetChanges, TargetGroupInfo,
+    TriggerConfig, WITH_TRAFFIC_CONTROL, WITHOUT_TRAFFIC_CONTROL, now_millis, seconds,
+    serialized_name,
 };
 use crate::store::{DeploymentRecord, StoreError, keys};
 
@@ -25,7 +26,7 @@ const TRIGGER_NAME_MAX_CHARS: usize = 100;
 /// CodeDeploy's quota of triggers per deployment group.
 const MAX_TRIGGERS: usize = 10;
 use gantry_core::config::{DeploymentConfig, MinimumHealthyHosts, ZonalConfig};
-use gantry_core::deployment::{Input, Millis, TargetState};
+use gantry_core::deployment::{Input, Millis, TargetState, WaitType};
 use gantry_core::identity::IamIdentity;
 use gantry_core::planner::Target;
 use gantry_core::wire::RevisionLocation;
@@ -389,7 +390,8 @@ pub async fn operation(
         | "GetDeploymentInstance"
         | "BatchGetDeploymentInstances"
         | "StopDeployment"
-        | "ContinueDeployment" => Box::pin(deployments(control, name, input)).await,
+        | "ContinueDeployment"
+        | "SkipWaitTimeForInstanceTermination" => Box::pin(deployments(control, name, input)).await,
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             Box::pin(tags::operation(control, name, input)).await
         }
@@ -1244,25 +1246,35 @@ async fn deployments(control: &ControlPlane, name: &str, input: Value) -> Result
             stop(control, &id, rollback).await
         }
         "ContinueDeployment" => continue_deployment(control, &input).await,
+        "SkipWaitTimeForInstanceTermination" => {
+            let mut input = input;
+            input["deploymentWaitType"] = json!("TERMINATION_WAIT");
+            continue_deployment(control, &input).await
+        }
         other => Err(unknown_operation(other)),
     }
 }
 
-/// ContinueDeployment. It continues a blue/green deployment that waits (READY_WAIT for
-/// traffic to be rerouted, TERMINATION_WAIT for the original instances to be ended);
-/// Gantry's deployments are in-place and never wait, so it answers as CodeDeploy does
-/// for an in-place deployment: one that has ended is already completed, one that runs
-/// does not support the action.
+/// ContinueDeployment: ends a blue/green deployment's wait, READY_WAIT (traffic is
+/// rerouted now) or TERMINATION_WAIT (the original fleet is terminated now, as
+/// SkipWaitTimeForInstanceTermination does). CodeDeploy's answers otherwise: an ended
+/// deployment is completed already, an in-place one does not support the action, and
+/// one that is not in that wait is not ready.
 async fn continue_deployment(control: &ControlPlane, input: &Value) -> Result<Value, ApiError> {
     let id = deployment_id_field(input)?;
-    if let Some(wait) = input.get("deploymentWaitType").filter(|v| !v.is_null())
-        && !matches!(wait.as_str(), Some("READY_WAIT" | "TERMINATION_WAIT"))
-    {
-        return Err(ApiError::new(
-            Exception::InvalidDeploymentWaitType,
-            format!("deploymentWaitType: {wait} is not READY_WAIT or TERMINATION_WAIT"),
-        ));
-    }
+    let wait = match input.get("deploymentWaitType").filter(|v| !v.is_null()) {
+        None => WaitType::ReadyWait,
+        Some(wait) => match wait.as_str() {
+            Some("READY_WAIT") => WaitType::ReadyWait,
+            Some("TERMINATION_WAIT") => WaitType::TerminationWait,
+            _ => {
+                return Err(ApiError::new(
+                    Exception::InvalidDeploymentWaitType,
+                    format!("deploymentWaitType: {wait} is not READY_WAIT or TERMINATION_WAIT"),
+                ));
+            }
+        },
+    };
     let record = load(control, &id).await?;
     let status = serialized_name(&record.state.status);
     if record.state.status.is_terminal() {
@@ -1271,12 +1283,39 @@ async fn continue_deployment(control: &ControlPlane, input: &Value) -> Result<Va
             format!("deploymentId: deployment {id} already ended with status {status}"),
         ));
     }
-    Err(ApiError::new(
-        Exception::UnsupportedActionForDeploymentType,
-        format!(
-            "deploymentId: deployment {id} is an IN_PLACE deployment ({status}); ContinueDeployment applies to blue/green deployments waiting for traffic rerouting or for the original instances' termination"
-        ),
-    ))
+    if record.state.blue_green.is_none() {
+        return Err(ApiError::new(
+            Exception::UnsupportedActionForDeploymentType,
+            format!(
+                "deploymentId: deployment {id} is an IN_PLACE deployment ({status}); ContinueDeployment applies to blue/green deployments waiting for traffic rerouting or for the original instances' termination"
+            ),
+        ));
+    }
+    let applied = effects::advance(
+        control,
+        &id,
+        &[Input::Continue {
+            wait,
+            now: now_millis(),
+        }],
+    )
+    .await?;
+    if let Some((_, error)) = applied.refused.first() {
+        let stage = applied
+            .record
+            .state
+            .blue_green
+            .as_ref()
+            .map(|bg| format!("{:?}", bg.stage))
+            .unwrap_or_default();
+        return Err(ApiError::new(
+            Exception::DeploymentIsNotInReadyState,
+            format!(
+                "deploymentId: deployment {id} is not waiting for that ({error}); it is {status}, at stage {stage}"
+            ),
+        ));
+    }
+    Ok(json!({}))
 }
 
 /// A `deploymentId` that is given and has CodeDeploy's form (`d-` and nine of A-Z, 0-9).
@@ -1474,6 +1513,8 @@ impl GroupInput {
             .validate()
             .map_err(|message| ApiError::new(Exception::InvalidTag, message))?;
         let (deployment_style, load_balancer_info) = self.traffic_settings(control, current)?;
+        let blue_green_deployment_configuration =
+            self.blue_green_settings(&deployment_style, &targets, current)?;
         // Left out, the group keeps its alarms; given, it replaces them.
         let alarm_configuration = match &self.alarm_configuration {
             Some(value) => {
@@ -1484,18 +1525,10 @@ impl GroupInput {
                 .map(|c| c.alarm_configuration.clone())
                 .unwrap_or_default(),
         };
-        for (field, value) in [
-            (
-                "blueGreenDeploymentConfiguration",
-                &self.blue_green_deployment_configuration,
-            ),
-            ("ecsServices", &self.ecs_services),
-        ] {
-            if value.as_ref().is_some_and(|v| !is_blank(v)) {
-                return Err(ApiError::invalid_input(format!(
-                    "{field}: not supported yet; in-place deployments are, with or without a load balancer"
-                )));
-            }
+        if self.ecs_services.as_ref().is_some_and(|v| !is_blank(v)) {
+            return Err(ApiError::invalid_input(
+                "ecsServices: not supported; Gantry deploys to EC2 and on-premises instances (compute platform Server)",
+            ));
         }
         let config_name = self
             .deployment_config_name
@@ -1611,12 +1644,68 @@ impl GroupInput {
                 .termination_hook_enabled
                 .or_else(|| current.map(|c| c.termination_hook_enabled))
                 .unwrap_or(false),
+            blue_green_deployment_configuration,
         })
     }
 
+    /// `blueGreenDeploymentConfiguration`, as CodeDeploy keeps it. Given, it is read with
+    /// CodeDeploy's defaults for what it leaves out (on an update, a part left out keeps the
+    /// group's); left out, the group keeps its own. A BLUE_GREEN group always has one: the
+    /// defaults when none was ever given. An IN_PLACE group stores one it is given, unused,
+    /// as CodeDeploy does. Blue/green replaces EC2 instances only, so a BLUE_GREEN group
+    /// selects no on-premises instances; and COPY_AUTO_SCALING_GROUP copies the group's one
+    /// Auto Scaling group.
+    fn blue_green_settings(
+        &self,
+        style: &DeploymentStyle,
+        targets: &crate::model::TargetSelection,
+        current: Option<&DeploymentGroupSettings>,
+    ) -> Result<Option<crate::model::BlueGreenConfiguration>, ApiError> {
+        use crate::model::{BLUE_GREEN, COPY_AUTO_SCALING_GROUP};
+        let kept = current.and_then(|c| c.blue_green_deployment_configuration.as_ref());
+        let config = match &self.blue_green_deployment_configuration {
+            Some(value) if !is_blank(value) => Some(blue_green_configuration(value, kept)?),
+            _ => kept.cloned(),
+        };
+        if style.deployment_type != BLUE_GREEN {
+            return Ok(config);
+        }
+        let on_premises = if !targets.on_premises_instance_tag_filters.is_empty() {
+            Some("onPremisesInstanceTagFilters")
+        } else if targets
+            .on_premises_tag_set
+            .as_ref()
+            .is_some_and(|set| !set.on_premises_tag_set_list.is_empty())
+        {
+            Some("onPremisesTagSet")
+        } else {
+            None
+        };
+        if let Some(field) = on_premises {
+            return Err(ApiError::new(
+                Exception::InvalidDeploymentStyle,
+                format!(
+                    "deploymentStyle.deploymentType: BLUE_GREEN replaces EC2 instances only, and {field} selects on-premises instances, which cannot be replaced; remove {field} or deploy IN_PLACE"
+                ),
+            ));
+        }
+        let config = config.unwrap_or_else(blue_green_defaults);
+        let copied = targets.auto_scaling_groups.len();
+        if config.green_fleet_provisioning_option.action == COPY_AUTO_SCALING_GROUP && copied != 1 {
+            return Err(ApiError::new(
+                Exception::InvalidBlueGreenDeploymentConfiguration,
+                format!(
+                    "{BLUE_GREEN_FIELD}.greenFleetProvisioningOption.action: COPY_AUTO_SCALING_GROUP copies the group's Auto Scaling group, so autoScalingGroups must name exactly one; it names {copied}"
+                ),
+            ));
+        }
+        Ok(Some(config))
+    }
+
     /// `deploymentStyle` and `loadBalancerInfo`, each kept from `current` when left out.
-    /// In-place only; with WITH_TRAFFIC_CONTROL, hosts leave and rejoin the ELBv2 target
-    /// groups of `targetGroupInfoList` around their install, which needs the lifecycle
+    /// With WITH_TRAFFIC_CONTROL, in-place hosts leave and rejoin the ELBv2 target groups
+    /// of `targetGroupInfoList` around their install, and blue/green reroutes traffic
+    /// through them (BLUE_GREEN needs WITH_TRAFFIC_CONTROL); either needs the lifecycle
     /// queue (it carries the checks of target health).
     fn traffic_settings(
         &self,
@@ -1628,14 +1717,14 @@ impl GroupInput {
                 let style: DeploymentStyle = serde_json::from_value(value.clone()).map_err(|error| {
                     ApiError::new(
                         Exception::InvalidDeploymentStyle,
-                        format!("deploymentStyle: {error}; give deploymentType IN_PLACE and deploymentOption WITH_TRAFFIC_CONTROL or WITHOUT_TRAFFIC_CONTROL"),
+                        format!("deploymentStyle: {error}; give deploymentType IN_PLACE or BLUE_GREEN and deploymentOption WITH_TRAFFIC_CONTROL or WITHOUT_TRAFFIC_CONTROL"),
                     )
                 })?;
-                if style.deployment_type != IN_PLACE {
+                if ![IN_PLACE, crate::model::BLUE_GREEN].contains(&style.deployment_type.as_str()) {
                     return Err(ApiError::new(
                         Exception::InvalidDeploymentStyle,
                         format!(
-                            "deploymentStyle.deploymentType: {:?} is not supported yet; IN_PLACE is",
+                            "deploymentStyle.deploymentType: {:?} is not IN_PLACE or BLUE_GREEN",
                             style.deployment_type
                         ),
                     ));
@@ -1700,11 +1789,28 @@ impl GroupInput {
                 .map(|c| c.load_balancer_info.clone())
                 .unwrap_or_default(),
         };
+        let blue_green = style.deployment_type == crate::model::BLUE_GREEN;
+        if blue_green && style.deployment_option != WITH_TRAFFIC_CONTROL {
+            return Err(ApiError::new(
+                Exception::InvalidDeploymentStyle,
+                format!(
+                    "deploymentStyle.deploymentOption: deploymentType BLUE_GREEN needs WITH_TRAFFIC_CONTROL, not {:?}: traffic moves from the original instances to their replacements through the target groups of loadBalancerInfo",
+                    style.deployment_option
+                ),
+            ));
+        }
         if style.deployment_option == WITH_TRAFFIC_CONTROL {
             if info.is_empty() {
+                let why = if blue_green {
+                    " (BLUE_GREEN reroutes traffic through them)"
+                } else {
+                    ""
+                };
                 return Err(ApiError::new(
                     Exception::InvalidLoadBalancerInfo,
-                    "loadBalancerInfo.targetGroupInfoList: deploymentOption WITH_TRAFFIC_CONTROL needs at least one target group",
+                    format!(
+                        "loadBalancerInfo.targetGroupInfoList: deploymentOption WITH_TRAFFIC_CONTROL needs at least one target group{why}"
+                    ),
                 ));
             }
             if control.settings.lifecycle_queue_url.is_none() {
@@ -1716,6 +1822,182 @@ impl GroupInput {
         }
         Ok((style, info))
     }
+}
+
+const BLUE_GREEN_FIELD: &str = "blueGreenDeploymentConfiguration";
+
+/// CodeDeploy's longest wait of a blue/green deployment, in minutes (two days).
+const MAX_BLUE_GREEN_WAIT_MINUTES: i64 = 2880;
+
+/// `blueGreenDeploymentConfiguration` as given: every part and field may be left out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BlueGreenInput {
+    #[serde(default)]
+    terminate_blue_instances_on_deployment_success: Option<BlueInstanceTerminationInput>,
+    #[serde(default)]
+    deployment_ready_option: Option<DeploymentReadyInput>,
+    #[serde(default)]
+    green_fleet_provisioning_option: Option<GreenFleetInput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BlueInstanceTerminationInput {
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    termination_wait_time_in_minutes: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DeploymentReadyInput {
+    #[serde(default)]
+    action_on_timeout: Option<String>,
+    #[serde(default)]
+    wait_time_in_minutes: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GreenFleetInput {
+    #[serde(default)]
+    action: Option<String>,
+}
+
+/// CodeDeploy's defaults: terminate the original instances an hour after success,
+/// reroute as soon as the replacements are ready, and replace with instances the
+/// deployment names (DISCOVER_EXISTING).
+fn blue_green_defaults() -> crate::model::BlueGreenConfiguration {
+    use crate::model::{
+        BlueGreenConfiguration, BlueInstanceTermination, CONTINUE_DEPLOYMENT, DISCOVER_EXISTING,
+        DeploymentReadyOption, GreenFleetProvisioningOption, TERMINATE,
+    };
+    BlueGreenConfiguration {
+        terminate_blue_instances_on_deployment_success: BlueInstanceTermination {
+            action: TERMINATE.into(),
+            termination_wait_time_in_minutes: 60,
+        },
+        deployment_ready_option: DeploymentReadyOption {
+            action_on_timeout: CONTINUE_DEPLOYMENT.into(),
+            wait_time_in_minutes: 0,
+        },
+        green_fleet_provisioning_option: GreenFleetProvisioningOption {
+            action: DISCOVER_EXISTING.into(),
+        },
+    }
+}
+
+/// Reads a given `blueGreenDeploymentConfiguration`. A part it leaves out is `kept`'s
+/// (the group's, on an update) or CodeDeploy's default; a field a part leaves out (or
+/// leaves blank) is CodeDeploy's default. Errors name the field and say what is allowed.
+fn blue_green_configuration(
+    value: &Value,
+    kept: Option<&crate::model::BlueGreenConfiguration>,
+) -> Result<crate::model::BlueGreenConfiguration, ApiError> {
+    use crate::model::{
+        BlueInstanceTermination, CONTINUE_DEPLOYMENT, COPY_AUTO_SCALING_GROUP, DISCOVER_EXISTING,
+        DeploymentReadyOption, GreenFleetProvisioningOption, KEEP_ALIVE, STOP_DEPLOYMENT,
+        TERMINATE,
+    };
+    let input: BlueGreenInput =
+        serde_path_to_error::deserialize(value.clone()).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            if path == "." {
+                blue_green_invalid(BLUE_GREEN_FIELD, inner)
+            } else {
+                blue_green_invalid(&format!("{BLUE_GREEN_FIELD}.{path}"), inner)
+            }
+        })?;
+    let defaults = blue_green_defaults();
+    let mut config = kept.cloned().unwrap_or_else(|| defaults.clone());
+    if let Some(part) = input.terminate_blue_instances_on_deployment_success {
+        let field = "terminateBlueInstancesOnDeploymentSuccess";
+        config.terminate_blue_instances_on_deployment_success = BlueInstanceTermination {
+            action: blue_green_choice(
+                &format!("{field}.action"),
+                part.action,
+                [TERMINATE, KEEP_ALIVE],
+            )?,
+            termination_wait_time_in_minutes: blue_green_minutes(
+                &format!("{field}.terminationWaitTimeInMinutes"),
+                part.termination_wait_time_in_minutes,
+                defaults
+                    .terminate_blue_instances_on_deployment_success
+                    .termination_wait_time_in_minutes,
+            )?,
+        };
+    }
+    if let Some(part) = input.deployment_ready_option {
+        let field = "deploymentReadyOption";
+        config.deployment_ready_option = DeploymentReadyOption {
+            action_on_timeout: blue_green_choice(
+                &format!("{field}.actionOnTimeout"),
+                part.action_on_timeout,
+                [CONTINUE_DEPLOYMENT, STOP_DEPLOYMENT],
+            )?,
+            // Only STOP_DEPLOYMENT waits; CodeDeploy keeps the number either way.
+            wait_time_in_minutes: blue_green_minutes(
+                &format!("{field}.waitTimeInMinutes"),
+                part.wait_time_in_minutes,
+                defaults.deployment_ready_option.wait_time_in_minutes,
+            )?,
+        };
+    }
+    if let Some(part) = input.green_fleet_provisioning_option {
+        config.green_fleet_provisioning_option = GreenFleetProvisioningOption {
+            action: blue_green_choice(
+                "greenFleetProvisioningOption.action",
+                part.action,
+                [DISCOVER_EXISTING, COPY_AUTO_SCALING_GROUP],
+            )?,
+        };
+    }
+    Ok(config)
+}
+
+/// InvalidBlueGreenDeploymentConfigurationException about `field` (a path under
+/// `blueGreenDeploymentConfiguration`).
+fn blue_green_invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        Exception::InvalidBlueGreenDeploymentConfiguration,
+        format!("{field}: {message}"),
+    )
+}
+
+/// One of the two `allowed` values of `field`; left out or blank (a CLI skeleton's ""),
+/// the first: CodeDeploy's default.
+fn blue_green_choice(
+    field: &str,
+    given: Option<String>,
+    allowed: [&str; 2],
+) -> Result<String, ApiError> {
+    match given.filter(|given| !given.is_empty()) {
+        None => Ok(allowed[0].to_owned()),
+        Some(given) if allowed.contains(&given.as_str()) => Ok(given),
+        Some(given) => Err(blue_green_invalid(
+            &format!("{BLUE_GREEN_FIELD}.{field}"),
+            format!("{given:?} is not {} or {}", allowed[0], allowed[1]),
+        )),
+    }
+}
+
+/// A wait of `field`, 0 to 2880 minutes; left out, `default`.
+fn blue_green_minutes(field: &str, given: Option<i64>, default: u32) -> Result<u32, ApiError> {
+    let Some(given) = given else {
+        return Ok(default);
+    };
+    u32::try_from(given)
+        .ok()
+        .filter(|&minutes| i64::from(minutes) <= MAX_BLUE_GREEN_WAIT_MINUTES)
+        .ok_or_else(|| {
+            blue_green_invalid(
+                &format!("{BLUE_GREEN_FIELD}.{field}"),
+                format!("{given} minutes; give 0 to {MAX_BLUE_GREEN_WAIT_MINUTES} (two days)"),
+            )
+        })
 }
 
 async fn group_info(
@@ -1802,6 +2084,11 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
     let spec = &record.spec;
     let state = &record.state;
     let counts = state.counts();
+    // Ready hosts are deploying hosts that wait for traffic.
+    let ready = state
+        .blue_green
+        .as_ref()
+        .map_or(0, |bg| bg.installed.saturating_sub(bg.rerouted));
     let start_time = state.start_time;
     let mut rollback = record.rollback_info.clone();
     if rollback.rollback_triggering_deployment_id.is_none() {
@@ -1819,24 +2106,41 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
         "completeTime": time(state.complete_time),
         "deploymentOverview": {
             "Pending": counts.pending,
-            "InProgress": counts.in_progress,
+            "InProgress": counts.in_progress.saturating_sub(ready),
             "Succeeded": counts.succeeded,
             "Failed": counts.failed,
             "Skipped": counts.skipped,
-            "Ready": 0,
+            "Ready": ready,
         },
         "creator": spec.creator,
         "ignoreApplicationStopFailures": spec.ignore_application_stop_failures,
         "autoRollbackConfiguration": spec.auto_rollback_configuration,
         "updateOutdatedInstancesOnly": spec.update_outdated_instances_only,
         "deploymentStyle": {
-            "deploymentType": IN_PLACE,
+            "deploymentType": if state.blue_green.is_some() { BLUE_GREEN } else { IN_PLACE },
             "deploymentOption": if spec.target_groups.is_empty() { WITHOUT_TRAFFIC_CONTROL } else { WITH_TRAFFIC_CONTROL },
         },
         "fileExistsBehavior": spec.file_exists_behavior,
         "computePlatform": "Server",
-        "instanceTerminationWaitTimeStarted": false,
+        "instanceTerminationWaitTimeStarted": state
+            .blue_green
+            .as_ref()
+            .is_some_and(|bg| bg.stage == gantry_core::deployment::Stage::TerminationWait),
     });
+    if let Some(bg) = &state.blue_green {
+        // Gantry's own: where the deployment stands, for `gantry deploy` to show.
+        let fleets = spec.blue_green.clone().unwrap_or_default();
+        info["blueGreenProgress"] = json!({
+            "stage": bg.stage,
+            "replacementInstances": bg.replacement,
+            "originalInstances": bg.original,
+            "installed": bg.installed,
+            "rerouted": bg.rerouted,
+            "waitUntil": time(bg.wait_until),
+            "replacementAutoScalingGroup": fleets.replacement_auto_scaling_group,
+            "originalAutoScalingGroups": fleets.original_auto_scaling_groups,
+        });
+    }
     if let Some(alarms) = &spec.override_alarm_configuration {
         info["overrideAlarmConfiguration"] = json!(alarms);
     }
@@ -1915,14 +2219,17 @@ async fn list_hosts(
     labels: Option<Vec<String>>,
 ) -> Result<Value, ApiError> {
     let plan = control.store.plan(&record.spec.deployment_id).await?;
-    let ids: Vec<String> = plan.iter().map(|t| t.instance_id.clone()).collect();
-    if labels
-        .as_ref()
-        .is_some_and(|labels| !labels.iter().any(|l| l == "Blue"))
-    {
-        page_start(&ids, input, String::clone)?;
-        return Ok(json!({ field: [] }));
-    }
+    let ids: Vec<String> = plan
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| {
+            let label = instance_label(&record.state, *index as u32);
+            labels
+                .as_ref()
+                .is_none_or(|labels| labels.iter().any(|l| l == label))
+        })
+        .map(|(_, t)| t.instance_id.clone())
+        .collect();
     let Some(statuses) = statuses else {
         let (ids, next) = page(ids, input, String::clone)?;
         return Ok(with_next_token(json!({ field: ids }), next));
@@ -1972,7 +2279,7 @@ async fn host_states(
                         TargetState::waiting(
                             plan[index].clone(),
                             index as u32,
-                            &record.state.events,
+                            record.state.events_at(index as u32),
                             record.state.status,
                         )
                     })
@@ -2011,8 +2318,17 @@ fn instance_summary(record: &DeploymentRecord<DeploymentSpec>, target: &TargetSt
         "status": serialized_name(&target.status),
         "lastUpdatedAt": time(target.last_updated()),
         "lifecycleEvents": lifecycle_events(target),
-        "instanceType": "Blue",
+        "instanceType": instance_label(&record.state, target.index),
     })
+}
+
+/// CodeDeploy's label of a deployment's host: Green in a blue/green deployment's
+/// replacement fleet, else Blue (the original fleet, and every host in place).
+fn instance_label(state: &gantry_core::deployment::Deployment, index: u32) -> &'static str {
+    match &state.blue_green {
+        Some(bg) if bg.is_replacement(index) => "Green",
+        _ => "Blue",
+    }
 }
 
 /// One `deploymentTargets` entry: the instance with its lifecycle events and diagnostics.
@@ -2037,7 +2353,7 @@ fn target_info(
             "status": status,
             "lastUpdatedAt": time(last_updated),
             "lifecycleEvents": events,
-            "instanceLabel": "Blue",
+            "instanceLabel": instance_label(&record.state, target.index),
         },
     })
 }
@@ -2054,6 +2370,24 @@ fn hook_kinds(settings: &DeploymentGroupSettings) -> Vec<HookKind> {
 /// What a group's hooks carry to the lifecycle function: which group a launch is for.
 fn hook_metadata(application: &str, group: &str) -> String {
     json!({"applicationName": application, "deploymentGroupName": group}).to_string()
+}
+
+/// Puts the group's hooks on `added`, Auto Scaling groups it starts deploying to (a
+/// blue/green deployment's copy, as the group adopts it).
+pub(crate) async fn put_group_hooks(
+    control: &ControlPlane,
+    settings: &DeploymentGroupSettings,
+    added: &[String],
+) -> Result<(), ApiError> {
+    put_hooks(
+        control,
+        &settings.application_name,
+        &settings.deployment_group_name,
+        &settings.deployment_group_id,
+        &hook_kinds(settings),
+        added,
+    )
+    .await
 }
 
 /// Puts the group's hooks of `kinds` on each of `added`, the Auto Scaling groups it
@@ -2193,4 +2527,66 @@ async fn stop(
             "statusMessage": format!("Deployment {deployment_id} stopped{rolling_back}"),
         })
     })
+}
+
+#[cfg(test)]
+mod blue_green_tests {
+    use super::*;
+
+    #[test]
+    fn parts_left_out_are_kept_or_codedeploys_defaults() {
+        let given = json!({"deploymentReadyOption": {"actionOnTimeout": "STOP_DEPLOYMENT"}});
+        let config = blue_green_configuration(&given, None).unwrap();
+        let mut expected = blue_green_defaults();
+        expected.deployment_ready_option.action_on_timeout = "STOP_DEPLOYMENT".into();
+        assert_eq!(config, expected);
+
+        let mut kept = blue_green_defaults();
+        kept.green_fleet_provisioning_option.action = "COPY_AUTO_SCALING_GROUP".into();
+        kept.deployment_ready_option.wait_time_in_minutes = 30;
+        let given = json!({"terminateBlueInstancesOnDeploymentSuccess": {"action": "KEEP_ALIVE"}});
+        let config = blue_green_configuration(&given, Some(&kept)).unwrap();
+        let mut expected = kept.clone();
+        expected
+            .terminate_blue_instances_on_deployment_success
+            .action = "KEEP_ALIVE".into();
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_what_is_allowed() {
+        for (given, field, allowed) in [
+            (
+                json!({"greenFleetProvisioningOption": {"action": "DISCOVER_EXISTING", "size": 3}}),
+                "blueGreenDeploymentConfiguration.greenFleetProvisioningOption",
+                "unknown field `size`",
+            ),
+            (
+                json!({"deploymentReadyOption": {"waitTimeInMinutes": 1.5}}),
+                "blueGreenDeploymentConfiguration.deploymentReadyOption.waitTimeInMinutes",
+                "invalid type",
+            ),
+            (
+                json!({"terminateBlueInstancesOnDeploymentSuccess": {"terminationWaitTimeInMinutes": 2881}}),
+                "blueGreenDeploymentConfiguration.terminateBlueInstancesOnDeploymentSuccess.terminationWaitTimeInMinutes",
+                "give 0 to 2880",
+            ),
+            (
+                json!({"blueGreen": {}}),
+                "blueGreenDeploymentConfiguration",
+                "unknown field `blueGreen`",
+            ),
+        ] {
+            let error = blue_green_configuration(&given, None).unwrap_err();
+            assert_eq!(
+                error.code,
+                Exception::InvalidBlueGreenDeploymentConfiguration
+            );
+            assert!(
+                error.message.starts_with(field) && error.message.contains(allowed),
+                "{given}: {}",
+                error.message
+            );
+        }
+    }
 }

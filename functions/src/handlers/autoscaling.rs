@@ -244,7 +244,7 @@ async fn transition(control: &ControlPlane, notification: Notification) -> Resul
     } else {
         (Creator::Autoscaling, "ABANDON")
     };
-    match deploy::create(control, input, creator, origin).await {
+    match Box::pin(deploy::create(control, input, creator, origin)).await {
         Ok(created) => {
             tracing::info!(deployment_id = %created.record.spec.deployment_id, "deploying for a lifecycle action");
             effects::start(control, &created).await;

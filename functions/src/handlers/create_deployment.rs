@@ -20,7 +20,13 @@ pub async fn handle(
     control: &ControlPlane,
     input: CreateDeploymentInput,
 ) -> Result<CreateDeploymentOutput, ApiError> {
-    let created = deploy::create(control, input, Creator::User, Origin::default()).await?;
+    let created = Box::pin(deploy::create(
+        control,
+        input,
+        Creator::User,
+        Origin::default(),
+    ))
+    .await?;
     effects::start(control, &created).await;
     Ok(CreateDeploymentOutput {
         deployment_id: created.record.spec.deployment_id,
