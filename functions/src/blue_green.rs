@@ -260,7 +260,7 @@ async fn copied_instances(
 }
 
 /// Best effort: a copy made for a deployment that was not created.
-async fn remove_copy(control: &ControlPlane, name: &str) {
+pub async fn remove_copy(control: &ControlPlane, name: &str) {
     if let Err(error) = control.green_fleets.delete_auto_scaling_group(name).await {
         tracing::warn!(%error, name, "copied Auto Scaling group not removed");
     }

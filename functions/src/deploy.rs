@@ -422,7 +422,7 @@ pub async fn create(
     };
     let span = tracing::info_span!("create_deployment", deployment_id = %deployment_id);
     async {
-        control.store
+        let created = control.store
             .create_deployment(
                 &spec.application_name,
                 &spec.deployment_group_name,
@@ -433,8 +433,17 @@ pub async fn create(
                 takes_lock,
                 now,
             )
-            .await
-            .map_err(|error| match error {
+            .await;
+        if let (Err(StoreError::Conflict(_)), Some(copy)) = (
+            &created,
+            spec.blue_green
+                .as_ref()
+                .and_then(|fleets| fleets.replacement_auto_scaling_group.as_deref()),
+        ) {
+            // Certainly not stored: the copy made for it would be left to nobody.
+            crate::blue_green::remove_copy(control, copy).await;
+        }
+        created.map_err(|error| match error {
                 StoreError::Conflict(_) => ApiError::new(
                     Exception::DeploymentLimitExceeded,
                     format!(
