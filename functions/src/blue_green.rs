@@ -314,7 +314,8 @@ pub async fn reroute(
 }
 
 /// Carries out `Effect::TerminateOriginal`: deletes the original fleet's Auto Scaling
-/// groups (which terminates their instances) and terminates its other instances.
+/// groups, which terminates their instances; a discovered fleet (no group of its own)
+/// has its instances terminated one by one.
 pub async fn terminate_original(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
@@ -323,11 +324,15 @@ pub async fn terminate_original(
         return Ok(());
     };
     let fleets = record.spec.blue_green.clone().unwrap_or_default();
-    for group in &fleets.original_auto_scaling_groups {
-        control
-            .green_fleets
-            .delete_auto_scaling_group(group)
-            .await?;
+    if !fleets.original_auto_scaling_groups.is_empty() {
+        tracing::info!(groups = ?fleets.original_auto_scaling_groups, "deleting the original fleet's groups");
+        for group in &fleets.original_auto_scaling_groups {
+            control
+                .green_fleets
+                .delete_auto_scaling_group(group)
+                .await?;
+        }
+        return Ok(());
     }
     let originals: Vec<String> = control
         .store
@@ -337,9 +342,8 @@ pub async fn terminate_original(
         .map(|target| target.instance_id)
         .collect();
     tracing::info!(
-        groups = ?fleets.original_auto_scaling_groups,
         instances = originals.len(),
-        "terminating the original fleet"
+        "terminating the original instances"
     );
     control.green_fleets.terminate_instances(&originals).await
 }
