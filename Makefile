@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo demo-lb bench bench-agent bench-control-plane bench-fleet bench-scale bench-lb package package-agent package-lambdas clean
+.PHONY: all test lint venv build demo demo-lb demo-bluegreen bench bench-agent bench-control-plane bench-fleet bench-scale bench-lb package package-agent package-lambdas clean
 
 all: test
 
@@ -77,6 +77,10 @@ demo: venv build
 # stand-in's load balancer, a scale-out and an alarm's rollback (demo/lb.sh).
 demo-lb: venv build
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) demo/lb.sh
+
+# A blue/green deployment through a load balancer, then a failed one rolled back (demo/bluegreen.sh).
+demo-bluegreen: venv build
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) demo/bluegreen.sh
 
 # Release artifacts in dist/: the agent and the Lambda functions.
 package: package-agent package-lambdas

@@ -341,7 +341,7 @@ impl Deployment {
         self.skip_pending();
         let error = ErrorInformation {
             code: HEALTH_CONSTRAINTS.to_owned(),
-            message: format!("{message} ({} instances failed).", self.counts.failed),
+            message: format!("{message}."),
         };
         self.finish(DeploymentStatus::Failed, now, Some(error), effects);
         if self.rollback_on_failure {

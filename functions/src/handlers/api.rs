@@ -2084,11 +2084,16 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
     let spec = &record.spec;
     let state = &record.state;
     let counts = state.counts();
-    // Ready hosts are deploying hosts that wait for traffic.
+    // Ready hosts are deploying hosts that wait for traffic; once the deployment ended,
+    // they never will, and count as skipped.
     let ready = state
         .blue_green
         .as_ref()
         .map_or(0, |bg| bg.installed.saturating_sub(bg.rerouted));
+    let (ready, ended_ready) = match state.status.is_terminal() {
+        true => (0, ready),
+        false => (ready, 0),
+    };
     let start_time = state.start_time;
     let mut rollback = record.rollback_info.clone();
     if rollback.rollback_triggering_deployment_id.is_none() {
@@ -2106,10 +2111,10 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
         "completeTime": time(state.complete_time),
         "deploymentOverview": {
             "Pending": counts.pending,
-            "InProgress": counts.in_progress.saturating_sub(ready),
+            "InProgress": counts.in_progress.saturating_sub(ready + ended_ready),
             "Succeeded": counts.succeeded,
             "Failed": counts.failed,
-            "Skipped": counts.skipped,
+            "Skipped": counts.skipped + ended_ready,
             "Ready": ready,
         },
         "creator": spec.creator,
@@ -2244,7 +2249,9 @@ async fn list_hosts(
                 next = kept.last().map(|last| encode_token(last));
                 break 'pages;
             }
-            if state.is_some_and(|state| statuses.contains(&serialized_name(&state.status))) {
+            if state.is_some_and(|state| {
+                statuses.contains(&serialized_name(&shown_status(&record.state, &state)))
+            }) {
                 kept.push(id);
             }
         }
@@ -2315,11 +2322,24 @@ fn instance_summary(record: &DeploymentRecord<DeploymentSpec>, target: &TargetSt
     json!({
         "deploymentId": record.spec.deployment_id,
         "instanceId": target.target.instance_id,
-        "status": serialized_name(&target.status),
+        "status": serialized_name(&shown_status(&record.state, target)),
         "lastUpdatedAt": time(target.last_updated()),
         "lifecycleEvents": lifecycle_events(target),
         "instanceType": instance_label(&record.state, target.index),
     })
+}
+
+/// A host's status as readers see it: a blue/green replacement host left Ready when its
+/// deployment ended never gets traffic, and is Skipped.
+fn shown_status(
+    state: &gantry_core::deployment::Deployment,
+    target: &TargetState,
+) -> gantry_core::deployment::TargetStatus {
+    use gantry_core::deployment::TargetStatus;
+    match target.status {
+        TargetStatus::Ready if state.status.is_terminal() => TargetStatus::Skipped,
+        status => status,
+    }
 }
 
 /// CodeDeploy's label of a deployment's host: Green in a blue/green deployment's
@@ -2339,7 +2359,7 @@ fn target_info(
 ) -> Value {
     let events = lifecycle_events(target);
     let last_updated = target.last_updated();
-    let status = serialized_name(&target.status);
+    let status = serialized_name(&shown_status(&record.state, target));
     let id = &target.target.instance_id;
     json!({
         "deploymentTargetType": "InstanceTarget",
