@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo demo-lb demo-bluegreen bench bench-agent bench-control-plane bench-fleet bench-scale bench-lb package package-agent package-lambdas clean
+.PHONY: all test lint venv build demo demo-lb demo-bluegreen bench bench-agent bench-control-plane bench-fleet bench-scale bench-lb bench-bluegreen package package-agent package-lambdas clean
 
 all: test
 
@@ -44,7 +44,7 @@ lint: venv
 	$(VENV)/bin/cfn-lint template.yaml
 
 # Benchmarks measure; they never run in `make test`. Results land in bench/results/.
-bench: bench-agent bench-control-plane bench-fleet bench-scale bench-lb
+bench: bench-agent bench-control-plane bench-fleet bench-scale bench-lb bench-bluegreen
 
 bench-agent: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
@@ -66,6 +66,12 @@ bench-scale: venv
 bench-lb: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/lb.py
+
+# Blue/green through the load balancer: to traffic rerouted, the original fleet blocked
+# and its Auto Scaling group gone, split into phases; the requests it drops (none).
+bench-bluegreen: venv
+	$(CARGO) build --release -p gantry-local -p gantry-agent
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/bluegreen.py
 
 # A live deployment across four local hosts, a failure and its rollback (demo/run.sh).
 # It uses `make build`'s artifacts: after `make test` it builds nothing, and the other way round.

@@ -37,6 +37,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import types
 
 import boto3
 from botocore.config import Config
@@ -172,21 +173,31 @@ def targets(endpoint, deployment_id):
     return [target["instanceTarget"] for target in got["deploymentTargets"]]
 
 
-def deploy(endpoint, version, config=None):
+def create_deployment(endpoint, version, config=None):
+    """CreateDeployment of revisions/shop/<version>.tgz to group web; returns its id."""
     created = invoke(endpoint, "create-deployment", {
         "applicationName": "shop", "deploymentGroupName": "web",
         **({"deploymentConfigName": config} if config else {}),
         "revision": {"revisionType": "S3", "s3Location": {
             "bucket": "gantry-revisions", "key": f"revisions/shop/{version}.tgz", "bundleType": "tgz"}},
     })
-    deployment_id = created["deploymentId"]
+    return created["deploymentId"]
+
+
+def deploy(endpoint, version, config=None, timeout=300):
+    return wait_for_deployment(endpoint, create_deployment(endpoint, version, config), timeout)
+
+
+def wait_for_deployment(endpoint, deployment_id, timeout=300):
+    """Waits for the deployment's end; exits unless it succeeded. Returns its info and
+    its targets."""
 
     def ended():
         info = api(endpoint, "GetDeployment", {"deploymentId": deployment_id})["deploymentInfo"]
         return info if info["status"] in TERMINAL else None
 
     # Times come from the deployment and its hosts' events, so polling costs no precision.
-    info = wait_for(ended, 300, f"deployment {deployment_id}", interval=0.25)
+    info = wait_for(ended, timeout, f"deployment {deployment_id}", interval=0.25)
     if info["status"] != "Succeeded":
         raise SystemExit(f"deployment {deployment_id} ended {info['status']}: {info.get('errorInformation')}")
     return info, targets(endpoint, deployment_id)
@@ -279,6 +290,78 @@ def kill_recorded(fleet_dir):
                 os.kill(pid, signal.SIGKILL)
 
 
+def start_fleet_runner(work, fleet_dir, moto_endpoint, agent):
+    """tests/fleet_runner.py, running `agent` (as gantry-agent.service would, through
+    tests/agent_service.sh) for every running EC2 instance, in `fleet_dir`."""
+    template = os.path.join(work, "agent.yml.in")
+    with open(template, "w") as file:
+        file.write(AGENT_CONFIG)
+    command = (f"'{ROOT}/tests/agent_service.sh' {{dir}}/run env LB_APP_ROOT={{dir}}/fs/srv/lb-app "
+               f"LB_APP_RUN_DIR={{dir}}/run '{agent}' --config {{dir}}/agent.yml")
+    return subprocess.Popen(
+        [os.path.join(ROOT, ".venv/bin/python"), os.path.join(ROOT, "tests/fleet_runner.py"),
+         "--endpoint", moto_endpoint, "--dir", fleet_dir, "--grace", "5", "--config-template", template,
+         "--command", command],
+        env=dict(os.environ, **SDK_ENV), stdin=subprocess.DEVNULL,
+        stdout=open(os.path.join(work, "fleet_runner.log"), "w"), stderr=subprocess.STDOUT)
+
+
+def wait_for_agents(fleet_dir, count=INSTANCES):
+    def running():
+        try:
+            return len(json.load(open(os.path.join(fleet_dir, "fleet.json")))) == count
+        except (OSError, ValueError):
+            return False
+
+    wait_for(running, 60, "an agent per instance", interval=0.1)
+
+
+def create_group(endpoint):
+    """Application shop, group web: Auto Scaling group web, HalfAtATime, in place
+    WITH_TRAFFIC_CONTROL through target group web."""
+    api(endpoint, "CreateApplication", {"applicationName": "shop"})
+    api(endpoint, "CreateDeploymentGroup", {
+        "applicationName": "shop", "deploymentGroupName": "web",
+        "deploymentConfigName": "CodeDeployDefault.HalfAtATime", "autoScalingGroups": ["web"],
+        "deploymentStyle": {"deploymentType": "IN_PLACE", "deploymentOption": WITH},
+        "loadBalancerInfo": {"targetGroupInfoList": [{"name": "web"}]},
+    })
+
+
+def push(s3, version, port):
+    """examples/lb-app saying `version` as revisions/shop/<version>.tgz."""
+    s3.put_object(Bucket="gantry-revisions", Key=f"revisions/shop/{version}.tgz", Body=bundle(version, port))
+
+
+def set_up(work, fleet_dir, agent, local_binary, processes, local_args=()):
+    """moto, gantry-local (`local_args`) and the fleet runner (appended to `processes`, in
+    that order, as they start), the stack, group web, and v1 deployed to all four at once,
+    every target healthy. Returns gantry-local's and moto's endpoints, the boto3 session,
+    the revisions' port, the load balancer's address, the target group's ARN and elb and
+    s3 clients, as a namespace."""
+    moto, moto_endpoint = start_moto(work)
+    processes.append(moto)
+    local, endpoint = start_local(local_binary, moto_endpoint, os.path.join(work, "local.log"), local_args)
+    processes.append(local)
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
+                                    aws_secret_access_key="testing")
+    port = free_port()
+    balancer, target_group = stack(session, moto_endpoint, port)
+    elb = session.client("elbv2", endpoint_url=moto_endpoint)
+    s3 = session.client("s3", endpoint_url=moto_endpoint)
+
+    processes.append(start_fleet_runner(work, fleet_dir, moto_endpoint, agent))
+    wait_for_agents(fleet_dir)
+
+    create_group(endpoint)
+    # v1 everywhere at once (nothing serves yet), then every target healthy.
+    push(s3, "v1", port)
+    deploy(endpoint, "v1", "CodeDeployDefault.AllAtOnce")
+    wait_for(lambda: healthy_count(elb, target_group) == INSTANCES, 60, "four healthy targets", interval=0.1)
+    return types.SimpleNamespace(endpoint=endpoint, moto_endpoint=moto_endpoint, session=session, port=port,
+                                 balancer=balancer, target_group=target_group, elb=elb, s3=s3)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -295,55 +378,14 @@ def main():
     os.makedirs(fleet_dir)
     processes = []
     try:
-        moto, moto_endpoint = start_moto(work)
-        processes.append(moto)
-        local, endpoint = start_local(local_binary, moto_endpoint, os.path.join(work, "local.log"))
-        processes.append(local)
-        session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
-                                        aws_secret_access_key="testing")
-        port = free_port()
-        balancer, target_group = stack(session, moto_endpoint, port)
-        elb = session.client("elbv2", endpoint_url=moto_endpoint)
-        s3 = session.client("s3", endpoint_url=moto_endpoint)
-
-        template = os.path.join(work, "agent.yml.in")
-        with open(template, "w") as file:
-            file.write(AGENT_CONFIG)
-        command = (f"'{ROOT}/tests/agent_service.sh' {{dir}}/run env LB_APP_ROOT={{dir}}/fs/srv/lb-app "
-                   f"LB_APP_RUN_DIR={{dir}}/run '{agent}' --config {{dir}}/agent.yml")
-        runner = subprocess.Popen(
-            [os.path.join(ROOT, ".venv/bin/python"), os.path.join(ROOT, "tests/fleet_runner.py"),
-             "--endpoint", moto_endpoint, "--dir", fleet_dir, "--grace", "5", "--config-template", template,
-             "--command", command],
-            env=dict(os.environ, **SDK_ENV), stdin=subprocess.DEVNULL,
-            stdout=open(os.path.join(work, "fleet_runner.log"), "w"), stderr=subprocess.STDOUT)
-        processes.append(runner)
-
-        def running():
-            try:
-                return len(json.load(open(os.path.join(fleet_dir, "fleet.json")))) == INSTANCES
-            except (OSError, ValueError):
-                return False
-
-        wait_for(running, 60, "an agent per instance", interval=0.1)
-
-        api(endpoint, "CreateApplication", {"applicationName": "shop"})
-        api(endpoint, "CreateDeploymentGroup", {
-            "applicationName": "shop", "deploymentGroupName": "web",
-            "deploymentConfigName": "CodeDeployDefault.HalfAtATime", "autoScalingGroups": ["web"],
-            "deploymentStyle": {"deploymentType": "IN_PLACE", "deploymentOption": WITH},
-            "loadBalancerInfo": {"targetGroupInfoList": [{"name": "web"}]},
-        })
-        versions = (f"v{n}" for n in range(1, 2 * args.runs + 2))
+        setup = set_up(work, fleet_dir, agent, local_binary, processes)
+        endpoint, balancer, elb, target_group = setup.endpoint, setup.balancer, setup.elb, setup.target_group
+        versions = (f"v{n}" for n in range(2, 2 * args.runs + 2))
 
         def next_version():
             version = next(versions)
-            s3.put_object(Bucket="gantry-revisions", Key=f"revisions/shop/{version}.tgz", Body=bundle(version, port))
+            push(setup.s3, version, setup.port)
             return version
-
-        # v1 everywhere at once (nothing serves yet), then every target healthy.
-        deploy(endpoint, next_version(), "CodeDeployDefault.AllAtOnce")
-        wait_for(lambda: healthy_count(elb, target_group) == INSTANCES, 60, "four healthy targets", interval=0.1)
 
         runs = {WITH: [], WITHOUT: []}
         for run in range(args.runs):
