@@ -28,6 +28,12 @@ pub struct BlueGreenSpec {
     /// deploys to it in place of the original once the deployment succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replacement_auto_scaling_group: Option<String>,
+    /// The group's configuration the deployment was made with, as GetDeployment shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<BlueGreenConfiguration>,
+    /// CreateDeployment's `targetInstances`, as given (DISCOVER_EXISTING).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_instances: Option<serde_json::Value>,
 }
 
 /// A blue/green deployment's two fleets, as CreateDeployment resolves them.
@@ -88,6 +94,8 @@ pub async fn provision(
         let spec = BlueGreenSpec {
             original_auto_scaling_groups: vec![source.clone()],
             replacement_auto_scaling_group: Some(name),
+            configuration: Some(config.clone()),
+            target_instances: None,
         };
         (hosts, spec)
     } else {
@@ -98,7 +106,12 @@ pub async fn provision(
         };
         let selection = replacement_selection(value)?;
         let hosts = crate::deploy::resolve_hosts(control, &selection).await?;
-        (hosts, BlueGreenSpec::default())
+        let spec = BlueGreenSpec {
+            configuration: Some(config.clone()),
+            target_instances: Some(value.clone()),
+            ..BlueGreenSpec::default()
+        };
+        (hosts, spec)
     };
     if replacement.is_empty() {
         return Err(invalid_targets(
@@ -170,7 +183,8 @@ pub async fn rollback_fleets(
         },
         spec: BlueGreenSpec {
             original_auto_scaling_groups: copied.into_iter().collect(),
-            replacement_auto_scaling_group: None,
+            configuration: failed_fleets.configuration.clone(),
+            ..BlueGreenSpec::default()
         },
     })
 }
@@ -341,11 +355,24 @@ pub async fn terminate_original(
         .into_iter()
         .map(|target| target.instance_id)
         .collect();
+    // Only instances tagged for Gantry, as its role allows: one it may not terminate
+    // would fail this effect on every retry.
+    let managed = control.green_fleets.managed_instances(&originals).await?;
+    let kept: Vec<&String> = originals
+        .iter()
+        .filter(|id| !managed.contains(id))
+        .collect();
+    if !kept.is_empty() {
+        tracing::warn!(
+            ?kept,
+            "original instances not tagged gantry:managed=true are left running, out of the load balancer"
+        );
+    }
     tracing::info!(
-        instances = originals.len(),
+        instances = managed.len(),
         "terminating the original instances"
     );
-    control.green_fleets.terminate_instances(&originals).await
+    control.green_fleets.terminate_instances(&managed).await
 }
 
 /// Carries out `Effect::AdoptReplacement`: the deployment group deploys to the copied

@@ -286,6 +286,42 @@ impl GreenFleets {
         Ok(())
     }
 
+    /// Of `ids`, those tagged `gantry:managed=true`: the instances Gantry's role may
+    /// terminate.
+    pub async fn managed_instances(&self, ids: &[String]) -> Result<Vec<String>, ApiError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pages = self
+            .ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(ids.to_vec()))
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(format!("tag:{}", crate::adapters::MANAGED_TAG))
+                    .values("true")
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        let mut managed = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| failure("EC2 DescribeInstances", error))?;
+            managed.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .filter_map(|i| i.instance_id().map(str::to_owned)),
+            );
+        }
+        Ok(managed)
+    }
+
     /// Of `ids`, those EC2 knows and has not begun to terminate. (A filter, unlike
     /// InstanceIds, does not fail on ids EC2 does not know.)
     async fn live_instances(&self, ids: &[String]) -> Result<Vec<String>, ApiError> {

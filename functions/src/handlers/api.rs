@@ -2145,6 +2145,12 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
             "replacementAutoScalingGroup": fleets.replacement_auto_scaling_group,
             "originalAutoScalingGroups": fleets.original_auto_scaling_groups,
         });
+        if let Some(configuration) = &fleets.configuration {
+            info["blueGreenDeploymentConfiguration"] = json!(configuration);
+        }
+        if let Some(target_instances) = &fleets.target_instances {
+            info["targetInstances"] = target_instances.clone();
+        }
     }
     if let Some(alarms) = &spec.override_alarm_configuration {
         info["overrideAlarmConfiguration"] = json!(alarms);
