@@ -117,8 +117,9 @@ struct Agent {
     reports: SqsReports,
     /// Set once a stop's grace is over: the runner stops its script and starts no event.
     abort: Arc<AtomicBool>,
-    /// Commands received while another ran (looking for cancels), kept invisible until
-    /// their turn.
+    /// Commands received and not yet run (a receive takes up to ten messages, and the
+    /// looks for cancels while a command runs take what else waits), in order, kept
+    /// invisible until their turn.
     held: std::sync::Mutex<Vec<aws_sdk_sqs::types::Message>>,
 }
 
@@ -204,10 +205,15 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         terminate: signal(SignalKind::terminate())?,
         interrupt: signal(SignalKind::interrupt())?,
     };
+    // Whether the queue was looked at since the next held command came: then its run
+    // need not look for cancels again as it starts.
+    let mut looked = false;
     'polling: loop {
-        let held = std::mem::take(&mut *agent.held.lock().expect("held commands"));
-        for message in held {
-            if agent.handle(message, &mut stop).await == Handled::Stopping {
+        // One at a time: the commands still waiting stay held, and the running command's
+        // ticks keep them invisible.
+        while let Some(message) = agent.next_held() {
+            let just_looked = std::mem::take(&mut looked);
+            if agent.handle(message, &mut stop, just_looked).await == Handled::Stopping {
                 break 'polling;
             }
         }
@@ -218,7 +224,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
                 .receive_message()
                 .queue_url(&agent.command_queue_url)
                 .wait_time_seconds(agent.config.poll_wait_seconds as i32)
-                .max_number_of_messages(1)
+                .max_number_of_messages(10)
                 .visibility_timeout(RECEIVE_VISIBILITY_SECS)
                 .send() => received,
         };
@@ -230,11 +236,10 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
                 continue;
             }
         };
-        for message in messages {
-            if agent.handle(message, &mut stop).await == Handled::Stopping {
-                break 'polling;
-            }
-        }
+        // This receive is also the first command's look for cancels: what waits on the
+        // queue came with it, and a cancel of its deployment is noted before it runs.
+        agent.take_in(messages).await;
+        looked = true;
     }
     tracing::info!("agent stopped");
     Ok(())
@@ -294,10 +299,19 @@ impl Agent {
         .map_err(anyhow::Error::msg)
     }
 
+    /// The first command held, taken out of the held list.
+    fn next_held(&self) -> Option<aws_sdk_sqs::types::Message> {
+        let mut held = self.held.lock().expect("held commands");
+        (!held.is_empty()).then(|| held.remove(0))
+    }
+
+    /// `just_looked`: the queue was looked at since this message came (it came with that
+    /// receive), so a cancel waiting for its deployment is noted already.
     async fn handle(
         &self,
         message: aws_sdk_sqs::types::Message,
         stop: &mut StopSignals,
+        just_looked: bool,
     ) -> Handled {
         let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
             return Handled::Continue;
@@ -322,18 +336,22 @@ impl Agent {
             instance_id = %self.instance_id,
             events = ?command.lifecycle_events
         );
-        self.run_command(receipt, command, stop)
+        self.run_command(receipt, command, stop, just_looked)
             .instrument(span)
             .await
     }
 
-    /// Runs a command while keeping it invisible to other receivers, and answers a stop
-    /// request; deletes the command once it finished and its reports were sent.
+    /// Runs a command while keeping it invisible to other receivers, looking for cancels
+    /// and answering a stop request; deletes the command once it finished and its reports
+    /// were sent. `just_looked`: the queue was looked at as the command came, so the first
+    /// tick does not look again (a receive would compete with the command's first events,
+    /// its start report and its download, for the one runtime thread and the endpoint).
     async fn run_command(
         &self,
         receipt: String,
         command: Command,
         stop: &mut StopSignals,
+        just_looked: bool,
     ) -> Handled {
         let work = self
             .blocking(move |host, source, reports| runner::run(host, &command, source, reports));
@@ -347,6 +365,7 @@ impl Agent {
         let mut stopping: Option<tokio::time::Instant> = None;
         let mut aborted_at: Option<tokio::time::Instant> = None;
         let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let mut skip_look = just_looked;
         let result = loop {
             tokio::select! {
                 // Biased: the work is polled (and its thread started) before the first
@@ -377,7 +396,9 @@ impl Agent {
                     for receipt in held {
                         self.keep_invisible(&receipt).await;
                     }
-                    self.look_for_cancels().await;
+                    if !std::mem::take(&mut skip_look) {
+                        self.look_for_cancels().await;
+                    }
                 }
             }
         };
@@ -441,6 +462,12 @@ impl Agent {
                 return;
             }
         };
+        self.take_in(messages).await;
+    }
+
+    /// Notes the cancels among `messages` at once (then deletes them), and holds the rest,
+    /// in order, until their turn.
+    async fn take_in(&self, messages: Vec<aws_sdk_sqs::types::Message>) {
         for message in messages {
             let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
                 continue;

@@ -8,7 +8,7 @@
 //!
 //! Layout under `root_dir`, as CodeDeploy's agent lays it out:
 //! `<group-id>/<deployment-id>/bundle`, `.../deployment-archive` and `.../logs/scripts.log`
-//! for each revision, and
+//! for each revision (and `.../revision.yml`, naming it, once it installed successfully), and
 //! `deployment-instructions/` for the cleanup list, the last successful install and, per
 //! deployment, the final reports of its finished commands (so a redelivered command
 //! re-sends them and runs nothing again).
@@ -249,7 +249,12 @@ pub fn run(
     // (before the new revision is there, or after) leaves the last successful install.
     if outcome == Outcome::Succeeded && command.lifecycle_events.contains(&LifecycleEvent::Install)
     {
-        record_last_successful(host, &command.deployment_group_id, &archive)?;
+        record_last_successful(
+            host,
+            &command.deployment_group_id,
+            &archive,
+            &command.revision,
+        )?;
     }
     prune_revisions(host, &command.deployment_group_id, &deployment_dir);
     append_reports(host, &command.deployment_id, &sent)?;
@@ -399,7 +404,9 @@ fn run_event(
             Ok(())
         }
         LifecycleEvent::Install => {
-            let spec = current_spec(spec, archive)?;
+            let Some(spec) = this_deployments_spec(spec, archive)? else {
+                return Err(not_on_this_host(host, command, event, None));
+            };
             install::install(&Install {
                 spec: &spec,
                 revision: archive,
@@ -414,12 +421,9 @@ fn run_event(
         }
         event if event.uses_last_successful_revision() => {
             // Scripts that stop what runs now come from the revision that runs now.
-            let Ok(previous) =
-                fs::read_to_string(host.last_successful_file(&command.deployment_group_id))
-            else {
+            let Some(previous) = last_successful_archive(host, &command.deployment_group_id) else {
                 return Ok(()); // first deployment to this host: nothing to stop
             };
-            let previous = PathBuf::from(previous.trim());
             match bundle::check_revision(&previous) {
                 Ok(previous_spec) => {
                     run_scripts(host, command, event, &previous_spec, &previous, reports)
@@ -428,22 +432,90 @@ fn run_event(
                 Err(_) => Ok(()),
             }
         }
-        event => {
-            let spec = current_spec(spec, archive)?;
-            run_scripts(host, command, event, &spec, archive, reports)
-        }
+        event => match this_deployments_spec(spec, archive)? {
+            Some(spec) => run_scripts(host, command, event, &spec, archive, reports),
+            None => {
+                let (installed_spec, installed) = installed_copy(host, command, event)?;
+                run_scripts(host, command, event, &installed_spec, &installed, reports)
+            }
+        },
     }
 }
 
-/// The appspec of the revision being deployed; read from disk when DownloadBundle ran in
-/// an earlier command (events split across commands).
-fn current_spec(spec: &Option<AppSpec>, archive: &Path) -> Result<AppSpec, Diagnostics> {
-    match spec {
-        Some(spec) => Ok(spec.clone()),
-        None => {
-            bundle::check_revision(archive).map_err(|problems| agent_failure(problems.to_string()))
-        }
+/// The appspec of the revision this deployment downloaded here: in this command, or in
+/// an earlier one (events split across commands). None when no DownloadBundle of this
+/// deployment ran on this host.
+fn this_deployments_spec(
+    spec: &Option<AppSpec>,
+    archive: &Path,
+) -> Result<Option<AppSpec>, Diagnostics> {
+    if let Some(spec) = spec {
+        return Ok(Some(spec.clone()));
     }
+    if !archive.exists() {
+        return Ok(None);
+    }
+    bundle::check_revision(archive)
+        .map(Some)
+        .map_err(|problems| agent_failure(problems.to_string()))
+}
+
+/// For a deployment that did not download its revision here: the group's last
+/// successful install on this host, when it is that same revision. A blue/green
+/// rollback sends the original instances, which kept the revision an earlier deployment
+/// installed, only BeforeAllowTraffic and AfterAllowTraffic of it; their scripts run
+/// from that install. Any other revision's bundle is not here, and the event fails.
+fn installed_copy(
+    host: &Host<'_>,
+    command: &Command,
+    event: LifecycleEvent,
+) -> Result<(AppSpec, PathBuf), Diagnostics> {
+    let Some(archive) = last_successful_archive(host, &command.deployment_group_id) else {
+        return Err(not_on_this_host(host, command, event, None));
+    };
+    let installed = installed_revision(&archive)
+        .map_err(|why| not_on_this_host(host, command, event, Some(why)))?;
+    if !same_revision(&installed, &command.revision) {
+        return Err(not_on_this_host(
+            host,
+            command,
+            event,
+            Some(format!("is of another revision, {}", describe(&installed))),
+        ));
+    }
+    let spec = bundle::check_revision(&archive).map_err(|problems| {
+        agent_failure(format!(
+            "{event} runs the scripts of {}, which an earlier deployment installed here, from {}, which is no longer a valid revision: {problems}",
+            describe(&command.revision),
+            archive.display()
+        ))
+    })?;
+    tracing::info!(%event, archive = %archive.display(), "an earlier deployment installed this revision here; the event's scripts run from its archive");
+    Ok((spec, archive))
+}
+
+/// Why an event that needs the deployment's revision cannot run: its bundle is not on
+/// this host. `last_install` says what is wrong with the group's last successful install
+/// here, when there is one.
+fn not_on_this_host(
+    host: &Host<'_>,
+    command: &Command,
+    event: LifecycleEvent,
+    last_install: Option<String>,
+) -> Diagnostics {
+    let group = &command.deployment_group_id;
+    let last = match last_install {
+        Some(problem) => format!(
+            "the last successful install for deployment group {group} on this host {problem}"
+        ),
+        None => format!("there is no successful install for deployment group {group} on this host"),
+    };
+    agent_failure(format!(
+        "{event} needs the bundle of revision {}, which is not on this host ({}): deployment {} did not download it here (no DownloadBundle of it ran on this host), and {last}",
+        describe(&command.revision),
+        host.instance_id,
+        command.deployment_id,
+    ))
 }
 
 fn download(
@@ -624,20 +696,105 @@ fn ended(
     }
 }
 
-fn record_last_successful(host: &Host<'_>, group_id: &str, archive: &Path) -> Result<(), String> {
+/// The archive of the group's last successful install on this host; None before its
+/// first.
+fn last_successful_archive(host: &Host<'_>, group_id: &str) -> Option<PathBuf> {
+    let text = fs::read_to_string(host.last_successful_file(group_id)).ok()?;
+    Some(PathBuf::from(text.trim()))
+}
+
+/// The revision an archive of a successful install holds; when it is not known, why not
+/// (an install recorded by an agent from before revisions were recorded, or a damaged
+/// record), as the end of a sentence about that install.
+fn installed_revision(archive: &Path) -> Result<RevisionLocation, String> {
+    let record = revision_record(archive);
+    match fs::read_to_string(&record) {
+        Ok(text) => serde_norway::from_str(&text).map_err(|error| {
+            format!(
+                "has a damaged record of its revision ({}: {error})",
+                record.display()
+            )
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err("has no record of its revision (an older agent installed it)".to_owned())
+        }
+        Err(error) => Err(format!(
+            "has an unreadable record of its revision ({}: {error})",
+            record.display()
+        )),
+    }
+}
+
+/// Beside a deployment's archive: which revision it holds (YAML, CodeDeploy's
+/// RevisionLocation shape). Written with the last successful install, so that a later
+/// deployment of the same revision can use it.
+fn revision_record(archive: &Path) -> PathBuf {
+    archive.with_file_name("revision.yml")
+}
+
+/// Records the install: first the revision beside its archive (that archive's alone, so
+/// a crash between the two writes leaves each record true), then the group's pointer.
+fn record_last_successful(
+    host: &Host<'_>,
+    group_id: &str,
+    archive: &Path,
+    revision: &RevisionLocation,
+) -> Result<(), String> {
+    let yaml = serde_norway::to_string(revision)
+        .map_err(|error| format!("recording the installed revision: {error}"))?;
+    write_atomically(&revision_record(archive), &yaml)?;
     write_atomically(
         &host.last_successful_file(group_id),
         &format!("{}\n", archive.display()),
     )
 }
 
+/// Whether two locations name the same revision, as the control plane keys revisions
+/// (`gantry_functions::adapters::revision_key`): the same S3 object (bucket, key, version
+/// and ETag; the bundle type describes it, it does not name it), or the same commit of
+/// the same GitHub repository.
+fn same_revision(a: &RevisionLocation, b: &RevisionLocation) -> bool {
+    match (a, b) {
+        (RevisionLocation::S3 { s3_location: a }, RevisionLocation::S3 { s3_location: b }) => {
+            a.bucket == b.bucket && a.key == b.key && a.version == b.version && a.e_tag == b.e_tag
+        }
+        (
+            RevisionLocation::GitHub {
+                git_hub_location: a,
+            },
+            RevisionLocation::GitHub {
+                git_hub_location: b,
+            },
+        ) => a.repository == b.repository && a.commit_id == b.commit_id,
+        _ => false,
+    }
+}
+
+/// A revision as a diagnostics message names it.
+fn describe(revision: &RevisionLocation) -> String {
+    match revision {
+        RevisionLocation::S3 { s3_location } => {
+            let mut text = format!("s3://{}/{}", s3_location.bucket, s3_location.key);
+            if let Some(version) = &s3_location.version {
+                text.push_str(&format!(" version {version}"));
+            }
+            if let Some(e_tag) = &s3_location.e_tag {
+                text.push_str(&format!(" ETag {e_tag}"));
+            }
+            text
+        }
+        RevisionLocation::GitHub { git_hub_location } => format!(
+            "GitHub {} commit {}",
+            git_hub_location.repository, git_hub_location.commit_id
+        ),
+    }
+}
+
 /// Keeps `max_revisions` deployments of the group: the current one and the newest
 /// others, and always the last successful one, whose scripts the next ApplicationStop runs.
 fn prune_revisions(host: &Host<'_>, group_id: &str, current: &Path) {
     let group_dir = host.root_dir.join(group_id);
-    let last_successful = fs::read_to_string(host.last_successful_file(group_id))
-        .ok()
-        .map(|path| PathBuf::from(path.trim()));
+    let last_successful = last_successful_archive(host, group_id);
     let Ok(entries) = fs::read_dir(&group_dir) else {
         return;
     };
@@ -875,6 +1032,24 @@ mod tests {
                 })
                 .collect();
             commands.try_into().unwrap()
+        }
+
+        /// The commands a deployment with `events` sends this host, split where the
+        /// control plane acts (BlockTraffic, AllowTraffic).
+        fn commands(
+            &self,
+            deployment_id: &str,
+            key: &str,
+            events: &[LifecycleEvent],
+        ) -> Vec<Command> {
+            events
+                .split(|event| event.performer() == Performer::ControlPlane)
+                .filter(|stretch| !stretch.is_empty())
+                .map(|stretch| Command {
+                    lifecycle_events: stretch.to_vec(),
+                    ..self.command(deployment_id, key)
+                })
+                .collect()
         }
 
         /// Leaves things as the agent does when it dies while `event` of `command` runs.
@@ -1481,5 +1656,235 @@ mod tests {
         ] {
             assert!(instructions.join(kept).exists(), "{kept}");
         }
+    }
+
+    /// What a blue/green rollback sends an original instance, which still runs the
+    /// revision an earlier deployment installed: that revision's BeforeAllowTraffic and
+    /// AfterAllowTraffic, with no DownloadBundle.
+    #[test]
+    fn a_blue_green_rollback_runs_the_installed_revisions_traffic_hooks_without_downloading_it() {
+        use LifecycleEvent::*;
+        let fixture = Fixture::new();
+        after_a_load_balanced_v1(&fixture);
+        let v1 = "v1.tgz";
+        // The blue/green deployment of v2: this original instance is blocked with the
+        // running revision's scripts, and never gets v2.
+        for command in fixture.commands("d-AAAAAAAA2", "v2.tgz", &lifecycle::blue_green_original())
+        {
+            assert_eq!(fixture.run(&command, 5).0, Outcome::Succeeded);
+        }
+        // Its rollback gives the instance traffic back: the revision is v1, installed
+        // by d-AAAAAAAA1.
+        let rollback = fixture.commands(
+            "d-AAAAAAAA3",
+            v1,
+            &lifecycle::blue_green_rollback_original(),
+        );
+        assert_eq!(rollback.len(), 2);
+        let mut sent = Vec::new();
+        for command in &rollback {
+            let (outcome, reports) = fixture.run(command, 5);
+            assert_eq!(outcome, Outcome::Succeeded, "{reports:?}");
+            sent.extend(finals(reports));
+        }
+        assert_eq!(
+            statuses(&sent),
+            vec![
+                (BeforeAllowTraffic, EventStatus::Succeeded),
+                (AfterAllowTraffic, EventStatus::Succeeded)
+            ]
+        );
+        assert_eq!(
+            fixture.marks(),
+            [
+                hook_marks(
+                    "d-AAAAAAAA2",
+                    &[(BeforeBlockTraffic, "v1"), (AfterBlockTraffic, "v1")]
+                ),
+                hook_marks(
+                    "d-AAAAAAAA3",
+                    &[(BeforeAllowTraffic, "v1"), (AfterAllowTraffic, "v1")]
+                ),
+            ]
+            .concat(),
+            "v1's scripts, from d-AAAAAAAA1's archive"
+        );
+        assert!(
+            !fixture.archive_of("d-AAAAAAAA3").exists(),
+            "nothing downloaded"
+        );
+        assert!(
+            !fixture.path("host/root/g-1/d-AAAAAAAA3/bundle").exists(),
+            "nothing downloaded"
+        );
+        assert_eq!(fixture.last_successful(), fixture.archive_of("d-AAAAAAAA1"));
+        assert_eq!(
+            fs::read_to_string(fixture.path("host/fs/srv/app/index.html")).unwrap(),
+            "v1"
+        );
+
+        // Redelivered, the commands re-send their reports and run nothing.
+        let marks = fixture.marks();
+        for command in &rollback {
+            assert_eq!(fixture.run(command, 5).0, Outcome::AlreadyDone);
+        }
+        assert_eq!(fixture.marks(), marks);
+    }
+
+    /// An event that needs the deployment's revision, on a host where no DownloadBundle of
+    /// it ran and the last successful install is not that revision (or none, or one whose
+    /// revision is not known), fails saying so; no script runs.
+    #[test]
+    fn an_event_whose_revision_is_not_on_this_host_fails_saying_why() {
+        use LifecycleEvent::*;
+        let fixture = Fixture::new();
+        let v1 = fixture.load_balanced_bundle("v1.tgz", "v1");
+        let fails = |command: &Command, expected: &[&str]| {
+            let (outcome, reports) = fixture.run(command, 5);
+            assert_eq!(outcome, Outcome::Failed);
+            let last = reports.last().unwrap();
+            assert_eq!(
+                (last.lifecycle_event, last.status),
+                (command.lifecycle_events[0], EventStatus::Failed),
+                "{reports:?}"
+            );
+            let diagnostics = last.diagnostics.as_ref().unwrap();
+            assert_eq!(diagnostics.error_code, ErrorCode::UnknownError);
+            for part in expected {
+                assert!(
+                    diagnostics.message.contains(part),
+                    "{part:?} not in {:?}",
+                    diagnostics.message
+                );
+            }
+            assert_eq!(
+                statuses(&finals(reports)).len(),
+                1,
+                "the command stops there"
+            );
+        };
+        let events = |events: &[LifecycleEvent], id: &str, key: &str| Command {
+            lifecycle_events: events.to_vec(),
+            ..fixture.command(id, key)
+        };
+
+        // Nothing installed here yet.
+        fails(
+            &events(&[BeforeAllowTraffic], "d-AAAAAAAA1", &v1),
+            &[
+                "BeforeAllowTraffic needs the bundle of revision s3://bundles/v1.tgz",
+                "not on this host (host-1)",
+                "deployment d-AAAAAAAA1 did not download it here",
+                "there is no successful install for deployment group g-1 on this host",
+            ],
+        );
+
+        for command in fixture.load_balanced_commands("d-AAAAAAAA2", &v1) {
+            assert_eq!(fixture.run(&command, 5).0, Outcome::Succeeded);
+        }
+        fs::remove_file(fixture.path("marks")).unwrap();
+        let v2 = fixture.load_balanced_bundle("v2.tgz", "v2");
+        // Another revision is installed.
+        for (n, event) in [
+            BeforeAllowTraffic,
+            AfterAllowTraffic,
+            ValidateService,
+            AfterInstall,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            fails(
+                &events(&[event], &format!("d-AAAAAAAC{n}"), &v2),
+                &[
+                    &format!("{event} needs the bundle of revision s3://bundles/v2.tgz"),
+                    "the last successful install for deployment group g-1 on this host is of another revision, s3://bundles/v1.tgz",
+                ],
+            );
+        }
+        // The same key, another object.
+        let mut other_object = events(&[BeforeAllowTraffic], "d-AAAAAAAB1", &v1);
+        let RevisionLocation::S3 { s3_location } = &mut other_object.revision else {
+            unreachable!()
+        };
+        s3_location.e_tag = Some("\"0123\"".to_owned());
+        fails(
+            &other_object,
+            &[
+                "revision s3://bundles/v1.tgz ETag \"0123\"",
+                "is of another revision, s3://bundles/v1.tgz",
+            ],
+        );
+        // Install, too, needs this deployment's own download.
+        fails(
+            &events(&[Install, AfterInstall], "d-AAAAAAAB2", &v1),
+            &["Install needs the bundle of revision s3://bundles/v1.tgz"],
+        );
+        // An install recorded before revisions were.
+        fs::remove_file(fixture.path("host/root/g-1/d-AAAAAAAA2/revision.yml")).unwrap();
+        fails(
+            &events(&[AfterAllowTraffic], "d-AAAAAAAB3", &v1),
+            &["has no record of its revision (an older agent installed it)"],
+        );
+        assert_eq!(fixture.marks(), "", "no script ran");
+        assert_eq!(fixture.last_successful(), fixture.archive_of("d-AAAAAAAA2"));
+    }
+
+    #[test]
+    fn revisions_are_the_same_when_they_name_the_same_object_or_commit() {
+        use gantry_core::wire::GitHubLocation;
+        let s3 = |key: &str, bundle_type, version: Option<&str>, e_tag: Option<&str>| {
+            RevisionLocation::S3 {
+                s3_location: S3Location {
+                    bucket: "bundles".to_owned(),
+                    key: key.to_owned(),
+                    bundle_type,
+                    version: version.map(str::to_owned),
+                    e_tag: e_tag.map(str::to_owned),
+                },
+            }
+        };
+        let github = |repository: &str, commit: &str| RevisionLocation::GitHub {
+            git_hub_location: GitHubLocation {
+                repository: repository.to_owned(),
+                commit_id: commit.to_owned(),
+            },
+        };
+        let pinned = s3("a.tgz", BundleType::Tgz, Some("v1"), Some("\"e1\""));
+        assert!(same_revision(&pinned, &pinned.clone()));
+        assert!(same_revision(
+            &pinned,
+            &s3("a.tgz", BundleType::Tar, Some("v1"), Some("\"e1\""))
+        ));
+        for other in [
+            s3("b.tgz", BundleType::Tgz, Some("v1"), Some("\"e1\"")),
+            s3("a.tgz", BundleType::Tgz, Some("v2"), Some("\"e1\"")),
+            s3("a.tgz", BundleType::Tgz, Some("v1"), Some("\"e2\"")),
+            s3("a.tgz", BundleType::Tgz, None, Some("\"e1\"")),
+            s3("a.tgz", BundleType::Tgz, Some("v1"), None),
+            github("o/a", "0123456789abcdef"),
+        ] {
+            assert!(!same_revision(&pinned, &other), "{other:?}");
+            assert!(!same_revision(&other, &pinned), "{other:?}");
+        }
+        let commit = github("o/a", "0123456789abcdef");
+        assert!(same_revision(&commit, &github("o/a", "0123456789abcdef")));
+        assert!(!same_revision(&commit, &github("o/b", "0123456789abcdef")));
+        assert!(!same_revision(&commit, &github("o/a", "fedcba9876543210")));
+
+        // The record beside an archive reads back as written.
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("deployment-archive");
+        for revision in [pinned, commit] {
+            let yaml = serde_norway::to_string(&revision).unwrap();
+            fs::write(revision_record(&archive), yaml).unwrap();
+            assert_eq!(installed_revision(&archive), Ok(revision));
+        }
+        fs::write(revision_record(&archive), "revisionType: Zip\n").unwrap();
+        assert!(
+            installed_revision(&archive)
+                .unwrap_err()
+                .starts_with("has a damaged record of its revision")
+        );
     }
 }

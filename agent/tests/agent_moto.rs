@@ -1436,3 +1436,227 @@ async fn an_agent_started_before_its_queue_exists_waits_for_it() {
         "shop v1"
     );
 }
+
+/// The final reports of one deployment's events, until `count` of them came or the
+/// deadline passed.
+async fn final_reports(
+    stack: &Stack,
+    deployment_id: &str,
+    count: usize,
+    deadline: Duration,
+) -> Vec<Report> {
+    let until = Instant::now() + deadline;
+    let mut finals = Vec::new();
+    while finals.len() < count && Instant::now() < until {
+        finals.extend(
+            take_report_messages(stack)
+                .await
+                .into_iter()
+                .flatten()
+                .filter(|r| {
+                    r.deployment_id == deployment_id && r.status != EventStatus::InProgress
+                }),
+        );
+    }
+    finals
+}
+
+/// A blue/green rollback gives the original instances traffic back with the revision an
+/// earlier deployment installed there: BeforeAllowTraffic and AfterAllowTraffic only, each
+/// its own command, no DownloadBundle. Their scripts run from that install. The same
+/// events of a revision that is not on the host fail, saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blue_green_rollback_runs_the_installed_revisions_traffic_hooks() {
+    use lifecycle::LifecycleEvent::{AfterAllowTraffic, BeforeAllowTraffic};
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    let bundle = |version: &str| {
+        vec![
+            Entry::file(
+                "appspec.yml",
+                b"version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/shop\nhooks:\n  ValidateService:\n    - location: hook.sh\n  BeforeAllowTraffic:\n    - location: hook.sh\n  AfterAllowTraffic:\n    - location: hook.sh\n",
+            ),
+            Entry::file("site/index.html", version.as_bytes()),
+            Entry::file_with_mode(
+                "hook.sh",
+                format!(
+                    "#!/bin/sh\necho \"$LIFECYCLE_EVENT {version} $DEPLOYMENT_ID $BUNDLE_KEY\" >> {}\n",
+                    marks.display()
+                )
+                .as_bytes(),
+                0o755,
+            ),
+        ]
+    };
+    let v1 = put_bundle(&stack, "v1.tgz", &bundle("v1")).await;
+    let v2 = put_bundle(&stack, "v2.tgz", &bundle("v2")).await;
+    let _agent = start_agent(&stack, dir.path());
+
+    send_command(&stack, &command_for("d-BLUE00001", "v1.tgz", &v1)).await;
+    let reports = reports_until_done(&stack, "d-BLUE00001", Duration::from_secs(60)).await;
+    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert!(reports.iter().all(|r| r.status != EventStatus::Failed));
+
+    for event in [BeforeAllowTraffic, AfterAllowTraffic] {
+        let mut rollback = command_for("d-BLUE00002", "v1.tgz", &v1);
+        rollback.lifecycle_events = vec![event];
+        send_command(&stack, &rollback).await;
+        let finals = final_reports(&stack, "d-BLUE00002", 1, Duration::from_secs(30)).await;
+        let said = std::fs::read_to_string(dir.path().join("agent.stderr")).unwrap_or_default();
+        assert_eq!(finals.len(), 1, "{finals:#?}\nagent said:\n{said}");
+        assert_eq!(
+            (finals[0].lifecycle_event, finals[0].status),
+            (event, EventStatus::Succeeded),
+            "{finals:#?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        "ValidateService v1 d-BLUE00001 v1.tgz\nBeforeAllowTraffic v1 d-BLUE00002 v1.tgz\nAfterAllowTraffic v1 d-BLUE00002 v1.tgz\n"
+    );
+    assert!(
+        !dir.path().join("root/g-1/d-BLUE00002/bundle").exists(),
+        "the rollback downloaded nothing"
+    );
+
+    // v2 was never installed here.
+    let mut elsewhere = command_for("d-BLUE00003", "v2.tgz", &v2);
+    elsewhere.lifecycle_events = vec![BeforeAllowTraffic];
+    send_command(&stack, &elsewhere).await;
+    let finals = final_reports(&stack, "d-BLUE00003", 1, Duration::from_secs(30)).await;
+    let failed = failed_event(&finals);
+    assert_eq!(failed.lifecycle_event, BeforeAllowTraffic);
+    let diagnostics = failed.diagnostics.as_ref().unwrap();
+    assert_eq!(diagnostics.error_code, wire::ErrorCode::UnknownError);
+    assert!(
+        diagnostics
+            .message
+            .contains("needs the bundle of revision s3://bundles/v2.tgz"),
+        "{}",
+        diagnostics.message
+    );
+    assert!(
+        diagnostics
+            .message
+            .contains("is of another revision, s3://bundles/v1.tgz"),
+        "{}",
+        diagnostics.message
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap().lines().count(),
+        3,
+        "no script ran"
+    );
+}
+
+/// Commands waiting together are taken together and run one at a time, in order and
+/// once each, the waiting ones kept from other receivers while an earlier one runs past
+/// the receive's short visibility; a cancel taken with its deployment's command is noted
+/// before the command runs, which then runs nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_waiting_together_run_once_each_and_a_cancel_with_its_command_runs_nothing() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    let bundle = |seconds: u32| {
+        vec![
+            Entry::file(
+                "appspec.yml",
+                b"version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: hook.sh\n",
+            ),
+            Entry::file_with_mode(
+                "hook.sh",
+                format!(
+                    "#!/bin/sh\nsleep {seconds}\necho \"$DEPLOYMENT_ID\" >> {}\n",
+                    marks.display()
+                )
+                .as_bytes(),
+                0o755,
+            ),
+        ]
+    };
+    // Longer than the receive's visibility (5 s).
+    let slow = put_bundle(&stack, "slow.tgz", &bundle(7)).await;
+    let quick = put_bundle(&stack, "quick.tgz", &bundle(0)).await;
+    send_command(&stack, &command_for("d-QUEUE0001", "slow.tgz", &slow)).await;
+    send_command(&stack, &command_for("d-QUEUE0002", "quick.tgz", &quick)).await;
+    send_command(&stack, &command_for("d-QUEUE0003", "quick.tgz", &quick)).await;
+    let agent = start_agent(&stack, dir.path());
+
+    let mut finals: Vec<Report> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while finals.len() < 21 && Instant::now() < until {
+        finals.extend(
+            take_report_messages(&stack)
+                .await
+                .into_iter()
+                .flatten()
+                .filter(|r| r.status != EventStatus::InProgress),
+        );
+    }
+    // What a redelivery would have re-sent would come by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    finals.extend(
+        take_report_messages(&stack)
+            .await
+            .into_iter()
+            .flatten()
+            .filter(|r| r.status != EventStatus::InProgress),
+    );
+    let said = std::fs::read_to_string(dir.path().join("agent.stderr")).unwrap_or_default();
+    assert_eq!(finals.len(), 21, "{finals:#?}\nagent said:\n{said}");
+    assert!(finals.iter().all(|r| r.status == EventStatus::Succeeded));
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        "d-QUEUE0001\nd-QUEUE0002\nd-QUEUE0003\n",
+        "in order, once each"
+    );
+    assert!(
+        !said.contains("AlreadyDone"),
+        "no command came twice:\n{said}"
+    );
+
+    // A command and its cancel wait together for an agent that starts (the stopped one's
+    // last long poll, of a second, is over).
+    drop(agent);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cancelled = command_for("d-QUEUE0004", "quick.tgz", &quick);
+    let cancel = wire::Cancel {
+        deployment_id: "d-QUEUE0004".to_owned(),
+        instance_id: "host-1".to_owned(),
+    };
+    stack
+        .sqs
+        .send_message_batch()
+        .queue_url(&stack.commands)
+        .entries(
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id("command")
+                .message_body(cancelled.to_json())
+                .build()
+                .unwrap(),
+        )
+        .entries(
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id("cancel")
+                .message_body(cancel.to_json())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let _agent = start_agent(&stack, dir.path());
+    let finals = final_reports(&stack, "d-QUEUE0004", 7, Duration::from_secs(30)).await;
+    assert_eq!(finals.len(), 7, "{finals:#?}");
+    assert!(
+        finals.iter().all(|r| r.status == EventStatus::Skipped),
+        "{finals:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap().lines().count(),
+        3,
+        "nothing ran"
+    );
+}
