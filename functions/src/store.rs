@@ -81,6 +81,20 @@ pub struct Versioned<T> {
 pub const OUTBOX_GRACE_MS: Millis = 30_000;
 /// A running deployment with no deadline pending is still looked at this often.
 pub const IDLE_TICK_MS: Millis = 60_000;
+/// A running deployment that watches CloudWatch alarms is looked at (its alarms polled)
+/// this often, also while nothing else happens to it (a blue/green termination wait).
+pub const ALARM_LOOK_MS: Millis = 10_000;
+
+/// When a running deployment is next looked at if nothing else comes due: sooner when it
+/// watches alarms. None once it has settled (ended, and no host still finishing).
+pub fn idle_look(state: &Deployment, now: Millis) -> Option<Millis> {
+    let settled = state.status.is_terminal() && state.counts.in_progress == 0;
+    let every = match state.alarms {
+        Some(_) if !state.status.is_terminal() => ALARM_LOOK_MS,
+        _ => IDLE_TICK_MS,
+    };
+    (!settled).then_some(now + every)
+}
 
 const ACTIVE_INDEX: &str = "active";
 const BY_GROUP_INDEX: &str = "by-group";
@@ -349,11 +363,16 @@ fn wakeup(
     }
     let outbox = outbox_pending.then_some(now + OUTBOX_GRACE_MS);
     let hosts = dispatched.then_some(now + state.deadlines.start_ms + 1);
-    let idle = (!settled).then_some(now + IDLE_TICK_MS);
-    [stored, state.next_wakeup(), outbox, hosts, idle]
-        .into_iter()
-        .flatten()
-        .min()
+    [
+        stored,
+        state.next_wakeup(),
+        outbox,
+        hosts,
+        idle_look(state, now),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
 fn dispatches(effects: &[Effect]) -> bool {

@@ -10,7 +10,7 @@ use crate::control::ControlPlane;
 use crate::effects;
 use crate::error::ApiError;
 use crate::model::now_millis;
-use crate::store::{IDLE_TICK_MS, OUTBOX_GRACE_MS};
+use crate::store::OUTBOX_GRACE_MS;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use gantry_core::deployment::{ApplyError, Input, Millis};
 use gantry_core::wire;
@@ -215,7 +215,7 @@ async fn tick_one(
             deadline.map(|at| at + 1),
             state.next_wakeup(),
             retry_at,
-            (!settled).then_some(now + IDLE_TICK_MS),
+            crate::store::idle_look(state, now),
         ]
         .into_iter()
         .flatten()
