@@ -329,19 +329,7 @@ pub async fn create(
         ready_wait_ms: fleets.ready_wait_ms,
         original_fleet: fleets.original_fleet,
     });
-    let targets: Vec<Target> = hosts
-        .into_iter()
-        .map(|host| Target {
-            standing: if host.stopped {
-                Standing::Stopped
-            } else {
-                standing(health.get(&host.instance_id), current)
-            },
-            instance_id: host.instance_id,
-            zone: host.zone,
-            sender: host.sender,
-        })
-        .collect();
+    let targets: Vec<Target> = hosts.into_iter().map(to_target).collect();
     let now = now_millis();
     let launch = origin.launch.is_some();
     let target_groups = Box::pin(traffic_target_groups(control, settings)).await?;

@@ -292,39 +292,32 @@ impl GreenFleets {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pages = self
-            .ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-id")
-                    .set_values(Some(ids.to_vec()))
-                    .build(),
-            )
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name(format!("tag:{}", crate::adapters::MANAGED_TAG))
-                    .values("true")
-                    .build(),
-            )
-            .into_paginator()
-            .send();
-        let mut managed = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| failure("EC2 DescribeInstances", error))?;
-            managed.extend(
-                page.reservations()
-                    .iter()
-                    .flat_map(|r| r.instances())
-                    .filter_map(|i| i.instance_id().map(str::to_owned)),
-            );
-        }
-        Ok(managed)
+        let tagged = aws_sdk_ec2::types::Filter::builder()
+            .name(format!("tag:{}", crate::adapters::MANAGED_TAG))
+            .values("true")
+            .build();
+        self.instance_ids(ids, tagged).await
     }
 
-    /// Of `ids`, those EC2 knows and has not begun to terminate. (A filter, unlike
-    /// InstanceIds, does not fail on ids EC2 does not know.)
+    /// Of `ids`, those EC2 knows and has not begun to terminate.
     async fn live_instances(&self, ids: &[String]) -> Result<Vec<String>, ApiError> {
+        let live = aws_sdk_ec2::types::Filter::builder()
+            .name("instance-state-name")
+            .values("pending")
+            .values("running")
+            .values("stopping")
+            .values("stopped")
+            .build();
+        self.instance_ids(ids, live).await
+    }
+
+    /// Of `ids`, those `filter` keeps. (A filter, unlike InstanceIds, does not fail on
+    /// ids EC2 does not know.)
+    async fn instance_ids(
+        &self,
+        ids: &[String],
+        filter: aws_sdk_ec2::types::Filter,
+    ) -> Result<Vec<String>, ApiError> {
         let mut pages = self
             .ec2
             .describe_instances()
@@ -334,28 +327,20 @@ impl GreenFleets {
                     .set_values(Some(ids.to_vec()))
                     .build(),
             )
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build(),
-            )
+            .filters(filter)
             .into_paginator()
             .send();
-        let mut live = Vec::new();
+        let mut found = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|error| failure("EC2 DescribeInstances", error))?;
-            live.extend(
+            found.extend(
                 page.reservations()
                     .iter()
                     .flat_map(|r| r.instances())
                     .filter_map(|i| i.instance_id().map(str::to_owned)),
             );
         }
-        Ok(live)
+        Ok(found)
     }
 
     async fn group(&self, name: &str) -> Result<Option<AutoScalingGroup>, ApiError> {
