@@ -164,7 +164,11 @@ pub fn run_script(run: &ScriptRun<'_>) -> ScriptOutcome {
     });
 
     // Wait for the script in short slices, so an abort is seen within one of them.
-    let deadline = Instant::now() + run.timeout;
+    // Bounded, so no timeout can overflow the clock (the runner passes at most an hour).
+    let limit = run.timeout.min(Duration::from_secs(
+        gantry_core::appspec::MAX_EVENT_SCRIPT_SECS,
+    ));
+    let deadline = Instant::now() + limit;
     let waited = loop {
         let slice = deadline
             .saturating_duration_since(Instant::now())
@@ -215,7 +219,7 @@ pub fn run_script(run: &ScriptRun<'_>) -> ScriptOutcome {
             ErrorCode::ScriptTimedOut,
             format!(
                 "Script at specified location: {name} did not finish within {} seconds and was stopped",
-                run.timeout.as_secs()
+                limit.as_secs()
             ),
         ),
         Err(Stopped::Aborted) => (

@@ -572,6 +572,10 @@ fn run_scripts(
     if !spec.scripts(event).is_empty() {
         announce_start(reports);
     }
+    // The event's scripts share CodeDeploy's hour: each gets its own timeout or what is
+    // left of the event's, whichever ends first.
+    let event_deadline =
+        std::time::Instant::now() + Duration::from_secs(spec.event_limit_secs(event));
     for script in spec.scripts(event) {
         let Some(relative) = gantry_core::appspec::revision_relative(&script.location) else {
             return Err(agent_failure(format!(
@@ -586,7 +590,8 @@ fn run_scripts(
             path: &revision.join(relative),
             script_name: &script.location,
             event: event.name(),
-            timeout: Duration::from_secs(script.timeout_secs),
+            timeout: Duration::from_secs(script.timeout_secs)
+                .min(event_deadline.saturating_duration_since(std::time::Instant::now())),
             term_grace: host.term_grace,
             abort: host.abort,
             runas: script.runas.as_deref(),

@@ -114,8 +114,9 @@ fn invalid_appspec_lists_every_problem_with_its_field() {
         lines[0]
     );
     assert!(
-        lines[1]
-            .starts_with("error: hooks.AfterInstall[0].timeout: must be a positive whole number"),
+        lines[1].starts_with(
+            "error: hooks.AfterInstall[0].timeout: must be a whole number of seconds from 1 to 3600"
+        ),
         "{}",
         lines[1]
     );

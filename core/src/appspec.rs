@@ -17,6 +17,12 @@ pub const APPSPEC_FILE_NAMES: [&str; 2] = ["appspec.yml", "appspec.yaml"];
 /// A hook's timeout when the appspec gives none, in seconds.
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 3600;
 
+/// CodeDeploy's limit on script execution per lifecycle event, in seconds: no script's
+/// `timeout` may exceed it, and an event's scripts share it (AppSpec "hooks" section:
+/// "3600 seconds (1 hour) is the maximum amount of time allowed for script execution for
+/// each deployment lifecycle event").
+pub const MAX_EVENT_SCRIPT_SECS: u64 = 3600;
+
 /// One thing wrong (or suspicious) in an appspec, with the field it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
@@ -191,6 +197,17 @@ impl AppSpec {
             .find(|(hooked, _)| *hooked == event)
             .map(|(_, scripts)| scripts.as_slice())
             .unwrap_or(&[])
+    }
+
+    /// How long one event's scripts may run together, in seconds: the sum of their
+    /// timeouts, at most CodeDeploy's [`MAX_EVENT_SCRIPT_SECS`].
+    pub fn event_limit_secs(&self, event: LifecycleEvent) -> u64 {
+        self.scripts(event)
+            .iter()
+            .fold(0u64, |total, script| {
+                total.saturating_add(script.timeout_secs)
+            })
+            .min(MAX_EVENT_SCRIPT_SECS)
     }
 
     /// Paths inside the revision that the appspec refers to and that must exist:
@@ -626,6 +643,15 @@ impl Checker {
                     parsed.push(script);
                 }
             }
+            let total: u64 = parsed.iter().map(|script| script.timeout_secs).sum();
+            if total > MAX_EVENT_SCRIPT_SECS {
+                self.warnings.push(Problem::new(
+                    field,
+                    format!(
+                        "the scripts' timeouts add up to {total} s; an event's scripts share CodeDeploy's {MAX_EVENT_SCRIPT_SECS} s, so the event fails if they run longer than that together"
+                    ),
+                ));
+            }
             hooks.push((event, parsed));
         }
         hooks
@@ -646,12 +672,17 @@ impl Checker {
         }
         let timeout_secs = match get("timeout") {
             None | Some(Value::Null) => Some(DEFAULT_HOOK_TIMEOUT_SECS),
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|secs| secs > 0) => n.as_u64(),
+            Some(Value::Number(n))
+                if n.as_u64()
+                    .is_some_and(|secs| (1..=MAX_EVENT_SCRIPT_SECS).contains(&secs)) =>
+            {
+                n.as_u64()
+            }
             Some(other) => {
                 self.error(
                     format!("{field}.timeout"),
                     format!(
-                        "must be a positive whole number of seconds (default {DEFAULT_HOOK_TIMEOUT_SECS}), found {}",
+                        "must be a whole number of seconds from 1 to {MAX_EVENT_SCRIPT_SECS}, CodeDeploy's limit per lifecycle event (default {DEFAULT_HOOK_TIMEOUT_SECS}), found {}",
                         describe(other)
                     ),
                 );
@@ -779,7 +810,7 @@ hooks:
     - location: scripts/configure.sh
       runas: deploy
     - location: /scripts/migrate.sh
-      timeout: 7200
+      timeout: 1800
   ValidateService:
     - location: scripts/check.sh
       timeout: 30
@@ -818,10 +849,14 @@ file_exists_behavior: OVERWRITE
         assert_eq!(after.len(), 2);
         assert_eq!(after[0].timeout_secs, DEFAULT_HOOK_TIMEOUT_SECS);
         assert_eq!(after[0].runas.as_deref(), Some("deploy"));
+        assert_eq!(after[1].timeout_secs, 1800);
         assert_eq!(
-            after[1].timeout_secs, 7200,
-            "timeouts above 3600 s are allowed"
+            spec.event_limit_secs(LifecycleEvent::AfterInstall),
+            MAX_EVENT_SCRIPT_SECS,
+            "the event's scripts share 3600 s"
         );
+        assert_eq!(spec.event_limit_secs(LifecycleEvent::ValidateService), 30);
+        assert_eq!(spec.event_limit_secs(LifecycleEvent::BeforeInstall), 0);
         assert!(spec.scripts(LifecycleEvent::BeforeInstall).is_empty());
         assert!(spec.scripts(LifecycleEvent::ApplicationStart).is_empty());
         assert_eq!(spec.hooks.len(), 4, "an empty event entry is kept");
@@ -843,6 +878,25 @@ file_exists_behavior: OVERWRITE
         assert_eq!(found.len(), 2);
         assert!(found[0].message.contains("must be 0.0"), "{found:?}");
         assert!(found[1].message.contains("linux or windows"), "{found:?}");
+    }
+
+    #[test]
+    fn hook_timeouts_are_bounded_by_codedeploys_hour() {
+        for timeout in ["3601", "18446744073709551615", "1e30", "-5"] {
+            let found = problems(&format!(
+                "version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: a.sh\n      timeout: {timeout}\n"
+            ));
+            assert_eq!(found.len(), 1, "{timeout}: {found:?}");
+            assert_eq!(found[0].field, "hooks.AfterInstall[0].timeout");
+            assert!(found[0].message.contains("from 1 to 3600"), "{found:?}");
+        }
+        let spec = AppSpec::parse(
+            "version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: a.sh\n      timeout: 3600\n    - location: b.sh\n",
+        )
+        .expect("two scripts of an hour each are CodeDeploy's defaults");
+        assert_eq!(spec.warnings.len(), 1, "{:?}", spec.warnings);
+        assert_eq!(spec.warnings[0].field, "hooks.AfterInstall");
+        assert_eq!(spec.event_limit_secs(LifecycleEvent::AfterInstall), 3600);
     }
 
     #[test]

@@ -348,7 +348,7 @@ impl TargetState {
         }
         let names: Vec<LifecycleEvent> = self.events.iter().map(|record| record.event).collect();
         let events = crate::lifecycle::stretch(&names, index + 1).to_vec();
-        self.deadline = Some(now + deadlines.start_ms);
+        self.deadline = Some(now.saturating_add(deadlines.start_ms));
         Step::Resume(events)
     }
 
@@ -710,7 +710,7 @@ impl Deployment {
         );
         state.status = TargetStatus::InProgress;
         state.dispatched_at = Some(now);
-        state.deadline = Some(now + self.deadlines.start_ms);
+        state.deadline = Some(now.saturating_add(self.deadlines.start_ms));
         state
     }
 
@@ -832,7 +832,9 @@ impl Deployment {
             Step::Resume(events) => effects.push(Effect::Resume {
                 instance_id,
                 events,
-                start_by: target.deadline.unwrap_or(now + self.deadlines.start_ms),
+                start_by: target
+                    .deadline
+                    .unwrap_or(now.saturating_add(self.deadlines.start_ms)),
             }),
             Step::Ready => self.host_ready(target, now, effects),
         }
@@ -990,9 +992,9 @@ impl Deployment {
             self.zone_wait_until = None;
         } else if index > 0 {
             // The zone before was just finished: watch it for the monitor duration.
-            let until = *self
-                .zone_wait_until
-                .get_or_insert(now + zonal.monitor_after(index - 1) * 1000);
+            let until = *self.zone_wait_until.get_or_insert(
+                now.saturating_add(zonal.monitor_after(index - 1).saturating_mul(1000)),
+            );
             if now < until {
                 return ZoneGate::Waiting;
             }
@@ -1451,10 +1453,10 @@ fn next_deadline(target: &TargetState, deadlines: &Deadlines, now: Millis) -> Mi
                 .get(&record.event)
                 .copied()
                 .unwrap_or(deadlines.default_event_ms)
-                + deadlines.slack_ms
+                .saturating_add(deadlines.slack_ms)
         })
         .max();
-    now + running.unwrap_or(deadlines.start_ms)
+    now.saturating_add(running.unwrap_or(deadlines.start_ms))
 }
 
 mod blue_green;

@@ -471,7 +471,7 @@ impl Bundles {
         Ok(spec
             .hooks
             .iter()
-            .map(|(event, scripts)| (*event, scripts.iter().map(|s| s.timeout_secs).sum()))
+            .map(|(event, _)| (*event, spec.event_limit_secs(*event)))
             .collect())
     }
 }

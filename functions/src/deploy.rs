@@ -591,6 +591,8 @@ fn deadlines(
                     .and_then(|revision| revision.event_timeouts.get(event))
                     .copied()
                     .unwrap_or(0)
+                    // Revisions recorded before the limit may hold more.
+                    .min(gantry_core::appspec::MAX_EVENT_SCRIPT_SECS)
                     * 1000
             } else {
                 control.settings.agent_event_ms

@@ -185,7 +185,7 @@ impl Deployment {
     pub fn rerouted_target(&self, mut state: TargetState, now: Millis) -> TargetState {
         if state.status == TargetStatus::Ready {
             state.status = TargetStatus::InProgress;
-            state.deadline = Some(now + self.deadlines.start_ms);
+            state.deadline = Some(now.saturating_add(self.deadlines.start_ms));
         }
         state
     }
@@ -248,7 +248,7 @@ impl Deployment {
                 Stage::Installing => match bg.ready_wait_ms {
                     Some(wait_ms) => {
                         bg.stage = Stage::Ready;
-                        bg.wait_until = Some(now + wait_ms);
+                        bg.wait_until = Some(now.saturating_add(wait_ms));
                         effects.push(notify(NotificationEvent::DeploymentReady, None));
                         return;
                     }
@@ -306,7 +306,7 @@ impl Deployment {
                 Stage::BlockingOriginal => match bg.original_fleet {
                     OriginalFleet::Terminate { wait_ms } => {
                         bg.stage = Stage::TerminationWait;
-                        bg.wait_until = Some(now + wait_ms);
+                        bg.wait_until = Some(now.saturating_add(wait_ms));
                     }
                     OriginalFleet::KeepAlive => {
                         return self.finish(DeploymentStatus::Succeeded, now, None, effects);
