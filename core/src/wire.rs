@@ -167,7 +167,7 @@ impl Command {
         require("deploymentGroupId", &self.deployment_group_id)?;
         require("deploymentGroupName", &self.deployment_group_name)?;
         require("applicationName", &self.application_name)?;
-        require("instanceId", &self.instance_id)?;
+        check_instance_id("instanceId", &self.instance_id)?;
         self.revision.validate()?;
         if self.lifecycle_events.is_empty() {
             return Err(invalid("lifecycleEvents", "must list at least one event"));
@@ -226,7 +226,7 @@ impl HostMessage {
         let message: CancelMessage =
             serde_json::from_str(text).map_err(|error| WireError::Malformed(error.to_string()))?;
         check_deployment_id(&message.cancel.deployment_id)?;
-        require("cancel.instanceId", &message.cancel.instance_id)?;
+        check_instance_id("cancel.instanceId", &message.cancel.instance_id)?;
         Ok(Self::Cancel(message.cancel))
     }
 }
@@ -354,7 +354,7 @@ impl Report {
 
     pub fn validate(&self) -> Result<(), WireError> {
         check_deployment_id(&self.deployment_id)?;
-        require("instanceId", &self.instance_id)?;
+        check_instance_id("instanceId", &self.instance_id)?;
         if self.status == EventStatus::Pending {
             return Err(invalid(
                 "status",
@@ -482,6 +482,36 @@ fn require(field: &'static str, value: &str) -> Result<(), WireError> {
         Err(invalid(field, "must not be empty"))
     } else {
         Ok(())
+    }
+}
+
+/// The longest host id: an on-premises instance name names its SQS command queue
+/// after the stack's prefix (queue names stop at 80 characters); EC2 ids have 19.
+pub const MAX_INSTANCE_ID: usize = 60;
+
+/// Whether `id` can name a host: 1 to [`MAX_INSTANCE_ID`] characters of `A-Z`, `a-z`,
+/// `0-9`, `-` and `_`, as RegisterOnPremisesInstance allows and EC2 ids are. It keys
+/// the host's records, so a longer one would be refused by DynamoDB too.
+pub fn is_instance_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_INSTANCE_ID
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn check_instance_id(field: &'static str, id: &str) -> Result<(), WireError> {
+    if is_instance_id(id) {
+        Ok(())
+    } else {
+        let shown: String = id.chars().take(80).collect();
+        Err(invalid(
+            field,
+            format!(
+                "{shown:?}{} is not a host id (1 to {MAX_INSTANCE_ID} of A-Z, a-z, 0-9, - and _)",
+                if shown.len() < id.len() { "..." } else { "" }
+            ),
+        ))
     }
 }
 
@@ -747,6 +777,35 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn host_ids_are_bounded_as_instance_names_are() {
+        for id in [
+            "i-0123456789abcdef0",
+            "web_01",
+            &"h".repeat(MAX_INSTANCE_ID),
+        ] {
+            assert!(is_instance_id(id), "{id}");
+        }
+        for id in ["", " ", "web.01", "a/b", &"h".repeat(MAX_INSTANCE_ID + 1)] {
+            assert!(!is_instance_id(id), "{id}");
+        }
+        // A key DynamoDB would refuse (over 1,024 bytes) is refused before any store call.
+        let mut oversized = report(EventStatus::Succeeded);
+        oversized.instance_id = "h".repeat(1100);
+        let error = Report::from_json(&oversized.to_json()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                WireError::Invalid {
+                    field: "instanceId",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().len() < 300, "{error}");
     }
 
     #[test]

@@ -311,12 +311,7 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 /// Instance names become SQS queue names (`<prefix><name>`), so they are limited to
 /// what SQS allows.
 fn check_instance_name(name: &str) -> Result<(), ApiError> {
-    let valid = !name.is_empty()
-        && name.len() <= 60
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid {
+    if !gantry_core::wire::is_instance_id(name) {
         return Err(ApiError::new(
             Exception::InvalidInstanceName,
             format!(

@@ -101,48 +101,71 @@ async fn apply_reports(control: &ControlPlane, messages: Vec<ReportMessage>) -> 
         for run in advance::chunks(&inputs) {
             let messages = &reports[offset..offset + run.len()];
             offset += run.len();
-            match effects::advance(control, &deployment_id, run).await {
-                Ok(applied) => {
-                    let mut forged = 0;
-                    for (index, error) in applied.refused {
-                        if let ApplyError::ForeignSender {
-                            instance_id,
-                            expected,
-                            found,
-                        } = &error
-                        {
-                            forged += 1;
-                            tracing::warn!(
-                                %deployment_id,
-                                %instance_id,
-                                %expected,
-                                sender = %found,
-                                message_id = %messages[index].0,
-                                "report not sent by its host: dropped"
-                            );
-                        } else {
-                            failed.push(messages[index].0.clone());
-                        }
-                    }
-                    if forged > 0
-                        && let Err(error) = control
-                            .store
-                            .count_forged_reports(&deployment_id, forged)
-                            .await
-                    {
-                        tracing::warn!(%deployment_id, %error, "could not count dropped reports");
-                    }
+            let result = effects::advance(control, &deployment_id, run).await;
+            if result.is_err() && run.len() > 1 {
+                // One report a store call refuses must not hold back its neighbours:
+                // each is applied alone, and only those that fail alone are retried.
+                tracing::warn!(%deployment_id, reports = run.len(), "a run of reports was not applied; applying each alone");
+                for (single, message) in run.chunks(1).zip(messages.chunks(1)) {
+                    let result = effects::advance(control, &deployment_id, single).await;
+                    settle(control, &deployment_id, result, message, &mut failed).await;
                 }
-                Err(error) => {
-                    tracing::warn!(%deployment_id, %error, "reports not applied; they will be retried");
-                    failed.extend(messages.iter().map(|(id, _)| id.clone()));
-                }
+            } else {
+                settle(control, &deployment_id, result, messages, &mut failed).await;
             }
         }
     }
     failed.sort();
     failed.dedup();
     failed
+}
+
+/// Records how a run of reports went: reports their host did not send are dropped and
+/// counted; the messages of those refused otherwise, or of a run not applied, are retried.
+async fn settle(
+    control: &ControlPlane,
+    deployment_id: &str,
+    result: Result<advance::Applied<crate::model::DeploymentSpec>, ApiError>,
+    messages: &[(String, Input)],
+    failed: &mut Vec<String>,
+) {
+    let applied = match result {
+        Ok(applied) => applied,
+        Err(error) => {
+            tracing::warn!(%deployment_id, %error, "reports not applied; they will be retried");
+            failed.extend(messages.iter().map(|(id, _)| id.clone()));
+            return;
+        }
+    };
+    let mut forged = 0;
+    for (index, error) in applied.refused {
+        if let ApplyError::ForeignSender {
+            instance_id,
+            expected,
+            found,
+        } = &error
+        {
+            forged += 1;
+            tracing::warn!(
+                %deployment_id,
+                %instance_id,
+                %expected,
+                sender = %found,
+                message_id = %messages[index].0,
+                "report not sent by its host: dropped"
+            );
+        } else {
+            failed.push(messages[index].0.clone());
+        }
+    }
+    if forged > 0
+        && let Err(error) = control
+            .store
+            .count_forged_reports(deployment_id, forged)
+            .await
+    {
+        tracing::warn!(%deployment_id, %error, "could not count dropped reports");
+    }
 }
 
 /// The schedule: fails silent hosts, opens the next zone, and runs outbox entries
@@ -187,17 +210,18 @@ async fn tick_one(
     // Effects not carried out keep the deployment on the tick, whatever its status:
     // a lock not yet released, a rollback not yet started.
     let mut retry_at = (!applied.effects_done).then_some(now + OUTBOX_GRACE_MS);
-    for (version, pending) in &record.outbox {
-        if Some(*version) == applied.outbox_entry {
+    for (key, pending) in &record.outbox {
+        if Some(key) == applied.outbox_entry.as_ref() {
             continue;
         }
         let next = if now < pending.due() {
             Some(pending.due())
         } else {
-            tracing::info!(%deployment_id, entry = version, attempts = pending.attempts, "running effects left in the outbox");
+            tracing::info!(%deployment_id, entry = %key, attempts = pending.attempts, "running effects left in the outbox");
             let entry = effects::Entry {
-                version: *version,
+                key: key.clone(),
                 attempts: pending.attempts,
+                late: true,
             };
             effects::run(control, record, &pending.effects, Some(entry)).await
         };
