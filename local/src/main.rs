@@ -5,7 +5,10 @@
 //! dead-letter queue, topic, bucket), serves the Lambda Invoke API so the CLI, the SDK
 //! and `aws lambda invoke --endpoint-url` reach the same handlers as in AWS, and plays
 //! the event sources: it long-polls the reports queue into batch-advance (with partial
-//! batch failures, as Lambda's SQS event source) and fires the schedule tick.
+//! batch failures, as Lambda's SQS event source) and fires the schedule tick. Every
+//! invocation runs under its function's limits from template.yaml ([`lambda`]).
+
+mod lambda;
 
 use anyhow::Context;
 use clap::Parser;
@@ -14,6 +17,7 @@ use gantry_functions::handlers;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
+use lambda::{Functions, MAX_PAYLOAD_BYTES, Outcome, Template};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +82,10 @@ struct Args {
     /// Added to each event's hook timeouts before a silent host is failed.
     #[arg(long, env = "GANTRY_EVENT_SLACK_SECONDS", default_value_t = 60)]
     event_slack_seconds: u64,
+    /// Let handlers run past their template Timeout. For debugging only: in AWS they
+    /// are cut off, and so they are here by default.
+    #[arg(long, env = "GANTRY_LOCAL_NO_TIMEOUTS")]
+    no_timeouts: bool,
 }
 
 #[tokio::main]
@@ -92,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    let template = Template::parse(lambda::TEMPLATE).context("reading template.yaml")?;
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let mut settings = Settings::from_env().map_err(anyhow::Error::msg)?;
     settings.table = args.table.clone();
@@ -102,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
         settings.region = region.to_string();
     }
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queues = create_resources(&args, &config, &sqs).await?;
+    let queues = create_resources(&args, &template, &config, &sqs).await?;
     settings.lifecycle_queue_url = Some(queues.lifecycle_url.clone());
     settings.lifecycle_queue_arn = Some(queues.lifecycle_arn.clone());
     settings.lifecycle_role_arn = Some(args.lifecycle_role_arn.clone());
@@ -112,6 +121,12 @@ async fn main() -> anyhow::Result<()> {
         .create_table()
         .await
         .context("creating the table")?;
+    if args.no_timeouts {
+        tracing::warn!(
+            "--no-timeouts: handlers may run past their template Timeout, as they cannot in AWS"
+        );
+    }
+    let functions = Arc::new(Functions::new(control, template, !args.no_timeouts)?);
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
@@ -121,22 +136,22 @@ async fn main() -> anyhow::Result<()> {
     println!("gantry-local listening on http://{address}");
 
     let (stop_sender, stop) = watch::channel(false);
-    let server = tokio::spawn(serve(listener, Arc::clone(&control), stop.clone()));
+    let server = tokio::spawn(serve(listener, Arc::clone(&functions), stop.clone()));
     let poller = tokio::spawn(poll_queue(
-        Arc::clone(&control),
+        Arc::clone(&functions),
         sqs.clone(),
         queues.reports_url,
         "batch-advance",
         stop.clone(),
     ));
     let lifecycle_poller = tokio::spawn(poll_queue(
-        Arc::clone(&control),
+        Arc::clone(&functions),
         sqs.clone(),
         queues.lifecycle_url,
         "lifecycle",
         stop.clone(),
     ));
-    let ticker = tokio::spawn(tick(Arc::clone(&control), args.tick_ms, stop.clone()));
+    let ticker = tokio::spawn(tick(Arc::clone(&functions), args.tick_ms, stop.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -144,6 +159,8 @@ async fn main() -> anyhow::Result<()> {
     for task in [server, poller, lifecycle_poller, ticker] {
         let _ = tokio::time::timeout(Duration::from_secs(25), task).await;
     }
+    // The benchmarks read this line: each function's invocation times against its limits.
+    tracing::info!(summary = %functions.summary(), "invocations");
     Ok(())
 }
 
@@ -170,6 +187,7 @@ async fn queue_with_dead_letter(
     name: &str,
     dead_letter: &str,
     max_receives: u32,
+    visibility_timeout: u64,
 ) -> anyhow::Result<(String, String)> {
     use aws_sdk_sqs::types::QueueAttributeName;
     let arn_of = |url: String| async move {
@@ -202,9 +220,12 @@ async fn queue_with_dead_letter(
         .create_queue()
         .queue_name(name)
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-        // As template.yaml: 6x the functions' 30 s timeout. The poller retries a failed
-        // message after 1 s regardless (ChangeMessageVisibility).
-        .attributes(QueueAttributeName::VisibilityTimeout, "180")
+        // As template.yaml. A batch whose invocation timed out comes back after it, as
+        // with Lambda's event source; a failed message after 1 s (ChangeMessageVisibility).
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout.to_string(),
+        )
         .send()
         .await
         .with_context(|| format!("creating {name}"))?
@@ -216,6 +237,7 @@ async fn queue_with_dead_letter(
 /// Creates what the template creates (but the table), if missing.
 async fn create_resources(
     args: &Args,
+    template: &Template,
     config: &aws_config::SdkConfig,
     sqs: &aws_sdk_sqs::Client,
 ) -> anyhow::Result<Queues> {
@@ -224,6 +246,7 @@ async fn create_resources(
         &args.reports_queue,
         &args.dead_letter_queue,
         args.max_receives,
+        template.visibility_timeout("ReportsQueue")?,
     )
     .await?;
     let (lifecycle_url, lifecycle_arn) = queue_with_dead_letter(
@@ -231,6 +254,7 @@ async fn create_resources(
         &args.lifecycle_queue,
         &format!("{}-dlq", args.lifecycle_queue),
         args.max_receives,
+        template.visibility_timeout("LifecycleQueue")?,
     )
     .await?;
     aws_sdk_sns::Client::new(config)
@@ -274,11 +298,14 @@ fn json_response(status: StatusCode, body: &Value, error_type: Option<&str>) -> 
 
 /// The Lambda Invoke API: `POST /2015-03-31/functions/{name}/invocations`. A handler
 /// error is HTTP 200 with `X-Amz-Function-Error: Unhandled`, as Lambda answers.
-async fn handle(control: Arc<ControlPlane>, request: Request<Incoming>) -> Response<Body> {
+async fn handle(functions: Arc<Functions>, request: Request<Incoming>) -> Response<Body> {
     if let Some(refused) = refuse_foreign(&request) {
         return refused;
     }
     let path = request.uri().path().to_owned();
+    if path == INVOCATIONS_PATH && request.method() == Method::GET {
+        return json_response(StatusCode::OK, &functions.summary(), None);
+    }
     let function = path
         .strip_prefix("/2015-03-31/functions/")
         .and_then(|rest| rest.strip_suffix("/invocations"))
@@ -343,24 +370,36 @@ async fn handle(control: Arc<ControlPlane>, request: Request<Incoming>) -> Respo
         }
     };
     let started = std::time::Instant::now();
-    let result = handlers::invoke(&control, &function, payload).await;
-    tracing::info!(%function, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "invoked");
-    match result {
-        Ok(output) => json_response(StatusCode::OK, &output, None),
-        Err(error) => {
-            let body = serde_json::to_value(&error).expect("errors serialize");
-            let mut response = json_response(StatusCode::OK, &body, None);
-            response.headers_mut().insert(
-                "x-amz-function-error",
-                hyper::header::HeaderValue::from_static("Unhandled"),
-            );
-            response
+    let outcome = functions.invoke(&function, payload).await;
+    tracing::info!(%function, elapsed_ms = started.elapsed().as_millis() as u64, ok = matches!(outcome, Outcome::Returned(_)), "invoked");
+    let function_error = |body: &Value| {
+        let mut response = json_response(StatusCode::OK, body, None);
+        response.headers_mut().insert(
+            "x-amz-function-error",
+            hyper::header::HeaderValue::from_static("Unhandled"),
+        );
+        response
+    };
+    match outcome {
+        Outcome::Returned(output) => {
+            let size = output.to_string().len();
+            if size > MAX_PAYLOAD_BYTES {
+                return function_error(&json!({
+                    "errorType": "Function.ResponseSizeTooLarge",
+                    "errorMessage": format!("Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."),
+                }));
+            }
+            json_response(StatusCode::OK, &output, None)
         }
+        Outcome::Failed(error) => {
+            function_error(&serde_json::to_value(&error).expect("errors serialize"))
+        }
+        Outcome::TimedOut(limit) => function_error(&Outcome::timed_out_error(limit)),
     }
 }
 
-/// Lambda's limit for a synchronous invocation's payload.
-const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Each function's invocation count and times so far (GET), for the benchmarks.
+const INVOCATIONS_PATH: &str = "/gantry-local/invocations";
 
 /// gantry-local listens on loopback, but a web page the operator visits can still
 /// reach loopback: directly (a cross-site POST, which browsers mark with `Origin`) or
@@ -410,7 +449,7 @@ fn resolve_function(name: &str) -> String {
 
 async fn serve(
     listener: tokio::net::TcpListener,
-    control: Arc<ControlPlane>,
+    functions: Arc<Functions>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
@@ -419,12 +458,12 @@ async fn serve(
             _ = stop.changed() => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let control = Arc::clone(&control);
+                let functions = Arc::clone(&functions);
                 let mut stop = stop.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
-                        let control = Arc::clone(&control);
-                        async move { Ok::<_, std::convert::Infallible>(handle(control, request).await) }
+                        let functions = Arc::clone(&functions);
+                        async move { Ok::<_, std::convert::Infallible>(handle(functions, request).await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
@@ -455,9 +494,11 @@ async fn serve(
 
 /// Lambda's SQS event source: receive up to 10 messages, invoke `function`, delete what
 /// it processed. Failed messages come back after a short backoff and, after
-/// `max_receives` receives, SQS moves them to the dead-letter queue.
+/// `max_receives` receives, SQS moves them to the dead-letter queue. A batch whose
+/// invocation timed out is left alone: it comes back after the queue's visibility
+/// timeout, as Lambda's event source leaves it.
 async fn poll_queue(
-    control: Arc<ControlPlane>,
+    functions: Arc<Functions>,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     function: &'static str,
@@ -505,14 +546,20 @@ async fn poll_queue(
                 })
             })
             .collect();
-        let failed: Vec<String> = match handlers::invoke(
-            &control,
-            function,
-            json!({"Records": records}),
-        )
-        .await
+        let failed: Vec<String> = match functions
+            .invoke(function, json!({"Records": records}))
+            .await
         {
-            Ok(response) => response["batchItemFailures"]
+            Outcome::TimedOut(limit) => {
+                tracing::warn!(
+                    function,
+                    timeout_s = limit.as_secs(),
+                    messages = messages.len(),
+                    "the invocation timed out; its batch comes back after the queue's visibility timeout"
+                );
+                continue;
+            }
+            Outcome::Returned(response) => response["batchItemFailures"]
                 .as_array()
                 .map(|items| {
                     items
@@ -521,7 +568,7 @@ async fn poll_queue(
                         .collect()
                 })
                 .unwrap_or_default(),
-            Err(error) => {
+            Outcome::Failed(error) => {
                 tracing::warn!(%error, function, "the function failed; the whole batch will be retried");
                 messages
                     .iter()
@@ -571,15 +618,17 @@ async fn poll_queue(
 }
 
 /// The schedule: batch-advance's tick, every `period_ms`.
-async fn tick(control: Arc<ControlPlane>, period_ms: u64, mut stop: watch::Receiver<bool>) {
+async fn tick(functions: Arc<Functions>, period_ms: u64, mut stop: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(Duration::from_millis(period_ms.max(50)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = interval.tick() => {
-                if let Err(error) = handlers::invoke(&control, "batch-advance", json!({"source": "aws.events", "detail-type": "Scheduled Event"})).await {
-                    tracing::warn!(%error, "tick failed");
+                match functions.invoke("batch-advance", json!({"source": "aws.events", "detail-type": "Scheduled Event"})).await {
+                    Outcome::Returned(_) => {}
+                    Outcome::Failed(error) => tracing::warn!(%error, "tick failed"),
+                    Outcome::TimedOut(_) => tracing::warn!("tick timed out"),
                 }
             }
         }
