@@ -23,7 +23,7 @@ pub struct Applied<S> {
     pub effects: Vec<Effect>,
     pub record: DeploymentRecord<S>,
     /// The outbox entry holding `effects`, to clear once they are carried out.
-    pub outbox_entry: Option<u64>,
+    pub outbox_entry: Option<String>,
     /// Inputs the state machine refused, by index, with why.
     pub refused: Vec<(usize, ApplyError)>,
     /// Host records written.
@@ -224,14 +224,13 @@ pub async fn apply_checked<S: DeserializeOwned + Sync, P: Precheck<S>>(
             .save_changes(&record, summary_changed, &effects, &writes, now)
             .await
         {
-            Ok(version) => {
+            Ok((version, outbox_entry)) => {
                 let hosts_written = writes.len();
                 record.version = version;
-                let outbox_entry = (summary_changed && !effects.is_empty()).then_some(version);
-                if let Some(entry) = outbox_entry {
+                if let Some(entry) = &outbox_entry {
                     record
                         .outbox
-                        .insert(entry, OutboxEntry::new(effects.clone(), now));
+                        .insert(entry.clone(), OutboxEntry::new(effects.clone(), now));
                 }
                 for (id, target) in changed {
                     let version = hosts.get(&id).map_or(0, |host| host.version) + 1;

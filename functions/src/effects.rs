@@ -28,18 +28,23 @@ const MAX_APPLY_ATTEMPTS: u32 = 40;
 
 /// Where effects wait until they are done: their deployment's outbox entry, and how
 /// many times carrying them out failed before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub version: u64,
+    /// Its key in the outbox.
+    pub key: String,
     pub attempts: u32,
+    /// Run by the tick after its writer: the deployment may have moved on since, so an
+    /// effect that is not safe to repeat late checks first (a load balancer step).
+    pub late: bool,
 }
 
 impl Entry {
     /// The entry a write just made.
-    pub fn new(version: u64) -> Self {
+    pub fn new(key: String) -> Self {
         Self {
-            version,
+            key,
             attempts: 0,
+            late: false,
         }
     }
 }
@@ -58,7 +63,8 @@ pub async fn run(
     let mut follow_ups = Vec::new();
     let retry_at = run_one(control, record, effects, entry, &mut follow_ups).await;
     while let Some(created) = follow_ups.pop() {
-        let entry = (!created.effects.is_empty()).then(|| Entry::new(created.record.version));
+        let entry = (!created.effects.is_empty())
+            .then(|| Entry::new(crate::store::keys::summary_entry(created.record.version)));
         let span =
             tracing::info_span!("effects", deployment_id = %created.record.spec.deployment_id);
         run_one(
@@ -76,7 +82,8 @@ pub async fn run(
 
 /// Runs the effects a new deployment was stored with.
 pub async fn start(control: &ControlPlane, created: &Created) {
-    let entry = (!created.effects.is_empty()).then(|| Entry::new(created.record.version));
+    let entry = (!created.effects.is_empty())
+        .then(|| Entry::new(crate::store::keys::summary_entry(created.record.version)));
     run(control, &created.record, &created.effects, entry).await;
 }
 
@@ -88,7 +95,7 @@ async fn run_one(
     follow_ups: &mut Vec<Created>,
 ) -> Option<Millis> {
     let deployment_id = &record.state.deployment_id;
-    let retry = carry_out(control, record, effects, entry, follow_ups).await;
+    let retry = carry_out(control, record, effects, entry.as_ref(), follow_ups).await;
     let now = now_millis();
     let Some(entry) = entry else {
         if !retry.is_empty() {
@@ -100,14 +107,10 @@ async fn run_one(
         return None;
     };
     if retry.is_empty() {
-        return match control
-            .store
-            .clear_outbox(deployment_id, entry.version)
-            .await
-        {
+        return match control.store.clear_outbox(deployment_id, &entry.key).await {
             Ok(()) => None,
             Err(error) => {
-                tracing::warn!(%error, entry = entry.version, "could not clear an outbox entry; the tick will run it again");
+                tracing::warn!(%error, entry = %entry.key, "could not clear an outbox entry; the tick will run it again");
                 Some(now + OUTBOX_GRACE_MS)
             }
         };
@@ -126,11 +129,11 @@ async fn run_one(
     );
     if let Err(error) = control
         .store
-        .rewrite_outbox(deployment_id, entry.version, &pending)
+        .rewrite_outbox(deployment_id, &entry.key, &pending)
         .await
     {
         // The whole entry stays as it was, and runs again when it was due.
-        tracing::warn!(%error, entry = entry.version, "could not keep the failed effects apart");
+        tracing::warn!(%error, entry = %entry.key, "could not keep the failed effects apart");
     }
     Some(retry_at)
 }
@@ -153,7 +156,7 @@ async fn carry_out(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
-    entry: Option<Entry>,
+    entry: Option<&Entry>,
     follow_ups: &mut Vec<Created>,
 ) -> Vec<Effect> {
     let started = std::time::Instant::now();
@@ -220,7 +223,7 @@ async fn carry_out_one(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effect: &Effect,
-    entry: Option<(Entry, &[Effect])>,
+    entry: Option<(&Entry, &[Effect])>,
     started: std::time::Instant,
     follow_ups: &mut Vec<Created>,
 ) -> Result<(), ApiError> {
@@ -235,7 +238,20 @@ async fn carry_out_one(
             );
         }
         Effect::Traffic { instance_id, event } => {
-            crate::traffic_steps::start(control, spec, instance_id, *event).await?;
+            // Asked late, the step may be over and the host on to the next: a late
+            // BlockTraffic must not take a serving host out of its target groups.
+            let late = entry.is_some_and(|(entry, _)| entry.late);
+            if !late
+                || crate::traffic_steps::still_waiting(
+                    control,
+                    &spec.deployment_id,
+                    instance_id,
+                    *event,
+                )
+                .await?
+            {
+                crate::traffic_steps::start(control, spec, instance_id, *event).await?;
+            }
         }
         Effect::Resume {
             instance_id,
@@ -380,7 +396,7 @@ async fn dispatch(
     record: &DeploymentRecord<DeploymentSpec>,
     first: u32,
     count: u32,
-    entry: Option<(Entry, &[Effect])>,
+    entry: Option<(&Entry, &[Effect])>,
 ) -> Result<(), ApiError> {
     let spec = &record.spec;
     let now = now_millis();
@@ -435,7 +451,7 @@ async fn dispatch(
             };
             control
                 .store
-                .rewrite_outbox(&spec.deployment_id, entry.version, &pending)
+                .rewrite_outbox(&spec.deployment_id, &entry.key, &pending)
                 .await?;
         }
     }
@@ -470,7 +486,7 @@ pub async fn advance(
                 control,
                 &applied.record,
                 &applied.effects,
-                applied.outbox_entry.map(Entry::new),
+                applied.outbox_entry.clone().map(Entry::new),
             )
             .await
             .is_none();

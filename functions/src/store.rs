@@ -9,7 +9,8 @@
 //! | revision | `REVISION#<application>` | revision key | `body` (RevisionRecord) |
 //! | on-premises instance | `INSTANCE` | name | `body`, `version` |
 //! | an identity's instance | `CLAIM` | `SENDER#<SenderId>` | `owner` (`INSTANCE/<name>`) |
-//! | deployment (summary) | `DEPLOYMENT#<id>` | `STATE` | `spec` (immutable), `state` (the state machine's summary), `status`, `version`, `outbox`, `rollbackClaim` (the rollback's id, reserved before it is created), `rollbackInfo`, `groupKey` + `createTime` (index `by-group`), `activeKey` + `wakeupAt` (index `active`) |
+//! | deployment (summary) | `DEPLOYMENT#<id>` | `STATE` | `spec` (immutable), `state` (the state machine's summary), `status`, `version`, `rollbackClaim` (the rollback's id, reserved before it is created), `rollbackInfo`, `groupKey` + `createTime` (index `by-group`), `activeKey` + `wakeupAt` (index `active`) |
+//! | an effect entry not yet carried out (the outbox) | `DEPLOYMENT#<id>` | `STATE#OUTBOX#<key>` | `entry` (OutboxEntry); key: the summary version that wrote it, `<version:020>`, or for a write of host records only `<summary version:020>#<host>#<host version:010>` |
 //! | a deployment's ordered targets | `DEPLOYMENT#<id>` | `PLAN#<page>` | `targets` (JSON list of up to 500, immutable) |
 //! | a deployment's host | `DEPLOYMENT#<id>` | `TARGET#<instance id>` | `state` (TargetState), `status`, `version`, `dueDeployment` + `dueAt` while deploying (index `due`) |
 //! | reports its hosts did not send | `DEPLOYMENT#<id>` | `FORGED_REPORTS` | `forgedReports` (a count) |
@@ -22,16 +23,18 @@
 //! still change; a deployment's hosts past their deadline on the sparse index `due`.
 //!
 //! A lost race comes back as [`StoreError::Conflict`], never as a silent overwrite.
-//! The deployment's `outbox` holds the effects of each summary write, keyed by the version
-//! that wrote them, in the same conditional write: effects survive a crash between the
-//! write and their execution, and the tick executes entries left over.
+//! Every write with effects stores them in an outbox item of their own, in the same
+//! transaction: effects survive a crash between the write and their execution, and the
+//! tick executes entries left over. The outbox items sort right after the summary
+//! (`STATE`, `STATE#OUTBOX#...`), so one query reads both, and the summary never grows
+//! with them.
 //!
 //! Renaming an application moves every item its name keys (see `store/rename.rs`).
 //!
 //! Nothing grows with the fleet in one item: a host's report writes its own record, and
 //! the summary only when a host finishes (with the reports of one batch in one
 //! transaction). The plan pages are written with the summary and the group's lock in one
-//! transaction, which bounds a deployment at 98 pages; gantry-core's `MAX_TARGETS`
+//! transaction, which bounds a deployment at 97 pages; gantry-core's `MAX_TARGETS`
 //! (10,000, 20 pages) is well inside.
 
 use crate::model::{LastDeploymentInfo, RollbackInfo};
@@ -125,6 +128,8 @@ pub mod keys {
     }
 
     pub const DEPLOYMENT_SK: &str = "STATE";
+    /// A deployment's outbox entries: right after its summary in key order.
+    pub const OUTBOX_PREFIX: &str = "STATE#OUTBOX#";
     /// The count of a deployment's reports sent by someone other than their host.
     pub const FORGED_REPORTS_SK: &str = "FORGED_REPORTS";
     /// Effects of a deployment that failed for good, one item per kind (a notification:
@@ -139,6 +144,22 @@ pub mod keys {
 
     pub fn target(instance_id: &str) -> String {
         format!("{TARGET_PREFIX}{instance_id}")
+    }
+
+    pub fn outbox(entry: &str) -> String {
+        format!("{OUTBOX_PREFIX}{entry}")
+    }
+
+    /// The outbox entry a summary write makes: its new version, so entries sort in
+    /// the order they were written.
+    pub fn summary_entry(version: u64) -> String {
+        format!("{version:020}")
+    }
+
+    /// The outbox entry of a write of host records only: the summary version it read,
+    /// and the first host's new version, which its conditional put makes unique.
+    pub fn hosts_entry(summary_version: u64, instance_id: &str, host_version: u64) -> String {
+        format!("{summary_version:020}#{instance_id}#{host_version:010}")
     }
 
     pub fn health(application: &str, group: &str) -> String {
@@ -172,11 +193,25 @@ fn json<T: Serialize>(value: &T) -> AttributeValue {
 /// attributes.
 pub const MAX_BODY_BYTES: usize = 350 * 1024;
 
+/// Most a deployment's spec may take stored. It shares the summary item with the state
+/// machine's summary and is read with every report, so it is kept far below an item;
+/// real ones take a few KB.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+
 /// `value` as a stored body, refused when it would not fit in one item; the refusal names
 /// its largest field, which is what the caller should shrink.
 fn body<T: Serialize>(value: &T, what: &str) -> Result<AttributeValue, StoreError> {
+    bounded(value, what, MAX_BODY_BYTES)
+}
+
+/// `value` as stored JSON, refused when over `limit` bytes, naming its largest field.
+fn bounded<T: Serialize>(
+    value: &T,
+    what: &str,
+    limit: usize,
+) -> Result<AttributeValue, StoreError> {
     let text = serde_json::to_string(value).expect("stored values always serialize");
-    if text.len() <= MAX_BODY_BYTES {
+    if text.len() <= limit {
         return Ok(s(text));
     }
     let largest = match serde_json::to_value(value) {
@@ -188,7 +223,7 @@ fn body<T: Serialize>(value: &T, what: &str) -> Result<AttributeValue, StoreErro
         _ => None,
     };
     Err(StoreError::TooLarge(format!(
-        "{what}: too large to store ({} bytes; at most {MAX_BODY_BYTES}){}",
+        "{what}: too large to store ({} bytes; at most {limit}){}",
         text.len(),
         largest.unwrap_or_default()
     )))
@@ -292,8 +327,9 @@ pub struct DeploymentRecord<S> {
     pub spec: S,
     pub state: Deployment,
     pub version: u64,
-    /// Effects written with each version and not yet confirmed done.
-    pub outbox: BTreeMap<u64, OutboxEntry>,
+    /// Effects written with each write and not yet confirmed done, by entry key (see
+    /// [`keys::summary_entry`]), in the order they were written.
+    pub outbox: BTreeMap<String, OutboxEntry>,
     pub rollback_info: RollbackInfo,
     /// When the tick is next due to look at it, as stored.
     pub wakeup_at: Option<Millis>,
@@ -899,8 +935,8 @@ impl DynamoStore {
 
     /// Stores a new deployment (its summary and its ordered targets, in pages) and takes
     /// its group's lock, in one transaction: all of it happens or none. A group already
-    /// locked by another deployment is a conflict. `effects` go to the outbox with
-    /// version 1.
+    /// locked by another deployment is a conflict. `effects` go to the outbox as the
+    /// entry of version 1. A spec over [`MAX_SPEC_BYTES`] is refused.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_deployment<S: Serialize>(
         &self,
@@ -914,22 +950,14 @@ impl DynamoStore {
         now: Millis,
     ) -> Result<(), StoreError> {
         let id = &state.deployment_id;
-        let mut outbox = HashMap::new();
-        if !effects.is_empty() {
-            outbox.insert(
-                "1".to_owned(),
-                json(&OutboxEntry::new(effects.to_vec(), now)),
-            );
-        }
         let mut put = Put::builder()
             .table_name(&self.table)
             .item("pk", s(keys::deployment(id)))
             .item("sk", s(keys::DEPLOYMENT_SK))
-            .item("spec", json(spec))
+            .item("spec", bounded(spec, "the deployment", MAX_SPEC_BYTES)?)
             .item("state", json(state))
             .item("status", json_name(&state.status))
             .item("version", n(1))
-            .item("outbox", AttributeValue::M(outbox))
             .item("groupKey", s(keys::group_key(application, group)))
             .item("createTime", n(state.create_time))
             .condition_expression("attribute_not_exists(pk)");
@@ -941,6 +969,9 @@ impl DynamoStore {
                 .put(put.build().expect("put fields are set"))
                 .build(),
         ];
+        if !effects.is_empty() {
+            items.push(self.outbox_put(id, &keys::summary_entry(1), effects, now));
+        }
         for (page, targets) in ordered.chunks(PLAN_PAGE_SIZE).enumerate() {
             let put = Put::builder()
                 .table_name(&self.table)
@@ -993,31 +1024,24 @@ impl DynamoStore {
         &self,
         id: &str,
     ) -> Result<DeploymentRecord<S>, StoreError> {
-        let item = self
-            .get_item(&keys::deployment(id), keys::DEPLOYMENT_SK)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("deployment {id}")))?;
+        // One query reads the summary and its outbox entries, which sort right after it.
         let what = format!("deployment {id}");
+        let mut summary = None;
         let mut outbox = BTreeMap::new();
-        if let Some(AttributeValue::M(map)) = item.get("outbox") {
-            for (key, value) in map {
-                let entry = value
-                    .as_s()
-                    .ok()
-                    .and_then(|raw| serde_json::from_str(raw).ok());
-                match (key.parse::<u64>(), entry) {
-                    (Ok(version), Some(entry)) => {
-                        outbox.insert(version, entry);
-                    }
-                    _ => {
-                        return Err(StoreError::Corrupt {
-                            what,
-                            message: format!("outbox entry {key}"),
-                        });
-                    }
-                }
+        self.query_pages(&keys::deployment(id), keys::DEPLOYMENT_SK, |item| {
+            let sk = text(item, "sk").unwrap_or_default();
+            if sk == keys::DEPLOYMENT_SK {
+                summary = Some(item.clone());
+            } else if let Some(entry) = sk.strip_prefix(keys::OUTBOX_PREFIX) {
+                outbox.insert(
+                    entry.to_owned(),
+                    decode(item, "entry", &format!("{what}'s outbox entry {entry}"))?,
+                );
             }
-        }
+            Ok(())
+        })
+        .await?;
+        let item = summary.ok_or_else(|| StoreError::NotFound(format!("deployment {id}")))?;
         Ok(DeploymentRecord {
             spec: decode(&item, "spec", &what)?,
             state: decode(&item, "state", &what)?,
@@ -1297,9 +1321,9 @@ impl DynamoStore {
     }
 
     /// Writes what one application of inputs changed, in one transaction: host records
-    /// (each if still at the version read) and, when it changed, the summary (if still at
-    /// its version), with the change's effects in the outbox under the new version.
-    /// Returns the summary's version after the write.
+    /// (each if still at the version read), when it changed the summary (if still at its
+    /// version), and the change's effects as an outbox entry. Returns the summary's
+    /// version after the write, and the outbox entry's key when there were effects.
     pub async fn save_changes(
         &self,
         record: &DeploymentRecord<impl Sized>,
@@ -1307,7 +1331,7 @@ impl DynamoStore {
         effects: &[Effect],
         targets: &[(&TargetState, u64)],
         now: Millis,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, Option<String>), StoreError> {
         let state = &record.state;
         let id = &state.deployment_id;
         let mut items: Vec<TransactWriteItem> = targets
@@ -1322,6 +1346,7 @@ impl DynamoStore {
             .collect();
         let expected = record.version;
         let mut next = expected;
+        let mut entry = None;
         if summary_changed {
             next = expected + 1;
             let mut set = vec!["#state = :state", "#status = :status", "#version = :next"];
@@ -1338,13 +1363,7 @@ impl DynamoStore {
                 .expression_attribute_values(":next", n(next))
                 .expression_attribute_values(":expected", n(expected));
             if !effects.is_empty() {
-                set.push("outbox.#entry = :entry");
-                update = update
-                    .expression_attribute_names("#entry", next.to_string())
-                    .expression_attribute_values(
-                        ":entry",
-                        json(&OutboxEntry::new(effects.to_vec(), now)),
-                    );
+                entry = Some(keys::summary_entry(next));
             }
             let pending = !record.outbox.is_empty() || !effects.is_empty();
             let expression =
@@ -1364,9 +1383,21 @@ impl DynamoStore {
                 .build()
                 .expect("update fields are set");
             items.push(TransactWriteItem::builder().update(update).build());
+        } else if let (false, Some((host, version))) = (effects.is_empty(), targets.first()) {
+            // Host records only (a host reaching a load balancer step, or back from one):
+            // their effects are stored all the same. The tick finds them: a deploying
+            // host keeps its deployment on the tick (see `wakeup`).
+            entry = Some(keys::hosts_entry(
+                expected,
+                &host.target.instance_id,
+                version + 1,
+            ));
+        }
+        if let Some(key) = &entry {
+            items.push(self.outbox_put(id, key, effects, now));
         }
         if items.is_empty() {
-            return Ok(expected);
+            return Ok((expected, None));
         }
         let result = self
             .client
@@ -1375,7 +1406,7 @@ impl DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(next),
+            Ok(_) => Ok((next, entry)),
             Err(error) => match error.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
                     let reasons: Vec<&str> = cancelled
@@ -1496,7 +1527,7 @@ impl DynamoStore {
     pub async fn rewrite_outbox(
         &self,
         id: &str,
-        entry: u64,
+        entry: &str,
         pending: &OutboxEntry,
     ) -> Result<(), StoreError> {
         let result = self
@@ -1504,29 +1535,46 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(keys::deployment(id)))
-            .key("sk", s(keys::DEPLOYMENT_SK))
-            .update_expression("SET outbox.#entry = :entry")
-            .condition_expression("attribute_exists(outbox.#entry)")
-            .expression_attribute_names("#entry", entry.to_string())
+            .key("sk", s(keys::outbox(entry)))
+            .update_expression("SET #entry = :entry")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#entry", "entry")
             .expression_attribute_values(":entry", json(pending))
             .send()
             .await;
         done_unless_failed(result)
     }
 
-    pub async fn clear_outbox(&self, id: &str, entry: u64) -> Result<(), StoreError> {
+    /// Marks an outbox entry done: its item goes. Done twice is done.
+    pub async fn clear_outbox(&self, id: &str, entry: &str) -> Result<(), StoreError> {
         self.client
-            .update_item()
+            .delete_item()
             .table_name(&self.table)
             .key("pk", s(keys::deployment(id)))
-            .key("sk", s(keys::DEPLOYMENT_SK))
-            .update_expression("REMOVE outbox.#entry")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#entry", entry.to_string())
+            .key("sk", s(keys::outbox(entry)))
             .send()
             .await
-            .map_err(|error| classify(error, || format!("deployment {id} is gone")))?;
+            .map_err(aws)?;
         Ok(())
+    }
+
+    /// An outbox entry's item, written only if new.
+    fn outbox_put(
+        &self,
+        id: &str,
+        entry: &str,
+        effects: &[Effect],
+        now: Millis,
+    ) -> TransactWriteItem {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(keys::deployment(id)))
+            .item("sk", s(keys::outbox(entry)))
+            .item("entry", json(&OutboxEntry::new(effects.to_vec(), now)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("put fields are set");
+        TransactWriteItem::builder().put(put).build()
     }
 
     /// Adds to the count of reports dropped because their host did not send them: an

@@ -266,6 +266,17 @@ async fn waiting_target(
         .filter(|target| target.status == TargetStatus::InProgress))
 }
 
+/// Whether the host is still in the load balancer step `event` of the deployment.
+pub async fn still_waiting(
+    control: &ControlPlane,
+    deployment_id: &str,
+    instance_id: &str,
+    event: LifecycleEvent,
+) -> Result<bool, ApiError> {
+    let target = waiting_target(control, deployment_id, instance_id).await?;
+    Ok(target.as_ref().and_then(waiting_on) == Some(event))
+}
+
 /// The load balancer step a deploying host is in, if any.
 fn waiting_on(target: &TargetState) -> Option<LifecycleEvent> {
     if target.status != TargetStatus::InProgress {

@@ -4365,6 +4365,135 @@ mod load_balanced {
         lb.app.abort();
     }
 
+    /// The writes that change only a host's record (its reports reaching BlockTraffic or
+    /// AllowTraffic; the traffic step ending, which resumes it) store their effects like
+    /// any other: a process killed right after such a write loses nothing. The tick,
+    /// past the writer's grace, asks ELB for the step and sends the next command.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_process_killed_at_a_load_balancer_step_loses_nothing() {
+        let fx = Fixture::start().await;
+        fx.upload("v1.tgz", &good_bundle("v1")).await;
+        let lb = balanced(&fx).await;
+        lb.register().await;
+        assert!(wait_for_health(&lb, TargetHealthStateEnum::Healthy).await);
+        load_balanced_group(&fx, "CodeDeployDefault.OneAtATime").await;
+        let id = Box::pin(fx.deploy("behind-lb", "v1.tgz")).await.unwrap();
+        // Past the writer's grace, and past the idle look that brings the tick to a
+        // deployment whose summary did not change; each tick later than the last, which
+        // set the next look from its own time.
+        let step = OUTBOX_GRACE_MS + gantry_functions::store::IDLE_TICK_MS + 1;
+        let ticks = AtomicU64::new(0);
+        let late = || now_ms() + step * (ticks.fetch_add(1, Ordering::SeqCst) + 1);
+        let store = Arc::clone(&fx.control);
+        let deployment = id.clone();
+        let outbox = move |_: &Fixture| {
+            let store = Arc::clone(&store);
+            let id = deployment.clone();
+            async move {
+                store
+                    .store
+                    .load_deployment::<DeploymentSpec>(&id)
+                    .await
+                    .unwrap()
+                    .outbox
+            }
+        };
+        // Killed after the write that brings the host to BlockTraffic.
+        let first = fx.take_commands(&lb.instance).await.remove(0);
+        let mut bodies = event_reports(&id, &lb.instance, &first.lifecycle_events, None);
+        let last = bodies.pop().unwrap();
+        assert!(fx.deliver(bodies).await.is_empty());
+        let effects = apply_without_effects(&fx, &id, &last).await;
+        assert!(
+            matches!(
+                &effects[..],
+                [Effect::Traffic {
+                    event: LifecycleEvent::BlockTraffic,
+                    ..
+                }]
+            ),
+            "{effects:?}"
+        );
+        assert_eq!(lb.health().await, Some(TargetHealthStateEnum::Healthy));
+        batch_advance::tick_at(&fx.control, late()).await.unwrap();
+        assert!(outbox(&fx).await.is_empty());
+        // The tick asked ELB to take the host out: it drains, then leaves.
+        let drained = std::time::Instant::now() + DEADLINE;
+        while lb.health().await.is_some() {
+            assert!(std::time::Instant::now() < drained, "never deregistered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // Killed after the write that ends the step: the host's next command is stored.
+        let done = Input::Traffic {
+            instance_id: lb.instance.clone(),
+            event: LifecycleEvent::BlockTraffic,
+            outcome: gantry_core::deployment::TrafficOutcome::Done,
+            now: now_ms(),
+        };
+        let applied =
+            advance::apply::<DeploymentSpec>(&fx.control.store, &id, &[done], now_ms(), 5)
+                .await
+                .unwrap();
+        assert!(
+            matches!(&applied.effects[..], [Effect::Resume { .. }]),
+            "{:?}",
+            applied.effects
+        );
+        let stored = outbox(&fx).await;
+        assert_eq!(
+            stored.values().next().map(|entry| &entry.effects),
+            Some(&applied.effects),
+            "the Resume waits in the outbox"
+        );
+        assert!(fx.take_commands(&lb.instance).await.is_empty());
+        batch_advance::tick_at(&fx.control, late()).await.unwrap();
+        let install = fx.take_commands(&lb.instance).await;
+        assert_eq!(install.len(), 1, "{install:?}");
+        assert_eq!(
+            install[0].lifecycle_events,
+            lifecycle::stretch(&lifecycle::in_place(true), 2)
+        );
+        assert!(outbox(&fx).await.is_empty());
+
+        // Killed after the write that brings the host to AllowTraffic.
+        let mut bodies = event_reports(&id, &lb.instance, &install[0].lifecycle_events, None);
+        let last = bodies.pop().unwrap();
+        assert!(fx.deliver(bodies).await.is_empty());
+        let effects = apply_without_effects(&fx, &id, &last).await;
+        assert!(
+            matches!(
+                &effects[..],
+                [Effect::Traffic {
+                    event: LifecycleEvent::AllowTraffic,
+                    ..
+                }]
+            ),
+            "{effects:?}"
+        );
+        batch_advance::tick_at(&fx.control, late()).await.unwrap();
+        let (after, seen) = until_command(&fx, &lb).await;
+        assert_eq!(after.lifecycle_events, [LifecycleEvent::AfterAllowTraffic]);
+        assert_eq!(
+            seen.last(),
+            Some(&TargetHealthStateEnum::Healthy),
+            "{seen:?}"
+        );
+        assert!(
+            fx.deliver(event_reports(
+                &id,
+                &lb.instance,
+                &after.lifecycle_events,
+                None
+            ))
+            .await
+            .is_empty()
+        );
+        assert_eq!(fx.status(&id).await, "Succeeded");
+        assert!(outbox(&fx).await.is_empty());
+        lb.app.abort();
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_host_that_fails_its_health_checks_fails_allow_traffic_with_elbs_reason() {
         let fx = Fixture::start().await;

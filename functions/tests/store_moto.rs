@@ -10,7 +10,7 @@ use gantry_core::lifecycle;
 use gantry_core::planner::{self, Standing, Target};
 use gantry_core::wire::{Diagnostics, ErrorCode, EventStatus, Report, SCHEMA_VERSION};
 use gantry_functions::advance;
-use gantry_functions::store::{DynamoStore, OutboxEntry, StoreError};
+use gantry_functions::store::{DynamoStore, OutboxEntry, StoreError, keys};
 use gantry_tests::moto::Moto;
 use std::sync::Arc;
 
@@ -116,17 +116,18 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
             .save_changes(&changed, true, &effects, &[], 1)
             .await
             .unwrap(),
-        2
+        (2, Some(keys::summary_entry(2)))
     );
     let stale = store.save_changes(&changed, true, &effects, &[], 1).await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     let reloaded = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
     assert_eq!(reloaded.state.status, DeploymentStatus::InProgress);
     assert_eq!(
-        reloaded.outbox[&2].effects, effects,
+        reloaded.outbox[&keys::summary_entry(2)].effects,
+        effects,
         "effects are written with the state"
     );
-    let written_at = reloaded.outbox[&2].at;
+    let written_at = reloaded.outbox[&keys::summary_entry(2)].at;
     // A writer still at work moves its entry's time on, so the tick leaves it alone;
     // effects that failed stay alone in it, with the count of failures.
     let failed = OutboxEntry {
@@ -135,18 +136,21 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
         attempts: 2,
     };
     store
-        .rewrite_outbox("d-STORE0001", 2, &failed)
+        .rewrite_outbox("d-STORE0001", &keys::summary_entry(2), &failed)
         .await
         .unwrap();
     let touched = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
-    assert_eq!(touched.outbox[&2], failed);
+    assert_eq!(touched.outbox[&keys::summary_entry(2)], failed);
     assert_eq!(touched.version, 2, "rewriting is not a change of state");
-    store.clear_outbox("d-STORE0001", 2).await.unwrap();
+    store
+        .clear_outbox("d-STORE0001", &keys::summary_entry(2))
+        .await
+        .unwrap();
     // Rewriting an entry done (by the tick, say) does not bring it back.
     store
         .rewrite_outbox(
             "d-STORE0001",
-            2,
+            &keys::summary_entry(2),
             &OutboxEntry::new(effects.clone(), written_at + 50_000),
         )
         .await
@@ -207,7 +211,38 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
         .save_changes(&record, false, &[], &[(&later, 1)], 6)
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
-    assert_eq!(store.targets("d-STORE0001").await.unwrap(), vec![later]);
+    assert_eq!(
+        store.targets("d-STORE0001").await.unwrap(),
+        vec![later.clone()]
+    );
+
+    // A write of host records only stores its effects too, in an entry of its own.
+    let mut moved = later;
+    moved.dispatched_at = Some(100);
+    let (version, entry) = store
+        .save_changes(&record, false, &effects[..1], &[(&moved, 2)], 7)
+        .await
+        .unwrap();
+    assert_eq!(version, record.version, "the summary is not written");
+    let entry = entry.expect("an outbox entry for the host-only write");
+    assert_eq!(
+        entry,
+        keys::hosts_entry(record.version, &moved.target.instance_id, 3)
+    );
+    let reloaded = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
+    assert_eq!(reloaded.outbox.len(), 1);
+    assert_eq!(reloaded.outbox[&entry].effects, effects[..1].to_vec());
+    store.clear_outbox("d-STORE0001", &entry).await.unwrap();
+    store.clear_outbox("d-STORE0001", &entry).await.unwrap();
+    assert!(
+        store
+            .load_deployment::<Spec>("d-STORE0001")
+            .await
+            .unwrap()
+            .outbox
+            .is_empty(),
+        "cleared, twice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
