@@ -9,6 +9,8 @@ that unittest's discovery of tests/ can import this package without changing mot
 - `proxy`: an HTTP reverse proxy per ELBv2 HTTP listener (a load balancer that works).
 - `cbor`: CloudWatch over Smithy RPC v2 CBOR (the SDKs' protocol for it), through moto's
   JSON protocol.
+- `limits`: AWS's size and count limits on the DynamoDB, SQS and SNS calls Gantry makes
+  (key and item sizes, batch and transaction sizes, message sizes), where moto lets them pass.
 
 Addresses: see `addresses`. `imds` is not loaded into moto: tests/fleet_runner.py runs
 one per simulated instance.
@@ -23,12 +25,13 @@ def install():
     if _installed:
         return
     _installed = True
-    from . import cbor, health, lifecycle, proxy
+    from . import cbor, health, lifecycle, limits, proxy
 
     lifecycle.install()
     health.install()
     proxy.install()
     cbor.install()
+    limits.install()
 
     from moto.core.base_backend import BackendDict
 
