@@ -209,7 +209,10 @@ impl Functions {
             .map(|limits| limits.timeout)
             .filter(|_| self.enforce_timeouts);
         let started = Instant::now();
-        let outcome = within(limit, handlers::invoke(&self.control, function, payload)).await;
+        // Boxed: a handler's future is large (CreateDeployment's nests a rollback's), and
+        // built inline it would sit on a worker thread's stack.
+        let invocation = Box::pin(handlers::invoke(&self.control, function, payload));
+        let outcome = within(limit, invocation).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         {
             let mut records = self.records.lock().expect("not poisoned");

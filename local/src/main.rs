@@ -88,8 +88,21 @@ struct Args {
     no_timeouts: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The runtime's worker threads' stack: a debug build (the tests' and the demo's) keeps
+/// the locals of every future a handler awaits inline in one poll frame, about 1.6 MB
+/// for a rollback created by the effect executor; tokio's default is 2 MiB.
+const WORKER_STACK_BYTES: usize = 16 * 1024 * 1024;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .build()
+        .context("starting the runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

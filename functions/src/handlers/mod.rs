@@ -51,7 +51,7 @@ pub async fn invoke(
         "batch-advance" => {
             if payload.get("Records").is_some() {
                 let event = parse_input(function, payload)?;
-                Ok(json!(batch_advance::handle(control, event).await))
+                Ok(json!(Box::pin(batch_advance::handle(control, event)).await))
             } else {
                 let checked = batch_advance::tick(control).await?;
                 Ok(json!({"deploymentsChecked": checked}))
@@ -63,7 +63,11 @@ pub async fn invoke(
             Ok(json!({}))
         }
         "lifecycle" => Ok(json!(
-            autoscaling::handle(control, parse_input(function, payload)?).await
+            Box::pin(autoscaling::handle(
+                control,
+                parse_input(function, payload)?
+            ))
+            .await
         )),
         "rollback" => Ok(json!(
             rollback::handle(control, parse_input(function, payload)?).await?
@@ -82,7 +86,7 @@ pub async fn invoke(
             } else {
                 request.input
             };
-            api::operation(control, &request.operation, input).await
+            Box::pin(api::operation(control, &request.operation, input)).await
         }
         other => Err(ApiError::new(
             Exception::ResourceNotFound,
