@@ -860,7 +860,12 @@ file_exists_behavior: OVERWRITE
         assert!(spec.scripts(LifecycleEvent::BeforeInstall).is_empty());
         assert!(spec.scripts(LifecycleEvent::ApplicationStart).is_empty());
         assert_eq!(spec.hooks.len(), 4, "an empty event entry is kept");
-        assert!(spec.warnings.is_empty());
+        let warned: Vec<&str> = spec.warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(
+            warned,
+            ["hooks.AfterInstall"],
+            "its timeouts add up past 3600 s"
+        );
     }
 
     #[test]
@@ -949,7 +954,7 @@ file_exists_behavior: overwrite
         assert!(
             found[0]
                 .message
-                .contains("positive whole number of seconds"),
+                .contains("whole number of seconds from 1 to 3600"),
             "{}",
             found[0]
         );
