@@ -229,6 +229,12 @@ fn blue_green_stage(info: &Value) -> Option<String> {
     let count = |name: &str| progress[name].as_u64().unwrap_or(0);
     let replacement = count("replacementInstances");
     let stage = match progress["stage"].as_str()? {
+        "Provisioning" => format!(
+            "provisioning the replacement fleet ({})",
+            progress["replacementAutoScalingGroup"]
+                .as_str()
+                .unwrap_or("a copy of the Auto Scaling group")
+        ),
         "Installing" => format!(
             "installing on the replacement fleet ({} of {replacement} ready)",
             count("installed")

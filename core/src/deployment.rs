@@ -513,6 +513,12 @@ pub enum Input {
         outcome: TrafficOutcome,
         now: Millis,
     },
+    /// A blue/green deployment's replacement fleet cannot be provisioned (the copy's
+    /// instances cannot become its targets): it fails, and the copy is removed.
+    ProvisioningFailed {
+        now: Millis,
+        message: String,
+    },
     /// The deployment's CloudWatch alarms were polled (at a batch boundary, or on the
     /// tick): what the poll found.
     Alarm {
@@ -603,6 +609,13 @@ pub enum Effect {
     /// A blue/green deployment succeeded: its replacement fleet is the deployment
     /// group's from now on (a copied Auto Scaling group replaces the original there).
     AdoptReplacement,
+    /// A blue/green deployment that copies its group's Auto Scaling group was stored:
+    /// make the copy (its name follows from the deployment's id), then watch it until
+    /// its instances are in service.
+    ProvisionFleet,
+    /// A blue/green deployment ended while its replacement fleet was being provisioned:
+    /// delete the copied Auto Scaling group, whatever it holds by now.
+    RemoveReplacement,
 }
 
 /// Why an input could not apply. These are bugs or foreign messages, never panics.
@@ -794,9 +807,16 @@ impl Deployment {
                 if !self.status.is_terminal() {
                     self.skip_pending();
                     self.finish(DeploymentStatus::Stopped, now, None, &mut effects);
-                    if rollback || self.rollback_on_stop {
-                        effects.push(Effect::StartRollback);
-                    }
+                    self.start_rollback(rollback || self.rollback_on_stop, &mut effects);
+                }
+            }
+            Input::ProvisioningFailed { now, message } => {
+                if self.status == DeploymentStatus::InProgress && self.provisioning() {
+                    let error = ErrorInformation {
+                        code: PROVISIONING_ERROR.to_owned(),
+                        message,
+                    };
+                    self.finish(DeploymentStatus::Failed, now, Some(error), &mut effects);
                 }
             }
             Input::Alarm { now, check } => self.check_alarms(now, check, &mut effects),
@@ -1045,9 +1065,7 @@ impl Deployment {
         };
         self.skip_pending();
         self.finish(DeploymentStatus::Stopped, now, Some(error), effects);
-        if rollback {
-            effects.push(Effect::StartRollback);
-        }
+        self.start_rollback(rollback, effects);
     }
 
     fn fail_for_health(&mut self, now: Millis, effects: &mut Vec<Effect>) {
@@ -1070,7 +1088,14 @@ impl Deployment {
             }),
             effects,
         );
-        if self.rollback_on_failure {
+        self.start_rollback(self.rollback_on_failure, effects);
+    }
+
+    /// A rollback after an unsuccessful end, when `wanted`: none for a blue/green
+    /// deployment still provisioning its replacement fleet, which changed nothing to
+    /// roll back (its copy is removed as it ends).
+    pub(crate) fn start_rollback(&self, wanted: bool, effects: &mut Vec<Effect>) {
+        if wanted && !self.provisioning() {
             effects.push(Effect::StartRollback);
         }
     }
@@ -1093,6 +1118,9 @@ impl Deployment {
         };
         effects.push(notify(event, None));
         let succeeded = status == DeploymentStatus::Succeeded;
+        if !succeeded && self.provisioning() {
+            effects.push(Effect::RemoveReplacement);
+        }
         if !succeeded && self.counts.in_progress > 0 {
             effects.push(Effect::CancelHosts);
         }
@@ -1460,7 +1488,9 @@ fn next_deadline(target: &TargetState, deadlines: &Deadlines, now: Millis) -> Mi
 }
 
 mod blue_green;
-pub use blue_green::{BlueGreen, BlueGreenPlan, OriginalFleet, Stage, TIMEOUT, WaitType};
+pub use blue_green::{
+    BlueGreen, BlueGreenPlan, OriginalFleet, PROVISIONING_ERROR, Stage, TIMEOUT, WaitType,
+};
 
 #[cfg(test)]
 mod blue_green_tests;

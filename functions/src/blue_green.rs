@@ -1,8 +1,17 @@
 //! Blue/green deployments on the control plane's side: which hosts make each fleet when
 //! one is created (a copy of the group's Auto Scaling group, or instances named by
-//! `targetInstances`), and the effects that only blue/green has: rerouting Ready hosts,
-//! terminating the original fleet, and the group adopting the replacement fleet.
-//! The stages themselves are decided in `gantry_core::deployment` (its `blue_green`).
+//! `targetInstances`), and the effects that only blue/green has: provisioning and
+//! removing a copy, rerouting Ready hosts, terminating the original fleet, and the
+//! group adopting the replacement fleet. The stages themselves are decided in
+//! `gantry_core::deployment` (its `blue_green`).
+//!
+//! A copy is never waited for inside an invocation. CreateDeployment stores the
+//! deployment, provisioning, and returns; the copy is made by the stored effect
+//! ProvisionFleet, and looked at again (a fleet check on the lifecycle queue, and the
+//! tick) until its instances exist, when the deployment is planned over both fleets
+//! (`crate::deploy::finish_provisioning`). From the moment the copy may exist, the
+//! deployment owns it: any end before the plan removes it (RemoveReplacement), and a
+//! ProvisionFleet run late deletes what it finds instead of making it.
 
 use crate::adapters::Host;
 use crate::control::ControlPlane;
@@ -34,10 +43,16 @@ pub struct BlueGreenSpec {
     /// CreateDeployment's `targetInstances`, as given (DISCOVER_EXISTING).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_instances: Option<serde_json::Value>,
+    /// While the copy is provisioned: CreateDeployment's input, to plan the deployment
+    /// with once the copy's instances exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_input: Option<serde_json::Value>,
 }
 
-/// A blue/green deployment's two fleets, as CreateDeployment resolves them.
+/// A blue/green deployment's two fleets, as CreateDeployment resolves them. A copy not
+/// yet provisioned has no replacement hosts (`provisioning`).
 pub struct Fleets {
+    pub provisioning: bool,
     pub replacement: Vec<Host>,
     pub original: Vec<Host>,
     pub replacement_events: Vec<LifecycleEvent>,
@@ -47,22 +62,27 @@ pub struct Fleets {
     pub spec: BlueGreenSpec,
 }
 
-/// How long CreateDeployment waits for a copied group's instances to exist.
-const PROVISIONING_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long a copied group has to launch its instances before the deployment fails.
+pub const PROVISIONING_LIMIT_MS: u64 = 10 * 60 * 1000;
+
+/// How often a provisioning copy is looked at.
+const FLEET_CHECK_DELAY_SECONDS: i32 = 5;
 
 fn invalid_targets(message: impl Into<String>) -> ApiError {
     ApiError::new(Exception::InvalidTargetInstances, message)
 }
 
 /// The fleets of a new blue/green deployment of `settings`' group: the original is what
-/// the group deploys to now; the replacement is a copy of its Auto Scaling group, or the
-/// instances `targetInstances` names.
+/// the group deploys to now; the replacement is a copy of its Auto Scaling group (none
+/// yet, until `copied` gives the copy's instances), or the instances `targetInstances`
+/// names.
 pub async fn provision(
     control: &ControlPlane,
     settings: &DeploymentGroupSettings,
     config: &BlueGreenConfiguration,
     target_instances: Option<&serde_json::Value>,
     deployment_id: &str,
+    copied: Option<&[Host]>,
 ) -> Result<Fleets, ApiError> {
     let original = crate::deploy::resolve_hosts(control, &settings.targets).await?;
     let copy = config.green_fleet_provisioning_option.action == COPY_AUTO_SCALING_GROUP;
@@ -79,25 +99,21 @@ pub async fn provision(
                 "autoScalingGroups: COPY_AUTO_SCALING_GROUP copies the deployment group's one Auto Scaling group; it has none or several",
             ));
         };
+        // Refused now rather than when the copy is made.
+        if control.green_fleets.group(source).await?.is_none() {
+            return Err(ApiError::new(
+                Exception::InvalidAutoScalingGroup,
+                format!("autoScalingGroups: {source} does not exist; there is nothing to copy"),
+            ));
+        }
         let name = crate::green_fleet::copy_name(&settings.deployment_group_name, deployment_id);
-        control
-            .green_fleets
-            .copy_auto_scaling_group(source, &name, deployment_id)
-            .await?;
-        let hosts = match copied_instances(control, source, &name).await {
-            Ok(hosts) => hosts,
-            Err(error) => {
-                remove_copy(control, &name).await;
-                return Err(error);
-            }
-        };
         let spec = BlueGreenSpec {
             original_auto_scaling_groups: vec![source.clone()],
             replacement_auto_scaling_group: Some(name),
             configuration: Some(config.clone()),
-            target_instances: None,
+            ..BlueGreenSpec::default()
         };
-        (hosts, spec)
+        (copied.map(<[Host]>::to_vec).unwrap_or_default(), spec)
     } else {
         let Some(value) = given else {
             return Err(invalid_targets(
@@ -113,7 +129,8 @@ pub async fn provision(
         };
         (hosts, spec)
     };
-    if replacement.is_empty() {
+    let provisioning = copy && copied.is_none();
+    if replacement.is_empty() && !provisioning {
         return Err(invalid_targets(
             "targetInstances: matched no running instance; the replacement fleet needs at least one",
         ));
@@ -129,6 +146,7 @@ pub async fn provision(
     }
     let termination = &config.terminate_blue_instances_on_deployment_success;
     Ok(Fleets {
+        provisioning,
         replacement,
         original,
         replacement_events: lifecycle::blue_green_replacement(),
@@ -172,6 +190,7 @@ pub async fn rollback_fleets(
     let (green, blue) = ordered.split_at(bg.replacement as usize);
     let copied = failed_fleets.replacement_auto_scaling_group.clone();
     Ok(Fleets {
+        provisioning: false,
         replacement: blue.iter().map(host).collect(),
         original: green.iter().map(host).collect(),
         replacement_events: lifecycle::blue_green_rollback_original(),
@@ -227,57 +246,141 @@ fn replacement_selection(value: &serde_json::Value) -> Result<TargetSelection, A
     Ok(selection)
 }
 
-/// The copy's instances once it has as many as the original has in service (Auto
-/// Scaling launches them within seconds; a launch that does not come in
-/// [`PROVISIONING_LIMIT`] fails the deployment's creation).
-async fn copied_instances(
+/// One look at a provisioning copy: its instances once it has as many as the original
+/// group has (Auto Scaling launches them within seconds to minutes), or None yet.
+pub async fn copy_instances(
     control: &ControlPlane,
     source: &str,
     copy: &str,
-) -> Result<Vec<Host>, ApiError> {
+) -> Result<Option<Vec<Host>>, ApiError> {
     let wanted = control
         .fleet
         .auto_scaling(&[source.to_owned()])
         .await?
         .len()
         .max(1);
-    let started = std::time::Instant::now();
-    loop {
-        let instances: Vec<Host> = control
-            .green_fleets
-            .instances(copy)
-            .await?
-            .into_iter()
-            .filter(|instance| !instance.lifecycle_state.starts_with("Terminat"))
-            .map(|instance| Host {
-                instance_id: instance.instance_id,
-                zone: instance.availability_zone,
-                sender: Sender::InstanceRole,
-                stopped: false,
-            })
-            .collect();
-        if instances.len() >= wanted {
-            return Ok(instances);
+    let instances: Vec<Host> = control
+        .green_fleets
+        .instances(copy)
+        .await?
+        .into_iter()
+        .filter(|instance| !instance.lifecycle_state.starts_with("Terminat"))
+        .map(|instance| Host {
+            instance_id: instance.instance_id,
+            zone: instance.availability_zone,
+            sender: Sender::InstanceRole,
+            stopped: false,
+        })
+        .collect();
+    tracing::info!(
+        copy,
+        instances = instances.len(),
+        wanted,
+        "looked at the replacement fleet"
+    );
+    Ok((instances.len() >= wanted).then_some(instances))
+}
+
+/// Carries out `Effect::ProvisionFleet`: makes the copy (an existing one made for this
+/// deployment counts), then has it looked at shortly. A deployment that ended meanwhile
+/// (its RemoveReplacement may have run before the copy existed) gets its copy deleted
+/// instead, so a late or repeated run never leaves one behind.
+pub async fn provision_fleet(
+    control: &ControlPlane,
+    record: &DeploymentRecord<DeploymentSpec>,
+) -> Result<(), ApiError> {
+    let id = &record.spec.deployment_id;
+    let fleets = record.spec.blue_green.clone().unwrap_or_default();
+    let (Some(copy), [source]) = (
+        fleets.replacement_auto_scaling_group.as_deref(),
+        fleets.original_auto_scaling_groups.as_slice(),
+    ) else {
+        return Err(ApiError::new(
+            Exception::InvalidBlueGreenDeploymentConfiguration,
+            format!("deployment {id} has no Auto Scaling group to copy"),
+        ));
+    };
+    match ended_provisioning(control, id).await? {
+        None => return Ok(()),
+        Some(false) => {
+            control
+                .green_fleets
+                .copy_auto_scaling_group(source, copy, id)
+                .await?;
+            match ended_provisioning(control, id).await? {
+                Some(false) => {
+                    return post_fleet_check(control, id, FLEET_CHECK_DELAY_SECONDS).await;
+                }
+                None => return Ok(()),
+                Some(true) => {}
+            }
         }
-        if started.elapsed() > PROVISIONING_LIMIT {
-            return Err(ApiError::new(
-                Exception::InvalidAutoScalingGroup,
-                format!(
-                    "autoScalingGroups: the replacement fleet's group {copy} had {} of {wanted} instances after {} s; check its launch template and capacity",
-                    instances.len(),
-                    PROVISIONING_LIMIT.as_secs()
-                ),
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        Some(true) => {}
+    }
+    tracing::info!(%id, copy, "the deployment ended while it provisioned its copy: deleting the copy");
+    control.green_fleets.delete_auto_scaling_group(copy).await
+}
+
+/// Where a deployment stands as to its copy: still provisioning (`Some(false)`), ended
+/// while it was (`Some(true)`: the copy is its to delete), or planned over the copy
+/// (`None`: the copy is its replacement fleet now, never to be touched here).
+async fn ended_provisioning(control: &ControlPlane, id: &str) -> Result<Option<bool>, ApiError> {
+    let state = control
+        .store
+        .load_deployment::<DeploymentSpec>(id)
+        .await?
+        .state;
+    Ok(state.provisioning().then_some(state.status.is_terminal()))
+}
+
+/// Carries out `Effect::RemoveReplacement`: deletes the copy of a deployment that ended
+/// while provisioning it (deleting one that is gone, or never was, is done).
+pub async fn remove_replacement(
+    control: &ControlPlane,
+    spec: &DeploymentSpec,
+) -> Result<(), ApiError> {
+    let copy = spec
+        .blue_green
+        .as_ref()
+        .and_then(|fleets| fleets.replacement_auto_scaling_group.as_deref());
+    match copy {
+        Some(copy) => control.green_fleets.delete_auto_scaling_group(copy).await,
+        None => Ok(()),
     }
 }
 
-/// Best effort: a copy made for a deployment that was not created.
-pub async fn remove_copy(control: &ControlPlane, name: &str) {
-    if let Err(error) = control.green_fleets.delete_auto_scaling_group(name).await {
-        tracing::warn!(%error, name, "copied Auto Scaling group not removed");
+/// A look at a provisioning copy: `{"gantryFleetCheck": {"deploymentId": ..}}` on the
+/// lifecycle queue, `delay` seconds on.
+pub async fn post_fleet_check(
+    control: &ControlPlane,
+    deployment_id: &str,
+    delay: i32,
+) -> Result<(), ApiError> {
+    let Some(queue_url) = control.settings.lifecycle_queue_url.as_deref() else {
+        // The tick looks at it too.
+        return Ok(());
+    };
+    let body = serde_json::json!({"gantryFleetCheck": {"deploymentId": deployment_id}});
+    control
+        .queues
+        .send_delayed(queue_url, body.to_string(), delay)
+        .await
+}
+
+/// The lifecycle function's fleet check, and the tick's look at a provisioning
+/// deployment: when the copy is ready, the deployment is planned over both fleets and
+/// started; when not, it is looked at again shortly. Returns the deployment planned,
+/// for the caller to carry out its start.
+pub async fn look_at_copy(
+    control: &ControlPlane,
+    deployment_id: &str,
+    repost: bool,
+) -> Result<crate::deploy::Provisioned, ApiError> {
+    let looked = Box::pin(crate::deploy::finish_provisioning(control, deployment_id)).await?;
+    if repost && matches!(looked, crate::deploy::Provisioned::Waiting) {
+        post_fleet_check(control, deployment_id, FLEET_CHECK_DELAY_SECONDS).await?;
     }
+    Ok(looked)
 }
 
 /// Carries out `Effect::Reroute`: the Ready replacement hosts at `first..first + count`

@@ -23,7 +23,7 @@ use gantry_core::identity::Sender;
 use gantry_core::lifecycle::{self, LifecycleEvent, Performer};
 use gantry_core::planner::{Standing, Target};
 use gantry_core::wire::{Creator, RevisionLocation};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tracing::Instrument;
 
@@ -35,7 +35,7 @@ pub struct Created {
 }
 
 /// CreateDeployment's input, in CodeDeploy's shape.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDeploymentInput {
     pub application_name: String,
@@ -86,6 +86,84 @@ pub struct Origin {
     pub launch: Option<(Host, LifecycleAction)>,
     /// The targets, instead of what the group's selection matches.
     pub hosts: Option<Vec<Host>>,
+    /// A blue/green deployment stored while its copy was provisioned, now planned over
+    /// the copy's instances.
+    pub provisioned: Option<ProvisionedFleet>,
+}
+
+/// A provisioning deployment's copy, ready: its instances, and the deployment as stored.
+#[derive(Debug, Clone)]
+pub struct ProvisionedFleet {
+    pub replacement: Vec<Host>,
+    pub version: u64,
+    pub create_time: deployment::Millis,
+}
+
+/// What a look at a provisioning deployment's copy found.
+#[derive(Debug)]
+pub enum Provisioned {
+    /// The copy has not all its instances yet.
+    Waiting,
+    /// The deployment is planned over both fleets: its start is to be carried out.
+    Planned(Box<Created>),
+    /// It cannot be planned (why): it is to fail.
+    Refused(ApiError),
+    /// It is not provisioning (any more): planned, or ended, by someone else.
+    Over,
+}
+
+/// One look at a provisioning deployment: once its copy's instances exist, plans it over
+/// both fleets from CreateDeployment's input as given (everything is checked again, as
+/// it may have changed meanwhile) and stores it in place of the provisioning record.
+pub async fn finish_provisioning(
+    control: &ControlPlane,
+    deployment_id: &str,
+) -> Result<Provisioned, ApiError> {
+    let record = control
+        .store
+        .load_deployment::<DeploymentSpec>(deployment_id)
+        .await?;
+    if record.state.status.is_terminal() || !record.state.provisioning() {
+        return Ok(Provisioned::Over);
+    }
+    let fleets = record.spec.blue_green.clone().unwrap_or_default();
+    let (Some(copy), [source], Some(input)) = (
+        fleets.replacement_auto_scaling_group.as_deref(),
+        fleets.original_auto_scaling_groups.as_slice(),
+        fleets.provisioning_input.clone(),
+    ) else {
+        return Ok(Provisioned::Refused(ApiError::internal(format!(
+            "deployment {deployment_id} is provisioning without its copy's names or input"
+        ))));
+    };
+    let Some(replacement) = crate::blue_green::copy_instances(control, source, copy).await? else {
+        return Ok(Provisioned::Waiting);
+    };
+    let input: CreateDeploymentInput = match serde_json::from_value(input) {
+        Ok(input) => input,
+        Err(error) => {
+            return Ok(Provisioned::Refused(ApiError::internal(format!(
+                "deployment {deployment_id}'s stored input: {error}"
+            ))));
+        }
+    };
+    let origin = Origin {
+        deployment_id: Some(deployment_id.to_owned()),
+        provisioned: Some(ProvisionedFleet {
+            replacement,
+            version: record.version,
+            create_time: record.state.create_time,
+        }),
+        ..Origin::default()
+    };
+    match Box::pin(create(control, input, record.spec.creator, origin)).await {
+        Ok(created) => Ok(Provisioned::Planned(Box::new(created))),
+        // Planned, stopped or failed meanwhile: whoever changed it saw to it.
+        Err(error) if error.code == Exception::ConcurrentModification => Ok(Provisioned::Over),
+        // Tried again at the next look.
+        Err(error) if error.code == Exception::InternalFailure => Err(error),
+        Err(error) => Ok(Provisioned::Refused(error)),
+    }
 }
 
 /// A new deployment id in CodeDeploy's form: `d-` and nine of `A-Z0-9`.
@@ -275,6 +353,7 @@ pub async fn create(
         &deployment_id,
     ))
     .await?;
+    let provisioning = fleets.as_ref().is_some_and(|fleets| fleets.provisioning);
     let mut hosts = match (&origin.launch, &origin.hosts, &fleets) {
         (Some((host, _)), _, _) => vec![host.clone()],
         (None, Some(hosts), _) => hosts.clone(),
@@ -350,33 +429,51 @@ pub async fn create(
         Some(_) => Some(Box::pin(control.alarms.check(&alarms.names())).await),
         None => None,
     };
+    let deadlines = deadlines(
+        control,
+        &record,
+        previous.as_ref(),
+        &all_events,
+        &target_groups,
+    );
+    let planned = if provisioning {
+        // Stored before the copy is made, so that any copy has a deployment to remove it.
+        let (state, effects) = deployment::Deployment::new_provisioning(
+            deployment_id.clone(),
+            deadlines,
+            alarm_policy,
+            now,
+            now + crate::blue_green::PROVISIONING_LIMIT_MS,
+        );
+        Ok(Planned {
+            ordered: Vec::new(),
+            state,
+            effects,
+            takes_lock: true,
+        })
+    } else {
+        deployment::plan(Plan {
+            deployment_id: deployment_id.clone(),
+            config: &config,
+            targets,
+            launch,
+            update_outdated_only: input.update_outdated_instances_only,
+            deadlines,
+            events: &events,
+            rollback_on_failure: auto_rollback.on(ROLLBACK_ON_FAILURE),
+            rollback_on_stop: auto_rollback.on(ROLLBACK_ON_REQUEST),
+            alarms: alarm_policy,
+            first_alarm_check,
+            blue_green: blue_green_plan,
+            now,
+        })
+    };
     let Planned {
         ordered,
-        state,
-        effects,
+        mut state,
+        mut effects,
         takes_lock,
-    } = deployment::plan(Plan {
-        deployment_id: deployment_id.clone(),
-        config: &config,
-        targets,
-        launch,
-        update_outdated_only: input.update_outdated_instances_only,
-        deadlines: deadlines(
-            control,
-            &record,
-            previous.as_ref(),
-            &all_events,
-            &target_groups,
-        ),
-        events: &events,
-        rollback_on_failure: auto_rollback.on(ROLLBACK_ON_FAILURE),
-        rollback_on_stop: auto_rollback.on(ROLLBACK_ON_REQUEST),
-        alarms: alarm_policy,
-        first_alarm_check,
-        blue_green: blue_green_plan,
-        now,
-    })
-    .map_err(|error| {
+    } = planned.map_err(|error| {
         ApiError::new(
             Exception::InstanceLimitExceeded,
             format!(
@@ -406,12 +503,30 @@ pub async fn create(
         alarm_configuration: alarms,
         override_alarm_configuration: override_alarms,
         target_groups,
-        blue_green: fleets.map(|fleets| fleets.spec),
+        blue_green: fleets.map(|mut fleets| {
+            if provisioning {
+                fleets.spec.provisioning_input = serde_json::to_value(&input).ok();
+            }
+            fleets.spec
+        }),
     };
+    if let Some(provisioned) = &origin.provisioned {
+        // It was created, and announced, when it started provisioning.
+        state.create_time = provisioned.create_time;
+        effects.retain(|effect| {
+            !matches!(
+                effect,
+                Effect::Notify {
+                    event: NotificationEvent::DeploymentStart,
+                    ..
+                }
+            )
+        });
+    }
     let span = tracing::info_span!("create_deployment", deployment_id = %deployment_id);
     async {
-        let created = control.store
-            .create_deployment(
+        let created = match &origin.provisioned {
+            None => Box::pin(control.store.create_deployment(
                 &spec.application_name,
                 &spec.deployment_group_name,
                 &spec,
@@ -420,18 +535,28 @@ pub async fn create(
                 &effects,
                 takes_lock,
                 now,
-            )
-            .await;
-        if let (Err(StoreError::Conflict(_)), Some(copy)) = (
-            &created,
-            spec.blue_green
-                .as_ref()
-                .and_then(|fleets| fleets.replacement_auto_scaling_group.as_deref()),
-        ) {
-            // Certainly not stored: the copy made for it would be left to nobody.
-            crate::blue_green::remove_copy(control, copy).await;
-        }
-        created.map_err(|error| match error {
+            ))
+            .await
+            .map(|()| 1),
+            Some(provisioned) => match Box::pin(control.store.replace_provisioning(
+                &spec.application_name,
+                &spec.deployment_group_name,
+                &spec,
+                &state,
+                &ordered,
+                &effects,
+                provisioned.version,
+                now,
+            ))
+            .await
+            {
+                Err(StoreError::Conflict(message)) => {
+                    return Err(ApiError::new(Exception::ConcurrentModification, message));
+                }
+                other => other,
+            },
+        };
+        let version = created.map_err(|error| match error {
                 StoreError::Conflict(_) => ApiError::new(
                     Exception::DeploymentLimitExceeded,
                     format!(
@@ -443,11 +568,11 @@ pub async fn create(
                 other => other.into(),
             })?;
         record_stopped(control, &deployment_id, &ordered, &state, now).await;
-        tracing::info!(hosts = ordered.len(), config = %config.name, "deployment created");
+        tracing::info!(hosts = ordered.len(), config = %config.name, provisioning, "deployment created");
         let record = DeploymentRecord {
             spec,
             state,
-            version: 1,
+            version,
             outbox: BTreeMap::new(),
             rollback_info: RollbackInfo::default(),
             wakeup_at: None,
@@ -506,8 +631,13 @@ async fn blue_green_fleets(
     else {
         return Ok(None);
     };
-    // Refused before a copy is made, rather than after.
-    if let Some(active) = &group.active_deployment_id {
+    // Refused before a copy is made, rather than after (its own lock a provisioned
+    // deployment holds already).
+    if let Some(active) = group
+        .active_deployment_id
+        .as_ref()
+        .filter(|active| origin.provisioned.is_none() || *active != deployment_id)
+    {
         return Err(ApiError::new(
             Exception::DeploymentLimitExceeded,
             format!(
@@ -522,6 +652,10 @@ async fn blue_green_fleets(
         config,
         input.target_instances.as_ref(),
         deployment_id,
+        origin
+            .provisioned
+            .as_ref()
+            .map(|provisioned| provisioned.replacement.as_slice()),
     )
     .await
     .map(Some)

@@ -61,7 +61,7 @@ pub async fn run(
     entry: Option<Entry>,
 ) -> Option<Millis> {
     let mut follow_ups = Vec::new();
-    let retry_at = run_one(control, record, effects, entry, &mut follow_ups).await;
+    let retry_at = Box::pin(run_one(control, record, effects, entry, &mut follow_ups)).await;
     while let Some(created) = follow_ups.pop() {
         let entry = (!created.effects.is_empty())
             .then(|| Entry::new(crate::store::keys::summary_entry(created.record.version)));
@@ -95,7 +95,16 @@ async fn run_one(
     follow_ups: &mut Vec<Created>,
 ) -> Option<Millis> {
     let deployment_id = &record.state.deployment_id;
-    let retry = carry_out(control, record, effects, entry.as_ref(), follow_ups).await;
+    // Boxed, as each level here: a debug build's thread stack holds the futures of
+    // every level inlined, and a rollback nests a deployment's creation in them.
+    let retry = Box::pin(carry_out(
+        control,
+        record,
+        effects,
+        entry.as_ref(),
+        follow_ups,
+    ))
+    .await;
     let now = now_millis();
     let Some(entry) = entry else {
         if !retry.is_empty() {
@@ -168,7 +177,10 @@ async fn carry_out(
     let mut retry = Vec::new();
     for effect in dispatches.into_iter().chain(others) {
         let entry = entry.map(|entry| (entry, effects));
-        let Err(error) = carry_out_one(control, record, effect, entry, started, follow_ups).await
+        let Err(error) = Box::pin(carry_out_one(
+            control, record, effect, entry, started, follow_ups,
+        ))
+        .await
         else {
             continue;
         };
@@ -215,6 +227,8 @@ fn effect_kind(effect: &Effect) -> &'static str {
         Effect::Reroute { .. } => "Reroute",
         Effect::TerminateOriginal => "TerminateOriginal",
         Effect::AdoptReplacement => "AdoptReplacement",
+        Effect::ProvisionFleet => "ProvisionFleet",
+        Effect::RemoveReplacement => "RemoveReplacement",
     }
 }
 
@@ -230,7 +244,7 @@ async fn carry_out_one(
     let spec = &record.spec;
     match effect {
         Effect::Dispatch { first, count } => {
-            dispatch(control, record, *first, *count, entry).await?;
+            Box::pin(dispatch(control, record, *first, *count, entry)).await?;
             tracing::info!(
                 hosts = count,
                 after_write_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -242,12 +256,12 @@ async fn carry_out_one(
             // BlockTraffic must not take a serving host out of its target groups.
             let late = entry.is_some_and(|(entry, _)| entry.late);
             if !late
-                || crate::traffic_steps::still_waiting(
+                || Box::pin(crate::traffic_steps::still_waiting(
                     control,
                     &spec.deployment_id,
                     instance_id,
                     *event,
-                )
+                ))
                 .await?
             {
                 crate::traffic_steps::start(control, spec, instance_id, *event).await?;
@@ -359,6 +373,12 @@ async fn carry_out_one(
         Effect::AdoptReplacement => {
             Box::pin(crate::blue_green::adopt_replacement(control, record)).await?
         }
+        Effect::ProvisionFleet => {
+            Box::pin(crate::blue_green::provision_fleet(control, record)).await?
+        }
+        Effect::RemoveReplacement => {
+            Box::pin(crate::blue_green::remove_replacement(control, spec)).await?
+        }
         Effect::CancelHosts => {
             let hosts = control.store.deploying_hosts(&spec.deployment_id).await?;
             tracing::info!(
@@ -454,6 +474,36 @@ async fn dispatch(
                 .rewrite_outbox(&spec.deployment_id, &entry.key, &pending)
                 .await?;
         }
+    }
+    Ok(())
+}
+
+/// A look at a provisioning blue/green deployment's copy (a fleet check, or the tick):
+/// once its instances exist, the deployment planned over both fleets starts; one that
+/// cannot be planned fails, which removes the copy. `repost`: look again shortly while
+/// the copy is not ready.
+pub async fn look_at_copy(
+    control: &ControlPlane,
+    deployment_id: &str,
+    repost: bool,
+) -> Result<(), ApiError> {
+    match crate::blue_green::look_at_copy(control, deployment_id, repost).await? {
+        deploy::Provisioned::Planned(created) => {
+            tracing::info!(%deployment_id, hosts = created.record.state.counts.pending, "replacement fleet provisioned: the deployment starts");
+            start(control, &created).await;
+        }
+        deploy::Provisioned::Refused(error) => {
+            tracing::warn!(%deployment_id, %error, "the provisioned deployment cannot be planned: it fails");
+            let input = Input::ProvisioningFailed {
+                now: now_millis(),
+                message: format!(
+                    "The deployment failed: it could not be planned over its replacement fleet: {}",
+                    error.message
+                ),
+            };
+            Box::pin(advance(control, deployment_id, &[input])).await?;
+        }
+        deploy::Provisioned::Waiting | deploy::Provisioned::Over => {}
     }
     Ok(())
 }

@@ -343,7 +343,7 @@ impl GreenFleets {
         Ok(found)
     }
 
-    async fn group(&self, name: &str) -> Result<Option<AutoScalingGroup>, ApiError> {
+    pub async fn group(&self, name: &str) -> Result<Option<AutoScalingGroup>, ApiError> {
         let found = self
             .autoscaling
             .describe_auto_scaling_groups()

@@ -949,18 +949,83 @@ impl DynamoStore {
         take_lock: bool,
         now: Millis,
     ) -> Result<(), StoreError> {
+        self.write_deployment(
+            application,
+            group,
+            spec,
+            state,
+            ordered,
+            effects,
+            take_lock,
+            None,
+            now,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Replaces a blue/green deployment stored while it provisioned its replacement
+    /// fleet, if still at `version`, by the deployment planned over both fleets, as
+    /// [`Self::create_deployment`] stores one (the group's lock it holds already). Returns
+    /// the new version. A conflict: it changed meanwhile (stopped, or planned already).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn replace_provisioning<S: Serialize>(
+        &self,
+        application: &str,
+        group: &str,
+        spec: &S,
+        state: &Deployment,
+        ordered: &[Target],
+        effects: &[Effect],
+        version: u64,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        self.write_deployment(
+            application,
+            group,
+            spec,
+            state,
+            ordered,
+            effects,
+            true,
+            Some(version),
+            now,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_deployment<S: Serialize>(
+        &self,
+        application: &str,
+        group: &str,
+        spec: &S,
+        state: &Deployment,
+        ordered: &[Target],
+        effects: &[Effect],
+        take_lock: bool,
+        replacing: Option<u64>,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
         let id = &state.deployment_id;
-        let mut put = Put::builder()
+        let version = replacing.map_or(1, |version| version + 1);
+        let put = Put::builder()
             .table_name(&self.table)
             .item("pk", s(keys::deployment(id)))
             .item("sk", s(keys::DEPLOYMENT_SK))
             .item("spec", bounded(spec, "the deployment", MAX_SPEC_BYTES)?)
             .item("state", json(state))
             .item("status", json_name(&state.status))
-            .item("version", n(1))
+            .item("version", n(version))
             .item("groupKey", s(keys::group_key(application, group)))
-            .item("createTime", n(state.create_time))
-            .condition_expression("attribute_not_exists(pk)");
+            .item("createTime", n(state.create_time));
+        let mut put = match replacing {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(expected) => put
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(expected)),
+        };
         if let Some(at) = wakeup(state, None, !effects.is_empty(), dispatches(effects), now) {
             put = put.item("activeKey", s("ACTIVE")).item("wakeupAt", n(at));
         }
@@ -970,7 +1035,7 @@ impl DynamoStore {
                 .build(),
         ];
         if !effects.is_empty() {
-            items.push(self.outbox_put(id, &keys::summary_entry(1), effects, now));
+            items.push(self.outbox_put(id, &keys::summary_entry(version), effects, now));
         }
         for (page, targets) in ordered.chunks(PLAN_PAGE_SIZE).enumerate() {
             let put = Put::builder()
@@ -1004,12 +1069,16 @@ impl DynamoStore {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(version),
             Err(error) => {
                 let cancelled = error
                     .as_service_error()
                     .is_some_and(|e| e.is_transaction_canceled_exception());
-                if cancelled {
+                if cancelled && replacing.is_some() {
+                    Err(StoreError::Conflict(format!(
+                        "deployment {id} changed while its replacement fleet was provisioned"
+                    )))
+                } else if cancelled {
                     Err(StoreError::Conflict(format!(
                         "deployment group {group} already has an active deployment, or deployment {id} exists"
                     )))

@@ -954,6 +954,41 @@ async fn a_poison_report_is_failed_alone_and_the_rest_apply() {
     assert_eq!(events[4]["status"], "InProgress", "{events:?}");
 }
 
+/// A report whose host id DynamoDB would refuse as a key (over 1,024 bytes) fails its
+/// own message and no other: before, it failed the read of the whole run's hosts, and
+/// every honest report in the SQS batch with it was retried until dead-lettered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_with_an_oversized_host_id_fails_alone() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    let good = host_reports(&id, "web-1", None);
+    let oversized = good[0].replace("\"web-1\"", &format!("\"{}\"", "h".repeat(1100)));
+    assert_ne!(oversized, good[0]);
+    let sent = vec![
+        (format!("{}:web-1", fx.host_role_id), good[0].clone()),
+        (format!("{}:web-1", fx.host_role_id), oversized),
+        (format!("{}:web-1", fx.host_role_id), good[1].clone()),
+    ];
+    let failed = fx.deliver_from(sent).await;
+    assert_eq!(
+        failed.len(),
+        1,
+        "only the oversized report fails: {failed:?}"
+    );
+    let targets = fx
+        .ok(
+            "BatchGetDeploymentTargets",
+            json!({"deploymentId": id, "targetIds": ["web-1"]}),
+        )
+        .await;
+    let events = &targets["deploymentTargets"][0]["instanceTarget"]["lifecycleEvents"];
+    assert_eq!(events[0]["status"], "Succeeded", "{events}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_names_the_field() {
     let fx = Fixture::start().await;

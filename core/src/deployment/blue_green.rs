@@ -4,6 +4,11 @@
 //!
 //! The ordered target list holds the replacement (green) hosts first and the original
 //! (blue) hosts after them, and the deployment goes through [`Stage`]s over it:
+//! 0. Provisioning (a copy of the group's Auto Scaling group): the deployment is stored
+//!    with no hosts yet while the copy launches its instances
+//!    ([`Deployment::new_provisioning`]); once they are in service the control plane plans
+//!    it in full and it starts installing. Ending before that (a stop, an alarm, the
+//!    copy not ready by its deadline) removes the copy: nothing else changed.
 //! 1. Installing: every replacement host runs its install events at once. They serve no
 //!    traffic yet, so there is nothing to keep healthy by batching; each then waits,
 //!    Ready, before BeforeAllowTraffic.
@@ -23,8 +28,8 @@
 //! (no install events), and its replacement hosts are blocked and removed.
 
 use super::{
-    Deployment, DeploymentStatus, Effect, ErrorInformation, HEALTH_CONSTRAINTS, Millis,
-    NotificationEvent, TargetState, TargetStatus, notify,
+    AlarmPolicy, Deadlines, Deployment, DeploymentStatus, Effect, ErrorInformation,
+    HEALTH_CONSTRAINTS, Millis, NotificationEvent, TargetState, TargetStatus, notify,
 };
 use crate::lifecycle::LifecycleEvent;
 use serde::{Deserialize, Serialize};
@@ -32,6 +37,7 @@ use serde::{Deserialize, Serialize};
 /// Where a blue/green deployment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
+    Provisioning,
     Installing,
     Ready,
     Rerouting,
@@ -94,6 +100,9 @@ pub struct BlueGreenPlan {
 /// CodeDeploy's error code for a deployment nobody continued within its ready wait.
 pub const TIMEOUT: &str = "TIMEOUT";
 
+/// CodeDeploy's error code for a replacement fleet that could not be provisioned.
+pub const PROVISIONING_ERROR: &str = "AUTO_SCALING_CONFIGURATION";
+
 impl BlueGreen {
     pub fn new(replacement: u32, plan: &BlueGreenPlan) -> Self {
         Self {
@@ -119,6 +128,61 @@ impl BlueGreen {
 const TRAFFIC_START: LifecycleEvent = LifecycleEvent::BeforeAllowTraffic;
 
 impl Deployment {
+    /// A blue/green deployment stored before its replacement fleet exists: no hosts
+    /// yet, in progress, provisioning until `until`. Its effects: DeploymentStart, and
+    /// making the copy.
+    pub fn new_provisioning(
+        deployment_id: String,
+        deadlines: Deadlines,
+        alarms: Option<AlarmPolicy>,
+        now: Millis,
+        until: Millis,
+    ) -> (Self, Vec<Effect>) {
+        let health = super::HealthPlan {
+            fleet: 0,
+            minimum_healthy: 0,
+            batch_size: 0,
+            required_successes: 0,
+        };
+        let mut state = Self::new(
+            deployment_id,
+            health,
+            None,
+            deadlines,
+            &[],
+            &[],
+            false,
+            false,
+            now,
+        );
+        state.status = DeploymentStatus::InProgress;
+        state.start_time = Some(now);
+        state.alarms = alarms;
+        state.blue_green = Some(BlueGreen {
+            replacement: 0,
+            original: 0,
+            original_events: Vec::new(),
+            stage: Stage::Provisioning,
+            installed: 0,
+            rerouted: 0,
+            ready_wait_ms: None,
+            original_fleet: OriginalFleet::KeepAlive,
+            wait_until: Some(until),
+        });
+        let effects = vec![
+            notify(NotificationEvent::DeploymentStart, None),
+            Effect::ProvisionFleet,
+        ];
+        (state, effects)
+    }
+
+    /// Whether this is a blue/green deployment provisioning its replacement fleet.
+    pub fn provisioning(&self) -> bool {
+        self.blue_green
+            .as_ref()
+            .is_some_and(|bg| bg.stage == Stage::Provisioning)
+    }
+
     /// The events of the host at `index` of the ordered list.
     pub fn events_at(&self, index: u32) -> &[LifecycleEvent] {
         match &self.blue_green {
@@ -231,6 +295,16 @@ impl Deployment {
             let replacement = bg.replacement;
             let total = replacement + bg.original;
             match bg.stage {
+                Stage::Provisioning => {
+                    if bg.wait_until.is_some_and(|until| now >= until) {
+                        let error = ErrorInformation {
+                            code: PROVISIONING_ERROR.to_owned(),
+                            message: "The deployment failed: the replacement fleet's Auto Scaling group did not have the original group's number of instances in service in time; check its launch template, subnets and capacity".to_owned(),
+                        };
+                        self.finish(DeploymentStatus::Failed, now, Some(error), effects);
+                    }
+                    return;
+                }
                 Stage::Installing if !installs => bg.stage = Stage::Rerouting,
                 Stage::Installing if self.dispatched == 0 => {
                     self.dispatched = replacement;
@@ -262,9 +336,7 @@ impl Deployment {
                             message: "The deployment was stopped: traffic was not rerouted to the replacement instances within the deployment group's deploymentReadyOption.waitTimeInMinutes (call ContinueDeployment with READY_WAIT to reroute)".to_owned(),
                         };
                         self.finish(DeploymentStatus::Stopped, now, Some(error), effects);
-                        if self.rollback_on_stop {
-                            effects.push(Effect::StartRollback);
-                        }
+                        self.start_rollback(self.rollback_on_stop, effects);
                     }
                     return;
                 }
@@ -344,9 +416,7 @@ impl Deployment {
             message: format!("{message}."),
         };
         self.finish(DeploymentStatus::Failed, now, Some(error), effects);
-        if self.rollback_on_failure {
-            effects.push(Effect::StartRollback);
-        }
+        self.start_rollback(self.rollback_on_failure, effects);
     }
 
     /// When the current blue/green wait ends, for the tick.

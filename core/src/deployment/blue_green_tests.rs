@@ -528,3 +528,108 @@ fn a_stored_summary_reads_back() {
     let old: Deployment = serde_json::from_value(value).unwrap();
     assert_eq!(old.blue_green, None);
 }
+
+/// A deployment stored while its copy launches: it has no hosts, starts nothing but the
+/// copy, and ending it any way before the copy is ready removes the copy and starts no
+/// rollback (nothing was changed to roll back).
+#[test]
+fn provisioning_ends_by_removing_the_copy_never_by_a_rollback() {
+    let alarms = Some(AlarmPolicy {
+        ignore_poll_failure: false,
+        rollback: true,
+    });
+    let until = 10 * MINUTE;
+    let (d, effects) =
+        Deployment::new_provisioning(ID.into(), Deadlines::default(), alarms, 0, until);
+    assert_eq!(d.status, DeploymentStatus::InProgress);
+    assert!(d.provisioning());
+    assert_eq!(
+        effects,
+        vec![
+            notify(NotificationEvent::DeploymentStart, None),
+            Effect::ProvisionFleet
+        ]
+    );
+    assert_eq!(
+        d.next_wakeup(),
+        Some(until),
+        "the tick looks at its deadline"
+    );
+
+    // Time passes: nothing happens before the deadline, the deployment fails at it.
+    let mut waiting = d.clone();
+    assert!(
+        waiting
+            .apply(Input::Tick { now: until - 1 }, &mut [])
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(waiting.status, DeploymentStatus::InProgress);
+    let ends = [
+        Input::Tick { now: until },
+        Input::Stop {
+            now: 5,
+            rollback: true,
+        },
+        Input::Alarm {
+            now: 5,
+            check: AlarmCheck::Active {
+                alarms: vec!["errors".into()],
+            },
+        },
+        Input::ProvisioningFailed {
+            now: 5,
+            message: "the copy's instances are gone".into(),
+        },
+    ];
+    for input in ends {
+        let mut ended = d.clone();
+        let effects = ended.apply(input.clone(), &mut []).unwrap();
+        assert!(ended.status.is_terminal(), "{input:?}");
+        assert!(
+            effects.contains(&Effect::RemoveReplacement),
+            "{input:?}: {effects:?}"
+        );
+        assert!(
+            effects.contains(&Effect::ReleaseLock),
+            "{input:?}: {effects:?}"
+        );
+        assert!(
+            !effects.contains(&Effect::StartRollback),
+            "{input:?}: {effects:?}"
+        );
+        assert!(
+            !effects.contains(&Effect::CancelHosts),
+            "{input:?}: {effects:?}"
+        );
+    }
+    let mut failed = d.clone();
+    failed
+        .apply(
+            Input::ProvisioningFailed {
+                now: 5,
+                message: "why".into(),
+            },
+            &mut [],
+        )
+        .unwrap();
+    assert_eq!(failed.status, DeploymentStatus::Failed);
+    assert_eq!(failed.error.as_ref().unwrap().code, PROVISIONING_ERROR);
+    // Only while provisioning: a planned deployment ignores it.
+    let mut run = Run::new(Options::default());
+    let effects = run
+        .d
+        .apply(
+            Input::ProvisioningFailed {
+                now: 5,
+                message: "late".into(),
+            },
+            &mut [],
+        )
+        .unwrap();
+    assert!(effects.is_empty());
+    assert_eq!(run.d.status, DeploymentStatus::InProgress);
+    // The stored form reads back.
+    let stored = serde_json::to_string(&d).unwrap();
+    assert_eq!(serde_json::from_str::<Deployment>(&stored).unwrap(), d);
+}

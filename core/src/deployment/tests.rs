@@ -57,7 +57,8 @@ impl Sim {
             | Input::Stop { now, .. }
             | Input::Traffic { now, .. }
             | Input::Alarm { now, .. }
-            | Input::Continue { now, .. } => *now,
+            | Input::Continue { now, .. }
+            | Input::ProvisioningFailed { now, .. } => *now,
         };
         let mut touched: Vec<TargetState> = match &input {
             Input::Report { report, .. } => self

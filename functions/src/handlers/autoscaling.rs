@@ -36,6 +36,8 @@ pub enum LifecycleMessage {
     Test,
     /// Look at a host's load balancer step (see [`crate::traffic_steps`]).
     TrafficCheck(crate::traffic_steps::TrafficCheck),
+    /// Look at a provisioning blue/green deployment's copy (see [`crate::blue_green`]).
+    FleetCheck { deployment_id: String },
 }
 
 /// Auto Scaling's lifecycle notification, as it sends it to SQS.
@@ -79,6 +81,11 @@ impl LifecycleMessage {
             return serde_json::from_value(check.clone())
                 .map(Self::TrafficCheck)
                 .map_err(|error| format!("gantryTrafficCheck: {error}"));
+        }
+        if let Some(id) = value["gantryFleetCheck"]["deploymentId"].as_str() {
+            return Ok(Self::FleetCheck {
+                deployment_id: id.to_owned(),
+            });
         }
         if let Some(id) = value["gantryDeploymentFinished"].as_str() {
             return Ok(Self::DeploymentFinished {
@@ -131,6 +138,9 @@ pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), Ap
         }
         LifecycleMessage::TrafficCheck(check) => {
             Box::pin(crate::traffic_steps::check(control, check)).await
+        }
+        LifecycleMessage::FleetCheck { deployment_id } => {
+            Box::pin(crate::effects::look_at_copy(control, &deployment_id, true)).await
         }
     }
 }

@@ -101,17 +101,33 @@ async fn apply_reports(control: &ControlPlane, messages: Vec<ReportMessage>) -> 
         for run in advance::chunks(&inputs) {
             let messages = &reports[offset..offset + run.len()];
             offset += run.len();
-            let result = effects::advance(control, &deployment_id, run).await;
+            // Boxed, as every advance here: inlined, their futures would grow this one
+            // past a debug build's thread stack.
+            let result = Box::pin(effects::advance(control, &deployment_id, run)).await;
             if result.is_err() && run.len() > 1 {
                 // One report a store call refuses must not hold back its neighbours:
                 // each is applied alone, and only those that fail alone are retried.
                 tracing::warn!(%deployment_id, reports = run.len(), "a run of reports was not applied; applying each alone");
                 for (single, message) in run.chunks(1).zip(messages.chunks(1)) {
-                    let result = effects::advance(control, &deployment_id, single).await;
-                    settle(control, &deployment_id, result, message, &mut failed).await;
+                    let result = Box::pin(effects::advance(control, &deployment_id, single)).await;
+                    Box::pin(settle(
+                        control,
+                        &deployment_id,
+                        result,
+                        message,
+                        &mut failed,
+                    ))
+                    .await;
                 }
             } else {
-                settle(control, &deployment_id, result, messages, &mut failed).await;
+                Box::pin(settle(
+                    control,
+                    &deployment_id,
+                    result,
+                    messages,
+                    &mut failed,
+                ))
+                .await;
             }
         }
     }
@@ -202,9 +218,27 @@ async fn tick_one(
     let mut inputs = crate::traffic_steps::last_looks(control, deployment_id, now).await?;
     inputs.push(Input::Tick { now });
     // Each round fails up to a transaction's worth of silent hosts.
-    let mut applied = effects::advance(control, deployment_id, &inputs).await?;
+    let mut applied = Box::pin(effects::advance(control, deployment_id, &inputs)).await?;
     while applied.hosts_written > 0 {
-        applied = effects::advance(control, deployment_id, &[Input::Tick { now }]).await?;
+        applied = Box::pin(effects::advance(
+            control,
+            deployment_id,
+            &[Input::Tick { now }],
+        ))
+        .await?;
+    }
+    // A blue/green copy still provisioning is looked at (a fleet check may be lost).
+    let state = &applied.record.state;
+    if state.provisioning() && !state.status.is_terminal() {
+        if let Err(error) = Box::pin(effects::look_at_copy(control, deployment_id, false)).await {
+            tracing::warn!(%deployment_id, %error, "could not look at the replacement fleet; the next tick does");
+        }
+        applied = Box::pin(effects::advance(
+            control,
+            deployment_id,
+            &[Input::Tick { now }],
+        ))
+        .await?;
     }
     let record = &applied.record;
     // Effects not carried out keep the deployment on the tick, whatever its status:
