@@ -424,7 +424,7 @@ fn run_event(
             let Some(previous) = last_successful_archive(host, &command.deployment_group_id) else {
                 return Ok(()); // first deployment to this host: nothing to stop
             };
-            match bundle::check_revision(&previous) {
+            match bundle::check_revision_on_host(&previous) {
                 Ok(previous_spec) => {
                     run_scripts(host, command, event, &previous_spec, &previous, reports)
                 }
@@ -455,7 +455,7 @@ fn this_deployments_spec(
     if !archive.exists() {
         return Ok(None);
     }
-    bundle::check_revision(archive)
+    bundle::check_revision_on_host(archive)
         .map(Some)
         .map_err(|problems| agent_failure(problems.to_string()))
 }
@@ -483,7 +483,7 @@ fn installed_copy(
             Some(format!("is of another revision, {}", describe(&installed))),
         ));
     }
-    let spec = bundle::check_revision(&archive).map_err(|problems| {
+    let spec = bundle::check_revision_on_host(&archive).map_err(|problems| {
         agent_failure(format!(
             "{event} runs the scripts of {}, which an earlier deployment installed here, from {}, which is no longer a valid revision: {problems}",
             describe(&command.revision),
@@ -556,7 +556,7 @@ fn download(
         fs::Permissions::from_mode(crate::private::DIR_MODE),
     )
     .map_err(|error| agent_failure(format!("{}: {error}", archive.display())))?;
-    bundle::check_revision(archive).map_err(|problems| agent_failure(problems.to_string()))
+    bundle::check_revision_on_host(archive).map_err(|problems| agent_failure(problems.to_string()))
 }
 
 fn run_scripts(
@@ -586,12 +586,25 @@ fn run_scripts(
         if let Some(runas) = &script.runas {
             let_in(host.root_dir, revision, runas).map_err(agent_failure)?;
         }
+        let left = event_deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            // Not started only to be killed at once.
+            return Err(Diagnostics {
+                error_code: ErrorCode::ScriptTimedOut,
+                script_name: script.location.clone(),
+                message: format!(
+                    "Script at specified location: {} was not started: the event's scripts used up CodeDeploy's {} s per lifecycle event",
+                    script.location,
+                    gantry_core::appspec::MAX_EVENT_SCRIPT_SECS
+                ),
+                log_tail: String::new(),
+            });
+        }
         let outcome = hooks::run_script(&ScriptRun {
             path: &revision.join(relative),
             script_name: &script.location,
             event: event.name(),
-            timeout: Duration::from_secs(script.timeout_secs)
-                .min(event_deadline.saturating_duration_since(std::time::Instant::now())),
+            timeout: Duration::from_secs(script.timeout_secs).min(left),
             term_grace: host.term_grace,
             abort: host.abort,
             runas: script.runas.as_deref(),

@@ -169,6 +169,24 @@ pub struct AppSpec {
 impl AppSpec {
     /// Parses and validates an appspec, returning every problem when it is invalid.
     pub fn parse(text: &str) -> Result<AppSpec, Problems> {
+        Self::parse_with(text, Checker::default())
+    }
+
+    /// As a host reads the appspec of a revision it was sent: a hook timeout over
+    /// CodeDeploy's hour, which linting and registration refuse, is taken as the hour,
+    /// with a warning. A revision registered before the limit must still deploy (a
+    /// rollback to it above all), and CodeDeploy stops its scripts at the hour too.
+    pub fn parse_on_host(text: &str) -> Result<AppSpec, Problems> {
+        Self::parse_with(
+            text,
+            Checker {
+                clamp_timeouts: true,
+                ..Checker::default()
+            },
+        )
+    }
+
+    fn parse_with(text: &str, mut checker: Checker) -> Result<AppSpec, Problems> {
         let document: Value = serde_norway::from_str(text).map_err(|error| {
             let field = match error.location() {
                 Some(at) => format!("appspec (line {}, column {})", at.line(), at.column()),
@@ -179,7 +197,6 @@ impl AppSpec {
                 format!("is not valid YAML: {error}"),
             )])
         })?;
-        let mut checker = Checker::default();
         let spec = checker.document(&document);
         match spec {
             Some(spec) if checker.errors.is_empty() => Ok(AppSpec {
@@ -262,6 +279,8 @@ const TOP_LEVEL_KEYS: [&str; 6] = [
 struct Checker {
     errors: Vec<Problem>,
     warnings: Vec<Problem>,
+    /// Timeouts over [`MAX_EVENT_SCRIPT_SECS`] become it, with a warning (on a host).
+    clamp_timeouts: bool,
 }
 
 impl Checker {
@@ -678,6 +697,17 @@ impl Checker {
             {
                 n.as_u64()
             }
+            Some(Value::Number(n))
+                if self.clamp_timeouts && n.as_u64().is_some_and(|secs| secs > 0) =>
+            {
+                self.warnings.push(Problem::new(
+                    format!("{field}.timeout"),
+                    format!(
+                        "{n} s is over CodeDeploy's {MAX_EVENT_SCRIPT_SECS} s per lifecycle event; the script gets {MAX_EVENT_SCRIPT_SECS} s"
+                    ),
+                ));
+                Some(MAX_EVENT_SCRIPT_SECS)
+            }
             Some(other) => {
                 self.error(
                     format!("{field}.timeout"),
@@ -883,6 +913,24 @@ file_exists_behavior: OVERWRITE
         assert_eq!(found.len(), 2);
         assert!(found[0].message.contains("must be 0.0"), "{found:?}");
         assert!(found[1].message.contains("linux or windows"), "{found:?}");
+    }
+
+    #[test]
+    fn a_host_takes_an_old_revisions_long_timeout_as_the_hour() {
+        let text = "version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: a.sh\n      timeout: 7200\n";
+        assert!(
+            AppSpec::parse(text).is_err(),
+            "refused at lint and registration"
+        );
+        let spec = AppSpec::parse_on_host(text).expect("deployable on a host");
+        assert_eq!(
+            spec.scripts(LifecycleEvent::AfterInstall)[0].timeout_secs,
+            3600
+        );
+        assert_eq!(spec.warnings[0].field, "hooks.AfterInstall[0].timeout");
+        // Nonsense is refused on a host too.
+        assert!(AppSpec::parse_on_host(&text.replace("7200", "-1")).is_err());
+        assert!(AppSpec::parse_on_host(&text.replace("7200", "soon")).is_err());
     }
 
     #[test]

@@ -595,6 +595,19 @@ pub fn check_archive(
 /// Reads and validates the appspec of an unpacked revision, and checks that every file
 /// and script it names exists in the revision. Returns every problem found.
 pub fn check_revision(root: &Path) -> Result<AppSpec, Problems> {
+    check_revision_with(root, AppSpec::parse)
+}
+
+/// [`check_revision`] as a host checks a revision it was sent (see
+/// [`AppSpec::parse_on_host`]).
+pub fn check_revision_on_host(root: &Path) -> Result<AppSpec, Problems> {
+    check_revision_with(root, AppSpec::parse_on_host)
+}
+
+fn check_revision_with(
+    root: &Path,
+    parse: fn(&str) -> Result<AppSpec, Problems>,
+) -> Result<AppSpec, Problems> {
     let Some(path) = find_appspec(root) else {
         return Err(Problems(vec![Problem::new(
             "appspec",
@@ -610,7 +623,7 @@ pub fn check_revision(root: &Path) -> Result<AppSpec, Problems> {
             format!("cannot read {}: {error}", path.display()),
         )])
     })?;
-    let spec = AppSpec::parse(&text)?;
+    let spec = parse(&text)?;
     let mut missing = Vec::new();
     for (index, (field, named)) in spec.referenced_paths().into_iter().enumerate() {
         let Some(relative) = appspec::revision_relative(named) else {

@@ -87,6 +87,12 @@ pub async fn provision(
     let original = crate::deploy::resolve_hosts(control, &settings.targets).await?;
     let copy = config.green_fleet_provisioning_option.action == COPY_AUTO_SCALING_GROUP;
     let given = target_instances.filter(|value| !crate::deploy::is_blank(value));
+    if copied.is_some() && !copy {
+        return Err(ApiError::new(
+            Exception::InvalidBlueGreenDeploymentConfiguration,
+            "greenFleetProvisioningOption: no longer COPY_AUTO_SCALING_GROUP; the deployment group changed while the deployment's replacement fleet was provisioned",
+        ));
+    }
     let (replacement, spec) = if copy {
         if given.is_some() {
             return Err(invalid_targets(
@@ -303,15 +309,18 @@ pub async fn provision_fleet(
     match ended_provisioning(control, id).await? {
         None => return Ok(()),
         Some(false) => {
-            control
+            let made = control
                 .green_fleets
                 .copy_auto_scaling_group(source, copy, id)
-                .await?;
+                .await;
+            // Looked at again whether or not the copy was made, even partly: a stop may
+            // have removed the copy meanwhile, before this run made it again.
             match ended_provisioning(control, id).await? {
                 Some(false) => {
+                    made?;
                     return post_fleet_check(control, id, FLEET_CHECK_DELAY_SECONDS).await;
                 }
-                None => return Ok(()),
+                None => return made,
                 Some(true) => {}
             }
         }

@@ -425,9 +425,13 @@ pub async fn create(
         None => events.clone(),
     };
     // The first batch is a batch boundary: no host is touched while an alarm fires.
+    // A provisioning deployment's alarms were polled by its ticks all along (an alarm
+    // stops it and removes its copy); planned over the copy, it starts as they left it.
     let first_alarm_check = match alarm_policy {
-        Some(_) => Some(Box::pin(control.alarms.check(&alarms.names())).await),
-        None => None,
+        Some(_) if origin.provisioned.is_none() => {
+            Some(Box::pin(control.alarms.check(&alarms.names())).await)
+        }
+        _ => None,
     };
     let deadlines = deadlines(
         control,
@@ -505,7 +509,10 @@ pub async fn create(
         target_groups,
         blue_green: fleets.map(|mut fleets| {
             if provisioning {
-                fleets.spec.provisioning_input = serde_json::to_value(&input).ok();
+                // Planned later with the revision pinned now, whatever the key holds then.
+                let mut pinned = input.clone();
+                pinned.revision = Some(revision.clone());
+                fleets.spec.provisioning_input = serde_json::to_value(&pinned).ok();
             }
             fleets.spec
         }),
@@ -513,6 +520,10 @@ pub async fn create(
     if let Some(provisioned) = &origin.provisioned {
         // It was created, and announced, when it started provisioning.
         state.create_time = provisioned.create_time;
+        // Planned as ended (a health plan the fleets cannot meet): the copy is unused.
+        if state.status.is_terminal() {
+            effects.push(Effect::RemoveReplacement);
+        }
         effects.retain(|effect| {
             !matches!(
                 effect,
@@ -629,6 +640,15 @@ async fn blue_green_fleets(
         .as_ref()
         .filter(|_| settings.is_blue_green())
     else {
+        if origin.provisioned.is_some() {
+            return Err(ApiError::new(
+                Exception::InvalidDeploymentStyle,
+                format!(
+                    "deployment group {}: no longer blue/green; it changed while the deployment's replacement fleet was provisioned",
+                    settings.deployment_group_name
+                ),
+            ));
+        }
         return Ok(None);
     };
     // Refused before a copy is made, rather than after (its own lock a provisioned

@@ -150,6 +150,10 @@ pub mod keys {
         format!("{OUTBOX_PREFIX}{entry}")
     }
 
+    /// An entry of the `outbox` map that summaries held before the outbox had items of
+    /// its own (a deployment running across the upgrade): `<this><version>`.
+    pub const SUMMARY_MAP_ENTRY: &str = "summary-map#";
+
     /// The outbox entry a summary write makes: its new version, so entries sort in
     /// the order they were written.
     pub fn summary_entry(version: u64) -> String {
@@ -1111,6 +1115,20 @@ impl DynamoStore {
         })
         .await?;
         let item = summary.ok_or_else(|| StoreError::NotFound(format!("deployment {id}")))?;
+        // Written before the outbox had items: carried out and cleared all the same.
+        if let Some(AttributeValue::M(map)) = item.get("outbox") {
+            for (version, value) in map {
+                let entry = value
+                    .as_s()
+                    .ok()
+                    .and_then(|raw| serde_json::from_str(raw).ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: what.clone(),
+                        message: format!("outbox entry {version}"),
+                    })?;
+                outbox.insert(format!("{}{version}", keys::SUMMARY_MAP_ENTRY), entry);
+            }
+        }
         Ok(DeploymentRecord {
             spec: decode(&item, "spec", &what)?,
             state: decode(&item, "state", &what)?,
@@ -1599,15 +1617,22 @@ impl DynamoStore {
         entry: &str,
         pending: &OutboxEntry,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::deployment(id)))
-            .key("sk", s(keys::outbox(entry)))
-            .update_expression("SET #entry = :entry")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#entry", "entry")
+        let request = self.client.update_item().table_name(&self.table);
+        let request = match entry.strip_prefix(keys::SUMMARY_MAP_ENTRY) {
+            Some(version) => request
+                .key("pk", s(keys::deployment(id)))
+                .key("sk", s(keys::DEPLOYMENT_SK))
+                .update_expression("SET outbox.#entry = :entry")
+                .condition_expression("attribute_exists(outbox.#entry)")
+                .expression_attribute_names("#entry", version),
+            None => request
+                .key("pk", s(keys::deployment(id)))
+                .key("sk", s(keys::outbox(entry)))
+                .update_expression("SET #entry = :entry")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#entry", "entry"),
+        };
+        let result = request
             .expression_attribute_values(":entry", json(pending))
             .send()
             .await;
@@ -1616,6 +1641,20 @@ impl DynamoStore {
 
     /// Marks an outbox entry done: its item goes. Done twice is done.
     pub async fn clear_outbox(&self, id: &str, entry: &str) -> Result<(), StoreError> {
+        if let Some(version) = entry.strip_prefix(keys::SUMMARY_MAP_ENTRY) {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(keys::deployment(id)))
+                .key("sk", s(keys::DEPLOYMENT_SK))
+                .update_expression("REMOVE outbox.#entry")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#entry", version)
+                .send()
+                .await
+                .map_err(|error| classify(error, || format!("deployment {id} is gone")))?;
+            return Ok(());
+        }
         self.client
             .delete_item()
             .table_name(&self.table)

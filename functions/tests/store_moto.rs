@@ -1,6 +1,7 @@
 //! The DynamoDB store against a real moto server: conditional writes, group locks, plan
 //! pages and host records, and concurrent appliers that must not count a report twice.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use gantry_core::config::{ALL_AT_ONCE, DeploymentConfig};
 use gantry_core::deployment::{
     Deadlines, Deployment, DeploymentStatus, Effect, Input, NotificationEvent,
@@ -409,4 +410,59 @@ async fn concurrent_appliers_count_each_report_once() {
             .iter()
             .all(|t| t.events.iter().all(|e| e.status == EventStatus::Succeeded))
     );
+}
+
+/// A deployment running across the upgrade keeps the effects its summary's `outbox`
+/// map held: they load as entries, and are rewritten and cleared in the map.
+#[tokio::test(flavor = "multi_thread")]
+async fn outbox_entries_in_an_older_summary_map_are_carried_out() {
+    let moto = Moto::start().unwrap();
+    let store = store(&moto).await;
+    let state = deployment("d-LEGACY001", 2);
+    store
+        .create_deployment("app", "group", &spec(), &state, &ordered(2), &[], false, 0)
+        .await
+        .unwrap();
+    let pending = OutboxEntry::new(vec![gantry_core::deployment::Effect::ReleaseLock], 5);
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    client
+        .update_item()
+        .table_name("gantry-test")
+        .key("pk", AttributeValue::S("DEPLOYMENT#d-LEGACY001".into()))
+        .key("sk", AttributeValue::S("STATE".into()))
+        .update_expression("SET outbox = :map")
+        .expression_attribute_values(
+            ":map",
+            AttributeValue::M(
+                [(
+                    "3".to_owned(),
+                    AttributeValue::S(serde_json::to_string(&pending).unwrap()),
+                )]
+                .into(),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let key = format!("{}3", keys::SUMMARY_MAP_ENTRY);
+    let loaded = store.load_deployment::<Spec>("d-LEGACY001").await.unwrap();
+    assert_eq!(
+        loaded.outbox.get(&key),
+        Some(&pending),
+        "{:?}",
+        loaded.outbox
+    );
+    let failed = OutboxEntry {
+        attempts: 1,
+        ..pending.clone()
+    };
+    store
+        .rewrite_outbox("d-LEGACY001", &key, &failed)
+        .await
+        .unwrap();
+    let loaded = store.load_deployment::<Spec>("d-LEGACY001").await.unwrap();
+    assert_eq!(loaded.outbox.get(&key), Some(&failed));
+    store.clear_outbox("d-LEGACY001", &key).await.unwrap();
+    let loaded = store.load_deployment::<Spec>("d-LEGACY001").await.unwrap();
+    assert!(loaded.outbox.is_empty(), "{:?}", loaded.outbox);
 }

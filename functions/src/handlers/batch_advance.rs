@@ -8,7 +8,7 @@
 use crate::advance;
 use crate::control::ControlPlane;
 use crate::effects;
-use crate::error::ApiError;
+use crate::error::{ApiError, Exception};
 use crate::model::now_millis;
 use crate::store::OUTBOX_GRACE_MS;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -104,7 +104,12 @@ async fn apply_reports(control: &ControlPlane, messages: Vec<ReportMessage>) -> 
             // Boxed, as every advance here: inlined, their futures would grow this one
             // past a debug build's thread stack.
             let result = Box::pin(effects::advance(control, &deployment_id, run)).await;
-            if result.is_err() && run.len() > 1 {
+            // Not for lost races (applying them one by one would race all the more), only
+            // for what the store refused.
+            let refused = result
+                .as_ref()
+                .is_err_and(|error| error.code != Exception::ConcurrentModification);
+            if refused && run.len() > 1 {
                 // One report a store call refuses must not hold back its neighbours:
                 // each is applied alone, and only those that fail alone are retried.
                 tracing::warn!(%deployment_id, reports = run.len(), "a run of reports was not applied; applying each alone");
