@@ -197,6 +197,41 @@ impl CommandQueues {
         Ok(())
     }
 
+    /// Sends messages to one queue by URL, ten to a request (SQS's limit for a batch).
+    pub async fn send_batch(&self, url: &str, bodies: &[String]) -> Result<(), ApiError> {
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .message_body(body)
+                        .build()
+                        .expect("entry fields are set")
+                })
+                .collect();
+            let sent = self
+                .client
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|error| aws_failure("SQS SendMessageBatch", error))?;
+            if let Some(failed) = sent.failed().first() {
+                return Err(ApiError::internal(format!(
+                    "SQS SendMessageBatch: {} of {} messages not sent ({}: {})",
+                    sent.failed().len(),
+                    chunk.len(),
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Sends each command to its host's queue, a bounded number at a time.
     pub async fn send_all(&self, commands: Vec<Command>) -> Result<(), ApiError> {
         self.send_to_hosts(

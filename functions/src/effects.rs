@@ -244,7 +244,12 @@ async fn carry_out_one(
     let spec = &record.spec;
     match effect {
         Effect::Dispatch { first, count } => {
-            Box::pin(dispatch(control, record, *first, *count, entry)).await?;
+            match control.settings.lifecycle_queue_url.as_deref() {
+                Some(queue) if *count > DISPATCH_SLICE => {
+                    fan_out(control, queue, &spec.deployment_id, *first, *count).await?
+                }
+                _ => Box::pin(dispatch(control, record, *first, *count, entry)).await?,
+            }
             tracing::info!(
                 hosts = count,
                 after_write_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -255,7 +260,10 @@ async fn carry_out_one(
             // Asked late, the step may be over and the host on to the next: a late
             // BlockTraffic must not take a serving host out of its target groups.
             let late = entry.is_some_and(|(entry, _)| entry.late);
-            if !late
+            let ended = record.state.status.is_terminal();
+            if ended {
+                tracing::info!(%instance_id, %event, "the deployment ended: its load balancer step is not asked for");
+            } else if !late
                 || Box::pin(crate::traffic_steps::still_waiting(
                     control,
                     &spec.deployment_id,
@@ -404,6 +412,99 @@ async fn carry_out_one(
 /// Hosts sent their command between two heartbeats of a dispatch: well within the
 /// tick's grace even where SQS is slow (moto: about 10 s).
 const DISPATCH_CHUNK: usize = 250;
+
+/// The most hosts one invocation sends its command to. A larger `Dispatch` fans out:
+/// a message a slice on the lifecycle queue, each carried out by an invocation of its
+/// own (Lambda runs as many at once as the queue holds), so that no invocation's work
+/// grows with the fleet.
+pub const DISPATCH_SLICE: u32 = 100;
+
+/// One slice of a fanned-out dispatch: `{"gantryDispatch": {..}}` on the lifecycle queue.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatchSlice {
+    pub deployment_id: String,
+    pub first: u32,
+    pub count: u32,
+}
+
+/// The slices of hosts `first..first + count`, each at most [`DISPATCH_SLICE`].
+pub fn slices(deployment_id: &str, first: u32, count: u32) -> Vec<DispatchSlice> {
+    let end = first.saturating_add(count);
+    (first..end)
+        .step_by(DISPATCH_SLICE as usize)
+        .map(|start| DispatchSlice {
+            deployment_id: deployment_id.to_owned(),
+            first: start,
+            count: DISPATCH_SLICE.min(end - start),
+        })
+        .collect()
+}
+
+/// Carries out a large `Dispatch` by posting its slices (ten to a request). Posted, the
+/// effect is done: SQS keeps each slice until an invocation carried it out.
+async fn fan_out(
+    control: &ControlPlane,
+    queue_url: &str,
+    deployment_id: &str,
+    first: u32,
+    count: u32,
+) -> Result<(), ApiError> {
+    let bodies: Vec<String> = slices(deployment_id, first, count)
+        .into_iter()
+        .map(|slice| json!({ "gantryDispatch": slice }).to_string())
+        .collect();
+    tracing::info!(hosts = count, slices = bodies.len(), "dispatch fanned out");
+    control.queues.send_batch(queue_url, &bodies).await
+}
+
+/// The lifecycle function: one slice of a fanned-out dispatch, as [`dispatch`] sends it
+/// (run again, it creates nothing twice and sends commands hosts ignore).
+pub async fn dispatch_slice(control: &ControlPlane, slice: DispatchSlice) -> Result<(), ApiError> {
+    let record = match control
+        .store
+        .load_deployment::<DeploymentSpec>(&slice.deployment_id)
+        .await
+    {
+        Ok(record) => record,
+        Err(crate::store::StoreError::NotFound(_)) => {
+            tracing::warn!(deployment_id = %slice.deployment_id, "dispatch slice of a deployment that does not exist; dropped");
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let count = slice.count.min(DISPATCH_SLICE);
+    Box::pin(dispatch(control, &record, slice.first, count, None)).await?;
+    tracing::info!(deployment_id = %slice.deployment_id, first = slice.first, hosts = count, "dispatch slice sent");
+    // Stopped or failed before or while the slice went out: its hosts were not among
+    // those told to skip the rest, so they are told now, after their command (a host
+    // reads both and skips every event, which settles the deployment's count).
+    let ended = control
+        .store
+        .load_deployment::<DeploymentSpec>(&slice.deployment_id)
+        .await?
+        .state
+        .status
+        .is_terminal();
+    if ended {
+        let hosts = control
+            .store
+            .plan_slice(&slice.deployment_id, slice.first, count)
+            .await?;
+        let cancels = hosts
+            .into_iter()
+            .map(|target| {
+                let cancel = Cancel {
+                    deployment_id: slice.deployment_id.clone(),
+                    instance_id: target.instance_id.clone(),
+                };
+                (target.instance_id, cancel.to_json())
+            })
+            .collect();
+        control.queues.send_to_hosts(cancels).await?;
+    }
+    Ok(())
+}
 
 /// Sends the deployment's command to the hosts at `first..first + count` of its
 /// ordered list: their records first (so that their reports find them, and the tick
@@ -642,5 +743,26 @@ impl advance::Precheck<DeploymentSpec> for AlarmPoll<'_> {
             tracing::warn!(?check, "alarm check stops the deployment unless ignored");
         }
         Input::Alarm { now, check }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_dispatch_is_sliced_without_gaps_or_overlaps() {
+        let all = slices("d-AAAAAAAAA", 7, 1_005);
+        assert_eq!(all.len(), 11);
+        assert!(all.iter().all(|slice| slice.count <= DISPATCH_SLICE));
+        let mut next = 7;
+        for slice in &all {
+            assert_eq!(slice.first, next);
+            next += slice.count;
+        }
+        assert_eq!(next, 7 + 1_005);
+        assert_eq!(slices("d-AAAAAAAAA", 0, 10_000).len(), 100);
+        assert_eq!(slices("d-AAAAAAAAA", 0, 1).len(), 1);
+        assert!(slices("d-AAAAAAAAA", 3, 0).is_empty());
     }
 }

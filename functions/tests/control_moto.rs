@@ -1797,6 +1797,9 @@ async fn deploy_to_fleet(hosts: usize, config: &str, shuffle: bool) {
     fx.upload("v1.tgz", &good_bundle("1")).await;
     fx.group("web", config, json!({})).await;
     let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    if hosts > effects::DISPATCH_SLICE as usize {
+        Box::pin(fan_out_lands(&fx, &id, hosts)).await;
+    }
     let info = play_fleet(&fx, &id, &names, shuffle).await;
     assert_eq!(info["status"], "Succeeded", "{info}");
     assert_eq!(info["deploymentOverview"]["Succeeded"], hosts, "{info}");
@@ -1822,6 +1825,58 @@ async fn deploy_to_fleet(hosts: usize, config: &str, shuffle: bool) {
         assert!(
             events.iter().all(|e| e["status"] == "Succeeded"),
             "{target}"
+        );
+    }
+}
+
+/// A dispatch of more hosts than one invocation sends to went out as slices on the
+/// lifecycle queue, covering every host once; the lifecycle function sends them.
+async fn fan_out_lands(fx: &Fixture, id: &str, hosts: usize) {
+    let slice = effects::DISPATCH_SLICE as usize;
+    let bodies = take_lifecycle_messages(fx, hosts.div_ceil(slice)).await;
+    assert_eq!(bodies.len(), hosts.div_ceil(slice), "{bodies:?}");
+    let mut covered = Vec::new();
+    for body in &bodies {
+        let slice: effects::DispatchSlice = serde_json::from_value(
+            serde_json::from_str::<Value>(body).unwrap()["gantryDispatch"].clone(),
+        )
+        .unwrap();
+        assert_eq!(slice.deployment_id, id);
+        assert!(
+            slice.count as usize <= effects::DISPATCH_SLICE as usize,
+            "{slice:?}"
+        );
+        covered.extend(slice.first..slice.first + slice.count);
+    }
+    covered.sort_unstable();
+    assert_eq!(covered, (0..hosts as u32).collect::<Vec<_>>());
+    for batch in bodies.chunks(10) {
+        assert!(lifecycle_event(fx, batch).await.is_empty());
+    }
+}
+
+/// A slice of a dispatch carried out after the deployment stopped (StopDeployment told
+/// only the hosts already sent their command to skip the rest): its hosts get their
+/// command and then a cancel, so they skip every event and the deployment settles.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dispatch_slice_after_a_stop_cancels_what_it_sends() {
+    let fx = Fixture::start().await;
+    let hosts = effects::DISPATCH_SLICE as usize + 5;
+    let names = register_fleet(&fx, hosts).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    let slices = take_lifecycle_messages(&fx, 2).await;
+    assert_eq!(slices.len(), 2, "{slices:?}");
+    fx.ok("StopDeployment", json!({"deploymentId": id})).await;
+    assert_eq!(fx.status(&id).await, "Stopped");
+    assert!(lifecycle_event(&fx, &slices).await.is_empty());
+    for host in [&names[0], &names[hosts - 1]] {
+        let messages = fx.take_messages(host).await;
+        assert!(
+            matches!(&messages[..], [HostMessage::Command(_), HostMessage::Cancel(cancel)] if cancel.deployment_id == id),
+            "{host}: {messages:?}"
         );
     }
 }

@@ -38,6 +38,8 @@ pub enum LifecycleMessage {
     TrafficCheck(crate::traffic_steps::TrafficCheck),
     /// Look at a provisioning blue/green deployment's copy (see [`crate::blue_green`]).
     FleetCheck { deployment_id: String },
+    /// Send one slice of a large dispatch (see [`crate::effects::DISPATCH_SLICE`]).
+    DispatchSlice(crate::effects::DispatchSlice),
 }
 
 /// Auto Scaling's lifecycle notification, as it sends it to SQS.
@@ -81,6 +83,11 @@ impl LifecycleMessage {
             return serde_json::from_value(check.clone())
                 .map(Self::TrafficCheck)
                 .map_err(|error| format!("gantryTrafficCheck: {error}"));
+        }
+        if let Some(slice) = value.get("gantryDispatch") {
+            return serde_json::from_value(slice.clone())
+                .map(Self::DispatchSlice)
+                .map_err(|error| format!("gantryDispatch: {error}"));
         }
         if let Some(id) = value["gantryFleetCheck"]["deploymentId"].as_str() {
             return Ok(Self::FleetCheck {
@@ -138,6 +145,9 @@ pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), Ap
         }
         LifecycleMessage::TrafficCheck(check) => {
             Box::pin(crate::traffic_steps::check(control, check)).await
+        }
+        LifecycleMessage::DispatchSlice(slice) => {
+            Box::pin(crate::effects::dispatch_slice(control, slice)).await
         }
         LifecycleMessage::FleetCheck { deployment_id } => {
             Box::pin(crate::effects::look_at_copy(control, &deployment_id, true)).await
