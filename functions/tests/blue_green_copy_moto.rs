@@ -324,7 +324,7 @@ async fn create_returns_while_the_copy_launches_and_the_deployment_then_runs_on_
     assert_eq!(progress["replacementAutoScalingGroup"], copy.as_str());
     assert_eq!(
         fx.copies().await,
-        [copy.clone()],
+        std::slice::from_ref(&copy),
         "the stored effect made the copy"
     );
     assert_eq!(fx.lock().await.as_deref(), Some(id.as_str()));
@@ -356,7 +356,7 @@ async fn create_returns_while_the_copy_launches_and_the_deployment_then_runs_on_
         .instance_id;
     assert_eq!(
         fx.commands(&green).await,
-        [id.clone()],
+        std::slice::from_ref(&id),
         "the copy's host installs"
     );
     // Looked at again (a repeated check): nothing changes.
