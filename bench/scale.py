@@ -16,7 +16,10 @@ Measures per fleet size (medians over --runs):
 - bytes of DynamoDB write requests per host (PutItem, UpdateItem, TransactWriteItems,
   BatchWriteItem bodies: the items written, in DynamoDB's JSON).
 
-Writes bench/results/scale-<sizes>.json and prints a Markdown table. Usage:
+- each function's invocations as gantry-local ran them under template.yaml's limits:
+  count, p50, p99 and maximum time against its timeout, and how many timed out.
+
+Writes bench/results/scale-<sizes>.json and prints Markdown tables. Usage:
     .venv/bin/python bench/scale.py [--hosts 100,1000,5000] [--runs N]
 """
 
@@ -29,6 +32,7 @@ import statistics
 import tempfile
 import threading
 import time
+import urllib.request
 
 import boto3
 
@@ -97,6 +101,10 @@ def main():
                                       ["--tick-ms", str(args.tick_ms), "--host-start-timeout-seconds", "3600"])
         try:
             results[size] = run_size(size, args.runs, args.workers, endpoint, moto_endpoint, counter)
+            # Each function's invocation times as gantry-local ran them, under the
+            # template's limits (all runs of this size, set-up included).
+            with urllib.request.urlopen(f"{endpoint}/gantry-local/invocations", timeout=10) as response:
+                results[size]["invocations"] = json.load(response)
         finally:
             stop([local])
             moto.kill()
@@ -114,6 +122,13 @@ def main():
         print(f"| {size} | {r['workers']} | {r['create_to_succeeded_s_median']:.1f} s | {r['requests_per_host_median']:.2f} | {r['dynamodb_write_bytes_per_host_median']:.0f} |")
     for size, r in results.items():
         print(f"{size} hosts, requests per host by operation: {r['requests_by_operation_per_host']}")
+    print()
+    print("| hosts | function | invocations | p50 | p99 | max | timeout | timed out |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size, r in results.items():
+        for function, f in sorted(r.get("invocations", {}).get("functions", {}).items()):
+            print(f"| {size} | {function} | {f['count']} | {f['p50Ms']:.0f} ms | {f['p99Ms']:.0f} ms | "
+                  f"{f['maxMs']:.0f} ms | {f['timeoutMs'] / 1000:.0f} s | {f['timeouts']} |")
 
 
 def run_size(size, runs, workers, endpoint, moto_endpoint, counter):

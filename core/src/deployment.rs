@@ -651,6 +651,10 @@ pub const ALARM_CONFIG: &str = "ALARM_CONFIG";
 /// ordered target list, which is stored in pages beside the summary (see gantry-functions'
 /// store); 10,000 is ten times CodeDeploy's limit.
 pub const MAX_TARGETS: usize = 10_000;
+/// The most Availability Zones a zonal deployment goes through. The summary holds one
+/// segment per zone, so this keeps it far below an item's 400 KB whatever the zones are
+/// named (an on-premises host's zone is a tag's value, up to 256 characters).
+pub const MAX_ZONES: usize = 64;
 /// Stored (JSON-escaped) bytes of a diagnostics message kept.
 pub const MESSAGE_MAX_BYTES: usize = 512;
 /// Stored bytes of a diagnostics script name kept.
@@ -1192,6 +1196,10 @@ pub enum PlanError {
         "the deployment resolves to {hosts} instances; one deployment holds at most {MAX_TARGETS}"
     )]
     TooManyTargets { hosts: usize },
+    #[error(
+        "the deployment's instances are in {zones} Availability Zones; a zonal deployment goes through at most {MAX_ZONES}"
+    )]
+    TooManyZones { zones: usize },
 }
 
 /// Plans a deployment: orders its targets (health first, then zones), fixes its health
@@ -1211,6 +1219,15 @@ pub fn plan(request: Plan) -> Result<Planned, PlanError> {
         });
     }
     let zonal = request.config.zonal_config.filter(|_| !request.launch);
+    if zonal.is_some() {
+        let zones: std::collections::BTreeSet<Option<&str>> = targets
+            .iter()
+            .map(|target| target.zone.as_deref())
+            .collect();
+        if zones.len() > MAX_ZONES {
+            return Err(PlanError::TooManyZones { zones: zones.len() });
+        }
+    }
     // Stopped instances go last, outside the stretches commands are sent from.
     let (stopped, targets): (Vec<Target>, Vec<Target>) = targets
         .into_iter()

@@ -477,14 +477,21 @@ pub async fn create(
         mut state,
         mut effects,
         takes_lock,
-    } = planned.map_err(|error| {
-        ApiError::new(
+    } = planned.map_err(|error| match error {
+        deployment::PlanError::TooManyTargets { .. } => ApiError::new(
             Exception::InstanceLimitExceeded,
             format!(
                 "deployment group {}: {error}. Narrow the group's tags or split it into several groups",
                 input.deployment_group_name
             ),
-        )
+        ),
+        deployment::PlanError::TooManyZones { .. } => ApiError::new(
+            Exception::InvalidZonalDeploymentConfiguration,
+            format!(
+                "deployment group {}: {error}. Tag on-premises instances with fewer gantry:availability-zone values, or deploy without zonalConfig",
+                input.deployment_group_name
+            ),
+        ),
     })?;
     let spec = DeploymentSpec {
         deployment_id: deployment_id.clone(),

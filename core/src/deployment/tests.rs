@@ -1715,3 +1715,56 @@ mod traffic {
         assert!(host.events.iter().all(|r| r.status == EventStatus::Skipped));
     }
 }
+
+/// The summary holds one segment per zone: a zonal deployment over more zones than
+/// `MAX_ZONES` is refused, and one at the limit, with the longest zone names and the
+/// most hosts, keeps its summary far below an item's 400 KB.
+#[test]
+fn a_zonal_summary_stays_small_whatever_the_zones() {
+    let config = DeploymentConfig::custom(
+        "zonal",
+        MinimumHealthyHosts::FleetPercent(50),
+        Some(ZonalConfig {
+            first_zone_monitor_duration_secs: None,
+            monitor_duration_secs: Some(1),
+            minimum_healthy_hosts_per_zone: None,
+        }),
+    )
+    .unwrap();
+    let fleet = |zones: usize| -> Vec<Target> {
+        (0..MAX_TARGETS)
+            .map(|index| Target {
+                instance_id: format!("host-{index:05}"),
+                zone: Some(format!("{:0>256}", index % zones)),
+                standing: Standing::Unknown,
+                sender: Sender::InstanceRole,
+            })
+            .collect()
+    };
+    let events = lifecycle::in_place(true);
+    let request = |targets: Vec<Target>| Plan {
+        deployment_id: ID.into(),
+        config: &config,
+        targets,
+        launch: false,
+        update_outdated_only: false,
+        deadlines: Deadlines::default(),
+        events: &events,
+        rollback_on_failure: true,
+        rollback_on_stop: true,
+        alarms: None,
+        first_alarm_check: None,
+        blue_green: None,
+        now: 0,
+    };
+    assert_eq!(
+        plan(request(fleet(MAX_ZONES + 1))).unwrap_err(),
+        PlanError::TooManyZones {
+            zones: MAX_ZONES + 1
+        }
+    );
+    let planned = plan(request(fleet(MAX_ZONES))).unwrap();
+    assert_eq!(planned.state.segments.len(), MAX_ZONES);
+    let stored = serde_json::to_string(&planned.state).unwrap().len();
+    assert!(stored < 64 * 1024, "{stored} bytes");
+}
