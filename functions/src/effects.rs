@@ -413,11 +413,13 @@ async fn carry_out_one(
 /// tick's grace even where SQS is slow (moto: about 10 s).
 const DISPATCH_CHUNK: usize = 250;
 
-/// The most hosts one invocation sends its command to. A larger `Dispatch` fans out:
-/// a message a slice on the lifecycle queue, each carried out by an invocation of its
-/// own (Lambda runs as many at once as the queue holds), so that no invocation's work
-/// grows with the fleet.
-pub const DISPATCH_SLICE: u32 = 100;
+/// The most hosts one slice sends its command to: one transaction of their records. A
+/// larger `Dispatch` fans out: a message a slice on the lifecycle queue, carried out by
+/// the lifecycle function (Lambda runs as many at once as the queue holds), so that no
+/// invocation's work grows with the fleet. An invocation takes up to ten messages (the
+/// event source's batch): 250 hosts. With slices of 100, moto's 4 to 8 s a slice ran a
+/// batch of ten past the function's 30 s in `make bench-scale` at 1,000 hosts.
+pub const DISPATCH_SLICE: u32 = 25;
 
 /// One slice of a fanned-out dispatch: `{"gantryDispatch": {..}}` on the lifecycle queue.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -753,7 +755,7 @@ mod tests {
     #[test]
     fn a_large_dispatch_is_sliced_without_gaps_or_overlaps() {
         let all = slices("d-AAAAAAAAA", 7, 1_005);
-        assert_eq!(all.len(), 11);
+        assert_eq!(all.len(), 41);
         assert!(all.iter().all(|slice| slice.count <= DISPATCH_SLICE));
         let mut next = 7;
         for slice in &all {
@@ -761,7 +763,7 @@ mod tests {
             next += slice.count;
         }
         assert_eq!(next, 7 + 1_005);
-        assert_eq!(slices("d-AAAAAAAAA", 0, 10_000).len(), 100);
+        assert_eq!(slices("d-AAAAAAAAA", 0, 10_000).len(), 400);
         assert_eq!(slices("d-AAAAAAAAA", 0, 1).len(), 1);
         assert!(slices("d-AAAAAAAAA", 3, 0).is_empty());
     }
