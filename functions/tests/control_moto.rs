@@ -1797,7 +1797,8 @@ async fn deploy_to_fleet(hosts: usize, config: &str, shuffle: bool) {
     fx.upload("v1.tgz", &good_bundle("1")).await;
     fx.group("web", config, json!({})).await;
     let id = fx.deploy("web", "v1.tgz").await.unwrap();
-    if hosts > effects::DISPATCH_SLICE as usize {
+    // AllAtOnce dispatches the whole fleet at once: past a slice, it fans out.
+    if config == "CodeDeployDefault.AllAtOnce" && hosts > effects::DISPATCH_SLICE as usize {
         Box::pin(fan_out_lands(&fx, &id, hosts)).await;
     }
     let info = play_fleet(&fx, &id, &names, shuffle).await;
