@@ -45,6 +45,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.responses import DynamoHandler
+from .scale import put_back
 
 # Constraints in Amazon DynamoDB, "Partition keys and sort keys" and "Items"
 # (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html): a
@@ -154,12 +155,7 @@ def _update_item(update):
             return update(self, table_name, key, *args, **kwargs)
         except (ItemSizeTooLarge, ItemSizeToUpdateTooLarge):
             # moto applies the actions one by one, after storing a new item's key: undo both.
-            items = table.items[hash_key] if range_key is not None else table.items
-            slot = range_key if range_key is not None else hash_key
-            if before is None:
-                items.pop(slot, None)
-            else:
-                items[slot] = before
+            put_back(table, hash_key, range_key, before)
             refused = ItemSizeToUpdateTooLarge()
             if getattr(_transaction, "active", False):
                 raise ValidationError(refused.message) from None
