@@ -130,6 +130,14 @@ class QueryTest(StandInTestCase):
                               ExpressionAttributeValues={":p": {"S": "p2"}, ":one": {"S": "01"}, ":ten": {"N": "12"}})
         self.assertEqual(keys, [("p2", f"{i:03d}") for i in range(19, 12, -1)])
 
+    def test_a_query_with_between_and_greater_than_across_pages(self):
+        keys = self.query_all(KeyConditionExpression="pk = :p AND sk BETWEEN :low AND :high",
+                              ExpressionAttributeValues={":p": {"S": "p0"}, ":low": {"S": "004"}, ":high": {"S": "021"}})
+        self.assertEqual(keys, [("p0", f"{i:03d}") for i in range(4, 22)])
+        keys = self.query_all(KeyConditionExpression="pk = :p AND sk > :last",
+                              ExpressionAttributeValues={":p": {"S": "p0"}, ":last": {"S": "025"}})
+        self.assertEqual(keys, [("p0", f"{i:03d}") for i in range(26, 30)])
+
     def test_a_query_of_a_missing_partition_is_empty(self):
         page = self.db.query(TableName=self.table, KeyConditionExpression="pk = :p",
                              ExpressionAttributeValues={":p": {"S": "nowhere"}})

@@ -10,10 +10,11 @@ hosts every call waited on them. Measured with `make bench-scale` at 2,000 hosts
   the items its actions name, and on failure puts them back as they were (or removes the
   ones it created). Either every action is applied or none is, as before
   (tests/test_scale.py).
-- Query gathers and sorts every item of the table, then keeps the partition asked for.
-  Here a query of the table starts from its partition, and a query of an index from the
-  items that carry the index's partition key with the value asked for; moto's own query
-  then sorts, pages, filters and projects them as before.
+- Query gathers and sorts every item of the table, then keeps the partition asked for,
+  measuring each item of it before comparing its sort key. Here a query of the table
+  starts from the items of its partition that meet its sort key condition, and a query of
+  an index from the items that carry the index's partition key with the value asked for;
+  moto's own query then sorts, pages, filters and projects them as before.
 """
 
 import copy
@@ -74,7 +75,7 @@ def _transact_write_items(transact):
     return wrapper
 
 
-def _candidates(table, hash_key, index_name, hash_key_conditions):
+def _candidates(table, hash_key, index_name, hash_key_conditions, range_comparison, range_objs):
     """Every item the query can return (and perhaps more: moto checks each), or None to
     let moto look at the whole table."""
     if index_name is None:
@@ -83,7 +84,11 @@ def _candidates(table, hash_key, index_name, hash_key_conditions):
         if table.range_key_attr is None:
             item = table.items.get(hash_key)
             return [] if item is None else [item]
-        return list(table.items.get(hash_key, {}).values())
+        partition = table.items.get(hash_key, {})
+        if not range_comparison:
+            return list(partition.values())
+        # moto measures every item of the partition before comparing its sort key.
+        return [item for range_key, item in partition.items() if range_key.compare(range_comparison, range_objs)]
     if not hash_key_conditions:
         return None
     # A secondary index holds only the items that carry its key attributes.
@@ -98,7 +103,8 @@ def _query(query):
     def wrapper(self, *args, **kwargs):
         arguments = _QUERY.bind(self, *args, **kwargs).arguments
         candidates = _candidates(self, arguments.get("hash_key"), arguments.get("index_name"),
-                                 arguments.get("hash_key_conditions"))
+                                 arguments.get("hash_key_conditions"), arguments.get("range_comparison"),
+                                 arguments.get("range_objs"))
         if candidates is None:
             return query(self, *args, **kwargs)
         # moto's query reads `self.all_items()`: for this call, the candidates (DynamoDB
