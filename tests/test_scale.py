@@ -1,7 +1,8 @@
-"""DynamoDB in the stand-in at scale (tests/standin/scale.py): TransactWriteItems all or
-nothing with a rollback that copies only the items a transaction names; Query from the
-partition asked for, with moto's order, conditions, pages and filters."""
+"""The stand-in at scale (tests/standin/scale.py): TransactWriteItems all or nothing with a
+rollback that copies only the items a transaction names; Query from the partition asked
+for, with moto's order, conditions, pages and filters; GetObject ranges read alone."""
 
+import os
 import unittest
 import uuid
 
@@ -149,6 +150,47 @@ class QueryTest(StandInTestCase):
                               ExpressionAttributeValues={":yes": {"S": "yes"}, ":ninety": {"S": "090"}})
         # `at` is 100 - i: ascending `at` is descending i, and at < 090 keeps i > 10.
         self.assertEqual(keys, [("p1", f"{i:03d}") for i in range(27, 10, -3)])
+
+
+class ObjectRangeTest(StandInTestCase):
+    def setUp(self):
+        self.s3 = self.client("s3")
+        self.bucket = "b-" + uuid.uuid4().hex[:8]
+        self.s3.create_bucket(Bucket=self.bucket)
+        # Past moto's in-memory size for an object's buffer (it spools to disk beyond it).
+        self.body = os.urandom(12 * 1024 * 1024 + 5)
+        self.s3.put_object(Bucket=self.bucket, Key="k", Body=self.body)
+
+    def get(self, **request):
+        return self.s3.get_object(Bucket=self.bucket, Key="k", **request)
+
+    def test_ranges_put_together_are_the_object(self):
+        step = 4 * 1024 * 1024
+        parts = []
+        for start in range(0, len(self.body), step):
+            end = min(start + step, len(self.body)) - 1
+            got = self.get(Range=f"bytes={start}-{end}")
+            self.assertEqual(got["ResponseMetadata"]["HTTPStatusCode"], 206)
+            self.assertEqual(got["ContentRange"], f"bytes {start}-{end}/{len(self.body)}")
+            parts.append(got["Body"].read())
+        self.assertEqual(b"".join(parts), self.body)
+
+    def test_an_open_range_a_range_past_the_end_and_the_whole_object(self):
+        self.assertEqual(self.get(Range="bytes=12582910-")["Body"].read(), self.body[12582910:])
+        self.assertEqual(self.get(Range="bytes=10-99999999")["Body"].read(), self.body[10:])
+        self.assertEqual(self.get(Range="bytes=-7")["Body"].read(), self.body[-7:])
+        self.assertEqual(self.get()["Body"].read(), self.body)
+        self.assertEqual(self.get(PartNumber=1)["Body"].read(), self.body)
+        with self.assertRaises(ClientError) as raised:
+            self.get(Range=f"bytes={len(self.body)}-")
+        self.assertEqual(raised.exception.response["Error"]["Code"], "InvalidRange")
+
+    def test_a_range_with_the_objects_etag_and_another(self):
+        etag = self.s3.head_object(Bucket=self.bucket, Key="k")["ETag"]
+        self.assertEqual(self.get(Range="bytes=0-9", IfMatch=etag)["Body"].read(), self.body[:10])
+        with self.assertRaises(ClientError) as raised:
+            self.get(Range="bytes=0-9", IfMatch='"0123456789abcdef0123456789abcdef"')
+        self.assertEqual(raised.exception.response["Error"]["Code"], "PreconditionFailed")
 
 
 if __name__ == "__main__":
