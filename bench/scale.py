@@ -143,11 +143,15 @@ def run_size(size, runs, workers, endpoint, moto_endpoint, counter):
     hosts = [f"host-{i:05d}" for i in range(size)]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda host: api(endpoint, "RegisterOnPremisesInstance", {"instanceName": host, "iamSessionArn": session_arn(host)}), hosts))
-    for zone in range(2):
-        members = hosts[zone::2]
-        for start in range(0, len(members), 100):
-            api(endpoint, "AddTagsToOnPremisesInstances", {"instanceNames": members[start:start + 100], "tags": [
-                {"Key": "bench", "Value": "yes"}, {"Key": "gantry:availability-zone", "Value": f"zone-{zone}"}]})
+    def tag(zone, members):
+        api(endpoint, "AddTagsToOnPremisesInstances", {"instanceNames": members, "tags": [
+            {"Key": "bench", "Value": "yes"}, {"Key": "gantry:availability-zone", "Value": f"zone-{zone}"}]})
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        calls = [pool.submit(tag, zone, hosts[zone::2][start:start + 100])
+                 for zone in range(2) for start in range(0, len(hosts[zone::2]), 100)]
+        for call in calls:
+            call.result()
     api(endpoint, "CreateDeploymentGroup", {"applicationName": "bench", "deploymentGroupName": "all",
         "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
         "onPremisesInstanceTagFilters": [{"Key": "bench", "Value": "yes", "Type": "KEY_AND_VALUE"}]})
