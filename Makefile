@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo demo-lb demo-bluegreen bench bench-agent bench-control-plane bench-fleet bench-scale bench-lb bench-bluegreen package package-agent package-lambdas clean
+.PHONY: all test lint venv build demo demo-lb demo-bluegreen bench bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
 
 all: test
 
@@ -44,7 +44,7 @@ lint: venv
 	$(VENV)/bin/cfn-lint template.yaml
 
 # Benchmarks measure; they never run in `make test`. Results land in bench/results/.
-bench: bench-agent bench-control-plane bench-fleet bench-scale bench-lb bench-bluegreen
+bench: bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen
 
 bench-agent: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
@@ -61,6 +61,11 @@ bench-fleet: venv
 bench-scale: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/scale.py
+
+# How fast push downloads and checks a bundle: the rate the 1 GiB bundle limit rests on.
+bench-bundle: venv
+	$(CARGO) build --release -p gantry-local
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/bundle.py
 
 # Traffic control behind a load balancer: its time per batch, and the requests it saves.
 bench-lb: venv

@@ -64,6 +64,16 @@ fn check(path: &Path) -> Result<Outcome, String> {
                 .map_err(|error| format!("cannot read {} as text: {error}", path.display()))?;
             Ok(outcome(AppSpec::parse(&text)))
         }
+        Some(_) if meta.len() > bundle::MAX_VALIDATED_ARCHIVE_BYTES => {
+            Ok(Outcome::Invalid(vec![Problem::new(
+                "bundle",
+                format!(
+                    "the archive is {} bytes; Gantry takes bundles of up to {} MiB",
+                    meta.len(),
+                    bundle::MAX_VALIDATED_ARCHIVE_BYTES >> 20
+                ),
+            )]))
+        }
         Some(bundle_type) => {
             let scratch = tempfile::tempdir()
                 .map_err(|error| format!("cannot create a scratch directory: {error}"))?;

@@ -63,6 +63,14 @@ pub async fn run(gantry: &Gantry, args: PushArgs, output: Output) -> anyhow::Res
             args.dir.display()
         );
     }
+    let size = std::fs::metadata(&archive)?.len();
+    if size > bundle::MAX_VALIDATED_ARCHIVE_BYTES {
+        anyhow::bail!(
+            "the bundle built from {} is {size} bytes; Gantry takes bundles of up to {} MiB; nothing was pushed",
+            args.dir.display(),
+            bundle::MAX_VALIDATED_ARCHIVE_BYTES >> 20
+        );
+    }
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&gantry.config)
             .force_path_style(true)

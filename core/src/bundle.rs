@@ -65,6 +65,19 @@ impl BundleType {
     }
 }
 
+/// The largest bundle (archive bytes) the control plane takes. RegisterApplicationRevision
+/// and CreateDeployment download and check a bundle before recording it, inside functions
+/// of [`VALIDATING_FUNCTION_MEMORY_MB`] and a 30 s timeout: at the rate measured in
+/// bench/README.md ("Validating bundles"), 1 GiB is checked in well under half of it.
+/// A larger bundle is refused before it is downloaded, naming this limit; hosts take up
+/// to [`Limits::default`]'s 4 GiB of unpacked files.
+pub const MAX_VALIDATED_ARCHIVE_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// The memory of the functions that validate bundles (push, create-deployment, api):
+/// Lambda gives a function CPU in proportion to its memory, one vCPU at 1,769 MB, and
+/// unpacking a bundle is CPU-bound.
+pub const VALIDATING_FUNCTION_MEMORY_MB: u64 = 1769;
+
 /// How much an archive may unpack to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

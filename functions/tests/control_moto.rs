@@ -402,6 +402,69 @@ async fn push_accepts_a_good_bundle_and_refuses_a_bad_one_recording_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn push_downloads_a_large_bundle_in_ranges_and_checks_all_of_it() {
+    let fx = Fixture::start().await;
+    // 20 MiB that gzip cannot shrink: the archive spans three 8 MiB ranges.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..20 * 1024 * 1024 / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    let mut entries = good_bundle("1");
+    entries.push(Entry::file("app/blob.bin", &noise));
+    fx.upload("large.tgz", &entries).await;
+    let push = |key: &str| {
+        handlers::invoke(
+            &fx.control,
+            "push",
+            json!({"applicationName": APP, "revision": {"revisionType": "S3", "s3Location": {"bucket": BUCKET, "key": key, "bundleType": "tgz"}}}),
+        )
+    };
+    push("large.tgz").await.unwrap();
+    let revisions = fx
+        .ok("ListApplicationRevisions", json!({"applicationName": APP}))
+        .await;
+    assert_eq!(
+        revisions["revisions"].as_array().unwrap().len(),
+        1,
+        "{revisions}"
+    );
+
+    // The same bundle with the appspec's script missing, placed last: the check reads
+    // the whole archive, put together from its ranges.
+    let mut broken: Vec<Entry> = vec![Entry::file("app/blob.bin", &noise)];
+    broken.push(Entry::file(
+        "appspec.yml",
+        b"version: 0.0\nos: linux\nhooks:\n  ValidateService:\n    - location: scripts/missing.sh\n",
+    ));
+    fx.upload("broken.tgz", &broken).await;
+    let refused = push("broken.tgz").await.unwrap_err();
+    assert_eq!(refused.code, "InvalidRevisionException", "{refused}");
+    assert!(refused.message.contains("scripts/missing.sh"), "{refused}");
+
+    // Over the limit, a bundle is refused by its size, before any of it is downloaded.
+    let location: gantry_core::wire::S3Location =
+        serde_json::from_value(json!({"bucket": BUCKET, "key": "large.tgz", "bundleType": "tgz"}))
+            .unwrap();
+    let too_large = gantry_core::bundle::MAX_VALIDATED_ARCHIVE_BYTES as i64 + 1;
+    let refused = fx
+        .control
+        .bundles
+        .validate(&location, too_large)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "InvalidRevisionException", "{refused}");
+    assert!(
+        refused.message.contains("revision.s3Location") && refused.message.contains("1024 MiB"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn each_configuration_dispatches_its_batches() {
     let fx = Fixture::start().await;
     fx.hosts(&HOSTS).await;

@@ -340,18 +340,25 @@ fn lifecycle_hooks_and_their_actions_are_limited_to_groups_tagged_for_gantry() {
 }
 
 #[test]
-fn functions_that_validate_bundles_have_scratch_space_for_the_largest() {
-    let limits = gantry_core::bundle::Limits::default();
-    // The archive and what it unpacks to, both at the limit.
-    let needed_mib = 2 * limits.max_bytes / (1024 * 1024);
+fn functions_that_validate_bundles_have_scratch_space_and_cpu_for_the_largest() {
+    use gantry_core::bundle::{Limits, MAX_VALIDATED_ARCHIVE_BYTES, VALIDATING_FUNCTION_MEMORY_MB};
+    // The archive and what it unpacks to, both at their limits.
+    let needed_mib = (MAX_VALIDATED_ARCHIVE_BYTES + Limits::default().max_bytes) / (1024 * 1024);
     let template = template();
     for function in ["PushFunction", "CreateDeploymentFunction", "ApiFunction"] {
-        let size = template["Resources"][function]["Properties"]["EphemeralStorage"]["Size"]
+        let properties = &template["Resources"][function]["Properties"];
+        let size = properties["EphemeralStorage"]["Size"]
             .as_u64()
             .unwrap_or(512);
         assert!(
             size >= needed_mib,
             "{function}: {size} MiB of /tmp, {needed_mib} needed"
+        );
+        // The limit was measured at this memory (one vCPU).
+        assert_eq!(
+            properties["MemorySize"].as_u64(),
+            Some(VALIDATING_FUNCTION_MEMORY_MB),
+            "{function}"
         );
     }
 }
