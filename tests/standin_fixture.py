@@ -36,6 +36,15 @@ def wait_until(condition, timeout=20, interval=0.05, what="the condition"):
         time.sleep(interval)
 
 
+def create_table(db, name, sort_key=True, **options):
+    """A pay-per-request table keyed by string `pk` (and `sk`), as Gantry's is."""
+    keys = ["pk", "sk"] if sort_key else ["pk"]
+    db.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                    KeySchema=[{"AttributeName": key, "KeyType": kind} for key, kind in zip(keys, ["HASH", "RANGE"])],
+                    AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in keys], **options)
+    return name
+
+
 class StandInTestCase(unittest.TestCase):
     """A moto server per test class."""
 

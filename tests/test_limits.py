@@ -13,7 +13,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from standin_fixture import StandInTestCase
+from standin_fixture import StandInTestCase, create_table
 
 KEY_MESSAGE = "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes"
 SORT_KEY_MESSAGE = ("One or more parameter values were invalid: Aggregated size of all range keys has exceeded the "
@@ -45,12 +45,7 @@ class LimitsTestCase(StandInTestCase):
 class DynamoDBLimitsTest(LimitsTestCase):
     def setUp(self):
         self.db = self.client("dynamodb")
-        self.table = "t-" + uuid.uuid4().hex[:8]
-        self.db.create_table(TableName=self.table, BillingMode="PAY_PER_REQUEST",
-                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                        {"AttributeName": "sk", "KeyType": "RANGE"}],
-                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                                   {"AttributeName": "sk", "AttributeType": "S"}])
+        self.table = create_table(self.db, "t-" + uuid.uuid4().hex[:8])
 
     def item(self, pk, sk="s", size=None, **attributes):
         """An item; with `size`, a `fill` attribute makes it `size` bytes in all."""
@@ -191,10 +186,7 @@ class DynamoDBLimitsTest(LimitsTestCase):
         self.assertIn("Member must have length less than or equal to 100", response["Error"]["Message"])
 
     def test_batch_get_item_at_most_100_keys(self):
-        other = self.table + "-2"
-        self.db.create_table(TableName=other, BillingMode="PAY_PER_REQUEST",
-                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        other = create_table(self.db, self.table + "-2", sort_key=False)
 
         def keys(count, table_keys=None):
             return {self.table: {"Keys": [self.item(f"p{i}") for i in range(count)]},
@@ -208,10 +200,7 @@ class DynamoDBLimitsTest(LimitsTestCase):
         self.assertIn("Member must have length less than or equal to 100", response["Error"]["Message"])
 
     def test_batch_write_item_at_most_25_requests(self):
-        other = self.table + "-2"
-        self.db.create_table(TableName=other, BillingMode="PAY_PER_REQUEST",
-                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        other = create_table(self.db, self.table + "-2", sort_key=False)
 
         def puts(count, prefix="p"):
             return [{"PutRequest": {"Item": self.item(f"{prefix}{i}")}} for i in range(count)]

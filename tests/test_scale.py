@@ -8,18 +8,13 @@ import uuid
 
 from botocore.exceptions import ClientError
 
-from standin_fixture import StandInTestCase
+from standin_fixture import StandInTestCase, create_table
 
 
 class TransactionTest(StandInTestCase):
     def setUp(self):
         self.db = self.client("dynamodb")
-        self.table = "t-" + uuid.uuid4().hex[:8]
-        self.db.create_table(TableName=self.table, BillingMode="PAY_PER_REQUEST",
-                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                        {"AttributeName": "sk", "KeyType": "RANGE"}],
-                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                                   {"AttributeName": "sk", "AttributeType": "S"}])
+        self.table = create_table(self.db, "t-" + uuid.uuid4().hex[:8])
         # Items the transactions do not name: they must come through untouched.
         for i in range(50):
             self.db.put_item(TableName=self.table, Item={"pk": {"S": "other"}, "sk": {"S": f"{i:03d}"}, "v": {"N": str(i)}})
@@ -73,10 +68,7 @@ class TransactionTest(StandInTestCase):
         self.assertEqual(len(self.items()), 52)
 
     def test_a_table_without_a_sort_key_rolls_back_too(self):
-        table = "h-" + uuid.uuid4().hex[:8]
-        self.db.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        table = create_table(self.db, "h-" + uuid.uuid4().hex[:8], sort_key=False)
         self.db.put_item(TableName=table, Item={"pk": {"S": "x"}, "v": {"N": "1"}})
         with self.assertRaises(ClientError):
             self.db.transact_write_items(TransactItems=[
