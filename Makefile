@@ -42,6 +42,7 @@ lint: venv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/python scripts/module_cycles.py
 
 # Benchmarks measure; they never run in `make test`. Results land in bench/results/.
 bench: bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen

@@ -17,37 +17,14 @@ use crate::adapters::Host;
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
 use crate::model::{
-    BlueGreenConfiguration, COPY_AUTO_SCALING_GROUP, DeploymentGroupSettings, DeploymentSpec,
-    KEEP_ALIVE, STOP_DEPLOYMENT, TargetSelection, now_millis,
+    BlueGreenConfiguration, BlueGreenSpec, COPY_AUTO_SCALING_GROUP, DeploymentGroupSettings,
+    DeploymentSpec, KEEP_ALIVE, STOP_DEPLOYMENT, TargetSelection, now_millis,
 };
 use crate::store::DeploymentRecord;
 use gantry_core::deployment::OriginalFleet;
 use gantry_core::identity::Sender;
 use gantry_core::lifecycle::{self, LifecycleEvent};
-use serde::{Deserialize, Serialize};
-
-/// What a blue/green deployment keeps of its fleets, beside its ordered hosts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BlueGreenSpec {
-    /// The Auto Scaling groups deleted with the original fleet (TERMINATE).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub original_auto_scaling_groups: Vec<String>,
-    /// The copied Auto Scaling group holding the replacement fleet: the deployment group
-    /// deploys to it in place of the original once the deployment succeeds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replacement_auto_scaling_group: Option<String>,
-    /// The group's configuration the deployment was made with, as GetDeployment shows it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub configuration: Option<BlueGreenConfiguration>,
-    /// CreateDeployment's `targetInstances`, as given (DISCOVER_EXISTING).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_instances: Option<serde_json::Value>,
-    /// While the copy is provisioned: CreateDeployment's input, to plan the deployment
-    /// with once the copy's instances exist.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provisioning_input: Option<serde_json::Value>,
-}
+use serde::Deserialize;
 
 /// A blue/green deployment's two fleets, as CreateDeployment resolves them. A copy not
 /// yet provisioned has no replacement hosts (`provisioning`).
@@ -510,7 +487,7 @@ pub async fn adopt_replacement(
     if settings == group.settings.value {
         return Ok(());
     }
-    crate::handlers::api::put_group_hooks(control, &settings, std::slice::from_ref(&copy)).await?;
+    crate::group_hooks::put_group_hooks(control, &settings, std::slice::from_ref(&copy)).await?;
     control
         .store
         .update_body(

@@ -1,6 +1,5 @@
 //! Errors as callers see them: CodeDeploy's exception names with one clear sentence.
 
-use crate::store::StoreError;
 use serde::Serialize;
 
 /// The exceptions Gantry answers with, each named as CodeDeploy names it.
@@ -233,20 +232,6 @@ impl ApiError {
     /// Something went wrong on our side or AWS's; the caller may retry.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Exception::InternalFailure, message)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Conflict(message) => Self::new(Exception::ConcurrentModification, message),
-            StoreError::NotFound(what) => Self::new(
-                Exception::ResourceNotFound,
-                format!("{what} does not exist"),
-            ),
-            StoreError::TooLarge(message) => Self::invalid_input(message),
-            other => Self::internal(other.to_string()),
-        }
     }
 }
 

@@ -12,7 +12,14 @@
 //!   (trigger messages), [`model`] (CodeDeploy's shapes), [`control`] (settings and
 //!   clients).
 //!
-//! The module graph runs one way: handlers → deploy/effects → store, adapters, notify.
+//! - [`group_hooks`]: a deployment group's Auto Scaling lifecycle hooks, shared by the API
+//!   and blue/green.
+//!
+//! The module graph runs one way, handlers → deploy/effects → store, adapters, notify →
+//! model → error, but for one knot: [`effects`] carries out what [`blue_green`],
+//! [`deploy`] and [`traffic_steps`] decide, and they call back into it (issue 26).
+//! `make lint` runs scripts/module_cycles.py, which fails on any use that closes a new
+//! cycle among top-level modules (scripts/module_cycles.allowed lists the knot's).
 
 pub mod adapters;
 pub mod advance;
@@ -22,6 +29,7 @@ pub mod deploy;
 pub mod effects;
 pub mod error;
 pub mod green_fleet;
+pub mod group_hooks;
 pub mod handlers;
 pub mod lambda;
 pub mod model;

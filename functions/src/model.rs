@@ -602,7 +602,7 @@ pub struct DeploymentSpec {
     pub target_groups: Vec<crate::traffic::TargetGroupRef>,
     /// A blue/green deployment's fleets (`deploymentStyle` BLUE_GREEN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blue_green: Option<crate::blue_green::BlueGreenSpec>,
+    pub blue_green: Option<BlueGreenSpec>,
 }
 
 /// A launching instance held in Pending:Wait by a Gantry lifecycle hook, as Auto Scaling's
@@ -618,6 +618,29 @@ pub struct LifecycleAction {
 
 /// CodeDeploy's limit on a deployment's (and a revision's) description, in characters.
 pub const DESCRIPTION_MAX_CHARS: usize = 100;
+
+/// What a blue/green deployment keeps of its fleets, beside its ordered hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenSpec {
+    /// The Auto Scaling groups deleted with the original fleet (TERMINATE).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub original_auto_scaling_groups: Vec<String>,
+    /// The copied Auto Scaling group holding the replacement fleet: the deployment group
+    /// deploys to it in place of the original once the deployment succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement_auto_scaling_group: Option<String>,
+    /// The group's configuration the deployment was made with, as GetDeployment shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<BlueGreenConfiguration>,
+    /// CreateDeployment's `targetInstances`, as given (DISCOVER_EXISTING).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_instances: Option<serde_json::Value>,
+    /// While the copy is provisioned: CreateDeployment's input, to plan the deployment
+    /// with once the copy's instances exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_input: Option<serde_json::Value>,
+}
 
 /// Refuses a description over [`DESCRIPTION_MAX_CHARS`], as CodeDeploy does.
 pub fn check_description(description: Option<&str>) -> Result<(), crate::error::ApiError> {

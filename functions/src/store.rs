@@ -73,6 +73,25 @@ pub enum StoreError {
     TooLarge(String),
 }
 
+/// What a caller of the API sees: a lost race is ConcurrentModificationException, a
+/// missing item ResourceNotFoundException, an item too large InvalidInputException.
+impl From<StoreError> for crate::error::ApiError {
+    fn from(error: StoreError) -> Self {
+        use crate::error::{ApiError, Exception};
+        match error {
+            StoreError::Conflict(message) => {
+                ApiError::new(Exception::ConcurrentModification, message)
+            }
+            StoreError::NotFound(what) => ApiError::new(
+                Exception::ResourceNotFound,
+                format!("{what} does not exist"),
+            ),
+            StoreError::TooLarge(message) => ApiError::invalid_input(message),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
 /// A value with the version it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned<T> {

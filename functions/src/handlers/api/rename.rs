@@ -291,7 +291,7 @@ async fn put_hooks_again(
     }
     let (target, role) = hook_target(control)?;
     let (missing, _) = control.lifecycle.unusable(auto_scaling_groups).await?;
-    let metadata = super::hook_metadata(application, group);
+    let metadata = crate::group_hooks::hook_metadata(application, group);
     let kinds: Vec<HookKind> = hook_kinds(settings);
     for auto_scaling_group in auto_scaling_groups
         .iter()
