@@ -446,6 +446,28 @@ async fn push_downloads_a_large_bundle_in_ranges_and_checks_all_of_it() {
     assert_eq!(refused.code, "InvalidRevisionException", "{refused}");
     assert!(refused.message.contains("scripts/missing.sh"), "{refused}");
 
+    // A bundle replaced after it was pinned (its ETag taken) is refused, never checked
+    // or deployed as a mix of the two objects.
+    let (pinned, size) = fx
+        .control
+        .bundles
+        .pin(
+            &serde_json::from_value(
+                json!({"bucket": BUCKET, "key": "large.tgz", "bundleType": "tgz"}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    fx.upload("large.tgz", &good_bundle("swapped")).await;
+    let swapped = fx
+        .control
+        .bundles
+        .validate(&pinned, size)
+        .await
+        .unwrap_err();
+    assert!(swapped.message.contains("PreconditionFailed"), "{swapped}");
+
     // Over the limit, a bundle is refused by its size, before any of it is downloaded.
     let location: gantry_core::wire::S3Location =
         serde_json::from_value(json!({"bucket": BUCKET, "key": "large.tgz", "bundleType": "tgz"}))
