@@ -303,6 +303,14 @@ impl Fixture {
         assert!(failed.is_empty(), "reports refused: {failed:?}");
     }
 
+    /// How many revisions the application has registered.
+    async fn revision_count(&self) -> usize {
+        self.ok("ListApplicationRevisions", json!({"applicationName": APP}))
+            .await["revisions"]
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+
     async fn deployment(&self, id: &str) -> Value {
         self.ok("GetDeployment", json!({"deploymentId": id})).await["deploymentInfo"].clone()
     }
@@ -369,14 +377,7 @@ async fn push_accepts_a_good_bundle_and_refuses_a_bad_one_recording_nothing() {
             refused.message
         );
     }
-    let revisions = fx
-        .ok("ListApplicationRevisions", json!({"applicationName": APP}))
-        .await;
-    assert_eq!(
-        revisions["revisions"].as_array().unwrap().len(),
-        1,
-        "{revisions}"
-    );
+    assert_eq!(fx.revision_count().await, 1);
 
     let missing = handlers::invoke(
         &fx.control,
@@ -425,14 +426,7 @@ async fn push_downloads_a_large_bundle_in_ranges_and_checks_all_of_it() {
         )
     };
     push("large.tgz").await.unwrap();
-    let revisions = fx
-        .ok("ListApplicationRevisions", json!({"applicationName": APP}))
-        .await;
-    assert_eq!(
-        revisions["revisions"].as_array().unwrap().len(),
-        1,
-        "{revisions}"
-    );
+    assert_eq!(fx.revision_count().await, 1);
 
     // The same bundle with the appspec's script missing, placed last: the check reads
     // the whole archive, put together from its ranges.
