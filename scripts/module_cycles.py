@@ -5,16 +5,13 @@ A crate's top-level modules are the `mod` items of its src/lib.rs (or src/main.r
 A uses B when a file of A (src/A.rs or anything under src/A/) names `crate::B` (in a path
 or a `use crate::{...}` group), or, from src/A.rs itself, `super::B`; comments and unit
 tests (what follows `#[cfg(test)]`) do not count. Every module in a
-cycle depends on every other: none can be read, changed or tested alone. Issue 26 is to
-remove them all.
+cycle depends on every other: none can be read, changed or tested alone. Issue 26
+removed them all.
 
-Until then this is a ratchet: scripts/module_cycles.allowed lists the uses inside cycles
-that exist today (`crate: from -> to`). The check fails when a cycle holds a use not on
-the list (a new upward arrow), and when a listed use is gone or no longer in a cycle
-(take it off: the list only shrinks). With --list it prints the uses inside cycles in
-the list's format.
+There are none now, and the check keeps it so: it fails on every use inside a cycle,
+naming the file and line, with --list it only prints them.
 
-Usage: scripts/module_cycles.py [--list] [crate directories...]
+Usage: scripts/module_cycles.py [--list]
 """
 
 import os
@@ -22,8 +19,14 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALLOWED = os.path.join(ROOT, "scripts", "module_cycles.allowed")
-CRATES = ["core", "functions", "agent", "cli", "local", "tests"]
+
+
+def workspace_members():
+    """The crates of the workspace, as Cargo.toml's `members` names them."""
+    import tomllib
+    with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
+        return tomllib.load(f)["workspace"]["members"]
+
 
 MOD = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", re.M)
 LINE_COMMENT = re.compile(r"//[^\n]*")
@@ -130,7 +133,7 @@ def components(modules, edges):
 def cyclic_uses():
     """{"crate: from -> to": where} for each use inside a cycle, every crate."""
     found = {}
-    for crate in CRATES:
+    for crate in workspace_members():
         crate_dir = os.path.join(ROOT, crate)
         if not os.path.isdir(os.path.join(crate_dir, "src")):
             continue
@@ -148,18 +151,12 @@ def main():
         for use in sorted(found):
             print(use)
         return 0
-    with open(ALLOWED) as f:
-        allowed = {line.strip() for line in f if line.strip() and not line.startswith("#")}
-    new = sorted(set(found) - allowed)
-    gone = sorted(allowed - set(found))
-    for use in new:
-        print(f"error: {use} ({found[use]}) closes a cycle among top-level modules; "
-              "make the lower module not need the higher one (issue 26)")
-    for use in gone:
-        print(f"error: {use} is no longer in a cycle: take it off {os.path.relpath(ALLOWED, ROOT)}")
-    if not new and not gone:
-        print(f"module cycles: {len(found)} known uses inside cycles, none new")
-    return 1 if new or gone else 0
+    for use, where in sorted(found.items()):
+        print(f"error: {use} ({where}) closes a cycle among top-level modules; "
+              "make the lower module not need the higher one")
+    if not found:
+        print("module cycles: none")
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 //! Each maps SDK errors to [`ApiError`]s that say what failed.
 
 use crate::error::{ApiError, Exception};
-use crate::model::{LifecycleAction, OnPremisesInstance, RevisionRecord, ZONE_TAG, seconds};
+use crate::model::{
+    LifecycleAction, OnPremisesInstance, RevisionRecord, TargetSelection, ZONE_TAG, seconds,
+};
 use crate::store::{DynamoStore, keys};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -707,6 +709,26 @@ pub struct Fleet {
 impl Fleet {
     pub fn new(ec2: aws_sdk_ec2::Client, autoscaling: aws_sdk_autoscaling::Client) -> Self {
         Self { ec2, autoscaling }
+    }
+
+    /// The instances `selection` matches now (on-premises ones from `store`).
+    pub async fn matching(
+        &self,
+        store: &DynamoStore,
+        selection: &TargetSelection,
+    ) -> Result<Vec<Host>, ApiError> {
+        let mut hosts = Vec::new();
+        if let Some(rule) = selection.on_premises_rule() {
+            hosts.extend(self.on_premises(store, &rule).await?);
+        }
+        if let Some(rule) = selection.ec2_rule() {
+            hosts.extend(self.ec2(&rule).await?);
+        }
+        hosts.extend(self.auto_scaling(&selection.auto_scaling_groups).await?);
+        // An instance matched twice (a tag and an Auto Scaling group) is one target.
+        let mut seen = std::collections::HashSet::new();
+        hosts.retain(|host| seen.insert(host.instance_id.clone()));
+        Ok(hosts)
     }
 
     /// Registered (not deregistered) on-premises instances whose tags match.

@@ -9,7 +9,7 @@
 //! deployment, provisioning, and returns; the copy is made by the stored effect
 //! ProvisionFleet, and looked at again (a fleet check on the lifecycle queue, and the
 //! tick) until its instances exist, when the deployment is planned over both fleets
-//! (`crate::deploy::finish_provisioning`). From the moment the copy may exist, the
+//! (`crate::deploy::finish_provisioning`, called by `crate::effects::look_at_copy`). From the moment the copy may exist, the
 //! deployment owns it: any end before the plan removes it (RemoveReplacement), and a
 //! ProvisionFleet run late deletes what it finds instead of making it.
 
@@ -43,7 +43,7 @@ pub struct Fleets {
 pub const PROVISIONING_LIMIT_MS: u64 = 10 * 60 * 1000;
 
 /// How often a provisioning copy is looked at.
-const FLEET_CHECK_DELAY_SECONDS: i32 = 5;
+pub const FLEET_CHECK_DELAY_SECONDS: i32 = 5;
 
 fn invalid_targets(message: impl Into<String>) -> ApiError {
     ApiError::new(Exception::InvalidTargetInstances, message)
@@ -61,9 +61,12 @@ pub async fn provision(
     deployment_id: &str,
     copied: Option<&[Host]>,
 ) -> Result<Fleets, ApiError> {
-    let original = crate::deploy::resolve_hosts(control, &settings.targets).await?;
+    let original = control
+        .fleet
+        .matching(&control.store, &settings.targets)
+        .await?;
     let copy = config.green_fleet_provisioning_option.action == COPY_AUTO_SCALING_GROUP;
-    let given = target_instances.filter(|value| !crate::deploy::is_blank(value));
+    let given = target_instances.filter(|value| !crate::model::is_blank(value));
     if copied.is_some() && !copy {
         return Err(ApiError::new(
             Exception::InvalidBlueGreenDeploymentConfiguration,
@@ -104,7 +107,7 @@ pub async fn provision(
             ));
         };
         let selection = replacement_selection(value)?;
-        let hosts = crate::deploy::resolve_hosts(control, &selection).await?;
+        let hosts = control.fleet.matching(&control.store, &selection).await?;
         let spec = BlueGreenSpec {
             configuration: Some(config.clone()),
             target_instances: Some(value.clone()),
@@ -353,22 +356,6 @@ pub async fn post_fleet_check(
         .await
 }
 
-/// The lifecycle function's fleet check, and the tick's look at a provisioning
-/// deployment: when the copy is ready, the deployment is planned over both fleets and
-/// started; when not, it is looked at again shortly. Returns the deployment planned,
-/// for the caller to carry out its start.
-pub async fn look_at_copy(
-    control: &ControlPlane,
-    deployment_id: &str,
-    repost: bool,
-) -> Result<crate::deploy::Provisioned, ApiError> {
-    let looked = Box::pin(crate::deploy::finish_provisioning(control, deployment_id)).await?;
-    if repost && matches!(looked, crate::deploy::Provisioned::Waiting) {
-        post_fleet_check(control, deployment_id, FLEET_CHECK_DELAY_SECONDS).await?;
-    }
-    Ok(looked)
-}
-
 /// Carries out `Effect::Reroute`: the Ready replacement hosts at `first..first + count`
 /// are marked deploying again and sent their traffic events. Run again, it finds them
 /// deploying already and only sends the commands again, which hosts ignore.
@@ -408,7 +395,7 @@ pub async fn reroute(
             .iter()
             .position(|&event| event == LifecycleEvent::BeforeAllowTraffic)
             .unwrap_or(0);
-        let mut command = crate::effects::command(spec, instance_id, rerouted.deadline);
+        let mut command = spec.command(instance_id, rerouted.deadline);
         command.lifecycle_events = lifecycle::stretch(&events, from).to_vec();
         commands.push(command);
     }

@@ -5,12 +5,11 @@
 
 use crate::adapters::{Host, revision_key};
 use crate::control::ControlPlane;
-use crate::effects::last_info;
 use crate::error::{ApiError, Exception};
 use crate::model::{
     AlarmConfiguration, AutoRollbackConfiguration, DeploymentGroupSettings, DeploymentSpec,
-    LifecycleAction, ROLLBACK_ON_ALARM, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST, RevisionRecord,
-    RollbackInfo, now_millis,
+    LastDeploymentInfo, LifecycleAction, ROLLBACK_ON_ALARM, ROLLBACK_ON_FAILURE,
+    ROLLBACK_ON_REQUEST, RevisionRecord, RollbackInfo, is_blank, now_millis,
 };
 use crate::store::{DeploymentRecord, InstanceHealth, StoreError, keys};
 use crate::traffic::{TargetGroupRef, TrafficError};
@@ -359,7 +358,12 @@ pub async fn create(
         (None, Some(hosts), _) => hosts.clone(),
         // Both fleets' reports are bound to their senders alike: the originals follow.
         (None, None, Some(fleets)) => [&fleets.replacement[..], &fleets.original].concat(),
-        (None, None, None) => resolve_hosts(control, &settings.targets).await?,
+        (None, None, None) => {
+            control
+                .fleet
+                .matching(&control.store, &settings.targets)
+                .await?
+        }
     };
     // Boxed, as every call here that awaits AWS: inlined, their state would grow
     // create's future, which rollbacks and launches already nest (a debug build's test
@@ -603,7 +607,7 @@ pub async fn create(
                 .record_attempt(
                     &record.spec.application_name,
                     &record.spec.deployment_group_name,
-                    &last_info(&record.state),
+                    &LastDeploymentInfo::of(&record.state),
                 )
                 .await
         {
@@ -825,30 +829,6 @@ async fn traffic_target_groups(
         })
 }
 
-/// The instances `selection` matches now.
-pub async fn resolve_hosts(
-    control: &ControlPlane,
-    selection: &crate::model::TargetSelection,
-) -> Result<Vec<Host>, ApiError> {
-    let mut hosts = Vec::new();
-    if let Some(rule) = selection.on_premises_rule() {
-        hosts.extend(control.fleet.on_premises(&control.store, &rule).await?);
-    }
-    if let Some(rule) = selection.ec2_rule() {
-        hosts.extend(control.fleet.ec2(&rule).await?);
-    }
-    hosts.extend(
-        control
-            .fleet
-            .auto_scaling(&selection.auto_scaling_groups)
-            .await?,
-    );
-    // An instance matched twice (a tag and an Auto Scaling group) is one target.
-    let mut seen = std::collections::HashSet::new();
-    hosts.retain(|host| seen.insert(host.instance_id.clone()));
-    Ok(hosts)
-}
-
 /// Redeploys the group's last successful revision, replacing `record`'s deployment, and
 /// returns the rollback (None when there is nothing to roll back to, another deployment
 /// took the group, or an earlier call created it). Safe to run twice: the first call
@@ -1043,19 +1023,6 @@ pub async fn update_outdated(
             Ok(None)
         }
         Err(error) => Err(error),
-    }
-}
-
-/// The CLI skeleton fills fields with empty lists and strings; such a value is "absent".
-pub fn is_blank(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::Null => true,
-        serde_json::Value::String(text) => text.is_empty(),
-        serde_json::Value::Array(items) => items.iter().all(is_blank),
-        serde_json::Value::Object(fields) => fields
-            .iter()
-            .all(|(key, value)| key == "Type" || is_blank(value)),
-        _ => false,
     }
 }
 

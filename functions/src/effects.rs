@@ -12,12 +12,12 @@ use crate::advance::{self, Applied};
 use crate::control::ControlPlane;
 use crate::deploy::{self, Created};
 use crate::error::{ApiError, Exception};
-use crate::model::{DeploymentSpec, LastDeploymentInfo, now_millis, seconds};
+use crate::model::{DeploymentSpec, LastDeploymentInfo, now_millis};
 use crate::store::{DeploymentRecord, InstanceHealth, OUTBOX_GRACE_MS, OutboxEntry};
 use gantry_core::deployment::{
-    AlarmCheck, Deployment, DeploymentStatus, Effect, Input, Millis, NotificationEvent, TargetState,
+    AlarmCheck, DeploymentStatus, Effect, Input, Millis, NotificationEvent, TargetState,
 };
-use gantry_core::wire::{Cancel, Command, SCHEMA_VERSION};
+use gantry_core::wire::Cancel;
 use serde_json::json;
 use tracing::Instrument;
 
@@ -280,7 +280,7 @@ async fn carry_out_one(
             events,
             start_by,
         } => {
-            let mut next = command(spec, instance_id, Some(*start_by));
+            let mut next = spec.command(instance_id, Some(*start_by));
             next.lifecycle_events = events.clone();
             control.queues.send_all(vec![next]).await?;
         }
@@ -326,7 +326,7 @@ async fn carry_out_one(
             tracing::warn!(%instance_id, "host went silent past its deadline and was failed");
         }
         Effect::RecordLastSuccessful => {
-            let last = last_info(&record.state);
+            let last = LastDeploymentInfo::of(&record.state);
             control
                 .store
                 .record_success(
@@ -344,7 +344,7 @@ async fn carry_out_one(
                 .record_attempt(
                     &spec.application_name,
                     &spec.deployment_group_name,
-                    &last_info(&record.state),
+                    &LastDeploymentInfo::of(&record.state),
                 )
                 .await;
             control
@@ -541,7 +541,7 @@ async fn dispatch(
         let commands = chunk
             .iter()
             .map(|target| {
-                let mut command = command(spec, &target.target.instance_id, target.deadline);
+                let mut command = spec.command(&target.target.instance_id, target.deadline);
                 command.lifecycle_events = record.state.first_stretch(target.index);
                 command
             })
@@ -590,7 +590,12 @@ pub async fn look_at_copy(
     deployment_id: &str,
     repost: bool,
 ) -> Result<(), ApiError> {
-    match crate::blue_green::look_at_copy(control, deployment_id, repost).await? {
+    let looked = Box::pin(deploy::finish_provisioning(control, deployment_id)).await?;
+    if repost && matches!(looked, deploy::Provisioned::Waiting) {
+        let delay = crate::blue_green::FLEET_CHECK_DELAY_SECONDS;
+        crate::blue_green::post_fleet_check(control, deployment_id, delay).await?;
+    }
+    match looked {
         deploy::Provisioned::Planned(created) => {
             tracing::info!(%deployment_id, hosts = created.record.state.counts.pending, "replacement fleet provisioned: the deployment starts");
             start(control, &created).await;
@@ -678,35 +683,6 @@ async fn launch_finished(control: &ControlPlane, deployment_id: &str) -> Result<
             json!({"gantryDeploymentFinished": deployment_id}).to_string(),
         )
         .await
-}
-
-/// The command for one host, which it may start until `start_by`: its first stretch of
-/// events.
-pub fn command(spec: &DeploymentSpec, instance_id: &str, start_by: Option<Millis>) -> Command {
-    Command {
-        schema_version: SCHEMA_VERSION,
-        deployment_id: spec.deployment_id.clone(),
-        deployment_group_id: spec.deployment_group_id.clone(),
-        deployment_group_name: spec.deployment_group_name.clone(),
-        application_name: spec.application_name.clone(),
-        instance_id: instance_id.to_owned(),
-        revision: spec.revision.clone(),
-        // The first stretch: with a load balancer the rest comes in later commands.
-        lifecycle_events: gantry_core::lifecycle::stretch(&spec.lifecycle_events, 0).to_vec(),
-        file_exists_behavior: spec.file_exists_behavior,
-        ignore_application_stop_failures: spec.ignore_application_stop_failures,
-        creator: spec.creator,
-        start_by,
-    }
-}
-
-pub fn last_info(state: &Deployment) -> LastDeploymentInfo {
-    LastDeploymentInfo {
-        deployment_id: state.deployment_id.clone(),
-        status: crate::model::serialized_name(&state.status),
-        end_time: state.complete_time.map(seconds),
-        create_time: seconds(state.create_time),
-    }
 }
 
 /// A running deployment that watches CloudWatch alarms polls them at every batch boundary

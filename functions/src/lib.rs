@@ -15,11 +15,14 @@
 //! - [`group_hooks`]: a deployment group's Auto Scaling lifecycle hooks, shared by the API
 //!   and blue/green.
 //!
-//! The module graph runs one way, handlers → deploy/effects → store, adapters, notify →
-//! model → error, but for one knot: [`effects`] carries out what [`blue_green`],
-//! [`deploy`] and [`traffic_steps`] decide, and they call back into it (issue 26).
-//! `make lint` runs scripts/module_cycles.py, which fails on any use that closes a new
-//! cycle among top-level modules (scripts/module_cycles.allowed lists the knot's).
+//! The module graph runs one way, each layer using only those below it:
+//! lambda → handlers → effects (the deployment engine) → deploy (creating deployments and
+//! rollbacks) → blue_green, traffic_steps, group_hooks, notify → control (settings and
+//! clients) → adapters, green_fleet, traffic, advance → store → model → error. A
+//! decision that needs the engine (a traffic check's outcome, a copy found ready) is
+//! returned to the caller above, which hands it to the engine. `make lint` runs
+//! scripts/module_cycles.py, which fails on any use that closes a cycle among a crate's
+//! top-level modules.
 
 pub mod adapters;
 pub mod advance;

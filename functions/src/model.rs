@@ -5,9 +5,9 @@
 //! seconds as numbers, as the AWS CLI prints them.
 
 use gantry_core::config::{MinimumHealthyHosts, ZonalConfig};
-use gantry_core::deployment::Millis;
+use gantry_core::deployment::{Deployment, Millis};
 use gantry_core::planner::{TagFilter, TagSet};
-use gantry_core::wire::RevisionLocation;
+use gantry_core::wire::{Command, RevisionLocation, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
 
 /// CodeDeploy's timestamps: seconds since the epoch, with milliseconds.
@@ -21,6 +21,19 @@ pub fn serialized_name<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(name)) => name,
         other => panic!("{other:?} does not serialize as a name"),
+    }
+}
+
+/// The CLI skeleton fills fields with empty lists and strings; such a value is "absent".
+pub fn is_blank(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::String(text) => text.is_empty(),
+        serde_json::Value::Array(items) => items.iter().all(is_blank),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .all(|(key, value)| key == "Type" || is_blank(value)),
+        _ => false,
     }
 }
 
@@ -496,6 +509,18 @@ pub struct LastDeploymentInfo {
     pub create_time: f64,
 }
 
+impl LastDeploymentInfo {
+    /// A group's `lastSuccessfulDeployment` or `lastAttemptedDeployment`: `state`.
+    pub fn of(state: &Deployment) -> Self {
+        LastDeploymentInfo {
+            deployment_id: state.deployment_id.clone(),
+            status: serialized_name(&state.status),
+            end_time: state.complete_time.map(seconds),
+            create_time: seconds(state.create_time),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentConfigInfo {
@@ -603,6 +628,27 @@ pub struct DeploymentSpec {
     /// A blue/green deployment's fleets (`deploymentStyle` BLUE_GREEN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blue_green: Option<BlueGreenSpec>,
+}
+
+impl DeploymentSpec {
+    /// The command for one host, which it may start until `start_by`: its first stretch
+    /// of events (with a load balancer, the rest comes in later commands).
+    pub fn command(&self, instance_id: &str, start_by: Option<Millis>) -> Command {
+        Command {
+            schema_version: SCHEMA_VERSION,
+            deployment_id: self.deployment_id.clone(),
+            deployment_group_id: self.deployment_group_id.clone(),
+            deployment_group_name: self.deployment_group_name.clone(),
+            application_name: self.application_name.clone(),
+            instance_id: instance_id.to_owned(),
+            revision: self.revision.clone(),
+            lifecycle_events: gantry_core::lifecycle::stretch(&self.lifecycle_events, 0).to_vec(),
+            file_exists_behavior: self.file_exists_behavior,
+            ignore_application_stop_failures: self.ignore_application_stop_failures,
+            creator: self.creator,
+            start_by,
+        }
+    }
 }
 
 /// A launching instance held in Pending:Wait by a Gantry lifecycle hook, as Auto Scaling's

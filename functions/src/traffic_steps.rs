@@ -16,7 +16,6 @@
 //! ([`last_looks`]) before failing it, and says what ELB last reported.
 
 use crate::control::ControlPlane;
-use crate::effects;
 use crate::error::ApiError;
 use crate::model::{DeploymentSpec, now_millis};
 use crate::store::StoreError;
@@ -109,10 +108,10 @@ async fn post(control: &ControlPlane, check: &TrafficCheck, delay: i32) -> Resul
     control.queues.send_delayed(queue_url, body, delay).await
 }
 
-/// The lifecycle function: one look at a host's traffic step. When the step ended, the
-/// state machine learns it; when not, the look is posted again until the step's
-/// deadline, after which the tick decides.
-pub async fn check(control: &ControlPlane, check: TrafficCheck) -> Result<(), ApiError> {
+/// The lifecycle function: one look at a host's traffic step. When the step ended,
+/// returns the input that tells the state machine, for the caller to apply; when not, the
+/// look is posted again until the step's deadline, after which the tick decides.
+pub async fn check(control: &ControlPlane, check: TrafficCheck) -> Result<Option<Input>, ApiError> {
     let span = tracing::info_span!(
         "traffic_check",
         deployment_id = %check.deployment_id,
@@ -128,16 +127,16 @@ pub async fn check(control: &ControlPlane, check: TrafficCheck) -> Result<(), Ap
         Ok(record) => record,
         Err(StoreError::NotFound(_)) => {
             tracing::warn!("traffic check for a deployment that does not exist; dropped");
-            return Ok(());
+            return Ok(None);
         }
         Err(error) => return Err(error.into()),
     };
     let Some(target) = waiting_target(control, &check.deployment_id, &check.instance_id).await?
     else {
-        return Ok(()); // the step ended already: a repeated or stale check
+        return Ok(None); // the step ended already: a repeated or stale check
     };
     if waiting_on(&target) != Some(check.event) {
-        return Ok(());
+        return Ok(None);
     }
     let outcome = match &check.refused {
         Some(message) => Some(TrafficOutcome::Failed {
@@ -155,19 +154,18 @@ pub async fn check(control: &ControlPlane, check: TrafficCheck) -> Result<(), Ap
     let now = now_millis();
     match outcome {
         Some(outcome) => {
-            let input = Input::Traffic {
+            return Ok(Some(Input::Traffic {
                 instance_id: check.instance_id.clone(),
                 event: check.event,
                 outcome,
                 now,
-            };
-            effects::advance(control, &check.deployment_id, &[input]).await?;
+            }));
         }
         // Past the deadline the tick takes the last look, and fails the host if need be.
         None if target.deadline.is_some_and(|deadline| now > deadline) => {}
         None => post(control, &check, CHECK_DELAY_SECONDS).await?,
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The tick, before it fails hosts past their deadline: the outcome of each overdue

@@ -13,9 +13,13 @@ pub mod reports;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The workspace root, where `.venv/` and `examples/` live.
+/// The workspace root, where `.venv/` and `examples/` live. Read when the test runs
+/// (cargo sets CARGO_MANIFEST_DIR to the tested crate, one level under the root): a test
+/// binary built in another clone, sharing a target directory, still finds this clone.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("the tests crate sits in the workspace")
         .to_owned()

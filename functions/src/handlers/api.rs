@@ -8,10 +8,10 @@
 
 use crate::adapters::HookKind;
 use crate::control::ControlPlane;
-use crate::deploy::is_blank;
 use crate::effects;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::group_hooks::{hook_kinds, put_hooks, remove_hooks};
+use crate::model::is_blank;
 use crate::model::{
     ApplicationInfo, AutoRollbackConfiguration, BLUE_GREEN, DeploymentConfigInfo,
     DeploymentGroupSettings, DeploymentSpec, DeploymentStyle, IN_PLACE, LoadBalancerInfo,

@@ -144,7 +144,11 @@ pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), Ap
             Box::pin(complete_launch(control, &deployment_id)).await
         }
         LifecycleMessage::TrafficCheck(check) => {
-            Box::pin(crate::traffic_steps::check(control, check)).await
+            let deployment_id = check.deployment_id.clone();
+            if let Some(input) = crate::traffic_steps::check(control, check).await? {
+                Box::pin(crate::effects::advance(control, &deployment_id, &[input])).await?;
+            }
+            Ok(())
         }
         LifecycleMessage::DispatchSlice(slice) => {
             Box::pin(crate::effects::dispatch_slice(control, slice)).await
