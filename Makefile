@@ -43,6 +43,7 @@ lint: venv
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/python scripts/module_cycles.py
+	$(VENV)/bin/python scripts/file_sizes.py
 
 # Benchmarks measure; they never run in `make test`. Results land in bench/results/.
 bench: bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen
