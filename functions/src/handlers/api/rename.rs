@@ -36,10 +36,13 @@
 //! around steps 2-5; one created in the instant between the last check and step 5 is
 //! left behind, as one created while DeleteApplication runs is.
 
-use super::{already_exists, check_name, hook_kinds, load};
+use super::applications::already_exists;
+use super::check_name;
+use super::load;
 use crate::adapters::{HookKind, MANAGED_TAG};
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
+use crate::group_hooks::hook_kinds;
 use crate::model::{ApplicationInfo, DeploymentGroupSettings};
 use crate::store::{GroupMove, StoreError, keys};
 

@@ -5,7 +5,8 @@
 //! Tags are kept on the resource's own item, beside its body (`DynamoStore::tags`), so
 //! deleting the resource deletes them, and tagging never races a change of the resource.
 
-use super::{page, unknown_operation};
+use super::paging::page;
+use super::unknown_operation;
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
 use crate::model::Tag;
