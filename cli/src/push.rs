@@ -1,7 +1,7 @@
 //! `gantry push DIR`: lint, bundle, upload to S3, register.
 
-use crate::Output;
 use crate::client::Gantry;
+use crate::output::Output;
 use anyhow::Context;
 use gantry_core::bundle::{self, BundleType, Limits};
 use serde_json::json;
@@ -100,7 +100,7 @@ pub async fn run(gantry: &Gantry, args: PushArgs, output: Output) -> anyhow::Res
         input["description"] = json!(description);
     }
     let registered = gantry.invoke("push", &input).await?;
-    crate::show(output, &registered, |value| {
+    crate::output::show(output, &registered, |value| {
         let location = &value["revision"]["s3Location"];
         format!(
             "pushed {} to s3://{}/{} (ETag {})",

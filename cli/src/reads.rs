@@ -4,7 +4,7 @@
 //! (ListApplicationRevisions, BatchGetApplicationRevisions).
 
 use crate::client::Gantry;
-use crate::{Output, show};
+use crate::output::{Output, show};
 use serde_json::{Value, json};
 
 /// `gantry targets`: a deployment's target ids, those with one of `statuses` if given.
@@ -21,7 +21,7 @@ pub async fn targets(
     let listed = gantry
         .list_all("ListDeploymentTargets", input, "targetIds")
         .await?;
-    show(output, &listed, |v| crate::lines(&v["targetIds"]));
+    show(output, &listed, |v| crate::output::lines(&v["targetIds"]));
     Ok(())
 }
 

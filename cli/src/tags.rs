@@ -2,7 +2,8 @@
 //! configurations (TagResource, UntagResource, ListTagsForResource), by CodeDeploy ARN.
 
 use crate::client::Gantry;
-use crate::{Output, key_value, show};
+use crate::key_value;
+use crate::output::{Output, show};
 use clap::Subcommand;
 use serde_json::{Value, json};
 

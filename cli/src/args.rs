@@ -1,0 +1,263 @@
+//! The command line's shape: clap's definitions of `gantry`'s global options, commands
+//! and subcommands (a group's flags are [`crate::group_args`]'s).
+
+use crate::group_args::{GroupRemovals, GroupSettings};
+use crate::output::Output;
+use crate::{deploy, push, tags};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "gantry",
+    version,
+    about = "Deploy application revisions to EC2 and on-premises fleets"
+)]
+pub struct Cli {
+    /// Where Gantry's functions are reached (gantry-local's URL); default: AWS Lambda,
+    /// or AWS_ENDPOINT_URL_LAMBDA.
+    #[arg(long, global = true, env = "GANTRY_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// The stack whose functions to call (`<stack>-api`, ...).
+    #[arg(long, global = true, env = "GANTRY_STACK")]
+    pub stack: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Work with appspec.yml files.
+    Appspec {
+        #[command(subcommand)]
+        command: AppspecCommand,
+    },
+    /// Applications.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Deployment groups.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Deployment configurations.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// On-premises instances.
+    Instance {
+        #[command(subcommand)]
+        command: InstanceCommand,
+    },
+    /// Tags of applications, deployment groups and deployment configurations, by ARN.
+    Tags {
+        #[command(subcommand)]
+        command: tags::TagsCommand,
+    },
+    /// Lint, bundle, upload and register a revision directory.
+    Push(push::PushArgs),
+    /// Deploy a revision to a group and follow it.
+    Deploy(deploy::DeployArgs),
+    /// A deployment's status and hosts.
+    Status { deployment_id: String },
+    /// A deployment's target ids (ListDeploymentTargets), optionally by status.
+    Targets {
+        deployment_id: String,
+        /// Only targets with this status (repeat): Pending, InProgress, Succeeded,
+        /// Failed, Skipped, Unknown, Ready.
+        #[arg(long = "status")]
+        statuses: Vec<String>,
+    },
+    /// One target of a deployment: its status and each lifecycle event's.
+    Target {
+        deployment_id: String,
+        target_id: String,
+    },
+    /// An application's registered revisions, newest first, with when each was
+    /// registered.
+    Revisions {
+        #[arg(long)]
+        app: String,
+    },
+    /// A group's deployments, newest first.
+    List {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        group: String,
+    },
+    /// A deployment's diagnostics and script output, per host and event.
+    Logs {
+        deployment_id: String,
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Stop a deployment.
+    Stop {
+        deployment_id: String,
+        /// Redeploy the group's last successful revision.
+        #[arg(long)]
+        rollback: bool,
+    },
+    /// Continue a blue/green deployment that waits: reroute traffic to its replacement
+    /// fleet now, or with --terminate, terminate its original fleet now.
+    Continue {
+        deployment_id: String,
+        /// End the wait before the original fleet is terminated (TERMINATION_WAIT).
+        #[arg(long)]
+        terminate: bool,
+    },
+    /// Stop the group's deployment, if any, and redeploy its last successful revision.
+    Rollback {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        group: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AppspecCommand {
+    /// Check an appspec file, a revision directory or a zip/tar/tgz bundle before you push it.
+    ///
+    /// Exits 0 when valid, 1 when invalid (one line per problem, naming the field),
+    /// and 2 on usage or I/O errors.
+    Lint {
+        /// An appspec.yml file, a revision directory, or a bundle.
+        path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AppCommand {
+    Create {
+        name: String,
+        /// Tag the application, KEY=VALUE (repeat).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    List,
+    Get {
+        name: String,
+    },
+    /// Rename an application, with its deployment groups, revisions, tags and history
+    /// (UpdateApplication); call it again to finish a rename that was interrupted.
+    Rename {
+        name: String,
+        new_name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    Create {
+        name: String,
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        settings: GroupSettings,
+        /// Tag the group itself (not its instances), KEY=VALUE (repeat).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Change a group: what you give replaces the group's, what you leave out it keeps.
+    Update {
+        name: String,
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        settings: GroupSettings,
+        #[command(flatten)]
+        removals: GroupRemovals,
+    },
+    Get {
+        name: String,
+        #[arg(long)]
+        app: String,
+    },
+    List {
+        #[arg(long)]
+        app: String,
+    },
+    Delete {
+        name: String,
+        #[arg(long)]
+        app: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// A custom configuration: --min-healthy-hosts N or --min-healthy-percent P.
+    Create {
+        name: String,
+        #[arg(long, conflicts_with = "min_healthy_percent")]
+        min_healthy_hosts: Option<u32>,
+        #[arg(long)]
+        min_healthy_percent: Option<u32>,
+        /// Deploy one Availability Zone at a time, waiting this many seconds between zones.
+        #[arg(long)]
+        zonal_monitor_seconds: Option<u64>,
+    },
+    List,
+    Get {
+        name: String,
+    },
+    /// Delete a custom configuration no deployment group uses.
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum InstanceCommand {
+    Register {
+        name: String,
+        /// The IAM user the host's agent runs as (its reports are accepted only from
+        /// it): arn:aws:iam::ACCOUNT:user/NAME. Give this or --iam-session-arn.
+        #[arg(
+            long,
+            conflicts_with = "iam_session_arn",
+            required_unless_present = "iam_session_arn"
+        )]
+        iam_user_arn: Option<String>,
+        /// The IAM role session the host's agent runs as:
+        /// arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION.
+        #[arg(long)]
+        iam_session_arn: Option<String>,
+        /// Tags, KEY=VALUE.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    Deregister {
+        name: String,
+    },
+    Tag {
+        name: String,
+        /// KEY=VALUE.
+        tags: Vec<String>,
+    },
+    List,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
