@@ -7,10 +7,8 @@
 //! name), the new one's `renamedFrom` (the old name), and a group moved to the new name
 //! whose health and history have not followed yet has `renamedFrom` too.
 
-use super::{
-    ACTIVE_INDEX, BY_GROUP_INDEX, DynamoStore, Item, StoreError, aws, body, classify,
-    done_unless_failed, keys, n, s, text,
-};
+use super::codec::{aws, body, classify, done_unless_failed, n, number, s, text};
+use super::{ACTIVE_INDEX, BY_GROUP_INDEX, DynamoStore, Item, StoreError, keys};
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -585,7 +583,7 @@ impl DynamoStore {
         let mut expression = String::from("REMOVE #from");
         if from.get("tags") != to.get("tags") {
             let tags = from.get("tags").cloned().unwrap_or_else(|| s("[]"));
-            let next = super::number(&to, "tagsVersion").unwrap_or(0) + 1;
+            let next = number(&to, "tagsVersion").unwrap_or(0) + 1;
             names.insert("#tags".to_owned(), "tags".to_owned());
             names.insert("#tagsVersion".to_owned(), "tagsVersion".to_owned());
             values.insert(":tags".to_owned(), tags);

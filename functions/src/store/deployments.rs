@@ -1,0 +1,471 @@
+//! Deployments: the summary, its plan pages, the rollback it claims, and every
+//! change the state machine makes in one transaction (`save_changes`).
+
+use super::codec::{
+    MAX_SPEC_BYTES, aws, bounded, classify, decode, decode_optional, json, json_name, n, number, s,
+    text,
+};
+use super::outbox::{OutboxEntry, dispatches, wakeup};
+use super::{DynamoStore, PLAN_PAGE_SIZE, StoreError, keys};
+use crate::model::RollbackInfo;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use gantry_core::deployment::{Deployment, Effect, Millis, TargetState};
+use gantry_core::planner::Target;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
+/// One stored deployment: what it is, how it goes, and effects not yet carried out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentRecord<S> {
+    pub spec: S,
+    pub state: Deployment,
+    pub version: u64,
+    /// Effects written with each write and not yet confirmed done, by entry key (see
+    /// [`keys::summary_entry`]), in the order they were written.
+    pub outbox: BTreeMap<String, OutboxEntry>,
+    pub rollback_info: RollbackInfo,
+    /// When the tick is next due to look at it, as stored.
+    pub wakeup_at: Option<Millis>,
+}
+
+impl DynamoStore {
+    /// Stores a new deployment (its summary and its ordered targets, in pages) and takes
+    /// its group's lock, in one transaction: all of it happens or none. A group already
+    /// locked by another deployment is a conflict. `effects` go to the outbox as the
+    /// entry of version 1. A spec over [`MAX_SPEC_BYTES`] is refused.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_deployment<S: Serialize>(
+        &self,
+        application: &str,
+        group: &str,
+        spec: &S,
+        state: &Deployment,
+        ordered: &[Target],
+        effects: &[Effect],
+        take_lock: bool,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.write_deployment(
+            application,
+            group,
+            spec,
+            state,
+            ordered,
+            effects,
+            take_lock,
+            None,
+            now,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Replaces a blue/green deployment stored while it provisioned its replacement
+    /// fleet, if still at `version`, by the deployment planned over both fleets, as
+    /// [`Self::create_deployment`] stores one (the group's lock it holds already). Returns
+    /// the new version. A conflict: it changed meanwhile (stopped, or planned already).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn replace_provisioning<S: Serialize>(
+        &self,
+        application: &str,
+        group: &str,
+        spec: &S,
+        state: &Deployment,
+        ordered: &[Target],
+        effects: &[Effect],
+        version: u64,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        self.write_deployment(
+            application,
+            group,
+            spec,
+            state,
+            ordered,
+            effects,
+            true,
+            Some(version),
+            now,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_deployment<S: Serialize>(
+        &self,
+        application: &str,
+        group: &str,
+        spec: &S,
+        state: &Deployment,
+        ordered: &[Target],
+        effects: &[Effect],
+        take_lock: bool,
+        replacing: Option<u64>,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let id = &state.deployment_id;
+        let version = replacing.map_or(1, |version| version + 1);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(keys::deployment(id)))
+            .item("sk", s(keys::DEPLOYMENT_SK))
+            .item("spec", bounded(spec, "the deployment", MAX_SPEC_BYTES)?)
+            .item("state", json(state))
+            .item("status", json_name(&state.status))
+            .item("version", n(version))
+            .item("groupKey", s(keys::group_key(application, group)))
+            .item("createTime", n(state.create_time));
+        let mut put = match replacing {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(expected) => put
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(expected)),
+        };
+        if let Some(at) = wakeup(state, None, !effects.is_empty(), dispatches(effects), now) {
+            put = put.item("activeKey", s("ACTIVE")).item("wakeupAt", n(at));
+        }
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(put.build().expect("put fields are set"))
+                .build(),
+        ];
+        if !effects.is_empty() {
+            items.push(self.outbox_put(id, &keys::summary_entry(version), effects, now));
+        }
+        for (page, targets) in ordered.chunks(PLAN_PAGE_SIZE).enumerate() {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(keys::deployment(id)))
+                .item("sk", s(keys::plan_page(page)))
+                .item("targets", json(&targets))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .expect("put fields are set");
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if take_lock {
+            let lock = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(keys::groups(application)))
+                .key("sk", s(group))
+                .update_expression("SET activeDeploymentId = :deployment")
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(activeDeploymentId) OR activeDeploymentId = :deployment)",
+                )
+                .expression_attribute_values(":deployment", s(id))
+                .build()
+                .expect("update fields are set");
+            items.push(TransactWriteItem::builder().update(lock).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(version),
+            Err(error) => {
+                let cancelled = error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception());
+                if cancelled && replacing.is_some() {
+                    Err(StoreError::Conflict(format!(
+                        "deployment {id} changed while its replacement fleet was provisioned"
+                    )))
+                } else if cancelled {
+                    Err(StoreError::Conflict(format!(
+                        "deployment group {group} already has an active deployment, or deployment {id} exists"
+                    )))
+                } else {
+                    Err(aws(error))
+                }
+            }
+        }
+    }
+
+    pub async fn load_deployment<S: DeserializeOwned>(
+        &self,
+        id: &str,
+    ) -> Result<DeploymentRecord<S>, StoreError> {
+        // One query reads the summary and its outbox entries, which sort right after it.
+        let what = format!("deployment {id}");
+        let mut summary = None;
+        let mut outbox = BTreeMap::new();
+        self.query_pages(&keys::deployment(id), keys::DEPLOYMENT_SK, |item| {
+            let sk = text(item, "sk").unwrap_or_default();
+            if sk == keys::DEPLOYMENT_SK {
+                summary = Some(item.clone());
+            } else if let Some(entry) = sk.strip_prefix(keys::OUTBOX_PREFIX) {
+                outbox.insert(
+                    entry.to_owned(),
+                    decode(item, "entry", &format!("{what}'s outbox entry {entry}"))?,
+                );
+            }
+            Ok(())
+        })
+        .await?;
+        let item = summary.ok_or_else(|| StoreError::NotFound(format!("deployment {id}")))?;
+        // Written before the outbox had items: carried out and cleared all the same.
+        if let Some(AttributeValue::M(map)) = item.get("outbox") {
+            for (version, value) in map {
+                let entry = value
+                    .as_s()
+                    .ok()
+                    .and_then(|raw| serde_json::from_str(raw).ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: what.clone(),
+                        message: format!("outbox entry {version}"),
+                    })?;
+                outbox.insert(format!("{}{version}", keys::SUMMARY_MAP_ENTRY), entry);
+            }
+        }
+        Ok(DeploymentRecord {
+            spec: decode(&item, "spec", &what)?,
+            state: decode(&item, "state", &what)?,
+            version: number(&item, "version").ok_or_else(|| StoreError::Corrupt {
+                what: what.clone(),
+                message: "no version".into(),
+            })?,
+            outbox,
+            rollback_info: decode_optional(&item, "rollbackInfo", &what)?.unwrap_or_default(),
+            wakeup_at: number(&item, "wakeupAt"),
+        })
+    }
+
+    /// The targets at `first..first + count` of a deployment's ordered list.
+    pub async fn plan_slice(
+        &self,
+        id: &str,
+        first: u32,
+        count: u32,
+    ) -> Result<Vec<Target>, StoreError> {
+        let (first, end) = (first as usize, (first + count) as usize);
+        let mut targets = Vec::with_capacity(end - first);
+        for page in first / PLAN_PAGE_SIZE..end.div_ceil(PLAN_PAGE_SIZE) {
+            let item = self
+                .get_item(&keys::deployment(id), &keys::plan_page(page))
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("deployment {id}"),
+                    message: format!("plan page {page} is missing"),
+                })?;
+            let members: Vec<Target> = decode(&item, "targets", &format!("deployment {id}"))?;
+            let base = page * PLAN_PAGE_SIZE;
+            for (offset, target) in members.into_iter().enumerate() {
+                if (first..end).contains(&(base + offset)) {
+                    targets.push(target);
+                }
+            }
+        }
+        Ok(targets)
+    }
+
+    /// A deployment's whole ordered target list.
+    pub async fn plan(&self, id: &str) -> Result<Vec<Target>, StoreError> {
+        let mut targets = Vec::new();
+        self.query_pages(&keys::deployment(id), keys::PLAN_PREFIX, |item| {
+            targets.extend(decode::<Vec<Target>>(item, "targets", id)?);
+            Ok(())
+        })
+        .await?;
+        Ok(targets)
+    }
+
+    /// Writes what one application of inputs changed, in one transaction: host records
+    /// (each if still at the version read), when it changed the summary (if still at its
+    /// version), and the change's effects as an outbox entry. Returns the summary's
+    /// version after the write, and the outbox entry's key when there were effects.
+    pub async fn save_changes(
+        &self,
+        record: &DeploymentRecord<impl Sized>,
+        summary_changed: bool,
+        effects: &[Effect],
+        targets: &[(&TargetState, u64)],
+        now: Millis,
+    ) -> Result<(u64, Option<String>), StoreError> {
+        let state = &record.state;
+        let id = &state.deployment_id;
+        let mut items: Vec<TransactWriteItem> = targets
+            .iter()
+            .map(|(target, version)| {
+                let put = self
+                    .target_put(id, target, Some(*version))
+                    .build()
+                    .expect("put fields are set");
+                TransactWriteItem::builder().put(put).build()
+            })
+            .collect();
+        let expected = record.version;
+        let mut next = expected;
+        let mut entry = None;
+        if summary_changed {
+            next = expected + 1;
+            let mut set = vec!["#state = :state", "#status = :status", "#version = :next"];
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(keys::deployment(id)))
+                .key("sk", s(keys::DEPLOYMENT_SK))
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":state", json(state))
+                .expression_attribute_values(":status", json_name(&state.status))
+                .expression_attribute_values(":next", n(next))
+                .expression_attribute_values(":expected", n(expected));
+            if !effects.is_empty() {
+                entry = Some(keys::summary_entry(next));
+            }
+            let pending = !record.outbox.is_empty() || !effects.is_empty();
+            let expression =
+                match wakeup(state, record.wakeup_at, pending, dispatches(effects), now) {
+                    Some(at) => {
+                        set.push("activeKey = :active");
+                        set.push("wakeupAt = :wakeup");
+                        update = update
+                            .expression_attribute_values(":active", s("ACTIVE"))
+                            .expression_attribute_values(":wakeup", n(at));
+                        format!("SET {}", set.join(", "))
+                    }
+                    None => format!("SET {} REMOVE activeKey, wakeupAt", set.join(", ")),
+                };
+            let update = update
+                .update_expression(expression)
+                .build()
+                .expect("update fields are set");
+            items.push(TransactWriteItem::builder().update(update).build());
+        } else if let (false, Some((host, version))) = (effects.is_empty(), targets.first()) {
+            // Host records only (a host reaching a load balancer step, or back from one):
+            // their effects are stored all the same. The tick finds them: a deploying
+            // host keeps its deployment on the tick (see `wakeup`).
+            entry = Some(keys::hosts_entry(
+                expected,
+                &host.target.instance_id,
+                version + 1,
+            ));
+        }
+        if let Some(key) = &entry {
+            items.push(self.outbox_put(id, key, effects, now));
+        }
+        if items.is_empty() {
+            return Ok((expected, None));
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok((next, entry)),
+            Err(error) => match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    let reasons: Vec<&str> = cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .filter_map(|reason| reason.code())
+                        .filter(|code| *code != "None")
+                        .collect();
+                    // Only a lost race is worth another try; anything else (an item
+                    // too large, say) would fail the same way again.
+                    let raced = reasons.iter().all(|code| {
+                        matches!(*code, "ConditionalCheckFailed" | "TransactionConflict")
+                    });
+                    let message = format!(
+                        "deployment {id} or one of its hosts changed since version {expected} ({})",
+                        reasons.join(", ")
+                    );
+                    if raced {
+                        Err(StoreError::Conflict(message))
+                    } else {
+                        Err(StoreError::Aws(message))
+                    }
+                }
+                _ => Err(aws(error)),
+            },
+        }
+    }
+
+    /// Adds to the count of reports dropped because their host did not send them: an
+    /// item of its own beside the summary, so that a flood of forged reports never
+    /// contends with the deployment's own writes.
+    pub async fn count_forged_reports(&self, id: &str, count: u64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::FORGED_REPORTS_SK))
+            .update_expression("ADD forgedReports :count")
+            .expression_attribute_values(":count", n(count))
+            .send()
+            .await
+            .map_err(aws)?;
+        Ok(())
+    }
+
+    /// Reports dropped because their host did not send them.
+    pub async fn forged_reports(&self, id: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .get_item(&keys::deployment(id), keys::FORGED_REPORTS_SK)
+            .await?
+            .and_then(|item| number(&item, "forgedReports"))
+            .unwrap_or(0))
+    }
+
+    /// Reserves the id of the rollback that will replace a deployment, apart from its
+    /// `rollbackInfo`, so readers never see the id of a rollback not yet created. The
+    /// first claim wins; returns the id that stands.
+    pub async fn claim_rollback(&self, id: &str, rollback_id: &str) -> Result<String, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::DEPLOYMENT_SK))
+            .update_expression("SET rollbackClaim = if_not_exists(rollbackClaim, :id)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":id", s(rollback_id))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|error| match classify(error, String::new) {
+                StoreError::Conflict(_) => StoreError::NotFound(format!("deployment {id}")),
+                other => other,
+            })?;
+        output
+            .attributes()
+            .and_then(|item| text(item, "rollbackClaim"))
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("deployment {id}"),
+                message: "rollbackClaim missing after claiming it".to_owned(),
+            })
+    }
+
+    /// Links a deployment to the rollback that replaces it, once that exists (or says
+    /// why there is none). The first link wins; returns whether this one did.
+    pub async fn link_rollback(&self, id: &str, info: &RollbackInfo) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::DEPLOYMENT_SK))
+            .update_expression("SET rollbackInfo = :info")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(rollbackInfo)")
+            .expression_attribute_values(":info", json(info))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => match classify(error, String::new) {
+                StoreError::Conflict(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+}
