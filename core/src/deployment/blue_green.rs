@@ -27,9 +27,10 @@
 //! failed deployment's original hosts (still on the previous revision) get traffic back
 //! (no install events), and its replacement hosts are blocked and removed.
 
+use super::effect::notify;
 use super::{
     AlarmPolicy, Deadlines, Deployment, DeploymentStatus, Effect, ErrorInformation,
-    HEALTH_CONSTRAINTS, Millis, NotificationEvent, TargetState, TargetStatus, notify,
+    HEALTH_CONSTRAINTS, Millis, NotificationEvent, TargetState, TargetStatus,
 };
 use crate::lifecycle::LifecycleEvent;
 use serde::{Deserialize, Serialize};

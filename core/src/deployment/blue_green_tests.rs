@@ -1,12 +1,13 @@
 //! The blue/green stages, driven through `plan` and `apply` with the hosts' records kept
 //! in memory as the store keeps them.
 
+use super::effect::notify;
 use super::*;
 use crate::config::DeploymentConfig;
 use crate::identity::Sender;
 use crate::lifecycle;
 use crate::planner::Standing;
-use crate::wire::SCHEMA_VERSION;
+use crate::wire::{EventStatus, Report, SCHEMA_VERSION};
 use std::collections::BTreeMap;
 
 const ID: &str = "d-BLUEGREEN";

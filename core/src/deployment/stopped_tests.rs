@@ -1,11 +1,13 @@
 //! Stopped EC2 instances: in the deployment and its fleet, failed as it starts, never
 //! sent a command.
 
+use super::effect::notify;
 use super::*;
 use crate::config::{ALL_AT_ONCE, DeploymentConfig, ONE_AT_A_TIME};
 use crate::identity::Sender;
 use crate::lifecycle;
 use crate::planner::Standing;
+use crate::wire::EventStatus;
 
 const ID: &str = "d-STOPPED01";
 

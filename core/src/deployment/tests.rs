@@ -1,9 +1,10 @@
+use super::effect::notify;
 use super::*;
 use crate::config::{DeploymentConfig, MinimumHealthyHosts};
 use crate::identity::Sender;
 use crate::lifecycle;
 use crate::planner::{self, Standing};
-use crate::wire::SCHEMA_VERSION;
+use crate::wire::{Diagnostics, ErrorCode, EventStatus, Report, SCHEMA_VERSION};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
