@@ -705,6 +705,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn an_empty_skeleton_target_instances_is_absent() {
+        let skeleton = json!({
+            "tagFilters": [{"Key": "", "Value": "", "Type": "KEY_ONLY"}],
+            "autoScalingGroups": [""],
+            "ec2TagSet": {"ec2TagSetList": [[{"Key": "", "Value": "", "Type": "KEY_ONLY"}]]}
+        });
+        assert!(is_blank(&skeleton));
+        let real = json!({"autoScalingGroups": ["green"]});
+        assert!(!is_blank(&real));
+    }
+
     fn changes(input: serde_json::Value) -> TargetChanges {
         serde_json::from_value(input).unwrap()
     }

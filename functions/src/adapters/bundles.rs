@@ -1,0 +1,270 @@
+//! S3: revision bundles, pinned to a version and ETag, checked in ranges; and the
+//! registration of a revision.
+
+use super::aws_failure;
+use crate::error::{ApiError, Exception};
+use crate::model::{RevisionRecord, seconds};
+use crate::store::{DynamoStore, keys};
+use gantry_core::bundle::{self, BundleType, Limits};
+use gantry_core::lifecycle::LifecycleEvent;
+use gantry_core::wire::{RevisionLocation, S3Location};
+use std::collections::BTreeMap;
+
+/// A bundle is downloaded in ranges of this size (S3's guidelines suggest 8 or 16 MB),
+const RANGE_BYTES: i64 = 8 * 1024 * 1024;
+/// this many at a time: 64 MiB in memory at most.
+const RANGES_AT_ONCE: usize = 8;
+
+/// Reads revision bundles from S3 and validates them with gantry-core.
+#[derive(Clone)]
+pub struct Bundles {
+    client: aws_sdk_s3::Client,
+    limits: Limits,
+}
+
+fn invalid_revision(message: impl Into<String>) -> ApiError {
+    ApiError::new(Exception::InvalidRevision, message)
+}
+
+/// A stable key for a revision: the same object version always gets the same key.
+pub fn revision_key(location: &RevisionLocation) -> String {
+    match location {
+        RevisionLocation::S3 { s3_location } => format!(
+            "s3://{}/{}#{}#{}",
+            s3_location.bucket,
+            s3_location.key,
+            s3_location.version.as_deref().unwrap_or(""),
+            s3_location.e_tag.as_deref().unwrap_or("")
+        ),
+        RevisionLocation::GitHub { git_hub_location } => format!(
+            "github:{}@{}",
+            git_hub_location.repository, git_hub_location.commit_id
+        ),
+    }
+}
+
+impl Bundles {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self {
+            client,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Pins an S3 revision to the object as it is now: its ETag and version. A given
+    /// ETag or version must match. A missing object is RevisionDoesNotExistException.
+    pub async fn pin(&self, location: &S3Location) -> Result<(S3Location, i64), ApiError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&location.bucket)
+            .key(&location.key)
+            .set_version_id(location.version.clone())
+            .send()
+            .await
+            .map_err(|error| {
+                let missing = error.as_service_error().is_some_and(|e| e.is_not_found())
+                    || error
+                        .raw_response()
+                        .is_some_and(|r| r.status().as_u16() == 404 || r.status().as_u16() == 400);
+                if missing {
+                    ApiError::new(
+                        Exception::RevisionDoesNotExist,
+                        format!(
+                            "revision.s3Location: s3://{}/{}{} does not exist",
+                            location.bucket,
+                            location.key,
+                            location
+                                .version
+                                .as_deref()
+                                .map(|v| format!(" (version {v})"))
+                                .unwrap_or_default()
+                        ),
+                    )
+                } else {
+                    aws_failure("S3 HeadObject", error)
+                }
+            })?;
+        let etag = head.e_tag().map(|tag| tag.trim_matches('"').to_owned());
+        if let (Some(wanted), Some(found)) = (location.e_tag.as_deref(), etag.as_deref())
+            && wanted.trim_matches('"') != found
+        {
+            return Err(invalid_revision(format!(
+                "revision.s3Location.eTag: the object's ETag is {found}, not {wanted}; the object changed since that ETag was taken"
+            )));
+        }
+        let size = head.content_length().unwrap_or(0);
+        let pinned = S3Location {
+            bucket: location.bucket.clone(),
+            key: location.key.clone(),
+            bundle_type: location.bundle_type,
+            version: location
+                .version
+                .clone()
+                .or(head.version_id().map(str::to_owned)),
+            e_tag: etag,
+        };
+        Ok((pinned, size))
+    }
+
+    /// Downloads a pinned bundle and checks it as the agent would: a safe archive of the
+    /// declared type, a valid appspec, every referenced file present. Returns the hook
+    /// timeouts per event, or every problem found.
+    pub async fn validate(
+        &self,
+        location: &S3Location,
+        size: i64,
+    ) -> Result<BTreeMap<LifecycleEvent, u64>, ApiError> {
+        if size as u64 > bundle::MAX_VALIDATED_ARCHIVE_BYTES {
+            return Err(invalid_revision(format!(
+                "revision.s3Location: the bundle is {size} bytes; Gantry checks a bundle before \
+                 deploying it and takes bundles of up to {} MiB",
+                bundle::MAX_VALIDATED_ARCHIVE_BYTES >> 20
+            )));
+        }
+        let scratch = tempfile::tempdir().map_err(|error| {
+            ApiError::internal(format!("cannot create a scratch directory: {error}"))
+        })?;
+        let archive = scratch.path().join("bundle");
+        self.download(location, size, &archive).await?;
+        let declared = location.bundle_type;
+        let limits = self.limits;
+        let root = scratch.path().to_owned();
+        let checked = tokio::task::spawn_blocking(move || {
+            let sniffed = BundleType::detect(&archive).ok().flatten();
+            if let Some(actual) = sniffed
+                && actual != declared
+                && !(actual == BundleType::Tar && declared == BundleType::Tgz)
+            {
+                return Ok(Err(format!(
+                    "revision.s3Location.bundleType: the object is a {} archive, not {}",
+                    actual.name(),
+                    declared.name()
+                )));
+            }
+            bundle::check_archive(&archive, declared, &root, &limits).map(|result| {
+                result.map_err(|problems| {
+                    problems
+                        .0
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+            })
+        })
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+        .map_err(|error| ApiError::internal(format!("checking the bundle: {error}")))?;
+        let spec = checked.map_err(|problems| {
+            invalid_revision(format!(
+                "s3://{}/{} is not a deployable revision: {problems}",
+                location.bucket, location.key
+            ))
+        })?;
+        Ok(spec
+            .hooks
+            .iter()
+            .map(|(event, _)| (*event, spec.event_limit_secs(*event)))
+            .collect())
+    }
+}
+
+impl Bundles {
+    /// Downloads a pinned bundle of `size` bytes to `path` in byte ranges fetched
+    /// [`RANGES_AT_ONCE`] at a time, as S3's performance guidelines advise for large
+    /// objects: one GET stream would spend most of the function's time on a large bundle.
+    /// Every range names the pinned version and ETag, so a bundle replaced meanwhile fails
+    /// (PreconditionFailed) rather than mixing two objects.
+    async fn download(
+        &self,
+        location: &S3Location,
+        size: i64,
+        path: &std::path::Path,
+    ) -> Result<(), ApiError> {
+        let cannot_write =
+            |error: std::io::Error| ApiError::internal(format!("cannot write the bundle: {error}"));
+        let file = std::sync::Arc::new(std::fs::File::create(path).map_err(cannot_write)?);
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(RANGES_AT_ONCE));
+        let mut ranges = tokio::task::JoinSet::new();
+        for start in (0..size).step_by(RANGE_BYTES as usize) {
+            let end = (start + RANGE_BYTES).min(size) - 1;
+            let request = self
+                .client
+                .get_object()
+                .bucket(&location.bucket)
+                .key(&location.key)
+                .range(format!("bytes={start}-{end}"))
+                .set_version_id(location.version.clone())
+                .set_if_match(location.e_tag.as_ref().map(|tag| format!("\"{tag}\"")));
+            let (file, permits) = (
+                std::sync::Arc::clone(&file),
+                std::sync::Arc::clone(&permits),
+            );
+            ranges.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let body = request
+                    .send()
+                    .await
+                    .map_err(|error| aws_failure("S3 GetObject", error))?
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|error| aws_failure("S3 GetObject body", error))?
+                    .into_bytes();
+                if body.len() as i64 != end - start + 1 {
+                    return Err(ApiError::internal(format!(
+                        "S3 GetObject: {} bytes for bytes {start}-{end} of a {size}-byte bundle",
+                        body.len()
+                    )));
+                }
+                tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    file.write_all_at(&body, start as u64).map_err(cannot_write)
+                })
+                .await
+                .map_err(|error| ApiError::internal(error.to_string()))?
+            });
+        }
+        while let Some(range) = ranges.join_next().await {
+            range.map_err(|error| ApiError::internal(error.to_string()))??;
+        }
+        Ok(())
+    }
+}
+
+/// Pins a revision for the record push keeps, after validating an S3 bundle.
+pub async fn register(
+    bundles: &Bundles,
+    store: &DynamoStore,
+    application: &str,
+    location: &RevisionLocation,
+    description: Option<String>,
+    now: gantry_core::deployment::Millis,
+) -> Result<RevisionRecord, ApiError> {
+    let RevisionLocation::S3 { s3_location } = location else {
+        return Err(invalid_revision(
+            "revision.revisionType: GitHub revisions cannot be fetched by Gantry yet; upload the bundle to S3 and use revisionType S3",
+        ));
+    };
+    let (pinned, size) = bundles.pin(s3_location).await?;
+    let event_timeouts = bundles.validate(&pinned, size).await?;
+    let record = RevisionRecord {
+        application_name: application.to_owned(),
+        revision_location: RevisionLocation::S3 {
+            s3_location: pinned,
+        },
+        description,
+        register_time: seconds(now),
+        event_timeouts,
+        size_bytes: Some(size),
+    };
+    store
+        .put(
+            &keys::revisions(application),
+            &revision_key(&record.revision_location),
+            &record,
+        )
+        .await?;
+    Ok(record)
+}

@@ -1,0 +1,255 @@
+//! SQS: each host's command queue, made on first use, and the messages sent to it.
+
+use super::aws_failure;
+use crate::error::ApiError;
+use aws_sdk_sqs::types::QueueAttributeName;
+use gantry_core::wire::Command;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Commands in flight at once while a batch is dispatched.
+const SENDS_AT_ONCE: usize = 64;
+
+/// How long a host's queue keeps a message: a command is worth nothing after its
+/// `startBy` (minutes), a cancel after the command it cancels. A day leaves room for a
+/// host start timeout raised far above its default.
+pub const COMMAND_RETENTION_SECONDS: u32 = 86_400;
+/// Receives after which a message no agent could handle leaves for the dead-letter queue.
+pub const COMMAND_MAX_RECEIVES: u32 = 10;
+
+/// One command queue per host, named `<prefix><instance id>`, created on first use with
+/// a retention period and, when one is configured, a dead-letter queue.
+#[derive(Clone)]
+pub struct CommandQueues {
+    client: aws_sdk_sqs::Client,
+    prefix: String,
+    dead_letter_arn: Option<String>,
+    /// `arn:<partition>:ec2:<region>:<account>:instance/`: an EC2 instance's ARN is this
+    /// and its id.
+    instance_arn_prefix: String,
+    urls: std::sync::Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// The tag on an EC2 instance's command queue that names the instance, by ARN. The
+/// template's Ec2HostPolicy lets instance-role credentials use a command queue only when
+/// this tag equals the request's `ec2:SourceInstanceARN`, which EC2 sets on requests
+/// signed with an instance's role credentials.
+pub const INSTANCE_ARN_TAG: &str = "gantry:instance-arn";
+
+impl CommandQueues {
+    pub fn new(
+        client: aws_sdk_sqs::Client,
+        prefix: impl Into<String>,
+        dead_letter_arn: Option<String>,
+        region: &str,
+        account_id: &str,
+    ) -> Self {
+        let partition = if region.starts_with("cn-") {
+            "aws-cn"
+        } else if region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        };
+        Self {
+            client,
+            prefix: prefix.into(),
+            dead_letter_arn,
+            instance_arn_prefix: format!("arn:{partition}:ec2:{region}:{account_id}:instance/"),
+            urls: Default::default(),
+        }
+    }
+
+    /// The tags a host's queue carries: an EC2 instance's names it (see
+    /// [`INSTANCE_ARN_TAG`]); an on-premises instance's needs none, its IAM user's name
+    /// being the queue's.
+    fn tags(&self, instance_id: &str) -> HashMap<String, String> {
+        let is_ec2 = instance_id
+            .strip_prefix("i-")
+            .is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()));
+        if !is_ec2 {
+            return HashMap::new();
+        }
+        HashMap::from([(
+            INSTANCE_ARN_TAG.to_owned(),
+            format!("{}{instance_id}", self.instance_arn_prefix),
+        )])
+    }
+
+    pub fn queue_name(&self, instance_id: &str) -> String {
+        format!("{}{instance_id}", self.prefix)
+    }
+
+    fn attributes(&self) -> HashMap<QueueAttributeName, String> {
+        let mut attributes = HashMap::from([(
+            QueueAttributeName::MessageRetentionPeriod,
+            COMMAND_RETENTION_SECONDS.to_string(),
+        )]);
+        if let Some(arn) = &self.dead_letter_arn {
+            attributes.insert(
+                QueueAttributeName::RedrivePolicy,
+                json!({"deadLetterTargetArn": arn, "maxReceiveCount": COMMAND_MAX_RECEIVES})
+                    .to_string(),
+            );
+        }
+        attributes
+    }
+
+    /// The queue's URL; CreateQueue returns the existing queue's URL when it exists with
+    /// the same attributes, so one call both finds and creates. A queue made before with
+    /// other attributes is given these. URLs are cached for the life of the process.
+    pub async fn url(&self, instance_id: &str) -> Result<String, ApiError> {
+        if let Some(url) = self.urls.lock().expect("queue cache").get(instance_id) {
+            return Ok(url.clone());
+        }
+        let name = self.queue_name(instance_id);
+        let tags = self.tags(instance_id);
+        let created = self
+            .client
+            .create_queue()
+            .queue_name(&name)
+            .set_attributes(Some(self.attributes()))
+            .set_tags((!tags.is_empty()).then(|| tags.clone()))
+            .send()
+            .await;
+        let url = match created {
+            Ok(output) => output.queue_url,
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|error| error.is_queue_name_exists()) =>
+            {
+                let url = self
+                    .client
+                    .get_queue_url()
+                    .queue_name(&name)
+                    .send()
+                    .await
+                    .map_err(|error| aws_failure("SQS GetQueueUrl", error))?
+                    .queue_url
+                    .ok_or_else(|| ApiError::internal("SQS GetQueueUrl returned no URL"))?;
+                self.client
+                    .set_queue_attributes()
+                    .queue_url(&url)
+                    .set_attributes(Some(self.attributes()))
+                    .send()
+                    .await
+                    .map_err(|error| aws_failure("SQS SetQueueAttributes", error))?;
+                Some(url)
+            }
+            Err(error) => return Err(aws_failure("SQS CreateQueue", error)),
+        }
+        .ok_or_else(|| ApiError::internal("SQS CreateQueue returned no queue URL"))?;
+        // CreateQueue does not tag a queue that exists: a queue made before, or by an
+        // older Gantry, is tagged here (once per process, as the URL is cached).
+        if !tags.is_empty() {
+            self.client
+                .tag_queue()
+                .queue_url(&url)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(|error| aws_failure("SQS TagQueue", error))?;
+        }
+        self.urls
+            .lock()
+            .expect("queue cache")
+            .insert(instance_id.to_owned(), url.clone());
+        Ok(url)
+    }
+
+    /// Sends one message to a queue by URL.
+    pub async fn send_to_queue(&self, url: &str, body: String) -> Result<(), ApiError> {
+        self.send_delayed(url, body, 0).await
+    }
+
+    /// Sends one message to a queue by URL, invisible for its first `delay_seconds`
+    /// (at most 900, SQS's limit).
+    pub async fn send_delayed(
+        &self,
+        url: &str,
+        body: String,
+        delay_seconds: i32,
+    ) -> Result<(), ApiError> {
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .delay_seconds(delay_seconds.clamp(0, 900))
+            .send()
+            .await
+            .map_err(|error| aws_failure("SQS SendMessage", error))?;
+        Ok(())
+    }
+
+    /// Sends messages to one queue by URL, ten to a request (SQS's limit for a batch).
+    pub async fn send_batch(&self, url: &str, bodies: &[String]) -> Result<(), ApiError> {
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .message_body(body)
+                        .build()
+                        .expect("entry fields are set")
+                })
+                .collect();
+            let sent = self
+                .client
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|error| aws_failure("SQS SendMessageBatch", error))?;
+            if let Some(failed) = sent.failed().first() {
+                return Err(ApiError::internal(format!(
+                    "SQS SendMessageBatch: {} of {} messages not sent ({}: {})",
+                    sent.failed().len(),
+                    chunk.len(),
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends each command to its host's queue, a bounded number at a time.
+    pub async fn send_all(&self, commands: Vec<Command>) -> Result<(), ApiError> {
+        self.send_to_hosts(
+            commands
+                .into_iter()
+                .map(|command| (command.instance_id.clone(), command.to_json()))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Sends each message to its host's queue (`(instance id, body)`), a bounded number
+    /// at a time.
+    pub async fn send_to_hosts(&self, messages: Vec<(String, String)>) -> Result<(), ApiError> {
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(SENDS_AT_ONCE));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (instance_id, body) in messages {
+            let queues = self.clone();
+            let permits = std::sync::Arc::clone(&permits);
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let url = queues.url(&instance_id).await?;
+                queues.send_to_queue(&url, body).await
+            });
+        }
+        let mut first_error = None;
+        while let Some(result) = tasks.join_next().await {
+            let outcome = result.map_err(|error| ApiError::internal(error.to_string()));
+            if let Err(error) = outcome.and_then(|sent| sent) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

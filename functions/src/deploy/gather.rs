@@ -1,0 +1,189 @@
+//! What a new deployment is made of, looked up: the revision's record, each host's
+//! standing and reporting role, its deadlines, and the group's target groups.
+
+use crate::adapters::{Host, revision_key};
+use crate::control::ControlPlane;
+use crate::error::{ApiError, Exception};
+use crate::model::{DeploymentGroupSettings, RevisionRecord};
+use crate::store::{InstanceHealth, keys};
+use crate::traffic::{TargetGroupRef, TrafficError};
+use gantry_core::deployment::Deadlines;
+use gantry_core::identity::Sender;
+use gantry_core::lifecycle::{LifecycleEvent, Performer};
+use gantry_core::planner::Standing;
+use gantry_core::wire::RevisionLocation;
+use std::collections::BTreeMap;
+
+/// Where an instance stands for the group, from its recorded health.
+/// Where an instance stands, from its health record: `current` is the revision that
+/// counts as current (see [`current_revision`]).
+pub(super) fn standing(
+    health: Option<&InstanceHealth>,
+    current: Option<&RevisionLocation>,
+) -> Standing {
+    match health {
+        None => Standing::Unknown,
+        Some(health) if !health.healthy => Standing::Unhealthy,
+        Some(health)
+            if current
+                .is_some_and(|current| revision_key(&health.revision) == revision_key(current)) =>
+        {
+            Standing::Current
+        }
+        Some(_) => Standing::Old,
+    }
+}
+
+/// The revision an instance is current on. For ordering, as CodeDeploy orders: the
+/// group's last successful revision, so that instances on older revisions go before
+/// those on the last good one (none is current before a first success). For an update
+/// of outdated instances only: the revision it deploys, which they need not get twice.
+pub(super) fn current_revision<'a>(
+    update_outdated_only: bool,
+    deploying: &'a RevisionLocation,
+    last_successful: Option<&'a RevisionLocation>,
+) -> Option<&'a RevisionLocation> {
+    if update_outdated_only {
+        Some(deploying)
+    } else {
+        last_successful
+    }
+}
+
+/// The registered record of a revision, registering (and validating) it first if it
+/// was not, as CodeDeploy registers revisions deployed without a push.
+pub(super) async fn revision_record(
+    control: &ControlPlane,
+    application: &str,
+    revision: &RevisionLocation,
+) -> Result<RevisionRecord, ApiError> {
+    control.check_revision_location(revision)?;
+    let pinned = match revision {
+        RevisionLocation::S3 { s3_location } => RevisionLocation::S3 {
+            s3_location: control.bundles.pin(s3_location).await?.0,
+        },
+        other => other.clone(),
+    };
+    let known = control
+        .store
+        .get::<RevisionRecord>(&keys::revisions(application), &revision_key(&pinned))
+        .await?;
+    match known {
+        Some(record) => Ok(record.value),
+        None => control.register_revision(application, &pinned, None).await,
+    }
+}
+
+/// Each event's limit: its scripts' timeouts, from the revision whose scripts run (the
+/// group's last successful one for ApplicationStop and the BlockTraffic hooks, which
+/// stop what runs now; with none, they run nothing), or the agent's own limit.
+pub(super) fn deadlines(
+    control: &ControlPlane,
+    record: &RevisionRecord,
+    previous: Option<&RevisionRecord>,
+    events: &[LifecycleEvent],
+    target_groups: &[TargetGroupRef],
+) -> Deadlines {
+    // BlockTraffic waits out the longest deregistration delay; both traffic steps get
+    // the agent's own events' limit on top, for ELB's health checks and API calls.
+    let drain_ms = target_groups
+        .iter()
+        .map(|group| u64::from(group.deregistration_delay_seconds) * 1000)
+        .max()
+        .unwrap_or(0);
+    let event_ms = events
+        .iter()
+        .map(|event| {
+            if event.performer() == Performer::ControlPlane {
+                let drain = if *event == LifecycleEvent::BlockTraffic {
+                    drain_ms
+                } else {
+                    0
+                };
+                return (*event, drain + control.settings.agent_event_ms);
+            }
+            let scripts_from = if event.uses_last_successful_revision() {
+                previous
+            } else {
+                Some(record)
+            };
+            let limit = if event.accepts_hooks() {
+                scripts_from
+                    .and_then(|revision| revision.event_timeouts.get(event))
+                    .copied()
+                    .unwrap_or(0)
+                    // Revisions recorded before the limit may hold more.
+                    .min(gantry_core::appspec::MAX_EVENT_SCRIPT_SECS)
+                    * 1000
+            } else {
+                control.settings.agent_event_ms
+            };
+            (*event, limit)
+        })
+        .collect();
+    Deadlines {
+        start_ms: control.settings.host_start_timeout_ms,
+        event_ms,
+        default_event_ms: control.settings.agent_event_ms,
+        slack_ms: control.settings.event_slack_ms,
+    }
+}
+
+/// Binds each EC2 instance with an instance profile to its profile's role: its reports
+/// then count only from that role's session named for it, not from any role's session a
+/// principal could name so (an on-premises host registered with a role session could).
+/// An instance without a profile keeps the session-name rule: it has no role
+/// credentials to report with anyway, unless its agent was given keys of its own.
+pub(super) async fn bind_instance_roles(
+    control: &ControlPlane,
+    hosts: &mut [Host],
+) -> Result<(), ApiError> {
+    let ids: Vec<String> = hosts
+        .iter()
+        .filter(|host| host.sender == Sender::InstanceRole)
+        .map(|host| host.instance_id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let profiles = control.fleet.instance_profiles(&ids).await?;
+    let mut roles: BTreeMap<&str, Option<String>> = BTreeMap::new();
+    for arn in profiles.values() {
+        if !roles.contains_key(arn.as_str()) {
+            let role = control.identities.instance_profile_role(arn).await?;
+            roles.insert(arn, role);
+        }
+    }
+    for host in hosts.iter_mut() {
+        let role = profiles
+            .get(&host.instance_id)
+            .and_then(|arn| roles.get(arn.as_str()).cloned().flatten());
+        if let Some(role_id) = role {
+            host.sender = Sender::InstanceRoleOf(role_id);
+        }
+    }
+    Ok(())
+}
+
+/// The target groups the group's deployments block and allow traffic through, resolved
+/// now so that a deleted or misnamed group fails CreateDeployment, not every host.
+pub(super) async fn traffic_target_groups(
+    control: &ControlPlane,
+    settings: &DeploymentGroupSettings,
+) -> Result<Vec<TargetGroupRef>, ApiError> {
+    let names = settings.traffic_target_groups();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    control
+        .load_balancers
+        .resolve(&names)
+        .await
+        .map_err(|error| match error {
+            TrafficError::Refused(message) => ApiError::new(
+                Exception::InvalidLoadBalancerInfo,
+                format!("loadBalancerInfo.targetGroupInfoList: {message}"),
+            ),
+            TrafficError::Unavailable(message) => ApiError::internal(message),
+        })
+}
