@@ -6,9 +6,7 @@ named tests.rs or *_tests.rs, which holds a `#[cfg(test)]` module's body). Integ
 tests (a crate's tests/) are test code too and not counted. A file's inline unit tests
 count with it: move them to a tests.rs beside it (`#[cfg(test)] mod tests;`).
 
-Until issue 26 is done this is a ratchet: scripts/file_sizes.allowed lists the files over
-the limit today with their length, and the check fails when a file not listed goes over,
-when a listed one grows, and when a listed one is back under the limit (take it off).
+There are none now (issue 26 split the twelve that were), and the check keeps it so.
 
 Usage: scripts/file_sizes.py [--list]
 """
@@ -18,7 +16,6 @@ import sys
 import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALLOWED = os.path.join(ROOT, "scripts", "file_sizes.allowed")
 LIMIT = 800
 
 
@@ -49,30 +46,14 @@ def long_files():
 
 def main():
     found = long_files()
-    if "--list" in sys.argv[1:]:
-        for path, lines in sorted(found.items()):
-            print(f"{path} {lines}")
-        return 0
-    allowed = {}
-    if os.path.exists(ALLOWED):
-        with open(ALLOWED) as f:
-            for line in f:
-                if line.strip() and not line.startswith("#"):
-                    path, lines = line.split()
-                    allowed[path] = int(lines)
-    errors = []
     for path, lines in sorted(found.items()):
-        if path not in allowed:
-            errors.append(f"{path} has {lines} lines, over {LIMIT}: split it by what its parts do")
-        elif lines > allowed[path]:
-            errors.append(f"{path} grew to {lines} lines (listed at {allowed[path]}, over {LIMIT}): split it, don't grow it")
-    for path in sorted(set(allowed) - set(found)):
-        errors.append(f"{path} is no longer over {LIMIT} lines: take it off scripts/file_sizes.allowed")
-    for error in errors:
-        print(f"error: {error}")
-    if not errors:
-        print(f"file sizes: {len(found)} files over {LIMIT} lines, all listed, none grown")
-    return 1 if errors else 0
+        if "--list" in sys.argv[1:]:
+            print(f"{path} {lines}")
+        else:
+            print(f"error: {path} has {lines} lines, over {LIMIT}: split it by what its parts do")
+    if not found:
+        print(f"file sizes: none over {LIMIT} lines")
+    return 1 if found and "--list" not in sys.argv[1:] else 0
 
 
 if __name__ == "__main__":
