@@ -9,7 +9,7 @@
 //! deployment, provisioning, and returns; the copy is made by the stored effect
 //! ProvisionFleet, and looked at again (a fleet check on the lifecycle queue, and the
 //! tick) until its instances exist, when the deployment is planned over both fleets
-//! (`crate::deploy::finish_provisioning`, called by `crate::effects::look_at_copy`). From the moment the copy may exist, the
+//! (`crate::deploy::finish_provisioning`, called by `crate::engine::look_at_copy`). From the moment the copy may exist, the
 //! deployment owns it: any end before the plan removes it (RemoveReplacement), and a
 //! ProvisionFleet run late deletes what it finds instead of making it.
 

@@ -1,7 +1,7 @@
 //! Making deployments: CreateDeployment's validation and planning, and the rollback that
 //! replaces a failed or stopped deployment. Both store the new deployment with its start
 //! effects in its outbox and return it; the caller carries the effects out (see
-//! [`crate::effects`]).
+//! [`crate::engine`]).
 
 use crate::adapters::Host;
 use crate::error::{ApiError, Exception};

@@ -4,8 +4,9 @@
 //!   batch-advance, rollback, autoscaling, api) and [`handlers::invoke`], the one entry
 //!   point the Lambda binaries and gantry-local share.
 //! - [`deploy`]: making deployments (CreateDeployment's planning, rollbacks).
-//! - [`effects`]: changing a deployment ([`effects::advance`]) and carrying out what the
-//!   state machine decided, in one place; [`advance`] is the optimistic write loop.
+//! - [`engine`]: the deployment engine. Every change to a deployment is an
+//!   [`engine::step`]: apply and persist ([`engine::transition`], the optimistic write
+//!   loop), then carry out the effects, in one place.
 //! - [`traffic_steps`]: BlockTraffic and AllowTraffic between a host's commands, through
 //!   [`traffic`] (ELBv2 target groups).
 //! - [`store`] (DynamoDB), [`adapters`] (SQS, SNS, S3, EC2, Auto Scaling), [`notify`]
@@ -16,20 +17,19 @@
 //!   and blue/green.
 //!
 //! The module graph runs one way, each layer using only those below it:
-//! lambda → handlers → effects (the deployment engine) → deploy (creating deployments and
+//! lambda → handlers → engine → deploy (creating deployments and
 //! rollbacks) → blue_green, traffic_steps, group_hooks, notify → control (settings and
-//! clients) → adapters, green_fleet, traffic, advance → store → model → error. A
+//! clients) → adapters, green_fleet, traffic → store → model → error. A
 //! decision that needs the engine (a traffic check's outcome, a copy found ready) is
 //! returned to the caller above, which hands it to the engine. `make lint` runs
 //! scripts/module_cycles.py, which fails on any use that closes a cycle among a crate's
 //! top-level modules.
 
 pub mod adapters;
-pub mod advance;
 pub mod blue_green;
 pub mod control;
 pub mod deploy;
-pub mod effects;
+pub mod engine;
 pub mod error;
 pub mod green_fleet;
 pub mod group_hooks;

@@ -13,7 +13,7 @@ use gantry_core::wire::{Creator, HostMessage};
 use gantry_functions::blue_green::PROVISIONING_LIMIT_MS;
 use gantry_functions::control::{ControlPlane, Settings};
 use gantry_functions::deploy::{self, CreateDeploymentInput, Origin};
-use gantry_functions::effects;
+use gantry_functions::engine;
 use gantry_functions::error::ApiError;
 use gantry_functions::handlers;
 use gantry_functions::handlers::batch_advance;
@@ -336,7 +336,7 @@ async fn create_returns_while_the_copy_launches_and_the_deployment_then_runs_on_
     assert_eq!(refused.code.name(), "DeploymentLimitExceededException");
 
     // The look at the copy (the fleet check, or the tick) plans it over both fleets.
-    Box::pin(effects::look_at_copy(&fx.control, &id, false))
+    Box::pin(engine::look_at_copy(&fx.control, &id, false))
         .await
         .unwrap();
     let info = fx.info(&id).await;
@@ -360,7 +360,7 @@ async fn create_returns_while_the_copy_launches_and_the_deployment_then_runs_on_
         "the copy's host installs"
     );
     // Looked at again (a repeated check): nothing changes.
-    Box::pin(effects::look_at_copy(&fx.control, &id, false))
+    Box::pin(engine::look_at_copy(&fx.control, &id, false))
         .await
         .unwrap();
     assert_eq!(
@@ -382,7 +382,7 @@ async fn a_deployment_stopped_while_provisioning_removes_its_copy() {
     .await;
     nothing_left(&fx, &id, "Stopped").await;
     // A fleet check or a ProvisionFleet retried late finds it over and makes nothing.
-    Box::pin(effects::look_at_copy(&fx.control, &id, true))
+    Box::pin(engine::look_at_copy(&fx.control, &id, true))
         .await
         .unwrap();
     fx.tick(OUTBOX_GRACE_MS + 1).await;
@@ -405,7 +405,7 @@ async fn a_copy_not_ready_by_its_deadline_is_removed() {
         .unwrap();
     let launched = fx.control.green_fleets.instances(&copy).await.unwrap();
     assert!(launched.is_empty(), "{launched:?}");
-    Box::pin(effects::look_at_copy(&fx.control, &id, false))
+    Box::pin(engine::look_at_copy(&fx.control, &id, false))
         .await
         .unwrap();
     assert_eq!(
@@ -443,7 +443,7 @@ async fn a_deployment_that_cannot_be_planned_over_its_copy_removes_it() {
         .send()
         .await
         .unwrap();
-    Box::pin(effects::look_at_copy(&fx.control, &id, false))
+    Box::pin(engine::look_at_copy(&fx.control, &id, false))
         .await
         .unwrap();
     nothing_left(&fx, &id, "Failed").await;

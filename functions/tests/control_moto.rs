@@ -7,9 +7,9 @@ use gantry_core::deployment::{Effect, Input};
 use gantry_core::lifecycle::LifecycleEvent;
 use gantry_core::wire::{Cancel, EventStatus};
 use gantry_core::wire::{Command, HostMessage};
-use gantry_functions::advance;
 use gantry_functions::control::{ControlPlane, Settings};
-use gantry_functions::effects;
+use gantry_functions::engine;
+use gantry_functions::engine::transition;
 use gantry_functions::error::ApiError;
 use gantry_functions::handlers;
 use gantry_functions::handlers::batch_advance;
@@ -1877,7 +1877,7 @@ async fn deploy_to_fleet(hosts: usize, config: &str, shuffle: bool) {
     fx.group("web", config, json!({})).await;
     let id = fx.deploy("web", "v1.tgz").await.unwrap();
     // AllAtOnce dispatches the whole fleet at once: past a slice, it fans out.
-    if config == "CodeDeployDefault.AllAtOnce" && hosts > effects::DISPATCH_SLICE as usize {
+    if config == "CodeDeployDefault.AllAtOnce" && hosts > engine::DISPATCH_SLICE as usize {
         Box::pin(fan_out_lands(&fx, &id, hosts)).await;
     }
     let info = play_fleet(&fx, &id, &names, shuffle).await;
@@ -1912,18 +1912,18 @@ async fn deploy_to_fleet(hosts: usize, config: &str, shuffle: bool) {
 /// A dispatch of more hosts than one invocation sends to went out as slices on the
 /// lifecycle queue, covering every host once; the lifecycle function sends them.
 async fn fan_out_lands(fx: &Fixture, id: &str, hosts: usize) {
-    let slice = effects::DISPATCH_SLICE as usize;
+    let slice = engine::DISPATCH_SLICE as usize;
     let bodies = take_lifecycle_messages(fx, hosts.div_ceil(slice)).await;
     assert_eq!(bodies.len(), hosts.div_ceil(slice), "{bodies:?}");
     let mut covered = Vec::new();
     for body in &bodies {
-        let slice: effects::DispatchSlice = serde_json::from_value(
+        let slice: engine::DispatchSlice = serde_json::from_value(
             serde_json::from_str::<Value>(body).unwrap()["gantryDispatch"].clone(),
         )
         .unwrap();
         assert_eq!(slice.deployment_id, id);
         assert!(
-            slice.count as usize <= effects::DISPATCH_SLICE as usize,
+            slice.count as usize <= engine::DISPATCH_SLICE as usize,
             "{slice:?}"
         );
         covered.extend(slice.first..slice.first + slice.count);
@@ -1941,7 +1941,7 @@ async fn fan_out_lands(fx: &Fixture, id: &str, hosts: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dispatch_slice_after_a_stop_cancels_what_it_sends() {
     let fx = Fixture::start().await;
-    let hosts = effects::DISPATCH_SLICE as usize + 5;
+    let hosts = engine::DISPATCH_SLICE as usize + 5;
     let names = register_fleet(&fx, hosts).await;
     fx.upload("v1.tgz", &good_bundle("1")).await;
     fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
@@ -3300,7 +3300,7 @@ async fn apply_without_effects(fx: &Fixture, id: &str, body: &str) -> Vec<Effect
             }
         })
         .collect();
-    let applied = advance::apply::<DeploymentSpec>(&fx.control.store, id, &inputs, now_ms(), 5)
+    let applied = transition::apply::<DeploymentSpec>(&fx.control.store, id, &inputs, now_ms(), 5)
         .await
         .unwrap();
     assert!(applied.refused.is_empty(), "{:?}", applied.refused);
@@ -3384,7 +3384,7 @@ async fn a_process_killed_between_any_two_effects_loses_none() {
                 .await
                 .unwrap();
             // Killed after k effects, before marking the entry done.
-            effects::run(&fx.control, &record, &effects[..k], None).await;
+            engine::execute(&fx.control, &record, &effects[..k], None).await;
             batch_advance::tick_at(&fx.control, now_ms() + OUTBOX_GRACE_MS + 1)
                 .await
                 .unwrap();
@@ -4602,7 +4602,7 @@ mod load_balanced {
             now: now_ms(),
         };
         let applied =
-            advance::apply::<DeploymentSpec>(&fx.control.store, &id, &[done], now_ms(), 5)
+            transition::apply::<DeploymentSpec>(&fx.control.store, &id, &[done], now_ms(), 5)
                 .await
                 .unwrap();
         assert!(

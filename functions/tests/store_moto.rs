@@ -10,7 +10,7 @@ use gantry_core::identity::Sender;
 use gantry_core::lifecycle;
 use gantry_core::planner::{self, Standing, Target};
 use gantry_core::wire::{Diagnostics, ErrorCode, EventStatus, Report, SCHEMA_VERSION};
-use gantry_functions::advance;
+use gantry_functions::engine::transition;
 use gantry_functions::store::{DynamoStore, OutboxEntry, StoreError, keys};
 use gantry_tests::moto::Moto;
 use std::sync::Arc;
@@ -327,7 +327,7 @@ async fn concurrent_appliers_count_each_report_once() {
         )
         .await
         .unwrap();
-    let started = advance::apply::<Spec>(&store, id, &[Input::Start { now: 1 }], 1, 10)
+    let started = transition::apply::<Spec>(&store, id, &[Input::Start { now: 1 }], 1, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -361,7 +361,7 @@ async fn concurrent_appliers_count_each_report_once() {
         tasks.push(tokio::spawn(async move {
             let mut effects = Vec::new();
             for report in mine {
-                let applied = advance::apply::<Spec>(
+                let applied = transition::apply::<Spec>(
                     &store,
                     id,
                     &[Input::Report {

@@ -14,7 +14,7 @@
 use crate::adapters::{LAUNCHING, TERMINATING};
 use crate::control::ControlPlane;
 use crate::deploy::{self, CreateDeploymentInput, Origin, deployment_id_for};
-use crate::effects;
+use crate::engine;
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, LifecycleAction};
 use crate::store::{DeploymentRecord, StoreError};
@@ -38,8 +38,8 @@ pub enum LifecycleMessage {
     TrafficCheck(crate::traffic_steps::TrafficCheck),
     /// Look at a provisioning blue/green deployment's copy (see [`crate::blue_green`]).
     FleetCheck { deployment_id: String },
-    /// Send one slice of a large dispatch (see [`crate::effects::DISPATCH_SLICE`]).
-    DispatchSlice(crate::effects::DispatchSlice),
+    /// Send one slice of a large dispatch (see [`crate::engine::DISPATCH_SLICE`]).
+    DispatchSlice(crate::engine::DispatchSlice),
 }
 
 /// Auto Scaling's lifecycle notification, as it sends it to SQS.
@@ -146,15 +146,15 @@ pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), Ap
         LifecycleMessage::TrafficCheck(check) => {
             let deployment_id = check.deployment_id.clone();
             if let Some(input) = crate::traffic_steps::check(control, check).await? {
-                Box::pin(crate::effects::advance(control, &deployment_id, &[input])).await?;
+                Box::pin(crate::engine::step(control, &deployment_id, &[input])).await?;
             }
             Ok(())
         }
         LifecycleMessage::DispatchSlice(slice) => {
-            Box::pin(crate::effects::dispatch_slice(control, slice)).await
+            Box::pin(crate::engine::dispatch_slice(control, slice)).await
         }
         LifecycleMessage::FleetCheck { deployment_id } => {
-            Box::pin(crate::effects::look_at_copy(control, &deployment_id, true)).await
+            Box::pin(crate::engine::look_at_copy(control, &deployment_id, true)).await
         }
     }
 }
@@ -271,7 +271,7 @@ async fn transition(control: &ControlPlane, notification: Notification) -> Resul
     match Box::pin(deploy::create(control, input, creator, origin)).await {
         Ok(created) => {
             tracing::info!(deployment_id = %created.record.spec.deployment_id, "deploying for a lifecycle action");
-            effects::start(control, &created).await;
+            engine::start(control, &created).await;
             Ok(())
         }
         // Worth a retry: SQS delivers the notification again.

@@ -2,12 +2,12 @@
 //! partial batch failures), and the schedule's tick.
 //!
 //! A report message holds one report or an array of up to ten. Reports are grouped by
-//! deployment and applied in runs that fit one transaction (see [`crate::advance`]);
-//! each run's effects are carried out by [`crate::effects`].
+//! deployment and applied in runs that fit one transaction (see [`crate::engine::transition`]);
+//! each run's effects are carried out by [`crate::engine`].
 
-use crate::advance;
 use crate::control::ControlPlane;
-use crate::effects;
+use crate::engine;
+use crate::engine::transition;
 use crate::error::{ApiError, Exception};
 use crate::model::now_millis;
 use crate::store::OUTBOX_GRACE_MS;
@@ -98,12 +98,12 @@ async fn apply_reports(control: &ControlPlane, messages: Vec<ReportMessage>) -> 
     for (deployment_id, reports) in by_deployment {
         let inputs: Vec<Input> = reports.iter().map(|(_, input)| input.clone()).collect();
         let mut offset = 0;
-        for run in advance::chunks(&inputs) {
+        for run in transition::chunks(&inputs) {
             let messages = &reports[offset..offset + run.len()];
             offset += run.len();
             // Boxed, as every advance here: inlined, their futures would grow this one
             // past a debug build's thread stack.
-            let result = Box::pin(effects::advance(control, &deployment_id, run)).await;
+            let result = Box::pin(engine::step(control, &deployment_id, run)).await;
             // Not for lost races (applying them one by one would race all the more), only
             // for what the store refused.
             let refused = result
@@ -114,7 +114,7 @@ async fn apply_reports(control: &ControlPlane, messages: Vec<ReportMessage>) -> 
                 // each is applied alone, and only those that fail alone are retried.
                 tracing::warn!(%deployment_id, reports = run.len(), "a run of reports was not applied; applying each alone");
                 for (single, message) in run.chunks(1).zip(messages.chunks(1)) {
-                    let result = Box::pin(effects::advance(control, &deployment_id, single)).await;
+                    let result = Box::pin(engine::step(control, &deployment_id, single)).await;
                     Box::pin(settle(
                         control,
                         &deployment_id,
@@ -146,7 +146,7 @@ async fn apply_reports(control: &ControlPlane, messages: Vec<ReportMessage>) -> 
 async fn settle(
     control: &ControlPlane,
     deployment_id: &str,
-    result: Result<advance::Applied<crate::model::DeploymentSpec>, ApiError>,
+    result: Result<transition::Applied<crate::model::DeploymentSpec>, ApiError>,
     messages: &[(String, Input)],
     failed: &mut Vec<String>,
 ) {
@@ -223,27 +223,17 @@ async fn tick_one(
     let mut inputs = crate::traffic_steps::last_looks(control, deployment_id, now).await?;
     inputs.push(Input::Tick { now });
     // Each round fails up to a transaction's worth of silent hosts.
-    let mut applied = Box::pin(effects::advance(control, deployment_id, &inputs)).await?;
+    let mut applied = Box::pin(engine::step(control, deployment_id, &inputs)).await?;
     while applied.hosts_written > 0 {
-        applied = Box::pin(effects::advance(
-            control,
-            deployment_id,
-            &[Input::Tick { now }],
-        ))
-        .await?;
+        applied = Box::pin(engine::step(control, deployment_id, &[Input::Tick { now }])).await?;
     }
     // A blue/green copy still provisioning is looked at (a fleet check may be lost).
     let state = &applied.record.state;
     if state.provisioning() && !state.status.is_terminal() {
-        if let Err(error) = Box::pin(effects::look_at_copy(control, deployment_id, false)).await {
+        if let Err(error) = Box::pin(engine::look_at_copy(control, deployment_id, false)).await {
             tracing::warn!(%deployment_id, %error, "could not look at the replacement fleet; the next tick does");
         }
-        applied = Box::pin(effects::advance(
-            control,
-            deployment_id,
-            &[Input::Tick { now }],
-        ))
-        .await?;
+        applied = Box::pin(engine::step(control, deployment_id, &[Input::Tick { now }])).await?;
     }
     let record = &applied.record;
     // Effects not carried out keep the deployment on the tick, whatever its status:
@@ -257,12 +247,12 @@ async fn tick_one(
             Some(pending.due())
         } else {
             tracing::info!(%deployment_id, entry = %key, attempts = pending.attempts, "running effects left in the outbox");
-            let entry = effects::Entry {
+            let entry = engine::Entry {
                 key: key.clone(),
                 attempts: pending.attempts,
                 late: true,
             };
-            effects::run(control, record, &pending.effects, Some(entry)).await
+            engine::execute(control, record, &pending.effects, Some(entry)).await
         };
         retry_at = retry_at.into_iter().chain(next).min();
     }

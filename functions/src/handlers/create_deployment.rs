@@ -5,7 +5,7 @@
 
 use crate::control::ControlPlane;
 use crate::deploy::{self, CreateDeploymentInput, Origin};
-use crate::effects;
+use crate::engine;
 use crate::error::ApiError;
 use gantry_core::wire::Creator;
 use serde::Serialize;
@@ -27,7 +27,7 @@ pub async fn handle(
         Origin::default(),
     ))
     .await?;
-    effects::start(control, &created).await;
+    engine::start(control, &created).await;
     Ok(CreateDeploymentOutput {
         deployment_id: created.record.spec.deployment_id,
     })

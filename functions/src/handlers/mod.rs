@@ -9,8 +9,8 @@
 //! `{"errorType": "<CodeDeploy exception>", "errorMessage": "..."}`.
 //!
 //! What happens when a host's report arrives: [`batch_advance::handle`] groups the
-//! reports by deployment and hands each run to [`crate::effects::advance`], which applies
-//! them ([`crate::advance::apply`]) and carries out the effects.
+//! reports by deployment and hands each run to [`crate::engine::step`], which applies
+//! them ([`crate::engine::transition::apply_checked`]) and carries out the effects.
 
 pub mod api;
 pub mod autoscaling;

@@ -3,7 +3,7 @@
 
 use crate::control::ControlPlane;
 use crate::deploy;
-use crate::effects;
+use crate::engine;
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, now_millis};
 use crate::store::DeploymentRecord;
@@ -37,7 +37,7 @@ pub async fn handle(
         .await?;
     let latest = match &group.active_deployment_id {
         Some(active) => {
-            let applied = effects::advance(
+            let applied = engine::step(
                 control,
                 active,
                 &[Input::Stop {
@@ -57,7 +57,7 @@ pub async fn handle(
             })?;
             let record = control.store.load_deployment(&last.deployment_id).await?;
             if let Some(created) = deploy::start_rollback(control, &record).await? {
-                effects::start(control, &created).await;
+                engine::start(control, &created).await;
             }
             record
         }

@@ -8,7 +8,7 @@ use super::render::{deployment_info_with_incidents, instance_summary, target_inf
 use super::targets::{INSTANCE_LABELS, INSTANCE_STATUSES, filter_values, host_states, list_hosts};
 use super::{batch_names, load, name_field, names_field, unknown_operation};
 use crate::control::ControlPlane;
-use crate::effects;
+use crate::engine;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::model::{DeploymentSpec, now_millis, serialized_name};
 use crate::store::{DeploymentRecord, StoreError};
@@ -305,7 +305,7 @@ async fn continue_deployment(control: &ControlPlane, input: &Value) -> Result<Va
             ),
         ));
     }
-    let applied = effects::advance(
+    let applied = engine::step(
         control,
         &id,
         &[Input::Continue {
@@ -365,7 +365,7 @@ pub(super) async fn stop(
         ));
     }
     let rollback = auto_rollback_enabled.unwrap_or(false);
-    let applied = effects::advance(
+    let applied = engine::step(
         control,
         deployment_id,
         &[Input::Stop {

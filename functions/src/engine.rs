@@ -1,25 +1,34 @@
-//! Carrying out the state machine's effects, in one place.
+//! The deployment engine: the one driver of every deployment.
 //!
-//! Every change to a deployment goes through [`advance`]: apply the inputs (see
-//! [`crate::advance`]), then carry out the effects the write put in the outbox, then
-//! mark them done. A rollback that an effect starts is created there and its own start
-//! effects run next in the same loop, not by recursion. An effect that fails for now
-//! stays in the outbox, where the tick retries it with a growing delay; one that fails
-//! for good is recorded on the deployment. Either way the others go on, so whatever
-//! one effect does, the group's lock is released.
+//! Every change to a deployment is a [`step`]: apply the inputs and persist the result
+//! with its effects in one conditional write ([`transition`]), then [`execute`] the
+//! effects the write put in the outbox, then mark them done. [`carry_out`] is the one
+//! place an effect becomes AWS calls. A rollback that an effect starts is created there
+//! and its own start effects run next in the same loop, not by recursion. An effect that
+//! fails for now stays in the outbox, where the tick retries it with a growing delay; one
+//! that fails for good is recorded on the deployment. Either way the others go on, so
+//! whatever one effect does, the group's lock is released.
+//!
+//! A report's way to the next batch's SendMessage, in seven hops:
+//! `batch_advance::handle` → `apply_reports` → [`step`] → [`execute`] →
+//! [`carry_out_all`] → [`carry_out`] → `dispatch::dispatch` → `CommandQueues::send_all`.
 
-use crate::advance::{self, Applied};
 use crate::control::ControlPlane;
 use crate::deploy::{self, Created};
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, LastDeploymentInfo, now_millis};
 use crate::store::{DeploymentRecord, InstanceHealth, OUTBOX_GRACE_MS, OutboxEntry};
-use gantry_core::deployment::{
-    AlarmCheck, DeploymentStatus, Effect, Input, Millis, NotificationEvent, TargetState,
-};
+use gantry_core::deployment::{AlarmCheck, DeploymentStatus, Effect, Input, Millis};
 use gantry_core::wire::Cancel;
 use serde_json::json;
 use tracing::Instrument;
+
+mod dispatch;
+pub mod transition;
+
+pub use dispatch::{DISPATCH_SLICE, DispatchSlice, dispatch_slice, slices};
+use dispatch::{dispatch, fan_out};
+use transition::Applied;
 
 /// How a deployment's lost races are retried before the caller is told to try again.
 /// With the random backoff between attempts, 40 give a writer several seconds to win
@@ -49,33 +58,99 @@ impl Entry {
     }
 }
 
-/// Carries out effects, then marks their outbox entry done; then does the same for each
-/// deployment they created (a rollback). Effects that fail for now stay in the entry,
-/// alone, to be retried by the tick after a backoff; those that fail for good are
-/// recorded on the deployment and dropped. Returns when `record`'s effects left are next
-/// due, or None when none is left.
-pub async fn run(
+/// One step of a deployment, the way every change to one goes: apply the inputs and
+/// persist the new state with its effects in one conditional write
+/// ([`transition::apply_checked`]), then carry the effects out ([`execute`]).
+pub async fn step(
+    control: &ControlPlane,
+    deployment_id: &str,
+    inputs: &[Input],
+) -> Result<Applied<DeploymentSpec>, ApiError> {
+    let span = tracing::info_span!("step", %deployment_id);
+    async {
+        let started = std::time::Instant::now();
+        let now = now_millis();
+        let mut applied = transition::apply_checked(
+            &control.store,
+            deployment_id,
+            inputs,
+            now,
+            MAX_APPLY_ATTEMPTS,
+            &AlarmPoll { control },
+        )
+        .await?;
+        let written_ms = started.elapsed().as_secs_f64() * 1000.0;
+        for (index, error) in &applied.refused {
+            tracing::warn!(input = index, %error, "input refused by the state machine");
+        }
+        if !applied.effects.is_empty() {
+            applied.effects_done = execute(
+                control,
+                &applied.record,
+                &applied.effects,
+                applied.outbox_entry.clone().map(Entry::new),
+            )
+            .await
+            .is_none();
+            let dispatched = applied
+                .effects
+                .iter()
+                .any(|effect| matches!(effect, Effect::Dispatch { .. }));
+            // The bench reads these: input received to state written, and to effects done.
+            tracing::info!(
+                inputs = inputs.len(),
+                hosts_written = applied.hosts_written,
+                dispatched,
+                written_ms,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "advanced"
+            );
+        }
+        Ok(applied)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Carries out effects (see [`carry_out_all`]), then settles their outbox entry (see
+/// [`settle_outbox`]); then does the same for each deployment they created (a
+/// rollback), in this loop rather than by recursion. Returns when `record`'s effects
+/// left are next due, or None when none is left.
+pub async fn execute(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
     entry: Option<Entry>,
 ) -> Option<Millis> {
     let mut follow_ups = Vec::new();
-    let retry_at = Box::pin(run_one(control, record, effects, entry, &mut follow_ups)).await;
+    // Boxed, as each level here: a debug build's thread stack holds the futures of
+    // every level inlined, and a rollback nests a deployment's creation in them.
+    let failed = Box::pin(carry_out_all(
+        control,
+        record,
+        effects,
+        entry.as_ref(),
+        &mut follow_ups,
+    ))
+    .await;
+    let retry_at = settle_outbox(control, &record.state.deployment_id, entry, failed).await;
     while let Some(created) = follow_ups.pop() {
         let entry = (!created.effects.is_empty())
             .then(|| Entry::new(crate::store::keys::summary_entry(created.record.version)));
-        let span =
-            tracing::info_span!("effects", deployment_id = %created.record.spec.deployment_id);
-        run_one(
-            control,
-            &created.record,
-            &created.effects,
-            entry,
-            &mut follow_ups,
+        let deployment_id = &created.record.spec.deployment_id;
+        let span = tracing::info_span!("effects", %deployment_id);
+        let failed = Box::pin(
+            carry_out_all(
+                control,
+                &created.record,
+                &created.effects,
+                entry.as_ref(),
+                &mut follow_ups,
+            )
+            .instrument(span),
         )
-        .instrument(span)
         .await;
+        settle_outbox(control, deployment_id, entry, failed).await;
     }
     retry_at
 }
@@ -84,27 +159,17 @@ pub async fn run(
 pub async fn start(control: &ControlPlane, created: &Created) {
     let entry = (!created.effects.is_empty())
         .then(|| Entry::new(crate::store::keys::summary_entry(created.record.version)));
-    run(control, &created.record, &created.effects, entry).await;
+    execute(control, &created.record, &created.effects, entry).await;
 }
 
-async fn run_one(
+/// Marks an outbox entry done, or keeps in it only the effects that `failed` for now, to
+/// be retried by the tick after a backoff. Returns when they are due.
+async fn settle_outbox(
     control: &ControlPlane,
-    record: &DeploymentRecord<DeploymentSpec>,
-    effects: &[Effect],
+    deployment_id: &str,
     entry: Option<Entry>,
-    follow_ups: &mut Vec<Created>,
+    retry: Vec<Effect>,
 ) -> Option<Millis> {
-    let deployment_id = &record.state.deployment_id;
-    // Boxed, as each level here: a debug build's thread stack holds the futures of
-    // every level inlined, and a rollback nests a deployment's creation in them.
-    let retry = Box::pin(carry_out(
-        control,
-        record,
-        effects,
-        entry.as_ref(),
-        follow_ups,
-    ))
-    .await;
     let now = now_millis();
     let Some(entry) = entry else {
         if !retry.is_empty() {
@@ -161,7 +226,7 @@ fn may_pass_later(error: &ApiError) -> bool {
 /// others (a notification to a deleted topic must not keep the group locked). Returns
 /// those that failed for now, to be tried again: every effect is safe to repeat. One
 /// that failed for good is logged and recorded on the deployment.
-async fn carry_out(
+async fn carry_out_all(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
@@ -177,7 +242,7 @@ async fn carry_out(
     let mut retry = Vec::new();
     for effect in dispatches.into_iter().chain(others) {
         let entry = entry.map(|entry| (entry, effects));
-        let Err(error) = Box::pin(carry_out_one(
+        let Err(error) = Box::pin(carry_out(
             control, record, effect, entry, started, follow_ups,
         ))
         .await
@@ -232,8 +297,8 @@ fn effect_kind(effect: &Effect) -> &'static str {
     }
 }
 
-/// Executes one effect.
-async fn carry_out_one(
+/// Carries out one effect: the only `match Effect`.
+async fn carry_out(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     effect: &Effect,
@@ -409,178 +474,6 @@ async fn carry_out_one(
     Ok(())
 }
 
-/// Hosts sent their command between two heartbeats of a dispatch: well within the
-/// tick's grace even where SQS is slow (moto: about 10 s).
-const DISPATCH_CHUNK: usize = 250;
-
-/// The most hosts one slice sends its command to: one transaction of their records. A
-/// larger `Dispatch` fans out: a message a slice on the lifecycle queue, carried out by
-/// the lifecycle function (Lambda runs as many at once as the queue holds), so that no
-/// invocation's work grows with the fleet. An invocation takes up to ten messages (the
-/// event source's batch): 250 hosts. With slices of 100, moto's 4 to 8 s a slice ran a
-/// batch of ten past the function's 30 s in `make bench-scale` at 1,000 hosts.
-pub const DISPATCH_SLICE: u32 = 25;
-
-/// One slice of a fanned-out dispatch: `{"gantryDispatch": {..}}` on the lifecycle queue.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DispatchSlice {
-    pub deployment_id: String,
-    pub first: u32,
-    pub count: u32,
-}
-
-/// The slices of hosts `first..first + count`, each at most [`DISPATCH_SLICE`].
-pub fn slices(deployment_id: &str, first: u32, count: u32) -> Vec<DispatchSlice> {
-    let end = first.saturating_add(count);
-    (first..end)
-        .step_by(DISPATCH_SLICE as usize)
-        .map(|start| DispatchSlice {
-            deployment_id: deployment_id.to_owned(),
-            first: start,
-            count: DISPATCH_SLICE.min(end - start),
-        })
-        .collect()
-}
-
-/// Carries out a large `Dispatch` by posting its slices (ten to a request). Posted, the
-/// effect is done: SQS keeps each slice until an invocation carried it out.
-async fn fan_out(
-    control: &ControlPlane,
-    queue_url: &str,
-    deployment_id: &str,
-    first: u32,
-    count: u32,
-) -> Result<(), ApiError> {
-    let bodies: Vec<String> = slices(deployment_id, first, count)
-        .into_iter()
-        .map(|slice| json!({ "gantryDispatch": slice }).to_string())
-        .collect();
-    tracing::info!(hosts = count, slices = bodies.len(), "dispatch fanned out");
-    control.queues.send_batch(queue_url, &bodies).await
-}
-
-/// The lifecycle function: one slice of a fanned-out dispatch, as [`dispatch`] sends it
-/// (run again, it creates nothing twice and sends commands hosts ignore).
-pub async fn dispatch_slice(control: &ControlPlane, slice: DispatchSlice) -> Result<(), ApiError> {
-    let record = match control
-        .store
-        .load_deployment::<DeploymentSpec>(&slice.deployment_id)
-        .await
-    {
-        Ok(record) => record,
-        Err(crate::store::StoreError::NotFound(_)) => {
-            tracing::warn!(deployment_id = %slice.deployment_id, "dispatch slice of a deployment that does not exist; dropped");
-            return Ok(());
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let count = slice.count.min(DISPATCH_SLICE);
-    Box::pin(dispatch(control, &record, slice.first, count, None)).await?;
-    tracing::info!(deployment_id = %slice.deployment_id, first = slice.first, hosts = count, "dispatch slice sent");
-    // Stopped or failed before or while the slice went out: its hosts were not among
-    // those told to skip the rest, so they are told now, after their command (a host
-    // reads both and skips every event, which settles the deployment's count).
-    let ended = control
-        .store
-        .load_deployment::<DeploymentSpec>(&slice.deployment_id)
-        .await?
-        .state
-        .status
-        .is_terminal();
-    if ended {
-        let hosts = control
-            .store
-            .plan_slice(&slice.deployment_id, slice.first, count)
-            .await?;
-        let cancels = hosts
-            .into_iter()
-            .map(|target| {
-                let cancel = Cancel {
-                    deployment_id: slice.deployment_id.clone(),
-                    instance_id: target.instance_id.clone(),
-                };
-                (target.instance_id, cancel.to_json())
-            })
-            .collect();
-        control.queues.send_to_hosts(cancels).await?;
-    }
-    Ok(())
-}
-
-/// Sends the deployment's command to the hosts at `first..first + count` of its
-/// ordered list: their records first (so that their reports find them, and the tick
-/// their deadlines), then the commands, then InstanceStart, a chunk at a time. Between
-/// chunks it touches its outbox entry, so that the tick does not run a long dispatch
-/// again while this one is still sending. Running it again creates nothing twice and
-/// sends the commands again, which hosts ignore.
-async fn dispatch(
-    control: &ControlPlane,
-    record: &DeploymentRecord<DeploymentSpec>,
-    first: u32,
-    count: u32,
-    entry: Option<(&Entry, &[Effect])>,
-) -> Result<(), ApiError> {
-    let spec = &record.spec;
-    let now = now_millis();
-    let targets = control
-        .store
-        .plan_slice(&spec.deployment_id, first, count)
-        .await?;
-    let records: Vec<TargetState> = targets
-        .into_iter()
-        .zip(first..)
-        .map(|(target, index)| record.state.dispatched_target(target, index, now))
-        .collect();
-    let chunks = records.chunks(DISPATCH_CHUNK).count();
-    for (number, chunk) in records.chunks(DISPATCH_CHUNK).enumerate() {
-        control
-            .store
-            .create_targets(&spec.deployment_id, chunk.to_vec())
-            .await?;
-        let commands = chunk
-            .iter()
-            .map(|target| {
-                let mut command = spec.command(&target.target.instance_id, target.deadline);
-                command.lifecycle_events = record.state.first_stretch(target.index);
-                command
-            })
-            .collect();
-        control.queues.send_all(commands).await?;
-        if crate::notify::wanted(spec, NotificationEvent::InstanceStart) {
-            for target in chunk {
-                // Best effort, as every notification: the commands are out.
-                let instance_id = &target.target.instance_id;
-                if let Err(error) = crate::notify::publish(
-                    control,
-                    record,
-                    NotificationEvent::InstanceStart,
-                    Some(instance_id),
-                    Some(target),
-                )
-                .await
-                {
-                    tracing::warn!(%instance_id, %error, "InstanceStart notification not sent");
-                }
-            }
-        }
-        if number + 1 < chunks
-            && let Some((entry, effects)) = entry
-        {
-            let pending = OutboxEntry {
-                effects: effects.to_vec(),
-                at: now_millis(),
-                attempts: entry.attempts,
-            };
-            control
-                .store
-                .rewrite_outbox(&spec.deployment_id, &entry.key, &pending)
-                .await?;
-        }
-    }
-    Ok(())
-}
-
 /// A look at a provisioning blue/green deployment's copy (a fleet check, or the tick):
 /// once its instances exist, the deployment planned over both fleets starts; one that
 /// cannot be planned fails, which removes the copy. `repost`: look again shortly while
@@ -609,63 +502,11 @@ pub async fn look_at_copy(
                     error.message
                 ),
             };
-            Box::pin(advance(control, deployment_id, &[input])).await?;
+            Box::pin(step(control, deployment_id, &[input])).await?;
         }
         deploy::Provisioned::Waiting | deploy::Provisioned::Over => {}
     }
     Ok(())
-}
-
-/// Applies inputs to one deployment and carries out what they caused.
-pub async fn advance(
-    control: &ControlPlane,
-    deployment_id: &str,
-    inputs: &[Input],
-) -> Result<Applied<DeploymentSpec>, ApiError> {
-    let span = tracing::info_span!("advance", %deployment_id);
-    async {
-        let started = std::time::Instant::now();
-        let now = now_millis();
-        let mut applied = advance::apply_checked(
-            &control.store,
-            deployment_id,
-            inputs,
-            now,
-            MAX_APPLY_ATTEMPTS,
-            &AlarmPoll { control },
-        )
-        .await?;
-        let written_ms = started.elapsed().as_secs_f64() * 1000.0;
-        for (index, error) in &applied.refused {
-            tracing::warn!(input = index, %error, "input refused by the state machine");
-        }
-        if !applied.effects.is_empty() {
-            applied.effects_done = run(
-                control,
-                &applied.record,
-                &applied.effects,
-                applied.outbox_entry.clone().map(Entry::new),
-            )
-            .await
-            .is_none();
-            let dispatched = applied
-                .effects
-                .iter()
-                .any(|effect| matches!(effect, Effect::Dispatch { .. }));
-            // The bench reads these: input received to state written, and to effects done.
-            tracing::info!(
-                inputs = inputs.len(),
-                hosts_written = applied.hosts_written,
-                dispatched,
-                written_ms,
-                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                "advanced"
-            );
-        }
-        Ok(applied)
-    }
-    .instrument(span)
-    .await
 }
 
 /// Tells the lifecycle function that a launch's deployment ended: it alone may complete
@@ -692,7 +533,7 @@ struct AlarmPoll<'a> {
     control: &'a ControlPlane,
 }
 
-impl advance::Precheck<DeploymentSpec> for AlarmPoll<'_> {
+impl transition::Precheck<DeploymentSpec> for AlarmPoll<'_> {
     fn wanted(
         &self,
         record: &DeploymentRecord<DeploymentSpec>,
