@@ -2,6 +2,7 @@
 //! gantry-local alike.
 
 use aws_sdk_lambda::primitives::Blob;
+use gantry_api::deployment::{DeploymentInfo, GetDeploymentOutput};
 use serde_json::{Value, json};
 
 /// An error a Gantry function returned, or a failure to reach it.
@@ -82,6 +83,19 @@ impl Gantry {
     pub async fn api(&self, operation: &str, input: Value) -> Result<Value, GantryError> {
         self.invoke("api", &json!({"operation": operation, "input": input}))
             .await
+    }
+
+    /// GetDeployment's `deploymentInfo`, typed as the control plane renders it.
+    pub async fn deployment(&self, id: &str) -> anyhow::Result<DeploymentInfo> {
+        let output = self
+            .api("GetDeployment", json!({"deploymentId": id}))
+            .await?;
+        let output: GetDeploymentOutput = serde_json::from_value(output).map_err(|error| {
+            anyhow::anyhow!(
+                "GetDeployment answered with a deploymentInfo this gantry cannot read: {error}"
+            )
+        })?;
+        Ok(output.deployment_info)
     }
 
     /// A List operation followed through every page: the first page's output, with

@@ -3,6 +3,10 @@
 
 use crate::client::Gantry;
 use crate::output::Output;
+use gantry_api::deployment::DeploymentInfo;
+use gantry_api::model::{BLUE_GREEN, ROLLBACK_ON_ALARM, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST};
+use gantry_core::deployment::{DeploymentStatus, Stage};
+use gantry_core::wire::RevisionLocation;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -111,10 +115,17 @@ pub async fn targets(gantry: &Gantry, deployment_id: &str) -> anyhow::Result<Vec
     Ok(targets)
 }
 
-pub fn exit_code(info: &Value) -> ExitCode {
-    match info["status"].as_str() {
-        Some("Succeeded") => ExitCode::SUCCESS,
-        Some("Failed") | Some("Stopped") => ExitCode::from(1),
+/// A status as CodeDeploy names it ("InProgress").
+fn status_name(status: DeploymentStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|name| name.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{status:?}"))
+}
+
+pub fn exit_code(info: &DeploymentInfo) -> ExitCode {
+    match info.status {
+        DeploymentStatus::Failed | DeploymentStatus::Stopped => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     }
 }
@@ -163,50 +174,51 @@ fn failure_text(target: &Value) -> Option<String> {
     Some(text)
 }
 
-pub fn summary(info: &Value, targets: &[Value]) -> String {
-    let overview = &info["deploymentOverview"];
+pub fn summary(info: &DeploymentInfo, targets: &[Value]) -> String {
+    let overview = &info.deployment_overview;
+    let revision = match &info.revision {
+        RevisionLocation::S3 { s3_location } => s3_location.key.as_str(),
+        _ => "revision",
+    };
     let mut text = format!(
-        "{} {} ({} to {}/{}, {})\n  {} succeeded, {} failed, {} skipped, {} in progress, {} pending",
-        info["deploymentId"].as_str().unwrap_or("?"),
-        info["status"].as_str().unwrap_or("?"),
-        info["revision"]["s3Location"]["key"]
-            .as_str()
-            .unwrap_or("revision"),
-        info["applicationName"].as_str().unwrap_or("?"),
-        info["deploymentGroupName"].as_str().unwrap_or("?"),
-        info["deploymentConfigName"].as_str().unwrap_or("?"),
-        overview["Succeeded"],
-        overview["Failed"],
-        overview["Skipped"],
-        overview["InProgress"],
-        overview["Pending"],
+        "{} {} ({revision} to {}/{}, {})\n  {} succeeded, {} failed, {} skipped, {} in progress, {} pending",
+        info.deployment_id,
+        status_name(info.status),
+        info.application_name,
+        info.deployment_group_name,
+        info.deployment_config_name,
+        overview.succeeded,
+        overview.failed,
+        overview.skipped,
+        overview.in_progress,
+        overview.pending,
     );
     if let Some(fleets) = blue_green_fleets(info) {
         text.push_str(&format!("\n  {fleets}"));
     }
-    if let Some(message) = info["errorInformation"]["message"].as_str() {
-        text.push_str(&format!("\n  {message}"));
+    if let Some(error) = &info.error_information {
+        text.push_str(&format!("\n  {}", error.message));
     }
-    if let Some(rollback) = info["rollbackInfo"]["rollbackDeploymentId"].as_str() {
+    let rollback = info.rollback_info.as_ref();
+    if let Some(rollback) = rollback.and_then(|r| r.rollback_deployment_id.as_deref()) {
         text.push_str(&format!("\n  rolled back by {rollback}"));
     }
-    if let Some(message) = info["rollbackInfo"]["rollbackMessage"].as_str() {
+    if let Some(message) = rollback.and_then(|r| r.rollback_message.as_deref()) {
         text.push_str(&format!("\n  {message}"));
     }
-    for failed in info["failedEffects"].as_array().into_iter().flatten() {
+    for failed in &info.failed_effects {
         text.push_str(&format!(
             "\n  warning: {} failed {} time(s): {}",
-            failed["effect"].as_str().unwrap_or("?"),
-            failed["failures"],
-            failed["reason"].as_str().unwrap_or("?"),
+            failed.effect, failed.failures, failed.reason,
         ));
     }
-    if let Some(forged) = info["forgedReports"].as_u64() {
+    if info.forged_reports > 0 {
         text.push_str(&format!(
-            "\n  warning: {forged} report(s) dropped: sent by an identity other than their host's"
+            "\n  warning: {} report(s) dropped: sent by an identity other than their host's",
+            info.forged_reports
         ));
     }
-    let blue_green = info["deploymentStyle"]["deploymentType"] == "BLUE_GREEN";
+    let blue_green = info.deployment_style.deployment_type == BLUE_GREEN;
     for target in targets {
         let (event, status) = current_event(target);
         let fleet = match (blue_green, target["instanceLabel"].as_str()) {
@@ -224,47 +236,48 @@ pub fn summary(info: &Value, targets: &[Value]) -> String {
 }
 
 /// What a blue/green deployment is doing, in words (Gantry's `blueGreenProgress`).
-fn blue_green_stage(info: &Value) -> Option<String> {
-    let progress = &info["blueGreenProgress"];
-    let count = |name: &str| progress[name].as_u64().unwrap_or(0);
-    let replacement = count("replacementInstances");
-    let stage = match progress["stage"].as_str()? {
-        "Provisioning" => format!(
+fn blue_green_stage(info: &DeploymentInfo) -> Option<String> {
+    let progress = info.blue_green_progress.as_ref()?;
+    let replacement = progress.replacement_instances;
+    let stage = match progress.stage {
+        Stage::Provisioning => format!(
             "provisioning the replacement fleet ({})",
-            progress["replacementAutoScalingGroup"]
-                .as_str()
+            progress
+                .replacement_auto_scaling_group
+                .as_deref()
                 .unwrap_or("a copy of the Auto Scaling group")
         ),
-        "Installing" => format!(
+        Stage::Installing => format!(
             "installing on the replacement fleet ({} of {replacement} ready)",
-            count("installed")
+            progress.installed
         ),
-        "Ready" => {
+        Stage::Ready => {
             "replacement fleet ready: waiting for ContinueDeployment to reroute traffic".to_owned()
         }
-        "Rerouting" => format!(
+        Stage::Rerouting => format!(
             "rerouting traffic to the replacement fleet ({} of {replacement} sent)",
-            count("rerouted")
+            progress.rerouted
         ),
-        "BlockingOriginal" => "taking the original fleet out of the load balancer".to_owned(),
-        "TerminationWait" => "traffic rerouted; waiting to terminate the original fleet".to_owned(),
-        other => other.to_owned(),
+        Stage::BlockingOriginal => "taking the original fleet out of the load balancer".to_owned(),
+        Stage::TerminationWait => {
+            "traffic rerouted; waiting to terminate the original fleet".to_owned()
+        }
     };
     Some(stage)
 }
 
 /// The two fleets of a blue/green deployment, for the summary.
-fn blue_green_fleets(info: &Value) -> Option<String> {
-    let progress = &info["blueGreenProgress"];
+fn blue_green_fleets(info: &DeploymentInfo) -> Option<String> {
+    let progress = info.blue_green_progress.as_ref()?;
     let stage = blue_green_stage(info)?;
     let mut text = format!(
         "blue/green: {} replacement and {} original instances",
-        progress["replacementInstances"], progress["originalInstances"]
+        progress.replacement_instances, progress.original_instances
     );
-    if let Some(group) = progress["replacementAutoScalingGroup"].as_str() {
+    if let Some(group) = &progress.replacement_auto_scaling_group {
         text.push_str(&format!(" (replacement group {group})"));
     }
-    if info["status"] == "InProgress" {
+    if info.status == DeploymentStatus::InProgress {
         text.push_str(&format!("; {stage}"));
     }
     Some(text)
@@ -328,7 +341,11 @@ pub async fn run(gantry: &Gantry, args: DeployArgs, output: Output) -> anyhow::R
     if rolls_back(&info) {
         info = wait_for_rollback(gantry, &id, info).await?;
     }
-    if let Some(rollback) = info["rollbackInfo"]["rollbackDeploymentId"].as_str() {
+    let rollback = info
+        .rollback_info
+        .as_ref()
+        .and_then(|rollback| rollback.rollback_deployment_id.clone());
+    if let Some(rollback) = rollback.as_deref() {
         if output == Output::Text {
             println!("\nautomatic rollback {rollback}: redeploying the last successful revision");
         }
@@ -349,33 +366,32 @@ pub async fn run(gantry: &Gantry, args: DeployArgs, output: Output) -> anyhow::R
 }
 
 /// Whether the deployment's end starts an automatic rollback.
-fn rolls_back(info: &Value) -> bool {
-    let config = &info["autoRollbackConfiguration"];
-    let wanted = match (
-        info["status"].as_str(),
-        info["errorInformation"]["code"].as_str(),
-    ) {
-        (Some("Failed"), _) => "DEPLOYMENT_FAILURE",
+fn rolls_back(info: &DeploymentInfo) -> bool {
+    let code = info
+        .error_information
+        .as_ref()
+        .map(|error| error.code.as_str());
+    let wanted = match (info.status, code) {
+        (DeploymentStatus::Failed, _) => ROLLBACK_ON_FAILURE,
         // Stopped by an alarm in ALARM (not by a failed poll, which never rolls back).
-        (Some("Stopped"), Some("ALARM_ACTIVE")) => "DEPLOYMENT_STOP_ON_ALARM",
-        (Some("Stopped"), _) => "DEPLOYMENT_STOP_ON_REQUEST",
+        (DeploymentStatus::Stopped, Some("ALARM_ACTIVE")) => ROLLBACK_ON_ALARM,
+        (DeploymentStatus::Stopped, _) => ROLLBACK_ON_REQUEST,
         _ => return false,
     };
-    config["enabled"] == true
-        && config["events"]
-            .as_array()
-            .is_some_and(|events| events.iter().any(|event| event == wanted))
+    let config = &info.auto_rollback_configuration;
+    config.enabled && config.events.iter().any(|event| event == wanted)
 }
 
 /// The rollback starts just after the deployment ends; wait (briefly) until it is linked.
-async fn wait_for_rollback(gantry: &Gantry, id: &str, mut info: Value) -> anyhow::Result<Value> {
+async fn wait_for_rollback(
+    gantry: &Gantry,
+    id: &str,
+    mut info: DeploymentInfo,
+) -> anyhow::Result<DeploymentInfo> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while info["rollbackInfo"].is_null() && std::time::Instant::now() < deadline {
+    while info.rollback_info.is_none() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        info = gantry
-            .api("GetDeployment", json!({"deploymentId": id}))
-            .await?["deploymentInfo"]
-            .clone();
+        info = gantry.deployment(id).await?;
     }
     Ok(info)
 }
@@ -431,17 +447,16 @@ pub struct ProgressLine {
 
 impl Progress {
     /// Takes one poll, made at `now` (seconds since the Unix epoch, the CLI's clock).
-    pub fn observe(&mut self, now: f64, info: &Value, targets: &[Value]) -> ProgressLine {
-        let overview = &info["deploymentOverview"];
-        let count = |name: &str| overview[name].as_u64().unwrap_or(0);
-        let running = count("InProgress");
+    pub fn observe(&mut self, now: f64, info: &DeploymentInfo, targets: &[Value]) -> ProgressLine {
+        let overview = &info.deployment_overview;
+        let running = u64::from(overview.in_progress);
         self.most_running = self.most_running.max(running);
         let counts = Counts {
-            pending: count("Pending"),
+            pending: u64::from(overview.pending),
             running,
-            succeeded: count("Succeeded"),
-            failed: count("Failed"),
-            skipped: count("Skipped"),
+            succeeded: u64::from(overview.succeeded),
+            failed: u64::from(overview.failed),
+            skipped: u64::from(overview.skipped),
             most_running: self.most_running,
         };
         for target in targets {
@@ -453,7 +468,8 @@ impl Progress {
         }
         let done = counts.succeeded + counts.failed;
         let total = done + counts.running + counts.pending + counts.skipped;
-        let mut text = match blue_green_stage(info).filter(|_| info["status"] == "InProgress") {
+        let in_progress = info.status == DeploymentStatus::InProgress;
+        let mut text = match blue_green_stage(info).filter(|_| in_progress) {
             Some(stage) => format!("{stage}: {done} of {total} hosts done"),
             None => format!("{done} of {total} hosts done"),
         };
@@ -470,11 +486,9 @@ impl Progress {
         if counts.skipped > 0 {
             text.push_str(&format!(", {} skipped", counts.skipped));
         }
-        let ended = matches!(
-            info["status"].as_str(),
-            Some("Succeeded" | "Failed" | "Stopped")
-        );
-        if !ended && let Some(left) = self.estimate(now, &counts, targets) {
+        if !info.is_over()
+            && let Some(left) = self.estimate(now, &counts, targets)
+        {
             text.push_str(&format!(", about {} left", about(left)));
         }
         let changed = self.last != Some(counts);
@@ -582,7 +596,7 @@ async fn follow(
     id: &str,
     output: Output,
     interactive: bool,
-) -> anyhow::Result<(Value, ExitCode)> {
+) -> anyhow::Result<(DeploymentInfo, ExitCode)> {
     let multi = MultiProgress::with_draw_target(if interactive {
         ProgressDrawTarget::stderr()
     } else {
@@ -603,19 +617,12 @@ async fn follow(
     let mut progress = Progress::default();
     let text = output == Output::Text;
     loop {
-        let info = gantry
-            .api("GetDeployment", json!({"deploymentId": id}))
-            .await?["deploymentInfo"]
-            .clone();
+        let info = gantry.deployment(id).await?;
         let targets = targets(gantry, id).await?;
         let line = progress.observe(unix_seconds(), &info, &targets);
         overall.set_length(line.total);
         overall.set_position(line.ended);
-        overall.set_message(format!(
-            "{}: {}",
-            info["status"].as_str().unwrap_or(""),
-            line.text
-        ));
+        overall.set_message(format!("{}: {}", status_name(info.status), line.text));
         if line.changed && text && !interactive {
             println!("{}", line.text);
         }
@@ -647,10 +654,7 @@ async fn follow(
                 multi.suspend(|| eprintln!("✗ {failure}"));
             }
         }
-        if matches!(
-            info["status"].as_str(),
-            Some("Succeeded" | "Failed" | "Stopped")
-        ) {
+        if info.is_over() {
             for bar in bars.values() {
                 bar.finish();
             }

@@ -265,15 +265,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Push(args) => return push::run(&gantry, args, output).await,
         Command::Deploy(args) => return deploy::run(&gantry, args, output).await,
         Command::Status { deployment_id } => {
-            let info = gantry
-                .api("GetDeployment", json!({"deploymentId": deployment_id}))
-                .await?;
+            let info = gantry.deployment(&deployment_id).await?;
             let targets = deploy::targets(&gantry, &deployment_id).await?;
             match output {
-                Output::Json => show(output, &info, |_| String::new()),
-                Output::Text => println!("{}", deploy::summary(&info["deploymentInfo"], &targets)),
+                Output::Json => show(output, &json!({"deploymentInfo": info}), |_| String::new()),
+                Output::Text => println!("{}", deploy::summary(&info, &targets)),
             }
-            return Ok(deploy::exit_code(&info["deploymentInfo"]));
+            return Ok(deploy::exit_code(&info));
         }
         Command::List { app, group } => {
             let listed = gantry

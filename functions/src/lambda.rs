@@ -6,12 +6,12 @@ use crate::error::ApiError;
 use crate::handlers;
 use std::sync::Arc;
 
-impl From<ApiError> for lambda_runtime::Diagnostic {
-    fn from(error: ApiError) -> Self {
-        lambda_runtime::Diagnostic {
-            error_type: error.code.to_string(),
-            error_message: error.message,
-        }
+/// A handler's error as the Lambda runtime reports it: CodeDeploy's exception as the
+/// `errorType`, the message as the `errorMessage`.
+fn diagnostic(error: ApiError) -> lambda_runtime::Diagnostic {
+    lambda_runtime::Diagnostic {
+        error_type: error.code.to_string(),
+        error_message: error.message,
     }
 }
 
@@ -37,7 +37,7 @@ pub async fn run(function: &'static str) -> Result<(), lambda_runtime::Error> {
                 // type layout recursion limit inside the runtime's own futures.
                 Box::pin(handlers::invoke(&control, function, event.payload))
                     .await
-                    .map_err(lambda_runtime::Diagnostic::from)
+                    .map_err(diagnostic)
             }
         },
     ))

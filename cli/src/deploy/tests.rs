@@ -1,13 +1,35 @@
 use super::*;
 
+/// A `deploymentInfo` as the control plane renders it, with `fields` over a plain
+/// in-place deployment's.
+fn typed(fields: Value) -> DeploymentInfo {
+    let mut info = json!({
+        "applicationName": "app", "deploymentGroupName": "group",
+        "deploymentConfigName": "CodeDeployDefault.OneAtATime", "deploymentId": "d-1",
+        "revision": {"revisionType": "S3", "s3Location": {"bucket": "b", "key": "app.zip", "bundleType": "zip"}},
+        "status": "InProgress", "createTime": 1.0, "startTime": 1.0, "completeTime": null,
+        "deploymentOverview": {"Pending": 0, "InProgress": 0, "Succeeded": 0, "Failed": 0, "Skipped": 0, "Ready": 0},
+        "creator": "user", "ignoreApplicationStopFailures": false,
+        "autoRollbackConfiguration": {"enabled": false, "events": []},
+        "updateOutdatedInstancesOnly": false,
+        "deploymentStyle": {"deploymentType": "IN_PLACE", "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"},
+        "fileExistsBehavior": "DISALLOW", "computePlatform": "Server",
+        "instanceTerminationWaitTimeStarted": false,
+    });
+    for (name, value) in fields.as_object().expect("fields").clone() {
+        info[name] = value;
+    }
+    serde_json::from_value(info).expect("a deploymentInfo")
+}
+
 #[test]
 fn a_rollback_is_followed_when_the_group_asks_for_one_for_that_end() {
     let info = |status: &str, code: Option<&str>, events: &[&str]| {
-        json!({
+        typed(json!({
             "status": status,
-            "errorInformation": code.map(|code| json!({"code": code})),
+            "errorInformation": code.map(|code| json!({"code": code, "message": "why"})),
             "autoRollbackConfiguration": {"enabled": true, "events": events},
-        })
+        }))
     };
     let alarm = ["DEPLOYMENT_STOP_ON_ALARM"];
     assert!(rolls_back(&info("Stopped", Some("ALARM_ACTIVE"), &alarm)));
@@ -41,7 +63,7 @@ fn lines(polls: &str) -> Vec<String> {
         .map(|poll| {
             let targets = poll["targets"].as_array().cloned().unwrap_or_default();
             let at = poll["at"].as_f64().expect("at");
-            let line = progress.observe(at, &poll["deploymentInfo"], &targets);
+            let line = progress.observe(at, &typed(poll["deploymentInfo"].clone()), &targets);
             format!("{} {}", if line.changed { '*' } else { ' ' }, line.text)
         })
         .collect()
@@ -211,13 +233,13 @@ fn progress_of_the_demos_recorded_failing_deployment_of_version_2() {
 
 #[test]
 fn the_summary_warns_of_notifications_not_sent_and_forged_reports() {
-    let info = serde_json::json!({
+    let info = typed(json!({
         "deploymentId": "d-1", "status": "Succeeded",
-        "deploymentOverview": {"Succeeded": 2, "Failed": 0, "Skipped": 0, "InProgress": 0, "Pending": 0},
+        "deploymentOverview": {"Succeeded": 2, "Failed": 0, "Skipped": 0, "InProgress": 0, "Pending": 0, "Ready": 0},
         "failedEffects": [{"effect": "DeploymentSuccess notification to trigger ops (arn:aws:sns:us-east-1:1:ops)",
-                           "reason": "SNS Publish: NotFound", "failures": 2}],
+                           "reason": "SNS Publish: NotFound", "failures": 2, "firstTime": 1.0, "lastTime": 2.0}],
         "forgedReports": 3,
-    });
+    }));
     let text = summary(&info, &[]);
     assert!(text.contains("warning: DeploymentSuccess notification to trigger ops (arn:aws:sns:us-east-1:1:ops) failed 2 time(s): SNS Publish: NotFound"), "{text}");
     assert!(text.contains("warning: 3 report(s) dropped"), "{text}");

@@ -5,10 +5,13 @@ use super::load;
 use crate::control::ControlPlane;
 use crate::error::ApiError;
 use crate::model::{
-    BLUE_GREEN, DeploymentSpec, IN_PLACE, WITH_TRAFFIC_CONTROL, WITHOUT_TRAFFIC_CONTROL, seconds,
-    serialized_name,
+    BLUE_GREEN, DeploymentSpec, DeploymentStyle, IN_PLACE, LoadBalancerInfo, TargetGroupInfo,
+    WITH_TRAFFIC_CONTROL, WITHOUT_TRAFFIC_CONTROL, seconds, serialized_name,
 };
 use crate::store::DeploymentRecord;
+use gantry_api::deployment::{
+    BlueGreenProgress, DeploymentInfo, DeploymentOverview, FailedEffectInfo,
+};
 use gantry_core::deployment::{Millis, TargetState};
 use serde_json::{Value, json};
 
@@ -16,39 +19,32 @@ pub(super) fn time(millis: Option<Millis>) -> Value {
     millis.map_or(Value::Null, |millis| json!(seconds(millis)))
 }
 
-/// GetDeployment's `deploymentInfo` with what Gantry adds, when there is any: the
-/// effects that failed for good (`failedEffects`, a notification to a deleted topic, say)
-/// and how many reports were dropped because their host did not send them
-/// (`forgedReports`). CodeDeploy's clients ignore both.
+/// A deployment's `deploymentInfo`, with the effects that failed for good and the reports
+/// refused as forged.
 pub(super) async fn deployment_info_with_incidents(
     control: &ControlPlane,
     id: &str,
-) -> Result<Value, ApiError> {
+) -> Result<DeploymentInfo, ApiError> {
     let mut info = deployment_info(&load(control, id).await?);
-    let failed = control.store.failed_effects(id).await?;
-    if !failed.is_empty() {
-        info["failedEffects"] = failed
-            .iter()
-            .map(|failed| {
-                json!({
-                    "effect": failed.effect,
-                    "reason": failed.reason,
-                    "failures": failed.failures,
-                    "firstTime": seconds(failed.first_time),
-                    "lastTime": seconds(failed.last_time),
-                })
-            })
-            .collect();
-    }
-    let forged = control.store.forged_reports(id).await?;
-    if forged > 0 {
-        info["forgedReports"] = json!(forged);
-    }
+    info.failed_effects = control
+        .store
+        .failed_effects(id)
+        .await?
+        .into_iter()
+        .map(|failed| FailedEffectInfo {
+            effect: failed.effect,
+            reason: failed.reason,
+            failures: failed.failures,
+            first_time: seconds(failed.first_time),
+            last_time: seconds(failed.last_time),
+        })
+        .collect();
+    info.forged_reports = control.store.forged_reports(id).await?;
     Ok(info)
 }
 
-/// GetDeployment's `deploymentInfo`.
-pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
+/// A deployment as CodeDeploy shows it.
+pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> DeploymentInfo {
     let spec = &record.spec;
     let state = &record.state;
     let counts = state.counts();
@@ -62,88 +58,81 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> Value {
         true => (0, ready),
         false => (ready, 0),
     };
-    let start_time = state.start_time;
     let mut rollback = record.rollback_info.clone();
     if rollback.rollback_triggering_deployment_id.is_none() {
         rollback.rollback_triggering_deployment_id = spec.rollback_triggering_deployment_id.clone();
     }
-    let mut info = json!({
-        "applicationName": spec.application_name,
-        "deploymentGroupName": spec.deployment_group_name,
-        "deploymentConfigName": spec.deployment_config_name,
-        "deploymentId": spec.deployment_id,
-        "revision": spec.revision,
-        "status": serialized_name(&state.status),
-        "createTime": seconds(state.create_time),
-        "startTime": time(start_time),
-        "completeTime": time(state.complete_time),
-        "deploymentOverview": {
-            "Pending": counts.pending,
-            "InProgress": counts.in_progress.saturating_sub(ready + ended_ready),
-            "Succeeded": counts.succeeded,
-            "Failed": counts.failed,
-            "Skipped": counts.skipped + ended_ready,
-            "Ready": ready,
+    let fleets = spec.blue_green.clone().unwrap_or_default();
+    let blue_green = state.blue_green.as_ref();
+    DeploymentInfo {
+        application_name: spec.application_name.clone(),
+        deployment_group_name: spec.deployment_group_name.clone(),
+        deployment_config_name: spec.deployment_config_name.clone(),
+        deployment_id: spec.deployment_id.clone(),
+        revision: spec.revision.clone(),
+        status: state.status,
+        create_time: seconds(state.create_time),
+        start_time: state.start_time.map(seconds),
+        complete_time: state.complete_time.map(seconds),
+        deployment_overview: DeploymentOverview {
+            pending: counts.pending,
+            in_progress: counts.in_progress.saturating_sub(ready + ended_ready),
+            succeeded: counts.succeeded,
+            failed: counts.failed,
+            skipped: counts.skipped + ended_ready,
+            ready,
         },
-        "creator": spec.creator,
-        "ignoreApplicationStopFailures": spec.ignore_application_stop_failures,
-        "autoRollbackConfiguration": spec.auto_rollback_configuration,
-        "updateOutdatedInstancesOnly": spec.update_outdated_instances_only,
-        "deploymentStyle": {
-            "deploymentType": if state.blue_green.is_some() { BLUE_GREEN } else { IN_PLACE },
-            "deploymentOption": if spec.target_groups.is_empty() { WITHOUT_TRAFFIC_CONTROL } else { WITH_TRAFFIC_CONTROL },
+        creator: spec.creator,
+        ignore_application_stop_failures: spec.ignore_application_stop_failures,
+        auto_rollback_configuration: spec.auto_rollback_configuration.clone(),
+        update_outdated_instances_only: spec.update_outdated_instances_only,
+        deployment_style: DeploymentStyle {
+            deployment_type: if blue_green.is_some() {
+                BLUE_GREEN
+            } else {
+                IN_PLACE
+            }
+            .to_owned(),
+            deployment_option: if spec.target_groups.is_empty() {
+                WITHOUT_TRAFFIC_CONTROL
+            } else {
+                WITH_TRAFFIC_CONTROL
+            }
+            .to_owned(),
         },
-        "fileExistsBehavior": spec.file_exists_behavior,
-        "computePlatform": "Server",
-        "instanceTerminationWaitTimeStarted": state
-            .blue_green
-            .as_ref()
+        file_exists_behavior: spec.file_exists_behavior,
+        compute_platform: "Server".to_owned(),
+        instance_termination_wait_time_started: blue_green
             .is_some_and(|bg| bg.stage == gantry_core::deployment::Stage::TerminationWait),
-    });
-    if let Some(bg) = &state.blue_green {
-        // Gantry's own: where the deployment stands, for `gantry deploy` to show.
-        let fleets = spec.blue_green.clone().unwrap_or_default();
-        info["blueGreenProgress"] = json!({
-            "stage": bg.stage,
-            "replacementInstances": bg.replacement,
-            "originalInstances": bg.original,
-            "installed": bg.installed,
-            "rerouted": bg.rerouted,
-            "waitUntil": time(bg.wait_until),
-            "replacementAutoScalingGroup": fleets.replacement_auto_scaling_group,
-            "originalAutoScalingGroups": fleets.original_auto_scaling_groups,
-        });
-        if let Some(configuration) = &fleets.configuration {
-            info["blueGreenDeploymentConfiguration"] = json!(configuration);
-        }
-        if let Some(target_instances) = &fleets.target_instances {
-            info["targetInstances"] = target_instances.clone();
-        }
+        blue_green_deployment_configuration: blue_green.and(fleets.configuration.clone()),
+        target_instances: blue_green.and(fleets.target_instances.clone()),
+        blue_green_progress: blue_green.map(|bg| BlueGreenProgress {
+            stage: bg.stage,
+            replacement_instances: bg.replacement,
+            original_instances: bg.original,
+            installed: bg.installed,
+            rerouted: bg.rerouted,
+            wait_until: bg.wait_until.map(seconds),
+            replacement_auto_scaling_group: fleets.replacement_auto_scaling_group.clone(),
+            original_auto_scaling_groups: fleets.original_auto_scaling_groups.clone(),
+        }),
+        override_alarm_configuration: spec.override_alarm_configuration.clone(),
+        previous_revision: spec.previous_revision.clone(),
+        load_balancer_info: (!spec.target_groups.is_empty()).then(|| LoadBalancerInfo {
+            target_group_info_list: spec
+                .target_groups
+                .iter()
+                .map(|group| TargetGroupInfo {
+                    name: group.name.clone(),
+                })
+                .collect(),
+        }),
+        description: spec.description.clone(),
+        error_information: state.error.clone(),
+        rollback_info: (rollback != Default::default()).then_some(rollback),
+        failed_effects: Vec::new(),
+        forged_reports: 0,
     }
-    if let Some(alarms) = &spec.override_alarm_configuration {
-        info["overrideAlarmConfiguration"] = json!(alarms);
-    }
-    if let Some(previous) = &spec.previous_revision {
-        info["previousRevision"] = json!(previous);
-    }
-    if !spec.target_groups.is_empty() {
-        let groups: Vec<Value> = spec
-            .target_groups
-            .iter()
-            .map(|group| json!({"name": group.name}))
-            .collect();
-        info["loadBalancerInfo"] = json!({"targetGroupInfoList": groups});
-    }
-    if let Some(description) = &spec.description {
-        info["description"] = json!(description);
-    }
-    if let Some(error) = &state.error {
-        info["errorInformation"] = json!({"code": error.code, "message": error.message});
-    }
-    if rollback != Default::default() {
-        info["rollbackInfo"] = json!(rollback);
-    }
-    info
 }
 
 /// A host's lifecycle events, with their diagnostics.

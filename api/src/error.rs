@@ -1,0 +1,236 @@
+//! Errors as callers see them: CodeDeploy's exception names with one clear sentence.
+
+use serde::Serialize;
+
+/// The exceptions Gantry answers with, each named as CodeDeploy names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exception {
+    ApplicationAlreadyExists,
+    ApplicationDoesNotExist,
+    AlarmsLimitExceeded,
+    ApplicationNameRequired,
+    ArnNotSupported,
+    BatchLimitExceeded,
+    ConcurrentModification,
+    DeploymentAlreadyCompleted,
+    DeploymentAlreadyStarted,
+    DeploymentConfigAlreadyExists,
+    DeploymentConfigDoesNotExist,
+    DeploymentConfigInUse,
+    DeploymentConfigNameRequired,
+    DeploymentDoesNotExist,
+    DeploymentGroupAlreadyExists,
+    DeploymentGroupDoesNotExist,
+    DeploymentGroupNameRequired,
+    DeploymentIdRequired,
+    DeploymentIsNotInReadyState,
+    DeploymentLimitExceeded,
+    DeploymentTargetDoesNotExist,
+    DeploymentTargetIdRequired,
+    DescriptionTooLong,
+    IamArnRequired,
+    IamSessionArnAlreadyRegistered,
+    IamUserArnAlreadyRegistered,
+    InstanceDoesNotExist,
+    InstanceIdRequired,
+    InstanceLimitExceeded,
+    InstanceNameAlreadyRegistered,
+    InstanceNameRequired,
+    InstanceNotRegistered,
+    InternalFailure,
+    InvalidAlarmConfig,
+    InvalidAutoScalingGroup,
+    InvalidArn,
+    InvalidAutoRollbackConfig,
+    InvalidBlueGreenDeploymentConfiguration,
+    InvalidComputePlatform,
+    InvalidDeploymentConfigName,
+    InvalidDeploymentId,
+    InvalidDeploymentStatus,
+    InvalidDeploymentStyle,
+    InvalidDeploymentWaitType,
+    InvalidFileExistsBehavior,
+    InvalidIamSessionArn,
+    InvalidIamUserArn,
+    InvalidInput,
+    InvalidInstanceName,
+    InvalidInstanceStatus,
+    InvalidInstanceType,
+    InvalidLoadBalancerInfo,
+    InvalidMinimumHealthyHostValue,
+    InvalidNextToken,
+    InvalidOperation,
+    InvalidRevision,
+    InvalidTag,
+    InvalidTagsToAdd,
+    InvalidTargetInstances,
+    InvalidTimeRange,
+    InvalidTriggerConfig,
+    InvalidZonalDeploymentConfiguration,
+    MultipleIamArnsProvided,
+    ResourceArnRequired,
+    ResourceNotFound,
+    RevisionDoesNotExist,
+    RevisionRequired,
+    TagLimitExceeded,
+    TagRequired,
+    TriggerTargetsLimitExceeded,
+    UnsupportedActionForDeploymentType,
+}
+
+impl Exception {
+    /// CodeDeploy's name for it: the Lambda `errorType`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AlarmsLimitExceeded => "AlarmsLimitExceededException",
+            Self::ApplicationAlreadyExists => "ApplicationAlreadyExistsException",
+            Self::ApplicationDoesNotExist => "ApplicationDoesNotExistException",
+            Self::ApplicationNameRequired => "ApplicationNameRequiredException",
+            Self::ArnNotSupported => "ArnNotSupportedException",
+            Self::BatchLimitExceeded => "BatchLimitExceededException",
+            Self::ConcurrentModification => "ConcurrentModificationException",
+            Self::DeploymentAlreadyCompleted => "DeploymentAlreadyCompletedException",
+            Self::DeploymentAlreadyStarted => "DeploymentAlreadyStartedException",
+            Self::DeploymentConfigAlreadyExists => "DeploymentConfigAlreadyExistsException",
+            Self::DeploymentConfigDoesNotExist => "DeploymentConfigDoesNotExistException",
+            Self::DeploymentConfigInUse => "DeploymentConfigInUseException",
+            Self::DeploymentConfigNameRequired => "DeploymentConfigNameRequiredException",
+            Self::DeploymentDoesNotExist => "DeploymentDoesNotExistException",
+            Self::DeploymentGroupAlreadyExists => "DeploymentGroupAlreadyExistsException",
+            Self::DeploymentGroupDoesNotExist => "DeploymentGroupDoesNotExistException",
+            Self::DeploymentGroupNameRequired => "DeploymentGroupNameRequiredException",
+            Self::DeploymentIdRequired => "DeploymentIdRequiredException",
+            Self::DeploymentIsNotInReadyState => "DeploymentIsNotInReadyStateException",
+            Self::DeploymentLimitExceeded => "DeploymentLimitExceededException",
+            Self::DeploymentTargetDoesNotExist => "DeploymentTargetDoesNotExistException",
+            Self::DeploymentTargetIdRequired => "DeploymentTargetIdRequiredException",
+            Self::DescriptionTooLong => "DescriptionTooLongException",
+            Self::IamArnRequired => "IamArnRequiredException",
+            Self::IamSessionArnAlreadyRegistered => "IamSessionArnAlreadyRegisteredException",
+            Self::IamUserArnAlreadyRegistered => "IamUserArnAlreadyRegisteredException",
+            Self::InstanceDoesNotExist => "InstanceDoesNotExistException",
+            Self::InstanceIdRequired => "InstanceIdRequiredException",
+            Self::InstanceLimitExceeded => "InstanceLimitExceededException",
+            Self::InstanceNameAlreadyRegistered => "InstanceNameAlreadyRegisteredException",
+            Self::InstanceNameRequired => "InstanceNameRequiredException",
+            Self::InstanceNotRegistered => "InstanceNotRegisteredException",
+            Self::InternalFailure => "InternalFailure",
+            Self::InvalidAlarmConfig => "InvalidAlarmConfigException",
+            Self::InvalidAutoScalingGroup => "InvalidAutoScalingGroupException",
+            Self::InvalidArn => "InvalidArnException",
+            Self::InvalidAutoRollbackConfig => "InvalidAutoRollbackConfigException",
+            Self::InvalidBlueGreenDeploymentConfiguration => {
+                "InvalidBlueGreenDeploymentConfigurationException"
+            }
+            Self::InvalidComputePlatform => "InvalidComputePlatformException",
+            Self::InvalidDeploymentConfigName => "InvalidDeploymentConfigNameException",
+            Self::InvalidDeploymentId => "InvalidDeploymentIdException",
+            Self::InvalidDeploymentStatus => "InvalidDeploymentStatusException",
+            Self::InvalidDeploymentStyle => "InvalidDeploymentStyleException",
+            Self::InvalidDeploymentWaitType => "InvalidDeploymentWaitTypeException",
+            Self::InvalidFileExistsBehavior => "InvalidFileExistsBehaviorException",
+            Self::InvalidIamSessionArn => "InvalidIamSessionArnException",
+            Self::InvalidIamUserArn => "InvalidIamUserArnException",
+            Self::InvalidInput => "InvalidInputException",
+            Self::InvalidInstanceName => "InvalidInstanceNameException",
+            Self::InvalidInstanceStatus => "InvalidInstanceStatusException",
+            Self::InvalidInstanceType => "InvalidInstanceTypeException",
+            Self::InvalidLoadBalancerInfo => "InvalidLoadBalancerInfoException",
+            Self::InvalidMinimumHealthyHostValue => "InvalidMinimumHealthyHostValueException",
+            Self::InvalidNextToken => "InvalidNextTokenException",
+            Self::InvalidOperation => "InvalidOperationException",
+            Self::InvalidRevision => "InvalidRevisionException",
+            Self::InvalidTag => "InvalidTagException",
+            Self::InvalidTagsToAdd => "InvalidTagsToAddException",
+            Self::InvalidTargetInstances => "InvalidTargetInstancesException",
+            Self::InvalidTimeRange => "InvalidTimeRangeException",
+            Self::InvalidTriggerConfig => "InvalidTriggerConfigException",
+            Self::InvalidZonalDeploymentConfiguration => {
+                "InvalidZonalDeploymentConfigurationException"
+            }
+            Self::MultipleIamArnsProvided => "MultipleIamArnsProvidedException",
+            Self::ResourceArnRequired => "ResourceArnRequiredException",
+            Self::ResourceNotFound => "ResourceNotFoundException",
+            Self::RevisionDoesNotExist => "RevisionDoesNotExistException",
+            Self::RevisionRequired => "RevisionRequiredException",
+            Self::TagLimitExceeded => "TagLimitExceededException",
+            Self::TagRequired => "TagRequiredException",
+            Self::TriggerTargetsLimitExceeded => "TriggerTargetsLimitExceededException",
+            Self::UnsupportedActionForDeploymentType => {
+                "UnsupportedActionForDeploymentTypeException"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Exception {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Exception {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// Tests and callers may compare with the name as CodeDeploy spells it.
+impl PartialEq<&str> for Exception {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
+/// An error a handler returns. `code` is CodeDeploy's exception (the Lambda
+/// `errorType`), `message` says what was wrong and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    #[serde(rename = "errorType")]
+    pub code: Exception,
+    #[serde(rename = "errorMessage")]
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: Exception, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Input that does not have the documented shape.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(Exception::InvalidInput, message)
+    }
+
+    pub fn application_missing(name: &str) -> Self {
+        Self::new(
+            Exception::ApplicationDoesNotExist,
+            format!("applicationName: no application named {name:?}"),
+        )
+    }
+
+    pub fn group_missing(application: &str, name: &str) -> Self {
+        Self::new(
+            Exception::DeploymentGroupDoesNotExist,
+            format!(
+                "deploymentGroupName: application {application:?} has no deployment group named {name:?}"
+            ),
+        )
+    }
+
+    pub fn deployment_missing(id: &str) -> Self {
+        Self::new(
+            Exception::DeploymentDoesNotExist,
+            format!("deploymentId: no deployment {id}"),
+        )
+    }
+
+    /// Something went wrong on our side or AWS's; the caller may retry.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Exception::InternalFailure, message)
+    }
+}
