@@ -2,11 +2,12 @@
 //! the rendering.
 
 use crate::client::Gantry;
-use crate::output::Output;
+use crate::output::{Output, status_name};
 use gantry_api::deployment::DeploymentInfo;
 use gantry_api::model::{BLUE_GREEN, ROLLBACK_ON_ALARM, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST};
-use gantry_core::deployment::{DeploymentStatus, Stage};
-use gantry_core::wire::RevisionLocation;
+use gantry_api::target::{DeploymentTarget, InstanceTarget};
+use gantry_core::deployment::{DeploymentStatus, Stage, TargetStatus};
+use gantry_core::wire::{EventStatus, RevisionLocation};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -90,7 +91,7 @@ async fn revision(gantry: &Gantry, args: &DeployArgs) -> anyhow::Result<Value> {
 }
 
 /// Every target of a deployment, as BatchGetDeploymentTargets' `instanceTarget`s.
-pub async fn targets(gantry: &Gantry, deployment_id: &str) -> anyhow::Result<Vec<Value>> {
+pub async fn targets(gantry: &Gantry, deployment_id: &str) -> anyhow::Result<Vec<InstanceTarget>> {
     let listed = gantry
         .list_all(
             "ListDeploymentTargets",
@@ -108,19 +109,13 @@ pub async fn targets(gantry: &Gantry, deployment_id: &str) -> anyhow::Result<Vec
                 json!({"deploymentId": deployment_id, "targetIds": chunk}),
             )
             .await?;
-        if let Some(found) = got["deploymentTargets"].as_array() {
-            targets.extend(found.iter().map(|t| t["instanceTarget"].clone()));
-        }
+        let found: Vec<DeploymentTarget> =
+            serde_json::from_value(got["deploymentTargets"].clone()).map_err(|error| {
+                anyhow::anyhow!("BatchGetDeploymentTargets answered with targets this gantry cannot read: {error}")
+            })?;
+        targets.extend(found.into_iter().map(|found| found.instance_target));
     }
     Ok(targets)
-}
-
-/// A status as CodeDeploy names it ("InProgress").
-fn status_name(status: DeploymentStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|name| name.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{status:?}"))
 }
 
 pub fn exit_code(info: &DeploymentInfo) -> ExitCode {
@@ -131,41 +126,45 @@ pub fn exit_code(info: &DeploymentInfo) -> ExitCode {
 }
 
 /// The event a host is on: the one in progress, else the last that ended.
-fn current_event(target: &Value) -> (String, String) {
-    let events = target["lifecycleEvents"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let running = events.iter().find(|e| e["status"] == "InProgress");
-    let last = events.iter().rev().find(|e| e["status"] != "Pending");
+fn current_event(target: &InstanceTarget) -> (String, String) {
+    let events = &target.lifecycle_events;
+    let running = events.iter().find(|e| e.status == EventStatus::InProgress);
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e.status != EventStatus::Pending);
     match running.or(last) {
         Some(event) => (
-            event["lifecycleEventName"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned(),
-            event["status"].as_str().unwrap_or("").to_owned(),
+            event.lifecycle_event_name.clone(),
+            status_name(event.status),
         ),
         None => ("waiting for the host's agent".into(), String::new()),
     }
 }
 
-fn failure_text(target: &Value) -> Option<String> {
-    let events = target["lifecycleEvents"].as_array()?;
-    let failed = events.iter().find(|e| e["status"] == "Failed")?;
-    let diagnostics = &failed["diagnostics"];
+fn failure_text(target: &InstanceTarget) -> Option<String> {
+    let failed = target
+        .lifecycle_events
+        .iter()
+        .find(|e| e.status == EventStatus::Failed)?;
+    let diagnostics = failed.diagnostics.as_ref();
+    let message = diagnostics
+        .map(|d| d.message.as_str())
+        .filter(|m| !m.is_empty());
     let mut text = format!(
         "{} failed in {}: {}",
-        target["targetId"].as_str().unwrap_or("?"),
-        failed["lifecycleEventName"].as_str().unwrap_or("?"),
-        diagnostics["message"].as_str().unwrap_or("no message")
+        target.target_id,
+        failed.lifecycle_event_name,
+        message.unwrap_or("no message")
     );
-    if let Some(script) = diagnostics["scriptName"].as_str().filter(|s| !s.is_empty()) {
+    if let Some(script) = diagnostics
+        .map(|d| d.script_name.as_str())
+        .filter(|s| !s.is_empty())
+    {
         text.push_str(&format!(" [{script}]"));
     }
-    let tail: Vec<&str> = diagnostics["logTail"]
-        .as_str()
-        .unwrap_or("")
+    let tail: Vec<&str> = diagnostics
+        .map_or("", |d| d.log_tail.as_str())
         .lines()
         .collect();
     for line in &tail[tail.len().saturating_sub(5)..] {
@@ -174,7 +173,7 @@ fn failure_text(target: &Value) -> Option<String> {
     Some(text)
 }
 
-pub fn summary(info: &DeploymentInfo, targets: &[Value]) -> String {
+pub fn summary(info: &DeploymentInfo, targets: &[InstanceTarget]) -> String {
     let overview = &info.deployment_overview;
     let revision = match &info.revision {
         RevisionLocation::S3 { s3_location } => s3_location.key.as_str(),
@@ -221,15 +220,15 @@ pub fn summary(info: &DeploymentInfo, targets: &[Value]) -> String {
     let blue_green = info.deployment_style.deployment_type == BLUE_GREEN;
     for target in targets {
         let (event, status) = current_event(target);
-        let fleet = match (blue_green, target["instanceLabel"].as_str()) {
-            (true, Some("Green")) => "replacement ",
+        let fleet = match (blue_green, target.instance_label.as_str()) {
+            (true, "Green") => "replacement ",
             (true, _) => "original    ",
             (false, _) => "",
         };
         text.push_str(&format!(
             "\n  {fleet}{:<20} {:<10} {event} {status}",
-            target["targetId"].as_str().unwrap_or("?"),
-            target["status"].as_str().unwrap_or("?"),
+            target.target_id,
+            status_name(target.status),
         ));
     }
     text
@@ -283,28 +282,31 @@ fn blue_green_fleets(info: &DeploymentInfo) -> Option<String> {
     Some(text)
 }
 
-pub fn logs(targets: &[Value], instance: Option<&str>, event: Option<&str>) -> String {
+pub fn logs(targets: &[InstanceTarget], instance: Option<&str>, event: Option<&str>) -> String {
     let mut text = String::new();
     for target in targets {
-        let id = target["targetId"].as_str().unwrap_or("?");
+        let id = &target.target_id;
         if instance.is_some_and(|wanted| wanted != id) {
             continue;
         }
-        for record in target["lifecycleEvents"].as_array().into_iter().flatten() {
-            let name = record["lifecycleEventName"].as_str().unwrap_or("?");
-            if event.is_some_and(|wanted| wanted != name) || record["status"] == "Pending" {
+        for record in &target.lifecycle_events {
+            let name = &record.lifecycle_event_name;
+            if event.is_some_and(|wanted| wanted != name) || record.status == EventStatus::Pending {
                 continue;
             }
-            let diagnostics = &record["diagnostics"];
+            let diagnostics = record.diagnostics.as_ref();
             text.push_str(&format!(
                 "{id} {name} {} {}\n",
-                record["status"].as_str().unwrap_or("?"),
-                diagnostics["errorCode"].as_str().unwrap_or("")
+                status_name(record.status),
+                diagnostics.map_or(String::new(), |d| status_name(d.error_code)),
             ));
-            if let Some(message) = diagnostics["message"].as_str().filter(|m| !m.is_empty()) {
+            if let Some(message) = diagnostics
+                .map(|d| d.message.as_str())
+                .filter(|m| !m.is_empty())
+            {
                 text.push_str(&format!("  {message}\n"));
             }
-            for line in diagnostics["logTail"].as_str().unwrap_or("").lines() {
+            for line in diagnostics.map_or("", |d| d.log_tail.as_str()).lines() {
                 text.push_str(&format!("  | {line}\n"));
             }
         }
@@ -447,7 +449,12 @@ pub struct ProgressLine {
 
 impl Progress {
     /// Takes one poll, made at `now` (seconds since the Unix epoch, the CLI's clock).
-    pub fn observe(&mut self, now: f64, info: &DeploymentInfo, targets: &[Value]) -> ProgressLine {
+    pub fn observe(
+        &mut self,
+        now: f64,
+        info: &DeploymentInfo,
+        targets: &[InstanceTarget],
+    ) -> ProgressLine {
         let overview = &info.deployment_overview;
         let running = u64::from(overview.in_progress);
         self.most_running = self.most_running.max(running);
@@ -460,10 +467,10 @@ impl Progress {
             most_running: self.most_running,
         };
         for target in targets {
-            if target["status"] == "InProgress"
-                && let Some(id) = target["targetId"].as_str()
-            {
-                self.first_seen_running.entry(id.to_owned()).or_insert(now);
+            if target.status == TargetStatus::InProgress {
+                self.first_seen_running
+                    .entry(target.target_id.clone())
+                    .or_insert(now);
             }
         }
         let done = counts.succeeded + counts.failed;
@@ -502,23 +509,23 @@ impl Progress {
     }
 
     /// Seconds until the last host ends, if a host has finished to measure by.
-    fn estimate(&self, now: f64, counts: &Counts, targets: &[Value]) -> Option<f64> {
+    fn estimate(&self, now: f64, counts: &Counts, targets: &[InstanceTarget]) -> Option<f64> {
         if counts.pending + counts.running == 0 {
             return None;
         }
-        let mut runs = runs_of(targets, "Succeeded");
+        let mut runs = runs_of(targets, TargetStatus::Succeeded);
         if runs.is_empty() {
-            runs = runs_of(targets, "Failed");
+            runs = runs_of(targets, TargetStatus::Failed);
         }
         let typical = median(runs)?;
         // Each slot is one host that may run at once: when it is next free.
         let mut slots: Vec<f64> = targets
             .iter()
-            .filter(|t| t["status"] == "InProgress")
+            .filter(|t| t.status == TargetStatus::InProgress)
             .map(|t| {
-                let since = t["targetId"]
-                    .as_str()
-                    .and_then(|id| self.first_seen_running.get(id))
+                let since = self
+                    .first_seen_running
+                    .get(&t.target_id)
                     .map_or(0.0, |seen| now - seen);
                 (typical - since).max(0.0)
             })
@@ -538,25 +545,22 @@ impl Progress {
     }
 }
 /// How long each host with this status ran, by its agent's clock.
-fn runs_of(targets: &[Value], status: &str) -> Vec<f64> {
+fn runs_of(targets: &[InstanceTarget], status: TargetStatus) -> Vec<f64> {
     targets
         .iter()
-        .filter(|t| t["status"] == status)
+        .filter(|t| t.status == status)
         .filter_map(run_seconds)
         .collect()
 }
 
 /// From the start of a host's first lifecycle event to the end of its last.
-fn run_seconds(target: &Value) -> Option<f64> {
-    let events = target["lifecycleEvents"].as_array()?;
+fn run_seconds(target: &InstanceTarget) -> Option<f64> {
+    let events = &target.lifecycle_events;
     let start = events
         .iter()
-        .filter_map(|e| e["startTime"].as_f64())
+        .filter_map(|e| e.start_time)
         .reduce(f64::min)?;
-    let end = events
-        .iter()
-        .filter_map(|e| e["endTime"].as_f64())
-        .reduce(f64::max)?;
+    let end = events.iter().filter_map(|e| e.end_time).reduce(f64::max)?;
     (end >= start).then_some(end - start)
 }
 
@@ -627,9 +631,9 @@ async fn follow(
             println!("{}", line.text);
         }
         for target in &targets {
-            let host = target["targetId"].as_str().unwrap_or("?").to_owned();
+            let host = target.target_id.clone();
             let (event, event_status) = current_event(target);
-            let status = target["status"].as_str().unwrap_or("?").to_owned();
+            let status = status_name(target.status);
             let bar = bars.entry(host.clone()).or_insert_with(|| {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(host_style.clone());

@@ -290,7 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let targets = deploy::targets(&gantry, &deployment_id).await?;
             match output {
-                Output::Json => show(output, &Value::Array(targets), |_| String::new()),
+                Output::Json => show(output, &json!(targets), |_| String::new()),
                 Output::Text => print!(
                     "{}",
                     deploy::logs(&targets, instance.as_deref(), event.as_deref())

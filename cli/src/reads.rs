@@ -4,7 +4,8 @@
 //! (ListApplicationRevisions, BatchGetApplicationRevisions).
 
 use crate::client::Gantry;
-use crate::output::{Output, show};
+use crate::output::{Output, show, status_name};
+use gantry_api::target::{DeploymentTarget, InstanceTarget};
 use serde_json::{Value, json};
 
 /// `gantry targets`: a deployment's target ids, those with one of `statuses` if given.
@@ -38,26 +39,26 @@ pub async fn target(
             json!({"deploymentId": deployment_id, "targetId": target_id}),
         )
         .await?;
-    show(output, &got, |v| {
-        target_text(&v["deploymentTarget"]["instanceTarget"])
-    });
+    let target: DeploymentTarget = serde_json::from_value(got["deploymentTarget"].clone())
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "GetDeploymentTarget answered with a target this gantry cannot read: {error}"
+            )
+        })?;
+    show(output, &got, |_| target_text(&target.instance_target));
     Ok(())
 }
 
-fn target_text(target: &Value) -> String {
-    let mut text = format!(
-        "{} {}",
-        target["targetId"].as_str().unwrap_or("?"),
-        target["status"].as_str().unwrap_or("?")
-    );
-    for event in target["lifecycleEvents"].as_array().into_iter().flatten() {
+fn target_text(target: &InstanceTarget) -> String {
+    let mut text = format!("{} {}", target.target_id, status_name(target.status));
+    for event in &target.lifecycle_events {
         text.push_str(&format!(
             "\n  {} {}",
-            event["lifecycleEventName"].as_str().unwrap_or("?"),
-            event["status"].as_str().unwrap_or("?")
+            event.lifecycle_event_name,
+            status_name(event.status)
         ));
-        if let Some(message) = event["diagnostics"]["message"].as_str() {
-            text.push_str(&format!(": {message}"));
+        if let Some(diagnostics) = event.diagnostics.as_ref().filter(|d| !d.message.is_empty()) {
+            text.push_str(&format!(": {}", diagnostics.message));
         }
     }
     text
@@ -122,14 +123,19 @@ mod tests {
 
     #[test]
     fn a_target_shows_each_event_and_why_it_failed() {
-        let target = json!({
-            "targetId": "i-0abc", "status": "Failed",
+        let target = serde_json::from_value(json!({
+            "deploymentId": "d-1", "targetId": "i-0abc", "status": "Failed",
+            "targetArn": "arn:aws:codedeploy:us-east-1:1:instance/i-0abc",
+            "lastUpdatedAt": 1.0, "instanceLabel": "Blue",
             "lifecycleEvents": [
                 {"lifecycleEventName": "ApplicationStop", "status": "Failed",
-                 "diagnostics": {"message": "instance i-0abc is stopped"}},
-                {"lifecycleEventName": "DownloadBundle", "status": "Skipped"},
+                 "startTime": 1.0, "endTime": 1.0,
+                 "diagnostics": {"errorCode": "UnknownError", "message": "instance i-0abc is stopped"}},
+                {"lifecycleEventName": "DownloadBundle", "status": "Skipped",
+                 "startTime": null, "endTime": null},
             ],
-        });
+        }))
+        .unwrap();
         assert_eq!(
             target_text(&target),
             "i-0abc Failed\n  ApplicationStop Failed: instance i-0abc is stopped\n  DownloadBundle Skipped"

@@ -52,6 +52,25 @@ fn a_rollback_is_followed_when_the_group_asks_for_one_for_that_end() {
     )));
 }
 
+/// Targets as BatchGetDeploymentTargets returns them, from fixtures that keep only the
+/// fields the progress reads.
+fn typed_targets(targets: &Value) -> Vec<InstanceTarget> {
+    let targets = targets.as_array().cloned().unwrap_or_default();
+    targets
+        .into_iter()
+        .map(|fields| {
+            let mut target = json!({
+                "deploymentId": "d-1", "targetArn": "arn:aws:codedeploy:us-east-1:1:instance/x",
+                "lastUpdatedAt": null, "instanceLabel": "Blue",
+            });
+            for (name, value) in fields.as_object().expect("a target").clone() {
+                target[name] = value;
+            }
+            serde_json::from_value(target).expect("an instanceTarget")
+        })
+        .collect()
+}
+
 /// Feeds polls (`at`: the CLI's clock; `deploymentInfo`: GetDeployment's answer;
 /// `targets`: BatchGetDeploymentTargets' `instanceTarget`s) to a [`Progress`];
 /// returns each poll's line, marked `*` where a non-terminal prints it.
@@ -61,7 +80,7 @@ fn lines(polls: &str) -> Vec<String> {
     polls
         .iter()
         .map(|poll| {
-            let targets = poll["targets"].as_array().cloned().unwrap_or_default();
+            let targets = typed_targets(&poll["targets"]);
             let at = poll["at"].as_f64().expect("at");
             let line = progress.observe(at, &typed(poll["deploymentInfo"].clone()), &targets);
             format!("{} {}", if line.changed { '*' } else { ' ' }, line.text)

@@ -6,18 +6,14 @@ use crate::control::ControlPlane;
 use crate::error::ApiError;
 use crate::model::{
     BLUE_GREEN, DeploymentSpec, DeploymentStyle, IN_PLACE, LoadBalancerInfo, TargetGroupInfo,
-    WITH_TRAFFIC_CONTROL, WITHOUT_TRAFFIC_CONTROL, seconds, serialized_name,
+    WITH_TRAFFIC_CONTROL, WITHOUT_TRAFFIC_CONTROL, seconds,
 };
 use crate::store::DeploymentRecord;
 use gantry_api::deployment::{
     BlueGreenProgress, DeploymentInfo, DeploymentOverview, FailedEffectInfo,
 };
-use gantry_core::deployment::{Millis, TargetState};
-use serde_json::{Value, json};
-
-pub(super) fn time(millis: Option<Millis>) -> Value {
-    millis.map_or(Value::Null, |millis| json!(seconds(millis)))
-}
+use gantry_api::target::{DeploymentTarget, InstanceSummary, InstanceTarget, LifecycleEventInfo};
+use gantry_core::deployment::TargetState;
 
 /// A deployment's `deploymentInfo`, with the effects that failed for good and the reports
 /// refused as forged.
@@ -135,39 +131,33 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> DeploymentI
     }
 }
 
-/// A host's lifecycle events, with their diagnostics.
-fn lifecycle_events(target: &TargetState) -> Vec<Value> {
+fn lifecycle_events(target: &TargetState) -> Vec<LifecycleEventInfo> {
     target
         .events
         .iter()
-        .map(|event| {
-            let mut value = json!({
-                "lifecycleEventName": event.event.name(),
-                "status": serialized_name(&event.status),
-                "startTime": time(event.start_time),
-                "endTime": time(event.end_time),
-            });
-            if let Some(diagnostics) = &event.diagnostics {
-                value["diagnostics"] = json!(diagnostics);
-            }
-            value
+        .map(|event| LifecycleEventInfo {
+            lifecycle_event_name: event.event.name().to_owned(),
+            status: event.status,
+            start_time: event.start_time.map(seconds),
+            end_time: event.end_time.map(seconds),
+            diagnostics: event.diagnostics.clone(),
         })
         .collect()
 }
 
-/// An `instancesSummary` entry (GetDeploymentInstance, BatchGetDeploymentInstances).
+/// A host as BatchGetDeploymentInstances shows it.
 pub(super) fn instance_summary(
     record: &DeploymentRecord<DeploymentSpec>,
     target: &TargetState,
-) -> Value {
-    json!({
-        "deploymentId": record.spec.deployment_id,
-        "instanceId": target.target.instance_id,
-        "status": serialized_name(&shown_status(&record.state, target)),
-        "lastUpdatedAt": time(target.last_updated()),
-        "lifecycleEvents": lifecycle_events(target),
-        "instanceType": instance_label(&record.state, target.index),
-    })
+) -> InstanceSummary {
+    InstanceSummary {
+        deployment_id: record.spec.deployment_id.clone(),
+        instance_id: target.target.instance_id.clone(),
+        status: shown_status(&record.state, target),
+        last_updated_at: target.last_updated().map(seconds),
+        lifecycle_events: lifecycle_events(target),
+        instance_type: instance_label(&record.state, target.index).to_owned(),
+    }
 }
 
 /// A host's status as readers see it: a blue/green replacement host left Ready when its
@@ -195,29 +185,26 @@ pub(super) fn instance_label(
     }
 }
 
-/// One `deploymentTargets` entry: the instance with its lifecycle events and diagnostics.
+/// A host as BatchGetDeploymentTargets shows it.
 pub(super) fn target_info(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     target: &TargetState,
-) -> Value {
-    let events = lifecycle_events(target);
-    let last_updated = target.last_updated();
-    let status = serialized_name(&shown_status(&record.state, target));
+) -> DeploymentTarget {
     let id = &target.target.instance_id;
-    json!({
-        "deploymentTargetType": "InstanceTarget",
-        "instanceTarget": {
-            "deploymentId": record.spec.deployment_id,
-            "targetId": id,
-            "targetArn": format!(
+    DeploymentTarget {
+        deployment_target_type: "InstanceTarget".to_owned(),
+        instance_target: InstanceTarget {
+            deployment_id: record.spec.deployment_id.clone(),
+            target_id: id.clone(),
+            target_arn: format!(
                 "arn:aws:codedeploy:{}:{}:instance/{id}",
                 control.settings.region, control.settings.account_id
             ),
-            "status": status,
-            "lastUpdatedAt": time(last_updated),
-            "lifecycleEvents": events,
-            "instanceLabel": instance_label(&record.state, target.index),
+            status: shown_status(&record.state, target),
+            last_updated_at: target.last_updated().map(seconds),
+            lifecycle_events: lifecycle_events(target),
+            instance_label: instance_label(&record.state, target.index).to_owned(),
         },
-    })
+    }
 }
