@@ -86,7 +86,10 @@ def start_proxy(upstream_port, counter):
             for key, value in response.getheaders():
                 if key.lower() not in ("transfer-encoding", "connection", "content-length"):
                     self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
+            # A HEAD's answer has no body but the object's length (a bundle is pinned by
+            # HeadObject, then read in ranges of that length).
+            length = response.getheader("Content-Length", "0") if self.command == "HEAD" else len(data)
+            self.send_header("Content-Length", str(length))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
