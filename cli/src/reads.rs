@@ -5,8 +5,10 @@
 
 use crate::client::Gantry;
 use crate::output::{Output, show, status_name};
+use gantry_api::revision::{BatchGetApplicationRevisionsOutput, RevisionInfo};
 use gantry_api::target::{DeploymentTarget, InstanceTarget};
-use serde_json::{Value, json};
+use gantry_core::wire::RevisionLocation;
+use serde_json::json;
 
 /// `gantry targets`: a deployment's target ids, those with one of `statuses` if given.
 pub async fn targets(
@@ -75,7 +77,7 @@ pub async fn revisions(gantry: &Gantry, application: &str, output: Output) -> an
         )
         .await?;
     let locations = listed["revisions"].as_array().cloned().unwrap_or_default();
-    let mut revisions = Vec::with_capacity(locations.len());
+    let mut revisions: Vec<RevisionInfo> = Vec::with_capacity(locations.len());
     // BatchGetApplicationRevisions takes 25 at a time, as CodeDeploy's does.
     for chunk in locations.chunks(25) {
         let got = gantry
@@ -84,34 +86,32 @@ pub async fn revisions(gantry: &Gantry, application: &str, output: Output) -> an
                 json!({"applicationName": application, "revisions": chunk}),
             )
             .await?;
-        revisions.extend(got["revisions"].as_array().cloned().unwrap_or_default());
+        let got: BatchGetApplicationRevisionsOutput =
+            serde_json::from_value(got).map_err(|error| {
+                anyhow::anyhow!("BatchGetApplicationRevisions answered with revisions this gantry cannot read: {error}")
+            })?;
+        revisions.extend(got.revisions);
     }
+    let text = revisions
+        .iter()
+        .map(revision_text)
+        .collect::<Vec<_>>()
+        .join("\n");
     let all = json!({"applicationName": application, "revisions": revisions});
-    show(output, &all, |v| {
-        v["revisions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(revision_text)
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+    show(output, &all, |_| text);
     Ok(())
 }
 
-fn revision_text(revision: &Value) -> String {
-    let location = &revision["revisionLocation"];
-    let place = match location["s3Location"].as_object() {
-        Some(s3) => format!(
-            "s3://{}/{}",
-            s3.get("bucket").and_then(Value::as_str).unwrap_or("?"),
-            s3.get("key").and_then(Value::as_str).unwrap_or("?")
-        ),
-        None => location.to_string(),
+fn revision_text(revision: &RevisionInfo) -> String {
+    let place = match &revision.revision_location {
+        RevisionLocation::S3 { s3_location } => {
+            format!("s3://{}/{}", s3_location.bucket, s3_location.key)
+        }
+        other => json!(other).to_string(),
     };
-    let info = &revision["genericRevisionInfo"];
-    let mut text = format!("{place} registered {}", info["registerTime"]);
-    if let Some(description) = info["description"].as_str() {
+    let info = &revision.generic_revision_info;
+    let mut text = format!("{place} registered {}", info.register_time);
+    if let Some(description) = &info.description {
         text.push_str(&format!(": {description}"));
     }
     text
@@ -144,10 +144,11 @@ mod tests {
 
     #[test]
     fn a_revision_shows_where_it_is_and_when_it_was_registered() {
-        let revision = json!({
+        let revision = serde_json::from_value(json!({
             "revisionLocation": {"revisionType": "S3", "s3Location": {"bucket": "b", "key": "app/v1.tgz", "bundleType": "tgz"}},
             "genericRevisionInfo": {"registerTime": 1700000000.5, "description": "first"},
-        });
+        }))
+        .unwrap();
         assert_eq!(
             revision_text(&revision),
             "s3://b/app/v1.tgz registered 1700000000.5: first"

@@ -7,6 +7,7 @@ use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::model::{RevisionRecord, is_blank};
 use crate::store::keys;
+use gantry_api::revision::{BatchGetApplicationRevisionsOutput, GenericRevisionInfo, RevisionInfo};
 use gantry_core::wire::RevisionLocation;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -79,21 +80,24 @@ pub(super) async fn revisions(
             let mut missing = Vec::new();
             for (index, wanted) in request.revisions.iter().enumerate() {
                 match find_revision(&registered, wanted) {
-                    Some(found) => infos.push(json!({
-                        "revisionLocation": found.revision_location,
-                        "genericRevisionInfo": revision_info(found),
-                    })),
+                    Some(found) => infos.push(RevisionInfo {
+                        revision_location: found.revision_location.clone(),
+                        generic_revision_info: revision_info(found),
+                    }),
                     None => missing.push(format!("revisions[{index}]")),
                 }
             }
-            let mut output = json!({"applicationName": application, "revisions": infos});
-            if !missing.is_empty() {
-                output["errorMessage"] = json!(format!(
-                    "{}: this application has no such registered revision",
-                    missing.join(", ")
-                ));
-            }
-            Ok(output)
+            let output = BatchGetApplicationRevisionsOutput {
+                application_name: application,
+                revisions: infos,
+                error_message: (!missing.is_empty()).then(|| {
+                    format!(
+                        "{}: this application has no such registered revision",
+                        missing.join(", ")
+                    )
+                }),
+            };
+            Ok(json!(output))
         }
         "ListApplicationRevisions" => {
             let application = application_field(&input)?;
@@ -122,8 +126,11 @@ fn find_revision<'a>(
 }
 
 /// CodeDeploy's GenericRevisionInfo of a registered revision.
-fn revision_info(record: &RevisionRecord) -> Value {
-    json!({"description": record.description, "registerTime": record.register_time})
+fn revision_info(record: &RevisionRecord) -> GenericRevisionInfo {
+    GenericRevisionInfo {
+        description: record.description.clone(),
+        register_time: record.register_time,
+    }
 }
 
 fn same_revision(stored: &RevisionLocation, wanted: &RevisionLocation) -> bool {
