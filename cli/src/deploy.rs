@@ -2,8 +2,9 @@
 //! the rendering.
 
 use crate::client::Gantry;
-use crate::output::{Output, status_name};
+use crate::output::Output;
 use gantry_api::deployment::DeploymentInfo;
+use gantry_api::model::serialized_name;
 use gantry_api::model::{BLUE_GREEN, ROLLBACK_ON_ALARM, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST};
 use gantry_api::target::{DeploymentTarget, InstanceTarget};
 use gantry_core::deployment::{DeploymentStatus, Stage, TargetStatus};
@@ -136,7 +137,7 @@ fn current_event(target: &InstanceTarget) -> (String, String) {
     match running.or(last) {
         Some(event) => (
             event.lifecycle_event_name.clone(),
-            status_name(event.status),
+            serialized_name(&event.status),
         ),
         None => ("waiting for the host's agent".into(), String::new()),
     }
@@ -182,7 +183,7 @@ pub fn summary(info: &DeploymentInfo, targets: &[InstanceTarget]) -> String {
     let mut text = format!(
         "{} {} ({revision} to {}/{}, {})\n  {} succeeded, {} failed, {} skipped, {} in progress, {} pending",
         info.deployment_id,
-        status_name(info.status),
+        serialized_name(&info.status),
         info.application_name,
         info.deployment_group_name,
         info.deployment_config_name,
@@ -228,7 +229,7 @@ pub fn summary(info: &DeploymentInfo, targets: &[InstanceTarget]) -> String {
         text.push_str(&format!(
             "\n  {fleet}{:<20} {:<10} {event} {status}",
             target.target_id,
-            status_name(target.status),
+            serialized_name(&target.status),
         ));
     }
     text
@@ -297,8 +298,8 @@ pub fn logs(targets: &[InstanceTarget], instance: Option<&str>, event: Option<&s
             let diagnostics = record.diagnostics.as_ref();
             text.push_str(&format!(
                 "{id} {name} {} {}\n",
-                status_name(record.status),
-                diagnostics.map_or(String::new(), |d| status_name(d.error_code)),
+                serialized_name(&record.status),
+                diagnostics.map_or(String::new(), |d| serialized_name(&d.error_code)),
             ));
             if let Some(message) = diagnostics
                 .map(|d| d.message.as_str())
@@ -626,14 +627,14 @@ async fn follow(
         let line = progress.observe(unix_seconds(), &info, &targets);
         overall.set_length(line.total);
         overall.set_position(line.ended);
-        overall.set_message(format!("{}: {}", status_name(info.status), line.text));
+        overall.set_message(format!("{}: {}", serialized_name(&info.status), line.text));
         if line.changed && text && !interactive {
             println!("{}", line.text);
         }
         for target in &targets {
             let host = target.target_id.clone();
             let (event, event_status) = current_event(target);
-            let status = status_name(target.status);
+            let status = serialized_name(&target.status);
             let bar = bars.entry(host.clone()).or_insert_with(|| {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(host_style.clone());

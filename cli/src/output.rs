@@ -50,11 +50,3 @@ pub fn lines(values: &Value) -> String {
         })
         .unwrap_or_default()
 }
-
-/// A status (or any of CodeDeploy's string enums) as CodeDeploy names it: "InProgress".
-pub fn status_name(status: impl serde::Serialize + std::fmt::Debug) -> String {
-    serde_json::to_value(&status)
-        .ok()
-        .and_then(|name| name.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{status:?}"))
-}

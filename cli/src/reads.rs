@@ -4,7 +4,8 @@
 //! (ListApplicationRevisions, BatchGetApplicationRevisions).
 
 use crate::client::Gantry;
-use crate::output::{Output, show, status_name};
+use crate::output::{Output, show};
+use gantry_api::model::serialized_name;
 use gantry_api::revision::{BatchGetApplicationRevisionsOutput, RevisionInfo};
 use gantry_api::target::{DeploymentTarget, InstanceTarget};
 use gantry_core::wire::RevisionLocation;
@@ -52,12 +53,12 @@ pub async fn target(
 }
 
 fn target_text(target: &InstanceTarget) -> String {
-    let mut text = format!("{} {}", target.target_id, status_name(target.status));
+    let mut text = format!("{} {}", target.target_id, serialized_name(&target.status));
     for event in &target.lifecycle_events {
         text.push_str(&format!(
             "\n  {} {}",
             event.lifecycle_event_name,
-            status_name(event.status)
+            serialized_name(&event.status)
         ));
         if let Some(diagnostics) = event.diagnostics.as_ref().filter(|d| !d.message.is_empty()) {
             text.push_str(&format!(": {}", diagnostics.message));
