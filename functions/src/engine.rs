@@ -14,6 +14,7 @@
 //! [`carry_out_all`] → [`carry_out`] → `dispatch::dispatch` → `CommandQueues::send_all`.
 
 use crate::control::ControlPlane;
+use crate::ports::{DeploymentLog, GroupLog, HostQueues};
 use crate::deploy::{self, Created};
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, LastDeploymentInfo, now_millis};
@@ -24,7 +25,10 @@ use serde_json::json;
 use tracing::Instrument;
 
 mod dispatch;
+mod fleet_ports;
 pub mod transition;
+
+pub use fleet_ports::EnginePorts;
 
 pub use dispatch::{DISPATCH_SLICE, DispatchSlice, dispatch_slice, slices};
 use dispatch::{dispatch, fan_out};
@@ -61,8 +65,8 @@ impl Entry {
 /// One step of a deployment, the way every change to one goes: apply the inputs and
 /// persist the new state with its effects in one conditional write
 /// ([`transition::apply_checked`]), then carry the effects out ([`execute`]).
-pub async fn step(
-    control: &ControlPlane,
+pub async fn step<P: EnginePorts>(
+    control: &P,
     deployment_id: &str,
     inputs: &[Input],
 ) -> Result<Applied<DeploymentSpec>, ApiError> {
@@ -71,7 +75,7 @@ pub async fn step(
         let started = std::time::Instant::now();
         let now = now_millis();
         let mut applied = transition::apply_checked(
-            &control.store,
+            control.log(),
             deployment_id,
             inputs,
             now,
@@ -116,8 +120,8 @@ pub async fn step(
 /// [`settle_outbox`]); then does the same for each deployment they created (a
 /// rollback), in this loop rather than by recursion. Returns when `record`'s effects
 /// left are next due, or None when none is left.
-pub async fn execute(
-    control: &ControlPlane,
+pub async fn execute<P: EnginePorts>(
+    control: &P,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
     entry: Option<Entry>,
@@ -156,7 +160,7 @@ pub async fn execute(
 }
 
 /// Runs the effects a new deployment was stored with.
-pub async fn start(control: &ControlPlane, created: &Created) {
+pub async fn start<P: EnginePorts>(control: &P, created: &Created) {
     let entry = (!created.effects.is_empty())
         .then(|| Entry::new(crate::store::keys::summary_entry(created.record.version)));
     execute(control, &created.record, &created.effects, entry).await;
@@ -164,8 +168,8 @@ pub async fn start(control: &ControlPlane, created: &Created) {
 
 /// Marks an outbox entry done, or keeps in it only the effects that `failed` for now, to
 /// be retried by the tick after a backoff. Returns when they are due.
-async fn settle_outbox(
-    control: &ControlPlane,
+async fn settle_outbox<P: EnginePorts>(
+    control: &P,
     deployment_id: &str,
     entry: Option<Entry>,
     retry: Vec<Effect>,
@@ -181,7 +185,7 @@ async fn settle_outbox(
         return None;
     };
     if retry.is_empty() {
-        return match control.store.clear_outbox(deployment_id, &entry.key).await {
+        return match control.log().clear_outbox(deployment_id, &entry.key).await {
             Ok(()) => None,
             Err(error) => {
                 tracing::warn!(%error, entry = %entry.key, "could not clear an outbox entry; the tick will run it again");
@@ -202,7 +206,7 @@ async fn settle_outbox(
         "effects failed for now; the tick retries them"
     );
     if let Err(error) = control
-        .store
+        .log()
         .rewrite_outbox(deployment_id, &entry.key, &pending)
         .await
     {
@@ -226,8 +230,8 @@ fn may_pass_later(error: &ApiError) -> bool {
 /// others (a notification to a deleted topic must not keep the group locked). Returns
 /// those that failed for now, to be tried again: every effect is safe to repeat. One
 /// that failed for good is logged and recorded on the deployment.
-async fn carry_out_all(
-    control: &ControlPlane,
+async fn carry_out_all<P: EnginePorts>(
+    control: &P,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
     entry: Option<&Entry>,
@@ -256,7 +260,7 @@ async fn carry_out_all(
         }
         tracing::error!(?effect, %error, "an effect failed for good; it blocks nothing");
         let recorded = control
-            .store
+            .log()
             .record_failed_effect(
                 &record.state.deployment_id,
                 effect_kind(effect),
@@ -298,8 +302,8 @@ fn effect_kind(effect: &Effect) -> &'static str {
 }
 
 /// Carries out one effect: the only `match Effect`.
-async fn carry_out(
-    control: &ControlPlane,
+async fn carry_out<P: EnginePorts>(
+    control: &P,
     record: &DeploymentRecord<DeploymentSpec>,
     effect: &Effect,
     entry: Option<(&Entry, &[Effect])>,
@@ -309,7 +313,7 @@ async fn carry_out(
     let spec = &record.spec;
     match effect {
         Effect::Dispatch { first, count } => {
-            match control.settings.lifecycle_queue_url.as_deref() {
+            match control.settings().lifecycle_queue_url.as_deref() {
                 Some(queue) if *count > DISPATCH_SLICE => {
                     fan_out(control, queue, &spec.deployment_id, *first, *count).await?
                 }
@@ -325,19 +329,10 @@ async fn carry_out(
             // Asked late, the step may be over and the host on to the next: a late
             // BlockTraffic must not take a serving host out of its target groups.
             let late = entry.is_some_and(|(entry, _)| entry.late);
-            let ended = record.state.status.is_terminal();
-            if ended {
+            if record.state.status.is_terminal() {
                 tracing::info!(%instance_id, %event, "the deployment ended: its load balancer step is not asked for");
-            } else if !late
-                || Box::pin(crate::traffic_steps::still_waiting(
-                    control,
-                    &spec.deployment_id,
-                    instance_id,
-                    *event,
-                ))
-                .await?
-            {
-                crate::traffic_steps::start(control, spec, instance_id, *event).await?;
+            } else {
+                Box::pin(control.traffic_step(spec, instance_id, *event, late)).await?;
             }
         }
         Effect::Resume {
@@ -347,12 +342,12 @@ async fn carry_out(
         } => {
             let mut next = spec.command(instance_id, Some(*start_by));
             next.lifecycle_events = events.clone();
-            control.queues.send_all(vec![next]).await?;
+            control.queues().send_all(vec![next]).await?;
         }
         Effect::Notify { event, instance_id } => {
             let target = match instance_id {
                 Some(id) if crate::notify::wanted(spec, *event) => control
-                    .store
+                    .log()
                     .load_targets(&spec.deployment_id, std::slice::from_ref(id))
                     .await?
                     .remove(id)
@@ -378,7 +373,7 @@ async fn carry_out(
                 revision: spec.revision.clone(),
             };
             control
-                .store
+                .log()
                 .record_health(
                     &spec.application_name,
                     &spec.deployment_group_name,
@@ -393,7 +388,7 @@ async fn carry_out(
         Effect::RecordLastSuccessful => {
             let last = LastDeploymentInfo::of(&record.state);
             control
-                .store
+                .log()
                 .record_success(
                     &spec.application_name,
                     &spec.deployment_group_name,
@@ -405,7 +400,7 @@ async fn carry_out(
         Effect::ReleaseLock => {
             // Each part is tried whatever the other did: the lock above all.
             let recorded = control
-                .store
+                .log()
                 .record_attempt(
                     &spec.application_name,
                     &spec.deployment_group_name,
@@ -413,7 +408,7 @@ async fn carry_out(
                 )
                 .await;
             control
-                .store
+                .log()
                 .unlock_group(
                     &spec.application_name,
                     &spec.deployment_group_name,
@@ -425,35 +420,24 @@ async fn carry_out(
         }
         Effect::StartRollback => {
             // The rollback is created here; its own effects run after these.
-            // Boxed, as below: a whole CreateDeployment is a large future, and
-            // inlined here it would make every caller's stack frame as large.
-            follow_ups.extend(Box::pin(deploy::start_rollback(control, record)).await?);
+            follow_ups.extend(Box::pin(control.start_rollback(record)).await?);
         }
         Effect::UpdateOutdated => {
-            follow_ups.extend(Box::pin(deploy::update_outdated(control, record)).await?);
+            follow_ups.extend(Box::pin(control.update_outdated(record)).await?);
         }
         Effect::CompleteLaunch { .. } => {
             launch_finished(control, &spec.deployment_id).await?;
         }
         Effect::Reroute { first, count } => {
-            Box::pin(crate::blue_green::reroute(control, record, *first, *count)).await?;
+            Box::pin(control.reroute(record, *first, *count)).await?;
             tracing::info!(hosts = count, "traffic rerouting sent");
         }
-        // Boxed, as the rollback below: their futures would grow every caller's frame.
-        Effect::TerminateOriginal => {
-            Box::pin(crate::blue_green::terminate_original(control, record)).await?
-        }
-        Effect::AdoptReplacement => {
-            Box::pin(crate::blue_green::adopt_replacement(control, record)).await?
-        }
-        Effect::ProvisionFleet => {
-            Box::pin(crate::blue_green::provision_fleet(control, record)).await?
-        }
-        Effect::RemoveReplacement => {
-            Box::pin(crate::blue_green::remove_replacement(control, spec)).await?
-        }
+        Effect::TerminateOriginal => Box::pin(control.terminate_original(record)).await?,
+        Effect::AdoptReplacement => Box::pin(control.adopt_replacement(record)).await?,
+        Effect::ProvisionFleet => Box::pin(control.provision_fleet(record)).await?,
+        Effect::RemoveReplacement => Box::pin(control.remove_replacement(spec)).await?,
         Effect::CancelHosts => {
-            let hosts = control.store.deploying_hosts(&spec.deployment_id).await?;
+            let hosts = control.log().deploying_hosts(&spec.deployment_id).await?;
             tracing::info!(
                 hosts = hosts.len(),
                 "telling deploying hosts to skip the rest"
@@ -468,7 +452,7 @@ async fn carry_out(
                     (instance_id, cancel.to_json())
                 })
                 .collect();
-            control.queues.send_to_hosts(cancels).await?;
+            control.queues().send_to_hosts(cancels).await?;
         }
     }
     Ok(())
@@ -511,14 +495,14 @@ pub async fn look_at_copy(
 
 /// Tells the lifecycle function that a launch's deployment ended: it alone may complete
 /// lifecycle actions.
-async fn launch_finished(control: &ControlPlane, deployment_id: &str) -> Result<(), ApiError> {
-    let Some(queue_url) = control.settings.lifecycle_queue_url.as_deref() else {
+async fn launch_finished<P: EnginePorts>(control: &P, deployment_id: &str) -> Result<(), ApiError> {
+    let Some(queue_url) = control.settings().lifecycle_queue_url.as_deref() else {
         return Err(ApiError::internal(
             "GANTRY_LIFECYCLE_QUEUE_URL is not set: cannot complete a launch's lifecycle action",
         ));
     };
     control
-        .queues
+        .queues()
         .send_to_queue(
             queue_url,
             json!({"gantryDeploymentFinished": deployment_id}).to_string(),
@@ -529,11 +513,11 @@ async fn launch_finished(control: &ControlPlane, deployment_id: &str) -> Result<
 /// A running deployment that watches CloudWatch alarms polls them at every batch boundary
 /// (a host finishes, or a batch is about to be sent) and on every tick; the result is an
 /// input to the state machine, applied before the inputs that reached the boundary.
-struct AlarmPoll<'a> {
-    control: &'a ControlPlane,
+struct AlarmPoll<'a, P> {
+    control: &'a P,
 }
 
-impl transition::Precheck<DeploymentSpec> for AlarmPoll<'_> {
+impl<P: EnginePorts> transition::Precheck<DeploymentSpec> for AlarmPoll<'_, P> {
     fn wanted(
         &self,
         record: &DeploymentRecord<DeploymentSpec>,
@@ -557,7 +541,7 @@ impl transition::Precheck<DeploymentSpec> for AlarmPoll<'_> {
 
     async fn check(&self, record: &DeploymentRecord<DeploymentSpec>, now: Millis) -> Input {
         let names = record.spec.alarm_configuration.names();
-        let check = self.control.alarms.check(&names).await;
+        let check = self.control.check_alarms(&names).await;
         if check != AlarmCheck::Clear {
             tracing::warn!(?check, "alarm check stops the deployment unless ignored");
         }

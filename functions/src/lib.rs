@@ -37,6 +37,7 @@ pub mod handlers;
 pub mod lambda;
 pub mod model;
 pub mod notify;
+pub mod ports;
 pub mod store;
 pub mod traffic;
 pub mod traffic_steps;

@@ -7,7 +7,7 @@
 //! an in-place deployment, which has no Ready state.
 
 use crate::adapters::PublishError;
-use crate::control::ControlPlane;
+use crate::ports::{DeploymentLog, Ports, Topics};
 use crate::error::ApiError;
 use crate::model::{DeploymentSpec, now_millis, seconds, serialized_name};
 use crate::store::DeploymentRecord;
@@ -152,8 +152,8 @@ fn subscribes(trigger: &crate::model::TriggerConfig, event: NotificationEvent) -
 /// on the deployment and logged, and blocks nothing. One SNS could not take for now is
 /// an error after the other triggers had theirs: the effect is retried, and triggers
 /// that already got the message may get it again, as SNS delivers at least once anyway.
-pub async fn publish(
-    control: &ControlPlane,
+pub async fn publish<P: Ports>(
+    control: &P,
     record: &DeploymentRecord<DeploymentSpec>,
     event: NotificationEvent,
     instance_id: Option<&str>,
@@ -166,8 +166,8 @@ pub async fn publish(
             continue;
         }
         let body = message(
-            &control.settings.region,
-            &control.settings.account_id,
+            &control.settings().region,
+            &control.settings().account_id,
             &trigger.trigger_name,
             spec,
             &record.state,
@@ -178,11 +178,11 @@ pub async fn publish(
             "{}: Gantry {} in {} to {}",
             status_word(event),
             spec.deployment_id,
-            control.settings.region,
+            control.settings().region,
             spec.application_name
         );
         match control
-            .notifier
+            .topics()
             .publish(&trigger.trigger_target_arn, &subject, &body.to_string())
             .await
         {
@@ -194,7 +194,7 @@ pub async fn publish(
                 );
                 tracing::warn!(%effect, %reason, "notification refused for good; it blocks nothing");
                 control
-                    .store
+                    .log()
                     .record_failed_effect(
                         &spec.deployment_id,
                         &format!("Notify#{}", trigger.trigger_name),

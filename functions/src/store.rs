@@ -61,6 +61,8 @@ pub use codec::{MAX_BODY_BYTES, MAX_SPEC_BYTES};
 pub use deployments::DeploymentRecord;
 pub use groups::{GroupRecord, InstanceHealth};
 pub use outbox::{FailedEffect, MAX_RETRY_DELAY_MS, OutboxEntry};
+#[cfg(test)]
+pub(crate) use outbox::{dispatches, wakeup};
 pub use rename::{GroupMove, RenameMarks};
 pub use schedule::{ALARM_LOOK_MS, IDLE_TICK_MS, OUTBOX_GRACE_MS, idle_look};
 

@@ -3384,7 +3384,7 @@ async fn a_process_killed_between_any_two_effects_loses_none() {
                 .await
                 .unwrap();
             // Killed after k effects, before marking the entry done.
-            engine::execute(&fx.control, &record, &effects[..k], None).await;
+            engine::execute(&*fx.control, &record, &effects[..k], None).await;
             batch_advance::tick_at(&fx.control, now_ms() + OUTBOX_GRACE_MS + 1)
                 .await
                 .unwrap();

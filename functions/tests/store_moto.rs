@@ -327,7 +327,7 @@ async fn concurrent_appliers_count_each_report_once() {
         )
         .await
         .unwrap();
-    let started = transition::apply::<Spec>(&store, id, &[Input::Start { now: 1 }], 1, 10)
+    let started = transition::apply::<Spec>(&*store, id, &[Input::Start { now: 1 }], 1, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -362,7 +362,7 @@ async fn concurrent_appliers_count_each_report_once() {
             let mut effects = Vec::new();
             for report in mine {
                 let applied = transition::apply::<Spec>(
-                    &store,
+                    &*store,
                     id,
                     &[Input::Report {
                         sender: Some(format!("AROAHOSTROLE:{}", report.instance_id)),

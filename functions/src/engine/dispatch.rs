@@ -4,7 +4,8 @@
 //! fleet.
 
 use super::Entry;
-use crate::control::ControlPlane;
+use super::EnginePorts;
+use crate::ports::{DeploymentLog, HostQueues};
 use crate::error::ApiError;
 use crate::model::{DeploymentSpec, now_millis};
 use crate::store::{DeploymentRecord, OutboxEntry};
@@ -48,8 +49,8 @@ pub fn slices(deployment_id: &str, first: u32, count: u32) -> Vec<DispatchSlice>
 
 /// Carries out a large `Dispatch` by posting its slices (ten to a request). Posted, the
 /// effect is done: SQS keeps each slice until an invocation carried it out.
-pub(super) async fn fan_out(
-    control: &ControlPlane,
+pub(super) async fn fan_out<P: EnginePorts>(
+    control: &P,
     queue_url: &str,
     deployment_id: &str,
     first: u32,
@@ -60,14 +61,14 @@ pub(super) async fn fan_out(
         .map(|slice| json!({ "gantryDispatch": slice }).to_string())
         .collect();
     tracing::info!(hosts = count, slices = bodies.len(), "dispatch fanned out");
-    control.queues.send_batch(queue_url, &bodies).await
+    control.queues().send_batch(queue_url, &bodies).await
 }
 
 /// The lifecycle function: one slice of a fanned-out dispatch, as [`dispatch`] sends it
 /// (run again, it creates nothing twice and sends commands hosts ignore).
-pub async fn dispatch_slice(control: &ControlPlane, slice: DispatchSlice) -> Result<(), ApiError> {
+pub async fn dispatch_slice<P: EnginePorts>(control: &P, slice: DispatchSlice) -> Result<(), ApiError> {
     let record = match control
-        .store
+        .log()
         .load_deployment::<DeploymentSpec>(&slice.deployment_id)
         .await
     {
@@ -85,7 +86,7 @@ pub async fn dispatch_slice(control: &ControlPlane, slice: DispatchSlice) -> Res
     // those told to skip the rest, so they are told now, after their command (a host
     // reads both and skips every event, which settles the deployment's count).
     let ended = control
-        .store
+        .log()
         .load_deployment::<DeploymentSpec>(&slice.deployment_id)
         .await?
         .state
@@ -93,7 +94,7 @@ pub async fn dispatch_slice(control: &ControlPlane, slice: DispatchSlice) -> Res
         .is_terminal();
     if ended {
         let hosts = control
-            .store
+            .log()
             .plan_slice(&slice.deployment_id, slice.first, count)
             .await?;
         let cancels = hosts
@@ -106,7 +107,7 @@ pub async fn dispatch_slice(control: &ControlPlane, slice: DispatchSlice) -> Res
                 (target.instance_id, cancel.to_json())
             })
             .collect();
-        control.queues.send_to_hosts(cancels).await?;
+        control.queues().send_to_hosts(cancels).await?;
     }
     Ok(())
 }
@@ -117,8 +118,8 @@ pub async fn dispatch_slice(control: &ControlPlane, slice: DispatchSlice) -> Res
 /// chunks it touches its outbox entry, so that the tick does not run a long dispatch
 /// again while this one is still sending. Running it again creates nothing twice and
 /// sends the commands again, which hosts ignore.
-pub(super) async fn dispatch(
-    control: &ControlPlane,
+pub(super) async fn dispatch<P: EnginePorts>(
+    control: &P,
     record: &DeploymentRecord<DeploymentSpec>,
     first: u32,
     count: u32,
@@ -127,7 +128,7 @@ pub(super) async fn dispatch(
     let spec = &record.spec;
     let now = now_millis();
     let targets = control
-        .store
+        .log()
         .plan_slice(&spec.deployment_id, first, count)
         .await?;
     let records: Vec<TargetState> = targets
@@ -138,7 +139,7 @@ pub(super) async fn dispatch(
     let chunks = records.chunks(DISPATCH_CHUNK).count();
     for (number, chunk) in records.chunks(DISPATCH_CHUNK).enumerate() {
         control
-            .store
+            .log()
             .create_targets(&spec.deployment_id, chunk.to_vec())
             .await?;
         let commands = chunk
@@ -149,7 +150,7 @@ pub(super) async fn dispatch(
                 command
             })
             .collect();
-        control.queues.send_all(commands).await?;
+        control.queues().send_all(commands).await?;
         if crate::notify::wanted(spec, NotificationEvent::InstanceStart) {
             for target in chunk {
                 // Best effort, as every notification: the commands are out.
@@ -176,7 +177,7 @@ pub(super) async fn dispatch(
                 attempts: entry.attempts,
             };
             control
-                .store
+                .log()
                 .rewrite_outbox(&spec.deployment_id, &entry.key, &pending)
                 .await?;
         }

@@ -7,7 +7,8 @@
 //! dispatched once. An input the state machine refuses is skipped and returned, so one
 //! bad report does not block the rest.
 
-use crate::store::{DeploymentRecord, DynamoStore, OutboxEntry, StoreError, Versioned};
+use crate::ports::DeploymentLog;
+use crate::store::{DeploymentRecord, OutboxEntry, StoreError, Versioned};
 use gantry_core::deployment::{ApplyError, Effect, Input, Millis, TargetState};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,8 +91,8 @@ impl<S: Sync> Precheck<S> for NoPrecheck {
 /// Applies `inputs` (touching at most [`HOSTS_PER_APPLICATION`] hosts; see [`chunks`]) to
 /// a stored deployment. A tick among them fails up to that many overdue hosts; the caller
 /// ticks again while it keeps finding some.
-pub async fn apply<S: DeserializeOwned + Sync>(
-    store: &DynamoStore,
+pub async fn apply<S: DeserializeOwned + Send + Sync>(
+    store: &impl DeploymentLog,
     deployment_id: &str,
     inputs: &[Input],
     now: Millis,
@@ -155,8 +156,8 @@ fn apply_all(
 
 /// [`apply`], first learning what `precheck` wants to know when the inputs call for it.
 /// Its answer is had once per call, whatever races are retried.
-pub async fn apply_checked<S: DeserializeOwned + Sync, P: Precheck<S>>(
-    store: &DynamoStore,
+pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
+    store: &impl DeploymentLog,
     deployment_id: &str,
     inputs: &[Input],
     now: Millis,

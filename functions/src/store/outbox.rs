@@ -58,7 +58,7 @@ impl OutboxEntry {
 /// needs to: the earliest of the wakeup already stored (a tick will set the exact one),
 /// the summary's own (a zone wait), an outbox entry's grace, the deadline of hosts sent
 /// their command by this write, and an idle look while anything may still change.
-pub(super) fn wakeup(
+pub(crate) fn wakeup(
     state: &Deployment,
     stored: Option<Millis>,
     outbox_pending: bool,
@@ -83,7 +83,7 @@ pub(super) fn wakeup(
     .min()
 }
 
-pub(super) fn dispatches(effects: &[Effect]) -> bool {
+pub(crate) fn dispatches(effects: &[Effect]) -> bool {
     effects
         .iter()
         .any(|effect| matches!(effect, Effect::Dispatch { .. }))
