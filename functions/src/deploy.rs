@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 
 mod create;
 mod gather;
+#[cfg(test)]
+pub mod memory;
 mod provisioning;
 mod rollback;
 
-pub use create::create;
+pub use create::{Checked, Gathered, NewDeployment, Request, Sources, check, create, plan, store};
 pub use provisioning::{Provisioned, ProvisionedFleet, finish_provisioning};
 pub use rollback::{start_rollback, update_outdated};
 

@@ -14,10 +14,10 @@
 //! [`carry_out_all`] → [`carry_out`] → `dispatch::dispatch` → `CommandQueues::send_all`.
 
 use crate::control::ControlPlane;
-use crate::ports::{DeploymentLog, GroupLog, HostQueues};
 use crate::deploy::{self, Created};
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, LastDeploymentInfo, now_millis};
+use crate::ports::{DeploymentLog, GroupLog, HostQueues};
 use crate::store::{DeploymentRecord, InstanceHealth, OUTBOX_GRACE_MS, OutboxEntry};
 use gantry_core::deployment::{AlarmCheck, DeploymentStatus, Effect, Input, Millis};
 use gantry_core::wire::Cancel;
@@ -550,22 +550,4 @@ impl<P: EnginePorts> transition::Precheck<DeploymentSpec> for AlarmPoll<'_, P> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_large_dispatch_is_sliced_without_gaps_or_overlaps() {
-        let all = slices("d-AAAAAAAAA", 7, 1_005);
-        assert_eq!(all.len(), 41);
-        assert!(all.iter().all(|slice| slice.count <= DISPATCH_SLICE));
-        let mut next = 7;
-        for slice in &all {
-            assert_eq!(slice.first, next);
-            next += slice.count;
-        }
-        assert_eq!(next, 7 + 1_005);
-        assert_eq!(slices("d-AAAAAAAAA", 0, 10_000).len(), 400);
-        assert_eq!(slices("d-AAAAAAAAA", 0, 1).len(), 1);
-        assert!(slices("d-AAAAAAAAA", 3, 0).is_empty());
-    }
-}
+mod tests;

@@ -7,9 +7,9 @@
 //! an in-place deployment, which has no Ready state.
 
 use crate::adapters::PublishError;
-use crate::ports::{DeploymentLog, Ports, Topics};
 use crate::error::ApiError;
 use crate::model::{DeploymentSpec, now_millis, seconds, serialized_name};
+use crate::ports::{DeploymentLog, Ports, Topics};
 use crate::store::DeploymentRecord;
 use gantry_core::deployment::{Deployment, Millis, NotificationEvent, TargetState};
 use serde_json::{Value, json};

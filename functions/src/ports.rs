@@ -104,8 +104,10 @@ pub trait DeploymentLog: Sync {
         records: Vec<TargetState>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    fn deploying_hosts(&self, id: &str)
-    -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    fn deploying_hosts(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     fn rewrite_outbox(
         &self,
@@ -173,7 +175,8 @@ pub trait GroupLog: Sync {
 /// The hosts' command queues, and the control plane's own queues by URL.
 pub trait HostQueues: Sync {
     /// Each command to its host's queue.
-    fn send_all(&self, commands: Vec<Command>) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn send_all(&self, commands: Vec<Command>)
+    -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// Each `(instance id, body)` to that host's queue.
     fn send_to_hosts(
@@ -323,7 +326,12 @@ impl DeploymentLog for DynamoStore {
         DynamoStore::load_targets(self, id, instance_ids).await
     }
 
-    async fn plan_slice(&self, id: &str, first: u32, count: u32) -> Result<Vec<Target>, StoreError> {
+    async fn plan_slice(
+        &self,
+        id: &str,
+        first: u32,
+        count: u32,
+    ) -> Result<Vec<Target>, StoreError> {
         DynamoStore::plan_slice(self, id, first, count).await
     }
 

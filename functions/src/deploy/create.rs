@@ -1,31 +1,92 @@
-//! CreateDeployment: the input checked against the group, the hosts and fleets found,
-//! the plan made by gantry-core, and the deployment stored with the group's lock.
+//! CreateDeployment, in four steps: the input checked against its group ([`check`]), what
+//! the deployment is made of looked up ([`Sources::gather`]: the configuration, the
+//! revision, the hosts and fleets, the target groups, the alarms), the plan made by
+//! gantry-core ([`plan`]), and the deployment stored with the group's lock ([`store`]).
+//! Only gathering and storing reach out, through ports: the rest is tested in memory.
 
-use super::gather::{
-    bind_instance_roles, current_revision, deadlines, revision_record, standing,
-    traffic_target_groups,
-};
 use super::{CreateDeploymentInput, Created, Origin, alarm_error, new_deployment_id};
-use crate::adapters::{Host, revision_key};
-use crate::control::ControlPlane;
+use crate::adapters::Host;
+use crate::blue_green::Fleets;
+use crate::control::Settings;
 use crate::error::{ApiError, Exception};
 use crate::model::{
-    AlarmConfiguration, DeploymentGroupSettings, DeploymentSpec, LastDeploymentInfo,
-    ROLLBACK_ON_ALARM, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST, RevisionRecord, RollbackInfo,
-    is_blank, now_millis,
+    AlarmConfiguration, AutoRollbackConfiguration, DeploymentGroupSettings, DeploymentSpec,
+    LastDeploymentInfo, ROLLBACK_ON_ALARM, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST,
+    RevisionRecord, RollbackInfo, is_blank, now_millis,
 };
-use crate::store::{DeploymentRecord, StoreError, keys};
+use crate::ports::{DeploymentLog, GroupLog, Ports};
+use crate::store::{DeploymentRecord, GroupRecord, InstanceHealth, StoreError};
+use crate::traffic::TargetGroupRef;
 use gantry_core::appspec::FileExistsBehavior;
-use gantry_core::config::ONE_AT_A_TIME;
+use gantry_core::config::{DeploymentConfig, ONE_AT_A_TIME};
 use gantry_core::deployment::{
-    AlarmPolicy, BlueGreenPlan, Effect, NotificationEvent, Plan, Planned,
+    AlarmCheck, AlarmPolicy, BlueGreenPlan, Effect, NotificationEvent, Plan, Planned,
 };
 use gantry_core::identity::Sender;
 use gantry_core::planner::{Standing, Target};
-use gantry_core::wire::Creator;
+use gantry_core::wire::{Creator, RevisionLocation};
 use gantry_core::{deployment, lifecycle};
 use std::collections::BTreeMap;
+use std::future::Future;
 use tracing::Instrument;
+
+use super::gather::{current_revision, deadlines, standing};
+
+/// Where CreateDeployment looks up what a deployment is made of.
+pub trait Sources: Ports {
+    /// The group, with its application checked to exist.
+    fn load_group(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<GroupRecord<DeploymentGroupSettings>, ApiError>> + Send;
+
+    /// Everything else, for a request already checked. A blue/green deployment's copy is
+    /// made here, once nothing else can refuse the request before it.
+    fn gather(
+        &self,
+        request: Request<'_>,
+    ) -> impl Future<Output = Result<Gathered, ApiError>> + Send;
+}
+
+/// A CreateDeployment request, checked against its group.
+pub struct Request<'a> {
+    pub input: &'a CreateDeploymentInput,
+    pub origin: &'a Origin,
+    pub group: &'a GroupRecord<DeploymentGroupSettings>,
+    pub checked: &'a Checked,
+    pub deployment_id: &'a str,
+}
+
+/// What [`check`] made of the input.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub revision: RevisionLocation,
+    pub config_name: String,
+    pub file_exists_behavior: FileExistsBehavior,
+    pub auto_rollback: AutoRollbackConfiguration,
+    pub override_alarms: Option<AlarmConfiguration>,
+    /// The alarms the deployment watches (none for a rollback).
+    pub alarms: AlarmConfiguration,
+    pub alarm_policy: Option<AlarmPolicy>,
+}
+
+/// What a deployment is made of, looked up.
+pub struct Gathered {
+    pub config: DeploymentConfig,
+    /// The revision's registered record, its location pinned to a version.
+    pub revision: RevisionRecord,
+    /// The group's last successful revision's record: its scripts stop what runs now.
+    pub previous: Option<RevisionRecord>,
+    pub fleets: Option<Fleets>,
+    /// The hosts, each bound to the identity its reports must come from; a blue/green
+    /// deployment's replacement hosts first, then its originals.
+    pub hosts: Vec<Host>,
+    pub target_groups: Vec<TargetGroupRef>,
+    /// The alarms as they stand, for a deployment that watches some: no host is
+    /// touched while one fires.
+    pub first_alarm_check: Option<AlarmCheck>,
+}
 
 fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|value| !value.is_empty())
@@ -33,16 +94,55 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
 
 /// CreateDeployment. Validates everything before writing anything; then stores the
 /// deployment, its ordered targets and the group's lock in one transaction.
-pub async fn create(
-    control: &ControlPlane,
+pub async fn create<P: Sources>(
+    ports: &P,
     input: CreateDeploymentInput,
     creator: Creator,
     origin: Origin,
 ) -> Result<Created, ApiError> {
-    let group = control
+    let group = ports
         .load_group(&input.application_name, &input.deployment_group_name)
         .await?;
-    let settings = &group.settings.value;
+    let checked = check(&input, &group.settings.value, &origin)?;
+    let deployment_id = origin
+        .deployment_id
+        .clone()
+        .unwrap_or_else(new_deployment_id);
+    // Boxed: inlined, gathering's AWS calls would grow create's future, which rollbacks
+    // and launches already nest (a debug build's test threads overflowed their stack).
+    let gathered = Box::pin(ports.gather(Request {
+        input: &input,
+        origin: &origin,
+        group: &group,
+        checked: &checked,
+        deployment_id: &deployment_id,
+    }))
+    .await?;
+    let health = ports
+        .log()
+        .group_health(&input.application_name, &input.deployment_group_name)
+        .await?;
+    let new = plan(
+        &input,
+        creator,
+        &origin,
+        &group,
+        checked,
+        gathered,
+        &health,
+        deployment_id,
+        ports.settings(),
+        now_millis(),
+    )?;
+    Box::pin(store(ports, new, &origin, &group)).await
+}
+
+/// Checks the input against its group's settings: everything that needs no lookup.
+pub fn check(
+    input: &CreateDeploymentInput,
+    settings: &DeploymentGroupSettings,
+    origin: &Origin,
+) -> Result<Checked, ApiError> {
     crate::model::check_description(input.description.as_deref())?;
     if let Some(targets) = &input.target_instances
         && !is_blank(targets)
@@ -99,56 +199,60 @@ pub async fn create(
             &settings.deployment_config_name
         })
         .to_owned();
-    let config = control.deployment_config(&config_name).await?;
     let revision = input.revision.clone().ok_or_else(|| {
         ApiError::new(
             Exception::RevisionRequired,
             "revision: is required (revisionType S3 with s3Location {bucket, key, bundleType})",
         )
     })?;
-    let record = revision_record(control, &input.application_name, &revision).await?;
-    let revision = record.revision_location.clone();
-    let previous = match &group.target_revision {
-        Some(last) => control
-            .store
-            .get::<RevisionRecord>(
-                &keys::revisions(&input.application_name),
-                &revision_key(last),
-            )
-            .await?
-            .map(|found| found.value),
-        None => None,
-    };
+    Ok(Checked {
+        revision,
+        config_name,
+        file_exists_behavior,
+        auto_rollback,
+        override_alarms,
+        alarms,
+        alarm_policy,
+    })
+}
 
-    let deployment_id = origin
-        .deployment_id
-        .clone()
-        .unwrap_or_else(new_deployment_id);
-    let fleets = Box::pin(blue_green_fleets(
-        control,
-        &group,
-        &input,
-        &origin,
-        &deployment_id,
-    ))
-    .await?;
+/// A deployment planned, to be stored.
+pub struct NewDeployment {
+    pub spec: DeploymentSpec,
+    pub state: deployment::Deployment,
+    pub effects: Vec<Effect>,
+    pub ordered: Vec<Target>,
+    pub takes_lock: bool,
+    pub now: deployment::Millis,
+}
+
+/// Plans the deployment over what was gathered: each host's standing from its health,
+/// the order and batches by gantry-core, and the spec every later step reads.
+#[allow(clippy::too_many_arguments)]
+pub fn plan(
+    input: &CreateDeploymentInput,
+    creator: Creator,
+    origin: &Origin,
+    group: &GroupRecord<DeploymentGroupSettings>,
+    checked: Checked,
+    gathered: Gathered,
+    health: &BTreeMap<String, InstanceHealth>,
+    deployment_id: String,
+    settings: &Settings,
+    now: deployment::Millis,
+) -> Result<NewDeployment, ApiError> {
+    let group_settings = &group.settings.value;
+    let Gathered {
+        config,
+        revision: record,
+        previous,
+        fleets,
+        mut hosts,
+        target_groups,
+        first_alarm_check,
+    } = gathered;
+    let revision = record.revision_location.clone();
     let provisioning = fleets.as_ref().is_some_and(|fleets| fleets.provisioning);
-    let mut hosts = match (&origin.launch, &origin.hosts, &fleets) {
-        (Some((host, _)), _, _) => vec![host.clone()],
-        (None, Some(hosts), _) => hosts.clone(),
-        // Both fleets' reports are bound to their senders alike: the originals follow.
-        (None, None, Some(fleets)) => [&fleets.replacement[..], &fleets.original].concat(),
-        (None, None, None) => {
-            control
-                .fleet
-                .matching(&control.store, &settings.targets)
-                .await?
-        }
-    };
-    // Boxed, as every call here that awaits AWS: inlined, their state would grow
-    // create's future, which rollbacks and launches already nest (a debug build's test
-    // threads overflowed their stack).
-    Box::pin(bind_instance_roles(control, &mut hosts)).await?;
     let unbound: Vec<&str> = hosts
         .iter()
         .filter(|host| host.sender == Sender::Principal(String::new()))
@@ -163,10 +267,6 @@ pub async fn create(
             ),
         ));
     }
-    let health = control
-        .store
-        .group_health(&input.application_name, &input.deployment_group_name)
-        .await?;
     let current = current_revision(
         input.update_outdated_instances_only,
         &revision,
@@ -193,9 +293,7 @@ pub async fn create(
         original_fleet: fleets.original_fleet,
     });
     let targets: Vec<Target> = hosts.into_iter().map(to_target).collect();
-    let now = now_millis();
     let launch = origin.launch.is_some();
-    let target_groups = Box::pin(traffic_target_groups(control, settings)).await?;
     let events = if let Some(fleets) = &fleets {
         fleets.replacement_events.clone()
     } else if creator == Creator::AutoscalingTermination {
@@ -208,17 +306,8 @@ pub async fn create(
         Some(fleets) => [&events[..], &fleets.original_events].concat(),
         None => events.clone(),
     };
-    // The first batch is a batch boundary: no host is touched while an alarm fires.
-    // A provisioning deployment's alarms were polled by its ticks all along (an alarm
-    // stops it and removes its copy); planned over the copy, it starts as they left it.
-    let first_alarm_check = match alarm_policy {
-        Some(_) if origin.provisioned.is_none() => {
-            Some(Box::pin(control.alarms.check(&alarms.names())).await)
-        }
-        _ => None,
-    };
     let deadlines = deadlines(
-        control,
+        settings,
         &record,
         previous.as_ref(),
         &all_events,
@@ -229,7 +318,7 @@ pub async fn create(
         let (state, effects) = deployment::Deployment::new_provisioning(
             deployment_id.clone(),
             deadlines,
-            alarm_policy,
+            checked.alarm_policy,
             now,
             now + crate::blue_green::PROVISIONING_LIMIT_MS,
         );
@@ -248,9 +337,9 @@ pub async fn create(
             update_outdated_only: input.update_outdated_instances_only,
             deadlines,
             events: &events,
-            rollback_on_failure: auto_rollback.on(ROLLBACK_ON_FAILURE),
-            rollback_on_stop: auto_rollback.on(ROLLBACK_ON_REQUEST),
-            alarms: alarm_policy,
+            rollback_on_failure: checked.auto_rollback.on(ROLLBACK_ON_FAILURE),
+            rollback_on_stop: checked.auto_rollback.on(ROLLBACK_ON_REQUEST),
+            alarms: checked.alarm_policy,
             first_alarm_check,
             blue_green: blue_green_plan,
             now,
@@ -281,22 +370,22 @@ pub async fn create(
         deployment_id: deployment_id.clone(),
         application_name: input.application_name.clone(),
         deployment_group_name: input.deployment_group_name.clone(),
-        deployment_group_id: settings.deployment_group_id.clone(),
+        deployment_group_id: group_settings.deployment_group_id.clone(),
         deployment_config_name: config.name.clone(),
         revision: revision.clone(),
         previous_revision: group.target_revision.clone(),
         creator,
         description: input.description.clone().filter(|d| !d.is_empty()),
         ignore_application_stop_failures: input.ignore_application_stop_failures,
-        file_exists_behavior,
-        auto_rollback_configuration: auto_rollback.clone(),
+        file_exists_behavior: checked.file_exists_behavior,
+        auto_rollback_configuration: checked.auto_rollback.clone(),
         update_outdated_instances_only: input.update_outdated_instances_only,
-        trigger_configurations: settings.trigger_configurations.clone(),
+        trigger_configurations: group_settings.trigger_configurations.clone(),
         lifecycle_events: events.clone(),
         rollback_triggering_deployment_id: origin.rollback_of.clone(),
         lifecycle_action: origin.launch.as_ref().map(|(_, action)| action.clone()),
-        alarm_configuration: alarms,
-        override_alarm_configuration: override_alarms,
+        alarm_configuration: checked.alarms,
+        override_alarm_configuration: checked.override_alarms,
         target_groups,
         blue_green: fleets.map(|mut fleets| {
             if provisioning {
@@ -325,10 +414,39 @@ pub async fn create(
             )
         });
     }
+    Ok(NewDeployment {
+        spec,
+        state,
+        effects,
+        ordered,
+        takes_lock,
+        now,
+    })
+}
+
+/// Stores a planned deployment: with its group's lock, or in place of its provisioning
+/// self. A group locked by another deployment is DeploymentLimitExceeded.
+pub async fn store<P: Ports>(
+    ports: &P,
+    new: NewDeployment,
+    origin: &Origin,
+    group: &GroupRecord<DeploymentGroupSettings>,
+) -> Result<Created, ApiError> {
+    let NewDeployment {
+        spec,
+        state,
+        effects,
+        ordered,
+        takes_lock,
+        now,
+    } = new;
+    let deployment_id = spec.deployment_id.clone();
+    let launch = origin.launch.is_some();
+    let provisioning = state.provisioning();
     let span = tracing::info_span!("create_deployment", deployment_id = %deployment_id);
     async {
         let created = match &origin.provisioned {
-            None => Box::pin(control.store.create_deployment(
+            None => Box::pin(ports.log().create_deployment(
                 &spec.application_name,
                 &spec.deployment_group_name,
                 &spec,
@@ -340,7 +458,7 @@ pub async fn create(
             ))
             .await
             .map(|()| 1),
-            Some(provisioned) => match Box::pin(control.store.replace_provisioning(
+            Some(provisioned) => match Box::pin(ports.log().replace_provisioning(
                 &spec.application_name,
                 &spec.deployment_group_name,
                 &spec,
@@ -369,8 +487,8 @@ pub async fn create(
                 ),
                 other => other.into(),
             })?;
-        record_stopped(control, &deployment_id, &ordered, &state, now).await;
-        tracing::info!(hosts = ordered.len(), config = %config.name, provisioning, "deployment created");
+        record_stopped(ports, &deployment_id, &ordered, &state, now).await;
+        tracing::info!(hosts = ordered.len(), config = %spec.deployment_config_name, provisioning, "deployment created");
         let record = DeploymentRecord {
             spec,
             state,
@@ -382,8 +500,8 @@ pub async fn create(
         // The deployment exists and holds the lock: failing the call now would have
         // the caller retry into DeploymentLimitExceeded. The end records it again.
         if !launch
-            && let Err(error) = control
-                .store
+            && let Err(error) = ports
+                .log()
                 .record_attempt(
                     &record.spec.application_name,
                     &record.spec.deployment_group_name,
@@ -399,84 +517,11 @@ pub async fn create(
     .await
 }
 
-/// A blue/green deployment's fleets: provisioned for a new deployment of a BLUE_GREEN
-/// group, or swapped from the failed deployment for its rollback. None in place, and for
-/// a launching or terminating instance's deployment, which is in place whatever the
-/// group's style.
-async fn blue_green_fleets(
-    control: &ControlPlane,
-    group: &crate::store::GroupRecord<DeploymentGroupSettings>,
-    input: &CreateDeploymentInput,
-    origin: &Origin,
-    deployment_id: &str,
-) -> Result<Option<crate::blue_green::Fleets>, ApiError> {
-    if origin.launch.is_some() || origin.hosts.is_some() {
-        return Ok(None);
-    }
-    if let Some(failed) = &origin.rollback_of {
-        let failed = control
-            .store
-            .load_deployment::<DeploymentSpec>(failed)
-            .await?;
-        return match failed.spec.blue_green.clone() {
-            Some(spec) => Ok(Some(
-                crate::blue_green::rollback_fleets(control, &failed, &spec).await?,
-            )),
-            None => Ok(None),
-        };
-    }
-    let settings = &group.settings.value;
-    let Some(config) = settings
-        .blue_green_deployment_configuration
-        .as_ref()
-        .filter(|_| settings.is_blue_green())
-    else {
-        if origin.provisioned.is_some() {
-            return Err(ApiError::new(
-                Exception::InvalidDeploymentStyle,
-                format!(
-                    "deployment group {}: no longer blue/green; it changed while the deployment's replacement fleet was provisioned",
-                    settings.deployment_group_name
-                ),
-            ));
-        }
-        return Ok(None);
-    };
-    // Refused before a copy is made, rather than after (its own lock a provisioned
-    // deployment holds already).
-    if let Some(active) = group
-        .active_deployment_id
-        .as_ref()
-        .filter(|active| origin.provisioned.is_none() || *active != deployment_id)
-    {
-        return Err(ApiError::new(
-            Exception::DeploymentLimitExceeded,
-            format!(
-                "deployment group {} already has an active deployment ({active}); wait for it to finish or stop it",
-                settings.deployment_group_name
-            ),
-        ));
-    }
-    crate::blue_green::provision(
-        control,
-        settings,
-        config,
-        input.target_instances.as_ref(),
-        deployment_id,
-        origin
-            .provisioned
-            .as_ref()
-            .map(|provisioned| provisioned.replacement.as_slice()),
-    )
-    .await
-    .map(Some)
-}
-
 /// Writes the records of the deployment's stopped instances, failed as it started, so
 /// that they read as every host record does. Readers derive the same record for a host
 /// without one, so a write that fails is only logged.
-async fn record_stopped(
-    control: &ControlPlane,
+async fn record_stopped<P: Ports>(
+    ports: &P,
     deployment_id: &str,
     ordered: &[Target],
     state: &deployment::Deployment,
@@ -493,7 +538,11 @@ async fn record_stopped(
     if stopped.is_empty() {
         return;
     }
-    if let Err(error) = control.store.create_targets(deployment_id, stopped).await {
+    if let Err(error) = ports.log().create_targets(deployment_id, stopped).await {
         tracing::warn!(%error, "stopped instances' records not written");
     }
 }
+
+#[cfg(test)]
+#[path = "create_tests.rs"]
+mod tests;

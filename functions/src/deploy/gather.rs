@@ -1,11 +1,16 @@
-//! What a new deployment is made of, looked up: the revision's record, each host's
-//! standing and reporting role, its deadlines, and the group's target groups.
+//! What a new deployment is made of, looked up in AWS ([`Sources`] for the control
+//! plane): the configuration, the revision's record, the hosts and fleets, each host's
+//! reporting role, the group's target groups and the alarms; and what is derived from
+//! them: each host's standing and each event's deadline.
 
+use super::create::{Gathered, Request, Sources};
+use super::{CreateDeploymentInput, Origin};
 use crate::adapters::{Host, revision_key};
-use crate::control::ControlPlane;
+use crate::control::{ControlPlane, Settings};
 use crate::error::{ApiError, Exception};
+use crate::model::DeploymentSpec;
 use crate::model::{DeploymentGroupSettings, RevisionRecord};
-use crate::store::{InstanceHealth, keys};
+use crate::store::{GroupRecord, InstanceHealth, keys};
 use crate::traffic::{TargetGroupRef, TrafficError};
 use gantry_core::deployment::Deadlines;
 use gantry_core::identity::Sender;
@@ -13,6 +18,146 @@ use gantry_core::lifecycle::{LifecycleEvent, Performer};
 use gantry_core::planner::Standing;
 use gantry_core::wire::RevisionLocation;
 use std::collections::BTreeMap;
+
+impl Sources for ControlPlane {
+    async fn load_group(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> Result<GroupRecord<DeploymentGroupSettings>, ApiError> {
+        ControlPlane::load_group(self, application, group).await
+    }
+
+    async fn gather(&self, request: Request<'_>) -> Result<Gathered, ApiError> {
+        let Request {
+            input,
+            origin,
+            group,
+            checked,
+            deployment_id,
+        } = request;
+        let config = self.deployment_config(&checked.config_name).await?;
+        let revision = revision_record(self, &input.application_name, &checked.revision).await?;
+        let previous = match &group.target_revision {
+            Some(last) => self
+                .store
+                .get::<RevisionRecord>(
+                    &keys::revisions(&input.application_name),
+                    &revision_key(last),
+                )
+                .await?
+                .map(|found| found.value),
+            None => None,
+        };
+        // Boxed, as every call here that awaits AWS: inlined, their state would grow
+        // create's future, which rollbacks and launches already nest.
+        let fleets = Box::pin(blue_green_fleets(self, group, input, origin, deployment_id)).await?;
+        let mut hosts = match (&origin.launch, &origin.hosts, &fleets) {
+            (Some((host, _)), _, _) => vec![host.clone()],
+            (None, Some(hosts), _) => hosts.clone(),
+            // Both fleets' reports are bound to their senders alike: the originals follow.
+            (None, None, Some(fleets)) => [&fleets.replacement[..], &fleets.original].concat(),
+            (None, None, None) => {
+                self.fleet
+                    .matching(&self.store, &group.settings.value.targets)
+                    .await?
+            }
+        };
+        Box::pin(bind_instance_roles(self, &mut hosts)).await?;
+        let target_groups = Box::pin(traffic_target_groups(self, &group.settings.value)).await?;
+        // The first batch is a batch boundary: no host is touched while an alarm fires.
+        // A provisioning deployment's alarms were polled by its ticks all along (an alarm
+        // stops it and removes its copy); planned over the copy, it starts as they left it.
+        let first_alarm_check = match checked.alarm_policy {
+            Some(_) if origin.provisioned.is_none() => {
+                Some(Box::pin(self.alarms.check(&checked.alarms.names())).await)
+            }
+            _ => None,
+        };
+        Ok(Gathered {
+            config,
+            revision,
+            previous,
+            fleets,
+            hosts,
+            target_groups,
+            first_alarm_check,
+        })
+    }
+}
+
+/// A blue/green deployment's fleets: provisioned for a new deployment of a BLUE_GREEN
+/// group, or swapped from the failed deployment for its rollback. None in place, and for
+/// a launching or terminating instance's deployment, which is in place whatever the
+/// group's style.
+async fn blue_green_fleets(
+    control: &ControlPlane,
+    group: &crate::store::GroupRecord<DeploymentGroupSettings>,
+    input: &CreateDeploymentInput,
+    origin: &Origin,
+    deployment_id: &str,
+) -> Result<Option<crate::blue_green::Fleets>, ApiError> {
+    if origin.launch.is_some() || origin.hosts.is_some() {
+        return Ok(None);
+    }
+    if let Some(failed) = &origin.rollback_of {
+        let failed = control
+            .store
+            .load_deployment::<DeploymentSpec>(failed)
+            .await?;
+        return match failed.spec.blue_green.clone() {
+            Some(spec) => Ok(Some(
+                crate::blue_green::rollback_fleets(control, &failed, &spec).await?,
+            )),
+            None => Ok(None),
+        };
+    }
+    let settings = &group.settings.value;
+    let Some(config) = settings
+        .blue_green_deployment_configuration
+        .as_ref()
+        .filter(|_| settings.is_blue_green())
+    else {
+        if origin.provisioned.is_some() {
+            return Err(ApiError::new(
+                Exception::InvalidDeploymentStyle,
+                format!(
+                    "deployment group {}: no longer blue/green; it changed while the deployment's replacement fleet was provisioned",
+                    settings.deployment_group_name
+                ),
+            ));
+        }
+        return Ok(None);
+    };
+    // Refused before a copy is made, rather than after (its own lock a provisioned
+    // deployment holds already).
+    if let Some(active) = group
+        .active_deployment_id
+        .as_ref()
+        .filter(|active| origin.provisioned.is_none() || *active != deployment_id)
+    {
+        return Err(ApiError::new(
+            Exception::DeploymentLimitExceeded,
+            format!(
+                "deployment group {} already has an active deployment ({active}); wait for it to finish or stop it",
+                settings.deployment_group_name
+            ),
+        ));
+    }
+    crate::blue_green::provision(
+        control,
+        settings,
+        config,
+        input.target_instances.as_ref(),
+        deployment_id,
+        origin
+            .provisioned
+            .as_ref()
+            .map(|provisioned| provisioned.replacement.as_slice()),
+    )
+    .await
+    .map(Some)
+}
 
 /// Where an instance stands for the group, from its recorded health.
 /// Where an instance stands, from its health record: `current` is the revision that
@@ -78,7 +223,7 @@ pub(super) async fn revision_record(
 /// group's last successful one for ApplicationStop and the BlockTraffic hooks, which
 /// stop what runs now; with none, they run nothing), or the agent's own limit.
 pub(super) fn deadlines(
-    control: &ControlPlane,
+    settings: &Settings,
     record: &RevisionRecord,
     previous: Option<&RevisionRecord>,
     events: &[LifecycleEvent],
@@ -100,7 +245,7 @@ pub(super) fn deadlines(
                 } else {
                     0
                 };
-                return (*event, drain + control.settings.agent_event_ms);
+                return (*event, drain + settings.agent_event_ms);
             }
             let scripts_from = if event.uses_last_successful_revision() {
                 previous
@@ -116,16 +261,16 @@ pub(super) fn deadlines(
                     .min(gantry_core::appspec::MAX_EVENT_SCRIPT_SECS)
                     * 1000
             } else {
-                control.settings.agent_event_ms
+                settings.agent_event_ms
             };
             (*event, limit)
         })
         .collect();
     Deadlines {
-        start_ms: control.settings.host_start_timeout_ms,
+        start_ms: settings.host_start_timeout_ms,
         event_ms,
-        default_event_ms: control.settings.agent_event_ms,
-        slack_ms: control.settings.event_slack_ms,
+        default_event_ms: settings.agent_event_ms,
+        slack_ms: settings.event_slack_ms,
     }
 }
 

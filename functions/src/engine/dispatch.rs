@@ -3,11 +3,11 @@
 //! to the lifecycle queue, one message a slice, so no invocation's work grows with the
 //! fleet.
 
-use super::Entry;
 use super::EnginePorts;
-use crate::ports::{DeploymentLog, HostQueues};
+use super::Entry;
 use crate::error::ApiError;
 use crate::model::{DeploymentSpec, now_millis};
+use crate::ports::{DeploymentLog, HostQueues};
 use crate::store::{DeploymentRecord, OutboxEntry};
 use gantry_core::deployment::{Effect, NotificationEvent, TargetState};
 use gantry_core::wire::Cancel;
@@ -66,7 +66,10 @@ pub(super) async fn fan_out<P: EnginePorts>(
 
 /// The lifecycle function: one slice of a fanned-out dispatch, as [`dispatch`] sends it
 /// (run again, it creates nothing twice and sends commands hosts ignore).
-pub async fn dispatch_slice<P: EnginePorts>(control: &P, slice: DispatchSlice) -> Result<(), ApiError> {
+pub async fn dispatch_slice<P: EnginePorts>(
+    control: &P,
+    slice: DispatchSlice,
+) -> Result<(), ApiError> {
     let record = match control
         .log()
         .load_deployment::<DeploymentSpec>(&slice.deployment_id)

@@ -135,11 +135,89 @@ impl EnginePorts for ControlPlane {
         Box::pin(crate::blue_green::adopt_replacement(self, record)).await
     }
 
-    async fn provision_fleet(&self, record: &DeploymentRecord<DeploymentSpec>) -> Result<(), ApiError> {
+    async fn provision_fleet(
+        &self,
+        record: &DeploymentRecord<DeploymentSpec>,
+    ) -> Result<(), ApiError> {
         Box::pin(crate::blue_green::provision_fleet(self, record)).await
     }
 
     async fn remove_replacement(&self, spec: &DeploymentSpec) -> Result<(), ApiError> {
         Box::pin(crate::blue_green::remove_replacement(self, spec)).await
+    }
+}
+
+/// In memory, what is asked of fleets is only listed, by the effect's name, and no
+/// effect creates a deployment.
+#[cfg(test)]
+impl EnginePorts for crate::deploy::memory::MemoryWorld {
+    async fn check_alarms(&self, _names: &[String]) -> AlarmCheck {
+        self.alarms.lock().expect("unpoisoned").clone()
+    }
+
+    async fn traffic_step(
+        &self,
+        _spec: &DeploymentSpec,
+        instance_id: &str,
+        event: LifecycleEvent,
+        late: bool,
+    ) -> Result<(), ApiError> {
+        self.asked(format!("Traffic {instance_id} {event} late={late}"));
+        Ok(())
+    }
+
+    async fn start_rollback(
+        &self,
+        _record: &DeploymentRecord<DeploymentSpec>,
+    ) -> Result<Option<Created>, ApiError> {
+        self.asked("StartRollback".into());
+        Ok(None)
+    }
+
+    async fn update_outdated(
+        &self,
+        _record: &DeploymentRecord<DeploymentSpec>,
+    ) -> Result<Option<Created>, ApiError> {
+        self.asked("UpdateOutdated".into());
+        Ok(None)
+    }
+
+    async fn reroute(
+        &self,
+        _record: &DeploymentRecord<DeploymentSpec>,
+        first: u32,
+        count: u32,
+    ) -> Result<(), ApiError> {
+        self.asked(format!("Reroute {first}+{count}"));
+        Ok(())
+    }
+
+    async fn terminate_original(
+        &self,
+        _record: &DeploymentRecord<DeploymentSpec>,
+    ) -> Result<(), ApiError> {
+        self.asked("TerminateOriginal".into());
+        Ok(())
+    }
+
+    async fn adopt_replacement(
+        &self,
+        _record: &DeploymentRecord<DeploymentSpec>,
+    ) -> Result<(), ApiError> {
+        self.asked("AdoptReplacement".into());
+        Ok(())
+    }
+
+    async fn provision_fleet(
+        &self,
+        _record: &DeploymentRecord<DeploymentSpec>,
+    ) -> Result<(), ApiError> {
+        self.asked("ProvisionFleet".into());
+        Ok(())
+    }
+
+    async fn remove_replacement(&self, _spec: &DeploymentSpec) -> Result<(), ApiError> {
+        self.asked("RemoveReplacement".into());
+        Ok(())
     }
 }

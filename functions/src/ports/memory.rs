@@ -58,7 +58,9 @@ fn group_key(application: &str, group: &str) -> (String, String) {
 impl MemoryLog {
     /// The records, to arrange a test or read its outcome.
     pub fn records(&self) -> MutexGuard<'_, Records> {
-        self.records.lock().expect("no test thread panicked holding it")
+        self.records
+            .lock()
+            .expect("no test thread panicked holding it")
     }
 
     /// A group, as CreateDeploymentGroup stores it.
@@ -79,8 +81,15 @@ impl MemoryLog {
         );
     }
 
-    pub fn group(&self, application: &str, group: &str) -> Option<GroupRecord<DeploymentGroupSettings>> {
-        self.records().groups.get(&group_key(application, group)).cloned()
+    pub fn group(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> Option<GroupRecord<DeploymentGroupSettings>> {
+        self.records()
+            .groups
+            .get(&group_key(application, group))
+            .cloned()
     }
 
     fn with_deployment<T>(
@@ -110,7 +119,8 @@ impl MemoryLog {
         now: Millis,
     ) -> Result<u64, StoreError> {
         let id = &state.deployment_id;
-        let spec = serde_json::to_value(spec).map_err(|error| StoreError::Aws(error.to_string()))?;
+        let spec =
+            serde_json::to_value(spec).map_err(|error| StoreError::Aws(error.to_string()))?;
         if spec.to_string().len() > crate::store::MAX_SPEC_BYTES {
             return Err(StoreError::TooLarge(format!("deployment {id}'s spec")));
         }
@@ -195,7 +205,15 @@ impl DeploymentLog for MemoryLog {
         now: Millis,
     ) -> Result<(), StoreError> {
         self.write_deployment(
-            application, group, spec, state, ordered, effects, take_lock, None, now,
+            application,
+            group,
+            spec,
+            state,
+            ordered,
+            effects,
+            take_lock,
+            None,
+            now,
         )
         .map(|_| ())
     }
@@ -328,7 +346,12 @@ impl DeploymentLog for MemoryLog {
         })
     }
 
-    async fn plan_slice(&self, id: &str, first: u32, count: u32) -> Result<Vec<Target>, StoreError> {
+    async fn plan_slice(
+        &self,
+        id: &str,
+        first: u32,
+        count: u32,
+    ) -> Result<Vec<Target>, StoreError> {
         self.with_deployment(id, |stored| {
             Ok(stored
                 .plan
@@ -571,9 +594,16 @@ impl Topics for MemoryTopics {
         message: &str,
     ) -> Result<(), PublishError> {
         if self.refused.lock().expect("unpoisoned").contains(topic_arn) {
-            return Err(PublishError::Refused(format!("topic {topic_arn} does not exist")));
+            return Err(PublishError::Refused(format!(
+                "topic {topic_arn} does not exist"
+            )));
         }
-        if self.unavailable.lock().expect("unpoisoned").contains(topic_arn) {
+        if self
+            .unavailable
+            .lock()
+            .expect("unpoisoned")
+            .contains(topic_arn)
+        {
             return Err(PublishError::Unavailable(ApiError::internal(format!(
                 "SNS Publish: throttled on {topic_arn}"
             ))));

@@ -1,0 +1,403 @@
+//! The engine on in-memory ports: whole deployments, from CreateDeployment to the
+//! group's unlock, in milliseconds. moto's tests cover the same paths through AWS.
+
+use super::*;
+use crate::deploy::memory::{APPLICATION, GROUP, MemoryWorld, host};
+use crate::deploy::{CreateDeploymentInput, Origin};
+use crate::ports::{DeploymentLog, GroupLog, Ports};
+use gantry_core::deployment::TargetStatus;
+use gantry_core::lifecycle::LifecycleEvent;
+use gantry_core::wire::{Creator, EventStatus, Report, RevisionLocation, S3Location};
+use serde_json::json;
+use std::sync::Arc;
+
+fn input() -> CreateDeploymentInput {
+    CreateDeploymentInput {
+        application_name: APPLICATION.into(),
+        deployment_group_name: GROUP.into(),
+        revision: Some(RevisionLocation::S3 {
+            s3_location: S3Location {
+                bucket: "bundles".into(),
+                key: "shop/web.zip".into(),
+                bundle_type: gantry_core::bundle::BundleType::Zip,
+                version: None,
+                e_tag: Some("etag-1".into()),
+            },
+        }),
+        ..Default::default()
+    }
+}
+
+fn hosts(count: usize) -> Vec<crate::adapters::Host> {
+    (0..count)
+        .map(|index| host(&format!("host-{index:02}"), None))
+        .collect()
+}
+
+/// Creates the deployment and runs its start effects, as the create-deployment function does.
+async fn deploy(world: &MemoryWorld, input: CreateDeploymentInput) -> String {
+    let created = crate::deploy::create(world, input, Creator::User, Origin::default())
+        .await
+        .expect("created");
+    start(world, &created).await;
+    created.record.spec.deployment_id
+}
+
+fn report(id: &str, instance_id: &str, event: LifecycleEvent, status: EventStatus) -> Input {
+    let now = now_millis();
+    Input::Report {
+        report: Report {
+            schema_version: gantry_core::wire::SCHEMA_VERSION,
+            deployment_id: id.into(),
+            instance_id: instance_id.into(),
+            lifecycle_event: event,
+            status,
+            start_time: now,
+            end_time: Some(now),
+            diagnostics: None,
+        },
+        sender: Some(format!("AIDA{}", instance_id.to_uppercase())),
+        now,
+    }
+}
+
+/// The hosts sent a command, in the order they were sent.
+fn commanded(world: &MemoryWorld) -> Vec<String> {
+    world
+        .ports
+        .queues
+        .commands()
+        .into_iter()
+        .map(|command| command.instance_id)
+        .collect()
+}
+
+/// Reports each event of the host's command as `status`, one step each.
+async fn run_host(world: &MemoryWorld, id: &str, instance_id: &str, status: EventStatus) {
+    let command = world
+        .ports
+        .queues
+        .commands()
+        .into_iter()
+        .rfind(|command| command.instance_id == instance_id)
+        .expect("the host was sent its command");
+    for event in command.lifecycle_events {
+        step(world, id, &[report(id, instance_id, event, status)])
+            .await
+            .expect("applied");
+        if status == EventStatus::Failed {
+            return;
+        }
+    }
+}
+
+async fn summary(world: &MemoryWorld, id: &str) -> DeploymentRecord<DeploymentSpec> {
+    world.log().load_deployment(id).await.expect("stored")
+}
+
+#[tokio::test]
+async fn one_host_at_a_time_to_success_then_the_group_is_unlocked() {
+    let world = MemoryWorld::new(json!({}), hosts(3));
+    let id = deploy(&world, input()).await;
+    assert_eq!(commanded(&world).len(), 1, "one host at a time");
+    let group = world.ports.log.group(APPLICATION, GROUP).unwrap();
+    assert_eq!(group.active_deployment_id.as_deref(), Some(id.as_str()));
+    assert_eq!(group.last_attempted.unwrap().deployment_id, id);
+
+    for turn in 0..3 {
+        let sent = commanded(&world);
+        assert_eq!(
+            sent.len(),
+            turn + 1,
+            "the next host is sent its command only now"
+        );
+        run_host(&world, &id, &sent[turn], EventStatus::Succeeded).await;
+    }
+
+    let record = summary(&world, &id).await;
+    assert_eq!(record.state.status, DeploymentStatus::Succeeded);
+    assert_eq!(record.state.counts.succeeded, 3);
+    assert!(record.outbox.is_empty(), "every effect was carried out");
+    let group = world.ports.log.group(APPLICATION, GROUP).unwrap();
+    assert_eq!(group.active_deployment_id, None, "the lock is released");
+    assert_eq!(group.last_successful.unwrap().deployment_id, id);
+    assert_eq!(group.target_revision, input().revision);
+    let health = world.log().group_health(APPLICATION, GROUP).await.unwrap();
+    assert_eq!(health.len(), 3);
+    assert!(
+        health
+            .values()
+            .all(|health| health.healthy && health.deployment_id == id)
+    );
+    // Every success asks for the instances that launched during it to be updated.
+    assert_eq!(world.asked_of_fleets(), ["UpdateOutdated"]);
+}
+
+#[tokio::test]
+async fn a_report_delivered_twice_at_once_counts_once() {
+    let world = MemoryWorld::new(json!({}), hosts(2));
+    let id = deploy(&world, input()).await;
+    let first = commanded(&world)[0].clone();
+    let install = report(
+        &id,
+        &first,
+        LifecycleEvent::ApplicationStop,
+        EventStatus::Succeeded,
+    );
+    let (one, two) = tokio::join!(
+        step(&world, &id, std::slice::from_ref(&install)),
+        step(&world, &id, std::slice::from_ref(&install)),
+    );
+    let (one, two) = (one.unwrap(), two.unwrap());
+    assert!(
+        one.hosts_written + two.hosts_written == 1,
+        "exactly one of the two deliveries changed the host"
+    );
+    let host = world
+        .log()
+        .load_targets(&id, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    let done: Vec<_> = host[&first]
+        .value
+        .events
+        .iter()
+        .filter(|event| event.status == EventStatus::Succeeded)
+        .collect();
+    assert_eq!(done.len(), 1);
+}
+
+#[tokio::test]
+async fn reports_from_many_hosts_at_once_all_count_through_lost_races() {
+    let world = Arc::new(MemoryWorld::new(
+        json!({"deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
+        hosts(30),
+    ));
+    let id = deploy(&world, input()).await;
+    let sent = commanded(&world);
+    assert_eq!(sent.len(), 30, "all at once");
+    let mut tasks = tokio::task::JoinSet::new();
+    for instance_id in sent {
+        let (world, id) = (Arc::clone(&world), id.clone());
+        tasks.spawn(
+            async move { run_host(&world, &id, &instance_id, EventStatus::Succeeded).await },
+        );
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("a host's reports applied");
+    }
+    let record = summary(&world, &id).await;
+    assert_eq!(record.state.status, DeploymentStatus::Succeeded);
+    assert_eq!(record.state.counts.succeeded, 30);
+    assert!(
+        world
+            .ports
+            .log
+            .group(APPLICATION, GROUP)
+            .unwrap()
+            .active_deployment_id
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_host_fails_the_deployment_and_asks_for_its_rollback() {
+    let world = MemoryWorld::new(
+        json!({"autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]}}),
+        hosts(3),
+    );
+    let id = deploy(&world, input()).await;
+    let first = commanded(&world)[0].clone();
+    run_host(&world, &id, &first, EventStatus::Failed).await;
+
+    let record = summary(&world, &id).await;
+    assert_eq!(record.state.status, DeploymentStatus::Failed);
+    assert_eq!(commanded(&world).len(), 1, "no host after the failed one");
+    assert_eq!(world.asked_of_fleets(), ["StartRollback"]);
+    let group = world.ports.log.group(APPLICATION, GROUP).unwrap();
+    assert_eq!(group.active_deployment_id, None);
+    assert_eq!(group.last_attempted.unwrap().status, "Failed");
+    assert!(group.last_successful.is_none());
+    let health = world.log().group_health(APPLICATION, GROUP).await.unwrap();
+    assert!(!health[&first].healthy);
+}
+
+#[tokio::test]
+async fn the_tick_fails_a_host_that_never_started() {
+    let mut world = MemoryWorld::new(json!({}), hosts(2));
+    // A host has no time at all to start: it is overdue as soon as it is sent.
+    world.ports.settings.host_start_timeout_ms = 0;
+    let id = deploy(&world, input()).await;
+    let first = commanded(&world)[0].clone();
+    let applied = step(
+        &world,
+        &id,
+        &[Input::Tick {
+            now: now_millis() + 1,
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(
+        applied.effects.iter().any(
+            |effect| matches!(effect, Effect::HostTimedOut { instance_id } if *instance_id == first)
+        ),
+        "{:?}",
+        applied.effects
+    );
+    let host = world
+        .log()
+        .load_targets(&id, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert_eq!(host[&first].value.status, TargetStatus::Failed);
+    assert_eq!(
+        summary(&world, &id).await.state.status,
+        DeploymentStatus::Failed
+    );
+}
+
+fn triggered(topic: &str) -> serde_json::Value {
+    json!({"triggerConfigurations": [{
+        "triggerName": "ops",
+        "triggerTargetArn": topic,
+        "triggerEvents": ["DeploymentStart", "DeploymentSuccess"],
+    }]})
+}
+
+#[tokio::test]
+async fn notifications_go_to_the_groups_topic() {
+    let topic = "arn:aws:sns:us-east-1:000000000000:gantry-ops";
+    let world = MemoryWorld::new(triggered(topic), hosts(1));
+    let id = deploy(&world, input()).await;
+    run_host(&world, &id, "host-00", EventStatus::Succeeded).await;
+    let published = world.ports.topics.published.lock().unwrap().clone();
+    let subjects: Vec<&str> = published
+        .iter()
+        .map(|(_, subject, _)| subject.as_str())
+        .collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(subjects[0].starts_with("CREATED: "), "{subjects:?}");
+    assert!(subjects[1].starts_with("SUCCEEDED: "), "{subjects:?}");
+    assert!(
+        published
+            .iter()
+            .all(|(arn, _, message)| arn == topic && message.contains(&id))
+    );
+}
+
+#[tokio::test]
+async fn a_topic_refusing_for_good_is_recorded_and_blocks_nothing() {
+    let topic = "arn:aws:sns:us-east-1:000000000000:gantry-deleted";
+    let world = MemoryWorld::new(triggered(topic), hosts(1));
+    world
+        .ports
+        .topics
+        .refused
+        .lock()
+        .unwrap()
+        .insert(topic.into());
+    let id = deploy(&world, input()).await;
+    run_host(&world, &id, "host-00", EventStatus::Succeeded).await;
+    let record = summary(&world, &id).await;
+    assert_eq!(record.state.status, DeploymentStatus::Succeeded);
+    assert!(record.outbox.is_empty(), "nothing is retried");
+    let records = world.ports.log.records();
+    let failed = &records.deployments[&id].failed_effects["Notify#ops"];
+    assert_eq!(
+        failed.failures, 2,
+        "DeploymentStart, then DeploymentSuccess"
+    );
+    assert!(
+        failed.reason.contains("does not exist"),
+        "{}",
+        failed.reason
+    );
+}
+
+#[tokio::test]
+async fn a_topic_failing_for_now_keeps_its_effect_in_the_outbox_for_the_tick() {
+    let topic = "arn:aws:sns:us-east-1:000000000000:gantry-throttled";
+    let world = MemoryWorld::new(triggered(topic), hosts(1));
+    world
+        .ports
+        .topics
+        .unavailable
+        .lock()
+        .unwrap()
+        .insert(topic.into());
+    let id = deploy(&world, input()).await;
+    let record = summary(&world, &id).await;
+    let pending: Vec<&OutboxEntry> = record.outbox.values().collect();
+    assert_eq!(pending.len(), 1, "{:?}", record.outbox);
+    assert_eq!(pending[0].attempts, 1);
+    assert!(matches!(
+        pending[0].effects[..],
+        [Effect::Notify {
+            event: gantry_core::deployment::NotificationEvent::DeploymentStart,
+            ..
+        }]
+    ));
+    assert_eq!(
+        commanded(&world).len(),
+        1,
+        "the hosts did not wait on the topic"
+    );
+
+    // SNS is back: the tick's run of the entry publishes and clears it.
+    world.ports.topics.unavailable.lock().unwrap().clear();
+    let (key, entry) = record.outbox.iter().next().unwrap();
+    let entry = Entry {
+        key: key.clone(),
+        attempts: entry.attempts,
+        late: true,
+    };
+    let retry_at = execute(&world, &record, &pending[0].effects, Some(entry)).await;
+    assert_eq!(retry_at, None);
+    assert!(summary(&world, &id).await.outbox.is_empty());
+    assert_eq!(world.ports.topics.published.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_alarm_firing_at_the_start_stops_the_deployment_before_any_host() {
+    let world = MemoryWorld::new(
+        json!({"alarmConfiguration": {"enabled": true, "alarms": [{"name": "web-5xx"}]}}),
+        hosts(2),
+    );
+    *world.alarms.lock().unwrap() = AlarmCheck::Active {
+        alarms: vec!["web-5xx".into()],
+    };
+    let id = deploy(&world, input()).await;
+    assert!(commanded(&world).is_empty(), "no host is touched");
+    let record = summary(&world, &id).await;
+    assert!(
+        record.state.status.is_terminal(),
+        "{:?}",
+        record.state.status
+    );
+    assert!(
+        world
+            .ports
+            .log
+            .group(APPLICATION, GROUP)
+            .unwrap()
+            .active_deployment_id
+            .is_none()
+    );
+}
+
+#[test]
+fn a_large_dispatch_is_sliced_without_gaps_or_overlaps() {
+    let all = slices("d-AAAAAAAAA", 7, 1_005);
+    assert_eq!(all.len(), 41);
+    assert!(all.iter().all(|slice| slice.count <= DISPATCH_SLICE));
+    let mut next = 7;
+    for slice in &all {
+        assert_eq!(slice.first, next);
+        next += slice.count;
+    }
+    assert_eq!(next, 7 + 1_005);
+    assert_eq!(slices("d-AAAAAAAAA", 0, 10_000).len(), 400);
+    assert_eq!(slices("d-AAAAAAAAA", 0, 1).len(), 1);
+    assert!(slices("d-AAAAAAAAA", 3, 0).is_empty());
+}
