@@ -1,14 +1,60 @@
 //! A deployment as GetDeployment and BatchGetDeployments return it (`deploymentInfo`),
-//! with Gantry's additions beside CodeDeploy's fields.
+//! with Gantry's additions beside CodeDeploy's fields; and what creating, listing,
+//! stopping and rolling back deployments answer.
 
 use crate::model::{
     AlarmConfiguration, AutoRollbackConfiguration, BlueGreenConfiguration, DeploymentStyle,
     LoadBalancerInfo, RollbackInfo,
 };
+use crate::paging::page_of;
 use gantry_core::appspec::FileExistsBehavior;
 use gantry_core::deployment::{DeploymentStatus, ErrorInformation, Stage};
 use gantry_core::wire::{Creator, RevisionLocation};
 use serde::{Deserialize, Serialize};
+
+/// CreateDeployment's output (the `create-deployment` function's, and the api's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateDeploymentOutput {
+    pub deployment_id: String,
+}
+
+/// ListDeployments' output: deployment ids, newest first, a page at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListDeploymentsOutput {
+    pub deployments: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+page_of!(ListDeploymentsOutput, deployments: String);
+
+/// StopDeployment's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopDeploymentOutput {
+    pub status: StopStatus,
+    pub status_message: String,
+}
+
+/// Where a stop stands: `Pending` while hosts still finish the event they were running,
+/// `Succeeded` once none is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopStatus {
+    Pending,
+    Succeeded,
+}
+
+/// The `rollback` function's output (Gantry's; CodeDeploy rolls back only by itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackOutput {
+    /// The rollback deployment.
+    pub deployment_id: String,
+    /// The deployment it replaces.
+    pub rollback_triggering_deployment_id: String,
+}
 
 /// GetDeployment's output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +167,7 @@ pub struct FailedEffectInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::reads_and_writes_back;
     use serde_json::json;
 
     /// As `aws deploy get-deployment` prints an in-place deployment in progress.
@@ -164,5 +211,30 @@ mod tests {
         assert_eq!(info.forged_reports, 2);
         assert_eq!(info.failed_effects[0].failures, 3);
         assert_eq!(serde_json::to_value(&info).unwrap(), given);
+    }
+
+    #[test]
+    fn codedeploys_create_list_and_stop_outputs_read_and_write_back_unchanged() {
+        let created: CreateDeploymentOutput =
+            reads_and_writes_back(json!({"deploymentId": "d-A1B2C3D4E"}));
+        assert_eq!(created.deployment_id, "d-A1B2C3D4E");
+        let listed: ListDeploymentsOutput = reads_and_writes_back(json!({
+            "deployments": ["d-A1B2C3D4E", "d-B2C3D4E5F", "d-C3D4E5F6G"],
+            "nextToken": "642d433344344535463647"
+        }));
+        assert_eq!(listed.deployments.len(), 3);
+        let stopped: StopDeploymentOutput = reads_and_writes_back(json!({
+            "status": "Pending",
+            "statusMessage": "Deployment d-A1B2C3D4E stopped; 1 instance(s) are finishing their current lifecycle event and skip the rest"
+        }));
+        assert_eq!(stopped.status, StopStatus::Pending);
+    }
+
+    #[test]
+    fn a_rollback_names_both_deployments() {
+        let started: RollbackOutput = reads_and_writes_back(json!({
+            "deploymentId": "d-B2C3D4E5F", "rollbackTriggeringDeploymentId": "d-A1B2C3D4E"
+        }));
+        assert_eq!(started.rollback_triggering_deployment_id, "d-A1B2C3D4E");
     }
 }

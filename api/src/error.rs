@@ -1,6 +1,6 @@
 //! Errors as callers see them: CodeDeploy's exception names with one clear sentence.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The exceptions Gantry answers with, each named as CodeDeploy names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -182,6 +182,17 @@ impl PartialEq<&str> for Exception {
     }
 }
 
+/// A failed invocation's answer as its caller reads it: an [`ApiError`] as the Lambda
+/// runtime (or gantry-local) renders it. `errorType` is open, as Lambda answers with its
+/// own (`Sandbox.Timedout`, `Function.ResponseSizeTooLarge`) besides CodeDeploy's
+/// exceptions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionError {
+    pub error_type: String,
+    pub error_message: String,
+}
+
 /// An error a handler returns. `code` is CodeDeploy's exception (the Lambda
 /// `errorType`), `message` says what was wrong and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -232,5 +243,26 @@ impl ApiError {
     /// Something went wrong on our side or AWS's; the caller may retry.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Exception::InternalFailure, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::reads_and_writes_back;
+    use serde_json::json;
+
+    #[test]
+    fn an_api_error_reads_as_the_function_error_its_caller_gets() {
+        let error = ApiError::deployment_missing("d-A1B2C3D4E");
+        let read: FunctionError = reads_and_writes_back(serde_json::to_value(&error).unwrap());
+        assert_eq!(read.error_type, "DeploymentDoesNotExistException");
+        assert_eq!(read.error_message, error.message);
+        // Lambda's own errors, as it answers a function that ran out of time.
+        let timed_out: FunctionError = reads_and_writes_back(json!({
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": "Task timed out after 30.00 seconds"
+        }));
+        assert_eq!(timed_out.error_type, "Sandbox.Timedout");
     }
 }

@@ -494,7 +494,7 @@ pub struct TargetGroupInfo {
     pub name: String,
 }
 
-fn default_outdated_strategy() -> String {
+pub(crate) fn default_outdated_strategy() -> String {
     "UPDATE".to_owned()
 }
 

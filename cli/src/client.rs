@@ -2,7 +2,11 @@
 //! gantry-local alike.
 
 use aws_sdk_lambda::primitives::Blob;
+use gantry_api::FunctionError;
 use gantry_api::deployment::{DeploymentInfo, GetDeploymentOutput};
+use gantry_api::paging::Page;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// An error a Gantry function returned, or a failure to reach it.
@@ -68,15 +72,43 @@ impl Gantry {
             .map(|payload| serde_json::from_slice(payload.as_ref()).unwrap_or(Value::Null))
             .unwrap_or(Value::Null);
         if output.function_error().is_some() {
-            return Err(GantryError {
-                code: body["errorType"].as_str().map(str::to_owned),
-                message: body["errorMessage"]
-                    .as_str()
-                    .unwrap_or("the function failed without a message")
-                    .to_owned(),
+            return Err(match FunctionError::deserialize(&body) {
+                Ok(error) => GantryError {
+                    code: Some(error.error_type),
+                    message: error.error_message,
+                },
+                Err(error) => GantryError {
+                    code: None,
+                    message: format!(
+                        "Gantry's {name} function failed, answering {body} ({error}, where an errorType and errorMessage were expected)"
+                    ),
+                },
             });
         }
         Ok(body)
+    }
+
+    /// A function's answer as sent (what `--output json` prints) and read as `T`.
+    pub async fn invoke_typed<T: DeserializeOwned>(
+        &self,
+        function: &str,
+        payload: &Value,
+    ) -> anyhow::Result<(Value, T)> {
+        let answer = self.invoke(function, payload).await?;
+        let typed = read(&format!("Gantry's {function} function"), &answer)?;
+        Ok((answer, typed))
+    }
+
+    /// One CodeDeploy operation's answer as sent (what `--output json` prints) and read
+    /// as `T`.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        operation: &str,
+        input: Value,
+    ) -> anyhow::Result<(Value, T)> {
+        let answer = self.api(operation, input).await?;
+        let typed = read(operation, &answer)?;
+        Ok((answer, typed))
     }
 
     /// One CodeDeploy operation through the `api` function.
@@ -87,36 +119,67 @@ impl Gantry {
 
     /// GetDeployment's `deploymentInfo`, typed as the control plane renders it.
     pub async fn deployment(&self, id: &str) -> anyhow::Result<DeploymentInfo> {
-        let output = self
-            .api("GetDeployment", json!({"deploymentId": id}))
+        let (_, output): (_, GetDeploymentOutput) = self
+            .call("GetDeployment", json!({"deploymentId": id}))
             .await?;
-        let output: GetDeploymentOutput = serde_json::from_value(output).map_err(|error| {
-            anyhow::anyhow!(
-                "GetDeployment answered with a deploymentInfo this gantry cannot read: {error}"
-            )
-        })?;
         Ok(output.deployment_info)
     }
 
-    /// A List operation followed through every page: the first page's output, with
-    /// `field` holding the items of all pages and no `nextToken`.
-    pub async fn list_all(
+    /// A List operation followed through every page: the first page's output, holding
+    /// the items of all pages and no next token.
+    pub async fn list_all<P: Page + DeserializeOwned>(
         &self,
         operation: &str,
         mut input: Value,
-        field: &str,
-    ) -> Result<Value, GantryError> {
-        let mut output = self.api(operation, input.clone()).await?;
-        let mut items = output[field].as_array().cloned().unwrap_or_default();
-        while let Some(token) = output["nextToken"].as_str().map(str::to_owned) {
-            input["nextToken"] = json!(token);
-            output = self.api(operation, input.clone()).await?;
-            items.extend(output[field].as_array().cloned().unwrap_or_default());
-        }
-        if let Some(fields) = output.as_object_mut() {
-            fields.remove("nextToken");
-            fields.insert(field.to_owned(), Value::Array(items));
+    ) -> anyhow::Result<P> {
+        let (_, mut output): (_, P) = self.call(operation, input.clone()).await?;
+        let mut next = output.take_next_token();
+        while let Some(token) = next {
+            input[P::TOKEN_FIELD] = json!(token);
+            let (_, mut page): (_, P) = self.call(operation, input.clone()).await?;
+            next = page.take_next_token();
+            output.items_mut().append(page.items_mut());
         }
         Ok(output)
+    }
+}
+
+/// `answer`, from `from`, read as `T`; one this gantry cannot read is an error that says
+/// what was expected and what serde found wrong, naming the field.
+fn read<T: DeserializeOwned>(from: &str, answer: &Value) -> anyhow::Result<T> {
+    T::deserialize(answer).map_err(|error| {
+        let expected = std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("?");
+        anyhow::anyhow!(
+            "{from} answered with output this gantry cannot read as {expected}: {error}"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_api::group::GetDeploymentGroupOutput;
+    use gantry_api::tags::ListTagsForResourceOutput;
+
+    #[test]
+    fn an_answer_this_gantry_cannot_read_names_the_operation_the_type_and_the_field() {
+        let error = read::<GetDeploymentGroupOutput>("GetDeploymentGroup", &json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("GetDeploymentGroup answered with output this gantry cannot read as GetDeploymentGroupOutput")
+                && error.contains("`deploymentGroupInfo`"),
+            "{error}"
+        );
+        let error = read::<ListTagsForResourceOutput>(
+            "ListTagsForResource",
+            &json!({"Tags": [{"Value": "x"}]}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`Key`"), "{error}");
     }
 }

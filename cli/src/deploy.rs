@@ -3,10 +3,14 @@
 
 use crate::client::Gantry;
 use crate::output::Output;
+use gantry_api::deployment::CreateDeploymentOutput;
 use gantry_api::deployment::DeploymentInfo;
 use gantry_api::model::serialized_name;
 use gantry_api::model::{BLUE_GREEN, ROLLBACK_ON_ALARM, ROLLBACK_ON_FAILURE, ROLLBACK_ON_REQUEST};
-use gantry_api::target::{DeploymentTarget, InstanceTarget};
+use gantry_api::revision::ListApplicationRevisionsOutput;
+use gantry_api::target::{
+    BatchGetDeploymentTargetsOutput, InstanceTarget, ListDeploymentTargetsOutput,
+};
 use gantry_core::deployment::{DeploymentStatus, Stage, TargetStatus};
 use gantry_core::wire::{EventStatus, RevisionLocation};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -56,15 +60,18 @@ fn bundle_type_of(key: &str) -> Option<&'static str> {
 
 async fn revision(gantry: &Gantry, args: &DeployArgs) -> anyhow::Result<Value> {
     if args.revision == "latest" {
-        let listed = gantry
-            .api(
+        // Newest first: the first page's first.
+        let (_, listed): (_, ListApplicationRevisionsOutput) = gantry
+            .call(
                 "ListApplicationRevisions",
                 json!({"applicationName": args.app}),
             )
             .await?;
-        return listed["revisions"]
-            .get(0)
-            .cloned()
+        return listed
+            .revisions
+            .into_iter()
+            .next()
+            .map(|revision| json!(revision))
             .ok_or_else(|| anyhow::anyhow!("application {} has no pushed revision; run `gantry push` first, or pass --revision s3://bucket/key", args.app));
     }
     let (bucket, key) = args
@@ -93,28 +100,27 @@ async fn revision(gantry: &Gantry, args: &DeployArgs) -> anyhow::Result<Value> {
 
 /// Every target of a deployment, as BatchGetDeploymentTargets' `instanceTarget`s.
 pub async fn targets(gantry: &Gantry, deployment_id: &str) -> anyhow::Result<Vec<InstanceTarget>> {
-    let listed = gantry
+    let listed: ListDeploymentTargetsOutput = gantry
         .list_all(
             "ListDeploymentTargets",
             json!({"deploymentId": deployment_id}),
-            "targetIds",
         )
         .await?;
-    let ids = listed["targetIds"].as_array().cloned().unwrap_or_default();
+    let ids = listed.target_ids;
     let mut targets = Vec::with_capacity(ids.len());
     // BatchGetDeploymentTargets takes 25 at a time, as CodeDeploy's does.
     for chunk in ids.chunks(25) {
-        let got = gantry
-            .api(
+        let (_, got): (_, BatchGetDeploymentTargetsOutput) = gantry
+            .call(
                 "BatchGetDeploymentTargets",
                 json!({"deploymentId": deployment_id, "targetIds": chunk}),
             )
             .await?;
-        let found: Vec<DeploymentTarget> =
-            serde_json::from_value(got["deploymentTargets"].clone()).map_err(|error| {
-                anyhow::anyhow!("BatchGetDeploymentTargets answered with targets this gantry cannot read: {error}")
-            })?;
-        targets.extend(found.into_iter().map(|found| found.instance_target));
+        targets.extend(
+            got.deployment_targets
+                .into_iter()
+                .map(|found| found.instance_target),
+        );
     }
     Ok(targets)
 }
@@ -330,11 +336,9 @@ pub async fn run(gantry: &Gantry, args: DeployArgs, output: Output) -> anyhow::R
     if let Some(behavior) = &args.file_exists_behavior {
         input["fileExistsBehavior"] = json!(behavior);
     }
-    let created = gantry.invoke("create-deployment", &input).await?;
-    let id = created["deploymentId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (created, typed): (_, CreateDeploymentOutput) =
+        gantry.invoke_typed("create-deployment", &input).await?;
+    let id = typed.deployment_id;
     if args.no_wait {
         crate::output::show(output, &created, |_| id.clone());
         return Ok(ExitCode::SUCCESS);

@@ -4,6 +4,8 @@
 
 use crate::key_value;
 use clap::{Args, ValueEnum};
+use gantry_api::group::DeploymentGroupInfo;
+use gantry_core::planner::TagFilter;
 use serde_json::{Value, json};
 
 #[derive(Args)]
@@ -114,49 +116,52 @@ impl GroupRemovals {
     }
 
     /// Takes the removed items out of `input`'s lists, or, where `input` does not give
-    /// a list, out of the group's own (`current`, its deploymentGroupInfo), and gives
-    /// the list that is left (empty, if it removes all: CodeDeploy removes a list given
-    /// empty and keeps one left out).
-    pub fn apply(&self, mut input: Value, current: &Value) -> anyhow::Result<Value> {
-        for (field, flag, removed) in [
+    /// a list, out of the group's own (`current`), and gives the list that is left
+    /// (empty, if it removes all: CodeDeploy removes a list given empty and keeps one
+    /// left out).
+    pub fn apply(&self, mut input: Value, current: &DeploymentGroupInfo) -> anyhow::Result<Value> {
+        for (field, flag, removed, current_filters) in [
             (
                 "onPremisesInstanceTagFilters",
                 "--remove-on-prem-tag",
                 &self.on_prem_tags,
+                &current.on_premises_instance_tag_filters,
             ),
-            ("ec2TagFilters", "--remove-ec2-tag", &self.ec2_tags),
+            (
+                "ec2TagFilters",
+                "--remove-ec2-tag",
+                &self.ec2_tags,
+                &current.ec2_tag_filters,
+            ),
         ] {
             if removed.is_empty() {
                 continue;
             }
-            let mut filters = input
-                .get(field)
-                .or_else(|| current.get(field))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let mut filters: Vec<TagFilter> = match input.get(field) {
+                Some(given) => serde_json::from_value(given.clone())?,
+                None => current_filters.clone(),
+            };
             for pair in removed {
                 let (key, value) = key_value(flag, pair)?;
                 let index = filters
                     .iter()
                     .position(|filter| {
-                        filter["Key"] == key.as_str() && filter["Value"] == value.as_str()
+                        filter.key.as_ref() == Some(&key) && filter.value.as_ref() == Some(&value)
                     })
                     .ok_or_else(|| {
                         anyhow::anyhow!("{flag}: the group has no {field} entry {pair}")
                     })?;
                 filters.remove(index);
             }
-            input[field] = Value::Array(filters);
+            input[field] = json!(filters);
         }
         if !self.auto_scaling_groups.is_empty() {
             let mut groups: Vec<String> = match input.get("autoScalingGroups") {
                 Some(given) => serde_json::from_value(given.clone())?,
-                None => current["autoScalingGroups"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|group| group["name"].as_str().map(str::to_owned))
+                None => current
+                    .auto_scaling_groups
+                    .iter()
+                    .map(|group| group.name.clone())
                     .collect(),
             };
             for removed in &self.auto_scaling_groups {
@@ -254,11 +259,14 @@ mod tests {
 
     #[test]
     fn group_update_removes_one_tag_and_keeps_what_it_does_not_name() {
-        let current = json!({
+        let current: DeploymentGroupInfo = serde_json::from_value(json!({
+            "applicationName": "shop", "deploymentGroupId": "g-1", "deploymentGroupName": "web",
+            "deploymentConfigName": "CodeDeployDefault.OneAtATime", "computePlatform": "Server",
             "onPremisesInstanceTagFilters": [filter("role", "web"), filter("role", "api")],
             "ec2TagFilters": [filter("env", "prod")],
             "autoScalingGroups": [{"name": "web-asg"}, {"name": "api-asg"}],
-        });
+        }))
+        .unwrap();
         let removals = GroupRemovals {
             on_prem_tags: vec!["role=api".into()],
             ec2_tags: vec!["env=prod".into()],

@@ -21,7 +21,12 @@ use args::{
 };
 use clap::Parser;
 use client::Gantry;
-use output::{Output, lines, show};
+use gantry_api::application::{GetApplicationOutput, ListApplicationsOutput};
+use gantry_api::config::{GetDeploymentConfigOutput, ListDeploymentConfigsOutput};
+use gantry_api::deployment::{ListDeploymentsOutput, RollbackOutput, StopDeploymentOutput};
+use gantry_api::group::{GetDeploymentGroupOutput, ListDeploymentGroupsOutput};
+use gantry_api::instance::ListOnPremisesInstancesOutput;
+use output::{Output, pretty, show};
 use serde_json::{Value, json};
 use std::process::ExitCode;
 
@@ -56,22 +61,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             AppCommand::Create { name, tags } => {
                 let mut input = json!({"applicationName": name});
                 if !tags.is_empty() {
-                    input["tags"] = tags::tag_list("--tag", &tags)?;
+                    input["tags"] = json!(tags::tag_list("--tag", &tags)?);
                 }
                 let created = gantry.api("CreateApplication", input).await?;
                 show(output, &created, |_| format!("created application {name}"));
             }
             AppCommand::List => {
-                let listed = gantry
-                    .list_all("ListApplications", json!({}), "applications")
-                    .await?;
-                show(output, &listed, |v| lines(&v["applications"]));
+                let listed: ListApplicationsOutput =
+                    gantry.list_all("ListApplications", json!({})).await?;
+                show(output, &listed, |v| v.applications.join("\n"));
             }
             AppCommand::Get { name } => {
-                let got = gantry
-                    .api("GetApplication", json!({"applicationName": name}))
+                let (got, typed): (_, GetApplicationOutput) = gantry
+                    .call("GetApplication", json!({"applicationName": name}))
                     .await?;
-                show(output, &got, |v| format!("{:#}", v["application"]));
+                show(output, &got, |_| pretty(&typed.application));
             }
             AppCommand::Rename { name, new_name } => {
                 let renamed = gantry
@@ -101,7 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut input =
                     settings.input(json!({"applicationName": app, "deploymentGroupName": name}))?;
                 if !tags.is_empty() {
-                    input["tags"] = tags::tag_list("--tag", &tags)?;
+                    input["tags"] = json!(tags::tag_list("--tag", &tags)?);
                 }
                 let created = gantry.api("CreateDeploymentGroup", input).await?;
                 show(output, &created, |_| {
@@ -117,13 +121,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut input = settings
                     .input(json!({"applicationName": app, "currentDeploymentGroupName": name}))?;
                 if !removals.is_empty() {
-                    let current = gantry
-                        .api(
+                    let (_, current): (_, GetDeploymentGroupOutput) = gantry
+                        .call(
                             "GetDeploymentGroup",
                             json!({"applicationName": app, "deploymentGroupName": name}),
                         )
                         .await?;
-                    input = removals.apply(input, &current["deploymentGroupInfo"])?;
+                    input = removals.apply(input, &current.deployment_group_info)?;
                 }
                 let input = removals.clear(input)?;
                 let updated = gantry.api("UpdateDeploymentGroup", input).await?;
@@ -132,23 +136,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 });
             }
             GroupCommand::Get { name, app } => {
-                let got = gantry
-                    .api(
+                let (got, typed): (_, GetDeploymentGroupOutput) = gantry
+                    .call(
                         "GetDeploymentGroup",
                         json!({"applicationName": app, "deploymentGroupName": name}),
                     )
                     .await?;
-                show(output, &got, |v| format!("{:#}", v["deploymentGroupInfo"]));
+                show(output, &got, |_| pretty(&typed.deployment_group_info));
             }
             GroupCommand::List { app } => {
-                let listed = gantry
-                    .list_all(
-                        "ListDeploymentGroups",
-                        json!({"applicationName": app}),
-                        "deploymentGroups",
-                    )
+                let listed: ListDeploymentGroupsOutput = gantry
+                    .list_all("ListDeploymentGroups", json!({"applicationName": app}))
                     .await?;
-                show(output, &listed, |v| lines(&v["deploymentGroups"]));
+                show(output, &listed, |v| v.deployment_groups.join("\n"));
             }
             GroupCommand::Delete { name, app } => {
                 let deleted = gantry
@@ -187,16 +187,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 });
             }
             ConfigCommand::List => {
-                let listed = gantry
-                    .list_all("ListDeploymentConfigs", json!({}), "deploymentConfigsList")
-                    .await?;
-                show(output, &listed, |v| lines(&v["deploymentConfigsList"]));
+                let listed: ListDeploymentConfigsOutput =
+                    gantry.list_all("ListDeploymentConfigs", json!({})).await?;
+                show(output, &listed, |v| v.deployment_configs_list.join("\n"));
             }
             ConfigCommand::Get { name } => {
-                let got = gantry
-                    .api("GetDeploymentConfig", json!({"deploymentConfigName": name}))
+                let (got, typed): (_, GetDeploymentConfigOutput) = gantry
+                    .call("GetDeploymentConfig", json!({"deploymentConfigName": name}))
                     .await?;
-                show(output, &got, |v| format!("{:#}", v["deploymentConfigInfo"]));
+                show(output, &got, |_| pretty(&typed.deployment_config_info));
             }
             ConfigCommand::Delete { name } => {
                 let deleted = gantry
@@ -246,10 +245,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 show(output, &done, |_| format!("tagged instance {name}"));
             }
             InstanceCommand::List => {
-                let listed = gantry
-                    .list_all("ListOnPremisesInstances", json!({}), "instanceNames")
+                let listed: ListOnPremisesInstancesOutput = gantry
+                    .list_all("ListOnPremisesInstances", json!({}))
                     .await?;
-                show(output, &listed, |v| lines(&v["instanceNames"]));
+                show(output, &listed, |v| v.instance_names.join("\n"));
             }
         },
         Command::Tags { command } => tags::run(&gantry, command, output).await?,
@@ -274,14 +273,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(deploy::exit_code(&info));
         }
         Command::List { app, group } => {
-            let listed = gantry
+            let listed: ListDeploymentsOutput = gantry
                 .list_all(
                     "ListDeployments",
                     json!({"applicationName": app, "deploymentGroupName": group}),
-                    "deployments",
                 )
                 .await?;
-            show(output, &listed, |v| lines(&v["deployments"]));
+            show(output, &listed, |v| v.deployments.join("\n"));
         }
         Command::Logs {
             deployment_id,
@@ -301,15 +299,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             deployment_id,
             rollback,
         } => {
-            let stopped = gantry
-                .api(
+            let (stopped, typed): (_, StopDeploymentOutput) = gantry
+                .call(
                     "StopDeployment",
                     json!({"deploymentId": deployment_id, "autoRollbackEnabled": rollback}),
                 )
                 .await?;
-            show(output, &stopped, |v| {
-                v["statusMessage"].as_str().unwrap_or("stopped").to_owned()
-            });
+            show(output, &stopped, |_| typed.status_message);
         }
         Command::Continue {
             deployment_id,
@@ -335,17 +331,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Command::Rollback { app, group } => {
-            let started = gantry
-                .invoke(
+            let (started, typed): (_, RollbackOutput) = gantry
+                .invoke_typed(
                     "rollback",
                     &json!({"applicationName": app, "deploymentGroupName": group}),
                 )
                 .await?;
-            show(output, &started, |v| {
+            show(output, &started, |_| {
                 format!(
                     "rolling back {}: deployment {}",
-                    v["rollbackTriggeringDeploymentId"].as_str().unwrap_or("?"),
-                    v["deploymentId"].as_str().unwrap_or("?")
+                    typed.rollback_triggering_deployment_id, typed.deployment_id
                 )
             });
         }
@@ -354,12 +349,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn add_tags(gantry: &Gantry, name: &str, tags: &[String]) -> anyhow::Result<Value> {
-    let tags = tags
-        .iter()
-        .map(|pair| {
-            key_value("--tag", pair).map(|(key, value)| json!({"Key": key, "Value": value}))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tags = tags::tag_list("--tag", tags)?;
     Ok(gantry
         .api(
             "AddTagsToOnPremisesInstances",

@@ -2,7 +2,7 @@
 //! for people, written to stdout.
 
 use clap::ValueEnum;
-use serde_json::Value;
+use serde::Serialize;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -10,12 +10,11 @@ pub enum Output {
     Json,
 }
 
-/// Prints an operation's output: the JSON itself, or `text` for people.
-pub fn show(output: Output, value: &Value, text: impl FnOnce(&Value) -> String) {
+/// Prints an operation's output: the JSON itself (as the server sent it, when `value` is
+/// the answer's `Value`), or `text` for people.
+pub fn show<T: Serialize + ?Sized>(output: Output, value: &T, text: impl FnOnce(&T) -> String) {
     match output {
-        Output::Json => {
-            print_line(&serde_json::to_string_pretty(value).expect("JSON values print"))
-        }
+        Output::Json => print_line(&pretty(value)),
         Output::Text => {
             let text = text(value);
             if !text.is_empty() {
@@ -38,15 +37,7 @@ fn print_line(text: &str) {
     }
 }
 
-pub fn lines(values: &Value) -> String {
-    values
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
+/// `value` as indented JSON.
+pub fn pretty<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("API shapes serialize")
 }

@@ -3,7 +3,9 @@
 use crate::client::Gantry;
 use crate::output::Output;
 use anyhow::Context;
+use gantry_api::revision::RegisterApplicationRevisionOutput;
 use gantry_core::bundle::{self, BundleType, Limits};
+use gantry_core::wire::RevisionLocation;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,16 +101,19 @@ pub async fn run(gantry: &Gantry, args: PushArgs, output: Output) -> anyhow::Res
     if let Some(description) = &args.description {
         input["description"] = json!(description);
     }
-    let registered = gantry.invoke("push", &input).await?;
-    crate::output::show(output, &registered, |value| {
-        let location = &value["revision"]["s3Location"];
-        format!(
-            "pushed {} to s3://{}/{} (ETag {})",
-            args.dir.display(),
-            location["bucket"].as_str().unwrap_or(bucket),
-            location["key"].as_str().unwrap_or(key),
-            location["eTag"].as_str().unwrap_or("?")
-        )
+    let (registered, typed): (_, RegisterApplicationRevisionOutput) =
+        gantry.invoke_typed("push", &input).await?;
+    crate::output::show(output, &registered, |_| {
+        let place = match &typed.revision {
+            RevisionLocation::S3 { s3_location } => format!(
+                "s3://{}/{} (ETag {})",
+                s3_location.bucket,
+                s3_location.key,
+                s3_location.e_tag.as_deref().unwrap_or("?")
+            ),
+            other => crate::output::pretty(other),
+        };
+        format!("pushed {} to {place}", args.dir.display())
     });
     Ok(ExitCode::SUCCESS)
 }

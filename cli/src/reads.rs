@@ -6,8 +6,10 @@
 use crate::client::Gantry;
 use crate::output::{Output, show};
 use gantry_api::model::serialized_name;
-use gantry_api::revision::{BatchGetApplicationRevisionsOutput, RevisionInfo};
-use gantry_api::target::{DeploymentTarget, InstanceTarget};
+use gantry_api::revision::{
+    BatchGetApplicationRevisionsOutput, ListApplicationRevisionsOutput, RevisionInfo,
+};
+use gantry_api::target::{GetDeploymentTargetOutput, InstanceTarget, ListDeploymentTargetsOutput};
 use gantry_core::wire::RevisionLocation;
 use serde_json::json;
 
@@ -22,10 +24,9 @@ pub async fn targets(
     if !statuses.is_empty() {
         input["targetFilters"] = json!({"TargetStatus": statuses});
     }
-    let listed = gantry
-        .list_all("ListDeploymentTargets", input, "targetIds")
-        .await?;
-    show(output, &listed, |v| crate::output::lines(&v["targetIds"]));
+    let listed: ListDeploymentTargetsOutput =
+        gantry.list_all("ListDeploymentTargets", input).await?;
+    show(output, &listed, |v| v.target_ids.join("\n"));
     Ok(())
 }
 
@@ -36,19 +37,15 @@ pub async fn target(
     target_id: &str,
     output: Output,
 ) -> anyhow::Result<()> {
-    let got = gantry
-        .api(
+    let (got, typed): (_, GetDeploymentTargetOutput) = gantry
+        .call(
             "GetDeploymentTarget",
             json!({"deploymentId": deployment_id, "targetId": target_id}),
         )
         .await?;
-    let target: DeploymentTarget = serde_json::from_value(got["deploymentTarget"].clone())
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "GetDeploymentTarget answered with a target this gantry cannot read: {error}"
-            )
-        })?;
-    show(output, &got, |_| target_text(&target.instance_target));
+    show(output, &got, |_| {
+        target_text(&typed.deployment_target.instance_target)
+    });
     Ok(())
 }
 
@@ -70,27 +67,22 @@ fn target_text(target: &InstanceTarget) -> String {
 /// `gantry revisions`: an application's registered revisions, newest first, with when
 /// each was registered and its description.
 pub async fn revisions(gantry: &Gantry, application: &str, output: Output) -> anyhow::Result<()> {
-    let listed = gantry
+    let listed: ListApplicationRevisionsOutput = gantry
         .list_all(
             "ListApplicationRevisions",
             json!({"applicationName": application}),
-            "revisions",
         )
         .await?;
-    let locations = listed["revisions"].as_array().cloned().unwrap_or_default();
+    let locations = listed.revisions;
     let mut revisions: Vec<RevisionInfo> = Vec::with_capacity(locations.len());
     // BatchGetApplicationRevisions takes 25 at a time, as CodeDeploy's does.
     for chunk in locations.chunks(25) {
-        let got = gantry
-            .api(
+        let (_, got): (_, BatchGetApplicationRevisionsOutput) = gantry
+            .call(
                 "BatchGetApplicationRevisions",
                 json!({"applicationName": application, "revisions": chunk}),
             )
             .await?;
-        let got: BatchGetApplicationRevisionsOutput =
-            serde_json::from_value(got).map_err(|error| {
-                anyhow::anyhow!("BatchGetApplicationRevisions answered with revisions this gantry cannot read: {error}")
-            })?;
         revisions.extend(got.revisions);
     }
     let text = revisions

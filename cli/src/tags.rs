@@ -5,7 +5,9 @@ use crate::client::Gantry;
 use crate::key_value;
 use crate::output::{Output, show};
 use clap::Subcommand;
-use serde_json::{Value, json};
+use gantry_api::model::Tag;
+use gantry_api::tags::ListTagsForResourceOutput;
+use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum TagsCommand {
@@ -30,27 +32,18 @@ pub enum TagsCommand {
     },
 }
 
-/// `[{"Key", "Value"}]` from KEY=VALUE pairs.
-pub fn tag_list(flag: &str, pairs: &[String]) -> anyhow::Result<Value> {
+/// Tags (`[{"Key", "Value"}]`) from KEY=VALUE pairs.
+pub fn tag_list(flag: &str, pairs: &[String]) -> anyhow::Result<Vec<Tag>> {
     pairs
         .iter()
-        .map(|pair| key_value(flag, pair).map(|(key, value)| json!({"Key": key, "Value": value})))
-        .collect::<anyhow::Result<Vec<_>>>()
-        .map(Value::Array)
+        .map(|pair| key_value(flag, pair).map(|(key, value)| Tag { key, value }))
+        .collect()
 }
 
 /// KEY=VALUE, one a line.
-fn text(tags: &Value) -> String {
-    tags.as_array()
-        .into_iter()
-        .flatten()
-        .map(|tag| {
-            format!(
-                "{}={}",
-                tag["Key"].as_str().unwrap_or_default(),
-                tag["Value"].as_str().unwrap_or_default()
-            )
-        })
+fn text(tags: &[Tag]) -> String {
+    tags.iter()
+        .map(|tag| format!("{}={}", tag.key, tag.value))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -58,15 +51,10 @@ fn text(tags: &Value) -> String {
 pub async fn run(gantry: &Gantry, command: TagsCommand, output: Output) -> anyhow::Result<()> {
     match command {
         TagsCommand::List { arn } => {
-            let mut input = json!({"ResourceArn": arn});
-            let mut listed = gantry.api("ListTagsForResource", input.clone()).await?;
-            let mut tags = listed["Tags"].as_array().cloned().unwrap_or_default();
-            while let Some(token) = listed["NextToken"].as_str().map(str::to_owned) {
-                input["NextToken"] = json!(token);
-                listed = gantry.api("ListTagsForResource", input.clone()).await?;
-                tags.extend(listed["Tags"].as_array().cloned().unwrap_or_default());
-            }
-            show(output, &json!({"Tags": tags}), |v| text(&v["Tags"]));
+            let listed: ListTagsForResourceOutput = gantry
+                .list_all("ListTagsForResource", json!({"ResourceArn": arn}))
+                .await?;
+            show(output, &listed, |v| text(&v.tags));
         }
         TagsCommand::Add { arn, tags } => {
             let tags = tag_list("TAGS", &tags)?;
@@ -96,7 +84,7 @@ mod tests {
     fn tags_are_given_as_key_value_and_shown_so() {
         let tags = tag_list("--tag", &["team=shop".into(), "empty=".into()]).unwrap();
         assert_eq!(
-            tags,
+            json!(tags),
             json!([{"Key": "team", "Value": "shop"}, {"Key": "empty", "Value": ""}])
         );
         assert_eq!(text(&tags), "team=shop\nempty=");

@@ -7,14 +7,8 @@ use crate::control::ControlPlane;
 use crate::deploy::{self, CreateDeploymentInput, Origin};
 use crate::engine;
 use crate::error::ApiError;
+use gantry_api::deployment::CreateDeploymentOutput;
 use gantry_core::wire::Creator;
-use serde::Serialize;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateDeploymentOutput {
-    pub deployment_id: String,
-}
 
 pub async fn handle(
     control: &ControlPlane,

@@ -4,8 +4,9 @@
 
 use crate::control::ControlPlane;
 use crate::error::ApiError;
+use gantry_api::revision::RegisterApplicationRevisionOutput;
 use gantry_core::wire::RevisionLocation;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// RegisterApplicationRevision's input, in CodeDeploy's shape.
 #[derive(Debug, Clone, Deserialize)]
@@ -17,20 +18,14 @@ pub struct RegisterRevisionInput {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct RegisterRevisionOutput {
-    /// The revision as registered: pinned to the bundle's ETag and version.
-    pub revision: RevisionLocation,
-}
-
 pub async fn handle(
     control: &ControlPlane,
     input: RegisterRevisionInput,
-) -> Result<RegisterRevisionOutput, ApiError> {
+) -> Result<RegisterApplicationRevisionOutput, ApiError> {
     let record = control
         .register_revision(&input.application_name, &input.revision, input.description)
         .await?;
-    Ok(RegisterRevisionOutput {
+    Ok(RegisterApplicationRevisionOutput {
         revision: record.revision_location,
     })
 }

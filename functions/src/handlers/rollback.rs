@@ -7,23 +7,15 @@ use crate::engine;
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, now_millis};
 use crate::store::DeploymentRecord;
+use gantry_api::deployment::RollbackOutput;
 use gantry_core::deployment::Input;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RollbackInput {
     pub application_name: String,
     pub deployment_group_name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RollbackOutput {
-    /// The rollback deployment.
-    pub deployment_id: String,
-    /// The deployment it replaces.
-    pub rollback_triggering_deployment_id: String,
 }
 
 /// The `rollback` handler.

@@ -1,6 +1,6 @@
 //! Applications: Create, Get, BatchGet, List, Update (rename), Delete.
 
-use super::paging::{page, with_next_token};
+use super::paging::page;
 use super::{application_field, batch_names, check_name, unknown_operation};
 use crate::adapters::HookKind;
 use crate::control::ControlPlane;
@@ -8,6 +8,7 @@ use crate::error::{ApiError, Exception};
 use crate::group_hooks::remove_hooks;
 use crate::model::{ApplicationInfo, DeploymentGroupSettings, now_millis, seconds};
 use crate::store::{StoreError, keys};
+use gantry_api::application::{GetApplicationOutput, ListApplicationsOutput};
 use serde_json::{Value, json};
 
 /// Applications: Create, Get, BatchGet, List, Update (rename), Delete.
@@ -56,7 +57,7 @@ pub(super) async fn applications(
         "GetApplication" => {
             let application = application_field(&input)?;
             let info = get_application(control, &application).await?;
-            Ok(json!({"application": info}))
+            Ok(json!(GetApplicationOutput { application: info }))
         }
         "BatchGetApplications" => {
             let mut infos = Vec::new();
@@ -72,7 +73,10 @@ pub(super) async fn applications(
                 .map(|a| a.application_name)
                 .collect();
             let (names, next) = page(names, &input, String::clone)?;
-            Ok(with_next_token(json!({"applications": names}), next))
+            Ok(json!(ListApplicationsOutput {
+                applications: names,
+                next_token: next,
+            }))
         }
         "UpdateApplication" => {
             let application = application_field(&input)?;

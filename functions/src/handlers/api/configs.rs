@@ -1,12 +1,13 @@
 //! Deployment configs: Create, Get, List, Delete.
 
 use super::groups::all_groups;
-use super::paging::{page, with_next_token};
+use super::paging::page;
 use super::{check_name, name_field, unknown_operation};
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::model::{DeploymentConfigInfo, is_blank, now_millis, seconds};
 use crate::store::{StoreError, keys};
+use gantry_api::config::{GetDeploymentConfigOutput, ListDeploymentConfigsOutput};
 use gantry_core::config::{DeploymentConfig, MinimumHealthyHosts, ZonalConfig};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -119,7 +120,9 @@ pub(super) async fn deployment_configs(
                     compute_platform: "Server".into(),
                 },
             };
-            Ok(json!({"deploymentConfigInfo": info}))
+            Ok(json!(GetDeploymentConfigOutput {
+                deployment_config_info: info
+            }))
         }
         "ListDeploymentConfigs" => {
             let mut names: Vec<String> = DeploymentConfig::all_predefined()
@@ -129,10 +132,10 @@ pub(super) async fn deployment_configs(
             let custom: Vec<DeploymentConfigInfo> = store.list(keys::CONFIGS).await?;
             names.extend(custom.into_iter().map(|c| c.deployment_config_name));
             let (names, next) = page(names, &input, String::clone)?;
-            Ok(with_next_token(
-                json!({"deploymentConfigsList": names}),
-                next,
-            ))
+            Ok(json!(ListDeploymentConfigsOutput {
+                deployment_configs_list: names,
+                next_token: next,
+            }))
         }
         "DeleteDeploymentConfig" => {
             let config_name = name_field(

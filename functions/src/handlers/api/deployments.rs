@@ -3,7 +3,7 @@
 
 use super::applications::get_application;
 use super::groups::{all_groups, application_groups};
-use super::paging::{PAGE_SIZE, encode_token, page, page_start, with_next_token};
+use super::paging::{PAGE_SIZE, encode_token, page, page_start};
 use super::render::{deployment_info_with_incidents, instance_summary, target_info};
 use super::targets::{INSTANCE_LABELS, INSTANCE_STATUSES, filter_values, host_states, list_hosts};
 use super::{batch_names, load, name_field, names_field, unknown_operation};
@@ -12,6 +12,11 @@ use crate::engine;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::model::{DeploymentSpec, now_millis, serialized_name};
 use crate::store::{DeploymentRecord, StoreError};
+use gantry_api::deployment::{ListDeploymentsOutput, StopDeploymentOutput, StopStatus};
+use gantry_api::target::{
+    BatchGetDeploymentTargetsOutput, GetDeploymentTargetOutput, ListDeploymentInstancesOutput,
+    ListDeploymentTargetsOutput,
+};
 use gantry_core::deployment::{Input, Millis, WaitType};
 use serde_json::{Value, json};
 
@@ -97,7 +102,10 @@ async fn list_deployments(control: &ControlPlane, input: &Value) -> Result<Value
     let ids: Vec<String> = deployments.into_iter().map(|(id, _)| id).collect();
     if statuses.is_empty() {
         let (ids, next) = page(ids, input, String::clone)?;
-        return Ok(with_next_token(json!({"deployments": ids}), next));
+        return Ok(json!(ListDeploymentsOutput {
+            deployments: ids,
+            next_token: next,
+        }));
     }
     // Read statuses only as far as one page needs.
     let start = page_start(&ids, input, String::clone)?;
@@ -113,7 +121,10 @@ async fn list_deployments(control: &ControlPlane, input: &Value) -> Result<Value
             kept.push(id.clone());
         }
     }
-    Ok(with_next_token(json!({"deployments": kept}), next))
+    Ok(json!(ListDeploymentsOutput {
+        deployments: kept,
+        next_token: next,
+    }))
 }
 
 /// CodeDeploy's deployment statuses a ListDeployments filter may name.
@@ -169,7 +180,12 @@ pub(super) async fn deployments(
                 &INSTANCE_LABELS,
                 Exception::InvalidInput,
             )?;
-            list_hosts(control, &record, &input, "targetIds", statuses, labels).await
+            let (target_ids, next_token) =
+                list_hosts(control, &record, &input, statuses, labels).await?;
+            Ok(json!(ListDeploymentTargetsOutput {
+                target_ids,
+                next_token
+            }))
         }
         "ListDeploymentInstances" => {
             let id = deployment_id_field(&input)?;
@@ -186,7 +202,12 @@ pub(super) async fn deployments(
                 &INSTANCE_LABELS,
                 Exception::InvalidInstanceType,
             )?;
-            list_hosts(control, &record, &input, "instancesList", statuses, types).await
+            let (instances_list, next_token) =
+                list_hosts(control, &record, &input, statuses, types).await?;
+            Ok(json!(ListDeploymentInstancesOutput {
+                instances_list,
+                next_token
+            }))
         }
         "BatchGetDeploymentTargets" | "GetDeploymentTarget" => {
             let id = deployment_id_field(&input)?;
@@ -207,11 +228,15 @@ pub(super) async fn deployments(
                 })?;
                 targets.push(target_info(control, &record, &state));
             }
-            Ok(if name == "GetDeploymentTarget" {
-                json!({"deploymentTarget": targets.pop()})
-            } else {
-                json!({"deploymentTargets": targets})
-            })
+            // GetDeploymentTarget found its one target, or answered the error above.
+            if name == "GetDeploymentTarget"
+                && let Some(deployment_target) = targets.pop()
+            {
+                return Ok(json!(GetDeploymentTargetOutput { deployment_target }));
+            }
+            Ok(json!(BatchGetDeploymentTargetsOutput {
+                deployment_targets: targets
+            }))
         }
         "GetDeploymentInstance" => {
             let id = deployment_id_field(&input)?;
@@ -382,17 +407,17 @@ pub(super) async fn stop(
     } else {
         ""
     };
-    Ok(if finishing > 0 {
-        serde_json::json!({
-            "status": "Pending",
-            "statusMessage": format!(
+    Ok(json!(if finishing > 0 {
+        StopDeploymentOutput {
+            status: StopStatus::Pending,
+            status_message: format!(
                 "Deployment {deployment_id} stopped{rolling_back}; {finishing} instance(s) are finishing their current lifecycle event and skip the rest"
             ),
-        })
+        }
     } else {
-        serde_json::json!({
-            "status": "Succeeded",
-            "statusMessage": format!("Deployment {deployment_id} stopped{rolling_back}"),
-        })
-    })
+        StopDeploymentOutput {
+            status: StopStatus::Succeeded,
+            status_message: format!("Deployment {deployment_id} stopped{rolling_back}"),
+        }
+    }))
 }

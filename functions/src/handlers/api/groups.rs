@@ -2,7 +2,7 @@
 
 use super::applications::get_application;
 use super::group_input::GroupInput;
-use super::paging::{page, with_next_token};
+use super::paging::page;
 use super::{application_field, batch_names, check_name, group_field, unknown_operation};
 use crate::adapters::HookKind;
 use crate::control::ControlPlane;
@@ -10,6 +10,9 @@ use crate::error::{ApiError, Exception, parse_input};
 use crate::group_hooks::{hook_kinds, put_hooks, remove_hooks};
 use crate::model::{ApplicationInfo, DeploymentGroupSettings};
 use crate::store::{StoreError, keys};
+use gantry_api::group::{
+    DeploymentGroupInfo, GetDeploymentGroupOutput, ListDeploymentGroupsOutput,
+};
 use serde_json::{Value, json};
 
 /// Every (application, group) pair of an application.
@@ -95,7 +98,9 @@ pub(super) async fn deployment_groups(
         "GetDeploymentGroup" => {
             let application = application_field(&input)?;
             let group = group_field(&input)?;
-            Ok(json!({"deploymentGroupInfo": group_info(control, &application, &group).await?}))
+            Ok(json!(GetDeploymentGroupOutput {
+                deployment_group_info: group_info(control, &application, &group).await?
+            }))
         }
         "BatchGetDeploymentGroups" => {
             let application = application_field(&input)?;
@@ -115,10 +120,11 @@ pub(super) async fn deployment_groups(
                 .map(|g| g.deployment_group_name)
                 .collect();
             let (names, next) = page(names, &input, String::clone)?;
-            Ok(with_next_token(
-                json!({"applicationName": application, "deploymentGroups": names}),
-                next,
-            ))
+            Ok(json!(ListDeploymentGroupsOutput {
+                application_name: application,
+                deployment_groups: names,
+                next_token: next,
+            }))
         }
         "UpdateDeploymentGroup" => {
             let mut request: GroupInput = parse_input(name, input)?;
@@ -235,28 +241,12 @@ async fn group_info(
     control: &ControlPlane,
     application: &str,
     group: &str,
-) -> Result<Value, ApiError> {
+) -> Result<DeploymentGroupInfo, ApiError> {
     let record = control.load_group(application, group).await?;
-    let mut info = serde_json::to_value(&record.settings.value).expect("settings serialize");
-    info["computePlatform"] = json!("Server");
-    info["autoScalingGroups"] = json!(
-        record
-            .settings
-            .value
-            .targets
-            .auto_scaling_groups
-            .iter()
-            .map(|name| json!({"name": name}))
-            .collect::<Vec<_>>()
-    );
-    if let Some(revision) = &record.target_revision {
-        info["targetRevision"] = json!(revision);
-    }
-    if let Some(last) = &record.last_successful {
-        info["lastSuccessfulDeployment"] = json!(last);
-    }
-    if let Some(last) = &record.last_attempted {
-        info["lastAttemptedDeployment"] = json!(last);
-    }
-    Ok(info)
+    Ok(DeploymentGroupInfo::new(
+        record.settings.value,
+        record.target_revision,
+        record.last_successful,
+        record.last_attempted,
+    ))
 }

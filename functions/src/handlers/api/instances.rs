@@ -1,11 +1,12 @@
 //! On-premises instances: Register, Deregister, tags, Get, BatchGet, List.
 
-use super::paging::{page, with_next_token};
+use super::paging::page;
 use super::{batch_names, name_field, names_field, unknown_operation};
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
 use crate::model::{OnPremisesInstance, Tag, now_millis, seconds};
 use crate::store::{StoreError, keys};
+use gantry_api::instance::ListOnPremisesInstancesOutput;
 use gantry_core::identity::IamIdentity;
 use serde_json::{Value, json};
 
@@ -189,7 +190,10 @@ pub(super) async fn on_premises_instances(
                 .map(|info| info.instance_name)
                 .collect();
             let (names, next) = page(names, &input, String::clone)?;
-            Ok(with_next_token(json!({"instanceNames": names}), next))
+            Ok(json!(ListOnPremisesInstancesOutput {
+                instance_names: names,
+                next_token: next,
+            }))
         }
         other => Err(unknown_operation(other)),
     }

@@ -1,7 +1,7 @@
 //! Paging for List operations: tokens that name the last item of a page, not a position.
 
 use crate::error::{ApiError, Exception};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Items per page of a List operation.
 pub(super) const PAGE_SIZE: usize = 100;
@@ -39,13 +39,6 @@ pub(super) fn page_start<T>(
                 .ok_or_else(invalid_token)
         }
     }
-}
-
-pub(super) fn with_next_token(mut output: Value, next: Option<String>) -> Value {
-    if let Some(token) = next {
-        output["nextToken"] = json!(token);
-    }
-    output
 }
 
 pub(super) fn encode_token(key: &str) -> String {

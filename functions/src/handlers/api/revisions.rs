@@ -1,13 +1,16 @@
 //! Application revisions: Register, Get, BatchGet, List.
 
 use super::applications::get_application;
-use super::paging::{page, with_next_token};
+use super::paging::page;
 use super::{application_field, unknown_operation};
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::model::{RevisionRecord, is_blank};
 use crate::store::keys;
-use gantry_api::revision::{BatchGetApplicationRevisionsOutput, GenericRevisionInfo, RevisionInfo};
+use gantry_api::revision::{
+    BatchGetApplicationRevisionsOutput, GenericRevisionInfo, ListApplicationRevisionsOutput,
+    RevisionInfo,
+};
 use gantry_core::wire::RevisionLocation;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -108,7 +111,10 @@ pub(super) async fn revisions(
             let locations: Vec<RevisionLocation> =
                 revisions.into_iter().map(|r| r.revision_location).collect();
             let (locations, next) = page(locations, &input, crate::adapters::revision_key)?;
-            Ok(with_next_token(json!({"revisions": locations}), next))
+            Ok(json!(ListApplicationRevisionsOutput {
+                revisions: locations,
+                next_token: next,
+            }))
         }
         other => Err(unknown_operation(other)),
     }

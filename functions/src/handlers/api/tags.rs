@@ -11,6 +11,7 @@ use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
 use crate::model::Tag;
 use crate::store::{StoreError, keys};
+use gantry_api::tags::ListTagsForResourceOutput;
 use gantry_core::config::DeploymentConfig;
 use serde_json::{Value, json};
 
@@ -48,11 +49,10 @@ pub async fn operation(
             let token =
                 json!({"nextToken": input.get("NextToken").cloned().unwrap_or(Value::Null)});
             let (tags, next) = page(tags, &token, |tag| tag.key.clone())?;
-            let mut output = json!({"Tags": tags});
-            if let Some(next) = next {
-                output["NextToken"] = json!(next);
-            }
-            Ok(output)
+            Ok(json!(ListTagsForResourceOutput {
+                tags,
+                next_token: next,
+            }))
         }
         "TagResource" => {
             let adding = tags_to_add(input.get("Tags"), "Tags")?;

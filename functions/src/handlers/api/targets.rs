@@ -1,7 +1,7 @@
 //! A deployment's targets as ListDeploymentTargets and ListDeploymentInstances list them:
 //! filters by status and label, a page at a time.
 
-use super::paging::{PAGE_SIZE, encode_token, page, page_start, with_next_token};
+use super::paging::{PAGE_SIZE, encode_token, page, page_start};
 use super::render::{instance_label, shown_status};
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
@@ -9,7 +9,7 @@ use crate::model::{DeploymentSpec, serialized_name};
 use crate::store::DeploymentRecord;
 use gantry_core::deployment::TargetState;
 use gantry_core::planner::Target;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The statuses a host of a deployment may have (ListDeploymentInstances' and
 /// ListDeploymentTargets' filters).
@@ -51,17 +51,16 @@ pub(super) fn filter_values(
     Ok(values)
 }
 
-/// The hosts of a deployment in its order, a page at a time (`field` names the list),
-/// those with one of `statuses` and `labels` if given. Statuses are read only as far as
-/// one page needs.
+/// The hosts of a deployment in its order, a page at a time (the page's ids and the next
+/// page's token), those with one of `statuses` and `labels` if given. Statuses are read
+/// only as far as one page needs.
 pub(super) async fn list_hosts(
     control: &ControlPlane,
     record: &DeploymentRecord<DeploymentSpec>,
     input: &Value,
-    field: &str,
     statuses: Option<Vec<String>>,
     labels: Option<Vec<String>>,
-) -> Result<Value, ApiError> {
+) -> Result<(Vec<String>, Option<String>), ApiError> {
     let plan = control.store.plan(&record.spec.deployment_id).await?;
     let ids: Vec<String> = plan
         .iter()
@@ -76,7 +75,7 @@ pub(super) async fn list_hosts(
         .collect();
     let Some(statuses) = statuses else {
         let (ids, next) = page(ids, input, String::clone)?;
-        return Ok(with_next_token(json!({ field: ids }), next));
+        return Ok((ids, next));
     };
     let start = page_start(&ids, input, String::clone)?;
     let mut plan = Some(plan);
@@ -95,7 +94,7 @@ pub(super) async fn list_hosts(
             }
         }
     }
-    Ok(with_next_token(json!({ field: kept }), next))
+    Ok((kept, next))
 }
 
 /// Each of the `wanted` hosts of a deployment, in the order asked, with its state: its
