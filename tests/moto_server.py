@@ -17,6 +17,10 @@ binds each host's reports to its identity through SenderId, so this launcher der
 from the request's access key and moto's IAM users and STS sessions, as SQS does. Keys
 moto does not know (the tests' default `testing`) keep moto's constant.
 
+moto gives an IAM user a lowercase id of its own making, where IAM gives `AIDA` and 17
+uppercase letters and digits: this launcher gives users ids of IAM's form, which is the
+SenderId their messages carry and the shape Gantry checks before reading a report.
+
 It also loads the stand-in's extensions where moto stops (tests/standin/): Auto Scaling
 lifecycle hooks that wait, notify and time out; ELBv2 target health from real HTTP
 health checks, and draining; an HTTP reverse proxy per ELBv2 HTTP listener, at the load
@@ -26,10 +30,13 @@ out.
 Same flags as moto_server.
 """
 
+import random
+import string
 import sys
 import threading
 
 import moto.server
+from moto.iam import models as iam_models
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sqs import models as sqs_models
 from moto.sqs.responses import SQSResponse
@@ -90,6 +97,17 @@ def _message_with_sender(self, *args, **kwargs):
 
 
 sqs_models.Message.__init__ = _message_with_sender
+
+_user_init = iam_models.User.__init__
+
+
+def _user_with_aws_id(self, *args, **kwargs):
+    _user_init(self, *args, **kwargs)
+    alphabet = string.ascii_uppercase + string.digits
+    self.id = "AIDA" + "".join(random.choice(alphabet) for _ in range(17))
+
+
+iam_models.User.__init__ = _user_with_aws_id
 
 if __name__ == "__main__":
     import standin  # tests/standin/, beside this file

@@ -79,6 +79,14 @@ class MotoServerTest(unittest.TestCase):
             self.assertEqual(self.sender_of(self.client("sqs"), queue_url, how), "AIDAIT2UOQQY3AUEKVGXU")
         self.assertNotEqual(user["UserId"], "AIDAIT2UOQQY3AUEKVGXU")
 
+    def test_users_have_ids_of_iams_form(self):
+        iam = self.client("iam")
+        created = {f"form-{n}": iam.create_user(UserName=f"form-{n}")["User"]["UserId"] for n in range(5)}
+        self.assertEqual(len(set(created.values())), 5)
+        for name, user_id in created.items():
+            self.assertRegex(user_id, r"^AIDA[A-Z0-9]{17}$")
+            self.assertEqual(iam.get_user(UserName=name)["User"]["UserId"], user_id)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -142,6 +142,22 @@ fn split_arn(arn: &str, service: &str) -> Option<(String, String)> {
         .then(|| (account.to_owned(), resource.to_owned()))
 }
 
+/// Whether `sender_id` has the shape of a `SenderId` SQS gives: an IAM unique id
+/// (uppercase letters and digits, `AIDA...`, `AROA...`), alone or with a role session
+/// name (`AROA...:session`, IAM's name characters, 2 to 64 of them). Anything else came
+/// from no IAM identity a host could have, so its reports are dropped before any read.
+pub fn is_sender_id(sender_id: &str) -> bool {
+    let (unique_id, session) = match sender_id.split_once(':') {
+        Some((unique_id, session)) => (unique_id, Some(session)),
+        None => (sender_id, None),
+    };
+    let unique_id_ok = (16..=128).contains(&unique_id.len())
+        && unique_id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    unique_id_ok && session.is_none_or(|session| session.len() >= 2 && valid_name(session, 64))
+}
+
 /// IAM's name characters: letters, digits and `+=,.@_-`.
 fn valid_name(name: &str, max: usize) -> bool {
     !name.is_empty()
@@ -187,6 +203,30 @@ mod tests {
             Sender::InstanceRole,
             "targets stored before still read"
         );
+    }
+
+    #[test]
+    fn sender_ids_have_the_shape_sqs_gives() {
+        for good in [
+            "AIDAIT2UOQQY3AUEKVGXU",
+            "AROAJ2ORXVLRV2PJ3PQSI:i-0123456789abcdef0",
+            "AROAJ2ORXVLRV2PJ3PQSI:build.host@lab-7",
+        ] {
+            assert!(is_sender_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "AIDA",
+            "aidait2uoqqy3auekvgxu",
+            "AIDAIT2UOQQY3AUEKVGXU:",
+            "AROAJ2ORXVLRV2PJ3PQSI:x",
+            "AROAJ2ORXVLRV2PJ3PQSI:i-0abc:extra",
+            "AROAJ2ORXVLRV2PJ3PQSI:i-0abc/../..",
+            "AROAJ2ORXVLRV2PJ3PQSI:\u{202e}i-0abc",
+            &"A".repeat(129),
+        ] {
+            assert!(!is_sender_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -54,17 +54,28 @@ pub struct ReportMessage {
 }
 
 /// batch-advance for agent reports: applies each deployment's reports in one write
-/// and returns the ids of messages to retry (malformed, unknown, or not applied);
-/// SQS dead-letters them after its receive limit. A message may carry several
-/// reports; it is retried if any of them was not applied (applying again is a no-op
-/// for the rest). A report its host did not send is dropped, never retried: sending
-/// it again changes nothing.
+/// and returns the ids of messages to retry (malformed, or not applied for now); SQS
+/// dead-letters them after its receive limit. A message may carry several reports; it
+/// is retried if any of them was not applied (applying again is a no-op for the rest).
+///
+/// What can never apply is dropped, never retried, and counted in the log
+/// (`reports dropped`): a message without a `SenderId` of the shape SQS gives, before
+/// any read; a report for a deployment that does not exist, or for an instance that is
+/// not its target; a report its host did not send (also counted on the deployment).
+/// Any host may send to the reports queue, so a flood of such reports costs at most one
+/// read each, and an honest deployment's reports wait behind no retries.
 async fn apply_reports(control: &ControlPlane, messages: Vec<ReportMessage>) -> Vec<String> {
     let now = now_millis();
     let mut failed = Vec::new();
     let mut by_deployment: BTreeMap<String, Vec<(String, Input)>> = BTreeMap::new();
     let message_count = messages.len();
     for message in messages {
+        let sender = message.sender.as_deref();
+        if !sender.is_some_and(gantry_core::identity::is_sender_id) {
+            dropped(1, "no SenderId of the shape SQS gives", None);
+            tracing::warn!(message_id = %message.id, ?sender, "report message without a plausible SenderId: dropped");
+            continue;
+        }
         match wire::reports_from_json(&message.body) {
             Ok(reports) => {
                 for report in reports {
@@ -104,11 +115,14 @@ async fn apply_reports(control: &ControlPlane, messages: Vec<ReportMessage>) -> 
             // Boxed, as every advance here: inlined, their futures would grow this one
             // past a debug build's thread stack.
             let result = Box::pin(engine::step(control, &deployment_id, run)).await;
-            // Not for lost races (applying them one by one would race all the more), only
-            // for what the store refused.
-            let refused = result
-                .as_ref()
-                .is_err_and(|error| error.code != Exception::ConcurrentModification);
+            // Not for lost races (applying them one by one would race all the more), nor
+            // for a deployment that does not exist, only for what the store refused.
+            let refused = result.as_ref().is_err_and(|error| {
+                !matches!(
+                    error.code,
+                    Exception::ConcurrentModification | Exception::ResourceNotFound
+                )
+            });
             if refused && run.len() > 1 {
                 // One report a store call refuses must not hold back its neighbours:
                 // each is applied alone, and only those that fail alone are retried.
@@ -152,6 +166,16 @@ async fn settle(
 ) {
     let applied = match result {
         Ok(applied) => applied,
+        Err(error) if error.code == Exception::ResourceNotFound => {
+            // The deployment does not exist (reads are consistent, and a host hears of a
+            // deployment only after it is stored): nothing would ever apply them.
+            dropped(
+                messages.len(),
+                "deployment does not exist",
+                Some(deployment_id),
+            );
+            return;
+        }
         Err(error) => {
             tracing::warn!(%deployment_id, %error, "reports not applied; they will be retried");
             failed.extend(messages.iter().map(|(id, _)| id.clone()));
@@ -175,9 +199,23 @@ async fn settle(
                 message_id = %messages[index].0,
                 "report not sent by its host: dropped"
             );
+        } else if let ApplyError::UnknownInstance(instance_id) = &error {
+            tracing::warn!(%deployment_id, %instance_id, message_id = %messages[index].0, "report for an instance that is not a target: dropped");
+            dropped(
+                1,
+                "instance is not a target of the deployment",
+                Some(deployment_id),
+            );
         } else {
             failed.push(messages[index].0.clone());
         }
+    }
+    if forged > 0 {
+        dropped(
+            forged as usize,
+            "not sent by the host it is for",
+            Some(deployment_id),
+        );
     }
     if forged > 0
         && let Err(error) = control
@@ -187,6 +225,17 @@ async fn settle(
     {
         tracing::warn!(%deployment_id, %error, "could not count dropped reports");
     }
+}
+
+/// Counts reports dropped because they can never apply: the metric filter of the
+/// template's alarm on dropped reports reads this line.
+fn dropped(reports: usize, reason: &str, deployment_id: Option<&str>) {
+    tracing::warn!(
+        dropped_reports = reports,
+        reason,
+        deployment_id = deployment_id.unwrap_or("-"),
+        "reports dropped"
+    );
 }
 
 /// The schedule: fails silent hosts, opens the next zone, and runs outbox entries
