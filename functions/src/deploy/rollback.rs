@@ -118,6 +118,9 @@ pub async fn start_rollback(
             Ok(Some(created))
         }
         Err(error) if error.code == Exception::DeploymentLimitExceeded => {
+            // The failed deployment's own lock, not yet released (its release failed for
+            // now and waits in the outbox): tried again after it, not given up.
+            still_locked_by(control, spec).await?;
             tracing::warn!(%error, "rollback not started: another deployment took the group");
             let info = no_rollback("another deployment started first");
             control.store.link_rollback(original, &info).await?;
@@ -203,9 +206,29 @@ pub async fn update_outdated(
     {
         Ok(created) => Ok(Some(created)),
         Err(error) if error.code == Exception::DeploymentLimitExceeded => {
+            still_locked_by(control, spec).await?;
             tracing::info!(%error, "outdated instances left to the deployment that took the group");
             Ok(None)
         }
         Err(error) => Err(error),
     }
+}
+
+/// Fails for now (to be tried again) while `spec`'s own deployment still holds its
+/// group's lock: a deployment that follows it (a rollback, an update) is refused only
+/// until that lock is released, which may itself have failed for now.
+async fn still_locked_by(control: &ControlPlane, spec: &DeploymentSpec) -> Result<(), ApiError> {
+    let group = control
+        .load_group(&spec.application_name, &spec.deployment_group_name)
+        .await?;
+    if group.active_deployment_id.as_deref() == Some(spec.deployment_id.as_str()) {
+        return Err(ApiError::new(
+            Exception::ConcurrentModification,
+            format!(
+                "deployment group {} is still locked by {}, which has ended: retried once its lock is released",
+                spec.deployment_group_name, spec.deployment_id
+            ),
+        ));
+    }
+    Ok(())
 }
