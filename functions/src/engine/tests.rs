@@ -257,6 +257,26 @@ async fn the_tick_fails_a_host_that_never_started() {
     );
 }
 
+#[tokio::test]
+async fn a_group_deleted_meanwhile_fails_its_records_for_good_not_forever() {
+    let world = MemoryWorld::new(json!({}), hosts(1));
+    let id = deploy(&world, input()).await;
+    world.ports.log.records().groups.clear();
+    run_host(&world, &id, "host-00", EventStatus::Succeeded).await;
+    let record = summary(&world, &id).await;
+    assert_eq!(record.state.status, DeploymentStatus::Succeeded);
+    assert!(
+        record.outbox.is_empty(),
+        "nothing is retried: {:?}",
+        record.outbox
+    );
+    let records = world.ports.log.records();
+    let failed = &records.deployments[&id].failed_effects;
+    for kind in ["RecordLastSuccessful", "ReleaseLock"] {
+        assert!(failed[kind].reason.contains("does not exist"), "{failed:?}");
+    }
+}
+
 fn triggered(topic: &str) -> serde_json::Value {
     json!({"triggerConfigurations": [{
         "triggerName": "ops",

@@ -451,7 +451,11 @@ impl MemoryLog {
         let found = records
             .groups
             .get_mut(&group_key(application, group))
-            .ok_or_else(|| conflict(format!("deployment group {group} is gone")))?;
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "deployment group {group} of application {application}"
+                ))
+            })?;
         change(found);
         Ok(())
     }

@@ -136,7 +136,9 @@ impl DynamoStore {
         .await
     }
 
-    /// Sets attributes the control plane keeps on a group item, if the group still exists.
+    /// Sets attributes the control plane keeps on a group item, if the group still exists:
+    /// a group deleted (or its application renamed) meanwhile is NotFound, which no
+    /// retry changes.
     async fn set_group_attributes(
         &self,
         application: &str,
@@ -159,11 +161,17 @@ impl DynamoStore {
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
         }
-        request
+        match request
             .send()
             .await
-            .map_err(|error| classify(error, || format!("deployment group {group} is gone")))?;
-        Ok(())
+            .map_err(|error| classify(error, String::new))
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(StoreError::NotFound(format!(
+                "deployment group {group} of application {application}"
+            ))),
+            Err(other) => Err(other),
+        }
     }
 
     /// Releases the group's lock if this deployment holds it. Returns whether it did;
