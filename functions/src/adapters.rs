@@ -22,7 +22,7 @@ pub use identities::Identities;
 pub use lifecycle_hooks::{HookKind, LAUNCHING, LifecycleHooks, MANAGED_TAG, TERMINATING};
 pub use notifier::{Notifier, PublishError};
 pub use queues::{
-    COMMAND_MAX_RECEIVES, COMMAND_RETENTION_SECONDS, CommandQueues, INSTANCE_ARN_TAG,
+    COMMAND_MAX_RECEIVES, COMMAND_RETENTION_SECONDS, CommandQueues, INSTANCE_ARN_TAG, SENDER_ID_TAG,
 };
 
 fn aws_failure(service: &str, error: impl std::error::Error) -> ApiError {

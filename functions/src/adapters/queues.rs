@@ -31,6 +31,13 @@ pub struct CommandQueues {
     urls: std::sync::Arc<Mutex<HashMap<String, String>>>,
 }
 
+/// The tag on an on-premises instance's command queue that names the IAM identity it
+/// was registered with, by the `SenderId` its messages carry, which is also what IAM's
+/// `${aws:userid}` is for that identity (a user's unique id, or a role's and the session
+/// name): the template's OnPremisesHostPolicy lets a host use a command queue only when
+/// this tag equals its `${aws:userid}`, the same binding its reports are held to.
+pub const SENDER_ID_TAG: &str = "gantry:sender-id";
+
 /// The tag on an EC2 instance's command queue that names the instance, by ARN. The
 /// template's Ec2HostPolicy lets instance-role credentials use a command queue only when
 /// this tag equals the request's `ec2:SourceInstanceARN`, which EC2 sets on requests
@@ -61,9 +68,9 @@ impl CommandQueues {
         }
     }
 
-    /// The tags a host's queue carries: an EC2 instance's names it (see
-    /// [`INSTANCE_ARN_TAG`]); an on-premises instance's needs none, its IAM user's name
-    /// being the queue's.
+    /// The tags a host's queue is made with: an EC2 instance's names it (see
+    /// [`INSTANCE_ARN_TAG`]); an on-premises instance's is tagged when it registers
+    /// ([`Self::bind_sender`]).
     fn tags(&self, instance_id: &str) -> HashMap<String, String> {
         let is_ec2 = instance_id
             .strip_prefix("i-")
@@ -157,6 +164,33 @@ impl CommandQueues {
             .expect("queue cache")
             .insert(instance_id.to_owned(), url.clone());
         Ok(url)
+    }
+
+    /// Makes an on-premises instance's queue its registered identity's alone: created if
+    /// need be, and tagged with the identity's `SenderId` ([`SENDER_ID_TAG`]).
+    pub async fn bind_sender(&self, instance_id: &str, sender_id: &str) -> Result<(), ApiError> {
+        let url = self.url(instance_id).await?;
+        self.client
+            .tag_queue()
+            .queue_url(&url)
+            .tags(SENDER_ID_TAG, sender_id)
+            .send()
+            .await
+            .map_err(|error| aws_failure("SQS TagQueue", error))?;
+        Ok(())
+    }
+
+    /// Takes a deregistered instance's queue from the identity it was registered with.
+    pub async fn unbind_sender(&self, instance_id: &str) -> Result<(), ApiError> {
+        let url = self.url(instance_id).await?;
+        self.client
+            .untag_queue()
+            .queue_url(&url)
+            .tag_keys(SENDER_ID_TAG)
+            .send()
+            .await
+            .map_err(|error| aws_failure("SQS UntagQueue", error))?;
+        Ok(())
     }
 
     /// Sends one message to a queue by URL.

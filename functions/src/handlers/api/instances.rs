@@ -105,8 +105,9 @@ pub(super) async fn on_premises_instances(
                 }
                 Err(other) => return Err(other.into()),
             }
-            // The agent long-polls its queue from the start.
-            control.queues.url(&instance).await?;
+            // The agent long-polls its queue from the start, and only its identity may.
+            let sender_id = info.sender_id.as_deref().unwrap_or_default();
+            control.queues.bind_sender(&instance, sender_id).await?;
             Ok(json!({}))
         }
         "DeregisterOnPremisesInstance" => {
@@ -115,7 +116,8 @@ pub(super) async fn on_premises_instances(
                 info.deregister_time.get_or_insert(seconds(now_millis()));
             })
             .await?;
-            // Its identity may serve a new instance.
+            // Its identity may serve a new instance, and no longer reads this one's queue.
+            control.queues.unbind_sender(&instance).await?;
             let info = stored_instance(control, &instance).await?;
             if let Some(sender_id) = &info.sender_id {
                 store
