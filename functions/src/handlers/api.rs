@@ -81,16 +81,22 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
         )));
     }
     // `#` joins names in storage keys (`app#group` lists a group's deployments), and `/`
-    // splits a group's ARN: either would let one name stand for another.
+    // splits a group's ARN: either would let one name stand for another. A bidirectional
+    // control (U+202E and its kin) makes a name read as another in a console or a log.
     if let Some(bad) = name
         .chars()
-        .find(|&c| c == '#' || c == '/' || c.is_control())
+        .find(|&c| c == '#' || c == '/' || c.is_control() || is_bidi_control(c))
     {
         return Err(ApiError::invalid_input(format!(
-            "{field}: {name:?} contains {bad:?}; names may use any characters but '#', '/' and control characters"
+            "{field}: {name:?} contains {bad:?}; names may use any characters but '#', '/', control characters and bidirectional controls"
         )));
     }
     Ok(())
+}
+
+/// The characters that reorder text: embeddings, overrides, isolates and marks.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Runs one CodeDeploy operation. Each area is its own function, boxed: one async match
@@ -169,4 +175,29 @@ async fn load(
             StoreError::NotFound(_) => ApiError::deployment_missing(id),
             other => other.into(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_refuse_what_would_let_them_pass_for_another() {
+        for good in ["shop", "Shop web (eu-west-1)", "café_v2.1"] {
+            check_name("applicationName", good).unwrap();
+        }
+        for bad in [
+            "",
+            "a#b",
+            "a/b",
+            "tab\there",
+            "admin\u{202E}nimda",
+            "x\u{2066}y",
+            "\u{200F}rtl",
+        ] {
+            let error = check_name("applicationName", bad).expect_err(bad);
+            assert!(error.message.starts_with("applicationName: "), "{error}");
+        }
+        check_name("applicationName", &"a".repeat(101)).expect_err("too long");
+    }
 }
