@@ -100,6 +100,15 @@ impl TagSet {
         !self.0.is_empty() && self.0.iter().all(|group| matches_any(group, tags))
     }
 
+    /// The list with the fewest filters: every instance the set matches matches one of
+    /// them, so a search by them alone (a request each) finds a superset to check.
+    pub fn narrowest(&self) -> Option<&[TagFilter]> {
+        self.0
+            .iter()
+            .min_by_key(|group| group.len())
+            .map(Vec::as_slice)
+    }
+
     pub fn validate(&self, field: &str) -> Result<(), String> {
         if self.0.len() > Self::MAX_GROUPS {
             return Err(format!(
@@ -238,6 +247,16 @@ pub fn batches(ordered: &[Target], batch_size: usize) -> Vec<&[Target]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_narrowest_list_is_searched() {
+        let env = TagFilter::key_and_value("env", "prod");
+        let web = TagFilter::key_and_value("role", "web");
+        let api = TagFilter::key_and_value("role", "api");
+        let set = TagSet(vec![vec![web.clone(), api], vec![env.clone()]]);
+        assert_eq!(set.narrowest(), Some(&[env][..]));
+        assert_eq!(TagSet::default().narrowest(), None);
+    }
     use proptest::prelude::*;
     use std::collections::{BTreeSet, HashMap};
 

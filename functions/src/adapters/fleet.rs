@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::model::{OnPremisesInstance, TargetSelection, ZONE_TAG};
 use crate::store::{DynamoStore, keys};
 use gantry_core::identity::Sender;
-use gantry_core::planner::TagSet;
+use gantry_core::planner::{TagFilter, TagFilterType, TagSet};
 use std::collections::HashMap;
 
 /// A host a deployment can target.
@@ -117,47 +117,62 @@ impl Fleet {
 
     /// EC2 instances whose tags match: running ones, and, as CodeDeploy includes them,
     /// stopped and stopping ones (marked `stopped`). Terminated and shutting-down
-    /// instances stay out.
+    /// instances stay out. EC2 filters by tag, a request for each filter of the set's
+    /// narrowest list (any match of the set matches one of them), rather than paging
+    /// through every instance of the account; the whole set is checked here.
     pub async fn ec2(&self, rule: &TagSet) -> Result<Vec<Host>, ApiError> {
-        let mut hosts = Vec::new();
-        let mut pages = self
-            .ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build(),
-            )
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| aws_failure("EC2 DescribeInstances", error))?;
-            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                let tags: Vec<(&str, &str)> = instance
-                    .tags()
-                    .iter()
-                    .map(|tag| (tag.key().unwrap_or(""), tag.value().unwrap_or("")))
-                    .collect();
-                if let Some(id) = instance.instance_id()
-                    && rule.matches(&tags)
-                {
-                    hosts.push(Host {
-                        instance_id: id.to_owned(),
-                        sender: Sender::InstanceRole,
-                        zone: instance
-                            .placement()
-                            .and_then(|p| p.availability_zone())
-                            .map(str::to_owned),
-                        stopped: instance.state().and_then(|state| state.name())
-                            != Some(&aws_sdk_ec2::types::InstanceStateName::Running),
-                    });
+        let mut found: std::collections::BTreeMap<String, Host> = Default::default();
+        let mut searches: Vec<Option<aws_sdk_ec2::types::Filter>> = rule
+            .narrowest()
+            .unwrap_or_default()
+            .iter()
+            .map(ec2_tag_filter)
+            .collect();
+        // A filter EC2 cannot search by (an empty value): one search of all instances.
+        if searches.iter().any(Option::is_none) {
+            searches = vec![None];
+        }
+        for tag_filter in searches {
+            let states = aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .values("stopping")
+                .values("stopped")
+                .build();
+            let mut pages = self
+                .ec2
+                .describe_instances()
+                .set_filters(Some(
+                    [Some(states), tag_filter].into_iter().flatten().collect(),
+                ))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|error| aws_failure("EC2 DescribeInstances", error))?;
+                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                    let tags: Vec<(&str, &str)> = instance
+                        .tags()
+                        .iter()
+                        .map(|tag| (tag.key().unwrap_or(""), tag.value().unwrap_or("")))
+                        .collect();
+                    if let Some(id) = instance.instance_id()
+                        && rule.matches(&tags)
+                    {
+                        found.entry(id.to_owned()).or_insert_with(|| Host {
+                            instance_id: id.to_owned(),
+                            sender: Sender::InstanceRole,
+                            zone: instance
+                                .placement()
+                                .and_then(|p| p.availability_zone())
+                                .map(str::to_owned),
+                            stopped: instance.state().and_then(|state| state.name())
+                                != Some(&aws_sdk_ec2::types::InstanceStateName::Running),
+                        });
+                    }
                 }
             }
         }
-        Ok(hosts)
+        Ok(found.into_values().collect())
     }
 
     /// In-service instances of the named Auto Scaling groups.
@@ -188,5 +203,71 @@ impl Fleet {
             }
         }
         Ok(hosts)
+    }
+}
+
+/// The EC2 DescribeInstances filter that finds what `filter` matches (a superset where
+/// a key or value holds EC2's wildcards `*` or `?`), or None where EC2 cannot search by
+/// it (an empty value, or a part the filter lacks).
+fn ec2_tag_filter(filter: &TagFilter) -> Option<aws_sdk_ec2::types::Filter> {
+    let key = filter.key.as_deref().filter(|key| !key.is_empty());
+    let value = filter.value.as_deref().filter(|value| !value.is_empty());
+    let (name, value) = match (filter.kind, key, value) {
+        (TagFilterType::KeyAndValue, Some(key), Some(value)) => (format!("tag:{key}"), value),
+        (TagFilterType::KeyOnly | TagFilterType::KeyAndValue, Some(key), _) => {
+            ("tag-key".to_owned(), key)
+        }
+        (TagFilterType::ValueOnly, _, Some(value)) => ("tag-value".to_owned(), value),
+        _ => return None,
+    };
+    Some(
+        aws_sdk_ec2::types::Filter::builder()
+            .name(name)
+            .values(value)
+            .build(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn search(
+        kind: TagFilterType,
+        key: Option<&str>,
+        value: Option<&str>,
+    ) -> Option<(String, Vec<String>)> {
+        let filter = TagFilter {
+            key: key.map(str::to_owned),
+            value: value.map(str::to_owned),
+            kind,
+        };
+        ec2_tag_filter(&filter).map(|found| {
+            (
+                found.name().unwrap_or_default().to_owned(),
+                found.values().to_vec(),
+            )
+        })
+    }
+
+    #[test]
+    fn each_tag_filter_is_an_ec2_search_by_tag() {
+        let one = |name: &str, value: &str| Some((name.to_owned(), vec![value.to_owned()]));
+        use TagFilterType::*;
+        assert_eq!(
+            search(KeyAndValue, Some("env"), Some("prod")),
+            one("tag:env", "prod")
+        );
+        assert_eq!(search(KeyOnly, Some("env"), None), one("tag-key", "env"));
+        assert_eq!(
+            search(ValueOnly, None, Some("prod")),
+            one("tag-value", "prod")
+        );
+        // EC2 searches by no empty value: the key alone finds a superset, checked after.
+        assert_eq!(
+            search(KeyAndValue, Some("env"), Some("")),
+            one("tag-key", "env")
+        );
+        assert_eq!(search(ValueOnly, None, Some("")), None);
     }
 }
