@@ -2491,6 +2491,9 @@ async fn an_on_premises_instance_registers_with_exactly_one_iam_identity_of_its_
         info.get("senderId").is_none(),
         "Gantry's own field stays inside: {info}"
     );
+    // web-1's queue is its identity's alone (the host policy's condition reads the tag).
+    let web_1 = Some(format!("{}:web-1", fx.host_role_id));
+    assert_eq!(queue_sender(&fx, "web-1").await, web_1);
     // Another instance with web-1's identity could report for it.
     let error = fx
         .call(
@@ -2537,12 +2540,13 @@ async fn an_on_premises_instance_registers_with_exactly_one_iam_identity_of_its_
         error.code, "InstanceNameAlreadyRegisteredException",
         "{error}"
     );
-    // Deregistering frees the identity for a new instance.
+    // Deregistering frees the identity for a new instance, and takes it off the queue.
     fx.ok(
         "DeregisterOnPremisesInstance",
         json!({"instanceName": "web-1"}),
     )
     .await;
+    assert_eq!(queue_sender(&fx, "web-1").await, None);
     fx.ok(
         "RegisterOnPremisesInstance",
         json!({"instanceName": "web-2", "iamSessionArn": session_arn("web-1")}),
@@ -2560,6 +2564,9 @@ async fn an_on_premises_instance_registers_with_exactly_one_iam_identity_of_its_
         .clone();
     assert_eq!(info["iamSessionArn"], session_arn("web-3"), "{info}");
     assert!(info.get("deregisterTime").is_none(), "{info}");
+    let web_3 = Some(format!("{}:web-3", fx.host_role_id));
+    assert_eq!(queue_sender(&fx, "web-1").await, web_3);
+    assert_eq!(queue_sender(&fx, "web-2").await, web_1);
     let error = fx
         .call(
             "RegisterOnPremisesInstance",
@@ -2571,6 +2578,69 @@ async fn an_on_premises_instance_registers_with_exactly_one_iam_identity_of_its_
         error.code, "InstanceNameAlreadyRegisteredException",
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_that_can_never_apply_are_dropped_not_retried() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.group("web", "CodeDeployDefault.AllAtOnce", json!({}))
+        .await;
+    let id = fx.deploy("web", "v1.tgz").await.unwrap();
+    let web_1 = format!("{}:web-1", fx.host_role_id);
+    let mut flood = Vec::new();
+    // From a real host's identity, for deployments that do not exist.
+    for n in 0..20 {
+        for body in host_reports(&format!("d-FLOOD{n:04}"), "web-1", None) {
+            flood.push((web_1.clone(), body));
+        }
+    }
+    // For an instance that is not a target of a deployment that exists.
+    let web_99 = format!("{}:web-99", fx.host_role_id);
+    for body in host_reports(&id, "web-99", None) {
+        flood.push((web_99.clone(), body));
+    }
+    // From no identity SQS gives.
+    for body in host_reports(&id, "web-1", None) {
+        flood.push(("web-1".to_owned(), body));
+    }
+    assert_eq!(
+        fx.deliver_from(flood).await,
+        Vec::<String>::new(),
+        "nothing comes back to be tried again"
+    );
+    // The honest deployment is untouched by it, and goes on.
+    assert_eq!(fx.control.store.forged_reports(&id).await.unwrap(), 0);
+    assert_eq!(
+        fx.deployment(&id).await["deploymentOverview"]["InProgress"],
+        1
+    );
+    fx.run_host(&id, "web-1", None).await;
+    assert_eq!(fx.status(&id).await, "Succeeded");
+}
+
+/// The identity a host's command queue is tagged for.
+async fn queue_sender(fx: &Fixture, instance: &str) -> Option<String> {
+    let url = fx
+        .sqs
+        .get_queue_url()
+        .queue_name(fx.control.queues.queue_name(instance))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let tags = fx
+        .sqs
+        .list_queue_tags()
+        .queue_url(url)
+        .send()
+        .await
+        .unwrap();
+    tags.tags
+        .unwrap_or_default()
+        .remove(gantry_functions::adapters::SENDER_ID_TAG)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -2753,6 +2823,68 @@ async fn a_rollback_installs_with_the_restored_deployments_file_exists_behavior(
     assert_eq!(
         fx.deployment(&rollback).await["fileExistsBehavior"],
         "OVERWRITE"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_waits_for_its_deployments_lock_instead_of_giving_up() {
+    let fx = Fixture::start().await;
+    fx.hosts(&["web-1"]).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    fx.upload("v2.tgz", &good_bundle("2")).await;
+    fx.group(
+        "web",
+        "CodeDeployDefault.AllAtOnce",
+        json!({"autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]}}),
+    )
+    .await;
+    let good = fx.deploy("web", "v1.tgz").await.unwrap();
+    fx.run_host(&good, "web-1", None).await;
+    let bad = fx.deploy("web", "v2.tgz").await.unwrap();
+    // As when its lock's release failed for now: the deployment that needs a rollback
+    // still holds the group when the rollback is asked for.
+    let record = fx
+        .control
+        .store
+        .load_deployment::<DeploymentSpec>(&bad)
+        .await
+        .unwrap();
+    let error = Box::pin(gantry_functions::deploy::start_rollback(
+        &fx.control,
+        &record,
+    ))
+    .await
+    .expect_err("tried again later, not given up");
+    assert_eq!(
+        error.code,
+        gantry_functions::error::Exception::ConcurrentModification,
+        "{error}"
+    );
+    let info = fx.deployment(&bad).await;
+    assert!(
+        info["rollbackInfo"].is_null(),
+        "no rollback message: {info}"
+    );
+    // Once the lock is released, the retry creates the rollback.
+    assert!(
+        fx.control
+            .store
+            .unlock_group(APP, "web", &bad)
+            .await
+            .unwrap()
+    );
+    let created = Box::pin(gantry_functions::deploy::start_rollback(
+        &fx.control,
+        &record,
+    ))
+    .await
+    .unwrap()
+    .expect("a rollback");
+    let info = fx.deployment(&bad).await;
+    assert_eq!(
+        info["rollbackInfo"]["rollbackDeploymentId"],
+        created.record.spec.deployment_id.as_str(),
+        "{info}"
     );
 }
 
