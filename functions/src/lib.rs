@@ -16,10 +16,14 @@
 //! - [`group_hooks`]: a deployment group's Auto Scaling lifecycle hooks, shared by the API
 //!   and blue/green.
 //!
+//! - [`ports`]: the traits the engine and CreateDeployment reach their records, queues
+//!   and topics through (DynamoDB, SQS and SNS in Lambda; in memory in unit tests, so
+//!   that whole deployments are tested in milliseconds without moto).
+//!
 //! The module graph runs one way, each layer using only those below it:
 //! lambda → handlers → engine → deploy (creating deployments and
-//! rollbacks) → blue_green, traffic_steps, group_hooks, notify → control (settings and
-//! clients) → adapters, green_fleet, traffic → store → model → error. A
+//! rollbacks) → blue_green, traffic_steps, group_hooks, notify → ports → control
+//! (settings and clients) → adapters, green_fleet, traffic → store → model → error. A
 //! decision that needs the engine (a traffic check's outcome, a copy found ready) is
 //! returned to the caller above, which hands it to the engine. `make lint` runs
 //! scripts/module_cycles.py, which fails on any use that closes a cycle among a crate's
