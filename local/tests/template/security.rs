@@ -600,3 +600,37 @@ fn tests_the_demo_and_the_benchmarks_give_hosts_the_templates_policy() {
         );
     }
 }
+
+#[test]
+fn effects_given_up_raise_an_alarm_whichever_function_ran_the_engine() {
+    let template = template();
+    let source = std::fs::read_to_string(workspace_root().join("functions/src/engine.rs"))
+        .expect("engine.rs");
+    let filters = resources_of_type(&template, "AWS::Logs::MetricFilter");
+    for function in engine_functions(&template) {
+        let group =
+            &template["Resources"][function.as_str()]["Properties"]["LoggingConfig"]["LogGroup"];
+        let group = tagged(group, "Ref")
+            .map(string)
+            .expect("a log group of its own");
+        let counted = filters.iter().any(|(_, filter)| {
+            let filter = &filter["Properties"];
+            let pattern = string(&filter["FilterPattern"]);
+            let transformation = &filter["MetricTransformations"][0];
+            tagged(&filter["LogGroupName"], "Ref").map(string).as_ref() == Some(&group)
+                && string(&transformation["MetricName"]) == "FailedEffects"
+                && pattern.len() > 2
+                && source.contains(&format!("tracing::error!(?effect, %error, {pattern})"))
+        });
+        assert!(
+            counted,
+            "{function}: no FailedEffects filter on {group} matching engine.rs's line"
+        );
+    }
+    assert!(
+        alarms(&template)
+            .iter()
+            .any(|alarm| string(&alarm["MetricName"]) == "FailedEffects"),
+        "no alarm on FailedEffects"
+    );
+}
