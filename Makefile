@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+CHECKOV_VENV := .venv-checkov
 CARGO ?= cargo
 
 .PHONY: all test lint venv build demo demo-lb demo-bluegreen bench bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
@@ -15,6 +16,13 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# checkov, for `make lint`, in a venv of its own: its pins would downgrade moto's and
+# cfn-lint's dependencies (requirements-checkov.txt says which).
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 # One build for `make test` and `make demo`: the same packages, targets and profile, so
@@ -38,10 +46,13 @@ test: venv build
 	awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' $(TEST_LOG); \
 	exit $$status
 
-lint: venv
+# checkov fails on any failed check; a check that does not fit Gantry is skipped on its
+# resource in template.yaml with its reason (# checkov:skip=ID:reason).
+lint: venv $(CHECKOV_VENV)/.installed
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 	$(VENV)/bin/python scripts/module_cycles.py
 	$(VENV)/bin/python scripts/file_sizes.py
 
@@ -139,5 +150,5 @@ package-lambdas: venv
 	ls -l dist/lambda
 
 clean:
-	rm -rf $(VENV) dist $(TOOLS)
+	rm -rf $(VENV) $(CHECKOV_VENV) dist $(TOOLS)
 	$(CARGO) clean

@@ -52,16 +52,10 @@ LOOP_PACE = 0.01
 REQUEST_TIMEOUT = 5
 REQUESTS_AFTER_END = 20
 
-# The template's Ec2HostPolicy, on the instance profile's role the agents assume.
-HOST_POLICY = {"Version": "2012-10-17", "Statement": [
-    {"Sid": "OwnCommandQueue", "Effect": "Allow",
-     "Action": ["sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
-     "Resource": "arn:aws:sqs:us-east-1:123456789012:gantry-commands-i-*",
-     "Condition": {"StringEquals": {"aws:ResourceTag/gantry:instance-arn": "${ec2:SourceInstanceARN}"}}},
-    {"Sid": "Reports", "Effect": "Allow", "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
-     "Resource": "arn:aws:sqs:us-east-1:123456789012:gantry-reports"},
-    {"Sid": "ReadBundles", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-     "Resource": "arn:aws:s3:::gantry-revisions/revisions/*"}]}
+# The template's Ec2HostPolicy as rendered for the stand-in (the one file local/tests/template.rs
+# checks the template against), on the instance profile's role the agents assume.
+with open(os.path.join(ROOT, "local", "ec2-host-policy.json")) as policy:
+    HOST_POLICY = json.load(policy)
 EC2_TRUST = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 

@@ -72,7 +72,7 @@ gantry_api() { # gantry_api OPERATION INPUT_JSON: the API, as `aws lambda invoke
 APP_PORT=$(free_port)
 say "An Auto Scaling group of four, and a load balancer whose target group checks /health every second"
 # The instance profile's role carries the template's Ec2HostPolicy; the agents assume it.
-read -r BALANCER < <("$PY" - "$APP_PORT" <<'PY'
+read -r BALANCER < <("$PY" - "$APP_PORT" "$ROOT/local/ec2-host-policy.json" <<'PY'
 import json, sys, boto3
 from botocore.config import Config
 port = int(sys.argv[1])
@@ -81,16 +81,8 @@ iam, ec2, asg, cw = (boto3.client(s) for s in ("iam", "ec2", "autoscaling", "clo
 elb = boto3.client("elbv2", config=Config(parameter_validation=False))
 iam.create_role(RoleName="gantry-host", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
-iam.put_role_policy(RoleName="gantry-host", PolicyName="gantry-host", PolicyDocument=json.dumps({
-    "Version": "2012-10-17", "Statement": [
-        {"Sid": "OwnCommandQueue", "Effect": "Allow",
-         "Action": ["sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
-         "Resource": "arn:aws:sqs:us-east-1:123456789012:gantry-commands-i-*",
-         "Condition": {"StringEquals": {"aws:ResourceTag/gantry:instance-arn": "${ec2:SourceInstanceARN}"}}},
-        {"Sid": "Reports", "Effect": "Allow", "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
-         "Resource": "arn:aws:sqs:us-east-1:123456789012:gantry-reports"},
-        {"Sid": "ReadBundles", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-         "Resource": "arn:aws:s3:::gantry-revisions/revisions/*"}]}))
+with open(sys.argv[2]) as policy:  # local/ec2-host-policy.json: the template's, checked by local/tests/template.rs
+    iam.put_role_policy(RoleName="gantry-host", PolicyName="gantry-host", PolicyDocument=policy.read())
 iam.create_instance_profile(InstanceProfileName="gantry-host")
 iam.add_role_to_instance_profile(InstanceProfileName="gantry-host", RoleName="gantry-host")
 vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]

@@ -9,6 +9,9 @@ use gantry_tests::workspace_root;
 use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
+#[path = "template/security.rs"]
+mod security;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_gantry-local");
 
 fn template() -> Value {

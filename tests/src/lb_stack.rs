@@ -43,18 +43,11 @@ pub struct Limits {
     pub loop_time: Duration,
 }
 
-/// The hosts' role: the template's Ec2HostPolicy, as a user attaches it to the
-/// instance profile's role. (The stand-in does not enforce IAM; SQS reads the role's
-/// session from each agent's credentials as SenderId.)
-const HOST_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [
-  {"Sid": "OwnCommandQueue", "Effect": "Allow",
-   "Action": ["sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
-   "Resource": "arn:aws:sqs:us-east-1:123456789012:gantry-commands-i-*",
-   "Condition": {"StringEquals": {"aws:ResourceTag/gantry:instance-arn": "${ec2:SourceInstanceARN}"}}},
-  {"Sid": "Reports", "Effect": "Allow", "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
-   "Resource": "arn:aws:sqs:us-east-1:123456789012:gantry-reports"},
-  {"Sid": "ReadBundles", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-   "Resource": "arn:aws:s3:::gantry-revisions/revisions/*"}]}"#;
+/// The hosts' role: the template's Ec2HostPolicy as rendered for the stand-in, from the
+/// one file the template is checked against (local/tests/template.rs), as a user attaches
+/// it to the instance profile's role. (The stand-in does not enforce IAM; SQS reads the
+/// role's session from each agent's credentials as SenderId.)
+const HOST_POLICY: &str = include_str!("../../local/ec2-host-policy.json");
 const EC2_TRUST: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
   "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}"#;
 
