@@ -315,6 +315,32 @@ fn an_ec2_host_may_use_only_the_command_queue_tagged_with_its_own_arn() {
 }
 
 #[test]
+fn an_on_premises_host_may_use_only_the_command_queue_tagged_with_its_own_identity() {
+    let template = template();
+    let statements =
+        &template["Resources"]["OnPremisesHostPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+    let own = statements
+        .as_sequence()
+        .expect("statements")
+        .iter()
+        .find(|statement| statement["Sid"].as_str() == Some("OwnCommandQueue"))
+        .expect("the OwnCommandQueue statement");
+    let key = format!(
+        "aws:ResourceTag/{}",
+        gantry_functions::adapters::SENDER_ID_TAG
+    );
+    assert_eq!(
+        own["Condition"]["StringEquals"][key.as_str()].as_str(),
+        Some("${aws:userid}"),
+        "the queue's tag, written at registration, must be the caller's own identity: {own:?}"
+    );
+    // Not by name: a role session has no user name, and a user's name proves no
+    // registration.
+    let resource = format!("{:?}", own["Resource"]);
+    assert!(!resource.contains("aws:username"), "{resource}");
+}
+
+#[test]
 fn lifecycle_hooks_and_their_actions_are_limited_to_groups_tagged_for_gantry() {
     let template = template();
     let key = format!(
