@@ -841,3 +841,119 @@ fn the_agent_log_is_root_only() {
     assert_eq!((uid(&log), mode(&log)), (0, 0o640));
     refused_to(&app, &[format!("cat {}", log.display())]);
 }
+
+// 4. Issue 27: what a `runas` script can see and change.
+
+const ENV_CHILD: &str = "GANTRY_THREAT_MODEL_ENVIRONMENT";
+
+/// Not a test of its own: the agent of `runas_scripts_see_nothing_of_the_agents_environment`,
+/// started with the environment a root agent has (AWS credentials, a proxy's password).
+/// Deploys a revision whose AfterInstall, run as the application's user, copies its
+/// environment to the directory the test passes.
+#[test]
+fn runas_deploy_in_a_child_process() {
+    let Ok(out) = std::env::var(ENV_CHILD) else {
+        return;
+    };
+    let host = Host::new();
+    let hooks = format!(
+        "hooks:\n  AfterInstall:\n    - location: scripts/env.sh\n      runas: {APP_USER}\n"
+    );
+    // /proc/$$/environ is what the script was started with, before the shell adds to it.
+    let script = format!("#!/bin/sh\ncat /proc/$$/environ > {out}/environ\n");
+    let dump = Entry::file_with_mode("scripts/env.sh", script.as_bytes(), 0o755);
+    assert_eq!(
+        deploy(&host, &format!("{APP}{hooks}"), &[dump]),
+        Outcome::Succeeded
+    );
+}
+
+#[test]
+fn runas_scripts_see_nothing_of_the_agents_environment() {
+    let Some(app) = app_user("runas_scripts_see_nothing_of_the_agents_environment") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    chown_to(out.path(), &app);
+    let secrets = [
+        ("AWS_ACCESS_KEY_ID", "AKIAGANTRYTESTKEY"),
+        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-agent-secret"),
+        ("AWS_SESSION_TOKEN", "FwoGZXIvYXdz-agent-session"),
+        ("HTTPS_PROXY", "http://alice:pr0xy-passw0rd@proxy:3128"),
+        ("GANTRY_AGENT_ONLY", "agent-private-value"),
+    ];
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "runas_deploy_in_a_child_process", "--nocapture"])
+        .env(ENV_CHILD, out.path())
+        .envs(secrets)
+        .env("LANG", "C.UTF-8")
+        .env("LC_TIME", "C")
+        .env_remove("PATH")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child agent's deployment failed");
+    let environ = fs::read(out.path().join("environ")).unwrap();
+    let vars: Vec<(String, String)> = environ
+        .split(|byte| *byte == 0)
+        .filter(|var| !var.is_empty())
+        .map(|var| {
+            let var = String::from_utf8_lossy(var);
+            let (name, value) = var.split_once('=').unwrap();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let allowed = [
+        "PATH",
+        "LANG",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LIFECYCLE_EVENT",
+        "DEPLOYMENT_ID",
+        "APPLICATION_NAME",
+        "DEPLOYMENT_GROUP_NAME",
+        "DEPLOYMENT_GROUP_ID",
+        "BUNDLE_BUCKET",
+        "BUNDLE_KEY",
+        "BUNDLE_VERSION",
+        "BUNDLE_ETAG",
+        "BUNDLE_COMMIT",
+    ];
+    let unexpected: Vec<&(String, String)> = vars
+        .iter()
+        .filter(|(name, _)| !allowed.contains(&name.as_str()) && !name.starts_with("LC_"))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "the runas script saw the agent's {unexpected:?}"
+    );
+    for (_, secret) in secrets {
+        assert!(
+            !vars.iter().any(|(_, value)| value.contains(secret)),
+            "the runas script saw {secret}"
+        );
+    }
+    let get = |name: &str| {
+        vars.iter()
+            .find(|(found, _)| found == name)
+            .map(|(_, value)| value.as_str())
+    };
+    assert_eq!(get("USER"), Some(APP_USER));
+    assert_eq!(get("LOGNAME"), Some(APP_USER));
+    assert_eq!(get("HOME"), Some(app.dir.to_str().unwrap()));
+    assert_eq!(get("SHELL"), Some(app.shell.to_str().unwrap()));
+    assert_eq!(get("LANG"), Some("C.UTF-8"));
+    assert_eq!(get("LC_TIME"), Some("C"));
+    assert_eq!(
+        get("PATH"),
+        Some(gantry_agent::hooks::DEFAULT_PATH),
+        "the agent had no PATH: a safe default"
+    );
+    assert_eq!(get("LIFECYCLE_EVENT"), Some("AfterInstall"));
+    assert_eq!(get("DEPLOYMENT_ID"), Some("d-AAAAAAAA1"));
+    assert_eq!(get("DEPLOYMENT_GROUP_ID"), Some("g-1"));
+    assert_eq!(get("DEPLOYMENT_GROUP_NAME"), Some("web"));
+    assert_eq!(get("APPLICATION_NAME"), Some("shop"));
+    assert_eq!(get("BUNDLE_KEY"), Some("app.tgz"));
+}
