@@ -957,3 +957,88 @@ fn runas_scripts_see_nothing_of_the_agents_environment() {
     assert_eq!(get("APPLICATION_NAME"), Some("shop"));
     assert_eq!(get("BUNDLE_KEY"), Some("app.tgz"));
 }
+
+/// `dir` and every path under it (links aside: their mode means nothing) with group or
+/// world write, and its mode.
+fn writable_by_others(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut all = tree(dir);
+    all.insert(dir.to_owned());
+    all.into_iter()
+        .filter(|path| !fs::symlink_metadata(path).unwrap().file_type().is_symlink())
+        .map(|path| {
+            let mode = mode(&path);
+            (path, mode)
+        })
+        .filter(|(_, mode)| mode & 0o022 != 0)
+        .collect()
+}
+
+#[test]
+fn a_runas_user_cannot_change_what_root_runs_later() {
+    let Some(app) = app_user("a_runas_user_cannot_change_what_root_runs_later") else {
+        return;
+    };
+    let host = Host::new();
+    // The archive asks for writable files: the appspec, the root script the next
+    // deployment's ApplicationStop runs, a script run as the application's user.
+    let hooks = format!(
+        "hooks:\n  ApplicationStop:\n    - location: scripts/stop.sh\n  AfterInstall:\n    - location: scripts/after.sh\n      runas: {APP_USER}\n"
+    );
+    let appspec = format!("{APP}{hooks}");
+    let mut entries = vec![
+        Entry::file_with_mode("scripts/stop.sh", b"#!/bin/sh\necho stopping\n", 0o777),
+        Entry::file_with_mode("scripts/after.sh", b"#!/bin/sh\nexit 0\n", 0o777),
+        Entry::file_with_mode("site/shared.txt", b"shared\n", 0o666),
+    ];
+    // deploy() writes the appspec 0644: add one of 0666 in its place.
+    entries.push(Entry::file_with_mode(
+        "appspec.yml",
+        appspec.as_bytes(),
+        0o666,
+    ));
+    assert_eq!(deploy(&host, &appspec, &entries), Outcome::Succeeded);
+    let deployment = host.dir.path().join("state/g-1/d-AAAAAAAA1");
+    let archive = deployment.join("deployment-archive");
+    // The kept archive (the group's last successful install): root's, written by no one
+    // else, though the application's user's group may read it.
+    assert_eq!(
+        fs::read_to_string(
+            host.dir
+                .path()
+                .join("state/deployment-instructions/g-1-last-successful-install")
+        )
+        .unwrap()
+        .trim(),
+        archive.display().to_string()
+    );
+    assert_eq!(
+        writable_by_others(&archive),
+        vec![],
+        "group- or world-writable in the kept archive"
+    );
+    assert_eq!(
+        (uid(&archive), fs::metadata(&archive).unwrap().gid()),
+        (0, app.gid.as_raw()),
+        "the user's group may enter the archive"
+    );
+    assert_eq!(mode(&archive), 0o750, "read and pass through, never write");
+    for path in tree(&archive) {
+        assert_eq!(uid(&path), 0, "{}", path.display());
+    }
+    let at = |path: &str| archive.join(path).display().to_string();
+    refused_to(
+        &app,
+        &[
+            format!("echo 'touch /tmp/pwned' >> {}", at("scripts/stop.sh")),
+            format!("echo 'hooks: {{}}' >> {}", at("appspec.yml")),
+            format!("echo x >> {}", at("scripts/after.sh")),
+            format!("echo x >> {}", at("site/shared.txt")),
+            format!("touch {}", at("new.sh")),
+            format!("touch {}", at("scripts/new.sh")),
+            format!("mv {} {}", at("scripts/stop.sh"), at("scripts/old.sh")),
+        ],
+    );
+    // The bundle's modes, less group and world write, are what was installed.
+    assert_eq!(mode(&host.at("/var/www/app/shared.txt")), 0o644);
+}
+
