@@ -1042,3 +1042,66 @@ fn a_runas_user_cannot_change_what_root_runs_later() {
     assert_eq!(mode(&host.at("/var/www/app/shared.txt")), 0o644);
 }
 
+// 5. Issue 27: what the agent prints of a proxy's password.
+
+#[test]
+fn a_proxy_password_never_reaches_a_log_or_an_error() {
+    let Some(_) = app_user("a_proxy_password_never_reaches_a_log_or_an_error") else {
+        return;
+    };
+    let host = Host::new();
+    let log_dir = host.dir.path().join("log");
+    // Passwords with an unencoded `/`, `@` and `:`: a URL parser ends the authority (and
+    // the user) early, so a redaction that follows it leaves the rest in the clear.
+    for (url, secrets) in [
+        (
+            "http://alice:pa/ss@w:rd@proxy:3128",
+            ["alice", "pa/ss", "w:rd"],
+        ),
+        (
+            "ftp://alice:p@ss/w:rd@proxy:3128",
+            ["alice", "p@ss", "/w:rd"],
+        ),
+    ] {
+        let config = host.dir.path().join("agent.yml");
+        fs::write(
+            &config,
+            format!(
+                "identity:\n  on_premises_name: web-1\nregion: us-east-1\nqueue_prefix: gantry-cmd-\nreports_queue: gantry-reports\nroot_dir: {}\nlog_dir: {}\nproxy:\n  url: \"{url}\"\n",
+                host.dir.path().join("state").display(),
+                log_dir.display()
+            ),
+        )
+        .unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_gantry-agent"))
+            .args(["--config", config.to_str().unwrap()])
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{url}: the agent started");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            stderr.contains("proxy.url"),
+            "{url}: names the key: {stderr}"
+        );
+        assert!(
+            stderr.contains("proxy:3128"),
+            "{url}: names the host: {stderr}"
+        );
+        let log = fs::read_to_string(log_dir.join("gantry-agent.log")).unwrap_or_default();
+        for secret in secrets {
+            assert!(
+                !stderr.contains(secret),
+                "{url}: stderr shows {secret}: {stderr}"
+            );
+            assert!(
+                !log.contains(secret),
+                "{url}: the log shows {secret}: {log}"
+            );
+        }
+    }
+}
+
