@@ -161,7 +161,19 @@ pub struct AgentConfig {
     /// accepts (4 GiB), the default.
     #[serde(default = "default_max_bundle_bytes")]
     pub max_bundle_bytes: u64,
+    /// The longest a bundle download (from S3 or GitHub, every request and byte of it)
+    /// may take, however steadily bytes arrive, before DownloadBundle fails: CodeDeploy's
+    /// hour per lifecycle event by default.
+    #[serde(default = "default_download_deadline_seconds")]
+    pub download_deadline_seconds: u32,
 }
+
+fn default_download_deadline_seconds() -> u32 {
+    gantry_core::appspec::MAX_EVENT_SCRIPT_SECS as u32
+}
+
+/// The longest `download_deadline_seconds` may be: a day.
+const MAX_DOWNLOAD_DEADLINE_SECONDS: u32 = 86_400;
 
 /// How bundles come from S3.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -310,6 +322,12 @@ impl AgentConfig {
                 return Err(format!("{key}: must be 1 to 3600, found {seconds}"));
             }
         }
+        if !(1..=MAX_DOWNLOAD_DEADLINE_SECONDS).contains(&self.download_deadline_seconds) {
+            return Err(format!(
+                "download_deadline_seconds: must be 1 to {MAX_DOWNLOAD_DEADLINE_SECONDS}, found {}",
+                self.download_deadline_seconds
+            ));
+        }
         let most = default_max_bundle_bytes();
         if !(1..=most).contains(&self.max_bundle_bytes) {
             return Err(format!(
@@ -405,6 +423,7 @@ mod tests {
         assert_eq!(config.github.api_url, "https://api.github.com");
         assert_eq!(config.s3.timeout_seconds, 60);
         assert_eq!(config.max_bundle_bytes, 4 * 1024 * 1024 * 1024);
+        assert_eq!(config.download_deadline_seconds, 3600);
         assert_eq!(config.command_queue("web-1").unwrap(), "gantry-cmd-web-1");
     }
 
@@ -498,6 +517,10 @@ mod tests {
             (
                 format!("{MINIMAL}max_bundle_bytes: 4294967297\n"),
                 "max_bundle_bytes",
+            ),
+            (
+                format!("{MINIMAL}download_deadline_seconds: 0\n"),
+                "download_deadline_seconds",
             ),
             (format!("{MINIMAL}root_dir: relative/dir\n"), "root_dir"),
             (format!("{MINIMAL}install_root: here\n"), "install_root"),

@@ -1105,3 +1105,138 @@ fn a_proxy_password_never_reaches_a_log_or_an_error() {
     }
 }
 
+// 6. Issue 27: a download that trickles forever.
+
+/// A server that answers one request with a large body, one byte at a time, until the
+/// client hangs up or the test ends.
+struct Trickle {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Trickle {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            // Drop wakes the accept with a connection of its own once `stop` is set.
+            while let Ok((stream, _)) = listener.accept() {
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
+                    line.clear();
+                }
+                let mut stream = stream;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 10000000\r\nETag: \"e\"\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    continue;
+                }
+                // A byte every 50 ms: never silent for the per-read timeout, never done.
+                // The server gives up after 20 s, so an agent without a deadline fails
+                // the test instead of hanging it.
+                let given_up = Instant::now() + Duration::from_secs(20);
+                while !stopping.load(std::sync::atomic::Ordering::SeqCst)
+                    && Instant::now() < given_up
+                    && stream.write_all(b"x").is_ok()
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        Self {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Trickle {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn trickle_config(port: u16) -> gantry_agent::config::AgentConfig {
+    gantry_agent::config::AgentConfig::parse(&format!(
+        "identity:\n  on_premises_name: web-1\nregion: us-east-1\nqueue_prefix: q-\nreports_queue: r\ngithub:\n  api_url: http://127.0.0.1:{port}\n  allow_insecure_http: true\n  timeout_seconds: 30\ns3:\n  timeout_seconds: 30\ndownload_deadline_seconds: 1\n"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_trickling_github_download_ends_at_the_deadline() {
+    let server = Trickle::start();
+    let config = trickle_config(server.port);
+    let github = gantry_agent::github::GitHubTarballs::new(&config, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let error = runtime
+        .block_on(github.fetch("owner/repo", "0123456789abcdef", &dir.path().join("bundle")))
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        error.contains("not finished within 1 s") && error.contains("download_deadline_seconds"),
+        "{error}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the download went on for {took:?}, past its 1 s deadline"
+    );
+}
+
+#[test]
+fn a_trickling_s3_download_ends_at_the_deadline() {
+    let server = Trickle::start();
+    let config = trickle_config(server.port);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sdk = aws_config::SdkConfig::builder()
+        .endpoint_url(format!("http://127.0.0.1:{}", server.port))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test"),
+        ))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let s3 = gantry_agent::aws::S3Bundles::new(&sdk, &config);
+    let dir = tempfile::tempdir().unwrap();
+    let location = S3Location {
+        bucket: "bundles".to_owned(),
+        key: "app.tgz".to_owned(),
+        bundle_type: BundleType::Tgz,
+        version: None,
+        e_tag: None,
+    };
+    let started = Instant::now();
+    let error = runtime
+        .block_on(s3.fetch(&location, &dir.path().join("bundle")))
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        error.contains("not finished within 1 s") && error.contains("download_deadline_seconds"),
+        "{error}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the download went on for {took:?}, past its 1 s deadline"
+    );
+}
+
