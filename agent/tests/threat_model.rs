@@ -1240,3 +1240,65 @@ fn a_trickling_s3_download_ends_at_the_deadline() {
     );
 }
 
+// 7. Issue 27: ids from a command never lead a path out of root_dir.
+
+#[test]
+fn a_command_whose_group_id_leaves_root_dir_is_refused() {
+    let host = Host::new();
+    let state = host.dir.path().join("state");
+    fs::create_dir_all(&state).unwrap();
+    let before = tree(host.dir.path());
+    let bundles = host.dir.path().join("bundles");
+    let command = |group: &str| Command_ {
+        schema_version: SCHEMA_VERSION,
+        deployment_id: "d-AAAAAAAA1".to_owned(),
+        deployment_group_id: group.to_owned(),
+        deployment_group_name: "web".to_owned(),
+        application_name: "shop".to_owned(),
+        instance_id: "host-1".to_owned(),
+        revision: RevisionLocation::S3 {
+            s3_location: S3Location {
+                bucket: "bundles".to_owned(),
+                key: "app.tgz".to_owned(),
+                bundle_type: BundleType::Tgz,
+                version: None,
+                e_tag: None,
+            },
+        },
+        lifecycle_events: lifecycle::in_place(false),
+        file_exists_behavior: FileExistsBehavior::Disallow,
+        ignore_application_stop_failures: false,
+        creator: Creator::User,
+        start_by: None,
+    };
+    let runner_host = RunnerHost {
+        instance_id: "host-1",
+        root_dir: &state,
+        install_root: &host.root(),
+        max_revisions: 5,
+        term_grace: Duration::from_millis(200),
+        abort: &AtomicBool::new(false),
+    };
+    for group in ["../../tmp/x", "../outside", "..", "a/b"] {
+        let error = runner::run(
+            &runner_host,
+            &command(group),
+            &LocalBundles(bundles.clone()),
+            &NoReports,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("deploymentGroupId") && error.contains("A-Z, a-z, 0-9 and -"),
+            "{group}: {error}"
+        );
+        // And as the queue loop reads it.
+        let json = command(group).to_json();
+        let parsed = gantry_core::wire::HostMessage::from_json(&json).unwrap_err();
+        assert!(parsed.to_string().contains("deploymentGroupId"), "{parsed}");
+    }
+    assert_eq!(
+        tree(host.dir.path()),
+        before,
+        "nothing was written anywhere"
+    );
+}
