@@ -62,6 +62,7 @@ impl S3Bundles {
                 max_bytes_key: "max_bundle_bytes",
                 timeout: Duration::from_secs(config.s3.timeout_seconds.into()),
                 timeout_key: "s3.timeout_seconds",
+                deadline: Duration::from_secs(config.download_deadline_seconds.into()),
             },
         }
     }
@@ -89,8 +90,20 @@ impl S3Bundles {
         })
     }
 
-    async fn fetch(&self, location: &S3Location, destination: &Path) -> Result<(), String> {
+    /// Downloads the bundle at `location` to `destination`, within the limits.
+    pub async fn fetch(&self, location: &S3Location, destination: &Path) -> Result<(), String> {
         let name = format!("s3://{}/{}", location.bucket, location.key);
+        self.limits
+            .whole(&name, self.fetch_unbounded(&name, location, destination))
+            .await
+    }
+
+    async fn fetch_unbounded(
+        &self,
+        name: &str,
+        location: &S3Location,
+        destination: &Path,
+    ) -> Result<(), String> {
         let mut request = self
             .client()
             .get_object()
@@ -100,10 +113,8 @@ impl S3Bundles {
             request = request.version_id(version);
         }
         let object = request.send().await.map_err(|error| match &error {
-            SdkError::TimeoutError(_) => self.limits.stalled(&name),
-            SdkError::DispatchFailure(failure) if failure.is_timeout() => {
-                self.limits.stalled(&name)
-            }
+            SdkError::TimeoutError(_) => self.limits.stalled(name),
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => self.limits.stalled(name),
             _ => format!("downloading {name}: {}", DisplayErrorContext(error)),
         })?;
         // The ETag recorded when the revision was registered pins its content.
@@ -118,9 +129,9 @@ impl S3Bundles {
         let length = object
             .content_length()
             .and_then(|length| u64::try_from(length).ok());
-        self.limits.check_declared(&name, length)?;
+        self.limits.check_declared(name, length)?;
         self.limits
-            .save(&name, object.body.into_inner(), destination)
+            .save(name, object.body.into_inner(), destination)
             .await
     }
 }

@@ -62,19 +62,46 @@ fn default_metadata_endpoint() -> String {
     "http://169.254.169.254".to_owned()
 }
 
-/// A URL fit to print: any `user:password@` replaced by `***@`.
+/// A URL fit to print: any `user:password@` replaced by `***@`. Everything after the
+/// scheme up to the last `@` counts as credentials, whatever it holds: a password may
+/// hold an unencoded `/`, `@`, `:`, `?` or `#`, where a URL parser would see the end of
+/// the authority (or of the user). A URL whose path has an `@` loses more than its
+/// credentials, never less.
 pub fn redacted(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_owned(),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            (Some(scheme), rest)
+        }
+        _ => (None, url),
     };
-    if scheme.is_empty() {
-        format!("{authority}{path}")
-    } else {
-        format!("{scheme}://{authority}{path}")
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => rest.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
+    }
+}
+
+/// Whether a URL's credentials, if any, end where a URL parser ends them: one `@` at
+/// most, inside the authority (before any `/`, `?` or `#`).
+fn plain_authority(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let ats = rest
+        .match_indices('@')
+        .map(|(at, _)| at)
+        .collect::<Vec<_>>();
+    match ats.as_slice() {
+        [] => true,
+        [at] => *at < end,
+        _ => false,
     }
 }
 
@@ -134,7 +161,19 @@ pub struct AgentConfig {
     /// accepts (4 GiB), the default.
     #[serde(default = "default_max_bundle_bytes")]
     pub max_bundle_bytes: u64,
+    /// The longest a bundle download (from S3 or GitHub, every request and byte of it)
+    /// may take, however steadily bytes arrive, before DownloadBundle fails: CodeDeploy's
+    /// hour per lifecycle event by default.
+    #[serde(default = "default_download_deadline_seconds")]
+    pub download_deadline_seconds: u32,
 }
+
+fn default_download_deadline_seconds() -> u32 {
+    gantry_core::appspec::MAX_EVENT_SCRIPT_SECS as u32
+}
+
+/// The longest `download_deadline_seconds` may be: a day.
+const MAX_DOWNLOAD_DEADLINE_SECONDS: u32 = 86_400;
 
 /// How bundles come from S3.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -283,6 +322,12 @@ impl AgentConfig {
                 return Err(format!("{key}: must be 1 to 3600, found {seconds}"));
             }
         }
+        if !(1..=MAX_DOWNLOAD_DEADLINE_SECONDS).contains(&self.download_deadline_seconds) {
+            return Err(format!(
+                "download_deadline_seconds: must be 1 to {MAX_DOWNLOAD_DEADLINE_SECONDS}, found {}",
+                self.download_deadline_seconds
+            ));
+        }
         let most = default_max_bundle_bytes();
         if !(1..=most).contains(&self.max_bundle_bytes) {
             return Err(format!(
@@ -309,6 +354,14 @@ impl AgentConfig {
         {
             return Err(format!(
                 "proxy.url: must be a URL such as http://proxy:3128, found {:?}",
+                redacted(&proxy.url)
+            ));
+        }
+        if let Some(proxy) = &self.proxy
+            && !plain_authority(&proxy.url)
+        {
+            return Err(format!(
+                "proxy.url: {:?} has a `/`, `?`, `#` or `@` in its user or password: percent-encode them (/ as %2F, ? as %3F, # as %23, @ as %40), or the URL names another host",
                 redacted(&proxy.url)
             ));
         }
@@ -370,6 +423,7 @@ mod tests {
         assert_eq!(config.github.api_url, "https://api.github.com");
         assert_eq!(config.s3.timeout_seconds, 60);
         assert_eq!(config.max_bundle_bytes, 4 * 1024 * 1024 * 1024);
+        assert_eq!(config.download_deadline_seconds, 3600);
         assert_eq!(config.command_queue("web-1").unwrap(), "gantry-cmd-web-1");
     }
 
@@ -393,6 +447,34 @@ mod tests {
         );
         assert_eq!(redacted("alice:s3cret@proxy:3128"), "***@proxy:3128");
         assert_eq!(redacted("http://proxy:3128"), "http://proxy:3128");
+        // Unencoded `/`, `@`, `:`, `?` and `#` in the password (issue 27).
+        for (url, shown) in [
+            ("http://alice:pa/ss@proxy:3128", "http://***@proxy:3128"),
+            ("http://alice:p@ss@proxy:3128/", "http://***@proxy:3128/"),
+            ("http://alice:a:b/c@d@proxy", "http://***@proxy"),
+            ("https://al/ice:x?y#z@proxy:8080", "https://***@proxy:8080"),
+            ("alice:x://y/z@proxy:3128", "***@proxy:3128"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+        for (url, secret) in [
+            ("http://alice:pa/ss@proxy:3128", "pa/ss"),
+            ("http://alice:p@ss@proxy:3128", "p@ss"),
+            ("ftp://alice:p@ss/w:rd@proxy:3128", "w:rd"),
+        ] {
+            let error =
+                AgentConfig::parse(&format!("{MINIMAL}proxy:\n  url: \"{url}\"\n")).unwrap_err();
+            assert!(error.starts_with("proxy.url"), "{error}");
+            assert!(
+                !error.contains(secret) && !error.contains("alice"),
+                "{error}"
+            );
+        }
+        let percent_encoded = "http://alice:pa%2Fss%40w%3Ard@proxy:3128";
+        let config =
+            AgentConfig::parse(&format!("{MINIMAL}proxy:\n  url: \"{percent_encoded}\"\n"))
+                .unwrap();
+        assert!(!format!("{config:?}").contains("pa%2Fss"));
         let proxy = Proxy {
             url: "http://alice:s3cret@proxy:3128".into(),
             no_proxy: None,
@@ -436,9 +518,21 @@ mod tests {
                 format!("{MINIMAL}max_bundle_bytes: 4294967297\n"),
                 "max_bundle_bytes",
             ),
+            (
+                format!("{MINIMAL}download_deadline_seconds: 0\n"),
+                "download_deadline_seconds",
+            ),
             (format!("{MINIMAL}root_dir: relative/dir\n"), "root_dir"),
             (format!("{MINIMAL}install_root: here\n"), "install_root"),
             (format!("{MINIMAL}proxy:\n  url: proxy:3128\n"), "proxy.url"),
+            (
+                format!("{MINIMAL}proxy:\n  url: http://alice:pa/ss@proxy:3128\n"),
+                "proxy.url",
+            ),
+            (
+                format!("{MINIMAL}proxy:\n  url: http://alice:p@ss@proxy:3128\n"),
+                "proxy.url",
+            ),
             (format!("{MINIMAL}max_revisons: 3\n"), "max_revisons"),
             (MINIMAL.replace("gantry-cmd-", "gantry cmd"), "queue_prefix"),
             (MINIMAL.replace("region: eu-west-1\n", ""), "region"),

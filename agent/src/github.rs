@@ -50,6 +50,7 @@ impl GitHubTarballs {
                 max_bytes_key: "max_bundle_bytes",
                 timeout: Duration::from_secs(config.github.timeout_seconds.into()),
                 timeout_key: "github.timeout_seconds",
+                deadline: Duration::from_secs(config.download_deadline_seconds.into()),
             },
         })
     }
@@ -65,7 +66,9 @@ impl GitHubTarballs {
         secure && uri.authority() == api
     }
 
-    /// Downloads the tarball of `repository` (`owner/name`) at `commit` to `destination`.
+    /// Downloads the tarball of `repository` (`owner/name`) at `commit` to `destination`,
+    /// within the limits (`download_deadline_seconds` for the whole of it, redirects
+    /// included).
     pub async fn fetch(
         &self,
         repository: &str,
@@ -73,6 +76,21 @@ impl GitHubTarballs {
         destination: &Path,
     ) -> Result<(), String> {
         let name = format!("GitHub {repository} at {commit}");
+        self.limits
+            .whole(
+                &name,
+                self.fetch_unbounded(&name, repository, commit, destination),
+            )
+            .await
+    }
+
+    async fn fetch_unbounded(
+        &self,
+        name: &str,
+        repository: &str,
+        commit: &str,
+        destination: &Path,
+    ) -> Result<(), String> {
         let first: Uri = format!("{}/repos/{repository}/tarball/{commit}", self.api_url)
             .parse()
             .map_err(|error| format!("{name}: not a valid URL: {error}"))?;
@@ -130,7 +148,7 @@ impl GitHubTarballs {
                 .headers()
                 .get("content-length")
                 .and_then(|value| value.parse::<u64>().ok());
-            self.limits.check_declared(&name, declared)?;
+            self.limits.check_declared(name, declared)?;
             return self
                 .limits
                 .save(&from, response.into_body(), destination)

@@ -5,7 +5,12 @@
 //! - The script runs in its own process group, with the deployment's environment, from
 //!   the revision's root directory, its output appended to the scripts log.
 //! - `runas` drops to that user (its groups, then its group, then its id) in the child
-//!   before exec: no `su`, no shell quoting.
+//!   before exec: no `su`, no shell quoting. Such a script starts from an empty
+//!   environment: nothing the root agent was started with (AWS credentials, a proxy's
+//!   password) reaches it but PATH, the locale ([`runas_environment`]), the user's HOME,
+//!   USER, LOGNAME and SHELL, and the deployment's variables. A script without `runas`
+//!   runs as root, as the agent does, and inherits the agent's environment, as with
+//!   CodeDeploy's agent: it could read all of it anyway.
 //! - On timeout the whole group gets SIGTERM, then SIGKILL after a grace period.
 //! - The event ends when the script exits, even if a background process it started still
 //!   holds its stdout or stderr: output goes to a file, not a pipe the agent must drain.
@@ -13,7 +18,7 @@
 use gantry_core::wire::{self, ErrorCode};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Gid, Pid, Uid, User};
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -49,7 +54,8 @@ pub struct ScriptRun<'a> {
     /// a timeout, and its event fails.
     pub abort: &'a AtomicBool,
     pub runas: Option<&'a str>,
-    /// Deployment variables (LIFECYCLE_EVENT, DEPLOYMENT_ID, ...), added to the agent's.
+    /// Deployment variables (LIFECYCLE_EVENT, DEPLOYMENT_ID, ...), added to the agent's
+    /// environment, or (with `runas`) to [`runas_environment`] and the user's own.
     pub env: &'a [(String, String)],
     pub working_dir: &'a Path,
     /// The scripts log the output is appended to.
@@ -120,6 +126,15 @@ pub fn run_script(run: &ScriptRun<'_>) -> ScriptOutcome {
         }
     };
     let mut command = Command::new(run.path);
+    if let Some(user) = &user {
+        command
+            .env_clear()
+            .envs(runas_environment(std::env::vars_os()))
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name)
+            .env("HOME", &user.home)
+            .env("SHELL", &user.shell);
+    }
     command
         .current_dir(run.working_dir)
         .envs(run.env.iter().map(|(k, v)| (k, v)))
@@ -267,6 +282,28 @@ fn read_tail(log: &Path, start: u64, end: u64) -> String {
     wire::log_tail(&String::from_utf8_lossy(&bytes)).to_owned()
 }
 
+/// PATH for a `runas` script when the agent has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What a `runas` script keeps of the agent's environment `vars`: PATH (or
+/// [`DEFAULT_PATH`]), LANG and every LC_* variable. Nothing else: the agent's own
+/// environment may hold AWS credentials and proxy passwords the script's user must not
+/// read.
+pub fn runas_environment(
+    vars: impl Iterator<Item = (OsString, OsString)>,
+) -> Vec<(OsString, OsString)> {
+    let mut kept: Vec<(OsString, OsString)> = vars
+        .filter(|(name, _)| {
+            let name = name.as_encoded_bytes();
+            name == b"PATH" || name == b"LANG" || name.starts_with(b"LC_")
+        })
+        .collect();
+    if !kept.iter().any(|(name, _)| name == "PATH") {
+        kept.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    kept
+}
+
 fn timestamp() -> String {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -281,6 +318,7 @@ struct RunAs {
     groups: Vec<Gid>,
     name: String,
     home: std::path::PathBuf,
+    shell: std::path::PathBuf,
 }
 
 impl RunAs {
@@ -303,14 +341,11 @@ impl RunAs {
             groups,
             name: user.name,
             home: user.dir,
+            shell: user.shell,
         })
     }
 
     fn apply(self, command: &mut Command) {
-        command
-            .env("USER", &self.name)
-            .env("LOGNAME", &self.name)
-            .env("HOME", &self.home);
         if Uid::effective() == self.uid {
             return; // already that user: nothing to drop
         }
@@ -515,6 +550,38 @@ mod tests {
         let daemon: i32 = sandbox.read("daemon.pid").trim().parse().unwrap();
         assert!(alive(daemon), "the background process keeps running");
         nix::sys::signal::kill(Pid::from_raw(daemon), Signal::SIGKILL).unwrap();
+    }
+
+    #[test]
+    fn runas_scripts_keep_only_path_and_the_locale_of_the_agents_environment() {
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(OsString, OsString)> {
+            pairs
+                .iter()
+                .map(|(name, value)| (OsString::from(name), OsString::from(value)))
+                .collect()
+        };
+        let agent = vars(&[
+            ("PATH", "/opt/agent/bin:/usr/bin"),
+            ("LANG", "en_GB.UTF-8"),
+            ("LC_ALL", "C"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("HTTPS_PROXY", "http://alice:pw@proxy:3128"),
+            ("LCX", "not a locale"),
+            ("HOME", "/root"),
+        ]);
+        assert_eq!(
+            runas_environment(agent.into_iter()),
+            vars(&[
+                ("PATH", "/opt/agent/bin:/usr/bin"),
+                ("LANG", "en_GB.UTF-8"),
+                ("LC_ALL", "C"),
+            ])
+        );
+        assert_eq!(
+            runas_environment(vars(&[("USER", "root")]).into_iter()),
+            vars(&[("PATH", DEFAULT_PATH)])
+        );
     }
 
     #[test]

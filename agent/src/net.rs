@@ -72,7 +72,8 @@ pub fn http_connector(proxy: Option<&ProxyConfig>, timeout: Duration) -> Connect
     connector(proxy, Some(settings), None)
 }
 
-/// How a download may go: the largest revision, and how long it may go silent.
+/// How a download may go: the largest revision, how long it may go silent, and how long
+/// it may take in all.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_bytes: u64,
@@ -81,7 +82,13 @@ pub struct Limits {
     pub timeout: Duration,
     /// The configuration key that sets it, named in the error.
     pub timeout_key: &'static str,
+    /// A server that trickles a byte now and then never goes silent: the whole download
+    /// ends by this deadline (`download_deadline_seconds`).
+    pub deadline: Duration,
 }
+
+/// The configuration key of [`Limits::deadline`], named in the error.
+pub const DEADLINE_KEY: &str = "download_deadline_seconds";
 
 impl Limits {
     /// The error for a revision over the cap.
@@ -99,6 +106,26 @@ impl Limits {
             self.timeout.as_secs_f64(),
             self.timeout_key
         )
+    }
+
+    /// The error for a download not finished by the deadline.
+    pub fn too_slow(&self, name: &str) -> String {
+        format!(
+            "downloading {name}: not finished within {} s, the most a download may take ({DEADLINE_KEY}); the partial bundle is not used",
+            self.deadline.as_secs_f64()
+        )
+    }
+
+    /// Runs a whole download (its requests, redirects and every byte) within the
+    /// deadline.
+    pub async fn whole<T>(
+        &self,
+        name: &str,
+        download: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        tokio::time::timeout(self.deadline, download)
+            .await
+            .map_err(|_| self.too_slow(name))?
     }
 
     /// Refuses a revision whose declared length (Content-Length) is over the cap.
@@ -165,6 +192,7 @@ mod tests {
             max_bytes_key: "max_bundle_bytes",
             timeout,
             timeout_key: "s3.timeout_seconds",
+            deadline: Duration::from_secs(3600),
         }
     }
 

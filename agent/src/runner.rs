@@ -144,6 +144,11 @@ pub fn run(
         events = ?command.lifecycle_events
     );
     let _entered = span.enter();
+    // The ids name directories and files under root_dir: checked before any path is
+    // made of them, whoever built the command (the queue loop parses and checks it too).
+    command.validate().map_err(|error| {
+        format!("refused the command: {error}; nothing was run, written or reported")
+    })?;
     if command.instance_id != host.instance_id {
         // Nothing is reported: a report names its instance, and this host may speak only
         // for itself (the control plane drops reports its sender may not send). The

@@ -841,3 +841,464 @@ fn the_agent_log_is_root_only() {
     assert_eq!((uid(&log), mode(&log)), (0, 0o640));
     refused_to(&app, &[format!("cat {}", log.display())]);
 }
+
+// 4. Issue 27: what a `runas` script can see and change.
+
+const ENV_CHILD: &str = "GANTRY_THREAT_MODEL_ENVIRONMENT";
+
+/// Not a test of its own: the agent of `runas_scripts_see_nothing_of_the_agents_environment`,
+/// started with the environment a root agent has (AWS credentials, a proxy's password).
+/// Deploys a revision whose AfterInstall, run as the application's user, copies its
+/// environment to the directory the test passes.
+#[test]
+fn runas_deploy_in_a_child_process() {
+    let Ok(out) = std::env::var(ENV_CHILD) else {
+        return;
+    };
+    let host = Host::new();
+    let hooks = format!(
+        "hooks:\n  AfterInstall:\n    - location: scripts/env.sh\n      runas: {APP_USER}\n"
+    );
+    // /proc/$$/environ is what the script was started with, before the shell adds to it.
+    let script = format!("#!/bin/sh\ncat /proc/$$/environ > {out}/environ\n");
+    let dump = Entry::file_with_mode("scripts/env.sh", script.as_bytes(), 0o755);
+    assert_eq!(
+        deploy(&host, &format!("{APP}{hooks}"), &[dump]),
+        Outcome::Succeeded
+    );
+}
+
+#[test]
+fn runas_scripts_see_nothing_of_the_agents_environment() {
+    let Some(app) = app_user("runas_scripts_see_nothing_of_the_agents_environment") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    chown_to(out.path(), &app);
+    let secrets = [
+        ("AWS_ACCESS_KEY_ID", "AKIAGANTRYTESTKEY"),
+        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-agent-secret"),
+        ("AWS_SESSION_TOKEN", "FwoGZXIvYXdz-agent-session"),
+        ("HTTPS_PROXY", "http://alice:pr0xy-passw0rd@proxy:3128"),
+        ("GANTRY_AGENT_ONLY", "agent-private-value"),
+    ];
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "runas_deploy_in_a_child_process", "--nocapture"])
+        .env(ENV_CHILD, out.path())
+        .envs(secrets)
+        .env("LANG", "C.UTF-8")
+        .env("LC_TIME", "C")
+        .env_remove("PATH")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child agent's deployment failed");
+    let environ = fs::read(out.path().join("environ")).unwrap();
+    let vars: Vec<(String, String)> = environ
+        .split(|byte| *byte == 0)
+        .filter(|var| !var.is_empty())
+        .map(|var| {
+            let var = String::from_utf8_lossy(var);
+            let (name, value) = var.split_once('=').unwrap();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let allowed = [
+        "PATH",
+        "LANG",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LIFECYCLE_EVENT",
+        "DEPLOYMENT_ID",
+        "APPLICATION_NAME",
+        "DEPLOYMENT_GROUP_NAME",
+        "DEPLOYMENT_GROUP_ID",
+        "BUNDLE_BUCKET",
+        "BUNDLE_KEY",
+        "BUNDLE_VERSION",
+        "BUNDLE_ETAG",
+        "BUNDLE_COMMIT",
+    ];
+    let unexpected: Vec<&(String, String)> = vars
+        .iter()
+        .filter(|(name, _)| !allowed.contains(&name.as_str()) && !name.starts_with("LC_"))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "the runas script saw the agent's {unexpected:?}"
+    );
+    for (_, secret) in secrets {
+        assert!(
+            !vars.iter().any(|(_, value)| value.contains(secret)),
+            "the runas script saw {secret}"
+        );
+    }
+    let get = |name: &str| {
+        vars.iter()
+            .find(|(found, _)| found == name)
+            .map(|(_, value)| value.as_str())
+    };
+    assert_eq!(get("USER"), Some(APP_USER));
+    assert_eq!(get("LOGNAME"), Some(APP_USER));
+    assert_eq!(get("HOME"), Some(app.dir.to_str().unwrap()));
+    assert_eq!(get("SHELL"), Some(app.shell.to_str().unwrap()));
+    assert_eq!(get("LANG"), Some("C.UTF-8"));
+    assert_eq!(get("LC_TIME"), Some("C"));
+    assert_eq!(
+        get("PATH"),
+        Some(gantry_agent::hooks::DEFAULT_PATH),
+        "the agent had no PATH: a safe default"
+    );
+    assert_eq!(get("LIFECYCLE_EVENT"), Some("AfterInstall"));
+    assert_eq!(get("DEPLOYMENT_ID"), Some("d-AAAAAAAA1"));
+    assert_eq!(get("DEPLOYMENT_GROUP_ID"), Some("g-1"));
+    assert_eq!(get("DEPLOYMENT_GROUP_NAME"), Some("web"));
+    assert_eq!(get("APPLICATION_NAME"), Some("shop"));
+    assert_eq!(get("BUNDLE_KEY"), Some("app.tgz"));
+}
+
+/// `dir` and every path under it (links aside: their mode means nothing) with group or
+/// world write, and its mode.
+fn writable_by_others(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut all = tree(dir);
+    all.insert(dir.to_owned());
+    all.into_iter()
+        .filter(|path| !fs::symlink_metadata(path).unwrap().file_type().is_symlink())
+        .map(|path| {
+            let mode = mode(&path);
+            (path, mode)
+        })
+        .filter(|(_, mode)| mode & 0o022 != 0)
+        .collect()
+}
+
+#[test]
+fn a_runas_user_cannot_change_what_root_runs_later() {
+    let Some(app) = app_user("a_runas_user_cannot_change_what_root_runs_later") else {
+        return;
+    };
+    let host = Host::new();
+    // The archive asks for writable files: the appspec, the root script the next
+    // deployment's ApplicationStop runs, a script run as the application's user.
+    let hooks = format!(
+        "hooks:\n  ApplicationStop:\n    - location: scripts/stop.sh\n  AfterInstall:\n    - location: scripts/after.sh\n      runas: {APP_USER}\n"
+    );
+    let appspec = format!("{APP}{hooks}");
+    let mut entries = vec![
+        Entry::file_with_mode("scripts/stop.sh", b"#!/bin/sh\necho stopping\n", 0o777),
+        Entry::file_with_mode("scripts/after.sh", b"#!/bin/sh\nexit 0\n", 0o777),
+        Entry::file_with_mode("site/shared.txt", b"shared\n", 0o666),
+    ];
+    // deploy() writes the appspec 0644: add one of 0666 in its place.
+    entries.push(Entry::file_with_mode(
+        "appspec.yml",
+        appspec.as_bytes(),
+        0o666,
+    ));
+    assert_eq!(deploy(&host, &appspec, &entries), Outcome::Succeeded);
+    let deployment = host.dir.path().join("state/g-1/d-AAAAAAAA1");
+    let archive = deployment.join("deployment-archive");
+    // The kept archive (the group's last successful install): root's, written by no one
+    // else, though the application's user's group may read it.
+    assert_eq!(
+        fs::read_to_string(
+            host.dir
+                .path()
+                .join("state/deployment-instructions/g-1-last-successful-install")
+        )
+        .unwrap()
+        .trim(),
+        archive.display().to_string()
+    );
+    assert_eq!(
+        writable_by_others(&archive),
+        vec![],
+        "group- or world-writable in the kept archive"
+    );
+    assert_eq!(
+        (uid(&archive), fs::metadata(&archive).unwrap().gid()),
+        (0, app.gid.as_raw()),
+        "the user's group may enter the archive"
+    );
+    assert_eq!(mode(&archive), 0o750, "read and pass through, never write");
+    for path in tree(&archive) {
+        assert_eq!(uid(&path), 0, "{}", path.display());
+    }
+    let at = |path: &str| archive.join(path).display().to_string();
+    refused_to(
+        &app,
+        &[
+            format!("echo 'touch /tmp/pwned' >> {}", at("scripts/stop.sh")),
+            format!("echo 'hooks: {{}}' >> {}", at("appspec.yml")),
+            format!("echo x >> {}", at("scripts/after.sh")),
+            format!("echo x >> {}", at("site/shared.txt")),
+            format!("touch {}", at("new.sh")),
+            format!("touch {}", at("scripts/new.sh")),
+            format!("mv {} {}", at("scripts/stop.sh"), at("scripts/old.sh")),
+        ],
+    );
+    // The bundle's modes, less group and world write, are what was installed.
+    assert_eq!(mode(&host.at("/var/www/app/shared.txt")), 0o644);
+}
+
+// 5. Issue 27: what the agent prints of a proxy's password.
+
+#[test]
+fn a_proxy_password_never_reaches_a_log_or_an_error() {
+    let Some(_) = app_user("a_proxy_password_never_reaches_a_log_or_an_error") else {
+        return;
+    };
+    let host = Host::new();
+    let log_dir = host.dir.path().join("log");
+    // Passwords with an unencoded `/`, `@` and `:`: a URL parser ends the authority (and
+    // the user) early, so a redaction that follows it leaves the rest in the clear.
+    for (url, secrets) in [
+        (
+            "http://alice:pa/ss@w:rd@proxy:3128",
+            ["alice", "pa/ss", "w:rd"],
+        ),
+        (
+            "ftp://alice:p@ss/w:rd@proxy:3128",
+            ["alice", "p@ss", "/w:rd"],
+        ),
+    ] {
+        let config = host.dir.path().join("agent.yml");
+        fs::write(
+            &config,
+            format!(
+                "identity:\n  on_premises_name: web-1\nregion: us-east-1\nqueue_prefix: gantry-cmd-\nreports_queue: gantry-reports\nroot_dir: {}\nlog_dir: {}\nproxy:\n  url: \"{url}\"\n",
+                host.dir.path().join("state").display(),
+                log_dir.display()
+            ),
+        )
+        .unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_gantry-agent"))
+            .args(["--config", config.to_str().unwrap()])
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{url}: the agent started");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            stderr.contains("proxy.url"),
+            "{url}: names the key: {stderr}"
+        );
+        assert!(
+            stderr.contains("proxy:3128"),
+            "{url}: names the host: {stderr}"
+        );
+        let log = fs::read_to_string(log_dir.join("gantry-agent.log")).unwrap_or_default();
+        for secret in secrets {
+            assert!(
+                !stderr.contains(secret),
+                "{url}: stderr shows {secret}: {stderr}"
+            );
+            assert!(
+                !log.contains(secret),
+                "{url}: the log shows {secret}: {log}"
+            );
+        }
+    }
+}
+
+// 6. Issue 27: a download that trickles forever.
+
+/// A server that answers one request with a large body, one byte at a time, until the
+/// client hangs up or the test ends.
+struct Trickle {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Trickle {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            // Drop wakes the accept with a connection of its own once `stop` is set.
+            while let Ok((stream, _)) = listener.accept() {
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
+                    line.clear();
+                }
+                let mut stream = stream;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 10000000\r\nETag: \"e\"\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    continue;
+                }
+                // A byte every 50 ms: never silent for the per-read timeout, never done.
+                // The server gives up after 20 s, so an agent without a deadline fails
+                // the test instead of hanging it.
+                let given_up = Instant::now() + Duration::from_secs(20);
+                while !stopping.load(std::sync::atomic::Ordering::SeqCst)
+                    && Instant::now() < given_up
+                    && stream.write_all(b"x").is_ok()
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        Self {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Trickle {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn trickle_config(port: u16) -> gantry_agent::config::AgentConfig {
+    gantry_agent::config::AgentConfig::parse(&format!(
+        "identity:\n  on_premises_name: web-1\nregion: us-east-1\nqueue_prefix: q-\nreports_queue: r\ngithub:\n  api_url: http://127.0.0.1:{port}\n  allow_insecure_http: true\n  timeout_seconds: 30\ns3:\n  timeout_seconds: 30\ndownload_deadline_seconds: 1\n"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_trickling_github_download_ends_at_the_deadline() {
+    let server = Trickle::start();
+    let config = trickle_config(server.port);
+    let github = gantry_agent::github::GitHubTarballs::new(&config, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let error = runtime
+        .block_on(github.fetch("owner/repo", "0123456789abcdef", &dir.path().join("bundle")))
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        error.contains("not finished within 1 s") && error.contains("download_deadline_seconds"),
+        "{error}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the download went on for {took:?}, past its 1 s deadline"
+    );
+}
+
+#[test]
+fn a_trickling_s3_download_ends_at_the_deadline() {
+    let server = Trickle::start();
+    let config = trickle_config(server.port);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sdk = aws_config::SdkConfig::builder()
+        .endpoint_url(format!("http://127.0.0.1:{}", server.port))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test"),
+        ))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let s3 = gantry_agent::aws::S3Bundles::new(&sdk, &config);
+    let dir = tempfile::tempdir().unwrap();
+    let location = S3Location {
+        bucket: "bundles".to_owned(),
+        key: "app.tgz".to_owned(),
+        bundle_type: BundleType::Tgz,
+        version: None,
+        e_tag: None,
+    };
+    let started = Instant::now();
+    let error = runtime
+        .block_on(s3.fetch(&location, &dir.path().join("bundle")))
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        error.contains("not finished within 1 s") && error.contains("download_deadline_seconds"),
+        "{error}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the download went on for {took:?}, past its 1 s deadline"
+    );
+}
+
+// 7. Issue 27: ids from a command never lead a path out of root_dir.
+
+#[test]
+fn a_command_whose_group_id_leaves_root_dir_is_refused() {
+    let host = Host::new();
+    let state = host.dir.path().join("state");
+    fs::create_dir_all(&state).unwrap();
+    let before = tree(host.dir.path());
+    let bundles = host.dir.path().join("bundles");
+    let command = |group: &str| Command_ {
+        schema_version: SCHEMA_VERSION,
+        deployment_id: "d-AAAAAAAA1".to_owned(),
+        deployment_group_id: group.to_owned(),
+        deployment_group_name: "web".to_owned(),
+        application_name: "shop".to_owned(),
+        instance_id: "host-1".to_owned(),
+        revision: RevisionLocation::S3 {
+            s3_location: S3Location {
+                bucket: "bundles".to_owned(),
+                key: "app.tgz".to_owned(),
+                bundle_type: BundleType::Tgz,
+                version: None,
+                e_tag: None,
+            },
+        },
+        lifecycle_events: lifecycle::in_place(false),
+        file_exists_behavior: FileExistsBehavior::Disallow,
+        ignore_application_stop_failures: false,
+        creator: Creator::User,
+        start_by: None,
+    };
+    let runner_host = RunnerHost {
+        instance_id: "host-1",
+        root_dir: &state,
+        install_root: &host.root(),
+        max_revisions: 5,
+        term_grace: Duration::from_millis(200),
+        abort: &AtomicBool::new(false),
+    };
+    for group in ["../../tmp/x", "../outside", "..", "a/b"] {
+        let error = runner::run(
+            &runner_host,
+            &command(group),
+            &LocalBundles(bundles.clone()),
+            &NoReports,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("deploymentGroupId") && error.contains("A-Z, a-z, 0-9 and -"),
+            "{group}: {error}"
+        );
+        // And as the queue loop reads it.
+        let json = command(group).to_json();
+        let parsed = gantry_core::wire::HostMessage::from_json(&json).unwrap_err();
+        assert!(parsed.to_string().contains("deploymentGroupId"), "{parsed}");
+    }
+    assert_eq!(
+        tree(host.dir.path()),
+        before,
+        "nothing was written anywhere"
+    );
+}

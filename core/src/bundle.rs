@@ -261,14 +261,14 @@ impl Writer {
         match member {
             Member::Directory => {
                 if existing.is_none() {
-                    fs::create_dir(&path)
-                        .map_err(io_error(format!("creating {}", relative.display())))?;
+                    create_dir(&path, &relative)?;
                 }
             }
             Member::File { mode, contents } => {
-                // Keep the archive's permission bits, minus setuid/setgid/sticky, and
-                // always let the owner read and write so later cleanup works.
-                let mode = (mode & 0o777) | 0o600;
+                // Keep the archive's permission bits, minus setuid/setgid/sticky and any
+                // group or world write (see [`UNPACKED_FILE_BITS`]), and always let the
+                // owner read and write so later cleanup works.
+                let mode = (mode & UNPACKED_FILE_BITS) | 0o600;
                 let mut file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -347,8 +347,7 @@ impl Writer {
                     ));
                 }
                 Err(_) => {
-                    fs::create_dir(&dir)
-                        .map_err(io_error(format!("creating {}", dir.display())))?;
+                    create_dir(&dir, dir.strip_prefix(&self.target).unwrap_or(&dir))?;
                 }
             }
         }
@@ -387,6 +386,25 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The permission bits an unpacked file keeps of its archive's: no setuid, setgid or
+/// sticky bit, and no group or world write. Whoever unpacks (the agent, as root) owns
+/// what it unpacks, and no one else may change it: a script run as another user reads
+/// the revision it runs from, and must not be able to rewrite a script, or the appspec,
+/// that a later event runs as root.
+pub const UNPACKED_FILE_BITS: u32 = 0o755;
+
+/// The mode of every directory an unpack makes, whatever the archive says and whatever
+/// the umask: see [`UNPACKED_FILE_BITS`].
+pub const UNPACKED_DIR_MODE: u32 = 0o755;
+
+fn create_dir(path: &Path, relative: &Path) -> Result<(), BundleError> {
+    fs::create_dir(path).map_err(io_error(format!("creating {}", relative.display())))?;
+    // Not left to the umask, which may allow more.
+    fs::set_permissions(path, fs::Permissions::from_mode(UNPACKED_DIR_MODE)).map_err(io_error(
+        format!("setting the mode of {}", relative.display()),
+    ))
 }
 
 /// Turns a member name into a path relative to the target, refusing absolute paths and

@@ -164,7 +164,7 @@ impl Command {
 
     pub fn validate(&self) -> Result<(), WireError> {
         check_deployment_id(&self.deployment_id)?;
-        require("deploymentGroupId", &self.deployment_group_id)?;
+        check_deployment_group_id(&self.deployment_group_id)?;
         require("deploymentGroupName", &self.deployment_group_name)?;
         require("applicationName", &self.application_name)?;
         check_instance_id("instanceId", &self.instance_id)?;
@@ -509,6 +509,31 @@ fn check_instance_id(field: &'static str, id: &str) -> Result<(), WireError> {
             field,
             format!(
                 "{shown:?}{} is not a host id (1 to {MAX_INSTANCE_ID} of A-Z, a-z, 0-9, - and _)",
+                if shown.len() < id.len() { "..." } else { "" }
+            ),
+        ))
+    }
+}
+
+/// The longest deployment group id: CodeDeploy's are UUIDs (36 characters).
+pub const MAX_DEPLOYMENT_GROUP_ID: usize = 64;
+
+/// Deployment group ids look like CodeDeploy's (UUIDs): 1 to
+/// [`MAX_DEPLOYMENT_GROUP_ID`] of `A-Z`, `a-z`, `0-9` and `-`. The agent names its
+/// directories and records after the id (`<root_dir>/<group-id>/...`), so no `/`, `.`
+/// or anything else that could lead a path elsewhere is accepted.
+pub fn check_deployment_group_id(id: &str) -> Result<(), WireError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_DEPLOYMENT_GROUP_ID
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        let shown: String = id.chars().take(80).collect();
+        Err(invalid(
+            "deploymentGroupId",
+            format!(
+                "{shown:?}{} is not a deployment group id (1 to {MAX_DEPLOYMENT_GROUP_ID} of A-Z, a-z, 0-9 and -, as a UUID)",
                 if shown.len() < id.len() { "..." } else { "" }
             ),
         ))

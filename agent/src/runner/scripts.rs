@@ -119,8 +119,12 @@ fn environment(command: &Command, event: LifecycleEvent) -> Vec<(String, String)
 }
 
 /// A script run as another user reads its revision, as with CodeDeploy's agent: the
-/// user's group may enter the revision (0750), and the agent's directories above it let
-/// others pass through (0751) but not list them; nothing else in them is theirs to read.
+/// user's group may enter the revision (0750: read and pass, never write), and the
+/// agent's directories above it let others pass through (0751) but not list them;
+/// nothing else in them is theirs to read. Nothing in the revision is theirs to change
+/// either: the unpacker writes no group or world write bits, and any an older agent's
+/// unpack left are taken away before the user is let in, since the revision's scripts
+/// and appspec run as root later (the next deployment's ApplicationStop).
 fn let_in(root_dir: &Path, revision: &Path, runas: &str) -> Result<(), String> {
     let Ok(Some(user)) = nix::unistd::User::from_name(runas) else {
         return Ok(()); // the script's run names the unknown user
@@ -142,6 +146,12 @@ fn let_in(root_dir: &Path, revision: &Path, runas: &str) -> Result<(), String> {
             .map_err(|error| format!("{}: {error}", dir.display()))?;
         }
     }
+    no_write_but_root(revision).map_err(|error| {
+        format!(
+            "{}: taking group and world write away before {runas} may read it: {error}",
+            revision.display()
+        )
+    })?;
     nix::unistd::chown(revision, None, Some(user.gid)).map_err(|error| {
         format!(
             "{}: giving {runas}'s group the revision: {error}",
@@ -153,4 +163,29 @@ fn let_in(root_dir: &Path, revision: &Path, runas: &str) -> Result<(), String> {
         fs::Permissions::from_mode(crate::private::DIR_MODE),
     )
     .map_err(|error| format!("{}: {error}", revision.display()))
+}
+
+/// Takes group and world write away from everything under `dir` (links are not
+/// followed: their own mode means nothing).
+fn no_write_but_root(dir: &Path) -> std::io::Result<()> {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?; // of the entry itself, not a link's target
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            if meta.mode() & 0o022 != 0 {
+                fs::set_permissions(
+                    entry.path(),
+                    fs::Permissions::from_mode(meta.mode() & 0o7755),
+                )?;
+            }
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(())
 }

@@ -58,6 +58,46 @@ fn unpack_bytes(
 }
 
 #[test]
+fn unpacked_files_and_directories_are_never_group_or_world_writable() {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_size(0);
+    dir.set_mode(0o777);
+    dir.set_cksum();
+    builder.append_data(&mut dir, "scripts/", &[][..]).unwrap();
+    let bytes = {
+        for (name, data, mode) in [
+            ("appspec.yml", &b"version: 0.0\nos: linux\n"[..], 0o666),
+            ("scripts/stop.sh", b"#!/bin/sh\n", 0o777),
+            ("deep/er/x.txt", b"x", 0o622),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(mode);
+            header.set_cksum();
+            builder.append_data(&mut header, name, data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    };
+    let (_dir, target, result) = unpack_bytes(&bytes, BundleType::Tar, &Limits::default());
+    result.unwrap();
+    let mode = |path: &str| {
+        fs::metadata(target.join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("appspec.yml"), 0o644);
+    assert_eq!(mode("scripts/stop.sh"), 0o755);
+    assert_eq!(mode("deep/er/x.txt"), 0o600);
+    for dir in ["scripts", "deep", "deep/er"] {
+        assert_eq!(mode(dir), UNPACKED_DIR_MODE, "{dir}");
+    }
+}
+
+#[test]
 fn unpacks_keeping_modes_and_hoists_a_wrapping_directory() {
     let bytes = tar_of(&[
         ("app-1.0/appspec.yml", b"version: 0.0\nos: linux\n", 0o644),

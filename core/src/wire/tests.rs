@@ -220,6 +220,50 @@ fn commands_are_validated() {
 }
 
 #[test]
+fn deployment_group_ids_cannot_lead_a_path_elsewhere() {
+    for id in [
+        "00000000-0000-0000-0000-000000000001",
+        "cdac3220-0e64-4d63-bb50-e68faEXAMPLE",
+        "g-1",
+        &"g".repeat(MAX_DEPLOYMENT_GROUP_ID),
+    ] {
+        let mut cmd = command();
+        cmd.deployment_group_id = id.to_owned();
+        assert_eq!(cmd.validate(), Ok(()), "{id}");
+    }
+    for id in [
+        "",
+        "../../tmp/x",
+        "..",
+        ".",
+        "a/b",
+        "/etc",
+        "g 1",
+        "g_1",
+        "g-1\0",
+        &"g".repeat(MAX_DEPLOYMENT_GROUP_ID + 1),
+    ] {
+        let mut cmd = command();
+        cmd.deployment_group_id = id.to_owned();
+        let error = Command::from_json(&cmd.to_json()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                WireError::Invalid {
+                    field: "deploymentGroupId",
+                    ..
+                }
+            ),
+            "{id}: {error:?}"
+        );
+        assert!(
+            error.to_string().contains("A-Z, a-z, 0-9 and -"),
+            "says what is allowed: {error}"
+        );
+    }
+}
+
+#[test]
 fn unknown_fields_and_newer_versions_are_refused() {
     let mut value: serde_json::Value = serde_json::from_str(&command().to_json()).unwrap();
     value["surprise"] = serde_json::json!(1);
