@@ -38,7 +38,7 @@ const BUCKET: &str = "revisions";
 const LIFECYCLE_QUEUE: &str = "gantry-lifecycle";
 /// The role the instances' sessions are of (no instance profile: any role's session
 /// named for the instance speaks for it).
-const HOST_ROLE_ID: &str = "AROAHOSTS";
+const HOST_ROLE_ID: &str = "AROAHOSTSEXAMPLE00001";
 /// Long enough for the stand-in's health checks on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(60);
 

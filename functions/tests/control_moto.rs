@@ -1010,14 +1010,17 @@ async fn a_poison_report_is_failed_alone_and_the_rest_apply() {
     bodies.extend(good.iter().take(6).cloned());
     // Agents send what they have ready at once as one message: a JSON array.
     bodies.push(format!("[{},{}]", good[6], good[7]));
-    // One bad report fails its message; the good one beside it still applies.
+    // A report that can never apply (web-9 is no target) is dropped; the good one beside
+    // it still applies.
     bodies.push(format!(
         "[{},{}]",
         good[8],
         host_reports(&id, "web-9", None).remove(0)
     ));
     let failed = fx.deliver(bodies).await;
-    assert_eq!(failed.len(), 5, "{failed:?}");
+    // Only the malformed messages are left for the dead-letter queue: reports for a
+    // deployment that does not exist or a host that is not its target are dropped.
+    assert_eq!(failed.len(), 2, "{failed:?}");
     let targets = fx
         .ok(
             "BatchGetDeploymentTargets",
@@ -1703,6 +1706,60 @@ async fn a_launch_gets_the_last_revision(
         3,
         "no instance was abandoned"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_deployed_longer_than_its_hooks_heartbeat_timeout_is_kept_waiting() {
+    let fx = Fixture::start().await;
+    let config = fx._moto.sdk_config().await;
+    let autoscaling = auto_scaling_group(&config).await;
+    let first = asg_instances(&autoscaling).await[0].clone();
+    let created = fx
+        .ok(
+            "CreateDeploymentGroup",
+            json!({"applicationName": APP, "deploymentGroupName": "asg",
+                   "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+                   "autoScalingGroups": ["web-asg"]}),
+        )
+        .await;
+    let hook = format!("gantry-{}", created["deploymentGroupId"].as_str().unwrap());
+    take_lifecycle_messages(&fx, 1).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let v1 = fx.deploy("asg", "v1.tgz").await.unwrap();
+    fx.take_commands(&first).await;
+    fx.run_host(&v1, &first, None).await;
+    assert_eq!(fx.status(&v1).await, "Succeeded");
+    // The hook abandons a launch not heard of for 2 s (the stand-in allows less than
+    // AWS's 30 s minimum): a deployment to the launch outlasts that many times over.
+    autoscaling
+        .put_lifecycle_hook()
+        .auto_scaling_group_name("web-asg")
+        .lifecycle_hook_name(&hook)
+        .heartbeat_timeout(2)
+        .send()
+        .await
+        .unwrap();
+    let second = scale_to(&autoscaling, 2).await[0].clone();
+    let notified = take_lifecycle_messages(&fx, 1).await;
+    assert!(lifecycle_event(&fx, &notified).await.is_empty());
+    assert_eq!(fx.take_commands(&second).await.len(), 1);
+    // The tick looks at the launch's deployment every minute; here a minute passes
+    // every real second, so each look comes before the hook's 2 s run out, for 3.5 s,
+    // and the host's 5 minutes to start do not.
+    let start = std::time::Instant::now();
+    let origin = now_ms() + 61_000;
+    while start.elapsed() < Duration::from_millis(3_500) {
+        let simulated = origin + start.elapsed().as_millis() as u64 * 60;
+        batch_advance::tick_at(&fx.control, simulated)
+            .await
+            .unwrap();
+        assert_eq!(
+            lifecycle_state(&autoscaling, &second).await.as_deref(),
+            Some("Pending:Wait"),
+            "the launch still waits for its deployment after {:?}",
+            start.elapsed()
+        );
+    }
 }
 
 /// Deleting the group takes its hook off the Auto Scaling group.
@@ -5038,7 +5095,7 @@ async fn stored_strings_are_bounded_and_oversized_input_is_refused_naming_the_fi
     // A host's diagnostics are kept within their stored bounds, whatever it sends.
     let id = Box::pin(fx.deploy("web", "v1.tgz")).await.unwrap();
     fx.take_commands("web-1").await;
-    // An on-premises host's queue needs no instance tag: its user's name is the queue's.
+    // An on-premises host's queue carries no instance tag, only its identity's.
     let queue = fx.control.queues.url("web-1").await.unwrap();
     let tags = fx
         .sqs
@@ -5047,7 +5104,8 @@ async fn stored_strings_are_bounded_and_oversized_input_is_refused_naming_the_fi
         .send()
         .await
         .unwrap();
-    assert!(tags.tags().is_none_or(|tags| tags.is_empty()), "{tags:?}");
+    let keys: Vec<&String> = tags.tags().map(|tags| tags.keys().collect()).unwrap_or_default();
+    assert_eq!(keys, [gantry_functions::adapters::SENDER_ID_TAG], "{tags:?}");
     let mut bodies = host_reports(&id, "web-1", Some(LifecycleEvent::ValidateService));
     let mut failed: Value = serde_json::from_str(bodies.last().unwrap()).unwrap();
     failed["diagnostics"]["logTail"] = json!("\u{1b}".repeat(4096));

@@ -190,6 +190,34 @@ impl LifecycleHooks {
 
     /// CompleteLifecycleAction. An action that is no longer pending (completed before,
     /// or timed out) is done, not an error: there is nothing left to complete.
+    /// Tells Auto Scaling a launch is still being deployed to: its hook's heartbeat
+    /// timeout (an hour) starts again, up to the global timeout (48 hours). An action no
+    /// longer pending (completed, or timed out) is not an error.
+    pub async fn heartbeat(&self, action: &LifecycleAction) -> Result<(), ApiError> {
+        match self
+            .client
+            .record_lifecycle_action_heartbeat()
+            .auto_scaling_group_name(&action.auto_scaling_group_name)
+            .lifecycle_hook_name(&action.lifecycle_hook_name)
+            .lifecycle_action_token(&action.lifecycle_action_token)
+            .instance_id(&action.instance_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .and_then(|e| e.meta().code())
+                    .is_some_and(|code| code == "ValidationError") =>
+            {
+                tracing::warn!(error = %DisplayErrorContext(&error), "lifecycle action no longer pending");
+                Ok(())
+            }
+            Err(error) => Err(autoscaling_failure("RecordLifecycleActionHeartbeat", error)),
+        }
+    }
+
     pub async fn complete(&self, action: &LifecycleAction, result: &str) -> Result<(), ApiError> {
         match self
             .client

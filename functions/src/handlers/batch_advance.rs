@@ -285,6 +285,15 @@ async fn tick_one(
         applied = Box::pin(engine::step(control, deployment_id, &[Input::Tick { now }])).await?;
     }
     let record = &applied.record;
+    // A launch waits on its lifecycle hook while it is deployed to: each look tells Auto
+    // Scaling so, or a deployment longer than the hook's heartbeat timeout would have the
+    // instance abandoned under it.
+    if let Some(action) = &record.spec.lifecycle_action
+        && !record.state.status.is_terminal()
+        && let Err(error) = control.lifecycle.heartbeat(action).await
+    {
+        tracing::warn!(%deployment_id, %error, "launch heartbeat not recorded; the next tick tries again");
+    }
     // Effects not carried out keep the deployment on the tick, whatever its status:
     // a lock not yet released, a rollback not yet started.
     let mut retry_at = (!applied.effects_done).then_some(now + OUTBOX_GRACE_MS);
