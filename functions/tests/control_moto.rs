@@ -5104,8 +5104,15 @@ async fn stored_strings_are_bounded_and_oversized_input_is_refused_naming_the_fi
         .send()
         .await
         .unwrap();
-    let keys: Vec<&String> = tags.tags().map(|tags| tags.keys().collect()).unwrap_or_default();
-    assert_eq!(keys, [gantry_functions::adapters::SENDER_ID_TAG], "{tags:?}");
+    let keys: Vec<&String> = tags
+        .tags()
+        .map(|tags| tags.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys,
+        [gantry_functions::adapters::SENDER_ID_TAG],
+        "{tags:?}"
+    );
     let mut bodies = host_reports(&id, "web-1", Some(LifecycleEvent::ValidateService));
     let mut failed: Value = serde_json::from_str(bodies.last().unwrap()).unwrap();
     failed["diagnostics"]["logTail"] = json!("\u{1b}".repeat(4096));
