@@ -4,6 +4,7 @@
 use super::fleet::Host;
 use crate::error::ApiError;
 use crate::model::LifecycleAction;
+use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use gantry_core::identity::Sender;
 use std::collections::BTreeMap;
@@ -205,15 +206,7 @@ impl LifecycleHooks {
             .await
         {
             Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .and_then(|e| e.meta().code())
-                    .is_some_and(|code| code == "ValidationError") =>
-            {
-                tracing::warn!(error = %DisplayErrorContext(&error), "lifecycle action no longer pending");
-                Ok(())
-            }
+            Err(error) if no_longer_pending(&error) => Ok(()),
             Err(error) => Err(autoscaling_failure("RecordLifecycleActionHeartbeat", error)),
         }
     }
@@ -231,19 +224,26 @@ impl LifecycleHooks {
             .await
         {
             Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .and_then(|e| e.meta().code())
-                    .is_some_and(|code| code == "ValidationError") =>
-            {
-                tracing::warn!(error = %DisplayErrorContext(&error), "lifecycle action no longer pending");
-                Ok(())
-            }
+            Err(error) if no_longer_pending(&error) => Ok(()),
             Err(error) => Err(autoscaling_failure(
                 &format!("CompleteLifecycleAction ({result})"),
                 error,
             )),
         }
     }
+}
+
+/// Whether Auto Scaling refused a lifecycle action's call because the action is no
+/// longer pending (completed, or timed out): logged, and not an error.
+fn no_longer_pending<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: &aws_sdk_autoscaling::error::SdkError<E>,
+) -> bool {
+    let gone = error
+        .as_service_error()
+        .and_then(|e| e.meta().code())
+        .is_some_and(|code| code == "ValidationError");
+    if gone {
+        tracing::warn!(error = %DisplayErrorContext(error), "lifecycle action no longer pending");
+    }
+    gone
 }

@@ -2,33 +2,12 @@
 //! it stores, and the lock it takes.
 
 use super::*;
-use crate::deploy::memory::{APPLICATION, GROUP, MemoryWorld, host};
+use crate::deploy::memory::{APPLICATION, GROUP, MemoryWorld, host, hosts, input};
 use gantry_core::deployment::{DeploymentStatus, TargetStatus};
-use gantry_core::wire::S3Location;
 use serde_json::json;
 
-fn input() -> CreateDeploymentInput {
-    CreateDeploymentInput {
-        application_name: APPLICATION.into(),
-        deployment_group_name: GROUP.into(),
-        revision: Some(RevisionLocation::S3 {
-            s3_location: S3Location {
-                bucket: "bundles".into(),
-                key: "shop/web.zip".into(),
-                bundle_type: gantry_core::bundle::BundleType::Zip,
-                version: None,
-                e_tag: Some("etag-1".into()),
-            },
-        }),
-        ..Default::default()
-    }
-}
-
-fn world(hosts: usize) -> MemoryWorld {
-    let hosts = (0..hosts)
-        .map(|index| host(&format!("host-{index:02}"), None))
-        .collect();
-    MemoryWorld::new(json!({}), hosts)
+fn world(count: usize) -> MemoryWorld {
+    MemoryWorld::new(json!({}), hosts(count))
 }
 
 async fn create_as_user(

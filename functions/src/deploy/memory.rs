@@ -18,6 +18,31 @@ use std::sync::Mutex;
 pub const APPLICATION: &str = "shop";
 pub const GROUP: &str = "web";
 
+/// CreateDeployment's input for [`GROUP`]: a zip bundle's revision, pinned by ETag.
+pub fn input() -> super::CreateDeploymentInput {
+    super::CreateDeploymentInput {
+        application_name: APPLICATION.into(),
+        deployment_group_name: GROUP.into(),
+        revision: Some(gantry_core::wire::RevisionLocation::S3 {
+            s3_location: gantry_core::wire::S3Location {
+                bucket: "bundles".into(),
+                key: "shop/web.zip".into(),
+                bundle_type: gantry_core::bundle::BundleType::Zip,
+                version: None,
+                e_tag: Some("etag-1".into()),
+            },
+        }),
+        ..Default::default()
+    }
+}
+
+/// `count` on-premises hosts, `host-00` on.
+pub fn hosts(count: usize) -> Vec<Host> {
+    (0..count)
+        .map(|index| host(&format!("host-{index:02}"), None))
+        .collect()
+}
+
 pub struct MemoryWorld {
     pub ports: MemoryPorts,
     /// What the group's selection matches.

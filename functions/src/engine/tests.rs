@@ -2,37 +2,14 @@
 //! group's unlock, in milliseconds. moto's tests cover the same paths through AWS.
 
 use super::*;
-use crate::deploy::memory::{APPLICATION, GROUP, MemoryWorld, host};
+use crate::deploy::memory::{APPLICATION, GROUP, MemoryWorld, hosts, input};
 use crate::deploy::{CreateDeploymentInput, Origin};
 use crate::ports::{DeploymentLog, GroupLog, Ports};
 use gantry_core::deployment::TargetStatus;
 use gantry_core::lifecycle::LifecycleEvent;
-use gantry_core::wire::{Creator, EventStatus, Report, RevisionLocation, S3Location};
+use gantry_core::wire::{Creator, EventStatus, Report};
 use serde_json::json;
 use std::sync::Arc;
-
-fn input() -> CreateDeploymentInput {
-    CreateDeploymentInput {
-        application_name: APPLICATION.into(),
-        deployment_group_name: GROUP.into(),
-        revision: Some(RevisionLocation::S3 {
-            s3_location: S3Location {
-                bucket: "bundles".into(),
-                key: "shop/web.zip".into(),
-                bundle_type: gantry_core::bundle::BundleType::Zip,
-                version: None,
-                e_tag: Some("etag-1".into()),
-            },
-        }),
-        ..Default::default()
-    }
-}
-
-fn hosts(count: usize) -> Vec<crate::adapters::Host> {
-    (0..count)
-        .map(|index| host(&format!("host-{index:02}"), None))
-        .collect()
-}
 
 /// Creates the deployment and runs its start effects, as the create-deployment function does.
 async fn deploy(world: &MemoryWorld, input: CreateDeploymentInput) -> String {
