@@ -56,7 +56,7 @@ impl Sender {
 impl std::fmt::Display for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::InstanceRole => f.write_str("the instance's own role session"),
+            Self::InstanceRole => f.write_str("nobody (the instance has no instance profile)"),
             Self::InstanceRoleOf(role_id) => write!(f, "{role_id}:<the instance's id>"),
             Self::Principal(id) => f.write_str(id),
         }
