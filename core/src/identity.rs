@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Sender {
-    /// An EC2 instance without a known instance profile: a session named for it, of any
-    /// role, `<role id>:<instance id>`.
+    /// An EC2 instance without a known instance profile: nobody. Any principal allowed
+    /// to assume some role could name a session for it, so its reports are refused, and
+    /// a deployment fails it at the start (a target stored before this rule, too).
     InstanceRole,
     /// An EC2 instance whose instance profile's role has this unique id: that role's
     /// session named for it, `<role id>:<instance id>`, and no other role's.
@@ -43,9 +44,7 @@ impl Sender {
             return false;
         };
         match self {
-            Self::InstanceRole => sender_id
-                .split_once(':')
-                .is_some_and(|(role_id, session)| !role_id.is_empty() && session == instance_id),
+            Self::InstanceRole => false,
             Self::InstanceRoleOf(expected) => sender_id
                 .split_once(':')
                 .is_some_and(|(role_id, session)| role_id == expected && session == instance_id),
@@ -57,7 +56,7 @@ impl Sender {
 impl std::fmt::Display for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::InstanceRole => f.write_str("the instance's own role session"),
+            Self::InstanceRole => f.write_str("nobody (the instance has no instance profile)"),
             Self::InstanceRoleOf(role_id) => write!(f, "{role_id}:<the instance's id>"),
             Self::Principal(id) => f.write_str(id),
         }
@@ -172,9 +171,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_instance_role_admits_only_its_own_instance_session() {
+    fn an_instance_without_a_profile_admits_nobody() {
         let rule = Sender::InstanceRole;
-        assert!(rule.admits("i-0abc", Some("AROAEXAMPLE:i-0abc")));
+        assert!(
+            !rule.admits("i-0abc", Some("AROAEXAMPLE:i-0abc")),
+            "any role's session named for it"
+        );
         assert!(!rule.admits("i-0abc", Some("AROAEXAMPLE:i-0def")));
         assert!(!rule.admits("i-0abc", Some("AROAEXAMPLE:i-0abcd")));
         assert!(!rule.admits("i-0abc", Some(":i-0abc")));

@@ -134,9 +134,11 @@ impl TagSet {
 /// Where an instance stands before the deployment, which decides its place in line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Standing {
-    /// A stopped EC2 instance: in the deployment and its fleet, as CodeDeploy counts it,
-    /// but no agent runs on it, so it fails as the deployment starts without being sent
-    /// its command (`deployment::plan` sets it apart, after every other host).
+    /// A stopped EC2 instance (or one without an instance profile, whose reports nothing
+    /// could tell from another's): in the deployment and its fleet, as CodeDeploy counts
+    /// it, but no agent of its can take part, so it fails as the deployment starts
+    /// without being sent its command (`deployment::plan` sets it apart, after every
+    /// other host).
     Stopped,
     /// The group's last deployment to it failed.
     Unhealthy,

@@ -20,6 +20,7 @@ use gantry_functions::handlers::batch_advance;
 use gantry_functions::model::now_millis;
 use gantry_functions::store::{IDLE_TICK_MS, OUTBOX_GRACE_MS};
 use gantry_tests::archive::{self, Entry};
+use gantry_tests::instance_profile;
 use gantry_tests::moto::Moto;
 use serde_json::{Value, json};
 
@@ -27,6 +28,8 @@ const APP: &str = "shop";
 const BUCKET: &str = "revisions";
 const GROUP: &str = "bg";
 const SOURCE: &str = "web-asg";
+/// The role in the group's instance profile (of the same name).
+const HOST_ROLE: &str = "gantry-hosts";
 
 struct Fixture {
     _moto: Moto,
@@ -109,12 +112,15 @@ impl Fixture {
             .image_id()
             .unwrap()
             .to_owned();
+        // The copy's instances get the original's profile: with none, each would fail.
+        instance_profile::host_role(&config, HOST_ROLE).await;
         let autoscaling = autoscaling::Client::new(&config);
         autoscaling
             .create_launch_configuration()
             .launch_configuration_name("web")
             .image_id(&image)
             .instance_type("t3.micro")
+            .iam_instance_profile(HOST_ROLE)
             .send()
             .await
             .unwrap();

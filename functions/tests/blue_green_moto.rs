@@ -23,6 +23,7 @@ use gantry_functions::error::ApiError;
 use gantry_functions::handlers;
 use gantry_functions::handlers::batch_advance;
 use gantry_tests::archive::{self, Entry};
+use gantry_tests::instance_profile;
 use gantry_tests::moto::Moto;
 use gantry_tests::reports::event_reports;
 use serde_json::{Value, json};
@@ -36,9 +37,9 @@ use tokio::net::TcpListener;
 const APP: &str = "shop";
 const BUCKET: &str = "revisions";
 const LIFECYCLE_QUEUE: &str = "gantry-lifecycle";
-/// The role the instances' sessions are of (no instance profile: any role's session
-/// named for the instance speaks for it).
-const HOST_ROLE_ID: &str = "AROAHOSTSEXAMPLE00001";
+/// The role in the instances' instance profile (of the same name): their reports come
+/// from its sessions, each named for its instance.
+const HOST_ROLE: &str = "gantry-hosts";
 /// Long enough for the stand-in's health checks on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -85,6 +86,8 @@ struct Fixture {
     elb: elb::Client,
     vpc: String,
     subnet: String,
+    /// The unique id of [`HOST_ROLE`], the first half of each report's SenderId.
+    host_role_id: String,
 }
 
 impl Fixture {
@@ -138,6 +141,7 @@ impl Fixture {
             .subnet
             .and_then(|subnet| subnet.subnet_id)
             .unwrap();
+        let host_role_id = instance_profile::host_role(&config, HOST_ROLE).await;
         let fixture = Self {
             _moto: moto,
             control,
@@ -146,6 +150,7 @@ impl Fixture {
             elb: elb::Client::new(&config),
             vpc,
             subnet,
+            host_role_id,
         };
         fixture
             .ok("CreateApplication", json!({"applicationName": APP}))
@@ -214,17 +219,25 @@ impl Fixture {
                     .build(),
             );
         }
-        self.ec2
-            .run_instances()
-            .image_id(image)
-            .subnet_id(&self.subnet)
-            .min_count(count)
-            .max_count(count)
-            .tag_specifications(spec.build())
-            .send()
-            .await
-            .unwrap()
-            .instances()
+        // One at a time: moto gives IamInstanceProfile to the first instance of a
+        // RunInstances only, and an instance without one fails at once.
+        let mut launched = Vec::new();
+        for _ in 0..count {
+            let output = self
+                .ec2
+                .run_instances()
+                .image_id(&image)
+                .iam_instance_profile(instance_profile::by_name(HOST_ROLE))
+                .subnet_id(&self.subnet)
+                .min_count(1)
+                .max_count(1)
+                .tag_specifications(spec.clone().build())
+                .send()
+                .await
+                .unwrap();
+            launched.extend(output.instances().iter().cloned());
+        }
+        launched
             .iter()
             .map(|instance| {
                 let private: Ipv4Addr = instance.private_ip_address().unwrap().parse().unwrap();
@@ -382,7 +395,7 @@ impl Fixture {
                 .map(|body| {
                     let id = NEXT_MESSAGE.fetch_add(1, Ordering::SeqCst);
                     json!({"messageId": format!("m-{id}"), "receiptHandle": "h", "body": body,
-                           "attributes": {"SenderId": format!("{HOST_ROLE_ID}:{host}")},
+                           "attributes": {"SenderId": format!("{}:{host}", self.host_role_id)},
                            "eventSource": "aws:sqs"})
                 })
                 .collect();

@@ -16,6 +16,7 @@ use gantry_functions::handlers::batch_advance;
 use gantry_functions::model::DeploymentSpec;
 use gantry_functions::store::{OUTBOX_GRACE_MS, OutboxEntry};
 use gantry_tests::archive::{self, Entry};
+use gantry_tests::instance_profile;
 use gantry_tests::moto::Moto;
 use gantry_tests::reports::host_reports;
 use serde_json::{Value, json};
@@ -103,16 +104,8 @@ impl Fixture {
             .send()
             .await
             .expect("bucket");
-        let host_role_id = aws_sdk_iam::Client::new(&config)
-            .create_role()
-            .role_name(HOST_ROLE)
-            .assume_role_policy_document("{}")
-            .send()
-            .await
-            .expect("host role")
-            .role
-            .expect("role")
-            .role_id;
+        // Its instance profile (of the same name) is every EC2 instance's here.
+        let host_role_id = instance_profile::host_role(&config, HOST_ROLE).await;
         let fixture = Self {
             _moto: moto,
             control,
@@ -1161,6 +1154,7 @@ async fn ec2_tag_sets_and_auto_scaling_groups_resolve_to_running_instances() {
             );
         }
         ec2.run_instances()
+            .iam_instance_profile(instance_profile::by_name(HOST_ROLE))
             .image_id(&image)
             .min_count(1)
             .max_count(1)
@@ -1225,6 +1219,7 @@ async fn ec2_tag_sets_and_auto_scaling_groups_resolve_to_running_instances() {
     let autoscaling = aws_sdk_autoscaling::Client::new(&config);
     autoscaling
         .create_launch_configuration()
+        .iam_instance_profile(HOST_ROLE)
         .launch_configuration_name("web")
         .image_id(&image)
         .instance_type("t3.micro")
@@ -1331,6 +1326,7 @@ async fn auto_scaling_group(config: &aws_config::SdkConfig) -> aws_sdk_autoscali
     let autoscaling = aws_sdk_autoscaling::Client::new(config);
     autoscaling
         .create_launch_configuration()
+        .iam_instance_profile(HOST_ROLE)
         .launch_configuration_name("web")
         .image_id(&image)
         .instance_type("t3.micro")
@@ -4237,6 +4233,7 @@ async fn a_stopped_ec2_instance_fails_at_once_and_counts_against_the_minimum() {
     for _ in 0..4 {
         let launched = ec2
             .run_instances()
+            .iam_instance_profile(instance_profile::by_name(HOST_ROLE))
             .image_id(&image)
             .min_count(1)
             .max_count(1)
@@ -4406,6 +4403,7 @@ mod load_balanced {
             .build();
         let launched = ec2
             .run_instances()
+            .iam_instance_profile(instance_profile::by_name(HOST_ROLE))
             .image_id(image)
             .subnet_id(&subnet)
             .min_count(1)
@@ -5363,28 +5361,7 @@ async fn a_terminating_instance_stops_its_application_then_terminates() {
 async fn an_ec2_instance_reports_only_through_its_instance_profiles_role() {
     let fx = Fixture::start().await;
     let config = fx._moto.sdk_config().await;
-    let iam = aws_sdk_iam::Client::new(&config);
-    let role_id = iam
-        .create_role()
-        .role_name("web-host")
-        .assume_role_policy_document("{}")
-        .send()
-        .await
-        .unwrap()
-        .role
-        .unwrap()
-        .role_id;
-    iam.create_instance_profile()
-        .instance_profile_name("web-host")
-        .send()
-        .await
-        .unwrap();
-    iam.add_role_to_instance_profile()
-        .instance_profile_name("web-host")
-        .role_name("web-host")
-        .send()
-        .await
-        .unwrap();
+    let role_id = instance_profile::host_role(&config, "web-host").await;
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let image = ec2.describe_images().send().await.unwrap().images()[0]
         .image_id()
@@ -5395,11 +5372,7 @@ async fn an_ec2_instance_reports_only_through_its_instance_profiles_role() {
         .image_id(image)
         .min_count(1)
         .max_count(1)
-        .iam_instance_profile(
-            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
-                .name("web-host")
-                .build(),
-        )
+        .iam_instance_profile(instance_profile::by_name("web-host"))
         .tag_specifications(
             aws_sdk_ec2::types::TagSpecification::builder()
                 .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
@@ -5447,6 +5420,100 @@ async fn an_ec2_instance_reports_only_through_its_instance_profiles_role() {
         .collect();
     assert!(fx.deliver_from(own).await.is_empty());
     assert_eq!(fx.status(&id).await, "Succeeded");
+}
+
+/// BatchGetDeploymentTargets' `instanceTarget` for one host.
+async fn instance_target(fx: &Fixture, deployment_id: &str, host: &str) -> Value {
+    fx.ok(
+        "BatchGetDeploymentTargets",
+        json!({"deploymentId": deployment_id, "targetIds": [host]}),
+    )
+    .await["deploymentTargets"][0]["instanceTarget"]
+        .take()
+}
+
+/// The attacker's side: an EC2 instance without an instance profile. Any principal
+/// allowed to assume some role could name a session for it, so nothing could tell its
+/// agent's reports from forged ones: it fails as the deployment starts, saying why, is
+/// sent no command, and a report from a role session named for it does not count.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ec2_instance_without_an_instance_profile_fails_at_the_start_and_its_reports_are_refused()
+ {
+    let fx = Fixture::start().await;
+    let ec2 = aws_sdk_ec2::Client::new(&fx._moto.sdk_config().await);
+    let image = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let launch = |profile: Option<&str>| {
+        ec2.run_instances()
+            .image_id(&image)
+            .min_count(1)
+            .max_count(1)
+            .set_iam_instance_profile(profile.map(instance_profile::by_name))
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key("role")
+                            .value("web")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+    };
+    let id_of = |output: aws_sdk_ec2::operation::run_instances::RunInstancesOutput| {
+        output.instances()[0].instance_id().unwrap().to_owned()
+    };
+    let bare = id_of(launch(None).await.unwrap());
+    let profiled = id_of(launch(Some(HOST_ROLE)).await.unwrap());
+    fx.upload("v1.tgz", &good_bundle("v1")).await;
+    fx.ok(
+        "CreateDeploymentGroup",
+        json!({
+            "applicationName": APP,
+            "deploymentGroupName": "ec2",
+            "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+            "ec2TagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+        }),
+    )
+    .await;
+    let id = Box::pin(fx.deploy("ec2", "v1.tgz")).await.unwrap();
+
+    // Failed at the start, without a command; the instance with a profile goes on.
+    assert_eq!(
+        fx.dispatched(&[&bare, &profiled]).await,
+        vec![profiled.clone()]
+    );
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "InProgress", "{info}");
+    assert_eq!(info["deploymentOverview"]["Failed"], 1, "{info}");
+    assert_eq!(info["deploymentOverview"]["InProgress"], 1, "{info}");
+    let failed = instance_target(&fx, &id, &bare).await;
+    assert_eq!(failed["status"], "Failed", "{failed}");
+    let first = &failed["lifecycleEvents"][0];
+    assert_eq!(first["status"], "Failed", "{failed}");
+    let message = first["diagnostics"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{bare} has no instance profile")),
+        "{message}"
+    );
+
+    // A role session named for it (here, even the hosts' own role): dropped as forged,
+    // not retried, and the target stays as it was.
+    let forged = host_reports(&id, &bare, None);
+    let count = forged.len();
+    assert!(fx.deliver(forged).await.is_empty(), "dropped, not retried");
+    assert_eq!(fx.deployment(&id).await["forgedReports"], count);
+    assert_eq!(instance_target(&fx, &id, &bare).await, failed);
+
+    // The instance with a profile succeeds, and AllAtOnce needs only one success.
+    fx.run_host(&id, &profiled, None).await;
+    let info = fx.deployment(&id).await;
+    assert_eq!(info["status"], "Succeeded", "{info}");
+    assert_eq!(info["deploymentOverview"]["Failed"], 1, "{info}");
 }
 
 /// The first batch is a batch boundary: a deployment created while one of its alarms is

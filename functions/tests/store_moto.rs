@@ -28,7 +28,7 @@ fn ordered(hosts: usize) -> Vec<Target> {
             instance_id: format!("i-{index:03}"),
             zone: Some(format!("az-{}", index % 2)),
             standing: Standing::Old,
-            sender: Sender::InstanceRole,
+            sender: Sender::InstanceRoleOf("AROAHOSTROLE".into()),
         })
         .collect();
     planner::order(targets)

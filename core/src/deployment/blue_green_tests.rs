@@ -19,7 +19,7 @@ fn hosts(prefix: &str, count: usize) -> Vec<Target> {
             instance_id: format!("i-{prefix}{index}"),
             zone: Some(format!("az-{}", index % 2)),
             standing: Standing::Unknown,
-            sender: Sender::InstanceRole,
+            sender: Sender::InstanceRoleOf("AROAHOSTROLE".into()),
         })
         .collect()
 }

@@ -22,7 +22,7 @@ fn fleet(count: usize, stopped: &[usize]) -> Vec<Target> {
             } else {
                 Standing::Unknown
             },
-            sender: Sender::InstanceRole,
+            sender: Sender::InstanceRoleOf("AROAHOSTROLE".into()),
         })
         .collect()
 }

@@ -344,10 +344,17 @@ impl TargetState {
         events: &[LifecycleEvent],
         at: Option<Millis>,
     ) -> Self {
-        let message = format!(
-            "instance {} is stopped, so no agent runs on it: it counts as a failed instance, as in CodeDeploy. Start it, or take it out of the deployment group, and deploy again",
-            target.instance_id
-        );
+        let message = if target.sender == crate::identity::Sender::InstanceRole {
+            format!(
+                "instance {} has no instance profile, so its reports could not be told from those of any role session named for it: it counts as a failed instance. Attach an instance profile (its agent reports with the profile's role), or take it out of the deployment group, and deploy again",
+                target.instance_id
+            )
+        } else {
+            format!(
+                "instance {} is stopped, so no agent runs on it: it counts as a failed instance, as in CodeDeploy. Start it, or take it out of the deployment group, and deploy again",
+                target.instance_id
+            )
+        };
         let events = events
             .iter()
             .enumerate()

@@ -16,7 +16,7 @@ fn targets(count: usize, zones: usize, standing: Standing) -> Vec<Target> {
             instance_id: format!("i-{index:03}"),
             zone: Some(format!("az-{}", index % zones.max(1))),
             standing,
-            sender: Sender::InstanceRole,
+            sender: Sender::InstanceRoleOf("AROAHOSTROLE".into()),
         })
         .collect()
 }
@@ -678,7 +678,7 @@ fn the_summary_stays_small_for_the_largest_deployment() {
             instance_id: format!("i-{index:017x}"),
             zone: Some(format!("us-east-1{}", ["a", "b", "c"][index % 3])),
             standing: Standing::Old,
-            sender: Sender::InstanceRole,
+            sender: Sender::InstanceRoleOf("AROAHOSTROLE".into()),
         })
         .collect();
     let mut d = deployment(crate::config::ALL_AT_ONCE, hosts);
@@ -798,7 +798,7 @@ fn start(s: &Scenario) -> Option<Sim> {
             instance_id: format!("i-{index:03}"),
             zone: Some(format!("az-{}", index % s.zones)),
             standing,
-            sender: Sender::InstanceRole,
+            sender: Sender::InstanceRoleOf("AROAHOSTROLE".into()),
         })
         .collect();
     let zonal = s.zonal.then_some(ZonalConfig {
@@ -1738,7 +1738,7 @@ fn a_zonal_summary_stays_small_whatever_the_zones() {
                 instance_id: format!("host-{index:05}"),
                 zone: Some(format!("{:0>256}", index % zones)),
                 standing: Standing::Unknown,
-                sender: Sender::InstanceRole,
+                sender: Sender::InstanceRoleOf("AROAHOSTROLE".into()),
             })
             .collect()
     };

@@ -277,7 +277,9 @@ pub fn plan(
         None => Vec::new(),
     };
     let to_target = |host: Host| Target {
-        standing: if host.stopped {
+        // A stopped instance runs no agent; an EC2 instance left unbound (no instance
+        // profile) has no identity its reports could be told by: both fail at once.
+        standing: if host.stopped || host.sender == Sender::InstanceRole {
             Standing::Stopped
         } else {
             standing(health.get(&host.instance_id), current)

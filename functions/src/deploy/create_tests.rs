@@ -182,3 +182,31 @@ async fn hosts_in_many_zones_deploy_under_a_configuration_without_zones() {
     // Only zonal configurations stripe by zone; a predefined one deploys over any number.
     assert!(error.is_ok(), "{:?}", error.err());
 }
+
+#[tokio::test]
+async fn an_ec2_instance_without_a_profile_fails_at_the_start_naming_why() {
+    // Left unbound by gather: no instance profile, so no role its reports must come from.
+    let mut unbound = host("i-0aaaaaaaaaaaaaaaa", None);
+    unbound.sender = gantry_core::identity::Sender::InstanceRole;
+    let mut bound = host("i-0bbbbbbbbbbbbbbbb", None);
+    bound.sender = gantry_core::identity::Sender::InstanceRoleOf("AROAWEBHOSTS".into());
+    let world = MemoryWorld::new(
+        json!({"deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
+        vec![unbound, bound],
+    );
+    let created = create_as_user(&world, input()).await.unwrap();
+    assert!(
+        created
+            .effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Dispatch { first: 0, count: 1 })),
+        "only the bound instance is sent its command: {:?}",
+        created.effects
+    );
+    let records = world.ports.log.records();
+    let targets = &records.deployments[&created.record.spec.deployment_id].targets;
+    let failed = &targets["i-0aaaaaaaaaaaaaaaa"].value;
+    assert_eq!(failed.status, TargetStatus::Failed);
+    let message = &failed.events[0].diagnostics.as_ref().unwrap().message;
+    assert!(message.contains("no instance profile"), "{message}");
+}

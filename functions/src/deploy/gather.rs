@@ -277,8 +277,9 @@ pub(super) fn deadlines(
 /// Binds each EC2 instance with an instance profile to its profile's role: its reports
 /// then count only from that role's session named for it, not from any role's session a
 /// principal could name so (an on-premises host registered with a role session could).
-/// An instance without a profile keeps the session-name rule: it has no role
-/// credentials to report with anyway, unless its agent was given keys of its own.
+/// An instance without a profile (or whose profile has no role) stays unbound, and the
+/// plan fails it at the start (see [`super::create::plan`]): nothing could tell its
+/// reports from those of any role session named for it.
 pub(super) async fn bind_instance_roles(
     control: &ControlPlane,
     hosts: &mut [Host],
