@@ -121,7 +121,9 @@ impl Fleet {
     /// narrowest list (any match of the set matches one of them), rather than paging
     /// through every instance of the account; the whole set is checked here.
     pub async fn ec2(&self, rule: &TagSet) -> Result<Vec<Host>, ApiError> {
-        let mut found: std::collections::BTreeMap<String, Host> = Default::default();
+        // In EC2's order, each instance once (several filters may find it).
+        let mut found: Vec<Host> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut searches: Vec<Option<aws_sdk_ec2::types::Filter>> = rule
             .narrowest()
             .unwrap_or_default()
@@ -157,8 +159,9 @@ impl Fleet {
                         .collect();
                     if let Some(id) = instance.instance_id()
                         && rule.matches(&tags)
+                        && seen.insert(id.to_owned())
                     {
-                        found.entry(id.to_owned()).or_insert_with(|| Host {
+                        found.push(Host {
                             instance_id: id.to_owned(),
                             sender: Sender::InstanceRole,
                             zone: instance
@@ -172,7 +175,7 @@ impl Fleet {
                 }
             }
         }
-        Ok(found.into_values().collect())
+        Ok(found)
     }
 
     /// In-service instances of the named Auto Scaling groups.
