@@ -2821,8 +2821,8 @@ async fn application_stop_gets_the_timeout_of_the_revision_whose_script_runs() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rollback_installs_with_the_restored_deployments_file_exists_behavior() {
+/// Host web-1 in group "web" (all at once, rolled back on failure), v1 and v2 uploaded.
+async fn rollback_fixture() -> Fixture {
     let fx = Fixture::start().await;
     fx.hosts(&["web-1"]).await;
     fx.upload("v1.tgz", &good_bundle("1")).await;
@@ -2833,6 +2833,12 @@ async fn a_rollback_installs_with_the_restored_deployments_file_exists_behavior(
         json!({"autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]}}),
     )
     .await;
+    fx
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_installs_with_the_restored_deployments_file_exists_behavior() {
+    let fx = rollback_fixture().await;
     let create = |key: &str, behavior: &str| {
         json!({
             "applicationName": APP, "deploymentGroupName": "web", "fileExistsBehavior": behavior,
@@ -2881,16 +2887,7 @@ async fn a_rollback_installs_with_the_restored_deployments_file_exists_behavior(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollback_waits_for_its_deployments_lock_instead_of_giving_up() {
-    let fx = Fixture::start().await;
-    fx.hosts(&["web-1"]).await;
-    fx.upload("v1.tgz", &good_bundle("1")).await;
-    fx.upload("v2.tgz", &good_bundle("2")).await;
-    fx.group(
-        "web",
-        "CodeDeployDefault.AllAtOnce",
-        json!({"autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]}}),
-    )
-    .await;
+    let fx = rollback_fixture().await;
     let good = fx.deploy("web", "v1.tgz").await.unwrap();
     fx.run_host(&good, "web-1", None).await;
     let bad = fx.deploy("web", "v2.tgz").await.unwrap();
