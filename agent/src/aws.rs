@@ -5,14 +5,14 @@
 
 use crate::config::AgentConfig;
 use crate::github::GitHubTarballs;
-use crate::net::Limits;
+use crate::net::{self, Limits};
 use crate::runner::{ReportSink, RevisionSource};
-use aws_config::SdkConfig;
-use aws_sdk_s3::config::StalledStreamProtectionConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::SdkBody;
+use aws_smithy_http_client::Connector;
+use aws_smithy_http_client::proxy::ProxyConfig;
 use gantry_core::wire::{
-    REPORTS_PER_MESSAGE_MAX, Report, RevisionLocation, S3Location, reports_to_json,
+    Command, REPORTS_PER_MESSAGE_MAX, Report, RevisionLocation, S3Location, reports_to_json,
 };
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -28,11 +28,13 @@ pub struct Revisions {
 }
 
 impl RevisionSource for Revisions {
-    fn fetch(&self, revision: &RevisionLocation, destination: &Path) -> Result<(), String> {
-        match revision {
-            RevisionLocation::S3 { s3_location } => self
-                .runtime
-                .block_on(self.s3.fetch(s3_location, destination)),
+    fn fetch(&self, command: &Command, destination: &Path) -> Result<(), String> {
+        match &command.revision {
+            RevisionLocation::S3 { s3_location } => self.runtime.block_on(self.s3.fetch(
+                s3_location,
+                command.bundle_url.as_deref(),
+                destination,
+            )),
             RevisionLocation::GitHub { git_hub_location } => {
                 self.runtime.block_on(self.github.fetch(
                     &git_hub_location.repository,
@@ -44,19 +46,22 @@ impl RevisionSource for Revisions {
     }
 }
 
-/// Bundles from S3, within `s3.timeout_seconds` and `max_bundle_bytes`. The client is
-/// built on the first download.
+/// Bundles from S3, through the presigned link each command carries
+/// ([`Command::bundle_url`]): hosts hold no S3 permission, so none reads another
+/// application's revisions. Within `s3.timeout_seconds`, `max_bundle_bytes` and
+/// `download_deadline_seconds`, through `proxy.url` as AWS requests are.
 pub struct S3Bundles {
-    sdk: SdkConfig,
-    client: OnceLock<aws_sdk_s3::Client>,
+    /// Built on the first download.
+    connector: OnceLock<Connector>,
+    proxy: Option<ProxyConfig>,
     limits: Limits,
 }
 
 impl S3Bundles {
-    pub fn new(sdk: &SdkConfig, config: &AgentConfig) -> Self {
-        Self {
-            sdk: sdk.clone(),
-            client: OnceLock::new(),
+    pub fn new(config: &AgentConfig) -> Result<Self, String> {
+        Ok(Self {
+            connector: OnceLock::new(),
+            proxy: net::proxy_config(config.proxy.as_ref())?,
             limits: Limits {
                 max_bytes: config.max_bundle_bytes,
                 max_bytes_key: "max_bundle_bytes",
@@ -64,37 +69,31 @@ impl S3Bundles {
                 timeout_key: "s3.timeout_seconds",
                 deadline: Duration::from_secs(config.download_deadline_seconds.into()),
             },
-        }
-    }
-
-    fn client(&self) -> &aws_sdk_s3::Client {
-        self.client.get_or_init(|| {
-            let timeout = self.limits.timeout;
-            // Connecting: the SDK's own limit (3.1 s), unless the configured one is shorter.
-            let connect = self
-                .sdk
-                .timeout_config()
-                .and_then(|timeouts| timeouts.connect_timeout())
-                .map_or(timeout, |connect| connect.min(timeout));
-            let config = aws_sdk_s3::config::Builder::from(&self.sdk)
-                .timeout_config(
-                    TimeoutConfig::builder()
-                        .connect_timeout(connect)
-                        .read_timeout(timeout)
-                        .build(),
-                )
-                // A silent body fails by the configured timeout (Limits::save) instead.
-                .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-                .build();
-            aws_sdk_s3::Client::from_conf(config)
         })
     }
 
-    /// Downloads the bundle at `location` to `destination`, within the limits.
-    pub async fn fetch(&self, location: &S3Location, destination: &Path) -> Result<(), String> {
+    fn connector(&self) -> &Connector {
+        self.connector
+            .get_or_init(|| net::http_connector(self.proxy.as_ref(), self.limits.timeout))
+    }
+
+    /// Downloads the bundle at `location` through its link to `destination`, within
+    /// the limits. Errors name the bundle by its S3 location, never by the link.
+    pub async fn fetch(
+        &self,
+        location: &S3Location,
+        link: Option<&str>,
+        destination: &Path,
+    ) -> Result<(), String> {
         let name = format!("s3://{}/{}", location.bucket, location.key);
+        let link = link.ok_or_else(|| {
+            format!("{name}: the command carries no bundleUrl (a control plane older than this agent sent it); deploy again once the control plane is updated")
+        })?;
         self.limits
-            .whole(&name, self.fetch_unbounded(&name, location, destination))
+            .whole(
+                &name,
+                self.fetch_unbounded(&name, location, link, destination),
+            )
             .await
     }
 
@@ -102,37 +101,38 @@ impl S3Bundles {
         &self,
         name: &str,
         location: &S3Location,
+        link: &str,
         destination: &Path,
     ) -> Result<(), String> {
-        let mut request = self
-            .client()
-            .get_object()
-            .bucket(&location.bucket)
-            .key(&location.key);
-        if let Some(version) = &location.version {
-            request = request.version_id(version);
+        let request = hyper::Request::get(link)
+            .header(hyper::header::USER_AGENT, "gantry-agent")
+            .body(SdkBody::empty())
+            .map_err(|_| format!("{name}: the command's bundleUrl is not a valid URL"))?;
+        let response = net::send(self.connector(), &self.limits, name, request).await?;
+        match response.status().as_u16() {
+            200 => {}
+            403 => {
+                return Err(format!(
+                    "{name}: S3 refused the command's link to it (403): the link expired (the host started after the command's startBy, or the control plane's credentials ended first) or the bucket's policy refuses it; deploy again"
+                ));
+            }
+            404 => {
+                return Err(format!(
+                    "{name}: not found (404): the object, or its pinned version, was deleted after the revision was registered"
+                ));
+            }
+            status => return Err(format!("{name}: S3 answered {status}")),
         }
-        let object = request.send().await.map_err(|error| match &error {
-            SdkError::TimeoutError(_) => self.limits.stalled(name),
-            SdkError::DispatchFailure(failure) if failure.is_timeout() => self.limits.stalled(name),
-            _ => format!("downloading {name}: {}", DisplayErrorContext(error)),
-        })?;
         // The ETag recorded when the revision was registered pins its content.
         if let Some(expected) = &location.e_tag {
-            let found = object.e_tag().unwrap_or_default();
+            let found = response.headers().get("etag").unwrap_or_default();
             if found.trim_matches('"') != expected.trim_matches('"') {
                 return Err(format!(
                     "{name} has ETag {found} but the revision was registered with {expected}: the bundle changed after it was pushed"
                 ));
             }
         }
-        let length = object
-            .content_length()
-            .and_then(|length| u64::try_from(length).ok());
-        self.limits.check_declared(name, length)?;
-        self.limits
-            .save(name, object.body.into_inner(), destination)
-            .await
+        net::save_response(&self.limits, name, response, destination).await
     }
 }
 

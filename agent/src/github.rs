@@ -7,12 +7,9 @@
 
 use crate::config::AgentConfig;
 use crate::net::{self, Limits};
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::SdkBody;
 use aws_smithy_http_client::Connector;
 use aws_smithy_http_client::proxy::ProxyConfig;
-use aws_smithy_runtime_api::client::http::HttpConnector;
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use hyper::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
 use hyper::http::uri::{Authority, Scheme};
 use hyper::{Request, StatusCode, Uri};
@@ -107,22 +104,9 @@ impl GitHubTarballs {
             }
             let request = request
                 .body(SdkBody::empty())
-                .map_err(|error| format!("{name}: {error}"))
-                .and_then(|request| {
-                    HttpRequest::try_from(request).map_err(|error| format!("{name}: {error}"))
-                })?;
+                .map_err(|error| format!("{name}: {error}"))?;
             let from = format!("{name} from {uri}");
-            let response = self
-                .limits
-                .within(&from, self.connector().call(request))
-                .await?
-                .map_err(|error| {
-                    if error.is_timeout() {
-                        self.limits.stalled(&from)
-                    } else {
-                        format!("downloading {from}: {}", DisplayErrorContext(&error))
-                    }
-                })?;
+            let response = net::send(self.connector(), &self.limits, &from, request).await?;
             let status = StatusCode::from_u16(response.status().as_u16())
                 .map_err(|error| format!("{from}: {error}"))?;
             if status.is_redirection() {
@@ -144,15 +128,7 @@ impl GitHubTarballs {
                     _ => format!("{name}: {uri} answered {status}"),
                 });
             }
-            let declared = response
-                .headers()
-                .get("content-length")
-                .and_then(|value| value.parse::<u64>().ok());
-            self.limits.check_declared(name, declared)?;
-            return self
-                .limits
-                .save(&from, response.into_body(), destination)
-                .await;
+            return net::save_response(&self.limits, &from, response, destination).await;
         }
         Err(format!("{name}: more than {MAX_REDIRECTS} redirects"))
     }

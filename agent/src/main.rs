@@ -174,7 +174,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let reports_queue_url = queue_url(&sqs, &config.reports_queue).await?;
     let sqs_reports = sqs.clone();
     let agent = Agent {
-        s3: Arc::new(S3Bundles::new(&sdk, &config)),
+        s3: Arc::new(S3Bundles::new(&config).map_err(anyhow::Error::msg)?),
         github: Arc::new(github),
         config,
         instance_id,

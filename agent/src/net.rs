@@ -6,7 +6,10 @@
 use crate::config::{self, Proxy};
 use aws_sdk_s3::primitives::SdkBody;
 use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
-use aws_smithy_runtime_api::client::http::{HttpConnectorSettings, SharedHttpClient};
+use aws_smithy_runtime_api::client::http::{
+    HttpConnector, HttpConnectorSettings, SharedHttpClient,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use http_body_util::BodyExt;
 use std::path::Path;
 use std::time::Duration;
@@ -70,6 +73,46 @@ pub fn http_connector(proxy: Option<&ProxyConfig>, timeout: Duration) -> Connect
         .read_timeout(timeout)
         .build();
     connector(proxy, Some(settings), None)
+}
+
+/// Sends one request of a download and waits for its response's head within the
+/// timeout. `from` names it in errors: never a presigned URL, which is a secret.
+pub async fn send(
+    connector: &Connector,
+    limits: &Limits,
+    from: &str,
+    request: hyper::Request<SdkBody>,
+) -> Result<HttpResponse, String> {
+    let request = HttpRequest::try_from(request).map_err(|error| format!("{from}: {error}"))?;
+    limits
+        .within(from, connector.call(request))
+        .await?
+        .map_err(|error| {
+            if error.is_timeout() {
+                limits.stalled(from)
+            } else {
+                format!(
+                    "downloading {from}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&error)
+                )
+            }
+        })
+}
+
+/// Saves a successful response's body to `destination` within the limits, refusing at
+/// once one whose declared length is over the cap.
+pub async fn save_response(
+    limits: &Limits,
+    name: &str,
+    response: HttpResponse,
+    destination: &Path,
+) -> Result<(), String> {
+    let declared = response
+        .headers()
+        .get("content-length")
+        .and_then(|value| value.parse::<u64>().ok());
+    limits.check_declared(name, declared)?;
+    limits.save(name, response.into_body(), destination).await
 }
 
 /// How a download may go: the largest revision, how long it may go silent, and how long

@@ -35,9 +35,7 @@ pub use records::{cancel, recover};
 use events::run_event;
 use gantry_core::appspec::AppSpec;
 use gantry_core::lifecycle::{LifecycleEvent, Performer};
-use gantry_core::wire::{
-    Command, Diagnostics, ErrorCode, EventStatus, Report, RevisionLocation, SCHEMA_VERSION,
-};
+use gantry_core::wire::{Command, Diagnostics, ErrorCode, EventStatus, Report, SCHEMA_VERSION};
 use records::{append_reports, prune_deployment_records, recorded_reports};
 use revisions::{prune_revisions, record_last_successful};
 use std::fs;
@@ -45,9 +43,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Fetches a revision's bundle to a local file.
+/// Fetches a command's revision bundle to a local file.
 pub trait RevisionSource {
-    fn fetch(&self, revision: &RevisionLocation, destination: &Path) -> Result<(), String>;
+    fn fetch(&self, command: &Command, destination: &Path) -> Result<(), String>;
 }
 
 /// Sends reports to the control plane.

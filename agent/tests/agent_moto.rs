@@ -136,6 +136,7 @@ fn command_for(deployment_id: &str, key: &str, e_tag: &str) -> Command {
         ignore_application_stop_failures: false,
         creator: Creator::User,
         start_by: None,
+        bundle_url: None,
     }
 }
 
@@ -278,8 +279,33 @@ async fn put_bundle(stack: &Stack, key: &str, entries: &[Entry]) -> String {
         .unwrap()
 }
 
+/// Sends `command` as the control plane does: an S3 revision's with a presigned link
+/// to its bundle, unless it has one.
 async fn send_command(stack: &Stack, command: &Command) {
-    send_body(stack, command.to_json()).await;
+    send_body(stack, linked(stack, command).await.to_json()).await;
+}
+
+/// `command` with a presigned link to its S3 bundle, as the control plane signs it,
+/// unless it has one.
+async fn linked(stack: &Stack, command: &Command) -> Command {
+    let mut command = command.clone();
+    if let RevisionLocation::S3 { s3_location } = &command.revision
+        && command.bundle_url.is_none()
+    {
+        let presigning =
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600))
+                .unwrap();
+        let link = stack
+            .s3
+            .get_object()
+            .bucket(&s3_location.bucket)
+            .key(&s3_location.key)
+            .presigned(presigning)
+            .await
+            .unwrap();
+        command.bundle_url = Some(link.uri().to_owned());
+    }
+    command
 }
 
 async fn send_body(stack: &Stack, body: String) {
@@ -907,6 +933,50 @@ async fn a_github_revision_that_is_not_there_fails_download_bundle_saying_why() 
     assert!(message.contains("acme/gone"), "{message}");
 }
 
+/// Issue 27: hosts hold no S3 permission and read a bundle through the link its
+/// command carries. A link S3 refuses (expired, or not S3's) fails DownloadBundle
+/// naming the bundle and why, and never the link, which is a secret while it lasts;
+/// a command without a link fails saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_link_s3_refuses_fails_download_bundle_without_showing_the_link() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let refusing = serve_http(|_| {
+        response(
+            "403 Forbidden",
+            "Content-Type: application/xml\r\n",
+            b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+        )
+    })
+    .await;
+    let _agent = start_agent(&stack, dir.path());
+    let mut command = command_for("d-LINK00001", "shop.tgz", "\"0\"");
+    command.bundle_url = Some(format!(
+        "http://127.0.0.1:{refusing}/bundles/shop.tgz?X-Amz-Signature=feedface"
+    ));
+    send_command(&stack, &command).await;
+    let reports = reports_until_done(&stack, "d-LINK00001", Duration::from_secs(30)).await;
+    let failed = failed_event(&reports);
+    assert_eq!(
+        failed.lifecycle_event,
+        lifecycle::LifecycleEvent::DownloadBundle
+    );
+    let message = &failed.diagnostics.as_ref().unwrap().message;
+    assert!(message.contains("s3://bundles/shop.tgz"), "{message}");
+    assert!(
+        message.contains("403") && message.contains("expired"),
+        "{message}"
+    );
+    assert!(!message.contains("feedface"), "the link leaked: {message}");
+
+    // An older control plane's command, without a link.
+    let unlinked = command_for("d-LINK00002", "shop.tgz", "\"0\"");
+    send_body(&stack, unlinked.to_json()).await;
+    let reports = reports_until_done(&stack, "d-LINK00002", Duration::from_secs(30)).await;
+    let message = &failed_event(&reports).diagnostics.as_ref().unwrap().message;
+    assert!(message.contains("no bundleUrl"), "{message}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_github_server_that_stalls_fails_download_bundle_by_its_timeout() {
     let stack = stack().await;
@@ -1045,17 +1115,22 @@ async fn an_s3_download_that_stalls_fails_download_bundle_by_its_timeout() {
         .endpoint()
         .trim_start_matches("http://")
         .to_owned();
-    // S3 (only) through the relay: the response's head and a little of the body arrive.
-    let relay = stalling_relay(moto, 4096).await;
+    // The bundle's link (only) through the relay: the response's head and a little of
+    // the body arrive.
+    let relay = stalling_relay(moto.clone(), 4096).await;
     let _agent = start_agent_env(
         &stack,
         dir.path(),
         "identity:\n  on_premises_name: host-1\n",
         "s3:\n  timeout_seconds: 1\n",
-        &[("AWS_ENDPOINT_URL_S3", format!("http://127.0.0.1:{relay}"))],
+        &[],
     );
     let sent = Instant::now();
-    send_command(&stack, &command_for("d-S3STALL01", "stall.tgz", &e_tag)).await;
+    let mut command = linked(&stack, &command_for("d-S3STALL01", "stall.tgz", &e_tag)).await;
+    command.bundle_url = command
+        .bundle_url
+        .map(|link| link.replacen(&moto, &format!("127.0.0.1:{relay}"), 1));
+    send_command(&stack, &command).await;
     let reports = reports_until_done(&stack, "d-S3STALL01", Duration::from_secs(30)).await;
     let failed = failed_event(&reports);
     assert_eq!(
@@ -1348,7 +1423,7 @@ async fn an_ec2_agent_takes_its_instance_id_from_the_metadata_service() {
         &format!("identity:\n  ec2:\n    metadata_endpoint: http://127.0.0.1:{imds}\n"),
         "",
     );
-    let mut command = command_for("d-EC2000001", "plain.tgz", &e_tag);
+    let mut command = linked(&stack, &command_for("d-EC2000001", "plain.tgz", &e_tag)).await;
     command.instance_id = "i-fake".into();
     stack
         .sqs
@@ -1418,7 +1493,7 @@ async fn an_agent_started_before_its_queue_exists_waits_for_it() {
         .unwrap()
         .queue_url
         .unwrap();
-    let mut command = command("d-LATEQUEUE", &e_tag);
+    let mut command = linked(&stack, &command("d-LATEQUEUE", &e_tag)).await;
     command.instance_id = "host-2".into();
     stack
         .sqs

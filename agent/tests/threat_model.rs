@@ -620,8 +620,8 @@ fn a_killed_install_leaves_a_list_the_next_deployment_cleans_up() {
 struct LocalBundles(PathBuf);
 
 impl RevisionSource for LocalBundles {
-    fn fetch(&self, revision: &RevisionLocation, destination: &Path) -> Result<(), String> {
-        let RevisionLocation::S3 { s3_location } = revision else {
+    fn fetch(&self, command: &Command_, destination: &Path) -> Result<(), String> {
+        let RevisionLocation::S3 { s3_location } = &command.revision else {
             return Err("only S3 revisions here".to_owned());
         };
         fs::copy(self.0.join(&s3_location.key), destination)
@@ -673,6 +673,7 @@ fn deploy(host: &Host, appspec: &str, extra: &[Entry]) -> Outcome {
         ignore_application_stop_failures: false,
         creator: Creator::User,
         start_by: None,
+        bundle_url: None,
     };
     let runner_host = RunnerHost {
         instance_id: "host-1",
@@ -1208,15 +1209,7 @@ fn a_trickling_s3_download_ends_at_the_deadline() {
         .enable_all()
         .build()
         .unwrap();
-    let sdk = aws_config::SdkConfig::builder()
-        .endpoint_url(format!("http://127.0.0.1:{}", server.port))
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-            aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test"),
-        ))
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build();
-    let s3 = gantry_agent::aws::S3Bundles::new(&sdk, &config);
+    let s3 = gantry_agent::aws::S3Bundles::new(&config).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let location = S3Location {
         bucket: "bundles".to_owned(),
@@ -1225,9 +1218,13 @@ fn a_trickling_s3_download_ends_at_the_deadline() {
         version: None,
         e_tag: None,
     };
+    let link = format!(
+        "http://127.0.0.1:{}/bundles/app.tgz?X-Amz-Signature=0",
+        server.port
+    );
     let started = Instant::now();
     let error = runtime
-        .block_on(s3.fetch(&location, &dir.path().join("bundle")))
+        .block_on(s3.fetch(&location, Some(&link), &dir.path().join("bundle")))
         .unwrap_err();
     let took = started.elapsed();
     assert!(
@@ -1270,6 +1267,7 @@ fn a_command_whose_group_id_leaves_root_dir_is_refused() {
         ignore_application_stop_failures: false,
         creator: Creator::User,
         start_by: None,
+        bundle_url: None,
     };
     let runner_host = RunnerHost {
         instance_id: "host-1",

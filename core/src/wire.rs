@@ -142,6 +142,11 @@ pub struct Command {
     /// never runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_by: Option<u64>,
+    /// An S3 revision's bundle as a presigned GET, valid a little past `start_by`: hosts
+    /// read bundles through it and need no S3 permission of their own, so no host can
+    /// read another application's revisions. Secret while it lasts: never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_url: Option<String>,
 }
 
 impl Command {
@@ -169,6 +174,9 @@ impl Command {
         require("applicationName", &self.application_name)?;
         check_instance_id("instanceId", &self.instance_id)?;
         self.revision.validate()?;
+        if let Some(url) = &self.bundle_url {
+            check_bundle_url(url)?;
+        }
         if self.lifecycle_events.is_empty() {
             return Err(invalid("lifecycleEvents", "must list at least one event"));
         }
@@ -475,6 +483,24 @@ fn check_version(text: &str) -> Result<(), WireError> {
         Some(found) if found > SCHEMA_VERSION => Err(WireError::UnsupportedVersion { found }),
         Some(_) => Ok(()),
     }
+}
+
+/// The longest presigned URL taken: S3's own with a session token is about 1.5 KB.
+pub const BUNDLE_URL_MAX: usize = 8192;
+
+/// A bundle URL is http(s), one line, and of a presigned URL's size: the agent sends it
+/// as it is, and names the bundle by its S3 location, never by it.
+fn check_bundle_url(url: &str) -> Result<(), WireError> {
+    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+    if !scheme_ok || url.len() > BUNDLE_URL_MAX || url.chars().any(char::is_control) {
+        return Err(invalid(
+            "bundleUrl",
+            format!(
+                "must be an http(s) URL of at most {BUNDLE_URL_MAX} characters, without control characters"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn require(field: &'static str, value: &str) -> Result<(), WireError> {

@@ -31,10 +31,10 @@ pub struct Settings {
     pub lifecycle_queue_url: Option<String>,
     pub lifecycle_queue_arn: Option<String>,
     pub lifecycle_role_arn: Option<String>,
-    /// The bundle bucket and the key prefix revisions must be under: hosts may read only
-    /// there (the template's host policies), so a revision elsewhere is refused when it
-    /// is registered or deployed rather than failing on every host. Optional: without
-    /// them any location is taken.
+    /// The bundle bucket and the key prefix revisions must be under: the functions may
+    /// read (and sign hosts' links to) only there (the template's policies), so a revision
+    /// elsewhere is refused when it is registered or deployed rather than failing on
+    /// every host. Optional: without them any location is taken.
     pub bundle_bucket: Option<String>,
     /// Trigger topics must be this account's and region's, named with this prefix: the
     /// template lets the functions publish only to such topics. Optional: without it
@@ -49,6 +49,13 @@ pub struct Settings {
     /// [`crate::adapters::COMMAND_MAX_RECEIVES`] times). Optional: without it, such a
     /// message stays until its retention ends.
     pub command_dead_letter_arn: Option<String>,
+    /// Whether this function carries out blue/green fleet effects (copying, adopting
+    /// and deleting Auto Scaling groups, terminating instances) itself, or hands them
+    /// to the lifecycle function, whose role alone holds the fleet policy
+    /// ([`crate::engine::is_fleet_effect`]). Set for each function by its name
+    /// ([`crate::handlers::carries_fleet_effects`]), not from the environment; true
+    /// from `from_env`, for a process that is all the functions at once.
+    pub fleet_effects_here: bool,
 }
 
 impl Settings {
@@ -106,6 +113,7 @@ impl Settings {
             revision_prefix: var("GANTRY_REVISION_PREFIX"),
             trigger_topic_prefix: var("GANTRY_TRIGGER_TOPIC_PREFIX"),
             command_dead_letter_arn: var("GANTRY_COMMAND_DEAD_LETTER_ARN"),
+            fleet_effects_here: true,
         })
     }
 }
@@ -127,21 +135,23 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub fn new(config: &aws_config::SdkConfig, settings: Settings) -> Self {
+        let bundles = Bundles::new(aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(config)
+                .force_path_style(true)
+                .build(),
+        ));
         Self {
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(config), &settings.table),
             queues: CommandQueues::new(
                 aws_sdk_sqs::Client::new(config),
+                bundles.clone(),
                 &settings.command_queue_prefix,
                 settings.command_dead_letter_arn.clone(),
                 &settings.region,
                 &settings.account_id,
             ),
             notifier: Notifier::new(aws_sdk_sns::Client::new(config)),
-            bundles: Bundles::new(aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(config)
-                    .force_path_style(true)
-                    .build(),
-            )),
+            bundles,
             fleet: Fleet::new(
                 aws_sdk_ec2::Client::new(config),
                 aws_sdk_autoscaling::Client::new(config),
@@ -209,8 +219,8 @@ impl ControlPlane {
         })
     }
 
-    /// Refuses an S3 revision outside the bundle bucket's revision prefix, where hosts
-    /// may not read it.
+    /// Refuses an S3 revision outside the bundle bucket's revision prefix, which the
+    /// functions may not read, nor sign hosts' links to.
     pub fn check_revision_location(&self, revision: &RevisionLocation) -> Result<(), ApiError> {
         let RevisionLocation::S3 { s3_location } = revision else {
             return Ok(());
@@ -221,7 +231,7 @@ impl ControlPlane {
             return Err(ApiError::new(
                 Exception::InvalidRevision,
                 format!(
-                    "revision.s3Location.bucket: {:?} is not this Gantry's bundle bucket {bucket:?}; hosts may read revisions only there",
+                    "revision.s3Location.bucket: {:?} is not this Gantry's bundle bucket {bucket:?}; Gantry reads and serves revisions only from there",
                     s3_location.bucket
                 ),
             ));
@@ -232,7 +242,7 @@ impl ControlPlane {
             return Err(ApiError::new(
                 Exception::InvalidRevision,
                 format!(
-                    "revision.s3Location.key: {:?} is not under {prefix:?}; hosts may read revisions only under that prefix (the stack's RevisionPrefix)",
+                    "revision.s3Location.key: {:?} is not under {prefix:?}; Gantry reads and serves revisions only under that prefix (the stack's RevisionPrefix)",
                     s3_location.key
                 ),
             ));

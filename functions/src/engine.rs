@@ -129,7 +129,7 @@ pub async fn execute<P: EnginePorts>(
     let mut follow_ups = Vec::new();
     // Boxed, as each level here: a debug build's thread stack holds the futures of
     // every level inlined, and a rollback nests a deployment's creation in them.
-    let failed = Box::pin(carry_out_all(
+    let left = Box::pin(carry_out_all(
         control,
         record,
         effects,
@@ -137,13 +137,13 @@ pub async fn execute<P: EnginePorts>(
         &mut follow_ups,
     ))
     .await;
-    let retry_at = settle_outbox(control, &record.state.deployment_id, entry, failed).await;
+    let retry_at = settle_outbox(control, &record.state.deployment_id, entry, left).await;
     while let Some(created) = follow_ups.pop() {
         let entry = (!created.effects.is_empty())
             .then(|| Entry::new(crate::store::keys::summary_entry(created.record.version)));
         let deployment_id = &created.record.spec.deployment_id;
         let span = tracing::info_span!("effects", %deployment_id);
-        let failed = Box::pin(
+        let left = Box::pin(
             carry_out_all(
                 control,
                 &created.record,
@@ -154,7 +154,7 @@ pub async fn execute<P: EnginePorts>(
             .instrument(span),
         )
         .await;
-        settle_outbox(control, deployment_id, entry, failed).await;
+        settle_outbox(control, deployment_id, entry, left).await;
     }
     retry_at
 }
@@ -166,25 +166,37 @@ pub async fn start<P: EnginePorts>(control: &P, created: &Created) {
     execute(control, &created.record, &created.effects, entry).await;
 }
 
-/// Marks an outbox entry done, or keeps in it only the effects that `failed` for now, to
-/// be retried by the tick after a backoff. Returns when they are due.
+/// What carrying out an entry's effects left to do.
+#[derive(Debug, Default)]
+struct Left {
+    /// Failed for now: retried by the tick after a backoff.
+    retry: Vec<Effect>,
+    /// Blue/green fleet effects this function does not carry out: the lifecycle
+    /// function does (see [`is_fleet_effect`]).
+    handed_off: Vec<Effect>,
+}
+
+/// Marks an outbox entry done, or keeps in it only the effects left: those that failed
+/// for now, to be retried by the tick after a backoff, and those handed off, which the
+/// lifecycle function is then asked to run (the entry rewritten first, so that it runs
+/// nothing this function did). Returns when they are due.
 async fn settle_outbox<P: EnginePorts>(
     control: &P,
     deployment_id: &str,
     entry: Option<Entry>,
-    retry: Vec<Effect>,
+    left: Left,
 ) -> Option<Millis> {
     let now = now_millis();
     let Some(entry) = entry else {
-        if !retry.is_empty() {
+        if !left.retry.is_empty() {
             tracing::error!(
-                ?retry,
+                retry = ?left.retry,
                 "effects failed that were never stored: they are lost"
             );
         }
         return None;
     };
-    if retry.is_empty() {
+    if left.retry.is_empty() && left.handed_off.is_empty() {
         return match control.log().clear_outbox(deployment_id, &entry.key).await {
             Ok(()) => None,
             Err(error) => {
@@ -193,27 +205,106 @@ async fn settle_outbox<P: EnginePorts>(
             }
         };
     }
+    let failed = !left.retry.is_empty();
     let pending = OutboxEntry {
-        effects: retry,
+        effects: left.retry.into_iter().chain(left.handed_off).collect(),
         at: now,
-        attempts: entry.attempts + 1,
+        // Handing off is no failure: it does not lengthen the backoff.
+        attempts: entry.attempts + u32::from(failed),
     };
     let retry_at = pending.due();
-    tracing::warn!(
-        effects = ?pending.effects,
-        attempts = pending.attempts,
-        retry_in_ms = retry_at - now,
-        "effects failed for now; the tick retries them"
-    );
+    if failed {
+        tracing::warn!(
+            effects = ?pending.effects,
+            attempts = pending.attempts,
+            retry_in_ms = retry_at - now,
+            "effects failed for now; the tick retries them"
+        );
+    }
     if let Err(error) = control
         .log()
         .rewrite_outbox(deployment_id, &entry.key, &pending)
         .await
     {
         // The whole entry stays as it was, and runs again when it was due.
-        tracing::warn!(%error, entry = %entry.key, "could not keep the failed effects apart");
+        tracing::warn!(%error, entry = %entry.key, "could not keep the effects left apart");
+        return Some(retry_at);
+    }
+    if pending.effects.iter().any(is_fleet_effect)
+        && !control.settings().fleet_effects_here
+        && let Err(error) = hand_off(control, deployment_id, &entry.key).await
+    {
+        tracing::warn!(%error, entry = %entry.key, "fleet effects not handed off; the tick hands them off again");
     }
     Some(retry_at)
+}
+
+/// Whether an effect copies, adopts or deletes an Auto Scaling group or terminates
+/// instances: only the lifecycle function's role holds the fleet policy that allows it,
+/// so the other functions hand such effects to it (`{"gantryEffects": ..}` on the
+/// lifecycle queue) rather than carry them out.
+pub fn is_fleet_effect(effect: &Effect) -> bool {
+    matches!(
+        effect,
+        Effect::ProvisionFleet
+            | Effect::RemoveReplacement
+            | Effect::TerminateOriginal
+            | Effect::AdoptReplacement
+    )
+}
+
+/// Asks the lifecycle function to run a deployment's outbox entry. A message naming an
+/// entry that is not (or no longer) in the outbox runs nothing, so a forged one can at
+/// most run an entry early.
+async fn hand_off<P: EnginePorts>(
+    control: &P,
+    deployment_id: &str,
+    entry: &str,
+) -> Result<(), ApiError> {
+    let Some(queue_url) = control.settings().lifecycle_queue_url.as_deref() else {
+        return Err(ApiError::internal(
+            "GANTRY_LIFECYCLE_QUEUE_URL is not set: cannot hand fleet effects to the lifecycle function",
+        ));
+    };
+    let body = json!({"gantryEffects": {"deploymentId": deployment_id, "entry": entry}});
+    control
+        .queues()
+        .send_to_queue(queue_url, body.to_string())
+        .await?;
+    tracing::info!(%deployment_id, %entry, "fleet effects handed to the lifecycle function");
+    Ok(())
+}
+
+/// The lifecycle function: runs a deployment's outbox entry that another function
+/// handed off (see [`is_fleet_effect`]), if it is still there.
+pub async fn run_handed_off<P: EnginePorts>(
+    control: &P,
+    deployment_id: &str,
+    key: &str,
+) -> Result<(), ApiError> {
+    let record = match control
+        .log()
+        .load_deployment::<DeploymentSpec>(deployment_id)
+        .await
+    {
+        Ok(record) => record,
+        Err(crate::store::StoreError::NotFound(_)) => {
+            tracing::warn!(%deployment_id, "effects handed off for a deployment that does not exist; dropped");
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let Some(pending) = record.outbox.get(key) else {
+        tracing::info!(%deployment_id, entry = %key, "handed-off effects already carried out");
+        return Ok(());
+    };
+    let entry = Entry {
+        key: key.to_owned(),
+        attempts: pending.attempts,
+        late: true,
+    };
+    execute(control, &record, &pending.effects, Some(entry)).await;
+    Ok(())
 }
 
 /// Whether an effect that failed so may pass on a later try: AWS or DynamoDB
@@ -228,22 +319,29 @@ fn may_pass_later(error: &ApiError) -> bool {
 
 /// Executes the state machine's effects in order. One that fails does not stop the
 /// others (a notification to a deleted topic must not keep the group locked). Returns
-/// those that failed for now, to be tried again: every effect is safe to repeat. One
-/// that failed for good is logged and recorded on the deployment.
+/// those that failed for now, to be tried again (every effect is safe to repeat), and
+/// the fleet effects left to the lifecycle function. One that failed for good is
+/// logged and recorded on the deployment.
 async fn carry_out_all<P: EnginePorts>(
     control: &P,
     record: &DeploymentRecord<DeploymentSpec>,
     effects: &[Effect],
     entry: Option<&Entry>,
     follow_ups: &mut Vec<Created>,
-) -> Vec<Effect> {
+) -> Left {
     let started = std::time::Instant::now();
+    let mut left = Left::default();
+    // Fleet effects go to the lifecycle function, unless this is it, or they were
+    // never stored (then there is nothing to hand off: tried here).
+    let (handed_off, here): (Vec<&Effect>, Vec<&Effect>) = effects.iter().partition(|effect| {
+        is_fleet_effect(effect) && !control.settings().fleet_effects_here && entry.is_some()
+    });
+    left.handed_off = handed_off.into_iter().cloned().collect();
     // Commands first: hosts wait on them, while notifications and health records
     // wait on nobody. (Dispatch and ReleaseLock never come from the same change.)
-    let (dispatches, others): (Vec<&Effect>, Vec<&Effect>) = effects
-        .iter()
+    let (dispatches, others): (Vec<&Effect>, Vec<&Effect>) = here
+        .into_iter()
         .partition(|effect| matches!(effect, Effect::Dispatch { .. }));
-    let mut retry = Vec::new();
     for effect in dispatches.into_iter().chain(others) {
         let entry = entry.map(|entry| (entry, effects));
         let Err(error) = Box::pin(carry_out(
@@ -255,7 +353,7 @@ async fn carry_out_all<P: EnginePorts>(
         };
         if may_pass_later(&error) {
             tracing::warn!(?effect, %error, "an effect failed for now; the others go on");
-            retry.push(effect.clone());
+            left.retry.push(effect.clone());
             continue;
         }
         tracing::error!(?effect, %error, "an effect failed for good; it blocks nothing");
@@ -272,10 +370,10 @@ async fn carry_out_all<P: EnginePorts>(
         if let Err(error) = recorded {
             // Tried again, until it can be recorded.
             tracing::warn!(%error, "could not record the failed effect");
-            retry.push(effect.clone());
+            left.retry.push(effect.clone());
         }
     }
-    retry
+    left
 }
 
 /// An effect's kind: a deployment keeps one record of failure per kind.

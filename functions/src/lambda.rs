@@ -26,7 +26,8 @@ pub async fn run(function: &'static str) -> Result<(), lambda_runtime::Error> {
         .with_current_span(true)
         .without_time() // CloudWatch stamps each line
         .init();
-    let settings = Settings::from_env()?;
+    let mut settings = Settings::from_env()?;
+    settings.fleet_effects_here = handlers::carries_fleet_effects(function);
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let control = Arc::new(ControlPlane::new(&config, settings));
     lambda_runtime::run(lambda_runtime::service_fn(

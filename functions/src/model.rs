@@ -66,6 +66,7 @@ impl DeploymentSpec {
             ignore_application_stop_failures: self.ignore_application_stop_failures,
             creator: self.creator,
             start_by,
+            bundle_url: None,
         }
     }
 }

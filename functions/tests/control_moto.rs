@@ -59,6 +59,7 @@ fn settings(prefix: &str) -> Settings {
         lifecycle_queue_arn: None,
         lifecycle_role_arn: None,
         command_dead_letter_arn: None,
+        fleet_effects_here: true,
         lifecycle_topic_arn: None,
         bundle_bucket: None,
         revision_prefix: None,
@@ -6116,4 +6117,55 @@ async fn trigger_topics_outside_the_stacks_prefix_are_refused() {
         trigger("arn:aws:sns:us-east-1:123456789012:gantry-deploys"),
     )
     .await;
+}
+
+/// Issue 27: the schedule serves one deployment due itself and fans several out, a
+/// `gantryTick` each on the lifecycle queue, so no invocation serves them one after
+/// another; each is leased, so the next tick does not post it again while its message
+/// waits. The lifecycle function serves each; a tick for a deployment that does not
+/// exist is dropped, not retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tick_with_several_deployments_due_fans_them_out_to_the_lifecycle_function() {
+    let fx = Fixture::start().await;
+    register_fleet(&fx, 1).await;
+    fx.upload("v1.tgz", &good_bundle("1")).await;
+    let mut ids = Vec::new();
+    for group in ["web", "api"] {
+        fx.group(group, "CodeDeployDefault.AllAtOnce", json!({}))
+            .await;
+        ids.push(fx.deploy(group, "v1.tgz").await.unwrap());
+    }
+    take_lifecycle_messages(&fx, 0).await;
+    for id in &ids {
+        fx.control.store.lease(id, now_ms() - 1).await.unwrap();
+    }
+
+    assert_eq!(batch_advance::tick(&fx.control).await.unwrap(), 2);
+    let mut posted = take_lifecycle_messages(&fx, 2).await;
+    posted.sort();
+    let mut expected: Vec<String> = ids
+        .iter()
+        .map(|id| json!({"gantryTick": {"deploymentId": id}}).to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(posted, expected);
+    assert_eq!(
+        batch_advance::tick(&fx.control).await.unwrap(),
+        0,
+        "leased while their messages wait"
+    );
+
+    for body in posted {
+        handlers::autoscaling::handle_message(&fx.control, &body)
+            .await
+            .unwrap();
+    }
+    let due = fx.control.store.due_deployments(now_ms()).await.unwrap();
+    assert!(due.is_empty(), "each was served and rescheduled: {due:?}");
+    handlers::autoscaling::handle_message(
+        &fx.control,
+        &json!({"gantryTick": {"deploymentId": "d-NOTTHERE1"}}).to_string(),
+    )
+    .await
+    .expect("dropped, not retried");
 }

@@ -9,7 +9,7 @@
 //! process: they are read and reported beside the process's peak memory, for the
 //! benchmarks to compare.
 
-use gantry_functions::control::ControlPlane;
+use gantry_functions::control::{ControlPlane, Settings};
 use gantry_functions::error::ApiError;
 use gantry_functions::handlers;
 use serde_json::{Value, json};
@@ -168,10 +168,11 @@ struct Record {
     timeouts: usize,
 }
 
-/// Invokes the handlers as Lambda would: each under its template limits, each
+/// Invokes the handlers as Lambda would: each with its own clients and settings (as
+/// each function is a process of its own there), under its template limits, each
 /// invocation's time recorded.
 pub struct Functions {
-    pub control: std::sync::Arc<ControlPlane>,
+    controls: BTreeMap<&'static str, ControlPlane>,
     pub template: Template,
     /// Off only for debugging (`--no-timeouts`): a handler then runs as long as it takes.
     pub enforce_timeouts: bool,
@@ -180,22 +181,32 @@ pub struct Functions {
 
 impl Functions {
     pub fn new(
-        control: std::sync::Arc<ControlPlane>,
+        config: &aws_config::SdkConfig,
+        settings: &Settings,
         template: Template,
         enforce_timeouts: bool,
     ) -> anyhow::Result<Self> {
+        let mut controls = BTreeMap::new();
         for function in handlers::FUNCTIONS {
             anyhow::ensure!(
                 template.functions.contains_key(function),
                 "template.yaml has no function with Binary {function}"
             );
+            let mut settings = settings.clone();
+            settings.fleet_effects_here = handlers::carries_fleet_effects(function);
+            controls.insert(function, ControlPlane::new(config, settings));
         }
         Ok(Self {
-            control,
+            controls,
             template,
             enforce_timeouts,
             records: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The clients and settings `function` runs with.
+    pub fn control(&self, function: &str) -> Option<&ControlPlane> {
+        self.controls.get(function)
     }
 
     pub fn limits(&self, function: &str) -> Option<FunctionLimits> {
@@ -211,7 +222,13 @@ impl Functions {
         let started = Instant::now();
         // Boxed: a handler's future is large (CreateDeployment's nests a rollback's), and
         // built inline it would sit on a worker thread's stack.
-        let invocation = Box::pin(handlers::invoke(&self.control, function, payload));
+        // A function that does not exist is refused by `invoke`, with any function's
+        // clients.
+        let control = self
+            .control(function)
+            .or_else(|| self.controls.values().next())
+            .expect("Functions::new made a control plane for each function");
+        let invocation = Box::pin(handlers::invoke(control, function, payload));
         let outcome = within(limit, invocation).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         {

@@ -12,7 +12,7 @@ mod lambda;
 
 use anyhow::Context;
 use clap::Parser;
-use gantry_functions::control::{ControlPlane, Settings};
+use gantry_functions::control::Settings;
 use gantry_functions::handlers;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -128,18 +128,24 @@ async fn run() -> anyhow::Result<()> {
     settings.lifecycle_queue_url = Some(queues.lifecycle_url.clone());
     settings.lifecycle_queue_arn = Some(queues.lifecycle_arn.clone());
     settings.lifecycle_role_arn = Some(args.lifecycle_role_arn.clone());
-    let control = Arc::new(ControlPlane::new(&config, settings));
-    control
-        .store
-        .create_table()
-        .await
-        .context("creating the table")?;
     if args.no_timeouts {
         tracing::warn!(
             "--no-timeouts: handlers may run past their template Timeout, as they cannot in AWS"
         );
     }
-    let functions = Arc::new(Functions::new(control, template, !args.no_timeouts)?);
+    let functions = Arc::new(Functions::new(
+        &config,
+        &settings,
+        template,
+        !args.no_timeouts,
+    )?);
+    functions
+        .control("api")
+        .context("the api function")?
+        .store
+        .create_table()
+        .await
+        .context("creating the table")?;
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await

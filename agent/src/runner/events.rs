@@ -164,9 +164,7 @@ fn download(
             .map_err(|error| agent_failure(format!("creating {}: {error}", dir.display())))?;
     }
     let bundle_file = deployment_dir.join("bundle");
-    source
-        .fetch(&command.revision, &bundle_file)
-        .map_err(agent_failure)?;
+    source.fetch(command, &bundle_file).map_err(agent_failure)?;
     fs::set_permissions(
         &bundle_file,
         fs::Permissions::from_mode(crate::private::FILE_MODE),

@@ -4,6 +4,7 @@ use super::*;
 use gantry_core::appspec::FileExistsBehavior;
 use gantry_core::bundle::BundleType;
 use gantry_core::lifecycle;
+use gantry_core::wire::RevisionLocation;
 use gantry_core::wire::{Cancel, Creator, S3Location};
 use gantry_tests::archive::{self, Entry};
 use std::cell::RefCell;
@@ -12,8 +13,8 @@ use std::cell::RefCell;
 struct LocalBundles(PathBuf);
 
 impl RevisionSource for LocalBundles {
-    fn fetch(&self, revision: &RevisionLocation, destination: &Path) -> Result<(), String> {
-        let RevisionLocation::S3 { s3_location } = revision else {
+    fn fetch(&self, command: &Command, destination: &Path) -> Result<(), String> {
+        let RevisionLocation::S3 { s3_location } = &command.revision else {
             return Err("only S3 revisions here".to_owned());
         };
         fs::copy(self.0.join(&s3_location.key), destination)
@@ -93,6 +94,7 @@ impl Fixture {
             ignore_application_stop_failures: false,
             creator: Creator::User,
             start_by: None,
+            bundle_url: None,
         }
     }
 

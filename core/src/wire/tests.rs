@@ -47,6 +47,23 @@ fn command() -> Command {
         ignore_application_stop_failures: false,
         creator: Creator::User,
         start_by: Some(2_000),
+        bundle_url: Some("https://bundles.s3.amazonaws.com/shop.zip?X-Amz-Signature=00".into()),
+    }
+}
+
+#[test]
+fn a_bundle_url_is_an_http_url_of_a_presigned_urls_size_on_one_line() {
+    let parsed = Command::from_json(&command().to_json()).unwrap();
+    assert_eq!(parsed, command(), "bundleUrl travels");
+    for bad in [
+        "file:///etc/shadow".to_owned(),
+        "https://bundles/x\nHost: evil".to_owned(),
+        format!("https://bundles/{}", "a".repeat(BUNDLE_URL_MAX)),
+    ] {
+        let mut command = command();
+        command.bundle_url = Some(bad.clone());
+        let error = command.validate().unwrap_err().to_string();
+        assert!(error.contains("bundleUrl"), "{bad}: {error}");
     }
 }
 

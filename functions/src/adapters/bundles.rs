@@ -51,6 +51,28 @@ impl Bundles {
         }
     }
 
+    /// A presigned GET of the bundle at `location` (its version, if pinned), valid for
+    /// `valid_for`: signing is local, no request. Signed with the function's temporary
+    /// credentials, the link ends when they do if that comes first.
+    pub async fn link(
+        &self,
+        location: &S3Location,
+        valid_for: std::time::Duration,
+    ) -> Result<String, ApiError> {
+        let presigning = aws_sdk_s3::presigning::PresigningConfig::expires_in(valid_for)
+            .map_err(|error| ApiError::internal(format!("presigning: {error}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&location.bucket)
+            .key(&location.key)
+            .set_version_id(location.version.clone())
+            .presigned(presigning)
+            .await
+            .map_err(|error| aws_failure("S3", error))?;
+        Ok(request.uri().to_owned())
+    }
+
     /// Pins an S3 revision to the object as it is now: its ETag and version. A given
     /// ETag or version must match. A missing object is RevisionDoesNotExistException.
     pub async fn pin(&self, location: &S3Location) -> Result<(S3Location, i64), ApiError> {

@@ -1,12 +1,14 @@
 //! SQS: each host's command queue, made on first use, and the messages sent to it.
 
 use super::aws_failure;
+use super::bundles::Bundles;
 use crate::error::ApiError;
 use aws_sdk_sqs::types::QueueAttributeName;
-use gantry_core::wire::Command;
+use gantry_core::wire::{Command, RevisionLocation};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Commands in flight at once while a batch is dispatched.
 const SENDS_AT_ONCE: usize = 64;
@@ -18,11 +20,29 @@ pub const COMMAND_RETENTION_SECONDS: u32 = 86_400;
 /// Receives after which a message no agent could handle leaves for the dead-letter queue.
 pub const COMMAND_MAX_RECEIVES: u32 = 10;
 
+/// A bundle link outlives its command's `start_by` by this much: a host that starts in
+/// time (by its own clock, which may run behind S3's) still finds it valid. A download
+/// under way is not cut when the link expires.
+const LINK_SLACK: Duration = Duration::from_secs(10 * 60);
+/// S3 signs for at most seven days.
+const LINK_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long a command's bundle link is valid: until its `start_by` and the slack, or an
+/// hour for a command without one.
+fn link_lifetime(start_by: Option<u64>, now: u64) -> Duration {
+    let until_start = start_by.map_or(Duration::from_secs(3600), |start_by| {
+        Duration::from_millis(start_by.saturating_sub(now))
+    });
+    (until_start + LINK_SLACK).min(LINK_MAX)
+}
+
 /// One command queue per host, named `<prefix><instance id>`, created on first use with
 /// a retention period and, when one is configured, a dead-letter queue.
 #[derive(Clone)]
 pub struct CommandQueues {
     client: aws_sdk_sqs::Client,
+    /// Signs each S3 command's bundle link (`Command::bundle_url`).
+    bundles: Bundles,
     prefix: String,
     dead_letter_arn: Option<String>,
     /// `arn:<partition>:ec2:<region>:<account>:instance/`: an EC2 instance's ARN is this
@@ -47,6 +67,7 @@ pub const INSTANCE_ARN_TAG: &str = "gantry:instance-arn";
 impl CommandQueues {
     pub fn new(
         client: aws_sdk_sqs::Client,
+        bundles: Bundles,
         prefix: impl Into<String>,
         dead_letter_arn: Option<String>,
         region: &str,
@@ -61,6 +82,7 @@ impl CommandQueues {
         };
         Self {
             client,
+            bundles,
             prefix: prefix.into(),
             dead_letter_arn,
             instance_arn_prefix: format!("arn:{partition}:ec2:{region}:{account_id}:instance/"),
@@ -252,8 +274,27 @@ impl CommandQueues {
         Ok(())
     }
 
-    /// Sends each command to its host's queue, a bounded number at a time.
-    pub async fn send_all(&self, commands: Vec<Command>) -> Result<(), ApiError> {
+    /// Sends each command to its host's queue, a bounded number at a time, an S3
+    /// revision's with a link to its bundle.
+    pub async fn send_all(&self, mut commands: Vec<Command>) -> Result<(), ApiError> {
+        let now = crate::model::now_millis();
+        // Commands sent together share their revision and mostly their start_by.
+        let mut signed: HashMap<Option<u64>, String> = HashMap::new();
+        for command in &mut commands {
+            let RevisionLocation::S3 { s3_location } = &command.revision else {
+                continue;
+            };
+            let url = match signed.get(&command.start_by) {
+                Some(url) => url.clone(),
+                None => {
+                    let valid_for = link_lifetime(command.start_by, now);
+                    let url = self.bundles.link(s3_location, valid_for).await?;
+                    signed.insert(command.start_by, url.clone());
+                    url
+                }
+            };
+            command.bundle_url = Some(url);
+        }
         self.send_to_hosts(
             commands
                 .into_iter()

@@ -398,3 +398,88 @@ fn a_large_dispatch_is_sliced_without_gaps_or_overlaps() {
     assert_eq!(slices("d-AAAAAAAAA", 0, 1).len(), 1);
     assert!(slices("d-AAAAAAAAA", 3, 0).is_empty());
 }
+
+/// Issue 27: only the lifecycle function's role may copy, adopt or delete groups and
+/// terminate instances. Another function keeps a fleet effect in the outbox, asks the
+/// lifecycle function to run the entry, and carries out the rest itself; the lifecycle
+/// function then runs the entry once, and a message for it again (or forged) runs
+/// nothing.
+#[tokio::test]
+async fn fleet_effects_are_handed_to_the_lifecycle_function_and_run_there_once() {
+    const LIFECYCLE_QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/000000000000/lifecycle";
+    let topic = "arn:aws:sns:us-east-1:000000000000:gantry-throttled";
+    let mut world = MemoryWorld::new(triggered(topic), hosts(1));
+    world.ports.settings.lifecycle_queue_url = Some(LIFECYCLE_QUEUE.into());
+    world.ports.settings.fleet_effects_here = false;
+    // An entry left in the outbox: its notification failed for now.
+    world
+        .ports
+        .topics
+        .unavailable
+        .lock()
+        .unwrap()
+        .insert(topic.into());
+    let id = deploy(&world, input()).await;
+    world.ports.topics.unavailable.lock().unwrap().clear();
+    let record = summary(&world, &id).await;
+    let (key, pending) = record.outbox.iter().next().expect("an entry left");
+    let mut effects = pending.effects.clone();
+    effects.push(Effect::TerminateOriginal);
+    let pending = OutboxEntry {
+        effects: effects.clone(),
+        ..pending.clone()
+    };
+    world
+        .log()
+        .rewrite_outbox(&id, key, &pending)
+        .await
+        .unwrap();
+    let entry = Entry {
+        key: key.clone(),
+        attempts: pending.attempts,
+        late: true,
+    };
+
+    // Run by batch-advance's tick: the notification goes out, the fleet effect stays.
+    let retry_at = execute(&world, &record, &effects, Some(entry)).await;
+    assert!(retry_at.is_some(), "the handed-off entry stays on the tick");
+    assert!(
+        !world
+            .asked_of_fleets()
+            .contains(&"TerminateOriginal".to_owned())
+    );
+    assert_eq!(world.ports.topics.published.lock().unwrap().len(), 1);
+    let left = summary(&world, &id).await.outbox;
+    assert_eq!(left[key].effects, [Effect::TerminateOriginal]);
+    assert_eq!(
+        left[key].attempts, pending.attempts,
+        "handing off is no failure"
+    );
+    let posted = world.ports.queues.to_queues.lock().unwrap().clone();
+    assert_eq!(
+        posted,
+        [(
+            LIFECYCLE_QUEUE.to_owned(),
+            json!({"gantryEffects": {"deploymentId": id, "entry": key}}).to_string()
+        )]
+    );
+
+    // The lifecycle function runs it, once.
+    world.ports.settings.fleet_effects_here = true;
+    run_handed_off(&world, &id, key).await.unwrap();
+    run_handed_off(&world, &id, key).await.unwrap();
+    let terminated = world
+        .asked_of_fleets()
+        .iter()
+        .filter(|asked| *asked == "TerminateOriginal")
+        .count();
+    assert_eq!(terminated, 1);
+    assert!(summary(&world, &id).await.outbox.is_empty());
+    assert_eq!(
+        world.ports.topics.published.lock().unwrap().len(),
+        1,
+        "nothing the first function did runs again"
+    );
+    // For a deployment that does not exist: nothing, and no error to retry.
+    run_handed_off(&world, "d-NOTTHERE", key).await.unwrap();
+}

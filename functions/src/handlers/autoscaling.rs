@@ -40,6 +40,15 @@ pub enum LifecycleMessage {
     FleetCheck { deployment_id: String },
     /// Send one slice of a large dispatch (see [`crate::engine::DISPATCH_SLICE`]).
     DispatchSlice(crate::engine::DispatchSlice),
+    /// Run a deployment's outbox entry whose fleet effects another function handed
+    /// off (see [`crate::engine::is_fleet_effect`]).
+    Effects {
+        deployment_id: String,
+        entry: String,
+    },
+    /// One deployment's tick, fanned out by the schedule (see
+    /// [`crate::handlers::batch_advance::tick`]).
+    Tick { deployment_id: String },
 }
 
 /// Auto Scaling's lifecycle notification, as it sends it to SQS.
@@ -88,6 +97,23 @@ impl LifecycleMessage {
             return serde_json::from_value(slice.clone())
                 .map(Self::DispatchSlice)
                 .map_err(|error| format!("gantryDispatch: {error}"));
+        }
+        if let Some(handed) = value.get("gantryEffects") {
+            let field = |name: &str| {
+                handed[name]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("gantryEffects.{name}: must be a string"))
+            };
+            return Ok(Self::Effects {
+                deployment_id: field("deploymentId")?,
+                entry: field("entry")?,
+            });
+        }
+        if let Some(id) = value["gantryTick"]["deploymentId"].as_str() {
+            return Ok(Self::Tick {
+                deployment_id: id.to_owned(),
+            });
         }
         if let Some(id) = value["gantryFleetCheck"]["deploymentId"].as_str() {
             return Ok(Self::FleetCheck {
@@ -155,6 +181,29 @@ pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), Ap
         }
         LifecycleMessage::FleetCheck { deployment_id } => {
             Box::pin(crate::engine::look_at_copy(control, &deployment_id, true)).await
+        }
+        LifecycleMessage::Effects {
+            deployment_id,
+            entry,
+        } => {
+            Box::pin(crate::engine::run_handed_off(
+                control,
+                &deployment_id,
+                &entry,
+            ))
+            .await
+        }
+        LifecycleMessage::Tick { deployment_id } => {
+            let now = crate::model::now_millis();
+            match Box::pin(super::batch_advance::tick_one(control, &deployment_id, now)).await {
+                // Deleted since, or never there (the queue is Gantry's own, but a tick
+                // can never apply to it): nothing to retry.
+                Err(error) if error.code == Exception::ResourceNotFound => {
+                    tracing::warn!(%deployment_id, %error, "tick for a deployment that does not exist; dropped");
+                    Ok(())
+                }
+                other => other,
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::store::OUTBOX_GRACE_MS;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use gantry_core::deployment::{ApplyError, Input, Millis};
 use gantry_core::wire;
+use serde_json::json;
 use std::collections::BTreeMap;
 
 /// Applies an SQS batch of report messages; the response names the messages to retry
@@ -239,25 +240,52 @@ fn dropped(reports: usize, reason: &str, deployment_id: Option<&str>) {
 }
 
 /// The schedule: fails silent hosts, opens the next zone, and runs outbox entries
-/// whose writer did not finish them, or whose retry is due. Returns how many
-/// deployments it looked at.
+/// whose writer did not finish them, or whose retry is due. One deployment due is
+/// served here; several are fanned out, a `{"gantryTick": ..}` message each on the
+/// lifecycle queue ([`tick_one`] there), so that no invocation's work grows with the
+/// number of deployments due and a slow one delays no other. Each is leased first, so
+/// the next tick does not post it again while its message waits. Returns how many
+/// deployments were due.
 pub async fn tick(control: &ControlPlane) -> Result<usize, ApiError> {
-    tick_at(control, now_millis()).await
-}
-
-/// The schedule as it runs at `now`.
-pub async fn tick_at(control: &ControlPlane, now: Millis) -> Result<usize, ApiError> {
+    let now = now_millis();
     let due = control.store.due_deployments(now).await?;
+    let queue = control.settings.lifecycle_queue_url.as_deref();
+    let (Some(queue), true) = (queue, due.len() > 1) else {
+        serve_due(control, &due, now).await;
+        return Ok(due.len());
+    };
+    let mut bodies = Vec::with_capacity(due.len());
     for deployment_id in &due {
-        let result = tick_one(control, deployment_id, now).await;
-        if let Err(error) = result {
-            tracing::warn!(%deployment_id, %error, "tick failed; the next one retries");
-        }
+        control
+            .store
+            .lease(deployment_id, now + OUTBOX_GRACE_MS)
+            .await?;
+        bodies.push(json!({"gantryTick": {"deploymentId": deployment_id}}).to_string());
     }
+    control.queues.send_batch(queue, &bodies).await?;
+    tracing::info!(deployments = due.len(), "tick fanned out");
     Ok(due.len())
 }
 
-async fn tick_one(
+/// The schedule as it runs at `now`, serving every deployment due in this invocation
+/// (tests move `now` ahead to see what the schedule does).
+pub async fn tick_at(control: &ControlPlane, now: Millis) -> Result<usize, ApiError> {
+    let due = control.store.due_deployments(now).await?;
+    serve_due(control, &due, now).await;
+    Ok(due.len())
+}
+
+async fn serve_due(control: &ControlPlane, due: &[String], now: Millis) {
+    for deployment_id in due {
+        if let Err(error) = tick_one(control, deployment_id, now).await {
+            tracing::warn!(%deployment_id, %error, "tick failed; the next one retries");
+        }
+    }
+}
+
+/// One deployment's tick at `now`: the schedule's, or the lifecycle function's for a
+/// fanned-out `gantryTick`.
+pub async fn tick_one(
     control: &ControlPlane,
     deployment_id: &str,
     now: Millis,

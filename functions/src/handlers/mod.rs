@@ -34,6 +34,13 @@ pub const FUNCTIONS: [&str; 6] = [
     "api",
 ];
 
+/// Whether `function` carries out blue/green fleet effects itself: only `lifecycle`,
+/// the one function whose role holds the fleet policy (template.yaml's
+/// BlueGreenFleetPolicy); the others hand them to it.
+pub fn carries_fleet_effects(function: &str) -> bool {
+    function == "lifecycle"
+}
+
 /// Runs one invocation of a function with its payload: the payload is parsed into the
 /// handler's typed input, and its typed output rendered as JSON.
 pub async fn invoke(

@@ -266,9 +266,9 @@ fn roles_are_passed_only_from_the_parameters_path_and_only_to_ec2_or_auto_scalin
     }
 }
 
-/// The functions whose handlers run the deployment engine, which alone carries out the
-/// effects that copy and delete groups (`ProvisionFleet`, `RemoveReplacement`,
-/// `TerminateOriginal`), by template resource.
+/// The functions whose handlers run the deployment engine, whose effects copy and delete
+/// groups (`ProvisionFleet`, `RemoveReplacement`, `TerminateOriginal`,
+/// `AdoptReplacement`), carried out by the lifecycle function, by template resource.
 fn engine_functions(template: &Value) -> BTreeSet<String> {
     let handlers = workspace_root().join("functions/src/handlers");
     let sources = |binary: &str| -> Vec<std::path::PathBuf> {
@@ -298,33 +298,76 @@ fn engine_functions(template: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The fleet policy (every write of blue/green) sits on the lifecycle function alone,
+/// the one that carries out fleet effects (`handlers::carries_fleet_effects`); the other
+/// functions that run the engine hand those effects to it and only read fleets; push
+/// neither.
 #[test]
-fn only_the_functions_that_copy_or_delete_groups_hold_the_fleet_policy() {
+fn only_the_function_that_copies_and_deletes_groups_holds_the_fleet_policy() {
     let template = template();
     let engine = engine_functions(&template);
     assert!(
         !engine.contains("PushFunction") && engine.contains("BatchAdvanceFunction"),
         "{engine:?}"
     );
-    for function in functions(&template) {
-        let holds = policies_of(&template, &function)
+    let resources = resources_of_type(&template, "AWS::Serverless::Function");
+    let mut holders = Vec::new();
+    for (function, resource) in resources {
+        let binary = string(&resource["Metadata"]["BuildProperties"]["Binary"]);
+        let refs: Vec<String> = policies_of(&template, function)
             .iter()
             .filter_map(|policy| tagged(policy, "Ref"))
-            .any(|name| string(name) == "BlueGreenFleetPolicy");
+            .map(string)
+            .collect();
+        let holds = refs.iter().any(|name| name == "BlueGreenFleetPolicy");
         assert_eq!(
             holds,
-            engine.contains(&function),
-            "{function}: the fleet policy goes to exactly the functions that run the engine"
+            gantry_functions::handlers::carries_fleet_effects(&binary),
+            "{function}: the fleet policy goes to exactly the function that carries out fleet effects"
         );
-        if !holds {
-            for statement in statements_of(&template, &function) {
+        if holds {
+            holders.push(function.to_owned());
+        } else {
+            for statement in statements_of(&template, function) {
+                // The api puts Gantry's hooks on groups, handing Auto Scaling the
+                // stack's own notification role: that role, and no other.
+                let hook_role = tagged(&statement["Resource"], "GetAtt")
+                    .is_some_and(|attribute| string(attribute) == "LifecycleHookRole.Arn");
                 for action in FLEET_WRITES {
                     assert!(
-                        !allows(&statement, action),
-                        "{function} runs no engine but may {action}"
+                        !allows(&statement, action) || (action == "iam:PassRole" && hook_role),
+                        "{function} carries out no fleet effect but may {action}"
                     );
                 }
             }
+        }
+        assert_eq!(
+            refs.iter().any(|name| name == "FleetReadPolicy"),
+            engine.contains(function),
+            "{function}: fleet reads go to exactly the functions that run the engine"
+        );
+    }
+    assert_eq!(holders, ["LifecycleFunction"]);
+}
+
+/// A host reads a bundle only through the presigned link in its command (the
+/// dispatching function signs it for that revision, until shortly after the command's
+/// start_by): no host policy grants any S3 action, so no host reads another
+/// application's revisions.
+#[test]
+fn hosts_read_no_bundle_of_their_own_accord() {
+    let template = template();
+    for policy in ["Ec2HostPolicy", "OnPremisesHostPolicy"] {
+        let document = &template["Resources"][policy]["Properties"]["PolicyDocument"];
+        let statements = statements_in(&document["Statement"]);
+        assert!(!statements.is_empty(), "{policy} has statements");
+        for statement in statements {
+            assert!(
+                actions(&statement)
+                    .iter()
+                    .all(|action| !action.to_ascii_lowercase().starts_with("s3:")),
+                "{policy} lets a host reach S3 itself: {statement:?}"
+            );
         }
     }
 }
