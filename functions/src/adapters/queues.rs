@@ -4,6 +4,7 @@ use super::aws_failure;
 use super::bundles::Bundles;
 use crate::error::ApiError;
 use aws_sdk_sqs::types::QueueAttributeName;
+use gantry_core::lifecycle::LifecycleEvent;
 use gantry_core::wire::{Command, RevisionLocation};
 use serde_json::json;
 use std::collections::HashMap;
@@ -275,7 +276,7 @@ impl CommandQueues {
     }
 
     /// Sends each command to its host's queue, a bounded number at a time, an S3
-    /// revision's with a link to its bundle.
+    /// revision's that downloads it with a link to its bundle.
     pub async fn send_all(&self, mut commands: Vec<Command>) -> Result<(), ApiError> {
         let now = crate::model::now_millis();
         // Commands sent together share their revision and mostly their start_by.
@@ -284,6 +285,13 @@ impl CommandQueues {
             let RevisionLocation::S3 { s3_location } = &command.revision else {
                 continue;
             };
+            // Only a stretch that downloads the bundle needs the link.
+            if !command
+                .lifecycle_events
+                .contains(&LifecycleEvent::DownloadBundle)
+            {
+                continue;
+            }
             let url = match signed.get(&command.start_by) {
                 Some(url) => url.clone(),
                 None => {
