@@ -6169,3 +6169,55 @@ async fn a_tick_with_several_deployments_due_fans_them_out_to_the_lifecycle_func
     .await
     .expect("dropped, not retried");
 }
+
+/// Issue 27, with a real fault: the failed deployment's lock release fails for now (the
+/// stand-in answers DynamoDB's InternalServerError to every attempt), so its automatic
+/// rollback finds the group still locked. It is not given up as "another deployment
+/// started first": the tick's retry releases the lock, then creates the rollback.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_automatic_rollback_outlasts_a_lock_release_that_fails_for_now() {
+    let fx = rollback_fixture().await;
+    let good = fx.deploy("web", "v1.tgz").await.unwrap();
+    fx.run_host(&good, "web-1", None).await;
+    let bad = fx.deploy("web", "v2.tgz").await.unwrap();
+    fx._moto
+        .fail_next(
+            "DynamoDB_20120810.UpdateItem",
+            "REMOVE activeDeploymentId",
+            10,
+        )
+        .unwrap();
+    fx.run_host(&bad, "web-1", Some(LifecycleEvent::ValidateService))
+        .await;
+    fx._moto.clear_faults().unwrap();
+    assert_eq!(fx.status(&bad).await, "Failed");
+    let info = fx.deployment(&bad).await;
+    assert!(
+        info["rollbackInfo"].is_null(),
+        "no rollback yet, and none given up: {info}"
+    );
+    let group = fx
+        .control
+        .store
+        .load_group::<Value>(APP, "web")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        group.active_deployment_id.as_deref(),
+        Some(bad.as_str()),
+        "its release failed: the lock is still held"
+    );
+
+    batch_advance::tick_at(&fx.control, now_ms() + OUTBOX_GRACE_MS + 1)
+        .await
+        .unwrap();
+    let info = fx.deployment(&bad).await;
+    let rollback = info["rollbackInfo"]["rollbackDeploymentId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the retry created the rollback: {info}"));
+    assert_eq!(
+        fx.deployment(rollback).await["revision"]["s3Location"]["key"],
+        "v1.tgz"
+    );
+}

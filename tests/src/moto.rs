@@ -163,6 +163,32 @@ impl Moto {
         env
     }
 
+    /// Makes the next `count` requests to `target` (an X-Amz-Target, such as
+    /// `DynamoDB_20120810.UpdateItem`) whose body contains `contains` fail for now, with
+    /// the service's HTTP 500, as AWS does now and then (tests/standin/faults.py). The
+    /// SDK retries such an answer (three attempts by default): `count` counts attempts.
+    pub fn fail_next(&self, target: &str, contains: &str, count: u32) -> anyhow::Result<()> {
+        let query = format!(
+            "target={}&contains={}&count={count}",
+            query_value(target),
+            query_value(contains)
+        );
+        let status = http(&self.endpoint, "POST", &format!("/_gantry/faults?{query}"))?;
+        if status != 200 {
+            bail!("arming a fault answered HTTP {status}");
+        }
+        Ok(())
+    }
+
+    /// Disarms every fault [`Self::fail_next`] armed.
+    pub fn clear_faults(&self) -> anyhow::Result<()> {
+        let status = http(&self.endpoint, "DELETE", "/_gantry/faults")?;
+        if status != 200 {
+            bail!("clearing faults answered HTTP {status}");
+        }
+        Ok(())
+    }
+
     /// Wipes every resource (moto's `POST /moto-api/reset`).
     pub fn reset(&self) -> anyhow::Result<()> {
         let status = http(&self.endpoint, "POST", "/moto-api/reset")?;
@@ -233,6 +259,20 @@ fn moto_server_command() -> (PathBuf, Vec<PathBuf>) {
 fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// A query string value: letters, digits and `-_.~` as they are, a space as `+`, any
+/// other byte percent-encoded.
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// A minimal HTTP/1.0 request, enough to ask moto whether it is up. Returns the status.

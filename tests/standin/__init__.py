@@ -11,6 +11,8 @@ that unittest's discovery of tests/ can import this package without changing mot
   JSON protocol.
 - `limits`: AWS's size and count limits on the DynamoDB, SQS and SNS calls Gantry makes
   (key and item sizes, batch and transaction sizes, message sizes), where moto lets them pass.
+- `faults`: an AWS call failing for now (HTTP 500) when a test arms it, for tests of what
+  Gantry does when DynamoDB or SQS fails for a moment.
 - `scale`: DynamoDB calls whose cost follows the request, not the table: TransactWriteItems
   copies the items it names for its rollback, not the whole table (moto's copy made a
   5,000-host benchmark exhaust 24 GiB), and Query reads the partition it asks for, not
@@ -29,7 +31,7 @@ def install():
     if _installed:
         return
     _installed = True
-    from . import cbor, health, lifecycle, limits, proxy, scale
+    from . import cbor, faults, health, lifecycle, limits, proxy, scale
 
     lifecycle.install()
     health.install()
@@ -37,6 +39,7 @@ def install():
     cbor.install()
     limits.install()
     scale.install()
+    faults.install()
 
     from moto.core.base_backend import BackendDict
 
@@ -48,5 +51,6 @@ def install():
         lifecycle.reset()
         health.reset()
         proxy.reset()
+        faults.reset()
 
     BackendDict.reset = classmethod(reset)
