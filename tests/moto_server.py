@@ -24,8 +24,9 @@ SenderId their messages carry and the shape Gantry checks before reading a repor
 It also loads the stand-in's extensions where moto stops (tests/standin/): Auto Scaling
 lifecycle hooks that wait, notify and time out; ELBv2 target health from real HTTP
 health checks, and draining; an HTTP reverse proxy per ELBv2 HTTP listener, at the load
-balancer's DNSName (`127.0.0.1:PORT`). Each module says what it does and what it leaves
-out.
+balancer's DNSName (`127.0.0.1:PORT`); Lambda functions that run as local processes,
+an alias's weights choosing the version; faults on demand. Each module says what it does
+and what it leaves out.
 
 Same flags as moto_server.
 """
@@ -109,8 +110,19 @@ def _user_with_aws_id(self, *args, **kwargs):
 
 iam_models.User.__init__ = _user_with_aws_id
 
+def _own_endpoint(argv):
+    """The address moto_server will listen on, from its -H/--host and -p/--port flags."""
+    host, port = "127.0.0.1", "5000"
+    for index, flag in enumerate(argv[:-1]):
+        if flag in ("-p", "--port"):
+            port = argv[index + 1]
+        elif flag in ("-H", "--host"):
+            host = argv[index + 1]
+    return f"http://{host}:{port}"
+
+
 if __name__ == "__main__":
     import standin  # tests/standin/, beside this file
 
-    standin.install()
+    standin.install(_own_endpoint(sys.argv[1:]))
     moto.server.main(sys.argv[1:])

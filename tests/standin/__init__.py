@@ -11,6 +11,8 @@ that unittest's discovery of tests/ can import this package without changing mot
   JSON protocol.
 - `limits`: AWS's size and count limits on the DynamoDB, SQS and SNS calls Gantry makes
   (key and item sizes, batch and transaction sizes, message sizes), where moto lets them pass.
+- `lambda_runner`: Lambda functions whose invocation runs their package as a local
+  process, an alias's routing weights choosing the version, as Lambda does.
 - `faults`: an AWS call failing for now (HTTP 500) when a test arms it, for tests of what
   Gantry does when DynamoDB or SQS fails for a moment.
 - `scale`: DynamoDB calls whose cost follows the request, not the table: TransactWriteItems
@@ -25,13 +27,14 @@ one per simulated instance.
 _installed = False
 
 
-def install():
-    """Patches moto (once per process) and starts the background threads."""
+def install(endpoint=None):
+    """Patches moto (once per process) and starts the background threads. `endpoint`:
+    the stand-in's own address, given to the Lambda functions it runs."""
     global _installed
     if _installed:
         return
     _installed = True
-    from . import cbor, faults, health, lifecycle, limits, proxy, scale
+    from . import cbor, faults, health, lambda_runner, lifecycle, limits, proxy, scale
 
     lifecycle.install()
     health.install()
@@ -40,6 +43,7 @@ def install():
     limits.install()
     scale.install()
     faults.install()
+    lambda_runner.install(endpoint)
 
     from moto.core.base_backend import BackendDict
 
