@@ -41,14 +41,14 @@ pub use routing::{
     LAMBDA_CANARY_10_PERCENT_15_MINUTES, LAMBDA_CANARY_10_PERCENT_30_MINUTES,
     LAMBDA_LINEAR_10_PERCENT_EVERY_1_MINUTE, LAMBDA_LINEAR_10_PERCENT_EVERY_2_MINUTES,
     LAMBDA_LINEAR_10_PERCENT_EVERY_3_MINUTES, LAMBDA_LINEAR_10_PERCENT_EVERY_10_MINUTES,
-    MAX_INTERVAL_MINUTES, PREDEFINED_NAMES, RoutingError, Step, TimeBasedCanary, TimeBasedLinear,
-    TrafficRouting, TrafficRoutingConfig, predefined,
+    LambdaConfigError, LambdaDeploymentConfig, MAX_INTERVAL_MINUTES, PREDEFINED_NAMES,
+    RoutingError, Step, TimeBasedCanary, TimeBasedLinear, TrafficRouting, TrafficRoutingConfig,
+    predefined,
 };
 
-/// How long a hook function has to answer once it is invoked: one hour. CodeDeploy's
-/// user guide ("AppSpec 'hooks' section for an AWS Lambda deployment") gives a hook one
-/// hour to report its status through PutLifecycleEventHookExecutionStatus, and fails the
-/// deployment when it does not.
+/// How long a hook function has to answer once it is invoked: one hour. CodeDeploy fails
+/// a Lambda deployment whose hook has not reported its status through
+/// PutLifecycleEventHookExecutionStatus within one hour of being invoked.
 pub const HOOK_TIMEOUT_MS: Millis = 60 * 60 * 1000;
 
 /// CodeDeploy's error code for a deployment whose hook answered Failed.

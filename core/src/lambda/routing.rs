@@ -1,7 +1,9 @@
 //! How traffic moves from the current version to the target version: CodeDeploy's
 //! `trafficRoutingConfig` ([`TrafficRouting`]), its predefined Lambda configurations
-//! ([`predefined`]), and the schedule of weights it makes ([`TrafficRouting::steps`]).
+//! ([`predefined`]) and users' own ([`LambdaDeploymentConfig::custom`]), and the
+//! schedule of weights a routing makes ([`TrafficRouting::steps`]).
 
+use crate::config::{ConfigError, check_name};
 use crate::deployment::Millis;
 use serde::{Deserialize, Serialize};
 
@@ -322,4 +324,60 @@ pub fn predefined(name: &str) -> Option<TrafficRouting> {
         LAMBDA_ALL_AT_ONCE => TrafficRouting::AllAtOnce,
         _ => return None,
     })
+}
+
+/// A deployment configuration of the Lambda compute platform: its name and routing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaDeploymentConfig {
+    #[serde(rename = "deploymentConfigName")]
+    pub name: String,
+    pub traffic_routing_config: TrafficRouting,
+}
+
+/// Why CreateDeploymentConfig refuses a Lambda configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LambdaConfigError {
+    #[error(transparent)]
+    Name(ConfigError),
+    #[error(transparent)]
+    Routing(RoutingError),
+}
+
+impl LambdaConfigError {
+    /// CodeDeploy's exception for it.
+    pub fn exception(&self) -> &'static str {
+        match self {
+            Self::Name(_) => "InvalidDeploymentConfigNameException",
+            Self::Routing(error) => error.exception(),
+        }
+    }
+}
+
+impl LambdaDeploymentConfig {
+    pub fn predefined(name: &str) -> Option<Self> {
+        Some(Self {
+            name: name.to_owned(),
+            traffic_routing_config: predefined(name)?,
+        })
+    }
+
+    pub fn all_predefined() -> Vec<Self> {
+        PREDEFINED_NAMES
+            .into_iter()
+            .filter_map(Self::predefined)
+            .collect()
+    }
+
+    /// A user's configuration, checked as CreateDeploymentConfig checks it: the name
+    /// first, then the routing.
+    pub fn custom(name: &str, routing: TrafficRoutingConfig) -> Result<Self, LambdaConfigError> {
+        check_name(name).map_err(LambdaConfigError::Name)?;
+        let traffic_routing_config =
+            TrafficRouting::try_from(routing).map_err(LambdaConfigError::Routing)?;
+        Ok(Self {
+            name: name.to_owned(),
+            traffic_routing_config,
+        })
+    }
 }

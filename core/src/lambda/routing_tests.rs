@@ -341,3 +341,57 @@ proptest! {
         prop_assert_eq!(read(linear).is_ok(), allowed);
     }
 }
+
+#[test]
+fn custom_lambda_configs_are_checked_name_first() {
+    let routing = TrafficRoutingConfig::from(TrafficRouting::linear(25, 2).unwrap());
+    let config = LambdaDeploymentConfig::custom("Gantry.Linear25Every2", routing.clone()).unwrap();
+    assert_eq!(
+        serde_json::to_value(&config).unwrap(),
+        json!({
+            "deploymentConfigName": "Gantry.Linear25Every2",
+            "trafficRoutingConfig": {
+                "type": "TimeBasedLinear",
+                "timeBasedLinear": {"linearPercentage": 25, "linearInterval": 2}
+            }
+        })
+    );
+    let reserved = LambdaDeploymentConfig::custom(LAMBDA_ALL_AT_ONCE, routing.clone()).unwrap_err();
+    assert_eq!(
+        reserved,
+        LambdaConfigError::Name(crate::config::ConfigError::ReservedName(
+            LAMBDA_ALL_AT_ONCE.into()
+        ))
+    );
+    assert_eq!(reserved.exception(), "InvalidDeploymentConfigNameException");
+    assert_eq!(
+        LambdaDeploymentConfig::custom("", routing)
+            .unwrap_err()
+            .to_string(),
+        "deploymentConfigName: must be 1 to 100 characters, found 0"
+    );
+    let bad = TrafficRoutingConfig {
+        kind: Some("TimeBasedCanary".into()),
+        ..Default::default()
+    };
+    let refused = LambdaDeploymentConfig::custom("Gantry.Canary", bad).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "trafficRoutingConfig.timeBasedCanary: required when type is TimeBasedCanary"
+    );
+    assert_eq!(
+        refused.exception(),
+        "InvalidTrafficRoutingConfigurationException"
+    );
+}
+
+#[test]
+fn all_predefined_lambda_configs() {
+    let all = LambdaDeploymentConfig::all_predefined();
+    assert_eq!(all.len(), 9);
+    assert!(all.iter().map(|c| c.name.as_str()).eq(PREDEFINED_NAMES));
+    assert_eq!(
+        LambdaDeploymentConfig::predefined("CodeDeployDefault.OneAtATime"),
+        None
+    );
+}
