@@ -1,11 +1,11 @@
 //! The AWS Lambda compute platform: a deployment moves one alias's traffic from its
 //! function's current version to a target version, by a traffic routing configuration.
 //!
-//! Like [`crate::deployment`], the deployment is a pure state machine: [`LambdaDeployment::apply`]
-//! takes an [`Input`] (it starts, a hook answers, time passes, an alarm fires, someone
-//! stops it) and returns [`Effect`]s for the adapters (invoke a hook, set the alias's
-//! weights, notify, free the group). Nothing here sleeps: [`LambdaDeployment::next_wakeup`]
-//! tells the scheduler when the next tick matters.
+//! Like [`crate::deployment`], the deployment is a pure state machine:
+//! [`LambdaDeployment::apply`] takes an [`Input`] (it starts, a hook answers, time passes,
+//! an alarm fires, someone stops it) and returns [`Effect`]s for the adapters (invoke a
+//! hook, set the alias's weights, notify, free the group). Nothing here sleeps:
+//! [`LambdaDeployment::next_wakeup`] tells the scheduler when the next tick matters.
 //!
 //! A deployment goes through [`Stage`]s, as CodeDeploy's user guide describes them
 //! ("AppSpec 'hooks' section for an AWS Lambda deployment"):
@@ -19,9 +19,9 @@
 //!
 //! A hook that answers Failed or does not answer within [`HOOK_TIMEOUT_MS`] fails the
 //! deployment; an alarm in ALARM or StopDeployment stops it. Either way the alias goes
-//! back to the current version if any traffic had moved: a Lambda deployment has nothing
-//! else to undo, and CodeDeploy shifts traffic back to the original version when a Lambda
-//! deployment does not succeed.
+//! back to the current version if any traffic had moved, whatever the group's rollback
+//! settings: a half-shifted alias is never left behind, and a Lambda deployment has
+//! nothing else to undo. When no traffic had moved, the alias is left alone.
 //!
 //! The state is one small record ([`LambdaDeployment`]), stored as is: the schedule is
 //! recomputed from the routing, and only how many of its steps were applied is kept.
@@ -234,6 +234,8 @@ impl LambdaDeployment {
     }
 }
 
+#[cfg(test)]
+mod property_tests;
 #[cfg(test)]
 mod routing_tests;
 #[cfg(test)]

@@ -44,10 +44,7 @@ impl LambdaDeployment {
             Input::AlarmFired { names, now } => {
                 // Alarms are watched only while the deployment runs; an empty list says
                 // no alarm is in ALARM.
-                if self.stage.status().is_terminal()
-                    || self.stage == Stage::Created
-                    || names.is_empty()
-                {
+                if self.stage.is_terminal() || self.stage == Stage::Created || names.is_empty() {
                     return Ok(effects);
                 }
                 let error = ErrorInformation {

@@ -21,7 +21,8 @@ pub enum Input {
     Tick {
         now: Millis,
     },
-    /// These CloudWatch alarms of the deployment group are in ALARM.
+    /// These CloudWatch alarms of the deployment group are in ALARM: a running deployment
+    /// stops. Before the start, after the end, or with no names, nothing happens.
     AlarmFired {
         names: Vec<String>,
         now: Millis,
@@ -46,7 +47,7 @@ impl Input {
 }
 
 /// Why an input could not apply: a caller's mistake or a late or foreign answer, never a
-/// panic. Each carries the exception CodeDeploy answers it with ([`ApplyError::exception`]).
+/// panic. [`ApplyError::exception`] names the exception CodeDeploy answers it with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
     #[error("deployment {0} has already started")]

@@ -1,12 +1,11 @@
 use super::*;
 use crate::deployment::{ALARM_ACTIVE, NotificationEvent, TIMEOUT};
 use crate::lifecycle::LifecycleEvent;
-use proptest::prelude::*;
 
 const ID: &str = "d-LAMBDA0001";
-const MIN: Millis = 60 * 1000;
+pub(super) const MIN: Millis = 60 * 1000;
 const SEC: Millis = 1000;
-const T0: Millis = 1_765_000_000_000;
+pub(super) const T0: Millis = 1_765_000_000_000;
 
 use HookEvent::{AfterAllowTraffic as After, BeforeAllowTraffic as Before};
 
@@ -19,14 +18,14 @@ fn alias() -> AliasShift {
     }
 }
 
-fn hooks(before: bool, after: bool) -> Hooks {
+pub(super) fn hooks(before: bool, after: bool) -> Hooks {
     Hooks {
         before_allow_traffic: before.then(|| "orders-before".to_owned()),
         after_allow_traffic: after.then(|| "orders-after".to_owned()),
     }
 }
 
-fn deployment(routing: TrafficRouting, hooks: &Hooks) -> LambdaDeployment {
+pub(super) fn deployment(routing: TrafficRouting, hooks: &Hooks) -> LambdaDeployment {
     LambdaDeployment::new(ID.into(), alias(), routing, hooks, T0 - SEC)
 }
 
@@ -34,7 +33,7 @@ fn named(config: &str, hooks: &Hooks) -> LambdaDeployment {
     deployment(predefined(config).unwrap(), hooks)
 }
 
-fn id(event: HookEvent) -> String {
+pub(super) fn id(event: HookEvent) -> String {
     hook_execution_id(ID, event)
 }
 
@@ -50,7 +49,7 @@ fn invoke(event: HookEvent) -> Effect {
     }
 }
 
-fn start(d: &mut LambdaDeployment) -> Vec<Effect> {
+pub(super) fn start(d: &mut LambdaDeployment) -> Vec<Effect> {
     d.apply(Input::Start { now: T0 }).unwrap()
 }
 
@@ -660,119 +659,37 @@ fn hook_events_are_codedeploys() {
     assert_eq!(After.lifecycle_event(), LifecycleEvent::AfterAllowTraffic);
 }
 
-#[derive(Debug, Clone)]
-enum Move {
-    Tick(Millis),
-    Answer(HookEvent, bool),
-    Alarm,
-    Stop,
+#[test]
+fn stop_during_the_before_hook_leaves_the_alias_alone() {
+    let mut d = named(LAMBDA_LINEAR_10_PERCENT_EVERY_2_MINUTES, &hooks(true, true));
+    start(&mut d);
+    assert_eq!(d.apply(Input::Stop { now: T0 + MIN }).unwrap(), stopped());
+    assert_eq!(d.weight, 0);
+    assert_eq!(d.steps_applied, 0);
+    assert_eq!(d.hook(Before).unwrap().status, EventStatus::Skipped);
 }
 
-fn any_move() -> impl Strategy<Value = Move> {
-    prop_oneof![
-        4 => (0..90 * MIN).prop_map(Move::Tick),
-        3 => (prop_oneof![Just(Before), Just(After)], proptest::bool::weighted(0.8))
-            .prop_map(|(event, ok)| Move::Answer(event, ok)),
-        1 => Just(Move::Alarm),
-        1 => Just(Move::Stop),
-    ]
+#[test]
+fn nothing_is_due_before_the_start() {
+    let mut d = named(LAMBDA_ALL_AT_ONCE, &Hooks::default());
+    assert_eq!(tick(&mut d, T0 + 60 * MIN), []);
+    assert_eq!(d.stage, Stage::Created);
+    assert_eq!(d.status(), DeploymentStatus::Created);
 }
 
-fn any_routing() -> impl Strategy<Value = TrafficRouting> {
-    prop_oneof![
-        (1u32..=99, 1u32..=30).prop_map(|(p, n)| TrafficRouting::canary(p, n).unwrap()),
-        (1u32..=99, 1u32..=30).prop_map(|(p, n)| TrafficRouting::linear(p, n).unwrap()),
-        Just(TrafficRouting::AllAtOnce),
-    ]
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
-
-    /// Whatever happens and in whatever order: weights stay strictly between 0 and 100
-    /// and only rise; the alias is rolled back exactly when traffic had moved and the
-    /// deployment did not succeed; it ends once, with Finished last; a refused input
-    /// changes nothing; and nothing happens after the end.
-    #[test]
-    fn deployments_keep_their_rules(
-        routing in any_routing(),
-        before in any::<bool>(),
-        after in any::<bool>(),
-        moves in proptest::collection::vec(any_move(), 0..40),
-    ) {
-        let mut d = deployment(routing, &hooks(before, after));
-        let mut all = start(&mut d);
-        let mut now = T0;
-        let mut last_weight = 0;
-        let mut moved = false;
-        for step in moves {
-            let input = match step {
-                Move::Tick(by) => {
-                    now += by;
-                    Input::Tick { now }
-                }
-                Move::Answer(event, succeeded) => Input::HookStatus {
-                    execution_id: id(event),
-                    succeeded,
-                    now,
-                },
-                Move::Alarm => Input::AlarmFired { names: vec!["a".into()], now },
-                Move::Stop => Input::Stop { now },
-            };
-            let stored = d.clone();
-            let ended = d.stage.is_terminal();
-            match d.apply(input) {
-                Ok(effects) => {
-                    if ended {
-                        prop_assert!(effects.is_empty());
-                        prop_assert_eq!(&d, &stored);
-                    }
-                    all.extend(effects);
-                }
-                Err(_) => prop_assert_eq!(&d, &stored),
-            }
-        }
-        // Drive it to its end if it has not ended, hooks answering Succeeded.
-        for _ in 0..200 {
-            if d.stage.is_terminal() {
-                break;
-            }
-            let input = match d.stage {
-                Stage::BeforeAllowTraffic => Input::HookStatus { execution_id: id(Before), succeeded: true, now },
-                Stage::AfterAllowTraffic => Input::HookStatus { execution_id: id(After), succeeded: true, now },
-                _ => {
-                    now = now.max(d.next_wakeup().unwrap());
-                    Input::Tick { now }
-                }
-            };
-            all.extend(d.apply(input).unwrap());
-        }
-        prop_assert!(d.stage.is_terminal());
-        for effect in &all {
-            match effect {
-                Effect::SetWeight { percent } => {
-                    prop_assert!(0 < *percent && *percent < 100);
-                    prop_assert!(*percent > last_weight);
-                    last_weight = *percent;
-                    moved = true;
-                }
-                Effect::PointAliasAtTarget => {
-                    last_weight = 100;
-                    moved = true;
-                }
-                _ => {}
-            }
-        }
-        let rollbacks = all.iter().filter(|e| **e == Effect::RollBack).count();
-        let succeeded = d.stage == Stage::Succeeded;
-        prop_assert_eq!(rollbacks, usize::from(moved && !succeeded));
-        prop_assert_eq!(d.weight, if succeeded { 100 } else { 0 });
-        prop_assert_eq!(all.iter().filter(|e| **e == Effect::Finished).count(), 1);
-        prop_assert_eq!(all.last(), Some(&Effect::Finished));
-        prop_assert_eq!(d.next_wakeup(), None);
-        prop_assert!(d.hooks.iter().all(|hook| hook.status.is_terminal() && hook.deadline.is_none()));
-        if succeeded {
-            prop_assert!(d.hooks.iter().all(|hook| hook.status == EventStatus::Succeeded));
-        }
-    }
+#[test]
+fn a_custom_canary_with_hooks() {
+    let routing = TrafficRouting::canary(25, 90).unwrap();
+    let mut d = deployment(routing, &hooks(true, true));
+    start(&mut d);
+    assert_eq!(
+        answer(&mut d, Before, true, T0 + SEC).unwrap(),
+        [Effect::SetWeight { percent: 25 }]
+    );
+    assert_eq!(d.next_wakeup(), Some(T0 + SEC + 90 * MIN));
+    assert_eq!(tick(&mut d, T0 + 90 * MIN), []);
+    assert_eq!(
+        tick(&mut d, T0 + SEC + 90 * MIN),
+        [Effect::PointAliasAtTarget, invoke(After)]
+    );
 }
