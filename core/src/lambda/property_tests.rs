@@ -125,4 +125,39 @@ proptest! {
             prop_assert!(!succeeded || hook.status == EventStatus::Succeeded);
         }
     }
+
+    /// Ticks at any times: no weight is applied before its step is due, a tick before
+    /// [`LambdaDeployment::next_wakeup`] does nothing, and the weight applied is always
+    /// the latest one due.
+    #[test]
+    fn steps_apply_on_time_and_never_early(
+        routing in any_routing(),
+        gaps in proptest::collection::vec(0..20 * MIN, 1..60),
+    ) {
+        let mut d = deployment(routing, &Hooks::default());
+        let steps = routing.steps();
+        start(&mut d);
+        let mut now = T0;
+        for gap in gaps {
+            now += gap;
+            let wakeup = d.next_wakeup();
+            let effects = d.apply(Input::Tick { now }).unwrap();
+            if wakeup.is_none_or(|at| now < at) {
+                prop_assert!(effects.is_empty());
+                continue;
+            }
+            let latest_due = steps
+                .iter()
+                .rev()
+                .find(|step| T0 + step.offset_ms <= now)
+                .unwrap();
+            prop_assert_eq!(d.weight, latest_due.percent);
+            let expected = if latest_due.percent == 100 {
+                Effect::PointAliasAtTarget
+            } else {
+                Effect::SetWeight { percent: latest_due.percent }
+            };
+            prop_assert_eq!(effects.first(), Some(&expected));
+        }
+    }
 }
