@@ -11,7 +11,9 @@ pub enum Input {
         now: Millis,
     },
     /// A hook function's answer (PutLifecycleEventHookExecutionStatus): `Succeeded`, or
-    /// `Failed` when `succeeded` is false.
+    /// `Failed` when `succeeded` is false. Only a running hook's first answer counts; a
+    /// repeat of the outcome recorded is accepted and changes nothing, and any other
+    /// answer is refused.
     HookStatus {
         execution_id: String,
         succeeded: bool,
