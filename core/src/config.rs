@@ -196,12 +196,7 @@ impl DeploymentConfig {
         minimum_healthy_hosts: MinimumHealthyHosts,
         zonal_config: Option<ZonalConfig>,
     ) -> Result<Self, ConfigError> {
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(ConfigError::NameLength(name.chars().count()));
-        }
-        if name.starts_with("CodeDeployDefault.") {
-            return Err(ConfigError::ReservedName(name.to_owned()));
-        }
+        check_name(name)?;
         if matches!(
             minimum_healthy_hosts,
             MinimumHealthyHosts::MostConcurrency(_)
@@ -246,6 +241,19 @@ impl DeploymentConfig {
             required_successes: minimum.max(1),
         })
     }
+}
+
+/// A user's configuration name, checked as CreateDeploymentConfig checks it, whatever
+/// the compute platform: 1 to 100 characters, and not in CodeDeploy's own namespace.
+pub fn check_name(name: &str) -> Result<(), ConfigError> {
+    let length = name.chars().count();
+    if length == 0 || length > 100 {
+        return Err(ConfigError::NameLength(length));
+    }
+    if name.starts_with("CodeDeployDefault.") {
+        return Err(ConfigError::ReservedName(name.to_owned()));
+    }
+    Ok(())
 }
 
 impl HealthPlan {
