@@ -1,4 +1,5 @@
-//! `appspec.yml` for the EC2/on-premises platform: parsing and validation.
+//! `appspec.yml` for the EC2/on-premises platform: parsing and validation; [`lambda`]
+//! reads the appspec of an AWS Lambda deployment, and [`detect`] tells the two apart.
 //!
 //! Validation follows CodeDeploy's AppSpec reference and reports every problem it finds,
 //! each with the path of the field (`hooks.AfterInstall[0].timeout`) and what is allowed.
@@ -187,16 +188,7 @@ impl AppSpec {
     }
 
     fn parse_with(text: &str, mut checker: Checker) -> Result<AppSpec, Problems> {
-        let document: Value = serde_norway::from_str(text).map_err(|error| {
-            let field = match error.location() {
-                Some(at) => format!("appspec (line {}, column {})", at.line(), at.column()),
-                None => "appspec".to_owned(),
-            };
-            Problems(vec![Problem::new(
-                field,
-                format!("is not valid YAML: {error}"),
-            )])
-        })?;
+        let document = load(text)?;
         let spec = checker.document(&document);
         match spec {
             Some(spec) if checker.errors.is_empty() => Ok(AppSpec {
@@ -265,6 +257,99 @@ pub fn revision_relative(path: &str) -> Option<&Path> {
     Some(relative)
 }
 
+/// Which compute platform an appspec is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AppSpecKind {
+    /// `os`, `files`, `permissions` and hook scripts: read with [`AppSpec::parse`].
+    Ec2OnPremises,
+    /// One `AWS::Lambda::Function` in `Resources`: read with [`lambda::LambdaAppSpec::parse`].
+    Lambda,
+}
+
+impl AppSpecKind {
+    /// CodeDeploy's name for the platform.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ec2OnPremises => "EC2/On-Premises",
+            Self::Lambda => "AWS Lambda",
+        }
+    }
+}
+
+impl fmt::Display for AppSpecKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Tells which platform an appspec is for, so that one command can lint either kind; the
+/// parser of that kind then says what, if anything, is wrong with it.
+///
+/// It is a Lambda appspec when its top-level `Resources` (any case) lists an
+/// `AWS::Lambda::Function`, or when it has no `os` (which every EC2/on-premises appspec
+/// needs) but has a `Resources` section or a `Hooks` list (EC2/on-premises hooks are a
+/// mapping): so a misspelt `Type`, an ECS service or a forgotten `Resources` is
+/// reported by the Lambda parser rather than as a missing `os`. Anything else, including
+/// text that is not YAML or not a mapping (which both parsers report alike), is taken for
+/// EC2/on-premises.
+pub fn detect(text: &str) -> AppSpecKind {
+    let Ok(Value::Mapping(top)) = serde_norway::from_str::<Value>(text) else {
+        return AppSpecKind::Ec2OnPremises;
+    };
+    let key = |name: &str| {
+        top.iter()
+            .find(|(key, _)| {
+                key.as_str()
+                    .is_some_and(|key| key.eq_ignore_ascii_case(name))
+            })
+            .map(|(_, value)| value)
+    };
+    let resources = key("Resources");
+    let names_a_function = |resource: &Value| {
+        resource.as_mapping().is_some_and(|resource| {
+            resource.iter().any(|(key, value)| {
+                key.as_str()
+                    .is_some_and(|key| key.eq_ignore_ascii_case("Type"))
+                    && value.as_str() == Some(lambda::FUNCTION_TYPE)
+            })
+        })
+    };
+    // `- name: {Type: ...}` as CodeDeploy writes it, or `name: {Type: ...}` as
+    // CloudFormation does.
+    let lists_a_function = match resources {
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .filter_map(Value::as_mapping)
+            .flat_map(|item| item.values())
+            .any(names_a_function),
+        Some(Value::Mapping(items)) => items.values().any(names_a_function),
+        _ => false,
+    };
+    let lambda_shaped =
+        resources.is_some() || key("Hooks").is_some_and(|hooks| hooks.is_sequence());
+    if lists_a_function || (key("os").is_none() && lambda_shaped) {
+        AppSpecKind::Lambda
+    } else {
+        AppSpecKind::Ec2OnPremises
+    }
+}
+
+/// Reads an appspec's YAML (JSON is YAML too) into a tree; a syntax error is one problem
+/// naming its line and column.
+fn load(text: &str) -> Result<Value, Problems> {
+    serde_norway::from_str(text).map_err(|error| {
+        let field = match error.location() {
+            Some(at) => format!("appspec (line {}, column {})", at.line(), at.column()),
+            None => "appspec".to_owned(),
+        };
+        Problems(vec![Problem::new(
+            field,
+            format!("is not valid YAML: {error}"),
+        )])
+    })
+}
+
+pub mod lambda;
 mod validation;
 use validation::Checker;
 pub use validation::check_acl;

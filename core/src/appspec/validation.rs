@@ -535,7 +535,8 @@ pub fn check_acl(entry: &str) -> Result<(), String> {
     }
 }
 
-fn describe(value: &Value) -> String {
+/// How a found value reads in a message.
+pub(super) fn describe(value: &Value) -> String {
     match value {
         Value::Null => "nothing".to_owned(),
         Value::Bool(b) => format!("{b}"),
