@@ -1,13 +1,14 @@
 //! Adapters, one module per AWS service: SQS (host command queues), SNS (trigger
 //! notifications), S3 (revision bundles), the fleet (on-premises instances, EC2 tags,
 //! Auto Scaling groups), IAM (reporting identities), Auto Scaling lifecycle hooks and
-//! CloudWatch alarms.
+//! CloudWatch alarms, and Lambda aliases and hook functions.
 //! Each maps SDK errors to [`ApiError`]s that say what failed.
 
 use crate::error::ApiError;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 
 mod alarms;
+mod aliases;
 mod bundles;
 mod fleet;
 mod identities;
@@ -16,6 +17,7 @@ mod notifier;
 mod queues;
 
 pub use alarms::Alarms;
+pub use aliases::{AliasState, Aliases};
 pub use bundles::{Bundles, register, revision_key};
 pub use fleet::{Fleet, Host};
 pub use identities::Identities;

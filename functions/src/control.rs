@@ -128,6 +128,8 @@ pub struct ControlPlane {
     pub lifecycle: LifecycleHooks,
     pub identities: Identities,
     pub alarms: Alarms,
+    /// Lambda deployments' aliases and hook functions.
+    pub aliases: crate::adapters::Aliases,
     pub load_balancers: traffic::LoadBalancers,
     pub green_fleets: crate::green_fleet::GreenFleets,
     pub settings: Settings,
@@ -159,6 +161,7 @@ impl ControlPlane {
             lifecycle: LifecycleHooks::new(aws_sdk_autoscaling::Client::new(config)),
             identities: Identities::new(aws_sdk_iam::Client::new(config)),
             alarms: Alarms::new(aws_sdk_cloudwatch::Client::new(config)),
+            aliases: crate::adapters::Aliases::new(aws_sdk_lambda::Client::new(config)),
             load_balancers: traffic::LoadBalancers::new(
                 aws_sdk_elasticloadbalancingv2::Client::new(config),
             ),
