@@ -56,6 +56,8 @@ pub enum Exception {
     InvalidInstanceName,
     InvalidInstanceStatus,
     InvalidInstanceType,
+    InvalidLifecycleEventHookExecutionId,
+    InvalidLifecycleEventHookExecutionStatus,
     InvalidLoadBalancerInfo,
     InvalidMinimumHealthyHostValue,
     InvalidNextToken,
@@ -75,6 +77,7 @@ pub enum Exception {
     TagLimitExceeded,
     TagRequired,
     TriggerTargetsLimitExceeded,
+    LifecycleEventAlreadyCompleted,
     UnsupportedActionForDeploymentType,
 }
 
@@ -135,6 +138,12 @@ impl Exception {
             Self::InvalidInstanceName => "InvalidInstanceNameException",
             Self::InvalidInstanceStatus => "InvalidInstanceStatusException",
             Self::InvalidInstanceType => "InvalidInstanceTypeException",
+            Self::InvalidLifecycleEventHookExecutionId => {
+                "InvalidLifecycleEventHookExecutionIdException"
+            }
+            Self::InvalidLifecycleEventHookExecutionStatus => {
+                "InvalidLifecycleEventHookExecutionStatusException"
+            }
             Self::InvalidLoadBalancerInfo => "InvalidLoadBalancerInfoException",
             Self::InvalidMinimumHealthyHostValue => "InvalidMinimumHealthyHostValueException",
             Self::InvalidNextToken => "InvalidNextTokenException",
@@ -156,6 +165,7 @@ impl Exception {
             Self::TagLimitExceeded => "TagLimitExceededException",
             Self::TagRequired => "TagRequiredException",
             Self::TriggerTargetsLimitExceeded => "TriggerTargetsLimitExceededException",
+            Self::LifecycleEventAlreadyCompleted => "LifecycleEventAlreadyCompletedException",
             Self::UnsupportedActionForDeploymentType => {
                 "UnsupportedActionForDeploymentTypeException"
             }

@@ -13,6 +13,9 @@
 //!   (trigger messages), [`model`] (CodeDeploy's shapes), [`control`] (settings and
 //!   clients).
 //!
+//! - [`lambda_deployments`]: the Lambda compute platform's engine (an alias shifted
+//!   between two versions, with hooks), beside the EC2 one.
+//!
 //! - [`group_hooks`]: a deployment group's Auto Scaling lifecycle hooks, shared by the API
 //!   and blue/green.
 //!
@@ -21,7 +24,7 @@
 //!   that whole deployments are tested in milliseconds without moto).
 //!
 //! The module graph runs one way, each layer using only those below it:
-//! lambda → handlers → engine → deploy (creating deployments and
+//! lambda → handlers → engine, lambda_deployments → deploy (creating deployments and
 //! rollbacks) → blue_green, traffic_steps, group_hooks, notify → ports → control
 //! (settings and clients) → adapters, green_fleet, traffic → store → model → error. A
 //! decision that needs the engine (a traffic check's outcome, a copy found ready) is
@@ -39,6 +42,7 @@ pub mod green_fleet;
 pub mod group_hooks;
 pub mod handlers;
 pub mod lambda;
+pub mod lambda_deployments;
 pub mod model;
 pub mod notify;
 pub mod ports;

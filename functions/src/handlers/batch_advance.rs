@@ -248,6 +248,7 @@ fn dropped(reports: usize, reason: &str, deployment_id: Option<&str>) {
 /// deployments were due.
 pub async fn tick(control: &ControlPlane) -> Result<usize, ApiError> {
     let now = now_millis();
+    serve_lambda_deployments(control, now).await;
     let due = control.store.due_deployments(now).await?;
     let queue = control.settings.lifecycle_queue_url.as_deref();
     let (Some(queue), true) = (queue, due.len() > 1) else {
@@ -270,9 +271,17 @@ pub async fn tick(control: &ControlPlane) -> Result<usize, ApiError> {
 /// The schedule as it runs at `now`, serving every deployment due in this invocation
 /// (tests move `now` ahead to see what the schedule does).
 pub async fn tick_at(control: &ControlPlane, now: Millis) -> Result<usize, ApiError> {
+    serve_lambda_deployments(control, now).await;
     let due = control.store.due_deployments(now).await?;
     serve_due(control, &due, now).await;
     Ok(due.len())
+}
+
+/// The Lambda platform's deployments due (see [`crate::lambda_deployments::tick`]).
+async fn serve_lambda_deployments(control: &ControlPlane, now: Millis) {
+    if let Err(error) = crate::lambda_deployments::tick(control, now).await {
+        tracing::warn!(%error, "Lambda deployments not looked at; the next tick does");
+    }
 }
 
 async fn serve_due(control: &ControlPlane, due: &[String], now: Millis) {

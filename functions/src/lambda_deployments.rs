@@ -1,0 +1,321 @@
+//! Lambda deployments: the engine of the Lambda compute platform (issue 28, in progress).
+//!
+//! The same shape as the EC2 engine, over [`gantry_core::lambda`]'s state machine: every
+//! change is a step (load, apply, one conditional write of the new state with its effects
+//! in an outbox entry, then carry the effects out, then clear the entry); effects that fail
+//! for now stay in the outbox for the tick; waits are the machine's `next_wakeup`, on the
+//! `active` index, never slept. The alias moves through [`crate::adapters::Aliases`].
+//!
+//! Not wired to the API yet: CreateDeployment of a Lambda application's group,
+//! PutLifecycleEventHookExecutionStatus and GetDeployment come next, with trigger
+//! notifications (`Notify` is logged, not published, for now).
+
+use crate::control::ControlPlane;
+use crate::error::{ApiError, Exception};
+use crate::model::now_millis;
+use crate::store::{ALARM_LOOK_MS, LambdaOutboxEntry, LambdaRecord, StoreError, keys};
+use gantry_core::deployment::{AlarmCheck, Millis};
+use gantry_core::lambda::{
+    AliasShift, ApplyError, Effect, Hooks, Input, LambdaDeployment, TrafficRouting,
+};
+use serde::{Deserialize, Serialize};
+
+/// Attempts of a step that keeps losing the race for the summary before the caller is
+/// told to try again.
+const MAX_STEP_ATTEMPTS: u32 = 10;
+
+/// What a Lambda deployment is, fixed when it is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaSpec {
+    pub deployment_id: String,
+    pub application_name: String,
+    pub deployment_group_name: String,
+    pub deployment_config_name: String,
+    /// The group's CloudWatch alarms, polled while the deployment waits; none: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+}
+
+/// A refused input as the API answers it, with CodeDeploy's exception.
+fn refused(error: ApplyError) -> ApiError {
+    let code = match error {
+        ApplyError::AlreadyStarted(_) => Exception::DeploymentAlreadyStarted,
+        ApplyError::UnknownHookExecution { .. } => Exception::InvalidLifecycleEventHookExecutionId,
+        ApplyError::HookAlreadyCompleted { .. } => Exception::LifecycleEventAlreadyCompleted,
+        ApplyError::AlreadyCompleted { .. } => Exception::DeploymentAlreadyCompleted,
+    };
+    ApiError::new(code, error.to_string())
+}
+
+/// Creates a Lambda deployment, started: its group locked, its first effects (the
+/// BeforeAllowTraffic hook, or the first weight) stored and then carried out. Refused
+/// while the group has another active deployment (DeploymentLimitExceeded).
+pub async fn create(
+    control: &ControlPlane,
+    spec: LambdaSpec,
+    alias: AliasShift,
+    routing: TrafficRouting,
+    hooks: &Hooks,
+) -> Result<LambdaRecord<LambdaSpec>, ApiError> {
+    let now = now_millis();
+    let mut state = LambdaDeployment::new(spec.deployment_id.clone(), alias, routing, hooks, now);
+    let effects = state.apply(Input::Start { now }).map_err(refused)?;
+    let record = LambdaRecord {
+        spec,
+        state,
+        version: 1,
+        outbox: Default::default(),
+    };
+    let spec = &record.spec;
+    control
+        .store
+        .create_lambda_deployment(
+            &spec.application_name,
+            &spec.deployment_group_name,
+            spec,
+            &record.state,
+            &effects,
+            look_by(&record, now),
+            now,
+        )
+        .await
+        .map_err(|error| match error {
+            StoreError::Conflict(message) => {
+                ApiError::new(Exception::DeploymentLimitExceeded, message)
+            }
+            other => other.into(),
+        })?;
+    Box::pin(execute(
+        control,
+        &record,
+        &effects,
+        &keys::summary_entry(1),
+        0,
+    ))
+    .await;
+    Ok(record)
+}
+
+/// Applies `input` to the deployment and stores the result, loading again after a lost
+/// race; then carries out the effects. A refused input is the caller's error, with
+/// CodeDeploy's exception (a hook's answer to PutLifecycleEventHookExecutionStatus).
+pub async fn step(
+    control: &ControlPlane,
+    id: &str,
+    input: Input,
+) -> Result<LambdaRecord<LambdaSpec>, ApiError> {
+    for _ in 0..MAX_STEP_ATTEMPTS {
+        let mut record = control
+            .store
+            .load_lambda_deployment::<LambdaSpec>(id)
+            .await?;
+        let effects = record.state.apply(input.clone()).map_err(refused)?;
+        let also_by = look_by(&record, input.now());
+        let saved = control
+            .store
+            .save_lambda_step(
+                &record.state,
+                record.version,
+                &effects,
+                also_by,
+                input.now(),
+            )
+            .await;
+        match saved {
+            Ok(version) => {
+                record.version = version;
+                if !effects.is_empty() {
+                    let entry = keys::summary_entry(version);
+                    Box::pin(execute(control, &record, &effects, &entry, 0)).await;
+                }
+                return Ok(record);
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ApiError::new(
+        Exception::ConcurrentModification,
+        format!("deployment {id} kept changing; try again"),
+    ))
+}
+
+/// When the tick must look at a deployment besides its own wakeup: effects left in its
+/// outbox from before, and, while it runs, its alarms to poll.
+fn look_by(record: &LambdaRecord<LambdaSpec>, now: Millis) -> Option<Millis> {
+    let pending = record.outbox.values().map(LambdaOutboxEntry::due).min();
+    let running = !record.state.status().is_terminal();
+    let alarm_look = (running && !record.spec.alarms.is_empty()).then_some(now + ALARM_LOOK_MS);
+    pending.into_iter().chain(alarm_look).min()
+}
+
+/// The tick's look at one Lambda deployment at `now`: effects left in its outbox that
+/// are due, then the machine's tick (a step due, a hook past its hour), then its alarms.
+pub async fn tick_one(control: &ControlPlane, id: &str, now: Millis) -> Result<(), ApiError> {
+    let record = control
+        .store
+        .load_lambda_deployment::<LambdaSpec>(id)
+        .await?;
+    for (key, pending) in &record.outbox {
+        if pending.due() <= now {
+            tracing::info!(deployment_id = %id, entry = %key, attempts = pending.attempts, "running effects left in the outbox");
+            Box::pin(execute(
+                control,
+                &record,
+                &pending.effects,
+                key,
+                pending.attempts,
+            ))
+            .await;
+        }
+    }
+    let record = Box::pin(step(control, id, Input::Tick { now })).await?;
+    let waiting = !record.state.status().is_terminal();
+    if waiting && !record.spec.alarms.is_empty() {
+        match control.alarms.check(&record.spec.alarms).await {
+            AlarmCheck::Active { alarms } => {
+                tracing::warn!(deployment_id = %id, ?alarms, "alarms in ALARM: the deployment stops and rolls back");
+                Box::pin(step(control, id, Input::AlarmFired { names: alarms, now })).await?;
+            }
+            AlarmCheck::Failed { reason } => {
+                tracing::warn!(deployment_id = %id, %reason, "alarms could not be read; looked at again next tick");
+            }
+            AlarmCheck::Clear => {}
+        }
+    }
+    Ok(())
+}
+
+/// The schedule for Lambda deployments: each one due, served in turn (one invocation of
+/// the tick; few Lambda deployments run at once). Returns how many were due.
+pub async fn tick(control: &ControlPlane, now: Millis) -> Result<usize, ApiError> {
+    let due = control.store.due_lambda_deployments(now).await?;
+    for id in &due {
+        if let Err(error) = tick_one(control, id, now).await {
+            tracing::warn!(deployment_id = %id, %error, "tick failed; the next one retries");
+        }
+    }
+    Ok(due.len())
+}
+
+/// Carries out an outbox entry's effects in order, then clears the entry, or keeps in
+/// it only those that failed for now, for the tick. One that fails does not stop the
+/// others; one that fails for good is recorded on the deployment.
+async fn execute(
+    control: &ControlPlane,
+    record: &LambdaRecord<LambdaSpec>,
+    effects: &[Effect],
+    entry: &str,
+    attempts: u32,
+) {
+    let id = &record.spec.deployment_id;
+    let mut retry = Vec::new();
+    for effect in effects {
+        let Err(error) = Box::pin(carry_out(control, record, effect)).await else {
+            continue;
+        };
+        if matches!(
+            error.code,
+            Exception::InternalFailure | Exception::ConcurrentModification
+        ) {
+            tracing::warn!(deployment_id = %id, ?effect, %error, "an effect failed for now; the tick retries it");
+            retry.push(effect.clone());
+            continue;
+        }
+        tracing::error!(deployment_id = %id, ?effect, %error, "an effect failed for good; it blocks nothing");
+        let recorded = control
+            .store
+            .record_failed_effect(
+                id,
+                effect_kind(effect),
+                &format!("{effect:?}"),
+                &error.to_string(),
+                now_millis(),
+            )
+            .await;
+        if let Err(error) = recorded {
+            tracing::warn!(deployment_id = %id, %error, "could not record the failed effect");
+            retry.push(effect.clone());
+        }
+        // A hook Lambda will never run fails its event, rather than waiting its hour.
+        if let Effect::InvokeHook { execution_id, .. } = effect {
+            let answer = Input::HookStatus {
+                execution_id: execution_id.clone(),
+                succeeded: false,
+                now: now_millis(),
+            };
+            if let Err(error) = Box::pin(step(control, id, answer)).await {
+                tracing::warn!(deployment_id = %id, %error, "the hook's failure was not recorded; it times out instead");
+            }
+        }
+    }
+    let settled = if retry.is_empty() {
+        control.store.clear_outbox(id, entry).await
+    } else {
+        let pending = LambdaOutboxEntry {
+            effects: retry,
+            at: now_millis(),
+            attempts: attempts + 1,
+        };
+        control
+            .store
+            .rewrite_lambda_outbox(id, entry, &pending)
+            .await
+    };
+    if let Err(error) = settled {
+        tracing::warn!(deployment_id = %id, %entry, %error, "outbox entry not settled; the tick runs it again");
+    }
+}
+
+/// A deployment keeps one record of failure per kind of effect.
+fn effect_kind(effect: &Effect) -> &'static str {
+    match effect {
+        Effect::InvokeHook { .. } => "InvokeHook",
+        Effect::SetWeight { .. } => "SetWeight",
+        Effect::PointAliasAtTarget => "PointAliasAtTarget",
+        Effect::RollBack => "RollBack",
+        Effect::Notify(_) => "Notify",
+        Effect::Finished => "Finished",
+    }
+}
+
+/// Carries out one effect.
+async fn carry_out(
+    control: &ControlPlane,
+    record: &LambdaRecord<LambdaSpec>,
+    effect: &Effect,
+) -> Result<(), ApiError> {
+    let spec = &record.spec;
+    let alias = &record.state.alias;
+    match effect {
+        Effect::InvokeHook {
+            function,
+            execution_id,
+            ..
+        } => {
+            control
+                .aliases
+                .invoke_hook(function, &spec.deployment_id, execution_id)
+                .await
+        }
+        Effect::SetWeight { percent } => control.aliases.set_weight(alias, *percent).await,
+        Effect::PointAliasAtTarget => control.aliases.point_at_target(alias).await,
+        Effect::RollBack => control.aliases.roll_back(alias).await,
+        Effect::Notify(event) => {
+            tracing::info!(deployment_id = %spec.deployment_id, ?event, "trigger notifications of Lambda deployments are not sent yet");
+            Ok(())
+        }
+        Effect::Finished => {
+            control
+                .store
+                .unlock_group(
+                    &spec.application_name,
+                    &spec.deployment_group_name,
+                    &spec.deployment_id,
+                )
+                .await?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! The Lambda compute platform against the stand-in, whose Lambda functions run as local
+//! processes and whose aliases route by weight, as Lambda's do
+//! (tests/standin/lambda_runner.py): the alias and hook adapter ([`Aliases`]), then whole
+//! deployments through the engine (`gantry_functions::lambda_deployments`).
+
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
+use gantry_core::deployment::DeploymentStatus;
+use gantry_core::lambda::{AliasShift, Hooks, Input, LambdaDeployment, TrafficRouting};
+use gantry_functions::adapters::{AliasState, Aliases};
+use gantry_functions::control::{ControlPlane, Settings};
+use gantry_functions::error::ApiError;
+use gantry_functions::lambda_deployments::{self, LambdaSpec};
+use gantry_functions::store::{ALARM_LOOK_MS, keys};
+use gantry_tests::archive::{self, Entry};
+use gantry_tests::moto::Moto;
+use gantry_tests::wait_until;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Answers with the version that ran and the event it was given; with MARKER set, also
+/// writes the event there.
+const ECHO: &[u8] = br#"import json, os, sys
+event = json.load(sys.stdin)
+if os.environ.get("MARKER"):
+    with open(os.environ["MARKER"] + ".partial", "w") as out:
+        json.dump(event, out)
+    os.rename(os.environ["MARKER"] + ".partial", os.environ["MARKER"])
+print(json.dumps({"version": os.environ["AWS_LAMBDA_FUNCTION_VERSION"], "event": event}))
+"#;
+
+struct Stand {
+    moto: Moto,
+    lambda: aws_sdk_lambda::Client,
+    role: String,
+}
+
+async fn stand() -> Stand {
+    let moto = Moto::start().expect("moto");
+    let config = moto.sdk_config().await;
+    let role = aws_sdk_iam::Client::new(&config)
+        .create_role()
+        .role_name("functions")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap()
+        .role
+        .unwrap()
+        .arn;
+    Stand {
+        lambda: aws_sdk_lambda::Client::new(&config),
+        moto,
+        role,
+    }
+}
+
+impl Stand {
+    async fn function(&self, name: &str, script: &[u8], env: &[(&str, &str)]) {
+        let mut variables = Environment::builder();
+        for (key, value) in env {
+            variables = variables.variables(*key, *value);
+        }
+        self.lambda
+            .create_function()
+            .function_name(name)
+            .runtime(Runtime::Python312)
+            .role(&self.role)
+            .handler("handler.py")
+            .environment(variables.build())
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(archive::zip(&[Entry::file(
+                        "handler.py",
+                        script,
+                    )])))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn publish(&self, name: &str) -> String {
+        self.lambda
+            .publish_version()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap()
+            .version
+            .unwrap()
+    }
+
+    /// The version each of `count` invocations of `name:alias` ran.
+    async fn versions(&self, qualified: &str, count: usize) -> Vec<String> {
+        let mut versions = Vec::new();
+        for _ in 0..count {
+            let answer = self
+                .lambda
+                .invoke()
+                .function_name(qualified)
+                .payload(Blob::new("{}"))
+                .send()
+                .await
+                .unwrap();
+            let payload: Value = serde_json::from_slice(answer.payload.unwrap().as_ref()).unwrap();
+            versions.push(payload["version"].as_str().unwrap().to_owned());
+        }
+        versions
+    }
+}
+
+fn share(versions: &[String], version: &str) -> f64 {
+    versions.iter().filter(|found| *found == version).count() as f64 / versions.len() as f64
+}
+
+/// A deployment's alias effects, as Lambda's invocations see them: a weight sends that
+/// share of invocations to the target, pointing at the target sends all, and a rollback
+/// sends all back to the current version.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alias_shifts_by_weight_then_points_at_the_target_or_rolls_back() {
+    let stand = stand().await;
+    stand.function("shop", ECHO, &[]).await;
+    let current = stand.publish("shop").await;
+    stand
+        .lambda
+        .update_function_code()
+        .function_name("shop")
+        .zip_file(Blob::new(archive::zip(&[Entry::file(
+            "handler.py",
+            &[ECHO, b"# v2\n"].concat(),
+        )])))
+        .send()
+        .await
+        .unwrap();
+    let target = stand.publish("shop").await;
+    stand
+        .lambda
+        .create_alias()
+        .function_name("shop")
+        .name("live")
+        .function_version(&current)
+        .send()
+        .await
+        .unwrap();
+    let aliases = Aliases::new(stand.lambda.clone());
+    let shift = AliasShift {
+        function_name: "shop".into(),
+        alias: "live".into(),
+        current_version: current.clone(),
+        target_version: target.clone(),
+    };
+
+    aliases.set_weight(&shift, 30).await.unwrap();
+    let state = aliases.alias("shop", "live").await.unwrap();
+    assert_eq!(state.version, current);
+    assert_eq!(state.weights.get(&target), Some(&0.3));
+    let versions = stand.versions("shop:live", 300).await;
+    // 300 draws at 30 %: within 0.18..0.42 but for odds below one in 10^4.
+    let moved = share(&versions, &target);
+    assert!((0.18..0.42).contains(&moved), "{moved}");
+
+    aliases.point_at_target(&shift).await.unwrap();
+    assert_eq!(share(&stand.versions("shop:live", 20).await, &target), 1.0);
+    let state = aliases.alias("shop", "live").await.unwrap();
+    assert_eq!(
+        (state.version.as_str(), state.weights.len()),
+        (target.as_str(), 0)
+    );
+
+    aliases.roll_back(&shift).await.unwrap();
+    assert_eq!(share(&stand.versions("shop:live", 20).await, &current), 1.0);
+}
+
+/// A hook is invoked asynchronously with CodeDeploy's event; an alias or function that
+/// does not exist fails for good (ResourceNotFound), not as a failure to retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_gets_codedeploys_event_and_a_missing_alias_fails_for_good() {
+    let stand = stand().await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("event.json");
+    stand
+        .function("validate", ECHO, &[("MARKER", marker.to_str().unwrap())])
+        .await;
+    let aliases = Aliases::new(stand.lambda.clone());
+    aliases
+        .invoke_hook("validate", "d-LAMBDA001", "d-LAMBDA001.BeforeAllowTraffic")
+        .await
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || marker.exists()),
+        "the hook never ran"
+    );
+    let event: Value = serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).unwrap();
+    assert_eq!(
+        event,
+        serde_json::json!({
+            "DeploymentId": "d-LAMBDA001",
+            "LifecycleEventHookExecutionId": "d-LAMBDA001.BeforeAllowTraffic",
+        })
+    );
+
+    let missing = AliasShift {
+        function_name: "validate".into(),
+        alias: "nope".into(),
+        current_version: "1".into(),
+        target_version: "2".into(),
+    };
+    let error = aliases.roll_back(&missing).await.unwrap_err();
+    assert_eq!(error.code.name(), "ResourceNotFoundException", "{error}");
+    assert!(error.message.contains("alias nope of validate"), "{error}");
+}
+
+// ---- whole deployments through the engine ----
+
+const APP: &str = "shop";
+const GROUP: &str = "live";
+
+/// A hook that writes its event where MARKER says, and answers nothing itself: the test
+/// answers for it, as a hook answers through PutLifecycleEventHookExecutionStatus.
+const HOOK: &[u8] = br#"import json, os, sys
+event = json.load(sys.stdin)
+with open(os.environ["MARKER"] + ".partial", "w") as out:
+    json.dump(event, out)
+os.rename(os.environ["MARKER"] + ".partial", os.environ["MARKER"])
+"#;
+
+struct Platform {
+    stand: Stand,
+    control: ControlPlane,
+    shift: AliasShift,
+    dir: tempfile::TempDir,
+}
+
+/// The stand-in with function `shop` at versions 1 and 2 behind alias `live` (on 1), two
+/// hook functions, a deployment group to lock, and the control plane.
+async fn platform() -> Platform {
+    let stand = stand().await;
+    let dir = tempfile::tempdir().unwrap();
+    stand.function("shop", ECHO, &[]).await;
+    let current = stand.publish("shop").await;
+    stand
+        .lambda
+        .update_function_code()
+        .function_name("shop")
+        .zip_file(Blob::new(archive::zip(&[Entry::file(
+            "handler.py",
+            &[ECHO, b"# v2\n"].concat(),
+        )])))
+        .send()
+        .await
+        .unwrap();
+    let target = stand.publish("shop").await;
+    stand
+        .lambda
+        .create_alias()
+        .function_name("shop")
+        .name("live")
+        .function_version(&current)
+        .send()
+        .await
+        .unwrap();
+    for hook in ["CodeDeployHook_before", "CodeDeployHook_after"] {
+        let marker = dir.path().join(hook);
+        stand
+            .function(hook, HOOK, &[("MARKER", marker.to_str().unwrap())])
+            .await;
+    }
+    let control = ControlPlane::new(
+        &stand.moto.sdk_config().await,
+        Settings::from_env().unwrap(),
+    );
+    control.store.create_table().await.unwrap();
+    control
+        .store
+        .put_new(
+            &keys::groups(APP),
+            GROUP,
+            &json!({"deploymentGroupName": GROUP}),
+            &[],
+        )
+        .await
+        .unwrap();
+    Platform {
+        stand,
+        control,
+        shift: AliasShift {
+            function_name: "shop".into(),
+            alias: "live".into(),
+            current_version: current,
+            target_version: target,
+        },
+        dir,
+    }
+}
+
+impl Platform {
+    async fn deploy(&self, id: &str, routing: TrafficRouting, hooks: Hooks, alarms: &[&str]) {
+        let spec = LambdaSpec {
+            deployment_id: id.into(),
+            application_name: APP.into(),
+            deployment_group_name: GROUP.into(),
+            deployment_config_name: "custom".into(),
+            alarms: alarms.iter().map(|alarm| (*alarm).to_owned()).collect(),
+        };
+        lambda_deployments::create(&self.control, spec, self.shift.clone(), routing, &hooks)
+            .await
+            .unwrap();
+    }
+
+    /// The event the hook function `hook` was invoked with, once it ran.
+    fn hook_event(&self, hook: &str) -> Value {
+        let marker = self.dir.path().join(hook);
+        assert!(
+            wait_until(Duration::from_secs(20), || marker.exists()),
+            "{hook} was never invoked"
+        );
+        let event = serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).unwrap();
+        std::fs::remove_file(&marker).unwrap();
+        event
+    }
+
+    /// Answers for the hook that `event` invoked, as PutLifecycleEventHookExecutionStatus.
+    async fn answer(&self, event: &Value, succeeded: bool) -> Result<(), ApiError> {
+        let input = Input::HookStatus {
+            execution_id: event["LifecycleEventHookExecutionId"]
+                .as_str()
+                .unwrap()
+                .into(),
+            succeeded,
+            now: now_ms(),
+        };
+        let id = event["DeploymentId"].as_str().unwrap();
+        lambda_deployments::step(&self.control, id, input)
+            .await
+            .map(|_| ())
+    }
+
+    async fn state(&self, id: &str) -> LambdaDeployment {
+        self.control
+            .store
+            .load_lambda_deployment::<LambdaSpec>(id)
+            .await
+            .unwrap()
+            .state
+    }
+
+    async fn alias(&self) -> AliasState {
+        self.control.aliases.alias("shop", "live").await.unwrap()
+    }
+
+    async fn locked_by(&self) -> Option<String> {
+        self.control
+            .store
+            .load_group::<Value>(APP, GROUP)
+            .await
+            .unwrap()
+            .unwrap()
+            .active_deployment_id
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn both_hooks() -> Hooks {
+    Hooks {
+        before_allow_traffic: Some("CodeDeployHook_before".into()),
+        after_allow_traffic: Some("CodeDeployHook_after".into()),
+    }
+}
+
+/// Canary 10 % for 5 minutes, with both hooks: BeforeAllowTraffic is invoked with
+/// CodeDeploy's event and answered; 10 % goes to v2 and stays there until the tick five
+/// minutes on points the alias at v2; AfterAllowTraffic answered, the deployment
+/// succeeds and frees its group. The waits are the tick's, at simulated times.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_deployment_shifts_in_its_steps_between_its_hooks_and_succeeds() {
+    let platform = platform().await;
+    let id = "d-LAMBDA0001";
+    let routing = TrafficRouting::canary(10, 5).unwrap();
+    platform.deploy(id, routing, both_hooks(), &[]).await;
+    assert_eq!(platform.locked_by().await.as_deref(), Some(id));
+    let before = platform.hook_event("CodeDeployHook_before");
+    assert_eq!(before["DeploymentId"], id);
+    assert_eq!(
+        platform.alias().await.weights.len(),
+        0,
+        "nothing moves before the hook answers"
+    );
+
+    platform.answer(&before, true).await.unwrap();
+    let shifted = platform.alias().await;
+    assert_eq!(shifted.version, platform.shift.current_version);
+    assert_eq!(
+        shifted.weights.get(&platform.shift.target_version),
+        Some(&0.1)
+    );
+    let started = platform.state(id).await.shifting_start.unwrap();
+    // A tick before the canary's five minutes changes nothing.
+    lambda_deployments::tick(&platform.control, started + 5 * 60_000 - 1)
+        .await
+        .unwrap();
+    assert_eq!(platform.alias().await, shifted);
+
+    lambda_deployments::tick(&platform.control, started + 5 * 60_000)
+        .await
+        .unwrap();
+    let moved = platform.alias().await;
+    assert_eq!(
+        (moved.version.as_str(), moved.weights.len()),
+        (platform.shift.target_version.as_str(), 0)
+    );
+    let versions = platform.stand.versions("shop:live", 10).await;
+    assert!(
+        versions
+            .iter()
+            .all(|version| *version == platform.shift.target_version)
+    );
+
+    let after = platform.hook_event("CodeDeployHook_after");
+    platform.answer(&after, true).await.unwrap();
+    assert_eq!(
+        platform.state(id).await.status(),
+        DeploymentStatus::Succeeded
+    );
+    assert_eq!(platform.locked_by().await, None, "the group is free");
+    // The tick's next look sees it ended, and takes it off the schedule.
+    lambda_deployments::tick(&platform.control, now_ms() + 60_000)
+        .await
+        .unwrap();
+    let due = platform
+        .control
+        .store
+        .due_lambda_deployments(u64::MAX / 2)
+        .await
+        .unwrap();
+    assert!(due.is_empty(), "nothing left for the tick: {due:?}");
+}
+
+/// A failing AfterAllowTraffic hook rolls the alias back to v1 at once; answers for a
+/// hook that is not the deployment's, or again with another status, are refused with
+/// CodeDeploy's exceptions.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_hook_rolls_the_alias_back_and_stray_answers_are_refused() {
+    let platform = platform().await;
+    let id = "d-LAMBDA0002";
+    platform
+        .deploy(id, TrafficRouting::AllAtOnce, both_hooks(), &[])
+        .await;
+    let before = platform.hook_event("CodeDeployHook_before");
+    platform.answer(&before, true).await.unwrap();
+    assert_eq!(
+        platform.alias().await.version,
+        platform.shift.target_version
+    );
+
+    let after = platform.hook_event("CodeDeployHook_after");
+    let mut stray = after.clone();
+    stray["LifecycleEventHookExecutionId"] = json!("d-LAMBDA0002.Install");
+    let error = platform.answer(&stray, true).await.unwrap_err();
+    assert_eq!(
+        error.code.name(),
+        "InvalidLifecycleEventHookExecutionIdException",
+        "{error}"
+    );
+
+    platform.answer(&after, false).await.unwrap();
+    let state = platform.state(id).await;
+    assert_eq!(state.status(), DeploymentStatus::Failed);
+    let back = platform.alias().await;
+    assert_eq!(
+        (back.version.as_str(), back.weights.len()),
+        (platform.shift.current_version.as_str(), 0)
+    );
+    assert_eq!(platform.locked_by().await, None);
+    let error = platform.answer(&after, true).await.unwrap_err();
+    assert_eq!(
+        error.code.name(),
+        "LifecycleEventAlreadyCompletedException",
+        "{error}"
+    );
+}
+
+/// A group alarm in ALARM during a canary's wait stops the deployment and rolls the
+/// alias back; a hook function Lambda cannot run fails its event at once, not after an
+/// hour.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_during_a_wait_rolls_back_and_a_missing_hook_fails_at_once() {
+    let platform = platform().await;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&platform.stand.moto.sdk_config().await);
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name("shop-errors")
+        .namespace("Shop")
+        .metric_name("Errors")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    let id = "d-LAMBDA0003";
+    let routing = TrafficRouting::linear(10, 1).unwrap();
+    platform
+        .deploy(id, routing, Hooks::default(), &["shop-errors"])
+        .await;
+    assert_eq!(
+        platform
+            .alias()
+            .await
+            .weights
+            .get(&platform.shift.target_version),
+        Some(&0.1)
+    );
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name("shop-errors")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("set by the test")
+        .send()
+        .await
+        .unwrap();
+    // Polled while the deployment waits for its next step (a minute away).
+    let looked = lambda_deployments::tick(&platform.control, now_ms() + ALARM_LOOK_MS + 1_000)
+        .await
+        .unwrap();
+    assert_eq!(looked, 1);
+    assert_eq!(platform.state(id).await.status(), DeploymentStatus::Stopped);
+    let back = platform.alias().await;
+    assert_eq!(
+        (back.version.as_str(), back.weights.len()),
+        (platform.shift.current_version.as_str(), 0)
+    );
+    assert_eq!(platform.locked_by().await, None);
+
+    let missing = Hooks {
+        before_allow_traffic: Some("CodeDeployHook_gone".into()),
+        after_allow_traffic: None,
+    };
+    let id = "d-LAMBDA0004";
+    platform
+        .deploy(id, TrafficRouting::AllAtOnce, missing, &[])
+        .await;
+    let state = platform.state(id).await;
+    assert_eq!(state.status(), DeploymentStatus::Failed);
+    assert_eq!(
+        platform.alias().await.version,
+        platform.shift.current_version,
+        "never moved"
+    );
+    assert_eq!(platform.locked_by().await, None);
+}
