@@ -82,6 +82,17 @@ class LambdaRunnerTest(StandInTestCase):
         self.assertEqual(answer["FunctionError"], "Unhandled")
         self.assertEqual(json.loads(payload)["errorType"], "Sandbox.Timedout")
 
+    def test_a_handler_outside_the_package_never_runs(self):
+        for handler in ["../../../../bin/sh", "/bin/sh"]:
+            name = "escape" + str(len(handler))
+            self.aws.create_function(FunctionName=name, Runtime="python3.12", Role=self.role,
+                                     Handler=handler, Code={"ZipFile": package(ECHO)})
+            answer, payload = self.invoke(name, {"cmd": "id"})
+            self.assertEqual(answer["FunctionError"], "Unhandled")
+            error = json.loads(payload)
+            self.assertEqual(error["errorType"], "Runtime.InvalidEntrypoint", error)
+            self.assertIn("outside the package", error["errorMessage"])
+
     def test_an_event_invocation_answers_at_once_and_runs_in_the_background(self):
         marker = os.path.join(tempfile.mkdtemp(), "ran")
         self.function("later", b"import json, os, sys, time\ntime.sleep(0.5)\n"

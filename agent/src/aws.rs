@@ -113,7 +113,7 @@ impl S3Bundles {
             200 => {}
             403 => {
                 return Err(format!(
-                    "{name}: S3 refused the command's link to it (403): the link expired (the host started after the command's startBy, or the control plane's credentials ended first) or the bucket's policy refuses it; deploy again"
+                    "{name}: S3 refused the command's link to it (403): the link expired (the host started long after the command's startBy, the events before DownloadBundle took hours, or the control plane's credentials ended first) or the bucket's policy refuses it; deploy again"
                 ));
             }
             404 => {

@@ -171,8 +171,8 @@ pub async fn start<P: EnginePorts>(control: &P, created: &Created) {
 struct Left {
     /// Failed for now: retried by the tick after a backoff.
     retry: Vec<Effect>,
-    /// Blue/green fleet effects this function does not carry out: the lifecycle
-    /// function does (see [`is_fleet_effect`]).
+    /// An entry with a blue/green fleet effect, which this function does not carry out:
+    /// the lifecycle function runs it whole (see [`is_fleet_effect`]).
     handed_off: Vec<Effect>,
 }
 
@@ -241,8 +241,8 @@ async fn settle_outbox<P: EnginePorts>(
 
 /// Whether an effect copies, adopts or deletes an Auto Scaling group or terminates
 /// instances: only the lifecycle function's role holds the fleet policy that allows it,
-/// so the other functions hand such effects to it (`{"gantryEffects": ..}` on the
-/// lifecycle queue) rather than carry them out.
+/// so the other functions hand an entry holding one to it (`{"gantryEffects": ..}` on
+/// the lifecycle queue) rather than carry it out.
 pub fn is_fleet_effect(effect: &Effect) -> bool {
     matches!(
         effect,
@@ -331,12 +331,18 @@ async fn carry_out_all<P: EnginePorts>(
 ) -> Left {
     let started = std::time::Instant::now();
     let mut left = Left::default();
-    // Fleet effects go to the lifecycle function, unless this is it, or they were
-    // never stored (then there is nothing to hand off: tried here).
-    let (handed_off, here): (Vec<&Effect>, Vec<&Effect>) = effects.iter().partition(|effect| {
-        is_fleet_effect(effect) && !control.settings().fleet_effects_here && entry.is_some()
-    });
-    left.handed_off = handed_off.into_iter().cloned().collect();
+    // An entry with a fleet effect goes to the lifecycle function whole, unless this is
+    // it, or it was never stored (then there is nothing to hand off: tried here). Whole,
+    // so that its order holds: a blue/green success releases the group's lock only
+    // after its replacement fleet is adopted and its original terminated.
+    let hand_off = !control.settings().fleet_effects_here
+        && entry.is_some()
+        && effects.iter().any(is_fleet_effect);
+    if hand_off {
+        left.handed_off = effects.to_vec();
+        return left;
+    }
+    let here: Vec<&Effect> = effects.iter().collect();
     // Commands first: hosts wait on them, while notifications and health records
     // wait on nobody. (Dispatch and ReleaseLock never come from the same change.)
     let (dispatches, others): (Vec<&Effect>, Vec<&Effect>) = here

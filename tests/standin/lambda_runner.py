@@ -60,7 +60,10 @@ def _unpacked(fn):
 
 
 def _command(directory, handler):
-    script = os.path.join(directory, handler)
+    script = os.path.realpath(os.path.join(directory, handler))
+    # Only a file of the package runs: never a path the Handler names outside it.
+    if not script.startswith(os.path.realpath(directory) + os.sep):
+        raise FileNotFoundError(f"Handler {handler!r} names a file outside the package")
     if not os.path.isfile(script):
         raise FileNotFoundError(f"the package has no {handler!r}, which Handler names")
     if handler.endswith(".py"):

@@ -127,7 +127,8 @@ impl Aliases {
 
 /// A Lambda error as the engine must take it: a function, alias or version that does not
 /// exist, or a request Lambda refuses, fails the same way every time (for good); anything
-/// else (throttling, Lambda unavailable, a network failure) may pass later.
+/// else (throttling, an update of the function already under way, Lambda unavailable, a
+/// network failure) may pass later.
 fn lambda_failure<E>(what: &str, error: SdkError<E>) -> ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -148,9 +149,7 @@ where
         Some((code, message))
             if matches!(
                 code.as_str(),
-                "InvalidParameterValueException"
-                    | "AccessDeniedException"
-                    | "ResourceConflictException"
+                "InvalidParameterValueException" | "AccessDeniedException"
             ) =>
         {
             ApiError::invalid_input(format!("{what}: Lambda refused it: {code}: {message}"))

@@ -21,10 +21,13 @@ pub const COMMAND_RETENTION_SECONDS: u32 = 86_400;
 /// Receives after which a message no agent could handle leaves for the dead-letter queue.
 pub const COMMAND_MAX_RECEIVES: u32 = 10;
 
-/// A bundle link outlives its command's `start_by` by this much: a host that starts in
-/// time (by its own clock, which may run behind S3's) still finds it valid. A download
-/// under way is not cut when the link expires.
-const LINK_SLACK: Duration = Duration::from_secs(10 * 60);
+/// A bundle link outlives its command's `start_by` by this much. The agent checks
+/// `start_by` when it starts the command, and DownloadBundle may come after an
+/// ApplicationStop (or, behind a load balancer, BeforeBlockTraffic and AfterBlockTraffic)
+/// of up to an hour each, CodeDeploy's longest hook timeout: three such hooks and ten
+/// minutes for a host's clock running behind S3's. A download under way is not cut when
+/// the link expires.
+const LINK_SLACK: Duration = Duration::from_secs(3 * 3600 + 10 * 60);
 /// S3 signs for at most seven days.
 const LINK_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -280,7 +283,7 @@ impl CommandQueues {
     pub async fn send_all(&self, mut commands: Vec<Command>) -> Result<(), ApiError> {
         let now = crate::model::now_millis();
         // Commands sent together share their revision and mostly their start_by.
-        let mut signed: HashMap<Option<u64>, String> = HashMap::new();
+        let mut signed: HashMap<(String, Option<u64>), String> = HashMap::new();
         for command in &mut commands {
             let RevisionLocation::S3 { s3_location } = &command.revision else {
                 continue;
@@ -292,12 +295,13 @@ impl CommandQueues {
             {
                 continue;
             }
-            let url = match signed.get(&command.start_by) {
+            let signing = (super::revision_key(&command.revision), command.start_by);
+            let url = match signed.get(&signing) {
                 Some(url) => url.clone(),
                 None => {
                     let valid_for = link_lifetime(command.start_by, now);
                     let url = self.bundles.link(s3_location, valid_for).await?;
-                    signed.insert(command.start_by, url.clone());
+                    signed.insert(signing, url.clone());
                     url
                 }
             };

@@ -400,12 +400,12 @@ fn a_large_dispatch_is_sliced_without_gaps_or_overlaps() {
 }
 
 /// Issue 27: only the lifecycle function's role may copy, adopt or delete groups and
-/// terminate instances. Another function keeps a fleet effect in the outbox, asks the
-/// lifecycle function to run the entry, and carries out the rest itself; the lifecycle
-/// function then runs the entry once, and a message for it again (or forged) runs
-/// nothing.
+/// terminate instances. Another function keeps an entry holding a fleet effect in the
+/// outbox whole (its order holds: nothing after the fleet effect runs before it) and asks
+/// the lifecycle function to run it; the lifecycle function runs it once, and a message
+/// for it again (or forged) runs nothing.
 #[tokio::test]
-async fn fleet_effects_are_handed_to_the_lifecycle_function_and_run_there_once() {
+async fn entries_with_fleet_effects_are_handed_to_the_lifecycle_function_and_run_there_once() {
     const LIFECYCLE_QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/000000000000/lifecycle";
     let topic = "arn:aws:sns:us-east-1:000000000000:gantry-throttled";
     let mut world = MemoryWorld::new(triggered(topic), hosts(1));
@@ -440,17 +440,13 @@ async fn fleet_effects_are_handed_to_the_lifecycle_function_and_run_there_once()
         late: true,
     };
 
-    // Run by batch-advance's tick: the notification goes out, the fleet effect stays.
+    // Run by batch-advance's tick: nothing runs there, the entry stays whole.
     let retry_at = execute(&world, &record, &effects, Some(entry)).await;
     assert!(retry_at.is_some(), "the handed-off entry stays on the tick");
-    assert!(
-        !world
-            .asked_of_fleets()
-            .contains(&"TerminateOriginal".to_owned())
-    );
-    assert_eq!(world.ports.topics.published.lock().unwrap().len(), 1);
+    assert!(world.asked_of_fleets().is_empty());
+    assert!(world.ports.topics.published.lock().unwrap().is_empty());
     let left = summary(&world, &id).await.outbox;
-    assert_eq!(left[key].effects, [Effect::TerminateOriginal]);
+    assert_eq!(left[key].effects, effects);
     assert_eq!(
         left[key].attempts, pending.attempts,
         "handing off is no failure"
@@ -464,22 +460,13 @@ async fn fleet_effects_are_handed_to_the_lifecycle_function_and_run_there_once()
         )]
     );
 
-    // The lifecycle function runs it, once.
+    // The lifecycle function runs it, in its order, once.
     world.ports.settings.fleet_effects_here = true;
     run_handed_off(&world, &id, key).await.unwrap();
     run_handed_off(&world, &id, key).await.unwrap();
-    let terminated = world
-        .asked_of_fleets()
-        .iter()
-        .filter(|asked| *asked == "TerminateOriginal")
-        .count();
-    assert_eq!(terminated, 1);
+    assert_eq!(world.asked_of_fleets(), ["TerminateOriginal"]);
     assert!(summary(&world, &id).await.outbox.is_empty());
-    assert_eq!(
-        world.ports.topics.published.lock().unwrap().len(),
-        1,
-        "nothing the first function did runs again"
-    );
+    assert_eq!(world.ports.topics.published.lock().unwrap().len(), 1);
     // For a deployment that does not exist: nothing, and no error to retry.
     run_handed_off(&world, "d-NOTTHERE", key).await.unwrap();
 }

@@ -83,10 +83,8 @@ impl LifecycleMessage {
         if value["Type"] == "Notification"
             && let Some(message) = value["Message"].as_str()
         {
-            return Self::parse(message).map_err(|error| format!("SNS Message: {error}"));
-        }
-        if value["Event"] == "autoscaling:TEST_NOTIFICATION" {
-            return Ok(Self::Test);
+            return Self::parse_notification(message)
+                .map_err(|error| format!("SNS Message: {error}"));
         }
         if let Some(check) = value.get("gantryTrafficCheck") {
             return serde_json::from_value(check.clone())
@@ -125,6 +123,23 @@ impl LifecycleMessage {
                 deployment_id: id.to_owned(),
             });
         }
+        Self::notification(value)
+    }
+
+    /// An Auto Scaling notification, and nothing else: what an SNS topic may carry.
+    /// Gantry's own messages (`gantry*`) are taken only from the queue, which only
+    /// Gantry's functions and Auto Scaling may send to, never from a topic, which others
+    /// may be allowed to publish to.
+    pub fn parse_notification(body: &str) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_str(body).map_err(|error| format!("not JSON: {error}"))?;
+        Self::notification(value)
+    }
+
+    fn notification(value: Value) -> Result<Self, String> {
+        if value["Event"] == "autoscaling:TEST_NOTIFICATION" {
+            return Ok(Self::Test);
+        }
         serde_path_to_error::deserialize(value)
             .map(Self::Transition)
             .map_err(|error| format!("not a lifecycle notification: {error}"))
@@ -152,7 +167,9 @@ pub async fn handle(control: &ControlPlane, event: SqsEvent) -> SqsBatchResponse
 /// a lifecycle message. An error fails the invocation, which Lambda retries.
 pub async fn handle_sns(control: &ControlPlane, event: SnsEvent) -> Result<(), ApiError> {
     for record in event.records {
-        Box::pin(handle_message(control, &record.sns.message)).await?;
+        let message = LifecycleMessage::parse_notification(&record.sns.message)
+            .map_err(ApiError::invalid_input)?;
+        Box::pin(handle_parsed(control, message)).await?;
     }
     Ok(())
 }
@@ -160,7 +177,12 @@ pub async fn handle_sns(control: &ControlPlane, event: SnsEvent) -> Result<(), A
 /// The lifecycle function: one message from the lifecycle queue. An error leaves
 /// the message for SQS to deliver again.
 pub async fn handle_message(control: &ControlPlane, body: &str) -> Result<(), ApiError> {
-    match LifecycleMessage::parse(body).map_err(ApiError::invalid_input)? {
+    let message = LifecycleMessage::parse(body).map_err(ApiError::invalid_input)?;
+    Box::pin(handle_parsed(control, message)).await
+}
+
+async fn handle_parsed(control: &ControlPlane, message: LifecycleMessage) -> Result<(), ApiError> {
+    match message {
         LifecycleMessage::Test => Ok(()),
         // Boxed: these futures hold SDK calls and a whole CreateDeployment.
         LifecycleMessage::Transition(notification) => {
@@ -391,6 +413,33 @@ mod tests {
         );
         let error = LifecycleMessage::parse(r#"{"LifecycleTransition":"x"}"#).unwrap_err();
         assert!(error.contains("AutoScalingGroupName"), "{error}");
+    }
+
+    /// A topic may carry Auto Scaling's notifications only: Gantry's own messages (which
+    /// run outbox entries, ticks and dispatches) are refused there, whoever published them.
+    #[test]
+    fn a_topic_carries_auto_scaling_notifications_never_gantrys_own_messages() {
+        let envelope = |message: &str| {
+            serde_json::json!({"Type": "Notification", "Message": message}).to_string()
+        };
+        let test = r#"{"Event":"autoscaling:TEST_NOTIFICATION","AutoScalingGroupName":"web"}"#;
+        assert_eq!(
+            LifecycleMessage::parse(&envelope(test)),
+            Ok(LifecycleMessage::Test)
+        );
+        for own in [
+            r#"{"gantryEffects":{"deploymentId":"d-ABC","entry":"00000000000000000001"}}"#,
+            r#"{"gantryTick":{"deploymentId":"d-ABC"}}"#,
+            r#"{"gantryDeploymentFinished":"d-ABC"}"#,
+        ] {
+            assert!(LifecycleMessage::parse(own).is_ok(), "{own} from the queue");
+            let error = LifecycleMessage::parse(&envelope(own)).unwrap_err();
+            assert!(
+                error.starts_with("SNS Message: not a lifecycle notification"),
+                "{error}"
+            );
+            assert!(LifecycleMessage::parse_notification(own).is_err(), "{own}");
+        }
     }
 
     #[test]

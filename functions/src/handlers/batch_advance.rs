@@ -239,6 +239,12 @@ fn dropped(reports: usize, reason: &str, deployment_id: Option<&str>) {
     );
 }
 
+/// How long a deployment whose tick was fanned out is left to its message: longer than
+/// the schedule's minute and a lifecycle queue that is a little behind, so that the next
+/// ticks do not post it again meanwhile; short enough that a message lost costs a few
+/// minutes at most.
+const FANNED_OUT_LEASE_MS: Millis = 3 * 60_000;
+
 /// The schedule: fails silent hosts, opens the next zone, and runs outbox entries
 /// whose writer did not finish them, or whose retry is due. One deployment due is
 /// served here; several are fanned out, a `{"gantryTick": ..}` message each on the
@@ -257,10 +263,15 @@ pub async fn tick(control: &ControlPlane) -> Result<usize, ApiError> {
     };
     let mut bodies = Vec::with_capacity(due.len());
     for deployment_id in &due {
-        control
+        // One not leased is left for the next tick; the others go out.
+        if let Err(error) = control
             .store
-            .lease(deployment_id, now + OUTBOX_GRACE_MS)
-            .await?;
+            .lease(deployment_id, now + FANNED_OUT_LEASE_MS)
+            .await
+        {
+            tracing::warn!(%deployment_id, %error, "not leased; the next tick looks at it");
+            continue;
+        }
         bodies.push(json!({"gantryTick": {"deploymentId": deployment_id}}).to_string());
     }
     control.queues.send_batch(queue, &bodies).await?;

@@ -350,6 +350,32 @@ fn only_the_function_that_copies_and_deletes_groups_holds_the_fleet_policy() {
     assert_eq!(holders, ["LifecycleFunction"]);
 }
 
+/// Every function that runs the engine polls a deployment's alarms at its batch
+/// boundaries and ticks (the lifecycle function too, since the schedule fans ticks out to
+/// it): without DescribeAlarms, a poll fails and stops every deployment that watches
+/// alarms. The functions that run ticks heartbeat launches' lifecycle actions.
+#[test]
+fn every_function_that_runs_the_engine_may_poll_alarms_and_tickers_may_heartbeat() {
+    let template = template();
+    for function in engine_functions(&template) {
+        let statements = statements_of(&template, &function);
+        assert!(
+            statements
+                .iter()
+                .any(|statement| allows(statement, "cloudwatch:DescribeAlarms")),
+            "{function} runs the engine but may not poll alarms"
+        );
+    }
+    for function in ["BatchAdvanceFunction", "LifecycleFunction"] {
+        assert!(
+            statements_of(&template, function)
+                .iter()
+                .any(|statement| allows(statement, "autoscaling:RecordLifecycleActionHeartbeat")),
+            "{function} runs ticks but may not heartbeat a launch"
+        );
+    }
+}
+
 /// A host reads a bundle only through the presigned link in its command (the
 /// dispatching function signs it for that revision, until shortly after the command's
 /// start_by): no host policy grants any S3 action, so no host reads another
