@@ -1,4 +1,5 @@
-//! CodeDeploy's API shapes for the EC2/on-premises platform, as stored and as returned.
+//! CodeDeploy's API shapes for the EC2/on-premises platform (and, so far, the Lambda
+//! platform's applications and deployment configurations), as stored and as returned.
 //!
 //! Field names, enums and nesting follow CodeDeploy's JSON, so that a payload written for
 //! `aws deploy` works here and output parses where CodeDeploy's does. Times are epoch
