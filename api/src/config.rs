@@ -44,7 +44,7 @@ mod tests {
         }));
         assert_eq!(
             got.deployment_config_info.minimum_healthy_hosts,
-            MinimumHealthyHosts::FleetPercent(75)
+            Some(MinimumHealthyHosts::FleetPercent(75))
         );
         // A predefined configuration has no id and no creation time.
         let predefined: GetDeploymentConfigOutput = reads_and_writes_back(json!({
@@ -55,6 +55,49 @@ mod tests {
             }
         }));
         assert_eq!(predefined.deployment_config_info.create_time, None);
+    }
+
+    #[test]
+    fn codedeploys_lambda_deployment_config_reads_and_writes_back_unchanged() {
+        // A Lambda configuration has a traffic routing and no minimum of healthy hosts.
+        let canary: GetDeploymentConfigOutput = reads_and_writes_back(json!({
+            "deploymentConfigInfo": {
+                "deploymentConfigName": "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+                "computePlatform": "Lambda",
+                "trafficRoutingConfig": {
+                    "type": "TimeBasedCanary",
+                    "timeBasedCanary": {"canaryPercentage": 10, "canaryInterval": 5}
+                }
+            }
+        }));
+        assert_eq!(
+            canary.deployment_config_info.traffic_routing_config,
+            gantry_core::lambda::predefined("CodeDeployDefault.LambdaCanary10Percent5Minutes")
+        );
+        assert_eq!(canary.deployment_config_info.minimum_healthy_hosts, None);
+        let custom: GetDeploymentConfigOutput = reads_and_writes_back(json!({
+            "deploymentConfigInfo": {
+                "deploymentConfigId": "bf6b390b-61d3-4f24-8911-a1664EXAMPLE",
+                "deploymentConfigName": "Linear25Every3",
+                "createTime": 1764979200.123,
+                "computePlatform": "Lambda",
+                "trafficRoutingConfig": {
+                    "type": "TimeBasedLinear",
+                    "timeBasedLinear": {"linearPercentage": 25, "linearInterval": 3}
+                }
+            }
+        }));
+        assert_eq!(
+            custom.deployment_config_info.traffic_routing_config,
+            Some(gantry_core::lambda::TrafficRouting::linear(25, 3).unwrap())
+        );
+        reads_and_writes_back::<GetDeploymentConfigOutput>(json!({
+            "deploymentConfigInfo": {
+                "deploymentConfigName": "CodeDeployDefault.LambdaAllAtOnce",
+                "computePlatform": "Lambda",
+                "trafficRoutingConfig": {"type": "AllAtOnce"}
+            }
+        }));
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub enum Exception {
     InvalidTagsToAdd,
     InvalidTargetInstances,
     InvalidTimeRange,
+    InvalidTrafficRoutingConfiguration,
     InvalidTriggerConfig,
     InvalidZonalDeploymentConfiguration,
     MultipleIamArnsProvided,
@@ -153,6 +154,9 @@ impl Exception {
             Self::InvalidTagsToAdd => "InvalidTagsToAddException",
             Self::InvalidTargetInstances => "InvalidTargetInstancesException",
             Self::InvalidTimeRange => "InvalidTimeRangeException",
+            Self::InvalidTrafficRoutingConfiguration => {
+                "InvalidTrafficRoutingConfigurationException"
+            }
             Self::InvalidTriggerConfig => "InvalidTriggerConfigException",
             Self::InvalidZonalDeploymentConfiguration => {
                 "InvalidZonalDeploymentConfigurationException"

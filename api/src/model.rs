@@ -1,4 +1,5 @@
-//! CodeDeploy's API shapes for the EC2/on-premises platform, as stored and as returned.
+//! CodeDeploy's API shapes for the EC2/on-premises platform (and, so far, the Lambda
+//! platform's applications and deployment configurations), as stored and as returned.
 //!
 //! Field names, enums and nesting follow CodeDeploy's JSON, so that a payload written for
 //! `aws deploy` works here and output parses where CodeDeploy's does. Times are epoch
@@ -6,6 +7,7 @@
 
 use gantry_core::config::{MinimumHealthyHosts, ZonalConfig};
 use gantry_core::deployment::{Deployment, Millis};
+use gantry_core::lambda::TrafficRouting;
 use gantry_core::planner::{TagFilter, TagSet};
 use gantry_core::wire::RevisionLocation;
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,13 @@ pub fn now_millis() -> Millis {
         .map(|elapsed| elapsed.as_millis() as Millis)
         .unwrap_or(0)
 }
+
+/// CodeDeploy's `computePlatform` of EC2 and on-premises instances, the default.
+pub const SERVER_PLATFORM: &str = "Server";
+/// CodeDeploy's `computePlatform` of AWS Lambda functions.
+pub const LAMBDA_PLATFORM: &str = "Lambda";
+/// The compute platforms Gantry takes, as errors name them.
+pub const COMPUTE_PLATFORMS: &str = "Server or Lambda";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -527,12 +536,17 @@ pub struct DeploymentConfigInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_config_id: Option<String>,
     pub deployment_config_name: String,
-    pub minimum_healthy_hosts: MinimumHealthyHosts,
+    /// Server configurations only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_healthy_hosts: Option<MinimumHealthyHosts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zonal_config: Option<ZonalConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_time: Option<f64>,
     pub compute_platform: String,
+    /// Lambda configurations only: how traffic moves to the target version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_routing_config: Option<TrafficRouting>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

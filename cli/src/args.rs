@@ -143,6 +143,10 @@ pub enum AppCommand {
         /// Tag the application, KEY=VALUE (repeat).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// What it deploys to: Server (EC2 and on-premises instances, the default) or
+        /// Lambda (AWS Lambda functions).
+        #[arg(long, value_parser = ["Server", "Lambda"])]
+        compute_platform: Option<String>,
     },
     List,
     Get {
@@ -199,16 +203,21 @@ pub enum GroupCommand {
 
 #[derive(Subcommand)]
 pub enum ConfigCommand {
-    /// A custom configuration: --min-healthy-hosts N or --min-healthy-percent P.
+    /// A custom configuration: --min-healthy-hosts N or --min-healthy-percent P for the
+    /// Server platform, or --traffic-routing for the Lambda platform.
     Create {
         name: String,
-        #[arg(long, conflicts_with = "min_healthy_percent")]
+        #[arg(long, conflicts_with_all = ["min_healthy_percent", "traffic_routing"])]
         min_healthy_hosts: Option<u32>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "traffic_routing")]
         min_healthy_percent: Option<u32>,
         /// Deploy one Availability Zone at a time, waiting this many seconds between zones.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "traffic_routing")]
         zonal_monitor_seconds: Option<u64>,
+        /// A Lambda configuration (computePlatform Lambda): canary:PERCENT:MINUTES,
+        /// linear:PERCENT:MINUTES, all-at-once, or CodeDeploy's trafficRoutingConfig JSON.
+        #[arg(long, value_parser = traffic_routing)]
+        traffic_routing: Option<serde_json::Value>,
     },
     List,
     Get {
@@ -251,9 +260,110 @@ pub enum InstanceCommand {
     List,
 }
 
+/// `--traffic-routing` as CodeDeploy's `trafficRoutingConfig`: `canary:10:5` is 10
+/// percent first and the rest 5 minutes later, `linear:10:1` 10 percent more every
+/// minute, `all-at-once` everything at once; text starting with `{` is the JSON itself.
+/// Only the shape is read here; the control plane checks the numbers.
+fn traffic_routing(text: &str) -> Result<serde_json::Value, String> {
+    use serde_json::json;
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"));
+    }
+    let parts: Vec<&str> = text.split(':').collect();
+    let number = |part: &str, what: &str| {
+        part.parse::<u32>()
+            .map_err(|_| format!("{what}: {part:?} is not a whole number"))
+    };
+    match parts.as_slice() {
+        ["all-at-once"] => Ok(json!({"type": "AllAtOnce"})),
+        ["canary", percent, minutes] => Ok(json!({
+            "type": "TimeBasedCanary",
+            "timeBasedCanary": {
+                "canaryPercentage": number(percent, "PERCENT")?,
+                "canaryInterval": number(minutes, "MINUTES")?,
+            }
+        })),
+        ["linear", percent, minutes] => Ok(json!({
+            "type": "TimeBasedLinear",
+            "timeBasedLinear": {
+                "linearPercentage": number(percent, "PERCENT")?,
+                "linearInterval": number(minutes, "MINUTES")?,
+            }
+        })),
+        _ => Err(
+            "must be canary:PERCENT:MINUTES, linear:PERCENT:MINUTES, all-at-once, or trafficRoutingConfig JSON"
+                .to_owned(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn traffic_routing_reads_each_form_as_codedeploys_json() {
+        assert_eq!(
+            traffic_routing("canary:10:5").unwrap(),
+            json!({"type": "TimeBasedCanary", "timeBasedCanary": {"canaryPercentage": 10, "canaryInterval": 5}})
+        );
+        assert_eq!(
+            traffic_routing("linear:25:3").unwrap(),
+            json!({"type": "TimeBasedLinear", "timeBasedLinear": {"linearPercentage": 25, "linearInterval": 3}})
+        );
+        assert_eq!(
+            traffic_routing("all-at-once").unwrap(),
+            json!({"type": "AllAtOnce"})
+        );
+        let given = json!({"type": "TimeBasedCanary", "timeBasedCanary": {"canaryPercentage": 20, "canaryInterval": 15}});
+        assert_eq!(traffic_routing(&given.to_string()).unwrap(), given);
+        assert!(
+            traffic_routing("canary:ten:5")
+                .unwrap_err()
+                .contains("PERCENT: \"ten\"")
+        );
+        assert!(
+            traffic_routing("canary:10")
+                .unwrap_err()
+                .starts_with("must be")
+        );
+        assert!(
+            traffic_routing("{oops")
+                .unwrap_err()
+                .starts_with("not JSON")
+        );
+    }
+
+    #[test]
+    fn traffic_routing_makes_a_lambda_configuration_and_excludes_the_server_flags() {
+        let parsed = Cli::try_parse_from([
+            "gantry",
+            "config",
+            "create",
+            "Canary20",
+            "--traffic-routing",
+            "canary:20:15",
+        ]);
+        assert!(parsed.is_ok());
+        for server_flag in [
+            "--min-healthy-hosts",
+            "--min-healthy-percent",
+            "--zonal-monitor-seconds",
+        ] {
+            let parsed = Cli::try_parse_from([
+                "gantry",
+                "config",
+                "create",
+                "Mixed",
+                "--traffic-routing",
+                "all-at-once",
+                server_flag,
+                "1",
+            ]);
+            assert!(parsed.is_err(), "{server_flag} with --traffic-routing");
+        }
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

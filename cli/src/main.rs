@@ -58,8 +58,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Appspec { .. } => unreachable!("handled before the runtime starts"),
         Command::App { command } => match command {
-            AppCommand::Create { name, tags } => {
+            AppCommand::Create {
+                name,
+                tags,
+                compute_platform,
+            } => {
                 let mut input = json!({"applicationName": name});
+                if let Some(platform) = compute_platform {
+                    input["computePlatform"] = json!(platform);
+                }
                 if !tags.is_empty() {
                     input["tags"] = json!(tags::tag_list("--tag", &tags)?);
                 }
@@ -168,19 +175,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 min_healthy_hosts,
                 min_healthy_percent,
                 zonal_monitor_seconds,
+                traffic_routing,
             } => {
                 let minimum = match (min_healthy_hosts, min_healthy_percent) {
-                    (Some(hosts), _) => json!({"type": "HOST_COUNT", "value": hosts}),
-                    (None, Some(percent)) => json!({"type": "FLEET_PERCENT", "value": percent}),
+                    (Some(hosts), _) => Some(json!({"type": "HOST_COUNT", "value": hosts})),
+                    (None, Some(percent)) => {
+                        Some(json!({"type": "FLEET_PERCENT", "value": percent}))
+                    }
+                    (None, None) => None,
+                };
+                let input = match (minimum, traffic_routing) {
+                    (Some(minimum), _) => {
+                        let mut input =
+                            json!({"deploymentConfigName": name, "minimumHealthyHosts": minimum});
+                        if let Some(seconds) = zonal_monitor_seconds {
+                            input["zonalConfig"] = json!({"monitorDurationInSeconds": seconds});
+                        }
+                        input
+                    }
+                    (None, Some(routing)) => json!({
+                        "deploymentConfigName": name,
+                        "computePlatform": "Lambda",
+                        "trafficRoutingConfig": routing,
+                    }),
                     (None, None) => anyhow::bail!(
-                        "config create: give --min-healthy-hosts N or --min-healthy-percent P"
+                        "config create: give --min-healthy-hosts N or --min-healthy-percent P (Server), or --traffic-routing (Lambda)"
                     ),
                 };
-                let mut input =
-                    json!({"deploymentConfigName": name, "minimumHealthyHosts": minimum});
-                if let Some(seconds) = zonal_monitor_seconds {
-                    input["zonalConfig"] = json!({"monitorDurationInSeconds": seconds});
-                }
                 let created = gantry.api("CreateDeploymentConfig", input).await?;
                 show(output, &created, |_| {
                     format!("created deployment configuration {name}")

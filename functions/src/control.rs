@@ -5,11 +5,15 @@ use crate::adapters::{
     Alarms, Bundles, CommandQueues, Fleet, Identities, LifecycleHooks, Notifier, register,
 };
 use crate::error::{ApiError, Exception};
-use crate::model::{DeploymentConfigInfo, DeploymentGroupSettings, RevisionRecord, now_millis};
+use crate::model::{
+    DeploymentConfigInfo, DeploymentGroupSettings, LAMBDA_PLATFORM, RevisionRecord,
+    SERVER_PLATFORM, now_millis,
+};
 use crate::store::{DynamoStore, GroupRecord, keys};
 use crate::traffic;
 use gantry_core::config::DeploymentConfig;
 use gantry_core::deployment::Millis;
+use gantry_core::lambda::LambdaDeploymentConfig;
 use gantry_core::wire::RevisionLocation;
 
 /// What the control plane is configured with (from the environment in Lambda).
@@ -200,11 +204,64 @@ impl ControlPlane {
             .ok_or_else(|| ApiError::group_missing(application, group))
     }
 
+    /// A Server deployment configuration, as deployment groups and deployments use it.
+    ///
+    /// A Lambda configuration's name is refused with InvalidDeploymentConfigNameException
+    /// rather than InvalidComputePlatformException: the caller gave no computePlatform
+    /// to be wrong, the name it gave is what a Server group or deployment cannot take,
+    /// and CodeDeploy answers a configuration it cannot use by that name's exception.
     pub async fn deployment_config(&self, name: &str) -> Result<DeploymentConfig, ApiError> {
         if let Some(config) = DeploymentConfig::predefined(name) {
             return Ok(config);
         }
-        let stored = self
+        let info = self.deployment_config_info(name).await?;
+        match info.minimum_healthy_hosts {
+            Some(minimum_healthy_hosts) if info.compute_platform == SERVER_PLATFORM => {
+                Ok(DeploymentConfig {
+                    name: info.deployment_config_name,
+                    minimum_healthy_hosts,
+                    zonal_config: info.zonal_config,
+                })
+            }
+            _ => Err(ApiError::new(
+                Exception::InvalidDeploymentConfigName,
+                format!(
+                    "deploymentConfigName: {name:?} is a configuration of the {} compute platform; this needs one of the {SERVER_PLATFORM} platform (EC2 and on-premises instances)",
+                    info.compute_platform
+                ),
+            )),
+        }
+    }
+
+    /// Any deployment configuration as GetDeploymentConfig shows it: a predefined one of
+    /// either platform, or one of the account's.
+    pub async fn deployment_config_info(
+        &self,
+        name: &str,
+    ) -> Result<DeploymentConfigInfo, ApiError> {
+        if let Some(config) = DeploymentConfig::predefined(name) {
+            return Ok(DeploymentConfigInfo {
+                deployment_config_id: None,
+                deployment_config_name: config.name,
+                minimum_healthy_hosts: Some(config.minimum_healthy_hosts),
+                zonal_config: config.zonal_config,
+                create_time: None,
+                compute_platform: SERVER_PLATFORM.into(),
+                traffic_routing_config: None,
+            });
+        }
+        if let Some(config) = LambdaDeploymentConfig::predefined(name) {
+            return Ok(DeploymentConfigInfo {
+                deployment_config_id: None,
+                deployment_config_name: config.name,
+                minimum_healthy_hosts: None,
+                zonal_config: None,
+                create_time: None,
+                compute_platform: LAMBDA_PLATFORM.into(),
+                traffic_routing_config: Some(config.traffic_routing_config),
+            });
+        }
+        Ok(self
             .store
             .get::<DeploymentConfigInfo>(keys::CONFIGS, name)
             .await?
@@ -214,12 +271,7 @@ impl ControlPlane {
                     format!("deploymentConfigName: no deployment configuration named {name:?}"),
                 )
             })?
-            .value;
-        Ok(DeploymentConfig {
-            name: stored.deployment_config_name,
-            minimum_healthy_hosts: stored.minimum_healthy_hosts,
-            zonal_config: stored.zonal_config,
-        })
+            .value)
     }
 
     /// Refuses an S3 revision outside the bundle bucket's revision prefix, which the

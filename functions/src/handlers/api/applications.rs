@@ -6,7 +6,10 @@ use crate::adapters::HookKind;
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
 use crate::group_hooks::remove_hooks;
-use crate::model::{ApplicationInfo, DeploymentGroupSettings, now_millis, seconds};
+use crate::model::{
+    ApplicationInfo, COMPUTE_PLATFORMS, DeploymentGroupSettings, LAMBDA_PLATFORM, SERVER_PLATFORM,
+    now_millis, seconds,
+};
 use crate::store::{StoreError, keys};
 use gantry_api::application::{GetApplicationOutput, ListApplicationsOutput};
 use serde_json::{Value, json};
@@ -22,22 +25,25 @@ pub(super) async fn applications(
         "CreateApplication" => {
             let application = application_field(&input)?;
             check_name("applicationName", &application)?;
-            if let Some(platform) = input.get("computePlatform").and_then(Value::as_str)
-                && platform != "Server"
-            {
-                return Err(ApiError::new(
-                    Exception::InvalidComputePlatform,
-                    format!(
-                        "computePlatform: {platform:?}; Gantry deploys to the Server platform (EC2 and on-premises)"
-                    ),
-                ));
-            }
+            // CodeDeploy's default is Server; ECS is not a platform Gantry deploys to.
+            let compute_platform = match input.get("computePlatform").and_then(Value::as_str) {
+                None => SERVER_PLATFORM,
+                Some(platform @ (SERVER_PLATFORM | LAMBDA_PLATFORM)) => platform,
+                Some(platform) => {
+                    return Err(ApiError::new(
+                        Exception::InvalidComputePlatform,
+                        format!(
+                            "computePlatform: {platform:?}; Gantry deploys to the {COMPUTE_PLATFORMS} platform (EC2 and on-premises instances, or AWS Lambda functions)"
+                        ),
+                    ));
+                }
+            };
             let info = ApplicationInfo {
                 application_id: uuid::Uuid::new_v4().to_string(),
                 application_name: application.clone(),
                 create_time: seconds(now_millis()),
                 linked_to_git_hub: false,
-                compute_platform: "Server".into(),
+                compute_platform: compute_platform.into(),
             };
             let tags = super::tags::creation_tags(&input, "tags")?;
             store

@@ -8,7 +8,7 @@ use crate::adapters::HookKind;
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::group_hooks::{hook_kinds, put_hooks, remove_hooks};
-use crate::model::{ApplicationInfo, DeploymentGroupSettings};
+use crate::model::{ApplicationInfo, DeploymentGroupSettings, LAMBDA_PLATFORM};
 use crate::store::{StoreError, keys};
 use gantry_api::group::{
     DeploymentGroupInfo, GetDeploymentGroupOutput, ListDeploymentGroupsOutput,
@@ -56,7 +56,15 @@ pub(super) async fn deployment_groups(
         "CreateDeploymentGroup" => {
             let request: GroupInput = parse_input(name, input)?;
             let application = request.application_name.clone();
-            get_application(control, &application).await?;
+            let info = get_application(control, &application).await?;
+            // Until Lambda deployments exist, a Lambda application's group would be an
+            // EC2 group in disguise; refused rather than taken.
+            if info.compute_platform == LAMBDA_PLATFORM {
+                return Err(ApiError::new(
+                    Exception::InvalidComputePlatform,
+                    "deployment groups of Lambda applications come with Lambda deployments (issue 28)",
+                ));
+            }
             let group = request.deployment_group_name.clone().unwrap_or_default();
             if group.is_empty() {
                 return Err(ApiError::new(
