@@ -6,10 +6,11 @@
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
 use gantry_core::deployment::DeploymentStatus;
-use gantry_core::lambda::{AliasShift, Hooks, Input, LambdaDeployment, TrafficRouting};
+use gantry_core::lambda::{AliasShift, Hooks, LambdaDeployment, TrafficRouting};
 use gantry_functions::adapters::{AliasState, Aliases};
 use gantry_functions::control::{ControlPlane, Settings};
 use gantry_functions::error::ApiError;
+use gantry_functions::handlers;
 use gantry_functions::lambda_deployments::{self, LambdaSpec};
 use gantry_functions::store::{ALARM_LOOK_MS, keys};
 use gantry_tests::archive::{self, Entry};
@@ -323,20 +324,34 @@ impl Platform {
         event
     }
 
-    /// Answers for the hook that `event` invoked, as PutLifecycleEventHookExecutionStatus.
+    /// Answers for the hook that `event` invoked, through the API's
+    /// PutLifecycleEventHookExecutionStatus, as a hook function does.
     async fn answer(&self, event: &Value, succeeded: bool) -> Result<(), ApiError> {
-        let input = Input::HookStatus {
-            execution_id: event["LifecycleEventHookExecutionId"]
-                .as_str()
-                .unwrap()
-                .into(),
-            succeeded,
-            now: now_ms(),
-        };
-        let id = event["DeploymentId"].as_str().unwrap();
-        lambda_deployments::step(&self.control, id, input)
-            .await
-            .map(|_| ())
+        let status = if succeeded { "Succeeded" } else { "Failed" };
+        self.api(
+            "PutLifecycleEventHookExecutionStatus",
+            json!({
+                "deploymentId": event["DeploymentId"],
+                "lifecycleEventHookExecutionId": event["LifecycleEventHookExecutionId"],
+                "status": status,
+            }),
+        )
+        .await
+        .map(|answer| {
+            assert_eq!(
+                answer["lifecycleEventHookExecutionId"],
+                event["LifecycleEventHookExecutionId"]
+            );
+        })
+    }
+
+    async fn api(&self, operation: &str, input: Value) -> Result<Value, ApiError> {
+        Box::pin(handlers::invoke(
+            &self.control,
+            "api",
+            json!({"operation": operation, "input": input}),
+        ))
+        .await
     }
 
     async fn state(&self, id: &str) -> LambdaDeployment {
@@ -384,7 +399,7 @@ fn both_hooks() -> Hooks {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_deployment_shifts_in_its_steps_between_its_hooks_and_succeeds() {
     let platform = platform().await;
-    let id = "d-LAMBDA0001";
+    let id = "d-LAMBDA001";
     let routing = TrafficRouting::canary(10, 5).unwrap();
     platform.deploy(id, routing, both_hooks(), &[]).await;
     assert_eq!(platform.locked_by().await.as_deref(), Some(id));
@@ -451,7 +466,7 @@ async fn a_canary_deployment_shifts_in_its_steps_between_its_hooks_and_succeeds(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_hook_rolls_the_alias_back_and_stray_answers_are_refused() {
     let platform = platform().await;
-    let id = "d-LAMBDA0002";
+    let id = "d-LAMBDA002";
     platform
         .deploy(id, TrafficRouting::AllAtOnce, both_hooks(), &[])
         .await;
@@ -464,11 +479,44 @@ async fn a_failing_hook_rolls_the_alias_back_and_stray_answers_are_refused() {
 
     let after = platform.hook_event("CodeDeployHook_after");
     let mut stray = after.clone();
-    stray["LifecycleEventHookExecutionId"] = json!("d-LAMBDA0002.Install");
+    stray["LifecycleEventHookExecutionId"] = json!("d-LAMBDA002.Install");
     let error = platform.answer(&stray, true).await.unwrap_err();
     assert_eq!(
         error.code.name(),
         "InvalidLifecycleEventHookExecutionIdException",
+        "{error}"
+    );
+
+    for (status, exception) in [
+        (
+            "InProgress",
+            "InvalidLifecycleEventHookExecutionStatusException",
+        ),
+        ("", "InvalidLifecycleEventHookExecutionStatusException"),
+    ] {
+        let mut input = json!({
+            "deploymentId": id,
+            "lifecycleEventHookExecutionId": after["LifecycleEventHookExecutionId"],
+        });
+        if !status.is_empty() {
+            input["status"] = json!(status);
+        }
+        let error = platform
+            .api("PutLifecycleEventHookExecutionStatus", input)
+            .await
+            .unwrap_err();
+        assert_eq!(error.code.name(), exception, "{status}: {error}");
+    }
+    let error = platform
+        .api(
+            "PutLifecycleEventHookExecutionStatus",
+            json!({"deploymentId": "d-NOTTHERE1", "lifecycleEventHookExecutionId": "x", "status": "Succeeded"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code.name(),
+        "DeploymentDoesNotExistException",
         "{error}"
     );
 
@@ -481,6 +529,16 @@ async fn a_failing_hook_rolls_the_alias_back_and_stray_answers_are_refused() {
         (platform.shift.current_version.as_str(), 0)
     );
     assert_eq!(platform.locked_by().await, None);
+    // EC2/On-Premises operations say what a Lambda deployment is, not that it is broken.
+    let error = platform
+        .api("GetDeployment", json!({"deploymentId": id}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code.name(),
+        "UnsupportedActionForDeploymentTypeException",
+        "{error}"
+    );
     let error = platform.answer(&after, true).await.unwrap_err();
     assert_eq!(
         error.code.name(),
@@ -509,7 +567,7 @@ async fn an_alarm_during_a_wait_rolls_back_and_a_missing_hook_fails_at_once() {
         .send()
         .await
         .unwrap();
-    let id = "d-LAMBDA0003";
+    let id = "d-LAMBDA003";
     let routing = TrafficRouting::linear(10, 1).unwrap();
     platform
         .deploy(id, routing, Hooks::default(), &["shop-errors"])
@@ -547,7 +605,7 @@ async fn an_alarm_during_a_wait_rolls_back_and_a_missing_hook_fails_at_once() {
         before_allow_traffic: Some("CodeDeployHook_gone".into()),
         after_allow_traffic: None,
     };
-    let id = "d-LAMBDA0004";
+    let id = "d-LAMBDA004";
     platform
         .deploy(id, TrafficRouting::AllAtOnce, missing, &[])
         .await;

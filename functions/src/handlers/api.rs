@@ -20,6 +20,7 @@ mod deployments;
 mod group_input;
 mod groups;
 mod instances;
+mod lambda_hooks;
 mod paging;
 mod rename;
 mod render;
@@ -148,6 +149,9 @@ pub async fn operation(
         | "StopDeployment"
         | "ContinueDeployment"
         | "SkipWaitTimeForInstanceTermination" => Box::pin(deployments(control, name, input)).await,
+        "PutLifecycleEventHookExecutionStatus" => {
+            Box::pin(lambda_hooks::put_hook_status(control, &input)).await
+        }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             Box::pin(tags::operation(control, name, input)).await
         }
@@ -162,19 +166,27 @@ fn unknown_operation(name: &str) -> ApiError {
     )
 }
 
-/// A deployment, or DeploymentDoesNotExistException naming it.
+/// A deployment, or DeploymentDoesNotExistException naming it. A Lambda deployment is
+/// not one the EC2/On-Premises operations read: UnsupportedActionForDeploymentType.
 async fn load(
     control: &ControlPlane,
     id: &str,
 ) -> Result<DeploymentRecord<DeploymentSpec>, ApiError> {
-    control
-        .store
-        .load_deployment(id)
-        .await
-        .map_err(|error| match error {
-            StoreError::NotFound(_) => ApiError::deployment_missing(id),
-            other => other.into(),
-        })
+    match control.store.load_deployment(id).await {
+        Ok(record) => Ok(record),
+        Err(StoreError::NotFound(_)) => Err(ApiError::deployment_missing(id)),
+        Err(error) => {
+            if control.store.is_lambda_deployment(id).await? == Some(true) {
+                return Err(ApiError::new(
+                    Exception::UnsupportedActionForDeploymentType,
+                    format!(
+                        "deploymentId: {id} is a Lambda deployment; this operation reads EC2/On-Premises deployments (Lambda deployments in GetDeployment are on the way)"
+                    ),
+                ));
+            }
+            Err(error.into())
+        }
+    }
 }
 
 #[cfg(test)]

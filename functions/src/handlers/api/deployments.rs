@@ -358,7 +358,7 @@ async fn continue_deployment(control: &ControlPlane, input: &Value) -> Result<Va
 }
 
 /// A `deploymentId` that is given and has CodeDeploy's form (`d-` and nine of A-Z, 0-9).
-fn deployment_id_field(input: &Value) -> Result<String, ApiError> {
+pub(super) fn deployment_id_field(input: &Value) -> Result<String, ApiError> {
     let id = name_field(input, "deploymentId", Exception::DeploymentIdRequired)?;
     gantry_core::wire::check_deployment_id(&id)
         .map_err(|error| ApiError::new(Exception::InvalidDeploymentId, error.to_string()))?;
