@@ -95,6 +95,33 @@ impl Stand {
             .unwrap()
     }
 
+    /// Function `shop` published twice (the second with other code) and alias `live` on
+    /// the first: (current version, target version).
+    async fn shop_behind_live(&self) -> (String, String) {
+        self.function("shop", ECHO, &[]).await;
+        let current = self.publish("shop").await;
+        self.lambda
+            .update_function_code()
+            .function_name("shop")
+            .zip_file(Blob::new(archive::zip(&[Entry::file(
+                "handler.py",
+                &[ECHO, b"# v2\n"].concat(),
+            )])))
+            .send()
+            .await
+            .unwrap();
+        let target = self.publish("shop").await;
+        self.lambda
+            .create_alias()
+            .function_name("shop")
+            .name("live")
+            .function_version(&current)
+            .send()
+            .await
+            .unwrap();
+        (current, target)
+    }
+
     /// The version each of `count` invocations of `name:alias` ran.
     async fn versions(&self, qualified: &str, count: usize) -> Vec<String> {
         let mut versions = Vec::new();
@@ -124,29 +151,7 @@ fn share(versions: &[String], version: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alias_shifts_by_weight_then_points_at_the_target_or_rolls_back() {
     let stand = stand().await;
-    stand.function("shop", ECHO, &[]).await;
-    let current = stand.publish("shop").await;
-    stand
-        .lambda
-        .update_function_code()
-        .function_name("shop")
-        .zip_file(Blob::new(archive::zip(&[Entry::file(
-            "handler.py",
-            &[ECHO, b"# v2\n"].concat(),
-        )])))
-        .send()
-        .await
-        .unwrap();
-    let target = stand.publish("shop").await;
-    stand
-        .lambda
-        .create_alias()
-        .function_name("shop")
-        .name("live")
-        .function_version(&current)
-        .send()
-        .await
-        .unwrap();
+    let (current, target) = stand.shop_behind_live().await;
     let aliases = Aliases::new(stand.lambda.clone());
     let shift = AliasShift {
         function_name: "shop".into(),
@@ -241,29 +246,7 @@ struct Platform {
 async fn platform() -> Platform {
     let stand = stand().await;
     let dir = tempfile::tempdir().unwrap();
-    stand.function("shop", ECHO, &[]).await;
-    let current = stand.publish("shop").await;
-    stand
-        .lambda
-        .update_function_code()
-        .function_name("shop")
-        .zip_file(Blob::new(archive::zip(&[Entry::file(
-            "handler.py",
-            &[ECHO, b"# v2\n"].concat(),
-        )])))
-        .send()
-        .await
-        .unwrap();
-    let target = stand.publish("shop").await;
-    stand
-        .lambda
-        .create_alias()
-        .function_name("shop")
-        .name("live")
-        .function_version(&current)
-        .send()
-        .await
-        .unwrap();
+    let (current, target) = stand.shop_behind_live().await;
     for hook in ["CodeDeployHook_before", "CodeDeployHook_after"] {
         let marker = dir.path().join(hook);
         stand

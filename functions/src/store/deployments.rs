@@ -6,7 +6,7 @@ use super::codec::{
     text,
 };
 use super::outbox::{OutboxEntry, dispatches, wakeup};
-use super::{DynamoStore, PLAN_PAGE_SIZE, StoreError, keys};
+use super::{DynamoStore, Item, PLAN_PAGE_SIZE, StoreError, keys};
 use crate::model::RollbackInfo;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -187,11 +187,12 @@ impl DynamoStore {
         }
     }
 
-    pub async fn load_deployment<S: DeserializeOwned>(
+    /// A deployment's summary item and its outbox entries (of either platform's
+    /// effects), in one query: they sort right after it.
+    pub(super) async fn summary_and_outbox<E: DeserializeOwned>(
         &self,
         id: &str,
-    ) -> Result<DeploymentRecord<S>, StoreError> {
-        // One query reads the summary and its outbox entries, which sort right after it.
+    ) -> Result<(Item, BTreeMap<String, E>), StoreError> {
         let what = format!("deployment {id}");
         let mut summary = None;
         let mut outbox = BTreeMap::new();
@@ -208,7 +209,16 @@ impl DynamoStore {
             Ok(())
         })
         .await?;
-        let item = summary.ok_or_else(|| StoreError::NotFound(format!("deployment {id}")))?;
+        let item = summary.ok_or(StoreError::NotFound(what))?;
+        Ok((item, outbox))
+    }
+
+    pub async fn load_deployment<S: DeserializeOwned>(
+        &self,
+        id: &str,
+    ) -> Result<DeploymentRecord<S>, StoreError> {
+        let what = format!("deployment {id}");
+        let (item, mut outbox) = self.summary_and_outbox::<OutboxEntry>(id).await?;
         // Written before the outbox had items: carried out and cleared all the same.
         if let Some(AttributeValue::M(map)) = item.get("outbox") {
             for (version, value) in map {

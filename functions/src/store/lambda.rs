@@ -183,22 +183,7 @@ impl DynamoStore {
         id: &str,
     ) -> Result<LambdaRecord<S>, StoreError> {
         let what = format!("deployment {id}");
-        let mut summary = None;
-        let mut outbox = BTreeMap::new();
-        self.query_pages(&keys::deployment(id), keys::DEPLOYMENT_SK, |item| {
-            let sk = text(item, "sk").unwrap_or_default();
-            if sk == keys::DEPLOYMENT_SK {
-                summary = Some(item.clone());
-            } else if let Some(entry) = sk.strip_prefix(keys::OUTBOX_PREFIX) {
-                outbox.insert(
-                    entry.to_owned(),
-                    decode(item, "entry", &format!("{what}'s outbox entry {entry}"))?,
-                );
-            }
-            Ok(())
-        })
-        .await?;
-        let item = summary.ok_or_else(|| StoreError::NotFound(what.clone()))?;
+        let (item, outbox) = self.summary_and_outbox::<LambdaOutboxEntry>(id).await?;
         if text(&item, "platform") != Some(LAMBDA_PLATFORM) {
             return Err(StoreError::Corrupt {
                 what,
