@@ -164,12 +164,14 @@ pub struct LambdaDeployment {
 }
 
 impl LambdaDeployment {
-    /// A deployment that has not started.
+    /// A deployment that has not started. `hook_secret`: random, chosen by the caller,
+    /// part of each hook's execution id (see [`hook_execution_id`]).
     pub fn new(
         deployment_id: String,
         alias: AliasShift,
         routing: TrafficRouting,
         hooks: &Hooks,
+        hook_secret: &str,
         create_time: Millis,
     ) -> Self {
         let hooks = HookEvent::ALL
@@ -179,7 +181,7 @@ impl LambdaDeployment {
                 Some(HookRecord {
                     event,
                     function: function.to_owned(),
-                    execution_id: hook_execution_id(&deployment_id, event),
+                    execution_id: hook_execution_id(&deployment_id, event, hook_secret),
                     status: EventStatus::Pending,
                     start_time: None,
                     end_time: None,

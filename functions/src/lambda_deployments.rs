@@ -59,7 +59,16 @@ pub async fn create(
     hooks: &Hooks,
 ) -> Result<LambdaRecord<LambdaSpec>, ApiError> {
     let now = now_millis();
-    let mut state = LambdaDeployment::new(spec.deployment_id.clone(), alias, routing, hooks, now);
+    // Only the hook functions invoked learn it, in their execution ids.
+    let hook_secret = uuid::Uuid::new_v4().simple().to_string();
+    let mut state = LambdaDeployment::new(
+        spec.deployment_id.clone(),
+        alias,
+        routing,
+        hooks,
+        &hook_secret,
+        now,
+    );
     let effects = state.apply(Input::Start { now }).map_err(refused)?;
     let record = LambdaRecord {
         spec,

@@ -39,11 +39,14 @@ impl fmt::Display for HookEvent {
     }
 }
 
-/// The execution id of a deployment's hook: the same every time for the same deployment
-/// and event, so that an input applied twice (a retried write, a redelivered message)
-/// never invokes a hook under two ids, and an answer can be traced to its deployment.
-pub fn hook_execution_id(deployment_id: &str, event: HookEvent) -> String {
-    format!("{deployment_id}.{event}")
+/// The execution id of a deployment's hook: its deployment and event, for tracing an
+/// answer, and the deployment's `secret` (random, chosen when it is created), so that
+/// only the hook function it is sent to can answer for it: PutLifecycleEventHookExecutionStatus
+/// takes no other proof. Fixed when the deployment is created and stored with it, so an
+/// input applied twice (a retried write, a redelivered message) never invokes a hook under
+/// two ids.
+pub fn hook_execution_id(deployment_id: &str, event: HookEvent, secret: &str) -> String {
+    format!("{deployment_id}.{event}.{secret}")
 }
 
 /// What the adapters must do, in order.

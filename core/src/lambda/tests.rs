@@ -26,15 +26,18 @@ pub(super) fn hooks(before: bool, after: bool) -> Hooks {
 }
 
 pub(super) fn deployment(routing: TrafficRouting, hooks: &Hooks) -> LambdaDeployment {
-    LambdaDeployment::new(ID.into(), alias(), routing, hooks, T0 - SEC)
+    LambdaDeployment::new(ID.into(), alias(), routing, hooks, SECRET, T0 - SEC)
 }
 
 fn named(config: &str, hooks: &Hooks) -> LambdaDeployment {
     deployment(predefined(config).unwrap(), hooks)
 }
 
+/// The deployment's hook secret in these tests.
+const SECRET: &str = "7f3a9c";
+
 pub(super) fn id(event: HookEvent) -> String {
-    hook_execution_id(ID, event)
+    hook_execution_id(ID, event, SECRET)
 }
 
 fn invoke(event: HookEvent) -> Effect {
@@ -511,7 +514,10 @@ fn unknown_and_premature_hook_ids_are_refused() {
     let stored = d.clone();
     for execution_id in [
         "nonsense".to_owned(),
-        hook_execution_id("d-OTHER00001", Before),
+        hook_execution_id("d-OTHER00001", Before, SECRET),
+        // Right deployment and event, without the deployment's secret: a guess.
+        hook_execution_id(ID, Before, "guess"),
+        format!("{ID}.{Before}"),
         id(After),
     ] {
         let refused = d
@@ -581,9 +587,22 @@ fn repeated_inputs_create_nothing_twice() {
 }
 
 #[test]
-fn execution_ids_follow_from_the_deployment_and_event() {
-    assert_eq!(id(Before), "d-LAMBDA0001.BeforeAllowTraffic");
-    assert_eq!(id(After), "d-LAMBDA0001.AfterAllowTraffic");
+fn execution_ids_name_the_deployment_and_event_and_hold_its_secret() {
+    assert_eq!(id(Before), "d-LAMBDA0001.BeforeAllowTraffic.7f3a9c");
+    assert_eq!(id(After), "d-LAMBDA0001.AfterAllowTraffic.7f3a9c");
+    let other = LambdaDeployment::new(
+        ID.into(),
+        alias(),
+        predefined(LAMBDA_ALL_AT_ONCE).unwrap(),
+        &hooks(true, true),
+        "another",
+        T0,
+    );
+    assert_ne!(
+        other.hooks[0].execution_id,
+        id(Before),
+        "another secret, another id"
+    );
     let mut one = named(LAMBDA_ALL_AT_ONCE, &hooks(true, true));
     let mut two = one.clone();
     assert_eq!(start(&mut one), start(&mut two));
