@@ -147,18 +147,7 @@ impl DynamoStore {
             items.push(TransactWriteItem::builder().put(put).build());
         }
         if take_lock {
-            let lock = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(keys::groups(application)))
-                .key("sk", s(group))
-                .update_expression("SET activeDeploymentId = :deployment")
-                .condition_expression(
-                    "attribute_exists(pk) AND (attribute_not_exists(activeDeploymentId) OR activeDeploymentId = :deployment)",
-                )
-                .expression_attribute_values(":deployment", s(id))
-                .build()
-                .expect("update fields are set");
-            items.push(TransactWriteItem::builder().update(lock).build());
+            items.push(self.group_lock(application, group, id));
         }
         match self
             .client
@@ -211,6 +200,23 @@ impl DynamoStore {
         .await?;
         let item = summary.ok_or(StoreError::NotFound(what))?;
         Ok((item, outbox))
+    }
+
+    /// Takes the group's lock for deployment `id`, in a transaction with its summary: a
+    /// group locked by another deployment cancels it (this one holding it already does not).
+    pub(super) fn group_lock(&self, application: &str, group: &str, id: &str) -> TransactWriteItem {
+        let lock = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(keys::groups(application)))
+            .key("sk", s(group))
+            .update_expression("SET activeDeploymentId = :deployment")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(activeDeploymentId) OR activeDeploymentId = :deployment)",
+            )
+            .expression_attribute_values(":deployment", s(id))
+            .build()
+            .expect("update fields are set");
+        TransactWriteItem::builder().update(lock).build()
     }
 
     pub async fn load_deployment<S: DeserializeOwned>(

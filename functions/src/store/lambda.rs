@@ -107,18 +107,7 @@ impl DynamoStore {
         if !effects.is_empty() {
             items.push(self.lambda_outbox_put(id, &keys::summary_entry(1), effects, now));
         }
-        let lock = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(keys::groups(application)))
-            .key("sk", s(group))
-            .update_expression("SET activeDeploymentId = :deployment")
-            .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(activeDeploymentId)",
-            )
-            .expression_attribute_values(":deployment", s(id))
-            .build()
-            .expect("update fields are set");
-        items.push(TransactWriteItem::builder().update(lock).build());
+        items.push(self.group_lock(application, group, id));
         self.transact(items, || {
             format!("deployment group {group} already has an active deployment, or deployment {id} exists")
         })
@@ -260,15 +249,7 @@ impl DynamoStore {
             at: now,
             attempts: 0,
         };
-        let put = Put::builder()
-            .table_name(&self.table)
-            .item("pk", s(keys::deployment(id)))
-            .item("sk", s(keys::outbox(entry)))
-            .item("entry", json(&pending))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .expect("put fields are set");
-        TransactWriteItem::builder().put(put).build()
+        self.outbox_item(id, entry, &pending)
     }
 
     async fn transact(

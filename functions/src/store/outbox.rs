@@ -157,11 +157,21 @@ impl DynamoStore {
         effects: &[Effect],
         now: Millis,
     ) -> TransactWriteItem {
+        self.outbox_item(id, entry, &OutboxEntry::new(effects.to_vec(), now))
+    }
+
+    /// An outbox entry's item, of either platform's entries, written only if new.
+    pub(super) fn outbox_item<E: serde::Serialize>(
+        &self,
+        id: &str,
+        entry: &str,
+        pending: &E,
+    ) -> TransactWriteItem {
         let put = Put::builder()
             .table_name(&self.table)
             .item("pk", s(keys::deployment(id)))
             .item("sk", s(keys::outbox(entry)))
-            .item("entry", json(&OutboxEntry::new(effects.to_vec(), now)))
+            .item("entry", json(pending))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .expect("put fields are set");
