@@ -109,7 +109,7 @@ impl DeploymentGroupInfo {
             load_balancer_info: settings.load_balancer_info,
             termination_hook_enabled: settings.termination_hook_enabled,
             blue_green_deployment_configuration: settings.blue_green_deployment_configuration,
-            compute_platform: "Server".to_owned(),
+            compute_platform: settings.compute_platform,
             target_revision,
             last_successful_deployment,
             last_attempted_deployment,

@@ -13,6 +13,7 @@ pub mod deployment;
 pub mod error;
 pub mod group;
 pub mod instance;
+pub mod lambda;
 pub mod model;
 pub mod paging;
 pub mod revision;

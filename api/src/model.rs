@@ -394,11 +394,25 @@ pub struct DeploymentGroupSettings {
     /// Set when `deploymentStyle.deploymentType` is BLUE_GREEN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blue_green_deployment_configuration: Option<BlueGreenConfiguration>,
+    /// Its application's: Server (EC2 and on-premises instances) or Lambda.
+    #[serde(default = "server_platform")]
+    pub compute_platform: String,
+}
+
+fn server_platform() -> String {
+    SERVER_PLATFORM.to_owned()
 }
 
 impl DeploymentGroupSettings {
+    /// A group of EC2/on-premises instances replaced by a blue/green deployment (a
+    /// Lambda group's BLUE_GREEN style moves an alias instead).
     pub fn is_blue_green(&self) -> bool {
-        self.deployment_style.deployment_type == BLUE_GREEN
+        self.deployment_style.deployment_type == BLUE_GREEN && !self.is_lambda()
+    }
+
+    /// A group of a Lambda application: its deployments move an alias's traffic.
+    pub fn is_lambda(&self) -> bool {
+        self.compute_platform == LAMBDA_PLATFORM
     }
 
     /// The target groups its in-place deployments take hosts out of and put back into:

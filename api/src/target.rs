@@ -44,13 +44,52 @@ pub struct GetDeploymentTargetOutput {
 }
 
 /// One entry of BatchGetDeploymentTargets' `deploymentTargets` (and GetDeploymentTarget's
-/// `deploymentTarget`): on this platform always an instance.
+/// `deploymentTarget`): an instance (EC2/On-premises deployments) or a function's alias
+/// (Lambda deployments).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentTarget {
-    /// `InstanceTarget`.
+    /// `InstanceTarget` or `LambdaTarget`.
     pub deployment_target_type: String,
-    pub instance_target: InstanceTarget,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_target: Option<InstanceTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_target: Option<LambdaTarget>,
+}
+
+/// CodeDeploy's `lambdaTarget`: the alias a Lambda deployment moves. Its target id is
+/// `function:alias`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaTarget {
+    pub deployment_id: String,
+    pub target_id: String,
+    pub target_arn: String,
+    pub status: TargetStatus,
+    pub last_updated_at: Option<f64>,
+    /// BeforeAllowTraffic, AllowTraffic, AfterAllowTraffic.
+    pub lifecycle_events: Vec<LifecycleEventInfo>,
+    pub lambda_function_info: LambdaFunctionInfo,
+}
+
+/// CodeDeploy's `lambdaFunctionInfo`, with Gantry's view of the next step (members
+/// CodeDeploy's clients ignore).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaFunctionInfo {
+    pub function_name: String,
+    pub function_alias: String,
+    pub current_version: String,
+    pub target_version: String,
+    /// The target version's share of the alias's traffic, in percent (0 to 100), as
+    /// CodeDeploy documents `targetVersionWeight` ("the percentage of production traffic").
+    pub target_version_weight: f64,
+    /// Gantry: when the next traffic step is due (epoch seconds), while traffic moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step_time: Option<f64>,
+    /// Gantry: the target version's share after that step, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step_weight: Option<f64>,
 }
 
 /// CodeDeploy's `instanceTarget`.
@@ -125,7 +164,10 @@ mod tests {
     fn codedeploys_get_deployment_target_reads_and_writes_back_unchanged() {
         let got: GetDeploymentTargetOutput =
             reads_and_writes_back(json!({"deploymentTarget": codedeploys_target()}));
-        let target = got.deployment_target.instance_target;
+        let target = got
+            .deployment_target
+            .instance_target
+            .expect("an instance target");
         assert_eq!(target.status, TargetStatus::Failed);
         assert_eq!(target.lifecycle_events[1].status, EventStatus::Failed);
         let batch: BatchGetDeploymentTargetsOutput =

@@ -119,7 +119,7 @@ pub async fn targets(gantry: &Gantry, deployment_id: &str) -> anyhow::Result<Vec
         targets.extend(
             got.deployment_targets
                 .into_iter()
-                .map(|found| found.instance_target),
+                .filter_map(|found| found.instance_target),
         );
     }
     Ok(targets)

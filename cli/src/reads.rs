@@ -44,7 +44,10 @@ pub async fn target(
         )
         .await?;
     show(output, &got, |_| {
-        target_text(&typed.deployment_target.instance_target)
+        match &typed.deployment_target.instance_target {
+            Some(instance) => target_text(instance),
+            None => serde_json::to_string_pretty(&got).unwrap_or_default(),
+        }
     });
     Ok(())
 }

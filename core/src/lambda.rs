@@ -161,6 +161,18 @@ pub struct LambdaDeployment {
     pub start_time: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complete_time: Option<Millis>,
+    /// How long one minute of the routing's intervals lasts: [`MINUTE_MS`], unless a
+    /// setting shortens the waits for a test or a demo (the steps and their weights stay
+    /// the routing's; only the clock they are read with is faster).
+    #[serde(default = "a_minute")]
+    pub minute_ms: Millis,
+}
+
+/// A minute, in milliseconds.
+pub const MINUTE_MS: Millis = 60 * 1000;
+
+fn a_minute() -> Millis {
+    MINUTE_MS
 }
 
 impl LambdaDeployment {
@@ -202,7 +214,38 @@ impl LambdaDeployment {
             create_time,
             start_time: None,
             complete_time: None,
+            minute_ms: MINUTE_MS,
         }
+    }
+
+    /// The same deployment with its intervals read as minutes of `minute_ms` (at least
+    /// 1 ms): see [`Self::minute_ms`].
+    pub fn with_minute_ms(mut self, minute_ms: Millis) -> Self {
+        self.minute_ms = minute_ms.max(1);
+        self
+    }
+
+    /// The routing's steps, their offsets on this deployment's clock.
+    pub fn steps(&self) -> Vec<Step> {
+        self.routing
+            .steps()
+            .into_iter()
+            .map(|step| Step {
+                percent: step.percent,
+                offset_ms: step.offset_ms.saturating_mul(self.minute_ms) / MINUTE_MS,
+            })
+            .collect()
+    }
+
+    /// The next step while traffic moves: when it is due and the target version's share
+    /// after it.
+    pub fn next_step(&self) -> Option<(Millis, u32)> {
+        if self.stage != Stage::Shifting {
+            return None;
+        }
+        let start = self.shifting_start?;
+        let step = self.steps().get(self.steps_applied as usize).copied()?;
+        Some((start.saturating_add(step.offset_ms), step.percent))
     }
 
     pub fn status(&self) -> DeploymentStatus {
@@ -219,15 +262,7 @@ impl LambdaDeployment {
     /// ended).
     pub fn next_wakeup(&self) -> Option<Millis> {
         match self.stage {
-            Stage::Shifting => {
-                let start = self.shifting_start?;
-                let step = self
-                    .routing
-                    .steps()
-                    .get(self.steps_applied as usize)
-                    .copied()?;
-                Some(start.saturating_add(step.offset_ms))
-            }
+            Stage::Shifting => self.next_step().map(|(due, _)| due),
             Stage::BeforeAllowTraffic | Stage::AfterAllowTraffic => {
                 self.hooks.iter().find_map(|hook| hook.deadline)
             }

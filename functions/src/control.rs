@@ -13,7 +13,7 @@ use crate::store::{DynamoStore, GroupRecord, keys};
 use crate::traffic;
 use gantry_core::config::DeploymentConfig;
 use gantry_core::deployment::Millis;
-use gantry_core::lambda::LambdaDeploymentConfig;
+use gantry_core::lambda::{LambdaDeploymentConfig, TrafficRouting};
 use gantry_core::wire::RevisionLocation;
 
 /// What the control plane is configured with (from the environment in Lambda).
@@ -60,12 +60,20 @@ pub struct Settings {
     /// ([`crate::handlers::carries_fleet_effects`]), not from the environment; true
     /// from `from_env`, for a process that is all the functions at once.
     pub fleet_effects_here: bool,
+    /// Lambda deployments invoke only hook functions whose names start with this: the
+    /// template lets the functions invoke nothing else (as CodeDeploy's
+    /// AWSCodeDeployRoleForLambdaLimited allows only `CodeDeployHook_*`). Optional:
+    /// without it any function is taken.
+    pub lambda_hook_prefix: Option<String>,
+    /// How long a minute of a Lambda deployment's traffic routing lasts, in
+    /// milliseconds: 60,000, shortened only for tests and demos.
+    pub lambda_minute_ms: Millis,
 }
 
 impl Settings {
     /// Every variable `from_env` reads. template.yaml sets exactly these for each function
     /// (but AWS_REGION, which Lambda sets); local/tests/template.rs keeps them equal.
-    pub const VARIABLES: [&'static str; 15] = [
+    pub const VARIABLES: [&'static str; 17] = [
         "GANTRY_TABLE",
         "GANTRY_COMMAND_QUEUE_PREFIX",
         "AWS_REGION",
@@ -81,6 +89,8 @@ impl Settings {
         "GANTRY_REVISION_PREFIX",
         "GANTRY_TRIGGER_TOPIC_PREFIX",
         "GANTRY_COMMAND_DEAD_LETTER_ARN",
+        "GANTRY_LAMBDA_HOOK_PREFIX",
+        "GANTRY_LAMBDA_MINUTE_MS",
     ];
 
     /// Reads [`Self::VARIABLES`]; the timeouts are optional.
@@ -118,6 +128,13 @@ impl Settings {
             trigger_topic_prefix: var("GANTRY_TRIGGER_TOPIC_PREFIX"),
             command_dead_letter_arn: var("GANTRY_COMMAND_DEAD_LETTER_ARN"),
             fleet_effects_here: true,
+            lambda_hook_prefix: var("GANTRY_LAMBDA_HOOK_PREFIX"),
+            lambda_minute_ms: match var("GANTRY_LAMBDA_MINUTE_MS") {
+                None => gantry_core::lambda::MINUTE_MS,
+                Some(raw) => raw.parse::<Millis>().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                    format!("GANTRY_LAMBDA_MINUTE_MS: must be a positive whole number of milliseconds, found {raw:?}")
+                })?,
+            },
         })
     }
 }
@@ -227,6 +244,23 @@ impl ControlPlane {
                 Exception::InvalidDeploymentConfigName,
                 format!(
                     "deploymentConfigName: {name:?} is a configuration of the {} compute platform; this needs one of the {SERVER_PLATFORM} platform (EC2 and on-premises instances)",
+                    info.compute_platform
+                ),
+            )),
+        }
+    }
+
+    /// A Lambda deployment configuration's traffic routing, as Lambda deployment groups
+    /// and deployments use it; a Server configuration's name is refused as
+    /// [`Self::deployment_config`] refuses a Lambda one.
+    pub async fn lambda_routing(&self, name: &str) -> Result<TrafficRouting, ApiError> {
+        let info = self.deployment_config_info(name).await?;
+        match info.traffic_routing_config {
+            Some(routing) if info.compute_platform == LAMBDA_PLATFORM => Ok(routing),
+            _ => Err(ApiError::new(
+                Exception::InvalidDeploymentConfigName,
+                format!(
+                    "deploymentConfigName: {name:?} is a configuration of the {} compute platform; this needs one of the {LAMBDA_PLATFORM} platform (a trafficRoutingConfig, such as CodeDeployDefault.LambdaAllAtOnce)",
                     info.compute_platform
                 ),
             )),

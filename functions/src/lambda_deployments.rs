@@ -6,18 +6,24 @@
 //! for now stay in the outbox for the tick; waits are the machine's `next_wakeup`, on the
 //! `active` index, never slept. The alias moves through [`crate::adapters::Aliases`].
 //!
-//! Not wired to the API yet: CreateDeployment of a Lambda application's group,
-//! PutLifecycleEventHookExecutionStatus and GetDeployment come next, with trigger
-//! notifications (`Notify` is logged, not published, for now).
+//! CreateDeployment of a Lambda application's group comes in through [`request`];
+//! PutLifecycleEventHookExecutionStatus and StopDeployment are [`step`]s; the tick of
+//! batch-advance runs [`tick`].
 
+mod request;
+pub use request::{MAX_APPSPEC_BYTES, create_deployment};
+
+use crate::adapters::PublishError;
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
-use crate::model::now_millis;
+use crate::model::{AutoRollbackConfiguration, TriggerConfig, now_millis};
 use crate::store::{ALARM_LOOK_MS, LambdaOutboxEntry, LambdaRecord, StoreError, keys};
+use gantry_api::lambda::LambdaRevision;
 use gantry_core::deployment::{AlarmCheck, Millis};
 use gantry_core::lambda::{
     AliasShift, ApplyError, Effect, Hooks, Input, LambdaDeployment, TrafficRouting,
 };
+use gantry_core::wire::Creator;
 use serde::{Deserialize, Serialize};
 
 /// Attempts of a step that keeps losing the race for the summary before the caller is
@@ -35,6 +41,24 @@ pub struct LambdaSpec {
     /// The group's CloudWatch alarms, polled while the deployment waits; none: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alarms: Vec<String>,
+    /// The AppSpec as given (an S3 file pinned to the version read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<LambdaRevision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default = "user")]
+    pub creator: Creator,
+    /// As GetDeployment shows it. A Lambda deployment that fails or stops always puts
+    /// the alias back; there is nothing else to roll back.
+    #[serde(default)]
+    pub auto_rollback_configuration: AutoRollbackConfiguration,
+    /// The group's triggers when the deployment was created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trigger_configurations: Vec<TriggerConfig>,
+}
+
+fn user() -> Creator {
+    Creator::User
 }
 
 /// A refused input as the API answers it, with CodeDeploy's exception.
@@ -68,7 +92,8 @@ pub async fn create(
         hooks,
         &hook_secret,
         now,
-    );
+    )
+    .with_minute_ms(control.settings.lambda_minute_ms);
     let effects = state.apply(Input::Start { now }).map_err(refused)?;
     let record = LambdaRecord {
         spec,
@@ -311,10 +336,7 @@ async fn carry_out(
         Effect::SetWeight { percent } => control.aliases.set_weight(alias, *percent).await,
         Effect::PointAliasAtTarget => control.aliases.point_at_target(alias).await,
         Effect::RollBack => control.aliases.roll_back(alias).await,
-        Effect::Notify(event) => {
-            tracing::info!(deployment_id = %spec.deployment_id, ?event, "trigger notifications of Lambda deployments are not sent yet");
-            Ok(())
-        }
+        Effect::Notify(event) => notify(control, record, *event).await,
         Effect::Finished => {
             control
                 .store
@@ -327,4 +349,95 @@ async fn carry_out(
             Ok(())
         }
     }
+}
+
+/// Publishes a deployment event to every trigger of the group that asks for it, as for
+/// EC2 deployments ([`crate::notify`]): its one target counted in `deploymentOverview`.
+/// A topic that refuses for good is recorded and blocks nothing; one SNS could not take
+/// for now is retried.
+async fn notify(
+    control: &ControlPlane,
+    record: &LambdaRecord<LambdaSpec>,
+    event: gantry_core::deployment::NotificationEvent,
+) -> Result<(), ApiError> {
+    let spec = &record.spec;
+    let state = &record.state;
+    let settings = &control.settings;
+    let overview = overview(state.status());
+    let mut retry = None;
+    for trigger in &spec.trigger_configurations {
+        if !crate::notify::subscribes(trigger, event) {
+            continue;
+        }
+        let body = crate::notify::deployment_message(
+            &settings.region,
+            &settings.account_id,
+            &trigger.trigger_name,
+            crate::notify::DeploymentNames {
+                application: &spec.application_name,
+                group: &spec.deployment_group_name,
+                deployment_id: &spec.deployment_id,
+            },
+            (state.create_time, state.complete_time),
+            [
+                overview.failed,
+                overview.in_progress,
+                overview.pending,
+                overview.skipped,
+                overview.succeeded,
+            ],
+            event,
+            state.error.as_ref(),
+        );
+        let subject = crate::notify::subject(
+            event,
+            &spec.deployment_id,
+            &settings.region,
+            &spec.application_name,
+        );
+        match control
+            .notifier
+            .publish(&trigger.trigger_target_arn, &subject, &body.to_string())
+            .await
+        {
+            Ok(()) => {}
+            Err(PublishError::Refused(reason)) => {
+                let effect = format!(
+                    "{event:?} notification to trigger {} ({})",
+                    trigger.trigger_name, trigger.trigger_target_arn
+                );
+                tracing::warn!(deployment_id = %spec.deployment_id, %effect, %reason, "notification refused for good; it blocks nothing");
+                control
+                    .store
+                    .record_failed_effect(
+                        &spec.deployment_id,
+                        &format!("Notify#{}", trigger.trigger_name),
+                        &effect,
+                        &reason,
+                        now_millis(),
+                    )
+                    .await?;
+            }
+            Err(PublishError::Unavailable(error)) => {
+                retry.get_or_insert(error);
+            }
+        }
+    }
+    retry.map_or(Ok(()), Err)
+}
+
+/// A Lambda deployment's one target (the alias), counted as `deploymentOverview` counts
+/// instances.
+pub fn overview(
+    status: gantry_core::deployment::DeploymentStatus,
+) -> gantry_api::deployment::DeploymentOverview {
+    use gantry_core::deployment::DeploymentStatus as S;
+    let mut overview = gantry_api::deployment::DeploymentOverview::default();
+    match status {
+        S::Created => overview.pending = 1,
+        S::InProgress => overview.in_progress = 1,
+        S::Succeeded => overview.succeeded = 1,
+        S::Failed | S::Stopped => overview.failed = 1,
+    }
+    overview
 }

@@ -101,33 +101,90 @@ pub fn message(
         }
         None => {
             let counts = state.counts();
-            let mut message = json!({
-                "region": region,
-                "accountId": account_id,
-                "eventTriggerName": trigger_name,
-                "applicationName": spec.application_name,
-                "deploymentId": spec.deployment_id,
-                "deploymentGroupName": spec.deployment_group_name,
-                "createTime": time(Some(state.create_time)),
-                "completeTime": time(state.complete_time),
-                "deploymentOverview": {
-                    "Failed": counts.failed.to_string(),
-                    "InProgress": counts.in_progress.to_string(),
-                    "Pending": counts.pending.to_string(),
-                    "Skipped": counts.skipped.to_string(),
-                    "Succeeded": counts.succeeded.to_string(),
+            deployment_message(
+                region,
+                account_id,
+                trigger_name,
+                DeploymentNames {
+                    application: &spec.application_name,
+                    group: &spec.deployment_group_name,
+                    deployment_id: &spec.deployment_id,
                 },
-                "status": status_word(event),
-            });
-            if let Some(error) = &state.error {
-                message["errorInformation"] = json!({
-                    "ErrorCode": error.code,
-                    "ErrorMessage": error.message,
-                });
-            }
-            message
+                (state.create_time, state.complete_time),
+                [
+                    counts.failed,
+                    counts.in_progress,
+                    counts.pending,
+                    counts.skipped,
+                    counts.succeeded,
+                ],
+                event,
+                state.error.as_ref(),
+            )
         }
     }
+}
+
+/// Which deployment a trigger message is about.
+pub struct DeploymentNames<'a> {
+    pub application: &'a str,
+    pub group: &'a str,
+    pub deployment_id: &'a str,
+}
+
+/// A deployment event's trigger message, of either platform: `overview` counts targets
+/// Failed, InProgress, Pending, Skipped and Succeeded; `times` are its create and
+/// complete times.
+#[allow(clippy::too_many_arguments)]
+pub fn deployment_message(
+    region: &str,
+    account_id: &str,
+    trigger_name: &str,
+    names: DeploymentNames<'_>,
+    times: (Millis, Option<Millis>),
+    overview: [u32; 5],
+    event: NotificationEvent,
+    error: Option<&gantry_core::deployment::ErrorInformation>,
+) -> Value {
+    let [failed, in_progress, pending, skipped, succeeded] = overview.map(|n| n.to_string());
+    let mut message = json!({
+        "region": region,
+        "accountId": account_id,
+        "eventTriggerName": trigger_name,
+        "applicationName": names.application,
+        "deploymentId": names.deployment_id,
+        "deploymentGroupName": names.group,
+        "createTime": time(Some(times.0)),
+        "completeTime": time(times.1),
+        "deploymentOverview": {
+            "Failed": failed,
+            "InProgress": in_progress,
+            "Pending": pending,
+            "Skipped": skipped,
+            "Succeeded": succeeded,
+        },
+        "status": status_word(event),
+    });
+    if let Some(error) = error {
+        message["errorInformation"] = json!({
+            "ErrorCode": error.code,
+            "ErrorMessage": error.message,
+        });
+    }
+    message
+}
+
+/// The subject of a trigger message.
+pub fn subject(
+    event: NotificationEvent,
+    deployment_id: &str,
+    region: &str,
+    application: &str,
+) -> String {
+    format!(
+        "{}: Gantry {deployment_id} in {region} to {application}",
+        status_word(event)
+    )
 }
 
 /// Whether any trigger of the deployment's group asks for the event.
@@ -137,7 +194,7 @@ pub fn wanted(spec: &DeploymentSpec, event: NotificationEvent) -> bool {
         .any(|trigger| subscribes(trigger, event))
 }
 
-fn subscribes(trigger: &crate::model::TriggerConfig, event: NotificationEvent) -> bool {
+pub fn subscribes(trigger: &crate::model::TriggerConfig, event: NotificationEvent) -> bool {
     let event_name = format!("{event:?}");
     trigger
         .trigger_events
@@ -174,12 +231,11 @@ pub async fn publish<P: Ports>(
             event,
             instance_id.map(|id| (id, target)),
         );
-        let subject = format!(
-            "{}: Gantry {} in {} to {}",
-            status_word(event),
-            spec.deployment_id,
-            control.settings().region,
-            spec.application_name
+        let subject = subject(
+            event,
+            &spec.deployment_id,
+            &control.settings().region,
+            &spec.application_name,
         );
         match control
             .topics()

@@ -72,6 +72,8 @@ impl Fixture {
                 lifecycle_role_arn: Some("arn:aws:iam::123456789012:role/gantry-lifecycle".into()),
                 command_dead_letter_arn: None,
                 fleet_effects_here: true,
+                lambda_hook_prefix: None,
+                lambda_minute_ms: gantry_core::lambda::MINUTE_MS,
                 lifecycle_topic_arn: None,
                 bundle_bucket: None,
                 revision_prefix: None,

@@ -60,6 +60,8 @@ fn settings(prefix: &str) -> Settings {
         lifecycle_role_arn: None,
         command_dead_letter_arn: None,
         fleet_effects_here: true,
+        lambda_hook_prefix: None,
+        lambda_minute_ms: gantry_core::lambda::MINUTE_MS,
         lifecycle_topic_arn: None,
         bundle_bucket: None,
         revision_prefix: None,

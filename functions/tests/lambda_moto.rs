@@ -32,6 +32,8 @@ fn settings() -> Settings {
         lifecycle_role_arn: None,
         command_dead_letter_arn: None,
         fleet_effects_here: true,
+        lambda_hook_prefix: None,
+        lambda_minute_ms: gantry_core::lambda::MINUTE_MS,
         lifecycle_topic_arn: None,
         bundle_bucket: None,
         revision_prefix: None,
@@ -497,34 +499,44 @@ async fn server_groups_and_deployments_refuse_lambda_configs() {
     );
 }
 
+/// A Lambda application's group: CodeDeploy's only style for Lambda
+/// (BLUE_GREEN with WITH_TRAFFIC_CONTROL) whether given or not, a Lambda configuration
+/// (LambdaAllAtOnce unless named), and nothing about instances.
 #[tokio::test]
-async fn lambda_applications_take_no_deployment_groups_yet() {
+async fn lambda_deployment_groups_take_lambda_settings_and_refuse_instance_ones() {
     let fx = Fixture::start().await;
-    for input in [
-        json!({
-            "applicationName": LAMBDA_APP,
-            "deploymentGroupName": "live",
-            "onPremisesInstanceTagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
-        }),
-        json!({
-            "applicationName": LAMBDA_APP,
-            "deploymentGroupName": "live",
-            "deploymentConfigName": "CodeDeployDefault.LambdaAllAtOnce",
-            "deploymentStyle": {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
-        }),
+    let group = |extra: Value| {
+        let mut input = json!({"applicationName": LAMBDA_APP, "deploymentGroupName": "live"});
+        input
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        input
+    };
+    for (extra, exception, field) in [
+        (
+            json!({"onPremisesInstanceTagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}]}),
+            "InvalidInputException",
+            "onPremisesInstanceTagFilters",
+        ),
+        (
+            json!({"autoScalingGroups": ["web"]}),
+            "InvalidInputException",
+            "autoScalingGroups",
+        ),
+        (
+            json!({"deploymentStyle": {"deploymentType": "IN_PLACE", "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"}}),
+            "InvalidDeploymentStyleException",
+            "deploymentStyle",
+        ),
+        (
+            json!({"deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
+            "InvalidDeploymentConfigNameException",
+            "deploymentConfigName",
+        ),
     ] {
-        let refused = fx
-            .refused(
-                "CreateDeploymentGroup",
-                input,
-                "InvalidComputePlatformException",
-                "Lambda",
-            )
+        fx.refused("CreateDeploymentGroup", group(extra), exception, field)
             .await;
-        assert_eq!(
-            refused.message,
-            "deployment groups of Lambda applications come with Lambda deployments (issue 28)"
-        );
     }
     let listed = fx
         .ok(
@@ -532,5 +544,57 @@ async fn lambda_applications_take_no_deployment_groups_yet() {
             json!({"applicationName": LAMBDA_APP}),
         )
         .await;
-    assert_eq!(listed["deploymentGroups"], json!([]));
+    assert_eq!(
+        listed["deploymentGroups"],
+        json!([]),
+        "nothing refused was kept"
+    );
+
+    fx.ok("CreateDeploymentGroup", group(json!({}))).await;
+    let got = fx
+        .ok(
+            "GetDeploymentGroup",
+            json!({"applicationName": LAMBDA_APP, "deploymentGroupName": "live"}),
+        )
+        .await;
+    let info = &got["deploymentGroupInfo"];
+    assert_eq!(info["computePlatform"], "Lambda");
+    assert_eq!(
+        info["deploymentConfigName"],
+        "CodeDeployDefault.LambdaAllAtOnce"
+    );
+    assert_eq!(
+        info["deploymentStyle"],
+        json!({"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"})
+    );
+    fx.ok(
+        "UpdateDeploymentGroup",
+        json!({
+            "applicationName": LAMBDA_APP,
+            "currentDeploymentGroupName": "live",
+            "deploymentConfigName": "CodeDeployDefault.LambdaLinear10PercentEvery1Minute",
+        }),
+    )
+    .await;
+    fx.refused(
+        "UpdateDeploymentGroup",
+        json!({
+            "applicationName": LAMBDA_APP,
+            "currentDeploymentGroupName": "live",
+            "ec2TagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+        }),
+        "InvalidInputException",
+        "ec2TagFilters",
+    )
+    .await;
+    let got = fx
+        .ok(
+            "GetDeploymentGroup",
+            json!({"applicationName": LAMBDA_APP, "deploymentGroupName": "live"}),
+        )
+        .await;
+    assert_eq!(
+        got["deploymentGroupInfo"]["deploymentConfigName"],
+        "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"
+    );
 }

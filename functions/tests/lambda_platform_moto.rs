@@ -3,8 +3,6 @@
 //! (tests/standin/lambda_runner.py): the alias and hook adapter ([`Aliases`]), then whole
 //! deployments through the engine (`gantry_functions::lambda_deployments`).
 
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
 use gantry_core::deployment::DeploymentStatus;
 use gantry_core::lambda::{AliasShift, Hooks, LambdaDeployment, TrafficRouting};
 use gantry_functions::adapters::{AliasState, Aliases};
@@ -13,137 +11,10 @@ use gantry_functions::error::ApiError;
 use gantry_functions::handlers;
 use gantry_functions::lambda_deployments::{self, LambdaSpec};
 use gantry_functions::store::{ALARM_LOOK_MS, keys};
-use gantry_tests::archive::{self, Entry};
-use gantry_tests::moto::Moto;
+use gantry_tests::lambda_stand::{ECHO, share, stand};
 use gantry_tests::wait_until;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// Answers with the version that ran and the event it was given; with MARKER set, also
-/// writes the event there.
-const ECHO: &[u8] = br#"import json, os, sys
-event = json.load(sys.stdin)
-if os.environ.get("MARKER"):
-    with open(os.environ["MARKER"] + ".partial", "w") as out:
-        json.dump(event, out)
-    os.rename(os.environ["MARKER"] + ".partial", os.environ["MARKER"])
-print(json.dumps({"version": os.environ["AWS_LAMBDA_FUNCTION_VERSION"], "event": event}))
-"#;
-
-struct Stand {
-    moto: Moto,
-    lambda: aws_sdk_lambda::Client,
-    role: String,
-}
-
-async fn stand() -> Stand {
-    let moto = Moto::start().expect("moto");
-    let config = moto.sdk_config().await;
-    let role = aws_sdk_iam::Client::new(&config)
-        .create_role()
-        .role_name("functions")
-        .assume_role_policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
-        )
-        .send()
-        .await
-        .unwrap()
-        .role
-        .unwrap()
-        .arn;
-    Stand {
-        lambda: aws_sdk_lambda::Client::new(&config),
-        moto,
-        role,
-    }
-}
-
-impl Stand {
-    async fn function(&self, name: &str, script: &[u8], env: &[(&str, &str)]) {
-        let mut variables = Environment::builder();
-        for (key, value) in env {
-            variables = variables.variables(*key, *value);
-        }
-        self.lambda
-            .create_function()
-            .function_name(name)
-            .runtime(Runtime::Python312)
-            .role(&self.role)
-            .handler("handler.py")
-            .environment(variables.build())
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(archive::zip(&[Entry::file(
-                        "handler.py",
-                        script,
-                    )])))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-
-    async fn publish(&self, name: &str) -> String {
-        self.lambda
-            .publish_version()
-            .function_name(name)
-            .send()
-            .await
-            .unwrap()
-            .version
-            .unwrap()
-    }
-
-    /// Function `shop` published twice (the second with other code) and alias `live` on
-    /// the first: (current version, target version).
-    async fn shop_behind_live(&self) -> (String, String) {
-        self.function("shop", ECHO, &[]).await;
-        let current = self.publish("shop").await;
-        self.lambda
-            .update_function_code()
-            .function_name("shop")
-            .zip_file(Blob::new(archive::zip(&[Entry::file(
-                "handler.py",
-                &[ECHO, b"# v2\n"].concat(),
-            )])))
-            .send()
-            .await
-            .unwrap();
-        let target = self.publish("shop").await;
-        self.lambda
-            .create_alias()
-            .function_name("shop")
-            .name("live")
-            .function_version(&current)
-            .send()
-            .await
-            .unwrap();
-        (current, target)
-    }
-
-    /// The version each of `count` invocations of `name:alias` ran.
-    async fn versions(&self, qualified: &str, count: usize) -> Vec<String> {
-        let mut versions = Vec::new();
-        for _ in 0..count {
-            let answer = self
-                .lambda
-                .invoke()
-                .function_name(qualified)
-                .payload(Blob::new("{}"))
-                .send()
-                .await
-                .unwrap();
-            let payload: Value = serde_json::from_slice(answer.payload.unwrap().as_ref()).unwrap();
-            versions.push(payload["version"].as_str().unwrap().to_owned());
-        }
-        versions
-    }
-}
-
-fn share(versions: &[String], version: &str) -> f64 {
-    versions.iter().filter(|found| *found == version).count() as f64 / versions.len() as f64
-}
 
 /// A deployment's alias effects, as Lambda's invocations see them: a weight sends that
 /// share of invocations to the target, pointing at the target sends all, and a rollback
@@ -235,7 +106,7 @@ os.rename(os.environ["MARKER"] + ".partial", os.environ["MARKER"])
 "#;
 
 struct Platform {
-    stand: Stand,
+    stand: gantry_tests::lambda_stand::Stand,
     control: ControlPlane,
     shift: AliasShift,
     dir: tempfile::TempDir,
@@ -289,6 +160,11 @@ impl Platform {
             deployment_group_name: GROUP.into(),
             deployment_config_name: "custom".into(),
             alarms: alarms.iter().map(|alarm| (*alarm).to_owned()).collect(),
+            revision: None,
+            description: None,
+            creator: gantry_core::wire::Creator::User,
+            auto_rollback_configuration: Default::default(),
+            trigger_configurations: Vec::new(),
         };
         lambda_deployments::create(&self.control, spec, self.shift.clone(), routing, &hooks)
             .await
@@ -512,9 +388,15 @@ async fn a_failing_hook_rolls_the_alias_back_and_stray_answers_are_refused() {
         (platform.shift.current_version.as_str(), 0)
     );
     assert_eq!(platform.locked_by().await, None);
-    // EC2/On-Premises operations say what a Lambda deployment is, not that it is broken.
-    let error = platform
+    let got = platform
         .api("GetDeployment", json!({"deploymentId": id}))
+        .await
+        .unwrap();
+    assert_eq!(got["deploymentInfo"]["status"], "Failed");
+    assert_eq!(got["deploymentInfo"]["computePlatform"], "Lambda");
+    // Operations on instances say what a Lambda deployment is, not that it is broken.
+    let error = platform
+        .api("ListDeploymentInstances", json!({"deploymentId": id}))
         .await
         .unwrap_err();
     assert_eq!(

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod ec2_fleet;
 pub mod fleet;
 pub mod instance_profile;
+pub mod lambda_stand;
 pub mod lb_stack;
 pub mod local;
 pub mod moto;

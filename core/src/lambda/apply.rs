@@ -92,7 +92,7 @@ impl LambdaDeployment {
         let Some(start) = self.shifting_start else {
             return;
         };
-        let steps = self.routing.steps();
+        let steps = self.steps();
         let applied = self.steps_applied as usize;
         let due = steps
             .iter()

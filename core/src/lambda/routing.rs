@@ -45,7 +45,7 @@ pub const PREDEFINED_NAMES: [&str; 9] = [
 /// far from overflowing even with a hundred steps.
 pub const MAX_INTERVAL_MINUTES: u32 = 2880;
 
-const MINUTE_MS: Millis = 60 * 1000;
+use super::MINUTE_MS;
 
 /// `timeBasedCanary`: `canaryPercentage` percent of the traffic first, the rest
 /// `canaryInterval` minutes later.

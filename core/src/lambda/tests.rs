@@ -712,3 +712,54 @@ fn a_custom_canary_with_hooks() {
         [Effect::PointAliasAtTarget, invoke(After)]
     );
 }
+
+#[test]
+fn a_shorter_minute_keeps_the_steps_and_their_weights_and_only_shortens_the_waits() {
+    let routing = TrafficRouting::linear(25, 2).unwrap();
+    let deployment = LambdaDeployment::new(
+        "d-SHORTMIN1".into(),
+        AliasShift {
+            function_name: "shop".into(),
+            alias: "live".into(),
+            current_version: "1".into(),
+            target_version: "2".into(),
+        },
+        routing,
+        &Hooks::default(),
+        "secret",
+        0,
+    )
+    .with_minute_ms(1_000);
+    let real = routing.steps();
+    let fast = deployment.steps();
+    assert_eq!(real.len(), fast.len());
+    for (real, fast) in real.iter().zip(&fast) {
+        assert_eq!(real.percent, fast.percent);
+        assert_eq!(real.offset_ms / 60, fast.offset_ms);
+    }
+    assert_eq!(fast.last().unwrap().offset_ms, 6_000);
+}
+
+#[test]
+fn the_next_step_is_known_only_while_traffic_moves() {
+    let mut deployment = LambdaDeployment::new(
+        "d-NEXTSTEP1".into(),
+        AliasShift {
+            function_name: "shop".into(),
+            alias: "live".into(),
+            current_version: "1".into(),
+            target_version: "2".into(),
+        },
+        TrafficRouting::linear(50, 1).unwrap(),
+        &Hooks::default(),
+        "secret",
+        0,
+    );
+    assert_eq!(deployment.next_step(), None);
+    deployment.apply(Input::Start { now: 10 }).unwrap();
+    // No hook: the first step (50 %) is applied at once; the next is a minute later.
+    assert_eq!(deployment.weight, 50);
+    assert_eq!(deployment.next_step(), Some((10 + 60_000, 100)));
+    deployment.apply(Input::Tick { now: 10 + 60_000 }).unwrap();
+    assert_eq!(deployment.next_step(), None);
+}

@@ -100,6 +100,28 @@ impl Aliases {
         })
     }
 
+    /// Whether `version` of `function` is published (Lambda knows it).
+    pub async fn has_version(&self, function: &str, version: &str) -> Result<bool, ApiError> {
+        let found = self
+            .client
+            .get_function_configuration()
+            .function_name(function)
+            .qualifier(version)
+            .send()
+            .await;
+        match found {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let error = lambda_failure(&format!("version {version} of {function}"), error);
+                if error.code == Exception::ResourceNotFound {
+                    Ok(false)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
     /// `Effect::InvokeHook`: invokes the hook function asynchronously with CodeDeploy's
     /// event, `{"DeploymentId", "LifecycleEventHookExecutionId"}`; the function answers
     /// through PutLifecycleEventHookExecutionStatus.

@@ -5,6 +5,7 @@ use super::aws_failure;
 use crate::error::{ApiError, Exception};
 use crate::model::{RevisionRecord, seconds};
 use crate::store::{DynamoStore, keys};
+use gantry_api::lambda::AppSpecLocation;
 use gantry_core::bundle::{self, BundleType, Limits};
 use gantry_core::lifecycle::LifecycleEvent;
 use gantry_core::wire::{RevisionLocation, S3Location};
@@ -127,6 +128,72 @@ impl Bundles {
             e_tag: etag,
         };
         Ok((pinned, size))
+    }
+
+    /// Reads a Lambda deployment's AppSpec file (at most `max_bytes`) at the version and
+    /// ETag given, or the newest: its text and its location pinned to what was read.
+    pub async fn read_appspec(
+        &self,
+        location: &AppSpecLocation,
+        max_bytes: usize,
+    ) -> Result<(String, AppSpecLocation), ApiError> {
+        let named = format!("s3://{}/{}", location.bucket, location.key);
+        let got = self
+            .client
+            .get_object()
+            .bucket(&location.bucket)
+            .key(&location.key)
+            .set_version_id(location.version.clone())
+            .set_if_match(
+                location
+                    .e_tag
+                    .as_ref()
+                    .map(|tag| format!("\"{}\"", tag.trim_matches('"'))),
+            )
+            .send()
+            .await
+            .map_err(|error| {
+                let status = error.raw_response().map(|r| r.status().as_u16());
+                match status {
+                    Some(404 | 400) => ApiError::new(
+                        Exception::RevisionDoesNotExist,
+                        format!("revision.s3Location: {named} does not exist"),
+                    ),
+                    Some(412) => invalid_revision(format!(
+                        "revision.s3Location.eTag: {named} is no longer the object with that ETag"
+                    )),
+                    _ => aws_failure("S3 GetObject", error),
+                }
+            })?;
+        if got.content_length().unwrap_or(0) as usize > max_bytes {
+            return Err(invalid_revision(format!(
+                "revision.s3Location: {named} is {} bytes; an AppSpec file has at most {max_bytes}",
+                got.content_length().unwrap_or(0)
+            )));
+        }
+        let pinned = AppSpecLocation {
+            version: location
+                .version
+                .clone()
+                .or(got.version_id().map(str::to_owned)),
+            e_tag: got.e_tag().map(|tag| tag.trim_matches('"').to_owned()),
+            ..location.clone()
+        };
+        let body = got
+            .body
+            .collect()
+            .await
+            .map_err(|error| ApiError::internal(format!("reading {named}: {error}")))?
+            .into_bytes();
+        if body.len() > max_bytes {
+            return Err(invalid_revision(format!(
+                "revision.s3Location: {named} is over {max_bytes} bytes; an AppSpec file has at most that"
+            )));
+        }
+        let text = String::from_utf8(body.to_vec()).map_err(|_| {
+            invalid_revision(format!("revision.s3Location: {named} is not UTF-8 text"))
+        })?;
+        Ok((text, pinned))
     }
 
     /// Downloads a pinned bundle and checks it as the agent would: a safe archive of the

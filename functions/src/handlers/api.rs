@@ -9,8 +9,9 @@
 
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
+use crate::lambda_deployments::LambdaSpec;
 use crate::model::DeploymentSpec;
-use crate::store::{DeploymentRecord, StoreError};
+use crate::store::{DeploymentRecord, LambdaRecord, StoreError};
 use serde_json::Value;
 
 mod applications;
@@ -21,6 +22,7 @@ mod group_input;
 mod groups;
 mod instances;
 mod lambda_hooks;
+mod lambda_view;
 mod paging;
 mod rename;
 mod render;
@@ -166,26 +168,42 @@ fn unknown_operation(name: &str) -> ApiError {
     )
 }
 
-/// A deployment, or DeploymentDoesNotExistException naming it. A Lambda deployment is
-/// not one the EC2/On-Premises operations read: UnsupportedActionForDeploymentType.
+/// A deployment of either compute platform.
+enum AnyDeployment {
+    Server(Box<DeploymentRecord<DeploymentSpec>>),
+    Lambda(Box<LambdaRecord<LambdaSpec>>),
+}
+
+/// A deployment of either platform, or DeploymentDoesNotExistException naming it. An
+/// EC2/On-premises deployment is read first: a Lambda one is told by its `platform`.
+async fn load_any(control: &ControlPlane, id: &str) -> Result<AnyDeployment, ApiError> {
+    match control.store.load_deployment(id).await {
+        Ok(record) => Ok(AnyDeployment::Server(Box::new(record))),
+        Err(StoreError::NotFound(_)) => Err(ApiError::deployment_missing(id)),
+        Err(error) => {
+            if control.store.is_lambda_deployment(id).await? == Some(true) {
+                let record = control.store.load_lambda_deployment(id).await?;
+                return Ok(AnyDeployment::Lambda(Box::new(record)));
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// An EC2/On-premises deployment, or DeploymentDoesNotExistException naming it. A Lambda
+/// deployment is not one the instance operations read: UnsupportedActionForDeploymentType.
 async fn load(
     control: &ControlPlane,
     id: &str,
 ) -> Result<DeploymentRecord<DeploymentSpec>, ApiError> {
-    match control.store.load_deployment(id).await {
-        Ok(record) => Ok(record),
-        Err(StoreError::NotFound(_)) => Err(ApiError::deployment_missing(id)),
-        Err(error) => {
-            if control.store.is_lambda_deployment(id).await? == Some(true) {
-                return Err(ApiError::new(
-                    Exception::UnsupportedActionForDeploymentType,
-                    format!(
-                        "deploymentId: {id} is a Lambda deployment; this operation reads EC2/On-Premises deployments (Lambda deployments in GetDeployment are on the way)"
-                    ),
-                ));
-            }
-            Err(error.into())
-        }
+    match load_any(control, id).await? {
+        AnyDeployment::Server(record) => Ok(*record),
+        AnyDeployment::Lambda(_) => Err(ApiError::new(
+            Exception::UnsupportedActionForDeploymentType,
+            format!(
+                "deploymentId: {id} is a Lambda deployment; this operation reads the instances of EC2/On-premises deployments (a Lambda deployment's target is its alias: ListDeploymentTargets, BatchGetDeploymentTargets)"
+            ),
+        )),
     }
 }
 

@@ -6,14 +6,32 @@
 use crate::control::ControlPlane;
 use crate::deploy::{self, CreateDeploymentInput, Origin};
 use crate::engine;
-use crate::error::ApiError;
+use crate::error::{ApiError, parse_input};
 use gantry_api::deployment::CreateDeploymentOutput;
 use gantry_core::wire::Creator;
 
+/// CreateDeployment of either platform: a Lambda application's group takes its own
+/// input ([`crate::lambda_deployments::create_deployment`]).
 pub async fn handle(
     control: &ControlPlane,
-    input: CreateDeploymentInput,
+    input: serde_json::Value,
 ) -> Result<CreateDeploymentOutput, ApiError> {
+    let names = (
+        input.get("applicationName").and_then(|v| v.as_str()),
+        input.get("deploymentGroupName").and_then(|v| v.as_str()),
+    );
+    if let (Some(application), Some(group)) = names
+        && !application.is_empty()
+        && !group.is_empty()
+        && let Ok(record) = control.load_group(application, group).await
+        && record.settings.value.is_lambda()
+    {
+        return Box::pin(crate::lambda_deployments::create_deployment(
+            control, &record, input,
+        ))
+        .await;
+    }
+    let input: CreateDeploymentInput = parse_input("CreateDeployment", input)?;
     let created = Box::pin(deploy::create(
         control,
         input,

@@ -52,9 +52,7 @@ pub async fn invoke(
         "push" => Ok(json!(
             push::handle(control, parse_input(function, payload)?).await?
         )),
-        "create-deployment" => Ok(json!(
-            create_deployment::handle(control, parse_input(function, payload)?).await?
-        )),
+        "create-deployment" => Ok(json!(create_deployment::handle(control, payload).await?)),
         "batch-advance" => {
             if payload.get("Records").is_some() {
                 let event = parse_input(function, payload)?;

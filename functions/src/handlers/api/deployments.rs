@@ -3,15 +3,21 @@
 
 use super::applications::get_application;
 use super::groups::{all_groups, application_groups};
+use super::lambda_view;
 use super::paging::{PAGE_SIZE, encode_token, page, page_start};
-use super::render::{deployment_info_with_incidents, instance_summary, target_info};
+use super::render::{
+    deployment_info_with_incidents, failed_effects, instance_summary, target_info,
+};
 use super::targets::{INSTANCE_LABELS, INSTANCE_STATUSES, filter_values, host_states, list_hosts};
-use super::{batch_names, load, name_field, names_field, unknown_operation};
+use super::{
+    AnyDeployment, batch_names, load, load_any, name_field, names_field, unknown_operation,
+};
 use crate::control::ControlPlane;
 use crate::engine;
-use crate::error::{ApiError, Exception, parse_input};
-use crate::model::{DeploymentSpec, now_millis, serialized_name};
-use crate::store::{DeploymentRecord, StoreError};
+use crate::error::{ApiError, Exception};
+use crate::lambda_deployments::LambdaSpec;
+use crate::model::{now_millis, serialized_name};
+use crate::store::LambdaRecord;
 use gantry_api::deployment::{ListDeploymentsOutput, StopDeploymentOutput, StopStatus};
 use gantry_api::target::{
     BatchGetDeploymentTargetsOutput, GetDeploymentTargetOutput, ListDeploymentInstancesOutput,
@@ -116,8 +122,11 @@ async fn list_deployments(control: &ControlPlane, input: &Value) -> Result<Value
             next = kept.last().map(|last| encode_token(last));
             break;
         }
-        let record = load(control, id).await?;
-        if statuses.contains(&serialized_name(&record.state.status)) {
+        let status = match load_any(control, id).await? {
+            AnyDeployment::Server(record) => record.state.status,
+            AnyDeployment::Lambda(record) => record.state.status(),
+        };
+        if statuses.contains(&serialized_name(&status)) {
             kept.push(id.clone());
         }
     }
@@ -147,26 +156,32 @@ pub(super) async fn deployments(
 ) -> Result<Value, ApiError> {
     match name {
         "CreateDeployment" => {
-            let output =
-                crate::handlers::create_deployment::handle(control, parse_input(name, input)?)
-                    .await?;
+            let output = crate::handlers::create_deployment::handle(control, input).await?;
             Ok(json!(output))
         }
         "GetDeployment" => {
             let id = deployment_id_field(&input)?;
-            Ok(json!({"deploymentInfo": deployment_info_with_incidents(control, &id).await?}))
+            Ok(json!({"deploymentInfo": any_deployment_info(control, &id).await?}))
         }
         "BatchGetDeployments" => {
             let mut infos = Vec::new();
             for id in batch_names(&input, "deploymentIds", 100)? {
-                infos.push(deployment_info_with_incidents(control, &id).await?);
+                infos.push(any_deployment_info(control, &id).await?);
             }
             Ok(json!({"deploymentsInfo": infos}))
         }
         "ListDeployments" => list_deployments(control, &input).await,
         "ListDeploymentTargets" => {
             let id = deployment_id_field(&input)?;
-            let record = load(control, &id).await?;
+            let record = match load_any(control, &id).await? {
+                AnyDeployment::Server(record) => *record,
+                AnyDeployment::Lambda(record) => {
+                    return Ok(json!(ListDeploymentTargetsOutput {
+                        target_ids: vec![lambda_view::target_id(&record.state)],
+                        next_token: None,
+                    }));
+                }
+            };
             let filters = input.get("targetFilters");
             let statuses = filter_values(
                 filters.and_then(|f| f.get("TargetStatus")),
@@ -211,12 +226,17 @@ pub(super) async fn deployments(
         }
         "BatchGetDeploymentTargets" | "GetDeploymentTarget" => {
             let id = deployment_id_field(&input)?;
-            let record = load(control, &id).await?;
             let (field, wanted) = if name == "GetDeploymentTarget" {
                 let target = name_field(&input, "targetId", Exception::DeploymentTargetIdRequired)?;
                 ("targetId", vec![target])
             } else {
                 ("targetIds", batch_names(&input, "targetIds", 25)?)
+            };
+            let record = match load_any(control, &id).await? {
+                AnyDeployment::Server(record) => *record,
+                AnyDeployment::Lambda(record) => {
+                    return lambda_targets(control, &record, name, field, &wanted);
+                }
             };
             let mut targets = Vec::new();
             for (target_id, state) in host_states(control, &record, &wanted, &mut None).await? {
@@ -292,6 +312,48 @@ pub(super) async fn deployments(
         }
         other => Err(unknown_operation(other)),
     }
+}
+
+/// GetDeployment's `deploymentInfo` of a deployment of either platform.
+async fn any_deployment_info(control: &ControlPlane, id: &str) -> Result<Value, ApiError> {
+    Ok(match load_any(control, id).await? {
+        AnyDeployment::Server(record) => {
+            json!(deployment_info_with_incidents(control, &record).await?)
+        }
+        AnyDeployment::Lambda(record) => {
+            let mut info = lambda_view::deployment_info(&record);
+            info.failed_effects = failed_effects(control, id).await?;
+            json!(info)
+        }
+    })
+}
+
+/// BatchGetDeploymentTargets and GetDeploymentTarget of a Lambda deployment: its one
+/// target, the alias (`function:alias`).
+fn lambda_targets(
+    control: &ControlPlane,
+    record: &LambdaRecord<LambdaSpec>,
+    operation: &str,
+    field: &str,
+    wanted: &[String],
+) -> Result<Value, ApiError> {
+    let id = &record.spec.deployment_id;
+    let target_id = lambda_view::target_id(&record.state);
+    if let Some(other) = wanted.iter().find(|wanted| **wanted != target_id) {
+        return Err(ApiError::new(
+            Exception::DeploymentTargetDoesNotExist,
+            format!("{field}: {other} is not a target of {id}; its one target is {target_id}"),
+        ));
+    }
+    let target = lambda_view::target(control, record);
+    if operation == "GetDeploymentTarget" {
+        return Ok(json!(GetDeploymentTargetOutput {
+            deployment_target: target
+        }));
+    }
+    Ok(json!(BatchGetDeploymentTargetsOutput {
+        deployment_targets: wanted.iter().map(|_| target.clone()).take(1).collect()
+    }))
 }
 
 /// ContinueDeployment: ends a blue/green deployment's wait, READY_WAIT (traffic is
@@ -372,14 +434,10 @@ pub(super) async fn stop(
     deployment_id: &str,
     auto_rollback_enabled: Option<bool>,
 ) -> Result<serde_json::Value, ApiError> {
-    let record: DeploymentRecord<DeploymentSpec> = control
-        .store
-        .load_deployment(deployment_id)
-        .await
-        .map_err(|error| match error {
-            StoreError::NotFound(_) => ApiError::deployment_missing(deployment_id),
-            other => other.into(),
-        })?;
+    let record = match load_any(control, deployment_id).await? {
+        AnyDeployment::Server(record) => *record,
+        AnyDeployment::Lambda(record) => return stop_lambda(control, &record).await,
+    };
     if record.state.status.is_terminal() {
         return Err(ApiError::new(
             Exception::DeploymentAlreadyCompleted,
@@ -419,5 +477,34 @@ pub(super) async fn stop(
             status: StopStatus::Succeeded,
             status_message: format!("Deployment {deployment_id} stopped{rolling_back}"),
         }
+    }))
+}
+
+/// StopDeployment of a Lambda deployment: the alias goes back to the current version at
+/// once, whatever `autoRollbackEnabled` says (a half-shifted alias is never left behind).
+async fn stop_lambda(
+    control: &ControlPlane,
+    record: &LambdaRecord<LambdaSpec>,
+) -> Result<Value, ApiError> {
+    let id = &record.spec.deployment_id;
+    let stopped = Box::pin(crate::lambda_deployments::step(
+        control,
+        id,
+        gantry_core::lambda::Input::Stop { now: now_millis() },
+    ))
+    .await?;
+    let moved = if record.state.weight > 0 {
+        format!(
+            "; alias {} of {} is back on version {}",
+            stopped.state.alias.alias,
+            stopped.state.alias.function_name,
+            stopped.state.alias.current_version
+        )
+    } else {
+        String::new()
+    };
+    Ok(json!(StopDeploymentOutput {
+        status: StopStatus::Succeeded,
+        status_message: format!("Deployment {id} stopped{moved}"),
     }))
 }

@@ -5,7 +5,7 @@ use super::blue_green_config::{BLUE_GREEN_FIELD, blue_green_configuration, blue_
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
 use crate::model::{
-    AutoRollbackConfiguration, DeploymentGroupSettings, DeploymentStyle, IN_PLACE,
+    AutoRollbackConfiguration, DeploymentGroupSettings, DeploymentStyle, IN_PLACE, LAMBDA_PLATFORM,
     LoadBalancerInfo, TRIGGER_EVENTS, TargetChanges, TargetGroupInfo, TriggerConfig,
     WITH_TRAFFIC_CONTROL, WITHOUT_TRAFFIC_CONTROL, is_blank,
 };
@@ -62,21 +62,30 @@ pub(super) struct GroupInput {
 }
 
 impl GroupInput {
-    /// Checks the input and merges it over `current` (for an update).
+    /// Checks the input and merges it over `current` (for an update). `platform`: the
+    /// application's compute platform, Server or Lambda.
     pub(super) async fn settings(
         &self,
         control: &ControlPlane,
         current: Option<&DeploymentGroupSettings>,
+        platform: &str,
     ) -> Result<DeploymentGroupSettings, ApiError> {
+        let lambda = platform == LAMBDA_PLATFORM;
         let targets = self
             .targets
             .applied_to(&current.map(|c| c.targets.clone()).unwrap_or_default());
         targets
             .validate()
             .map_err(|message| ApiError::new(Exception::InvalidTag, message))?;
-        let (deployment_style, load_balancer_info) = self.traffic_settings(control, current)?;
-        let blue_green_deployment_configuration =
-            self.blue_green_settings(&deployment_style, &targets, current)?;
+        let (deployment_style, load_balancer_info, blue_green_deployment_configuration) = if lambda
+        {
+            self.refuse_instance_settings(&targets)?;
+            (self.lambda_style()?, LoadBalancerInfo::default(), None)
+        } else {
+            let (style, info) = self.traffic_settings(control, current)?;
+            let blue_green = self.blue_green_settings(&style, &targets, current)?;
+            (style, info, blue_green)
+        };
         // Left out, the group keeps its alarms; given, it replaces them.
         let alarm_configuration = match &self.alarm_configuration {
             Some(value) => {
@@ -97,8 +106,19 @@ impl GroupInput {
             .clone()
             .filter(|name| !name.is_empty())
             .or_else(|| current.map(|c| c.deployment_config_name.clone()))
-            .unwrap_or_else(|| gantry_core::config::ONE_AT_A_TIME.to_owned());
-        control.deployment_config(&config_name).await?;
+            .unwrap_or_else(|| {
+                if lambda {
+                    gantry_core::lambda::LAMBDA_ALL_AT_ONCE
+                } else {
+                    gantry_core::config::ONE_AT_A_TIME
+                }
+                .to_owned()
+            });
+        if lambda {
+            control.lambda_routing(&config_name).await?;
+        } else {
+            control.deployment_config(&config_name).await?;
+        }
         let triggers = self
             .trigger_configurations
             .clone()
@@ -207,7 +227,66 @@ impl GroupInput {
                 .or_else(|| current.map(|c| c.termination_hook_enabled))
                 .unwrap_or(false),
             blue_green_deployment_configuration,
+            compute_platform: platform.to_owned(),
         })
+    }
+
+    /// A Lambda group deploys to an alias, named by each revision: it selects no
+    /// instances and has no load balancer, fleet or Auto Scaling hook.
+    fn refuse_instance_settings(
+        &self,
+        targets: &crate::model::TargetSelection,
+    ) -> Result<(), ApiError> {
+        let given = |value: &Option<Value>| value.as_ref().is_some_and(|v| !is_blank(v));
+        let instance_fields = [
+            ("ec2TagFilters", !targets.ec2_tag_filters.is_empty()),
+            ("ec2TagSet", targets.ec2_tag_set.is_some()),
+            (
+                "onPremisesInstanceTagFilters",
+                !targets.on_premises_instance_tag_filters.is_empty(),
+            ),
+            ("onPremisesTagSet", targets.on_premises_tag_set.is_some()),
+            ("autoScalingGroups", !targets.auto_scaling_groups.is_empty()),
+            ("loadBalancerInfo", given(&self.load_balancer_info)),
+            (
+                "blueGreenDeploymentConfiguration",
+                given(&self.blue_green_deployment_configuration),
+            ),
+            (
+                "terminationHookEnabled",
+                self.termination_hook_enabled == Some(true),
+            ),
+        ];
+        if let Some((field, _)) = instance_fields.iter().find(|(_, set)| *set) {
+            return Err(ApiError::invalid_input(format!(
+                "{field}: a deployment group of a Lambda application moves the traffic of the alias its revision names; it selects no instances, load balancers or Auto Scaling groups, so leave {field} out"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A Lambda group's `deploymentStyle`: BLUE_GREEN with WITH_TRAFFIC_CONTROL, the only
+    /// style CodeDeploy allows for Lambda, whether given or left out.
+    fn lambda_style(&self) -> Result<DeploymentStyle, ApiError> {
+        let style = DeploymentStyle {
+            deployment_type: crate::model::BLUE_GREEN.to_owned(),
+            deployment_option: WITH_TRAFFIC_CONTROL.to_owned(),
+        };
+        match &self.deployment_style {
+            Some(value) if !is_blank(value) => {
+                let given: Result<DeploymentStyle, _> = serde_json::from_value(value.clone());
+                if given.as_ref().ok() != Some(&style) {
+                    return Err(ApiError::new(
+                        Exception::InvalidDeploymentStyle,
+                        format!(
+                            "deploymentStyle: {value}; a Lambda application's group shifts traffic between versions: give deploymentType BLUE_GREEN and deploymentOption WITH_TRAFFIC_CONTROL, or leave deploymentStyle out"
+                        ),
+                    ));
+                }
+                Ok(style)
+            }
+            _ => Ok(style),
+        }
     }
 
     /// `blueGreenDeploymentConfiguration`, as CodeDeploy keeps it. Given, it is read with

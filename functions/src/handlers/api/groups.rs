@@ -8,7 +8,7 @@ use crate::adapters::HookKind;
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception, parse_input};
 use crate::group_hooks::{hook_kinds, put_hooks, remove_hooks};
-use crate::model::{ApplicationInfo, DeploymentGroupSettings, LAMBDA_PLATFORM};
+use crate::model::{ApplicationInfo, DeploymentGroupSettings};
 use crate::store::{StoreError, keys};
 use gantry_api::group::{
     DeploymentGroupInfo, GetDeploymentGroupOutput, ListDeploymentGroupsOutput,
@@ -57,14 +57,6 @@ pub(super) async fn deployment_groups(
             let request: GroupInput = parse_input(name, input)?;
             let application = request.application_name.clone();
             let info = get_application(control, &application).await?;
-            // Until Lambda deployments exist, a Lambda application's group would be an
-            // EC2 group in disguise; refused rather than taken.
-            if info.compute_platform == LAMBDA_PLATFORM {
-                return Err(ApiError::new(
-                    Exception::InvalidComputePlatform,
-                    "deployment groups of Lambda applications come with Lambda deployments (issue 28)",
-                ));
-            }
             let group = request.deployment_group_name.clone().unwrap_or_default();
             if group.is_empty() {
                 return Err(ApiError::new(
@@ -74,7 +66,9 @@ pub(super) async fn deployment_groups(
             }
             check_name("deploymentGroupName", &group)?;
             let tags = super::tags::creation_tags(&json!({"tags": request.tags}), "tags")?;
-            let settings = request.settings(control, None).await?;
+            let settings = request
+                .settings(control, None, &info.compute_platform)
+                .await?;
             // Hooks first: a group whose launches would go unanswered is not created.
             let auto_scaling_groups = &settings.targets.auto_scaling_groups;
             let kinds = hook_kinds(&settings);
@@ -152,8 +146,13 @@ pub(super) async fn deployment_groups(
             }
             let group = control.load_group(&application, &current).await?;
             request.deployment_group_name = Some(current.clone());
+            let current_settings = &group.settings.value;
             let settings = request
-                .settings(control, Some(&group.settings.value))
+                .settings(
+                    control,
+                    Some(current_settings),
+                    &current_settings.compute_platform,
+                )
                 .await?;
             // Hooks change only on the Auto Scaling groups added or removed: put before
             // the group lists them, removed once it no longer does.

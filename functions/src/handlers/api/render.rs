@@ -1,7 +1,6 @@
 //! How a deployment and its targets are shown: `deploymentInfo`, `instanceSummary`,
 //! `deploymentTarget`, in CodeDeploy's JSON.
 
-use super::load;
 use crate::control::ControlPlane;
 use crate::error::ApiError;
 use crate::model::{
@@ -19,10 +18,21 @@ use gantry_core::deployment::TargetState;
 /// refused as forged.
 pub(super) async fn deployment_info_with_incidents(
     control: &ControlPlane,
-    id: &str,
+    record: &DeploymentRecord<DeploymentSpec>,
 ) -> Result<DeploymentInfo, ApiError> {
-    let mut info = deployment_info(&load(control, id).await?);
-    info.failed_effects = control
+    let id = &record.spec.deployment_id;
+    let mut info = deployment_info(record);
+    info.failed_effects = failed_effects(control, id).await?;
+    info.forged_reports = control.store.forged_reports(id).await?;
+    Ok(info)
+}
+
+/// The effects of a deployment (of either platform) that failed for good.
+pub(super) async fn failed_effects(
+    control: &ControlPlane,
+    id: &str,
+) -> Result<Vec<FailedEffectInfo>, ApiError> {
+    Ok(control
         .store
         .failed_effects(id)
         .await?
@@ -34,9 +44,7 @@ pub(super) async fn deployment_info_with_incidents(
             first_time: seconds(failed.first_time),
             last_time: seconds(failed.last_time),
         })
-        .collect();
-    info.forged_reports = control.store.forged_reports(id).await?;
-    Ok(info)
+        .collect())
 }
 
 /// A deployment as CodeDeploy shows it.
@@ -194,7 +202,8 @@ pub(super) fn target_info(
     let id = &target.target.instance_id;
     DeploymentTarget {
         deployment_target_type: "InstanceTarget".to_owned(),
-        instance_target: InstanceTarget {
+        lambda_target: None,
+        instance_target: Some(InstanceTarget {
             deployment_id: record.spec.deployment_id.clone(),
             target_id: id.clone(),
             target_arn: format!(
@@ -205,6 +214,6 @@ pub(super) fn target_info(
             last_updated_at: target.last_updated().map(seconds),
             lifecycle_events: lifecycle_events(target),
             instance_label: instance_label(&record.state, target.index).to_owned(),
-        },
+        }),
     }
 }
