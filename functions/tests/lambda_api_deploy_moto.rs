@@ -533,3 +533,68 @@ async fn every_predefined_configuration_moves_in_its_steps_at_their_times() {
             .unwrap();
     }
 }
+
+/// A hook that never answers fails its deployment once its hour has passed (the tick's
+/// look, at that time): the alias never moved, the group is free, and GetDeployment says
+/// why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_that_never_answers_fails_the_deployment_after_its_hour() {
+    let fx = fixture().await;
+    let id = fx
+        .deploy(&fx.appspec(Some("CodeDeployHook_before"), None), None)
+        .await
+        .unwrap();
+    let event = fx.hook_event("CodeDeployHook_before");
+    let invoked = fx
+        .control
+        .store
+        .load_lambda_deployment::<LambdaSpec>(&id)
+        .await
+        .unwrap()
+        .state
+        .hooks[0]
+        .start_time
+        .unwrap();
+    let hour = gantry_core::lambda::HOOK_TIMEOUT_MS;
+    lambda_deployments::tick(&fx.control, invoked + hour - 1)
+        .await
+        .unwrap();
+    assert_eq!(fx.info(&id).await["status"], "InProgress");
+    lambda_deployments::tick(&fx.control, invoked + hour)
+        .await
+        .unwrap();
+    let info = fx.info(&id).await;
+    assert_eq!(info["status"], "Failed");
+    assert!(
+        info["errorInformation"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("BeforeAllowTraffic"),
+        "{info}"
+    );
+    assert_eq!(fx.alias().await, (fx.current.clone(), 0.0), "never moved");
+    // Its answer, late, is refused.
+    let late = fx
+        .call(
+            "PutLifecycleEventHookExecutionStatus",
+            json!({
+                "deploymentId": id,
+                "lifecycleEventHookExecutionId": event["LifecycleEventHookExecutionId"],
+                "status": "Succeeded",
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        late.code.name(),
+        "LifecycleEventAlreadyCompletedException",
+        "{late}"
+    );
+    assert_eq!(fx.notified().await, ["CREATED", "FAILED"]);
+    fx.deploy(
+        &fx.appspec(None, None),
+        Some("CodeDeployDefault.LambdaAllAtOnce"),
+    )
+    .await
+    .expect("the group is free");
+}

@@ -184,8 +184,9 @@ impl LambdaDeployment {
         } else {
             let error = ErrorInformation {
                 code: HOOK_EXECUTION_FAILURE.to_owned(),
+                // Not the execution id: it holds the deployment's hook secret.
                 message: format!(
-                    "The {event} hook {} reported Failed (execution {execution_id}).",
+                    "The {event} hook {} reported Failed.",
                     self.hook_function(event)
                 ),
             };
@@ -219,8 +220,8 @@ impl LambdaDeployment {
                 let error = ErrorInformation {
                     code: TIMEOUT.to_owned(),
                     message: format!(
-                        "The {} hook {} did not report its status within one hour (execution {}).",
-                        hook.event, hook.function, hook.execution_id
+                        "The {} hook {} did not report its status within one hour of being invoked.",
+                        hook.event, hook.function
                     ),
                 };
                 self.end(Stage::Failed, now, Some(error), effects);

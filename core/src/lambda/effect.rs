@@ -49,8 +49,9 @@ pub fn hook_execution_id(deployment_id: &str, event: HookEvent, secret: &str) ->
     format!("{deployment_id}.{event}.{secret}")
 }
 
-/// What the adapters must do, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the adapters must do, in order. Its `Debug` leaves out a hook's execution id,
+/// which holds the deployment's hook secret: effects are logged and recorded.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
     /// Invoke the hook function asynchronously with CodeDeploy's payload
     /// (`DeploymentId`, `LifecycleEventHookExecutionId`). It answers through
@@ -76,4 +77,43 @@ pub enum Effect {
     /// The deployment reached its final status (in the state): free the deployment group
     /// for the next one.
     Finished,
+}
+
+impl fmt::Debug for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvokeHook {
+                event, function, ..
+            } => f
+                .debug_struct("InvokeHook")
+                .field("event", event)
+                .field("function", function)
+                .finish_non_exhaustive(),
+            Self::SetWeight { percent } => f
+                .debug_struct("SetWeight")
+                .field("percent", percent)
+                .finish(),
+            Self::PointAliasAtTarget => f.write_str("PointAliasAtTarget"),
+            Self::RollBack => f.write_str("RollBack"),
+            Self::Notify(event) => f.debug_tuple("Notify").field(event).finish(),
+            Self::Finished => f.write_str("Finished"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn a_hooks_execution_id_stays_out_of_logs() {
+        let effect = Effect::InvokeHook {
+            event: HookEvent::BeforeAllowTraffic,
+            function: "CodeDeployHook_pre".into(),
+            execution_id: hook_execution_id("d-A1B2C3D4E", HookEvent::BeforeAllowTraffic, "s3cr3t"),
+        };
+        let shown = format!("{effect:?}");
+        assert!(shown.contains("CodeDeployHook_pre"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
 }
