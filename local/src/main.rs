@@ -8,6 +8,7 @@
 //! batch failures, as Lambda's SQS event source) and fires the schedule tick. Every
 //! invocation runs under its function's limits from template.yaml ([`lambda`]).
 
+mod codedeploy;
 mod lambda;
 
 use anyhow::Context;
@@ -155,7 +156,8 @@ async fn run() -> anyhow::Result<()> {
     println!("gantry-local listening on http://{address}");
 
     let (stop_sender, stop) = watch::channel(false);
-    let server = tokio::spawn(serve(listener, Arc::clone(&functions), stop.clone()));
+    let keys = Arc::new(codedeploy::signing_keys(&config).await);
+    let server = tokio::spawn(serve(listener, Arc::clone(&functions), keys, stop.clone()));
     let poller = tokio::spawn(poll_queue(
         Arc::clone(&functions),
         sqs.clone(),
@@ -316,12 +318,23 @@ fn json_response(status: StatusCode, body: &Value, error_type: Option<&str>) -> 
 }
 
 /// The Lambda Invoke API: `POST /2015-03-31/functions/{name}/invocations`. A handler
-/// error is HTTP 200 with `X-Amz-Function-Error: Unhandled`, as Lambda answers.
-async fn handle(functions: Arc<Functions>, request: Request<Incoming>) -> Response<Body> {
+/// error is HTTP 200 with `X-Amz-Function-Error: Unhandled`, as Lambda answers. And
+/// CodeDeploy's own protocol, `POST /` with `X-Amz-Target` ([`codedeploy`]).
+async fn handle(
+    functions: Arc<Functions>,
+    keys: &Option<codedeploy::Keys>,
+    request: Request<Incoming>,
+) -> Response<Body> {
     if let Some(refused) = refuse_foreign(&request) {
         return refused;
     }
     let path = request.uri().path().to_owned();
+    if request.method() == Method::POST
+        && path == "/"
+        && let Some(operation) = codedeploy::operation(request.headers())
+    {
+        return codedeploy::serve(&functions, keys, &operation, request).await;
+    }
     if path == INVOCATIONS_PATH && request.method() == Method::GET {
         return json_response(StatusCode::OK, &functions.summary(), None);
     }
@@ -469,6 +482,7 @@ fn resolve_function(name: &str) -> String {
 async fn serve(
     listener: tokio::net::TcpListener,
     functions: Arc<Functions>,
+    keys: Arc<Option<codedeploy::Keys>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
@@ -478,11 +492,13 @@ async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let functions = Arc::clone(&functions);
+                let keys = Arc::clone(&keys);
                 let mut stop = stop.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let functions = Arc::clone(&functions);
-                        async move { Ok::<_, std::convert::Infallible>(handle(functions, request).await) }
+                        let keys = Arc::clone(&keys);
+                        async move { Ok::<_, std::convert::Infallible>(handle(functions, &keys, request).await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
