@@ -395,11 +395,21 @@ const LAMBDA_DEPLOYERS: [&str; 3] = [
 ];
 
 /// Every Lambda action a Lambda deployment calls (adapters/aliases.rs: GetAlias,
-/// UpdateAlias, and Invoke with InvocationType Event).
-const LAMBDA_ACTIONS: [&str; 3] = [
+/// UpdateAlias, GetFunctionConfiguration for a published TargetVersion, and Invoke with
+/// InvocationType Event).
+const LAMBDA_ACTIONS: [&str; 4] = [
     "lambda:GetAlias",
     "lambda:UpdateAlias",
+    "lambda:GetFunctionConfiguration",
     "lambda:InvokeFunction",
+];
+
+/// What a Lambda deployment does to the function whose alias it shifts: only on one
+/// tagged gantry:managed=true.
+const ALIAS_ACTIONS: [&str; 3] = [
+    "lambda:GetAlias",
+    "lambda:UpdateAlias",
+    "lambda:GetFunctionConfiguration",
 ];
 
 /// The ARNs of this account's functions in this Region.
@@ -444,9 +454,10 @@ fn only_the_functions_that_carry_out_lambda_deployments_may_read_shift_or_invoke
     }
 }
 
-/// As CodeDeploy's AWSCodeDeployRoleForLambdaLimited: an alias is read or moved only on
-/// a function its owner tagged gantry:managed=true (Lambda authorizes GetAlias and
-/// UpdateAlias on the function, which takes aws:ResourceTag), in this account and Region.
+/// As CodeDeploy's AWSCodeDeployRoleForLambdaLimited: an alias is read or moved, and a
+/// version looked up, only on a function its owner tagged gantry:managed=true (Lambda
+/// authorizes GetAlias, UpdateAlias and GetFunctionConfiguration on the function, which
+/// takes aws:ResourceTag), in this account and Region.
 #[test]
 fn aliases_are_read_and_shifted_only_on_functions_tagged_for_gantry() {
     let template = template();
@@ -454,7 +465,7 @@ fn aliases_are_read_and_shifted_only_on_functions_tagged_for_gantry() {
     let mut checked = 0;
     for function in functions(&template) {
         for statement in statements_of(&template, &function) {
-            let Some(action) = ["lambda:GetAlias", "lambda:UpdateAlias"]
+            let Some(action) = ALIAS_ACTIONS
                 .into_iter()
                 .find(|action| allows(&statement, action))
             else {
