@@ -266,36 +266,44 @@ fn roles_are_passed_only_from_the_parameters_path_and_only_to_ec2_or_auto_scalin
     }
 }
 
-/// The functions whose handlers run the deployment engine, whose effects copy and delete
-/// groups (`ProvisionFleet`, `RemoveReplacement`, `TerminateOriginal`,
-/// `AdoptReplacement`), carried out by the lifecycle function, by template resource.
-fn engine_functions(template: &Value) -> BTreeSet<String> {
+/// The handler sources of a function's binary.
+fn handler_sources(binary: &str) -> Vec<std::path::PathBuf> {
     let handlers = workspace_root().join("functions/src/handlers");
-    let sources = |binary: &str| -> Vec<std::path::PathBuf> {
-        match binary {
-            "lifecycle" => vec![handlers.join("autoscaling.rs")],
-            "api" => std::iter::once(handlers.join("api.rs"))
-                .chain(
-                    std::fs::read_dir(handlers.join("api"))
-                        .expect("handlers/api")
-                        .map(|entry| entry.expect("an entry").path()),
-                )
-                .collect(),
-            other => vec![handlers.join(format!("{}.rs", other.replace('-', "_")))],
-        }
-    };
+    match binary {
+        "lifecycle" => vec![handlers.join("autoscaling.rs")],
+        "api" => std::iter::once(handlers.join("api.rs"))
+            .chain(
+                std::fs::read_dir(handlers.join("api"))
+                    .expect("handlers/api")
+                    .map(|entry| entry.expect("an entry").path()),
+            )
+            .collect(),
+        other => vec![handlers.join(format!("{}.rs", other.replace('-', "_")))],
+    }
+}
+
+/// The functions whose handler sources name `module` (e.g. `engine::`), by template
+/// resource.
+fn functions_whose_handlers_use(template: &Value, module: &str) -> BTreeSet<String> {
     resources_of_type(template, "AWS::Serverless::Function")
         .into_iter()
         .filter(|(_, function)| {
             let binary = string(&function["Metadata"]["BuildProperties"]["Binary"]);
-            sources(&binary).iter().any(|path| {
+            handler_sources(&binary).iter().any(|path| {
                 std::fs::read_to_string(path)
                     .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-                    .contains("engine::")
+                    .contains(module)
             })
         })
         .map(|(name, _)| name.to_owned())
         .collect()
+}
+
+/// The functions whose handlers run the deployment engine, whose effects copy and delete
+/// groups (`ProvisionFleet`, `RemoveReplacement`, `TerminateOriginal`,
+/// `AdoptReplacement`), carried out by the lifecycle function, by template resource.
+fn engine_functions(template: &Value) -> BTreeSet<String> {
+    functions_whose_handlers_use(template, "engine::")
 }
 
 /// The fleet policy (every write of blue/green) sits on the lifecycle function alone,
@@ -373,6 +381,235 @@ fn every_function_that_runs_the_engine_may_poll_alarms_and_tickers_may_heartbeat
                 .any(|statement| allows(statement, "autoscaling:RecordLifecycleActionHeartbeat")),
             "{function} runs ticks but may not heartbeat a launch"
         );
+    }
+}
+
+/// The functions that carry out a Lambda deployment's effects
+/// (functions/src/lambda_deployments.rs, through adapters/aliases.rs): the api
+/// (CreateDeployment of Lambda groups, PutLifecycleEventHookExecutionStatus,
+/// StopDeployment), create-deployment, and batch-advance, whose tick steps them.
+const LAMBDA_DEPLOYERS: [&str; 3] = [
+    "ApiFunction",
+    "BatchAdvanceFunction",
+    "CreateDeploymentFunction",
+];
+
+/// Every Lambda action a Lambda deployment calls (adapters/aliases.rs: GetAlias,
+/// UpdateAlias, GetFunctionConfiguration for a published TargetVersion, and Invoke with
+/// InvocationType Event).
+const LAMBDA_ACTIONS: [&str; 4] = [
+    "lambda:GetAlias",
+    "lambda:UpdateAlias",
+    "lambda:GetFunctionConfiguration",
+    "lambda:InvokeFunction",
+];
+
+/// What a Lambda deployment does to the function whose alias it shifts: only on one
+/// tagged gantry:managed=true.
+const ALIAS_ACTIONS: [&str; 3] = [
+    "lambda:GetAlias",
+    "lambda:UpdateAlias",
+    "lambda:GetFunctionConfiguration",
+];
+
+/// The ARNs of this account's functions in this Region.
+const FUNCTION_ARNS: &str =
+    "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:";
+
+fn sid(statement: &Value) -> String {
+    statement.get("Sid").map(string).unwrap_or_default()
+}
+
+/// Lambda permissions sit on exactly the functions that step Lambda deployments (the
+/// handlers that name `lambda_deployments::` are among them; create-deployment's
+/// CreateDeployment of Lambda groups is on its way), and each of them may poll the
+/// deployment's alarms too.
+#[test]
+fn only_the_functions_that_carry_out_lambda_deployments_may_read_shift_or_invoke() {
+    let template = template();
+    let deployers: BTreeSet<String> = LAMBDA_DEPLOYERS.iter().map(|f| f.to_string()).collect();
+    let stepping = functions_whose_handlers_use(&template, "lambda_deployments::");
+    assert!(
+        !stepping.is_empty() && stepping.is_subset(&deployers),
+        "functions that step Lambda deployments: {stepping:?}, not among {deployers:?}"
+    );
+    for function in functions(&template) {
+        let statements = statements_of(&template, &function);
+        let deploys = deployers.contains(&function);
+        for action in LAMBDA_ACTIONS {
+            assert_eq!(
+                statements.iter().any(|statement| allows(statement, action)),
+                deploys,
+                "{function}: {action} goes to exactly {LAMBDA_DEPLOYERS:?}"
+            );
+        }
+        if deploys {
+            assert!(
+                statements
+                    .iter()
+                    .any(|statement| allows(statement, "cloudwatch:DescribeAlarms")),
+                "{function} steps Lambda deployments but may not poll their alarms"
+            );
+        }
+    }
+}
+
+/// As CodeDeploy's AWSCodeDeployRoleForLambdaLimited: an alias is read or moved, and a
+/// version looked up, only on a function its owner tagged gantry:managed=true (Lambda
+/// authorizes GetAlias, UpdateAlias and GetFunctionConfiguration on the function, which
+/// takes aws:ResourceTag), in this account and Region.
+#[test]
+fn aliases_are_read_and_shifted_only_on_functions_tagged_for_gantry() {
+    let template = template();
+    let resource_tag = managed_key("aws:ResourceTag");
+    let mut checked = 0;
+    for function in functions(&template) {
+        for statement in statements_of(&template, &function) {
+            let Some(action) = ALIAS_ACTIONS
+                .into_iter()
+                .find(|action| allows(&statement, action))
+            else {
+                continue;
+            };
+            let sid = sid(&statement);
+            assert_eq!(
+                condition(&statement, "StringEquals", &resource_tag).and_then(Value::as_str),
+                Some("true"),
+                "{function}.{sid}: {action} on functions not tagged {resource_tag}=true"
+            );
+            let resources = listed(&statement["Resource"]);
+            assert!(!resources.is_empty(), "{function}.{sid}: no Resource");
+            for resource in resources {
+                let text = resource_text(resource);
+                assert!(
+                    text.starts_with(FUNCTION_ARNS),
+                    "{function}.{sid}: {action} on {text}, not this account's functions in this Region"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= LAMBDA_DEPLOYERS.len(),
+        "{checked} statements allow alias reads or writes; every Lambda deployer needs one"
+    );
+}
+
+/// Hooks are invoked only when named with LambdaHookPrefix (CodeDeploy's own
+/// `CodeDeployHook_` by default), a prefix of function-name characters that cannot be
+/// empty or hold a wildcard, the one the functions read (GANTRY_LAMBDA_HOOK_PREFIX).
+#[test]
+fn hooks_are_invoked_only_when_named_with_the_hook_prefix() {
+    let template = template();
+    let parameter = &template["Parameters"]["LambdaHookPrefix"];
+    assert_eq!(
+        parameter["Default"].as_str(),
+        Some("CodeDeployHook_"),
+        "CodeDeploy's own hook prefix"
+    );
+    assert!(
+        !parameter["MinLength"].is_null() && number(&template, &parameter["MinLength"]) >= 1,
+        "an empty LambdaHookPrefix would let every function be invoked"
+    );
+    let pattern = string(&parameter["AllowedPattern"]);
+    let class = pattern
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .filter(|(_, repeat)| *repeat == "+" || repeat.starts_with('{'))
+        .map(|(class, _)| class)
+        .unwrap_or_else(|| {
+            panic!("LambdaHookPrefix's AllowedPattern is one character class: {pattern}")
+        });
+    for wildcard in ['*', '?', ':', '$', '.', '/'] {
+        assert!(
+            !class.contains(wildcard),
+            "LambdaHookPrefix may hold {wildcard:?}: {pattern}"
+        );
+    }
+    assert_eq!(
+        tagged(
+            &template["Globals"]["Function"]["Environment"]["Variables"]["GANTRY_LAMBDA_HOOK_PREFIX"],
+            "Ref"
+        )
+        .map(string)
+        .as_deref(),
+        Some("LambdaHookPrefix"),
+        "the functions read the prefix the policy allows"
+    );
+
+    let hooks = [
+        format!("{FUNCTION_ARNS}${{LambdaHookPrefix}}*"),
+        format!("{FUNCTION_ARNS}${{LambdaHookPrefix}}*:*"),
+    ];
+    let mut checked = 0;
+    for function in functions(&template) {
+        for statement in statements_of(&template, &function) {
+            if !allows(&statement, "lambda:InvokeFunction") {
+                continue;
+            }
+            let sid = sid(&statement);
+            let resources = listed(&statement["Resource"]);
+            assert!(!resources.is_empty(), "{function}.{sid}: no Resource");
+            for resource in resources {
+                let text = resource_text(resource);
+                assert!(
+                    hooks.contains(&text),
+                    "{function}.{sid} invokes {text}: only functions named with LambdaHookPrefix"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= LAMBDA_DEPLOYERS.len(),
+        "{checked} statements allow invoking hooks; every Lambda deployer needs one"
+    );
+}
+
+/// No function holds lambda:* (or any Lambda wildcard, or an action Lambda deployments
+/// never call), any action on every resource's behalf through NotAction or NotResource,
+/// or a Lambda action on anything but this account's functions in this Region.
+#[test]
+fn no_function_holds_lambda_wildcards_or_lambda_actions_on_every_resource() {
+    let template = template();
+    for function in functions(&template) {
+        for statement in statements_of(&template, &function) {
+            let sid = sid(&statement);
+            for negated in ["NotAction", "NotResource"] {
+                assert!(
+                    statement.get(negated).is_none(),
+                    "{function}.{sid} uses {negated}"
+                );
+            }
+            let mut lambda = false;
+            for action in actions(&statement) {
+                assert_ne!(action, "*", "{function}.{sid} allows every action");
+                if !action.to_ascii_lowercase().starts_with("lambda:") {
+                    continue;
+                }
+                lambda = true;
+                assert!(
+                    !action.contains(['*', '?']),
+                    "{function}.{sid} allows {action}"
+                );
+                assert!(
+                    LAMBDA_ACTIONS
+                        .iter()
+                        .any(|called| called.eq_ignore_ascii_case(&action)),
+                    "{function}.{sid} allows {action}, which no Lambda deployment calls"
+                );
+            }
+            if !lambda {
+                continue;
+            }
+            for resource in listed(&statement["Resource"]) {
+                let text = resource_text(resource);
+                assert!(
+                    text != "*" && text.starts_with(FUNCTION_ARNS),
+                    "{function}.{sid} allows Lambda actions on {text}"
+                );
+            }
+        }
     }
 }
 
