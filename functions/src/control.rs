@@ -62,8 +62,8 @@ pub struct Settings {
     pub fleet_effects_here: bool,
     /// Lambda deployments invoke only hook functions whose names start with this: the
     /// template lets the functions invoke nothing else (as CodeDeploy's
-    /// AWSCodeDeployRoleForLambdaLimited allows only `CodeDeployHook_*`). Optional:
-    /// without it any function is taken.
+    /// AWSCodeDeployRoleForLambdaLimited allows only `CodeDeployHook_*`). `from_env`
+    /// always sets one (`CodeDeployHook_` by default); tests may leave it out.
     pub lambda_hook_prefix: Option<String>,
     /// How long a minute of a Lambda deployment's traffic routing lasts, in
     /// milliseconds: 60,000, shortened only for tests and demos.
@@ -128,7 +128,10 @@ impl Settings {
             trigger_topic_prefix: var("GANTRY_TRIGGER_TOPIC_PREFIX"),
             command_dead_letter_arn: var("GANTRY_COMMAND_DEAD_LETTER_ARN"),
             fleet_effects_here: true,
-            lambda_hook_prefix: var("GANTRY_LAMBDA_HOOK_PREFIX"),
+            // Unset is CodeDeploy's own prefix, never "any function".
+            lambda_hook_prefix: Some(
+                var("GANTRY_LAMBDA_HOOK_PREFIX").unwrap_or_else(|| "CodeDeployHook_".into()),
+            ),
             lambda_minute_ms: match var("GANTRY_LAMBDA_MINUTE_MS") {
                 None => gantry_core::lambda::MINUTE_MS,
                 Some(raw) => raw.parse::<Millis>().ok().filter(|ms| *ms > 0).ok_or_else(|| {
@@ -314,25 +317,29 @@ impl ControlPlane {
         let RevisionLocation::S3 { s3_location } = revision else {
             return Ok(());
         };
-        if let Some(bucket) = &self.settings.bundle_bucket
-            && &s3_location.bucket != bucket
+        self.check_s3_revision(&s3_location.bucket, &s3_location.key)
+    }
+
+    /// An S3 revision (a bundle, or a Lambda AppSpec file) must be in the bundle bucket
+    /// under the revision prefix: the functions may read nothing else.
+    pub fn check_s3_revision(&self, bucket: &str, key: &str) -> Result<(), ApiError> {
+        if let Some(ours) = &self.settings.bundle_bucket
+            && bucket != ours
         {
             return Err(ApiError::new(
                 Exception::InvalidRevision,
                 format!(
-                    "revision.s3Location.bucket: {:?} is not this Gantry's bundle bucket {bucket:?}; Gantry reads and serves revisions only from there",
-                    s3_location.bucket
+                    "revision.s3Location.bucket: {bucket:?} is not this Gantry's bundle bucket {ours:?}; Gantry reads and serves revisions only from there"
                 ),
             ));
         }
         if let Some(prefix) = &self.settings.revision_prefix
-            && !s3_location.key.starts_with(prefix.as_str())
+            && !key.starts_with(prefix.as_str())
         {
             return Err(ApiError::new(
                 Exception::InvalidRevision,
                 format!(
-                    "revision.s3Location.key: {:?} is not under {prefix:?}; Gantry reads and serves revisions only under that prefix (the stack's RevisionPrefix)",
-                    s3_location.key
+                    "revision.s3Location.key: {key:?} is not under {prefix:?}; Gantry reads and serves revisions only under that prefix (the stack's RevisionPrefix)"
                 ),
             ));
         }

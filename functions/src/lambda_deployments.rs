@@ -52,6 +52,10 @@ pub struct LambdaSpec {
     /// the alias back; there is nothing else to roll back.
     #[serde(default)]
     pub auto_rollback_configuration: AutoRollbackConfiguration,
+    /// Go on when the alarms cannot be read (`ignorePollAlarmFailure`); otherwise such a
+    /// deployment stops, as CodeDeploy's.
+    #[serde(default)]
+    pub ignore_poll_alarm_failure: bool,
     /// The group's triggers when the deployment was created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trigger_configurations: Vec<TriggerConfig>,
@@ -212,8 +216,12 @@ pub async fn tick_one(control: &ControlPlane, id: &str, now: Millis) -> Result<(
                 tracing::warn!(deployment_id = %id, ?alarms, "alarms in ALARM: the deployment stops and rolls back");
                 Box::pin(step(control, id, Input::AlarmFired { names: alarms, now })).await?;
             }
+            AlarmCheck::Failed { reason } if record.spec.ignore_poll_alarm_failure => {
+                tracing::warn!(deployment_id = %id, %reason, "alarms could not be read; ignored (ignorePollAlarmFailure), looked at again next tick");
+            }
             AlarmCheck::Failed { reason } => {
-                tracing::warn!(deployment_id = %id, %reason, "alarms could not be read; looked at again next tick");
+                tracing::warn!(deployment_id = %id, %reason, "alarms could not be read: the deployment stops and rolls back");
+                Box::pin(step(control, id, Input::AlarmsUnreadable { reason, now })).await?;
             }
             AlarmCheck::Clear => {}
         }
@@ -245,8 +253,19 @@ async fn execute(
 ) {
     let id = &record.spec.deployment_id;
     let mut retry = Vec::new();
+    let mut alias_synced = false;
     for effect in effects {
-        let Err(error) = Box::pin(carry_out(control, record, effect)).await else {
+        let result = if is_alias_effect(effect) {
+            // One look at the alias does for every alias effect of the entry.
+            if alias_synced {
+                continue;
+            }
+            alias_synced = true;
+            Box::pin(sync_alias(control, id)).await
+        } else {
+            Box::pin(carry_out(control, record, effect)).await
+        };
+        let Err(error) = result else {
             continue;
         };
         if matches!(
@@ -257,7 +276,7 @@ async fn execute(
             retry.push(effect.clone());
             continue;
         }
-        tracing::error!(deployment_id = %id, ?effect, %error, "an effect failed for good; it blocks nothing");
+        tracing::error!(deployment_id = %id, ?effect, %error, "an effect failed for good");
         let recorded = control
             .store
             .record_failed_effect(
@@ -272,16 +291,35 @@ async fn execute(
             tracing::warn!(deployment_id = %id, %error, "could not record the failed effect");
             retry.push(effect.clone());
         }
-        // A hook Lambda will never run fails its event, rather than waiting its hour.
-        if let Effect::InvokeHook { execution_id, .. } = effect {
-            let answer = Input::HookStatus {
+        let failure = match effect {
+            // A hook Lambda will never run fails its event, rather than waiting its hour.
+            Effect::InvokeHook { execution_id, .. } => Some(Input::HookStatus {
                 execution_id: execution_id.clone(),
                 succeeded: false,
                 now: now_millis(),
-            };
-            if let Err(error) = Box::pin(step(control, id, answer)).await {
-                tracing::warn!(deployment_id = %id, %error, "the hook's failure was not recorded; it times out instead");
+            }),
+            // An alias that cannot be moved fails a running deployment (which puts it
+            // back); putting it back is tried again and again, with the outbox's backoff:
+            // a half-shifted alias is never left behind for good.
+            _ if is_alias_effect(effect) => {
+                if !retry.contains(effect) {
+                    retry.push(effect.clone());
+                }
+                Some(Input::AliasFailed {
+                    code: alias_error_code(&error).to_owned(),
+                    message: format!(
+                        "Alias {} of {} could not be updated: {}",
+                        record.state.alias.alias, record.state.alias.function_name, error.message
+                    ),
+                    now: now_millis(),
+                })
             }
+            _ => None,
+        };
+        if let Some(failure) = failure
+            && let Err(error) = Box::pin(step(control, id, failure)).await
+        {
+            tracing::warn!(deployment_id = %id, %error, "the failure was not recorded; the tick tries again");
         }
     }
     let settled = if retry.is_empty() {
@@ -300,6 +338,57 @@ async fn execute(
     if let Err(error) = settled {
         tracing::warn!(deployment_id = %id, %entry, %error, "outbox entry not settled; the tick runs it again");
     }
+}
+
+/// Effects that move the alias: each is carried out as "make the alias what the
+/// deployment says now" ([`sync_alias`]).
+fn is_alias_effect(effect: &Effect) -> bool {
+    matches!(
+        effect,
+        Effect::SetWeight { .. } | Effect::PointAliasAtTarget | Effect::RollBack
+    )
+}
+
+/// CodeDeploy's error code for an alias Lambda will not update.
+fn alias_error_code(error: &ApiError) -> &'static str {
+    if error.code == Exception::ResourceNotFound {
+        "INVALID_LAMBDA_FUNCTION"
+    } else if error.message.contains("AccessDenied") {
+        "IAM_ROLE_PERMISSIONS"
+    } else {
+        "INVALID_LAMBDA_CONFIGURATION"
+    }
+}
+
+/// Makes the alias route as the deployment stands now, in its latest stored state, not
+/// as it stood when the effect was written: an effect run late from the outbox, or one
+/// racing a newer step (a stop, an alarm), never puts back a weight the deployment has
+/// left. After the update it looks again: if a newer step was stored meanwhile, whose
+/// own update may have come first, it makes the alias match that one.
+async fn sync_alias(control: &ControlPlane, id: &str) -> Result<(), ApiError> {
+    for _ in 0..MAX_STEP_ATTEMPTS {
+        let record = control
+            .store
+            .load_lambda_deployment::<LambdaSpec>(id)
+            .await?;
+        let state = &record.state;
+        match state.weight {
+            0 => control.aliases.roll_back(&state.alias).await?,
+            100.. => control.aliases.point_at_target(&state.alias).await?,
+            percent => control.aliases.set_weight(&state.alias, percent).await?,
+        }
+        let after = control
+            .store
+            .load_lambda_deployment::<LambdaSpec>(id)
+            .await?;
+        if after.version == record.version {
+            return Ok(());
+        }
+    }
+    Err(ApiError::new(
+        Exception::ConcurrentModification,
+        format!("deployment {id} kept changing while its alias was moved; the tick tries again"),
+    ))
 }
 
 /// A deployment keeps one record of failure per kind of effect.
@@ -321,7 +410,6 @@ async fn carry_out(
     effect: &Effect,
 ) -> Result<(), ApiError> {
     let spec = &record.spec;
-    let alias = &record.state.alias;
     match effect {
         Effect::InvokeHook {
             function,
@@ -333,9 +421,9 @@ async fn carry_out(
                 .invoke_hook(function, &spec.deployment_id, execution_id)
                 .await
         }
-        Effect::SetWeight { percent } => control.aliases.set_weight(alias, *percent).await,
-        Effect::PointAliasAtTarget => control.aliases.point_at_target(alias).await,
-        Effect::RollBack => control.aliases.roll_back(alias).await,
+        Effect::SetWeight { .. } | Effect::PointAliasAtTarget | Effect::RollBack => {
+            Box::pin(sync_alias(control, &spec.deployment_id)).await
+        }
         Effect::Notify(event) => notify(control, record, *event).await,
         Effect::Finished => {
             control

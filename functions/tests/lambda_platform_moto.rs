@@ -165,6 +165,7 @@ impl Platform {
             creator: gantry_core::wire::Creator::User,
             auto_rollback_configuration: Default::default(),
             trigger_configurations: Vec::new(),
+            ignore_poll_alarm_failure: false,
         };
         lambda_deployments::create(&self.control, spec, self.shift.clone(), routing, &hooks)
             .await

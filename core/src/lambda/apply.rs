@@ -56,6 +56,18 @@ impl LambdaDeployment {
                 };
                 self.end(Stage::Stopped, now, Some(error), &mut effects);
             }
+            Input::AlarmsUnreadable { reason, now } => {
+                if self.stage.is_terminal() || self.stage == Stage::Created {
+                    return Ok(effects);
+                }
+                let error = ErrorInformation {
+                    code: ALARM_ACTIVE.to_owned(),
+                    message: format!(
+                        "The deployment was stopped because its CloudWatch alarms could not be read ({reason}) and the group does not ignore that (ignorePollAlarmFailure)."
+                    ),
+                };
+                self.end(Stage::Stopped, now, Some(error), &mut effects);
+            }
             Input::Stop { now } => match self.stage {
                 Stage::Stopped => {}
                 Stage::Succeeded | Stage::Failed => {
@@ -66,6 +78,13 @@ impl LambdaDeployment {
                 }
                 _ => self.end(Stage::Stopped, now, None, &mut effects),
             },
+            Input::AliasFailed { code, message, now } => {
+                if self.stage.is_terminal() || self.stage == Stage::Created {
+                    return Ok(effects);
+                }
+                let error = ErrorInformation { code, message };
+                self.end(Stage::Failed, now, Some(error), &mut effects);
+            }
         }
         Ok(effects)
     }

@@ -29,8 +29,22 @@ pub enum Input {
         names: Vec<String>,
         now: Millis,
     },
+    /// The group's alarms could not be read, and the group does not ignore that
+    /// (`ignorePollAlarmFailure` false, CodeDeploy's default): a running deployment stops.
+    AlarmsUnreadable {
+        reason: String,
+        now: Millis,
+    },
     /// StopDeployment.
     Stop {
+        now: Millis,
+    },
+    /// The alias could not be moved and will not be (Lambda refused the update: the
+    /// function, alias or version is gone, or the stack may not update it): a running
+    /// deployment fails with CodeDeploy's error `code`, and the alias goes back.
+    AliasFailed {
+        code: String,
+        message: String,
         now: Millis,
     },
 }
@@ -43,7 +57,9 @@ impl Input {
             | Self::HookStatus { now, .. }
             | Self::Tick { now }
             | Self::AlarmFired { now, .. }
-            | Self::Stop { now } => *now,
+            | Self::AlarmsUnreadable { now, .. }
+            | Self::Stop { now }
+            | Self::AliasFailed { now, .. } => *now,
         }
     }
 }
@@ -57,7 +73,8 @@ pub enum ApplyError {
     /// Not an id this deployment gave a hook it invoked: a foreign or mistyped id, or the
     /// id of a hook not invoked yet.
     #[error(
-        "lifecycleEventHookExecutionId: {execution_id:?} is not a hook execution of deployment {deployment_id} that has started"
+        "lifecycleEventHookExecutionId: {:?} is not a hook execution of deployment {deployment_id} that has started",
+        shown(execution_id)
     )]
     UnknownHookExecution {
         deployment_id: String,
@@ -66,7 +83,8 @@ pub enum ApplyError {
     /// The hook already has a different outcome: it answered otherwise before, it timed
     /// out, or the deployment ended while it ran.
     #[error(
-        "lifecycleEventHookExecutionId: the hook execution {execution_id:?} has already completed ({status:?})"
+        "lifecycleEventHookExecutionId: the hook execution {:?} has already completed ({status:?})",
+        shown(execution_id)
     )]
     HookAlreadyCompleted {
         execution_id: String,
@@ -89,5 +107,15 @@ impl ApplyError {
             Self::HookAlreadyCompleted { .. } => "LifecycleEventAlreadyCompletedException",
             Self::AlreadyCompleted { .. } => "DeploymentAlreadyCompletedException",
         }
+    }
+}
+
+/// An execution id as messages and logs show it: its deployment and event, never the
+/// secret after them (see [`super::hook_execution_id`]).
+fn shown(execution_id: &str) -> String {
+    let mut parts = execution_id.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(deployment), Some(event), Some(_)) => format!("{deployment}.{event}.…"),
+        _ => execution_id.to_owned(),
     }
 }

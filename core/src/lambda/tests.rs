@@ -763,3 +763,46 @@ fn the_next_step_is_known_only_while_traffic_moves() {
     deployment.apply(Input::Tick { now: 10 + 60_000 }).unwrap();
     assert_eq!(deployment.next_step(), None);
 }
+
+#[test]
+fn an_alias_that_cannot_move_fails_a_running_deployment_and_nothing_after() {
+    let mut deployment = LambdaDeployment::new(
+        "d-ALIASFAIL".into(),
+        AliasShift {
+            function_name: "shop".into(),
+            alias: "live".into(),
+            current_version: "1".into(),
+            target_version: "2".into(),
+        },
+        TrafficRouting::linear(50, 1).unwrap(),
+        &Hooks::default(),
+        "secret",
+        0,
+    );
+    let failed = |now| Input::AliasFailed {
+        code: "INVALID_LAMBDA_FUNCTION".into(),
+        message: "alias live of shop: does not exist".into(),
+        now,
+    };
+    assert_eq!(deployment.apply(failed(1)).unwrap(), [], "not started");
+    deployment.apply(Input::Start { now: 2 }).unwrap();
+    let effects = deployment.apply(failed(3)).unwrap();
+    assert_eq!(deployment.status(), DeploymentStatus::Failed);
+    assert!(effects.contains(&Effect::RollBack), "{effects:?}");
+    assert_eq!(
+        deployment.error.as_ref().unwrap().code,
+        "INVALID_LAMBDA_FUNCTION"
+    );
+    assert_eq!(deployment.apply(failed(4)).unwrap(), [], "already over");
+}
+
+#[test]
+fn refusals_name_an_execution_without_its_secret() {
+    let error = ApplyError::HookAlreadyCompleted {
+        execution_id: hook_execution_id("d-A1B2C3D4E", HookEvent::AfterAllowTraffic, "s3cr3t"),
+        status: EventStatus::Failed,
+    };
+    let shown = error.to_string();
+    assert!(shown.contains("d-A1B2C3D4E.AfterAllowTraffic"), "{shown}");
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+}

@@ -162,6 +162,9 @@ impl Bundles {
                     Some(412) => invalid_revision(format!(
                         "revision.s3Location.eTag: {named} is no longer the object with that ETag"
                     )),
+                    Some(403) => invalid_revision(format!(
+                        "revision.s3Location.key: {named} cannot be read by Gantry (access denied); put the AppSpec file in the bundle bucket under the revision prefix"
+                    )),
                     _ => aws_failure("S3 GetObject", error),
                 }
             })?;

@@ -144,6 +144,17 @@ pub fn check(
     origin: &Origin,
 ) -> Result<Checked, ApiError> {
     crate::model::check_description(input.description.as_deref())?;
+    // A Lambda group's deployments move an alias (crate::lambda_deployments); none of
+    // the instance paths (rollbacks, launches, provisioning) may deploy to one.
+    if settings.is_lambda() {
+        return Err(ApiError::new(
+            Exception::InvalidComputePlatform,
+            format!(
+                "deploymentGroupName: {:?} is a group of a Lambda application; its deployments move an alias, not instances",
+                settings.deployment_group_name
+            ),
+        ));
+    }
     if let Some(targets) = &input.target_instances
         && !is_blank(targets)
         && !settings.is_blue_green()

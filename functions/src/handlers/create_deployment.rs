@@ -6,7 +6,7 @@
 use crate::control::ControlPlane;
 use crate::deploy::{self, CreateDeploymentInput, Origin};
 use crate::engine;
-use crate::error::{ApiError, parse_input};
+use crate::error::{ApiError, Exception, parse_input};
 use gantry_api::deployment::CreateDeploymentOutput;
 use gantry_core::wire::Creator;
 
@@ -20,16 +20,28 @@ pub async fn handle(
         input.get("applicationName").and_then(|v| v.as_str()),
         input.get("deploymentGroupName").and_then(|v| v.as_str()),
     );
+    // A group that does not exist, or a request without names, is the EC2 path's to
+    // refuse with CodeDeploy's errors; any other failure to read the group is the caller's
+    // answer, never a guess at the platform.
     if let (Some(application), Some(group)) = names
         && !application.is_empty()
         && !group.is_empty()
-        && let Ok(record) = control.load_group(application, group).await
-        && record.settings.value.is_lambda()
     {
-        return Box::pin(crate::lambda_deployments::create_deployment(
-            control, &record, input,
-        ))
-        .await;
+        match control.load_group(application, group).await {
+            Ok(record) if record.settings.value.is_lambda() => {
+                return Box::pin(crate::lambda_deployments::create_deployment(
+                    control, &record, input,
+                ))
+                .await;
+            }
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.code,
+                    Exception::ApplicationDoesNotExist | Exception::DeploymentGroupDoesNotExist
+                ) => {}
+            Err(error) => return Err(error),
+        }
     }
     let input: CreateDeploymentInput = parse_input("CreateDeployment", input)?;
     let created = Box::pin(deploy::create(

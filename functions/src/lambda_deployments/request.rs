@@ -74,6 +74,7 @@ pub async fn create_deployment(
     };
     check_hook_names(control, &hooks)?;
     let function = &spec.function;
+    check_own_function(control, "Resources Properties.Name", &function.name)?;
     let alias = AliasShift {
         function_name: function.name.clone(),
         alias: function.alias.clone(),
@@ -116,6 +117,7 @@ pub async fn create_deployment(
         creator: Creator::User,
         auto_rollback_configuration: auto_rollback,
         trigger_configurations: settings.trigger_configurations.clone(),
+        ignore_poll_alarm_failure: alarms.ignore_poll_alarm_failure,
     };
     let record = Box::pin(create(control, lambda_spec, alias, routing, &hooks)).await?;
     Ok(CreateDeploymentOutput {
@@ -187,17 +189,7 @@ async fn read_appspec(
                     ),
                 ));
             }
-            if let Some(bucket) = &control.settings.bundle_bucket
-                && &s3_location.bucket != bucket
-            {
-                return Err(ApiError::new(
-                    Exception::InvalidRevision,
-                    format!(
-                        "revision.s3Location.bucket: {:?} is not this Gantry's bundle bucket {bucket:?}; Gantry reads revisions only from there",
-                        s3_location.bucket
-                    ),
-                ));
-            }
+            control.check_s3_revision(&s3_location.bucket, &s3_location.key)?;
             let (text, pinned) = control
                 .bundles
                 .read_appspec(&s3_location, MAX_APPSPEC_BYTES)
@@ -264,6 +256,12 @@ fn parse_appspec(text: &str) -> Result<appspec::lambda::LambdaAppSpec, ApiError>
 /// others.
 fn check_hook_names(control: &ControlPlane, hooks: &Hooks) -> Result<(), ApiError> {
     let Some(prefix) = &control.settings.lambda_hook_prefix else {
+        for function in [&hooks.before_allow_traffic, &hooks.after_allow_traffic]
+            .into_iter()
+            .flatten()
+        {
+            check_own_function(control, "Hooks", function)?;
+        }
         return Ok(());
     };
     for (event, function) in [
@@ -271,6 +269,7 @@ fn check_hook_names(control: &ControlPlane, hooks: &Hooks) -> Result<(), ApiErro
         ("AfterAllowTraffic", &hooks.after_allow_traffic),
     ] {
         let Some(function) = function else { continue };
+        check_own_function(control, &format!("Hooks {event}"), function)?;
         if !bare_function_name(function).starts_with(prefix.as_str()) {
             return Err(ApiError::new(
                 Exception::InvalidRevision,
@@ -279,6 +278,31 @@ fn check_hook_names(control: &ControlPlane, hooks: &Hooks) -> Result<(), ApiErro
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A function named by ARN must be this account's, in this Region: Gantry moves and
+/// invokes no one else's.
+fn check_own_function(control: &ControlPlane, field: &str, function: &str) -> Result<(), ApiError> {
+    let settings = &control.settings;
+    let parts: Vec<&str> = function.split(':').collect();
+    let (region, account) = match parts.as_slice() {
+        ["arn", _, "lambda", region, account, "function", ..] => (Some(*region), *account),
+        [account, "function", ..] => (None, *account),
+        _ => return Ok(()),
+    };
+    let foreign_region = region.is_some_and(|region| region != settings.region);
+    if account != settings.account_id || foreign_region {
+        return Err(ApiError::new(
+            Exception::InvalidRevision,
+            format!(
+                "revision: {field}: {function:?} is a function of account {account}{}; Gantry moves and invokes only functions of account {} in {}",
+                region.map(|r| format!(" in {r}")).unwrap_or_default(),
+                settings.account_id,
+                settings.region
+            ),
+        ));
     }
     Ok(())
 }

@@ -14,6 +14,8 @@ use gantry_tests::wait_until;
 use serde_json::{Value, json};
 use std::time::Duration;
 
+mod faults;
+
 /// A minute of traffic routing, in these tests.
 const MINUTE: u64 = 1_000;
 
