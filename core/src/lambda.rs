@@ -97,6 +97,20 @@ pub struct AliasShift {
     pub target_version: String,
 }
 
+impl AliasShift {
+    /// The alias as CodeDeploy names a Lambda deployment's target: `function:alias`, the
+    /// function by its name even when the appspec gives its ARN.
+    pub fn target_id(&self) -> String {
+        let function = &self.function_name;
+        let name = function
+            .split(':')
+            .skip_while(|part| *part != "function")
+            .nth(1)
+            .unwrap_or(function);
+        format!("{name}:{}", self.alias)
+    }
+}
+
 /// The appspec's `hooks`: the function to invoke for each event, if any.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

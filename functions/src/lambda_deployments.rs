@@ -428,6 +428,10 @@ async fn carry_out(
         Effect::Finished => {
             control
                 .store
+                .unlock_alias(&record.state.alias.target_id(), &spec.deployment_id)
+                .await?;
+            control
+                .store
                 .unlock_group(
                     &spec.application_name,
                     &spec.deployment_group_name,

@@ -11,6 +11,7 @@
 //! | an identity's instance | `CLAIM` | `SENDER#<SenderId>` | `owner` (`INSTANCE/<name>`) |
 //! | deployment (summary) | `DEPLOYMENT#<id>` | `STATE` | `spec` (immutable), `state` (the state machine's summary), `status`, `version`, `rollbackClaim` (the rollback's id, reserved before it is created), `rollbackInfo`, `groupKey` + `createTime` (index `by-group`), `activeKey` + `wakeupAt` (index `active`) |
 //! | a Lambda deployment (summary) | `DEPLOYMENT#<id>` | `STATE` | as a deployment's, with `platform` `Lambda` and the Lambda state machine as `state`; `activeKey` `LAMBDA` while the tick must look (module `lambda`) |
+//! | an alias a Lambda deployment moves | `ALIAS#<function:alias>` | `LOCK` | `deploymentId`: taken with the deployment, freed when it finishes; no two deployments move one alias |
 //! | an effect entry not yet carried out (the outbox) | `DEPLOYMENT#<id>` | `STATE#OUTBOX#<key>` | `entry` (OutboxEntry); key: the summary version that wrote it, `<version:020>`, or for a write of host records only `<summary version:020>#<host>#<host version:010>` |
 //! | a deployment's ordered targets | `DEPLOYMENT#<id>` | `PLAN#<page>` | `targets` (JSON list of up to 500, immutable) |
 //! | a deployment's host | `DEPLOYMENT#<id>` | `TARGET#<instance id>` | `state` (TargetState), `status`, `version`, `dueDeployment` + `dueAt` while deploying (index `due`) |

@@ -19,6 +19,14 @@ pub const LAMBDA_PLATFORM: &str = "Lambda";
 /// The `active` index's key of Lambda deployments the tick must look at.
 const LAMBDA_ACTIVE: &str = "LAMBDA";
 
+/// An alias moved by a deployment is held by it, whichever group it came from: two
+/// deployments never move one alias at once. Item `ALIAS#<function:alias>` / `LOCK`
+/// with `deploymentId`.
+fn alias_lock_key(target_id: &str) -> String {
+    format!("ALIAS#{target_id}")
+}
+const ALIAS_LOCK_SK: &str = "LOCK";
+
 /// Effects a write made and not yet confirmed done, as for EC2 deployments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -108,10 +116,47 @@ impl DynamoStore {
             items.push(self.lambda_outbox_put(id, &keys::summary_entry(1), effects, now));
         }
         items.push(self.group_lock(application, group, id));
+        let alias = state.alias.target_id();
+        items.push(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .item("pk", s(alias_lock_key(&alias)))
+                        .item("sk", s(ALIAS_LOCK_SK))
+                        .item("deploymentId", s(id))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .expect("put fields are set"),
+                )
+                .build(),
+        );
         self.transact(items, || {
-            format!("deployment group {group} already has an active deployment, or deployment {id} exists")
+            format!("deployment group {group} already has an active deployment, alias {alias} is being moved by another deployment, or deployment {id} exists")
         })
         .await
+    }
+
+    /// Frees the alias `target_id` (`function:alias`) that deployment `id` moved, if it
+    /// still holds it. Whether it did.
+    pub async fn unlock_alias(&self, target_id: &str, id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(alias_lock_key(target_id)))
+            .key("sk", s(ALIAS_LOCK_SK))
+            .condition_expression("deploymentId = :deployment")
+            .expression_attribute_values(":deployment", s(id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => match super::codec::classify(error, String::new) {
+                StoreError::Conflict(_) => Ok(false),
+                other => Err(other),
+            },
+        }
     }
 
     /// Stores the state a step made, if the deployment is still at `version`, with the

@@ -172,3 +172,43 @@ async fn functions_of_other_accounts_are_refused() {
         assert!(error.message.contains(says), "{appspec}: {error}");
     }
 }
+
+/// Two groups naming one alias: the second deployment is refused while the first moves
+/// it (as one group's second deployment is), and taken once the first has ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_groups_never_move_one_alias_at_once() {
+    let fx = fixture().await;
+    fx.ok(
+        "CreateDeploymentGroup",
+        json!({"applicationName": "shop", "deploymentGroupName": "canary"}),
+    )
+    .await;
+    let appspec = fx.appspec(Some("CodeDeployHook_before"), None);
+    let first = fx.deploy(&appspec, None).await.unwrap();
+    let second = fx
+        .call(
+            "CreateDeployment",
+            json!({
+                "applicationName": "shop", "deploymentGroupName": "canary",
+                "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}},
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        second.code.name(),
+        "DeploymentLimitExceededException",
+        "{second}"
+    );
+    assert!(second.message.contains("shop:live"), "{second}");
+    fx.ok("StopDeployment", json!({"deploymentId": first}))
+        .await;
+    fx.ok(
+        "CreateDeployment",
+        json!({
+            "applicationName": "shop", "deploymentGroupName": "canary",
+            "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}},
+        }),
+    )
+    .await;
+}

@@ -48,13 +48,7 @@ pub(super) fn deployment_info(record: &LambdaRecord<LambdaSpec>) -> LambdaDeploy
 
 /// The deployment's one target id: `function:alias`, the function by name.
 pub(super) fn target_id(state: &LambdaDeployment) -> String {
-    let function = &state.alias.function_name;
-    let name = function
-        .split(':')
-        .skip_while(|part| *part != "function")
-        .nth(1)
-        .unwrap_or(function);
-    format!("{name}:{}", state.alias.alias)
+    state.alias.target_id()
 }
 
 /// The alias as `lambdaTarget`.
