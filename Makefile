@@ -6,7 +6,7 @@ VENV := .venv
 CHECKOV_VENV := .venv-checkov
 CARGO ?= cargo
 
-.PHONY: all test lint venv build demo demo-lb demo-bluegreen bench bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
+.PHONY: all test lint venv build demo demo-lb demo-bluegreen demo-lambda bench bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
 
 all: test
 
@@ -105,6 +105,11 @@ demo-lb: venv build
 # A blue/green deployment through a load balancer, then a failed one rolled back (demo/bluegreen.sh).
 demo-bluegreen: venv build
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) demo/bluegreen.sh
+
+# A Lambda deployment shifting an alias 10% a (2 s) minute with no failed invocation, then
+# one whose AfterAllowTraffic hook fails and is rolled back (demo/lambda.sh).
+demo-lambda: venv build
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) demo/lambda.sh
 
 # Release artifacts in dist/: the agent and the Lambda functions.
 package: package-agent package-lambdas

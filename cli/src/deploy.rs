@@ -17,8 +17,11 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+pub mod lambda;
 
 #[derive(clap::Args)]
 pub struct DeployArgs {
@@ -26,12 +29,18 @@ pub struct DeployArgs {
     app: String,
     #[arg(long)]
     group: String,
-    /// `latest` (the newest pushed revision) or s3://bucket/key.
+    /// `latest` (the newest pushed revision) or s3://bucket/key: a bundle, or for a
+    /// Lambda application an AppSpec file (.yml, .yaml or .json).
     #[arg(long, default_value = "latest")]
     revision: String,
-    /// zip, tar or tgz, for an s3:// revision whose key does not say.
+    /// zip, tar or tgz (YAML or JSON for a Lambda AppSpec), for an s3:// revision whose
+    /// key does not say.
     #[arg(long)]
     bundle_type: Option<String>,
+    /// A Lambda application's AppSpec (YAML or JSON): its content is the revision
+    /// (AppSpecContent), and the deployment moves the alias it names.
+    #[arg(long, conflicts_with_all = ["revision", "bundle_type", "file_exists_behavior"])]
+    appspec: Option<PathBuf>,
     /// Deployment configuration (default: the group's).
     #[arg(long)]
     config: Option<String>,
@@ -53,12 +62,23 @@ fn bundle_type_of(key: &str) -> Option<&'static str> {
         Some("tgz")
     } else if key.ends_with(".tar") {
         Some("tar")
+    } else if key.ends_with(".yml") || key.ends_with(".yaml") {
+        Some("YAML")
+    } else if key.ends_with(".json") {
+        Some("JSON")
     } else {
         None
     }
 }
 
 async fn revision(gantry: &Gantry, args: &DeployArgs) -> anyhow::Result<Value> {
+    if let Some(path) = &args.appspec {
+        let content = std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("--appspec {}: {error}", path.display()))?;
+        return Ok(
+            json!({"revisionType": "AppSpecContent", "appSpecContent": {"content": content}}),
+        );
+    }
     if args.revision == "latest" {
         // Newest first: the first page's first.
         let (_, listed): (_, ListApplicationRevisionsOutput) = gantry
@@ -72,7 +92,7 @@ async fn revision(gantry: &Gantry, args: &DeployArgs) -> anyhow::Result<Value> {
             .into_iter()
             .next()
             .map(|revision| json!(revision))
-            .ok_or_else(|| anyhow::anyhow!("application {} has no pushed revision; run `gantry push` first, or pass --revision s3://bucket/key", args.app));
+            .ok_or_else(|| anyhow::anyhow!("application {} has no pushed revision; run `gantry push` first, or pass --revision s3://bucket/key (a Lambda application: --appspec FILE)", args.app));
     }
     let (bucket, key) = args
         .revision
@@ -344,6 +364,9 @@ pub async fn run(gantry: &Gantry, args: DeployArgs, output: Output) -> anyhow::R
         return Ok(ExitCode::SUCCESS);
     }
     let interactive = output == Output::Text && std::io::stdout().is_terminal();
+    if let lambda::Deployment::Lambda(_) = lambda::deployment(gantry, &id).await? {
+        return lambda::follow(gantry, &id, output, interactive).await;
+    }
     let (mut info, code) = follow(gantry, &id, output, interactive).await?;
     if rolls_back(&info) {
         info = wait_for_rollback(gantry, &id, info).await?;
@@ -592,7 +615,7 @@ fn about(seconds: f64) -> String {
     }
 }
 
-fn unix_seconds() -> f64 {
+pub fn unix_seconds() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())

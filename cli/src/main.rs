@@ -285,7 +285,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Push(args) => return push::run(&gantry, args, output).await,
         Command::Deploy(args) => return deploy::run(&gantry, args, output).await,
         Command::Status { deployment_id } => {
-            let info = gantry.deployment(&deployment_id).await?;
+            let info = match deploy::lambda::deployment(&gantry, &deployment_id).await? {
+                deploy::lambda::Deployment::Server(info) => *info,
+                deploy::lambda::Deployment::Lambda(info) => {
+                    let alias = deploy::lambda::alias_of(&gantry, &deployment_id).await?;
+                    match output {
+                        Output::Json => {
+                            show(output, &json!({"deploymentInfo": info}), |_| String::new())
+                        }
+                        Output::Text => println!(
+                            "{}",
+                            deploy::lambda::summary(&info, alias.as_ref(), deploy::unix_seconds())
+                        ),
+                    }
+                    return Ok(deploy::lambda::exit_code(info.status));
+                }
+            };
             let targets = deploy::targets(&gantry, &deployment_id).await?;
             match output {
                 Output::Json => show(output, &json!({"deploymentInfo": info}), |_| String::new()),
