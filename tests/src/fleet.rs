@@ -160,6 +160,43 @@ impl Fleet {
         crate::local::aws_lambda_invoke(&self.moto, self.local.endpoint(), function, payload, &out)
     }
 
+    /// `aws deploy ARGS` with the stock AWS CLI, CodeDeploy's own protocol against this
+    /// fleet's gantry-local (every other service, S3 for `push`, goes to moto); its
+    /// output, whatever the status.
+    pub fn aws_deploy(&self, args: &[&str]) -> Output {
+        Command::new(crate::workspace_root().join(".venv/bin/aws"))
+            .arg("deploy")
+            .args(args)
+            .args(["--endpoint-url", self.local.endpoint()])
+            .envs(self.moto.sdk_env())
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the stock AWS CLI runs")
+    }
+
+    /// `aws deploy ARGS`, required to succeed; its JSON output (null when it prints none).
+    pub fn aws_deploy_ok(&self, args: &[&str]) -> Value {
+        let output = self.aws_deploy(args);
+        assert!(
+            output.status.success(),
+            "aws deploy {} failed ({}):\n{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if output.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Value::Null;
+        }
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "aws deploy {} printed no JSON ({error}): {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
     /// Registers an on-premises instance with `tags` as an IAM user of its own (named
     /// `host-<name>`), without starting an agent; returns the user, whose keys the
     /// host's agent signs with.

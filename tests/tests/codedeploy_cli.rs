@@ -1,0 +1,158 @@
+//! The README's quick start with the stock AWS CLI (`aws deploy`, CodeDeploy's own
+//! protocol) against gantry-local and real agents: no Gantry code on the client side.
+
+use gantry_tests::fleet::{Fleet, installed_version, revision};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+
+fn fleet(hosts: &[&str]) -> Fleet {
+    let mut fleet = Fleet::start(&["--tick-ms", "200"]).expect("moto and gantry-local start");
+    for host in hosts {
+        fleet
+            .add_host(host, &["role=web"])
+            .expect("the host's agent starts");
+    }
+    fleet
+}
+
+/// `aws deploy push` of a revision directory (zipped by the CLI) to
+/// `s3://gantry-revisions/shop/<version>.zip`; its hook scripts executable, as a
+/// developer's working tree has them.
+fn push(fleet: &Fleet, version: &str, hooks: &[(&str, &str)]) {
+    let dir = fleet.work.path().join("revisions").join(version);
+    revision(&dir, version, hooks, 60).expect("writing the revision");
+    for (event, _) in hooks {
+        let script = dir.join(format!("scripts/{event}.sh"));
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let location = format!("s3://gantry-revisions/shop/{version}.zip");
+    let pushed = fleet.aws_deploy(&[
+        "push",
+        "--application-name",
+        "shop",
+        "--s3-location",
+        &location,
+        "--source",
+        dir.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&pushed.stdout);
+    assert!(
+        pushed.status.success() && said.contains("aws deploy create-deployment"),
+        "aws deploy push: {said}{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+}
+
+fn create_deployment(fleet: &Fleet, version: &str) -> String {
+    let location = format!("bucket=gantry-revisions,key=shop/{version}.zip,bundleType=zip");
+    let created = fleet.aws_deploy_ok(&[
+        "create-deployment",
+        "--application-name",
+        "shop",
+        "--deployment-group-name",
+        "web",
+        "--s3-location",
+        &location,
+    ]);
+    created["deploymentId"]
+        .as_str()
+        .expect("a deployment id")
+        .to_owned()
+}
+
+fn get_deployment(fleet: &Fleet, id: &str) -> Value {
+    fleet.aws_deploy_ok(&["get-deployment", "--deployment-id", id])["deploymentInfo"].clone()
+}
+
+#[test]
+fn the_stock_aws_cli_runs_the_quick_start_against_gantry_local() {
+    let fleet = fleet(&["web-1", "web-2"]);
+    fleet.aws_deploy_ok(&["create-application", "--application-name", "shop"]);
+    fleet.aws_deploy_ok(&[
+        "create-deployment-group",
+        "--application-name",
+        "shop",
+        "--deployment-group-name",
+        "web",
+        "--deployment-config-name",
+        "CodeDeployDefault.AllAtOnce",
+        "--on-premises-instance-tag-filters",
+        "Key=role,Value=web,Type=KEY_AND_VALUE",
+        "--service-role-arn",
+        "arn:aws:iam::123456789012:role/CodeDeployServiceRole",
+    ]);
+    let instances = fleet.aws_deploy_ok(&["list-on-premises-instances"]);
+    assert_eq!(
+        instances["instanceNames"],
+        serde_json::json!(["web-1", "web-2"]),
+        "{instances}"
+    );
+
+    push(&fleet, "v1", &[]);
+    let v1 = create_deployment(&fleet, "v1");
+    // The waiter polls GetDeployment as CodeDeploy's does (every 15 s).
+    fleet.aws_deploy_ok(&["wait", "deployment-successful", "--deployment-id", &v1]);
+    let info = get_deployment(&fleet, &v1);
+    assert_eq!(info["status"], "Succeeded", "{info:#}");
+    assert_eq!(info["deploymentOverview"]["Succeeded"], 2);
+    for host in &fleet.hosts {
+        assert_eq!(
+            installed_version(host).as_deref(),
+            Some("v1"),
+            "{}",
+            host.name
+        );
+    }
+
+    // A failing ValidateService: the waiter ends in failure, GetDeployment says why.
+    push(
+        &fleet,
+        "v2",
+        &[("ValidateService", "echo 'health check: 503' >&2; exit 1")],
+    );
+    let v2 = create_deployment(&fleet, "v2");
+    let waited = fleet.aws_deploy(&["wait", "deployment-successful", "--deployment-id", &v2]);
+    assert!(
+        !waited.status.success(),
+        "the waiter succeeded on a failing deployment"
+    );
+    let said = String::from_utf8_lossy(&waited.stderr);
+    assert!(
+        said.contains("Waiter DeploymentSuccessful failed"),
+        "{said}"
+    );
+    let info = get_deployment(&fleet, &v2);
+    assert_eq!(info["status"], "Failed", "{info:#}");
+    assert!(info["errorInformation"]["code"].is_string(), "{info:#}");
+
+    // Listing pages: the CLI follows nextToken, or hands out its own with --max-items.
+    let all = fleet.aws_deploy_ok(&[
+        "list-deployments",
+        "--application-name",
+        "shop",
+        "--deployment-group-name",
+        "web",
+    ]);
+    assert_eq!(all["deployments"], serde_json::json!([v2, v1]), "{all}");
+    let first = fleet.aws_deploy_ok(&[
+        "list-deployments",
+        "--application-name",
+        "shop",
+        "--deployment-group-name",
+        "web",
+        "--max-items",
+        "1",
+    ]);
+    assert_eq!(first["deployments"], serde_json::json!([v2]), "{first}");
+    let token = first["NextToken"].as_str().expect("a token for the rest");
+    let rest = fleet.aws_deploy_ok(&[
+        "list-deployments",
+        "--application-name",
+        "shop",
+        "--deployment-group-name",
+        "web",
+        "--starting-token",
+        token,
+    ]);
+    assert_eq!(rest["deployments"], serde_json::json!([v1]), "{rest}");
+}
