@@ -62,6 +62,8 @@ pub enum Exception {
     InvalidMinimumHealthyHostValue,
     InvalidNextToken,
     InvalidOperation,
+    InvalidAutoScalingGroupProcessToSuspend,
+    OperationNotSupported,
     InvalidRevision,
     InvalidTag,
     InvalidTagsToAdd,
@@ -149,6 +151,10 @@ impl Exception {
             Self::InvalidMinimumHealthyHostValue => "InvalidMinimumHealthyHostValueException",
             Self::InvalidNextToken => "InvalidNextTokenException",
             Self::InvalidOperation => "InvalidOperationException",
+            Self::InvalidAutoScalingGroupProcessToSuspend => {
+                "InvalidAutoScalingGroupProcessToSuspendException"
+            }
+            Self::OperationNotSupported => "OperationNotSupportedException",
             Self::InvalidRevision => "InvalidRevisionException",
             Self::InvalidTag => "InvalidTagException",
             Self::InvalidTagsToAdd => "InvalidTagsToAddException",

@@ -54,6 +54,42 @@ pub struct CreateDeploymentInput {
     pub file_exists_behavior: Option<String>,
     #[serde(default)]
     pub override_alarm_configuration: Option<serde_json::Value>,
+    #[serde(default)]
+    pub deployment_mode: Option<String>,
+    #[serde(default)]
+    pub ec2_deployment_options: Option<serde_json::Value>,
+}
+
+/// CodeDeploy's `ec2DeploymentOptions`: Gantry suspends no Auto Scaling process during a
+/// deployment (it holds launching instances with lifecycle hooks instead, and deploys to
+/// them after), so only an empty `autoScalingGroupProcessesToSuspend` is taken.
+pub fn check_ec2_deployment_options(options: Option<&serde_json::Value>) -> Result<(), ApiError> {
+    let processes = options
+        .and_then(|options| options.get("autoScalingGroupProcessesToSuspend"))
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, Vec::len);
+    if processes > 0 {
+        return Err(ApiError::new(
+            Exception::InvalidAutoScalingGroupProcessToSuspend,
+            "ec2DeploymentOptions.autoScalingGroupProcessesToSuspend: Gantry suspends no Auto Scaling process; it holds launching instances with lifecycle hooks and deploys to them once the deployment ends, so leave the list empty",
+        ));
+    }
+    Ok(())
+}
+
+/// CodeDeploy's `deploymentMode`: STANDARD (the default) deploys the revision given;
+/// RESTART (restarting the last successful revision without a download) is not done by
+/// Gantry yet, and never for Lambda deployments.
+pub fn check_deployment_mode(mode: Option<&str>) -> Result<(), ApiError> {
+    match mode {
+        None | Some("" | "STANDARD") => Ok(()),
+        Some("RESTART") => Err(ApiError::invalid_input(
+            "deploymentMode: RESTART is not supported by Gantry; deploy the group's last successful revision with STANDARD",
+        )),
+        Some(other) => Err(ApiError::invalid_input(format!(
+            "deploymentMode: {other:?} is not STANDARD or RESTART"
+        ))),
+    }
 }
 
 /// An alarm configuration refused, as CodeDeploy's exception.

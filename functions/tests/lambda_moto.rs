@@ -387,7 +387,7 @@ async fn custom_lambda_configs_are_created_checked_and_deleted() {
                 "minimumHealthyHosts": {"type": "HOST_COUNT", "value": 1},
                 "trafficRoutingConfig": {"type": "AllAtOnce"},
             }),
-            "InvalidInputException",
+            "InvalidTrafficRoutingConfigurationException",
             "trafficRoutingConfig",
         ),
     ] {

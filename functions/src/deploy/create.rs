@@ -144,6 +144,8 @@ pub fn check(
     origin: &Origin,
 ) -> Result<Checked, ApiError> {
     crate::model::check_description(input.description.as_deref())?;
+    super::check_deployment_mode(input.deployment_mode.as_deref())?;
+    super::check_ec2_deployment_options(input.ec2_deployment_options.as_ref())?;
     // A Lambda group's deployments move an alias (crate::lambda_deployments); none of
     // the instance paths (rollbacks, launches, provisioning) may deploy to one.
     if settings.is_lambda() {

@@ -157,6 +157,15 @@ pub async fn operation(
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             Box::pin(tags::operation(control, name, input)).await
         }
+        // Gantry keeps no GitHub account connections (CodeDeploy's OAuth tokens): GitHub
+        // revisions come with issue 30.
+        "ListGitHubAccountTokenNames" | "DeleteGitHubAccountToken" => Err(ApiError::new(
+            Exception::OperationNotSupported,
+            format!("{name}: Gantry keeps no GitHub account connections"),
+        )),
+        // Resources made for a CloudFormation stack's blue/green deployment (ECS): Gantry
+        // makes none, so there is nothing to delete.
+        "DeleteResourcesByExternalId" => Ok(serde_json::json!({})),
         other => Err(unknown_operation(other)),
     }
 }

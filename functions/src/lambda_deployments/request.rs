@@ -47,6 +47,10 @@ struct LambdaCreateDeploymentInput {
     file_exists_behavior: Option<String>,
     #[serde(default)]
     override_alarm_configuration: Option<Value>,
+    #[serde(default)]
+    deployment_mode: Option<String>,
+    #[serde(default)]
+    ec2_deployment_options: Option<Value>,
 }
 
 /// CreateDeployment of `group`, a Lambda application's: checks everything, then creates
@@ -60,6 +64,17 @@ pub async fn create_deployment(
     let settings = &group.settings.value;
     crate::model::check_description(input.description.as_deref())?;
     refuse_instance_members(&input)?;
+    if input
+        .deployment_mode
+        .as_deref()
+        .is_some_and(|mode| mode == "RESTART")
+    {
+        return Err(ApiError::invalid_input(
+            "deploymentMode: RESTART applies to EC2/On-premises in-place deployments, not to Lambda ones",
+        ));
+    }
+    crate::deploy::check_deployment_mode(input.deployment_mode.as_deref())?;
+    crate::deploy::check_ec2_deployment_options(input.ec2_deployment_options.as_ref())?;
     let revision = input.revision.clone().ok_or_else(|| {
         ApiError::new(
             Exception::RevisionRequired,

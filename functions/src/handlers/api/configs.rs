@@ -137,7 +137,8 @@ fn server_config(request: ConfigInput) -> Result<DeploymentConfigInfo, ApiError>
         .as_ref()
         .is_some_and(|v| !is_blank(v))
     {
-        return Err(ApiError::invalid_input(
+        return Err(ApiError::new(
+            Exception::InvalidTrafficRoutingConfiguration,
             "trafficRoutingConfig: applies to the Lambda platform (computePlatform \"Lambda\"), not to the Server platform",
         ));
     }

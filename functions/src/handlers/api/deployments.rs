@@ -164,9 +164,20 @@ pub(super) async fn deployments(
             Ok(json!({"deploymentInfo": any_deployment_info(control, &id).await?}))
         }
         "BatchGetDeployments" => {
+            // As CodeDeploy: the deployments found; ids of none are left out.
             let mut infos = Vec::new();
             for id in batch_names(&input, "deploymentIds", 100)? {
-                infos.push(any_deployment_info(control, &id).await?);
+                gantry_core::wire::check_deployment_id(&id).map_err(|error| {
+                    ApiError::new(
+                        Exception::InvalidDeploymentId,
+                        format!("deploymentIds: {error}"),
+                    )
+                })?;
+                match any_deployment_info(control, &id).await {
+                    Ok(info) => infos.push(info),
+                    Err(error) if error.code == Exception::DeploymentDoesNotExist => {}
+                    Err(error) => return Err(error),
+                }
             }
             Ok(json!({"deploymentsInfo": infos}))
         }

@@ -59,6 +59,9 @@ pub(super) struct GroupInput {
     /// application is stopped (with the traffic blocked first) before it goes.
     #[serde(default)]
     pub(super) termination_hook_enabled: Option<bool>,
+    /// Taken only empty: see [`crate::deploy::check_ec2_deployment_options`].
+    #[serde(default)]
+    pub(super) ec2_deployment_options: Option<Value>,
 }
 
 impl GroupInput {
@@ -71,6 +74,7 @@ impl GroupInput {
         platform: &str,
     ) -> Result<DeploymentGroupSettings, ApiError> {
         let lambda = platform == LAMBDA_PLATFORM;
+        crate::deploy::check_ec2_deployment_options(self.ec2_deployment_options.as_ref())?;
         let targets = self
             .targets
             .applied_to(&current.map(|c| c.targets.clone()).unwrap_or_default());

@@ -213,7 +213,20 @@ pub(super) async fn deployment_groups(
         "DeleteDeploymentGroup" => {
             let application = application_field(&input)?;
             let group = group_field(&input)?;
-            let loaded = control.load_group(&application, &group).await?;
+            // As CodeDeploy (whose model documents no "does not exist" here): deleting
+            // what is not there succeeds, with nothing to clean up.
+            let loaded = match control.load_group(&application, &group).await {
+                Ok(loaded) => loaded,
+                Err(error)
+                    if matches!(
+                        error.code,
+                        Exception::ApplicationDoesNotExist | Exception::DeploymentGroupDoesNotExist
+                    ) =>
+                {
+                    return Ok(json!({"hooksNotCleanedUp": []}));
+                }
+                Err(error) => return Err(error),
+            };
             store
                 .delete(
                     &keys::groups(&application),

@@ -112,10 +112,18 @@ pub(super) async fn on_premises_instances(
         }
         "DeregisterOnPremisesInstance" => {
             let instance = name_field(&input, "instanceName", Exception::InstanceNameRequired)?;
+            // CodeDeploy's model documents InvalidInstanceName, not InstanceNotRegistered,
+            // for this operation.
             update_instance(control, &instance, |info| {
                 info.deregister_time.get_or_insert(seconds(now_millis()));
             })
-            .await?;
+            .await
+            .map_err(|error| match error.code {
+                Exception::InstanceNotRegistered => {
+                    ApiError::new(Exception::InvalidInstanceName, error.message)
+                }
+                _ => error,
+            })?;
             // Its identity may serve a new instance, and no longer reads this one's queue.
             control.queues.unbind_sender(&instance).await?;
             let info = stored_instance(control, &instance).await?;
@@ -162,9 +170,14 @@ pub(super) async fn on_premises_instances(
             Ok(json!({"instanceInfo": get_instance(control, &instance).await?}))
         }
         "BatchGetOnPremisesInstances" => {
+            // As CodeDeploy: the instances found; names not registered are left out.
             let mut infos = Vec::new();
             for instance in batch_names(&input, "instanceNames", 100)? {
-                infos.push(get_instance(control, &instance).await?);
+                match get_instance(control, &instance).await {
+                    Ok(info) => infos.push(info),
+                    Err(error) if error.code == Exception::InstanceNotRegistered => {}
+                    Err(error) => return Err(error),
+                }
             }
             Ok(json!({"instanceInfos": infos}))
         }

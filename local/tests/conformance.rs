@@ -1,0 +1,31 @@
+//! Gantry against CodeDeploy's service model, over CodeDeploy's own protocol: every
+//! operation of botocore's model, called by boto3 with every documented input member,
+//! is served, refuses no documented member as unknown, and fails only with exceptions
+//! the model documents for it (tests/conformance/check.py).
+
+use gantry_tests::local::GantryLocal;
+use gantry_tests::moto::Moto;
+use std::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_gantry-local");
+
+#[test]
+fn every_operation_of_codedeploys_model_conforms() {
+    let moto = Moto::start().expect("moto");
+    let local = GantryLocal::start(BINARY.as_ref(), &moto, &[]).expect("gantry-local");
+    let root = gantry_tests::workspace_root();
+    let output = Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/conformance/check.py"))
+        .arg(local.endpoint())
+        .envs(moto.sdk_env())
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "findings:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,93 @@
+"""Gantry against CodeDeploy's service model (botocore's, in .venv): every operation, called
+through boto3 over CodeDeploy's own protocol with every documented input member given,
+must be served, must not refuse a documented member as unknown, and may fail only with an
+exception the model documents for that operation (or one of AWS's common errors).
+
+Usage: python tests/conformance/check.py ENDPOINT   (prints findings, one per line, as
+JSON; exits 1 if there are any). The Rust test local/tests/conformance.rs runs it against
+gantry-local.
+"""
+
+import json
+import sys
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+# Errors any AWS API may answer (AWS's "common errors").
+COMMON_ERRORS = {
+    "AccessDeniedException", "IncompleteSignature", "InternalFailure", "InvalidAction",
+    "InvalidClientTokenId", "NotAuthorized", "OptInRequired", "RequestExpired",
+    "ServiceUnavailable", "ThrottlingException", "ValidationError",
+    "UnrecognizedClientException", "InvalidSignatureException",
+}
+
+
+def sample(shape, depth=0):
+    """A value of `shape` that boto3 accepts: every member of a structure given."""
+    kind = shape.type_name
+    if kind == "structure":
+        if depth > 4:
+            return {}
+        return {name: sample(member, depth + 1) for name, member in shape.members.items()}
+    if kind == "list":
+        return [sample(shape.member, depth + 1)]
+    if kind == "map":
+        return {"k": sample(shape.value, depth + 1)}
+    if kind == "string":
+        if shape.enum:
+            return shape.enum[0]
+        low = shape.metadata.get("min", 1)
+        return "x" * max(low, 1)
+    if kind in ("integer", "long"):
+        return max(shape.metadata.get("min", 1), 1)
+    if kind == "boolean":
+        return False
+    if kind in ("double", "float"):
+        return 1.0
+    if kind == "timestamp":
+        return 0
+    if kind == "blob":
+        return b"x"
+    raise ValueError(f"no sample for {kind}")
+
+
+def findings(endpoint):
+    session = botocore.session.get_session()
+    model = session.get_service_model("codedeploy")
+    client = boto3.client(
+        "codedeploy",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    found = []
+    for name in model.operation_names:
+        operation = model.operation_model(name)
+        documented = {error.name for error in operation.error_shapes} | COMMON_ERRORS
+        given = sample(operation.input_shape) if operation.input_shape else {}
+        method = getattr(client, botocore.xform_name(name))
+        try:
+            method(**given)
+            continue
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            message = error.response["Error"].get("Message", "")
+        if "unknown field" in message or "not an operation Gantry serves" in message:
+            found.append({"operation": name, "finding": "refused", "code": code, "message": message})
+        elif code not in documented:
+            found.append({"operation": name, "finding": "undocumented exception", "code": code, "message": message})
+    return found
+
+
+def main():
+    found = findings(sys.argv[1])
+    for finding in found:
+        print(json.dumps(finding))
+    sys.exit(1 if found else 0)
+
+
+if __name__ == "__main__":
+    main()
