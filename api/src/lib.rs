@@ -16,6 +16,7 @@ pub mod instance;
 pub mod lambda;
 pub mod model;
 pub mod paging;
+pub mod protocol;
 pub mod revision;
 pub mod tags;
 pub mod target;

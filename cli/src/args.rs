@@ -122,6 +122,14 @@ pub enum Command {
         #[arg(long)]
         group: String,
     },
+    /// Serve CodeDeploy's own protocol on a loopback port, forwarding each call to this
+    /// Gantry with your AWS credentials: the stock `aws deploy`, boto3 and the SDKs reach
+    /// it with `--endpoint-url`.
+    Proxy {
+        /// The port to listen on (0: any free one; the URL is printed).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
 #[derive(Subcommand)]

@@ -12,6 +12,7 @@ mod deploy;
 mod group_args;
 mod lint;
 mod output;
+mod proxy;
 mod push;
 mod reads;
 mod tags;
@@ -365,6 +366,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     format!("{deployment_id}: rerouting traffic to the replacement fleet")
                 }
             });
+        }
+        Command::Proxy { port } => {
+            proxy::run(gantry, port).await?;
         }
         Command::Rollback { app, group } => {
             let (started, typed): (_, RollbackOutput) = gantry

@@ -156,7 +156,7 @@ async fn run() -> anyhow::Result<()> {
     println!("gantry-local listening on http://{address}");
 
     let (stop_sender, stop) = watch::channel(false);
-    let keys = Arc::new(codedeploy::signing_keys(&config).await);
+    let keys = Arc::new(gantry_api::protocol::signing_keys(config.credentials_provider()).await);
     let server = tokio::spawn(serve(listener, Arc::clone(&functions), keys, stop.clone()));
     let poller = tokio::spawn(poll_queue(
         Arc::clone(&functions),
@@ -322,7 +322,7 @@ fn json_response(status: StatusCode, body: &Value, error_type: Option<&str>) -> 
 /// CodeDeploy's own protocol, `POST /` with `X-Amz-Target` ([`codedeploy`]).
 async fn handle(
     functions: Arc<Functions>,
-    keys: &Option<codedeploy::Keys>,
+    keys: &Option<gantry_api::protocol::Keys>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     if let Some(refused) = refuse_foreign(&request) {
@@ -331,7 +331,7 @@ async fn handle(
     let path = request.uri().path().to_owned();
     if request.method() == Method::POST
         && path == "/"
-        && let Some(operation) = codedeploy::operation(request.headers())
+        && let Some(operation) = gantry_api::protocol::operation(request.headers())
     {
         return codedeploy::serve(&functions, keys, &operation, request).await;
     }
@@ -442,7 +442,7 @@ fn refuse_foreign<B>(request: &Request<B>) -> Option<Response<Body>> {
         .headers()
         .get(hyper::header::HOST)
         .and_then(|value| value.to_str().ok());
-    if !host.is_some_and(is_loopback_host) {
+    if !host.is_some_and(gantry_api::protocol::is_loopback_host) {
         return Some(json_response(
             StatusCode::FORBIDDEN,
             &json!({"message": format!("Host {host:?} is not a loopback address: gantry-local answers only requests addressed to 127.0.0.1, ::1 or localhost")}),
@@ -459,19 +459,6 @@ fn refuse_foreign<B>(request: &Request<B>) -> Option<Response<Body>> {
     None
 }
 
-/// Whether a `Host` header names this machine's loopback: `localhost`, `127.x.x.x` or
-/// `[::1]`, with or without a port.
-fn is_loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split_once(']').map_or(rest, |(name, _)| name),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
-}
-
 /// Function names may carry the stack's prefix (`gantry-create-deployment`) as the
 /// template names them; both forms reach the same handler.
 fn resolve_function(name: &str) -> String {
@@ -482,7 +469,7 @@ fn resolve_function(name: &str) -> String {
 async fn serve(
     listener: tokio::net::TcpListener,
     functions: Arc<Functions>,
-    keys: Arc<Option<codedeploy::Keys>>,
+    keys: Arc<Option<gantry_api::protocol::Keys>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
@@ -673,6 +660,7 @@ async fn tick(functions: Arc<Functions>, period_ms: u64, mut stop: watch::Receiv
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_api::protocol::is_loopback_host;
 
     fn request(headers: &[(&str, &str)]) -> Request<()> {
         let mut builder = Request::post("/2015-03-31/functions/api/invocations");

@@ -156,3 +156,78 @@ fn the_stock_aws_cli_runs_the_quick_start_against_gantry_local() {
     ]);
     assert_eq!(rest["deployments"], serde_json::json!([v1]), "{rest}");
 }
+
+/// `gantry proxy`, killed by pid when dropped.
+struct Proxy {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `gantry proxy` forwards CodeDeploy's protocol to the api function with the caller's
+/// credentials (here gantry-local's Invoke API stands for a deployed stack's Lambda): the
+/// stock CLI's answers and errors come through unchanged, and a request signed with
+/// other keys never leaves the machine.
+#[test]
+fn gantry_proxy_carries_codedeploys_protocol_to_the_api_function() {
+    use std::io::BufRead;
+    let fleet = fleet(&[]);
+    let mut child = fleet
+        .gantry_command(&["proxy"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gantry proxy starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let proxy = Proxy {
+        child,
+        endpoint: line
+            .trim()
+            .strip_prefix("gantry proxy listening on ")
+            .unwrap_or_else(|| panic!("gantry proxy said {line:?}"))
+            .to_owned(),
+    };
+    let aws = |args: &[&str], env: &[(&str, &str)]| {
+        std::process::Command::new(gantry_tests::workspace_root().join(".venv/bin/aws"))
+            .arg("deploy")
+            .args(args)
+            .args(["--endpoint-url", &proxy.endpoint])
+            .envs(fleet.moto.sdk_env())
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .envs(env.iter().copied())
+            .output()
+            .expect("the stock AWS CLI runs")
+    };
+    let created = aws(&["create-application", "--application-name", "shop"], &[]);
+    assert!(created.status.success(), "{created:?}");
+    let listed = aws(&["list-applications"], &[]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    assert_eq!(listed["applications"], serde_json::json!(["shop"]));
+    let missing = aws(&["get-application", "--application-name", "nope"], &[]);
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        said.contains("An error occurred (ApplicationDoesNotExistException) when calling the GetApplication operation"),
+        "{said}"
+    );
+    let forged = aws(
+        &["create-application", "--application-name", "other"],
+        &[("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
+    );
+    let said = String::from_utf8_lossy(&forged.stderr);
+    assert!(said.contains("InvalidSignatureException"), "{said}");
+    let listed = aws(&["list-applications"], &[]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    assert_eq!(
+        listed["applications"],
+        serde_json::json!(["shop"]),
+        "nothing forged went through"
+    );
+}
