@@ -9,22 +9,40 @@ use std::process::Command;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gantry-local");
 
-#[test]
-fn every_operation_of_codedeploys_model_conforms() {
+/// `tests/conformance/<script> <gantry-local> ARGS` with the venv's Python and boto3.
+fn python(script: &str, args: &[&str]) -> std::process::Output {
     let moto = Moto::start().expect("moto");
     let local = GantryLocal::start(BINARY.as_ref(), &moto, &[]).expect("gantry-local");
     let root = gantry_tests::workspace_root();
-    let output = Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("tests/conformance/check.py"))
+    Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/conformance").join(script))
         .arg(local.endpoint())
+        .args(args)
         .envs(moto.sdk_env())
         .env_remove("AWS_ENDPOINT_URL")
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .output()
-        .expect("python runs");
+        .expect("python runs")
+}
+
+#[test]
+fn every_operation_of_codedeploys_model_conforms() {
+    let output = python("check.py", &[]);
     assert!(
         output.status.success(),
         "findings:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// More applications than one page: boto3's paginator follows nextToken to the end.
+#[test]
+fn boto3_paginators_page_through_gantry() {
+    let output = python("paging.py", &["130"]);
+    assert!(
+        output.status.success(),
+        "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
