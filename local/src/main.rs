@@ -124,6 +124,17 @@ async fn run() -> anyhow::Result<()> {
     if let Some(region) = config.region() {
         settings.region = region.to_string();
     }
+    // ARNs name the caller's account, as AWS's do, unless one is configured.
+    if std::env::var("GANTRY_ACCOUNT_ID").is_err() {
+        let identity = aws_sdk_sts::Client::new(&config)
+            .get_caller_identity()
+            .send()
+            .await
+            .context("reading this account's id (STS GetCallerIdentity); set GANTRY_ACCOUNT_ID to skip")?;
+        if let Some(account) = identity.account() {
+            settings.account_id = account.to_owned();
+        }
+    }
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queues = create_resources(&args, &template, &config, &sqs).await?;
     settings.lifecycle_queue_url = Some(queues.lifecycle_url.clone());

@@ -584,7 +584,7 @@ fn a_host_cannot_report_for_another_host() {
 fn resources_are_tagged_through_the_cli_and_the_stock_aws_cli() {
     let fleet = fleet(&[], &[]);
     // gantry-local's account when GANTRY_ACCOUNT_ID is not set.
-    let arn = |rest: &str| format!("arn:aws:codedeploy:us-east-1:000000000000:{rest}");
+    let arn = |rest: &str| format!("arn:aws:codedeploy:us-east-1:123456789012:{rest}");
     let app = arn("application:shop");
     let group = arn("deploymentgroup:shop/web");
     fleet.gantry_ok(&["app", "create", "shop", "--tag", "team=shop"]);
@@ -981,7 +981,7 @@ fn an_application_renamed_through_the_cli_deploys_and_lists_by_its_new_name() {
         fleet.gantry_ok(&[
             "tags",
             "list",
-            "arn:aws:codedeploy:us-east-1:000000000000:application:store"
+            "arn:aws:codedeploy:us-east-1:123456789012:application:store"
         ]),
         "team=shop\n"
     );
