@@ -13,7 +13,6 @@
 mod request;
 pub use request::{MAX_APPSPEC_BYTES, create_deployment};
 
-use crate::adapters::PublishError;
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception};
 use crate::model::{AutoRollbackConfiguration, TriggerConfig, now_millis};
@@ -443,10 +442,9 @@ async fn carry_out(
     }
 }
 
-/// Publishes a deployment event to every trigger of the group that asks for it, as for
-/// EC2 deployments ([`crate::notify`]): its one target counted in `deploymentOverview`.
-/// A topic that refuses for good is recorded and blocks nothing; one SNS could not take
-/// for now is retried.
+/// Publishes a deployment event to the triggers of the group that ask for it, as for
+/// EC2 deployments ([`crate::notify::publish_to`]): its one target counted in
+/// `deploymentOverview`.
 async fn notify(
     control: &ControlPlane,
     record: &LambdaRecord<LambdaSpec>,
@@ -456,66 +454,36 @@ async fn notify(
     let state = &record.state;
     let settings = &control.settings;
     let overview = overview(state.status());
-    let mut retry = None;
-    for trigger in &spec.trigger_configurations {
-        if !crate::notify::subscribes(trigger, event) {
-            continue;
-        }
-        let body = crate::notify::deployment_message(
-            &settings.region,
-            &settings.account_id,
-            &trigger.trigger_name,
-            crate::notify::DeploymentNames {
-                application: &spec.application_name,
-                group: &spec.deployment_group_name,
-                deployment_id: &spec.deployment_id,
-            },
-            (state.create_time, state.complete_time),
-            [
-                overview.failed,
-                overview.in_progress,
-                overview.pending,
-                overview.skipped,
-                overview.succeeded,
-            ],
-            event,
-            state.error.as_ref(),
-        );
-        let subject = crate::notify::subject(
-            event,
-            &spec.deployment_id,
-            &settings.region,
-            &spec.application_name,
-        );
-        match control
-            .notifier
-            .publish(&trigger.trigger_target_arn, &subject, &body.to_string())
-            .await
-        {
-            Ok(()) => {}
-            Err(PublishError::Refused(reason)) => {
-                let effect = format!(
-                    "{event:?} notification to trigger {} ({})",
-                    trigger.trigger_name, trigger.trigger_target_arn
-                );
-                tracing::warn!(deployment_id = %spec.deployment_id, %effect, %reason, "notification refused for good; it blocks nothing");
-                control
-                    .store
-                    .record_failed_effect(
-                        &spec.deployment_id,
-                        &format!("Notify#{}", trigger.trigger_name),
-                        &effect,
-                        &reason,
-                        now_millis(),
-                    )
-                    .await?;
-            }
-            Err(PublishError::Unavailable(error)) => {
-                retry.get_or_insert(error);
-            }
-        }
-    }
-    retry.map_or(Ok(()), Err)
+    crate::notify::publish_to(
+        control,
+        &spec.trigger_configurations,
+        event,
+        &spec.deployment_id,
+        &spec.application_name,
+        |trigger_name| {
+            crate::notify::deployment_message(
+                &settings.region,
+                &settings.account_id,
+                trigger_name,
+                crate::notify::DeploymentNames {
+                    application: &spec.application_name,
+                    group: &spec.deployment_group_name,
+                    deployment_id: &spec.deployment_id,
+                },
+                (state.create_time, state.complete_time),
+                [
+                    overview.failed,
+                    overview.in_progress,
+                    overview.pending,
+                    overview.skipped,
+                    overview.succeeded,
+                ],
+                event,
+                state.error.as_ref(),
+            )
+        },
+    )
+    .await
 }
 
 /// A Lambda deployment's one target (the alias), counted as `deploymentOverview` counts

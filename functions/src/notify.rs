@@ -194,7 +194,7 @@ pub fn wanted(spec: &DeploymentSpec, event: NotificationEvent) -> bool {
         .any(|trigger| subscribes(trigger, event))
 }
 
-pub fn subscribes(trigger: &crate::model::TriggerConfig, event: NotificationEvent) -> bool {
+fn subscribes(trigger: &crate::model::TriggerConfig, event: NotificationEvent) -> bool {
     let event_name = format!("{event:?}");
     trigger
         .trigger_events
@@ -204,11 +204,6 @@ pub fn subscribes(trigger: &crate::model::TriggerConfig, event: NotificationEven
 
 /// Publishes the event to every trigger of the deployment's group that asks for it. An
 /// instance event carries the host's record (`target`), when it has one.
-///
-/// A trigger whose topic refuses the message for good (deleted, not ours) is recorded
-/// on the deployment and logged, and blocks nothing. One SNS could not take for now is
-/// an error after the other triggers had theirs: the effect is retried, and triggers
-/// that already got the message may get it again, as SNS delivers at least once anyway.
 pub async fn publish<P: Ports>(
     control: &P,
     record: &DeploymentRecord<DeploymentSpec>,
@@ -217,25 +212,54 @@ pub async fn publish<P: Ports>(
     target: Option<&TargetState>,
 ) -> Result<(), ApiError> {
     let spec = &record.spec;
+    let settings = control.settings();
+    publish_to(
+        control,
+        &spec.trigger_configurations,
+        event,
+        &spec.deployment_id,
+        &spec.application_name,
+        |trigger_name| {
+            message(
+                &settings.region,
+                &settings.account_id,
+                trigger_name,
+                spec,
+                &record.state,
+                event,
+                instance_id.map(|id| (id, target)),
+            )
+        },
+    )
+    .await
+}
+
+/// Publishes `message(trigger name)` to each of `triggers` that asks for `event`, for a
+/// deployment of either platform.
+///
+/// A trigger whose topic refuses the message for good (deleted, not ours) is recorded
+/// on the deployment and logged, and blocks nothing. One SNS could not take for now is
+/// an error after the other triggers had theirs: the effect is retried, and triggers
+/// that already got the message may get it again, as SNS delivers at least once anyway.
+pub async fn publish_to<P: Ports>(
+    control: &P,
+    triggers: &[crate::model::TriggerConfig],
+    event: NotificationEvent,
+    deployment_id: &str,
+    application: &str,
+    message: impl Fn(&str) -> Value,
+) -> Result<(), ApiError> {
     let mut retry = None;
-    for trigger in &spec.trigger_configurations {
+    for trigger in triggers {
         if !subscribes(trigger, event) {
             continue;
         }
-        let body = message(
-            &control.settings().region,
-            &control.settings().account_id,
-            &trigger.trigger_name,
-            spec,
-            &record.state,
-            event,
-            instance_id.map(|id| (id, target)),
-        );
+        let body = message(&trigger.trigger_name);
         let subject = subject(
             event,
-            &spec.deployment_id,
+            deployment_id,
             &control.settings().region,
-            &spec.application_name,
+            application,
         );
         match control
             .topics()
@@ -248,11 +272,11 @@ pub async fn publish<P: Ports>(
                     "{event:?} notification to trigger {} ({})",
                     trigger.trigger_name, trigger.trigger_target_arn
                 );
-                tracing::warn!(%effect, %reason, "notification refused for good; it blocks nothing");
+                tracing::warn!(%deployment_id, %effect, %reason, "notification refused for good; it blocks nothing");
                 control
                     .log()
                     .record_failed_effect(
-                        &spec.deployment_id,
+                        deployment_id,
                         &format!("Notify#{}", trigger.trigger_name),
                         &effect,
                         &reason,

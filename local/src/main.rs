@@ -130,7 +130,9 @@ async fn run() -> anyhow::Result<()> {
             .get_caller_identity()
             .send()
             .await
-            .context("reading this account's id (STS GetCallerIdentity); set GANTRY_ACCOUNT_ID to skip")?;
+            .context(
+                "reading this account's id (STS GetCallerIdentity); set GANTRY_ACCOUNT_ID to skip",
+            )?;
         if let Some(account) = identity.account() {
             settings.account_id = account.to_owned();
         }
