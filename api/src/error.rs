@@ -11,6 +11,7 @@ pub enum Exception {
     ApplicationNameRequired,
     ArnNotSupported,
     BatchLimitExceeded,
+    BucketNameFilterRequired,
     ConcurrentModification,
     DeploymentAlreadyCompleted,
     DeploymentAlreadyStarted,
@@ -27,6 +28,7 @@ pub enum Exception {
     DeploymentLimitExceeded,
     DeploymentTargetDoesNotExist,
     DeploymentTargetIdRequired,
+    DeploymentTargetListSizeExceeded,
     DescriptionTooLong,
     IamArnRequired,
     IamSessionArnAlreadyRegistered,
@@ -43,7 +45,9 @@ pub enum Exception {
     InvalidArn,
     InvalidAutoRollbackConfig,
     InvalidBlueGreenDeploymentConfiguration,
+    InvalidBucketNameFilter,
     InvalidComputePlatform,
+    InvalidDeployedStateFilter,
     InvalidDeploymentConfigName,
     InvalidDeploymentId,
     InvalidDeploymentStatus,
@@ -56,6 +60,7 @@ pub enum Exception {
     InvalidInstanceName,
     InvalidInstanceStatus,
     InvalidInstanceType,
+    InvalidKeyPrefixFilter,
     InvalidLifecycleEventHookExecutionId,
     InvalidLifecycleEventHookExecutionStatus,
     InvalidLoadBalancerInfo,
@@ -65,6 +70,8 @@ pub enum Exception {
     InvalidAutoScalingGroupProcessToSuspend,
     OperationNotSupported,
     InvalidRevision,
+    InvalidSortBy,
+    InvalidSortOrder,
     InvalidTag,
     InvalidTagsToAdd,
     InvalidTargetInstances,
@@ -94,6 +101,7 @@ impl Exception {
             Self::ApplicationNameRequired => "ApplicationNameRequiredException",
             Self::ArnNotSupported => "ArnNotSupportedException",
             Self::BatchLimitExceeded => "BatchLimitExceededException",
+            Self::BucketNameFilterRequired => "BucketNameFilterRequiredException",
             Self::ConcurrentModification => "ConcurrentModificationException",
             Self::DeploymentAlreadyCompleted => "DeploymentAlreadyCompletedException",
             Self::DeploymentAlreadyStarted => "DeploymentAlreadyStartedException",
@@ -110,6 +118,7 @@ impl Exception {
             Self::DeploymentLimitExceeded => "DeploymentLimitExceededException",
             Self::DeploymentTargetDoesNotExist => "DeploymentTargetDoesNotExistException",
             Self::DeploymentTargetIdRequired => "DeploymentTargetIdRequiredException",
+            Self::DeploymentTargetListSizeExceeded => "DeploymentTargetListSizeExceededException",
             Self::DescriptionTooLong => "DescriptionTooLongException",
             Self::IamArnRequired => "IamArnRequiredException",
             Self::IamSessionArnAlreadyRegistered => "IamSessionArnAlreadyRegisteredException",
@@ -128,7 +137,9 @@ impl Exception {
             Self::InvalidBlueGreenDeploymentConfiguration => {
                 "InvalidBlueGreenDeploymentConfigurationException"
             }
+            Self::InvalidBucketNameFilter => "InvalidBucketNameFilterException",
             Self::InvalidComputePlatform => "InvalidComputePlatformException",
+            Self::InvalidDeployedStateFilter => "InvalidDeployedStateFilterException",
             Self::InvalidDeploymentConfigName => "InvalidDeploymentConfigNameException",
             Self::InvalidDeploymentId => "InvalidDeploymentIdException",
             Self::InvalidDeploymentStatus => "InvalidDeploymentStatusException",
@@ -141,6 +152,7 @@ impl Exception {
             Self::InvalidInstanceName => "InvalidInstanceNameException",
             Self::InvalidInstanceStatus => "InvalidInstanceStatusException",
             Self::InvalidInstanceType => "InvalidInstanceTypeException",
+            Self::InvalidKeyPrefixFilter => "InvalidKeyPrefixFilterException",
             Self::InvalidLifecycleEventHookExecutionId => {
                 "InvalidLifecycleEventHookExecutionIdException"
             }
@@ -156,6 +168,8 @@ impl Exception {
             }
             Self::OperationNotSupported => "OperationNotSupportedException",
             Self::InvalidRevision => "InvalidRevisionException",
+            Self::InvalidSortBy => "InvalidSortByException",
+            Self::InvalidSortOrder => "InvalidSortOrderException",
             Self::InvalidTag => "InvalidTagException",
             Self::InvalidTagsToAdd => "InvalidTagsToAddException",
             Self::InvalidTargetInstances => "InvalidTargetInstancesException",

@@ -6,11 +6,21 @@ use gantry_core::wire::RevisionLocation;
 use serde::{Deserialize, Serialize};
 
 /// CodeDeploy's `genericRevisionInfo` (GetApplicationRevision's `revisionInfo`): what
-/// Gantry keeps of a registration.
+/// Gantry keeps of a registration, and of the revision's use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenericRevisionInfo {
     pub description: Option<String>,
+    /// The deployment groups whose current target revision this is (their last
+    /// successful deployment's), in name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployment_groups: Vec<String>,
+    /// When a deployment first used it, epoch seconds; none if none has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_used_time: Option<f64>,
+    /// When a deployment last used it, epoch seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_time: Option<f64>,
     /// Epoch seconds.
     pub register_time: f64,
 }
@@ -93,13 +103,17 @@ mod tests {
             "applicationName": "WordPress_App",
             "revisions": [{
                 "revisionLocation": s3("WordPressApp.zip", "dd56cfd5"),
-                "genericRevisionInfo": {"description": "first", "registerTime": 1764979200.123}
+                "genericRevisionInfo": {
+                    "description": "first", "deploymentGroups": ["web"],
+                    "firstUsedTime": 1764979300.5, "lastUsedTime": 1764979400.25,
+                    "registerTime": 1764979200.123
+                }
             }],
             "errorMessage": "revisions[1]: this application has no such registered revision"
         }));
-        assert_eq!(
-            got.revisions[0].generic_revision_info.register_time,
-            1764979200.123
-        );
+        let info = &got.revisions[0].generic_revision_info;
+        assert_eq!(info.register_time, 1764979200.123);
+        assert_eq!(info.deployment_groups, ["web"]);
+        assert_eq!(info.last_used_time, Some(1764979400.25));
     }
 }

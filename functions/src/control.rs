@@ -142,6 +142,22 @@ impl Settings {
     }
 }
 
+/// When the predefined deployment configurations were "created", as GetDeploymentConfig
+/// shows them: CodeDeploy's launch, 2014-11-12T00:00:00Z, in epoch seconds. Fixed, so
+/// that every Gantry and every call shows the same.
+pub const PREDEFINED_CONFIG_CREATE_TIME: f64 = 1_415_750_400.0;
+
+/// A predefined deployment configuration's `deploymentConfigId`: a UUID (as a created
+/// configuration's) derived from its name, so it is the same in every Gantry and never
+/// one a created configuration has (those are random, version 4).
+pub fn predefined_config_id(name: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("gantry:predefined-deployment-config:{name}").as_bytes(),
+    )
+    .to_string()
+}
+
 /// Every AWS client the handlers use, built once per process.
 pub struct ControlPlane {
     pub store: DynamoStore,
@@ -278,22 +294,22 @@ impl ControlPlane {
     ) -> Result<DeploymentConfigInfo, ApiError> {
         if let Some(config) = DeploymentConfig::predefined(name) {
             return Ok(DeploymentConfigInfo {
-                deployment_config_id: None,
+                deployment_config_id: Some(predefined_config_id(&config.name)),
                 deployment_config_name: config.name,
                 minimum_healthy_hosts: Some(config.minimum_healthy_hosts),
                 zonal_config: config.zonal_config,
-                create_time: None,
+                create_time: Some(PREDEFINED_CONFIG_CREATE_TIME),
                 compute_platform: SERVER_PLATFORM.into(),
                 traffic_routing_config: None,
             });
         }
         if let Some(config) = LambdaDeploymentConfig::predefined(name) {
             return Ok(DeploymentConfigInfo {
-                deployment_config_id: None,
+                deployment_config_id: Some(predefined_config_id(&config.name)),
                 deployment_config_name: config.name,
                 minimum_healthy_hosts: None,
                 zonal_config: None,
-                create_time: None,
+                create_time: Some(PREDEFINED_CONFIG_CREATE_TIME),
                 compute_platform: LAMBDA_PLATFORM.into(),
                 traffic_routing_config: Some(config.traffic_routing_config),
             });

@@ -163,6 +163,15 @@ pub trait GroupLog: Sync {
         last: &LastDeploymentInfo,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Records that a deployment created at `now` uses `revision` (registered to
+    /// `application`): its first and last use times.
+    fn record_revision_use(
+        &self,
+        application: &str,
+        revision: &RevisionLocation,
+        now: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Releases the lock if `deployment_id` holds it; returns whether it did.
     fn unlock_group(
         &self,
@@ -404,6 +413,19 @@ impl GroupLog for DynamoStore {
         last: &LastDeploymentInfo,
     ) -> Result<(), StoreError> {
         DynamoStore::record_attempt(self, application, group, last).await
+    }
+
+    async fn record_revision_use(
+        &self,
+        application: &str,
+        revision: &RevisionLocation,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        // False when a later use is recorded already: nothing to do.
+        let key = crate::adapters::revision_key(revision);
+        DynamoStore::record_revision_use(self, application, &key, now)
+            .await
+            .map(drop)
     }
 
     async fn unlock_group(

@@ -6,7 +6,7 @@
 //! | deployment group | `GROUP#<application>` | name | `body` (settings), `version`, `activeDeploymentId` (the lock), `lastSuccessful`, `lastAttempted`, `targetRevision`, `tags` + `tagsVersion`; `renamedFrom` while its application's rename brings its health and history after it |
 //! | instance health in a group | `HEALTH#<application>#<group>` | instance id | `body` (InstanceHealth) |
 //! | deployment config | `CONFIG` | name | `body`, `version` |
-//! | revision | `REVISION#<application>` | revision key | `body` (RevisionRecord) |
+//! | revision | `REVISION#<application>` | revision key | `body` (RevisionRecord), `firstUsedTime` + `lastUsedTime` (epoch ms, set by the deployments that use it) |
 //! | on-premises instance | `INSTANCE` | name | `body`, `version` |
 //! | an identity's instance | `CLAIM` | `SENDER#<SenderId>` | `owner` (`INSTANCE/<name>`) |
 //! | deployment (summary) | `DEPLOYMENT#<id>` | `STATE` | `spec` (immutable), `state` (the state machine's summary), `status`, `version`, `rollbackClaim` (the rollback's id, reserved before it is created), `rollbackInfo`, `groupKey` + `createTime` (index `by-group`), `activeKey` + `wakeupAt` (index `active`) |
@@ -33,7 +33,7 @@
 //!
 //! One module per kind of item: `groups`, `deployments` (the summary, its plan and every
 //! change the state machine makes), `targets` (hosts), `outbox`, `schedule` (when the
-//! tick looks), `items` (the entities written whole by key), `codec` (attribute values
+//! tick looks), `revisions` (registered revisions and their use), `items` (the entities written whole by key), `codec` (attribute values
 //! and errors). Renaming an application moves every item its name keys (`rename`).
 //!
 //! Nothing grows with the fleet in one item: a host's report writes its own record, and
@@ -56,6 +56,7 @@ mod items;
 mod lambda;
 mod outbox;
 mod rename;
+mod revisions;
 mod schedule;
 mod targets;
 
@@ -68,6 +69,7 @@ pub use outbox::{FailedEffect, MAX_RETRY_DELAY_MS, OutboxEntry};
 #[cfg(test)]
 pub(crate) use outbox::{dispatches, wakeup};
 pub use rename::{GroupMove, RenameMarks};
+pub use revisions::StoredRevision;
 pub use schedule::{ALARM_LOOK_MS, IDLE_TICK_MS, OUTBOX_GRACE_MS, idle_look};
 
 #[derive(Debug, thiserror::Error)]

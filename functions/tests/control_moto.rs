@@ -2406,14 +2406,14 @@ async fn deployments_are_listed_page_by_page() {
     bad["nextToken"] = json!("not-a-token");
     let error = fx.call("ListDeployments", bad).await.unwrap_err();
     assert_eq!(error.code, "InvalidNextTokenException");
-    let too_many: Vec<String> = created[..101].to_vec();
+    let too_many: Vec<String> = created[..26].to_vec();
     let error = fx
         .call("BatchGetDeployments", json!({"deploymentIds": too_many}))
         .await
         .unwrap_err();
     assert_eq!(error.code, "BatchLimitExceededException");
     assert!(
-        error.message.contains("deploymentIds: at most 100"),
+        error.message.contains("deploymentIds: at most 25"),
         "{error}"
     );
 }

@@ -4,7 +4,7 @@
 use super::aws_failure;
 use crate::error::{ApiError, Exception};
 use crate::model::{RevisionRecord, seconds};
-use crate::store::{DynamoStore, keys};
+use crate::store::DynamoStore;
 use gantry_api::lambda::AppSpecLocation;
 use gantry_core::bundle::{self, BundleType, Limits};
 use gantry_core::lifecycle::LifecycleEvent;
@@ -351,12 +351,6 @@ pub async fn register(
         event_timeouts,
         size_bytes: Some(size),
     };
-    store
-        .put(
-            &keys::revisions(application),
-            &revision_key(&record.revision_location),
-            &record,
-        )
-        .await?;
+    store.put_revision(application, &record).await?;
     Ok(record)
 }

@@ -526,6 +526,17 @@ pub async fn store<P: Ports>(
         {
             tracing::warn!(%error, "could not record the group's last attempted deployment");
         }
+        // The revision's first and last use (GetApplicationRevision's firstUsedTime and
+        // lastUsedTime): once, when the deployment is created (a provisioned one was
+        // created when it started provisioning). Only shown, so a failure is logged.
+        if origin.provisioned.is_none()
+            && let Err(error) = ports
+                .log()
+                .record_revision_use(&record.spec.application_name, &record.spec.revision, now)
+                .await
+        {
+            tracing::warn!(%error, "could not record the revision's use");
+        }
         Ok(Created { record, effects })
     }
     .instrument(span)

@@ -39,6 +39,8 @@ pub struct Records {
     /// Groups by (application, group).
     pub groups: BTreeMap<(String, String), GroupRecord<DeploymentGroupSettings>>,
     pub health: BTreeMap<(String, String), BTreeMap<String, InstanceHealth>>,
+    /// Revisions' (first, last) use by (application, revision key).
+    pub revision_uses: BTreeMap<(String, String), (Millis, Millis)>,
 }
 
 /// The deployment and group records.
@@ -512,6 +514,22 @@ impl GroupLog for MemoryLog {
         self.with_group(application, group, |found| {
             found.last_attempted = Some(last.clone())
         })
+    }
+
+    async fn record_revision_use(
+        &self,
+        application: &str,
+        revision: &RevisionLocation,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let key = (
+            application.to_owned(),
+            crate::adapters::revision_key(revision),
+        );
+        let mut records = self.records();
+        let used = records.revision_uses.entry(key).or_insert((now, now));
+        used.1 = used.1.max(now);
+        Ok(())
     }
 
     async fn unlock_group(

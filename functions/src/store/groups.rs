@@ -73,6 +73,23 @@ impl DynamoStore {
         }))
     }
 
+    /// Each of an application's deployment groups with its target revision (its last
+    /// successful deployment's), in name order: one query.
+    pub async fn group_target_revisions(
+        &self,
+        application: &str,
+    ) -> Result<Vec<(String, Option<gantry_core::wire::RevisionLocation>)>, StoreError> {
+        let mut groups = Vec::new();
+        self.query_pages(&keys::groups(application), "", |item| {
+            let name = text(item, "sk").unwrap_or_default().to_owned();
+            let target = decode_optional(item, "targetRevision", &name)?;
+            groups.push((name, target));
+            Ok(())
+        })
+        .await?;
+        Ok(groups)
+    }
+
     /// Records one instance's health in its group, in the instance's own item.
     pub async fn record_health(
         &self,

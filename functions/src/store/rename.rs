@@ -191,11 +191,12 @@ impl DynamoStore {
     /// has already (registered to it while the rename ran) is newer and stays; `old`'s
     /// copy goes. Returns how many were under `old`.
     pub async fn move_revisions(&self, old: &str, new: &str) -> Result<usize, StoreError> {
+        // A deployment's use of a revision while it moves keeps the old copy.
         self.move_partition(
             &keys::revisions(old),
             &keys::revisions(new),
             new,
-            &RECORD_ATTRIBUTES,
+            &["body", "version", "lastUsedTime"],
         )
         .await
     }

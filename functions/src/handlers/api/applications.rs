@@ -67,6 +67,7 @@ pub(super) async fn applications(
         }
         "BatchGetApplications" => {
             let mut infos = Vec::new();
+            // At most 100 names, as CodeDeploy's model documents.
             for application in batch_names(&input, "applicationNames", 100)? {
                 infos.push(get_application(control, &application).await?);
             }

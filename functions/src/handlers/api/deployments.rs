@@ -164,9 +164,10 @@ pub(super) async fn deployments(
             Ok(json!({"deploymentInfo": any_deployment_info(control, &id).await?}))
         }
         "BatchGetDeployments" => {
-            // As CodeDeploy: the deployments found; ids of none are left out.
+            // As CodeDeploy: the deployments found; ids of none are left out. At most
+            // 25 ids, as its model documents.
             let mut infos = Vec::new();
-            for id in batch_names(&input, "deploymentIds", 100)? {
+            for id in batch_names(&input, "deploymentIds", 25)? {
                 gantry_core::wire::check_deployment_id(&id).map_err(|error| {
                     ApiError::new(
                         Exception::InvalidDeploymentId,
@@ -241,7 +242,12 @@ pub(super) async fn deployments(
                 let target = name_field(&input, "targetId", Exception::DeploymentTargetIdRequired)?;
                 ("targetId", vec![target])
             } else {
-                ("targetIds", batch_names(&input, "targetIds", 25)?)
+                // At most 25; more is DeploymentTargetListSizeExceededException, the
+                // one the model names for this operation.
+                let targets = batch_names(&input, "targetIds", 25).map_err(|error| {
+                    ApiError::new(Exception::DeploymentTargetListSizeExceeded, error.message)
+                })?;
+                ("targetIds", targets)
             };
             let record = match load_any(control, &id).await? {
                 AnyDeployment::Server(record) => *record,

@@ -107,6 +107,9 @@ pub(super) async fn deployment_groups(
         "BatchGetDeploymentGroups" => {
             let application = application_field(&input)?;
             let mut infos = Vec::new();
+            // The operation's documentation gives no number; the model's
+            // BatchLimitExceededException says 100 ("names or IDs allowed for this
+            // request (100)").
             for group in batch_names(&input, "deploymentGroupNames", 100)? {
                 infos.push(group_info(control, &application, &group).await?);
             }

@@ -170,9 +170,10 @@ pub(super) async fn on_premises_instances(
             Ok(json!({"instanceInfo": get_instance(control, &instance).await?}))
         }
         "BatchGetOnPremisesInstances" => {
-            // As CodeDeploy: the instances found; names not registered are left out.
+            // As CodeDeploy: the instances found; names not registered are left out. At
+            // most 25 names, as its model documents.
             let mut infos = Vec::new();
-            for instance in batch_names(&input, "instanceNames", 100)? {
+            for instance in batch_names(&input, "instanceNames", 25)? {
                 match get_instance(control, &instance).await {
                     Ok(info) => infos.push(info),
                     Err(error) if error.code == Exception::InstanceNotRegistered => {}
