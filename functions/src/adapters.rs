@@ -18,7 +18,7 @@ mod queues;
 
 pub use alarms::Alarms;
 pub use aliases::{AliasState, Aliases};
-pub use bundles::{Bundles, register, revision_key};
+pub use bundles::{Bundles, register};
 pub use fleet::{Fleet, Host};
 pub use identities::Identities;
 pub use lifecycle_hooks::{HookKind, LAUNCHING, LifecycleHooks, MANAGED_TAG, TERMINATING};

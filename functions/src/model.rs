@@ -104,3 +104,20 @@ pub struct BlueGreenSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_input: Option<serde_json::Value>,
 }
+
+/// A stable key for a revision: the same object version always gets the same key.
+pub fn revision_key(location: &RevisionLocation) -> String {
+    match location {
+        RevisionLocation::S3 { s3_location } => format!(
+            "s3://{}/{}#{}#{}",
+            s3_location.bucket,
+            s3_location.key,
+            s3_location.version.as_deref().unwrap_or(""),
+            s3_location.e_tag.as_deref().unwrap_or("")
+        ),
+        RevisionLocation::GitHub { git_hub_location } => format!(
+            "github:{}@{}",
+            git_hub_location.repository, git_hub_location.commit_id
+        ),
+    }
+}

@@ -422,7 +422,7 @@ impl GroupLog for DynamoStore {
         now: Millis,
     ) -> Result<(), StoreError> {
         // False when a later use is recorded already: nothing to do.
-        let key = crate::adapters::revision_key(revision);
+        let key = crate::model::revision_key(revision);
         DynamoStore::record_revision_use(self, application, &key, now)
             .await
             .map(drop)

@@ -27,23 +27,6 @@ fn invalid_revision(message: impl Into<String>) -> ApiError {
     ApiError::new(Exception::InvalidRevision, message)
 }
 
-/// A stable key for a revision: the same object version always gets the same key.
-pub fn revision_key(location: &RevisionLocation) -> String {
-    match location {
-        RevisionLocation::S3 { s3_location } => format!(
-            "s3://{}/{}#{}#{}",
-            s3_location.bucket,
-            s3_location.key,
-            s3_location.version.as_deref().unwrap_or(""),
-            s3_location.e_tag.as_deref().unwrap_or("")
-        ),
-        RevisionLocation::GitHub { git_hub_location } => format!(
-            "github:{}@{}",
-            git_hub_location.repository, git_hub_location.commit_id
-        ),
-    }
-}
-
 impl Bundles {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         Self {

@@ -295,7 +295,10 @@ impl CommandQueues {
             {
                 continue;
             }
-            let signing = (super::revision_key(&command.revision), command.start_by);
+            let signing = (
+                crate::model::revision_key(&command.revision),
+                command.start_by,
+            );
             let url = match signed.get(&signing) {
                 Some(url) => url.clone(),
                 None => {

@@ -5,10 +5,11 @@
 
 use super::create::{Gathered, Request, Sources};
 use super::{CreateDeploymentInput, Origin};
-use crate::adapters::{Host, revision_key};
+use crate::adapters::Host;
 use crate::control::{ControlPlane, Settings};
 use crate::error::{ApiError, Exception};
 use crate::model::DeploymentSpec;
+use crate::model::revision_key;
 use crate::model::{DeploymentGroupSettings, RevisionRecord};
 use crate::store::{GroupRecord, InstanceHealth, keys};
 use crate::traffic::{TargetGroupRef, TrafficError};

@@ -522,10 +522,7 @@ impl GroupLog for MemoryLog {
         revision: &RevisionLocation,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let key = (
-            application.to_owned(),
-            crate::adapters::revision_key(revision),
-        );
+        let key = (application.to_owned(), crate::model::revision_key(revision));
         let mut records = self.records();
         let used = records.revision_uses.entry(key).or_insert((now, now));
         used.1 = used.1.max(now);

@@ -26,7 +26,7 @@ impl DynamoStore {
         application: &str,
         record: &RevisionRecord,
     ) -> Result<(), StoreError> {
-        let sk = crate::adapters::revision_key(&record.revision_location);
+        let sk = crate::model::revision_key(&record.revision_location);
         self.client
             .update_item()
             .table_name(&self.table)

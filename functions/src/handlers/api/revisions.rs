@@ -3,9 +3,9 @@
 use super::applications::get_application;
 use super::paging::page;
 use super::{application_field, unknown_operation};
-use crate::adapters::revision_key;
 use crate::control::ControlPlane;
 use crate::error::{ApiError, Exception, parse_input};
+use crate::model::revision_key;
 use crate::model::{is_blank, seconds};
 use crate::store::StoredRevision;
 use gantry_api::revision::{
