@@ -184,6 +184,9 @@ async fn predefined_lambda_configs_are_shown_listed_and_kept() {
             .await,
         json!({
             "deploymentConfigName": "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+            // A stable id of the name, and CodeDeploy's launch as the create time.
+            "deploymentConfigId": "f4330d58-682a-5cc0-bec8-13789f69950c",
+            "createTime": 1415750400.0,
             "computePlatform": "Lambda",
             "trafficRoutingConfig": {
                 "type": "TimeBasedCanary",
@@ -214,6 +217,8 @@ async fn predefined_lambda_configs_are_shown_listed_and_kept() {
         fx.config("CodeDeployDefault.OneAtATime").await,
         json!({
             "deploymentConfigName": "CodeDeployDefault.OneAtATime",
+            "deploymentConfigId": "35b6f2e2-d23e-5feb-8b0b-951f02813c34",
+            "createTime": 1415750400.0,
             "minimumHealthyHosts": {"type": "MOST_CONCURRENCY", "value": 1},
             "computePlatform": "Server"
         })
