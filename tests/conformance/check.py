@@ -1,7 +1,10 @@
 """Gantry against CodeDeploy's service model (botocore's, in .venv): every operation, called
 through boto3 over CodeDeploy's own protocol with every documented input member given,
 must be served, must not refuse a documented member as unknown, and may fail only with an
-exception the model documents for that operation (or one of AWS's common errors).
+exception the model documents for that operation (or one of AWS's common errors). Then the
+answers of the read operations, over an application, a configuration and a group made
+first, must have the model's shape: every member of its type, every required member
+there, and no member the model does not know but Gantry's documented additions.
 
 Usage: python tests/conformance/check.py ENDPOINT   (prints findings, one per line, as
 JSON; exits 1 if there are any). The Rust test local/tests/conformance.rs runs it against
@@ -15,6 +18,7 @@ import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.validate import ParamValidator
 
 # Errors any AWS API may answer (AWS's "common errors").
 COMMON_ERRORS = {
@@ -82,8 +86,84 @@ def findings(endpoint):
     return found
 
 
+# Members Gantry adds to CodeDeploy's answers (README: "gantry deploy" and the Lambda
+# platform); CodeDeploy's clients ignore members they do not know.
+GANTRY_ADDITIONS = {"blueGreenProgress", "failedEffects", "forgedReports", "nextStepTime", "nextStepWeight"}
+
+# Read operations and their input, over what `output_findings` creates first.
+READS = [
+    ("ListApplications", {}),
+    ("GetApplication", {"applicationName": "shop"}),
+    ("BatchGetApplications", {"applicationNames": ["shop"]}),
+    ("ListDeploymentConfigs", {}),
+    ("GetDeploymentConfig", {"deploymentConfigName": "CodeDeployDefault.OneAtATime"}),
+    ("GetDeploymentConfig", {"deploymentConfigName": "TwoHealthy"}),
+    ("GetDeploymentConfig", {"deploymentConfigName": "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"}),
+    ("ListDeploymentGroups", {"applicationName": "shop"}),
+    ("GetDeploymentGroup", {"applicationName": "shop", "deploymentGroupName": "web"}),
+    ("BatchGetDeploymentGroups", {"applicationName": "shop", "deploymentGroupNames": ["web"]}),
+    ("ListDeployments", {"applicationName": "shop", "deploymentGroupName": "web"}),
+    ("ListApplicationRevisions", {"applicationName": "shop"}),
+    ("ListOnPremisesInstances", {}),
+    ("ListTagsForResource", {"ResourceArn": None}),
+]
+
+
+def output_findings(endpoint):
+    session = botocore.session.get_session()
+    model = session.get_service_model("codedeploy")
+    client = boto3.client(
+        "codedeploy",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    raw = {}
+
+    def keep(http_response, model, **_):
+        raw[model.name] = http_response.content
+
+    client.meta.events.register("after-call.codedeploy", keep)
+    client.create_application(applicationName="shop", tags=[{"Key": "team", "Value": "web"}])
+    client.create_deployment_config(
+        deploymentConfigName="TwoHealthy",
+        minimumHealthyHosts={"type": "HOST_COUNT", "value": 2},
+    )
+    client.create_deployment_group(
+        applicationName="shop",
+        deploymentGroupName="web",
+        serviceRoleArn="arn:aws:iam::123456789012:role/CodeDeploy",
+        onPremisesInstanceTagFilters=[{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+        alarmConfiguration={"enabled": True, "alarms": [{"name": "errors"}]},
+        triggerConfigurations=[{
+            "triggerName": "all",
+            "triggerTargetArn": "arn:aws:sns:us-east-1:123456789012:deploys",
+            "triggerEvents": ["DeploymentFailure"],
+        }],
+    )
+    arn = "arn:aws:codedeploy:us-east-1:{}:application:shop".format(
+        boto3.client("sts", region_name="us-east-1").get_caller_identity()["Account"]
+    )
+    found = []
+    validator = ParamValidator()
+    for name, given in READS:
+        if "ResourceArn" in given:
+            given = {"ResourceArn": arn}
+        getattr(client, botocore.xform_name(name))(**given)
+        answer = json.loads(raw[name] or b"{}")
+        report = validator.validate(answer, model.operation_model(name).output_shape)
+        for line in report.generate_report().splitlines():
+            if line.startswith("Unknown parameter") and any(
+                f'"{member}"' in line for member in GANTRY_ADDITIONS
+            ):
+                continue
+            if line.strip():
+                found.append({"operation": name, "finding": "answer", "message": line})
+    return found
+
+
 def main():
-    found = findings(sys.argv[1])
+    found = findings(sys.argv[1]) + output_findings(sys.argv[1])
     for finding in found:
         print(json.dumps(finding))
     sys.exit(1 if found else 0)
