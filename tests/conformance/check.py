@@ -108,6 +108,58 @@ READS = [
     ("ListTagsForResource", {"ResourceArn": None}),
 ]
 
+# Read operations of a Lambda deployment ("DEPLOYMENT": its id), made by `lambda_deployment`.
+DEPLOYMENT_READS = [
+    ("GetDeployment", {"deploymentId": "DEPLOYMENT"}),
+    ("BatchGetDeployments", {"deploymentIds": ["DEPLOYMENT"]}),
+    ("ListDeploymentTargets", {"deploymentId": "DEPLOYMENT"}),
+    ("GetDeploymentTarget", {"deploymentId": "DEPLOYMENT", "targetId": "orders:live"}),
+    ("BatchGetDeploymentTargets", {"deploymentId": "DEPLOYMENT", "targetIds": ["orders:live"]}),
+    ("GetDeploymentGroup", {"applicationName": "orders", "deploymentGroupName": "live"}),
+]
+
+
+def lambda_deployment(client):
+    """Function `orders` (two versions, alias `live` on the first, on the stand-in's
+    Lambda) deployed all at once by a Lambda application's group; its deployment id."""
+    import io
+    import zipfile
+
+    lam = boto3.client("lambda", region_name="us-east-1")
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = iam.create_role(
+        RoleName="orders",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    package = io.BytesIO()
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("handler.py", "print('{}')\n")
+    lam.create_function(
+        FunctionName="orders", Runtime="python3.12", Role=role, Handler="handler.py",
+        Code={"ZipFile": package.getvalue()},
+    )
+    first = lam.publish_version(FunctionName="orders")["Version"]
+    lam.update_function_configuration(FunctionName="orders", Description="v2")
+    second = lam.publish_version(FunctionName="orders")["Version"]
+    lam.create_alias(FunctionName="orders", Name="live", FunctionVersion=first)
+    client.create_application(applicationName="orders", computePlatform="Lambda")
+    client.create_deployment_group(
+        applicationName="orders",
+        deploymentGroupName="live",
+        serviceRoleArn="arn:aws:iam::123456789012:role/CodeDeploy",
+    )
+    appspec = (
+        "version: 0.0\nResources:\n  - orders:\n      Type: AWS::Lambda::Function\n"
+        "      Properties: {Name: orders, Alias: live, "
+        f"CurrentVersion: {first}, TargetVersion: {second}}}\n"
+    )
+    created = client.create_deployment(
+        applicationName="orders",
+        deploymentGroupName="live",
+        revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}},
+    )
+    return created["deploymentId"]
+
 
 def output_findings(endpoint):
     session = botocore.session.get_session()
@@ -144,11 +196,13 @@ def output_findings(endpoint):
     arn = "arn:aws:codedeploy:us-east-1:{}:application:shop".format(
         boto3.client("sts", region_name="us-east-1").get_caller_identity()["Account"]
     )
+    deployment = lambda_deployment(client)
     found = []
     validator = ParamValidator()
-    for name, given in READS:
+    for name, given in READS + DEPLOYMENT_READS:
         if "ResourceArn" in given:
             given = {"ResourceArn": arn}
+        given = json.loads(json.dumps(given).replace('"DEPLOYMENT"', json.dumps(deployment)))
         getattr(client, botocore.xform_name(name))(**given)
         answer = json.loads(raw[name] or b"{}")
         report = validator.validate(answer, model.operation_model(name).output_shape)
