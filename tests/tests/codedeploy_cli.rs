@@ -81,11 +81,33 @@ fn the_stock_aws_cli_runs_the_quick_start_against_gantry_local() {
         "--service-role-arn",
         "arn:aws:iam::123456789012:role/CodeDeployServiceRole",
     ]);
+    // An instance registered and tagged with the stock CLI (no agent: it is not tagged
+    // role=web, so the group does not select it).
+    let user = fleet.moto.create_iam_user("host-spare").unwrap();
+    fleet.aws_deploy_ok(&[
+        "register-on-premises-instance",
+        "--instance-name",
+        "spare",
+        "--iam-user-arn",
+        &user.arn,
+    ]);
+    fleet.aws_deploy_ok(&[
+        "add-tags-to-on-premises-instances",
+        "--instance-names",
+        "spare",
+        "--tags",
+        "Key=role,Value=spare",
+    ]);
     let instances = fleet.aws_deploy_ok(&["list-on-premises-instances"]);
     assert_eq!(
         instances["instanceNames"],
-        serde_json::json!(["web-1", "web-2"]),
+        serde_json::json!(["spare", "web-1", "web-2"]),
         "{instances}"
+    );
+    let spare = fleet.aws_deploy_ok(&["get-on-premises-instance", "--instance-name", "spare"]);
+    assert_eq!(
+        spare["instanceInfo"]["tags"][0]["Value"], "spare",
+        "{spare}"
     );
 
     push(&fleet, "v1", &[]);
