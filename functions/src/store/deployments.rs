@@ -30,7 +30,47 @@ pub struct DeploymentRecord<S> {
     pub wakeup_at: Option<Millis>,
 }
 
+/// The `active` index's key of EC2/On-premises deployments the tick must look at.
+const ACTIVE_KEY: &str = "ACTIVE";
+
 impl DynamoStore {
+    /// A deployment summary's step, of either platform, as one conditional update: its
+    /// `state` and `status` at version `expected + 1` if it is still at `expected`, on the
+    /// `active` index under `active_key` until `wakeup`, or off it when nothing is due.
+    pub(super) fn summary_update(
+        &self,
+        id: &str,
+        expected: u64,
+        state: AttributeValue,
+        status: AttributeValue,
+        active_key: &str,
+        wakeup: Option<Millis>,
+    ) -> Update {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::DEPLOYMENT_SK))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":state", state)
+            .expression_attribute_values(":status", status)
+            .expression_attribute_values(":next", n(expected + 1))
+            .expression_attribute_values(":expected", n(expected));
+        let update = match wakeup {
+            Some(at) => update
+                .update_expression(
+                    "SET #state = :state, #status = :status, #version = :next, activeKey = :active, wakeupAt = :wakeup",
+                )
+                .expression_attribute_values(":active", s(active_key))
+                .expression_attribute_values(":wakeup", n(at)),
+            None => update.update_expression(
+                "SET #state = :state, #status = :status, #version = :next REMOVE activeKey, wakeupAt",
+            ),
+        };
+        update.build().expect("update fields are set")
+    }
     /// Stores a new deployment (its summary and its ordered targets, in pages) and takes
     /// its group's lock, in one transaction: all of it happens or none. A group already
     /// locked by another deployment is a conflict. `effects` go to the outbox as the
@@ -125,7 +165,7 @@ impl DynamoStore {
                 .expression_attribute_values(":expected", n(expected)),
         };
         if let Some(at) = wakeup(state, None, !effects.is_empty(), dispatches(effects), now) {
-            put = put.item("activeKey", s("ACTIVE")).item("wakeupAt", n(at));
+            put = put.item("activeKey", s(ACTIVE_KEY)).item("wakeupAt", n(at));
         }
         let mut items = vec![
             TransactWriteItem::builder()
@@ -320,39 +360,18 @@ impl DynamoStore {
         let mut entry = None;
         if summary_changed {
             next = expected + 1;
-            let mut set = vec!["#state = :state", "#status = :status", "#version = :next"];
-            let mut update = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(keys::deployment(id)))
-                .key("sk", s(keys::DEPLOYMENT_SK))
-                .condition_expression("#version = :expected")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":state", json(state))
-                .expression_attribute_values(":status", json_name(&state.status))
-                .expression_attribute_values(":next", n(next))
-                .expression_attribute_values(":expected", n(expected));
             if !effects.is_empty() {
                 entry = Some(keys::summary_entry(next));
             }
             let pending = !record.outbox.is_empty() || !effects.is_empty();
-            let expression =
-                match wakeup(state, record.wakeup_at, pending, dispatches(effects), now) {
-                    Some(at) => {
-                        set.push("activeKey = :active");
-                        set.push("wakeupAt = :wakeup");
-                        update = update
-                            .expression_attribute_values(":active", s("ACTIVE"))
-                            .expression_attribute_values(":wakeup", n(at));
-                        format!("SET {}", set.join(", "))
-                    }
-                    None => format!("SET {} REMOVE activeKey, wakeupAt", set.join(", ")),
-                };
-            let update = update
-                .update_expression(expression)
-                .build()
-                .expect("update fields are set");
+            let update = self.summary_update(
+                id,
+                expected,
+                json(state),
+                json_name(&state.status),
+                ACTIVE_KEY,
+                wakeup(state, record.wakeup_at, pending, dispatches(effects), now),
+            );
             items.push(TransactWriteItem::builder().update(update).build());
         } else if let (false, Some((host, version))) = (effects.is_empty(), targets.first()) {
             // Host records only (a host reaching a load balancer step, or back from one):

@@ -7,7 +7,7 @@
 
 use super::codec::{aws, bounded, decode, json, json_name, n, number, s, text};
 use super::{ACTIVE_INDEX, DynamoStore, MAX_SPEC_BYTES, OUTBOX_GRACE_MS, StoreError, keys};
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use gantry_core::deployment::Millis;
 use gantry_core::lambda::{Effect, LambdaDeployment};
 use serde::de::DeserializeOwned;
@@ -174,34 +174,15 @@ impl DynamoStore {
     ) -> Result<u64, StoreError> {
         let id = &state.deployment_id;
         let next = version + 1;
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(keys::deployment(id)))
-            .key("sk", s(keys::DEPLOYMENT_SK))
-            .condition_expression("#version = :expected")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":expected", n(version))
-            .expression_attribute_values(":next", n(next))
-            .expression_attribute_values(":state", json(state))
-            .expression_attribute_values(":status", json_name(&state.status()));
-        update = match wakeup(state, !effects.is_empty(), also_by, now) {
-            Some(at) => update
-                .update_expression(
-                    "SET #state = :state, #status = :status, #version = :next, activeKey = :active, wakeupAt = :at",
-                )
-                .expression_attribute_values(":active", s(LAMBDA_ACTIVE))
-                .expression_attribute_values(":at", n(at)),
-            None => update.update_expression(
-                "SET #state = :state, #status = :status, #version = :next REMOVE activeKey, wakeupAt",
-            ),
-        };
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .update(update.build().expect("update fields are set"))
-                .build(),
-        ];
+        let update = self.summary_update(
+            id,
+            version,
+            json(state),
+            json_name(&state.status()),
+            LAMBDA_ACTIVE,
+            wakeup(state, !effects.is_empty(), also_by, now),
+        );
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
         if !effects.is_empty() {
             items.push(self.lambda_outbox_put(id, &keys::summary_entry(next), effects, now));
         }
