@@ -75,7 +75,9 @@ pub struct DeploymentInfo {
     pub revision: RevisionLocation,
     pub status: DeploymentStatus,
     pub create_time: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complete_time: Option<f64>,
     pub deployment_overview: DeploymentOverview,
     pub creator: Creator,
@@ -147,7 +149,9 @@ pub struct BlueGreenProgress {
     pub original_instances: u32,
     pub installed: u32,
     pub rerouted: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_until: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replacement_auto_scaling_group: Option<String>,
     #[serde(default)]
     pub original_auto_scaling_groups: Vec<String>,
@@ -177,7 +181,6 @@ mod tests {
             "deploymentConfigName": "CodeDeployDefault.HalfAtATime", "deploymentId": "d-ABCDEFGHI",
             "revision": {"revisionType": "S3", "s3Location": {"bucket": "artifacts", "key": "web.zip", "bundleType": "zip"}},
             "status": "InProgress", "createTime": 1764979200.123, "startTime": 1764979201.5,
-            "completeTime": null,
             "deploymentOverview": {"Pending": 2, "InProgress": 1, "Succeeded": 1, "Failed": 0, "Skipped": 0, "Ready": 0},
             "creator": "user", "ignoreApplicationStopFailures": false,
             "autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]},

@@ -57,7 +57,9 @@ pub struct LambdaDeploymentInfo {
     pub revision: LambdaRevision,
     pub status: DeploymentStatus,
     pub create_time: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complete_time: Option<f64>,
     pub deployment_overview: DeploymentOverview,
     pub creator: Creator,

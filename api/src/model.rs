@@ -6,7 +6,7 @@
 //! seconds as numbers, as the AWS CLI prints them.
 
 use gantry_core::config::{MinimumHealthyHosts, ZonalConfig};
-use gantry_core::deployment::{Deployment, Millis};
+use gantry_core::deployment::{Deployment, DeploymentStatus, Millis};
 use gantry_core::lambda::TrafficRouting;
 use gantry_core::planner::{TagFilter, TagSet};
 use gantry_core::wire::RevisionLocation;
@@ -242,11 +242,11 @@ pub struct AutoScalingGroup {
 pub struct TargetSelection {
     #[serde(default)]
     pub ec2_tag_filters: Vec<TagFilter>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ec2_tag_set: Option<Ec2TagSet>,
     #[serde(default)]
     pub on_premises_instance_tag_filters: Vec<TagFilter>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_tag_set: Option<OnPremisesTagSet>,
     #[serde(default)]
     pub auto_scaling_groups: Vec<String>,
@@ -535,11 +535,26 @@ pub struct LastDeploymentInfo {
 impl LastDeploymentInfo {
     /// A group's `lastSuccessfulDeployment` or `lastAttemptedDeployment`: `state`.
     pub fn of(state: &Deployment) -> Self {
+        Self::new(
+            &state.deployment_id,
+            state.status,
+            state.create_time,
+            state.complete_time,
+        )
+    }
+
+    /// The same of a deployment of either platform, by its parts.
+    pub fn new(
+        deployment_id: &str,
+        status: DeploymentStatus,
+        create_time: Millis,
+        complete_time: Option<Millis>,
+    ) -> Self {
         LastDeploymentInfo {
-            deployment_id: state.deployment_id.clone(),
-            status: serialized_name(&state.status),
-            end_time: state.complete_time.map(seconds),
-            create_time: seconds(state.create_time),
+            deployment_id: deployment_id.to_owned(),
+            status: serialized_name(&status),
+            end_time: complete_time.map(seconds),
+            create_time: seconds(create_time),
         }
     }
 }

@@ -66,6 +66,7 @@ pub struct LambdaTarget {
     pub target_id: String,
     pub target_arn: String,
     pub status: TargetStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated_at: Option<f64>,
     /// BeforeAllowTraffic, AllowTraffic, AfterAllowTraffic.
     pub lifecycle_events: Vec<LifecycleEventInfo>,
@@ -100,6 +101,7 @@ pub struct InstanceTarget {
     pub target_id: String,
     pub target_arn: String,
     pub status: TargetStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated_at: Option<f64>,
     pub lifecycle_events: Vec<LifecycleEventInfo>,
     /// `Blue` (the original fleet, and every in-place host) or `Green` (a blue/green
@@ -114,6 +116,7 @@ pub struct InstanceSummary {
     pub deployment_id: String,
     pub instance_id: String,
     pub status: TargetStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated_at: Option<f64>,
     pub lifecycle_events: Vec<LifecycleEventInfo>,
     pub instance_type: String,
@@ -125,7 +128,9 @@ pub struct InstanceSummary {
 pub struct LifecycleEventInfo {
     pub lifecycle_event_name: String,
     pub status: EventStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostics: Option<Diagnostics>,
@@ -153,7 +158,7 @@ mod tests {
                      "diagnostics": {"errorCode": "ScriptFailed", "scriptName": "scripts/install_deps.sh",
                                      "message": "Script at specified location: scripts/install_deps.sh run as user root failed with exit code 1",
                                      "logTail": "[stderr]apt-get: not found"}},
-                    {"lifecycleEventName": "Install", "status": "Skipped", "startTime": null, "endTime": null}
+                    {"lifecycleEventName": "Install", "status": "Skipped"}
                 ],
                 "instanceLabel": "Blue"
             }

@@ -76,6 +76,17 @@ pub struct ErrorInformation {
     pub message: String,
 }
 
+impl ErrorInformation {
+    /// Why a deployment stopped on request (StopDeployment, or a manual rollback of the
+    /// deployment in progress), as CodeDeploy names it.
+    pub fn manual_stop() -> Self {
+        Self {
+            code: "MANUAL_STOP".to_owned(),
+            message: "The deployment was stopped on request.".to_owned(),
+        }
+    }
+}
+
 /// The summary of one deployment: everything but its hosts' own records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -18,7 +18,8 @@ use crate::error::{ApiError, Exception};
 use crate::model::{AutoRollbackConfiguration, TriggerConfig, now_millis};
 use crate::store::{ALARM_LOOK_MS, LambdaOutboxEntry, LambdaRecord, StoreError, keys};
 use gantry_api::lambda::LambdaRevision;
-use gantry_core::deployment::{AlarmCheck, Millis};
+use gantry_api::model::LastDeploymentInfo;
+use gantry_core::deployment::{AlarmCheck, DeploymentStatus, Millis};
 use gantry_core::lambda::{
     AliasShift, ApplyError, Effect, Hooks, Input, LambdaDeployment, TrafficRouting,
 };
@@ -58,6 +59,9 @@ pub struct LambdaSpec {
     /// The group's triggers when the deployment was created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trigger_configurations: Vec<TriggerConfig>,
+    /// CreateDeployment's `overrideAlarmConfiguration`, as given (GetDeployment shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_alarm_configuration: Option<crate::model::AlarmConfiguration>,
 }
 
 fn user() -> Creator {
@@ -123,6 +127,19 @@ pub async fn create(
             }
             other => other.into(),
         })?;
+    // The deployment exists and holds the locks: the group's last attempt is only shown,
+    // so failing to record it is logged, not answered (the end records it again).
+    if let Err(error) = control
+        .store
+        .record_attempt(
+            &spec.application_name,
+            &spec.deployment_group_name,
+            &last_deployment(&record),
+        )
+        .await
+    {
+        tracing::warn!(%error, "could not record the group's last attempted deployment");
+    }
     Box::pin(execute(
         control,
         &record,
@@ -425,21 +442,42 @@ async fn carry_out(
         }
         Effect::Notify(event) => notify(control, record, *event).await,
         Effect::Finished => {
-            control
-                .store
+            // The group's last deployments are only shown: the locks are released
+            // whatever becomes of them, and a failure is retried with the effect.
+            let last = last_deployment(record);
+            let store = &control.store;
+            let (application, group) = (&spec.application_name, &spec.deployment_group_name);
+            let recorded = match record.state.status() {
+                DeploymentStatus::Succeeded => {
+                    store
+                        .record_last_successful(application, group, &last)
+                        .await
+                }
+                _ => Ok(()),
+            };
+            let attempted = store.record_attempt(application, group, &last).await;
+            store
                 .unlock_alias(&record.state.alias.target_id(), &spec.deployment_id)
                 .await?;
-            control
-                .store
-                .unlock_group(
-                    &spec.application_name,
-                    &spec.deployment_group_name,
-                    &spec.deployment_id,
-                )
+            store
+                .unlock_group(application, group, &spec.deployment_id)
                 .await?;
+            recorded?;
+            attempted?;
             Ok(())
         }
     }
+}
+
+/// The deployment as its group's `lastAttemptedDeployment` or `lastSuccessfulDeployment`.
+fn last_deployment(record: &LambdaRecord<LambdaSpec>) -> LastDeploymentInfo {
+    let state = &record.state;
+    LastDeploymentInfo::new(
+        &record.spec.deployment_id,
+        state.status(),
+        state.create_time,
+        state.complete_time,
+    )
 }
 
 /// Publishes a deployment event to the triggers of the group that ask for it, as for

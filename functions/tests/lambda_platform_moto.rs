@@ -166,6 +166,7 @@ impl Platform {
             auto_rollback_configuration: Default::default(),
             trigger_configurations: Vec::new(),
             ignore_poll_alarm_failure: false,
+            override_alarm_configuration: None,
         };
         lambda_deployments::create(&self.control, spec, self.shift.clone(), routing, &hooks)
             .await

@@ -1,7 +1,9 @@
 //! Gantry against CodeDeploy's service model, over CodeDeploy's own protocol: every
 //! operation of botocore's model, called by boto3 with every documented input member,
 //! is served, refuses no documented member as unknown, and fails only with exceptions
-//! the model documents for it (tests/conformance/check.py).
+//! the model documents for it; every answer read has the model's shape, and every
+//! optional member is answered somewhere or listed with why not
+//! (tests/conformance/check.py).
 
 use gantry_tests::local::GantryLocal;
 use gantry_tests::moto::Moto;
@@ -36,7 +38,8 @@ fn every_operation_of_codedeploys_model_conforms() {
     );
 }
 
-/// More applications than one page: boto3's paginator follows nextToken to the end.
+/// More of everything than one page holds: boto3's paginator of every list operation
+/// follows nextToken to the end (tests/conformance/paging.py).
 #[test]
 fn boto3_paginators_page_through_gantry() {
     let output = python("paging.py", &["130"]);

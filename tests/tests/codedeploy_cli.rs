@@ -80,6 +80,8 @@ fn the_stock_aws_cli_runs_the_quick_start_against_gantry_local() {
         "Key=role,Value=web,Type=KEY_AND_VALUE",
         "--service-role-arn",
         "arn:aws:iam::123456789012:role/CodeDeployServiceRole",
+        "--auto-rollback-configuration",
+        "enabled=true,events=DEPLOYMENT_FAILURE",
     ]);
     // An instance registered and tagged with the stock CLI (no agent: it is not tagged
     // role=web, so the group does not select it).
@@ -146,6 +148,43 @@ fn the_stock_aws_cli_runs_the_quick_start_against_gantry_local() {
     let info = get_deployment(&fleet, &v2);
     assert_eq!(info["status"], "Failed", "{info:#}");
     assert!(info["errorInformation"]["code"].is_string(), "{info:#}");
+    // The group rolls back on failure: v1 again, on both hosts.
+    let rollback = info["rollbackInfo"]["rollbackDeploymentId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no rollback: {info:#}"))
+        .to_owned();
+    fleet.aws_deploy_ok(&[
+        "wait",
+        "deployment-successful",
+        "--deployment-id",
+        &rollback,
+    ]);
+    let rolled_back = get_deployment(&fleet, &rollback);
+    assert_eq!(
+        rolled_back["rollbackInfo"]["rollbackTriggeringDeploymentId"], v2,
+        "{rolled_back:#}"
+    );
+    assert_eq!(
+        rolled_back["revision"],
+        get_deployment(&fleet, &v1)["revision"]
+    );
+
+    // Every answer about these deployments has CodeDeploy's shape, and what only a run
+    // can show is there (tests/conformance/answers.py).
+    let root = gantry_tests::workspace_root();
+    let checked = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/conformance/answers.py"))
+        .args([fleet.local.endpoint(), "shop", "web", &v1, &v2, &rollback])
+        .envs(fleet.moto.sdk_env())
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .expect("python runs");
+    assert!(
+        checked.status.success(),
+        "findings:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 
     // Listing pages: the CLI follows nextToken, or hands out its own with --max-items.
     let all = fleet.aws_deploy_ok(&[
@@ -155,7 +194,11 @@ fn the_stock_aws_cli_runs_the_quick_start_against_gantry_local() {
         "--deployment-group-name",
         "web",
     ]);
-    assert_eq!(all["deployments"], serde_json::json!([v2, v1]), "{all}");
+    assert_eq!(
+        all["deployments"],
+        serde_json::json!([rollback, v2, v1]),
+        "{all}"
+    );
     let first = fleet.aws_deploy_ok(&[
         "list-deployments",
         "--application-name",
@@ -165,7 +208,11 @@ fn the_stock_aws_cli_runs_the_quick_start_against_gantry_local() {
         "--max-items",
         "1",
     ]);
-    assert_eq!(first["deployments"], serde_json::json!([v2]), "{first}");
+    assert_eq!(
+        first["deployments"],
+        serde_json::json!([rollback]),
+        "{first}"
+    );
     let token = first["NextToken"].as_str().expect("a token for the rest");
     let rest = fleet.aws_deploy_ok(&[
         "list-deployments",
@@ -176,7 +223,7 @@ fn the_stock_aws_cli_runs_the_quick_start_against_gantry_local() {
         "--starting-token",
         token,
     ]);
-    assert_eq!(rest["deployments"], serde_json::json!([v1]), "{rest}");
+    assert_eq!(rest["deployments"], serde_json::json!([v2, v1]), "{rest}");
 }
 
 /// `gantry proxy`, killed by pid when dropped.

@@ -89,7 +89,8 @@ impl Deployment {
             Input::Stop { now, rollback } => {
                 if !self.status.is_terminal() {
                     self.skip_pending();
-                    self.finish(DeploymentStatus::Stopped, now, None, &mut effects);
+                    let error = ErrorInformation::manual_stop();
+                    self.finish(DeploymentStatus::Stopped, now, Some(error), &mut effects);
                     self.start_rollback(rollback || self.rollback_on_stop, &mut effects);
                 }
             }

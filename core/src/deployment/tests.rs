@@ -1404,7 +1404,7 @@ fn alarm_checks_change_nothing_without_alarms_or_once_the_deployment_ended() {
         assert!(d.apply(alarm(5, check)).unwrap().is_empty());
     }
     assert_eq!(d, before, "an ended deployment keeps its status and error");
-    assert_eq!(d.d.error, None);
+    assert_eq!(d.d.error, Some(ErrorInformation::manual_stop()));
 }
 
 #[test]

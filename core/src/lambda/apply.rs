@@ -76,7 +76,12 @@ impl LambdaDeployment {
                         status: self.status(),
                     });
                 }
-                _ => self.end(Stage::Stopped, now, None, &mut effects),
+                _ => self.end(
+                    Stage::Stopped,
+                    now,
+                    Some(ErrorInformation::manual_stop()),
+                    &mut effects,
+                ),
             },
             Input::AliasFailed { code, message, now } => {
                 if self.stage.is_terminal() || self.stage == Stage::Created {

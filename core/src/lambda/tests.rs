@@ -454,7 +454,10 @@ fn stop_while_shifting_rolls_back() {
         with_rollback(stopped())
     );
     assert_eq!(d.stage, Stage::Stopped);
-    assert_eq!(d.error, None);
+    assert_eq!(
+        d.error.as_ref().map(|e| e.code.as_str()),
+        Some("MANUAL_STOP")
+    );
     assert_eq!(d.complete_time, Some(T0 + MIN));
     // The after hook never ran.
     assert_eq!(d.hook(After).unwrap().status, EventStatus::Skipped);

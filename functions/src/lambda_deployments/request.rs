@@ -103,13 +103,16 @@ pub async fn create_deployment(
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| settings.deployment_config_name.clone());
     let routing = control.lambda_routing(&config_name).await?;
-    let alarms = match input.override_alarm_configuration.clone() {
-        Some(value) if !is_blank(&value) => {
+    let override_alarms = match input.override_alarm_configuration.clone() {
+        Some(value) if !is_blank(&value) => Some(
             AlarmConfiguration::from_input("overrideAlarmConfiguration", value)
-                .map_err(crate::deploy::alarm_error)?
-        }
-        _ => settings.alarm_configuration.clone(),
+                .map_err(crate::deploy::alarm_error)?,
+        ),
+        _ => None,
     };
+    let alarms = override_alarms
+        .clone()
+        .unwrap_or_else(|| settings.alarm_configuration.clone());
     let auto_rollback = input
         .auto_rollback_configuration
         .clone()
@@ -133,6 +136,7 @@ pub async fn create_deployment(
         auto_rollback_configuration: auto_rollback,
         trigger_configurations: settings.trigger_configurations.clone(),
         ignore_poll_alarm_failure: alarms.ignore_poll_alarm_failure,
+        override_alarm_configuration: override_alarms,
     };
     let record = Box::pin(create(control, lambda_spec, alias, routing, &hooks)).await?;
     Ok(CreateDeploymentOutput {
@@ -185,12 +189,12 @@ async fn read_appspec(
 ) -> Result<(String, LambdaRevision), ApiError> {
     match revision {
         LambdaRevision::AppSpecContent { app_spec_content } => {
-            check_raw("revision.appSpecContent", &app_spec_content)?;
+            let app_spec_content = checked_raw("revision.appSpecContent", app_spec_content)?;
             let text = app_spec_content.content.clone();
             Ok((text, LambdaRevision::AppSpecContent { app_spec_content }))
         }
         LambdaRevision::String { string } => {
-            check_raw("revision.string", &string)?;
+            let string = checked_raw("revision.string", string)?;
             let text = string.content.clone();
             Ok((text, LambdaRevision::String { string }))
         }
@@ -219,8 +223,9 @@ async fn read_appspec(
     }
 }
 
-/// An AppSpec given as a string: not empty, not too long, and its SHA-256 as given.
-fn check_raw(field: &str, raw: &RawString) -> Result<(), ApiError> {
+/// An AppSpec given as a string: not empty, not too long, and its SHA-256 as given;
+/// kept with its SHA-256 (GetDeployment shows it, given or not).
+fn checked_raw(field: &str, raw: RawString) -> Result<RawString, ApiError> {
     let invalid = |message: String| ApiError::new(Exception::InvalidRevision, message);
     if raw.content.trim().is_empty() {
         return Err(invalid(format!(
@@ -233,15 +238,18 @@ fn check_raw(field: &str, raw: &RawString) -> Result<(), ApiError> {
             raw.content.len()
         )));
     }
-    if let Some(given) = raw.sha256.as_deref().filter(|s| !s.is_empty()) {
-        let actual = sha256_hex(raw.content.as_bytes());
-        if !given.eq_ignore_ascii_case(&actual) {
-            return Err(invalid(format!(
-                "{field}.sha256: {given} is not the SHA-256 of the content ({actual})"
-            )));
-        }
+    let actual = sha256_hex(raw.content.as_bytes());
+    if let Some(given) = raw.sha256.as_deref().filter(|s| !s.is_empty())
+        && !given.eq_ignore_ascii_case(&actual)
+    {
+        return Err(invalid(format!(
+            "{field}.sha256: {given} is not the SHA-256 of the content ({actual})"
+        )));
     }
-    Ok(())
+    Ok(RawString {
+        content: raw.content,
+        sha256: Some(actual),
+    })
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -411,18 +419,19 @@ mod tests {
     }
 
     #[test]
-    fn a_given_sha256_must_be_the_contents() {
+    fn a_given_sha256_must_be_the_contents_and_one_is_kept_always() {
         let content = "version: 0.0\n".to_owned();
         let good = RawString {
             sha256: Some(sha256_hex(content.as_bytes()).to_uppercase()),
             content: content.clone(),
         };
-        check_raw("revision.appSpecContent", &good).unwrap();
+        let kept = checked_raw("revision.appSpecContent", good).unwrap();
+        assert_eq!(kept.sha256, Some(sha256_hex(content.as_bytes())));
         let bad = RawString {
             sha256: Some("00".repeat(32)),
-            content,
+            content: content.clone(),
         };
-        let error = check_raw("revision.appSpecContent", &bad).unwrap_err();
+        let error = checked_raw("revision.appSpecContent", bad).unwrap_err();
         assert!(
             error
                 .message
@@ -433,6 +442,13 @@ mod tests {
             content: " \n".into(),
             sha256: None,
         };
-        check_raw("revision.string", &empty).unwrap_err();
+        checked_raw("revision.string", empty).unwrap_err();
+        // Not given: GetDeployment shows it all the same.
+        let bare = RawString {
+            content: content.clone(),
+            sha256: None,
+        };
+        let kept = checked_raw("revision.string", bare).unwrap();
+        assert_eq!(kept.sha256, Some(sha256_hex(content.as_bytes())));
     }
 }

@@ -136,6 +136,24 @@ impl DynamoStore {
         .await
     }
 
+    /// Records the group's last successful deployment alone: a Lambda deployment's,
+    /// whose AppSpec is no instance revision to deploy again.
+    pub async fn record_last_successful(
+        &self,
+        application: &str,
+        group: &str,
+        last: &LastDeploymentInfo,
+    ) -> Result<(), StoreError> {
+        self.set_group_attributes(
+            application,
+            group,
+            "SET lastSuccessful = :last",
+            &[],
+            vec![(":last", json(last))],
+        )
+        .await
+    }
+
     /// Records how the group's latest deployment ended (or that it started).
     pub async fn record_attempt(
         &self,

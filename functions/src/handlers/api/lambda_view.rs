@@ -39,7 +39,7 @@ pub(super) fn deployment_info(record: &LambdaRecord<LambdaSpec>) -> LambdaDeploy
             deployment_option: WITH_TRAFFIC_CONTROL.to_owned(),
         },
         compute_platform: LAMBDA_PLATFORM.to_owned(),
-        override_alarm_configuration: None,
+        override_alarm_configuration: spec.override_alarm_configuration.clone(),
         description: spec.description.clone(),
         error_information: state.error.clone(),
         failed_effects: Vec::new(),
