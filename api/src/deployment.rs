@@ -96,6 +96,8 @@ pub struct DeploymentInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_alarm_configuration: Option<AlarmConfiguration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related_deployments: Option<RelatedDeployments>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_revision: Option<RevisionLocation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_info: Option<LoadBalancerInfo>,
@@ -166,6 +168,17 @@ pub struct FailedEffectInfo {
     pub failures: u64,
     pub first_time: f64,
     pub last_time: f64,
+}
+
+/// CodeDeploy's `relatedDeployments`: the update of instances that launched while a
+/// deployment ran (`outdatedInstancesStrategy: UPDATE`), and the deployment it followed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelatedDeployments {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_update_outdated_instances_root_deployment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_update_outdated_instances_deployment_ids: Vec<String>,
 }
 
 #[cfg(test)]

@@ -117,6 +117,8 @@ pub struct Origin {
     pub launch: Option<(Host, LifecycleAction)>,
     /// The targets, instead of what the group's selection matches.
     pub hosts: Option<Vec<Host>>,
+    /// The deployment whose end found these instances outdated (an update's root).
+    pub outdated_of: Option<String>,
     /// A blue/green deployment stored while its copy was provisioned, now planned over
     /// the copy's instances.
     pub provisioned: Option<ProvisionedFleet>,

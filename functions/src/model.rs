@@ -31,6 +31,9 @@ pub struct DeploymentSpec {
     pub lifecycle_events: Vec<gantry_core::lifecycle::LifecycleEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_triggering_deployment_id: Option<String>,
+    /// The deployment this one updates outdated instances after (`relatedDeployments`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outdated_root_deployment_id: Option<String>,
     /// The Auto Scaling launch this deployment answers (creator `autoscaling`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_action: Option<LifecycleAction>,

@@ -2211,6 +2211,18 @@ async fn v2_succeeds_and_updates_the_launches(
     let info = fx.deployment(&follow_on).await;
     assert_eq!(info["creator"], "CodeDeployAutoUpdate", "{info}");
     assert_eq!(info["revision"]["s3Location"]["key"], "v2.tgz");
+    // Each names the other, as CodeDeploy's relatedDeployments do.
+    assert_eq!(
+        info["relatedDeployments"],
+        json!({"autoUpdateOutdatedInstancesRootDeploymentId": v2}),
+        "{info}"
+    );
+    let root = fx.deployment(v2).await;
+    assert_eq!(
+        root["relatedDeployments"],
+        json!({"autoUpdateOutdatedInstancesDeploymentIds": [follow_on]}),
+        "{root}"
+    );
     let targets = fx
         .ok("ListDeploymentTargets", json!({"deploymentId": follow_on}))
         .await;

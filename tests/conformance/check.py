@@ -265,7 +265,7 @@ NEVER_ANSWERED = {
     "DeploymentInfo.additionalDeploymentStatusInfo": "deprecated by CodeDeploy",
     "DeploymentInfo.deploymentStatusMessages": "Gantry says why in errorInformation",
     "DeploymentInfo.deploymentMode": "absent for STANDARD deployments (the model says so); RESTART is refused",
-    "DeploymentInfo.relatedDeployments": "not kept yet: an update of outdated instances names its root in its description",
+    "DeploymentInfo.relatedDeployments": "an update of an Auto Scaling group's outdated instances: control_moto's launches test",
     "RevisionLocation.gitHubLocation": "GitHub revisions are not taken yet",
     "RevisionLocation.string": "the deprecated String type: answered for a deployment given one",
     "DeploymentGroupInfo.targetRevision": AFTER_A_RUN,

@@ -398,6 +398,7 @@ pub fn plan(
         trigger_configurations: group_settings.trigger_configurations.clone(),
         lifecycle_events: events.clone(),
         rollback_triggering_deployment_id: origin.rollback_of.clone(),
+        outdated_root_deployment_id: origin.outdated_of.clone(),
         lifecycle_action: origin.launch.as_ref().map(|(_, action)| action.clone()),
         alarm_configuration: checked.alarms,
         override_alarm_configuration: checked.override_alarms,
@@ -510,6 +511,7 @@ pub async fn store<P: Ports>(
             version,
             outbox: BTreeMap::new(),
             rollback_info: RollbackInfo::default(),
+            outdated_updates: Vec::new(),
             wakeup_at: None,
         };
         // The deployment exists and holds the lock: failing the call now would have

@@ -194,6 +194,7 @@ pub async fn update_outdated(
     };
     let origin = Origin {
         hosts: Some(outdated),
+        outdated_of: Some(spec.deployment_id.clone()),
         ..Origin::default()
     };
     match Box::pin(create(
@@ -204,7 +205,18 @@ pub async fn update_outdated(
     ))
     .await
     {
-        Ok(created) => Ok(Some(created)),
+        Ok(created) => {
+            // Only shown (GetDeployment's relatedDeployments): a failure is logged.
+            let update = &created.record.spec.deployment_id;
+            if let Err(error) = control
+                .store
+                .link_outdated_update(&spec.deployment_id, update)
+                .await
+            {
+                tracing::warn!(%error, %update, "could not link the update of outdated instances");
+            }
+            Ok(Some(created))
+        }
         Err(error) if error.code == Exception::DeploymentLimitExceeded => {
             still_locked_by(control, spec).await?;
             tracing::info!(%error, "outdated instances left to the deployment that took the group");

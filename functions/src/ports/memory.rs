@@ -190,6 +190,7 @@ impl DeploymentLog for MemoryLog {
                 version: stored.version,
                 outbox: stored.outbox.clone(),
                 rollback_info: RollbackInfo::default(),
+                outdated_updates: Vec::new(),
                 wakeup_at: stored.wakeup_at,
             })
         })

@@ -26,6 +26,8 @@ pub struct DeploymentRecord<S> {
     /// [`keys::summary_entry`]), in the order they were written.
     pub outbox: BTreeMap<String, OutboxEntry>,
     pub rollback_info: RollbackInfo,
+    /// The updates of instances that launched while it ran (`relatedDeployments`).
+    pub outdated_updates: Vec<String>,
     /// When the tick is next due to look at it, as stored.
     pub wakeup_at: Option<Millis>,
 }
@@ -288,6 +290,11 @@ impl DynamoStore {
             })?,
             outbox,
             rollback_info: decode_optional(&item, "rollbackInfo", &what)?.unwrap_or_default(),
+            outdated_updates: item
+                .get("outdatedUpdates")
+                .and_then(|value| value.as_ss().ok())
+                .cloned()
+                .unwrap_or_default(),
             wakeup_at: number(&item, "wakeupAt"),
         })
     }
@@ -483,6 +490,23 @@ impl DynamoStore {
 
     /// Links a deployment to the rollback that replaces it, once that exists (or says
     /// why there is none). The first link wins; returns whether this one did.
+    /// Adds `update` to the updates of outdated instances that followed deployment `id`
+    /// (a set: adding it again changes nothing).
+    pub async fn link_outdated_update(&self, id: &str, update: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::DEPLOYMENT_SK))
+            .update_expression("ADD outdatedUpdates :update")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":update", AttributeValue::Ss(vec![update.to_owned()]))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|error| classify(error, || format!("deployment {id}")))
+    }
+
     pub async fn link_rollback(&self, id: &str, info: &RollbackInfo) -> Result<bool, StoreError> {
         let result = self
             .client

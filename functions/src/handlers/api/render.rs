@@ -9,7 +9,7 @@ use crate::model::{
 };
 use crate::store::DeploymentRecord;
 use gantry_api::deployment::{
-    BlueGreenProgress, DeploymentInfo, DeploymentOverview, FailedEffectInfo,
+    BlueGreenProgress, DeploymentInfo, DeploymentOverview, FailedEffectInfo, RelatedDeployments,
 };
 use gantry_api::target::{DeploymentTarget, InstanceSummary, InstanceTarget, LifecycleEventInfo};
 use gantry_core::deployment::TargetState;
@@ -121,6 +121,7 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> DeploymentI
             original_auto_scaling_groups: fleets.original_auto_scaling_groups.clone(),
         }),
         override_alarm_configuration: spec.override_alarm_configuration.clone(),
+        related_deployments: related_deployments(record),
         previous_revision: spec.previous_revision.clone(),
         load_balancer_info: (!spec.target_groups.is_empty()).then(|| LoadBalancerInfo {
             target_group_info_list: spec
@@ -137,6 +138,19 @@ pub fn deployment_info(record: &DeploymentRecord<DeploymentSpec>) -> DeploymentI
         failed_effects: Vec::new(),
         forged_reports: 0,
     }
+}
+
+/// Its `relatedDeployments`: the update it is of outdated instances, or the updates that
+/// followed it.
+fn related_deployments(record: &DeploymentRecord<DeploymentSpec>) -> Option<RelatedDeployments> {
+    let related = RelatedDeployments {
+        auto_update_outdated_instances_root_deployment_id: record
+            .spec
+            .outdated_root_deployment_id
+            .clone(),
+        auto_update_outdated_instances_deployment_ids: record.outdated_updates.clone(),
+    };
+    (related != RelatedDeployments::default()).then_some(related)
 }
 
 fn lifecycle_events(target: &TargetState) -> Vec<LifecycleEventInfo> {
