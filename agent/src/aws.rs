@@ -35,13 +35,14 @@ impl RevisionSource for Revisions {
                 command.bundle_url.as_deref(),
                 destination,
             )),
-            RevisionLocation::GitHub { git_hub_location } => {
-                self.runtime.block_on(self.github.fetch(
+            RevisionLocation::GitHub { git_hub_location } => self
+                .runtime
+                .block_on(self.github.fetch(
                     &git_hub_location.repository,
                     &git_hub_location.commit_id,
                     destination,
                 ))
-            }
+                .map_err(|error| error.to_string()),
         }
     }
 }
@@ -61,13 +62,14 @@ impl S3Bundles {
     pub fn new(config: &AgentConfig) -> Result<Self, String> {
         Ok(Self {
             connector: OnceLock::new(),
-            proxy: net::proxy_config(config.proxy.as_ref())?,
+            proxy: config.proxy_rules()?,
             limits: Limits {
                 max_bytes: config.max_bundle_bytes,
                 max_bytes_key: "max_bundle_bytes",
                 timeout: Duration::from_secs(config.s3.timeout_seconds.into()),
                 timeout_key: "s3.timeout_seconds",
                 deadline: Duration::from_secs(config.download_deadline_seconds.into()),
+                deadline_key: "download_deadline_seconds",
             },
         })
     }

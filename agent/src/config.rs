@@ -2,6 +2,9 @@
 //!
 //! A bad file stops the agent at start with a message that names the key.
 
+use aws_smithy_http_client::proxy::ProxyConfig;
+use gantry_fetch::github::GitHubSource;
+use gantry_fetch::net::Limits;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -62,32 +65,7 @@ fn default_metadata_endpoint() -> String {
     "http://169.254.169.254".to_owned()
 }
 
-/// A URL fit to print: any `user:password@` replaced by `***@`. Everything after the
-/// scheme up to the last `@` counts as credentials, whatever it holds: a password may
-/// hold an unencoded `/`, `@`, `:`, `?` or `#`, where a URL parser would see the end of
-/// the authority (or of the user). A URL whose path has an `@` loses more than its
-/// credentials, never less.
-pub fn redacted(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest))
-            if !scheme.is_empty()
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
-        {
-            (Some(scheme), rest)
-        }
-        _ => (None, url),
-    };
-    let rest = match rest.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => rest.to_owned(),
-    };
-    match scheme {
-        Some(scheme) => format!("{scheme}://{rest}"),
-        None => rest,
-    }
-}
+pub use gantry_fetch::redacted;
 
 /// Whether a URL's credentials, if any, end where a URL parser ends them: one `@` at
 /// most, inside the authority (before any `/`, `?` or `#`).
@@ -207,6 +185,10 @@ pub struct GitHub {
     /// A file holding a token that can read the repositories (private ones need it).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Or the ARN of a Secrets Manager secret or SSM parameter holding it, read with the
+    /// host's own credentials (the stack's `GitHubTokenSecret`).
+    #[serde(default)]
+    pub token_secret: Option<String>,
     /// Allows an `http://` api_url, and the token over it: for test servers only.
     #[serde(default)]
     pub allow_insecure_http: bool,
@@ -225,6 +207,7 @@ impl Default for GitHub {
         Self {
             api_url: default_github_api_url(),
             token_file: None,
+            token_secret: None,
             allow_insecure_http: false,
             timeout_seconds: default_download_timeout_seconds(),
         }
@@ -256,6 +239,41 @@ fn default_stop_grace_seconds() -> u32 {
 
 /// SQS queue names: at most 80 characters of letters, digits, `-` and `_`.
 const MAX_QUEUE_NAME: usize = 80;
+
+impl AgentConfig {
+    /// The proxy's rules, if the configuration has a proxy.
+    pub fn proxy_rules(&self) -> Result<Option<ProxyConfig>, String> {
+        self.proxy
+            .as_ref()
+            .map(|proxy| gantry_fetch::net::proxy_config(&proxy.url, proxy.no_proxy.as_deref()))
+            .transpose()
+    }
+
+    /// Where GitHub revisions come from, with `token` (read from `github.token_file` or
+    /// `github.token_secret`).
+    pub fn github_source(&self, token: Option<String>) -> Result<GitHubSource, String> {
+        Ok(GitHubSource {
+            api_url: self.github.api_url.clone(),
+            token,
+            token_source: if self.github.token_secret.is_some() {
+                "github.token_secret"
+            } else {
+                "github.token_file"
+            },
+            allow_insecure_http: self.github.allow_insecure_http,
+            proxy: self.proxy_rules()?,
+            limits: Limits {
+                max_bytes: self.max_bundle_bytes,
+                max_bytes_key: "max_bundle_bytes",
+                timeout: std::time::Duration::from_secs(self.github.timeout_seconds.into()),
+                timeout_key: "github.timeout_seconds",
+                deadline: std::time::Duration::from_secs(self.download_deadline_seconds.into()),
+                deadline_key: "download_deadline_seconds",
+            },
+            user_agent: "gantry-agent",
+        })
+    }
+}
 
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -334,6 +352,15 @@ impl AgentConfig {
                 "max_bundle_bytes: must be 1 to {most} (what the unpacker accepts), found {}",
                 self.max_bundle_bytes
             ));
+        }
+        if self.github.token_file.is_some() && self.github.token_secret.is_some() {
+            return Err(
+                "github.token_secret: give the token in a file (token_file) or a secret (token_secret), not both"
+                    .to_owned(),
+            );
+        }
+        if let Some(arn) = &self.github.token_secret {
+            gantry_fetch::secret::store_of("github.token_secret", arn)?;
         }
         if let Some(path) = &self.github.token_file
             && !path.is_absolute()

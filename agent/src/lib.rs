@@ -8,11 +8,11 @@
 //! The binary (`src/main.rs`) is the queue loop around them.
 
 pub mod aws;
+/// The HTTP stack and GitHub tarballs, shared with the control plane.
+pub use gantry_fetch::{github, net};
 pub mod beneath;
 pub mod config;
-pub mod github;
 pub mod hooks;
 pub mod install;
-pub mod net;
 pub mod private;
 pub mod runner;

@@ -128,10 +128,9 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).region(Region::new(config.region.clone()));
     if config.proxy.is_some() {
-        loader = loader.http_client(
-            gantry_agent::net::sdk_http_client(config.proxy.as_ref())
-                .map_err(anyhow::Error::msg)?,
-        );
+        loader = loader.http_client(gantry_agent::net::sdk_http_client(
+            config.proxy_rules().map_err(anyhow::Error::msg)?,
+        ));
     }
     // An on-premises host has no instance metadata service: its credentials come from
     // the environment or the profile files (keys, credential_process, SSO), and the
@@ -153,16 +152,21 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         Identity::OnPremisesName(name) => name.clone(),
         Identity::Ec2 { metadata_endpoint } => ec2_instance_id(metadata_endpoint).await?,
     };
-    let token = match &config.github.token_file {
-        Some(path) => Some(
+    let token = match (&config.github.token_file, &config.github.token_secret) {
+        (Some(path), _) => Some(
             std::fs::read_to_string(path)
                 .with_context(|| format!("github.token_file: reading {}", path.display()))?
                 .trim()
                 .to_owned(),
         ),
-        None => None,
+        (None, Some(arn)) => Some(
+            gantry_fetch::secret::read(&sdk, "github.token_secret", arn)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        ),
+        (None, None) => None,
     };
-    let github = GitHubTarballs::new(&config, token).map_err(anyhow::Error::msg)?;
+    let github = GitHubTarballs::new(config.github_source(token).map_err(anyhow::Error::msg)?);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let command_queue = config
         .command_queue(&instance_id)

@@ -1,9 +1,8 @@
-//! The agent's one HTTP stack, for AWS and GitHub alike: the SDK's own client (rustls),
-//! through `proxy.url` when the configuration has one; and the one way a revision is
-//! saved to disk, whatever its source: a silent connection fails after a timeout, and
-//! no more than the size cap is ever written.
+//! One HTTP stack, for AWS and GitHub alike: the SDK's own client (rustls), through a
+//! proxy when one is configured; and the one way a revision is saved to disk, whatever
+//! its source: a silent connection fails after a timeout, and no more than the size cap
+//! is ever written.
 
-use crate::config::{self, Proxy};
 use aws_sdk_s3::primitives::SdkBody;
 use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
 use aws_smithy_runtime_api::client::http::{
@@ -15,21 +14,46 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-/// The proxy rules of the configuration, if it has a proxy.
-pub fn proxy_config(proxy: Option<&Proxy>) -> Result<Option<ProxyConfig>, String> {
-    let Some(proxy) = proxy else {
-        return Ok(None);
-    };
-    let mut rules = ProxyConfig::all(proxy.url.as_str()).map_err(|_| {
+/// The rules for a proxy at `url` (`http://host:port`, with `user:password@` if the
+/// proxy asks), bypassed for the hosts in `no_proxy` (comma-separated, as NO_PROXY).
+pub fn proxy_config(url: &str, no_proxy: Option<&str>) -> Result<ProxyConfig, String> {
+    let mut rules = ProxyConfig::all(url).map_err(|_| {
         format!(
             "proxy.url: {} is not a proxy URL such as http://proxy:3128",
-            config::redacted(&proxy.url)
+            redacted(url)
         )
     })?;
-    if let Some(no_proxy) = &proxy.no_proxy {
+    if let Some(no_proxy) = no_proxy {
         rules = rules.no_proxy(no_proxy);
     }
-    Ok(Some(rules))
+    Ok(rules)
+}
+
+/// A URL fit to print: any `user:password@` replaced by `***@`. Everything after the
+/// scheme up to the last `@` counts as credentials, whatever it holds: a password may
+/// hold an unencoded `/`, `@`, `:`, `?` or `#`, where a URL parser would see the end of
+/// the authority (or of the user). A URL whose path has an `@` loses more than its
+/// credentials, never less.
+pub fn redacted(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            (Some(scheme), rest)
+        }
+        _ => (None, url),
+    };
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => rest.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
+    }
 }
 
 fn connector(
@@ -48,23 +72,18 @@ fn connector(
         .build()
 }
 
-/// The HTTP client for the AWS SDK: the SDK's default, with the configured proxy.
-pub fn sdk_http_client(proxy: Option<&Proxy>) -> Result<SharedHttpClient, String> {
-    let rules = proxy_config(proxy)?;
-    Ok(
-        aws_smithy_http_client::Builder::new().build_with_connector_fn(
-            move |settings, components| {
-                connector(
-                    rules.as_ref(),
-                    settings.cloned(),
-                    components.and_then(|components| components.sleep_impl()),
-                )
-            },
-        ),
-    )
+/// The HTTP client for the AWS SDK: the SDK's default, through the proxy if any.
+pub fn sdk_http_client(rules: Option<ProxyConfig>) -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        connector(
+            rules.as_ref(),
+            settings.cloned(),
+            components.and_then(|components| components.sleep_impl()),
+        )
+    })
 }
 
-/// An HTTP connector for requests the agent makes itself (GitHub): the same stack and
+/// An HTTP connector for requests Gantry makes itself (GitHub): the same stack and
 /// proxy rules ([`proxy_config`]) as the SDK's, connecting within `timeout` and
 /// waiting for a response's head no longer than that.
 pub fn http_connector(proxy: Option<&ProxyConfig>, timeout: Duration) -> Connector {
@@ -99,6 +118,18 @@ pub async fn send(
         })
 }
 
+/// Reads a successful response's small body (at most `max_bytes`) into memory.
+pub async fn read_small(
+    limits: &Limits,
+    name: &str,
+    response: HttpResponse,
+    max_bytes: usize,
+) -> Result<Vec<u8>, String> {
+    limits
+        .read_small(name, response.into_body(), max_bytes)
+        .await
+}
+
 /// Saves a successful response's body to `destination` within the limits, refusing at
 /// once one whose declared length is over the cap.
 pub async fn save_response(
@@ -126,12 +157,11 @@ pub struct Limits {
     /// The configuration key that sets it, named in the error.
     pub timeout_key: &'static str,
     /// A server that trickles a byte now and then never goes silent: the whole download
-    /// ends by this deadline (`download_deadline_seconds`).
+    /// ends by this deadline.
     pub deadline: Duration,
+    /// The configuration key that sets it, named in the error.
+    pub deadline_key: &'static str,
 }
-
-/// The configuration key of [`Limits::deadline`], named in the error.
-pub const DEADLINE_KEY: &str = "download_deadline_seconds";
 
 impl Limits {
     /// The error for a revision over the cap.
@@ -154,8 +184,9 @@ impl Limits {
     /// The error for a download not finished by the deadline.
     pub fn too_slow(&self, name: &str) -> String {
         format!(
-            "downloading {name}: not finished within {} s, the most a download may take ({DEADLINE_KEY}); the partial bundle is not used",
-            self.deadline.as_secs_f64()
+            "downloading {name}: not finished within {} s, the most a download may take ({}); the partial bundle is not used",
+            self.deadline.as_secs_f64(),
+            self.deadline_key
         )
     }
 
@@ -188,6 +219,32 @@ impl Limits {
         tokio::time::timeout(self.timeout, future)
             .await
             .map_err(|_| self.stalled(name))
+    }
+
+    /// Reads a small body (at most `max_bytes`) into memory within the timeout.
+    pub async fn read_small(
+        &self,
+        name: &str,
+        body: SdkBody,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, String> {
+        let mut body = body;
+        let mut read = Vec::new();
+        while let Some(frame) = self.within(name, body.frame()).await? {
+            let frame = frame.map_err(|error| {
+                format!(
+                    "reading {name}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&*error)
+                )
+            })?;
+            if let Ok(chunk) = frame.into_data() {
+                read.extend_from_slice(&chunk);
+                if read.len() > max_bytes {
+                    return Err(format!("{name}: more than {max_bytes} bytes"));
+                }
+            }
+        }
+        Ok(read)
     }
 
     /// Writes `body` to `destination`: fails when nothing arrives for the timeout, and
@@ -236,6 +293,7 @@ mod tests {
             timeout,
             timeout_key: "s3.timeout_seconds",
             deadline: Duration::from_secs(3600),
+            deadline_key: "download_deadline_seconds",
         }
     }
 
