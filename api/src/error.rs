@@ -86,6 +86,8 @@ pub enum Exception {
     RevisionRequired,
     TagLimitExceeded,
     TagRequired,
+    /// AWS's common error for a request to retry later (here: GitHub's rate limit).
+    Throttling,
     TriggerTargetsLimitExceeded,
     LifecycleEventAlreadyCompleted,
     UnsupportedActionForDeploymentType,
@@ -188,6 +190,7 @@ impl Exception {
             Self::RevisionRequired => "RevisionRequiredException",
             Self::TagLimitExceeded => "TagLimitExceededException",
             Self::TagRequired => "TagRequiredException",
+            Self::Throttling => "ThrottlingException",
             Self::TriggerTargetsLimitExceeded => "TriggerTargetsLimitExceededException",
             Self::LifecycleEventAlreadyCompleted => "LifecycleEventAlreadyCompletedException",
             Self::UnsupportedActionForDeploymentType => {

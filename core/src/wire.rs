@@ -72,8 +72,31 @@ pub enum RevisionLocation {
     GitHub { git_hub_location: GitHubLocation },
 }
 
+impl GitHubLocation {
+    /// Whether the commit is named in full (40 hexadecimal digits, lowercase), as a
+    /// revision Gantry checked is pinned.
+    pub fn is_pinned(&self) -> bool {
+        self.commit_id.len() == 40
+            && self
+                .commit_id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+}
+
+/// Whether `part` is a GitHub owner (letters, digits, `-`; at most 39) or, with
+/// `name`, a repository name (also `.` and `_`; at most 100; not `.` or `..`): it goes
+/// into a URL path, so nothing else may.
+fn github_name(part: &str, name: bool) -> bool {
+    let most = if name { 100 } else { 39 };
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || c == '-' || (name && matches!(c, '.' | '_'));
+    (1..=most).contains(&part.len()) && part.chars().all(allowed) && part != "." && part != ".."
+}
+
 impl RevisionLocation {
-    fn validate(&self) -> Result<(), WireError> {
+    /// Checks the fields a location must have; the error names the field.
+    pub fn validate(&self) -> Result<(), WireError> {
         match self {
             Self::S3 { s3_location } => {
                 if s3_location.bucket.is_empty() {
@@ -84,18 +107,28 @@ impl RevisionLocation {
                 }
             }
             Self::GitHub { git_hub_location } => {
-                let parts: Vec<&str> = git_hub_location.repository.split('/').collect();
-                if parts.len() != 2 || parts.iter().any(|part| part.is_empty()) {
+                let repository = &git_hub_location.repository;
+                let named = match repository.split_once('/') {
+                    Some((owner, name)) => github_name(owner, false) && github_name(name, true),
+                    None => false,
+                };
+                if !named {
                     return Err(invalid(
                         "revision.gitHubLocation.repository",
-                        "must be owner/name",
+                        format!(
+                            "must be owner/name (letters, digits, `-`, and in the name `.` and `_`), found {repository:?}"
+                        ),
                     ));
                 }
                 let commit = &git_hub_location.commit_id;
-                if commit.len() < 7 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+                if !(7..=40).contains(&commit.len())
+                    || !commit.chars().all(|c| c.is_ascii_hexdigit())
+                {
                     return Err(invalid(
                         "revision.gitHubLocation.commitId",
-                        "must be a commit SHA (at least 7 hexadecimal digits)",
+                        format!(
+                            "must be a commit SHA (7 to 40 hexadecimal digits), found {commit:?}"
+                        ),
                     ));
                 }
             }

@@ -1,5 +1,5 @@
 //! Adapters, one module per AWS service: SQS (host command queues), SNS (trigger
-//! notifications), S3 (revision bundles), the fleet (on-premises instances, EC2 tags,
+//! notifications), S3 (revision bundles), GitHub (revisions by commit), the fleet (on-premises instances, EC2 tags,
 //! Auto Scaling groups), IAM (reporting identities), Auto Scaling lifecycle hooks and
 //! CloudWatch alarms, and Lambda aliases and hook functions.
 //! Each maps SDK errors to [`ApiError`]s that say what failed.
@@ -11,6 +11,7 @@ mod alarms;
 mod aliases;
 mod bundles;
 mod fleet;
+mod github;
 mod identities;
 mod lifecycle_hooks;
 mod notifier;
@@ -20,6 +21,7 @@ pub use alarms::Alarms;
 pub use aliases::{AliasState, Aliases};
 pub use bundles::{Bundles, register};
 pub use fleet::{Fleet, Host};
+pub use github::GitHubRevisions;
 pub use identities::Identities;
 pub use lifecycle_hooks::{HookKind, LAUNCHING, LifecycleHooks, MANAGED_TAG, TERMINATING};
 pub use notifier::{Notifier, PublishError};

@@ -68,12 +68,57 @@ pub struct Settings {
     /// How long a minute of a Lambda deployment's traffic routing lasts, in
     /// milliseconds: 60,000, shortened only for tests and demos.
     pub lambda_minute_ms: Millis,
+    /// Where GitHub revisions come from, checked before any host sees them.
+    pub github: GitHubSettings,
+}
+
+/// GitHub's API (or a GitHub Enterprise server's) and the secret holding a token that can
+/// read private repositories (the stack's `GitHubApiUrl` and `GitHubTokenSecret`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHubSettings {
+    pub api_url: String,
+    /// The ARN of a Secrets Manager secret or SSM parameter: the token itself is read
+    /// when needed and never kept in settings, messages or logs.
+    pub token_secret: Option<String>,
+}
+
+impl GitHubSettings {
+    /// Checked: the API over https (plain http only on a loopback address, for a test
+    /// server), the secret an ARN of either store.
+    pub fn new(api_url: Option<String>, token_secret: Option<String>) -> Result<Self, String> {
+        let api_url = api_url.unwrap_or_else(|| Self::default().api_url);
+        let host = api_url
+            .strip_prefix("http://")
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+        let loopback = host.is_some_and(gantry_api::protocol::is_loopback_host);
+        if !(api_url.starts_with("https://") || loopback) {
+            return Err(format!(
+                "GANTRY_GITHUB_API_URL: must be an https:// URL such as https://api.github.com or https://github.example.com/api/v3, found {api_url:?}"
+            ));
+        }
+        if let Some(arn) = &token_secret {
+            gantry_fetch::secret::store_of("GANTRY_GITHUB_TOKEN_SECRET", arn)?;
+        }
+        Ok(Self {
+            api_url,
+            token_secret,
+        })
+    }
+}
+
+impl Default for GitHubSettings {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.github.com".to_owned(),
+            token_secret: None,
+        }
+    }
 }
 
 impl Settings {
     /// Every variable `from_env` reads. template.yaml sets exactly these for each function
     /// (but AWS_REGION, which Lambda sets); local/tests/template.rs keeps them equal.
-    pub const VARIABLES: [&'static str; 17] = [
+    pub const VARIABLES: [&'static str; 19] = [
         "GANTRY_TABLE",
         "GANTRY_COMMAND_QUEUE_PREFIX",
         "AWS_REGION",
@@ -91,6 +136,8 @@ impl Settings {
         "GANTRY_COMMAND_DEAD_LETTER_ARN",
         "GANTRY_LAMBDA_HOOK_PREFIX",
         "GANTRY_LAMBDA_MINUTE_MS",
+        "GANTRY_GITHUB_API_URL",
+        "GANTRY_GITHUB_TOKEN_SECRET",
     ];
 
     /// Reads [`Self::VARIABLES`]; the timeouts are optional.
@@ -138,6 +185,10 @@ impl Settings {
                     format!("GANTRY_LAMBDA_MINUTE_MS: must be a positive whole number of milliseconds, found {raw:?}")
                 })?,
             },
+            github: GitHubSettings::new(
+                var("GANTRY_GITHUB_API_URL"),
+                var("GANTRY_GITHUB_TOKEN_SECRET"),
+            )?,
         })
     }
 }
@@ -164,6 +215,7 @@ pub struct ControlPlane {
     pub queues: CommandQueues,
     pub notifier: Notifier,
     pub bundles: Bundles,
+    pub github: crate::adapters::GitHubRevisions,
     pub fleet: Fleet,
     pub lifecycle: LifecycleHooks,
     pub identities: Identities,
@@ -194,6 +246,7 @@ impl ControlPlane {
             ),
             notifier: Notifier::new(aws_sdk_sns::Client::new(config)),
             bundles,
+            github: crate::adapters::GitHubRevisions::new(config, settings.github.clone()),
             fleet: Fleet::new(
                 aws_sdk_ec2::Client::new(config),
                 aws_sdk_autoscaling::Client::new(config),
@@ -328,12 +381,18 @@ impl ControlPlane {
     }
 
     /// Refuses an S3 revision outside the bundle bucket's revision prefix, which the
-    /// functions may not read, nor sign hosts' links to.
+    /// functions may not read, nor sign hosts' links to; and a GitHub revision that names
+    /// no repository or commit as GitHub names them.
     pub fn check_revision_location(&self, revision: &RevisionLocation) -> Result<(), ApiError> {
-        let RevisionLocation::S3 { s3_location } = revision else {
-            return Ok(());
-        };
-        self.check_s3_revision(&s3_location.bucket, &s3_location.key)
+        revision
+            .validate()
+            .map_err(|error| ApiError::new(Exception::InvalidRevision, error.to_string()))?;
+        match revision {
+            RevisionLocation::S3 { s3_location } => {
+                self.check_s3_revision(&s3_location.bucket, &s3_location.key)
+            }
+            RevisionLocation::GitHub { .. } => Ok(()),
+        }
     }
 
     /// An S3 revision (a bundle, or a Lambda AppSpec file) must be in the bundle bucket
@@ -383,6 +442,7 @@ impl ControlPlane {
             .ok_or_else(|| ApiError::application_missing(application))?;
         register(
             &self.bundles,
+            &self.github,
             &self.store,
             application,
             revision,

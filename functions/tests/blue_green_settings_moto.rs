@@ -35,6 +35,7 @@ fn settings(lifecycle_queue_url: Option<String>) -> Settings {
         fleet_effects_here: true,
         lambda_hook_prefix: None,
         lambda_minute_ms: gantry_core::lambda::MINUTE_MS,
+        github: Default::default(),
         lifecycle_topic_arn: None,
         bundle_bucket: None,
         revision_prefix: None,

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod ec2_fleet;
 pub mod fleet;
+pub mod github;
 pub mod instance_profile;
 pub mod lambda_stand;
 pub mod lb_stack;

@@ -202,6 +202,69 @@ fn github_revisions_round_trip_and_are_checked() {
     ));
 }
 
+/// A repository goes into a URL path with the token: nothing but GitHub's own names.
+#[test]
+fn github_locations_take_only_githubs_names() {
+    let location = |repository: &str, commit: &str| RevisionLocation::GitHub {
+        git_hub_location: GitHubLocation {
+            repository: repository.into(),
+            commit_id: commit.into(),
+        },
+    };
+    let field = |location: RevisionLocation| match location.validate() {
+        Ok(()) => None,
+        Err(WireError::Invalid { field, .. }) => Some(field),
+        Err(other) => panic!("{other}"),
+    };
+    for good in ["acme/shop", "a-b/c.d_e", "A1/x"] {
+        assert_eq!(field(location(good, "abcdef0")), None, "{good}");
+    }
+    for bad in [
+        "../x",
+        "acme/..",
+        "acme/.",
+        "acme/shop/extra",
+        "ac me/shop",
+        "acme/sh%2fop",
+        "acme/shop?x",
+        "acme_x/shop",
+        "/shop",
+        "acme/",
+    ] {
+        assert_eq!(
+            field(location(bad, "abcdef0")),
+            Some("revision.gitHubLocation.repository"),
+            "{bad}"
+        );
+    }
+    for bad in [
+        "abc",
+        "abcdefg0123456789012345678901234567890123",
+        "abcdefz",
+    ] {
+        assert_eq!(
+            field(location("acme/shop", bad)),
+            Some("revision.gitHubLocation.commitId"),
+            "{bad}"
+        );
+    }
+    let pinned = GitHubLocation {
+        repository: "acme/shop".into(),
+        commit_id: "0123456789abcdef0123456789abcdef01234567".into(),
+    };
+    assert!(pinned.is_pinned());
+    let short = GitHubLocation {
+        commit_id: "0123456".into(),
+        ..pinned.clone()
+    };
+    assert!(!short.is_pinned());
+    let upper = GitHubLocation {
+        commit_id: pinned.commit_id.to_uppercase(),
+        ..pinned
+    };
+    assert!(!upper.is_pinned());
+}
+
 #[test]
 fn commands_are_validated() {
     let mut cmd = command();

@@ -2,6 +2,7 @@
 //! registration of a revision.
 
 use super::aws_failure;
+use super::github::GitHubRevisions;
 use crate::error::{ApiError, Exception};
 use crate::model::{RevisionRecord, seconds};
 use crate::store::DynamoStore;
@@ -20,7 +21,7 @@ const RANGES_AT_ONCE: usize = 8;
 #[derive(Clone)]
 pub struct Bundles {
     client: aws_sdk_s3::Client,
-    limits: Limits,
+    pub(super) limits: Limits,
 }
 
 fn invalid_revision(message: impl Into<String>) -> ApiError {
@@ -202,47 +203,60 @@ impl Bundles {
         })?;
         let archive = scratch.path().join("bundle");
         self.download(location, size, &archive).await?;
-        let declared = location.bundle_type;
-        let limits = self.limits;
-        let root = scratch.path().to_owned();
-        let checked = tokio::task::spawn_blocking(move || {
-            let sniffed = BundleType::detect(&archive).ok().flatten();
-            if let Some(actual) = sniffed
-                && actual != declared
-                && !(actual == BundleType::Tar && declared == BundleType::Tgz)
-            {
-                return Ok(Err(format!(
-                    "revision.s3Location.bundleType: the object is a {} archive, not {}",
-                    actual.name(),
-                    declared.name()
-                )));
-            }
-            bundle::check_archive(&archive, declared, &root, &limits).map(|result| {
-                result.map_err(|problems| {
-                    problems
-                        .0
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
+        let named = format!("s3://{}/{}", location.bucket, location.key);
+        check_bundle(&archive, location.bundle_type, &named, self.limits).await
+    }
+}
+
+/// Checks a downloaded bundle (`archive`, in a scratch directory of its own) as the agent
+/// would: a safe archive of the declared type, a valid appspec, every referenced file
+/// present. Returns the hook timeouts per event, or every problem found, as an
+/// InvalidRevision naming the revision (`named`).
+pub(super) async fn check_bundle(
+    archive: &std::path::Path,
+    declared: BundleType,
+    named: &str,
+    limits: Limits,
+) -> Result<BTreeMap<LifecycleEvent, u64>, ApiError> {
+    let archive = archive.to_owned();
+    let root = archive
+        .parent()
+        .ok_or_else(|| ApiError::internal("the bundle has no scratch directory"))?
+        .to_owned();
+    let checked = tokio::task::spawn_blocking(move || {
+        let sniffed = BundleType::detect(&archive).ok().flatten();
+        if let Some(actual) = sniffed
+            && actual != declared
+            && !(actual == BundleType::Tar && declared == BundleType::Tgz)
+        {
+            return Ok(Err(format!(
+                "revision.s3Location.bundleType: the object is a {} archive, not {}",
+                actual.name(),
+                declared.name()
+            )));
+        }
+        bundle::check_archive(&archive, declared, &root, &limits).map(|result| {
+            result.map_err(|problems| {
+                problems
+                    .0
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             })
         })
-        .await
-        .map_err(|error| ApiError::internal(error.to_string()))?
-        .map_err(|error| ApiError::internal(format!("checking the bundle: {error}")))?;
-        let spec = checked.map_err(|problems| {
-            invalid_revision(format!(
-                "s3://{}/{} is not a deployable revision: {problems}",
-                location.bucket, location.key
-            ))
-        })?;
-        Ok(spec
-            .hooks
-            .iter()
-            .map(|(event, _)| (*event, spec.event_limit_secs(*event)))
-            .collect())
-    }
+    })
+    .await
+    .map_err(|error| ApiError::internal(error.to_string()))?
+    .map_err(|error| ApiError::internal(format!("checking the bundle: {error}")))?;
+    let spec = checked.map_err(|problems| {
+        invalid_revision(format!("{named} is not a deployable revision: {problems}"))
+    })?;
+    Ok(spec
+        .hooks
+        .iter()
+        .map(|(event, _)| (*event, spec.event_limit_secs(*event)))
+        .collect())
 }
 
 impl Bundles {
@@ -308,27 +322,38 @@ impl Bundles {
     }
 }
 
-/// Pins a revision for the record push keeps, after validating an S3 bundle.
+/// Pins a revision (an S3 bundle to its version and ETag, a GitHub commit to its full
+/// id) and checks it, for the record push keeps.
 pub async fn register(
     bundles: &Bundles,
+    github: &GitHubRevisions,
     store: &DynamoStore,
     application: &str,
     location: &RevisionLocation,
     description: Option<String>,
     now: gantry_core::deployment::Millis,
 ) -> Result<RevisionRecord, ApiError> {
-    let RevisionLocation::S3 { s3_location } = location else {
-        return Err(invalid_revision(
-            "revision.revisionType: GitHub revisions cannot be fetched by Gantry yet; upload the bundle to S3 and use revisionType S3",
-        ));
+    let (pinned, size, event_timeouts) = match location {
+        RevisionLocation::S3 { s3_location } => {
+            let (pinned, size) = bundles.pin(s3_location).await?;
+            let event_timeouts = bundles.validate(&pinned, size).await?;
+            let pinned = RevisionLocation::S3 {
+                s3_location: pinned,
+            };
+            (pinned, size, event_timeouts)
+        }
+        RevisionLocation::GitHub { git_hub_location } => {
+            let pinned = github.pin(git_hub_location).await?;
+            let (event_timeouts, size) = github.validate(&pinned, bundles.limits).await?;
+            let pinned = RevisionLocation::GitHub {
+                git_hub_location: pinned,
+            };
+            (pinned, size, event_timeouts)
+        }
     };
-    let (pinned, size) = bundles.pin(s3_location).await?;
-    let event_timeouts = bundles.validate(&pinned, size).await?;
     let record = RevisionRecord {
         application_name: application.to_owned(),
-        revision_location: RevisionLocation::S3 {
-            s3_location: pinned,
-        },
+        revision_location: pinned,
         description,
         register_time: seconds(now),
         event_timeouts,

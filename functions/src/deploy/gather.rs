@@ -208,7 +208,10 @@ pub(super) async fn revision_record(
         RevisionLocation::S3 { s3_location } => RevisionLocation::S3 {
             s3_location: control.bundles.pin(s3_location).await?.0,
         },
-        other => other.clone(),
+        // A full commit id is pinned already: no request to GitHub.
+        RevisionLocation::GitHub { git_hub_location } => RevisionLocation::GitHub {
+            git_hub_location: control.github.pin(git_hub_location).await?,
+        },
     };
     let known = control
         .store

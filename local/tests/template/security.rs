@@ -52,6 +52,11 @@ fn statements_in(list: &Value) -> Vec<Value> {
 fn statements_of(template: &Value, function: &str) -> Vec<Value> {
     let mut found = Vec::new();
     for policy in policies_of(template, function) {
+        // `!If [condition, !Ref Policy, !Ref AWS::NoValue]`: the policy, when it holds.
+        let policy = match tagged(policy, "If") {
+            Some(branches) => &branches.as_sequence().expect("!If [condition, then, else]")[1],
+            None => policy,
+        };
         if let Some(name) = tagged(policy, "Ref") {
             let name = string(name);
             let resource = &template["Resources"][name.as_str()];
@@ -104,7 +109,8 @@ fn allows(statement: &Value, action: &str) -> bool {
             })
 }
 
-/// A resource's text: a plain ARN, a `!Sub`'s template, a `!GetAtt`'s `Name.Attribute`.
+/// A resource's text: a plain ARN, a `!Sub`'s template, a `!GetAtt`'s `Name.Attribute`,
+/// a `!Ref`'s name.
 fn resource_text(resource: &Value) -> String {
     if let Some(sub) = tagged(resource, "Sub") {
         return match sub.as_sequence() {
@@ -114,6 +120,9 @@ fn resource_text(resource: &Value) -> String {
     }
     if let Some(attribute) = tagged(resource, "GetAtt") {
         return format!("!GetAtt {}", string(attribute));
+    }
+    if let Some(name) = tagged(resource, "Ref") {
+        return format!("!Ref {}", string(name));
     }
     string(resource)
 }
@@ -635,6 +644,68 @@ fn hosts_read_no_bundle_of_their_own_accord() {
     }
 }
 
+/// The GitHub token (GitHubTokenSecret) is read by the functions that check revisions
+/// (those that read bundles) and by hosts, only when the stack names one, and nothing
+/// but that one secret or parameter.
+#[test]
+fn the_github_token_is_read_only_where_revisions_are_checked_and_only_that_secret() {
+    let template = template();
+    let reads_token = |statement: &Value| {
+        allows(statement, "secretsmanager:GetSecretValue") || allows(statement, "ssm:GetParameter")
+    };
+    let only_the_secret = |owner: &str, statement: &Value| {
+        assert_eq!(
+            tagged(&statement["Resource"], "Ref").map(string).as_deref(),
+            Some("GitHubTokenSecret"),
+            "{owner} reads more than the GitHub token: {statement:?}"
+        );
+    };
+    let mut readers = BTreeSet::new();
+    let mut checkers = BTreeSet::new();
+    for function in functions(&template) {
+        for statement in statements_of(&template, &function) {
+            if sid(&statement) == "ReadBundles" {
+                checkers.insert(function.clone());
+            }
+            if reads_token(&statement) {
+                only_the_secret(&function, &statement);
+                readers.insert(function.clone());
+            }
+        }
+    }
+    assert!(!checkers.is_empty());
+    assert_eq!(readers, checkers, "who reads the GitHub token");
+    assert_eq!(
+        template["Resources"]["GitHubTokenReadPolicy"]["Condition"].as_str(),
+        Some("HasGitHubToken"),
+        "the functions' token policy exists only when the stack has a token"
+    );
+    for policy in ["Ec2HostPolicy", "OnPremisesHostPolicy"] {
+        let list = &template["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"];
+        let mut found = false;
+        for item in list.as_sequence().expect("statements") {
+            match tagged(item, "If") {
+                Some(branches) => {
+                    let branches = branches.as_sequence().expect("!If");
+                    if reads_token(&branches[1]) {
+                        assert_eq!(string(&branches[0]), "HasGitHubToken", "{policy}");
+                        only_the_secret(policy, &branches[1]);
+                        found = true;
+                    }
+                }
+                None => assert!(
+                    !reads_token(item),
+                    "{policy} reads the token whether the stack has one or not"
+                ),
+            }
+        }
+        assert!(
+            found,
+            "{policy}: hosts read the token for private repositories"
+        );
+    }
+}
+
 /// A number the template gives directly or through a parameter's default.
 fn number(template: &Value, value: &Value) -> u64 {
     match tagged(value, "Ref") {
@@ -842,8 +913,11 @@ fn substitute(text: &str, variables: &BTreeMap<String, String>) -> String {
     out + rest
 }
 
+/// What `!Ref AWS::NoValue` renders to: left out of the list it is in.
+const NO_VALUE: &str = "\u{0}AWS::NoValue";
+
 /// The template's value as CloudFormation would make it for gantry-local's stack
-/// (CreateBundleBucket true).
+/// (CreateBundleBucket true, HasGitHubToken false).
 fn render(value: &Value) -> serde_json::Value {
     use serde_json::Value as Json;
     match value {
@@ -859,14 +933,23 @@ fn render(value: &Value) -> serde_json::Value {
             }
             None => Json::String(substitute(&string(&tagged.value), &BTreeMap::new())),
         },
+        Value::Tagged(tagged) if tagged.tag == "Ref" && string(&tagged.value) == "AWS::NoValue" => {
+            Json::String(NO_VALUE.into())
+        }
         Value::Tagged(tagged) if tagged.tag == "Ref" || tagged.tag == "GetAtt" => {
             Json::String(local_value(&string(&tagged.value)))
         }
         Value::Tagged(tagged) if tagged.tag == "If" => {
             let branches = tagged.value.as_sequence().expect("!If's list");
-            assert_eq!(string(&branches[0]), "CreateBundleBucket");
-            render(&branches[1])
+            let holds = match string(&branches[0]).as_str() {
+                "CreateBundleBucket" => true,
+                // gantry-local's stack keeps no GitHub token.
+                "HasGitHubToken" => false,
+                other => panic!("the condition {other} is not rendered"),
+            };
+            render(&branches[if holds { 1 } else { 2 }])
         }
+
         Value::Tagged(tagged) => panic!("{} is not rendered", tagged.tag),
         Value::Mapping(entries) => Json::Object(
             entries
@@ -874,7 +957,13 @@ fn render(value: &Value) -> serde_json::Value {
                 .map(|(key, value)| (string(key), render(value)))
                 .collect(),
         ),
-        Value::Sequence(items) => Json::Array(items.iter().map(render).collect()),
+        Value::Sequence(items) => Json::Array(
+            items
+                .iter()
+                .map(render)
+                .filter(|item| item.as_str() != Some(NO_VALUE))
+                .collect(),
+        ),
         other => serde_json::to_value(other).expect("plain YAML is JSON"),
     }
 }
