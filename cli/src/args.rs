@@ -60,7 +60,7 @@ pub enum Command {
         #[command(subcommand)]
         command: tags::TagsCommand,
     },
-    /// Lint, bundle, upload and register a revision directory.
+    /// Lint, bundle, upload and register a revision directory, or register a GitHub commit.
     Push(push::PushArgs),
     /// Deploy a revision to a group and follow it.
     Deploy(deploy::DeployArgs),

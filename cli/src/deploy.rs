@@ -29,8 +29,9 @@ pub struct DeployArgs {
     app: String,
     #[arg(long)]
     group: String,
-    /// `latest` (the newest pushed revision) or s3://bucket/key: a bundle, or for a
-    /// Lambda application an AppSpec file (.yml, .yaml or .json).
+    /// `latest` (the newest pushed revision), s3://bucket/key (a bundle, or for a
+    /// Lambda application an AppSpec file: .yml, .yaml or .json), or
+    /// github:OWNER/REPO@COMMIT (a commit, checked by Gantry before any host gets it).
     #[arg(long, default_value = "latest")]
     revision: String,
     /// zip, tar or tgz (YAML or JSON for a Lambda AppSpec), for an s3:// revision whose
@@ -94,13 +95,16 @@ async fn revision(gantry: &Gantry, args: &DeployArgs) -> anyhow::Result<Value> {
             .map(|revision| json!(revision))
             .ok_or_else(|| anyhow::anyhow!("application {} has no pushed revision; run `gantry push` first, or pass --revision s3://bucket/key (a Lambda application: --appspec FILE)", args.app));
     }
+    if let Some(commit) = args.revision.strip_prefix("github:") {
+        return crate::push::github_revision("--revision", commit);
+    }
     let (bucket, key) = args
         .revision
         .strip_prefix("s3://")
         .and_then(|rest| rest.split_once('/'))
         .ok_or_else(|| {
             anyhow::anyhow!(
-                "--revision: expected `latest` or s3://bucket/key, found {:?}",
+                "--revision: expected `latest`, s3://bucket/key or github:OWNER/REPO@COMMIT, found {:?}",
                 args.revision
             )
         })?;

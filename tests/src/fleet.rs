@@ -93,20 +93,28 @@ pub struct Fleet {
     pub local: GantryLocal,
     pub hosts: Vec<Host>,
     pub work: tempfile::TempDir,
+    /// YAML appended to each agent's configuration from then on (e.g. a `github:` section).
+    pub agent_config_extra: String,
 }
 
 impl Fleet {
     /// Starts moto and gantry-local (with `local_args`, e.g. a short tick); no hosts yet.
     pub fn start(local_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(local_args, &[])
+    }
+
+    /// The same, with gantry-local given `local_env` besides moto's SDK environment.
+    pub fn start_with(local_args: &[&str], local_env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let binaries = Binaries::find()?;
         let moto = Moto::start()?;
-        let local = GantryLocal::start(&binaries.local, &moto, local_args)?;
+        let local = GantryLocal::start_with(&binaries.local, &moto, local_args, local_env)?;
         Ok(Self {
             binaries,
             moto,
             local,
             hosts: Vec::new(),
             work: tempfile::tempdir().context("creating the fleet's directory")?,
+            agent_config_extra: String::new(),
         })
     }
 
@@ -224,10 +232,11 @@ impl Fleet {
             format!(
                 "identity:\n  on_premises_name: {name}\nregion: us-east-1\n\
                  queue_prefix: gantry-commands-\nreports_queue: gantry-reports\n\
-                 root_dir: {root}\nlog_dir: {logs}\ninstall_root: {fs}\npoll_wait_seconds: 20\n",
+                 root_dir: {root}\nlog_dir: {logs}\ninstall_root: {fs}\npoll_wait_seconds: 20\n{extra}",
                 root = dir.join("root").display(),
                 logs = dir.join("logs").display(),
                 fs = dir.join("fs").display(),
+                extra = self.agent_config_extra,
             ),
         )?;
         let child = Command::new(&self.binaries.agent)
