@@ -19,6 +19,8 @@ that unittest's discovery of tests/ can import this package without changing mot
   copies the items it names for its rollback, not the whole table (moto's copy made a
   5,000-host benchmark exhaust 24 GiB), and Query reads the partition it asks for, not
   every item sorted.
+- `codepipeline`: CodePipeline's job results (PutJobSuccessResult, PutJobFailureResult),
+  recorded per job for tests that play CodePipeline's part.
 
 Addresses: see `addresses`. `imds` is not loaded into moto: tests/fleet_runner.py runs
 one per simulated instance.
@@ -34,7 +36,7 @@ def install(endpoint=None):
     if _installed:
         return
     _installed = True
-    from . import cbor, faults, health, lambda_runner, lifecycle, limits, proxy, scale
+    from . import cbor, codepipeline, faults, health, lambda_runner, lifecycle, limits, proxy, scale
 
     lifecycle.install()
     health.install()
@@ -43,6 +45,7 @@ def install(endpoint=None):
     limits.install()
     scale.install()
     faults.install()
+    codepipeline.install()
     lambda_runner.install(endpoint)
 
     from moto.core.base_backend import BackendDict
@@ -56,5 +59,6 @@ def install(endpoint=None):
         health.reset()
         proxy.reset()
         faults.reset()
+        codepipeline.reset()
 
     BackendDict.reset = classmethod(reset)
