@@ -172,6 +172,8 @@ pub struct ControlPlane {
     pub aliases: crate::adapters::Aliases,
     pub load_balancers: traffic::LoadBalancers,
     pub green_fleets: crate::green_fleet::GreenFleets,
+    /// CodePipeline's job results, and the copy of a job's artifact (the `pipeline` function).
+    pub pipeline_jobs: crate::adapters::PipelineJobs,
     pub settings: Settings,
 }
 
@@ -209,6 +211,7 @@ impl ControlPlane {
                 aws_sdk_autoscaling::Client::new(config),
                 aws_sdk_ec2::Client::new(config),
             ),
+            pipeline_jobs: crate::adapters::PipelineJobs::new(config),
             settings,
         }
     }

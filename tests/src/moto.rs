@@ -189,6 +189,23 @@ impl Moto {
         Ok(())
     }
 
+    /// The results a CodePipeline job was answered, in order, as the stand-in recorded
+    /// them (tests/standin/codepipeline.py): `{"result": "success", "continuationToken",
+    /// "executionDetails"}` or `{"result": "failure", "failureDetails": {"type", "message"}}`.
+    pub fn job_results(&self, job_id: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let (status, body) = http_body(
+            &self.endpoint,
+            "GET",
+            &format!("/_gantry/codepipeline/jobs/{}", query_value(job_id)),
+        )?;
+        if status != 200 {
+            bail!("reading job {job_id}'s results answered HTTP {status}: {body}");
+        }
+        let answer: serde_json::Value =
+            serde_json::from_str(&body).with_context(|| format!("not JSON: {body}"))?;
+        Ok(answer["results"].as_array().cloned().unwrap_or_default())
+    }
+
     /// Wipes every resource (moto's `POST /moto-api/reset`).
     pub fn reset(&self) -> anyhow::Result<()> {
         let status = http(&self.endpoint, "POST", "/moto-api/reset")?;
@@ -277,6 +294,11 @@ fn query_value(text: &str) -> String {
 
 /// A minimal HTTP/1.0 request, enough to ask moto whether it is up. Returns the status.
 fn http(endpoint: &str, method: &str, path: &str) -> anyhow::Result<u16> {
+    http_body(endpoint, method, path).map(|(status, _)| status)
+}
+
+/// A minimal HTTP/1.0 request: the status and the body.
+fn http_body(endpoint: &str, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
     let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(authority)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -291,5 +313,9 @@ fn http(endpoint: &str, method: &str, path: &str) -> anyhow::Result<u16> {
         .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse().ok())
         .with_context(|| format!("not an HTTP response: {response:.80}"))?;
-    Ok(status)
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }
