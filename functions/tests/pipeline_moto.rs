@@ -340,7 +340,10 @@ async fn a_job_succeeds_after_continuations_while_its_deployment_runs() {
         first["executionDetails"]["externalExecutionId"],
         deployment_id.as_str()
     );
-    assert_eq!(fx.deployments("web").await, [deployment_id.clone()]);
+    assert_eq!(
+        fx.deployments("web").await,
+        std::slice::from_ref(&deployment_id)
+    );
 
     // The artifact was copied under the revision prefix and registered, pinned.
     let info = fx.deployment(&deployment_id).await;
@@ -506,7 +509,10 @@ async fn a_job_delivered_again_creates_no_second_deployment() {
         Some(deployment_id.as_str()),
         "the same deployment"
     );
-    assert_eq!(fx.deployments("web").await, [deployment_id.clone()]);
+    assert_eq!(
+        fx.deployments("web").await,
+        std::slice::from_ref(&deployment_id)
+    );
     assert_eq!(fx.revisions().await.len(), 1, "registered once");
 
     // Delivered again after the deployment ended: its outcome, still no new deployment.
