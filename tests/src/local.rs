@@ -20,11 +20,23 @@ impl GantryLocal {
     /// Starts `binary` (the gantry-local executable) with moto's SDK environment and
     /// `args`, and waits for its "listening on" line.
     pub fn start(binary: &Path, moto: &Moto, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(binary, moto, args, &[])
+    }
+
+    /// [`Self::start`], with `env` added to its environment (the functions' settings, as
+    /// template.yaml gives them in Lambda: `GANTRY_BUNDLE_BUCKET` and the like).
+    pub fn start_with_env(
+        binary: &Path,
+        moto: &Moto,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let log = tempfile::NamedTempFile::new().context("creating gantry-local's log file")?;
         let mut child = Command::new(binary)
             .args(["--port", "0"])
             .args(args)
             .envs(moto.sdk_env())
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
