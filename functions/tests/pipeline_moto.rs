@@ -569,3 +569,26 @@ async fn bad_user_parameters_fail_the_job_naming_the_field_and_what_is_allowed()
     }
     assert_eq!(fx.deployments("web").await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_for_a_group_busy_with_another_deployment_fails_naming_it() {
+    let fx = Fixture::start().await;
+    fx.group("web", &["web-1"]).await;
+    fx.artifact("bundle.zip", archive::zip(&good_bundle()))
+        .await;
+    let first = fx
+        .answer(job("job-6", Some(&parameters("web")), "bundle.zip", None))
+        .await;
+    let running = token(&first).expect("a token").to_owned();
+    let second = fx
+        .answer(job("job-7", Some(&parameters("web")), "bundle.zip", None))
+        .await;
+    assert_eq!(second["result"], "failure", "{second}");
+    assert_eq!(second["failureDetails"]["type"], "JobFailed");
+    let message = second["failureDetails"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("DeploymentLimitExceeded") && message.contains(&running),
+        "{message}"
+    );
+    assert_eq!(fx.deployments("web").await, std::slice::from_ref(&running));
+}

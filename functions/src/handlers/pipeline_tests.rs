@@ -111,3 +111,37 @@ fn a_running_deployment_continues_and_an_ended_one_answers_its_outcome() {
         );
     }
 }
+
+#[test]
+fn refusals_of_what_user_parameters_name_are_configuration_errors_naming_the_field() {
+    for (error, field) in [
+        (
+            ApiError::application_missing("nope"),
+            "UserParameters.application",
+        ),
+        (
+            ApiError::group_missing("shop", "nope"),
+            "UserParameters.deploymentGroup",
+        ),
+        (
+            ApiError::new(Exception::DeploymentConfigDoesNotExist, "no such config"),
+            "UserParameters.deploymentConfig",
+        ),
+    ] {
+        let Ok(JobAnswer::Failed { kind, message, .. }) = configuration_error(error) else {
+            panic!("a refusal fails the job");
+        };
+        assert_eq!(kind, FailureKind::ConfigurationError);
+        assert!(message.starts_with(field), "{message}");
+    }
+    let Ok(JobAnswer::Failed { kind, message, .. }) = configuration_error(ApiError::new(
+        Exception::DeploymentLimitExceeded,
+        "deployment group web already has an active deployment",
+    )) else {
+        panic!("a busy group fails the job");
+    };
+    assert_eq!(kind, FailureKind::JobFailed);
+    assert!(message.contains("DeploymentLimitExceeded"), "{message}");
+    // Ours, not the job's: the invocation fails and is retried.
+    assert!(configuration_error(ApiError::internal("DynamoDB: throttled")).is_err());
+}
