@@ -3,11 +3,13 @@ same protocol as the AWS SDK for Rust's), recorded per job and read back over HT
 `make test`."""
 
 import json
+import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from botocore.exceptions import ClientError
 
-from standin_fixture import StandInTestCase
+from standin_fixture import StandInTestCase, free_port, wait_until
 
 
 class CodePipelineTest(StandInTestCase):
@@ -44,3 +46,53 @@ class CodePipelineTest(StandInTestCase):
         self.assertEqual(failure, {"result": "failure", "failureDetails": {
             "type": "ConfigurationError", "message": "UserParameters: not JSON"}})
         self.assertEqual(self.results("job-3"), [], "other jobs are untouched")
+
+    def test_a_run_invokes_the_function_again_with_each_continuation_token_until_it_ends(self):
+        pipeline = self.client("codepipeline")
+        seen = []
+
+        class Function(BaseHTTPRequestHandler):
+            """A pipeline function: continues twice, then succeeds."""
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                job = event["CodePipeline.job"]
+                seen.append((job["id"], job["data"].get("continuationToken"),
+                             job["data"]["actionConfiguration"]["configuration"]["UserParameters"]))
+                if len(seen) < 3:
+                    pipeline.put_job_success_result(jobId=job["id"], continuationToken=f"d-{len(seen)}")
+                else:
+                    pipeline.put_job_success_result(jobId=job["id"])
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        server = ThreadingHTTPServer(("127.0.0.1", free_port()), Function)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        url = f"http://127.0.0.1:{server.server_address[1]}/2015-03-31/functions/f/invocations"
+        event = {"CodePipeline.job": {"id": "run-1", "data": {
+            "actionConfiguration": {"configuration": {"UserParameters": "{}"}}, "continuationToken": None}}}
+        request = urllib.request.Request(f"{self.endpoint}/_gantry/codepipeline/runs", method="POST",
+                                         data=json.dumps({"functionUrl": url, "event": event,
+                                                          "intervalSeconds": 0}).encode())
+        with urllib.request.urlopen(request, timeout=5) as response:
+            self.assertEqual(json.load(response), {"jobId": "run-1"})
+
+        def state():
+            with urllib.request.urlopen(f"{self.endpoint}/_gantry/codepipeline/runs/run-1", timeout=5) as response:
+                answer = json.load(response)
+            return answer if answer["ended"] else None
+
+        ended = wait_until(state, what="the run to end")
+        self.assertEqual(ended["jobs"], ["run-1", "run-1-continuation-1", "run-1-continuation-2"])
+        self.assertEqual(seen, [("run-1", None, "{}"), ("run-1-continuation-1", "d-1", "{}"),
+                                ("run-1-continuation-2", "d-2", "{}")])
+        self.assertEqual([(r["jobId"], r.get("continuationToken")) for r in ended["results"]],
+                         [("run-1", "d-1"), ("run-1-continuation-1", "d-2"), ("run-1-continuation-2", None)])
+        self.assertEqual(ended["errors"], [])

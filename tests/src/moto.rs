@@ -206,6 +206,47 @@ impl Moto {
         Ok(answer["results"].as_array().cloned().unwrap_or_default())
     }
 
+    /// Plays CodePipeline for one run of an "Invoke AWS Lambda" action
+    /// (tests/standin/codepipeline.py): the stand-in invokes the function at
+    /// `function_url` (its Invoke URL) with `event`, and again with each continuation
+    /// token it is answered, `interval_seconds` later, until a job ends. Returns at once.
+    pub fn start_job_run(
+        &self,
+        function_url: &str,
+        event: &serde_json::Value,
+        interval_seconds: f64,
+    ) -> anyhow::Result<()> {
+        let body = serde_json::json!({
+            "functionUrl": function_url,
+            "event": event,
+            "intervalSeconds": interval_seconds,
+        });
+        let (status, answer) = http_request(
+            &self.endpoint,
+            "POST",
+            "/_gantry/codepipeline/runs",
+            &body.to_string(),
+        )?;
+        if status != 200 {
+            bail!("starting a job run answered HTTP {status}: {answer}");
+        }
+        Ok(())
+    }
+
+    /// A run [`Self::start_job_run`] started, by its first job's id: `{"jobs", "results"
+    /// (each with its jobId), "ended", "errors"}`.
+    pub fn job_run(&self, job_id: &str) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = http_body(
+            &self.endpoint,
+            "GET",
+            &format!("/_gantry/codepipeline/runs/{}", query_value(job_id)),
+        )?;
+        if status != 200 {
+            bail!("reading job run {job_id} answered HTTP {status}: {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("not JSON: {body}"))
+    }
+
     /// Wipes every resource (moto's `POST /moto-api/reset`).
     pub fn reset(&self) -> anyhow::Result<()> {
         let status = http(&self.endpoint, "POST", "/moto-api/reset")?;
@@ -299,12 +340,28 @@ fn http(endpoint: &str, method: &str, path: &str) -> anyhow::Result<u16> {
 
 /// A minimal HTTP/1.0 request: the status and the body.
 fn http_body(endpoint: &str, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    http_request(endpoint, method, path, "")
+}
+
+/// A minimal HTTP/1.0 request with a (JSON) body: the status and the body.
+fn http_request(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
     let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(authority)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

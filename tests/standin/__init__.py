@@ -20,7 +20,8 @@ that unittest's discovery of tests/ can import this package without changing mot
   5,000-host benchmark exhaust 24 GiB), and Query reads the partition it asks for, not
   every item sorted.
 - `codepipeline`: CodePipeline's job results (PutJobSuccessResult, PutJobFailureResult),
-  recorded per job for tests that play CodePipeline's part.
+  recorded per job; and CodePipeline's part in a run of an Invoke action, the function
+  invoked again with each continuation token.
 
 Addresses: see `addresses`. `imds` is not loaded into moto: tests/fleet_runner.py runs
 one per simulated instance.

@@ -1,8 +1,8 @@
-//! End to end: CodePipeline's "Invoke AWS Lambda" action against gantry-local, its
-//! `pipeline` function invoked with the stock AWS CLI as CodePipeline would invoke it in
-//! AWS, a real `gantry-agent` installing the artifact, the job's results recorded by the
-//! stand-in. The test plays CodePipeline: it invokes the function again with the
-//! continuation token until the job is answered without one.
+//! End to end: CodePipeline's "Invoke AWS Lambda" action against gantry-local's
+//! `pipeline` function, a real `gantry-agent` installing the artifact. The stand-in plays
+//! CodePipeline (tests/standin/codepipeline.py): it invokes the function with the job,
+//! records each result, and invokes it again with each continuation token until a job is
+//! answered without one. The job delivered again comes through the stock AWS CLI.
 
 use gantry_tests::archive;
 use gantry_tests::fleet::{Fleet, installed_version, revision};
@@ -107,31 +107,35 @@ fn a_pipeline_job_deploys_its_artifact_to_a_real_agent_and_succeeds_after_contin
         ],
     );
 
-    let output = fleet.aws_lambda_invoke("gantry-pipeline", &job("job-e2e", key, None));
-    assert_eq!(output["answer"], "continue", "{output}");
-    let deployment_id = output["deploymentId"].as_str().unwrap().to_owned();
-    let first = fleet.moto.job_results("job-e2e").expect("job results");
-    assert_eq!(first.len(), 1);
-    assert_eq!(first[0]["continuationToken"], deployment_id.as_str());
-
-    // CodePipeline's part: a new job with the token, again, until one is answered
-    // without a token (or fails).
-    let mut round = 0;
-    let mut last = Value::Null;
+    // CodePipeline's part, played by the stand-in: it invokes the function with the job,
+    // then again with each continuation token (a new job), until a job is answered
+    // without one.
+    let url = format!(
+        "{}/2015-03-31/functions/gantry-pipeline/invocations",
+        fleet.local.endpoint()
+    );
+    fleet
+        .moto
+        .start_job_run(&url, &job("job-e2e", key, None), 0.2)
+        .expect("the stand-in runs the action");
+    let mut run = Value::Null;
     let ended = wait_until(DEPLOYMENT_TIMEOUT, || {
-        round += 1;
-        let id = format!("job-e2e-continued-{round}");
-        fleet.aws_lambda_invoke("gantry-pipeline", &job(&id, key, Some(&deployment_id)));
-        last = fleet
-            .moto
-            .job_results(&id)
-            .expect("job results")
-            .pop()
-            .unwrap_or(Value::Null);
-        last["result"] == "failure" || last["continuationToken"].is_null()
+        run = fleet.moto.job_run("job-e2e").expect("the run");
+        run["ended"] == true
     });
-    assert!(ended, "the job never ended: {last}");
+    assert!(ended, "the run never ended: {run:#}");
+    assert_eq!(run["errors"], json!([]), "{run:#}");
+    let results = run["results"].as_array().unwrap();
+    let deployment_id = results[0]["continuationToken"]
+        .as_str()
+        .expect("the first job is answered with a continuation token")
+        .to_owned();
+    let last = results.last().unwrap().clone();
     assert_eq!(last["result"], "success", "{last}");
+    assert!(
+        results.len() >= 2,
+        "at least one continuation before success: {run:#}"
+    );
     assert_eq!(
         last["executionDetails"]["externalExecutionId"],
         deployment_id.as_str()
@@ -146,4 +150,15 @@ fn a_pipeline_job_deploys_its_artifact_to_a_real_agent_and_succeeds_after_contin
         installed_version(fleet.host("web-1")).as_deref(),
         Some("pipeline-7")
     );
+
+    // The first job delivered again, with the stock AWS CLI: the deployment it made,
+    // succeeded; none made anew.
+    let again = fleet.aws_lambda_invoke("gantry-pipeline", &job("job-e2e", key, None));
+    assert_eq!(again["answer"], "succeeded", "{again}");
+    assert_eq!(again["deploymentId"], deployment_id.as_str());
+    let listed = fleet.aws_lambda_invoke(
+        "gantry-api",
+        &json!({"operation": "ListDeployments", "input": {"applicationName": "shop", "deploymentGroupName": "web"}}),
+    );
+    assert_eq!(listed["deployments"], json!([deployment_id]));
 }
