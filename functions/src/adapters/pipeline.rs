@@ -89,8 +89,7 @@ pub struct Copied {
 }
 
 /// Why an artifact could not be copied: the job's fault (answered as a failure), or
-/// ours (the invocation fails, and Lambda's retry of CodePipeline's asynchronous
-/// invocation tries again).
+/// ours (the invocation fails without answering; a retry finds what it did).
 #[derive(Debug)]
 pub enum CopyError {
     Job(FailureKind, String),

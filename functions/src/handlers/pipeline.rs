@@ -164,7 +164,8 @@ impl Output {
 }
 
 /// One invocation: the job answered, or an error (a failure of ours, not the job's: the
-/// invocation fails, and Lambda's retries of the asynchronous invocation try it again).
+/// invocation fails without answering, and a retry of it, or the job delivered again,
+/// finds what this one did; a job never answered fails when its action times out).
 pub async fn handle(
     control: &ControlPlane,
     event: CodePipelineJobEvent,
