@@ -1,7 +1,7 @@
 //! Adapters, one module per AWS service: SQS (host command queues), SNS (trigger
 //! notifications), S3 (revision bundles), GitHub (revisions by commit), the fleet (on-premises instances, EC2 tags,
 //! Auto Scaling groups), IAM (reporting identities), Auto Scaling lifecycle hooks and
-//! CloudWatch alarms, and Lambda aliases and hook functions.
+//! CloudWatch alarms, Lambda aliases and hook functions, and CodePipeline's jobs.
 //! Each maps SDK errors to [`ApiError`]s that say what failed.
 
 use crate::error::ApiError;
@@ -15,6 +15,7 @@ mod github;
 mod identities;
 mod lifecycle_hooks;
 mod notifier;
+mod pipeline;
 mod queues;
 
 pub use alarms::Alarms;
@@ -25,6 +26,9 @@ pub use github::GitHubRevisions;
 pub use identities::Identities;
 pub use lifecycle_hooks::{HookKind, LAUNCHING, LifecycleHooks, MANAGED_TAG, TERMINATING};
 pub use notifier::{Notifier, PublishError};
+pub use pipeline::{
+    ArtifactCredentials, Copied, CopyError, FailureKind, JobAnswer, JobResults, PipelineJobs,
+};
 pub use queues::{
     COMMAND_MAX_RECEIVES, COMMAND_RETENTION_SECONDS, CommandQueues, INSTANCE_ARN_TAG, SENDER_ID_TAG,
 };

@@ -224,6 +224,8 @@ pub struct ControlPlane {
     pub aliases: crate::adapters::Aliases,
     pub load_balancers: traffic::LoadBalancers,
     pub green_fleets: crate::green_fleet::GreenFleets,
+    /// CodePipeline's job results, and the copy of a job's artifact (the `pipeline` function).
+    pub pipeline_jobs: crate::adapters::PipelineJobs,
     pub settings: Settings,
 }
 
@@ -262,6 +264,7 @@ impl ControlPlane {
                 aws_sdk_autoscaling::Client::new(config),
                 aws_sdk_ec2::Client::new(config),
             ),
+            pipeline_jobs: crate::adapters::PipelineJobs::new(config),
             settings,
         }
     }

@@ -374,7 +374,12 @@ fn functions_that_validate_bundles_have_scratch_space_and_cpu_for_the_largest() 
     // The archive and what it unpacks to, both at their limits.
     let needed_mib = (MAX_VALIDATED_ARCHIVE_BYTES + Limits::default().max_bytes) / (1024 * 1024);
     let template = template();
-    for function in ["PushFunction", "CreateDeploymentFunction", "ApiFunction"] {
+    for function in [
+        "PushFunction",
+        "CreateDeploymentFunction",
+        "ApiFunction",
+        "PipelineFunction",
+    ] {
         let properties = &template["Resources"][function]["Properties"];
         let size = properties["EphemeralStorage"]["Size"]
             .as_u64()

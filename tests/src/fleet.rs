@@ -100,14 +100,14 @@ pub struct Fleet {
 impl Fleet {
     /// Starts moto and gantry-local (with `local_args`, e.g. a short tick); no hosts yet.
     pub fn start(local_args: &[&str]) -> anyhow::Result<Self> {
-        Self::start_with(local_args, &[])
+        Self::start_with_env(local_args, &[])
     }
 
-    /// The same, with gantry-local given `local_env` besides moto's SDK environment.
-    pub fn start_with(local_args: &[&str], local_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+    /// [`Self::start`], gantry-local with `env` added to its environment.
+    pub fn start_with_env(local_args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let binaries = Binaries::find()?;
         let moto = Moto::start()?;
-        let local = GantryLocal::start_with(&binaries.local, &moto, local_args, local_env)?;
+        let local = GantryLocal::start_with_env(&binaries.local, &moto, local_args, env)?;
         Ok(Self {
             binaries,
             moto,

@@ -20,11 +20,12 @@ impl GantryLocal {
     /// Starts `binary` (the gantry-local executable) with moto's SDK environment and
     /// `args`, and waits for its "listening on" line.
     pub fn start(binary: &Path, moto: &Moto, args: &[&str]) -> anyhow::Result<Self> {
-        Self::start_with(binary, moto, args, &[])
+        Self::start_with_env(binary, moto, args, &[])
     }
 
-    /// The same, with `env` besides moto's SDK environment.
-    pub fn start_with(
+    /// [`Self::start`], with `env` added to its environment (the functions' settings, as
+    /// template.yaml gives them in Lambda: `GANTRY_BUNDLE_BUCKET` and the like).
+    pub fn start_with_env(
         binary: &Path,
         moto: &Moto,
         args: &[&str],

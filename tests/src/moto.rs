@@ -189,6 +189,64 @@ impl Moto {
         Ok(())
     }
 
+    /// The results a CodePipeline job was answered, in order, as the stand-in recorded
+    /// them (tests/standin/codepipeline.py): `{"result": "success", "continuationToken",
+    /// "executionDetails"}` or `{"result": "failure", "failureDetails": {"type", "message"}}`.
+    pub fn job_results(&self, job_id: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let (status, body) = http_body(
+            &self.endpoint,
+            "GET",
+            &format!("/_gantry/codepipeline/jobs/{}", query_value(job_id)),
+        )?;
+        if status != 200 {
+            bail!("reading job {job_id}'s results answered HTTP {status}: {body}");
+        }
+        let answer: serde_json::Value =
+            serde_json::from_str(&body).with_context(|| format!("not JSON: {body}"))?;
+        Ok(answer["results"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Plays CodePipeline for one run of an "Invoke AWS Lambda" action
+    /// (tests/standin/codepipeline.py): the stand-in invokes the function at
+    /// `function_url` (its Invoke URL) with `event`, and again with each continuation
+    /// token it is answered, `interval_seconds` later, until a job ends. Returns at once.
+    pub fn start_job_run(
+        &self,
+        function_url: &str,
+        event: &serde_json::Value,
+        interval_seconds: f64,
+    ) -> anyhow::Result<()> {
+        let body = serde_json::json!({
+            "functionUrl": function_url,
+            "event": event,
+            "intervalSeconds": interval_seconds,
+        });
+        let (status, answer) = http_request(
+            &self.endpoint,
+            "POST",
+            "/_gantry/codepipeline/runs",
+            &body.to_string(),
+        )?;
+        if status != 200 {
+            bail!("starting a job run answered HTTP {status}: {answer}");
+        }
+        Ok(())
+    }
+
+    /// A run [`Self::start_job_run`] started, by its first job's id: `{"jobs", "results"
+    /// (each with its jobId), "ended", "errors"}`.
+    pub fn job_run(&self, job_id: &str) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = http_body(
+            &self.endpoint,
+            "GET",
+            &format!("/_gantry/codepipeline/runs/{}", query_value(job_id)),
+        )?;
+        if status != 200 {
+            bail!("reading job run {job_id} answered HTTP {status}: {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("not JSON: {body}"))
+    }
+
     /// Wipes every resource (moto's `POST /moto-api/reset`).
     pub fn reset(&self) -> anyhow::Result<()> {
         let status = http(&self.endpoint, "POST", "/moto-api/reset")?;
@@ -277,12 +335,33 @@ fn query_value(text: &str) -> String {
 
 /// A minimal HTTP/1.0 request, enough to ask moto whether it is up. Returns the status.
 fn http(endpoint: &str, method: &str, path: &str) -> anyhow::Result<u16> {
+    http_body(endpoint, method, path).map(|(status, _)| status)
+}
+
+/// A minimal HTTP/1.0 request: the status and the body.
+fn http_body(endpoint: &str, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    http_request(endpoint, method, path, "")
+}
+
+/// A minimal HTTP/1.0 request with a (JSON) body: the status and the body.
+fn http_request(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
     let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(authority)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -291,5 +370,9 @@ fn http(endpoint: &str, method: &str, path: &str) -> anyhow::Result<u16> {
         .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse().ok())
         .with_context(|| format!("not an HTTP response: {response:.80}"))?;
-    Ok(status)
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }

@@ -19,6 +19,9 @@ that unittest's discovery of tests/ can import this package without changing mot
   copies the items it names for its rollback, not the whole table (moto's copy made a
   5,000-host benchmark exhaust 24 GiB), and Query reads the partition it asks for, not
   every item sorted.
+- `codepipeline`: CodePipeline's job results (PutJobSuccessResult, PutJobFailureResult),
+  recorded per job; and CodePipeline's part in a run of an Invoke action, the function
+  invoked again with each continuation token.
 
 Addresses: see `addresses`. `imds` is not loaded into moto: tests/fleet_runner.py runs
 one per simulated instance.
@@ -34,7 +37,7 @@ def install(endpoint=None):
     if _installed:
         return
     _installed = True
-    from . import cbor, faults, health, lambda_runner, lifecycle, limits, proxy, scale
+    from . import cbor, codepipeline, faults, health, lambda_runner, lifecycle, limits, proxy, scale
 
     lifecycle.install()
     health.install()
@@ -43,6 +46,7 @@ def install(endpoint=None):
     limits.install()
     scale.install()
     faults.install()
+    codepipeline.install()
     lambda_runner.install(endpoint)
 
     from moto.core.base_backend import BackendDict
@@ -56,5 +60,6 @@ def install(endpoint=None):
         health.reset()
         proxy.reset()
         faults.reset()
+        codepipeline.reset()
 
     BackendDict.reset = classmethod(reset)

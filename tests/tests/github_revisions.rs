@@ -47,7 +47,7 @@ fn a_private_github_commit_is_pinned_checked_and_deployed_by_real_agents() {
     let github = GitHubStandIn::start().expect("the GitHub stand-in");
     github.add(REPO, repository());
     let api = github.api_url();
-    let mut fleet = Fleet::start_with(
+    let mut fleet = Fleet::start_with_env(
         &["--tick-ms", "200"],
         &[
             ("GANTRY_GITHUB_API_URL", api.as_str()),

@@ -5,7 +5,8 @@
 //! `create-deployment` CreateDeployment's, `rollback` `{applicationName,
 //! deploymentGroupName}`; `batch-advance` takes the reports queue's SQS event (or, for
 //! the schedule's tick, any other event) and `autoscaling` the lifecycle queue's;
-//! `api` takes `{"operation": "<CodeDeploy operation name>", "input": {...}}`. Errors are
+//! `api` takes `{"operation": "<CodeDeploy operation name>", "input": {...}}`; `pipeline`
+//! takes CodePipeline's job event (`{"CodePipeline.job": {...}}`). Errors are
 //! `{"errorType": "<CodeDeploy exception>", "errorMessage": "..."}`.
 //!
 //! What happens when a host's report arrives: [`batch_advance::handle`] groups the
@@ -16,6 +17,7 @@ pub mod api;
 pub mod autoscaling;
 pub mod batch_advance;
 pub mod create_deployment;
+pub mod pipeline;
 pub mod push;
 pub mod rollback;
 
@@ -25,13 +27,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The Lambda functions, by the names the template and gantry-local give them.
-pub const FUNCTIONS: [&str; 6] = [
+pub const FUNCTIONS: [&str; 7] = [
     "push",
     "create-deployment",
     "batch-advance",
     "rollback",
     "lifecycle",
     "api",
+    "pipeline",
 ];
 
 /// Whether `function` carries out blue/green fleet effects itself: only `lifecycle`,
@@ -73,6 +76,9 @@ pub async fn invoke(
                 parse_input(function, payload)?
             ))
             .await
+        )),
+        "pipeline" => Ok(json!(
+            Box::pin(pipeline::handle(control, parse_input(function, payload)?)).await?
         )),
         "rollback" => Ok(json!(
             rollback::handle(control, parse_input(function, payload)?).await?
