@@ -22,7 +22,7 @@ pub use alarms::Alarms;
 pub use aliases::{AliasState, Aliases};
 pub use bundles::{Bundles, register};
 pub use fleet::{Fleet, Host};
-pub use github::GitHubRevisions;
+pub use github::{GitHubRevisions, GitHubSettings};
 pub use identities::Identities;
 pub use lifecycle_hooks::{HookKind, LAUNCHING, LifecycleHooks, MANAGED_TAG, TERMINATING};
 pub use notifier::{Notifier, PublishError};

@@ -16,6 +16,8 @@ use gantry_core::deployment::Millis;
 use gantry_core::lambda::{LambdaDeploymentConfig, TrafficRouting};
 use gantry_core::wire::RevisionLocation;
 
+pub use crate::adapters::GitHubSettings;
+
 /// What the control plane is configured with (from the environment in Lambda).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -70,49 +72,6 @@ pub struct Settings {
     pub lambda_minute_ms: Millis,
     /// Where GitHub revisions come from, checked before any host sees them.
     pub github: GitHubSettings,
-}
-
-/// GitHub's API (or a GitHub Enterprise server's) and the secret holding a token that can
-/// read private repositories (the stack's `GitHubApiUrl` and `GitHubTokenSecret`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GitHubSettings {
-    pub api_url: String,
-    /// The ARN of a Secrets Manager secret or SSM parameter: the token itself is read
-    /// when needed and never kept in settings, messages or logs.
-    pub token_secret: Option<String>,
-}
-
-impl GitHubSettings {
-    /// Checked: the API over https (plain http only on a loopback address, for a test
-    /// server), the secret an ARN of either store.
-    pub fn new(api_url: Option<String>, token_secret: Option<String>) -> Result<Self, String> {
-        let api_url = api_url.unwrap_or_else(|| Self::default().api_url);
-        let host = api_url
-            .strip_prefix("http://")
-            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
-        let loopback = host.is_some_and(gantry_api::protocol::is_loopback_host);
-        if !(api_url.starts_with("https://") || loopback) {
-            return Err(format!(
-                "GANTRY_GITHUB_API_URL: must be an https:// URL such as https://api.github.com or https://github.example.com/api/v3, found {api_url:?}"
-            ));
-        }
-        if let Some(arn) = &token_secret {
-            gantry_fetch::secret::store_of("GANTRY_GITHUB_TOKEN_SECRET", arn)?;
-        }
-        Ok(Self {
-            api_url,
-            token_secret,
-        })
-    }
-}
-
-impl Default for GitHubSettings {
-    fn default() -> Self {
-        Self {
-            api_url: "https://api.github.com".to_owned(),
-            token_secret: None,
-        }
-    }
 }
 
 impl Settings {

@@ -5,7 +5,6 @@
 //! a few minutes, and never put in a message, a log or a command.
 
 use super::bundles::check_bundle;
-use crate::control::GitHubSettings;
 use crate::error::{ApiError, Exception};
 use gantry_core::bundle::{self, BundleType, Limits};
 use gantry_core::lifecycle::LifecycleEvent;
@@ -21,6 +20,49 @@ const TOKEN_KEPT: Duration = Duration::from_secs(300);
 /// may take: well within a function's 30 s, with time left to check the bundle.
 const SILENCE: Duration = Duration::from_secs(10);
 const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(20);
+
+/// GitHub's API (or a GitHub Enterprise server's) and the secret holding a token that can
+/// read private repositories (the stack's `GitHubApiUrl` and `GitHubTokenSecret`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHubSettings {
+    pub api_url: String,
+    /// The ARN of a Secrets Manager secret or SSM parameter: the token itself is read
+    /// when needed and never kept in settings, messages or logs.
+    pub token_secret: Option<String>,
+}
+
+impl GitHubSettings {
+    /// Checked: the API over https (plain http only on a loopback address, for a test
+    /// server), the secret an ARN of either store.
+    pub fn new(api_url: Option<String>, token_secret: Option<String>) -> Result<Self, String> {
+        let api_url = api_url.unwrap_or_else(|| Self::default().api_url);
+        let host = api_url
+            .strip_prefix("http://")
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+        let loopback = host.is_some_and(gantry_api::protocol::is_loopback_host);
+        if !(api_url.starts_with("https://") || loopback) {
+            return Err(format!(
+                "GANTRY_GITHUB_API_URL: must be an https:// URL such as https://api.github.com or https://github.example.com/api/v3, found {api_url:?}"
+            ));
+        }
+        if let Some(arn) = &token_secret {
+            gantry_fetch::secret::store_of("GANTRY_GITHUB_TOKEN_SECRET", arn)?;
+        }
+        Ok(Self {
+            api_url,
+            token_secret,
+        })
+    }
+}
+
+impl Default for GitHubSettings {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.github.com".to_owned(),
+            token_secret: None,
+        }
+    }
+}
 
 pub struct GitHubRevisions {
     config: aws_config::SdkConfig,
