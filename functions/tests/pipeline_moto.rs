@@ -176,6 +176,7 @@ impl Fixture {
                 "applicationName": APP,
                 "deploymentGroupName": name,
                 "onPremisesInstanceTagFilters": [{"Key": "group", "Value": name, "Type": "KEY_AND_VALUE"}],
+                "tags": [{"Key": "gantry:codepipeline", "Value": "allow"}],
             }),
         )
         .await;
@@ -308,15 +309,24 @@ impl Fixture {
     }
 
     /// Plays CodePipeline: invokes the function with the continuation `token` as job
-    /// `id`, and returns the result.
+    /// `id` (the action's configuration as before: group `web`), and returns the result.
     async fn continuation(&self, id: &str, token: &str) -> Value {
-        self.answer(job(id, Some(&parameters("unused")), "unused", Some(token)))
+        self.answer(job(id, Some(&parameters("web")), "unused", Some(token)))
             .await
     }
 }
 
 fn token(result: &Value) -> Option<&str> {
     result["continuationToken"].as_str()
+}
+
+/// The deployment a job's answer names.
+fn deployment_of(result: &Value) -> String {
+    result["executionDetails"]["externalExecutionId"]
+        .as_str()
+        .or(result["failureDetails"]["externalExecutionId"].as_str())
+        .unwrap_or_else(|| panic!("no deployment in {result}"))
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -336,11 +346,9 @@ async fn a_job_succeeds_after_continuations_while_its_deployment_runs() {
         ))
         .await;
     assert_eq!(first["result"], "success", "{first}");
-    let deployment_id = token(&first).expect("a continuation token").to_owned();
-    assert_eq!(
-        first["executionDetails"]["externalExecutionId"],
-        deployment_id.as_str()
-    );
+    // The token is the first job's id; the deployment is derived from it.
+    assert_eq!(token(&first), Some("job-1"));
+    let deployment_id = deployment_of(&first);
     assert_eq!(
         fx.deployments("web").await,
         std::slice::from_ref(&deployment_id)
@@ -365,14 +373,14 @@ async fn a_job_succeeds_after_continuations_while_its_deployment_runs() {
     let mut answered = Vec::new();
     for round in 1..=8 {
         let result = fx
-            .continuation(&format!("job-1-continued-{round}"), &deployment_id)
+            .continuation(&format!("job-1-continued-{round}"), "job-1")
             .await;
         assert_eq!(result["result"], "success", "{result}");
         answered.push(token(&result).map(str::to_owned));
         let Some(again) = token(&result) else {
             break;
         };
-        assert_eq!(again, deployment_id, "the same token again while it runs");
+        assert_eq!(again, "job-1", "the same token again while it runs");
         for host in fx.dispatched(&hosts).await {
             fx.run_host(&deployment_id, &host, None).await;
         }
@@ -398,7 +406,8 @@ async fn a_job_whose_deployment_fails_is_failed_with_the_deployments_error() {
     let first = fx
         .answer(job("job-2", Some(&parameters("web")), "bundle.zip", None))
         .await;
-    let deployment_id = token(&first).expect("a continuation token").to_owned();
+    let deployment_id = deployment_of(&first);
+    assert_eq!(token(&first), Some("job-2"));
     assert_eq!(fx.dispatched(&["web-1"]).await, ["web-1"]);
     fx.run_host(
         &deployment_id,
@@ -407,7 +416,7 @@ async fn a_job_whose_deployment_fails_is_failed_with_the_deployments_error() {
     )
     .await;
 
-    let result = fx.continuation("job-2-continued", &deployment_id).await;
+    let result = fx.continuation("job-2-continued", "job-2").await;
     assert_eq!(result["result"], "failure", "{result}");
     let details = &result["failureDetails"];
     assert_eq!(details["type"], "JobFailed");
@@ -504,12 +513,9 @@ async fn a_job_delivered_again_creates_no_second_deployment() {
     let again = fx.answer(event.clone()).await;
     assert_eq!(first["result"], "success");
     assert_eq!(again["result"], "success");
-    let deployment_id = token(&first).expect("a token").to_owned();
-    assert_eq!(
-        token(&again),
-        Some(deployment_id.as_str()),
-        "the same deployment"
-    );
+    let deployment_id = deployment_of(&first);
+    assert_eq!(deployment_of(&again), deployment_id, "the same deployment");
+    assert_eq!(token(&again), Some("job-4"));
     assert_eq!(
         fx.deployments("web").await,
         std::slice::from_ref(&deployment_id)
@@ -580,7 +586,7 @@ async fn a_job_for_a_group_busy_with_another_deployment_fails_naming_it() {
     let first = fx
         .answer(job("job-6", Some(&parameters("web")), "bundle.zip", None))
         .await;
-    let running = token(&first).expect("a token").to_owned();
+    let running = deployment_of(&first);
     let second = fx
         .answer(job("job-7", Some(&parameters("web")), "bundle.zip", None))
         .await;
@@ -592,4 +598,73 @@ async fn a_job_for_a_group_busy_with_another_deployment_fails_naming_it() {
         "{message}"
     );
     assert_eq!(fx.deployments("web").await, std::slice::from_ref(&running));
+}
+
+/// Whoever may invoke the function deploys only to groups tagged open to CodePipeline,
+/// and a continuation token reports only a deployment its action's job made to that
+/// action's group: a token made up, or taken from another group's job, fails the job.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_groups_open_to_codepipeline_are_deployed_to_and_tokens_are_bound_to_their_group() {
+    let fx = Fixture::start().await;
+    fx.group("web", &["web-1"]).await;
+    fx.ok(
+        "CreateDeploymentGroup",
+        json!({
+            "applicationName": APP,
+            "deploymentGroupName": "closed",
+            "onPremisesInstanceTagFilters": [{"Key": "group", "Value": "closed", "Type": "KEY_AND_VALUE"}],
+        }),
+    )
+    .await;
+    fx.artifact("bundle.zip", archive::zip(&good_bundle()))
+        .await;
+    let refused = fx
+        .answer(job(
+            "job-8",
+            Some(&parameters("closed")),
+            "bundle.zip",
+            None,
+        ))
+        .await;
+    assert_eq!(refused["result"], "failure", "{refused}");
+    assert_eq!(refused["failureDetails"]["type"], "ConfigurationError");
+    let message = refused["failureDetails"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("UserParameters.deploymentGroup")
+            && message.contains("gantry:codepipeline=allow"),
+        "{message}"
+    );
+    assert_eq!(fx.deployments("closed").await, Vec::<String>::new());
+    assert_eq!(
+        fx.revisions().await.len(),
+        0,
+        "nothing copied or registered"
+    );
+
+    // A running deployment of `web`, made by job-9.
+    let first = fx
+        .answer(job("job-9", Some(&parameters("web")), "bundle.zip", None))
+        .await;
+    assert_eq!(token(&first), Some("job-9"));
+    // Its token under another group's action, or a token no job of this function gave:
+    // the job fails, reporting nothing of the deployment.
+    for (group, token) in [("closed", "job-9"), ("web", "job-unknown")] {
+        let result = fx
+            .answer(job(
+                &format!("job-10-{group}"),
+                Some(&parameters(group)),
+                "unused",
+                Some(token),
+            ))
+            .await;
+        assert_eq!(result["result"], "failure", "{group} {token}: {result}");
+        assert_eq!(result["failureDetails"]["type"], "JobFailed");
+        assert!(
+            result["failureDetails"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("continuationToken"),
+            "{result}"
+        );
+    }
 }

@@ -80,6 +80,9 @@ fn a_pipeline_job_deploys_its_artifact_to_a_real_agent_and_succeeds_after_contin
         "shop",
         "--on-prem-tag",
         "role=web",
+        // Open to CodePipeline: the pipeline function deploys to no other group.
+        "--tag",
+        "gantry:codepipeline=allow",
     ]);
 
     // The build stage's output: a zip of a revision, in the pipeline's artifact store.
@@ -126,9 +129,13 @@ fn a_pipeline_job_deploys_its_artifact_to_a_real_agent_and_succeeds_after_contin
     assert!(ended, "the run never ended: {run:#}");
     assert_eq!(run["errors"], json!([]), "{run:#}");
     let results = run["results"].as_array().unwrap();
-    let deployment_id = results[0]["continuationToken"]
+    assert_eq!(
+        results[0]["continuationToken"], "job-e2e",
+        "the first job is answered with its id as the continuation token: {run:#}"
+    );
+    let deployment_id = results[0]["executionDetails"]["externalExecutionId"]
         .as_str()
-        .expect("the first job is answered with a continuation token")
+        .expect("the deployment the first job made")
         .to_owned();
     let last = results.last().unwrap().clone();
     assert_eq!(last["result"], "success", "{last}");

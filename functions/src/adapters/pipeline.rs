@@ -42,9 +42,10 @@ impl FailureKind {
 /// What a job is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobAnswer {
-    /// The deployment runs: success with the deployment's id as the continuation token, so
+    /// The deployment runs: success with the first job's id as the continuation token, so
     /// that CodePipeline invokes the function again with it.
     Continue {
+        token: String,
         deployment_id: String,
         summary: String,
     },
@@ -249,6 +250,7 @@ impl JobResults for PipelineJobs {
             JobAnswer::Continue {
                 deployment_id,
                 summary,
+                ..
             }
             | JobAnswer::Succeeded {
                 deployment_id,
@@ -257,9 +259,10 @@ impl JobResults for PipelineJobs {
                 .codepipeline
                 .put_job_success_result()
                 .job_id(job_id)
-                .set_continuation_token(
-                    matches!(answer, JobAnswer::Continue { .. }).then(|| deployment_id.clone()),
-                )
+                .set_continuation_token(match answer {
+                    JobAnswer::Continue { token, .. } => Some(token.clone()),
+                    _ => None,
+                })
                 .execution_details(
                     ExecutionDetails::builder()
                         .summary(truncated(summary, SUMMARY_CHARS))

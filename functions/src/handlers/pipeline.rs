@@ -2,7 +2,7 @@
 //! group in its UserParameters; its input artifact (read from the artifact store with
 //! the job's own credentials) is copied into the bundle bucket, registered as a revision
 //! (validated as a pushed bundle is), and deployed. The job is answered
-//! PutJobSuccessResult with the deployment's id as continuation token while the
+//! PutJobSuccessResult with the first job's id as continuation token while the
 //! deployment runs; CodePipeline then invokes the function again with the token (a new
 //! job), which is answered the same way until the deployment ends: success without a
 //! token, or PutJobFailureResult with the deployment's errorInformation.
@@ -86,14 +86,17 @@ pub fn copy_key(revision_prefix: Option<&str>, application: &str, job_id: &str) 
     )
 }
 
-/// How a job is answered for its deployment as it stands.
+/// How a job is answered for its deployment as it stands; `token` is the first job's id,
+/// the continuation token while the deployment runs.
 pub fn answer_for(
+    token: &str,
     deployment_id: &str,
     status: DeploymentStatus,
     error: Option<&ErrorInformation>,
 ) -> JobAnswer {
     match status {
         DeploymentStatus::Created | DeploymentStatus::InProgress => JobAnswer::Continue {
+            token: token.to_owned(),
             deployment_id: deployment_id.to_owned(),
             summary: format!(
                 "Gantry deployment {deployment_id} is {}",
@@ -193,20 +196,51 @@ fn failed(kind: FailureKind, message: impl Into<String>) -> JobAnswer {
     }
 }
 
-/// The deployment `id` as it stands, if it exists.
+/// The deployment the job `token` (its first delivery's id) made, as it stands, if it
+/// exists and deploys to the application and group `parameters` name: a token made up, or
+/// taken from another pipeline's job, reports nothing of another group.
 async fn deployment_answer(
     control: &ControlPlane,
-    id: &str,
+    token: &str,
+    parameters: &UserParameters,
 ) -> Result<Option<JobAnswer>, ApiError> {
-    match control.store.load_deployment::<DeploymentSpec>(id).await {
-        Ok(record) => Ok(Some(answer_for(
-            id,
-            record.state.status,
-            record.state.error.as_ref(),
-        ))),
-        Err(StoreError::NotFound(_)) => Ok(None),
+    let id = job_deployment_id(token);
+    match control.store.load_deployment::<DeploymentSpec>(&id).await {
+        Ok(record)
+            if record.spec.application_name == parameters.application
+                && record.spec.deployment_group_name == parameters.deployment_group =>
+        {
+            Ok(Some(answer_for(
+                token,
+                &id,
+                record.state.status,
+                record.state.error.as_ref(),
+            )))
+        }
+        Ok(_) | Err(StoreError::NotFound(_)) => Ok(None),
         Err(error) => Err(error.into()),
     }
+}
+
+/// The tag that opens a deployment group to CodePipeline: whoever may invoke the pipeline
+/// function deploys to the groups tagged `gantry:codepipeline=allow`, and to no other.
+pub const PIPELINE_TAG: &str = "gantry:codepipeline";
+
+/// Whether the group is open to CodePipeline ([`PIPELINE_TAG`]).
+async fn open_to_pipelines(
+    control: &ControlPlane,
+    application: &str,
+    group: &str,
+) -> Result<bool, ApiError> {
+    let tags = control
+        .store
+        .tags::<crate::model::Tag>(&crate::store::keys::groups(application), group)
+        .await?;
+    Ok(tags.is_some_and(|tags| {
+        tags.value
+            .iter()
+            .any(|tag| tag.key == PIPELINE_TAG && tag.value == "allow")
+    }))
 }
 
 async fn decide(
@@ -214,23 +248,6 @@ async fn decide(
     job_id: &str,
     job: &CodePipelineJob,
 ) -> Result<JobAnswer, ApiError> {
-    // A continuation: the token is the deployment's id, as this function answered it.
-    if let Some(token) = job.data.continuation_token.as_deref() {
-        if gantry_core::wire::check_deployment_id(token).is_err() {
-            return Ok(failed(
-                FailureKind::JobFailed,
-                format!(
-                    "continuationToken: {token:?} is not a deployment id (d- and nine letters or digits), so not one this function gave"
-                ),
-            ));
-        }
-        return Ok(deployment_answer(control, token).await?.unwrap_or_else(|| {
-            failed(
-                FailureKind::JobFailed,
-                format!("continuationToken: deployment {token} does not exist"),
-            )
-        }));
-    }
     let parameters = match parse_user_parameters(
         job.data
             .action_configuration
@@ -241,9 +258,23 @@ async fn decide(
         Ok(parameters) => parameters,
         Err(message) => return Ok(failed(FailureKind::ConfigurationError, message)),
     };
+    // A continuation: the token is the first job's id, as this function answered it.
+    if let Some(token) = job.data.continuation_token.as_deref() {
+        return Ok(deployment_answer(control, token, &parameters)
+            .await?
+            .unwrap_or_else(|| {
+                failed(
+                    FailureKind::JobFailed,
+                    format!(
+                        "continuationToken: no job of this function deployed to application {:?}, group {:?} under that token",
+                        parameters.application, parameters.deployment_group
+                    ),
+                )
+            }));
+    }
     let deployment_id = job_deployment_id(job_id);
     // Delivered again: the deployment the first delivery made, as it stands.
-    if let Some(answer) = deployment_answer(control, &deployment_id).await? {
+    if let Some(answer) = deployment_answer(control, job_id, &parameters).await? {
         tracing::info!(%deployment_id, "job delivered again: its deployment exists");
         return Ok(answer);
     }
@@ -262,6 +293,21 @@ async fn decide(
         }
         Ok(_) => {}
         Err(error) => return configuration_error(error),
+    }
+    if !open_to_pipelines(
+        control,
+        &parameters.application,
+        &parameters.deployment_group,
+    )
+    .await?
+    {
+        return Ok(failed(
+            FailureKind::ConfigurationError,
+            format!(
+                "UserParameters.deploymentGroup: {:?} is not open to CodePipeline; tag the group {PIPELINE_TAG}=allow (TagResource on its ARN) to let this action deploy to it",
+                parameters.deployment_group
+            ),
+        ));
     }
     let revision = match Box::pin(copy_and_register(control, job_id, job, &parameters)).await? {
         Ok(revision) => revision,
@@ -284,6 +330,7 @@ async fn decide(
             engine::start(control, &created).await;
             tracing::info!(%deployment_id, "deployment created for the job");
             Ok(answer_for(
+                job_id,
                 &deployment_id,
                 created.record.state.status,
                 None,
@@ -291,7 +338,7 @@ async fn decide(
         }
         // Another delivery of the job created it meanwhile.
         Err(error) if error.code == Exception::DeploymentLimitExceeded => {
-            match deployment_answer(control, &deployment_id).await? {
+            match deployment_answer(control, job_id, &parameters).await? {
                 Some(answer) => Ok(answer),
                 None => Ok(failed(
                     FailureKind::JobFailed,

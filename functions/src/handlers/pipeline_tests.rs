@@ -80,12 +80,13 @@ fn a_job_always_names_the_same_deployment_and_copy() {
 fn a_running_deployment_continues_and_an_ended_one_answers_its_outcome() {
     for status in [DeploymentStatus::Created, DeploymentStatus::InProgress] {
         assert!(matches!(
-            answer_for("d-ABCDEFGHI", status, None),
-            JobAnswer::Continue { deployment_id, .. } if deployment_id == "d-ABCDEFGHI"
+            answer_for("job-1", "d-ABCDEFGHI", status, None),
+            JobAnswer::Continue { token, deployment_id, .. }
+                if deployment_id == "d-ABCDEFGHI" && token == "job-1"
         ));
     }
     assert!(matches!(
-        answer_for("d-ABCDEFGHI", DeploymentStatus::Succeeded, None),
+        answer_for("job-1", "d-ABCDEFGHI", DeploymentStatus::Succeeded, None),
         JobAnswer::Succeeded { .. }
     ));
     let error = ErrorInformation {
@@ -99,7 +100,7 @@ fn a_running_deployment_continues_and_an_ended_one_answers_its_outcome() {
             kind,
             message,
             deployment_id,
-        } = answer_for("d-ABCDEFGHI", status, Some(&error))
+        } = answer_for("job-1", "d-ABCDEFGHI", status, Some(&error))
         else {
             panic!("{status:?} fails the job");
         };
