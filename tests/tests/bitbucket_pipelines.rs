@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 const COMMIT: &str = "3f1c2e9a7b4d5c6e8f9a0b1c2d3e4f5a6b7c8d9e";
 const NEXT_COMMIT: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d";
+const BROKEN_COMMIT: &str = "0badc0de0badc0de0badc0de0badc0de0badc0de";
 
 /// The deploy step of the main branch's pipeline, checked for what the README promises,
 /// and its script lines.
@@ -161,7 +162,8 @@ fn the_bitbucket_deploy_step_pushes_the_commit_and_deploys_it_to_real_agents() {
         ("GANTRY_BUCKET", "gantry-revisions".into()),
     ];
     variables.extend(fleet.moto.sdk_env());
-    let variables: Vec<(&str, &str)> = variables.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut variables: Vec<(&str, &str)> =
+        variables.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     // Each variable the step needs, missing: the step fails naming it, before any push.
     for missing in [
@@ -287,4 +289,24 @@ fn the_bitbucket_deploy_step_pushes_the_commit_and_deploys_it_to_real_agents() {
             host.name
         );
     }
+
+    // A commit whose deployment fails fails the step.
+    revision(
+        &clone.join("examples/hello"),
+        "commit-0badc0d",
+        &[("ValidateService", "echo 'health check: 503' >&2; exit 1")],
+        60,
+    )
+    .unwrap();
+    variables.push(("BITBUCKET_COMMIT", BROKEN_COMMIT));
+    let output = run_step(&fleet, &clone, &script, &variables);
+    let text = said(&output);
+    assert!(
+        !output.status.success(),
+        "a failed deployment passed: {text}"
+    );
+    let ids = deployments(&fleet);
+    assert_eq!(ids.len(), 3, "{ids:?}\n{text}");
+    let info = fleet.deployment(ids[0].as_str().expect("a deployment id"));
+    assert_eq!(info["status"], "Failed", "{info:#}\n{text}");
 }
