@@ -123,8 +123,11 @@ impl GitHubTarballs {
             if text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Ok(text)
             } else {
+                // Whatever answered (a proxy, a login page) is not repeated.
                 Err(GitHubError::other(format!(
-                    "{name}: GitHub answered {text:?}, not a commit id"
+                    "{name}: the API answered {} bytes that are not a commit id; is {} GitHub's API?",
+                    body.len(),
+                    self.source.api_url
                 )))
             }
         })
@@ -219,8 +222,11 @@ impl GitHubTarballs {
     fn refused(&self, name: &str, status: StatusCode, response: &HttpResponse) -> GitHubError {
         let header = |key: &str| response.headers().get(key).map(str::trim);
         let token = self.source.token_source;
+        // The primary limit spent (remaining 0), or a secondary one (retry-after).
         if status == StatusCode::TOO_MANY_REQUESTS
-            || (status == StatusCode::FORBIDDEN && header("x-ratelimit-remaining") == Some("0"))
+            || (status == StatusCode::FORBIDDEN
+                && (header("x-ratelimit-remaining") == Some("0")
+                    || header("retry-after").is_some()))
         {
             let until = header("x-ratelimit-reset")
                 .map(|reset| format!(" until {reset} (seconds since 1970)"))
@@ -258,6 +264,27 @@ impl GitHubTarballs {
         };
         GitHubError { kind, message }
     }
+}
+
+/// Whether `url` is a plain-http URL of a loopback host (a test server), with no user
+/// information that could name another host.
+pub fn is_loopback_http(url: &str) -> bool {
+    let Ok(uri) = url.parse::<Uri>() else {
+        return false;
+    };
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    uri.scheme() == Some(&Scheme::HTTP)
+        && !authority.as_str().contains('@')
+        && (host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback()))
 }
 
 /// `uri` without its query: fit for a message.
@@ -300,6 +327,26 @@ mod tests {
             },
             user_agent: "gantry-test",
         })
+    }
+
+    #[test]
+    fn only_plain_loopback_urls_count_as_loopback() {
+        for yes in [
+            "http://127.0.0.1:8080",
+            "http://localhost/api",
+            "http://[::1]:9000/x",
+        ] {
+            assert!(is_loopback_http(yes), "{yes}");
+        }
+        for no in [
+            "http://localhost:80@evil.example",
+            "http://evil.example/127.0.0.1",
+            "https://127.0.0.1",
+            "http://127.0.0.1.evil.example",
+            "http://user@127.0.0.1",
+        ] {
+            assert!(!is_loopback_http(no), "{no}");
+        }
     }
 
     #[test]

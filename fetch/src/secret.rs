@@ -24,6 +24,14 @@ pub fn store_of(field: &str, arn: &str) -> Result<SecretStore, String> {
                 && !account.is_empty()
                 && named(rest, "secret:") =>
         {
+            // A policy names the whole ARN: a partial one reads, but is never allowed.
+            let suffix = rest.rsplit_once('-').map(|(_, suffix)| suffix);
+            if !suffix.is_some_and(|s| s.len() == 6 && s.chars().all(|c| c.is_ascii_alphanumeric()))
+            {
+                return Err(format!(
+                    "{field}: {arn:?} is a partial ARN; give the secret's full ARN, with the six characters Secrets Manager adds to its name (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)"
+                ));
+            }
             Ok(SecretStore::SecretsManager)
         }
         ["arn", partition, "ssm", region, account, rest]
@@ -99,6 +107,7 @@ mod tests {
             "arn:aws:s3:::bucket/key",
             "arn:aws:ssm:eu-west-1:123456789012:parameter/",
             "arn:aws:secretsmanager:eu-west-1::secret:x",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:gh",
         ] {
             let error = store_of("GitHubTokenSecret", bad).unwrap_err();
             assert!(error.starts_with("GitHubTokenSecret: "), "{error}");

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 /// How long a token read from the secret is used before it is read again (a rotated
 /// token takes over within this).
 const TOKEN_KEPT: Duration = Duration::from_secs(300);
-/// How long GitHub may go silent (connecting included), and how long a whole download
-/// may take: well within a function's 30 s, with time left to check the bundle.
-const SILENCE: Duration = Duration::from_secs(10);
-const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(20);
+/// How long GitHub may go silent (connecting included), how long resolving a commit may
+/// take, and a whole download: together well within a function's 30 s, with time left
+/// to check the bundle.
+const SILENCE: Duration = Duration::from_secs(5);
+const RESOLVE_DEADLINE: Duration = Duration::from_secs(5);
+const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(15);
 
 /// GitHub's API (or a GitHub Enterprise server's) and the secret holding a token that can
 /// read private repositories (the stack's `GitHubApiUrl` and `GitHubTokenSecret`).
@@ -36,13 +38,10 @@ impl GitHubSettings {
     /// server), the secret an ARN of either store.
     pub fn new(api_url: Option<String>, token_secret: Option<String>) -> Result<Self, String> {
         let api_url = api_url.unwrap_or_else(|| Self::default().api_url);
-        let host = api_url
-            .strip_prefix("http://")
-            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
-        let loopback = host.is_some_and(gantry_api::protocol::is_loopback_host);
-        if !(api_url.starts_with("https://") || loopback) {
+        let secure = api_url.starts_with("https://") && !api_url.contains('@');
+        if !(secure || gantry_fetch::github::is_loopback_http(&api_url)) {
             return Err(format!(
-                "GANTRY_GITHUB_API_URL: must be an https:// URL such as https://api.github.com or https://github.example.com/api/v3, found {api_url:?}"
+                "GANTRY_GITHUB_API_URL: must be an https:// URL such as https://api.github.com or https://github.example.com/api/v3 (no user information), found {api_url:?}"
             ));
         }
         if let Some(arn) = &token_secret {
@@ -98,7 +97,7 @@ impl GitHubRevisions {
         Ok(Some(token))
     }
 
-    async fn tarballs(&self, max_bytes: u64) -> Result<GitHubTarballs, ApiError> {
+    async fn tarballs(&self, deadline: Duration) -> Result<GitHubTarballs, ApiError> {
         let api_url = &self.settings.api_url;
         Ok(GitHubTarballs::new(GitHubSource {
             api_url: api_url.clone(),
@@ -108,11 +107,11 @@ impl GitHubRevisions {
             allow_insecure_http: api_url.starts_with("http://"),
             proxy: None,
             limits: gantry_fetch::net::Limits {
-                max_bytes,
+                max_bytes: bundle::MAX_VALIDATED_ARCHIVE_BYTES,
                 max_bytes_key: "the largest bundle Gantry checks",
                 timeout: SILENCE,
                 timeout_key: "the control plane's GitHub timeout",
-                deadline: DOWNLOAD_DEADLINE,
+                deadline,
                 deadline_key: "the control plane's GitHub deadline",
             },
             user_agent: "gantry",
@@ -125,7 +124,7 @@ impl GitHubRevisions {
             return Ok(location.clone());
         }
         let commit = self
-            .tarballs(bundle::MAX_VALIDATED_ARCHIVE_BYTES)
+            .tarballs(RESOLVE_DEADLINE)
             .await?
             .resolve_commit(&location.repository, &location.commit_id)
             .await
@@ -147,7 +146,7 @@ impl GitHubRevisions {
             ApiError::internal(format!("cannot create a scratch directory: {error}"))
         })?;
         let archive = scratch.path().join("bundle");
-        self.tarballs(bundle::MAX_VALIDATED_ARCHIVE_BYTES)
+        self.tarballs(DOWNLOAD_DEADLINE)
             .await?
             .fetch(&location.repository, &location.commit_id, &archive)
             .await

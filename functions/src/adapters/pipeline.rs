@@ -73,11 +73,22 @@ pub trait JobResults: Sync {
 }
 
 /// The credentials a job carries for its artifact store (`artifactCredentials`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ArtifactCredentials {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub session_token: Option<String>,
+}
+
+/// The secret and the session token stay out of logs and messages.
+impl std::fmt::Debug for ArtifactCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"***")
+            .field("session_token", &self.session_token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// An artifact copied into the bundle bucket.
