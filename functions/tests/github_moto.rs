@@ -164,6 +164,14 @@ async fn a_github_revision_is_pinned_to_its_full_commit_and_checked_before_it_is
         )
         .await;
     assert_eq!(got["revisionInfo"]["description"], "from GitHub", "{got}");
+    // Asked for as a user types it: abbreviated, in another case.
+    let short = fx
+        .ok(
+            "GetApplicationRevision",
+            json!({"applicationName": APP, "revision": github("Acme/Shop", &COMMIT[..9].to_uppercase())}),
+        )
+        .await;
+    assert_eq!(short["revisionInfo"], got["revisionInfo"], "{short}");
     // The hook's own timeout was read from the appspec, as for an S3 bundle.
     let record = fx
         .control
@@ -361,4 +369,26 @@ async fn errors_never_carry_a_token() {
     assert_eq!(error.code, "InvalidRevisionException", "{error}");
     assert!(!error.message.contains(ARCHIVE_QUERY_TOKEN), "{error}");
     assert!(!error.message.contains(TOKEN), "{error}");
+}
+
+/// An archive host that goes silent mid-body fails the check within the function's time
+/// (the silence timeout), as a failure to retry: nothing is recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_archive_host_fails_within_the_functions_time_recording_nothing() {
+    let fx = Fixture::start(None).await;
+    fx.github
+        .set_slow_body(Some(std::time::Duration::from_secs(6)));
+    let error = fx
+        .refused(
+            "RegisterApplicationRevision",
+            register(github(REPO, COMMIT)),
+        )
+        .await;
+    assert_eq!(error.code, "InternalFailure", "{error}");
+    // The silence timeout (5 s), not the function's own 30 s, ended it.
+    assert!(
+        error.message.contains("nothing received for 5 s"),
+        "{error}"
+    );
+    assert_eq!(fx.revisions().await, json!([]));
 }

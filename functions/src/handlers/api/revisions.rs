@@ -322,9 +322,20 @@ fn find_revision<'a>(
     revisions: &'a [StoredRevision],
     wanted: &RevisionLocation,
 ) -> Option<&'a StoredRevision> {
-    revisions
+    let matching: Vec<&StoredRevision> = revisions
         .iter()
         .filter(|stored| same_revision(&stored.record.revision_location, wanted))
+        .collect();
+    // An abbreviated commit id that names two commits names none.
+    let commits: std::collections::BTreeSet<String> = matching
+        .iter()
+        .map(|stored| revision_key(&stored.record.revision_location))
+        .collect();
+    if matches!(wanted, RevisionLocation::GitHub { .. }) && commits.len() > 1 {
+        return None;
+    }
+    matching
+        .into_iter()
         .max_by(|a, b| a.record.register_time.total_cmp(&b.record.register_time))
 }
 
@@ -364,6 +375,22 @@ fn same_revision(stored: &RevisionLocation, wanted: &RevisionLocation) -> bool {
                     .e_tag
                     .as_ref()
                     .is_none_or(|t| have.e_tag.as_ref() == Some(t))
+        }
+        // Recorded pinned (the full id, lowercase); asked for as given: GitHub's names
+        // ignore case, and an abbreviated id (7 or more digits) names its commit.
+        (
+            RevisionLocation::GitHub {
+                git_hub_location: have,
+            },
+            RevisionLocation::GitHub {
+                git_hub_location: want,
+            },
+        ) => {
+            have.repository.eq_ignore_ascii_case(&want.repository)
+                && want.commit_id.len() >= 7
+                && have
+                    .commit_id
+                    .starts_with(&want.commit_id.to_ascii_lowercase())
         }
         (have, want) => have == want,
     }
