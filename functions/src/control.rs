@@ -101,12 +101,23 @@ impl Settings {
 
     /// Reads [`Self::VARIABLES`]; the timeouts are optional.
     pub fn from_env() -> Result<Self, String> {
+        Self::from_variables(|name| std::env::var(name).ok())
+    }
+
+    /// Every setting at its default: what [`Self::from_env`] reads from an environment
+    /// that sets none of [`Self::VARIABLES`] (tests change what they need).
+    pub fn defaults() -> Self {
+        Self::from_variables(|_| None).expect("the defaults are valid")
+    }
+
+    /// Reads [`Self::VARIABLES`] through `lookup`; an empty value is an unset one.
+    pub fn from_variables(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let var = |name: &str| {
             debug_assert!(
                 Self::VARIABLES.contains(&name),
                 "{name} is not in VARIABLES"
             );
-            std::env::var(name).ok().filter(|value| !value.is_empty())
+            lookup(name).filter(|value| !value.is_empty())
         };
         let seconds = |name: &str, default: u64| -> Result<Millis, String> {
             match var(name) {

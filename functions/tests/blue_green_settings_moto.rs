@@ -19,27 +19,15 @@ struct Fixture {
 
 fn settings(lifecycle_queue_url: Option<String>) -> Settings {
     Settings {
-        table: "gantry".into(),
         command_queue_prefix: "cmd-".into(),
-        region: "us-east-1".into(),
         account_id: "123456789012".into(),
-        host_start_timeout_ms: 300_000,
-        event_slack_ms: 60_000,
-        agent_event_ms: 600_000,
         lifecycle_queue_url,
         lifecycle_queue_arn: Some(format!(
             "arn:aws:sqs:us-east-1:123456789012:{LIFECYCLE_QUEUE}"
         )),
         lifecycle_role_arn: Some("arn:aws:iam::123456789012:role/gantry-lifecycle".into()),
-        command_dead_letter_arn: None,
-        fleet_effects_here: true,
         lambda_hook_prefix: None,
-        lambda_minute_ms: gantry_core::lambda::MINUTE_MS,
-        github: Default::default(),
-        lifecycle_topic_arn: None,
-        bundle_bucket: None,
-        revision_prefix: None,
-        trigger_topic_prefix: None,
+        ..Settings::defaults()
     }
 }
 

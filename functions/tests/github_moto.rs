@@ -23,25 +23,11 @@ const APPSPEC: &str = "version: 0.0\nos: linux\nfiles:\n  - source: site\n    de
 
 fn settings(github: GitHubSettings) -> Settings {
     Settings {
-        table: "gantry".into(),
         command_queue_prefix: "cmd-".into(),
-        region: "us-east-1".into(),
         account_id: "123456789012".into(),
-        host_start_timeout_ms: 300_000,
-        event_slack_ms: 60_000,
-        agent_event_ms: 600_000,
-        lifecycle_queue_url: None,
-        lifecycle_queue_arn: None,
-        lifecycle_role_arn: None,
-        command_dead_letter_arn: None,
-        fleet_effects_here: true,
         lambda_hook_prefix: None,
-        lambda_minute_ms: gantry_core::lambda::MINUTE_MS,
         github,
-        lifecycle_topic_arn: None,
-        bundle_bucket: None,
-        revision_prefix: None,
-        trigger_topic_prefix: None,
+        ..Settings::defaults()
     }
 }
 

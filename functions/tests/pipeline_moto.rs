@@ -36,26 +36,15 @@ struct Fixture {
 
 fn settings() -> Settings {
     Settings {
-        table: "gantry".into(),
         command_queue_prefix: "cmd-".into(),
-        region: "us-east-1".into(),
         account_id: "123456789012".into(),
-        host_start_timeout_ms: 300_000,
-        event_slack_ms: 60_000,
-        agent_event_ms: 600_000,
-        lifecycle_queue_url: None,
-        lifecycle_queue_arn: None,
-        lifecycle_role_arn: None,
         command_dead_letter_arn: None,
         // As the pipeline function runs in Lambda (handlers::carries_fleet_effects).
         fleet_effects_here: false,
         lambda_hook_prefix: None,
-        lambda_minute_ms: gantry_core::lambda::MINUTE_MS,
-        github: Default::default(),
-        lifecycle_topic_arn: None,
         bundle_bucket: Some(BUNDLES.into()),
         revision_prefix: Some(PREFIX.into()),
-        trigger_topic_prefix: None,
+        ..Settings::defaults()
     }
 }
 
