@@ -221,40 +221,13 @@ impl Limits {
             .map_err(|_| self.stalled(name))
     }
 
-    /// Reads a small body (at most `max_bytes`) into memory within the timeout.
-    pub async fn read_small(
+    /// The body's next piece of data (frames without data skipped), waited for within
+    /// the timeout; `None` at its end.
+    async fn next_chunk(
         &self,
         name: &str,
-        body: SdkBody,
-        max_bytes: usize,
-    ) -> Result<Vec<u8>, String> {
-        let mut body = body;
-        let mut read = Vec::new();
-        while let Some(frame) = self.within(name, body.frame()).await? {
-            let frame = frame.map_err(|error| {
-                format!(
-                    "reading {name}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&*error)
-                )
-            })?;
-            if let Ok(chunk) = frame.into_data() {
-                read.extend_from_slice(&chunk);
-                if read.len() > max_bytes {
-                    return Err(format!("{name}: more than {max_bytes} bytes"));
-                }
-            }
-        }
-        Ok(read)
-    }
-
-    /// Writes `body` to `destination`: fails when nothing arrives for the timeout, and
-    /// stops (leaving a partial file) as soon as more than the cap arrived.
-    pub async fn save(&self, name: &str, body: SdkBody, destination: &Path) -> Result<(), String> {
-        let mut file = tokio::fs::File::create(destination)
-            .await
-            .map_err(|error| format!("creating {}: {error}", destination.display()))?;
-        let mut body = body;
-        let mut received: u64 = 0;
+        body: &mut SdkBody,
+    ) -> Result<Option<hyper::body::Bytes>, String> {
         while let Some(frame) = self.within(name, body.frame()).await? {
             let frame = frame.map_err(|error| {
                 format!(
@@ -263,18 +236,51 @@ impl Limits {
                 )
             })?;
             if let Ok(chunk) = frame.into_data() {
-                received += chunk.len() as u64;
-                if received > self.max_bytes {
-                    return Err(self.too_large(name));
-                }
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|error| format!("writing {}: {error}", destination.display()))?;
+                return Ok(Some(chunk));
             }
         }
-        file.flush()
+        Ok(None)
+    }
+
+    /// Reads a small body (at most `max_bytes`) into memory within the timeout.
+    pub async fn read_small(
+        &self,
+        name: &str,
+        mut body: SdkBody,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, String> {
+        let mut read = Vec::new();
+        while let Some(chunk) = self.next_chunk(name, &mut body).await? {
+            read.extend_from_slice(&chunk);
+            if read.len() > max_bytes {
+                return Err(format!("{name}: more than {max_bytes} bytes"));
+            }
+        }
+        Ok(read)
+    }
+
+    /// Writes `body` to `destination`: fails when nothing arrives for the timeout, and
+    /// stops (leaving a partial file) as soon as more than the cap arrived.
+    pub async fn save(
+        &self,
+        name: &str,
+        mut body: SdkBody,
+        destination: &Path,
+    ) -> Result<(), String> {
+        let cannot_write =
+            |error: std::io::Error| format!("writing {}: {error}", destination.display());
+        let mut file = tokio::fs::File::create(destination)
             .await
-            .map_err(|error| format!("writing {}: {error}", destination.display()))
+            .map_err(|error| format!("creating {}: {error}", destination.display()))?;
+        let mut received: u64 = 0;
+        while let Some(chunk) = self.next_chunk(name, &mut body).await? {
+            received += chunk.len() as u64;
+            if received > self.max_bytes {
+                return Err(self.too_large(name));
+            }
+            file.write_all(&chunk).await.map_err(cannot_write)?;
+        }
+        file.flush().await.map_err(cannot_write)
     }
 }
 
