@@ -37,6 +37,7 @@ mod effect;
 mod ending;
 mod input;
 mod planning;
+mod tallies;
 mod target;
 pub use alarms::{ALARM_ACTIVE, ALARM_CONFIG, AlarmCheck, AlarmPolicy};
 pub use blue_green::{
@@ -45,6 +46,7 @@ pub use blue_green::{
 pub use dispatch::Segment;
 pub use effect::{Effect, NotificationEvent};
 pub use input::{ApplyError, Input, TrafficOutcome};
+pub use tallies::Finished;
 pub use planning::{MAX_TARGETS, MAX_ZONES, Plan, PlanError, Planned, plan};
 pub use target::{
     Deadlines, EventRecord, MESSAGE_MAX_BYTES, SCRIPT_NAME_MAX_BYTES, TargetState, TargetStatus,

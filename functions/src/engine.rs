@@ -83,6 +83,21 @@ pub async fn step<P: EnginePorts>(
             &AlarmPoll { control },
         )
         .await?;
+        // Hosts' ends were only tallied: decide on every end written so far, this
+        // write's and others'. The decision (a batch sent, the end) is stored at once;
+        // its effects run after this write's, in the order one write would have them.
+        let decided = if applied.recount {
+            transition::recount(
+                control.log(),
+                deployment_id,
+                now,
+                MAX_APPLY_ATTEMPTS,
+                &AlarmPoll { control },
+            )
+            .await?
+        } else {
+            None
+        };
         let written_ms = started.elapsed().as_secs_f64() * 1000.0;
         for (index, error) in &applied.refused {
             tracing::warn!(input = index, %error, "input refused by the state machine");
@@ -109,6 +124,29 @@ pub async fn step<P: EnginePorts>(
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "advanced"
             );
+        }
+        if let Some(mut decided) = decided {
+            decided.effects_done = execute(
+                control,
+                &decided.record,
+                &decided.effects,
+                decided.outbox_entry.clone().map(Entry::new),
+            )
+            .await
+            .is_none();
+            tracing::info!(
+                dispatched = decided
+                    .effects
+                    .iter()
+                    .any(|effect| matches!(effect, Effect::Dispatch { .. })),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "decided on the tallies"
+            );
+            // The caller sees the deployment as it stands after both writes.
+            applied.record = decided.record;
+            applied.effects.append(&mut decided.effects);
+            applied.effects_done &= decided.effects_done;
+            applied.outbox_entry = decided.outbox_entry.or(applied.outbox_entry);
         }
         Ok(applied)
     }

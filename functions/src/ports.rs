@@ -15,7 +15,7 @@ use crate::model::LastDeploymentInfo;
 use crate::store::{
     DeploymentRecord, DynamoStore, InstanceHealth, OutboxEntry, StoreError, Versioned,
 };
-use gantry_core::deployment::{Deployment, Effect, Millis, TargetState};
+use gantry_core::deployment::{Deployment, Effect, Finished, Millis, TargetState};
 use gantry_core::planner::Target;
 use gantry_core::wire::{Command, RevisionLocation};
 use serde::Serialize;
@@ -66,14 +66,15 @@ pub trait DeploymentLog: Sync {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// The summary (when `summary_changed`) and host records (each at the version read)
-    /// written at once, with `effects` as a new outbox entry. Returns the summary's
-    /// version and the entry's key.
+    /// written at once, with the hosts' ends they make added to a tally and `effects`
+    /// as a new outbox entry. Returns the summary's version and the entry's key.
     fn save_changes<S: Sync>(
         &self,
         record: &DeploymentRecord<S>,
         summary_changed: bool,
         effects: &[Effect],
         targets: &[(&TargetState, u64)],
+        finished: &Finished,
         now: Millis,
     ) -> impl Future<Output = Result<(u64, Option<String>), StoreError>> + Send;
 
@@ -313,9 +314,19 @@ impl DeploymentLog for DynamoStore {
         summary_changed: bool,
         effects: &[Effect],
         targets: &[(&TargetState, u64)],
+        finished: &Finished,
         now: Millis,
     ) -> Result<(u64, Option<String>), StoreError> {
-        DynamoStore::save_changes(self, record, summary_changed, effects, targets, now).await
+        DynamoStore::save_changes(
+            self,
+            record,
+            summary_changed,
+            effects,
+            targets,
+            finished,
+            now,
+        )
+        .await
     }
 
     async fn overdue_targets(

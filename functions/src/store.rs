@@ -12,6 +12,7 @@
 //! | deployment (summary) | `DEPLOYMENT#<id>` | `STATE` | `spec` (immutable), `state` (the state machine's summary), `status`, `version`, `rollbackClaim` (the rollback's id, reserved before it is created), `rollbackInfo`, `groupKey` + `createTime` (index `by-group`), `activeKey` + `wakeupAt` (index `active`) |
 //! | a Lambda deployment (summary) | `DEPLOYMENT#<id>` | `STATE` | as a deployment's, with `platform` `Lambda` and the Lambda state machine as `state`; `activeKey` `LAMBDA` while the tick must look (module `lambda`) |
 //! | an alias a Lambda deployment moves | `ALIAS#<function:alias>` | `LOCK` | `deploymentId`: taken with the deployment, freed when it finishes; no two deployments move one alias |
+//! | hosts' ends not yet in the summary (tallies) | `DEPLOYMENT#<id>` | `STATE#COUNT#<shard:02>` | `succeeded`, `failed`, `skipped`, `installed`: numbers only ever added to, by the write that ends a host; the summary's `state` plus every shard is the deployment (see `gantry_core::deployment::Finished`); 32 shards, so that concurrent reports rarely touch one item |
 //! | an effect entry not yet carried out (the outbox) | `DEPLOYMENT#<id>` | `STATE#OUTBOX#<key>` | `entry` (OutboxEntry); key: the summary version that wrote it, `<version:020>`, or for a write of host records only `<summary version:020>#<host>#<host version:010>` |
 //! | a deployment's ordered targets | `DEPLOYMENT#<id>` | `PLAN#<page>` | `targets` (JSON list of up to 500, immutable) |
 //! | a deployment's host | `DEPLOYMENT#<id>` | `TARGET#<instance id>` | `state` (TargetState), `status`, `version`, `dueDeployment` + `dueAt` while deploying (index `due`) |
@@ -147,6 +148,15 @@ pub mod keys {
     pub const DEPLOYMENT_SK: &str = "STATE";
     /// A deployment's outbox entries: right after its summary in key order.
     pub const OUTBOX_PREFIX: &str = "STATE#OUTBOX#";
+    /// A deployment's tallies of hosts' ends: between its summary and its outbox, so
+    /// the one query that reads both reads them too.
+    pub const TALLY_PREFIX: &str = "STATE#COUNT#";
+    /// How many tally items a deployment's finishes are spread over.
+    pub const TALLY_SHARDS: u32 = 32;
+
+    pub fn tally(shard: u32) -> String {
+        format!("{TALLY_PREFIX}{shard:02}")
+    }
     /// The count of a deployment's reports sent by someone other than their host.
     pub const FORGED_REPORTS_SK: &str = "FORGED_REPORTS";
     /// Effects of a deployment that failed for good, one item per kind (a notification:

@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use gantry_core::config::{ALL_AT_ONCE, DeploymentConfig};
 use gantry_core::deployment::{
-    Deadlines, Deployment, DeploymentStatus, Effect, Input, NotificationEvent,
+    Deadlines, Deployment, DeploymentStatus, Effect, Finished, Input, NotificationEvent,
 };
 use gantry_core::identity::Sender;
 use gantry_core::lifecycle;
@@ -114,12 +114,12 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
         .unwrap();
     assert_eq!(
         store
-            .save_changes(&changed, true, &effects, &[], 1)
+            .save_changes(&changed, true, &effects, &[], &Finished::default(), 1)
             .await
             .unwrap(),
         (2, Some(keys::summary_entry(2)))
     );
-    let stale = store.save_changes(&changed, true, &effects, &[], 1).await;
+    let stale = store.save_changes(&changed, true, &effects, &[], &Finished::default(), 1).await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     let reloaded = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
     assert_eq!(reloaded.state.status, DeploymentStatus::InProgress);
@@ -205,11 +205,11 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
     );
     let record = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
     store
-        .save_changes(&record, false, &[], &[(&later, 1)], 6)
+        .save_changes(&record, false, &[], &[(&later, 1)], &Finished::default(), 6)
         .await
         .unwrap();
     let stale = store
-        .save_changes(&record, false, &[], &[(&later, 1)], 6)
+        .save_changes(&record, false, &[], &[(&later, 1)], &Finished::default(), 6)
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     assert_eq!(
@@ -221,7 +221,7 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
     let mut moved = later;
     moved.dispatched_at = Some(100);
     let (version, entry) = store
-        .save_changes(&record, false, &effects[..1], &[(&moved, 2)], 7)
+        .save_changes(&record, false, &effects[..1], &[(&moved, 2)], &Finished::default(), 7)
         .await
         .unwrap();
     assert_eq!(version, record.version, "the summary is not written");
@@ -376,6 +376,18 @@ async fn concurrent_appliers_count_each_report_once() {
                 .expect("apply");
                 assert!(applied.refused.is_empty(), "{:?}", applied.refused);
                 effects.extend(applied.effects);
+                if applied.recount {
+                    let decided = transition::recount::<Spec, _>(
+                        &*store,
+                        id,
+                        200,
+                        50,
+                        &transition::NoPrecheck,
+                    )
+                    .await
+                    .expect("recount");
+                    effects.extend(decided.into_iter().flat_map(|decided| decided.effects));
+                }
             }
             effects
         }));

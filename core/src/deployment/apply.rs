@@ -86,6 +86,7 @@ impl Deployment {
                 }
                 self.advance(now, &mut effects);
             }
+            Input::Recount { now } => self.advance(now, &mut effects),
             Input::Stop { now, rollback } => {
                 if !self.status.is_terminal() {
                     self.skip_pending();

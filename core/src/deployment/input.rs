@@ -19,6 +19,11 @@ pub enum Input {
         sender: Option<String>,
         now: Millis,
     },
+    /// Hosts' ends counted apart from the summary were read again: the deployment
+    /// decides on them (the next batch, its end) as it would have on each report.
+    Recount {
+        now: Millis,
+    },
     /// Time passes: the hosts given with it that are past their deadline fail.
     Tick {
         now: Millis,

@@ -55,6 +55,7 @@ impl Sim {
             Input::Start { now }
             | Input::Report { now, .. }
             | Input::Tick { now }
+            | Input::Recount { now }
             | Input::Stop { now, .. }
             | Input::Traffic { now, .. }
             | Input::Alarm { now, .. }
@@ -1768,4 +1769,78 @@ fn a_zonal_summary_stays_small_whatever_the_zones() {
     assert_eq!(planned.state.segments.len(), MAX_ZONES);
     let stored = serde_json::to_string(&planned.state).unwrap().len();
     assert!(stored < 64 * 1024, "{stored} bytes");
+}
+
+/// With hosts' ends tallied apart from the summary ([`Finished`]), what a report leaves
+/// to store in the summary is what it was, unless the deployment decided something (a
+/// batch, its end); and the summary with the tallies added is the deployment again.
+#[test]
+fn a_hosts_end_changes_the_stored_summary_only_when_the_deployment_decides() {
+    for config in [
+        crate::config::ONE_AT_A_TIME,
+        crate::config::HALF_AT_A_TIME,
+        crate::config::ALL_AT_ONCE,
+    ] {
+        let mut d = deployment(config, targets(9, 1, Standing::Old));
+        let mut running = d.start(0);
+        let mut tallied = Finished::default();
+        let mut decisions = 0;
+        while !running.is_empty() {
+            let mut next = Vec::new();
+            for id in running {
+                // One host in nine fails its Install: OneAtATime ends there.
+                let fail_at = id.ends_with('4').then_some(3);
+                for report in host_reports(&id, fail_at, 100) {
+                    let before = d.clone();
+                    let effects = d.apply(from_host(report, 200)).unwrap();
+                    let finished: Finished = d
+                        .records
+                        .iter()
+                        .map(|(id, after)| Finished::of_change(before.records.get(id), after))
+                        .sum();
+                    let stored = (tallied + finished).decompose(&d.d);
+                    assert_eq!((tallied + finished).compose(&stored), d.d, "{config}");
+                    let decided = !d.dispatched(&effects).is_empty() || d.d.status != before.d.status;
+                    assert_eq!(
+                        stored != tallied.decompose(&before.d),
+                        decided,
+                        "{config}: {effects:?}"
+                    );
+                    decisions += usize::from(decided);
+                    tallied = tallied + finished;
+                    next.extend(d.dispatched(&effects));
+                }
+            }
+            running = next;
+        }
+        assert!(d.d.status.is_terminal(), "{config}");
+        let ended = d.d.counts.succeeded + d.d.counts.failed;
+        assert_eq!(tallied.succeeded + tallied.failed, ended, "{config}");
+        if config == crate::config::ALL_AT_ONCE {
+            assert_eq!(decisions, 1, "only the end is a decision");
+        }
+    }
+}
+
+#[test]
+fn a_change_of_record_adds_only_a_running_hosts_end_or_install() {
+    let plan = targets(1, 1, Standing::Old);
+    let d = deployment(crate::config::ALL_AT_ONCE, plan.clone()).d;
+    let running = d.dispatched_target(plan[0].clone(), 0, 0);
+    let with = |status| TargetState {
+        status,
+        ..running.clone()
+    };
+    let of = |before: Option<&TargetState>, after| Finished::of_change(before, &with(after));
+    assert_eq!(of(Some(&running), TargetStatus::Succeeded).succeeded, 1);
+    assert_eq!(of(Some(&running), TargetStatus::Failed).failed, 1);
+    assert_eq!(of(Some(&running), TargetStatus::Skipped).skipped, 1);
+    assert_eq!(of(Some(&running), TargetStatus::Ready).installed, 1);
+    let ready = with(TargetStatus::Ready);
+    assert_eq!(of(Some(&ready), TargetStatus::Succeeded).succeeded, 1);
+    // A host never sent its command, or decided already, ends nothing again.
+    assert!(of(None, TargetStatus::Skipped).is_empty());
+    let done = with(TargetStatus::Failed);
+    assert!(of(Some(&done), TargetStatus::Failed).is_empty());
+    assert!(of(Some(&running), TargetStatus::InProgress).is_empty());
 }

@@ -509,6 +509,7 @@ pub async fn store<P: Ports>(
             spec,
             state,
             version,
+            tallied: Default::default(),
             outbox: BTreeMap::new(),
             rollback_info: RollbackInfo::default(),
             outdated_updates: Vec::new(),

@@ -7,7 +7,7 @@ use crate::deploy::{CreateDeploymentInput, Origin};
 use crate::ports::{DeploymentLog, GroupLog, Ports};
 use gantry_core::deployment::TargetStatus;
 use gantry_core::lifecycle::LifecycleEvent;
-use gantry_core::wire::{Creator, EventStatus, Report};
+use gantry_core::wire::{Command, Creator, EventStatus, Report};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -469,4 +469,121 @@ async fn entries_with_fleet_effects_are_handed_to_the_lifecycle_function_and_run
     assert_eq!(world.ports.topics.published.lock().unwrap().len(), 1);
     // For a deployment that does not exist: nothing, and no error to retry.
     run_handed_off(&world, "d-NOTTHERE", key).await.unwrap();
+}
+
+/// Reports each event of `command` as `status`, one step each, as its host would.
+async fn run_command(world: &MemoryWorld, id: &str, command: &Command, status: EventStatus) {
+    for event in &command.lifecycle_events {
+        step(world, id, &[report(id, &command.instance_id, *event, status)])
+            .await
+            .expect("applied");
+        if status == EventStatus::Failed {
+            return;
+        }
+    }
+}
+
+/// `workers` tasks run the hosts commanded, each command by one task (as SQS hands a
+/// message to one batch-advance invocation), until the deployment ends. Each host
+/// reports every event as `status`. Returns the hosts commanded, in order.
+async fn run_with_workers(
+    world: &Arc<MemoryWorld>,
+    id: &str,
+    workers: usize,
+    status: EventStatus,
+) -> Vec<String> {
+    // Commands not yet taken, and where the next look at the queues starts.
+    let queue = Arc::new(std::sync::Mutex::new((0usize, Vec::<Command>::new())));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let (world, id, queue) = (Arc::clone(world), id.to_owned(), Arc::clone(&queue));
+        tasks.spawn(async move {
+            for _ in 0..1_000_000 {
+                let next = {
+                    let mut queue = queue.lock().unwrap();
+                    let (seen, more) = world.ports.queues.commands_from(queue.0);
+                    queue.0 = seen;
+                    queue.1.extend(more);
+                    queue.1.pop()
+                };
+                match next {
+                    Some(command) => run_command(&world, &id, &command, status).await,
+                    None if summary(&world, &id).await.state.status.is_terminal() => return,
+                    None => tokio::task::yield_now().await,
+                }
+            }
+            panic!("deployment {id} never ended");
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("a worker ran its hosts");
+    }
+    commanded(world)
+}
+
+#[tokio::test]
+async fn fifty_workers_finish_a_thousand_hosts_without_racing_for_the_summary() {
+    let world = Arc::new(MemoryWorld::new(
+        json!({"deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
+        hosts(1000),
+    ));
+    let id = deploy(&world, input()).await;
+    let sent = run_with_workers(&world, &id, 50, EventStatus::Succeeded).await;
+    assert_eq!(sent.len(), 1000, "each host commanded once");
+
+    let record = summary(&world, &id).await;
+    assert_eq!(record.state.status, DeploymentStatus::Succeeded);
+    assert_eq!(record.state.counts.succeeded, 1000);
+    assert_eq!(record.state.counts.in_progress, 0);
+    // Only the deciders raced: the last writers of the batch, at its end. Before
+    // tallies, every finished host wrote the summary and lost races in the thousands.
+    let conflicts = world.ports.log.records().summary_conflicts;
+    assert!(conflicts <= 49, "{conflicts} lost summary writes");
+    let health = world.log().group_health(APPLICATION, GROUP).await.unwrap();
+    assert_eq!(health.len(), 1000);
+    assert!(health.values().all(|health| health.healthy));
+    assert!(record.outbox.is_empty(), "every effect was carried out");
+    let group = world.ports.log.group(APPLICATION, GROUP).unwrap();
+    assert_eq!(group.active_deployment_id, None, "the lock is released once");
+    assert_eq!(group.last_successful.unwrap().deployment_id, id);
+}
+
+#[tokio::test]
+async fn fifty_workers_keep_half_the_fleet_healthy_and_command_each_host_once() {
+    let world = Arc::new(MemoryWorld::new(
+        json!({"deploymentConfigName": "CodeDeployDefault.HalfAtATime"}),
+        hosts(200),
+    ));
+    let id = deploy(&world, input()).await;
+    let sent = run_with_workers(&world, &id, 50, EventStatus::Succeeded).await;
+    let unique: std::collections::BTreeSet<&String> = sent.iter().collect();
+    assert_eq!((sent.len(), unique.len()), (200, 200), "each host once");
+
+    let record = summary(&world, &id).await;
+    assert_eq!(record.state.status, DeploymentStatus::Succeeded);
+    assert_eq!(record.state.counts.succeeded, 200);
+    // HalfAtATime keeps 100 of 200 healthy: no write ever had more running, whatever
+    // finishes a worker had not yet seen.
+    assert_eq!(world.ports.log.records().most_in_progress, 100);
+}
+
+#[tokio::test]
+async fn fifty_workers_fail_a_deployment_once_with_every_host_counted() {
+    let world = Arc::new(MemoryWorld::new(
+        json!({
+            "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+            "autoRollbackConfiguration": {"enabled": true, "events": ["DEPLOYMENT_FAILURE"]}
+        }),
+        hosts(300),
+    ));
+    let id = deploy(&world, input()).await;
+    run_with_workers(&world, &id, 50, EventStatus::Failed).await;
+
+    let record = summary(&world, &id).await;
+    assert_eq!(record.state.status, DeploymentStatus::Failed);
+    let counts = record.state.counts;
+    assert_eq!((counts.failed, counts.in_progress, counts.pending), (300, 0, 0));
+    assert_eq!(world.asked_of_fleets(), ["StartRollback"], "one rollback");
+    let health = world.log().group_health(APPLICATION, GROUP).await.unwrap();
+    assert!(health.len() == 300 && health.values().all(|health| !health.healthy));
 }

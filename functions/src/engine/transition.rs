@@ -6,10 +6,20 @@
 //! Concurrent invocations with the same report therefore count it once, and a batch is
 //! dispatched once. An input the state machine refuses is skipped and returned, so one
 //! bad report does not block the rest.
+//!
+//! A host's end alone does not write the summary: it is added to a tally beside it
+//! ([`Finished`]), in the transaction that writes the host's record on its version, so
+//! that hosts finishing at once do not all race for the one summary item. The summary
+//! is written when a decision changes it (a batch sent, the end), on its version. A
+//! write that only added to a tally asks for a recount ([`Applied::recount`]): the
+//! tallies read again after it, so that the last host of a batch to finish, whoever
+//! wrote it, has the deployment decide.
 
 use crate::ports::DeploymentLog;
 use crate::store::{DeploymentRecord, OutboxEntry, StoreError, Versioned};
-use gantry_core::deployment::{ApplyError, Effect, Input, Millis, TargetState};
+use gantry_core::deployment::{
+    ApplyError, DeploymentStatus, Effect, Finished, Input, Millis, TargetState,
+};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,6 +41,10 @@ pub struct Applied<S> {
     pub hosts_written: usize,
     /// Whether `effects` were carried out (set by whoever runs them).
     pub effects_done: bool,
+    /// Hosts' ends were added to the tallies without a decision: the deployment must
+    /// be looked at again ([`Input::Recount`]) in case another writer's ends, unseen
+    /// here, complete a batch.
+    pub recount: bool,
 }
 
 /// The hosts an input concerns, beyond those a tick finds overdue.
@@ -201,7 +215,13 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
             &hosts,
         );
         changed.retain(|id, target| hosts.get(id).is_none_or(|host| &host.value != target));
-        let summary_changed = record.state != before;
+        let finished: Finished = changed
+            .iter()
+            .map(|(id, target)| Finished::of_change(hosts.get(id).map(|host| &host.value), target))
+            .sum();
+        // The summary as it would be stored, the tallies left out: only decisions move it.
+        let summary_changed = (record.tallied + finished).decompose(&record.state)
+            != record.tallied.decompose(&before);
         if !summary_changed && changed.is_empty() {
             return Ok(Applied {
                 effects: Vec::new(),
@@ -210,6 +230,7 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
                 refused,
                 hosts_written: 0,
                 effects_done: true,
+                recount: false,
             });
         }
         let writes: Vec<(&TargetState, u64)> = changed
@@ -222,12 +243,16 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
             })
             .collect();
         match store
-            .save_changes(&record, summary_changed, &effects, &writes, now)
+            .save_changes(&record, summary_changed, &effects, &writes, &finished, now)
             .await
         {
             Ok((version, outbox_entry)) => {
                 let hosts_written = writes.len();
                 record.version = version;
+                record.tallied = record.tallied + finished;
+                let recount = !summary_changed
+                    && !finished.is_empty()
+                    && record.state.status == DeploymentStatus::InProgress;
                 if let Some(entry) = &outbox_entry {
                     record
                         .outbox
@@ -250,6 +275,7 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
                     outbox_entry,
                     refused,
                     hosts_written,
+                    recount,
                 });
             }
             Err(StoreError::Conflict(message)) if attempt < max_attempts => {
@@ -262,6 +288,28 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
             Err(error) => return Err(error),
         }
     }
+}
+
+/// After a write that only tallied hosts' ends ([`Applied::recount`]): the deployment
+/// decides on every end tallied so far. Returns what it decided, or None when there was
+/// nothing to decide.
+pub async fn recount<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
+    store: &impl DeploymentLog,
+    deployment_id: &str,
+    now: Millis,
+    max_attempts: u32,
+    precheck: &P,
+) -> Result<Option<Applied<S>>, StoreError> {
+    let decided = apply_checked(
+        store,
+        deployment_id,
+        &[Input::Recount { now }],
+        now,
+        max_attempts,
+        precheck,
+    )
+    .await?;
+    Ok((decided.outbox_entry.is_some() || !decided.effects.is_empty()).then_some(decided))
 }
 
 /// A random wait in [0, min(2^attempt * 4 ms, 250 ms)).

@@ -12,7 +12,9 @@ use crate::store::{
     DeploymentRecord, FailedEffect, GroupRecord, InstanceHealth, OutboxEntry, StoreError,
     Versioned, dispatches, keys, wakeup,
 };
-use gantry_core::deployment::{Deployment, Effect, Millis, TargetState, TargetStatus};
+use gantry_core::deployment::{
+    Deployment, Effect, Finished, Millis, TargetState, TargetStatus,
+};
 use gantry_core::planner::Target;
 use gantry_core::wire::{Command, RevisionLocation};
 use serde::Serialize;
@@ -24,8 +26,11 @@ use std::sync::{Mutex, MutexGuard};
 #[derive(Debug, Clone)]
 pub struct StoredDeployment {
     pub spec: serde_json::Value,
+    /// The summary as stored: without `tallied`.
     pub state: Deployment,
     pub version: u64,
+    /// Hosts' ends counted apart from the summary (DynamoDB spreads them over shards).
+    pub tallied: Finished,
     pub outbox: BTreeMap<String, OutboxEntry>,
     pub wakeup_at: Option<Millis>,
     pub plan: Vec<Target>,
@@ -41,6 +46,10 @@ pub struct Records {
     pub health: BTreeMap<(String, String), BTreeMap<String, InstanceHealth>>,
     /// Revisions' (first, last) use by (application, revision key).
     pub revision_uses: BTreeMap<(String, String), (Millis, Millis)>,
+    /// Summary writes refused because the summary had moved on (lost races).
+    pub summary_conflicts: u64,
+    /// The most hosts any write left running in one deployment.
+    pub most_in_progress: u32,
 }
 
 /// The deployment and group records.
@@ -162,6 +171,7 @@ impl MemoryLog {
             spec,
             state: state.clone(),
             version,
+            tallied: Finished::default(),
             outbox,
             wakeup_at: wakeup(state, None, !effects.is_empty(), dispatches(effects), now),
             plan: ordered.to_vec(),
@@ -178,6 +188,9 @@ impl DeploymentLog for MemoryLog {
         &self,
         id: &str,
     ) -> Result<DeploymentRecord<S>, StoreError> {
+        // A read is a network round trip in DynamoDB: concurrent tasks get their turn
+        // here, so that their writes race as they do there.
+        tokio::task::yield_now().await;
         self.with_deployment(id, |stored| {
             Ok(DeploymentRecord {
                 spec: serde_json::from_value(stored.spec.clone()).map_err(|error| {
@@ -186,7 +199,8 @@ impl DeploymentLog for MemoryLog {
                         message: error.to_string(),
                     }
                 })?,
-                state: stored.state.clone(),
+                state: stored.tallied.compose(&stored.state),
+                tallied: stored.tallied,
                 version: stored.version,
                 outbox: stored.outbox.clone(),
                 rollback_info: RollbackInfo::default(),
@@ -251,13 +265,25 @@ impl DeploymentLog for MemoryLog {
         summary_changed: bool,
         effects: &[Effect],
         targets: &[(&TargetState, u64)],
+        finished: &Finished,
         now: Millis,
     ) -> Result<(u64, Option<String>), StoreError> {
         let id = &record.state.deployment_id;
-        self.with_deployment(id, |stored| {
+        let mut records = self.records();
+        let Records {
+            deployments,
+            summary_conflicts,
+            most_in_progress,
+            ..
+        } = &mut *records;
+        let stored = deployments
+            .get_mut(id.as_str())
+            .ok_or_else(|| StoreError::NotFound(format!("deployment {id}")))?;
+        {
             let expected = record.version;
             // Every condition first, as one transaction: all of it or nothing.
             if summary_changed && stored.version != expected {
+                *summary_conflicts += 1;
                 return Err(conflict(format!(
                     "deployment {id} changed since version {expected}"
                 )));
@@ -285,7 +311,7 @@ impl DeploymentLog for MemoryLog {
                     dispatches(effects),
                     now,
                 );
-                stored.state = record.state.clone();
+                stored.state = (record.tallied + *finished).decompose(&record.state);
                 stored.version = next;
             } else if let (false, Some((host, version))) = (effects.is_empty(), targets.first()) {
                 entry = Some(keys::hosts_entry(
@@ -311,8 +337,11 @@ impl DeploymentLog for MemoryLog {
                     },
                 );
             }
+            stored.tallied = stored.tallied + *finished;
+            let running = stored.tallied.compose(&stored.state).counts.in_progress;
+            *most_in_progress = (*most_in_progress).max(running);
             Ok((next, entry))
-        })
+        }
     }
 
     async fn overdue_targets(
@@ -559,12 +588,20 @@ pub struct MemoryQueues {
 impl MemoryQueues {
     /// The commands sent, in order.
     pub fn commands(&self) -> Vec<Command> {
-        self.to_hosts
-            .lock()
-            .expect("unpoisoned")
+        self.commands_from(0).1
+    }
+
+    /// The commands among the messages sent to hosts from message `first` on, and how
+    /// many messages were sent in all (where the next look starts).
+    pub fn commands_from(&self, first: usize) -> (usize, Vec<Command>) {
+        let sent = self.to_hosts.lock().expect("unpoisoned");
+        let commands = sent
+            .get(first..)
+            .unwrap_or_default()
             .iter()
             .filter_map(|(_, body)| serde_json::from_str(body).ok())
-            .collect()
+            .collect();
+        (sent.len(), commands)
     }
 }
 

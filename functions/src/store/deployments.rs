@@ -10,7 +10,7 @@ use super::{DynamoStore, Item, PLAN_PAGE_SIZE, StoreError, keys};
 use crate::model::RollbackInfo;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use gantry_core::deployment::{Deployment, Effect, Millis, TargetState};
+use gantry_core::deployment::{Deployment, Effect, Finished, Millis, TargetState};
 use gantry_core::planner::Target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,8 +20,11 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentRecord<S> {
     pub spec: S,
+    /// The deployment as it stands: the stored summary with its tallies added.
     pub state: Deployment,
     pub version: u64,
+    /// The hosts' ends read from the tallies, already added to `state`.
+    pub tallied: Finished,
     /// Effects written with each write and not yet confirmed done, by entry key (see
     /// [`keys::summary_entry`]), in the order they were written.
     pub outbox: BTreeMap<String, OutboxEntry>,
@@ -218,19 +221,22 @@ impl DynamoStore {
         }
     }
 
-    /// A deployment's summary item and its outbox entries (of either platform's
-    /// effects), in one query: they sort right after it.
+    /// A deployment's summary item, its tallies and its outbox entries (of either
+    /// platform's effects), in one query: they sort right after it.
     pub(super) async fn summary_and_outbox<E: DeserializeOwned>(
         &self,
         id: &str,
-    ) -> Result<(Item, BTreeMap<String, E>), StoreError> {
+    ) -> Result<(Item, Finished, BTreeMap<String, E>), StoreError> {
         let what = format!("deployment {id}");
         let mut summary = None;
+        let mut tallied = Finished::default();
         let mut outbox = BTreeMap::new();
         self.query_pages(&keys::deployment(id), keys::DEPLOYMENT_SK, |item| {
             let sk = text(item, "sk").unwrap_or_default();
             if sk == keys::DEPLOYMENT_SK {
                 summary = Some(item.clone());
+            } else if sk.starts_with(keys::TALLY_PREFIX) {
+                tallied = tallied + tally(item);
             } else if let Some(entry) = sk.strip_prefix(keys::OUTBOX_PREFIX) {
                 outbox.insert(
                     entry.to_owned(),
@@ -241,7 +247,28 @@ impl DynamoStore {
         })
         .await?;
         let item = summary.ok_or(StoreError::NotFound(what))?;
-        Ok((item, outbox))
+        Ok((item, tallied, outbox))
+    }
+
+    /// Adds hosts' ends to one of a deployment's tallies, picked at random so that
+    /// concurrent writers seldom meet on one item. An `ADD` needs no condition: the
+    /// host records written in the same transaction make it happen once.
+    fn tally_add(&self, id: &str, finished: &Finished) -> TransactWriteItem {
+        let shard = (uuid::Uuid::new_v4().as_u128() % u128::from(keys::TALLY_SHARDS)) as u32;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::tally(shard)))
+            .update_expression(
+                "ADD succeeded :succeeded, failed :failed, skipped :skipped, installed :installed",
+            )
+            .expression_attribute_values(":succeeded", n(finished.succeeded.into()))
+            .expression_attribute_values(":failed", n(finished.failed.into()))
+            .expression_attribute_values(":skipped", n(finished.skipped.into()))
+            .expression_attribute_values(":installed", n(finished.installed.into()))
+            .build()
+            .expect("update fields are set");
+        TransactWriteItem::builder().update(update).build()
     }
 
     /// Takes the group's lock for deployment `id`, in a transaction with its summary: a
@@ -266,7 +293,7 @@ impl DynamoStore {
         id: &str,
     ) -> Result<DeploymentRecord<S>, StoreError> {
         let what = format!("deployment {id}");
-        let (item, mut outbox) = self.summary_and_outbox::<OutboxEntry>(id).await?;
+        let (item, tallied, mut outbox) = self.summary_and_outbox::<OutboxEntry>(id).await?;
         // Written before the outbox had items: carried out and cleared all the same.
         if let Some(AttributeValue::M(map)) = item.get("outbox") {
             for (version, value) in map {
@@ -281,9 +308,11 @@ impl DynamoStore {
                 outbox.insert(format!("{}{version}", keys::SUMMARY_MAP_ENTRY), entry);
             }
         }
+        let stored: Deployment = decode(&item, "state", &what)?;
         Ok(DeploymentRecord {
             spec: decode(&item, "spec", &what)?,
-            state: decode(&item, "state", &what)?,
+            state: tallied.compose(&stored),
+            tallied,
             version: number(&item, "version").ok_or_else(|| StoreError::Corrupt {
                 what: what.clone(),
                 message: "no version".into(),
@@ -339,15 +368,19 @@ impl DynamoStore {
     }
 
     /// Writes what one application of inputs changed, in one transaction: host records
-    /// (each if still at the version read), when it changed the summary (if still at its
-    /// version), and the change's effects as an outbox entry. Returns the summary's
-    /// version after the write, and the outbox entry's key when there were effects.
+    /// (each if still at the version read), the hosts' ends they make (`finished`, added
+    /// to a tally), when it changed the summary (if still at its version), and the
+    /// change's effects as an outbox entry. `record.state` is the deployment after the
+    /// change with `record.tallied` and `finished` in it; the summary stored leaves
+    /// them out. Returns the summary's version after the write, and the outbox entry's
+    /// key when there were effects.
     pub async fn save_changes(
         &self,
         record: &DeploymentRecord<impl Sized>,
         summary_changed: bool,
         effects: &[Effect],
         targets: &[(&TargetState, u64)],
+        finished: &Finished,
         now: Millis,
     ) -> Result<(u64, Option<String>), StoreError> {
         let state = &record.state;
@@ -362,6 +395,9 @@ impl DynamoStore {
                 TransactWriteItem::builder().put(put).build()
             })
             .collect();
+        if !finished.is_empty() {
+            items.push(self.tally_add(id, finished));
+        }
         let expected = record.version;
         let mut next = expected;
         let mut entry = None;
@@ -371,10 +407,11 @@ impl DynamoStore {
                 entry = Some(keys::summary_entry(next));
             }
             let pending = !record.outbox.is_empty() || !effects.is_empty();
+            let stored = (record.tallied + *finished).decompose(state);
             let update = self.summary_update(
                 id,
                 expected,
-                json(state),
+                json(&stored),
                 json_name(&state.status),
                 ACTIVE_KEY,
                 wakeup(state, record.wakeup_at, pending, dispatches(effects), now),
@@ -526,5 +563,16 @@ impl DynamoStore {
                 other => Err(other),
             },
         }
+    }
+}
+
+/// One tally item's counts (absent ones are 0).
+fn tally(item: &Item) -> Finished {
+    let count = |name| number(item, name).unwrap_or(0) as u32;
+    Finished {
+        succeeded: count("succeeded"),
+        failed: count("failed"),
+        skipped: count("skipped"),
+        installed: count("installed"),
     }
 }

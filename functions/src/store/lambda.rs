@@ -198,7 +198,7 @@ impl DynamoStore {
         id: &str,
     ) -> Result<LambdaRecord<S>, StoreError> {
         let what = format!("deployment {id}");
-        let (item, outbox) = self.summary_and_outbox::<LambdaOutboxEntry>(id).await?;
+        let (item, _, outbox) = self.summary_and_outbox::<LambdaOutboxEntry>(id).await?;
         if text(&item, "platform") != Some(LAMBDA_PLATFORM) {
             return Err(StoreError::Corrupt {
                 what,
