@@ -415,6 +415,39 @@ async fn concurrent_appliers_count_each_report_once() {
     let stored = store.load_deployment::<Spec>(id).await.unwrap();
     assert_eq!(stored.state.status, DeploymentStatus::Succeeded);
     assert_eq!(stored.state.counts().succeeded, hosts as u32);
+    // The hosts' ends are in the tally items, read with the summary, and each once.
+    assert_eq!(stored.tallied.succeeded, hosts as u32);
+    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+    let tallies = client
+        .query()
+        .table_name("gantry-test")
+        .key_condition_expression("pk = :pk AND begins_with(sk, :tally)")
+        .expression_attribute_values(":pk", AttributeValue::S(keys::deployment(id)))
+        .expression_attribute_values(":tally", AttributeValue::S(keys::TALLY_PREFIX.into()))
+        .send()
+        .await
+        .unwrap();
+    let tallied: u64 = tallies
+        .items()
+        .iter()
+        .map(|item| item["succeeded"].as_n().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(tallied, hosts as u64);
+    let summary = client
+        .get_item()
+        .table_name("gantry-test")
+        .key("pk", AttributeValue::S(keys::deployment(id)))
+        .key("sk", AttributeValue::S(keys::DEPLOYMENT_SK.into()))
+        .send()
+        .await
+        .unwrap();
+    let raw: Deployment =
+        serde_json::from_str(summary.item().unwrap()["state"].as_s().unwrap()).unwrap();
+    assert_eq!(
+        (raw.counts.succeeded, raw.counts.in_progress),
+        (0, hosts as u32),
+        "the summary holds only what decisions did"
+    );
     let records = store.targets(id).await.unwrap();
     assert_eq!(records.len(), hosts);
     assert!(
