@@ -73,7 +73,7 @@ bench-fleet: venv
 
 bench-scale: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
-	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/scale.py
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/scale.py --hosts 1000,10000 --workers 1,5,50 --runs 1
 
 # How fast push downloads and checks a bundle: the rate the 1 GiB bundle limit rests on.
 bench-bundle: venv

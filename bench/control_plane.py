@@ -20,6 +20,7 @@ Writes bench/results/control_plane.json and prints a Markdown table. Usage:
 
 import argparse
 import collections
+import gzip
 import http.client
 import http.server
 import json
@@ -46,7 +47,7 @@ class Counter:
         self.lock = threading.Lock()
         self.counts = collections.Counter()
 
-    def add(self, name, body=b""):
+    def add(self, name, body=b"", status=None, response_body=b""):
         with self.lock:
             self.counts[name] += 1
 
@@ -66,7 +67,19 @@ def operation_name(method, path, headers, body):
     return f"S3 {method}"
 
 
+def decoded(response, data):
+    """The response's body as the service wrote it (moto does not compress, but an SDK may ask)."""
+    if response.getheader("Content-Encoding", "").lower() == "gzip" and data:
+        try:
+            return gzip.decompress(data)
+        except OSError:
+            return data
+    return data
+
+
 def start_proxy(upstream_port, counter):
+    """An HTTP proxy to 127.0.0.1:upstream_port that calls
+    counter.add(operation, request_body, status, response_body) for each request."""
     class Proxy(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -76,12 +89,19 @@ def start_proxy(upstream_port, counter):
         def forward(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            counter.add(operation_name(self.command, self.path, self.headers, body), body)
+            name = operation_name(self.command, self.path, self.headers, body)
             upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-            upstream.request(self.command, self.path, body=body, headers=headers)
-            response = upstream.getresponse()
-            data = response.read()
+            try:
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+            except Exception:
+                # The control plane made the request even though moto did not answer it.
+                counter.add(name, body)
+                raise
+            # Counted with the answer, so a counter can tell a lost race from a write.
+            counter.add(name, body, response.status, decoded(response, data))
             self.send_response(response.status)
             for key, value in response.getheaders():
                 if key.lower() not in ("transfer-encoding", "connection", "content-length"):

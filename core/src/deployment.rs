@@ -46,8 +46,8 @@ pub use blue_green::{
 pub use dispatch::Segment;
 pub use effect::{Effect, NotificationEvent};
 pub use input::{ApplyError, Input, TrafficOutcome};
-pub use tallies::Finished;
 pub use planning::{MAX_TARGETS, MAX_ZONES, Plan, PlanError, Planned, plan};
+pub use tallies::Finished;
 pub use target::{
     Deadlines, EventRecord, MESSAGE_MAX_BYTES, SCRIPT_NAME_MAX_BYTES, TargetState, TargetStatus,
 };

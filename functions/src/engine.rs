@@ -87,6 +87,8 @@ pub async fn step<P: EnginePorts>(
         // write's and others'. The decision (a batch sent, the end) is stored at once;
         // its effects run after this write's, in the order one write would have them.
         let decided = if applied.recount {
+            // Failing here must not keep this write's effects from running: the tick
+            // (or a repeated report) decides instead.
             transition::recount(
                 control.log(),
                 deployment_id,
@@ -94,7 +96,11 @@ pub async fn step<P: EnginePorts>(
                 MAX_APPLY_ATTEMPTS,
                 &AlarmPoll { control },
             )
-            .await?
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "recount failed; the tick decides");
+                None
+            })
         } else {
             None
         };

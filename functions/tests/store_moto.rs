@@ -119,7 +119,9 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
             .unwrap(),
         (2, Some(keys::summary_entry(2)))
     );
-    let stale = store.save_changes(&changed, true, &effects, &[], &Finished::default(), 1).await;
+    let stale = store
+        .save_changes(&changed, true, &effects, &[], &Finished::default(), 1)
+        .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     let reloaded = store.load_deployment::<Spec>("d-STORE0001").await.unwrap();
     assert_eq!(reloaded.state.status, DeploymentStatus::InProgress);
@@ -221,7 +223,14 @@ async fn deployments_are_versioned_and_writes_are_conditional() {
     let mut moved = later;
     moved.dispatched_at = Some(100);
     let (version, entry) = store
-        .save_changes(&record, false, &effects[..1], &[(&moved, 2)], &Finished::default(), 7)
+        .save_changes(
+            &record,
+            false,
+            &effects[..1],
+            &[(&moved, 2)],
+            &Finished::default(),
+            7,
+        )
         .await
         .unwrap();
     assert_eq!(version, record.version, "the summary is not written");
@@ -510,4 +519,72 @@ async fn outbox_entries_in_an_older_summary_map_are_carried_out() {
     store.clear_outbox("d-LEGACY001", &key).await.unwrap();
     let loaded = store.load_deployment::<Spec>("d-LEGACY001").await.unwrap();
     assert!(loaded.outbox.is_empty(), "{:?}", loaded.outbox);
+}
+
+/// DynamoDB cancels a transaction that meets another on an item, which moto never does:
+/// a host's end whose tally meets another writer's is written again, once, and a
+/// transaction that keeps meeting others is a conflict for the caller to retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tally_that_meets_another_writer_is_written_again_once() {
+    let moto = Moto::start().unwrap();
+    let store = store(&moto).await;
+    let id = "d-TALLY0001";
+    store
+        .create_deployment(
+            "app",
+            "group",
+            &spec(),
+            &deployment(id, 2),
+            &ordered(2),
+            &[],
+            false,
+            0,
+        )
+        .await
+        .unwrap();
+    let started = transition::apply::<Spec>(&store, id, &[Input::Start { now: 1 }], 1, 10)
+        .await
+        .unwrap();
+    let records = ordered(2)
+        .into_iter()
+        .zip(0..)
+        .map(|(target, index)| started.record.state.dispatched_target(target, index, 1))
+        .collect();
+    store.create_targets(id, records).await.unwrap();
+    let deliver = |host: &str| -> Vec<Input> {
+        reports(id, host)
+            .into_iter()
+            .map(|report| Input::Report {
+                sender: Some(format!("AROAHOSTROLE:{}", report.instance_id)),
+                report,
+                now: 200,
+            })
+            .collect()
+    };
+
+    moto.conflict_next(keys::TALLY_PREFIX, 2).unwrap();
+    let first = transition::apply::<Spec>(&store, id, &deliver("i-000"), 200, 10)
+        .await
+        .expect("written on the third attempt");
+    assert_eq!(first.record.tallied.succeeded, 1);
+    assert!(first.recount, "a tally-only write asks for a recount");
+    let stored = store.load_deployment::<Spec>(id).await.unwrap();
+    assert_eq!(stored.tallied.succeeded, 1, "added once");
+    assert_eq!(stored.state.counts.in_progress, 1);
+
+    moto.conflict_next(keys::TALLY_PREFIX, 5).unwrap();
+    let lost = transition::apply::<Spec>(&store, id, &deliver("i-001"), 200, 2).await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    moto.clear_faults().unwrap();
+    let second = transition::apply::<Spec>(&store, id, &deliver("i-001"), 200, 10)
+        .await
+        .unwrap();
+    // It read the first host's end in the tallies: it decides, and needs no recount.
+    assert!(!second.recount);
+    assert_eq!(second.record.state.status, DeploymentStatus::Succeeded);
+    assert_eq!(second.record.state.counts.succeeded, 2);
+    let again = transition::recount::<Spec, _>(&store, id, 200, 10, &transition::NoPrecheck)
+        .await
+        .unwrap();
+    assert!(again.is_none(), "nothing left to decide: {again:?}");
 }

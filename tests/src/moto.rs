@@ -180,7 +180,24 @@ impl Moto {
         Ok(())
     }
 
-    /// Disarms every fault [`Self::fail_next`] armed.
+    /// Cancels the next `count` TransactWriteItems requests whose body contains
+    /// `contains` as DynamoDB cancels a transaction that meets another on one of its
+    /// items (TransactionConflict for each item holding `contains`), which moto, one
+    /// request at a time, never does.
+    pub fn conflict_next(&self, contains: &str, count: u32) -> anyhow::Result<()> {
+        let query = format!(
+            "target={}&contains={}&count={count}&kind=conflict",
+            query_value("DynamoDB_20120810.TransactWriteItems"),
+            query_value(contains)
+        );
+        let status = http(&self.endpoint, "POST", &format!("/_gantry/faults?{query}"))?;
+        if status != 200 {
+            bail!("arming a conflict answered HTTP {status}");
+        }
+        Ok(())
+    }
+
+    /// Disarms every fault [`Self::fail_next`] or [`Self::conflict_next`] armed.
     pub fn clear_faults(&self) -> anyhow::Result<()> {
         let status = http(&self.endpoint, "DELETE", "/_gantry/faults")?;
         if status != 200 {

@@ -7,8 +7,12 @@ arms a fault over HTTP on the stand-in's own port:
 
 and the next `n` requests with that X-Amz-Target whose body contains `text` answer HTTP 500
 with the service's InternalServerError, as AWS does when it fails for now; the SDKs retry
-such an answer (three attempts by default), so `n` counts attempts, not calls. Other
-requests pass untouched. `DELETE /_gantry/faults` disarms every fault, and so does
+such an answer (three attempts by default), so `n` counts attempts, not calls. With
+`&kind=conflict` (TransactWriteItems only) the request is cancelled instead, as DynamoDB
+cancels a transaction that meets another on one of its items: HTTP 400
+TransactionCanceledException whose CancellationReasons say TransactionConflict for each
+item whose JSON contains `text` and None for the others; moto runs requests one at a
+time and never answers it. Other requests pass untouched. `DELETE /_gantry/faults` disarms every fault, and so does
 `POST /moto-api/reset`. Only services reached by X-Amz-Target (DynamoDB, and SQS over
 JSON) are covered: those are the writes whose failures Gantry must survive.
 """
@@ -33,15 +37,28 @@ def reset():
 
 
 def _take(target, body):
-    """Whether this request is to fail: the first armed fault it matches, counted down."""
+    """The first armed fault this request matches, counted down, or None."""
     with _lock:
         for fault in _armed:
             if fault["target"] == target and fault["contains"] in body:
                 fault["left"] -= 1
                 if fault["left"] <= 0:
                     _armed.remove(fault)
-                return True
-    return False
+                return fault
+    return None
+
+
+def _conflict(body, contains, start_response):
+    """A transaction cancelled as DynamoDB cancels one that met another on an item."""
+    items = json.loads(body).get("TransactItems", [])
+    reasons = [{"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+               if contains in json.dumps(item) else {"Code": "None"} for item in items]
+    codes = ", ".join(reason["Code"] for reason in reasons)
+    return _answer(start_response, "400 Bad Request", {
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "Message": f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+        "CancellationReasons": reasons,
+    }, "application/x-amz-json-1.0")
 
 
 def _answer(start_response, status, body, content_type="application/json"):
@@ -61,10 +78,15 @@ def _admin(environ, start_response):
     query = parse_qs(environ.get("QUERY_STRING", ""))
     try:
         fault = {"target": query["target"][0], "contains": query.get("contains", [""])[0],
-                 "left": int(query.get("count", ["1"])[0])}
+                 "left": int(query.get("count", ["1"])[0]), "kind": query.get("kind", ["failure"])[0]}
     except (KeyError, ValueError):
         return _answer(start_response, "400 Bad Request",
                        {"message": "target (an X-Amz-Target) is required; count must be a whole number"})
+    if fault["kind"] not in ("failure", "conflict"):
+        return _answer(start_response, "400 Bad Request", {"message": "kind must be failure or conflict"})
+    if fault["kind"] == "conflict" and not fault["target"].endswith(".TransactWriteItems"):
+        return _answer(start_response, "400 Bad Request",
+                       {"message": "kind=conflict applies to DynamoDB_20120810.TransactWriteItems only"})
     if fault["left"] < 1:
         return _answer(start_response, "400 Bad Request", {"message": "count must be at least 1"})
     with _lock:
@@ -97,7 +119,11 @@ def install():
             body = environ["wsgi.input"].read(length) if length else b""
             # moto reads the body again.
             environ["wsgi.input"] = io.BytesIO(body)
-            if _take(target, body.decode("utf-8", "replace")):
+            text = body.decode("utf-8", "replace")
+            fault = _take(target, text)
+            if fault and fault["kind"] == "conflict":
+                return _conflict(text, fault["contains"], start_response)
+            if fault:
                 return _failure(target, start_response)
         return dispatch(self, environ, start_response)
 

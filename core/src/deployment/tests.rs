@@ -1800,7 +1800,8 @@ fn a_hosts_end_changes_the_stored_summary_only_when_the_deployment_decides() {
                         .sum();
                     let stored = (tallied + finished).decompose(&d.d);
                     assert_eq!((tallied + finished).compose(&stored), d.d, "{config}");
-                    let decided = !d.dispatched(&effects).is_empty() || d.d.status != before.d.status;
+                    let decided =
+                        !d.dispatched(&effects).is_empty() || d.d.status != before.d.status;
                     assert_eq!(
                         stored != tallied.decompose(&before.d),
                         decided,

@@ -474,9 +474,13 @@ async fn entries_with_fleet_effects_are_handed_to_the_lifecycle_function_and_run
 /// Reports each event of `command` as `status`, one step each, as its host would.
 async fn run_command(world: &MemoryWorld, id: &str, command: &Command, status: EventStatus) {
     for event in &command.lifecycle_events {
-        step(world, id, &[report(id, &command.instance_id, *event, status)])
-            .await
-            .expect("applied");
+        step(
+            world,
+            id,
+            &[report(id, &command.instance_id, *event, status)],
+        )
+        .await
+        .expect("applied");
         if status == EventStatus::Failed {
             return;
         }
@@ -544,7 +548,10 @@ async fn fifty_workers_finish_a_thousand_hosts_without_racing_for_the_summary() 
     assert!(health.values().all(|health| health.healthy));
     assert!(record.outbox.is_empty(), "every effect was carried out");
     let group = world.ports.log.group(APPLICATION, GROUP).unwrap();
-    assert_eq!(group.active_deployment_id, None, "the lock is released once");
+    assert_eq!(
+        group.active_deployment_id, None,
+        "the lock is released once"
+    );
     assert_eq!(group.last_successful.unwrap().deployment_id, id);
 }
 
@@ -582,8 +589,58 @@ async fn fifty_workers_fail_a_deployment_once_with_every_host_counted() {
     let record = summary(&world, &id).await;
     assert_eq!(record.state.status, DeploymentStatus::Failed);
     let counts = record.state.counts;
-    assert_eq!((counts.failed, counts.in_progress, counts.pending), (300, 0, 0));
+    assert_eq!(
+        (counts.failed, counts.in_progress, counts.pending),
+        (300, 0, 0)
+    );
     assert_eq!(world.asked_of_fleets(), ["StartRollback"], "one rollback");
     let health = world.log().group_health(APPLICATION, GROUP).await.unwrap();
     assert!(health.len() == 300 && health.values().all(|health| !health.healthy));
+}
+
+#[tokio::test]
+async fn a_repeated_end_recounts_when_its_first_writer_died_before_deciding() {
+    let world = MemoryWorld::new(
+        json!({"deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
+        hosts(2),
+    );
+    let id = deploy(&world, input()).await;
+    let commands = world.ports.queues.commands();
+    let (first, second) = (&commands[0], &commands[1]);
+    run_command(&world, &id, first, EventStatus::Succeeded).await;
+    let (last, before_last) = second.lifecycle_events.split_last().unwrap();
+    for event in before_last {
+        let report = report(&id, &second.instance_id, *event, EventStatus::Succeeded);
+        step(&world, &id, &[report]).await.unwrap();
+    }
+    // The second host's end is written by an invocation that has not yet seen the
+    // first's tally (hidden for the while), and that dies before its recount.
+    let hide = |by: i64| {
+        let mut records = world.ports.log.records();
+        let tallied = &mut records.deployments.get_mut(&id).unwrap().tallied;
+        tallied.succeeded = (i64::from(tallied.succeeded) + by) as u32;
+    };
+    hide(-1);
+    let last_report = report(&id, &second.instance_id, *last, EventStatus::Succeeded);
+    let written = transition::apply::<DeploymentSpec>(
+        world.log(),
+        &id,
+        std::slice::from_ref(&last_report),
+        now_millis(),
+        5,
+    )
+    .await
+    .unwrap();
+    assert!(written.recount && written.hosts_written == 1);
+    hide(1);
+    assert_eq!(
+        summary(&world, &id).await.state.status,
+        DeploymentStatus::InProgress,
+        "nobody decided"
+    );
+    // SQS delivers the report again: a duplicate, but the deployment is decided.
+    let again = step(&world, &id, &[last_report]).await.unwrap();
+    assert_eq!(again.hosts_written, 0);
+    assert_eq!(again.record.state.status, DeploymentStatus::Succeeded);
+    assert_eq!(again.record.state.counts.succeeded, 2);
 }

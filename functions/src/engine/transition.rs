@@ -18,7 +18,7 @@
 use crate::ports::DeploymentLog;
 use crate::store::{DeploymentRecord, OutboxEntry, StoreError, Versioned};
 use gantry_core::deployment::{
-    ApplyError, DeploymentStatus, Effect, Finished, Input, Millis, TargetState,
+    ApplyError, DeploymentStatus, Effect, Finished, Input, Millis, TargetState, TargetStatus,
 };
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,10 +41,28 @@ pub struct Applied<S> {
     pub hosts_written: usize,
     /// Whether `effects` were carried out (set by whoever runs them).
     pub effects_done: bool,
-    /// Hosts' ends were added to the tallies without a decision: the deployment must
-    /// be looked at again ([`Input::Recount`]) in case another writer's ends, unseen
-    /// here, complete a batch.
+    /// Hosts' ends were added to the tallies without a decision, or with one while
+    /// other hosts ran: the deployment must be looked at again ([`Input::Recount`]) in
+    /// case another writer's ends, unseen here, complete a batch.
     pub recount: bool,
+    /// Whether the summary was written (a decision), effects or not.
+    pub summary_written: bool,
+}
+
+/// Whether a write of `finished` ends must be followed by a recount: unless it decided
+/// on a view in which no other host was running (then nobody else's end can be missing
+/// from its decision), another writer's ends may complete what it did not see.
+fn recount_after(
+    before: &gantry_core::deployment::Deployment,
+    after: &gantry_core::deployment::Deployment,
+    finished: &Finished,
+    decided: bool,
+) -> bool {
+    let ended = finished.succeeded + finished.failed + finished.skipped;
+    let others_running = before.counts.in_progress > ended;
+    after.status == DeploymentStatus::InProgress
+        && !finished.is_empty()
+        && (!decided || others_running)
 }
 
 /// The hosts an input concerns, beyond those a tick finds overdue.
@@ -223,14 +241,24 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
         let summary_changed = (record.tallied + finished).decompose(&record.state)
             != record.tallied.decompose(&before);
         if !summary_changed && changed.is_empty() {
+            // A repeated report of a host's end: its first delivery's write may have
+            // been made by an invocation that died before its recount, and nobody
+            // else's recount can have seen it. Recount again (a read) rather than
+            // leave the batch to the tick.
+            let repeated_end = inputs.iter().filter_map(reporting_host).any(|id| {
+                hosts.get(id).is_some_and(|host| {
+                    host.value.status.is_terminal() || host.value.status == TargetStatus::Ready
+                })
+            });
             return Ok(Applied {
                 effects: Vec::new(),
+                recount: repeated_end && record.state.status == DeploymentStatus::InProgress,
                 record,
                 outbox_entry: None,
                 refused,
                 hosts_written: 0,
                 effects_done: true,
-                recount: false,
+                summary_written: false,
             });
         }
         let writes: Vec<(&TargetState, u64)> = changed
@@ -250,9 +278,7 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
                 let hosts_written = writes.len();
                 record.version = version;
                 record.tallied = record.tallied + finished;
-                let recount = !summary_changed
-                    && !finished.is_empty()
-                    && record.state.status == DeploymentStatus::InProgress;
+                let recount = recount_after(&before, &record.state, &finished, summary_changed);
                 if let Some(entry) = &outbox_entry {
                     record
                         .outbox
@@ -276,6 +302,7 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
                     refused,
                     hosts_written,
                     recount,
+                    summary_written: summary_changed,
                 });
             }
             Err(StoreError::Conflict(message)) if attempt < max_attempts => {
@@ -309,7 +336,7 @@ pub async fn recount<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
         precheck,
     )
     .await?;
-    Ok((decided.outbox_entry.is_some() || !decided.effects.is_empty()).then_some(decided))
+    Ok((decided.summary_written || !decided.effects.is_empty()).then_some(decided))
 }
 
 /// A random wait in [0, min(2^attempt * 4 ms, 250 ms)).

@@ -12,9 +12,7 @@ use crate::store::{
     DeploymentRecord, FailedEffect, GroupRecord, InstanceHealth, OutboxEntry, StoreError,
     Versioned, dispatches, keys, wakeup,
 };
-use gantry_core::deployment::{
-    Deployment, Effect, Finished, Millis, TargetState, TargetStatus,
-};
+use gantry_core::deployment::{Deployment, Effect, Finished, Millis, TargetState, TargetStatus};
 use gantry_core::planner::Target;
 use gantry_core::wire::{Command, RevisionLocation};
 use serde::Serialize;
