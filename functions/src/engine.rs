@@ -18,7 +18,7 @@ use crate::deploy::{self, Created};
 use crate::error::{ApiError, Exception};
 use crate::model::{DeploymentSpec, LastDeploymentInfo, now_millis};
 use crate::ports::{DeploymentLog, GroupLog, HostQueues};
-use crate::store::{DeploymentRecord, InstanceHealth, OUTBOX_GRACE_MS, OutboxEntry};
+use crate::store::{DeploymentRecord, InstanceHealth, OUTBOX_GRACE_MS, OutboxEntry, dispatches};
 use gantry_core::deployment::{AlarmCheck, DeploymentStatus, Effect, Input, Millis};
 use gantry_core::wire::Cancel;
 use serde_json::json;
@@ -109,42 +109,21 @@ pub async fn step<P: EnginePorts>(
             tracing::warn!(input = index, %error, "input refused by the state machine");
         }
         if !applied.effects.is_empty() {
-            applied.effects_done = execute(
-                control,
-                &applied.record,
-                &applied.effects,
-                applied.outbox_entry.clone().map(Entry::new),
-            )
-            .await
-            .is_none();
-            let dispatched = applied
-                .effects
-                .iter()
-                .any(|effect| matches!(effect, Effect::Dispatch { .. }));
+            carry_out_written(control, &mut applied).await;
             // The bench reads these: input received to state written, and to effects done.
             tracing::info!(
                 inputs = inputs.len(),
                 hosts_written = applied.hosts_written,
-                dispatched,
+                dispatched = dispatches(&applied.effects),
                 written_ms,
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "advanced"
             );
         }
         if let Some(mut decided) = decided {
-            decided.effects_done = execute(
-                control,
-                &decided.record,
-                &decided.effects,
-                decided.outbox_entry.clone().map(Entry::new),
-            )
-            .await
-            .is_none();
+            carry_out_written(control, &mut decided).await;
             tracing::info!(
-                dispatched = decided
-                    .effects
-                    .iter()
-                    .any(|effect| matches!(effect, Effect::Dispatch { .. })),
+                dispatched = dispatches(&decided.effects),
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "decided on the tallies"
             );
@@ -158,6 +137,19 @@ pub async fn step<P: EnginePorts>(
     }
     .instrument(span)
     .await
+}
+
+/// Carries out the effects a write just stored, from its outbox entry, and records whether
+/// they are all done.
+async fn carry_out_written<P: EnginePorts>(control: &P, applied: &mut Applied<DeploymentSpec>) {
+    applied.effects_done = execute(
+        control,
+        &applied.record,
+        &applied.effects,
+        applied.outbox_entry.clone().map(Entry::new),
+    )
+    .await
+    .is_none();
 }
 
 /// Carries out effects (see [`carry_out_all`]), then settles their outbox entry (see

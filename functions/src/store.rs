@@ -66,9 +66,10 @@ pub use codec::{MAX_BODY_BYTES, MAX_SPEC_BYTES};
 pub use deployments::DeploymentRecord;
 pub use groups::{GroupRecord, InstanceHealth};
 pub use lambda::{LAMBDA_PLATFORM, LambdaOutboxEntry, LambdaRecord};
-pub use outbox::{FailedEffect, MAX_RETRY_DELAY_MS, OutboxEntry};
+pub(crate) use outbox::dispatches;
 #[cfg(test)]
-pub(crate) use outbox::{dispatches, wakeup};
+pub(crate) use outbox::wakeup;
+pub use outbox::{FailedEffect, MAX_RETRY_DELAY_MS, OutboxEntry};
 pub use rename::{GroupMove, RenameMarks};
 pub use revisions::StoredRevision;
 pub use schedule::{ALARM_LOOK_MS, IDLE_TICK_MS, OUTBOX_GRACE_MS, idle_look};
