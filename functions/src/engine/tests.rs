@@ -638,6 +638,19 @@ async fn a_repeated_end_recounts_when_its_first_writer_died_before_deciding() {
         DeploymentStatus::InProgress,
         "nobody decided"
     );
+    // The same report from another host's identity is refused, and recounts nothing.
+    let Input::Report { report: forged, .. } = last_report.clone() else {
+        unreachable!()
+    };
+    let forged = Input::Report {
+        report: forged,
+        sender: Some("AIDAANOTHERHOST".into()),
+        now: now_millis(),
+    };
+    let refused = transition::apply::<DeploymentSpec>(world.log(), &id, &[forged], now_millis(), 5)
+        .await
+        .unwrap();
+    assert_eq!((refused.refused.len(), refused.recount), (1, false));
     // SQS delivers the report again: a duplicate, but the deployment is decided.
     let again = step(&world, &id, &[last_report]).await.unwrap();
     assert_eq!(again.hosts_written, 0);

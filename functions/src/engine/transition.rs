@@ -245,11 +245,18 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
             // been made by an invocation that died before its recount, and nobody
             // else's recount can have seen it. Recount again (a read) rather than
             // leave the batch to the tick.
-            let repeated_end = inputs.iter().filter_map(reporting_host).any(|id| {
-                hosts.get(id).is_some_and(|host| {
-                    host.value.status.is_terminal() || host.value.status == TargetStatus::Ready
-                })
-            });
+            // Only an input the state machine took: a refused one (a forged sender)
+            // costs no more reads than its own.
+            let repeated_end = inputs
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| refused.iter().all(|(refused, _)| refused != index))
+                .filter_map(|(_, input)| reporting_host(input))
+                .any(|id| {
+                    hosts.get(id).is_some_and(|host| {
+                        host.value.status.is_terminal() || host.value.status == TargetStatus::Ready
+                    })
+                });
             return Ok(Applied {
                 effects: Vec::new(),
                 recount: repeated_end && record.state.status == DeploymentStatus::InProgress,
