@@ -78,6 +78,15 @@ pub trait DeploymentLog: Sync {
         now: Millis,
     ) -> impl Future<Output = Result<(u64, Option<String>), StoreError>> + Send;
 
+    /// Claims the decision on summary `version` for this invocation: false when another
+    /// holds it (a claim expires after a minute, in case its holder died).
+    fn claim_decision(
+        &self,
+        id: &str,
+        version: u64,
+        now: Millis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     fn overdue_targets(
         &self,
         id: &str,
@@ -327,6 +336,15 @@ impl DeploymentLog for DynamoStore {
             now,
         )
         .await
+    }
+
+    async fn claim_decision(
+        &self,
+        id: &str,
+        version: u64,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        DynamoStore::claim_decision(self, id, version, now).await
     }
 
     async fn overdue_targets(

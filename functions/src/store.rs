@@ -63,7 +63,7 @@ mod targets;
 
 use codec::aws;
 pub use codec::{MAX_BODY_BYTES, MAX_SPEC_BYTES};
-pub use deployments::DeploymentRecord;
+pub use deployments::{DECISION_CLAIM_EXPIRES_MS, DeploymentRecord};
 pub use groups::{GroupRecord, InstanceHealth};
 pub use lambda::{LAMBDA_PLATFORM, LambdaOutboxEntry, LambdaRecord};
 pub(crate) use outbox::dispatches;
@@ -160,6 +160,9 @@ pub mod keys {
     }
     /// The count of a deployment's reports sent by someone other than their host.
     pub const FORGED_REPORTS_SK: &str = "FORGED_REPORTS";
+    /// Which invocation decides on a summary version when several recount it at once
+    /// (outside the `STATE` range, so the query that loads a deployment skips it).
+    pub const DECISION_CLAIM_SK: &str = "DECISION_CLAIM";
     /// Effects of a deployment that failed for good, one item per kind (a notification:
     /// per trigger), so that however often one fails the deployment keeps a few items.
     pub const FAILED_EFFECT_PREFIX: &str = "FAILED_EFFECT#";

@@ -588,3 +588,48 @@ async fn a_tally_that_meets_another_writer_is_written_again_once() {
         .unwrap();
     assert!(again.is_none(), "nothing left to decide: {again:?}");
 }
+
+/// One decision per summary version: the first claim holds until a later version is
+/// claimed or it expires (its holder died), and the claim is no part of the deployment
+/// as loaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_is_claimed_once_per_version_until_the_claim_expires() {
+    let moto = Moto::start().unwrap();
+    let store = store(&moto).await;
+    let id = "d-CLAIM0001";
+    store
+        .create_deployment(
+            "app",
+            "group",
+            &spec(),
+            &deployment(id, 1),
+            &ordered(1),
+            &[],
+            false,
+            0,
+        )
+        .await
+        .unwrap();
+    let now = 1_000_000;
+    assert!(store.claim_decision(id, 3, now).await.unwrap());
+    assert!(
+        !store.claim_decision(id, 3, now + 1).await.unwrap(),
+        "taken"
+    );
+    assert!(
+        !store.claim_decision(id, 2, now + 1).await.unwrap(),
+        "an older version"
+    );
+    assert!(
+        store.claim_decision(id, 4, now + 2).await.unwrap(),
+        "the next version"
+    );
+    let expired = now + 2 + gantry_functions::store::DECISION_CLAIM_EXPIRES_MS + 1;
+    assert!(!store.claim_decision(id, 4, expired - 2).await.unwrap());
+    assert!(
+        store.claim_decision(id, 4, expired).await.unwrap(),
+        "its holder died"
+    );
+    let loaded = store.load_deployment::<Spec>(id).await.unwrap();
+    assert!(loaded.outbox.is_empty() && loaded.tallied.is_empty());
+}

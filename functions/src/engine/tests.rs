@@ -657,3 +657,64 @@ async fn a_repeated_end_recounts_when_its_first_writer_died_before_deciding() {
     assert_eq!(again.record.state.status, DeploymentStatus::Succeeded);
     assert_eq!(again.record.state.counts.succeeded, 2);
 }
+
+#[tokio::test]
+async fn of_several_recounts_that_find_a_batch_complete_the_one_that_claims_it_decides() {
+    let world = MemoryWorld::new(
+        json!({"deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
+        hosts(2),
+    );
+    let id = deploy(&world, input()).await;
+    let commands = world.ports.queues.commands();
+    let (first, second) = (&commands[0], &commands[1]);
+    run_command(&world, &id, first, EventStatus::Succeeded).await;
+    let (last, before_last) = second.lifecycle_events.split_last().unwrap();
+    for event in before_last {
+        let report = report(&id, &second.instance_id, *event, EventStatus::Succeeded);
+        step(&world, &id, &[report]).await.unwrap();
+    }
+    // The second host's end is written without the first's tally in view: a tally only.
+    let hide = |by: i64| {
+        let mut records = world.ports.log.records();
+        let tallied = &mut records.deployments.get_mut(&id).unwrap().tallied;
+        tallied.succeeded = (i64::from(tallied.succeeded) + by) as u32;
+    };
+    hide(-1);
+    let last_report = report(&id, &second.instance_id, *last, EventStatus::Succeeded);
+    let written =
+        transition::apply::<DeploymentSpec>(world.log(), &id, &[last_report], now_millis(), 5)
+            .await
+            .unwrap();
+    assert!(written.recount);
+    hide(1);
+    // Another invocation, recounting too, claimed this version's decision first.
+    let version = summary(&world, &id).await.version;
+    let now = now_millis();
+    assert!(world.log().claim_decision(&id, version, now).await.unwrap());
+    let stepped_aside =
+        transition::recount::<DeploymentSpec, _>(world.log(), &id, now, 5, &transition::NoPrecheck)
+            .await
+            .unwrap();
+    assert_eq!(stepped_aside, None);
+    let record = summary(&world, &id).await;
+    assert_eq!(
+        (record.version, record.state.status),
+        (version, DeploymentStatus::InProgress),
+        "the claimant decides, not this one"
+    );
+    assert_eq!(world.ports.log.records().claims_lost, 1);
+    // A claimant that died lets the next recount decide once its claim expires.
+    let later = now + crate::store::DECISION_CLAIM_EXPIRES_MS + 1;
+    let decided = transition::recount::<DeploymentSpec, _>(
+        world.log(),
+        &id,
+        later,
+        5,
+        &transition::NoPrecheck,
+    )
+    .await
+    .unwrap()
+    .expect("a decision");
+    assert_eq!(decided.record.state.status, DeploymentStatus::Succeeded);
+    assert_eq!(decided.record.version, version + 1);
+}

@@ -13,7 +13,9 @@
 //! is written when a decision changes it (a batch sent, the end), on its version. A
 //! write that only added to a tally asks for a recount ([`Applied::recount`]): the
 //! tallies read again after it, so that the last host of a batch to finish, whoever
-//! wrote it, has the deployment decide.
+//! wrote it, has the deployment decide. Of several recounts that find the same batch
+//! complete, the first to claim the summary's version decides and the others step
+//! aside ([`DeploymentLog::claim_decision`]).
 
 use crate::ports::DeploymentLog;
 use crate::store::{DeploymentRecord, OutboxEntry, StoreError, Versioned};
@@ -47,6 +49,33 @@ pub struct Applied<S> {
     pub recount: bool,
     /// Whether the summary was written (a decision), effects or not.
     pub summary_written: bool,
+}
+
+impl<S> Applied<S> {
+    /// Nothing written: `record` as read.
+    fn unwritten(
+        record: DeploymentRecord<S>,
+        refused: Vec<(usize, ApplyError)>,
+        recount: bool,
+    ) -> Self {
+        Applied {
+            effects: Vec::new(),
+            record,
+            outbox_entry: None,
+            refused,
+            hosts_written: 0,
+            effects_done: true,
+            recount,
+            summary_written: false,
+        }
+    }
+}
+
+/// Whether a write's decision must first be claimed ([`recount`]'s) or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decider {
+    Any,
+    Claimed,
 }
 
 /// Whether a write of `finished` ends must be followed by a recount: unless it decided
@@ -196,6 +225,28 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
     max_attempts: u32,
     precheck: &P,
 ) -> Result<Applied<S>, StoreError> {
+    apply_as(
+        store,
+        deployment_id,
+        inputs,
+        now,
+        max_attempts,
+        precheck,
+        Decider::Any,
+    )
+    .await
+}
+
+/// [`apply_checked`], a decision first claimed when `decider` says so.
+async fn apply_as<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
+    store: &impl DeploymentLog,
+    deployment_id: &str,
+    inputs: &[Input],
+    now: Millis,
+    max_attempts: u32,
+    precheck: &P,
+    decider: Decider,
+) -> Result<Applied<S>, StoreError> {
     let mut learned: Option<Input> = None;
     let ticks = inputs
         .iter()
@@ -257,16 +308,22 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
                         host.value.status.is_terminal() || host.value.status == TargetStatus::Ready
                     })
                 });
-            return Ok(Applied {
-                effects: Vec::new(),
-                recount: repeated_end && record.state.status == DeploymentStatus::InProgress,
-                record,
-                outbox_entry: None,
-                refused,
-                hosts_written: 0,
-                effects_done: true,
-                summary_written: false,
-            });
+            let recount = repeated_end && record.state.status == DeploymentStatus::InProgress;
+            return Ok(Applied::unwritten(record, refused, recount));
+        }
+        // Invocations recounting at once may each find the same batch complete. When no
+        // host runs in this view, every end is in it, so one decider is as good as
+        // another: the first to claim this version decides, and the others step aside
+        // having sent a small claim, not the summary and its outbox entry.
+        if decider == Decider::Claimed
+            && summary_changed
+            && before.counts.in_progress == 0
+            && !store
+                .claim_decision(deployment_id, record.version, now)
+                .await?
+        {
+            tracing::debug!(%deployment_id, version = record.version, "another invocation decides");
+            return Ok(Applied::unwritten(record, refused, false));
         }
         let writes: Vec<(&TargetState, u64)> = changed
             .values()
@@ -326,7 +383,7 @@ pub async fn apply_checked<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
 
 /// After a write that only tallied hosts' ends ([`Applied::recount`]): the deployment
 /// decides on every end tallied so far. Returns what it decided, or None when there was
-/// nothing to decide.
+/// nothing to decide or another invocation claimed the same decision.
 pub async fn recount<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
     store: &impl DeploymentLog,
     deployment_id: &str,
@@ -334,13 +391,14 @@ pub async fn recount<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
     max_attempts: u32,
     precheck: &P,
 ) -> Result<Option<Applied<S>>, StoreError> {
-    let decided = apply_checked(
+    let decided = apply_as(
         store,
         deployment_id,
         &[Input::Recount { now }],
         now,
         max_attempts,
         precheck,
+        Decider::Claimed,
     )
     .await?;
     Ok((decided.summary_written || !decided.effects.is_empty()).then_some(decided))

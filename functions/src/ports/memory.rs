@@ -9,8 +9,8 @@ use crate::control::Settings;
 use crate::error::ApiError;
 use crate::model::{DeploymentGroupSettings, LastDeploymentInfo, RollbackInfo};
 use crate::store::{
-    DeploymentRecord, FailedEffect, GroupRecord, InstanceHealth, OutboxEntry, StoreError,
-    Versioned, dispatches, keys, wakeup,
+    DECISION_CLAIM_EXPIRES_MS, DeploymentRecord, FailedEffect, GroupRecord, InstanceHealth,
+    OutboxEntry, StoreError, Versioned, dispatches, keys, wakeup,
 };
 use gantry_core::deployment::{Deployment, Effect, Finished, Millis, TargetState, TargetStatus};
 use gantry_core::planner::Target;
@@ -34,6 +34,8 @@ pub struct StoredDeployment {
     pub plan: Vec<Target>,
     pub targets: BTreeMap<String, Versioned<TargetState>>,
     pub failed_effects: BTreeMap<String, FailedEffect>,
+    /// The summary version whose decision is claimed, and when.
+    pub decision_claim: Option<(u64, Millis)>,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +48,8 @@ pub struct Records {
     pub revision_uses: BTreeMap<(String, String), (Millis, Millis)>,
     /// Summary writes refused because the summary had moved on (lost races).
     pub summary_conflicts: u64,
+    /// Decisions left to the invocation that claimed them first.
+    pub claims_lost: u64,
     /// The most hosts any write left running in one deployment.
     pub most_in_progress: u32,
 }
@@ -175,6 +179,7 @@ impl MemoryLog {
             plan: ordered.to_vec(),
             targets: BTreeMap::new(),
             failed_effects: BTreeMap::new(),
+            decision_claim: None,
         };
         records.deployments.insert(id.clone(), stored);
         Ok(version)
@@ -340,6 +345,32 @@ impl DeploymentLog for MemoryLog {
             *most_in_progress = (*most_in_progress).max(running);
             Ok((next, entry))
         }
+    }
+
+    async fn claim_decision(
+        &self,
+        id: &str,
+        version: u64,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let mut records = self.records();
+        let Records {
+            deployments,
+            claims_lost,
+            ..
+        } = &mut *records;
+        let stored = deployments
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(format!("deployment {id}")))?;
+        let free = stored.decision_claim.is_none_or(|(claimed, at)| {
+            claimed < version || at < now.saturating_sub(DECISION_CLAIM_EXPIRES_MS)
+        });
+        if free {
+            stored.decision_claim = Some((version, now));
+        } else {
+            *claims_lost += 1;
+        }
+        Ok(free)
     }
 
     async fn overdue_targets(

@@ -38,6 +38,10 @@ pub struct DeploymentRecord<S> {
 /// The `active` index's key of EC2/On-premises deployments the tick must look at.
 const ACTIVE_KEY: &str = "ACTIVE";
 
+/// How long a decision claim holds: longer than any function that decides may run, so
+/// that a claimant that died gives way to the next (a redelivered report, the tick).
+pub const DECISION_CLAIM_EXPIRES_MS: Millis = 60_000;
+
 impl DynamoStore {
     /// A deployment summary's step, of either platform, as one conditional update: its
     /// `state` and `status` at version `expected + 1` if it is still at `expected`, on the
@@ -465,6 +469,44 @@ impl DynamoStore {
                     }
                 }
                 _ => Err(aws(error)),
+            },
+        }
+    }
+
+    /// Claims the decision on summary `version` of a deployment for this invocation:
+    /// true unless another claimed it (or a later version) less than
+    /// [`DECISION_CLAIM_EXPIRES_MS`] ago. A small write, so that of several invocations
+    /// that would make one decision, the losers send about 100 bytes instead of the
+    /// summary and its outbox entry.
+    pub async fn claim_decision(
+        &self,
+        id: &str,
+        version: u64,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::deployment(id)))
+            .key("sk", s(keys::DECISION_CLAIM_SK))
+            .update_expression("SET claimedVersion = :version, claimedAt = :now")
+            .condition_expression(
+                "attribute_not_exists(claimedVersion) OR claimedVersion < :version OR claimedAt < :expired",
+            )
+            .expression_attribute_values(":version", n(version))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(
+                ":expired",
+                n(now.saturating_sub(DECISION_CLAIM_EXPIRES_MS)),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => match classify(error, || format!("deployment {id}")) {
+                StoreError::Conflict(_) => Ok(false),
+                other => Err(other),
             },
         }
     }
