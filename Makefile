@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
 CARGO ?= cargo
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all test lint venv build demo demo-lb demo-bluegreen demo-lambda bench bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
+.PHONY: all test lint venv browser build demo demo-lb demo-bluegreen demo-lambda bench bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
 
 all: test
 
@@ -17,6 +18,14 @@ $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
+
+# Debian's headless Chromium and its WebDriver, for the console's browser test: installed
+# when missing, as the venv is, so that the test never skips.
+browser: /usr/bin/chromedriver
+
+/usr/bin/chromedriver:
+	command -v apt-get >/dev/null || { echo "make browser: install chromium and chromium-driver (chromedriver) with your package manager" >&2; exit 1; }
+	$(SUDO) apt-get install -y -q chromium chromium-driver || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
 
 # checkov, for `make lint`, in a venv of its own: its pins would downgrade moto's and
 # cfn-lint's dependencies (requirements-checkov.txt says which).
@@ -39,7 +48,7 @@ TEST_LOG := $(or $(CARGO_TARGET_DIR),target)/gantry-test.log
 
 # Ends with one "N passed, N failed" line over every test binary, so a reader (or CI)
 # sees the whole count rather than the last crate's doc-tests.
-test: venv build
+test: venv browser build
 	$(VENV)/bin/python -m unittest discover -s tests -p 'test_*.py'
 	@mkdir -p $(dir $(TEST_LOG))
 	@$(CARGO) test --workspace 2>&1 | tee $(TEST_LOG); status=$${PIPESTATUS[0]}; \

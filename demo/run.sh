@@ -49,6 +49,12 @@ export GANTRY_ENDPOINT_URL
 GANTRY_ENDPOINT_URL="$(sed -n 's/^gantry-local listening on //p' "$WORK/local.out")"
 gantry() { "$TARGET/gantry" "$@"; }
 
+# The web console, watching the same deployments: open its URL while the demo runs.
+"$TARGET/gantry" console --port 0 >"$WORK/console.out" 2>"$WORK/console.log" &
+PIDS+=($!)
+wait_for 30 "gantry console" grep -q "open http" "$WORK/console.out"
+say "The web console: $(sed -n 's/^gantry console: open //p' "$WORK/console.out")"
+
 HOSTS=(web-1 web-2 web-3 web-4)
 for index in "${!HOSTS[@]}"; do
   host=${HOSTS[$index]}
@@ -120,4 +126,7 @@ say "Summary"
 echo "  deployments of group web, newest first:"
 gantry list --app hello --group web | sed 's/^/    /'
 echo "  the failed host's script output: gantry logs <deployment-id> --event ValidateService"
+if [ -n "${DEMO_KEEP:-}" ]; then
+  read -rp "  DEMO_KEEP is set: the console stays up at $(sed -n 's/^gantry console: open //p' "$WORK/console.out") until you press Enter " _
+fi
 echo "  all processes started by the demo are stopped now; logs are in $WORK"

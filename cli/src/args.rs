@@ -130,6 +130,14 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// Serve a web console on a loopback port: applications, deployments live, hosts'
+    /// lifecycle events and logs, and stop, continue, roll back and deploy. It prints
+    /// the URL to open (holding a one-session token) and opens nothing by itself.
+    Console {
+        /// The port to listen on (0: any free one; the URL is printed).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
 #[derive(Subcommand)]

@@ -157,7 +157,7 @@ pub fn exit_code(info: &DeploymentInfo) -> ExitCode {
 }
 
 /// The event a host is on: the one in progress, else the last that ended.
-fn current_event(target: &InstanceTarget) -> (String, String) {
+pub fn current_event(target: &InstanceTarget) -> (String, String) {
     let events = &target.lifecycle_events;
     let running = events.iter().find(|e| e.status == EventStatus::InProgress);
     let last = events
@@ -266,7 +266,7 @@ pub fn summary(info: &DeploymentInfo, targets: &[InstanceTarget]) -> String {
 }
 
 /// What a blue/green deployment is doing, in words (Gantry's `blueGreenProgress`).
-fn blue_green_stage(info: &DeploymentInfo) -> Option<String> {
+pub fn blue_green_stage(info: &DeploymentInfo) -> Option<String> {
     let progress = info.blue_green_progress.as_ref()?;
     let replacement = progress.replacement_instances;
     let stage = match progress.stage {
@@ -400,7 +400,7 @@ pub async fn run(gantry: &Gantry, args: DeployArgs, output: Output) -> anyhow::R
 }
 
 /// Whether the deployment's end starts an automatic rollback.
-fn rolls_back(info: &DeploymentInfo) -> bool {
+pub fn rolls_back(info: &DeploymentInfo) -> bool {
     let code = info
         .error_information
         .as_ref()
@@ -707,4 +707,4 @@ async fn follow(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

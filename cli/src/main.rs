@@ -8,6 +8,7 @@
 
 mod args;
 mod client;
+mod console;
 mod deploy;
 mod group_args;
 mod lint;
@@ -15,6 +16,7 @@ mod output;
 mod proxy;
 mod push;
 mod reads;
+mod serve;
 mod tags;
 
 use args::{
@@ -369,6 +371,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Proxy { port } => {
             proxy::run(gantry, port).await?;
+        }
+        Command::Console { port } => {
+            console::run(gantry, port).await?;
         }
         Command::Rollback { app, group } => {
             let (started, typed): (_, RollbackOutput) = gantry

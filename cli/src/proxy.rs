@@ -26,9 +26,7 @@ pub async fn run(gantry: Gantry, port: u16) -> anyhow::Result<()> {
     let keys = protocol::signing_keys(gantry.config.credentials_provider())
         .await
         .context("gantry proxy checks each request against your AWS credentials, and found none")?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let listener = crate::serve::listen(port).await?;
     // Scripts and tests read this line for the port.
     println!(
         "gantry proxy listening on http://{}",
@@ -37,30 +35,11 @@ pub async fn run(gantry: Gantry, port: u16) -> anyhow::Result<()> {
     use std::io::Write;
     std::io::stdout().flush()?;
     let state = Arc::new((gantry, keys));
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let state = Arc::clone(&state);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let state = Arc::clone(&state);
-                        async move {
-                            Ok::<_, std::convert::Infallible>(handle(&state.0, &state.1, request).await)
-                        }
-                    });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
-                });
-            }
-        }
-    }
-    Ok(())
+    crate::serve::serve(listener, move |request| {
+        let state = Arc::clone(&state);
+        async move { handle(&state.0, &state.1, request).await }
+    })
+    .await
 }
 
 fn answer(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {

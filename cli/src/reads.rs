@@ -98,13 +98,21 @@ pub async fn revisions(gantry: &Gantry, application: &str, output: Output) -> an
     Ok(())
 }
 
-fn revision_text(revision: &RevisionInfo) -> String {
-    let place = match &revision.revision_location {
+/// Where a revision is, as `gantry deploy --revision` takes it.
+pub fn revision_place(location: &RevisionLocation) -> String {
+    match location {
         RevisionLocation::S3 { s3_location } => {
             format!("s3://{}/{}", s3_location.bucket, s3_location.key)
         }
-        other => json!(other).to_string(),
-    };
+        RevisionLocation::GitHub { git_hub_location } => format!(
+            "github:{}@{}",
+            git_hub_location.repository, git_hub_location.commit_id
+        ),
+    }
+}
+
+fn revision_text(revision: &RevisionInfo) -> String {
+    let place = revision_place(&revision.revision_location);
     let info = &revision.generic_revision_info;
     let mut text = format!("{place} registered {}", info.register_time);
     if let Some(description) = &info.description {

@@ -259,6 +259,15 @@ impl Fleet {
         Ok(self.hosts.last().expect("just pushed"))
     }
 
+    /// `gantry push` of a [`revision`] directory (`hooks` as there) to
+    /// `s3://gantry-revisions/<app>/<version>.tgz`.
+    pub fn push(&self, app: &str, version: &str, hooks: &[(&str, &str)], timeout_seconds: u32) {
+        let dir = self.work.path().join("revisions").join(app).join(version);
+        revision(&dir, version, hooks, timeout_seconds).expect("writing the revision");
+        let s3 = format!("s3://gantry-revisions/{app}/{version}.tgz");
+        self.gantry_ok(&["push", dir.to_str().unwrap(), "--app", app, "--s3", &s3]);
+    }
+
     pub fn host(&self, name: &str) -> &Host {
         self.hosts
             .iter()

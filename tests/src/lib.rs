@@ -2,9 +2,12 @@
 //! byte (including the malicious ones no well-behaved tool would write).
 
 pub mod archive;
+pub mod browser;
+pub mod console;
 pub mod ec2_fleet;
 pub mod fleet;
 pub mod github;
+pub mod http;
 pub mod instance_profile;
 pub mod lambda_stand;
 pub mod lb_stack;
@@ -15,6 +18,13 @@ pub mod reports;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// A loopback port free when asked (for a server the test starts).
+pub fn free_port() -> anyhow::Result<u16> {
+    use anyhow::Context;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
 
 /// The workspace root, where `.venv/` and `examples/` live. Read when the test runs
 /// (cargo sets CARGO_MANIFEST_DIR to the tested crate, one level under the root): a test

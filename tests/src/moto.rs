@@ -3,8 +3,6 @@
 //! instead and nothing is started.
 
 use anyhow::{Context, bail};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,7 +50,7 @@ impl Moto {
         // Another process may take the port between probe and bind; try a few.
         let mut last_error = None;
         for _ in 0..3 {
-            let port = free_port()?;
+            let port = crate::free_port()?;
             let log = tempfile::NamedTempFile::new().context("creating moto's log file")?;
             let child = Command::new(&binary)
                 .args(&launcher)
@@ -331,11 +329,6 @@ fn moto_server_command() -> (PathBuf, Vec<PathBuf>) {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// A query string value: letters, digits and `-_.~` as they are, a space as `+`, any
 /// other byte percent-encoded.
 fn query_value(text: &str) -> String {
@@ -350,46 +343,35 @@ fn query_value(text: &str) -> String {
         .collect()
 }
 
-/// A minimal HTTP/1.0 request, enough to ask moto whether it is up. Returns the status.
+/// A request to moto, enough to ask whether it is up. Returns the status.
 fn http(endpoint: &str, method: &str, path: &str) -> anyhow::Result<u16> {
     http_body(endpoint, method, path).map(|(status, _)| status)
 }
 
-/// A minimal HTTP/1.0 request: the status and the body.
+/// A request to moto: the status and the body.
 fn http_body(endpoint: &str, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
     http_request(endpoint, method, path, "")
 }
 
-/// A minimal HTTP/1.0 request with a (JSON) body: the status and the body.
+/// A request to moto with a (JSON) body: the status and the body.
 fn http_request(
     endpoint: &str,
     method: &str,
     path: &str,
     body: &str,
 ) -> anyhow::Result<(u16, String)> {
-    let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = TcpStream::connect(authority)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let content_type = if body.is_empty() {
-        ""
+    let headers: &[(&str, &str)] = if body.is_empty() {
+        &[]
     } else {
-        "Content-Type: application/json\r\n"
+        &[("Content-Type", "application/json")]
     };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
-        body.len()
+    let answer = crate::http::request(
+        endpoint,
+        method,
+        path,
+        headers,
+        body,
+        Duration::from_secs(10),
     )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("not an HTTP response: {response:.80}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    Ok((answer.status, answer.body))
 }

@@ -1,7 +1,7 @@
 //! End to end: moto, gantry-local, real `gantry-agent` processes as on-premises hosts,
 //! and the `gantry` CLI (or the stock AWS CLI), with real hooks writing real files.
 
-use gantry_tests::fleet::{Fleet, installed_version, revision};
+use gantry_tests::fleet::{Fleet, installed_version};
 use gantry_tests::wait_until;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -23,10 +23,7 @@ fn fleet(local_args: &[&str], hosts: &[(&str, &[&str])]) -> Fleet {
 
 /// Writes a revision, pushes it to `s3://gantry-revisions/<app>/<version>.tgz`.
 fn push(fleet: &Fleet, app: &str, version: &str, hooks: &[(&str, &str)], timeout_seconds: u32) {
-    let dir = fleet.work.path().join("revisions").join(app).join(version);
-    revision(&dir, version, hooks, timeout_seconds).expect("writing the revision");
-    let s3 = format!("s3://gantry-revisions/{app}/{version}.tgz");
-    fleet.gantry_ok(&["push", dir.to_str().unwrap(), "--app", app, "--s3", &s3]);
+    fleet.push(app, version, hooks, timeout_seconds);
 }
 
 fn deploy_json(fleet: &Fleet, app: &str, group: &str) -> (bool, Value) {

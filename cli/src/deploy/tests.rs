@@ -2,7 +2,7 @@ use super::*;
 
 /// A `deploymentInfo` as the control plane renders it, with `fields` over a plain
 /// in-place deployment's.
-fn typed(fields: Value) -> DeploymentInfo {
+pub(crate) fn typed(fields: Value) -> DeploymentInfo {
     let mut info = json!({
         "applicationName": "app", "deploymentGroupName": "group",
         "deploymentConfigName": "CodeDeployDefault.OneAtATime", "deploymentId": "d-1",
