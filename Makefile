@@ -7,7 +7,7 @@ CHECKOV_VENV := .venv-checkov
 CARGO ?= cargo
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all test lint venv browser build demo demo-lb demo-bluegreen demo-lambda bench bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
+.PHONY: all test lint venv browser screenshots build demo demo-lb demo-bluegreen demo-lambda bench bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
 
 all: test
 
@@ -54,6 +54,10 @@ test: venv browser build
 	@$(CARGO) test --workspace 2>&1 | tee $(TEST_LOG); status=$${PIPESTATUS[0]}; \
 	awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' $(TEST_LOG); \
 	exit $$status
+
+# The README's screenshots of the console, taken by its browser test.
+screenshots: venv browser build
+	GANTRY_SCREENSHOTS_DIR=$(CURDIR)/docs/images $(CARGO) test -p gantry-tests --test console a_deployment_moves_live
 
 # checkov fails on any failed check; a check that does not fit Gantry is skipped on its
 # resource in template.yaml with its reason (# checkov:skip=ID:reason).

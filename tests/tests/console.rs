@@ -200,7 +200,7 @@ fn the_console_shows_a_running_deployment_and_refuses_changes_it_did_not_serve()
 /// The console in a real headless Chromium: a 4-host deployment whose hosts move
 /// through their events on the page without a reload, one host's failing
 /// ValidateService with its script's output, and "Stop and roll back" pressed on the
-/// page. Screenshots go to docs/images/ for the README.
+/// page. Screenshots of both moments are saved (`make screenshots`: the README's).
 #[test]
 fn a_deployment_moves_live_in_chromium_and_stops_with_a_rollback_from_its_page() {
     use gantry_tests::browser::Browser;
@@ -269,7 +269,10 @@ fn a_deployment_moves_live_in_chromium_and_stops_with_a_rollback_from_its_page()
         browser.script("return window.gantryMark").unwrap(),
         "no reload"
     );
-    let images = gantry_tests::workspace_root().join("docs/images");
+    // `make screenshots` saves them over the README's; otherwise they are the run's own.
+    let images = std::env::var_os("GANTRY_SCREENSHOTS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| fleet.work.path().join("screenshots"));
     browser
         .screenshot(&images.join("console-deployment-live.png"))
         .unwrap();
