@@ -36,7 +36,10 @@ where
                         async move { Ok::<_, std::convert::Infallible>(answer.await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
+                    // A client that never finishes its request's head is dropped.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(std::time::Duration::from_secs(30))
                         .serve_connection(io, service)
                         .await;
                 });

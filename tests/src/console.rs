@@ -45,7 +45,8 @@ impl Console {
 
     /// The session cookie `/login` sets, as a `Cookie` header's value.
     pub fn cookie(&self) -> String {
-        format!("gantry_console={}", self.token)
+        let port = self.base.rsplit(':').next().unwrap_or_default();
+        format!("gantry_console_{port}={}", self.token)
     }
 
     /// A request with exactly `headers` (and the listener's `Host` unless they name one).

@@ -304,6 +304,13 @@ fn a_deployment_moves_live_in_chromium_and_stops_with_a_rollback_from_its_page()
             Duration::from_secs(60),
         )
         .unwrap();
+    browser
+        .wait_until(
+            "the page to say the deployment is over",
+            "return document.getElementById('live')?.textContent === 'The deployment is over.'",
+            Duration::from_secs(60),
+        )
+        .unwrap();
     let rollback = browser
         .script("return document.getElementById('rollback').textContent")
         .unwrap();

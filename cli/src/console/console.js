@@ -17,8 +17,10 @@
   source.addEventListener("problem", function (event) {
     live.textContent = "Cannot read the deployment just now: " + event.data;
   });
-  source.addEventListener("end", function () {
+  source.addEventListener("end", function (event) {
     source.close();
-    live.textContent = "The deployment is over.";
+    live.textContent = event.data === "over"
+      ? "The deployment is over."
+      : "No longer following the deployment: " + event.data + " Reload to try again.";
   });
 })();

@@ -11,8 +11,8 @@
 use hyper::HeaderMap;
 use hyper::header::{COOKIE, HOST, ORIGIN};
 
-/// The session cookie's name.
-pub const COOKIE_NAME: &str = "gantry_console";
+/// The session cookie's name, before the console's port.
+const COOKIE_PREFIX: &str = "gantry_console_";
 /// The form field every change carries.
 pub const TOKEN_FIELD: &str = "token";
 
@@ -68,26 +68,38 @@ impl Guard {
         }
     }
 
-    /// A page: the session cookie.
+    /// The session cookie's name: one per port, since browsers send a cookie to every
+    /// port of a host, and two consoles must not overwrite each other's.
+    pub fn cookie_name(&self) -> String {
+        format!("{COOKIE_PREFIX}{}", self.port)
+    }
+
+    /// A page: the session cookie. Any of the cookies by its name may hold it: a page on
+    /// another port of this host can set one with a longer path, which the browser sends
+    /// first.
     pub fn check_read(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         self.check_host(headers)?;
-        let cookie = headers
+        let name = self.cookie_name();
+        let values: Vec<&str> = headers
             .get_all(COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE_NAME)
-            .map(|(_, value)| value);
-        match cookie {
-            Some(value) if same(value, &self.token) => Ok(()),
-            Some(_) => Err(Refusal(
+            .filter(|(given, _)| *given == name)
+            .map(|(_, value)| value)
+            .collect();
+        if values.iter().any(|value| same(value, &self.token)) {
+            Ok(())
+        } else if values.is_empty() {
+            Err(Refusal(
+                "no session cookie: open the URL gantry console printed".into(),
+            ))
+        } else {
+            Err(Refusal(
                 "the session cookie is not this console's: open the URL gantry console printed"
                     .into(),
-            )),
-            None => Err(Refusal(
-                "no session cookie: open the URL gantry console printed".into(),
-            )),
+            ))
         }
     }
 
@@ -161,7 +173,10 @@ mod tests {
 
     #[test]
     fn a_page_needs_this_consoles_host_and_cookie() {
-        let cookie = format!("other=1; {COOKIE_NAME}={}", "a".repeat(64));
+        let cookie = format!(
+            "gantry_console_8123=planted; other=1; gantry_console_8123={}",
+            "a".repeat(64)
+        );
         let guard = guard();
         assert!(
             guard
@@ -185,13 +200,13 @@ mod tests {
                 "{host}"
             );
         }
-        let wrong = format!("{COOKIE_NAME}={}", "b".repeat(64));
+        let wrong = format!("gantry_console_8123={}", "b".repeat(64));
         assert!(
             guard
                 .check_read(&headers(&[("host", "127.0.0.1:8123"), ("cookie", &wrong)]))
                 .is_err()
         );
-        let short = format!("{COOKIE_NAME}=a");
+        let short = "gantry_console_8123=a".to_owned();
         assert!(
             guard
                 .check_read(&headers(&[("host", "127.0.0.1:8123"), ("cookie", &short)]))
@@ -205,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_change_also_needs_the_form_token_and_no_other_sites_headers() {
-        let cookie = format!("{COOKIE_NAME}={}", "a".repeat(64));
+        let cookie = format!("gantry_console_8123={}", "a".repeat(64));
         let token = "a".repeat(64);
         let guard = guard();
         let own = [("host", "127.0.0.1:8123"), ("cookie", cookie.as_str())];

@@ -22,6 +22,9 @@ const EVERY: Duration = Duration::from_secs(1);
 /// How long an ended deployment's page keeps following it while hosts finish the event
 /// they were in and the rollback it starts is linked (a moment after the end).
 const SETTLE_WAIT: Duration = Duration::from_secs(30);
+/// Failed reads in a row after which a stream ends (a deployment that does not exist,
+/// credentials that expired): the page says why, rather than retrying forever.
+const MOST_FAILED_READS: u32 = 10;
 
 /// A body of the events a task sends.
 struct Events(mpsc::Receiver<Bytes>);
@@ -40,10 +43,12 @@ impl hyper::body::Body for Events {
     }
 }
 
-/// One event in the stream's text format: every line of `data` its own `data:` field.
+/// One event in the stream's text format: every line of `data` its own `data:` field
+/// (a line ends at CR, LF or CRLF there). An event without data is dropped by
+/// browsers, so `data` must not be empty.
 fn event(name: &str, data: &str) -> Bytes {
     let mut text = format!("event: {name}\n");
-    for line in data.lines() {
+    for line in data.split("\r\n").flat_map(|line| line.split(['\r', '\n'])) {
         text.push_str(&format!("data: {line}\n"));
     }
     text.push('\n');
@@ -59,11 +64,13 @@ pub async fn stream(console: &Arc<Console>, id: &str) -> Response<Body> {
         let mut sent: BTreeMap<&'static str, String> = BTreeMap::new();
         let mut watched: Option<Vec<String>> = None;
         let mut over_since: Option<Instant> = None;
+        let mut failures = 0;
         let mut tick = tokio::time::interval(EVERY);
         loop {
             tick.tick().await;
             let message = match DeploymentPoll::read(&console.gantry, &id, &mut progress).await {
                 Ok(poll) => {
+                    failures = 0;
                     if watched.is_none() {
                         watched = Some(alarms(&console.gantry, &poll.info).await);
                     }
@@ -85,13 +92,21 @@ pub async fn stream(console: &Arc<Console>, id: &str) -> Response<Body> {
                             && *over_since.get_or_insert_with(Instant::now) + SETTLE_WAIT
                                 < Instant::now());
                     if over {
-                        message.extend_from_slice(&event("end", ""));
+                        message.extend_from_slice(&event("end", "over"));
                         let _ = sender.send(Bytes::from(message)).await;
                         return;
                     }
                     message
                 }
-                Err(error) => event("problem", &format!("{error:#}")).to_vec(),
+                Err(error) => {
+                    failures += 1;
+                    if failures >= MOST_FAILED_READS {
+                        let said = format!("{failures} reads in a row failed; the last: {error:#}");
+                        let _ = sender.send(event("end", &said)).await;
+                        return;
+                    }
+                    event("problem", &format!("{error:#}")).to_vec()
+                }
             };
             // A comment at least: a tab that was closed fails the send, and ends this.
             let message = if message.is_empty() {
@@ -121,6 +136,13 @@ mod tests {
             event("parts", "{\"a\":\"x\"}\nsecond"),
             Bytes::from("event: parts\ndata: {\"a\":\"x\"}\ndata: second\n\n")
         );
-        assert_eq!(event("end", ""), Bytes::from("event: end\n\n"));
+        assert_eq!(
+            event("problem", "a\rdata: forged\r\nb"),
+            Bytes::from("event: problem\ndata: a\ndata: data: forged\ndata: b\n\n")
+        );
+        assert_eq!(
+            event("end", "over"),
+            Bytes::from("event: end\ndata: over\n\n")
+        );
     }
 }

@@ -17,7 +17,7 @@ use gantry_api::group::{GetDeploymentGroupOutput, ListDeploymentGroupsOutput};
 use gantry_api::instance::ListOnPremisesInstancesOutput;
 use gantry_api::revision::ListApplicationRevisionsOutput;
 use gantry_core::wire::RevisionLocation;
-use guard::{COOKIE_NAME, Guard, Refusal, TOKEN_FIELD};
+use guard::{Guard, Refusal, TOKEN_FIELD};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -165,7 +165,8 @@ async fn handle(console: Arc<Console>, request: Request<Incoming>) -> Response<B
                     response.headers_mut().insert(
                         SET_COOKIE,
                         format!(
-                            "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/",
+                            "{}={}; HttpOnly; SameSite=Strict; Path=/",
+                            guard.cookie_name(),
                             guard.token()
                         )
                         .parse()
