@@ -62,9 +62,10 @@ WRITES = {"PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "Dele
 
 
 CONFIGS = ("AllAtOnce", "OneAtATime")
-# Where a lost race happened: the deployment's summary, a tally shard, a host record, an
-# outbox entry, or any other item.
-KINDS = ("summary", "tally", "host", "outbox", "other")
+# Where a lost race happened: the deployment's summary, a tally shard, a host record, the
+# decision claim (a recount that stepped aside for another), an outbox entry, or any
+# other item.
+KINDS = ("summary", "tally", "host", "claim", "outbox", "other")
 # The cancellation codes that mean another writer got there first.
 LOST = ("ConditionalCheckFailed", "TransactionConflict")
 
@@ -78,6 +79,8 @@ def item_kind(sk):
         return "outbox"
     if sk.startswith("TARGET#"):
         return "host"
+    if sk == "DECISION_CLAIM":
+        return "claim"
     return "other"
 
 
@@ -239,6 +242,8 @@ def markdown_table(rows):
     for r in rows:
         lost = r["lost_races_per_host_median"]
         races = f"{lost['summary']:.3f} / {lost['tally']:.3f} / {lost['host']:.3f}"
+        if lost.get("claim"):
+            races += f" (+{lost['claim']:.3f} decision claims)"
         elsewhere = lost["outbox"] + lost["other"]
         if elsewhere:
             races += f" (+{elsewhere:.3f} outbox and other)"
@@ -423,6 +428,7 @@ def self_test():
         (("TransactWriteItems", run, 400, json.dumps({"__type": "com.amazon.coral.validate#ValidationException"}).encode()), []),
         (("UpdateItem", single("STATE"), 400, failed_check), [("summary", "ConditionalCheckFailed")]),
         (("PutItem", single("TARGET#host-00002", "Item"), 400, failed_check), [("host", "ConditionalCheckFailed")]),
+        (("UpdateItem", single("DECISION_CLAIM"), 400, failed_check), [("claim", "ConditionalCheckFailed")]),
         (("UpdateItem", single("STATE#COUNT#31"), 200, b"{}"), []),
         (("GetItem", single("STATE"), 400, failed_check), []),
         (("SendMessage", b"Action=SendMessage", 400, b"<Error/>"), []),
@@ -438,9 +444,9 @@ def self_test():
     for arguments, _ in cases:
         counter.add(*arguments)
     requests, write_bytes, refused = counter.take()
-    assert requests["TransactWriteItems"] == 5 and requests["UpdateItem"] == 2 and requests["PutItem"] == 2, requests
+    assert requests["TransactWriteItems"] == 5 and requests["UpdateItem"] == 3 and requests["PutItem"] == 2, requests
     assert write_bytes == sum(len(arguments[1]) for arguments, _ in cases if arguments[0] in WRITES)
-    assert lost_by_kind(refused) == {"summary": 2, "tally": 1, "host": 2, "outbox": 1, "other": 1}, lost_by_kind(refused)
+    assert lost_by_kind(refused) == {"summary": 2, "tally": 1, "host": 2, "claim": 1, "outbox": 1, "other": 1}, lost_by_kind(refused)
     assert counter.take()[2] == collections.Counter()
 
     # Through control_plane's proxy to a stand-in for moto that refuses every write (once
@@ -487,7 +493,7 @@ def self_test():
         upstream.shutdown()
     requests, _, refused = counter.take()
     assert requests == {"TransactWriteItems": 1, "UpdateItem": 1}, requests
-    assert lost_by_kind(refused) == {"summary": 2, "tally": 1, "host": 0, "outbox": 0, "other": 0}, lost_by_kind(refused)
+    assert lost_by_kind(refused) == {"summary": 2, "tally": 1, "host": 0, "claim": 0, "outbox": 0, "other": 0}, lost_by_kind(refused)
 
     # control_plane.py's own Counter takes both kinds of call.
     plain = control_plane.Counter()
@@ -499,7 +505,7 @@ def self_test():
                                                    "timeoutMs": 60000, "timeouts": 1}}}
     row = {"config": "AllAtOnce", "hosts": 100, "workers": 5, "create_to_succeeded_s_median": 12.34,
            "reports_phase_s_median": 3.21, "requests_per_host_median": 2.5, "dynamodb_write_bytes_per_host_median": 1234.5,
-           "lost_races_per_host_median": {"summary": 0.39, "tally": 0.0, "host": 0.01, "outbox": 0.0, "other": 0.0},
+           "lost_races_per_host_median": {"summary": 0.39, "tally": 0.0, "host": 0.01, "claim": 0.0, "outbox": 0.0, "other": 0.0},
            "invocations": invocations}
     table = markdown_table([row, {**row, "invocations": {}}])
     assert "| 0.390 / 0.000 / 0.010 | 12 / 180 / 241 ms (60 s), 1 of 40 timed out |" in table, table
