@@ -118,6 +118,30 @@ impl Fleet {
         })
     }
 
+    /// The usual stage: `hosts` (each tagged role=web, with a real agent), the
+    /// application `shop` and its group `web` of the role=web hosts, with `config`.
+    pub fn shop(hosts: &[&str], config: &str) -> Self {
+        let mut fleet = Self::start(&["--tick-ms", "200"]).expect("moto and gantry-local start");
+        for host in hosts {
+            fleet
+                .add_host(host, &["role=web"])
+                .expect("the host's agent starts");
+        }
+        fleet.gantry_ok(&["app", "create", "shop"]);
+        fleet.gantry_ok(&[
+            "group",
+            "create",
+            "web",
+            "--app",
+            "shop",
+            "--on-prem-tag",
+            "role=web",
+            "--config",
+            config,
+        ]);
+        fleet
+    }
+
     /// Runs the `gantry` CLI against this fleet and returns its output, whatever the status.
     pub fn gantry(&self, args: &[&str]) -> Output {
         self.gantry_command(args)

@@ -12,26 +12,6 @@ use std::time::{Duration, Instant};
 const GATE: &str =
     r#"for i in $(seq 600); do [ -e "$E2E_RUN_DIR/go" ] && exit 0; sleep 0.1; done; exit 1"#;
 
-fn fleet(hosts: &[&str]) -> Fleet {
-    let mut fleet = Fleet::start(&["--tick-ms", "200"]).expect("moto and gantry-local start");
-    for host in hosts {
-        fleet
-            .add_host(host, &["role=web"])
-            .expect("the host's agent starts");
-    }
-    fleet.gantry_ok(&["app", "create", "shop"]);
-    fleet.gantry_ok(&[
-        "group",
-        "create",
-        "web",
-        "--app",
-        "shop",
-        "--on-prem-tag",
-        "role=web",
-    ]);
-    fleet
-}
-
 fn let_go(fleet: &Fleet, host: &str) {
     std::fs::write(fleet.host(host).run_dir().join("go"), "").unwrap();
 }
@@ -54,7 +34,7 @@ type Refusal<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, &'a str);
 
 #[test]
 fn the_console_shows_a_running_deployment_and_refuses_changes_it_did_not_serve() {
-    let fleet = fleet(&["web-1"]);
+    let fleet = Fleet::shop(&["web-1"], "CodeDeployDefault.OneAtATime");
     fleet.push("shop", "v1", &[("BeforeInstall", GATE)], 60);
     let created = fleet.gantry_json(&["deploy", "--app", "shop", "--group", "web", "--no-wait"]);
     let id = created["deploymentId"]
@@ -205,16 +185,7 @@ fn the_console_shows_a_running_deployment_and_refuses_changes_it_did_not_serve()
 fn a_deployment_moves_live_in_chromium_and_stops_with_a_rollback_from_its_page() {
     use gantry_tests::browser::Browser;
     let hosts = ["web-1", "web-2", "web-3", "web-4"];
-    let fleet = fleet(&hosts);
-    fleet.gantry_ok(&[
-        "group",
-        "update",
-        "web",
-        "--app",
-        "shop",
-        "--config",
-        "CodeDeployDefault.AllAtOnce",
-    ]);
+    let fleet = Fleet::shop(&hosts, "CodeDeployDefault.AllAtOnce");
     fleet.push("shop", "v1", &[], 60);
     fleet.gantry_ok(&["deploy", "--app", "shop", "--group", "web"]);
     // v2: web-1 fails its health check at once; the others wait at BeforeInstall.

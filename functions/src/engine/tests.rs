@@ -598,23 +598,19 @@ async fn fifty_workers_fail_a_deployment_once_with_every_host_counted() {
     assert!(health.len() == 300 && health.values().all(|health| !health.healthy));
 }
 
-#[tokio::test]
-async fn a_repeated_end_recounts_when_its_first_writer_died_before_deciding() {
-    let world = MemoryWorld::new(
-        json!({"deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
-        hosts(2),
-    );
-    let id = deploy(&world, input()).await;
+/// Two AllAtOnce hosts: the first ran to its end, the second's last report (returned)
+/// is written by an invocation that has not yet seen the first's tally (hidden for the
+/// while), so it only tallies and asks for a recount that has not happened.
+async fn an_end_written_unseen(world: &MemoryWorld) -> (String, Input) {
+    let id = deploy(world, input()).await;
     let commands = world.ports.queues.commands();
     let (first, second) = (&commands[0], &commands[1]);
-    run_command(&world, &id, first, EventStatus::Succeeded).await;
+    run_command(world, &id, first, EventStatus::Succeeded).await;
     let (last, before_last) = second.lifecycle_events.split_last().unwrap();
     for event in before_last {
         let report = report(&id, &second.instance_id, *event, EventStatus::Succeeded);
-        step(&world, &id, &[report]).await.unwrap();
+        step(world, &id, &[report]).await.unwrap();
     }
-    // The second host's end is written by an invocation that has not yet seen the
-    // first's tally (hidden for the while), and that dies before its recount.
     let hide = |by: i64| {
         let mut records = world.ports.log.records();
         let tallied = &mut records.deployments.get_mut(&id).unwrap().tallied;
@@ -634,10 +630,21 @@ async fn a_repeated_end_recounts_when_its_first_writer_died_before_deciding() {
     assert!(written.recount && written.hosts_written == 1);
     hide(1);
     assert_eq!(
-        summary(&world, &id).await.state.status,
+        summary(world, &id).await.state.status,
         DeploymentStatus::InProgress,
         "nobody decided"
     );
+    (id, last_report)
+}
+
+#[tokio::test]
+async fn a_repeated_end_recounts_when_its_first_writer_died_before_deciding() {
+    let world = MemoryWorld::new(
+        json!({"deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
+        hosts(2),
+    );
+    // The invocation that wrote the second host's end died before its recount.
+    let (id, last_report) = an_end_written_unseen(&world).await;
     // The same report from another host's identity is refused, and recounts nothing.
     let Input::Report { report: forged, .. } = last_report.clone() else {
         unreachable!()
@@ -664,29 +671,7 @@ async fn of_several_recounts_that_find_a_batch_complete_the_one_that_claims_it_d
         json!({"deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
         hosts(2),
     );
-    let id = deploy(&world, input()).await;
-    let commands = world.ports.queues.commands();
-    let (first, second) = (&commands[0], &commands[1]);
-    run_command(&world, &id, first, EventStatus::Succeeded).await;
-    let (last, before_last) = second.lifecycle_events.split_last().unwrap();
-    for event in before_last {
-        let report = report(&id, &second.instance_id, *event, EventStatus::Succeeded);
-        step(&world, &id, &[report]).await.unwrap();
-    }
-    // The second host's end is written without the first's tally in view: a tally only.
-    let hide = |by: i64| {
-        let mut records = world.ports.log.records();
-        let tallied = &mut records.deployments.get_mut(&id).unwrap().tallied;
-        tallied.succeeded = (i64::from(tallied.succeeded) + by) as u32;
-    };
-    hide(-1);
-    let last_report = report(&id, &second.instance_id, *last, EventStatus::Succeeded);
-    let written =
-        transition::apply::<DeploymentSpec>(world.log(), &id, &[last_report], now_millis(), 5)
-            .await
-            .unwrap();
-    assert!(written.recount);
-    hide(1);
+    let (id, _) = an_end_written_unseen(&world).await;
     // Another invocation, recounting too, claimed this version's decision first.
     let version = summary(&world, &id).await.version;
     let now = now_millis();

@@ -476,8 +476,8 @@ impl DynamoStore {
     /// Claims the decision on summary `version` of a deployment for this invocation:
     /// true unless another claimed it (or a later version) less than
     /// [`DECISION_CLAIM_EXPIRES_MS`] ago. A small write, so that of several invocations
-    /// that would make one decision, the losers send about 100 bytes instead of the
-    /// summary and its outbox entry.
+    /// that would make one decision, the losers send a few hundred bytes instead of the
+    /// summary and its outbox entry (about 2 KB).
     pub async fn claim_decision(
         &self,
         id: &str,
