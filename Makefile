@@ -7,7 +7,7 @@ CHECKOV_VENV := .venv-checkov
 CARGO ?= cargo
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all test lint venv browser screenshots build demo demo-lb demo-bluegreen demo-lambda bench bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
+.PHONY: all test lint venv browser screenshots build demo demo-lb demo-bluegreen demo-lambda bench bench-agent bench-control-plane bench-fleet bench-requests bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
 
 all: test
 
@@ -70,7 +70,7 @@ lint: venv $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/python scripts/file_sizes.py
 
 # Benchmarks measure; they never run in `make test`. Results land in bench/results/.
-bench: bench-agent bench-control-plane bench-fleet bench-scale bench-bundle bench-lb bench-bluegreen
+bench: bench-agent bench-control-plane bench-fleet bench-requests bench-scale bench-bundle bench-lb bench-bluegreen
 
 bench-agent: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
@@ -83,6 +83,11 @@ bench-control-plane: venv
 bench-fleet: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/fleet.py
+
+# Every AWS request of one deployment with real agents, by caller and operation (issue 31).
+bench-requests: venv
+	$(CARGO) build --release -p gantry-local -p gantry-agent
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/aws_requests.py --sizes 10,100
 
 bench-scale: venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent

@@ -47,7 +47,7 @@ class Counter:
         self.lock = threading.Lock()
         self.counts = collections.Counter()
 
-    def add(self, name, body=b"", status=None, response_body=b""):
+    def add(self, name, body=b"", status=None, response_body=b"", headers=None):
         with self.lock:
             self.counts[name] += 1
 
@@ -79,7 +79,8 @@ def decoded(response, data):
 
 def start_proxy(upstream_port, counter):
     """An HTTP proxy to 127.0.0.1:upstream_port that calls
-    counter.add(operation, request_body, status, response_body) for each request."""
+    counter.add(operation, request_body, status, response_body, headers=request_headers)
+    for each request."""
     class Proxy(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -98,10 +99,10 @@ def start_proxy(upstream_port, counter):
                 data = response.read()
             except Exception:
                 # The control plane made the request even though moto did not answer it.
-                counter.add(name, body)
+                counter.add(name, body, headers=self.headers)
                 raise
             # Counted with the answer, so a counter can tell a lost race from a write.
-            counter.add(name, body, response.status, decoded(response, data))
+            counter.add(name, body, response.status, decoded(response, data), headers=self.headers)
             self.send_response(response.status)
             for key, value in response.getheaders():
                 if key.lower() not in ("transfer-encoding", "connection", "content-length"):

@@ -129,7 +129,7 @@ class Counter:
         self.write_bytes = 0
         self.refused = collections.Counter()
 
-    def add(self, name, body=b"", status=None, response_body=b""):
+    def add(self, name, body=b"", status=None, response_body=b"", headers=None):
         refused = refused_writes(name, body, status, response_body)
         with self.lock:
             self.requests[name] += 1

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Every AWS request one in-place deployment makes, by caller and operation (issue 31).
+
+Starts moto (tests/moto_server.py), a counting proxy in front of it, a release-built
+gantry-local and N release-built gantry-agent processes, all of them reaching AWS
+through the proxy. Deploys a revision of four short hooks and twenty files to N hosts
+with OneAtATime, HalfAtATime and AllAtOnce, after a warm-up deployment, and counts
+every request from create-deployment to Succeeded, per host:
+
+- by caller:
+  - agent: signed with a host's own access key, or a presigned S3 link (the bundle);
+  - event source: the control plane's SQS ReceiveMessage, DeleteMessage(Batch) and
+    ChangeMessageVisibility(Batch) on its own queues (the reports and lifecycle
+    queues). In AWS, Lambda's event source mapping makes these, not Gantry, so they
+    are left out of the control plane's figure;
+  - control plane: every other request signed with gantry-local's key (the functions,
+    the tick included);
+- by operation, within each caller;
+- what AWS bills, estimated from the bodies: DynamoDB write units (1 per KB written
+  per item, twice in a transaction) and read units (1 per 4 KB read, strongly
+  consistent), and SQS requests in 64 KB chunks.
+
+Writes bench/results/aws-requests.json and prints Markdown tables. Usage:
+    .venv/bin/python bench/aws_requests.py [--sizes 10,100] [--configs OneAtATime,HalfAtATime,AllAtOnce]
+"""
+
+import argparse
+import collections
+import json
+import math
+import os
+import re
+import tempfile
+import threading
+
+import boto3
+
+from control_plane import start_proxy
+from fleet import start_agent
+from harness import ROOT, api, host_user, invoke, release_binary, start_local, start_moto, stop, tgz, wait_for
+
+CONFIGS = ("OneAtATime", "HalfAtATime", "AllAtOnce")
+EVENT_SOURCE = {"ReceiveMessage", "DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibility",
+                "ChangeMessageVisibilityBatch"}
+CONTROL_QUEUES = ("gantry-reports", "gantry-lifecycle")
+CREDENTIAL = re.compile(r"Credential=([A-Z0-9]+)/")
+
+
+def revision():
+    """Four short hooks and twenty files, as issue 31 names the revision."""
+    files = [(f"site/page-{i:02d}.html", f"<p>page {i}</p>\n".encode()) for i in range(20)]
+    hooks = ("BeforeInstall", "AfterInstall", "ApplicationStart", "ValidateService")
+    appspec = "version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/bench\nhooks:\n"
+    for hook in hooks:
+        appspec += f"  {hook}:\n    - location: scripts/{hook}.sh\n      timeout: 30\n"
+        files.append((f"scripts/{hook}.sh", b"#!/bin/sh\ntrue\n"))
+    return tgz([("appspec.yml", appspec.encode()), *files])
+
+
+def deploy(endpoint, dynamodb, group, config):
+    """One deployment, waited for in the table directly (through neither the proxy nor
+    gantry-local, so the wait costs nothing counted); its deploymentInfo."""
+    created = invoke(endpoint, "create-deployment", {
+        "applicationName": "bench", "deploymentGroupName": group, "deploymentConfigName": config,
+        "revision": {"revisionType": "S3", "s3Location": {"bucket": "gantry-revisions", "key": "bench/requests.tgz", "bundleType": "tgz"}},
+        # Each configuration is a group of its own on the same hosts: the files another
+        # group installed are overwritten, not refused.
+        "fileExistsBehavior": "OVERWRITE",
+    })
+    deployment_id = created["deploymentId"]
+
+    def ended():
+        item = dynamodb.get_item(TableName="gantry", ConsistentRead=True,
+                                 Key={"pk": {"S": f"DEPLOYMENT#{deployment_id}"}, "sk": {"S": "STATE"}}).get("Item", {})
+        return item.get("status", {}).get("S") in ("Succeeded", "Failed", "Stopped")
+
+    wait_for(ended, 900, f"deployment {deployment_id}", interval=0.2)
+    return deployment_id
+
+
+def item_bytes(item):
+    """An item's size as DynamoDB counts it, near enough: names and values' text."""
+    return len(json.dumps(item, separators=(",", ":")).encode())
+
+
+def write_units(name, body):
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return 0
+    if name == "TransactWriteItems":
+        return sum(2 * max(1, math.ceil(item_bytes(entry) / 1024)) for entry in request.get("TransactItems", []))
+    if name == "BatchWriteItem":
+        return sum(max(1, math.ceil(item_bytes(write) / 1024))
+                   for writes in request.get("RequestItems", {}).values() for write in writes)
+    if name in ("PutItem", "UpdateItem", "DeleteItem"):
+        return max(1, math.ceil(item_bytes(request.get("Item") or request) / 1024))
+    return 0
+
+
+def read_units(name, response_body):
+    if name not in ("GetItem", "Query", "BatchGetItem", "Scan", "TransactGetItems"):
+        return 0
+    return max(1, math.ceil(len(response_body or b"") / 4096))
+
+
+class Counter:
+    """Requests by (caller, operation), with billed units; the caller is read off each
+    request's signature (see start_proxy's `headers`)."""
+
+    def __init__(self, agent_keys):
+        self.lock = threading.Lock()
+        self.agent_keys = set(agent_keys)
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.requests = collections.Counter()
+            self.units = collections.Counter()
+
+    def caller(self, name, body, headers):
+        authorization = (headers or {}).get("Authorization", "") or ""
+        key = CREDENTIAL.search(authorization)
+        if key and key.group(1) in self.agent_keys:
+            return "agent"
+        # A presigned link (its signature in the URL, none in the headers): the control
+        # plane signs it, a host uses it to download its bundle.
+        if name.startswith("S3 ") and not authorization:
+            return "agent"
+        text = (body or b"").decode(errors="replace")
+        if name in EVENT_SOURCE and any(queue in text for queue in CONTROL_QUEUES):
+            return "event source"
+        return "control plane"
+
+    def add(self, name, body=b"", status=None, response_body=b"", headers=None):
+        caller = self.caller(name, body, headers)
+        with self.lock:
+            self.requests[(caller, name)] += 1
+            self.units[(caller, "DynamoDB write units")] += write_units(name, body)
+            self.units[(caller, "DynamoDB read units")] += read_units(name, response_body)
+            if name in ("SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage", "DeleteMessageBatch"):
+                self.units[(caller, "SQS billed requests")] += max(1, math.ceil(len(body or b"") / 65536))
+
+    def take(self):
+        with self.lock:
+            taken = (self.requests, self.units)
+            self.requests, self.units = collections.Counter(), collections.Counter()
+        return taken
+
+
+def per_host(counter, size):
+    return {f"{caller} {name}": round(count / size, 2) for (caller, name), count in sorted(counter.items())}
+
+
+def self_test():
+    """The caller and unit accounting, on synthetic requests."""
+    counter = Counter(["AKIAHOST0001"])
+    signed = lambda key: {"Authorization": f"AWS4-HMAC-SHA256 Credential={key}/20261207/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0"}
+    receive_reports = json.dumps({"QueueUrl": "http://127.0.0.1:1/123456789012/gantry-reports"}).encode()
+    receive_commands = json.dumps({"QueueUrl": "http://127.0.0.1:1/123456789012/gantry-commands-host-001"}).encode()
+    counter.add("ReceiveMessage", receive_commands, 200, b"{}", headers=signed("AKIAHOST0001"))
+    counter.add("SendMessage", receive_reports, 200, b"{}", headers=signed("AKIAHOST0001"))
+    counter.add("ReceiveMessage", receive_reports, 200, b"{}", headers=signed("testing"))
+    counter.add("DeleteMessageBatch", receive_reports, 200, b"{}", headers=signed("testing"))
+    big = {"TransactItems": [{"Put": {"Item": {"pk": {"S": "x" * 1500}}}}, {"Update": {"Key": {"pk": {"S": "y"}}}}]}
+    counter.add("TransactWriteItems", json.dumps(big).encode(), 200, b"{}", headers=signed("testing"))
+    counter.add("Query", b"{}", 200, b"x" * 5000, headers=signed("testing"))
+    counter.add("S3 GET", b"", 206, b"bundle", headers={})
+    requests, units = counter.take()
+    assert requests == {("agent", "ReceiveMessage"): 1, ("agent", "SendMessage"): 1, ("agent", "S3 GET"): 1,
+                        ("event source", "ReceiveMessage"): 1, ("event source", "DeleteMessageBatch"): 1,
+                        ("control plane", "TransactWriteItems"): 1, ("control plane", "Query"): 1}, requests
+    assert units[("control plane", "DynamoDB write units")] == 2 * 2 + 2 * 1, units
+    assert units[("control plane", "DynamoDB read units")] == 2, units
+    assert units[("agent", "SQS billed requests")] == 2, units
+    print("self-test passed")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--self-test", action="store_true", help="check the accounting on synthetic requests, no builds needed")
+    parser.add_argument("--sizes", default="10,100")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--agent", default=release_binary("gantry-agent"))
+    parser.add_argument("--local", default=release_binary("gantry-local"))
+    args = parser.parse_args()
+    if args.self_test:
+        return self_test()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    configs = args.configs.split(",")
+
+    work = tempfile.mkdtemp(prefix="gantry-bench-requests-")
+    processes = []
+    results = {}
+    try:
+        moto, moto_endpoint = start_moto(work)
+        processes.append(moto)
+        hosts = [f"host-{i:03d}" for i in range(max(sizes))]
+        keys = {host: host_user(moto_endpoint, host) for host in hosts}
+        counter = Counter(key["AWS_ACCESS_KEY_ID"] for _, key in keys.values())
+        proxy = start_proxy(int(moto_endpoint.rsplit(":", 1)[1]), counter)
+        proxy_endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
+        local, endpoint = start_local(args.local, proxy_endpoint, os.path.join(work, "local.log"), ["--tick-ms", "1000"])
+        processes.append(local)
+
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+        session.client("s3", endpoint_url=moto_endpoint).put_object(
+            Bucket="gantry-revisions", Key="bench/requests.tgz", Body=revision())
+        dynamodb = session.client("dynamodb", endpoint_url=moto_endpoint)
+        api(endpoint, "CreateApplication", {"applicationName": "bench"})
+        for index, host in enumerate(hosts):
+            api(endpoint, "RegisterOnPremisesInstance", {"instanceName": host, "iamUserArn": keys[host][0]})
+            tags = [{"Key": f"size-{size}", "Value": "yes"} for size in sizes if index < size]
+            api(endpoint, "AddTagsToOnPremisesInstances", {"instanceNames": [host], "tags": tags})
+        for size in sizes:
+            for config in configs:
+                api(endpoint, "CreateDeploymentGroup", {
+                    "applicationName": "bench", "deploymentGroupName": f"size-{size}-{config}",
+                    "deploymentConfigName": f"CodeDeployDefault.{config}",
+                    "onPremisesInstanceTagFilters": [{"Key": f"size-{size}", "Value": "yes", "Type": "KEY_AND_VALUE"}],
+                })
+
+        for size in sizes:
+            agents = [start_agent(args.agent, work, host, proxy_endpoint, keys[host][1]) for host in hosts[:size]]
+            try:
+                for config in configs:
+                    group = f"size-{size}-{config}"
+                    deploy(endpoint, dynamodb, group, f"CodeDeployDefault.{config}")  # warm-up
+                    counter.take()
+                    deployment_id = deploy(endpoint, dynamodb, group, f"CodeDeployDefault.{config}")
+                    requests, units = counter.take()
+                    info = api(endpoint, "GetDeployment", {"deploymentId": deployment_id})["deploymentInfo"]
+                    if info["status"] != "Succeeded":
+                        raise SystemExit(f"{deployment_id} ended {info['status']}: {info.get('errorInformation')}")
+                    callers = collections.Counter()
+                    for (caller, _), count in requests.items():
+                        callers[caller] += count
+                    row = {
+                        "seconds": round(info["completeTime"] - info["createTime"], 2),
+                        "requests_per_host_by_caller": {caller: round(count / size, 2) for caller, count in sorted(callers.items())},
+                        "requests_per_host": round(sum(callers.values()) / size, 2),
+                        "requests_per_host_without_event_source": round((sum(callers.values()) - callers["event source"]) / size, 2),
+                        "requests_per_host_by_operation": per_host(requests, size),
+                        "billed_per_host": per_host(units, size),
+                    }
+                    results[f"{config}, {size} hosts"] = row
+                    print(f"{config}, {size} hosts: {json.dumps(row)}", flush=True)
+            finally:
+                stop(agents)
+    finally:
+        stop(list(reversed(processes)))
+
+    out = os.path.join(ROOT, "bench", "results", "aws-requests.json")
+    with open(out, "w") as file:
+        json.dump(results, file, indent=2)
+    print(f"\nwrote {out}\n")
+    print("| deployment | create to Succeeded | requests per host: all | agent | control plane | event source (Lambda's, in AWS) | all but the event source |")
+    print("|---|---|---|---|---|---|---|")
+    for name, row in results.items():
+        by = row["requests_per_host_by_caller"]
+        print(f"| {name} | {row['seconds']} s | {row['requests_per_host']} | {by.get('agent', 0)} | "
+              f"{by.get('control plane', 0)} | {by.get('event source', 0)} | {row['requests_per_host_without_event_source']} |")
+
+
+if __name__ == "__main__":
+    main()
