@@ -488,9 +488,12 @@ def self_test():
             except urllib.error.HTTPError as error:
                 assert error.code == 400, error.code
                 error.read()
+                error.close()
     finally:
         proxy.shutdown()
+        proxy.server_close()
         upstream.shutdown()
+        upstream.server_close()
     requests, _, refused = counter.take()
     assert requests == {"TransactWriteItems": 1, "UpdateItem": 1}, requests
     assert lost_by_kind(refused) == {"summary": 2, "tally": 1, "host": 0, "claim": 0, "outbox": 0, "other": 0}, lost_by_kind(refused)
