@@ -590,8 +590,7 @@ async fn a_tally_that_meets_another_writer_is_written_again_once() {
 }
 
 /// One decision per summary version: the first claim holds until a later version is
-/// claimed or it expires (its holder died), and the claim is no part of the deployment
-/// as loaded.
+/// claimed or it expires (its holder died); a deployment with a claim loads as before.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_decision_is_claimed_once_per_version_until_the_claim_expires() {
     let moto = Moto::start().unwrap();

@@ -703,3 +703,29 @@ async fn of_several_recounts_that_find_a_batch_complete_the_one_that_claims_it_d
     assert_eq!(decided.record.state.status, DeploymentStatus::Succeeded);
     assert_eq!(decided.record.version, version + 1);
 }
+
+#[tokio::test]
+async fn a_claimant_whose_write_meets_another_writes_again_under_its_own_claim() {
+    let world = MemoryWorld::new(
+        json!({"deploymentConfigName": "CodeDeployDefault.AllAtOnce"}),
+        hosts(2),
+    );
+    let (id, _) = an_end_written_unseen(&world).await;
+    let version = summary(&world, &id).await.version;
+    // Its first write is cancelled as DynamoDB cancels one that meets another
+    // transaction: the version has not moved, and the claim is this recount's own.
+    world.ports.log.records().transaction_conflicts = 1;
+    let decided = transition::recount::<DeploymentSpec, _>(
+        world.log(),
+        &id,
+        now_millis(),
+        5,
+        &transition::NoPrecheck,
+    )
+    .await
+    .unwrap()
+    .expect("the claimant decides on its second attempt");
+    assert_eq!(decided.record.state.status, DeploymentStatus::Succeeded);
+    assert_eq!(decided.record.version, version + 1);
+    assert_eq!(world.ports.log.records().claims_lost, 0);
+}

@@ -252,6 +252,7 @@ async fn apply_as<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
         .iter()
         .any(|input| matches!(input, Input::Tick { .. }));
     let mut attempt = 0;
+    let mut claimed: Option<u64> = None;
     loop {
         attempt += 1;
         let mut record: DeploymentRecord<S> = store.load_deployment(deployment_id).await?;
@@ -315,15 +316,22 @@ async fn apply_as<S: DeserializeOwned + Send + Sync, P: Precheck<S>>(
         // host runs in this view, every end is in it, so one decider is as good as
         // another: the first to claim this version decides, and the others step aside
         // having sent a small claim, not the summary and its outbox entry.
+        // A claim this call holds already (its write met another and is tried again on
+        // the same version) is not asked for again: it would find itself in the way.
         if decider == Decider::Claimed
             && summary_changed
+            && changed.is_empty()
             && before.counts.in_progress == 0
-            && !store
+            && claimed != Some(record.version)
+        {
+            if !store
                 .claim_decision(deployment_id, record.version, now)
                 .await?
-        {
-            tracing::debug!(%deployment_id, version = record.version, "another invocation decides");
-            return Ok(Applied::unwritten(record, refused, false));
+            {
+                tracing::debug!(%deployment_id, version = record.version, "another invocation decides");
+                return Ok(Applied::unwritten(record, refused, false));
+            }
+            claimed = Some(record.version);
         }
         let writes: Vec<(&TargetState, u64)> = changed
             .values()

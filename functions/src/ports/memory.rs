@@ -50,6 +50,9 @@ pub struct Records {
     pub summary_conflicts: u64,
     /// Decisions left to the invocation that claimed them first.
     pub claims_lost: u64,
+    /// Writes still to be cancelled as DynamoDB cancels a transaction that meets another
+    /// on an item (`TransactionConflict`): nothing written, no version moved.
+    pub transaction_conflicts: u32,
     /// The most hosts any write left running in one deployment.
     pub most_in_progress: u32,
 }
@@ -277,11 +280,18 @@ impl DeploymentLog for MemoryLog {
             deployments,
             summary_conflicts,
             most_in_progress,
+            transaction_conflicts,
             ..
         } = &mut *records;
         let stored = deployments
             .get_mut(id.as_str())
             .ok_or_else(|| StoreError::NotFound(format!("deployment {id}")))?;
+        if *transaction_conflicts > 0 {
+            *transaction_conflicts -= 1;
+            return Err(conflict(format!(
+                "deployment {id}: another transaction met this one (TransactionConflict)"
+            )));
+        }
         {
             let expected = record.version;
             // Every condition first, as one transaction: all of it or nothing.
