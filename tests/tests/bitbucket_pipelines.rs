@@ -130,24 +130,7 @@ fn deployments(fleet: &Fleet) -> Vec<Value> {
 
 #[test]
 fn the_bitbucket_deploy_step_pushes_the_commit_and_deploys_it_to_real_agents() {
-    let mut fleet = Fleet::start(&["--tick-ms", "200"]).expect("moto and gantry-local start");
-    for host in ["web-1", "web-2"] {
-        fleet
-            .add_host(host, &["role=web"])
-            .expect("the host's agent starts");
-    }
-    fleet.gantry_ok(&["app", "create", "shop"]);
-    fleet.gantry_ok(&[
-        "group",
-        "create",
-        "web",
-        "--app",
-        "shop",
-        "--config",
-        "CodeDeployDefault.OneAtATime",
-        "--on-prem-tag",
-        "role=web",
-    ]);
+    let fleet = Fleet::shop(&["web-1", "web-2"], "CodeDeployDefault.OneAtATime");
     let script = deploy_step_script(
         &gantry_tests::workspace_root().join("examples/bitbucket-pipelines.yml"),
     );
