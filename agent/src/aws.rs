@@ -12,13 +12,15 @@ use aws_sdk_s3::primitives::SdkBody;
 use aws_smithy_http_client::Connector;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use gantry_core::wire::{
-    Command, REPORTS_PER_MESSAGE_MAX, Report, RevisionLocation, S3Location, reports_to_json,
+    Command, EventStatus, REPORTS_PER_MESSAGE_MAX, Report, RevisionLocation, S3Location,
+    reports_to_json,
 };
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Bundles from S3, and commits from GitHub.
 pub struct Revisions {
@@ -139,21 +141,27 @@ impl S3Bundles {
 }
 
 /// Reports leave through a background task, so an event never waits on SQS: the
-/// runner queues a report and moves on, and the task sends what has queued up as one
-/// message of up to ten reports. [`SqsReports::all_sent`] waits until everything queued
-/// before it was sent, and says whether any of it could not be since it last asked.
+/// runner queues a report and moves on. A report waits at most [`REPORT_LINGER`] for
+/// company, then leaves with whatever queued up behind it, up to ten to a message; an
+/// event's start report still waiting when its end comes is replaced by it. So a host
+/// whose events are quick reports a whole command in one message, and a long event's
+/// start still reaches the control plane within the linger. [`SqsReports::all_sent`]
+/// sends what waits at once, and says whether any of it could not be sent since it
+/// last asked.
 #[derive(Clone)]
 pub struct SqsReports {
     queue: mpsc::UnboundedSender<Outgoing>,
 }
 
+/// How long a queued report waits for the ones after it before it leaves.
+pub const REPORT_LINGER: Duration = Duration::from_secs(1);
+
 enum Outgoing {
     Report(Report),
     /// Answered once everything before it was sent: Err if anything failed since the
-    /// last flush that asked to `forget`, which then starts the count again.
+    /// last flush, which then starts the count again.
     Flush {
         done: oneshot::Sender<Result<(), String>>,
-        forget: bool,
     },
 }
 
@@ -169,16 +177,13 @@ impl SqsReports {
         Self { queue }
     }
 
-    /// Waits until every report queued so far was sent; an error names what was not,
-    /// since the last call. The agent asks this before it deletes a command.
+    /// Sends every report queued so far now, and waits until it left; an error names
+    /// what was not sent, since the last call. The agent asks this before it deletes a
+    /// command.
     pub async fn all_sent(&self) -> Result<(), String> {
-        self.flushed(true).await
-    }
-
-    async fn flushed(&self, forget: bool) -> Result<(), String> {
         let (done, answer) = oneshot::channel();
         self.queue
-            .send(Outgoing::Flush { done, forget })
+            .send(Outgoing::Flush { done })
             .map_err(|_| "the report sender stopped".to_owned())?;
         answer
             .await
@@ -187,12 +192,6 @@ impl SqsReports {
 }
 
 impl ReportSink for SqsReports {
-    /// From the runner's blocking thread, before a script or a download: the control
-    /// plane knows the event started before it may take long.
-    fn flush(&self) -> Result<(), String> {
-        Handle::current().block_on(self.flushed(false))
-    }
-
     fn send(&self, report: &Report) -> Result<(), String> {
         self.queue
             .send(Outgoing::Report(report.clone()))
@@ -205,35 +204,64 @@ async fn send_reports(
     queue_url: String,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
 ) {
-    // Failures since the last flush that forgot them, told to every flush until then.
+    // Failures since the last flush, told to it.
     let mut failures: Vec<String> = Vec::new();
     let mut ready: Vec<Report> = Vec::new();
-    while let Some(first) = outgoing.recv().await {
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            match item {
-                Outgoing::Report(report) => {
-                    ready.push(report);
-                    if ready.len() == REPORTS_PER_MESSAGE_MAX {
-                        send_message(&client, &queue_url, &mut ready, &mut failures).await;
-                    }
-                }
-                Outgoing::Flush { done, forget } => {
+    // When the oldest report in `ready` leaves, with or without company.
+    let mut due: Option<Instant> = None;
+    loop {
+        let item = match due {
+            None => outgoing.recv().await,
+            Some(due_at) => tokio::select! {
+                item = outgoing.recv() => item,
+                () = tokio::time::sleep_until(due_at) => {
                     send_message(&client, &queue_url, &mut ready, &mut failures).await;
-                    let result = if failures.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(failures.join("; "))
-                    };
-                    if forget {
-                        failures.clear();
-                    }
-                    let _ = done.send(result);
+                    due = None;
+                    continue;
+                }
+            },
+        };
+        match item {
+            None => {
+                send_message(&client, &queue_url, &mut ready, &mut failures).await;
+                return;
+            }
+            Some(Outgoing::Report(report)) => {
+                supersede(&mut ready, report);
+                due.get_or_insert_with(|| Instant::now() + REPORT_LINGER);
+                if ready.len() == REPORTS_PER_MESSAGE_MAX {
+                    send_message(&client, &queue_url, &mut ready, &mut failures).await;
+                    due = None;
                 }
             }
-            next = outgoing.try_recv().ok();
+            Some(Outgoing::Flush { done }) => {
+                send_message(&client, &queue_url, &mut ready, &mut failures).await;
+                due = None;
+                let result = if failures.is_empty() {
+                    Ok(())
+                } else {
+                    Err(failures.join("; "))
+                };
+                failures.clear();
+                let _ = done.send(result);
+            }
         }
-        send_message(&client, &queue_url, &mut ready, &mut failures).await;
+    }
+}
+
+/// Queues `report`, in place of the same event's start report if that has not left yet:
+/// the end carries the start time too, and the control plane takes an end it never saw
+/// start.
+fn supersede(ready: &mut Vec<Report>, report: Report) {
+    let started = ready.iter().position(|queued| {
+        queued.status == EventStatus::InProgress
+            && queued.deployment_id == report.deployment_id
+            && queued.instance_id == report.instance_id
+            && queued.lifecycle_event == report.lifecycle_event
+    });
+    match started {
+        Some(index) => ready[index] = report,
+        None => ready.push(report),
     }
 }
 

@@ -25,6 +25,11 @@ const VISIBILITY_SECS: i32 = 30;
 /// the queue and answers a closed connection: the command waits this long for the next
 /// receive (the fleet benchmark's restarted agents waited 120 s, then 30 s, before).
 const RECEIVE_VISIBILITY_SECS: i32 = 5;
+/// When a running command first renews its visibility (and those of the commands held
+/// behind it). A held command starts within this of its receive, or the one before it
+/// renewed it, so every command is renewed within twice this of its receive: well inside
+/// [`RECEIVE_VISIBILITY_SECS`]. A command done sooner never asks.
+const FIRST_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// How long a stopped script's process group has between SIGTERM and SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
 /// After a script was stopped, how much longer the runner may take to report and return.
@@ -360,8 +365,11 @@ impl Agent {
         let work = self
             .blocking(move |host, source, reports| runner::run(host, &command, source, reports));
         tokio::pin!(work);
-        // The first tick is immediate: it turns the short receive visibility into ours.
-        let mut keep_alive = tokio::time::interval(Duration::from_secs(VISIBILITY_SECS as u64 / 3));
+        // The first tick turns the short receive visibility into ours.
+        let mut keep_alive = tokio::time::interval_at(
+            tokio::time::Instant::now() + FIRST_KEEP_ALIVE,
+            Duration::from_secs(VISIBILITY_SECS as u64 / 3),
+        );
         // Asked to stop: the deployment has the grace to finish, then its script is
         // stopped (a second signal stops it at once); if the runner still has not
         // returned after that, the agent exits and its next start reports the event.

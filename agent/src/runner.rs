@@ -50,10 +50,10 @@ pub trait RevisionSource {
 
 /// Sends reports to the control plane.
 pub trait ReportSink {
-    /// Sends a report, or queues it to be sent.
+    /// Sends a report, or queues it to be sent soon: an event's start report need not
+    /// leave before the event's work, only before the control plane's deadline for it
+    /// matters (see `SqsReports`).
     fn send(&self, report: &Report) -> Result<(), String>;
-    /// Waits until every report given so far has left.
-    fn flush(&self) -> Result<(), String>;
 }
 
 /// Where the agent keeps its state, and how it runs scripts.
@@ -219,7 +219,7 @@ pub fn run(
                 "{event} did not start: the agent was asked to stop (SIGTERM) and the deployment did not finish within stop_grace_seconds"
             )))
         } else {
-            run_event(host, command, event, &mut spec, source, reports)
+            run_event(host, command, event, &mut spec, source)
         };
         let result = match result {
             Err(diagnostics)
@@ -257,16 +257,6 @@ pub fn run(
     // The cancel marker stays: a later command of the deployment runs nothing either.
     prune_deployment_records(host);
     Ok(outcome)
-}
-
-/// Before work that may take long (a download, a script), the event's start report
-/// leaves: the control plane's deadlines and anyone watching learn the event started,
-/// even if this host dies during it. Not sending it does not fail the event: the
-/// command is kept until all its reports are sent.
-fn announce_start(reports: &dyn ReportSink) {
-    if let Err(error) = reports.flush() {
-        tracing::warn!(%error, "the event's start report was not sent; going on");
-    }
 }
 
 fn agent_failure(message: String) -> Diagnostics {

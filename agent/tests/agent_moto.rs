@@ -170,6 +170,26 @@ async fn take_report_messages(stack: &Stack) -> Vec<Vec<Report>> {
     messages
 }
 
+/// Asserts that each in-place event's end was reported once, in order. Its start report
+/// comes too only when the event outlasted the sender's linger, so starts are not counted.
+fn assert_each_event_ended_once(reports: &[Report], context: &str) {
+    let ended: Vec<lifecycle::LifecycleEvent> = reports
+        .iter()
+        .filter(|r| r.status != EventStatus::InProgress)
+        .map(|r| r.lifecycle_event)
+        .collect();
+    assert_eq!(ended, lifecycle::in_place(false), "{context}");
+    let started = reports
+        .iter()
+        .filter(|r| r.status == EventStatus::InProgress)
+        .map(|r| r.lifecycle_event);
+    assert!(started.clone().count() <= ended.len(), "{context}");
+    assert!(
+        started.clone().all(|event| ended.contains(&event)),
+        "{context}"
+    );
+}
+
 /// Reports for one deployment, until its last event ends or the deadline passes.
 async fn reports_until_done(stack: &Stack, deployment_id: &str, deadline: Duration) -> Vec<Report> {
     let until = Instant::now() + deadline;
@@ -224,7 +244,7 @@ async fn the_agent_deploys_from_its_queue_survives_poison_and_checks_etags() {
 
     let reports = reports_until_done(&stack, "d-AGENT0001", Duration::from_secs(90)).await;
     let stderr = std::fs::read_to_string(dir.path().join("agent.stderr")).unwrap_or_default();
-    assert_eq!(reports.len(), 14, "{reports:#?}\nagent said:\n{stderr}");
+    assert_each_event_ended_once(&reports, &format!("{reports:#?}\nagent said:\n{stderr}"));
     assert!(
         reports.iter().all(|r| r.status != EventStatus::Failed),
         "{reports:#?}"
@@ -378,7 +398,7 @@ async fn redeliveries_reinstalls_and_unsafe_bundles() {
     let first = command_for("d-E2E000001", "v1.tgz", &v1);
     send_command(&stack, &first).await;
     let reports = reports_until_done(&stack, "d-E2E000001", Duration::from_secs(60)).await;
-    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_each_event_ended_once(&reports, &format!("{reports:#?}"));
     assert_eq!(installed("old.html").as_deref(), Some("old"));
 
     // The same command delivered again: its final reports again, and no hook runs.
@@ -390,7 +410,7 @@ async fn redeliveries_reinstalls_and_unsafe_bundles() {
 
     send_command(&stack, &command_for("d-E2E000002", "v2.tgz", &v2)).await;
     let reports = reports_until_done(&stack, "d-E2E000002", Duration::from_secs(60)).await;
-    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_each_event_ended_once(&reports, &format!("{reports:#?}"));
     assert_eq!(installed("index.html").as_deref(), Some("v2"));
     assert_eq!(
         installed("old.html"),
@@ -476,6 +496,43 @@ async fn queued_reports_arrive_ten_to_a_message_and_a_flush_tells_what_was_not_s
     reports.all_sent().await.expect("nothing queued since");
 }
 
+// A quick event's start report never leaves: its end replaces it while it waits, and
+// what waits leaves after the linger without anyone asking.
+#[tokio::test]
+async fn a_start_report_still_waiting_is_replaced_by_its_end_and_waiting_reports_leave_unasked() {
+    use gantry_agent::aws::SqsReports;
+    use gantry_agent::runner::ReportSink;
+    let stack = stack().await;
+
+    let reports = SqsReports::start(stack.sqs.clone(), stack.reports.clone());
+    let started = report(1);
+    let ended = Report {
+        status: EventStatus::Succeeded,
+        end_time: Some(2),
+        ..started.clone()
+    };
+    let next = Report {
+        lifecycle_event: lifecycle::LifecycleEvent::AfterInstall,
+        start_time: 3,
+        ..started.clone()
+    };
+    let other_host = report(4);
+    for queued in [&started, &ended, &next, &other_host] {
+        reports.send(queued).unwrap();
+    }
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while messages.is_empty() && Instant::now() < deadline {
+        messages = take_report_messages(&stack).await;
+    }
+    assert_eq!(
+        messages,
+        vec![vec![ended, next, other_host]],
+        "one message, the end in its start's place"
+    );
+    reports.all_sent().await.expect("nothing failed");
+}
+
 /// A process the test must not leave behind, killed by its (positive) pid on drop.
 struct Leftover(i32);
 
@@ -547,7 +604,7 @@ async fn asked_to_stop_the_agent_lets_the_deployment_finish_within_its_grace() {
     // It waited for the hook's three seconds rather than leave at once.
     assert!(asked.elapsed() >= Duration::from_secs(2));
     let reports = reports_until_done(&stack, "d-STOP00001", Duration::from_secs(10)).await;
-    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_each_event_ended_once(&reports, &format!("{reports:#?}"));
     assert!(
         reports
             .iter()
@@ -690,7 +747,7 @@ async fn with_a_proxy_configured_every_aws_request_goes_through_it() {
     );
     send_command(&stack, &command_for("d-PROXY0001", "plain.tgz", &e_tag)).await;
     let reports = reports_until_done(&stack, "d-PROXY0001", Duration::from_secs(30)).await;
-    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_each_event_ended_once(&reports, &format!("{reports:#?}"));
     assert!(reports.iter().all(|r| r.status != EventStatus::Failed));
     let moto = format!("POST {}/", stack.moto.endpoint());
     let proxied = proxied.lock().unwrap().clone();
@@ -830,7 +887,7 @@ async fn a_github_revision_is_fetched_through_the_api_and_installed() {
     };
     send_command(&stack, &command).await;
     let reports = reports_until_done(&stack, "d-GITHUB001", Duration::from_secs(30)).await;
-    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_each_event_ended_once(&reports, &format!("{reports:#?}"));
     assert!(
         reports.iter().all(|r| r.status != EventStatus::Failed),
         "{reports:#?}"
@@ -884,7 +941,7 @@ async fn with_a_proxy_configured_github_downloads_go_through_it() {
         reports.iter().all(|r| r.status != EventStatus::Failed),
         "{reports:#?}"
     );
-    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_each_event_ended_once(&reports, &format!("{reports:#?}"));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("fs/srv/shop/index.html")).unwrap(),
         "through the proxy"
@@ -1435,7 +1492,7 @@ async fn an_ec2_agent_takes_its_instance_id_from_the_metadata_service() {
         .unwrap();
     let reports = reports_until_done(&stack, "d-EC2000001", Duration::from_secs(30)).await;
     let said = std::fs::read_to_string(dir.path().join("agent.stderr")).unwrap_or_default();
-    assert_eq!(reports.len(), 14, "{reports:#?}\nagent said:\n{said}");
+    assert_each_event_ended_once(&reports, &format!("{reports:#?}\nagent said:\n{said}"));
     assert!(reports.iter().all(|r| r.instance_id == "i-fake"));
     assert!(reports.iter().all(|r| r.status != EventStatus::Failed));
 }
@@ -1504,7 +1561,7 @@ async fn an_agent_started_before_its_queue_exists_waits_for_it() {
         .await
         .unwrap();
     let reports = reports_until_done(&stack, "d-LATEQUEUE", Duration::from_secs(90)).await;
-    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_each_event_ended_once(&reports, &format!("{reports:#?}"));
     assert!(reports.iter().all(|r| r.status != EventStatus::Failed));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("fs/srv/shop/index.html")).unwrap(),
@@ -1570,7 +1627,7 @@ async fn a_blue_green_rollback_runs_the_installed_revisions_traffic_hooks() {
 
     send_command(&stack, &command_for("d-BLUE00001", "v1.tgz", &v1)).await;
     let reports = reports_until_done(&stack, "d-BLUE00001", Duration::from_secs(60)).await;
-    assert_eq!(reports.len(), 14, "{reports:#?}");
+    assert_each_event_ended_once(&reports, &format!("{reports:#?}"));
     assert!(reports.iter().all(|r| r.status != EventStatus::Failed));
 
     for event in [BeforeAllowTraffic, AfterAllowTraffic] {

@@ -636,9 +636,6 @@ impl ReportSink for NoReports {
     fn send(&self, report: &Report) -> Result<(), String> {
         report.validate().map_err(|error| error.to_string())
     }
-    fn flush(&self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 /// Deploys a bundle with the runner, as the agent does, under umask 0022.

@@ -5,7 +5,7 @@
 
 use super::revisions::{describe, installed_revision, last_successful_archive, same_revision};
 use super::scripts::run_scripts;
-use super::{Host, ReportSink, RevisionSource, agent_failure, announce_start};
+use super::{Host, RevisionSource, agent_failure};
 use crate::install::{self, Install};
 use gantry_core::appspec::AppSpec;
 use gantry_core::bundle::{self, Limits};
@@ -21,13 +21,11 @@ pub(super) fn run_event(
     event: LifecycleEvent,
     spec: &mut Option<AppSpec>,
     source: &dyn RevisionSource,
-    reports: &dyn ReportSink,
 ) -> Result<(), Diagnostics> {
     let deployment_dir = &host.deployment_dir(command);
     let archive = &host.archive_dir(command);
     match event {
         LifecycleEvent::DownloadBundle => {
-            announce_start(reports);
             *spec = Some(download(command, deployment_dir, archive, source)?);
             Ok(())
         }
@@ -53,18 +51,16 @@ pub(super) fn run_event(
                 return Ok(()); // first deployment to this host: nothing to stop
             };
             match bundle::check_revision_on_host(&previous) {
-                Ok(previous_spec) => {
-                    run_scripts(host, command, event, &previous_spec, &previous, reports)
-                }
+                Ok(previous_spec) => run_scripts(host, command, event, &previous_spec, &previous),
                 // The old revision was pruned or damaged: there is nothing it can stop.
                 Err(_) => Ok(()),
             }
         }
         event => match this_deployments_spec(spec, archive)? {
-            Some(spec) => run_scripts(host, command, event, &spec, archive, reports),
+            Some(spec) => run_scripts(host, command, event, &spec, archive),
             None => {
                 let (installed_spec, installed) = installed_copy(host, command, event)?;
-                run_scripts(host, command, event, &installed_spec, &installed, reports)
+                run_scripts(host, command, event, &installed_spec, &installed)
             }
         },
     }

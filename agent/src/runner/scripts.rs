@@ -2,7 +2,7 @@
 //! the variables CodeDeploy's agent gives every hook, and readable by the user a script
 //! runs as.
 
-use super::{Host, ReportSink, agent_failure, announce_start};
+use super::{Host, agent_failure};
 use crate::hooks::{self, ScriptRun};
 use gantry_core::appspec::AppSpec;
 use gantry_core::lifecycle::LifecycleEvent;
@@ -18,13 +18,9 @@ pub(super) fn run_scripts(
     event: LifecycleEvent,
     spec: &AppSpec,
     revision: &Path,
-    reports: &dyn ReportSink,
 ) -> Result<(), Diagnostics> {
     let env = environment(command, event);
     let log = host.deployment_dir(command).join("logs/scripts.log");
-    if !spec.scripts(event).is_empty() {
-        announce_start(reports);
-    }
     // The event's scripts share CodeDeploy's hour: each gets its own timeout or what is
     // left of the event's, whichever ends first.
     let event_deadline =

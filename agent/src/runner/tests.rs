@@ -32,10 +32,6 @@ impl ReportSink for Collected {
         self.0.borrow_mut().push(report.clone());
         Ok(())
     }
-
-    fn flush(&self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 struct Fixture {
