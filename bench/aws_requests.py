@@ -72,7 +72,13 @@ def deploy(endpoint, dynamodb, group, config):
     def ended():
         item = dynamodb.get_item(TableName="gantry", ConsistentRead=True,
                                  Key={"pk": {"S": f"DEPLOYMENT#{deployment_id}"}, "sk": {"S": "STATE"}}).get("Item", {})
-        return item.get("status", {}).get("S") in ("Succeeded", "Failed", "Stopped")
+        if item.get("status", {}).get("S") not in ("Succeeded", "Failed", "Stopped"):
+            return False
+        # The end's effects follow its write: the group's lock is released last, and the
+        # next deployment to the group needs it.
+        lock = dynamodb.get_item(TableName="gantry", ConsistentRead=True,
+                                 Key={"pk": {"S": "GROUP#bench"}, "sk": {"S": group}}).get("Item", {})
+        return lock.get("activeDeploymentId", {}).get("S") != deployment_id
 
     wait_for(ended, 900, f"deployment {deployment_id}", interval=0.2)
     return deployment_id
