@@ -4,10 +4,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
+ANSIBLE_VENV := .venv-ansible
 CARGO ?= cargo
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all test lint venv browser screenshots build demo demo-lb demo-bluegreen demo-lambda bench bench-agent bench-control-plane bench-fleet bench-requests bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
+.PHONY: all test lint venv ansible-venv browser screenshots build demo demo-lb demo-bluegreen demo-lambda bench bench-agent bench-control-plane bench-fleet bench-requests bench-scale bench-bundle bench-lb bench-bluegreen package package-agent package-lambdas clean
 
 all: test
 
@@ -32,6 +33,15 @@ browser: /usr/bin/chromedriver
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+# ansible-core, the peer baseline of `make bench-requests` (bench/peer_ansible.py), in a
+# venv of its own so that its dependencies (Jinja2, PyYAML, cryptography) stay out of .venv.
+ansible-venv: $(ANSIBLE_VENV)/.installed
+
+$(ANSIBLE_VENV)/.installed: requirements-ansible.txt
+	$(PYTHON) -m venv $(ANSIBLE_VENV)
+	$(ANSIBLE_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-ansible.txt
 	touch $@
 
 # One build for `make test` and `make demo`: the same packages, targets and profile, so
@@ -85,7 +95,7 @@ bench-fleet: venv
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/fleet.py
 
 # Every AWS request of one deployment with real agents, by caller and operation (issue 31).
-bench-requests: venv
+bench-requests: venv ansible-venv
 	$(CARGO) build --release -p gantry-local -p gantry-agent
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),target) $(VENV)/bin/python bench/aws_requests.py --sizes 10,100
 
@@ -173,5 +183,5 @@ package-lambdas: venv
 	ls -l dist/lambda
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) dist $(TOOLS)
+	rm -rf $(VENV) $(CHECKOV_VENV) $(ANSIBLE_VENV) dist $(TOOLS)
 	$(CARGO) clean

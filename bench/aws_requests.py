@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import statistics
 import tempfile
 import threading
 
@@ -82,6 +83,30 @@ def deploy(endpoint, dynamodb, group, config):
 
     wait_for(ended, 900, f"deployment {deployment_id}", interval=0.2)
     return deployment_id
+
+
+def agent_span(endpoint, dynamodb, host, runs):
+    """The agent's span on one host, DownloadBundle's start to ValidateService's end as
+    the host reported them, over `runs` deployments after a warm-up; and each event's
+    duration. Milliseconds, medians and maxima."""
+    deploy(endpoint, dynamodb, "span", "CodeDeployDefault.AllAtOnce")  # warm-up
+    spans, events = [], collections.defaultdict(list)
+    for _ in range(runs):
+        deployment_id = deploy(endpoint, dynamodb, "span", "CodeDeployDefault.AllAtOnce")
+        target = api(endpoint, "GetDeploymentTarget", {"deploymentId": deployment_id, "targetId": host})
+        lifecycle = {event["lifecycleEventName"]: event
+                     for event in target["deploymentTarget"]["instanceTarget"]["lifecycleEvents"]}
+        if any(event["status"] != "Succeeded" for event in lifecycle.values()):
+            raise SystemExit(f"{deployment_id}: {lifecycle}")
+        spans.append(1000 * (lifecycle["ValidateService"]["endTime"] - lifecycle["DownloadBundle"]["startTime"]))
+        for name, event in lifecycle.items():
+            events[name].append(1000 * (event["endTime"] - event["startTime"]))
+    return {
+        "runs": runs,
+        "span_ms_median": round(statistics.median(spans), 1),
+        "span_ms_max": round(max(spans), 1),
+        "event_ms_median": {name: round(statistics.median(values), 1) for name, values in events.items()},
+    }
 
 
 def item_bytes(item):
@@ -187,12 +212,13 @@ def main():
     parser.add_argument("--self-test", action="store_true", help="check the accounting on synthetic requests, no builds needed")
     parser.add_argument("--sizes", default="10,100")
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--span-runs", type=int, default=20, help="deployments to one host for the agent's span (0: none)")
     parser.add_argument("--agent", default=release_binary("gantry-agent"))
     parser.add_argument("--local", default=release_binary("gantry-local"))
     args = parser.parse_args()
     if args.self_test:
         return self_test()
-    sizes = [int(size) for size in args.sizes.split(",")]
+    sizes = [int(size) for size in args.sizes.split(",") if size]
     configs = args.configs.split(",")
 
     work = tempfile.mkdtemp(prefix="gantry-bench-requests-")
@@ -201,7 +227,7 @@ def main():
     try:
         moto, moto_endpoint = start_moto(work)
         processes.append(moto)
-        hosts = [f"host-{i:03d}" for i in range(max(sizes))]
+        hosts = [f"host-{i:03d}" for i in range(max(sizes, default=1))]
         keys = {host: host_user(moto_endpoint, host) for host in hosts}
         counter = Counter(key["AWS_ACCESS_KEY_ID"] for _, key in keys.values())
         proxy = start_proxy(int(moto_endpoint.rsplit(":", 1)[1]), counter)
@@ -217,6 +243,8 @@ def main():
         for index, host in enumerate(hosts):
             api(endpoint, "RegisterOnPremisesInstance", {"instanceName": host, "iamUserArn": keys[host][0]})
             tags = [{"Key": f"size-{size}", "Value": "yes"} for size in sizes if index < size]
+            if index == 0:
+                tags.append({"Key": "span", "Value": "yes"})
             api(endpoint, "AddTagsToOnPremisesInstances", {"instanceNames": [host], "tags": tags})
         for size in sizes:
             for config in configs:
@@ -225,6 +253,19 @@ def main():
                     "deploymentConfigName": f"CodeDeployDefault.{config}",
                     "onPremisesInstanceTagFilters": [{"Key": f"size-{size}", "Value": "yes", "Type": "KEY_AND_VALUE"}],
                 })
+
+        api(endpoint, "CreateDeploymentGroup", {
+            "applicationName": "bench", "deploymentGroupName": "span",
+            "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+            "onPremisesInstanceTagFilters": [{"Key": "span", "Value": "yes", "Type": "KEY_AND_VALUE"}],
+        })
+        if args.span_runs:
+            agents = [start_agent(args.agent, work, hosts[0], proxy_endpoint, keys[hosts[0]][1])]
+            try:
+                results["agent span, 1 host"] = agent_span(endpoint, dynamodb, hosts[0], args.span_runs)
+                print(f"agent span, 1 host: {json.dumps(results['agent span, 1 host'])}", flush=True)
+            finally:
+                stop(agents)
 
         for size in sizes:
             agents = [start_agent(args.agent, work, host, proxy_endpoint, keys[host][1]) for host in hosts[:size]]
@@ -263,6 +304,8 @@ def main():
     print("| deployment | create to Succeeded | requests per host: all | agent | control plane | event source (Lambda's, in AWS) | all but the event source |")
     print("|---|---|---|---|---|---|---|")
     for name, row in results.items():
+        if "requests_per_host_by_caller" not in row:
+            continue
         by = row["requests_per_host_by_caller"]
         print(f"| {name} | {row['seconds']} s | {row['requests_per_host']} | {by.get('agent', 0)} | "
               f"{by.get('control plane', 0)} | {by.get('event source', 0)} | {row['requests_per_host_without_event_source']} |")
