@@ -36,6 +36,7 @@ import threading
 
 import boto3
 
+import peer_ansible
 from control_plane import start_proxy
 from fleet import start_agent
 from harness import ROOT, api, host_user, invoke, release_binary, start_local, start_moto, stop, tgz, wait_for
@@ -107,6 +108,27 @@ def agent_span(endpoint, dynamodb, host, runs):
         "span_ms_max": round(max(spans), 1),
         "event_ms_median": {name: round(statistics.median(values), 1) for name, values in events.items()},
     }
+
+
+def compare(before, after):
+    """Prints requests per host by caller and operation, before and after, for each
+    deployment both results measured."""
+    names = [name for name in after if name in before and "requests_per_host_by_operation" in after[name]]
+    operations = sorted({operation for name in names for results in (before, after)
+                         for operation in results[name]["requests_per_host_by_operation"]})
+    print("| caller, operation | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for operation in operations + ["all"]:
+        cells = []
+        for name in names:
+            if operation == "all":
+                was, now = before[name]["requests_per_host"], after[name]["requests_per_host"]
+            else:
+                was = before[name]["requests_per_host_by_operation"].get(operation, 0)
+                now = after[name]["requests_per_host_by_operation"].get(operation, 0)
+            cells.append(f"{was:g} → {now:g}")
+        label = "**all**" if operation == "all" else operation
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def item_bytes(item):
@@ -213,11 +235,21 @@ def main():
     parser.add_argument("--sizes", default="10,100")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--span-runs", type=int, default=20, help="deployments to one host for the agent's span (0: none)")
+    parser.add_argument("--ansible-bin", default=os.path.join(ROOT, ".venv-ansible", "bin"),
+                        help="the peer baseline's ansible-playbook (`make ansible-venv`); --no-peer leaves it out")
+    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--compare", metavar="BEFORE_JSON",
+                        help="print the per-operation table of an earlier results file against bench/results/aws-requests.json, and exit")
     parser.add_argument("--agent", default=release_binary("gantry-agent"))
     parser.add_argument("--local", default=release_binary("gantry-local"))
     args = parser.parse_args()
     if args.self_test:
         return self_test()
+    if args.compare:
+        with open(args.compare) as before, open(os.path.join(ROOT, "bench", "results", "aws-requests.json")) as after:
+            return compare(json.load(before), json.load(after))
+    if not args.no_peer and not os.path.exists(os.path.join(args.ansible_bin, "ansible-playbook")):
+        raise SystemExit(f"no ansible-playbook in {args.ansible_bin}: run `make ansible-venv`, or pass --no-peer")
     sizes = [int(size) for size in args.sizes.split(",") if size]
     configs = args.configs.split(",")
 
@@ -294,6 +326,20 @@ def main():
                     print(f"{config}, {size} hosts: {json.dumps(row)}", flush=True)
             finally:
                 stop(agents)
+            if not args.no_peer:
+                # The peer baseline, side by side: the same revision, hosts and batches,
+                # with the agents stopped so that ansible has the cores to itself, as the
+                # agents had them. One warm-up per size (the cheapest configuration).
+                bundle_url = session.client("s3", endpoint_url=moto_endpoint).generate_presigned_url(
+                    "get_object", ExpiresIn=3600, Params={"Bucket": "gantry-revisions", "Key": "bench/requests.tgz"})
+                peer_ansible.deploy(args.ansible_bin, work, size, "AllAtOnce", bundle_url)
+                for config in configs:
+                    peer = peer_ansible.deploy(args.ansible_bin, work, size, config, bundle_url)
+                    row = results[f"{config}, {size} hosts"]
+                    row["ansible_seconds"] = round(peer["seconds"], 2)
+                    row["ansible_over_gantry"] = round(peer["seconds"] / row["seconds"], 1)
+                    print(f"{config}, {size} hosts, ansible-core: {peer['seconds']:.2f} s, "
+                          f"{row['ansible_over_gantry']} times Gantry's {row['seconds']} s", flush=True)
     finally:
         stop(list(reversed(processes)))
 
@@ -301,13 +347,14 @@ def main():
     with open(out, "w") as file:
         json.dump(results, file, indent=2)
     print(f"\nwrote {out}\n")
-    print("| deployment | create to Succeeded | requests per host: all | agent | control plane | event source (Lambda's, in AWS) | all but the event source |")
-    print("|---|---|---|---|---|---|---|")
+    print("| deployment | create to Succeeded | ansible-core (ratio) | requests per host: all | agent | control plane | event source (Lambda's, in AWS) | all but the event source |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, row in results.items():
         if "requests_per_host_by_caller" not in row:
             continue
         by = row["requests_per_host_by_caller"]
-        print(f"| {name} | {row['seconds']} s | {row['requests_per_host']} | {by.get('agent', 0)} | "
+        peer = f"{row['ansible_seconds']} s ({row['ansible_over_gantry']}x)" if "ansible_seconds" in row else "-"
+        print(f"| {name} | {row['seconds']} s | {peer} | {row['requests_per_host']} | {by.get('agent', 0)} | "
               f"{by.get('control plane', 0)} | {by.get('event source', 0)} | {row['requests_per_host_without_event_source']} |")
 
 

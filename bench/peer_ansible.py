@@ -27,7 +27,6 @@ import time
 
 import boto3
 
-from aws_requests import CONFIGS, revision
 from harness import ROOT, start_moto, stop
 
 SERIAL = {"OneAtATime": 1, "HalfAtATime": "50%", "AllAtOnce": "100%"}
@@ -78,6 +77,9 @@ def write_config(work, python):
     """ansible.cfg in `work`, and the environment that points ansible-playbook at it."""
     config = os.path.join(work, "ansible.cfg")
     tmp = os.path.join(work, "ansible-tmp")
+    for name in ("local", "remote"):
+        # Made here: ansible warns when it has to make remote_tmp itself.
+        os.makedirs(os.path.join(tmp, name), mode=0o700, exist_ok=True)
     with open(config, "w") as file:
         file.write(f"""[defaults]
 home = {os.path.join(work, "ansible-home")}
@@ -141,6 +143,8 @@ def deploy(ansible_bin_dir, work, size, config, bundle_url):
 
 
 def main():
+    from aws_requests import CONFIGS, revision  # here: aws_requests imports this module
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10,100")
     parser.add_argument("--configs", default=",".join(CONFIGS))

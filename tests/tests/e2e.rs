@@ -448,9 +448,19 @@ fn a_host_whose_agent_dies_mid_hook_fails_by_its_deadline() {
     );
     let created = fleet.gantry_json(&["deploy", "--app", "shop", "--group", "web", "--no-wait"]);
     let id = created["deploymentId"].as_str().unwrap().to_owned();
+    // Killed once the control plane knows the hook started (its start report leaves
+    // within the agent's linger, a second): then it names the event the host died in.
     let pid_file = fleet.host("web-1").run_dir().join("hook.pid");
+    let after_install_started = || {
+        fleet.targets(&id)[0]["lifecycleEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["lifecycleEventName"] == "AfterInstall" && e["status"] == "InProgress")
+    };
     assert!(
-        wait_until(DEPLOYMENT_TIMEOUT, || pid_file.exists()),
+        wait_until(DEPLOYMENT_TIMEOUT, || pid_file.exists()
+            && after_install_started()),
         "the hook never started"
     );
     fleet.host_mut("web-1").kill();
