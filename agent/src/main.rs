@@ -2,13 +2,16 @@
 
 use anyhow::Context;
 use aws_config::{BehaviorVersion, Region};
+use aws_sdk_sqs::types::Message;
 use clap::Parser;
 use gantry_agent::aws::{Revisions, S3Bundles, SqsReports};
 use gantry_agent::config::{self, AgentConfig, Identity};
 use gantry_agent::github::GitHubTarballs;
 use gantry_agent::runner::{self, Host};
 use gantry_core::wire::{Cancel, Command, HostMessage};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,10 +126,15 @@ struct Agent {
     /// Set once a stop's grace is over: the runner stops its script and starts no event.
     abort: Arc<AtomicBool>,
     /// Commands received and not yet run (a receive takes up to ten messages, and the
-    /// looks for cancels while a command runs take what else waits), in order, kept
+    /// receive a running command keeps open takes what else comes), in order, kept
     /// invisible until their turn.
-    held: std::sync::Mutex<Vec<aws_sdk_sqs::types::Message>>,
+    held: std::sync::Mutex<Vec<Message>>,
 }
+
+/// The long poll of this host's command queue. There is at most one, and it outlives the
+/// command that was running when it began: dropping a poll that SQS may still answer
+/// would hide the message it takes until that message's visibility runs out.
+type Receive = Pin<Box<dyn Future<Output = Result<Vec<Message>, String>> + Send>>;
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     // AWS_ENDPOINT_URL and credentials come from the SDK's standard configuration.
@@ -214,41 +222,30 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         terminate: signal(SignalKind::terminate())?,
         interrupt: signal(SignalKind::interrupt())?,
     };
-    // Whether the queue was looked at since the next held command came: then its run
-    // need not look for cancels again as it starts.
-    let mut looked = false;
+    let mut receiving: Option<Receive> = None;
     'polling: loop {
         // One at a time: the commands still waiting stay held, and the running command's
         // ticks keep them invisible.
         while let Some(message) = agent.next_held() {
-            let just_looked = std::mem::take(&mut looked);
-            if agent.handle(message, &mut stop, just_looked).await == Handled::Stopping {
+            if agent.handle(message, &mut stop, &mut receiving).await == Handled::Stopping {
                 break 'polling;
             }
         }
+        let pending = receiving.get_or_insert_with(|| agent.receive());
         let received = tokio::select! {
             _ = stop.recv() => break,
-            received = agent
-                .sqs
-                .receive_message()
-                .queue_url(&agent.command_queue_url)
-                .wait_time_seconds(agent.config.poll_wait_seconds as i32)
-                .max_number_of_messages(10)
-                .visibility_timeout(RECEIVE_VISIBILITY_SECS)
-                .send() => received,
+            received = pending => received,
         };
-        let messages = match received {
-            Ok(output) => output.messages.unwrap_or_default(),
+        receiving = None;
+        match received {
+            // What waits on the queue comes together: a cancel of a command's
+            // deployment is noted before that command runs.
+            Ok(messages) => agent.take_in(messages, false).await,
             Err(error) => {
-                tracing::error!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "receiving commands failed; retrying");
+                tracing::error!(%error, "receiving commands failed; retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                continue;
             }
-        };
-        // This receive is also the first command's look for cancels: what waits on the
-        // queue came with it, and a cancel of its deployment is noted before it runs.
-        agent.take_in(messages).await;
-        looked = true;
+        }
     }
     tracing::info!("agent stopped");
     Ok(())
@@ -309,18 +306,17 @@ impl Agent {
     }
 
     /// The first command held, taken out of the held list.
-    fn next_held(&self) -> Option<aws_sdk_sqs::types::Message> {
+    fn next_held(&self) -> Option<Message> {
         let mut held = self.held.lock().expect("held commands");
         (!held.is_empty()).then(|| held.remove(0))
     }
 
-    /// `just_looked`: the queue was looked at since this message came (it came with that
-    /// receive), so a cancel waiting for its deployment is noted already.
+    /// `receiving`: the long poll of the command queue, kept open while the command runs.
     async fn handle(
         &self,
-        message: aws_sdk_sqs::types::Message,
+        message: Message,
         stop: &mut StopSignals,
-        just_looked: bool,
+        receiving: &mut Option<Receive>,
     ) -> Handled {
         let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
             return Handled::Continue;
@@ -345,22 +341,27 @@ impl Agent {
             instance_id = %self.instance_id,
             events = ?command.lifecycle_events
         );
-        self.run_command(receipt, command, stop, just_looked)
+        self.run_command(receipt, command, stop, receiving)
             .instrument(span)
             .await
     }
 
-    /// Runs a command while keeping it invisible to other receivers, looking for cancels
-    /// and answering a stop request; deletes the command once it finished and its reports
-    /// were sent. `just_looked`: the queue was looked at as the command came, so the first
-    /// tick does not look again (a receive would compete with the command's first events,
-    /// its start report and its download, for the one runtime thread and the endpoint).
+    /// Runs a command while keeping it invisible to other receivers, listening for
+    /// cancels and answering a stop request; deletes the command once it finished and its
+    /// reports were sent.
+    ///
+    /// Cancels come on the long poll `receiving`, which stays open while the command runs
+    /// and is left open for the next command or the idle loop: a cancel reaches the
+    /// runner as it arrives, for no request beyond the long poll the agent makes anyway.
+    /// A command that ran less than the first tick never opened one (it would compete
+    /// with the command's download for the one runtime thread and the endpoint); the
+    /// idle loop opens it then, and a cancel waiting there is noted before the next run.
     async fn run_command(
         &self,
         receipt: String,
         command: Command,
         stop: &mut StopSignals,
-        just_looked: bool,
+        receiving: &mut Option<Receive>,
     ) -> Handled {
         let work = self
             .blocking(move |host, source, reports| runner::run(host, &command, source, reports));
@@ -377,7 +378,7 @@ impl Agent {
         let mut stopping: Option<tokio::time::Instant> = None;
         let mut aborted_at: Option<tokio::time::Instant> = None;
         let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        let mut skip_look = just_looked;
+        let mut listening = receiving.is_some();
         let result = loop {
             tokio::select! {
                 // Biased: the work is polled (and its thread started) before the first
@@ -399,6 +400,17 @@ impl Agent {
                     tracing::error!("the runner did not return after its script was stopped; exiting, and the next start reports the event");
                     std::process::exit(1);
                 }
+                received = receiving.get_or_insert_with(|| self.receive()), if listening => {
+                    *receiving = None;
+                    match received {
+                        Ok(messages) => self.take_in(messages, true).await,
+                        Err(error) => {
+                            // Not again at once: the next tick listens again.
+                            tracing::warn!(%error, "listening for cancels failed; the next tick listens again");
+                            listening = false;
+                        }
+                    }
+                }
                 _ = keep_alive.tick() => {
                     self.keep_invisible(&receipt).await;
                     let held: Vec<String> = self.held.lock().expect("held commands")
@@ -408,9 +420,7 @@ impl Agent {
                     for receipt in held {
                         self.keep_invisible(&receipt).await;
                     }
-                    if !std::mem::take(&mut skip_look) {
-                        self.look_for_cancels().await;
-                    }
+                    listening = true;
                 }
             }
         };
@@ -455,38 +465,41 @@ impl Agent {
         }
     }
 
-    /// While a command runs: takes what else waits on the queue, so that a cancel of the
-    /// running deployment reaches it before its next event. Cancels are noted at once;
-    /// commands are held, invisible, until their turn.
-    async fn look_for_cancels(&self) {
-        let received = self
+    /// A long poll of the command queue (see [`Receive`]).
+    fn receive(&self) -> Receive {
+        let request = self
             .sqs
             .receive_message()
             .queue_url(&self.command_queue_url)
+            .wait_time_seconds(self.config.poll_wait_seconds as i32)
             .max_number_of_messages(10)
-            .visibility_timeout(VISIBILITY_SECS)
-            .send()
-            .await;
-        let messages = match received {
-            Ok(output) => output.messages.unwrap_or_default(),
-            Err(error) => {
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "looking for cancels failed; the next tick looks again");
-                return;
-            }
-        };
-        self.take_in(messages).await;
+            .visibility_timeout(RECEIVE_VISIBILITY_SECS);
+        Box::pin(async move {
+            request
+                .send()
+                .await
+                .map(|output| output.messages.unwrap_or_default())
+                .map_err(|error| aws_sdk_sqs::error::DisplayErrorContext(error).to_string())
+        })
     }
 
     /// Notes the cancels among `messages` at once (then deletes them), and holds the rest,
-    /// in order, until their turn.
-    async fn take_in(&self, messages: Vec<aws_sdk_sqs::types::Message>) {
+    /// in order, until their turn. `busy`: a command is running, whose ticks keep the held
+    /// ones invisible from its next tick on; until then these are made so at once, as
+    /// their receive visibility is shorter than a tick.
+    async fn take_in(&self, messages: Vec<Message>, busy: bool) {
         for message in messages {
             let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
                 continue;
             };
             match HostMessage::from_json(message.body().unwrap_or_default()) {
                 Ok(HostMessage::Cancel(cancel)) => self.cancel(&receipt, cancel).await,
-                _ => self.held.lock().expect("held commands").push(message),
+                _ => {
+                    if busy {
+                        self.keep_invisible(&receipt).await;
+                    }
+                    self.held.lock().expect("held commands").push(message);
+                }
             }
         }
     }

@@ -1682,6 +1682,50 @@ async fn a_blue_green_rollback_runs_the_installed_revisions_traffic_hooks() {
     );
 }
 
+/// A cancel sent while a command's hook runs reaches the agent as it comes, on the long
+/// poll the agent keeps open while it works (it used to look every ten seconds): the
+/// hook finishes, and the events after it are skipped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_sent_while_a_hook_runs_skips_the_events_after_it() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("hook.pid");
+    let e_tag = hook_bundle(&stack, "held.tgz", &pid_file, "sleep 5").await;
+    let _agent = start_agent(&stack, dir.path());
+    send_command(&stack, &command_for("d-CANCEL001", "held.tgz", &e_tag)).await;
+    let _hook = Leftover(pid_in(&pid_file));
+    let cancel = wire::Cancel {
+        deployment_id: "d-CANCEL001".to_owned(),
+        instance_id: "host-1".to_owned(),
+    };
+    send_body(&stack, cancel.to_json()).await;
+
+    let mut finals = final_reports(&stack, "d-CANCEL001", 7, Duration::from_secs(30)).await;
+    let events = lifecycle::in_place(false);
+    finals.sort_by_key(|r| events.iter().position(|event| *event == r.lifecycle_event));
+    let statuses: Vec<(lifecycle::LifecycleEvent, EventStatus)> = finals
+        .iter()
+        .map(|r| (r.lifecycle_event, r.status))
+        .collect();
+    let expected: Vec<(lifecycle::LifecycleEvent, EventStatus)> = events
+        .into_iter()
+        .map(|event| {
+            let after = matches!(
+                event,
+                lifecycle::LifecycleEvent::ApplicationStart
+                    | lifecycle::LifecycleEvent::ValidateService
+            );
+            let status = if after {
+                EventStatus::Skipped
+            } else {
+                EventStatus::Succeeded
+            };
+            (event, status)
+        })
+        .collect();
+    assert_eq!(statuses, expected);
+}
+
 /// Commands waiting together are taken together and run one at a time, in order and
 /// once each, the waiting ones kept from other receivers while an earlier one runs past
 /// the receive's short visibility; a cancel taken with its deployment's command is noted
