@@ -48,7 +48,9 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
+use gantry_core::planner::Target;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 mod codec;
 mod deployments;
@@ -209,6 +211,39 @@ pub mod keys {
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Plan pages this process wrote or read. A page is written once, with its
+    /// deployment, and never changed, so a warm container dispatching a OneAtATime
+    /// deployment's hosts one after another reads each page once, not once a host.
+    plan_pages: std::sync::Mutex<PlanPages>,
+}
+
+/// Plan pages kept per process, by deployment id and page number: at most
+/// [`PLAN_PAGES_KEPT`], the oldest dropped first.
+#[derive(Default)]
+struct PlanPages(std::collections::VecDeque<(PlanPageKey, Arc<Vec<Target>>)>);
+
+type PlanPageKey = (String, usize);
+
+/// About 100 KB a page of 500 hosts: a few deployments' pages in a megabyte or two.
+const PLAN_PAGES_KEPT: usize = 16;
+
+impl PlanPages {
+    fn get(&self, id: &str, page: usize) -> Option<Arc<Vec<Target>>> {
+        self.0
+            .iter()
+            .find(|((kept, number), _)| kept == id && *number == page)
+            .map(|(_, targets)| targets.clone())
+    }
+
+    fn keep(&mut self, id: &str, page: usize, targets: Arc<Vec<Target>>) {
+        if self.get(id, page).is_some() {
+            return;
+        }
+        if self.0.len() == PLAN_PAGES_KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back(((id.to_owned(), page), targets));
+    }
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -218,6 +253,7 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            plan_pages: Default::default(),
         }
     }
 

@@ -632,3 +632,53 @@ async fn a_decision_is_claimed_once_per_version_until_the_claim_expires() {
     let loaded = store.load_deployment::<Spec>(id).await.unwrap();
     assert!(loaded.outbox.is_empty() && loaded.tallied.is_empty());
 }
+
+/// A plan page is written once and never changed, so a process reads each page once: a
+/// store that wrote or read it answers from what it kept, even with the item gone, and a
+/// fresh store reads the table (and says when the page is missing).
+#[tokio::test]
+async fn a_process_reads_each_plan_page_once() {
+    let moto = Moto::start().unwrap();
+    let writer = store(&moto).await;
+    let id = "d-PAGES0001";
+    let hosts = 3;
+    writer
+        .create_deployment(
+            "app",
+            "group",
+            &spec(),
+            &deployment(id, hosts),
+            &ordered(hosts),
+            &[],
+            false,
+            0,
+        )
+        .await
+        .unwrap();
+    let config = moto.sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let reader = DynamoStore::new(client.clone(), "gantry-test");
+    assert_eq!(
+        reader.plan_slice(id, 1, 2).await.unwrap(),
+        ordered(hosts)[1..]
+    );
+
+    client
+        .delete_item()
+        .table_name("gantry-test")
+        .key("pk", AttributeValue::S(keys::deployment(id)))
+        .key("sk", AttributeValue::S(keys::plan_page(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        writer.plan_slice(id, 0, 1).await.unwrap(),
+        ordered(hosts)[..1]
+    );
+    assert_eq!(reader.plan_slice(id, 0, 3).await.unwrap(), ordered(hosts));
+    let fresh = DynamoStore::new(client, "gantry-test");
+    assert!(matches!(
+        fresh.plan_slice(id, 0, 1).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+}

@@ -205,7 +205,13 @@ impl DynamoStore {
             .send()
             .await
         {
-            Ok(_) => Ok(version),
+            Ok(_) => {
+                let mut kept = self.plan_pages.lock().expect("plan pages");
+                for (page, targets) in ordered.chunks(PLAN_PAGE_SIZE).enumerate() {
+                    kept.keep(id, page, std::sync::Arc::new(targets.to_vec()));
+                }
+                Ok(version)
+            }
             Err(error) => {
                 let cancelled = error
                     .as_service_error()
@@ -342,18 +348,31 @@ impl DynamoStore {
         let (first, end) = (first as usize, (first + count) as usize);
         let mut targets = Vec::with_capacity(end - first);
         for page in first / PLAN_PAGE_SIZE..end.div_ceil(PLAN_PAGE_SIZE) {
-            let item = self
-                .get_item(&keys::deployment(id), &keys::plan_page(page))
-                .await?
-                .ok_or_else(|| StoreError::Corrupt {
-                    what: format!("deployment {id}"),
-                    message: format!("plan page {page} is missing"),
-                })?;
-            let members: Vec<Target> = decode(&item, "targets", &format!("deployment {id}"))?;
+            let kept = self.plan_pages.lock().expect("plan pages").get(id, page);
+            let members = match kept {
+                Some(members) => members,
+                None => {
+                    let item = self
+                        .get_item(&keys::deployment(id), &keys::plan_page(page))
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt {
+                            what: format!("deployment {id}"),
+                            message: format!("plan page {page} is missing"),
+                        })?;
+                    let members: Vec<Target> =
+                        decode(&item, "targets", &format!("deployment {id}"))?;
+                    let members = std::sync::Arc::new(members);
+                    self.plan_pages
+                        .lock()
+                        .expect("plan pages")
+                        .keep(id, page, members.clone());
+                    members
+                }
+            };
             let base = page * PLAN_PAGE_SIZE;
-            for (offset, target) in members.into_iter().enumerate() {
+            for (offset, target) in members.iter().enumerate() {
                 if (first..end).contains(&(base + offset)) {
-                    targets.push(target);
+                    targets.push(target.clone());
                 }
             }
         }
