@@ -5,7 +5,10 @@ Starts moto (tests/moto_server.py), a counting proxy in front of it, a release-b
 gantry-local and N release-built gantry-agent processes, all of them reaching AWS
 through the proxy. Deploys a revision of four short hooks and twenty files to N hosts
 with OneAtATime, HalfAtATime and AllAtOnce, after a warm-up deployment, and counts
-every request from create-deployment to Succeeded, per host:
+every request of the deployment, per host: from create-deployment until it has ended,
+released its group's lock and left the tick's schedule (for that last part, after the
+end, only the requests that name the deployment; earlier deployments leave the schedule
+before the count starts):
 
 - by caller:
   - agent: signed with a host's own access key, or a presigned S3 link (the bundle);
@@ -84,6 +87,14 @@ def deploy(endpoint, dynamodb, group, config):
 
     wait_for(ended, 900, f"deployment {deployment_id}", interval=0.2)
     return deployment_id
+
+
+def on_schedule(dynamodb):
+    """Whether any deployment is on the tick's schedule (the table's `active` index)."""
+    found = dynamodb.query(TableName="gantry", IndexName="active", Limit=1,
+                           KeyConditionExpression="activeKey = :active",
+                           ExpressionAttributeValues={":active": {"S": "ACTIVE"}})
+    return bool(found.get("Items"))
 
 
 def agent_span(endpoint, dynamodb, host, runs):
@@ -170,6 +181,8 @@ class Counter:
         with self.lock:
             self.requests = collections.Counter()
             self.units = collections.Counter()
+            # When set, only requests whose body names it count (a deployment's id).
+            self.only = None
 
     def caller(self, name, body, headers):
         authorization = (headers or {}).get("Authorization", "") or ""
@@ -188,6 +201,8 @@ class Counter:
     def add(self, name, body=b"", status=None, response_body=b"", headers=None):
         caller = self.caller(name, body, headers)
         with self.lock:
+            if self.only is not None and self.only.encode() not in (body or b""):
+                return
             self.requests[(caller, name)] += 1
             self.units[(caller, "DynamoDB write units")] += write_units(name, body)
             self.units[(caller, "DynamoDB read units")] += read_units(name, response_body)
@@ -307,9 +322,21 @@ def main():
                 for config in configs:
                     group = f"size-{size}-{config}"
                     deploy(endpoint, dynamodb, group, f"CodeDeployDefault.{config}")  # warm-up
+                    # Earlier deployments leave the schedule on a tick about 30 s after
+                    # their last write; their last look must not land in this window.
+                    wait_for(lambda: not on_schedule(dynamodb), 300, "earlier deployments to leave the schedule", interval=0.5)
                     counter.take()
                     deployment_id = deploy(endpoint, dynamodb, group, f"CodeDeployDefault.{config}")
                     requests, units = counter.take()
+                    # And this one's last look is its own: counted, the requests that
+                    # name it, but not what runs meanwhile for nobody (the tick's look
+                    # at the schedule, the idle long polls).
+                    counter.only = deployment_id
+                    wait_for(lambda: not on_schedule(dynamodb), 300, f"{deployment_id} to leave the schedule", interval=0.5)
+                    tail_requests, tail_units = counter.take()
+                    counter.only = None
+                    requests.update(tail_requests)
+                    units.update(tail_units)
                     info = api(endpoint, "GetDeployment", {"deploymentId": deployment_id})["deploymentInfo"]
                     if info["status"] != "Succeeded":
                         raise SystemExit(f"{deployment_id} ended {info['status']}: {info.get('errorInformation')}")
