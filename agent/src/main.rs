@@ -28,10 +28,9 @@ const VISIBILITY_SECS: i32 = 30;
 /// the queue and answers a closed connection: the command waits this long for the next
 /// receive (the fleet benchmark's restarted agents waited 120 s, then 30 s, before).
 const RECEIVE_VISIBILITY_SECS: i32 = 5;
-/// When a running command first renews its visibility (and those of the commands held
-/// behind it). A held command starts within this of its receive, or the one before it
-/// renewed it, so every command is renewed within twice this of its receive: well inside
-/// [`RECEIVE_VISIBILITY_SECS`]. A command done sooner never asks.
+/// When a running command with none held behind it first renews its visibility (one
+/// with commands held behind it renews theirs and its own at once): well inside
+/// [`RECEIVE_VISIBILITY_SECS`]. A command done sooner, its reports sent, never asks.
 const FIRST_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// How long a stopped script's process group has between SIGTERM and SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
@@ -247,6 +246,10 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
             }
         }
     }
+    // What a run left waiting out the linger (one that ended in an error) leaves now.
+    if let Err(error) = agent.reports.all_sent().await {
+        tracing::warn!(%error, "reports not sent before stopping; a redelivered command re-sends its final reports");
+    }
     tracing::info!("agent stopped");
     Ok(())
 }
@@ -363,12 +366,26 @@ impl Agent {
         stop: &mut StopSignals,
         receiving: &mut Option<Receive>,
     ) -> Handled {
-        let work = self
-            .blocking(move |host, source, reports| runner::run(host, &command, source, reports));
+        // The run, then its reports sent: the ticks keep the command invisible through
+        // both, however slow SQS is to take the reports.
+        let work = async {
+            let outcome = self
+                .blocking(move |host, source, reports| runner::run(host, &command, source, reports))
+                .await;
+            let sent = self.reports.all_sent().await.map_err(anyhow::Error::msg);
+            outcome.and_then(|outcome| sent.map(|()| outcome))
+        };
         tokio::pin!(work);
-        // The first tick turns the short receive visibility into ours.
+        // The first tick turns the short receive visibility into ours, and that of the
+        // commands held behind this one: at once if there are any, since quick commands
+        // one after another would never tick.
+        let first_tick = if self.held.lock().expect("held commands").is_empty() {
+            FIRST_KEEP_ALIVE
+        } else {
+            Duration::ZERO
+        };
         let mut keep_alive = tokio::time::interval_at(
-            tokio::time::Instant::now() + FIRST_KEEP_ALIVE,
+            tokio::time::Instant::now() + first_tick,
             Duration::from_secs(VISIBILITY_SECS as u64 / 3),
         );
         // Asked to stop: the deployment has the grace to finish, then its script is
@@ -378,8 +395,13 @@ impl Agent {
         let mut stopping: Option<tokio::time::Instant> = None;
         let mut aborted_at: Option<tokio::time::Instant> = None;
         let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        // A poll left open by the command before, or the idle loop, is read on; a new
+        // one opens at the first tick.
         let mut listening = receiving.is_some();
         let result = loop {
+            if listening && receiving.is_none() {
+                *receiving = Some(self.receive());
+            }
             tokio::select! {
                 // Biased: the work is polled (and its thread started) before the first
                 // tick's request is awaited.
@@ -400,7 +422,8 @@ impl Agent {
                     tracing::error!("the runner did not return after its script was stopped; exiting, and the next start reports the event");
                     std::process::exit(1);
                 }
-                received = receiving.get_or_insert_with(|| self.receive()), if listening => {
+                // Lazy: the block, not the poll, is made when the branch is off.
+                received = async { receiving.as_mut().expect("a poll is open while listening").await }, if listening => {
                     *receiving = None;
                     match received {
                         Ok(messages) => self.take_in(messages, true).await,
@@ -423,15 +446,6 @@ impl Agent {
                     listening = true;
                 }
             }
-        };
-        let result = match result {
-            Ok(outcome) => self
-                .reports
-                .all_sent()
-                .await
-                .map(|()| outcome)
-                .map_err(anyhow::Error::msg),
-            Err(error) => Err(error),
         };
         match result {
             Ok(outcome) => {

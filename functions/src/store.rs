@@ -218,7 +218,7 @@ pub struct DynamoStore {
 }
 
 /// Plan pages kept per process, by deployment id and page number: at most
-/// [`PLAN_PAGES_KEPT`], the oldest dropped first.
+/// [`PLAN_PAGES_KEPT`], the least recently used dropped first.
 #[derive(Default)]
 struct PlanPages(std::collections::VecDeque<(PlanPageKey, Arc<Vec<Target>>)>);
 
@@ -226,13 +226,21 @@ type PlanPageKey = (String, usize);
 
 /// About 100 KB a page of 500 hosts: a few deployments' pages in a megabyte or two.
 const PLAN_PAGES_KEPT: usize = 16;
+/// Of a plan just written, the pages kept: the first dispatches', not a large plan's
+/// last ones in the place of its first.
+const PLAN_PAGES_KEPT_ON_WRITE: usize = 4;
 
 impl PlanPages {
-    fn get(&self, id: &str, page: usize) -> Option<Arc<Vec<Target>>> {
-        self.0
+    /// The page, if kept; it becomes the last to be dropped.
+    fn get(&mut self, id: &str, page: usize) -> Option<Arc<Vec<Target>>> {
+        let at = self
+            .0
             .iter()
-            .find(|((kept, number), _)| kept == id && *number == page)
-            .map(|(_, targets)| targets.clone())
+            .position(|((kept, number), _)| kept == id && *number == page)?;
+        let entry = self.0.remove(at).expect("found above");
+        let targets = entry.1.clone();
+        self.0.push_back(entry);
+        Some(targets)
     }
 
     fn keep(&mut self, id: &str, page: usize, targets: Arc<Vec<Target>>) {

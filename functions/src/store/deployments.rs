@@ -6,7 +6,7 @@ use super::codec::{
     text,
 };
 use super::outbox::{OutboxEntry, dispatches, wakeup};
-use super::{DynamoStore, Item, PLAN_PAGE_SIZE, StoreError, keys};
+use super::{DynamoStore, Item, PLAN_PAGE_SIZE, PLAN_PAGES_KEPT_ON_WRITE, StoreError, keys};
 use crate::model::RollbackInfo;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -207,7 +207,11 @@ impl DynamoStore {
         {
             Ok(_) => {
                 let mut kept = self.plan_pages.lock().expect("plan pages");
-                for (page, targets) in ordered.chunks(PLAN_PAGE_SIZE).enumerate() {
+                let first_pages = ordered
+                    .chunks(PLAN_PAGE_SIZE)
+                    .enumerate()
+                    .take(PLAN_PAGES_KEPT_ON_WRITE);
+                for (page, targets) in first_pages {
                     kept.keep(id, page, std::sync::Arc::new(targets.to_vec()));
                 }
                 Ok(version)
